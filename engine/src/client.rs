@@ -1,0 +1,1 @@
+//! Client-side MQTT state machine (sans-IO). (STUB: being written.)

@@ -1,0 +1,31 @@
+//! MQTT 3.1 / 3.1.1 / 5.0 codec: streaming zero-copy decode from `BytesMut`,
+//! exact-length encode into a caller-provided `BytesMut`.
+//!
+//! ```text
+//! fixed header:  | type (4) | flags (4) | remaining length (1-4 bytes, varint) |
+//! then:          | variable header | payload |   (remaining length bytes)
+//! ```
+//!
+//! Decoding is two steps, as in mini-redis: [`check_frame`] looks at the
+//! fixed header only (so an oversize packet is refused before its body is
+//! buffered) and says how many bytes are missing; [`decode`] then splits the
+//! frame off the buffer (`split_to().freeze()`, no copy) and parses it with
+//! [`decode_packet`], whose strings and payloads are slices of that frame.
+
+mod decode;
+mod encode;
+mod error;
+mod packet;
+mod properties;
+mod reason;
+mod varint;
+
+pub use decode::{check_frame, decode, decode_packet, Decoded, FrameCheck};
+pub use encode::{encode, encode_publish, encoded_len, publish_encoded_len};
+pub use error::{DecodeError, EncodeError};
+pub use packet::*;
+pub use reason::ReasonCode;
+pub use varint::{varint_len, VARINT_MAX};
+
+/// Largest remaining length the protocol can express (section 2.1.4): 268_435_455 bytes.
+pub const REMAINING_LENGTH_MAX_BYTES: u32 = 268_435_455;

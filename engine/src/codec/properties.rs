@@ -1,0 +1,1 @@
+//! v5 properties: identifiers, wire types, which packet allows which. (STUB)

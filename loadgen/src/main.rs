@@ -1,0 +1,1 @@
+fn main() { eprintln!("loadgen: being written"); std::process::exit(1); }

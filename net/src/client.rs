@@ -1,0 +1,1 @@
+//! Client connection glue (loadgen, tests). (being written)

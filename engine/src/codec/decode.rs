@@ -1,7 +1,27 @@
-//! Frame check and packet decode. (STUB: being written.)
+//! Frame check and packet decode (MQTT 3.1 / 3.1.1 / 5.0 chapters 2 and 3),
+//! for every packet type in both directions, with the spec's validation.
+//!
+//! ```text
+//!  byte 1          byte 2..5                   Remaining Length bytes
+//! +----+-------+ +------------------------+ +-----------------+---------+
+//! |type| flags | | Remaining Length (1-4) | | variable header | payload |
+//! +----+-------+ +------------------------+ +-----------------+---------+
+//! ```
+//!
+//! Zero copy: a decoded packet's strings, binary fields and payload are
+//! `Bytes::slice`s of the frame. A PUBLISH without User Properties or
+//! Subscription Identifiers decodes without touching the heap.
+
 use bytes::{Bytes, BytesMut};
 
-use super::{DecodeError, Packet, Protocol};
+use super::properties::{read_properties, Properties};
+use super::reader::{validate_topic_name, Reader};
+use super::varint::{parse_varint, VARINT_LEN_MAX_BYTES};
+use super::{
+    Auth, ConnAck, Connect, DecodeError, Disconnect, Packet, Protocol, PubAck, Publish, QoS,
+    ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeFilter, SubscriptionOptions, UnsubAck,
+    Unsubscribe, Will,
+};
 
 /// Result of looking at a buffer's fixed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,25 +35,563 @@ pub enum FrameCheck {
 /// Outcome of [`decode`].
 #[derive(Debug)]
 pub enum Decoded {
+    /// One packet; its frame was split off the front of the buffer.
     Packet(Packet),
+    /// The buffer holds less than one frame; nothing was consumed. Read at
+    /// least `needed_bytes` more (exact once the Remaining Length is known).
     Incomplete { needed_bytes: usize },
 }
 
+/// A parsed fixed header (section 2.1).
+#[derive(Clone, Copy, Debug)]
+struct FixedHeader {
+    first_byte: u8,
+    /// 1 + the Remaining Length's bytes.
+    header_len: usize,
+    frame_len: usize,
+}
+
+/// Parse the fixed header of `buf`: `Ok(Err(needed_bytes))` when incomplete.
+#[inline]
+fn fixed_header(
+    buf: &[u8],
+    packet_size_max_bytes: u32,
+) -> Result<Result<FixedHeader, usize>, DecodeError> {
+    let Some((&first_byte, len_bytes)) = buf.split_first() else {
+        // The smallest frame is two bytes (PINGREQ and friends).
+        return Ok(Err(2));
+    };
+    let too_large = |size_bytes: usize| DecodeError::PacketTooLarge {
+        size_bytes,
+        max_bytes: packet_size_max_bytes,
+    };
+    match parse_varint(len_bytes)? {
+        Some((remaining, len)) => {
+            let frame_len = 1 + len + remaining as usize;
+            // Refused from the header alone, before the body is buffered
+            // (MQTT 5.0 section 3.1.2.11.4 / 3.2.2.3.6: the receiver treats a
+            // packet over its Maximum Packet Size as "Packet too large").
+            if frame_len as u64 > u64::from(packet_size_max_bytes) {
+                return Err(too_large(frame_len));
+            }
+            if buf.len() < frame_len {
+                return Ok(Err(frame_len - buf.len()));
+            }
+            Ok(Ok(FixedHeader {
+                first_byte,
+                header_len: 1 + len,
+                frame_len,
+            }))
+        }
+        None => {
+            // k length bytes seen, all with the continuation bit: a minimal
+            // encoding has a non-zero last byte, so the Remaining Length is
+            // at least 128^k and the frame at least 1 + (k + 1) + 128^k.
+            // Refuse now when even that cannot fit.
+            let k = len_bytes.len().min(VARINT_LEN_MAX_BYTES - 1);
+            let frame_min = 1 + (k + 1) + (1usize << (7 * k));
+            if k > 0 && frame_min as u64 > u64::from(packet_size_max_bytes) {
+                return Err(too_large(frame_min));
+            }
+            Ok(Err(1))
+        }
+    }
+}
+
 /// Look at the fixed header at the start of `buf`.
-pub fn check_frame(_buf: &[u8], _packet_size_max_bytes: u32) -> Result<FrameCheck, DecodeError> {
-    todo!()
+///
+/// `Incomplete { needed_bytes }` is at least 1, and exact once the
+/// Remaining Length is known. A Remaining Length that needs a fifth byte or
+/// is not minimally encoded is `MalformedVarInt`; a frame (header included)
+/// larger than `packet_size_max_bytes` is `PacketTooLarge`, decided from
+/// the header before the body is buffered.
+pub fn check_frame(buf: &[u8], packet_size_max_bytes: u32) -> Result<FrameCheck, DecodeError> {
+    Ok(match fixed_header(buf, packet_size_max_bytes)? {
+        Ok(h) => FrameCheck::Complete {
+            frame_len: h.frame_len,
+        },
+        Err(needed_bytes) => FrameCheck::Incomplete { needed_bytes },
+    })
 }
 
 /// Split one complete frame off `buf` and decode it.
+///
+/// `protocol` is the connection's negotiated version (ignored by CONNECT,
+/// which names its own). On `Incomplete` nothing is consumed; on an error
+/// the buffer is left in an unspecified state (the connection is closed).
+#[inline]
 pub fn decode(
-    _buf: &mut BytesMut,
-    _protocol: Protocol,
-    _packet_size_max_bytes: u32,
+    buf: &mut BytesMut,
+    protocol: Protocol,
+    packet_size_max_bytes: u32,
 ) -> Result<Decoded, DecodeError> {
-    todo!()
+    match fixed_header(buf, packet_size_max_bytes)? {
+        Err(needed_bytes) => Ok(Decoded::Incomplete { needed_bytes }),
+        Ok(h) => {
+            let frame = buf.split_to(h.frame_len).freeze();
+            decode_body(&frame, h, protocol).map(Decoded::Packet)
+        }
+    }
 }
 
-/// Decode one whole frame (fixed header included).
-pub fn decode_packet(_frame: Bytes, _protocol: Protocol) -> Result<Packet, DecodeError> {
-    todo!()
+/// Decode one whole frame (fixed header included). A frame longer than its
+/// Remaining Length says is `TrailingBytes`, a shorter one `Truncated`.
+pub fn decode_packet(frame: Bytes, protocol: Protocol) -> Result<Packet, DecodeError> {
+    match fixed_header(&frame, u32::MAX)? {
+        Err(_) => Err(DecodeError::Truncated),
+        Ok(h) if h.frame_len != frame.len() => Err(DecodeError::TrailingBytes),
+        Ok(h) => decode_body(&frame, h, protocol),
+    }
+}
+
+/// Packet type 15 (AUTH) exists only in v5; 0 is reserved (section 2.1.2).
+#[inline]
+fn decode_body(frame: &Bytes, h: FixedHeader, protocol: Protocol) -> Result<Packet, DecodeError> {
+    let packet_type = h.first_byte >> 4;
+    let flags = h.first_byte & 0x0F;
+    let v5 = protocol.is_v5();
+    if packet_type == 0 || (packet_type == 15 && !v5) {
+        return Err(DecodeError::InvalidPacketType(packet_type));
+    }
+    // Fixed header flags (section 2.1.3, [MQTT-2.1.3-1]): PUBREL, SUBSCRIBE
+    // and UNSUBSCRIBE carry 0b0010 ([MQTT-3.6.1-1], [MQTT-3.8.1-1],
+    // [MQTT-3.10.1-1]); PUBLISH carries DUP/QoS/RETAIN; the rest 0.
+    let expected = match packet_type {
+        3 => flags,
+        6 | 8 | 10 => 0b0010,
+        _ => 0,
+    };
+    if flags != expected {
+        return Err(DecodeError::ReservedFlags { packet_type, flags });
+    }
+    let mut r = Reader::new(frame, h.header_len);
+    let packet = match packet_type {
+        1 => Packet::Connect(Box::new(decode_connect(&mut r)?)),
+        2 => Packet::ConnAck(decode_connack(&mut r, v5)?),
+        3 => Packet::Publish(decode_publish(&mut r, flags, v5)?),
+        4 => Packet::PubAck(decode_puback(&mut r, packet_type, v5)?),
+        5 => Packet::PubRec(decode_puback(&mut r, packet_type, v5)?),
+        6 => Packet::PubRel(decode_puback(&mut r, packet_type, v5)?),
+        7 => Packet::PubComp(decode_puback(&mut r, packet_type, v5)?),
+        8 => Packet::Subscribe(decode_subscribe(&mut r, v5)?),
+        9 => Packet::SubAck(decode_suback(&mut r, v5)?),
+        10 => Packet::Unsubscribe(decode_unsubscribe(&mut r, v5)?),
+        11 => Packet::UnsubAck(decode_unsuback(&mut r, v5)?),
+        12 => Packet::PingReq,
+        13 => Packet::PingResp,
+        14 => {
+            let (reason, properties) = if v5 {
+                reason_and_props(&mut r, packet_type)?
+            } else {
+                Default::default()
+            };
+            Packet::Disconnect(Disconnect { reason, properties })
+        }
+        _ => {
+            let (reason, properties) = reason_and_props(&mut r, packet_type)?;
+            Packet::Auth(Auth { reason, properties })
+        }
+    };
+    // Every field was read: anything left over is malformed.
+    r.finish()?;
+    Ok(packet)
+}
+
+// ---- reason codes (v5) ----
+
+/// Reason codes each v5 packet may carry (sections 3.2.2.2, 3.4.2.1,
+/// 3.5.2.1, 3.6.2.1, 3.7.2.1, 3.9.3, 3.11.3, 3.14.2.1, 3.15.2.1).
+fn reasons_allowed(packet_type: u8) -> &'static [u8] {
+    match packet_type {
+        2 => &[
+            0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90,
+            0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
+        ],
+        4 | 5 => &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99],
+        6 | 7 => &[0x00, 0x92],
+        9 => &[
+            0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
+        ],
+        11 => &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91],
+        14 => &[
+            0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93,
+            0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1,
+            0xA2,
+        ],
+        15 => &[0x00, 0x18, 0x19],
+        _ => &[],
+    }
+}
+
+#[inline]
+fn reason(packet_type: u8, code: u8) -> Result<ReasonCode, DecodeError> {
+    if reasons_allowed(packet_type).contains(&code) {
+        Ok(ReasonCode(code))
+    } else {
+        Err(DecodeError::InvalidReasonCode {
+            packet_type,
+            reason: code,
+        })
+    }
+}
+
+/// The optional "Reason Code, then Properties" tail of the v5 PUBACK
+/// family, DISCONNECT and AUTH: absent means 0x00 with no properties; a
+/// reason alone means no properties (sections 3.4.2.1, 3.4.2.2.1,
+/// 3.14.2.1, 3.14.2.2.1, 3.15.2.1, 3.15.2.2.1).
+#[inline]
+fn reason_and_props<P: Properties>(
+    r: &mut Reader<'_>,
+    packet_type: u8,
+) -> Result<(ReasonCode, P), DecodeError> {
+    if r.is_empty() {
+        return Ok((ReasonCode::SUCCESS, P::default()));
+    }
+    let code = reason(packet_type, r.u8()?)?;
+    if r.is_empty() {
+        return Ok((code, P::default()));
+    }
+    Ok((code, read_properties(r, packet_type)?))
+}
+
+/// A required, non-zero Packet Identifier ([MQTT-2.2.1-3]).
+#[inline]
+fn packet_id(r: &mut Reader<'_>) -> Result<u16, DecodeError> {
+    match r.u16()? {
+        0 => Err(DecodeError::PacketIdZero),
+        id => Ok(id),
+    }
+}
+
+// ---- one decoder per packet ----
+
+/// CONNECT (section 3.1). The protocol comes from the packet itself.
+fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
+    // Protocol Name then Level (sections 3.1.2.1, 3.1.2.2, [MQTT-3.1.2-1],
+    // [MQTT-3.1.2-2]); v3.1 used "MQIsdp" with level 3.
+    let name = r.binary()?;
+    let name_is_mqtt = match name.as_ref() {
+        b"MQTT" => true,
+        b"MQIsdp" => false,
+        _ => return Err(DecodeError::InvalidProtocolName),
+    };
+    let protocol = match (name_is_mqtt, r.u8()?) {
+        (false, 3) => Protocol::V3_1,
+        (true, 4) => Protocol::V3_1_1,
+        (true, 5) => Protocol::V5,
+        (_, level) => return Err(DecodeError::UnsupportedProtocolVersion(level)),
+    };
+    let v5 = protocol.is_v5();
+
+    // Connect Flags (section 3.1.2.3).
+    let flags = r.u8()?;
+    if flags & 0x01 != 0 {
+        // [MQTT-3.1.2-3]: the reserved flag MUST be 0.
+        return Err(DecodeError::InvalidConnectFlags);
+    }
+    let clean_start = flags & 0x02 != 0;
+    let will_flag = flags & 0x04 != 0;
+    let will_qos_bits = (flags >> 3) & 0b11;
+    let will_retain = flags & 0x20 != 0;
+    let password_flag = flags & 0x40 != 0;
+    let username_flag = flags & 0x80 != 0;
+    let will_qos = if will_flag {
+        // [MQTT-3.1.2-14]: Will QoS 3 is malformed.
+        QoS::from_u8(will_qos_bits).ok_or(DecodeError::InvalidQoS)?
+    } else if will_qos_bits != 0 || will_retain {
+        // [MQTT-3.1.2-11], [MQTT-3.1.2-13], [MQTT-3.1.2-15]: without a
+        // will, Will QoS and Will Retain MUST be 0.
+        return Err(DecodeError::InvalidConnectFlags);
+    } else {
+        QoS::AtMostOnce
+    };
+    if protocol == Protocol::V3_1_1 && password_flag && !username_flag {
+        // [MQTT-3.1.2-22] (v3.1.1 only; v5 allows a password alone).
+        return Err(DecodeError::InvalidConnectFlags);
+    }
+    let keep_alive_s = r.u16()?;
+    let properties = if v5 {
+        read_properties(r, 1)?
+    } else {
+        Default::default()
+    };
+
+    // Payload (section 3.1.3): Client Identifier, [Will Properties, Will
+    // Topic, Will Payload], [User Name], [Password].
+    let client_id = r.utf8()?;
+    let will = if will_flag {
+        let properties = if v5 {
+            read_properties(r, 1)?
+        } else {
+            Default::default()
+        };
+        let topic = r.binary()?;
+        validate_topic_name(&topic)?;
+        if topic.is_empty() {
+            // [MQTT-4.7.3-1]: a Topic Name is at least one character.
+            return Err(DecodeError::EmptyTopicName);
+        }
+        let payload = r.binary()?;
+        Some(Will {
+            topic,
+            payload,
+            qos: will_qos,
+            retain: will_retain,
+            properties,
+        })
+    } else {
+        None
+    };
+    let username = if username_flag { Some(r.utf8()?) } else { None };
+    let password = if password_flag { Some(r.binary()?) } else { None };
+    Ok(Connect {
+        protocol,
+        clean_start,
+        keep_alive_s,
+        client_id,
+        will,
+        username,
+        password,
+        properties,
+    })
+}
+
+/// CONNACK (section 3.2).
+fn decode_connack(r: &mut Reader<'_>, v5: bool) -> Result<ConnAck, DecodeError> {
+    // Connect Acknowledge Flags: bits 7-1 reserved ([MQTT-3.2.2-1] in
+    // v3.1.1, section 3.2.2.1 in v5). Reported as ReservedFlags for type 2.
+    let ack_flags = r.u8()?;
+    if ack_flags & 0xFE != 0 {
+        return Err(DecodeError::ReservedFlags {
+            packet_type: 2,
+            flags: ack_flags,
+        });
+    }
+    let code = r.u8()?;
+    let (reason, properties) = if v5 {
+        (reason(2, code)?, read_properties(r, 2)?)
+    } else {
+        // v3.1.1 return codes 0-5 (section 3.2.2.3); 6-255 are reserved.
+        if code > 5 {
+            return Err(DecodeError::InvalidReasonCode {
+                packet_type: 2,
+                reason: code,
+            });
+        }
+        (ReasonCode::from_v3_connack_code(code), Default::default())
+    };
+    Ok(ConnAck {
+        session_present: ack_flags & 0x01 != 0,
+        reason,
+        properties,
+    })
+}
+
+/// PUBLISH (section 3.3): the hot path.
+#[inline]
+fn decode_publish(r: &mut Reader<'_>, flags: u8, v5: bool) -> Result<Publish, DecodeError> {
+    let dup = flags & 0b1000 != 0;
+    // [MQTT-3.3.1-4]: QoS 3 is malformed.
+    let qos = QoS::from_u8((flags >> 1) & 0b11).ok_or(DecodeError::InvalidQoS)?;
+    let retain = flags & 0b0001 != 0;
+    if dup && qos == QoS::AtMostOnce {
+        // [MQTT-3.3.1-2]: DUP MUST be 0 for QoS 0 messages.
+        return Err(DecodeError::ReservedFlags {
+            packet_type: 3,
+            flags,
+        });
+    }
+    let topic = r.binary()?;
+    // [MQTT-3.3.2-1], [MQTT-3.3.2-2]: UTF-8, no wildcards.
+    validate_topic_name(&topic)?;
+    let packet_id = if qos == QoS::AtMostOnce {
+        0
+    } else {
+        packet_id(r)?
+    };
+    let properties = if v5 {
+        read_properties::<super::PublishProperties>(r, 3)?
+    } else {
+        Default::default()
+    };
+    // v3: [MQTT-4.7.3-1] a topic is at least one character. v5 (section
+    // 3.3.2.3.4): a zero-length Topic Name needs a Topic Alias.
+    if topic.is_empty() && properties.topic_alias.is_none() {
+        return Err(DecodeError::EmptyTopicName);
+    }
+    let payload = r.take_rest();
+    Ok(Publish {
+        dup,
+        qos,
+        retain,
+        topic,
+        packet_id,
+        payload,
+        properties,
+    })
+}
+
+/// PUBACK, PUBREC, PUBREL, PUBCOMP (sections 3.4-3.7). v3: the Packet
+/// Identifier alone. v5: Remaining Length 2 means reason 0x00 and no
+/// properties, 3 means a reason and no properties.
+fn decode_puback(r: &mut Reader<'_>, packet_type: u8, v5: bool) -> Result<PubAck, DecodeError> {
+    let packet_id = packet_id(r)?;
+    let (reason, properties) = if v5 {
+        reason_and_props(r, packet_type)?
+    } else {
+        Default::default()
+    };
+    Ok(PubAck {
+        packet_id,
+        reason,
+        properties,
+    })
+}
+
+/// Subscription Options byte (section 3.8.3.1).
+fn subscription_options(byte: u8, v5: bool) -> Result<SubscriptionOptions, DecodeError> {
+    let qos = QoS::from_u8(byte & 0b11).ok_or(DecodeError::InvalidQoS)?;
+    if !v5 {
+        // v3.1.1 [MQTT-3.8.3-4]: bits 7-2 are reserved and MUST be 0.
+        if byte & 0xFC != 0 {
+            return Err(DecodeError::ReservedSubscriptionOptions);
+        }
+        return Ok(SubscriptionOptions {
+            qos,
+            ..SubscriptionOptions::default()
+        });
+    }
+    // [MQTT-3.8.3-5]: bits 7-6 reserved; Retain Handling 3 is a Protocol
+    // Error (section 3.8.3.1).
+    let retain_handling = match (byte >> 4) & 0b11 {
+        0 => RetainHandling::SendAtSubscribe,
+        1 => RetainHandling::SendIfNew,
+        2 => RetainHandling::DoNotSend,
+        _ => return Err(DecodeError::ReservedSubscriptionOptions),
+    };
+    if byte & 0xC0 != 0 {
+        return Err(DecodeError::ReservedSubscriptionOptions);
+    }
+    Ok(SubscriptionOptions {
+        qos,
+        no_local: byte & 0b0100 != 0,
+        retain_as_published: byte & 0b1000 != 0,
+        retain_handling,
+    })
+}
+
+/// SUBSCRIBE (section 3.8). Filter syntax is not checked here: a bad filter
+/// is answered per filter in SUBACK (0x8F), not by closing the connection.
+fn decode_subscribe(r: &mut Reader<'_>, v5: bool) -> Result<Subscribe, DecodeError> {
+    let packet_id = packet_id(r)?;
+    let properties = if v5 {
+        read_properties(r, 8)?
+    } else {
+        Default::default()
+    };
+    // Grows with what is on the wire: each filter takes at least 3 bytes.
+    let mut filters = Vec::new();
+    while !r.is_empty() {
+        let filter = r.utf8()?;
+        let options = subscription_options(r.u8()?, v5)?;
+        filters.push(SubscribeFilter { filter, options });
+    }
+    if filters.is_empty() {
+        // [MQTT-3.8.3-3]
+        return Err(DecodeError::NoTopicFilters);
+    }
+    Ok(Subscribe {
+        packet_id,
+        filters,
+        properties,
+    })
+}
+
+/// The reason code list of SUBACK / UNSUBACK: one byte each up to the end;
+/// at least one (one per filter of a SUBSCRIBE / UNSUBSCRIBE, which has at
+/// least one). v3 SUBACK codes are 0, 1, 2 or 0x80 (section 3.9.3).
+fn reason_list(
+    r: &mut Reader<'_>,
+    packet_type: u8,
+    v5: bool,
+) -> Result<Vec<ReasonCode>, DecodeError> {
+    if r.is_empty() {
+        return Err(DecodeError::Truncated);
+    }
+    // Sized by bytes actually present in the frame.
+    let mut reasons = Vec::with_capacity(r.remaining());
+    while !r.is_empty() {
+        let code = r.u8()?;
+        let ok_v3 = matches!(code, 0 | 1 | 2 | 0x80);
+        reasons.push(if v5 {
+            reason(packet_type, code)?
+        } else if ok_v3 {
+            ReasonCode(code)
+        } else {
+            return Err(DecodeError::InvalidReasonCode {
+                packet_type,
+                reason: code,
+            });
+        });
+    }
+    Ok(reasons)
+}
+
+/// SUBACK (section 3.9).
+fn decode_suback(r: &mut Reader<'_>, v5: bool) -> Result<SubAck, DecodeError> {
+    let packet_id = packet_id(r)?;
+    let properties = if v5 {
+        read_properties(r, 9)?
+    } else {
+        Default::default()
+    };
+    let reasons = reason_list(r, 9, v5)?;
+    Ok(SubAck {
+        packet_id,
+        reasons,
+        properties,
+    })
+}
+
+/// UNSUBSCRIBE (section 3.10).
+fn decode_unsubscribe(r: &mut Reader<'_>, v5: bool) -> Result<Unsubscribe, DecodeError> {
+    let packet_id = packet_id(r)?;
+    let properties = if v5 {
+        read_properties(r, 10)?
+    } else {
+        Default::default()
+    };
+    let mut filters = Vec::new();
+    while !r.is_empty() {
+        filters.push(r.utf8()?);
+    }
+    if filters.is_empty() {
+        // [MQTT-3.10.3-2]
+        return Err(DecodeError::NoTopicFilters);
+    }
+    Ok(Unsubscribe {
+        packet_id,
+        filters,
+        properties,
+    })
+}
+
+/// UNSUBACK (section 3.11): v3 is the Packet Identifier alone; v5 adds
+/// properties and one reason code per filter.
+fn decode_unsuback(r: &mut Reader<'_>, v5: bool) -> Result<UnsubAck, DecodeError> {
+    let packet_id = packet_id(r)?;
+    if !v5 {
+        return Ok(UnsubAck {
+            packet_id,
+            reasons: Vec::new(),
+            properties: Default::default(),
+        });
+    }
+    let properties = read_properties(r, 11)?;
+    let reasons = reason_list(r, 11, v5)?;
+    Ok(UnsubAck {
+        packet_id,
+        reasons,
+        properties,
+    })
 }

@@ -1,24 +1,599 @@
-//! Packet encode. (STUB: being written.)
-use bytes::BytesMut;
+//! Packet encode (MQTT 3.1.1 / 5.0 chapter 3): exact lengths first
+//! ([`encoded_len`], a [`Plan`] per packet), then one `reserve` and one pass
+//! of writes. A length is never written as a placeholder and patched later:
+//! the Remaining Length is a 1-4 byte varint (section 2.1.4), so it is
+//! computed before the first byte goes out.
+//!
+//! Nothing is written when encoding fails (a field over 65_535 bytes, a
+//! frame over the protocol maximum, AUTH in v3): every check happens in the
+//! sizing pass.
 
-use super::{EncodeError, Packet, Protocol, Publish};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::properties::{block_len, props_size, write_block};
+use super::varint::{varint_len, write_varint};
+use super::{
+    Auth, ConnAck, Connect, Disconnect, EncodeError, Packet, Protocol, PubAck, Publish,
+    ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, VARINT_MAX,
+};
+
+/// Longest UTF-8 string or binary field: a Two Byte Integer length (section 1.5.4, 1.5.6).
+pub(crate) const FIELD_MAX_BYTES: usize = 65_535;
+
+/// Accumulates an encoded length; remembers whether any field cannot be
+/// encoded (longer than [`FIELD_MAX_BYTES`], or a varint value above
+/// [`VARINT_MAX`] such as a bad Subscription Identifier).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sizer {
+    pub(crate) len: usize,
+    pub(crate) too_long: bool,
+}
+
+impl Sizer {
+    #[inline]
+    pub(crate) fn fixed(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    /// A length-prefixed field (UTF-8 string or binary data).
+    #[inline]
+    pub(crate) fn field(&mut self, b: &[u8]) {
+        self.len += 2 + b.len();
+        self.too_long |= b.len() > FIELD_MAX_BYTES;
+    }
+
+    #[inline]
+    pub(crate) fn varint(&mut self, v: u32) {
+        self.len += varint_len(v);
+        self.too_long |= v > VARINT_MAX;
+    }
+
+    /// A Property Length plus the properties it covers.
+    #[inline]
+    fn block(&mut self, props: Sizer) {
+        self.len += block_len(props.len);
+        self.too_long |= props.too_long;
+    }
+}
+
+/// Write a length-prefixed field; the sizing pass checked the length.
+#[inline]
+pub(crate) fn put_field(out: &mut BytesMut, b: &[u8]) {
+    debug_assert!(b.len() <= FIELD_MAX_BYTES);
+    out.put_u16(b.len() as u16);
+    out.put_slice(b);
+}
+
+/// Everything the write pass needs to know up front.
+#[derive(Clone, Copy, Debug, Default)]
+struct Plan {
+    /// Remaining Length: variable header + payload.
+    remaining: usize,
+    /// Property Length of the packet's properties (v5).
+    props: usize,
+    /// Property Length of the will properties (v5 CONNECT with a will).
+    will_props: usize,
+    too_long: bool,
+}
+
+impl Plan {
+    #[inline]
+    fn frame_len(&self) -> usize {
+        1 + varint_len(u32::try_from(self.remaining).unwrap_or(u32::MAX)) + self.remaining
+    }
+
+    /// The checks that make encoding infallible once writing starts.
+    #[inline]
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.too_long {
+            return Err(EncodeError::FieldTooLong);
+        }
+        if self.remaining > VARINT_MAX as usize {
+            return Err(EncodeError::PacketTooLarge);
+        }
+        Ok(())
+    }
+}
+
+// ---- public API ----
 
 /// Exact encoded frame length of `packet` (fixed header included).
-pub fn encoded_len(_packet: &Packet, _protocol: Protocol) -> usize {
-    todo!()
+///
+/// A CONNECT is sized at its own `connect.protocol` (the argument is
+/// ignored, as in decode). AUTH in v3 cannot be encoded: 0.
+pub fn encoded_len(packet: &Packet, protocol: Protocol) -> usize {
+    match plan(packet, protocol) {
+        Some(plan) => plan.frame_len(),
+        None => 0,
+    }
 }
 
 /// Exact encoded frame length of a PUBLISH.
-pub fn publish_encoded_len(_publish: &Publish, _protocol: Protocol) -> usize {
-    todo!()
+#[inline]
+pub fn publish_encoded_len(publish: &Publish, protocol: Protocol) -> usize {
+    publish_plan(publish, protocol).frame_len()
 }
 
 /// Append the encoding of `packet` to `out`; returns the bytes written.
-pub fn encode(_packet: &Packet, _protocol: Protocol, _out: &mut BytesMut) -> Result<usize, EncodeError> {
-    todo!()
+///
+/// v3 encoders drop what v3 cannot carry (properties, PUBACK-family and
+/// DISCONNECT reason codes, UNSUBACK reason codes); CONNACK and SUBACK codes
+/// are mapped with [`ReasonCode::v3_connack_code`] / [`ReasonCode::v3_suback_code`].
+/// A CONNECT is encoded at its own `connect.protocol`.
+pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    if let Packet::Publish(publish) = packet {
+        return encode_publish(publish, protocol, out);
+    }
+    let plan = plan(packet, protocol).ok_or(EncodeError::NotInProtocol)?;
+    plan.check()?;
+    let frame_len = plan.frame_len();
+    out.reserve(frame_len);
+    let start = out.len();
+    out.put_u8(first_byte(packet));
+    write_varint(out, plan.remaining as u32);
+    write_body(packet, protocol, &plan, out);
+    debug_assert_eq!(out.len() - start, frame_len, "{packet:?}");
+    Ok(frame_len)
 }
 
 /// Append the encoding of a PUBLISH to `out` (the hot path: no `Packet` wrapper).
-pub fn encode_publish(_publish: &Publish, _protocol: Protocol, _out: &mut BytesMut) -> Result<usize, EncodeError> {
-    todo!()
+#[inline]
+pub fn encode_publish(publish: &Publish, protocol: Protocol, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    let plan = publish_plan(publish, protocol);
+    plan.check()?;
+    let frame_len = plan.frame_len();
+    out.reserve(frame_len);
+    let start = out.len();
+    write_publish_header(publish, protocol, &plan, out);
+    out.put_slice(&publish.payload);
+    debug_assert_eq!(out.len() - start, frame_len);
+    Ok(frame_len)
+}
+
+/// Length of a PUBLISH frame without its payload: fixed header, topic,
+/// packet id and properties. `publish_header_len + payload.len()` is
+/// [`publish_encoded_len`].
+#[inline]
+pub fn publish_header_len(publish: &Publish, protocol: Protocol) -> usize {
+    publish_encoded_len(publish, protocol) - publish.payload.len()
+}
+
+/// Append a PUBLISH frame without its payload (whose length the Remaining
+/// Length still counts), so a caller can `writev` the header next to a
+/// payload `Bytes` shared by many subscribers (DESIGN section 4, step 4).
+/// Returns the header bytes written.
+#[inline]
+pub fn encode_publish_header(
+    publish: &Publish,
+    protocol: Protocol,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    let plan = publish_plan(publish, protocol);
+    plan.check()?;
+    let header_len = plan.frame_len() - publish.payload.len();
+    out.reserve(header_len);
+    let start = out.len();
+    write_publish_header(publish, protocol, &plan, out);
+    debug_assert_eq!(out.len() - start, header_len);
+    Ok(header_len)
+}
+
+// ---- sizing ----
+
+/// `None` only for AUTH in v3 (it does not exist there).
+fn plan(packet: &Packet, protocol: Protocol) -> Option<Plan> {
+    let v5 = protocol.is_v5();
+    Some(match packet {
+        Packet::Connect(c) => connect_plan(c),
+        Packet::ConnAck(c) => connack_plan(c, v5),
+        Packet::Publish(p) => publish_plan(p, protocol),
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            puback_plan(a, v5)
+        }
+        Packet::Subscribe(s) => subscribe_plan(s, v5),
+        Packet::SubAck(s) => suback_plan(s, v5),
+        Packet::Unsubscribe(u) => unsubscribe_plan(u, v5),
+        Packet::UnsubAck(u) => unsuback_plan(u, v5),
+        Packet::PingReq | Packet::PingResp => Plan::default(),
+        Packet::Disconnect(d) => {
+            if v5 {
+                reason_props_plan(d.reason, props_size(&d.properties))
+            } else {
+                Plan::default()
+            }
+        }
+        Packet::Auth(a) => {
+            if !v5 {
+                return None;
+            }
+            reason_props_plan(a.reason, props_size(&a.properties))
+        }
+    })
+}
+
+/// Protocol Name field (section 3.1.2.1): "MQIsdp" for 3.1, "MQTT" after.
+const fn protocol_name(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        Protocol::V3_1 => b"MQIsdp",
+        Protocol::V3_1_1 | Protocol::V5 => b"MQTT",
+    }
+}
+
+fn connect_plan(c: &Connect) -> Plan {
+    let v5 = c.protocol.is_v5();
+    let mut s = Sizer::default();
+    // Protocol Name, Protocol Level, Connect Flags, Keep Alive (section 3.1.2).
+    s.field(protocol_name(c.protocol));
+    s.fixed(1 + 1 + 2);
+    let mut props = 0;
+    if v5 {
+        let p = props_size(&c.properties);
+        props = p.len;
+        s.block(p);
+    }
+    // Payload, in the order of section 3.1.3.
+    s.field(&c.client_id);
+    let mut will_props = 0;
+    if let Some(will) = &c.will {
+        if v5 {
+            let p = props_size(&will.properties);
+            will_props = p.len;
+            s.block(p);
+        }
+        s.field(&will.topic);
+        s.field(&will.payload);
+    }
+    if let Some(username) = &c.username {
+        s.field(username);
+    }
+    if let Some(password) = &c.password {
+        s.field(password);
+    }
+    Plan {
+        remaining: s.len,
+        props,
+        will_props,
+        too_long: s.too_long,
+    }
+}
+
+fn connack_plan(c: &ConnAck, v5: bool) -> Plan {
+    // Acknowledge Flags + Return / Reason Code (section 3.2.2).
+    let mut s = Sizer { len: 2, too_long: false };
+    let mut props = 0;
+    if v5 {
+        let p = props_size(&c.properties);
+        props = p.len;
+        s.block(p);
+    }
+    Plan {
+        remaining: s.len,
+        props,
+        will_props: 0,
+        too_long: s.too_long,
+    }
+}
+
+#[inline]
+fn publish_plan(p: &Publish, protocol: Protocol) -> Plan {
+    let mut s = Sizer::default();
+    s.field(&p.topic);
+    // Packet Identifier only for QoS 1 and 2 (section 3.3.2.2).
+    if p.qos.as_u8() > 0 {
+        s.fixed(2);
+    }
+    let mut props = 0;
+    if protocol.is_v5() {
+        let ps = props_size(&p.properties);
+        props = ps.len;
+        s.block(ps);
+    }
+    s.fixed(p.payload.len());
+    Plan {
+        remaining: s.len,
+        props,
+        will_props: 0,
+        too_long: s.too_long,
+    }
+}
+
+/// PUBACK / PUBREC / PUBREL / PUBCOMP (sections 3.4.2 - 3.7.2): v3 and the
+/// v5 short form are the Packet Identifier alone (Remaining Length 2); with
+/// a non-zero reason and no properties the Property Length is omitted
+/// (Remaining Length 3, section 3.4.2.2.1).
+fn puback_plan(a: &PubAck, v5: bool) -> Plan {
+    if !v5 {
+        return Plan {
+            remaining: 2,
+            ..Plan::default()
+        };
+    }
+    let mut plan = reason_props_plan(a.reason, props_size(&a.properties));
+    plan.remaining += 2;
+    plan
+}
+
+/// The optional "reason code, then properties" tail shared by the v5
+/// PUBACK family, DISCONNECT (section 3.14.2.1) and AUTH (section 3.15.2.1):
+/// nothing when the reason is 0 and there are no properties, the reason
+/// alone when there are no properties, otherwise both.
+#[inline]
+fn reason_props_plan(reason: ReasonCode, p: Sizer) -> Plan {
+    let remaining = if p.len == 0 {
+        usize::from(reason != ReasonCode::SUCCESS)
+    } else {
+        1 + block_len(p.len)
+    };
+    Plan {
+        remaining,
+        props: p.len,
+        will_props: 0,
+        too_long: p.too_long,
+    }
+}
+
+fn subscribe_plan(sub: &Subscribe, v5: bool) -> Plan {
+    let mut s = Sizer { len: 2, too_long: false };
+    let mut props = 0;
+    if v5 {
+        let p = props_size(&sub.properties);
+        props = p.len;
+        s.block(p);
+    }
+    for f in &sub.filters {
+        s.field(&f.filter);
+        s.fixed(1);
+    }
+    Plan {
+        remaining: s.len,
+        props,
+        will_props: 0,
+        too_long: s.too_long,
+    }
+}
+
+fn suback_plan(sub: &SubAck, v5: bool) -> Plan {
+    let mut s = Sizer { len: 2, too_long: false };
+    let mut props = 0;
+    if v5 {
+        let p = props_size(&sub.properties);
+        props = p.len;
+        s.block(p);
+    }
+    s.fixed(sub.reasons.len());
+    Plan {
+        remaining: s.len,
+        props,
+        will_props: 0,
+        too_long: s.too_long,
+    }
+}
+
+fn unsubscribe_plan(u: &Unsubscribe, v5: bool) -> Plan {
+    let mut s = Sizer { len: 2, too_long: false };
+    let mut props = 0;
+    if v5 {
+        let p = props_size(&u.properties);
+        props = p.len;
+        s.block(p);
+    }
+    for f in &u.filters {
+        s.field(f);
+    }
+    Plan {
+        remaining: s.len,
+        props,
+        will_props: 0,
+        too_long: s.too_long,
+    }
+}
+
+fn unsuback_plan(u: &UnsubAck, v5: bool) -> Plan {
+    // v3 UNSUBACK is the Packet Identifier alone (section 3.11, v3.1.1).
+    let mut s = Sizer { len: 2, too_long: false };
+    let mut props = 0;
+    if v5 {
+        let p = props_size(&u.properties);
+        props = p.len;
+        s.block(p);
+        s.fixed(u.reasons.len());
+    }
+    Plan {
+        remaining: s.len,
+        props,
+        will_props: 0,
+        too_long: s.too_long,
+    }
+}
+
+// ---- writing ----
+
+/// Fixed header byte 1 (section 2.1.2): type in the high nibble; the flags
+/// are 0b0010 for PUBREL, SUBSCRIBE and UNSUBSCRIBE ([MQTT-3.6.1-1],
+/// [MQTT-3.8.1-1], [MQTT-3.10.1-1]), DUP/QoS/RETAIN for PUBLISH, else 0.
+#[inline]
+fn first_byte(packet: &Packet) -> u8 {
+    let flags = match packet {
+        Packet::Publish(p) => publish_flags(p),
+        Packet::PubRel(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) => 0b0010,
+        _ => 0,
+    };
+    (packet.packet_type() << 4) | flags
+}
+
+#[inline]
+fn publish_flags(p: &Publish) -> u8 {
+    (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain)
+}
+
+fn write_body(packet: &Packet, protocol: Protocol, plan: &Plan, out: &mut BytesMut) {
+    let v5 = protocol.is_v5();
+    match packet {
+        Packet::Connect(c) => write_connect(c, plan, out),
+        Packet::ConnAck(c) => {
+            out.put_u8(u8::from(c.session_present));
+            if v5 {
+                out.put_u8(c.reason.0);
+                write_block(&c.properties, plan.props, out);
+            } else {
+                out.put_u8(c.reason.v3_connack_code());
+            }
+        }
+        Packet::Publish(p) => {
+            // Unreachable through `encode` (it takes the PUBLISH fast path),
+            // kept correct anyway.
+            write_publish_body(p, v5, plan, out);
+            out.put_slice(&p.payload);
+        }
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            out.put_u16(a.packet_id);
+            if v5 {
+                write_reason_props(a.reason, &a.properties, plan, 2, out);
+            }
+        }
+        Packet::Subscribe(s) => {
+            out.put_u16(s.packet_id);
+            if v5 {
+                write_block(&s.properties, plan.props, out);
+            }
+            for f in &s.filters {
+                put_field(out, &f.filter);
+                out.put_u8(options_byte(&f.options, v5));
+            }
+        }
+        Packet::SubAck(s) => {
+            out.put_u16(s.packet_id);
+            if v5 {
+                write_block(&s.properties, plan.props, out);
+                for r in &s.reasons {
+                    out.put_u8(r.0);
+                }
+            } else {
+                for r in &s.reasons {
+                    out.put_u8(r.v3_suback_code());
+                }
+            }
+        }
+        Packet::Unsubscribe(u) => {
+            out.put_u16(u.packet_id);
+            if v5 {
+                write_block(&u.properties, plan.props, out);
+            }
+            for f in &u.filters {
+                put_field(out, f);
+            }
+        }
+        Packet::UnsubAck(u) => {
+            out.put_u16(u.packet_id);
+            if v5 {
+                write_block(&u.properties, plan.props, out);
+                for r in &u.reasons {
+                    out.put_u8(r.0);
+                }
+            }
+        }
+        Packet::PingReq | Packet::PingResp => {}
+        Packet::Disconnect(Disconnect { reason, properties }) => {
+            if v5 {
+                write_reason_props(*reason, properties, plan, 0, out);
+            }
+        }
+        Packet::Auth(Auth { reason, properties }) => {
+            write_reason_props(*reason, properties, plan, 0, out);
+        }
+    }
+}
+
+/// Write the optional reason + properties tail sized by [`reason_props_plan`];
+/// `before` is the bytes of the variable header before it (the packet id).
+#[inline]
+fn write_reason_props<P: super::properties::Properties>(
+    reason: ReasonCode,
+    props: &P,
+    plan: &Plan,
+    before: usize,
+    out: &mut BytesMut,
+) {
+    if plan.remaining > before {
+        out.put_u8(reason.0);
+        if plan.props > 0 {
+            write_block(props, plan.props, out);
+        }
+    }
+}
+
+/// Subscription Options (section 3.8.3.1): QoS in bits 0-1, No Local bit 2,
+/// Retain As Published bit 3, Retain Handling bits 4-5 (v5); v3 has only QoS.
+#[inline]
+fn options_byte(o: &SubscriptionOptions, v5: bool) -> u8 {
+    let qos = o.qos.as_u8();
+    if !v5 {
+        return qos;
+    }
+    qos | (u8::from(o.no_local) << 2)
+        | (u8::from(o.retain_as_published) << 3)
+        | ((o.retain_handling as u8) << 4)
+}
+
+fn write_connect(c: &Connect, plan: &Plan, out: &mut BytesMut) {
+    let v5 = c.protocol.is_v5();
+    put_field(out, protocol_name(c.protocol));
+    out.put_u8(c.protocol.level());
+    // Connect Flags (section 3.1.2.3): bit 0 reserved, must be 0 ([MQTT-3.1.2-3]).
+    let mut flags = u8::from(c.clean_start) << 1;
+    if let Some(will) = &c.will {
+        flags |= 0b100 | (will.qos.as_u8() << 3) | (u8::from(will.retain) << 5);
+    }
+    if c.password.is_some() {
+        flags |= 0x40;
+    }
+    if c.username.is_some() {
+        flags |= 0x80;
+    }
+    out.put_u8(flags);
+    out.put_u16(c.keep_alive_s);
+    if v5 {
+        write_block(&c.properties, plan.props, out);
+    }
+    put_field(out, &c.client_id);
+    if let Some(will) = &c.will {
+        if v5 {
+            write_block(&will.properties, plan.will_props, out);
+        }
+        put_field(out, &will.topic);
+        put_field(out, &will.payload);
+    }
+    if let Some(username) = &c.username {
+        put_field(out, username);
+    }
+    if let Some(password) = &c.password {
+        put_field(out, password);
+    }
+}
+
+#[inline]
+fn write_publish_header(p: &Publish, protocol: Protocol, plan: &Plan, out: &mut BytesMut) {
+    out.put_u8(0x30 | publish_flags(p));
+    write_varint(out, plan.remaining as u32);
+    write_publish_body(p, protocol.is_v5(), plan, out);
+}
+
+/// PUBLISH variable header (section 3.3.2): Topic Name, Packet Identifier
+/// (QoS > 0), Properties (v5). The payload follows.
+#[inline]
+fn write_publish_body(p: &Publish, v5: bool, plan: &Plan, out: &mut BytesMut) {
+    put_field(out, &p.topic);
+    if p.qos.as_u8() > 0 {
+        out.put_u16(p.packet_id);
+    }
+    if v5 {
+        write_block(&p.properties, plan.props, out);
+    }
+}
+
+/// A helper for tests and tools: encode `packet` into a fresh buffer.
+pub fn encode_to_bytes(packet: &Packet, protocol: Protocol) -> Result<Bytes, EncodeError> {
+    let mut out = BytesMut::with_capacity(encoded_len(packet, protocol));
+    encode(packet, protocol, &mut out)?;
+    Ok(out.freeze())
 }

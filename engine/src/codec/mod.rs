@@ -11,17 +11,30 @@
 //! buffered) and says how many bytes are missing; [`decode`] then splits the
 //! frame off the buffer (`split_to().freeze()`, no copy) and parses it with
 //! [`decode_packet`], whose strings and payloads are slices of that frame.
+//!
+//! Encoding sizes a packet first ([`encoded_len`]), then reserves once and
+//! writes in one pass. [`encode_publish`] is the hot path; with
+//! [`encode_publish_header`] a PUBLISH can be written as a small header
+//! next to a shared payload `Bytes`. See docs/codec.md.
+
+// No indexing into wire data anywhere in the codec: reads go through the
+// never-panicking `reader::Reader`.
+#![deny(clippy::indexing_slicing)]
 
 mod decode;
 mod encode;
 mod error;
 mod packet;
 mod properties;
+mod reader;
 mod reason;
 mod varint;
 
 pub use decode::{check_frame, decode, decode_packet, Decoded, FrameCheck};
-pub use encode::{encode, encode_publish, encoded_len, publish_encoded_len};
+pub use encode::{
+    encode, encode_publish, encode_publish_header, encode_to_bytes, encoded_len,
+    publish_encoded_len, publish_header_len,
+};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;
 pub use reason::ReasonCode;

@@ -1,0 +1,74 @@
+//! Broker limits and behaviour switches (DESIGN.md section 5). Every limit
+//! has a unit in its name and is enforced by the broker state machine; the
+//! runtime fills this from the TOML config.
+
+/// Limits and behaviour of one broker (identical on every shard).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// Connections per shard, beyond which new sockets are refused.
+    pub connections_max: usize,
+    /// Largest packet the broker accepts (fixed header included); sent as
+    /// CONNACK Maximum Packet Size. Oversize => DISCONNECT 0x95.
+    pub packet_size_max_bytes: u32,
+    /// Accept clients that present no credentials.
+    pub allow_anonymous: bool,
+    /// Inbound QoS 2 messages a client may have unacknowledged (server
+    /// Receive Maximum, CONNACK 0x21). Exceeded => DISCONNECT 0x93.
+    pub receive_maximum: u16,
+    /// Outbound QoS 1/2 messages in flight per session (further capped by
+    /// the client's Receive Maximum).
+    pub inflight_max: u16,
+    /// Messages queued per session beyond the inflight window or while the
+    /// client is offline. Full => the new message is dropped and counted.
+    pub session_queue_max_messages: usize,
+    /// Bytes buffered for a connection that the socket has not taken yet;
+    /// past it QoS 0 messages to that connection are dropped and counted,
+    /// QoS 1/2 wait in the session queue.
+    pub outgoing_buffer_max_bytes: usize,
+    /// Topic Alias Maximum offered to v5 clients (0 = aliases refused).
+    pub topic_alias_max: u16,
+    /// Topic levels allowed in a topic name or filter.
+    pub topic_levels_max: usize,
+    /// Subscriptions per session; more => SUBACK 0x97 Quota exceeded.
+    pub subscriptions_per_session_max: usize,
+    /// Retained messages per shard replica; more => new topics are not retained.
+    pub retained_messages_max: usize,
+    /// Payload bytes of retained messages per shard replica.
+    pub retained_bytes_max: usize,
+    /// Largest keep-alive the broker accepts; a client asking for more (or
+    /// for 0) gets this as Server Keep Alive (v5). 0 = no bound.
+    pub keep_alive_max_s: u16,
+    /// Cap on the Session Expiry Interval of any session (v5 clients and v3
+    /// clean-session=0 sessions, which never expire by themselves).
+    pub session_expiry_max_s: u32,
+    /// Longest client identifier accepted (bytes); longer => 0x85.
+    pub client_id_max_bytes: usize,
+    /// A connection that sends no CONNECT within this time is closed.
+    pub connect_timeout_ms: u64,
+    /// Publish `$SYS/broker/...` statistics every this many seconds (0 = off).
+    pub sys_interval_s: u32,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            connections_max: 100_000,
+            packet_size_max_bytes: 1024 * 1024,
+            allow_anonymous: true,
+            receive_maximum: 128,
+            inflight_max: 128,
+            session_queue_max_messages: 1000,
+            outgoing_buffer_max_bytes: 1024 * 1024,
+            topic_alias_max: 32,
+            topic_levels_max: 32,
+            subscriptions_per_session_max: 1000,
+            retained_messages_max: 100_000,
+            retained_bytes_max: 256 * 1024 * 1024,
+            keep_alive_max_s: 0,
+            session_expiry_max_s: 7 * 24 * 3600,
+            client_id_max_bytes: 256,
+            connect_timeout_ms: 10_000,
+            sys_interval_s: 10,
+        }
+    }
+}

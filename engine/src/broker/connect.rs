@@ -1,0 +1,337 @@
+//! CONNECT / CONNACK, session creation, resume, takeover, detach, expiry
+//! and the will message (MQTT 5.0 sections 3.1, 3.2, 4.1; 3.1.1 section 3.1).
+
+use std::cmp::Reverse;
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::{
+    auth::Credentials, owner_shard, Broker, ConnId, ConnState, Event, OutState, Session, SessionId, Timer,
+};
+use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, Protocol, PubAck, ReasonCode};
+
+impl Broker {
+    /// Answer a CONNECT that failed to decode: CONNACK with `reason` in the
+    /// client's protocol when its level is known, then close
+    /// ([MQTT-3.1.2-2]: v3.1.1 gets return code 0x01 for a bad level).
+    pub(super) fn refuse_connect(&mut self, conn: ConnId, level: Option<u8>, reason: ReasonCode, now_ms: u64) {
+        let protocol = match level {
+            Some(5) => Some(Protocol::V5),
+            Some(4) => Some(Protocol::V3_1_1),
+            Some(3) => Some(Protocol::V3_1),
+            // Unknown level: answer in v3.1.1 form (0x01), which every client reads.
+            Some(_) => Some(Protocol::V3_1_1),
+            None => None,
+        };
+        if let (Some(protocol), Some(c)) = (protocol, self.conns.get_mut(conn)) {
+            c.protocol = protocol;
+            let ack = ConnAck { session_present: false, reason, properties: ConnAckProperties::default() };
+            self.write_packet(conn, &Packet::ConnAck(ack));
+        }
+        self.close(conn, now_ms);
+    }
+
+    fn connack_refuse(&mut self, conn: ConnId, reason: ReasonCode, now_ms: u64) {
+        self.stats.protocol_errors += 1;
+        let ack = ConnAck { session_present: false, reason, properties: ConnAckProperties::default() };
+        self.write_packet(conn, &Packet::ConnAck(ack));
+        self.close(conn, now_ms);
+    }
+
+    /// A client id for an empty one ([MQTT-3.1.3-6], v5 Assigned Client
+    /// Identifier), chosen so that it hashes to this shard.
+    fn assign_client_id(&mut self) -> Bytes {
+        loop {
+            self.assigned_ids += 1;
+            let id = format!("ringmq-{}-{}", self.shard, self.assigned_ids);
+            if owner_shard(id.as_bytes(), self.shard_count) == self.shard && !self.by_client_id.contains_key(id.as_bytes())
+            {
+                return Bytes::from(id);
+            }
+        }
+    }
+
+    pub(super) fn handle_connect(&mut self, conn: ConnId, connect: Connect, now_ms: u64) {
+        let protocol = connect.protocol;
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.protocol = protocol;
+        }
+        let v5 = protocol.is_v5();
+        if connect.client_id.len() > self.config.client_id_max_bytes {
+            return self.connack_refuse(conn, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now_ms);
+        }
+        let mut assigned = None;
+        let client_id = if connect.client_id.is_empty() {
+            // v3.1 requires an id; v3.1.1 allows an empty one only with a
+            // clean session ([MQTT-3.1.3-7], [MQTT-3.1.3-8]); v5 always.
+            if protocol == Protocol::V3_1 || (protocol == Protocol::V3_1_1 && !connect.clean_start) {
+                return self.connack_refuse(conn, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now_ms);
+            }
+            let id = self.assign_client_id();
+            assigned = Some(id.clone());
+            id
+        } else {
+            connect.client_id.clone()
+        };
+        if v5 && connect.properties.authentication_method.is_some() {
+            // No enhanced authentication method is supported ([MQTT-4.12.0-1]).
+            return self.connack_refuse(conn, ReasonCode::BAD_AUTHENTICATION_METHOD, now_ms);
+        }
+        let credentials = Credentials {
+            client_id: &client_id,
+            username: connect.username.as_deref(),
+            password: connect.password.as_deref(),
+        };
+        if let Err(reason) = self.auth.authenticate(&credentials) {
+            return self.connack_refuse(conn, reason, now_ms);
+        }
+
+        // Keep-alive: a v5 client asking for more than the bound (or for 0)
+        // is told the bound as Server Keep Alive ([MQTT-3.2.2-21]).
+        let mut keep_alive_s = connect.keep_alive_s;
+        let mut server_keep_alive = None;
+        let bound = self.config.keep_alive_max_s;
+        if v5 && bound > 0 && (keep_alive_s == 0 || keep_alive_s > bound) {
+            keep_alive_s = bound;
+            server_keep_alive = Some(bound);
+        }
+
+        // Session expiry: v5 from the property (absent = 0); v3 clean = 0,
+        // persistent = never (both capped by the configured maximum).
+        let cap = self.config.session_expiry_max_s;
+        let (expiry_interval_s, expiry_capped) = if v5 {
+            let asked = connect.properties.session_expiry_interval_s.unwrap_or(0);
+            (asked.min(cap), asked > cap)
+        } else if connect.clean_start {
+            (0, false)
+        } else {
+            (cap, false)
+        };
+
+        // Takeover: the old connection is closed ([MQTT-3.1.4-3]), v5 with 0x8E.
+        let existing = self.by_client_id.get(&client_id).copied();
+        if let Some(session) = existing {
+            if let Some(old) = self.sessions.get(session).and_then(|s| s.conn) {
+                self.take_over(old, session, connect.clean_start, now_ms);
+            }
+        }
+        let resumed = match existing {
+            Some(session) if !connect.clean_start && self.sessions.get(session).is_some() => Some(session),
+            Some(session) => {
+                self.end_session(session, now_ms);
+                None
+            }
+            None => None,
+        };
+        let session_present = resumed.is_some();
+        let generation = self.generation();
+        let session = match resumed {
+            Some(session) => {
+                if let Some(s) = self.sessions.get_mut(session) {
+                    // Reconnected before the will delay passed: no will ([MQTT-3.1.3-9]).
+                    s.will = None;
+                    s.generation = generation;
+                }
+                session
+            }
+            None => {
+                let session = self.sessions.insert(Session {
+                    client_id: client_id.clone(),
+                    username: None,
+                    conn: None,
+                    protocol,
+                    subscriptions: Vec::new(),
+                    expiry_interval_s,
+                    inflight: VecDeque::new(),
+                    queue: VecDeque::new(),
+                    next_packet_id: 1,
+                    inbound_qos2: Vec::new(),
+                    will: None,
+                    generation,
+                });
+                self.by_client_id.insert(client_id.clone(), session);
+                session
+            }
+        };
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.conn = Some(conn);
+            s.protocol = protocol;
+            s.expiry_interval_s = expiry_interval_s;
+            s.will = connect.will;
+            s.username = connect.username;
+        }
+
+        let topic_alias_max = if v5 { self.config.topic_alias_max } else { 0 };
+        let conn_generation = {
+            let Some(c) = self.conns.get_mut(conn) else { return };
+            c.state = ConnState::Active(session);
+            c.keep_alive_ms = u64::from(keep_alive_s) * 1000;
+            c.last_packet_ms = now_ms;
+            c.aliases = vec![None; usize::from(topic_alias_max)];
+            c.client_packet_size_max_bytes = connect.properties.maximum_packet_size_bytes.unwrap_or(u32::MAX);
+            c.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+            c.generation
+        };
+        if keep_alive_s > 0 {
+            let due = now_ms + u64::from(keep_alive_s) * 1500;
+            self.timers.push(Reverse((due, Timer::KeepAlive { conn, generation: conn_generation })));
+        }
+
+        let mut properties = ConnAckProperties::default();
+        if v5 {
+            properties.receive_maximum = Some(self.config.receive_maximum);
+            properties.maximum_packet_size_bytes = Some(self.config.packet_size_max_bytes);
+            properties.topic_alias_maximum = Some(self.config.topic_alias_max);
+            properties.assigned_client_identifier = assigned;
+            properties.server_keep_alive_s = server_keep_alive;
+            if expiry_capped {
+                properties.session_expiry_interval_s = Some(expiry_interval_s);
+            }
+        }
+        let ack = ConnAck { session_present, reason: ReasonCode::SUCCESS, properties };
+        self.write_packet(conn, &Packet::ConnAck(ack));
+        if session_present {
+            self.resend_inflight(conn, session);
+        }
+        self.drain_queue(session, now_ms);
+    }
+
+    /// Close the old connection of a session being taken over.
+    fn take_over(&mut self, old: ConnId, session: SessionId, clean_start: bool, now_ms: u64) {
+        let v5 = self.conns.get(old).is_some_and(|c| c.protocol.is_v5());
+        if v5 {
+            let d = crate::codec::Disconnect { reason: ReasonCode::SESSION_TAKEN_OVER, ..Default::default() };
+            self.write_packet(old, &Packet::Disconnect(d));
+        }
+        if let Some(c) = self.conns.get_mut(old) {
+            c.state = ConnState::Closing;
+        }
+        self.events.push_back(Event::Close(old));
+        // The old connection ended abnormally: its will is due now if the
+        // session ends (clean start) or has no delay; a delayed will is
+        // dropped because the session is resumed within the delay.
+        let delay = self
+            .sessions
+            .get(session)
+            .and_then(|s| s.will.as_ref())
+            .map(|w| w.properties.will_delay_interval_s.unwrap_or(0));
+        if let Some(delay) = delay {
+            if clean_start || delay == 0 {
+                self.publish_will(session, now_ms);
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.conn = None;
+            s.will = None;
+        }
+    }
+
+    /// The connection of `session` is gone. Publishes or schedules the will
+    /// (if `publish_will`), then ends the session or arms its expiry.
+    pub(super) fn detach_session(&mut self, session: SessionId, publish_will: bool, now_ms: u64) {
+        let generation = self.generation();
+        let Some(s) = self.sessions.get_mut(session) else { return };
+        s.conn = None;
+        s.generation = generation;
+        if !publish_will {
+            s.will = None;
+        }
+        let expiry_s = s.expiry_interval_s;
+        let will_delay_s = s.will.as_ref().map(|w| w.properties.will_delay_interval_s.unwrap_or(0));
+        if let Some(delay_s) = will_delay_s {
+            // The will goes at the earlier of its delay and the session end ([MQTT-3.1.3-9]).
+            if delay_s == 0 || expiry_s == 0 {
+                self.publish_will(session, now_ms);
+            } else {
+                let due = now_ms + u64::from(delay_s.min(expiry_s)) * 1000;
+                self.timers.push(Reverse((due, Timer::Will { session, generation })));
+            }
+        }
+        self.redispatch_shared(session, now_ms);
+        if expiry_s == 0 {
+            self.end_session(session, now_ms);
+        } else if expiry_s != u32::MAX {
+            let due = now_ms + u64::from(expiry_s) * 1000;
+            self.timers.push(Reverse((due, Timer::SessionExpiry { session, generation })));
+        }
+    }
+
+    /// Remove a session and all its subscriptions (its will, if still
+    /// pending, is published first: the session ended).
+    pub(super) fn end_session(&mut self, session: SessionId, now_ms: u64) {
+        if self.sessions.get(session).is_some_and(|s| s.will.is_some() && s.conn.is_none()) {
+            self.publish_will(session, now_ms);
+        }
+        let subs = match self.sessions.get_mut(session) {
+            Some(s) => std::mem::take(&mut s.subscriptions),
+            None => return,
+        };
+        for sub in subs {
+            self.remove_subscription(session, &sub.filter);
+        }
+        if let Some(s) = self.sessions.remove(session) {
+            if self.by_client_id.get(&s.client_id) == Some(&session) {
+                self.by_client_id.remove(&s.client_id);
+            }
+        }
+    }
+
+    pub(super) fn publish_will(&mut self, session: SessionId, now_ms: u64) {
+        let Some(will) = self.sessions.get_mut(session).and_then(|s| s.will.take()) else { return };
+        let (client_id, username) = match self.sessions.get(session) {
+            Some(s) => (s.client_id.clone(), s.username.clone()),
+            None => return,
+        };
+        if !self.auth.may_publish(&client_id, username.as_deref(), &will.topic) {
+            return;
+        }
+        let mut publish = crate::codec::Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic,
+            packet_id: 0,
+            payload: will.payload,
+            properties: crate::codec::PublishProperties {
+                payload_format_indicator: will.properties.payload_format_indicator,
+                message_expiry_interval_s: will.properties.message_expiry_interval_s,
+                topic_alias: None,
+                response_topic: will.properties.response_topic,
+                correlation_data: will.properties.correlation_data,
+                user: will.properties.user,
+                subscription_identifiers: Vec::new(),
+                content_type: will.properties.content_type,
+            },
+        };
+        self.stats.messages_received += 1;
+        if publish.retain {
+            self.retain_local(&publish, now_ms);
+        }
+        self.route(&mut publish, Some(session), now_ms, true, now_ms);
+    }
+
+    /// On resume: resend unacknowledged PUBLISH with DUP=1 and PUBREL for
+    /// those awaiting PUBCOMP, in their original order ([MQTT-4.4.0-1]).
+    fn resend_inflight(&mut self, conn: ConnId, session: SessionId) {
+        let Some(s) = self.sessions.get_mut(session) else { return };
+        let Some(c) = self.conns.get_mut(conn) else { return };
+        let protocol = c.protocol;
+        for o in s.inflight.iter_mut() {
+            match o.state {
+                OutState::AwaitPubAck | OutState::AwaitPubRec => {
+                    o.publish.dup = true;
+                    let _ = crate::codec::encode_publish(&o.publish, protocol, &mut c.out);
+                }
+                OutState::AwaitPubComp => {
+                    let _ = crate::codec::encode(&Packet::PubRel(PubAck::new(o.packet_id)), protocol, &mut c.out);
+                }
+            }
+        }
+        if !c.out.is_empty() && !c.transmit_queued {
+            c.transmit_queued = true;
+            self.events.push_back(Event::Transmit(conn));
+        }
+    }
+}
+

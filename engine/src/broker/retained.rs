@@ -1,0 +1,235 @@
+//! The retained-message index of one shard: a tree keyed by topic level,
+//! walked by a topic filter on SUBSCRIBE (the inverse of the router trie).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::codec::Publish;
+
+/// A retained message and the time it was received (for Message Expiry).
+#[derive(Clone, Debug)]
+pub(crate) struct Retained {
+    pub(crate) publish: Publish,
+    pub(crate) received_at_ms: u64,
+}
+
+#[derive(Default)]
+struct Node {
+    children: HashMap<Bytes, Node>,
+    value: Option<Retained>,
+}
+
+/// Retained messages by topic, with count and byte totals for the limits.
+#[derive(Default)]
+pub(crate) struct RetainedStore {
+    root: Node,
+    pub(crate) count: usize,
+    pub(crate) payload_bytes: usize,
+}
+
+fn levels(topic: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut start = 0;
+    let len = topic.len();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let rest = topic.get(start..).unwrap_or_default();
+        match rest.iter().position(|b| *b == b'/') {
+            Some(i) => {
+                let level = topic.slice(start..start + i);
+                start += i + 1;
+                Some(level)
+            }
+            None => {
+                done = true;
+                Some(topic.slice(start..len))
+            }
+        }
+    })
+}
+
+impl RetainedStore {
+    /// Store (or, with an empty payload, clear) the retained message of a
+    /// topic. Returns false when a new topic would exceed the limits.
+    pub(crate) fn set(&mut self, r: Retained, count_max: usize, bytes_max: usize) -> bool {
+        let topic = r.publish.topic.clone();
+        if r.publish.payload.is_empty() {
+            self.clear(&topic);
+            return true;
+        }
+        let mut node = &mut self.root;
+        for level in levels(&topic) {
+            node = node.children.entry(level).or_default();
+        }
+        let old_bytes = node.value.as_ref().map_or(0, |o| o.publish.payload.len());
+        let new_bytes = r.publish.payload.len();
+        let new_topic = node.value.is_none();
+        if (new_topic && self.count >= count_max) || self.payload_bytes - old_bytes + new_bytes > bytes_max {
+            return false;
+        }
+        if new_topic {
+            self.count += 1;
+        }
+        self.payload_bytes = self.payload_bytes - old_bytes + new_bytes;
+        node.value = Some(r);
+        true
+    }
+
+    fn clear(&mut self, topic: &Bytes) {
+        fn walk(node: &mut Node, mut levels: impl Iterator<Item = Bytes>) -> Option<Retained> {
+            match levels.next() {
+                None => node.value.take(),
+                Some(level) => {
+                    let child = node.children.get_mut(&level)?;
+                    let out = walk(child, levels);
+                    if child.value.is_none() && child.children.is_empty() {
+                        node.children.remove(&level);
+                    }
+                    out
+                }
+            }
+        }
+        if let Some(old) = walk(&mut self.root, levels(topic)) {
+            self.count -= 1;
+            self.payload_bytes -= old.publish.payload.len();
+        }
+    }
+
+    /// Every retained message whose topic matches `filter`, appended to `out`.
+    /// A leading wildcard does not match `$` topics ([MQTT-4.7.2-1]).
+    pub(crate) fn matching(&self, filter: &[u8], out: &mut Vec<Retained>) {
+        let levels: Vec<&[u8]> = filter.split(|b| *b == b'/').collect();
+        collect(&self.root, &levels, true, out);
+    }
+
+    /// Drop retained messages whose Message Expiry Interval has passed.
+    pub(crate) fn remove_expired(&mut self, now_ms: u64) {
+        let mut expired = Vec::new();
+        gather_expired(&self.root, now_ms, &mut expired);
+        for topic in expired {
+            self.clear(&topic);
+        }
+    }
+}
+
+fn gather_expired(node: &Node, now_ms: u64, out: &mut Vec<Bytes>) {
+    if let Some(r) = &node.value {
+        if is_expired(r, now_ms) {
+            out.push(r.publish.topic.clone());
+        }
+    }
+    for child in node.children.values() {
+        gather_expired(child, now_ms, out);
+    }
+}
+
+pub(crate) fn is_expired(r: &Retained, now_ms: u64) -> bool {
+    match r.publish.properties.message_expiry_interval_s {
+        Some(s) => now_ms.saturating_sub(r.received_at_ms) >= u64::from(s) * 1000,
+        None => false,
+    }
+}
+
+fn collect(node: &Node, levels: &[&[u8]], first: bool, out: &mut Vec<Retained>) {
+    let Some((level, rest)) = levels.split_first() else {
+        if let Some(v) = &node.value {
+            out.push(v.clone());
+        }
+        return;
+    };
+    match *level {
+        b"#" => {
+            // '#' matches the parent level too ("a/#" matches "a").
+            if let Some(v) = &node.value {
+                if !first {
+                    out.push(v.clone());
+                }
+            }
+            all_below(node, first, out);
+        }
+        b"+" => {
+            for (name, child) in &node.children {
+                if first && name.first() == Some(&b'$') {
+                    continue;
+                }
+                collect(child, rest, false, out);
+            }
+        }
+        exact => {
+            if let Some(child) = node.children.get(exact) {
+                collect(child, rest, false, out);
+            }
+        }
+    }
+}
+
+fn all_below(node: &Node, first: bool, out: &mut Vec<Retained>) {
+    for (name, child) in &node.children {
+        if first && name.first() == Some(&b'$') {
+            continue;
+        }
+        if let Some(v) = &child.value {
+            out.push(v.clone());
+        }
+        all_below(child, false, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(topic: &'static str, payload: &'static str) -> Retained {
+        Retained {
+            publish: Publish {
+                topic: Bytes::from_static(topic.as_bytes()),
+                payload: Bytes::from_static(payload.as_bytes()),
+                retain: true,
+                ..Publish::default()
+            },
+            received_at_ms: 0,
+        }
+    }
+
+    fn topics(store: &RetainedStore, filter: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        store.matching(filter.as_bytes(), &mut out);
+        let mut t: Vec<String> =
+            out.iter().map(|r| String::from_utf8_lossy(&r.publish.topic).into_owned()).collect();
+        t.sort();
+        t
+    }
+
+    #[test]
+    fn set_replace_clear_and_match() {
+        let mut s = RetainedStore::default();
+        for t in ["a", "a/b", "a/b/c", "a/x", "$SYS/up", "/lead"] {
+            assert!(s.set(r(t, "v"), 100, 1000));
+        }
+        assert_eq!(s.count, 6);
+        assert_eq!(topics(&s, "a/#"), ["a", "a/b", "a/b/c", "a/x"]);
+        assert_eq!(topics(&s, "a/+"), ["a/b", "a/x"]);
+        assert_eq!(topics(&s, "#"), ["/lead", "a", "a/b", "a/b/c", "a/x"]);
+        assert_eq!(topics(&s, "+/up"), Vec::<String>::new());
+        assert_eq!(topics(&s, "$SYS/#"), ["$SYS/up"]);
+        assert_eq!(topics(&s, "+/lead"), ["/lead"]);
+        assert!(s.set(r("a/b", "longer"), 100, 1000));
+        assert_eq!(s.count, 6);
+        assert_eq!(s.payload_bytes, 5 + 6);
+        assert!(s.set(r("a/b", ""), 100, 1000));
+        assert_eq!(s.count, 5);
+        assert_eq!(topics(&s, "a/+"), ["a/x"]);
+    }
+
+    #[test]
+    fn limits_refuse_new_topics() {
+        let mut s = RetainedStore::default();
+        assert!(s.set(r("a", "1"), 1, 1000));
+        assert!(!s.set(r("b", "1"), 1, 1000));
+        assert!(s.set(r("a", "22"), 1, 1000), "replacing an existing topic is allowed");
+        assert!(!s.set(r("a", "333"), 1, 2), "byte limit");
+    }
+}

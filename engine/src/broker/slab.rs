@@ -1,0 +1,69 @@
+//! A minimal slab: stable `usize` keys, freed slots reused (LIFO), no
+//! allocation once warm. Used for connections and sessions of one shard.
+
+pub(crate) struct Slab<T> {
+    entries: Vec<Option<T>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab { entries: Vec::new(), free: Vec::new(), len: 0 }
+    }
+}
+
+impl<T> Slab<T> {
+    pub(crate) fn insert(&mut self, value: T) -> usize {
+        self.len += 1;
+        if let Some(key) = self.free.pop() {
+            self.entries[key] = Some(value);
+            key
+        } else {
+            self.entries.push(Some(value));
+            self.entries.len() - 1
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
+        let value = self.entries.get_mut(key)?.take()?;
+        self.free.push(key);
+        self.len -= 1;
+        Some(value)
+    }
+
+    pub(crate) fn get(&self, key: usize) -> Option<&T> {
+        self.entries.get(key)?.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut T> {
+        self.entries.get_mut(key)?.as_mut()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = usize> + '_ {
+        self.entries.iter().enumerate().filter_map(|(k, e)| e.as_ref().map(|_| k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_freed_keys() {
+        let mut s = Slab::default();
+        let a = s.insert(1);
+        let b = s.insert(2);
+        assert_eq!(s.remove(a), Some(1));
+        assert_eq!(s.remove(a), None);
+        let c = s.insert(3);
+        assert_eq!(c, a);
+        assert_eq!(s.get(b), Some(&2));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.keys().collect::<Vec<_>>(), vec![a, b]);
+    }
+}

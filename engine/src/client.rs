@@ -1,1 +1,0 @@
-//! Client-side MQTT state machine (sans-IO). (STUB: being written.)

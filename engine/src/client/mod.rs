@@ -1,0 +1,781 @@
+//! Client-side MQTT state machine (sans-IO), used by loadgen, the
+//! integration tests and the WASM client.
+//!
+//! The [`Client`] performs no I/O and never reads a clock: the caller passes
+//! the time in as `now_ms` (milliseconds from any fixed origin, monotonic),
+//! feeds it the bytes read from the transport, and writes out what it
+//! produces. The same sequence of inputs always gives the same outputs.
+//!
+//! Methods, by role (as in quinn-proto):
+//! - getters: [`Client::state`], [`Client::inflight`], [`Client::inflight_max`], ...
+//! - inputs: [`Client::handle_read`], [`Client::handle_timeout`], [`Client::handle_close`]
+//! - commands: [`Client::connect`], [`Client::publish`], [`Client::subscribe`],
+//!   [`Client::unsubscribe`], [`Client::disconnect`]
+//! - outputs: [`Client::outgoing`] (bytes to write), [`Client::poll_event`],
+//!   [`Client::poll_timeout`]
+//!
+//! After every input or command, the caller:
+//! 1. writes and drains [`Client::outgoing`] (all of it, in order; batching
+//!    several commands into one write is fine and intended),
+//! 2. drains [`Client::poll_event`] until `None`,
+//! 3. re-arms its timer with [`Client::poll_timeout`] and calls
+//!    [`Client::handle_timeout`] when it expires (early calls are harmless).
+//!
+//! `poll_timeout` changes after `connect`, after anything is written (the
+//! keep-alive deadline moves), after a PINGREQ / PINGRESP and on disconnect.
+//! Commands take no time argument; they use the latest `now_ms` the client
+//! was given, which can only make a PINGREQ come early, never late.
+//!
+//! One `Client` is one network connection. Session state is not carried to a
+//! new connection: with `clean_start = false` a server's stored session is
+//! accepted (its queued messages arrive as `Message` events), but publishes
+//! that were in flight on an earlier connection are not resent.
+//!
+//! The publish and receive paths allocate nothing in steady state: payloads
+//! and topics are `Bytes` (refcounted slices of the caller's read buffer on
+//! receive), the event queue and outgoing buffer are reused, and the packet
+//! id tables are allocated once.
+
+mod event;
+mod options;
+mod packet_ids;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::codec::{
+    decode, encode, encode_publish, publish_encoded_len, ConnAck, Connect, ConnectProperties,
+    Decoded, Disconnect, Packet, Protocol, PubAck, Publish, PublishProperties, QoS, ReasonCode,
+    Subscribe, SubscribeFilter, SubscribeProperties, Unsubscribe, UnsubscribeProperties,
+};
+
+pub use event::{ClientError, DisconnectReason, Event, ProtocolError, ReadProgress};
+pub use options::{
+    ClientOptions, CONNECT_TIMEOUT_MS_DEFAULT, CONTROL_INFLIGHT_MAX, OUTGOING_MAX_BYTES_DEFAULT,
+    PACKET_SIZE_MAX_BYTES_DEFAULT, RECEIVE_MAXIMUM_MAX,
+};
+
+use packet_ids::{ControlKind, IdSet, OutState, PacketIds};
+
+/// Longest topic name, in bytes (a two-byte length prefix, section 1.5.4).
+const TOPIC_LEN_MAX_BYTES: usize = 65_535;
+
+/// Events queued before the first call to `poll_event` allocates more; the
+/// queue grows (amortised) only if the caller lets more accumulate.
+const EVENTS_CAPACITY_INITIAL: usize = 64;
+
+/// Largest packet size when the server sets no Maximum Packet Size.
+const PACKET_SIZE_UNLIMITED_BYTES: u32 = 268_435_460;
+
+/// Where the connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Created; `connect` not called yet.
+    Idle,
+    /// CONNECT queued, awaiting CONNACK.
+    Connecting,
+    /// CONNACK accepted the connection.
+    Connected,
+    /// Over (see the `Disconnected` event for why). Terminal.
+    Disconnected,
+}
+
+/// What the server allowed in CONNACK (v5; v3 servers allow everything).
+#[derive(Clone, Copy, Debug)]
+struct ServerLimits {
+    maximum_qos: QoS,
+    retain_available: bool,
+    packet_size_max_bytes: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            packet_size_max_bytes: PACKET_SIZE_UNLIMITED_BYTES,
+        }
+    }
+}
+
+/// The client state machine. See the module documentation for the calling
+/// contract.
+#[derive(Debug)]
+pub struct Client {
+    options: ClientOptions,
+    state: State,
+    outgoing: BytesMut,
+    events: VecDeque<Event>,
+    ids: PacketIds,
+    /// Inbound QoS 2 packet ids whose PUBREL has not arrived.
+    inbound_qos2: IdSet,
+    /// Inbound topic aliases (index = alias - 1), sized at connect.
+    topic_aliases: Vec<Option<Bytes>>,
+    server: ServerLimits,
+    /// Outbound QoS 1/2 window: min(inflight_max, server Receive Maximum).
+    inflight_max: u16,
+    keep_alive_ms: u64,
+    /// Latest time given to any input.
+    now_ms: u64,
+    connect_sent_ms: u64,
+    last_sent_ms: u64,
+    ping_sent_ms: Option<u64>,
+}
+
+impl Client {
+    /// A client in state [`State::Idle`]. Nothing is written until `connect`.
+    pub fn new(options: ClientOptions) -> Self {
+        let inflight_max = options.inflight_max.max(1);
+        let keep_alive_ms = u64::from(options.keep_alive_s) * 1000;
+        Client {
+            options,
+            state: State::Idle,
+            outgoing: BytesMut::new(),
+            events: VecDeque::with_capacity(EVENTS_CAPACITY_INITIAL),
+            ids: PacketIds::new(),
+            inbound_qos2: IdSet::default(),
+            topic_aliases: Vec::new(),
+            server: ServerLimits::default(),
+            inflight_max,
+            keep_alive_ms,
+            now_ms: 0,
+            connect_sent_ms: 0,
+            last_sent_ms: 0,
+            ping_sent_ms: None,
+        }
+    }
+
+    // ----- getters -------------------------------------------------------
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.options.protocol
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    pub fn is_disconnected(&self) -> bool {
+        self.state == State::Disconnected
+    }
+
+    /// Outbound QoS 1/2 publishes awaiting PUBACK / PUBCOMP.
+    pub fn inflight(&self) -> u16 {
+        self.ids.out_inflight()
+    }
+
+    /// The outbound window in use: the smaller of `inflight_max` and the
+    /// server's Receive Maximum (known after CONNACK).
+    pub fn inflight_max(&self) -> u16 {
+        self.inflight_max
+    }
+
+    /// Inbound QoS 2 messages awaiting PUBREL.
+    pub fn inbound_qos2_pending(&self) -> u16 {
+        self.inbound_qos2.len()
+    }
+
+    /// Events queued and not yet taken with `poll_event`.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Effective keep-alive interval (the server's, if it set one).
+    pub fn keep_alive_ms(&self) -> u64 {
+        self.keep_alive_ms
+    }
+
+    /// True when a `publish` of this QoS would not be refused for a full
+    /// window or a full outgoing buffer.
+    pub fn can_publish(&self, qos: QoS) -> bool {
+        self.state == State::Connected
+            && self.outgoing.len() < self.options.outgoing_max_bytes
+            && (qos == QoS::AtMostOnce || self.ids.out_inflight() < self.inflight_max)
+    }
+
+    // ----- outputs -------------------------------------------------------
+
+    /// Bytes to write to the transport, in order. The caller takes them
+    /// (`split()`, or `std::mem::swap` with an empty buffer of its own, which
+    /// keeps both allocations in use) and writes them all.
+    pub fn outgoing(&mut self) -> &mut BytesMut {
+        &mut self.outgoing
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called (ms on the caller's clock),
+    /// or `None` when no timer is needed.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.state {
+            State::Connecting => Some(
+                self.connect_sent_ms
+                    .saturating_add(self.options.connect_timeout_ms),
+            ),
+            State::Connected => match self.ping_sent_ms {
+                Some(sent) => Some(sent.saturating_add(self.pingresp_timeout_ms())),
+                None if self.keep_alive_ms > 0 => {
+                    Some(self.last_sent_ms.saturating_add(self.keep_alive_ms))
+                }
+                None => None,
+            },
+            State::Idle | State::Disconnected => None,
+        }
+    }
+
+    // ----- commands ------------------------------------------------------
+
+    /// Queues CONNECT. Only valid in [`State::Idle`].
+    pub fn connect(&mut self, now_ms: u64) -> Result<(), ClientError> {
+        if self.state != State::Idle {
+            return Err(ClientError::AlreadyStarted);
+        }
+        self.observe(now_ms);
+        let o = &self.options;
+        let properties = if o.protocol.is_v5() {
+            ConnectProperties {
+                session_expiry_interval_s: o.session_expiry_s,
+                receive_maximum: (o.receive_maximum != RECEIVE_MAXIMUM_MAX)
+                    .then_some(o.receive_maximum.max(1)),
+                maximum_packet_size_bytes: (o.packet_size_max_bytes < PACKET_SIZE_UNLIMITED_BYTES)
+                    .then_some(o.packet_size_max_bytes),
+                topic_alias_maximum: (o.topic_alias_max > 0).then_some(o.topic_alias_max),
+                user: o.user_properties.clone(),
+                ..ConnectProperties::default()
+            }
+        } else {
+            ConnectProperties::default()
+        };
+        let connect = Connect {
+            protocol: o.protocol,
+            clean_start: o.clean_start,
+            keep_alive_s: o.keep_alive_s,
+            client_id: o.client_id.clone(),
+            will: o.will.clone(),
+            username: o.username.clone(),
+            password: o.password.clone(),
+            properties,
+        };
+        encode(
+            &Packet::Connect(Box::new(connect)),
+            o.protocol,
+            &mut self.outgoing,
+        )
+        .map_err(ClientError::Encode)?;
+        if o.protocol.is_v5() && o.topic_alias_max > 0 {
+            self.topic_aliases = vec![None; usize::from(o.topic_alias_max)];
+        }
+        self.state = State::Connecting;
+        self.connect_sent_ms = now_ms;
+        self.last_sent_ms = now_ms;
+        Ok(())
+    }
+
+    /// Queues a PUBLISH. Returns its packet id for QoS 1/2 (`None` for QoS 0);
+    /// completion is reported by `Event::PubAcked` with that id.
+    ///
+    /// Refuses (writing nothing) when not connected, when the outbound window
+    /// or the outgoing buffer is full (`is_would_block()` errors: retry after
+    /// the next event or write), or when the server's CONNACK forbids it.
+    pub fn publish(
+        &mut self,
+        topic: Bytes,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        properties: PublishProperties,
+    ) -> Result<Option<u16>, ClientError> {
+        if self.state != State::Connected {
+            return Err(ClientError::NotConnected);
+        }
+        if self.outgoing.len() >= self.options.outgoing_max_bytes {
+            return Err(ClientError::OutgoingFull {
+                outgoing_max_bytes: self.options.outgoing_max_bytes,
+            });
+        }
+        if qos > self.server.maximum_qos {
+            return Err(ClientError::QoSNotSupported {
+                maximum_qos: self.server.maximum_qos,
+            });
+        }
+        if retain && !self.server.retain_available {
+            return Err(ClientError::RetainNotSupported);
+        }
+        if !topic_name_is_valid(&topic, properties.topic_alias.is_some()) {
+            return Err(ClientError::InvalidTopic);
+        }
+        let packet_id = if qos == QoS::AtMostOnce {
+            0
+        } else {
+            if self.ids.out_inflight() >= self.inflight_max {
+                return Err(ClientError::InflightFull {
+                    inflight_max: self.inflight_max,
+                });
+            }
+            self.ids
+                .allocate()
+                .ok_or(ClientError::PacketIdsExhausted)?
+        };
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id,
+            payload,
+            properties,
+        };
+        let protocol = self.options.protocol;
+        if self.server.packet_size_max_bytes < PACKET_SIZE_UNLIMITED_BYTES {
+            let size_bytes = publish_encoded_len(&publish, protocol);
+            if size_bytes > self.server.packet_size_max_bytes as usize {
+                return Err(ClientError::PacketTooLarge {
+                    size_bytes,
+                    max_bytes: self.server.packet_size_max_bytes,
+                });
+            }
+        }
+        encode_publish(&publish, protocol, &mut self.outgoing).map_err(ClientError::Encode)?;
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.ids.set_out_state(packet_id, OutState::AwaitPubAck),
+            QoS::ExactlyOnce => self.ids.set_out_state(packet_id, OutState::AwaitPubRec),
+        }
+        self.last_sent_ms = self.now_ms;
+        Ok((packet_id != 0).then_some(packet_id))
+    }
+
+    /// Queues a SUBSCRIBE; returns its packet id (answered by `Event::SubAck`).
+    /// Filters are not validated here: the server's SUBACK judges them.
+    pub fn subscribe(&mut self, filters: Vec<SubscribeFilter>) -> Result<u16, ClientError> {
+        self.subscribe_with_properties(filters, SubscribeProperties::default())
+    }
+
+    /// [`Client::subscribe`] with v5 properties (subscription identifier, user).
+    pub fn subscribe_with_properties(
+        &mut self,
+        filters: Vec<SubscribeFilter>,
+        properties: SubscribeProperties,
+    ) -> Result<u16, ClientError> {
+        if filters.is_empty() {
+            return Err(ClientError::NoFilters);
+        }
+        let packet_id = self.control_id()?;
+        let packet = Packet::Subscribe(Subscribe {
+            packet_id,
+            filters,
+            properties,
+        });
+        self.send_control(&packet, packet_id, ControlKind::Subscribe)?;
+        Ok(packet_id)
+    }
+
+    /// Queues an UNSUBSCRIBE; returns its packet id (answered by `Event::UnsubAck`).
+    pub fn unsubscribe(&mut self, filters: Vec<Bytes>) -> Result<u16, ClientError> {
+        if filters.is_empty() {
+            return Err(ClientError::NoFilters);
+        }
+        let packet_id = self.control_id()?;
+        let packet = Packet::Unsubscribe(Unsubscribe {
+            packet_id,
+            filters,
+            properties: UnsubscribeProperties::default(),
+        });
+        self.send_control(&packet, packet_id, ControlKind::Unsubscribe)?;
+        Ok(packet_id)
+    }
+
+    /// Queues DISCONNECT (with `reason` in v5; v3 DISCONNECT has no body) and
+    /// ends the connection: the caller writes the outgoing bytes, then closes.
+    /// A no-op once disconnected.
+    pub fn disconnect(&mut self, reason: ReasonCode) {
+        if matches!(self.state, State::Idle | State::Disconnected) {
+            self.state = State::Disconnected;
+            return;
+        }
+        self.queue_disconnect(reason);
+        self.finish(DisconnectReason::Client(reason));
+    }
+
+    // ----- inputs --------------------------------------------------------
+
+    /// Decodes every whole packet at the front of `buf` (consuming them;
+    /// a partial packet stays for the next call) and handles each.
+    ///
+    /// `Err` means the server broke the protocol: a DISCONNECT is queued
+    /// (v5), `ProtocolError` and `Disconnected` events are queued, and the
+    /// caller writes the outgoing bytes and closes. Bytes arriving after
+    /// the connection ended are discarded.
+    pub fn handle_read(
+        &mut self,
+        buf: &mut BytesMut,
+        now_ms: u64,
+    ) -> Result<ReadProgress, ProtocolError> {
+        self.observe(now_ms);
+        let mut progress = ReadProgress {
+            packets: 0,
+            needed_bytes: 0,
+        };
+        loop {
+            if matches!(self.state, State::Idle | State::Disconnected) {
+                buf.clear();
+                return Ok(progress);
+            }
+            let decoded = decode(
+                buf,
+                self.options.protocol,
+                self.options.packet_size_max_bytes,
+            );
+            match decoded {
+                Ok(Decoded::Packet(packet)) => {
+                    progress.packets += 1;
+                    if let Err(e) = self.handle_packet(packet) {
+                        return Err(self.fail(e));
+                    }
+                }
+                Ok(Decoded::Incomplete { needed_bytes }) => {
+                    progress.needed_bytes = needed_bytes;
+                    return Ok(progress);
+                }
+                Err(e) => return Err(self.fail(ProtocolError::Decode(e))),
+            }
+        }
+    }
+
+    /// Acts on expired deadlines: CONNACK timeout, PINGRESP timeout, or
+    /// queueing a PINGREQ when nothing was sent for a keep-alive interval.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.observe(now_ms);
+        match self.state {
+            State::Connecting => {
+                if now_ms >= self.connect_sent_ms + self.options.connect_timeout_ms {
+                    self.finish(DisconnectReason::ConnectTimeout);
+                }
+            }
+            State::Connected => {
+                if let Some(sent) = self.ping_sent_ms {
+                    if now_ms >= sent.saturating_add(self.pingresp_timeout_ms()) {
+                        // [MQTT-3.1.2-24] is the server's rule; a client "SHOULD
+                        // close the Network Connection" (section 3.1.2.10).
+                        self.finish(DisconnectReason::KeepAliveTimeout);
+                    }
+                } else if self.keep_alive_ms > 0
+                    && now_ms >= self.last_sent_ms.saturating_add(self.keep_alive_ms)
+                {
+                    if let Err(e) = encode(&Packet::PingReq, self.options.protocol, &mut self.outgoing)
+                    {
+                        self.fail(ProtocolError::Encode(e));
+                        return;
+                    }
+                    self.ping_sent_ms = Some(now_ms);
+                    self.last_sent_ms = now_ms;
+                }
+            }
+            State::Idle | State::Disconnected => {}
+        }
+    }
+
+    /// The transport closed (EOF or error). Queues `Disconnected(TransportClosed)`
+    /// unless the connection had already ended.
+    pub fn handle_close(&mut self, now_ms: u64) {
+        self.observe(now_ms);
+        if self.state != State::Disconnected {
+            self.finish(DisconnectReason::TransportClosed);
+        }
+    }
+
+    // ----- internals -----------------------------------------------------
+
+    fn observe(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    fn pingresp_timeout_ms(&self) -> u64 {
+        match self.options.pingresp_timeout_ms {
+            0 => self.keep_alive_ms.max(1000),
+            ms => ms,
+        }
+    }
+
+    fn control_id(&mut self) -> Result<u16, ClientError> {
+        if self.state != State::Connected {
+            return Err(ClientError::NotConnected);
+        }
+        if self.ids.control_len() >= CONTROL_INFLIGHT_MAX {
+            return Err(ClientError::ControlInflightFull);
+        }
+        self.ids.allocate().ok_or(ClientError::PacketIdsExhausted)
+    }
+
+    fn send_control(
+        &mut self,
+        packet: &Packet,
+        packet_id: u16,
+        kind: ControlKind,
+    ) -> Result<(), ClientError> {
+        encode(packet, self.options.protocol, &mut self.outgoing).map_err(ClientError::Encode)?;
+        let inserted = self.ids.insert_control(packet_id, kind);
+        debug_assert!(inserted, "control_id checked the bound");
+        self.last_sent_ms = self.now_ms;
+        Ok(())
+    }
+
+    /// Ends the connection with `reason` and reports it.
+    fn finish(&mut self, reason: DisconnectReason) {
+        self.state = State::Disconnected;
+        self.ping_sent_ms = None;
+        self.inbound_qos2.clear();
+        self.events.push_back(Event::Disconnected(reason));
+    }
+
+    /// Reports a protocol error, queues DISCONNECT (v5) and ends the connection.
+    fn fail(&mut self, error: ProtocolError) -> ProtocolError {
+        let reason = error.reason_code();
+        self.events.push_back(Event::ProtocolError(error));
+        if self.state == State::Connected {
+            self.queue_disconnect(reason);
+        }
+        self.finish(DisconnectReason::ProtocolError(reason));
+        error
+    }
+
+    fn queue_disconnect(&mut self, reason: ReasonCode) {
+        let packet = Packet::Disconnect(Disconnect {
+            reason,
+            ..Disconnect::default()
+        });
+        // DISCONNECT always encodes (no variable-length fields); an error here
+        // only means the connection ends without telling the server why.
+        let _ = encode(&packet, self.options.protocol, &mut self.outgoing);
+    }
+
+    /// Queues PUBACK / PUBREC / PUBREL / PUBCOMP.
+    fn send_ack(
+        &mut self,
+        make: fn(PubAck) -> Packet,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) -> Result<(), ProtocolError> {
+        let ack = PubAck {
+            reason,
+            ..PubAck::new(packet_id)
+        };
+        encode(&make(ack), self.options.protocol, &mut self.outgoing)
+            .map_err(ProtocolError::Encode)?;
+        self.last_sent_ms = self.now_ms;
+        Ok(())
+    }
+
+    fn handle_packet(&mut self, packet: Packet) -> Result<(), ProtocolError> {
+        if self.state == State::Connecting {
+            return match packet {
+                Packet::ConnAck(connack) => self.handle_connack(connack),
+                other => Err(ProtocolError::UnexpectedPacket {
+                    packet_type: other.packet_type(),
+                }),
+            };
+        }
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(publish),
+            Packet::PubAck(ack) => self.complete(ack, 4, OutState::AwaitPubAck),
+            Packet::PubRec(ack) => self.handle_pubrec(ack),
+            Packet::PubComp(ack) => self.complete(ack, 7, OutState::AwaitPubComp),
+            Packet::PubRel(ack) => {
+                let reason = if self.inbound_qos2.remove(ack.packet_id) {
+                    ReasonCode::SUCCESS
+                } else {
+                    // Section 3.7.2.1: PUBCOMP 0x92 for an unknown id (v5);
+                    // v3 PUBCOMP has no reason code, so it is plain.
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.send_ack(Packet::PubComp, ack.packet_id, reason)
+            }
+            Packet::SubAck(suback) => {
+                if !self
+                    .ids
+                    .remove_control(suback.packet_id, ControlKind::Subscribe)
+                {
+                    return Err(ProtocolError::UnknownPacketId {
+                        packet_type: 9,
+                        packet_id: suback.packet_id,
+                    });
+                }
+                self.events.push_back(Event::SubAck(suback));
+                Ok(())
+            }
+            Packet::UnsubAck(unsuback) => {
+                if !self
+                    .ids
+                    .remove_control(unsuback.packet_id, ControlKind::Unsubscribe)
+                {
+                    return Err(ProtocolError::UnknownPacketId {
+                        packet_type: 11,
+                        packet_id: unsuback.packet_id,
+                    });
+                }
+                self.events.push_back(Event::UnsubAck(unsuback));
+                Ok(())
+            }
+            Packet::PingResp => {
+                self.ping_sent_ms = None;
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => {
+                self.finish(DisconnectReason::Server(disconnect.reason));
+                Ok(())
+            }
+            other => Err(ProtocolError::UnexpectedPacket {
+                packet_type: other.packet_type(),
+            }),
+        }
+    }
+
+    fn handle_connack(&mut self, connack: ConnAck) -> Result<(), ProtocolError> {
+        if connack.reason.is_error() {
+            self.finish(DisconnectReason::ConnectRefused(connack.reason));
+            return Ok(());
+        }
+        if connack.session_present && self.options.clean_start {
+            return Err(ProtocolError::SessionPresentWithCleanStart);
+        }
+        let p = &connack.properties;
+        if let Some(receive_maximum) = p.receive_maximum {
+            self.inflight_max = self.options.inflight_max.clamp(1, receive_maximum.max(1));
+        }
+        if let Some(qos) = p.maximum_qos.and_then(QoS::from_u8) {
+            self.server.maximum_qos = qos;
+        }
+        if let Some(retain) = p.retain_available {
+            self.server.retain_available = retain != 0;
+        }
+        if let Some(max) = p.maximum_packet_size_bytes {
+            self.server.packet_size_max_bytes = max;
+        }
+        if let Some(keep_alive_s) = p.server_keep_alive_s {
+            // Section 3.2.2.3.14: the client MUST use the server's value.
+            self.keep_alive_ms = u64::from(keep_alive_s) * 1000;
+        }
+        self.state = State::Connected;
+        self.events.push_back(Event::Connected {
+            session_present: connack.session_present,
+            properties: Box::new(connack.properties),
+        });
+        Ok(())
+    }
+
+    fn handle_publish(&mut self, mut publish: Publish) -> Result<(), ProtocolError> {
+        self.resolve_topic_alias(&mut publish)?;
+        let packet_id = publish.packet_id;
+        match publish.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send_ack(Packet::PubAck, packet_id, ReasonCode::SUCCESS)?,
+            QoS::ExactlyOnce => {
+                if self.inbound_qos2.contains(packet_id) {
+                    // A resend before PUBREL: acknowledge again, deliver
+                    // nothing ([MQTT-4.3.3-9] / v3.1.1 4.3.3).
+                    return self.send_ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS);
+                }
+                if self.inbound_qos2.len() >= self.options.receive_maximum.max(1) {
+                    return Err(ProtocolError::ReceiveMaximumExceeded);
+                }
+                self.inbound_qos2.insert(packet_id);
+                self.send_ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS)?;
+            }
+        }
+        self.events.push_back(Event::Message(publish));
+        Ok(())
+    }
+
+    /// Replaces an empty topic with the one its alias names, or records a new
+    /// alias (section 3.3.2.3.4). Cloning a `Bytes` is a refcount increment.
+    fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), ProtocolError> {
+        let Some(alias) = publish.properties.topic_alias else {
+            return if publish.topic.is_empty() {
+                Err(ProtocolError::TopicAliasInvalid)
+            } else {
+                Ok(())
+            };
+        };
+        let slot = usize::from(alias)
+            .checked_sub(1)
+            .and_then(|i| self.topic_aliases.get_mut(i))
+            .ok_or(ProtocolError::TopicAliasInvalid)?;
+        if publish.topic.is_empty() {
+            publish.topic = slot.clone().ok_or(ProtocolError::TopicAliasInvalid)?;
+        } else {
+            *slot = Some(publish.topic.clone());
+        }
+        Ok(())
+    }
+
+    fn handle_pubrec(&mut self, ack: PubAck) -> Result<(), ProtocolError> {
+        match self.ids.out_state(ack.packet_id) {
+            OutState::AwaitPubRec if ack.reason.is_error() => {
+                // Section 4.3.3: a failed PUBREC ends the flow; no PUBREL.
+                self.ids.set_out_state(ack.packet_id, OutState::Free);
+                self.events.push_back(Event::PubAcked {
+                    packet_id: ack.packet_id,
+                    reason: ack.reason,
+                });
+                Ok(())
+            }
+            // A duplicate PUBREC (after PUBREL was sent) gets PUBREL again.
+            OutState::AwaitPubRec | OutState::AwaitPubComp => {
+                self.ids.set_out_state(ack.packet_id, OutState::AwaitPubComp);
+                self.send_ack(Packet::PubRel, ack.packet_id, ReasonCode::SUCCESS)
+            }
+            OutState::Free | OutState::AwaitPubAck => Err(ProtocolError::UnknownPacketId {
+                packet_type: 5,
+                packet_id: ack.packet_id,
+            }),
+        }
+    }
+
+    /// Frees `ack.packet_id` (PUBACK or PUBCOMP) if it was in `expected`
+    /// state and reports it; an ack for any other id is a protocol error.
+    fn complete(
+        &mut self,
+        ack: PubAck,
+        packet_type: u8,
+        expected: OutState,
+    ) -> Result<(), ProtocolError> {
+        if self.ids.out_state(ack.packet_id) != expected {
+            return Err(ProtocolError::UnknownPacketId {
+                packet_type,
+                packet_id: ack.packet_id,
+            });
+        }
+        self.ids.set_out_state(ack.packet_id, OutState::Free);
+        self.events.push_back(Event::PubAcked {
+            packet_id: ack.packet_id,
+            reason: ack.reason,
+        });
+        Ok(())
+    }
+}
+
+/// Checks a topic name as the client sends it: non-empty unless a Topic
+/// Alias stands in, at most 65_535 bytes, UTF-8 without U+0000, and no
+/// wildcards ([MQTT-3.3.2-2], [MQTT-4.7.3-1]).
+fn topic_name_is_valid(topic: &[u8], has_alias: bool) -> bool {
+    if topic.is_empty() {
+        return has_alias;
+    }
+    topic.len() <= TOPIC_LEN_MAX_BYTES
+        && !topic.iter().any(|b| matches!(b, b'+' | b'#' | 0))
+        && std::str::from_utf8(topic).is_ok()
+}

@@ -1,0 +1,212 @@
+//! A never-panicking cursor over one frame's `Bytes`: fixed-width integers,
+//! Variable Byte Integers, and length-prefixed fields returned as zero-copy
+//! slices of the frame (section 1.5 data representation).
+//!
+//! Every read checks the bytes left first and reports `Truncated` when a
+//! field would run past the end; nothing here indexes or allocates.
+
+use bytes::Bytes;
+
+use super::varint::parse_varint;
+use super::DecodeError;
+
+/// Cursor over `frame[pos..end]`. `end` is the frame end, or the end of a
+/// property block for a sub-reader (so a property can never read past its
+/// declared Property Length).
+pub(crate) struct Reader<'a> {
+    frame: &'a Bytes,
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `frame[start..]`.
+    #[inline]
+    pub(crate) fn new(frame: &'a Bytes, start: usize) -> Self {
+        let end = frame.len();
+        Reader {
+            frame,
+            pos: start.min(end),
+            end,
+        }
+    }
+
+    /// The unread bytes.
+    #[inline]
+    fn rest(&self) -> &[u8] {
+        self.frame.get(self.pos..self.end).unwrap_or(&[])
+    }
+
+    #[inline]
+    pub(crate) fn remaining(&self) -> usize {
+        self.end.saturating_sub(self.pos)
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos >= self.end
+    }
+
+    /// `TrailingBytes` unless everything was read.
+    #[inline]
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes)
+        }
+    }
+
+    #[inline]
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        match *self.rest() {
+            [b, ..] => {
+                self.pos += 1;
+                Ok(b)
+            }
+            [] => Err(DecodeError::Truncated),
+        }
+    }
+
+    /// Two Byte Integer, big-endian (section 1.5.2).
+    #[inline]
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        match *self.rest() {
+            [a, b, ..] => {
+                self.pos += 2;
+                Ok(u16::from_be_bytes([a, b]))
+            }
+            _ => Err(DecodeError::Truncated),
+        }
+    }
+
+    /// Four Byte Integer, big-endian (section 1.5.3).
+    #[inline]
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        match *self.rest() {
+            [a, b, c, d, ..] => {
+                self.pos += 4;
+                Ok(u32::from_be_bytes([a, b, c, d]))
+            }
+            _ => Err(DecodeError::Truncated),
+        }
+    }
+
+    /// Variable Byte Integer (section 1.5.5). Inside a frame an unfinished
+    /// integer means the field was truncated.
+    #[inline]
+    pub(crate) fn varint(&mut self) -> Result<u32, DecodeError> {
+        match parse_varint(self.rest())? {
+            Some((value, len)) => {
+                self.pos += len;
+                Ok(value)
+            }
+            None => Err(DecodeError::Truncated),
+        }
+    }
+
+    /// The next `n` bytes as a slice of the frame (a refcount bump, no copy).
+    #[inline]
+    pub(crate) fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        if n > self.remaining() {
+            return Err(DecodeError::Truncated);
+        }
+        let start = self.pos;
+        self.pos += n;
+        Ok(self.frame.slice(start..self.pos))
+    }
+
+    /// Everything left, as a slice of the frame (the PUBLISH payload).
+    #[inline]
+    pub(crate) fn take_rest(&mut self) -> Bytes {
+        let start = self.pos.min(self.end);
+        self.pos = self.end;
+        self.frame.slice(start..self.end)
+    }
+
+    /// Binary Data: a Two Byte Integer length then that many bytes (section 1.5.6).
+    #[inline]
+    pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
+        let len = self.u16()?;
+        self.take(usize::from(len))
+    }
+
+    /// UTF-8 Encoded String (section 1.5.4), validated.
+    #[inline]
+    pub(crate) fn utf8(&mut self) -> Result<Bytes, DecodeError> {
+        let s = self.binary()?;
+        validate_utf8(&s)?;
+        Ok(s)
+    }
+
+    /// A sub-reader over the next `len` bytes; this reader skips past them.
+    /// Used for the property block, whose length must cover its properties
+    /// exactly (section 2.2.2.1).
+    #[inline]
+    pub(crate) fn sub(&mut self, len: usize) -> Result<Reader<'a>, DecodeError> {
+        if len > self.remaining() {
+            return Err(DecodeError::Truncated);
+        }
+        let start = self.pos;
+        self.pos += len;
+        Ok(Reader {
+            frame: self.frame,
+            pos: start,
+            end: self.pos,
+        })
+    }
+}
+
+/// MQTT UTF-8 rules (section 1.5.4): well-formed UTF-8 with no surrogates
+/// ([MQTT-1.5.4-1]; `from_utf8` rejects encoded surrogates) and no U+0000
+/// ([MQTT-1.5.4-2]).
+#[inline]
+pub(crate) fn validate_utf8(s: &[u8]) -> Result<(), DecodeError> {
+    if std::str::from_utf8(s).is_err() || s.contains(&0) {
+        return Err(DecodeError::InvalidUtf8);
+    }
+    Ok(())
+}
+
+/// A Topic Name (section 4.7): MQTT UTF-8 without the wildcard characters
+/// `+` and `#` ([MQTT-3.3.2-2]). Emptiness is the caller's decision (allowed
+/// in a v5 PUBLISH that carries a Topic Alias).
+#[inline]
+pub(crate) fn validate_topic_name(s: &[u8]) -> Result<(), DecodeError> {
+    validate_utf8(s)?;
+    if s.iter().any(|&c| c == b'+' || c == b'#') {
+        return Err(DecodeError::WildcardInTopicName);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_never_pass_the_end() {
+        let frame = Bytes::from_static(&[0x00, 0x03, b'a', b'b']);
+        let mut r = Reader::new(&frame, 0);
+        assert_eq!(r.utf8(), Err(DecodeError::Truncated));
+        let mut r = Reader::new(&frame, 9);
+        assert_eq!(r.u8(), Err(DecodeError::Truncated));
+        assert!(r.take_rest().is_empty());
+        let mut r = Reader::new(&frame, 0);
+        let mut sub = r.sub(3).unwrap_or_else(|_| Reader::new(&frame, 4));
+        assert_eq!(sub.u16(), Ok(3));
+        assert_eq!(sub.u16(), Err(DecodeError::Truncated));
+        assert_eq!(r.u8(), Ok(b'b'));
+        assert!(r.finish().is_ok());
+    }
+
+    #[test]
+    fn utf8_rules() {
+        assert!(validate_utf8("añ€😀".as_bytes()).is_ok());
+        assert_eq!(validate_utf8(b"a\0b"), Err(DecodeError::InvalidUtf8));
+        // U+D800 encoded as UTF-8 (a surrogate).
+        assert_eq!(validate_utf8(&[0xED, 0xA0, 0x80]), Err(DecodeError::InvalidUtf8));
+        assert_eq!(validate_utf8(&[0xC0, 0x80]), Err(DecodeError::InvalidUtf8));
+        assert_eq!(validate_topic_name(b"a/+"), Err(DecodeError::WildcardInTopicName));
+    }
+}

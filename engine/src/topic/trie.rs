@@ -1,0 +1,558 @@
+//! The subscription trie: topic filters to values, one allocation-free walk
+//! per published topic.
+//!
+//! Layout. Nodes live in a slab (`Vec<Node>`) addressed by `u32`; freed
+//! nodes go on a free list and are reused. A node is one filter level. Its
+//! children are keyed by level bytes, with dedicated slots for `+` and `#`:
+//!
+//! ```text
+//!   root ─"site"─▶ n1 ─"7"─▶ n2 ─"temp"─▶ n3      "site/7/temp"
+//!    │             └─ plus ─▶ n4 ─"temp"─▶ n5      "site/+/temp"
+//!    └─ hash ─▶ n6                                 "#"
+//!               └─ share ─▶ n7 ─"g"─▶ n8           "$share/g/#"
+//! ```
+//!
+//! A shared subscription `$share/{group}/{filter}` is stored at the node of
+//! its inner filter, under a `share` slot that points to a group table node
+//! whose children are keyed by group name. So each stored filter, shared or
+//! not, is its own entry, and a walk that reaches the inner filter's node
+//! also visits its groups: `$share/g/#` matches like `#`.
+//!
+//! Values are kept in a vector parallel to the nodes, so the walk borrows the
+//! structure immutably while handing out `&mut T`: one walk serves both
+//! [`TopicTrie::for_each_match`] and [`TopicTrie::for_each_match_mut`].
+//!
+//! Child maps are a sorted `Vec` up to [`SMALL_CHILDREN_MAX`] entries (most
+//! nodes: a few metrics per device) and a `HashMap` above it (the node with
+//! a hundred thousand device ids). Insert, get and remove allocate (control
+//! plane); the match walk never does.
+
+use std::collections::HashMap;
+
+use super::{levels, parse_shared, LEVEL_SEPARATOR};
+
+/// No node. Also the bound on the slab: at most `u32::MAX` nodes.
+const NONE: u32 = u32::MAX;
+
+/// The root node; never freed.
+const ROOT: u32 = 0;
+
+/// A node's children stay a sorted vector (binary search, no hashing) up to
+/// this many entries, then become a hash map. Chosen by the `topic` bench
+/// (bench/benches/topic.rs); see docs/benchmarks.md.
+pub const SMALL_CHILDREN_MAX: usize = 16;
+
+/// Children keyed by level bytes (or group names, under a group table node).
+#[derive(Debug)]
+enum Children {
+    /// Sorted by key; at most [`SMALL_CHILDREN_MAX`] entries.
+    Small(Vec<(Box<[u8]>, u32)>),
+    /// More than [`SMALL_CHILDREN_MAX`] entries. Keyed SipHash (std's
+    /// `RandomState`): filters come from clients, so the hash must not be
+    /// one they can collide on purpose.
+    Large(Box<HashMap<Box<[u8]>, u32>>),
+}
+
+impl Children {
+    const fn new() -> Self {
+        Children::Small(Vec::new())
+    }
+
+    #[inline]
+    fn get(&self, key: &[u8]) -> Option<u32> {
+        match self {
+            Children::Small(v) => v.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| v[i].1),
+            Children::Large(m) => m.get(key).copied(),
+        }
+    }
+
+    /// Inserts `key` -> `node`; `key` must be absent.
+    fn insert(&mut self, key: &[u8], node: u32) {
+        match self {
+            Children::Small(v) => match v.binary_search_by(|(k, _)| (**k).cmp(key)) {
+                Ok(_) => debug_assert!(false, "topic trie: child inserted twice"),
+                Err(i) if v.len() < SMALL_CHILDREN_MAX => v.insert(i, (key.into(), node)),
+                Err(_) => {
+                    let mut m: HashMap<Box<[u8]>, u32> = std::mem::take(v).into_iter().collect();
+                    m.insert(key.into(), node);
+                    *self = Children::Large(Box::new(m));
+                }
+            },
+            Children::Large(m) => {
+                let old = m.insert(key.into(), node);
+                debug_assert!(old.is_none(), "topic trie: child inserted twice");
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<u32> {
+        match self {
+            Children::Small(v) => {
+                let i = v.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+                Some(v.remove(i).1)
+            }
+            Children::Large(m) => {
+                let removed = m.remove(key);
+                // Back to a vector well below the threshold (hysteresis, so a
+                // node at the boundary does not flip on every change).
+                if m.len() <= SMALL_CHILDREN_MAX / 2 {
+                    let mut v: Vec<(Box<[u8]>, u32)> = m.drain().collect();
+                    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    *self = Children::Small(v);
+                }
+                removed
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Small(v) => v.is_empty(),
+            Children::Large(m) => m.is_empty(),
+        }
+    }
+
+    #[inline]
+    fn for_each(&self, mut f: impl FnMut(u32)) {
+        match self {
+            Children::Small(v) => v.iter().for_each(|(_, n)| f(*n)),
+            Children::Large(m) => m.values().for_each(|n| f(*n)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Node {
+    children: Children,
+    /// The `+` child, or [`NONE`].
+    plus: u32,
+    /// The `#` child, or [`NONE`].
+    hash: u32,
+    /// The group table of `$share/{group}/{this filter}`, or [`NONE`]. Its
+    /// children are keyed by group name and hold the values.
+    share: u32,
+    /// [`NONE`] for the root and for free nodes.
+    parent: u32,
+}
+
+impl Node {
+    const fn new(parent: u32) -> Self {
+        Node { children: Children::new(), plus: NONE, hash: NONE, share: NONE, parent }
+    }
+
+    fn has_no_edges(&self) -> bool {
+        self.plus == NONE && self.hash == NONE && self.share == NONE && self.children.is_empty()
+    }
+}
+
+/// One edge on the path from the root to a stored filter's node.
+#[derive(Clone, Copy, Debug)]
+enum Step<'a> {
+    /// A filter level: `+`, `#` or literal bytes.
+    Level(&'a [u8]),
+    /// From the inner filter's node to its group table.
+    ShareTable,
+    /// From the group table to one group.
+    Group(&'a [u8]),
+}
+
+/// Splits a key into its inner filter and group. A malformed `$share/`
+/// filter is taken literally, exactly as [`super::filter_matches`] does.
+fn split_key(filter: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match parse_shared(filter) {
+        Ok(Some(shared)) => (shared.filter, Some(shared.group)),
+        _ => (filter, None),
+    }
+}
+
+/// The steps from the root to `filter`'s node, in order. Never allocates.
+fn steps_down(filter: &[u8]) -> impl Iterator<Item = Step<'_>> {
+    let (inner, group) = split_key(filter);
+    let share = group.into_iter().flat_map(|g| [Step::ShareTable, Step::Group(g)]);
+    levels(inner).map(Step::Level).chain(share)
+}
+
+/// The same steps from `filter`'s node back up to the root.
+fn steps_up(filter: &[u8]) -> impl Iterator<Item = Step<'_>> {
+    let (inner, group) = split_key(filter);
+    let share = group.into_iter().flat_map(|g| [Step::Group(g), Step::ShareTable]);
+    share.chain(levels(inner).rev().map(Step::Level))
+}
+
+/// A trie of topic filters, each holding a `T`.
+///
+/// Keys are topic filters as a client sent them, validated with
+/// [`super::validate_topic_filter`]: a shared subscription
+/// `$share/{group}/{filter}` is its own entry and matches as its inner
+/// filter, like [`super::filter_matches`]. For any set of stored filters
+/// and any topic, [`TopicTrie::for_each_match`] visits exactly the values of
+/// the filters for which `filter_matches(filter, topic)` holds, each once.
+///
+/// The walk recurses once per topic level, and only as deep as the deepest
+/// stored filter, so its stack depth is bounded by the filters' `levels_max`.
+pub struct TopicTrie<T> {
+    nodes: Vec<Node>,
+    /// `values[i]` is node `i`'s value; same length as `nodes`.
+    values: Vec<Option<T>>,
+    /// Indices of freed nodes, reused before the slab grows.
+    free: Vec<u32>,
+    /// Number of `Some` in `values`.
+    len: usize,
+}
+
+impl<T> Default for TopicTrie<T> {
+    fn default() -> Self {
+        TopicTrie { nodes: vec![Node::new(NONE)], values: vec![None], free: Vec::new(), len: 0 }
+    }
+}
+
+impl<T> core::fmt::Debug for TopicTrie<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TopicTrie")
+            .field("len", &self.len)
+            .field("node_count", &self.node_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Default> TopicTrie<T> {
+    /// An empty trie (one root node).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `filter`, inserted as `T::default()` if absent.
+    /// Allocates the missing nodes and their keys (control plane).
+    pub fn get_or_insert(&mut self, filter: &[u8]) -> &mut T {
+        let mut node = ROOT;
+        for step in steps_down(filter) {
+            node = match self.child(node, step) {
+                Some(child) => child,
+                None => self.add_child(node, step),
+            };
+        }
+        let slot = &mut self.values[node as usize];
+        if slot.is_none() {
+            self.len += 1;
+        }
+        slot.get_or_insert_with(T::default)
+    }
+}
+
+impl<T> TopicTrie<T> {
+    /// The value stored for exactly `filter` (no wildcard matching).
+    pub fn get(&self, filter: &[u8]) -> Option<&T> {
+        self.find(filter).and_then(|n| self.values[n as usize].as_ref())
+    }
+
+    /// The value stored for exactly `filter` (no wildcard matching).
+    pub fn get_mut(&mut self, filter: &[u8]) -> Option<&mut T> {
+        self.find(filter).and_then(|n| self.values[n as usize].as_mut())
+    }
+
+    /// Removes `filter`'s value and frees the nodes that no longer lead to
+    /// any value; their slots are reused by later inserts.
+    pub fn remove(&mut self, filter: &[u8]) -> Option<T> {
+        let mut node = self.find(filter)?;
+        let value = self.values[node as usize].take()?;
+        self.len -= 1;
+        // Prune upwards while the node holds nothing. The steps taken
+        // upwards are the filter's own, reversed, so no search by value.
+        for step in steps_up(filter) {
+            let n = &self.nodes[node as usize];
+            if node == ROOT || self.values[node as usize].is_some() || !n.has_no_edges() {
+                break;
+            }
+            let parent = n.parent;
+            self.detach(parent, step);
+            self.free_node(node);
+            node = parent;
+        }
+        Some(value)
+    }
+
+    /// Calls `f` with the value of every stored filter that matches topic
+    /// name `topic`, each once, in no particular order. Never allocates.
+    pub fn for_each_match(&self, topic: &[u8], mut f: impl FnMut(&T)) {
+        let values = &self.values;
+        let mut visit = |n: u32| {
+            if let Some(v) = &values[n as usize] {
+                f(v);
+            }
+        };
+        walk(&self.nodes, ROOT, topic, topic.first() == Some(&b'$'), &mut visit);
+    }
+
+    /// [`TopicTrie::for_each_match`] with mutable access. Never allocates.
+    pub fn for_each_match_mut(&mut self, topic: &[u8], mut f: impl FnMut(&mut T)) {
+        let values = &mut self.values;
+        let mut visit = |n: u32| {
+            if let Some(v) = &mut values[n as usize] {
+                f(v);
+            }
+        };
+        walk(&self.nodes, ROOT, topic, topic.first() == Some(&b'$'), &mut visit);
+    }
+
+    /// Number of stored filters.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No stored filter.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Nodes in use, the root included: 1 when empty. For memory
+    /// accounting and for tests that check pruning.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() - self.free.len()
+    }
+
+    fn find(&self, filter: &[u8]) -> Option<u32> {
+        steps_down(filter).try_fold(ROOT, |node, step| self.child(node, step))
+    }
+
+    #[inline]
+    fn child(&self, node: u32, step: Step<'_>) -> Option<u32> {
+        let n = &self.nodes[node as usize];
+        let child = match step {
+            Step::Level(b"+") => n.plus,
+            Step::Level(b"#") => n.hash,
+            Step::Level(key) | Step::Group(key) => return n.children.get(key),
+            Step::ShareTable => n.share,
+        };
+        (child != NONE).then_some(child)
+    }
+
+    /// Adds an empty child of `parent` along `step`, which must be absent.
+    fn add_child(&mut self, parent: u32, step: Step<'_>) -> u32 {
+        let child = self.alloc_node(parent);
+        let n = &mut self.nodes[parent as usize];
+        match step {
+            Step::Level(b"+") => n.plus = child,
+            Step::Level(b"#") => n.hash = child,
+            Step::Level(key) | Step::Group(key) => n.children.insert(key, child),
+            Step::ShareTable => n.share = child,
+        }
+        child
+    }
+
+    /// Unlinks `parent`'s child along `step`.
+    fn detach(&mut self, parent: u32, step: Step<'_>) {
+        let n = &mut self.nodes[parent as usize];
+        match step {
+            Step::Level(b"+") => n.plus = NONE,
+            Step::Level(b"#") => n.hash = NONE,
+            Step::Level(key) | Step::Group(key) => {
+                let removed = n.children.remove(key);
+                debug_assert!(removed.is_some(), "topic trie: detached a missing child");
+            }
+            Step::ShareTable => n.share = NONE,
+        }
+    }
+
+    fn alloc_node(&mut self, parent: u32) -> u32 {
+        if let Some(i) = self.free.pop() {
+            debug_assert!(self.values[i as usize].is_none());
+            self.nodes[i as usize] = Node::new(parent);
+            return i;
+        }
+        let i = self.nodes.len();
+        assert!(i < NONE as usize, "topic trie: more than u32::MAX - 1 nodes");
+        self.nodes.push(Node::new(parent));
+        self.values.push(None);
+        i as u32
+    }
+
+    fn free_node(&mut self, node: u32) {
+        debug_assert!(node != ROOT && self.values[node as usize].is_none());
+        // Drop the (empty) child map now rather than when the slot is reused.
+        self.nodes[node as usize] = Node::new(NONE);
+        self.free.push(node);
+    }
+}
+
+/// Visits every node whose filter matches the rest of the topic from
+/// `node`. `topic` is the remaining levels (at least one, possibly empty).
+/// `dollar_first` is true only at the root of a topic whose first level
+/// starts with `$`: wildcards there must not match it ([MQTT-4.7.2-1]).
+///
+/// Recursion depth: one per topic level consumed, and only along existing
+/// trie nodes, so it never exceeds the deepest stored filter.
+fn walk<F: FnMut(u32)>(nodes: &[Node], node: u32, topic: &[u8], dollar_first: bool, visit: &mut F) {
+    let n = &nodes[node as usize];
+    let mut split = topic.splitn(2, |b| *b == LEVEL_SEPARATOR);
+    let level = split.next().unwrap_or_default();
+    let rest = split.next();
+    if !dollar_first {
+        if n.hash != NONE {
+            // `#` matches this level and everything after it.
+            visit_entry(nodes, n.hash, visit);
+        }
+        if n.plus != NONE {
+            descend(nodes, n.plus, rest, visit);
+        }
+    }
+    if let Some(child) = n.children.get(level) {
+        descend(nodes, child, rest, visit);
+    }
+}
+
+/// `node` has matched one more topic level; `rest` is what is left of the
+/// topic, `None` when that was the last level.
+#[inline]
+fn descend<F: FnMut(u32)>(nodes: &[Node], node: u32, rest: Option<&[u8]>, visit: &mut F) {
+    match rest {
+        Some(rest) => walk(nodes, node, rest, false, visit),
+        None => {
+            visit_entry(nodes, node, visit);
+            // `a/#` matches `a` (MQTT 5.0 4.7.1.2).
+            let hash = nodes[node as usize].hash;
+            if hash != NONE {
+                visit_entry(nodes, hash, visit);
+            }
+        }
+    }
+}
+
+/// Visits a matched node and the shared-subscription groups hanging off it.
+#[inline]
+fn visit_entry<F: FnMut(u32)>(nodes: &[Node], node: u32, visit: &mut F) {
+    visit(node);
+    let share = nodes[node as usize].share;
+    if share != NONE {
+        nodes[share as usize].children.for_each(&mut *visit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(trie: &TopicTrie<u32>, topic: &[u8]) -> Vec<u32> {
+        let mut out = Vec::new();
+        trie.for_each_match(topic, |v| out.push(*v));
+        out.sort_unstable();
+        out
+    }
+
+    fn trie_of(filters: &[&str]) -> TopicTrie<u32> {
+        let mut t = TopicTrie::new();
+        for (i, f) in filters.iter().enumerate() {
+            *t.get_or_insert(f.as_bytes()) = i as u32;
+        }
+        t
+    }
+
+    #[test]
+    fn exact_plus_and_hash() {
+        let t = trie_of(&["a/b", "a/+", "a/#", "#", "+/b", "a/b/c", "+"]);
+        assert_eq!(matches(&t, b"a/b"), [0, 1, 2, 3, 4]);
+        assert_eq!(matches(&t, b"a/b/c"), [2, 3, 5]);
+        assert_eq!(matches(&t, b"x"), [3, 6]);
+    }
+
+    #[test]
+    fn mqtt_4_7_1_2_hash_matches_the_parent_level() {
+        let t = trie_of(&["a/#", "a/+/#", "#"]);
+        assert_eq!(matches(&t, b"a"), [0, 2]);
+        assert_eq!(matches(&t, b"a/b"), [0, 1, 2]);
+    }
+
+    #[test]
+    fn mqtt_4_7_2_1_root_wildcards_skip_dollar_topics() {
+        let t = trie_of(&["#", "+/x", "$SYS/#", "$SYS/+", "+", "$SYS"]);
+        assert_eq!(matches(&t, b"$SYS/x"), [2, 3]);
+        assert_eq!(matches(&t, b"$SYS"), [2, 5]);
+        assert_eq!(matches(&t, b"a/x"), [0, 1]);
+        assert_eq!(matches(&t, b"a/$x"), [0]);
+    }
+
+    #[test]
+    fn mqtt_4_7_1_empty_levels_are_levels() {
+        let t = trie_of(&["a//b", "a/+/b", "/+", "+/+", "a/"]);
+        assert_eq!(matches(&t, b"a//b"), [0, 1]);
+        assert_eq!(matches(&t, b"/x"), [2, 3]);
+        assert_eq!(matches(&t, b"a/"), [3, 4]);
+        assert_eq!(matches(&t, b"/"), [2, 3]);
+    }
+
+    #[test]
+    fn mqtt_4_8_2_shared_entries_match_as_their_inner_filter() {
+        let t = trie_of(&["$share/g/#", "$share/h/#", "#", "$share/g/a/+", "a/+", "$share/g/$SYS/#"]);
+        assert_eq!(matches(&t, b"a/b"), [0, 1, 2, 3, 4]);
+        assert_eq!(matches(&t, b"$SYS/x"), [5]);
+        assert_eq!(t.len(), 6);
+        assert_eq!(t.get(b"$share/h/#"), Some(&1));
+        assert_eq!(t.get(b"#"), Some(&2));
+        assert_eq!(t.get(b"$share/x/#"), None);
+    }
+
+    #[test]
+    fn get_is_exact_not_matching() {
+        let mut t = trie_of(&["a/+", "a/#"]);
+        assert_eq!(t.get(b"a/+"), Some(&0));
+        assert_eq!(t.get(b"a/b"), None);
+        assert_eq!(t.get(b"a"), None);
+        *t.get_mut(b"a/#").unwrap_or(&mut 0) = 9;
+        assert_eq!(t.get(b"a/#"), Some(&9));
+    }
+
+    #[test]
+    fn remove_prunes_and_reuses_nodes() {
+        let mut t = trie_of(&["a/b/c", "a/b", "$share/g/a/b", "x/+/#"]);
+        let full = t.node_count();
+        assert_eq!(t.remove(b"a/b/c"), Some(0));
+        assert_eq!(t.remove(b"a/b/c"), None);
+        assert_eq!(t.get(b"a/b"), Some(&1)); // the inner node stays: it holds a value
+        assert_eq!(t.remove(b"a/b"), Some(1));
+        assert_eq!(t.get(b"$share/g/a/b"), Some(&2));
+        assert_eq!(t.remove(b"$share/g/a/b"), Some(2));
+        assert_eq!(t.remove(b"x/+/#"), Some(3));
+        assert!(t.is_empty());
+        assert_eq!(t.node_count(), 1);
+        let slab = t.nodes.len();
+        for f in ["a/b/c", "a/b", "$share/g/a/b", "x/+/#"] {
+            t.get_or_insert(f.as_bytes());
+        }
+        assert_eq!(t.node_count(), full);
+        assert_eq!(t.nodes.len(), slab, "freed nodes are reused");
+    }
+
+    #[test]
+    fn remove_of_a_prefix_without_value_is_none() {
+        let mut t = trie_of(&["a/b"]);
+        assert_eq!(t.remove(b"a"), None);
+        assert_eq!(t.remove(b"a/b/c"), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn children_switch_to_a_map_and_back() {
+        let mut t = TopicTrie::<u32>::new();
+        let n = SMALL_CHILDREN_MAX * 3;
+        for i in 0..n {
+            *t.get_or_insert(format!("d/{i}").as_bytes()) = i as u32;
+        }
+        assert!(matches!(t.nodes[1].children, Children::Large(_)));
+        for i in 0..n {
+            assert_eq!(matches(&t, format!("d/{i}").as_bytes()), [i as u32]);
+        }
+        for i in 0..n - 1 {
+            assert_eq!(t.remove(format!("d/{i}").as_bytes()), Some(i as u32));
+        }
+        assert!(matches!(t.nodes[1].children, Children::Small(_)));
+        assert_eq!(matches(&t, format!("d/{}", n - 1).as_bytes()), [n as u32 - 1]);
+    }
+
+    #[test]
+    fn for_each_match_mut_updates_values() {
+        let mut t = trie_of(&["a/+", "a/#", "b"]);
+        t.for_each_match_mut(b"a/x", |v| *v += 10);
+        assert_eq!(t.get(b"a/+"), Some(&10));
+        assert_eq!(t.get(b"a/#"), Some(&11));
+        assert_eq!(t.get(b"b"), Some(&2));
+    }
+}

@@ -1,0 +1,631 @@
+//! Broker scenarios: publish, subscribe, QoS flows, retained messages,
+//! v5 publish features and cross-shard routing. Each test cites the
+//! normative statements it covers; docs/conformance.md is the index.
+
+mod sim;
+
+use bytes::Bytes;
+use ringmq_engine::broker::{owner_shard, BrokerConfig};
+use ringmq_engine::codec::{
+    Packet, PubAck, Publish, PublishProperties, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+};
+use sim::*;
+
+/// [MQTT-3.3.1-1]..: QoS 0/1/2 end to end; [MQTT-3.8.4-1] [MQTT-3.8.4-4] [MQTT-3.9.3-1]
+/// SUBACK grants the requested QoS; [MQTT-3.8.4-6]/[MQTT-3.3.4-?] delivery at min(pub, sub) QoS.
+#[test]
+fn qos_end_to_end_and_downgrade() {
+    for v in [V3, V5] {
+        let mut sim = Sim::new(1);
+        let s = sim.connect(v, "s", true);
+        assert_eq!(sim.subscribe(s, "q/t", 2), ReasonCode::GRANTED_QOS_2);
+        let p = sim.connect(v, "p", true);
+        for q in 0..=2u8 {
+            sim.pub_simple(p, "q/t", &format!("q{q}"), q);
+            let m = sim.messages(s);
+            assert_eq!(m.len(), 1);
+            assert_eq!(m[0].qos.as_u8(), q);
+            assert_eq!(&m[0].payload[..], format!("q{q}").as_bytes());
+            if q > 0 {
+                assert_ne!(m[0].packet_id, 0, "[MQTT-2.2.1-3] non-zero packet id");
+            }
+        }
+        assert_eq!(sim.subscribe(s, "q/down", 0), ReasonCode::GRANTED_QOS_0);
+        sim.pub_simple(p, "q/down", "d", 2);
+        let m = sim.messages(s);
+        assert_eq!(m[0].qos, QoS::AtMostOnce);
+    }
+}
+
+/// [MQTT-4.3.2-1] [MQTT-4.3.2-2] [MQTT-3.4.4-1]: the server acknowledges QoS 1 with PUBACK
+/// carrying the same packet id; [MQTT-4.3.3-1]..[MQTT-4.3.3-10] QoS 2 PUBREC/PUBREL/PUBCOMP and
+/// exactly-once: a resent QoS 2 PUBLISH (DUP) before PUBREL is not routed twice.
+#[test]
+fn qos2_inbound_exactly_once() {
+    let mut sim = Sim::new(1);
+    let s = sim.connect(V3, "s", true);
+    sim.subscribe(s, "x", 2);
+    let p = sim.connect(V3, "p", true);
+    let mut m = publish("x", "once", 2);
+    m.packet_id = 77;
+    sim.send(p, Packet::Publish(m.clone()));
+    sim.expect(p, |x| matches!(x, Packet::PubRec(a) if a.packet_id == 77));
+    m.dup = true;
+    sim.send(p, Packet::Publish(m));
+    sim.expect(p, |x| matches!(x, Packet::PubRec(a) if a.packet_id == 77));
+    sim.send(p, Packet::PubRel(PubAck::new(77)));
+    sim.expect(p, |x| matches!(x, Packet::PubComp(a) if a.packet_id == 77));
+    assert_eq!(sim.payloads(s), ["once"]);
+}
+
+/// [MQTT-4.3.3-?] outbound QoS 2: PUBREC from the client gets PUBREL; PUBCOMP ends it.
+#[test]
+fn qos2_outbound_flow() {
+    let mut sim = Sim::new(1);
+    let s = sim.connect(V5, "s", true);
+    sim.subscribe(s, "x", 2);
+    let p = sim.connect(V5, "p", true);
+    sim.pub_simple(p, "x", "two", 2);
+    let Packet::Publish(m) = sim.expect(s, |x| matches!(x, Packet::Publish(_))) else { unreachable!() };
+    sim.send(s, Packet::PubRec(PubAck::new(m.packet_id)));
+    let Packet::PubRel(rel) = sim.expect(s, |x| matches!(x, Packet::PubRel(_))) else { unreachable!() };
+    assert_eq!(rel.packet_id, m.packet_id);
+    sim.send(s, Packet::PubComp(PubAck::new(m.packet_id)));
+    // unknown PUBREL id: PUBCOMP 0x92 (v5)
+    sim.send(s, Packet::PubRel(PubAck::new(999)));
+    let Packet::PubComp(c) = sim.expect(s, |x| matches!(x, Packet::PubComp(_))) else { unreachable!() };
+    assert_eq!(c.reason, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND);
+}
+
+/// [MQTT-4.4.0-1] [MQTT-3.3.1-1] [MQTT-4.6.0-1]..: on resume the server resends unacknowledged
+/// PUBLISH with DUP=1 and PUBREL, in order.
+#[test]
+fn resend_unacknowledged_on_resume() {
+    for v in [V3, V5] {
+        let mut sim = Sim::new(1);
+        let mut c = connect_packet(v, "r", false);
+        c.properties.session_expiry_interval_s = Some(100);
+        let (s, _) = sim.connect_with(c.clone());
+        sim.subscribe(s, "r/#", 2);
+        let p = sim.connect(v, "p", true);
+        sim.pub_simple(p, "r/1", "a", 1);
+        sim.pub_simple(p, "r/2", "b", 2);
+        sim.pub_simple(p, "r/3", "c", 2);
+        let got = sim.recv(s);
+        let pubs: Vec<Publish> =
+            got.into_iter().filter_map(|x| if let Packet::Publish(p) = x { Some(p) } else { None }).collect();
+        assert_eq!(pubs.len(), 3);
+        // acknowledge the third one's PUBREC only
+        sim.send(s, Packet::PubRec(PubAck::new(pubs[2].packet_id)));
+        sim.drop_conn(s);
+        let (s, ack) = sim.connect_with(c);
+        assert!(ack.session_present);
+        let again = sim.recv(s);
+        assert_eq!(again.len(), 3, "{again:?}");
+        match (&again[0], &again[1], &again[2]) {
+            (Packet::Publish(a), Packet::Publish(b), Packet::PubRel(r)) => {
+                assert!(a.dup && b.dup, "[MQTT-3.3.1-1] DUP on resend");
+                assert_eq!((a.packet_id, b.packet_id, r.packet_id), (pubs[0].packet_id, pubs[1].packet_id, pubs[2].packet_id));
+            }
+            other => panic!("unexpected resend order {other:?}"),
+        }
+    }
+}
+
+/// [MQTT-3.3.1-5] [MQTT-3.3.1-6] [MQTT-3.3.1-8] [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
+/// [MQTT-3.3.1-12]: retained messages: stored, replaced, cleared by an empty payload, sent on
+/// subscribe with RETAIN=1, live copies with RETAIN=0.
+#[test]
+fn retained_set_replace_clear() {
+    for v in [V3, V5] {
+        let mut sim = Sim::new(1);
+        let p = sim.connect(v, "p", true);
+        let mut m = publish("r/t", "one", 1);
+        m.retain = true;
+        sim.publish(p, m.clone());
+        m.payload = Bytes::from_static(b"two");
+        sim.publish(p, m.clone());
+        let s = sim.connect(v, "s", true);
+        sim.subscribe(s, "r/+", 1);
+        let got = sim.messages(s);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].retain, "retained copy has RETAIN=1");
+        assert_eq!(&got[0].payload[..], b"two");
+        sim.publish(p, m.clone());
+        let live = sim.messages(s);
+        assert!(!live[0].retain, "live copy has RETAIN=0");
+        m.payload = Bytes::new();
+        sim.publish(p, m);
+        let cleared = sim.messages(s);
+        assert_eq!(cleared.len(), 1, "the empty retained message is forwarded as normal");
+        let s2 = sim.connect(v, "s2", true);
+        sim.subscribe(s2, "r/#", 1);
+        assert!(sim.messages(s2).is_empty(), "cleared");
+        assert_eq!(sim.brokers[0].retained_count(), 0);
+    }
+}
+
+/// [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.2-1]: wildcards, '#' matches the parent,
+/// '$' topics are not matched by a leading wildcard.
+#[test]
+fn wildcards_and_dollar_topics() {
+    let mut sim = Sim::new(1);
+    let a = sim.connect(V3, "a", true);
+    sim.subscribe(a, "w/+/c", 0);
+    let b = sim.connect(V3, "b", true);
+    sim.subscribe(b, "w/#", 0);
+    let h = sim.connect(V3, "h", true);
+    sim.subscribe(h, "#", 0);
+    sim.subscribe(h, "+/x", 0);
+    let d = sim.connect(V3, "d", true);
+    sim.subscribe(d, "$data/x", 0);
+    let p = sim.connect(V3, "p", true);
+    for t in ["w/b/c", "w/b/c/d", "w", "w/x", "$data/x"] {
+        sim.pub_simple(p, t, t, 0);
+    }
+    assert_eq!(sim.payloads(a), ["w/b/c"]);
+    assert_eq!(sim.payloads(b), ["w/b/c", "w/b/c/d", "w", "w/x"]);
+    let hs = sim.payloads(h);
+    assert!(!hs.iter().any(|t| t.starts_with('$')), "{hs:?}");
+    assert_eq!(sim.payloads(d), ["$data/x"]);
+}
+
+/// [MQTT-4.7.3-1] [MQTT-3.8.3-?]: an invalid filter gets SUBACK 0x8F (v5) / 0x80 (v3.1.1),
+/// valid filters in the same SUBSCRIBE are still granted ([MQTT-3.9.3-?]).
+#[test]
+fn invalid_filter_reason_per_filter() {
+    for v in [V3, V5] {
+        let mut sim = Sim::new(1);
+        let s = sim.connect(v, "s", true);
+        let codes = sim.subscribe_with(s, &[("a/#/b", opts(1)), ("ok/+", opts(1)), ("a+", opts(0))], None);
+        let bad = if v == V5 { ReasonCode::TOPIC_FILTER_INVALID } else { ReasonCode::UNSPECIFIED_ERROR };
+        assert_eq!(codes, [bad, ReasonCode::GRANTED_QOS_1, bad]);
+    }
+}
+
+/// [MQTT-3.8.4-3]: a subscription with the same filter replaces the old one (new QoS applies).
+#[test]
+fn resubscribe_replaces() {
+    let mut sim = Sim::new(1);
+    let s = sim.connect(V3, "s", true);
+    sim.subscribe(s, "x", 0);
+    sim.subscribe(s, "x", 1);
+    let p = sim.connect(V3, "p", true);
+    sim.pub_simple(p, "x", "m", 1);
+    let m = sim.messages(s);
+    assert_eq!(m.len(), 1, "one subscription, not two");
+    assert_eq!(m[0].qos, QoS::AtLeastOnce);
+}
+
+/// [MQTT-3.10.4-1] [MQTT-3.10.4-4] [MQTT-3.10.4-5] [MQTT-3.11.3-?]: UNSUBSCRIBE stops delivery;
+/// UNSUBACK 0x11 when there was no subscription (v5).
+#[test]
+fn unsubscribe() {
+    let mut sim = Sim::new(1);
+    let s = sim.connect(V5, "s", true);
+    sim.subscribe(s, "u", 1);
+    assert_eq!(sim.unsubscribe(s, "u"), [ReasonCode::SUCCESS]);
+    assert_eq!(sim.unsubscribe(s, "u"), [ReasonCode::NO_SUBSCRIPTION_EXISTED]);
+    let p = sim.connect(V5, "p", true);
+    sim.pub_simple(p, "u", "m", 1);
+    assert!(sim.messages(s).is_empty());
+}
+
+/// [MQTT-3.3.4-2] [MQTT-3.3.4-3] [MQTT-3.3.4-4] [MQTT-3.3.4-5]: overlapping subscriptions: one
+/// copy at the highest QoS with every subscription identifier.
+#[test]
+fn overlapping_subscriptions_and_identifiers() {
+    let mut sim = Sim::new(1);
+    let s = sim.connect(V5, "s", true);
+    sim.subscribe_with(s, &[("o/#", opts(2))], Some(7));
+    sim.subscribe_with(s, &[("o/a", opts(1))], Some(300));
+    sim.subscribe_with(s, &[("o/+", opts(0))], None);
+    let p = sim.connect(V5, "p", true);
+    sim.pub_simple(p, "o/a", "x", 2);
+    sim.pub_simple(p, "o/b", "y", 2);
+    let m = sim.messages(s);
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].qos, QoS::ExactlyOnce);
+    let mut ids = m[0].properties.subscription_identifiers.clone();
+    ids.sort();
+    assert_eq!(ids, [7, 300]);
+    assert_eq!(m[1].properties.subscription_identifiers, [7]);
+    // v3.1.1: once, highest QoS
+    let s3 = sim.connect(V3, "s3", true);
+    sim.subscribe(s3, "o/#", 1);
+    sim.subscribe(s3, "o/+", 2);
+    sim.pub_simple(p, "o/c", "z", 2);
+    let m = sim.messages(s3);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].qos, QoS::ExactlyOnce);
+}
+
+/// [MQTT-3.8.3-3]: No Local: a client's own publishes are not sent back on that subscription.
+#[test]
+fn no_local() {
+    let mut sim = Sim::new(1);
+    let c = sim.connect(V5, "c", true);
+    let nl = SubscriptionOptions { no_local: true, ..opts(1) };
+    sim.subscribe_with(c, &[("n/1", nl), ("n/2", opts(1))], None);
+    sim.pub_simple(c, "n/1", "mine", 1);
+    sim.pub_simple(c, "n/2", "mine2", 1);
+    assert_eq!(sim.payloads(c), ["mine2"]);
+}
+
+/// [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+#[test]
+fn no_local_on_shared_is_protocol_error() {
+    let mut sim = Sim::new(1);
+    let c = sim.connect(V5, "c", true);
+    let nl = SubscriptionOptions { no_local: true, ..opts(1) };
+    let pid = sim.pid();
+    let sub = ringmq_engine::codec::Subscribe {
+        packet_id: pid,
+        filters: vec![ringmq_engine::codec::SubscribeFilter { filter: Bytes::from_static(b"$share/g/t"), options: nl }],
+        properties: Default::default(),
+    };
+    sim.send(c, Packet::Subscribe(sub));
+    assert_eq!(sim.disconnect_reason(c), Some(ReasonCode::PROTOCOL_ERROR));
+}
+
+/// [MQTT-3.3.1-12] [MQTT-3.3.1-13]: Retain As Published.
+#[test]
+fn retain_as_published() {
+    let mut sim = Sim::new(1);
+    let a = sim.connect(V5, "a", true);
+    let b = sim.connect(V5, "b", true);
+    sim.subscribe(a, "rap", 1);
+    sim.subscribe_with(b, &[("rap", SubscriptionOptions { retain_as_published: true, ..opts(1) })], None);
+    let p = sim.connect(V5, "p", true);
+    let mut m = publish("rap", "r", 1);
+    m.retain = true;
+    sim.publish(p, m);
+    assert!(!sim.messages(a)[0].retain);
+    assert!(sim.messages(b)[0].retain);
+}
+
+/// [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]: Retain Handling 0, 1, 2.
+#[test]
+fn retain_handling() {
+    let mut sim = Sim::new(1);
+    let p = sim.connect(V5, "p", true);
+    let mut m = publish("rh", "kept", 1);
+    m.retain = true;
+    sim.publish(p, m);
+    let c = sim.connect(V5, "c", true);
+    let rh1 = SubscriptionOptions { retain_handling: RetainHandling::SendIfNew, ..opts(1) };
+    sim.subscribe_with(c, &[("rh", rh1)], None);
+    assert_eq!(sim.payloads(c), ["kept"]);
+    sim.subscribe_with(c, &[("rh", rh1)], None);
+    assert!(sim.payloads(c).is_empty(), "RH=1 existing subscription");
+    let rh2 = SubscriptionOptions { retain_handling: RetainHandling::DoNotSend, ..opts(1) };
+    let d = sim.connect(V5, "d", true);
+    sim.subscribe_with(d, &[("rh", rh2)], None);
+    assert!(sim.payloads(d).is_empty(), "RH=2");
+    let e = sim.connect(V5, "e", true);
+    sim.subscribe(e, "rh", 1);
+    sim.subscribe(e, "rh", 1);
+    assert_eq!(sim.payloads(e), ["kept", "kept"], "RH=0 on every subscribe");
+}
+
+/// v5 3.3.2.3.3 [MQTT-3.3.2-5] [MQTT-3.3.2-6]: expired messages are not delivered; the
+/// forwarded Message Expiry Interval is reduced by the time waited; expired retained dropped.
+#[test]
+fn message_expiry() {
+    let mut sim = Sim::new(1);
+    let mut c = connect_packet(V5, "me", false);
+    c.properties.session_expiry_interval_s = Some(60);
+    let (s, _) = sim.connect_with(c.clone());
+    sim.subscribe(s, "e", 1);
+    sim.disconnect(s);
+    let p = sim.connect(V5, "p", true);
+    let mut short = publish("e", "short", 1);
+    short.properties = props_expiry(1);
+    sim.publish(p, short);
+    let mut long = publish("e", "long", 1);
+    long.properties = props_expiry(60);
+    sim.publish(p, long);
+    let mut r = publish("e/r", "retained-short", 1);
+    r.retain = true;
+    r.properties = props_expiry(1);
+    sim.publish(p, r);
+    sim.advance(2_200);
+    let (s, _) = sim.connect_with(c);
+    let m = sim.messages(s);
+    assert_eq!(m.len(), 1);
+    assert_eq!(&m[0].payload[..], b"long");
+    assert!(m[0].properties.message_expiry_interval_s.unwrap() <= 58);
+    let s2 = sim.connect(V5, "s2", true);
+    sim.subscribe(s2, "e/r", 1);
+    assert!(sim.messages(s2).is_empty());
+}
+
+/// [MQTT-3.3.2-7] [MQTT-3.3.2-8] [MQTT-3.3.2-9] [MQTT-3.3.2-10] [MQTT-3.3.2-11] [MQTT-3.3.2-12]:
+/// inbound topic aliases: set, use, out of range -> 0x94, unknown alias -> 0x82.
+#[test]
+fn topic_alias_inbound() {
+    let mut sim = Sim::new(1);
+    let s = sim.connect(V5, "s", true);
+    sim.subscribe(s, "alias/t", 1);
+    let p = sim.connect(V5, "p", true);
+    let mut m = publish("alias/t", "one", 1);
+    m.properties.topic_alias = Some(1);
+    sim.publish(p, m);
+    let mut m = publish("", "two", 1);
+    m.properties.topic_alias = Some(1);
+    sim.publish(p, m);
+    let got = sim.messages(s);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|m| &m.topic[..] == b"alias/t" && m.properties.topic_alias.is_none()));
+    let max = BrokerConfig::default().topic_alias_max;
+    let mut bad = publish("", "bad", 0);
+    bad.properties.topic_alias = Some(max + 1);
+    sim.send(p, Packet::Publish(bad));
+    assert_eq!(sim.disconnect_reason(p), Some(ReasonCode::TOPIC_ALIAS_INVALID));
+    let q = sim.connect(V5, "q", true);
+    let mut unknown = publish("", "x", 0);
+    unknown.properties.topic_alias = Some(2);
+    sim.send(q, Packet::Publish(unknown));
+    assert_eq!(sim.disconnect_reason(q), Some(ReasonCode::PROTOCOL_ERROR));
+}
+
+/// [MQTT-3.1.2-24] [MQTT-3.1.2-25]: a message larger than the client's Maximum Packet Size is
+/// dropped for that client; the server's own limit closes with 0x95 ([MQTT-3.2.2-?]).
+#[test]
+fn maximum_packet_size_both_directions() {
+    let mut cfg = BrokerConfig::default();
+    cfg.packet_size_max_bytes = 1000;
+    let mut sim = Sim::with_config(1, cfg);
+    let mut c = connect_packet(V5, "small", true);
+    c.properties.maximum_packet_size_bytes = Some(128);
+    let (s, _) = sim.connect_with(c);
+    sim.subscribe(s, "m", 1);
+    let p = sim.connect(V5, "p", true);
+    sim.pub_simple(p, "m", &"B".repeat(400), 1);
+    sim.pub_simple(p, "m", "small", 1);
+    assert_eq!(sim.payloads(s), ["small"]);
+    sim.send(p, Packet::Publish(publish("m", &"X".repeat(1010), 0)));
+    assert_eq!(sim.disconnect_reason(p), Some(ReasonCode::PACKET_TOO_LARGE));
+    assert!(sim.is_closed(p));
+}
+
+/// [MQTT-3.3.4-7] [MQTT-3.3.4-8]: never more unacknowledged QoS 1/2 than the client's Receive Maximum.
+#[test]
+fn client_receive_maximum() {
+    let mut sim = Sim::new(1);
+    let mut c = connect_packet(V5, "rm", true);
+    c.properties.receive_maximum = Some(2);
+    let (s, _) = sim.connect_with(c);
+    sim.subscribe(s, "rm", 1);
+    let p = sim.connect(V5, "p", true);
+    for i in 0..5 {
+        sim.pub_simple(p, "rm", &i.to_string(), 1);
+    }
+    let first: Vec<Publish> =
+        sim.recv(s).into_iter().filter_map(|x| if let Packet::Publish(p) = x { Some(p) } else { None }).collect();
+    assert_eq!(first.len(), 2);
+    sim.send(s, Packet::PubAck(PubAck::new(first[0].packet_id)));
+    let next: Vec<Packet> = sim.recv(s);
+    assert_eq!(next.len(), 1, "one more after one PUBACK");
+}
+
+/// [MQTT-3.3.4-9] [MQTT-3.3.4-10]: more unacknowledged inbound QoS 2 than our Receive Maximum -> 0x93.
+#[test]
+fn server_receive_maximum() {
+    let mut cfg = BrokerConfig::default();
+    cfg.receive_maximum = 3;
+    let mut sim = Sim::with_config(1, cfg);
+    let p = sim.connect(V5, "p", true);
+    for pid in 1..=3u16 {
+        let mut m = publish("x", "q2", 2);
+        m.packet_id = pid;
+        sim.send(p, Packet::Publish(m));
+    }
+    assert!(!sim.is_closed(p));
+    let mut m = publish("x", "q2", 2);
+    m.packet_id = 4;
+    sim.send(p, Packet::Publish(m));
+    assert_eq!(sim.disconnect_reason(p), Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+}
+
+/// [MQTT-3.3.2-?] user properties, response topic, correlation data, payload format and content
+/// type pass through untouched ([MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20]).
+#[test]
+fn request_response_properties_pass_through() {
+    let mut sim = Sim::new(1);
+    let s = sim.connect(V5, "s", true);
+    sim.subscribe(s, "rr", 0);
+    let p = sim.connect(V5, "p", true);
+    let mut m = publish("rr", "body", 0);
+    m.properties = PublishProperties {
+        payload_format_indicator: Some(1),
+        response_topic: Some(Bytes::from_static(b"reply/here")),
+        correlation_data: Some(Bytes::from_static(b"\x00\x01corr")),
+        content_type: Some(Bytes::from_static(b"text/plain")),
+        user: vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v")), (Bytes::from_static(b"k"), Bytes::from_static(b"v2"))],
+        ..Default::default()
+    };
+    let expected = m.properties.clone();
+    sim.publish(p, m);
+    let got = sim.messages(s);
+    assert_eq!(got[0].properties, expected);
+}
+
+/// [MQTT-4.8.2-1] [MQTT-4.8.2-2] [MQTT-4.8.2-3]: shared subscriptions: each message to exactly one
+/// member, spread across members; a plain subscriber gets all.
+#[test]
+fn shared_subscription_round_robin() {
+    for shards in [1u16, 3] {
+        let mut sim = Sim::new(shards);
+        let ids = ["g-a", "g-b", "g-c", "g-d", "g-e", "g-f"];
+        let members: Vec<C> = ids.iter().map(|id| sim.connect(V5, id, true)).collect();
+        for m in &members {
+            sim.subscribe(*m, "$share/grp/sh/t", 1);
+        }
+        let plain = sim.connect(V3, "plain", true);
+        sim.subscribe(plain, "sh/t", 1);
+        let p = sim.connect(V5, "pub", true);
+        for i in 0..60 {
+            sim.pub_simple(p, "sh/t", &i.to_string(), 1);
+        }
+        let mut all: Vec<u32> = Vec::new();
+        let mut per: Vec<usize> = Vec::new();
+        for m in &members {
+            let got = sim.payloads(*m);
+            per.push(got.len());
+            all.extend(got.iter().map(|x| x.parse::<u32>().unwrap()));
+        }
+        all.sort();
+        assert_eq!(all, (0..60).collect::<Vec<_>>(), "each exactly once ({shards} shards)");
+        assert!(per.iter().all(|n| *n > 0), "spread over all members: {per:?}");
+        assert_eq!(sim.payloads(plain).len(), 60);
+    }
+}
+
+/// v5 4.8.2: a QoS 1 message to a shared member that disconnects unacknowledged goes to another member.
+#[test]
+fn shared_subscription_redispatch_on_disconnect() {
+    let mut sim = Sim::new(1);
+    let a = sim.connect(V5, "a", true);
+    let b = sim.connect(V5, "b", true);
+    sim.subscribe(a, "$share/g/r", 1);
+    sim.subscribe(b, "$share/g/r", 1);
+    let p = sim.connect(V5, "p", true);
+    sim.pub_simple(p, "r", "m0", 1);
+    // whoever got it drops without acknowledging
+    let got_a: Vec<Packet> = sim.recv(a);
+    let (gone, other) = if got_a.is_empty() { (b, a) } else { (a, b) };
+    sim.drop_conn(gone);
+    assert_eq!(sim.payloads(other), ["m0"]);
+}
+
+/// Shared members whose inflight window is full are skipped.
+#[test]
+fn shared_subscription_skips_full_members() {
+    let mut sim = Sim::new(1);
+    let mut c = connect_packet(V5, "slow", true);
+    c.properties.receive_maximum = Some(1);
+    let (slow, _) = sim.connect_with(c);
+    let fast = sim.connect(V5, "fast", true);
+    sim.subscribe(slow, "$share/g/f", 1);
+    sim.subscribe(fast, "$share/g/f", 1);
+    let p = sim.connect(V5, "p", true);
+    for i in 0..10 {
+        sim.pub_simple(p, "f", &i.to_string(), 1);
+    }
+    let slow_got: Vec<Packet> = sim.recv(slow);
+    assert_eq!(slow_got.len(), 1, "the slow member holds one unacknowledged message");
+    assert_eq!(sim.payloads(fast).len(), 9);
+}
+
+/// Cross-shard: subscribers on every shard get one copy each; retained replicate; ordering kept
+/// ([MQTT-4.6.0-5] / 4.6 ordered topics).
+#[test]
+fn cross_shard_fan_out_retained_and_order() {
+    let mut sim = Sim::new(4);
+    // find client ids landing on each shard
+    let mut ids = Vec::new();
+    for s in 0..4u16 {
+        let id = (0..).map(|i| format!("c{i}")).find(|id| owner_shard(id.as_bytes(), 4) == s).unwrap();
+        ids.push(id);
+    }
+    let subs: Vec<C> = ids.iter().map(|id| sim.connect(V3, id, true)).collect();
+    for (i, s) in subs.iter().enumerate() {
+        assert_eq!(s.shard, i);
+        sim.subscribe(*s, "fan/#", 1);
+    }
+    let p = sim.connect(V5, "publisher-x", true);
+    for i in 0..20 {
+        sim.pub_simple(p, "fan/t", &i.to_string(), 1);
+    }
+    let expected: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    for s in &subs {
+        assert_eq!(sim.payloads(*s), expected, "in order, exactly once, on shard {}", s.shard);
+    }
+    let mut r = publish("fan/retained", "kept", 1);
+    r.retain = true;
+    sim.publish(p, r);
+    for s in &subs {
+        sim.payloads(*s);
+    }
+    for b in &sim.brokers {
+        assert_eq!(b.retained_count(), 1, "retained replicated to every shard");
+    }
+    // unsubscribe on one shard stops forwarding there
+    sim.unsubscribe(subs[1], "fan/#");
+    sim.pub_simple(p, "fan/t", "after", 1);
+    assert!(sim.payloads(subs[1]).is_empty());
+    assert_eq!(sim.payloads(subs[2]), ["after"]);
+}
+
+/// A malformed packet closes only its own connection ([MQTT-4.13.1-1]); others carry on.
+#[test]
+fn malformed_packet_isolated() {
+    let mut sim = Sim::new(1);
+    let good = sim.connect(V3, "good", true);
+    sim.subscribe(good, "iso", 0);
+    let bad = sim.connect(V5, "bad", true);
+    sim.send_raw(bad, &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
+    assert!(sim.is_closed(bad));
+    assert_eq!(sim.disconnect_reason(bad), Some(ReasonCode::MALFORMED_PACKET));
+    let p = sim.connect(V3, "p", true);
+    sim.pub_simple(p, "iso", "still", 0);
+    assert_eq!(sim.payloads(good), ["still"]);
+}
+
+/// An offline session queue is bounded: beyond session_queue_max_messages new messages are dropped.
+#[test]
+fn offline_queue_limit() {
+    let mut cfg = BrokerConfig::default();
+    cfg.session_queue_max_messages = 5;
+    let mut sim = Sim::with_config(1, cfg);
+    let s = sim.connect(V3, "q", false);
+    sim.subscribe(s, "q", 1);
+    sim.drop_conn(s);
+    let p = sim.connect(V3, "p", true);
+    for i in 0..8 {
+        sim.pub_simple(p, "q", &i.to_string(), 1);
+    }
+    let s = sim.connect(V3, "q", false);
+    assert_eq!(sim.payloads(s), ["0", "1", "2", "3", "4"], "oldest kept, newest dropped");
+    assert_eq!(sim.brokers[0].stats().dropped_queue_full, 3);
+}
+
+/// Subscriptions per session are limited: SUBACK 0x97 beyond the limit.
+#[test]
+fn subscription_limit() {
+    let mut cfg = BrokerConfig::default();
+    cfg.subscriptions_per_session_max = 2;
+    let mut sim = Sim::with_config(1, cfg);
+    let s = sim.connect(V5, "s", true);
+    let codes = sim.subscribe_with(s, &[("a", opts(0)), ("b", opts(0)), ("c", opts(0)), ("a", opts(1))], None);
+    assert_eq!(codes, [ReasonCode(0), ReasonCode(0), ReasonCode::QUOTA_EXCEEDED, ReasonCode(1)]);
+}
+
+/// Topic level limit: a PUBLISH with too many levels is refused with 0x90.
+#[test]
+fn topic_levels_limit() {
+    let mut cfg = BrokerConfig::default();
+    cfg.topic_levels_max = 3;
+    let mut sim = Sim::with_config(1, cfg);
+    let s = sim.connect(V5, "s", true);
+    assert_eq!(sim.subscribe(s, "a/b/c/d", 0), ReasonCode::TOPIC_FILTER_INVALID);
+    let p = sim.connect(V5, "p", true);
+    sim.send(p, Packet::Publish(publish("a/b/c/d", "x", 0)));
+    assert_eq!(sim.disconnect_reason(p), Some(ReasonCode::TOPIC_NAME_INVALID));
+}
+
+/// $SYS statistics are published (retained) and not matched by '#'.
+#[test]
+fn sys_topics() {
+    let mut sim = Sim::new(1);
+    let h = sim.connect(V3, "h", true);
+    sim.subscribe(h, "#", 0);
+    sim.advance(11_000);
+    assert!(sim.payloads(h).is_empty());
+    let s = sim.connect(V3, "s", true);
+    sim.subscribe(s, "$SYS/broker/version", 0);
+    let got = sim.payloads(s);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("ringmq"));
+}

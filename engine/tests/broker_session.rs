@@ -1,0 +1,396 @@
+//! Broker scenarios: connect, sessions, keep-alive, will, takeover. Each
+//! test cites the normative statements it covers; docs/conformance.md is
+//! the index.
+
+mod sim;
+
+use bytes::Bytes;
+use ringmq_engine::broker::BrokerConfig;
+use ringmq_engine::codec::{Auth, Disconnect, Packet, Protocol, ReasonCode};
+use sim::*;
+
+fn both() -> [Protocol; 2] {
+    [V3, V5]
+}
+
+/// [MQTT-3.1.0-1] [MQTT-3.1.4-5] [MQTT-3.2.0-1] [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.12.4-1]
+#[test]
+fn connect_then_connack_success_and_ping() {
+    for v in both() {
+        let mut sim = Sim::new(1);
+        let (c, ack) = sim.connect_with(connect_packet(v, "a", true));
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        assert!(!ack.session_present, "clean start: session present 0");
+        assert!(sim.ping_ok(c));
+    }
+}
+
+/// [MQTT-3.1.0-1]: the first packet must be CONNECT; anything else closes.
+#[test]
+fn first_packet_not_connect_closes() {
+    for v in both() {
+        let mut sim = Sim::new(1);
+        let c = sim.open(0, v);
+        sim.send(c, Packet::PingReq);
+        assert!(sim.is_closed(c));
+        assert!(sim.recv(c).is_empty(), "nothing is sent before CONNECT");
+    }
+}
+
+/// [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
+#[test]
+fn second_connect_closes() {
+    for v in both() {
+        let mut sim = Sim::new(1);
+        let c = sim.connect(v, "a", true);
+        sim.send(c, Packet::Connect(Box::new(connect_packet(v, "a", true))));
+        assert!(sim.is_closed(c));
+        if v == V5 {
+            assert_eq!(sim.disconnect_reason(c), Some(ReasonCode::PROTOCOL_ERROR));
+        }
+    }
+}
+
+/// [MQTT-3.1.2-2]: an unsupported protocol level gets CONNACK 0x01 (v3.1.1) / 0x84 (v5) and a close.
+#[test]
+fn unsupported_protocol_level() {
+    let mut sim = Sim::new(1);
+    let c = sim.open(0, V3);
+    // CONNECT "MQTT" level 9
+    sim.send_raw(c, &[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 9, 2, 0, 60, 0, 1, b'x']);
+    let ack = sim.expect(c, |p| matches!(p, Packet::ConnAck(_)));
+    let Packet::ConnAck(ack) = ack else { unreachable!() };
+    assert_eq!(ack.reason.v3_connack_code(), 1);
+    assert!(sim.is_closed(c));
+}
+
+/// [MQTT-3.1.2-1]: a wrong protocol name closes the connection.
+#[test]
+fn wrong_protocol_name_closes() {
+    let mut sim = Sim::new(1);
+    let c = sim.open(0, V3);
+    sim.send_raw(c, &[0x10, 13, 0, 4, b'M', b'Q', b'X', b'X', 4, 2, 0, 60, 0, 1, b'x']);
+    assert!(sim.is_closed(c));
+}
+
+/// [MQTT-3.1.2-4] [MQTT-3.1.2-5] [MQTT-3.1.2-6] [MQTT-3.1.3-2] [MQTT-3.2.2-3] [MQTT-4.1.0-1]:
+/// a persistent session survives the connection; CONNACK says session present; its
+/// subscriptions and queued QoS 1 messages are kept; clean start discards them.
+#[test]
+fn persistent_session_resume_and_clean_start() {
+    for v in both() {
+        let mut sim = Sim::new(1);
+        let mut connect = connect_packet(v, "p", false);
+        connect.properties.session_expiry_interval_s = Some(300);
+        let (a, ack) = sim.connect_with(connect.clone());
+        assert!(!ack.session_present);
+        sim.subscribe(a, "t/1", 1);
+        sim.disconnect(a);
+        let p = sim.connect(v, "pub", true);
+        sim.pub_simple(p, "t/1", "queued", 1);
+        sim.pub_simple(p, "t/1", "q0-not-queued", 0);
+        let (a, ack) = sim.connect_with(connect);
+        assert!(ack.session_present, "session present on resume");
+        assert_eq!(sim.payloads(a), ["queued"], "QoS 1 queued, QoS 0 not queued offline");
+        sim.pub_simple(p, "t/1", "live", 1);
+        assert_eq!(sim.payloads(a), ["live"], "subscription kept");
+        sim.disconnect(a);
+        let (a, ack) = sim.connect_with(connect_packet(v, "p", true));
+        assert!(!ack.session_present, "clean start discards the session");
+        sim.pub_simple(p, "t/1", "after-clean", 1);
+        assert!(sim.payloads(a).is_empty(), "subscriptions discarded by clean start");
+    }
+}
+
+/// [MQTT-3.1.3-6] [MQTT-3.1.3-7] [MQTT-3.2.2-16]: zero-length client id is assigned (v5 property).
+#[test]
+fn zero_length_client_id_assigned() {
+    let mut sim = Sim::new(2);
+    let (c, ack) = sim.connect_with(connect_packet(V5, "", true));
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let id = ack.properties.assigned_client_identifier.clone().expect("assigned id");
+    assert!(!id.is_empty());
+    assert_eq!(ringmq_engine::broker::owner_shard(&id, 2) as usize, c.shard, "assigned id is owned by this shard");
+    let (_, ack2) = sim.connect_with(connect_packet(V5, "", true));
+    assert_ne!(ack2.properties.assigned_client_identifier, Some(id));
+    // v3.1.1 with clean session: accepted, no property
+    let (c3, ack3) = sim.connect_with(connect_packet(V3, "", true));
+    assert_eq!(ack3.reason, ReasonCode::SUCCESS);
+    assert!(sim.ping_ok(c3));
+}
+
+/// [MQTT-3.1.3-8] [MQTT-3.2.2-4]: v3.1.1 empty client id with clean session 0 -> 0x02, session present 0.
+#[test]
+fn zero_length_client_id_persistent_refused_v311() {
+    let mut sim = Sim::new(1);
+    let (c, ack) = sim.connect_with(connect_packet(V3, "", false));
+    assert_eq!(ack.reason.v3_connack_code(), 2);
+    assert!(!ack.session_present);
+    assert!(sim.is_closed(c));
+}
+
+/// [MQTT-3.1.3-5]: client ids longer than the configured limit are refused with 0x85.
+#[test]
+fn client_id_length_limit() {
+    let mut cfg = BrokerConfig::default();
+    cfg.client_id_max_bytes = 8;
+    let mut sim = Sim::with_config(1, cfg);
+    let (_, ok) = sim.connect_with(connect_packet(V5, "12345678", true));
+    assert_eq!(ok.reason, ReasonCode::SUCCESS);
+    let (c, ack) = sim.connect_with(connect_packet(V5, "123456789", true));
+    assert_eq!(ack.reason, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    assert!(sim.is_closed(c));
+}
+
+/// [MQTT-3.1.4-3] [MQTT-3.14.0-1]: takeover closes the old connection; v5 gets DISCONNECT 0x8E.
+#[test]
+fn session_takeover() {
+    for v in both() {
+        let mut sim = Sim::new(1);
+        let a = sim.connect(v, "same", true);
+        let b = sim.connect(v, "same", true);
+        assert!(sim.is_closed(a));
+        if v == V5 {
+            assert_eq!(sim.disconnect_reason(a), Some(ReasonCode::SESSION_TAKEN_OVER));
+        }
+        assert!(sim.ping_ok(b));
+    }
+}
+
+/// [MQTT-3.1.2-8] [MQTT-3.1.2-10] [MQTT-3.14.4-3]: the will is published on an abrupt
+/// close and deleted by a normal DISCONNECT; v5 DISCONNECT 0x04 publishes it.
+#[test]
+fn will_on_abrupt_close_not_on_disconnect() {
+    for v in both() {
+        let mut sim = Sim::new(1);
+        let w = sim.connect(v, "watcher", true);
+        sim.subscribe(w, "will/t", 1);
+        let mut c = connect_packet(v, "dies", true);
+        c.will = Some(will("will/t", "gone", 1, None));
+        let (a, _) = sim.connect_with(c.clone());
+        sim.drop_conn(a);
+        assert_eq!(sim.payloads(w), ["gone"]);
+        let (b, _) = sim.connect_with(c.clone());
+        sim.disconnect(b);
+        assert!(sim.payloads(w).is_empty(), "no will after DISCONNECT 0x00");
+        if v == V5 {
+            let (d, _) = sim.connect_with(c);
+            let disc = Disconnect { reason: ReasonCode::DISCONNECT_WITH_WILL, ..Default::default() };
+            sim.send(d, Packet::Disconnect(disc));
+            assert_eq!(sim.payloads(w), ["gone"], "DISCONNECT 0x04 publishes the will");
+        }
+    }
+}
+
+/// [MQTT-3.1.2-9]: the will is also published when the server closes the connection (protocol error).
+#[test]
+fn will_on_protocol_error() {
+    let mut sim = Sim::new(1);
+    let w = sim.connect(V3, "watcher", true);
+    sim.subscribe(w, "will/e", 0);
+    let mut c = connect_packet(V3, "bad", true);
+    c.will = Some(will("will/e", "err", 0, None));
+    let (a, _) = sim.connect_with(c);
+    sim.send_raw(a, &[0x36, 0x00]); // QoS 3
+    assert!(sim.is_closed(a));
+    assert_eq!(sim.payloads(w), ["err"]);
+}
+
+/// [MQTT-3.1.3-9] [MQTT-3.1.2-?] v5 Will Delay Interval: the will waits for its delay and
+/// is dropped when the session resumes within it.
+#[test]
+fn will_delay_and_resume_cancels() {
+    let mut sim = Sim::new(1);
+    let w = sim.connect(V5, "watcher", true);
+    sim.subscribe(w, "will/d", 1);
+    let mut c = connect_packet(V5, "delayed", false);
+    c.properties.session_expiry_interval_s = Some(60);
+    c.will = Some(will("will/d", "late", 1, Some(5)));
+    let (a, _) = sim.connect_with(c.clone());
+    sim.drop_conn(a);
+    sim.advance(4_000);
+    assert!(sim.payloads(w).is_empty(), "not before the delay");
+    sim.advance(1_500);
+    assert_eq!(sim.payloads(w), ["late"]);
+    // resume within the delay: no will
+    let (a, _) = sim.connect_with(c.clone());
+    sim.drop_conn(a);
+    sim.advance(2_000);
+    let (_a2, ack) = sim.connect_with(c);
+    assert!(ack.session_present);
+    sim.advance(10_000);
+    assert!(sim.payloads(w).is_empty(), "will dropped: session resumed within the delay");
+}
+
+/// v5 3.1.3.2.2: the will goes at the earlier of will delay and session expiry.
+#[test]
+fn will_published_when_session_ends_before_delay() {
+    let mut sim = Sim::new(1);
+    let w = sim.connect(V5, "watcher", true);
+    sim.subscribe(w, "will/x", 0);
+    let mut c = connect_packet(V5, "short", false);
+    c.properties.session_expiry_interval_s = Some(2);
+    c.will = Some(will("will/x", "end", 0, Some(100)));
+    let (a, _) = sim.connect_with(c);
+    sim.drop_conn(a);
+    sim.advance(2_100);
+    assert_eq!(sim.payloads(w), ["end"]);
+}
+
+/// [MQTT-3.1.2-22] (v3.1.1 [MQTT-3.1.2-24]): no packet for 1.5 x keep-alive closes the connection.
+#[test]
+fn keep_alive_timeout() {
+    for v in both() {
+        let mut sim = Sim::new(1);
+        let mut c = connect_packet(v, "ka", true);
+        c.keep_alive_s = 2;
+        let (a, _) = sim.connect_with(c);
+        sim.advance(2_900);
+        assert!(!sim.is_closed(a), "not before 1.5 x keep-alive");
+        assert!(sim.ping_ok(a));
+        sim.advance(2_900);
+        assert!(!sim.is_closed(a), "PINGREQ reset the timer");
+        sim.advance(200);
+        assert!(sim.is_closed(a));
+        if v == V5 {
+            assert_eq!(sim.disconnect_reason(a), Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
+        }
+    }
+}
+
+/// Keep-alive 0 turns the mechanism off ([MQTT-3.1.2-?] section 3.1.2.10).
+#[test]
+fn keep_alive_zero_is_off() {
+    let mut sim = Sim::new(1);
+    let mut c = connect_packet(V3, "ka0", true);
+    c.keep_alive_s = 0;
+    let (a, _) = sim.connect_with(c);
+    sim.advance(3_600_000);
+    assert!(!sim.is_closed(a));
+}
+
+/// [MQTT-3.2.2-21] [MQTT-3.2.2-22]: Server Keep Alive tells the client the bound in force.
+#[test]
+fn server_keep_alive() {
+    let mut cfg = BrokerConfig::default();
+    cfg.keep_alive_max_s = 30;
+    let mut sim = Sim::with_config(1, cfg);
+    let mut c = connect_packet(V5, "ska", true);
+    c.keep_alive_s = 0;
+    let (a, ack) = sim.connect_with(c);
+    assert_eq!(ack.properties.server_keep_alive_s, Some(30));
+    sim.advance(44_000);
+    assert!(!sim.is_closed(a));
+    sim.advance(2_000);
+    assert!(sim.is_closed(a), "server keep alive enforced");
+}
+
+/// A socket that never sends CONNECT is closed after connect_timeout_ms.
+#[test]
+fn connect_timeout() {
+    let mut sim = Sim::new(1);
+    let c = sim.open(0, V3);
+    sim.advance(9_000);
+    assert!(!sim.is_closed(c));
+    sim.advance(1_100);
+    assert!(sim.is_closed(c));
+}
+
+/// [MQTT-3.1.2-23] v5: Session Expiry Interval 0 ends the session with the connection.
+#[test]
+fn session_expiry_zero_ends_session() {
+    let mut sim = Sim::new(1);
+    let a = sim.connect(V5, "se0", false);
+    sim.subscribe(a, "x", 1);
+    sim.disconnect(a);
+    let (_, ack) = sim.connect_with(connect_packet(V5, "se0", false));
+    assert!(!ack.session_present);
+}
+
+/// v5 3.1.2.11.2: the session expires after its interval; DISCONNECT may change it [MQTT-3.14.2-2].
+#[test]
+fn session_expiry_interval_and_disconnect_update() {
+    let mut sim = Sim::new(1);
+    let mut c = connect_packet(V5, "se", false);
+    c.properties.session_expiry_interval_s = Some(10);
+    let (a, _) = sim.connect_with(c.clone());
+    sim.disconnect(a);
+    sim.advance(9_000);
+    let (a, ack) = sim.connect_with(c.clone());
+    assert!(ack.session_present, "still there within the interval");
+    let mut d = Disconnect::default();
+    d.properties.session_expiry_interval_s = Some(1);
+    sim.send(a, Packet::Disconnect(d));
+    sim.advance(1_100);
+    let (a, ack) = sim.connect_with(c);
+    assert!(!ack.session_present, "expired after the interval set on DISCONNECT");
+    // 0 in CONNECT cannot become non-zero on DISCONNECT: protocol error
+    sim.disconnect(a);
+    let b = sim.connect(V5, "zero", true);
+    let mut d = Disconnect::default();
+    d.properties.session_expiry_interval_s = Some(5);
+    sim.send(b, Packet::Disconnect(d));
+    assert_eq!(sim.disconnect_reason(b), Some(ReasonCode::PROTOCOL_ERROR));
+}
+
+/// v5 CONNACK properties: Receive Maximum, Maximum Packet Size, Topic Alias Maximum.
+#[test]
+fn connack_v5_properties() {
+    let cfg = BrokerConfig::default();
+    let mut sim = Sim::with_config(1, cfg.clone());
+    let (_, ack) = sim.connect_with(connect_packet(V5, "props", true));
+    assert_eq!(ack.properties.receive_maximum, Some(cfg.receive_maximum));
+    assert_eq!(ack.properties.maximum_packet_size_bytes, Some(cfg.packet_size_max_bytes));
+    assert_eq!(ack.properties.topic_alias_maximum, Some(cfg.topic_alias_max));
+}
+
+/// [MQTT-4.12.0-1] [MQTT-3.15.2-1]: an unknown authentication method is refused with 0x8C;
+/// AUTH without a method in CONNECT is a protocol error.
+#[test]
+fn enhanced_auth_unknown_method() {
+    let mut sim = Sim::new(1);
+    let mut c = connect_packet(V5, "auth", true);
+    c.properties.authentication_method = Some(Bytes::from_static(b"SCRAM-SHA-1"));
+    let (a, ack) = sim.connect_with(c);
+    assert_eq!(ack.reason, ReasonCode::BAD_AUTHENTICATION_METHOD);
+    assert!(sim.is_closed(a));
+    let b = sim.connect(V5, "auth2", true);
+    sim.send(b, Packet::Auth(Auth::default()));
+    assert!(sim.is_closed(b));
+}
+
+/// allow_anonymous = false refuses a client without a user name (0x87 / return code 5).
+#[test]
+fn anonymous_refused_when_disabled() {
+    let mut cfg = BrokerConfig::default();
+    cfg.allow_anonymous = false;
+    let mut sim = Sim::with_config(1, cfg);
+    let (_, ack) = sim.connect_with(connect_packet(V5, "anon", true));
+    assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
+    let (_, ack) = sim.connect_with(connect_packet(V3, "anon3", true));
+    assert_eq!(ack.reason.v3_connack_code(), 5);
+}
+
+/// connections_max is enforced at accept.
+#[test]
+fn connection_limit() {
+    let mut cfg = BrokerConfig::default();
+    cfg.connections_max = 2;
+    let mut sim = Sim::with_config(1, cfg);
+    let _a = sim.open(0, V3);
+    let _b = sim.open(0, V3);
+    assert!(sim.brokers[0].accept(sim.now_ms).is_none());
+}
+
+/// Shutdown: v5 clients get DISCONNECT 0x8B, all connections close.
+#[test]
+fn shutdown_disconnects_everyone() {
+    let mut sim = Sim::new(1);
+    let a = sim.connect(V5, "s5", true);
+    let b = sim.connect(V3, "s3", true);
+    let now = sim.now_ms;
+    sim.brokers[0].shutdown(now);
+    sim.pump();
+    assert_eq!(sim.disconnect_reason(a), Some(ReasonCode::SERVER_SHUTTING_DOWN));
+    assert!(sim.is_closed(a) && sim.is_closed(b));
+}

@@ -1,0 +1,383 @@
+//! The per-connection I/O driver over monoio.
+//!
+//! A connection is driven by two tasks on its shard:
+//!
+//! ```text
+//!            socket
+//!   reader task  ──read (≤ read_chunk_bytes)──▶ Handler::on_bytes(&mut buf)
+//!        │                                       (engine consumes complete frames,
+//!        │                                        leaves a partial one in buf)
+//!        └─ EOF / error / close ──▶ Handler::on_closed (exactly once)
+//!
+//!   writer task  ◀── DriverHandle::transmit() ── runtime (engine said Transmit)
+//!        └─ Handler::take_outgoing() -> one Bytes batch ──write_all──▶ socket
+//! ```
+//!
+//! - Reads are bounded: at most `read_chunk_bytes` per read, and the buffer
+//!   never grows past `read_buffer_max_bytes` (a partial frame the engine
+//!   left must fit; past it the connection is closed with
+//!   [`CloseReason::ReadBufferFull`]).
+//! - Writes are batched: a wake-up takes *everything* that accumulated since
+//!   the last write as one `Bytes` and writes it with one `write_all`. While
+//!   that write is in flight new output accumulates in the engine's buffer,
+//!   where the engine can see it and apply its own limit
+//!   (`outgoing_buffer_max_bytes`). So the driver holds at most one batch.
+//! - Close ([`DriverHandle::close`]): the writer flushes what is left, then
+//!   calls `shutdown(SHUT_RDWR)`; the reader's pending receive then
+//!   completes with 0 bytes and the reader calls [`Handler::on_closed`]. The
+//!   flush is bounded by `close_flush_timeout_ms`: a peer that does not read
+//!   cannot keep a closing connection alive.
+//! - Once the reader has ended, the writer never calls the handler again
+//!   (the engine may already reuse the connection id).
+//!
+//! The fd hand-off between shards is [`Connection::into_owned_fd`] on the
+//! accepting shard and [`Connection::from_owned_fd`] on the owner.
+//!
+//! See the crate docs for how a native io_uring backend (multishot receive,
+//! provided buffers) would replace this module behind the same seam.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use monoio::buf::SliceMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+
+use crate::os;
+use crate::wake::WakerSlot;
+
+/// Limits of the connection driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Most bytes one read asks the kernel for.
+    pub read_chunk_bytes: usize,
+    /// Most bytes the read buffer may hold before a read (the partial frame
+    /// the engine left behind). Set it to the largest packet plus one chunk.
+    pub read_buffer_max_bytes: usize,
+    /// How long a closing connection may take to flush its last bytes
+    /// before it is shut down anyway, in milliseconds.
+    pub close_flush_timeout_ms: u64,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            read_chunk_bytes: 16 * 1024,
+            read_buffer_max_bytes: 1024 * 1024 + 16 * 1024,
+            close_flush_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Why the reader of a connection stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed the connection (EOF).
+    PeerClosed,
+    /// We closed it ([`DriverHandle::close`]).
+    Local,
+    /// A read failed with this error kind (reset, ...).
+    ReadError(io::ErrorKind),
+    /// The partial frame left in the read buffer reached
+    /// `read_buffer_max_bytes` (the engine should have refused it earlier).
+    ReadBufferFull,
+    /// A write failed or the close flush timed out.
+    WriteError(io::ErrorKind),
+}
+
+/// What the driver asks of the runtime that owns the connection. The
+/// methods are synchronous and called from the connection's tasks on the
+/// shard thread; none of them is called re-entrantly by the driver.
+pub trait Handler {
+    /// Bytes arrived: consume complete frames from `buf`, leave a partial
+    /// one. Called again only after the next read.
+    fn on_bytes(&self, buf: &mut BytesMut);
+    /// The next batch to write: everything accumulated, or `None`.
+    fn take_outgoing(&self) -> Option<Bytes>;
+    /// Backpressure: while true the reader does not read; it waits for
+    /// [`DriverHandle::resume_reads`] and asks again.
+    fn reads_paused(&self) -> bool {
+        false
+    }
+    /// The reader ended; called exactly once per driven connection.
+    fn on_closed(&self, reason: CloseReason);
+}
+
+#[derive(Default)]
+struct Shared {
+    transmit: Cell<bool>,
+    closing: Cell<bool>,
+    /// The reader has ended (or the connection never got a driver).
+    ended: Cell<bool>,
+    write_failed: Cell<Option<io::ErrorKind>>,
+    writer: WakerSlot,
+    reader: WakerSlot,
+}
+
+/// The runtime's side of a driven connection: cheap to clone, `!Send`.
+/// It may be created (and signalled) before the driver is spawned: a
+/// transmit or close requested early is acted on when the driver starts.
+#[derive(Clone, Default)]
+pub struct DriverHandle {
+    shared: Rc<Shared>,
+}
+
+impl DriverHandle {
+    /// A handle for a connection not yet driven.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Output is waiting: wake the writer (coalesces with earlier calls).
+    pub fn transmit(&self) {
+        self.shared.transmit.set(true);
+        self.shared.writer.wake();
+    }
+
+    /// Flush what is waiting, then shut the socket; the reader then ends and
+    /// calls [`Handler::on_closed`].
+    pub fn close(&self) {
+        self.shared.closing.set(true);
+        self.shared.writer.wake();
+        self.shared.reader.wake();
+    }
+
+    /// Backpressure lifted: the reader asks [`Handler::reads_paused`] again.
+    pub fn resume_reads(&self) {
+        self.shared.reader.wake();
+    }
+
+    /// [`DriverHandle::close`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.shared.closing.get()
+    }
+
+    /// The reader has ended.
+    pub fn is_ended(&self) -> bool {
+        self.shared.ended.get()
+    }
+
+    /// Resolves once [`DriverHandle::close`] has been called.
+    pub async fn closed(&self) {
+        self.shared.reader.wait_until(|| self.shared.closing.get()).await;
+    }
+}
+
+/// An accepted TCP connection before it is split into the driver's tasks.
+pub struct Connection {
+    stream: TcpStream,
+    /// A read future was dropped before completing (its operation may still
+    /// hold the fd): the fd can no longer be handed off.
+    read_in_flight: bool,
+}
+
+impl Connection {
+    /// Wraps a stream accepted by monoio.
+    pub fn new(stream: TcpStream) -> Self {
+        Connection { stream, read_in_flight: false }
+    }
+
+    /// Adopts a socket handed over by another shard: non-blocking mode, then
+    /// registration with this thread's monoio driver.
+    pub fn from_owned_fd(fd: OwnedFd) -> io::Result<Self> {
+        let std_stream = std::net::TcpStream::from(fd);
+        std_stream.set_nonblocking(true)?;
+        Ok(Connection::new(TcpStream::from_std(std_stream)?))
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.stream.set_nodelay(nodelay)
+    }
+
+    /// The peer's address, if the socket still knows it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+
+    /// Reads once, appending at most `chunk_bytes` to `buf`. `Ok(0)` is EOF.
+    /// Used before the driver starts (routing a new connection).
+    pub async fn read_chunk(
+        &mut self,
+        buf: BytesMut,
+        chunk_bytes: usize,
+    ) -> (io::Result<usize>, BytesMut) {
+        self.read_in_flight = true;
+        let out = read_bounded(&mut self.stream, buf, chunk_bytes).await;
+        self.read_in_flight = false;
+        out
+    }
+
+    /// Gives up the socket for a hand-off to another shard. Refused (the
+    /// connection is returned) if a read was abandoned mid-flight, because
+    /// its operation may still reference the fd.
+    pub fn into_owned_fd(self) -> Result<OwnedFd, Connection> {
+        if self.read_in_flight {
+            return Err(self);
+        }
+        let raw = self.stream.into_raw_fd();
+        // SAFETY: `into_raw_fd` released the descriptor from monoio (no
+        // operation referenced it: `read_in_flight` is false and reads take
+        // `&mut self`), so we are its only owner from here on.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
+    /// Starts the reader and writer tasks on the current monoio runtime.
+    /// `initial` holds bytes already read (they are handed to
+    /// [`Handler::on_bytes`] before the first read).
+    pub fn spawn_driver<H: Handler + 'static>(
+        self,
+        initial: BytesMut,
+        handler: Rc<H>,
+        handle: DriverHandle,
+        config: DriverConfig,
+    ) {
+        let fd = self.stream.as_raw_fd();
+        let (read_half, write_half) = self.stream.into_split();
+        monoio::spawn(writer_task(write_half, fd, handler.clone(), handle.clone(), config));
+        monoio::spawn(reader_task(read_half, initial, handler, handle, config));
+    }
+}
+
+async fn read_bounded<R: AsyncReadRent>(
+    reader: &mut R,
+    mut buf: BytesMut,
+    chunk_bytes: usize,
+) -> (io::Result<usize>, BytesMut) {
+    let chunk_bytes = chunk_bytes.max(1);
+    buf.reserve(chunk_bytes);
+    let start = buf.len();
+    // `reserve` guarantees capacity >= start + chunk_bytes, which is what
+    // SliceMut::new asserts.
+    let slice = SliceMut::new(buf, start, start + chunk_bytes);
+    let (result, slice) = reader.read(slice).await;
+    (result, slice.into_inner())
+}
+
+async fn reader_task<H: Handler>(
+    mut read_half: OwnedReadHalf<TcpStream>,
+    initial: BytesMut,
+    handler: Rc<H>,
+    handle: DriverHandle,
+    config: DriverConfig,
+) {
+    let reason = read_loop(&mut read_half, initial, &*handler, &handle, config).await;
+    handle.shared.ended.set(true);
+    handle.shared.writer.wake();
+    drop(read_half);
+    handler.on_closed(reason);
+}
+
+async fn read_loop<H: Handler>(
+    read_half: &mut OwnedReadHalf<TcpStream>,
+    mut buf: BytesMut,
+    handler: &H,
+    handle: &DriverHandle,
+    config: DriverConfig,
+) -> CloseReason {
+    let shared = &handle.shared;
+    if !buf.is_empty() && !shared.closing.get() {
+        handler.on_bytes(&mut buf);
+    }
+    loop {
+        if shared.closing.get() {
+            return shared.write_failed.get().map_or(CloseReason::Local, CloseReason::WriteError);
+        }
+        if handler.reads_paused() {
+            shared.reader.wait_until(|| shared.closing.get() || !handler.reads_paused()).await;
+            continue;
+        }
+        if buf.len() >= config.read_buffer_max_bytes {
+            return CloseReason::ReadBufferFull;
+        }
+        let (result, returned) = read_bounded(read_half, buf, config.read_chunk_bytes).await;
+        buf = returned;
+        if shared.closing.get() {
+            // Bytes after a close are not handed to the engine.
+            continue;
+        }
+        match result {
+            Ok(0) => return CloseReason::PeerClosed,
+            Ok(_) => handler.on_bytes(&mut buf),
+            Err(e) => return CloseReason::ReadError(e.kind()),
+        }
+    }
+}
+
+async fn writer_task<H: Handler>(
+    mut write_half: OwnedWriteHalf<TcpStream>,
+    fd: RawFd,
+    handler: Rc<H>,
+    handle: DriverHandle,
+    config: DriverConfig,
+) {
+    let shared = &handle.shared;
+    loop {
+        shared
+            .writer
+            .wait_until(|| shared.transmit.get() || shared.closing.get() || shared.ended.get())
+            .await;
+        if shared.ended.get() {
+            // The reader called on_closed: the id may be reused; hands off.
+            return;
+        }
+        shared.transmit.set(false);
+        if let Some(batch) = handler.take_outgoing() {
+            let result = monoio::select! {
+                (r, _) = write_half.write_all(batch) => r.map(|_| ()).map_err(|e| e.kind()),
+                kind = abort_write(&handle, config.close_flush_timeout_ms) => Err(kind),
+            };
+            if let Err(kind) = result {
+                shared.write_failed.set(Some(kind));
+                shared.closing.set(true);
+                shut_down(fd);
+                shared.reader.wake();
+                return;
+            }
+            continue;
+        }
+        if shared.closing.get() {
+            shut_down(fd);
+            shared.reader.wake();
+            return;
+        }
+    }
+}
+
+/// Resolves when an in-flight write must be abandoned: the reader ended, or
+/// the connection is closing and the flush took `close_flush_timeout_ms`.
+async fn abort_write(handle: &DriverHandle, close_flush_timeout_ms: u64) -> io::ErrorKind {
+    let shared = &handle.shared;
+    shared.reader_or_writer_wait(|| shared.closing.get() || shared.ended.get()).await;
+    if shared.ended.get() {
+        return io::ErrorKind::ConnectionAborted;
+    }
+    monoio::select! {
+        _ = monoio::time::sleep(Duration::from_millis(close_flush_timeout_ms)) => io::ErrorKind::TimedOut,
+        _ = shared.reader_or_writer_wait(|| shared.ended.get()) => io::ErrorKind::ConnectionAborted,
+    }
+}
+
+impl Shared {
+    /// The writer task waits here while its write is in flight; it is woken
+    /// through the writer slot like any other writer wait.
+    async fn reader_or_writer_wait(&self, ready: impl FnMut() -> bool) {
+        self.writer.wait_until(ready).await;
+    }
+}
+
+fn shut_down(fd: RawFd) {
+    // The writer task calls this while it still owns its half of the
+    // stream, so `fd` is open. ENOTCONN (peer already gone) is expected.
+    if let Err(e) = os::shutdown_both(fd) {
+        tracing::trace!(fd, error = %e, "shutdown");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! Driver tests on both monoio drivers, against a blocking std client on
+//! another thread. Every socket has a read timeout, so a bug fails the test
+//! instead of hanging it.
+
+use super::*;
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::TcpListener as StdListener;
+use std::thread;
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Echoes every byte; `b"!"` asks for a close after the echo.
+#[derive(Default)]
+struct Echo {
+    handle: DriverHandle,
+    out: RefCell<BytesMut>,
+    reads: RefCell<Vec<usize>>,
+    closed: RefCell<Vec<CloseReason>>,
+    consume: bool,
+}
+
+impl Handler for Echo {
+    fn on_bytes(&self, buf: &mut BytesMut) {
+        self.reads.borrow_mut().push(buf.len());
+        if !self.consume {
+            return;
+        }
+        let data = buf.split();
+        let close = data.ends_with(b"!");
+        self.out.borrow_mut().extend_from_slice(&data);
+        self.handle.transmit();
+        if close {
+            self.handle.close();
+        }
+    }
+    fn take_outgoing(&self) -> Option<Bytes> {
+        let mut out = self.out.borrow_mut();
+        (!out.is_empty()).then(|| out.split().freeze())
+    }
+    fn on_closed(&self, reason: CloseReason) {
+        self.closed.borrow_mut().push(reason);
+    }
+}
+
+fn each_driver(test: fn(StdListener) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
+    let listener = || {
+        let l = StdListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+        l
+    };
+    let mut legacy = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap_or_else(|e| panic!("legacy runtime: {e}"));
+    legacy.block_on(test(listener()));
+    #[cfg(target_os = "linux")]
+    if monoio::utils::detect_uring() {
+        let mut uring = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap_or_else(|e| panic!("io_uring runtime: {e}"));
+        uring.block_on(test(listener()));
+    }
+}
+
+fn client(addr: SocketAddr, script: impl FnOnce(std::net::TcpStream) + Send + 'static) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+        s.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap_or_else(|e| panic!("{e}"));
+        script(s)
+    })
+}
+
+async fn accept(listener: &monoio::net::TcpListener) -> Connection {
+    let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("accept: {e}"));
+    Connection::new(stream)
+}
+
+async fn wait_closed(echo: &Echo) {
+    for _ in 0..500 {
+        if !echo.closed.borrow().is_empty() {
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("connection did not close within 5 s");
+}
+
+fn read_to_end(mut s: std::net::TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap_or_else(|e| panic!("read: {e}"));
+    got
+}
+
+#[test]
+fn echo_then_close_flushes_and_reports_local() {
+    each_driver(|std_listener| {
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, |mut s| {
+                s.write_all(b"hello").unwrap_or_else(|e| panic!("{e}"));
+                let mut five = [0u8; 5];
+                s.read_exact(&mut five).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(&five, b"hello");
+                s.write_all(b"bye!").unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(read_to_end(s), b"bye!", "close flushes, then EOF");
+            });
+            let conn = accept(&listener).await;
+            let echo = Rc::new(Echo { consume: true, ..Echo::default() });
+            conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), DriverConfig::default());
+            wait_closed(&echo).await;
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
+            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}
+
+#[test]
+fn peer_eof_reports_peer_closed_once() {
+    each_driver(|std_listener| {
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, |mut s| {
+                s.write_all(b"x").unwrap_or_else(|e| panic!("{e}"));
+            });
+            let conn = accept(&listener).await;
+            let echo = Rc::new(Echo { consume: true, ..Echo::default() });
+            conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), DriverConfig::default());
+            wait_closed(&echo).await;
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::PeerClosed]);
+            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}
+
+#[test]
+fn reads_are_bounded_and_buffer_limit_closes() {
+    each_driver(|std_listener| {
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, |mut s| {
+                s.write_all(&[7u8; 10]).unwrap_or_else(|e| panic!("{e}"));
+                // The server closes: EOF or reset, both end the read.
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink);
+            });
+            let conn = accept(&listener).await;
+            // Never consumes: the buffer grows by <= 4 bytes per read until
+            // it holds 8 = read_buffer_max_bytes, then the driver closes.
+            let echo = Rc::new(Echo::default());
+            let config = DriverConfig { read_chunk_bytes: 4, read_buffer_max_bytes: 8, close_flush_timeout_ms: 1000 };
+            conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), config);
+            wait_closed(&echo).await;
+            let reads = echo.reads.borrow().clone();
+            assert!(reads.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 4), "{reads:?}");
+            assert!(reads.iter().all(|&n| n <= 8), "{reads:?}");
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::ReadBufferFull]);
+            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}
+
+#[test]
+fn handoff_through_owned_fd_keeps_bytes_and_socket() {
+    each_driver(|std_listener| {
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, |mut s| {
+                s.write_all(b"first").unwrap_or_else(|e| panic!("{e}"));
+                let mut five = [0u8; 5];
+                s.read_exact(&mut five).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(&five, b"first");
+                s.write_all(b"then!").unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(read_to_end(s), b"then!");
+            });
+            let mut conn = accept(&listener).await;
+            let (n, first) = conn.read_chunk(BytesMut::new(), 64).await;
+            assert_eq!(n.unwrap_or_else(|e| panic!("{e}")), 5);
+            let fd = conn.into_owned_fd().unwrap_or_else(|_| panic!("no op in flight"));
+            // The "owner shard": adopt the fd, feed the bytes read so far.
+            let adopted = Connection::from_owned_fd(fd).unwrap_or_else(|e| panic!("{e}"));
+            let echo = Rc::new(Echo { consume: true, ..Echo::default() });
+            adopted.spawn_driver(first, echo.clone(), echo.handle.clone(), DriverConfig::default());
+            wait_closed(&echo).await;
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
+            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}
+
+#[test]
+fn close_before_driver_starts_is_honoured() {
+    each_driver(|std_listener| {
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, |s| {
+                assert_eq!(read_to_end(s), b"early");
+            });
+            let conn = accept(&listener).await;
+            let echo = Rc::new(Echo { consume: true, ..Echo::default() });
+            echo.out.borrow_mut().extend_from_slice(b"early");
+            echo.handle.transmit();
+            echo.handle.close();
+            conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), DriverConfig::default());
+            wait_closed(&echo).await;
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
+            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}

@@ -1,0 +1,449 @@
+//! Configuration: the embedded defaults (`config/ringmq.toml`, compiled in),
+//! then an optional `--config FILE` on top (only the keys it sets), then the
+//! command-line overrides; finally validated.
+//!
+//! Every section is `deny_unknown_fields`, and the file is deserialized
+//! through `serde_path_to_error`, so a typo or a wrong type is reported with
+//! the full key, the file, the line and what was expected:
+//!
+//! ```text
+//! unknown key `limts` in config ringmq.toml (line 3), expected one of `listener`, `limits`, `runtime`, `auth`
+//! wrong type for key `runtime.shards` in config ringmq.toml (line 7): found string "two", expected u16
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ringmq_engine::broker::{BrokerConfig, SHARDS_MAX};
+use serde::Deserialize;
+
+/// The built-in defaults: `config/ringmq.toml`, compiled into the binary.
+pub const EMBEDDED_DEFAULTS: &str = include_str!("../../config/ringmq.toml");
+const EMBEDDED_ORIGIN: &str = "<built-in defaults>";
+
+/// Defines a config section twice: the complete struct the program uses,
+/// and a private "partial" twin with every field optional, which is what a
+/// file deserializes into (a file need not repeat the defaults).
+macro_rules! section {
+    (
+        $(#[$doc:meta])*
+        $name:ident / $partial:ident in $key:literal {
+            $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $name {
+            $( $(#[$fdoc])* pub $field: $ty, )*
+        }
+
+        #[derive(Clone, Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $partial {
+            $( $field: Option<$ty>, )*
+        }
+
+        impl $partial {
+            /// Values set here win; the others come from `base`.
+            fn over(self, base: $partial) -> $partial {
+                $partial { $( $field: self.$field.or(base.$field), )* }
+            }
+
+            fn complete(self) -> Result<$name, ConfigError> {
+                Ok($name {
+                    $( $field: self.$field.ok_or(ConfigError::MissingDefault {
+                        key: concat!($key, ".", stringify!($field)),
+                    })?, )*
+                })
+            }
+        }
+    };
+}
+
+section! {
+    /// `[listener]`: where clients connect.
+    Listener / ListenerPartial in "listener" {
+        /// Addresses to listen on, `IP:PORT`.
+        listen: Vec<String>,
+        /// `listen(2)` backlog per shard socket, in connections.
+        backlog_connections: u32,
+        /// `TCP_NODELAY` on client sockets.
+        nodelay: bool,
+    }
+}
+
+section! {
+    /// `[limits]`: the engine's limits (`BrokerConfig`), one key per field.
+    Limits / LimitsPartial in "limits" {
+        connections_max: usize,
+        packet_size_max_bytes: u32,
+        receive_maximum: u16,
+        inflight_max: u16,
+        session_queue_max_messages: usize,
+        outgoing_buffer_max_bytes: usize,
+        topic_alias_max: u16,
+        topic_levels_max: usize,
+        subscriptions_per_session_max: usize,
+        retained_messages_max: usize,
+        retained_bytes_max: usize,
+        keep_alive_max_s: u16,
+        session_expiry_max_s: u32,
+        client_id_max_bytes: usize,
+        connect_timeout_ms: u64,
+    }
+}
+
+section! {
+    /// `[runtime]`: shards, I/O driver, rings, buffers, shutdown, logging.
+    Runtime / RuntimePartial in "runtime" {
+        /// Shard count; 0 = one per allowed CPU (at most `SHARDS_MAX`).
+        shards: u16,
+        io: IoMode,
+        pin_cores: bool,
+        ring_capacity_slots: usize,
+        ring_overflow_max_messages: usize,
+        ring_batch_max_messages: usize,
+        read_chunk_bytes: usize,
+        close_flush_timeout_ms: u64,
+        shutdown_grace_ms: u64,
+        sys_interval_s: u32,
+        log_level: String,
+    }
+}
+
+section! {
+    /// `[auth]`: who may connect.
+    Auth / AuthPartial in "auth" {
+        allow_anonymous: bool,
+    }
+}
+
+/// Which monoio driver the shards run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// io_uring where the kernel allows it, else epoll.
+    Auto,
+    /// io_uring, or fail at start-up.
+    Uring,
+    /// The portable readiness (epoll) driver.
+    Epoll,
+}
+
+impl fmt::Display for IoMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoMode::Auto => "auto",
+            IoMode::Uring => "uring",
+            IoMode::Epoll => "epoll",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialConfig {
+    #[serde(default)]
+    listener: ListenerPartial,
+    #[serde(default)]
+    limits: LimitsPartial,
+    #[serde(default)]
+    runtime: RuntimePartial,
+    #[serde(default)]
+    auth: AuthPartial,
+}
+
+impl PartialConfig {
+    fn over(self, base: PartialConfig) -> PartialConfig {
+        PartialConfig {
+            listener: self.listener.over(base.listener),
+            limits: self.limits.over(base.limits),
+            runtime: self.runtime.over(base.runtime),
+            auth: self.auth.over(base.auth),
+        }
+    }
+}
+
+/// The whole, validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub listener: Listener,
+    pub limits: Limits,
+    pub runtime: Runtime,
+    pub auth: Auth,
+    /// `listener.listen`, parsed.
+    pub listen_addrs: Vec<SocketAddr>,
+}
+
+/// Command-line values that override the files.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Vec<String>,
+    pub shards: Option<u16>,
+    pub io: Option<IoMode>,
+    pub log_level: Option<String>,
+}
+
+/// Ranges enforced on `[runtime]` and `[listener]` values (inclusive).
+pub mod bounds {
+    /// `runtime.ring_capacity_slots`.
+    pub const RING_CAPACITY_SLOTS: (usize, usize) = (2, 1 << 20);
+    /// `runtime.ring_overflow_max_messages`.
+    pub const RING_OVERFLOW_MAX_MESSAGES: (usize, usize) = (0, 1 << 24);
+    /// `runtime.ring_batch_max_messages`.
+    pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
+    /// `runtime.read_chunk_bytes`.
+    pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
+    /// `runtime.shutdown_grace_ms` and `runtime.close_flush_timeout_ms`.
+    pub const TIMEOUT_MS: (u64, u64) = (0, 600_000);
+    /// `limits.packet_size_max_bytes`: the largest MQTT packet is the
+    /// largest remaining length (268_435_455) plus a 5-byte fixed header
+    /// (section 2.1.4).
+    pub const PACKET_SIZE_MAX_BYTES: (u32, u32) = (16, 268_435_460);
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, PartialEq)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read { origin: String, error: String },
+    /// Not TOML.
+    Syntax { origin: String, line: Option<usize>, message: String },
+    /// A key the schema does not have.
+    UnknownKey { origin: String, line: Option<usize>, key: String, expected: String },
+    /// A value of the wrong type or out of the type's range.
+    WrongType { origin: String, line: Option<usize>, key: String, message: String },
+    /// A well-typed value outside its allowed range.
+    Invalid { key: &'static str, value: String, expected: String },
+    /// The built-in defaults lack a key (a build error, caught by tests).
+    MissingDefault { key: &'static str },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = |line: &Option<usize>| line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        match self {
+            ConfigError::Read { origin, error } => write!(f, "cannot read config {origin}: {error}"),
+            ConfigError::Syntax { origin, line, message } => {
+                write!(f, "config {origin} is not valid TOML{}: {message}", at(line))
+            }
+            ConfigError::UnknownKey { origin, line, key, expected } => {
+                write!(f, "unknown key `{key}` in config {origin}{}, expected one of {expected}", at(line))
+            }
+            ConfigError::WrongType { origin, line, key, message } => {
+                write!(f, "wrong type for key `{key}` in config {origin}{}: {message}", at(line))
+            }
+            ConfigError::Invalid { key, value, expected } => {
+                write!(f, "invalid value for `{key}`: {value} (expected {expected})")
+            }
+            ConfigError::MissingDefault { key } => {
+                write!(f, "built-in defaults lack `{key}` (a bug in config/ringmq.toml)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> Option<usize> {
+    let start = span?.start.min(text.len());
+    Some(text.as_bytes()[..start].iter().filter(|&&b| b == b'\n').count() + 1)
+}
+
+fn parse_partial(text: &str, origin: &str) -> Result<PartialConfig, ConfigError> {
+    let deserializer = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = line_of(text, inner.span());
+        let message = inner.message().trim().to_string();
+        classify(origin, line, &path, &message)
+    })
+}
+
+/// Turns a toml/serde message into one of our errors, naming the full key.
+fn classify(origin: &str, line: Option<usize>, path: &str, message: &str) -> ConfigError {
+    let origin = origin.to_string();
+    let path = if path == "." { "" } else { path };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let key = if path.is_empty() || path.ends_with(field) {
+            if path.is_empty() { field.to_string() } else { path.to_string() }
+        } else {
+            format!("{path}.{field}")
+        };
+        let expected = tail
+            .trim_start_matches(',')
+            .trim()
+            .trim_start_matches("expected one of ")
+            .trim_start_matches("expected ")
+            .to_string();
+        return ConfigError::UnknownKey { origin, line, key, expected };
+    }
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            return ConfigError::WrongType {
+                origin,
+                line,
+                key: path.to_string(),
+                message: format!("found {rest}"),
+            };
+        }
+    }
+    if message.starts_with("unknown variant") {
+        return ConfigError::WrongType { origin, line, key: path.to_string(), message: message.to_string() };
+    }
+    if !path.is_empty() && !message.contains('\n') {
+        return ConfigError::WrongType { origin, line, key: path.to_string(), message: message.to_string() };
+    }
+    ConfigError::Syntax { origin, line, message: message.replace('\n', "; ") }
+}
+
+impl Config {
+    /// The built-in defaults alone.
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Config::load_str(None, &Overrides::default())
+    }
+
+    /// Defaults, then `file` (if any), then `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = match file {
+            None => None,
+            Some(path) => {
+                let origin = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read { origin: origin.clone(), error: e.to_string() })?;
+                Some((text, origin))
+            }
+        };
+        Config::load_str(text.as_ref().map(|(t, o)| (t.as_str(), o.as_str())), overrides)
+    }
+
+    /// Defaults, then `file` given as `(text, origin)`, then `overrides`.
+    pub fn load_str(file: Option<(&str, &str)>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut merged = parse_partial(EMBEDDED_DEFAULTS, EMBEDDED_ORIGIN)?;
+        if let Some((text, origin)) = file {
+            merged = parse_partial(text, origin)?.over(merged);
+        }
+        if !overrides.listen.is_empty() {
+            merged.listener.listen = Some(overrides.listen.clone());
+        }
+        merged.runtime.shards = overrides.shards.or(merged.runtime.shards);
+        merged.runtime.io = overrides.io.or(merged.runtime.io);
+        if let Some(level) = &overrides.log_level {
+            merged.runtime.log_level = Some(level.clone());
+        }
+        let listener = merged.listener.complete()?;
+        let limits = merged.limits.complete()?;
+        let runtime = merged.runtime.complete()?;
+        let auth = merged.auth.complete()?;
+        let listen_addrs = parse_addrs(&listener.listen)?;
+        let config = Config { listener, limits, runtime, auth, listen_addrs };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.runtime;
+        if r.shards > SHARDS_MAX {
+            return Err(invalid("runtime.shards", r.shards, format!("0 (one per CPU) or 1..={SHARDS_MAX}")));
+        }
+        in_range("runtime.ring_capacity_slots", r.ring_capacity_slots, bounds::RING_CAPACITY_SLOTS)?;
+        in_range(
+            "runtime.ring_overflow_max_messages",
+            r.ring_overflow_max_messages,
+            bounds::RING_OVERFLOW_MAX_MESSAGES,
+        )?;
+        in_range("runtime.ring_batch_max_messages", r.ring_batch_max_messages, bounds::RING_BATCH_MAX_MESSAGES)?;
+        in_range("runtime.read_chunk_bytes", r.read_chunk_bytes, bounds::READ_CHUNK_BYTES)?;
+        in_range("runtime.shutdown_grace_ms", r.shutdown_grace_ms, bounds::TIMEOUT_MS)?;
+        in_range("runtime.close_flush_timeout_ms", r.close_flush_timeout_ms, bounds::TIMEOUT_MS)?;
+        if tracing_subscriber::EnvFilter::try_new(&r.log_level).is_err() {
+            return Err(invalid(
+                "runtime.log_level",
+                format!("{:?}", r.log_level),
+                "error, warn, info, debug, trace or a tracing filter such as \"info,ringmq=debug\"",
+            ));
+        }
+        let l = &self.limits;
+        if l.connections_max == 0 {
+            return Err(invalid("limits.connections_max", 0, "at least 1"));
+        }
+        in_range("limits.packet_size_max_bytes", l.packet_size_max_bytes, bounds::PACKET_SIZE_MAX_BYTES)?;
+        if l.receive_maximum == 0 {
+            return Err(invalid("limits.receive_maximum", 0, "1..=65535 (0 is a protocol error)"));
+        }
+        if l.inflight_max == 0 {
+            return Err(invalid("limits.inflight_max", 0, "1..=65535"));
+        }
+        if self.listen_addrs.is_empty() {
+            return Err(invalid("listener.listen", "[]", "at least one \"IP:PORT\""));
+        }
+        if self.listener.backlog_connections == 0 {
+            return Err(invalid("listener.backlog_connections", 0, "at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Shards to run: `runtime.shards`, or one per allowed CPU if 0.
+    pub fn shard_count(&self, allowed_cpus: usize) -> u16 {
+        match self.runtime.shards {
+            0 => u16::try_from(allowed_cpus.max(1)).unwrap_or(SHARDS_MAX).min(SHARDS_MAX),
+            n => n,
+        }
+    }
+
+    /// The engine's configuration (identical on every shard).
+    #[allow(clippy::needless_update)]
+    pub fn broker_config(&self) -> BrokerConfig {
+        let l = &self.limits;
+        BrokerConfig {
+            connections_max: l.connections_max,
+            packet_size_max_bytes: l.packet_size_max_bytes,
+            allow_anonymous: self.auth.allow_anonymous,
+            receive_maximum: l.receive_maximum,
+            inflight_max: l.inflight_max,
+            session_queue_max_messages: l.session_queue_max_messages,
+            outgoing_buffer_max_bytes: l.outgoing_buffer_max_bytes,
+            topic_alias_max: l.topic_alias_max,
+            topic_levels_max: l.topic_levels_max,
+            subscriptions_per_session_max: l.subscriptions_per_session_max,
+            retained_messages_max: l.retained_messages_max,
+            retained_bytes_max: l.retained_bytes_max,
+            keep_alive_max_s: l.keep_alive_max_s,
+            session_expiry_max_s: l.session_expiry_max_s,
+            client_id_max_bytes: l.client_id_max_bytes,
+            connect_timeout_ms: l.connect_timeout_ms,
+            sys_interval_s: self.runtime.sys_interval_s,
+            // Fields the engine grows before this file learns about them
+            // keep the engine's defaults.
+            ..BrokerConfig::default()
+        }
+    }
+}
+
+fn parse_addrs(listen: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    listen
+        .iter()
+        .map(|a| {
+            a.trim().parse::<SocketAddr>().map_err(|_| {
+                invalid("listener.listen", format!("{a:?}"), "\"IP:PORT\", e.g. \"127.0.0.1:1883\" or \"[::]:1883\"")
+            })
+        })
+        .collect()
+}
+
+fn invalid(key: &'static str, value: impl fmt::Display, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, value: value.to_string(), expected: expected.into() }
+}
+
+fn in_range<T: PartialOrd + fmt::Display + Copy>(key: &'static str, v: T, (lo, hi): (T, T)) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(invalid(key, v, format!("{lo}..={hi}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,8 @@ mod sim;
 use bytes::Bytes;
 use ringmq_engine::broker::{owner_shard, BrokerConfig};
 use ringmq_engine::codec::{
-    Packet, PubAck, Publish, PublishProperties, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+    Packet, PubAck, Publish, PublishProperties, QoS, ReasonCode, RetainHandling,
+    SubscriptionOptions,
 };
 use sim::*;
 
@@ -66,14 +67,20 @@ fn qos2_outbound_flow() {
     sim.subscribe(s, "x", 2);
     let p = sim.connect(V5, "p", true);
     sim.pub_simple(p, "x", "two", 2);
-    let Packet::Publish(m) = sim.expect(s, |x| matches!(x, Packet::Publish(_))) else { unreachable!() };
+    let Packet::Publish(m) = sim.expect(s, |x| matches!(x, Packet::Publish(_))) else {
+        unreachable!()
+    };
     sim.send(s, Packet::PubRec(PubAck::new(m.packet_id)));
-    let Packet::PubRel(rel) = sim.expect(s, |x| matches!(x, Packet::PubRel(_))) else { unreachable!() };
+    let Packet::PubRel(rel) = sim.expect(s, |x| matches!(x, Packet::PubRel(_))) else {
+        unreachable!()
+    };
     assert_eq!(rel.packet_id, m.packet_id);
     sim.send(s, Packet::PubComp(PubAck::new(m.packet_id)));
     // unknown PUBREL id: PUBCOMP 0x92 (v5)
     sim.send(s, Packet::PubRel(PubAck::new(999)));
-    let Packet::PubComp(c) = sim.expect(s, |x| matches!(x, Packet::PubComp(_))) else { unreachable!() };
+    let Packet::PubComp(c) = sim.expect(s, |x| matches!(x, Packet::PubComp(_))) else {
+        unreachable!()
+    };
     assert_eq!(c.reason, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND);
 }
 
@@ -92,8 +99,16 @@ fn resend_unacknowledged_on_resume() {
         sim.pub_simple(p, "r/2", "b", 2);
         sim.pub_simple(p, "r/3", "c", 2);
         let got = sim.recv(s);
-        let pubs: Vec<Publish> =
-            got.into_iter().filter_map(|x| if let Packet::Publish(p) = x { Some(p) } else { None }).collect();
+        let pubs: Vec<Publish> = got
+            .into_iter()
+            .filter_map(|x| {
+                if let Packet::Publish(p) = x {
+                    Some(p)
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(pubs.len(), 3);
         // acknowledge the third one's PUBREC only
         sim.send(s, Packet::PubRec(PubAck::new(pubs[2].packet_id)));
@@ -105,7 +120,10 @@ fn resend_unacknowledged_on_resume() {
         match (&again[0], &again[1], &again[2]) {
             (Packet::Publish(a), Packet::Publish(b), Packet::PubRel(r)) => {
                 assert!(a.dup && b.dup, "[MQTT-3.3.1-1] DUP on resend");
-                assert_eq!((a.packet_id, b.packet_id, r.packet_id), (pubs[0].packet_id, pubs[1].packet_id, pubs[2].packet_id));
+                assert_eq!(
+                    (a.packet_id, b.packet_id, r.packet_id),
+                    (pubs[0].packet_id, pubs[1].packet_id, pubs[2].packet_id)
+                );
             }
             other => panic!("unexpected resend order {other:?}"),
         }
@@ -137,7 +155,11 @@ fn retained_set_replace_clear() {
         m.payload = Bytes::new();
         sim.publish(p, m);
         let cleared = sim.messages(s);
-        assert_eq!(cleared.len(), 1, "the empty retained message is forwarded as normal");
+        assert_eq!(
+            cleared.len(),
+            1,
+            "the empty retained message is forwarded as normal"
+        );
         let s2 = sim.connect(v, "s2", true);
         sim.subscribe(s2, "r/#", 1);
         assert!(sim.messages(s2).is_empty(), "cleared");
@@ -177,8 +199,16 @@ fn invalid_filter_reason_per_filter() {
     for v in [V3, V5] {
         let mut sim = Sim::new(1);
         let s = sim.connect(v, "s", true);
-        let codes = sim.subscribe_with(s, &[("a/#/b", opts(1)), ("ok/+", opts(1)), ("a+", opts(0))], None);
-        let bad = if v == V5 { ReasonCode::TOPIC_FILTER_INVALID } else { ReasonCode::UNSPECIFIED_ERROR };
+        let codes = sim.subscribe_with(
+            s,
+            &[("a/#/b", opts(1)), ("ok/+", opts(1)), ("a+", opts(0))],
+            None,
+        );
+        let bad = if v == V5 {
+            ReasonCode::TOPIC_FILTER_INVALID
+        } else {
+            ReasonCode::UNSPECIFIED_ERROR
+        };
         assert_eq!(codes, [bad, ReasonCode::GRANTED_QOS_1, bad]);
     }
 }
@@ -205,7 +235,10 @@ fn unsubscribe() {
     let s = sim.connect(V5, "s", true);
     sim.subscribe(s, "u", 1);
     assert_eq!(sim.unsubscribe(s, "u"), [ReasonCode::SUCCESS]);
-    assert_eq!(sim.unsubscribe(s, "u"), [ReasonCode::NO_SUBSCRIPTION_EXISTED]);
+    assert_eq!(
+        sim.unsubscribe(s, "u"),
+        [ReasonCode::NO_SUBSCRIPTION_EXISTED]
+    );
     let p = sim.connect(V5, "p", true);
     sim.pub_simple(p, "u", "m", 1);
     assert!(sim.messages(s).is_empty());
@@ -245,7 +278,10 @@ fn overlapping_subscriptions_and_identifiers() {
 fn no_local() {
     let mut sim = Sim::new(1);
     let c = sim.connect(V5, "c", true);
-    let nl = SubscriptionOptions { no_local: true, ..opts(1) };
+    let nl = SubscriptionOptions {
+        no_local: true,
+        ..opts(1)
+    };
     sim.subscribe_with(c, &[("n/1", nl), ("n/2", opts(1))], None);
     sim.pub_simple(c, "n/1", "mine", 1);
     sim.pub_simple(c, "n/2", "mine2", 1);
@@ -257,11 +293,17 @@ fn no_local() {
 fn no_local_on_shared_is_protocol_error() {
     let mut sim = Sim::new(1);
     let c = sim.connect(V5, "c", true);
-    let nl = SubscriptionOptions { no_local: true, ..opts(1) };
+    let nl = SubscriptionOptions {
+        no_local: true,
+        ..opts(1)
+    };
     let pid = sim.pid();
     let sub = ringmq_engine::codec::Subscribe {
         packet_id: pid,
-        filters: vec![ringmq_engine::codec::SubscribeFilter { filter: Bytes::from_static(b"$share/g/t"), options: nl }],
+        filters: vec![ringmq_engine::codec::SubscribeFilter {
+            filter: Bytes::from_static(b"$share/g/t"),
+            options: nl,
+        }],
         properties: Default::default(),
     };
     sim.send(c, Packet::Subscribe(sub));
@@ -275,7 +317,17 @@ fn retain_as_published() {
     let a = sim.connect(V5, "a", true);
     let b = sim.connect(V5, "b", true);
     sim.subscribe(a, "rap", 1);
-    sim.subscribe_with(b, &[("rap", SubscriptionOptions { retain_as_published: true, ..opts(1) })], None);
+    sim.subscribe_with(
+        b,
+        &[(
+            "rap",
+            SubscriptionOptions {
+                retain_as_published: true,
+                ..opts(1)
+            },
+        )],
+        None,
+    );
     let p = sim.connect(V5, "p", true);
     let mut m = publish("rap", "r", 1);
     m.retain = true;
@@ -293,12 +345,18 @@ fn retain_handling() {
     m.retain = true;
     sim.publish(p, m);
     let c = sim.connect(V5, "c", true);
-    let rh1 = SubscriptionOptions { retain_handling: RetainHandling::SendIfNew, ..opts(1) };
+    let rh1 = SubscriptionOptions {
+        retain_handling: RetainHandling::SendIfNew,
+        ..opts(1)
+    };
     sim.subscribe_with(c, &[("rh", rh1)], None);
     assert_eq!(sim.payloads(c), ["kept"]);
     sim.subscribe_with(c, &[("rh", rh1)], None);
     assert!(sim.payloads(c).is_empty(), "RH=1 existing subscription");
-    let rh2 = SubscriptionOptions { retain_handling: RetainHandling::DoNotSend, ..opts(1) };
+    let rh2 = SubscriptionOptions {
+        retain_handling: RetainHandling::DoNotSend,
+        ..opts(1)
+    };
     let d = sim.connect(V5, "d", true);
     sim.subscribe_with(d, &[("rh", rh2)], None);
     assert!(sim.payloads(d).is_empty(), "RH=2");
@@ -356,12 +414,17 @@ fn topic_alias_inbound() {
     sim.publish(p, m);
     let got = sim.messages(s);
     assert_eq!(got.len(), 2);
-    assert!(got.iter().all(|m| &m.topic[..] == b"alias/t" && m.properties.topic_alias.is_none()));
+    assert!(got
+        .iter()
+        .all(|m| &m.topic[..] == b"alias/t" && m.properties.topic_alias.is_none()));
     let max = BrokerConfig::default().topic_alias_max;
     let mut bad = publish("", "bad", 0);
     bad.properties.topic_alias = Some(max + 1);
     sim.send(p, Packet::Publish(bad));
-    assert_eq!(sim.disconnect_reason(p), Some(ReasonCode::TOPIC_ALIAS_INVALID));
+    assert_eq!(
+        sim.disconnect_reason(p),
+        Some(ReasonCode::TOPIC_ALIAS_INVALID)
+    );
     let q = sim.connect(V5, "q", true);
     let mut unknown = publish("", "x", 0);
     unknown.properties.topic_alias = Some(2);
@@ -401,8 +464,17 @@ fn client_receive_maximum() {
     for i in 0..5 {
         sim.pub_simple(p, "rm", &i.to_string(), 1);
     }
-    let first: Vec<Publish> =
-        sim.recv(s).into_iter().filter_map(|x| if let Packet::Publish(p) = x { Some(p) } else { None }).collect();
+    let first: Vec<Publish> = sim
+        .recv(s)
+        .into_iter()
+        .filter_map(|x| {
+            if let Packet::Publish(p) = x {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .collect();
     assert_eq!(first.len(), 2);
     sim.send(s, Packet::PubAck(PubAck::new(first[0].packet_id)));
     let next: Vec<Packet> = sim.recv(s);
@@ -425,7 +497,10 @@ fn server_receive_maximum() {
     let mut m = publish("x", "q2", 2);
     m.packet_id = 4;
     sim.send(p, Packet::Publish(m));
-    assert_eq!(sim.disconnect_reason(p), Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+    assert_eq!(
+        sim.disconnect_reason(p),
+        Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED)
+    );
 }
 
 /// [MQTT-3.3.2-?] user properties, response topic, correlation data, payload format and content
@@ -442,7 +517,10 @@ fn request_response_properties_pass_through() {
         response_topic: Some(Bytes::from_static(b"reply/here")),
         correlation_data: Some(Bytes::from_static(b"\x00\x01corr")),
         content_type: Some(Bytes::from_static(b"text/plain")),
-        user: vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v")), (Bytes::from_static(b"k"), Bytes::from_static(b"v2"))],
+        user: vec![
+            (Bytes::from_static(b"k"), Bytes::from_static(b"v")),
+            (Bytes::from_static(b"k"), Bytes::from_static(b"v2")),
+        ],
         ..Default::default()
     };
     let expected = m.properties.clone();
@@ -476,8 +554,15 @@ fn shared_subscription_round_robin() {
             all.extend(got.iter().map(|x| x.parse::<u32>().unwrap()));
         }
         all.sort();
-        assert_eq!(all, (0..60).collect::<Vec<_>>(), "each exactly once ({shards} shards)");
-        assert!(per.iter().all(|n| *n > 0), "spread over all members: {per:?}");
+        assert_eq!(
+            all,
+            (0..60).collect::<Vec<_>>(),
+            "each exactly once ({shards} shards)"
+        );
+        assert!(
+            per.iter().all(|n| *n > 0),
+            "spread over all members: {per:?}"
+        );
         assert_eq!(sim.payloads(plain).len(), 60);
     }
 }
@@ -514,7 +599,11 @@ fn shared_subscription_skips_full_members() {
         sim.pub_simple(p, "f", &i.to_string(), 1);
     }
     let slow_got: Vec<Packet> = sim.recv(slow);
-    assert_eq!(slow_got.len(), 1, "the slow member holds one unacknowledged message");
+    assert_eq!(
+        slow_got.len(),
+        1,
+        "the slow member holds one unacknowledged message"
+    );
     assert_eq!(sim.payloads(fast).len(), 9);
 }
 
@@ -526,7 +615,10 @@ fn cross_shard_fan_out_retained_and_order() {
     // find client ids landing on each shard
     let mut ids = Vec::new();
     for s in 0..4u16 {
-        let id = (0..).map(|i| format!("c{i}")).find(|id| owner_shard(id.as_bytes(), 4) == s).unwrap();
+        let id = (0..)
+            .map(|i| format!("c{i}"))
+            .find(|id| owner_shard(id.as_bytes(), 4) == s)
+            .unwrap();
         ids.push(id);
     }
     let subs: Vec<C> = ids.iter().map(|id| sim.connect(V3, id, true)).collect();
@@ -540,7 +632,12 @@ fn cross_shard_fan_out_retained_and_order() {
     }
     let expected: Vec<String> = (0..20).map(|i| i.to_string()).collect();
     for s in &subs {
-        assert_eq!(sim.payloads(*s), expected, "in order, exactly once, on shard {}", s.shard);
+        assert_eq!(
+            sim.payloads(*s),
+            expected,
+            "in order, exactly once, on shard {}",
+            s.shard
+        );
     }
     let mut r = publish("fan/retained", "kept", 1);
     r.retain = true;
@@ -567,7 +664,10 @@ fn malformed_packet_isolated() {
     let bad = sim.connect(V5, "bad", true);
     sim.send_raw(bad, &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
     assert!(sim.is_closed(bad));
-    assert_eq!(sim.disconnect_reason(bad), Some(ReasonCode::MALFORMED_PACKET));
+    assert_eq!(
+        sim.disconnect_reason(bad),
+        Some(ReasonCode::MALFORMED_PACKET)
+    );
     let p = sim.connect(V3, "p", true);
     sim.pub_simple(p, "iso", "still", 0);
     assert_eq!(sim.payloads(good), ["still"]);
@@ -587,7 +687,11 @@ fn offline_queue_limit() {
         sim.pub_simple(p, "q", &i.to_string(), 1);
     }
     let s = sim.connect(V3, "q", false);
-    assert_eq!(sim.payloads(s), ["0", "1", "2", "3", "4"], "oldest kept, newest dropped");
+    assert_eq!(
+        sim.payloads(s),
+        ["0", "1", "2", "3", "4"],
+        "oldest kept, newest dropped"
+    );
     assert_eq!(sim.brokers[0].stats().dropped_queue_full, 3);
 }
 
@@ -598,8 +702,25 @@ fn subscription_limit() {
     cfg.subscriptions_per_session_max = 2;
     let mut sim = Sim::with_config(1, cfg);
     let s = sim.connect(V5, "s", true);
-    let codes = sim.subscribe_with(s, &[("a", opts(0)), ("b", opts(0)), ("c", opts(0)), ("a", opts(1))], None);
-    assert_eq!(codes, [ReasonCode(0), ReasonCode(0), ReasonCode::QUOTA_EXCEEDED, ReasonCode(1)]);
+    let codes = sim.subscribe_with(
+        s,
+        &[
+            ("a", opts(0)),
+            ("b", opts(0)),
+            ("c", opts(0)),
+            ("a", opts(1)),
+        ],
+        None,
+    );
+    assert_eq!(
+        codes,
+        [
+            ReasonCode(0),
+            ReasonCode(0),
+            ReasonCode::QUOTA_EXCEEDED,
+            ReasonCode(1)
+        ]
+    );
 }
 
 /// Topic level limit: a PUBLISH with too many levels is refused with 0x90.
@@ -609,10 +730,16 @@ fn topic_levels_limit() {
     cfg.topic_levels_max = 3;
     let mut sim = Sim::with_config(1, cfg);
     let s = sim.connect(V5, "s", true);
-    assert_eq!(sim.subscribe(s, "a/b/c/d", 0), ReasonCode::TOPIC_FILTER_INVALID);
+    assert_eq!(
+        sim.subscribe(s, "a/b/c/d", 0),
+        ReasonCode::TOPIC_FILTER_INVALID
+    );
     let p = sim.connect(V5, "p", true);
     sim.send(p, Packet::Publish(publish("a/b/c/d", "x", 0)));
-    assert_eq!(sim.disconnect_reason(p), Some(ReasonCode::TOPIC_NAME_INVALID));
+    assert_eq!(
+        sim.disconnect_reason(p),
+        Some(ReasonCode::TOPIC_NAME_INVALID)
+    );
 }
 
 /// $SYS statistics are published (retained) and not matched by '#'.
@@ -628,4 +755,49 @@ fn sys_topics() {
     let got = sim.payloads(s);
     assert_eq!(got.len(), 1);
     assert!(got[0].starts_with("ringmq"));
+}
+
+/// v5 3.3.2.3.4 outbound topic aliases (off by default): with the option on and a client Topic
+/// Alias Maximum, the first PUBLISH of a topic sets an alias, later ones use it with an empty
+/// topic; never above the client's maximum ([MQTT-3.3.2-9] [MQTT-3.3.2-11]).
+#[test]
+fn topic_alias_outbound() {
+    let mut cfg = BrokerConfig::default();
+    cfg.topic_alias_outbound_max = 10;
+    let mut sim = Sim::with_config(1, cfg);
+    let mut c = connect_packet(V5, "s", true);
+    c.properties.topic_alias_maximum = Some(1);
+    let (s, _) = sim.connect_with(c);
+    sim.subscribe(s, "al/#", 0);
+    let p = sim.connect(V5, "p", true);
+    sim.pub_simple(p, "al/a", "1", 0);
+    sim.pub_simple(p, "al/a", "2", 0);
+    sim.pub_simple(p, "al/b", "3", 0);
+    let m = sim.messages(s);
+    assert_eq!(
+        (&m[0].topic[..], m[0].properties.topic_alias),
+        (&b"al/a"[..], Some(1))
+    );
+    assert_eq!(
+        (&m[1].topic[..], m[1].properties.topic_alias),
+        (&b""[..], Some(1))
+    );
+    assert_eq!(
+        (&m[2].topic[..], m[2].properties.topic_alias),
+        (&b"al/b"[..], None),
+        "client maximum 1 reached"
+    );
+    // off by default
+    let mut sim = Sim::new(1);
+    let mut c = connect_packet(V5, "s", true);
+    c.properties.topic_alias_maximum = Some(5);
+    let (s, _) = sim.connect_with(c);
+    sim.subscribe(s, "x", 0);
+    let p = sim.connect(V5, "p", true);
+    sim.pub_simple(p, "x", "1", 0);
+    sim.pub_simple(p, "x", "2", 0);
+    assert!(sim
+        .messages(s)
+        .iter()
+        .all(|m| m.properties.topic_alias.is_none() && &m.topic[..] == b"x"));
 }

@@ -57,9 +57,16 @@ fn unsupported_protocol_level() {
     let mut sim = Sim::new(1);
     let c = sim.open(0, V3);
     // CONNECT "MQTT" level 9
-    sim.send_raw(c, &[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 9, 2, 0, 60, 0, 1, b'x']);
+    sim.send_raw(
+        c,
+        &[
+            0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 9, 2, 0, 60, 0, 1, b'x',
+        ],
+    );
     let ack = sim.expect(c, |p| matches!(p, Packet::ConnAck(_)));
-    let Packet::ConnAck(ack) = ack else { unreachable!() };
+    let Packet::ConnAck(ack) = ack else {
+        unreachable!()
+    };
     assert_eq!(ack.reason.v3_connack_code(), 1);
     assert!(sim.is_closed(c));
 }
@@ -69,7 +76,12 @@ fn unsupported_protocol_level() {
 fn wrong_protocol_name_closes() {
     let mut sim = Sim::new(1);
     let c = sim.open(0, V3);
-    sim.send_raw(c, &[0x10, 13, 0, 4, b'M', b'Q', b'X', b'X', 4, 2, 0, 60, 0, 1, b'x']);
+    sim.send_raw(
+        c,
+        &[
+            0x10, 13, 0, 4, b'M', b'Q', b'X', b'X', 4, 2, 0, 60, 0, 1, b'x',
+        ],
+    );
     assert!(sim.is_closed(c));
 }
 
@@ -91,14 +103,21 @@ fn persistent_session_resume_and_clean_start() {
         sim.pub_simple(p, "t/1", "q0-not-queued", 0);
         let (a, ack) = sim.connect_with(connect);
         assert!(ack.session_present, "session present on resume");
-        assert_eq!(sim.payloads(a), ["queued"], "QoS 1 queued, QoS 0 not queued offline");
+        assert_eq!(
+            sim.payloads(a),
+            ["queued"],
+            "QoS 1 queued, QoS 0 not queued offline"
+        );
         sim.pub_simple(p, "t/1", "live", 1);
         assert_eq!(sim.payloads(a), ["live"], "subscription kept");
         sim.disconnect(a);
         let (a, ack) = sim.connect_with(connect_packet(v, "p", true));
         assert!(!ack.session_present, "clean start discards the session");
         sim.pub_simple(p, "t/1", "after-clean", 1);
-        assert!(sim.payloads(a).is_empty(), "subscriptions discarded by clean start");
+        assert!(
+            sim.payloads(a).is_empty(),
+            "subscriptions discarded by clean start"
+        );
     }
 }
 
@@ -108,9 +127,17 @@ fn zero_length_client_id_assigned() {
     let mut sim = Sim::new(2);
     let (c, ack) = sim.connect_with(connect_packet(V5, "", true));
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
-    let id = ack.properties.assigned_client_identifier.clone().expect("assigned id");
+    let id = ack
+        .properties
+        .assigned_client_identifier
+        .clone()
+        .expect("assigned id");
     assert!(!id.is_empty());
-    assert_eq!(ringmq_engine::broker::owner_shard(&id, 2) as usize, c.shard, "assigned id is owned by this shard");
+    assert_eq!(
+        ringmq_engine::broker::owner_shard(&id, 2) as usize,
+        c.shard,
+        "assigned id is owned by this shard"
+    );
     let (_, ack2) = sim.connect_with(connect_packet(V5, "", true));
     assert_ne!(ack2.properties.assigned_client_identifier, Some(id));
     // v3.1.1 with clean session: accepted, no property
@@ -151,7 +178,10 @@ fn session_takeover() {
         let b = sim.connect(v, "same", true);
         assert!(sim.is_closed(a));
         if v == V5 {
-            assert_eq!(sim.disconnect_reason(a), Some(ReasonCode::SESSION_TAKEN_OVER));
+            assert_eq!(
+                sim.disconnect_reason(a),
+                Some(ReasonCode::SESSION_TAKEN_OVER)
+            );
         }
         assert!(sim.ping_ok(b));
     }
@@ -175,9 +205,16 @@ fn will_on_abrupt_close_not_on_disconnect() {
         assert!(sim.payloads(w).is_empty(), "no will after DISCONNECT 0x00");
         if v == V5 {
             let (d, _) = sim.connect_with(c);
-            let disc = Disconnect { reason: ReasonCode::DISCONNECT_WITH_WILL, ..Default::default() };
+            let disc = Disconnect {
+                reason: ReasonCode::DISCONNECT_WITH_WILL,
+                ..Default::default()
+            };
             sim.send(d, Packet::Disconnect(disc));
-            assert_eq!(sim.payloads(w), ["gone"], "DISCONNECT 0x04 publishes the will");
+            assert_eq!(
+                sim.payloads(w),
+                ["gone"],
+                "DISCONNECT 0x04 publishes the will"
+            );
         }
     }
 }
@@ -219,7 +256,10 @@ fn will_delay_and_resume_cancels() {
     let (_a2, ack) = sim.connect_with(c);
     assert!(ack.session_present);
     sim.advance(10_000);
-    assert!(sim.payloads(w).is_empty(), "will dropped: session resumed within the delay");
+    assert!(
+        sim.payloads(w).is_empty(),
+        "will dropped: session resumed within the delay"
+    );
 }
 
 /// v5 3.1.3.2.2: the will goes at the earlier of will delay and session expiry.
@@ -253,7 +293,10 @@ fn keep_alive_timeout() {
         sim.advance(200);
         assert!(sim.is_closed(a));
         if v == V5 {
-            assert_eq!(sim.disconnect_reason(a), Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
+            assert_eq!(
+                sim.disconnect_reason(a),
+                Some(ReasonCode::KEEP_ALIVE_TIMEOUT)
+            );
         }
     }
 }
@@ -323,7 +366,10 @@ fn session_expiry_interval_and_disconnect_update() {
     sim.send(a, Packet::Disconnect(d));
     sim.advance(1_100);
     let (a, ack) = sim.connect_with(c);
-    assert!(!ack.session_present, "expired after the interval set on DISCONNECT");
+    assert!(
+        !ack.session_present,
+        "expired after the interval set on DISCONNECT"
+    );
     // 0 in CONNECT cannot become non-zero on DISCONNECT: protocol error
     sim.disconnect(a);
     let b = sim.connect(V5, "zero", true);
@@ -340,8 +386,14 @@ fn connack_v5_properties() {
     let mut sim = Sim::with_config(1, cfg.clone());
     let (_, ack) = sim.connect_with(connect_packet(V5, "props", true));
     assert_eq!(ack.properties.receive_maximum, Some(cfg.receive_maximum));
-    assert_eq!(ack.properties.maximum_packet_size_bytes, Some(cfg.packet_size_max_bytes));
-    assert_eq!(ack.properties.topic_alias_maximum, Some(cfg.topic_alias_max));
+    assert_eq!(
+        ack.properties.maximum_packet_size_bytes,
+        Some(cfg.packet_size_max_bytes)
+    );
+    assert_eq!(
+        ack.properties.topic_alias_maximum,
+        Some(cfg.topic_alias_max)
+    );
 }
 
 /// [MQTT-4.12.0-1] [MQTT-3.15.2-1]: an unknown authentication method is refused with 0x8C;
@@ -391,6 +443,9 @@ fn shutdown_disconnects_everyone() {
     let now = sim.now_ms;
     sim.brokers[0].shutdown(now);
     sim.pump();
-    assert_eq!(sim.disconnect_reason(a), Some(ReasonCode::SERVER_SHUTTING_DOWN));
+    assert_eq!(
+        sim.disconnect_reason(a),
+        Some(ReasonCode::SERVER_SHUTTING_DOWN)
+    );
     assert!(sim.is_closed(a) && sim.is_closed(b));
 }

@@ -54,8 +54,8 @@ fn reason_of(codes: &'static [u8]) -> impl Strategy<Value = ReasonCode> {
 }
 
 const CONNACK_REASONS: &[u8] = &[
-    0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95,
-    0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
+    0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97,
+    0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
 ];
 const PUBACK_REASONS: &[u8] = &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99];
 const PUBREL_REASONS: &[u8] = &[0x00, 0x92];
@@ -64,8 +64,8 @@ const SUBACK_REASONS: &[u8] = &[
 ];
 const UNSUBACK_REASONS: &[u8] = &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91];
 const DISCONNECT_REASONS: &[u8] = &[
-    0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94,
-    0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
+    0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95,
+    0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
 ];
 const AUTH_REASONS: &[u8] = &[0x00, 0x18, 0x19];
 
@@ -83,17 +83,19 @@ fn connect_props() -> impl Strategy<Value = ConnectProperties> {
         of(utf8()),
         of(binary()),
     )
-        .prop_map(|(se, rm, mps, tam, rri, rpi, user, am, ad)| ConnectProperties {
-            session_expiry_interval_s: se,
-            receive_maximum: rm,
-            maximum_packet_size_bytes: mps,
-            topic_alias_maximum: tam,
-            request_response_information: rri,
-            request_problem_information: rpi,
-            user,
-            authentication_method: am,
-            authentication_data: ad,
-        })
+        .prop_map(
+            |(se, rm, mps, tam, rri, rpi, user, am, ad)| ConnectProperties {
+                session_expiry_interval_s: se,
+                receive_maximum: rm,
+                maximum_packet_size_bytes: mps,
+                topic_alias_maximum: tam,
+                request_response_information: rri,
+                request_problem_information: rpi,
+                user,
+                authentication_method: am,
+                authentication_data: ad,
+            },
+        )
 }
 
 fn will_props() -> impl Strategy<Value = WillProperties> {
@@ -228,7 +230,11 @@ fn auth_props() -> impl Strategy<Value = AuthProperties> {
 // ---- packet strategies ----
 
 fn protocol() -> impl Strategy<Value = Protocol> {
-    prop_oneof![Just(Protocol::V3_1), Just(Protocol::V3_1_1), Just(Protocol::V5)]
+    prop_oneof![
+        Just(Protocol::V3_1),
+        Just(Protocol::V3_1_1),
+        Just(Protocol::V5)
+    ]
 }
 
 fn will() -> impl Strategy<Value = Will> {
@@ -254,14 +260,8 @@ fn connect() -> impl Strategy<Value = Packet> {
         of(binary()),
         connect_props(),
     )
-        .prop_map(|(protocol, clean_start, keep_alive_s, client_id, will, username, password, properties)| {
-            // [MQTT-3.1.2-22]: v3.1.1 allows no password without a user name.
-            let password = if protocol == Protocol::V3_1_1 && username.is_none() {
-                None
-            } else {
-                password
-            };
-            Packet::Connect(Box::new(Connect {
+        .prop_map(
+            |(
                 protocol,
                 clean_start,
                 keep_alive_s,
@@ -270,8 +270,25 @@ fn connect() -> impl Strategy<Value = Packet> {
                 username,
                 password,
                 properties,
-            }))
-        })
+            )| {
+                // [MQTT-3.1.2-22]: v3.1.1 allows no password without a user name.
+                let password = if protocol == Protocol::V3_1_1 && username.is_none() {
+                    None
+                } else {
+                    password
+                };
+                Packet::Connect(Box::new(Connect {
+                    protocol,
+                    clean_start,
+                    keep_alive_s,
+                    client_id,
+                    will,
+                    username,
+                    password,
+                    properties,
+                }))
+            },
+        )
 }
 
 fn publish() -> impl Strategy<Value = Publish> {
@@ -285,39 +302,44 @@ fn publish() -> impl Strategy<Value = Publish> {
         publish_props(),
         any::<bool>(),
     )
-        .prop_map(|(dup, qos, retain, topic, pid, payload, properties, empty_topic)| {
-            // [MQTT-3.3.1-2]: no DUP at QoS 0; packet id only for QoS > 0.
-            let (dup, packet_id) = if qos == QoS::AtMostOnce {
-                (false, 0)
-            } else {
-                (dup, pid)
-            };
-            // A v5 PUBLISH may carry an empty topic with a Topic Alias.
-            let topic = if empty_topic && properties.topic_alias.is_some() {
-                Bytes::new()
-            } else {
-                topic
-            };
-            Publish {
-                dup,
-                qos,
-                retain,
-                topic,
-                packet_id,
-                payload,
-                properties,
-            }
-        })
+        .prop_map(
+            |(dup, qos, retain, topic, pid, payload, properties, empty_topic)| {
+                // [MQTT-3.3.1-2]: no DUP at QoS 0; packet id only for QoS > 0.
+                let (dup, packet_id) = if qos == QoS::AtMostOnce {
+                    (false, 0)
+                } else {
+                    (dup, pid)
+                };
+                // A v5 PUBLISH may carry an empty topic with a Topic Alias.
+                let topic = if empty_topic && properties.topic_alias.is_some() {
+                    Bytes::new()
+                } else {
+                    topic
+                };
+                Publish {
+                    dup,
+                    qos,
+                    retain,
+                    topic,
+                    packet_id,
+                    payload,
+                    properties,
+                }
+            },
+        )
 }
 
 fn puback(codes: &'static [u8]) -> impl Strategy<Value = PubAck> {
-    (packet_id(), reason_of(codes), prop_oneof![Just(AckProperties::default()), ack_props()]).prop_map(
-        |(packet_id, reason, properties)| PubAck {
+    (
+        packet_id(),
+        reason_of(codes),
+        prop_oneof![Just(AckProperties::default()), ack_props()],
+    )
+        .prop_map(|(packet_id, reason, properties)| PubAck {
             packet_id,
             reason,
             properties,
-        },
-    )
+        })
 }
 
 fn subscription_options() -> impl Strategy<Value = SubscriptionOptions> {
@@ -331,11 +353,13 @@ fn subscription_options() -> impl Strategy<Value = SubscriptionOptions> {
             Just(RetainHandling::DoNotSend)
         ],
     )
-        .prop_map(|(qos, no_local, retain_as_published, retain_handling)| SubscriptionOptions {
-            qos,
-            no_local,
-            retain_as_published,
-            retain_handling,
+        .prop_map(|(qos, no_local, retain_as_published, retain_handling)| {
+            SubscriptionOptions {
+                qos,
+                no_local,
+                retain_as_published,
+                retain_handling,
+            }
         })
 }
 
@@ -364,18 +388,23 @@ fn packet() -> impl Strategy<Value = Packet> {
             ),
             subscribe_props()
         )
-            .prop_map(|(packet_id, filters, properties)| Packet::Subscribe(Subscribe {
-                packet_id,
-                filters,
-                properties,
-            })),
-        (packet_id(), vec(reason_of(SUBACK_REASONS), 1..4), ack_props()).prop_map(
-            |(packet_id, reasons, properties)| Packet::SubAck(SubAck {
+            .prop_map(
+                |(packet_id, filters, properties)| Packet::Subscribe(Subscribe {
+                    packet_id,
+                    filters,
+                    properties,
+                })
+            ),
+        (
+            packet_id(),
+            vec(reason_of(SUBACK_REASONS), 1..4),
+            ack_props()
+        )
+            .prop_map(|(packet_id, reasons, properties)| Packet::SubAck(SubAck {
                 packet_id,
                 reasons,
                 properties,
-            })
-        ),
+            })),
         (packet_id(), vec(utf8(), 1..4), user()).prop_map(|(packet_id, filters, user)| {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
@@ -383,13 +412,18 @@ fn packet() -> impl Strategy<Value = Packet> {
                 properties: UnsubscribeProperties { user },
             })
         }),
-        (packet_id(), vec(reason_of(UNSUBACK_REASONS), 1..4), ack_props()).prop_map(
-            |(packet_id, reasons, properties)| Packet::UnsubAck(UnsubAck {
-                packet_id,
-                reasons,
-                properties,
-            })
-        ),
+        (
+            packet_id(),
+            vec(reason_of(UNSUBACK_REASONS), 1..4),
+            ack_props()
+        )
+            .prop_map(
+                |(packet_id, reasons, properties)| Packet::UnsubAck(UnsubAck {
+                    packet_id,
+                    reasons,
+                    properties,
+                })
+            ),
         Just(Packet::PingReq),
         Just(Packet::PingResp),
         (
@@ -464,7 +498,8 @@ fn round_trip(packet: &Packet, protocol: Protocol) -> Result<(), TestCaseError> 
     let expected = normalize(packet, protocol);
     let len = encoded_len(packet, protocol);
     let mut out = BytesMut::with_capacity(len);
-    let written = encode(packet, protocol, &mut out).map_err(|e| TestCaseError::fail(format!("{e}")))?;
+    let written =
+        encode(packet, protocol, &mut out).map_err(|e| TestCaseError::fail(format!("{e}")))?;
     prop_assert_eq!(written, len);
     prop_assert_eq!(out.len(), len);
     let frame = out.freeze();
@@ -611,13 +646,18 @@ fn field_of_65535_bytes_encodes_65536_does_not() {
     );
     assert!(out.is_empty(), "nothing is written on error");
     let mut props = PublishProperties::default();
-    props.user.push((Bytes::new(), Bytes::from(vec![b'v'; 65_536])));
+    props
+        .user
+        .push((Bytes::new(), Bytes::from(vec![b'v'; 65_536])));
     let p = Publish {
         topic: Bytes::from_static(b"t"),
         properties: props,
         ..Publish::default()
     };
-    assert_eq!(encode_publish(&p, Protocol::V5, &mut out), Err(EncodeError::FieldTooLong));
+    assert_eq!(
+        encode_publish(&p, Protocol::V5, &mut out),
+        Err(EncodeError::FieldTooLong)
+    );
     // v3 drops properties, so the same packet encodes there.
     assert!(encode_publish(&p, Protocol::V3_1_1, &mut out).is_ok());
 }
@@ -641,7 +681,10 @@ fn remaining_length_over_the_maximum_is_refused() {
         payload: Bytes::from(vec![0u8; pad]),
         ..Publish::default()
     };
-    assert_eq!(publish_encoded_len(&p, Protocol::V5), 1 + 4 + VARINT_MAX as usize);
+    assert_eq!(
+        publish_encoded_len(&p, Protocol::V5),
+        1 + 4 + VARINT_MAX as usize
+    );
     // (Not written at N: that would be a 256 MiB buffer on a shared machine.)
     p.payload = Bytes::from(vec![0u8; pad + 1]);
     let mut out = BytesMut::new();
@@ -664,18 +707,33 @@ fn bytes_of(packet: &Packet, protocol: Protocol) -> Vec<u8> {
 fn short_forms_on_the_wire() {
     let ack = PubAck::new(0x1234);
     // v5 PUBACK with reason 0 and no properties: Remaining Length 2.
-    assert_eq!(bytes_of(&Packet::PubAck(ack.clone()), Protocol::V5), [0x40, 2, 0x12, 0x34]);
-    assert_eq!(bytes_of(&Packet::PubRel(ack.clone()), Protocol::V5), [0x62, 2, 0x12, 0x34]);
+    assert_eq!(
+        bytes_of(&Packet::PubAck(ack.clone()), Protocol::V5),
+        [0x40, 2, 0x12, 0x34]
+    );
+    assert_eq!(
+        bytes_of(&Packet::PubRel(ack.clone()), Protocol::V5),
+        [0x62, 2, 0x12, 0x34]
+    );
     // A reason and no properties: Remaining Length 3.
     let nm = PubAck {
         reason: ReasonCode::NO_MATCHING_SUBSCRIBERS,
         ..ack.clone()
     };
-    assert_eq!(bytes_of(&Packet::PubAck(nm.clone()), Protocol::V5), [0x40, 3, 0x12, 0x34, 0x10]);
+    assert_eq!(
+        bytes_of(&Packet::PubAck(nm.clone()), Protocol::V5),
+        [0x40, 3, 0x12, 0x34, 0x10]
+    );
     // v3 never writes the reason.
-    assert_eq!(bytes_of(&Packet::PubAck(nm), Protocol::V3_1_1), [0x40, 2, 0x12, 0x34]);
+    assert_eq!(
+        bytes_of(&Packet::PubAck(nm), Protocol::V3_1_1),
+        [0x40, 2, 0x12, 0x34]
+    );
     // DISCONNECT: normal, no properties => Remaining Length 0.
-    assert_eq!(bytes_of(&Packet::Disconnect(Disconnect::default()), Protocol::V5), [0xE0, 0]);
+    assert_eq!(
+        bytes_of(&Packet::Disconnect(Disconnect::default()), Protocol::V5),
+        [0xE0, 0]
+    );
     assert_eq!(
         bytes_of(
             &Packet::Disconnect(Disconnect {
@@ -686,7 +744,10 @@ fn short_forms_on_the_wire() {
         ),
         [0xE0, 0]
     );
-    assert_eq!(bytes_of(&Packet::Auth(Auth::default()), Protocol::V5), [0xF0, 0]);
+    assert_eq!(
+        bytes_of(&Packet::Auth(Auth::default()), Protocol::V5),
+        [0xF0, 0]
+    );
     assert_eq!(bytes_of(&Packet::PingReq, Protocol::V5), [0xC0, 0]);
     assert_eq!(bytes_of(&Packet::PingResp, Protocol::V3_1_1), [0xD0, 0]);
     // v3 CONNACK maps the reason code; v3 SUBACK too.
@@ -695,14 +756,23 @@ fn short_forms_on_the_wire() {
         reason: ReasonCode::NOT_AUTHORIZED,
         properties: ConnAckProperties::default(),
     };
-    assert_eq!(bytes_of(&Packet::ConnAck(connack.clone()), Protocol::V3_1_1), [0x20, 2, 1, 5]);
-    assert_eq!(bytes_of(&Packet::ConnAck(connack), Protocol::V5), [0x20, 3, 1, 0x87, 0]);
+    assert_eq!(
+        bytes_of(&Packet::ConnAck(connack.clone()), Protocol::V3_1_1),
+        [0x20, 2, 1, 5]
+    );
+    assert_eq!(
+        bytes_of(&Packet::ConnAck(connack), Protocol::V5),
+        [0x20, 3, 1, 0x87, 0]
+    );
     let suback = SubAck {
         packet_id: 7,
         reasons: vec![ReasonCode::GRANTED_QOS_1, ReasonCode::NOT_AUTHORIZED],
         properties: AckProperties::default(),
     };
-    assert_eq!(bytes_of(&Packet::SubAck(suback), Protocol::V3_1_1), [0x90, 4, 0, 7, 1, 0x80]);
+    assert_eq!(
+        bytes_of(&Packet::SubAck(suback), Protocol::V3_1_1),
+        [0x90, 4, 0, 7, 1, 0x80]
+    );
     // A v3.1 CONNECT says "MQIsdp" level 3.
     let connect = Connect {
         protocol: Protocol::V3_1,
@@ -724,7 +794,10 @@ fn short_forms_on_the_wire() {
 fn decode_short_forms() {
     let pid = [0x12, 0x34];
     let d = |bytes: &[u8], protocol| decode_packet(Bytes::copy_from_slice(bytes), protocol);
-    assert_eq!(d(&[0x50, 2, pid[0], pid[1]], Protocol::V5), Ok(Packet::PubRec(PubAck::new(0x1234))));
+    assert_eq!(
+        d(&[0x50, 2, pid[0], pid[1]], Protocol::V5),
+        Ok(Packet::PubRec(PubAck::new(0x1234)))
+    );
     assert_eq!(
         d(&[0x70, 3, pid[0], pid[1], 0x92], Protocol::V5),
         Ok(Packet::PubComp(PubAck {
@@ -733,8 +806,14 @@ fn decode_short_forms() {
         }))
     );
     // Reason + Property Length 0 (Remaining Length 4) is the same packet.
-    assert_eq!(d(&[0x40, 4, pid[0], pid[1], 0, 0], Protocol::V5), Ok(Packet::PubAck(PubAck::new(0x1234))));
-    assert_eq!(d(&[0xE0, 0], Protocol::V5), Ok(Packet::Disconnect(Disconnect::default())));
+    assert_eq!(
+        d(&[0x40, 4, pid[0], pid[1], 0, 0], Protocol::V5),
+        Ok(Packet::PubAck(PubAck::new(0x1234)))
+    );
+    assert_eq!(
+        d(&[0xE0, 0], Protocol::V5),
+        Ok(Packet::Disconnect(Disconnect::default()))
+    );
     assert_eq!(
         d(&[0xE0, 1, 0x8E], Protocol::V5),
         Ok(Packet::Disconnect(Disconnect {
@@ -742,7 +821,10 @@ fn decode_short_forms() {
             ..Disconnect::default()
         }))
     );
-    assert_eq!(d(&[0xF0, 0], Protocol::V5), Ok(Packet::Auth(Auth::default())));
+    assert_eq!(
+        d(&[0xF0, 0], Protocol::V5),
+        Ok(Packet::Auth(Auth::default()))
+    );
     assert_eq!(
         d(&[0xF0, 1, 0x18], Protocol::V5),
         Ok(Packet::Auth(Auth {
@@ -770,7 +852,14 @@ fn decoded_fields_are_slices_of_the_frame() {
     let Ok(Packet::Publish(d)) = decode_packet(frame.clone(), Protocol::V5) else {
         panic!("decode failed");
     };
-    for field in [&d.topic, &d.payload, d.properties.content_type.as_ref().unwrap()] {
-        assert!(range.contains(&(field.as_ptr() as usize)), "{field:?} is a copy");
+    for field in [
+        &d.topic,
+        &d.payload,
+        d.properties.content_type.as_ref().unwrap(),
+    ] {
+        assert!(
+            range.contains(&(field.as_ptr() as usize)),
+            "{field:?} is a copy"
+        );
     }
 }

@@ -87,11 +87,19 @@ fn fleet() -> (TopicTrie<u64>, Vec<String>) {
         }
         for metric in metrics {
             *trie.get_or_insert(format!("site/{site}/device/+/{metric}").as_bytes()) += 1;
-            *trie.get_or_insert(format!("$share/workers/site/{site}/device/+/{metric}").as_bytes()) += 1;
+            *trie.get_or_insert(
+                format!("$share/workers/site/{site}/device/+/{metric}").as_bytes(),
+            ) += 1;
         }
         *trie.get_or_insert(format!("site/{site}/#").as_bytes()) += 1;
     }
-    for filter in ["#", "+/+/device/#", "site/+/device/+/+", "$SYS/#", "$share/all/#"] {
+    for filter in [
+        "#",
+        "+/+/device/#",
+        "site/+/device/+/+",
+        "$SYS/#",
+        "$share/all/#",
+    ] {
         *trie.get_or_insert(filter.as_bytes()) += 1;
     }
     topics.extend(["$SYS/broker/uptime", "nothing/here", "site", "site/3"].map(str::to_owned));
@@ -140,7 +148,10 @@ fn for_each_match_on_a_warm_trie_allocates_nothing() {
 fn validating_and_reference_matching_allocate_nothing() {
     let n = allocations_during(|| {
         let ok = validate_topic_name(std::hint::black_box(b"site/1/device/2/temp"), 16).is_ok();
-        let m = filter_matches(std::hint::black_box(b"$share/g/site/+/device/#"), b"site/1/device/2/temp");
+        let m = filter_matches(
+            std::hint::black_box(b"$share/g/site/+/device/#"),
+            b"site/1/device/2/temp",
+        );
         assert!(ok && m);
     });
     assert_eq!(n, 0);

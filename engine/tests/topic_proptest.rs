@@ -24,24 +24,26 @@ fn topic() -> impl Strategy<Value = String> {
     prop::collection::vec(literal(), 1..=4)
         .prop_map(|levels| levels.join("/"))
         // A single empty level is the empty name, which is invalid.
-        .prop_filter("valid name", |t| validate_topic_name(t.as_bytes(), LEVELS_MAX).is_ok())
+        .prop_filter("valid name", |t| {
+            validate_topic_name(t.as_bytes(), LEVELS_MAX).is_ok()
+        })
 }
 
 /// A valid plain filter: levels from the literals and `+`, optionally a
 /// final `#`.
 fn plain_filter() -> impl Strategy<Value = String> {
     let level = prop_oneof![3 => literal(), 1 => Just("+".to_owned())];
-    (prop::collection::vec(level, 0..=4), any::<bool>()).prop_filter_map(
-        "filter needs at least one level",
-        |(mut levels, hash)| {
+    (prop::collection::vec(level, 0..=4), any::<bool>())
+        .prop_filter_map("filter needs at least one level", |(mut levels, hash)| {
             if hash {
                 levels.push("#".to_owned());
             }
             (!levels.is_empty()).then(|| levels.join("/"))
-        },
-    )
-    // "$share" + "a" makes "$share/a": a malformed shared subscription.
-    .prop_filter("valid filter", |f| validate_topic_filter(f.as_bytes(), LEVELS_MAX).is_ok())
+        })
+        // "$share" + "a" makes "$share/a": a malformed shared subscription.
+        .prop_filter("valid filter", |f| {
+            validate_topic_filter(f.as_bytes(), LEVELS_MAX).is_ok()
+        })
 }
 
 /// A valid filter, shared (`$share/{g|h}/{plain}`) one time in four.
@@ -73,8 +75,11 @@ fn trie_matches_mut<T: Copy + Ord>(trie: &mut TopicTrie<T>, topic: &[u8]) -> Vec
 }
 
 fn model_matches(model: &BTreeMap<Vec<u8>, u32>, topic: &[u8]) -> Vec<u32> {
-    let mut out: Vec<u32> =
-        model.iter().filter(|(f, _)| filter_matches(f, topic)).map(|(_, v)| *v).collect();
+    let mut out: Vec<u32> = model
+        .iter()
+        .filter(|(f, _)| filter_matches(f, topic))
+        .map(|(_, v)| *v)
+        .collect();
     out.sort_unstable();
     out
 }

@@ -27,6 +27,9 @@ pub struct BrokerConfig {
     pub outgoing_buffer_max_bytes: usize,
     /// Topic Alias Maximum offered to v5 clients (0 = aliases refused).
     pub topic_alias_max: u16,
+    /// Outbound topic aliases per v5 connection (further capped by the
+    /// client's Topic Alias Maximum). 0 = off, the default.
+    pub topic_alias_outbound_max: u16,
     /// Topic levels allowed in a topic name or filter.
     pub topic_levels_max: usize,
     /// Subscriptions per session; more => SUBACK 0x97 Quota exceeded.
@@ -60,6 +63,7 @@ impl Default for BrokerConfig {
             session_queue_max_messages: 1000,
             outgoing_buffer_max_bytes: 1024 * 1024,
             topic_alias_max: 32,
+            topic_alias_outbound_max: 0,
             topic_levels_max: 32,
             subscriptions_per_session_max: 1000,
             retained_messages_max: 100_000,

@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::{
-    auth::Credentials, owner_shard, Broker, ConnId, ConnState, Event, OutState, Session, SessionId, Timer,
+    auth::Credentials, owner_shard, Broker, ConnId, ConnState, Event, OutState, Session, SessionId,
+    Timer,
 };
 use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, Protocol, PubAck, ReasonCode};
 
@@ -15,7 +16,13 @@ impl Broker {
     /// Answer a CONNECT that failed to decode: CONNACK with `reason` in the
     /// client's protocol when its level is known, then close
     /// ([MQTT-3.1.2-2]: v3.1.1 gets return code 0x01 for a bad level).
-    pub(super) fn refuse_connect(&mut self, conn: ConnId, level: Option<u8>, reason: ReasonCode, now_ms: u64) {
+    pub(super) fn refuse_connect(
+        &mut self,
+        conn: ConnId,
+        level: Option<u8>,
+        reason: ReasonCode,
+        now_ms: u64,
+    ) {
         let protocol = match level {
             Some(5) => Some(Protocol::V5),
             Some(4) => Some(Protocol::V3_1_1),
@@ -26,7 +33,11 @@ impl Broker {
         };
         if let (Some(protocol), Some(c)) = (protocol, self.conns.get_mut(conn)) {
             c.protocol = protocol;
-            let ack = ConnAck { session_present: false, reason, properties: ConnAckProperties::default() };
+            let ack = ConnAck {
+                session_present: false,
+                reason,
+                properties: ConnAckProperties::default(),
+            };
             self.write_packet(conn, &Packet::ConnAck(ack));
         }
         self.close(conn, now_ms);
@@ -34,7 +45,11 @@ impl Broker {
 
     fn connack_refuse(&mut self, conn: ConnId, reason: ReasonCode, now_ms: u64) {
         self.stats.protocol_errors += 1;
-        let ack = ConnAck { session_present: false, reason, properties: ConnAckProperties::default() };
+        let ack = ConnAck {
+            session_present: false,
+            reason,
+            properties: ConnAckProperties::default(),
+        };
         self.write_packet(conn, &Packet::ConnAck(ack));
         self.close(conn, now_ms);
     }
@@ -45,7 +60,8 @@ impl Broker {
         loop {
             self.assigned_ids += 1;
             let id = format!("ringmq-{}-{}", self.shard, self.assigned_ids);
-            if owner_shard(id.as_bytes(), self.shard_count) == self.shard && !self.by_client_id.contains_key(id.as_bytes())
+            if owner_shard(id.as_bytes(), self.shard_count) == self.shard
+                && !self.by_client_id.contains_key(id.as_bytes())
             {
                 return Bytes::from(id);
             }
@@ -65,7 +81,8 @@ impl Broker {
         let client_id = if connect.client_id.is_empty() {
             // v3.1 requires an id; v3.1.1 allows an empty one only with a
             // clean session ([MQTT-3.1.3-7], [MQTT-3.1.3-8]); v5 always.
-            if protocol == Protocol::V3_1 || (protocol == Protocol::V3_1_1 && !connect.clean_start) {
+            if protocol == Protocol::V3_1 || (protocol == Protocol::V3_1_1 && !connect.clean_start)
+            {
                 return self.connack_refuse(conn, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now_ms);
             }
             let id = self.assign_client_id();
@@ -117,7 +134,9 @@ impl Broker {
             }
         }
         let resumed = match existing {
-            Some(session) if !connect.clean_start && self.sessions.get(session).is_some() => Some(session),
+            Some(session) if !connect.clean_start && self.sessions.get(session).is_some() => {
+                Some(session)
+            }
             Some(session) => {
                 self.end_session(session, now_ms);
                 None
@@ -164,18 +183,36 @@ impl Broker {
 
         let topic_alias_max = if v5 { self.config.topic_alias_max } else { 0 };
         let conn_generation = {
-            let Some(c) = self.conns.get_mut(conn) else { return };
+            let Some(c) = self.conns.get_mut(conn) else {
+                return;
+            };
             c.state = ConnState::Active(session);
             c.keep_alive_ms = u64::from(keep_alive_s) * 1000;
             c.last_packet_ms = now_ms;
             c.aliases = vec![None; usize::from(topic_alias_max)];
-            c.client_packet_size_max_bytes = connect.properties.maximum_packet_size_bytes.unwrap_or(u32::MAX);
+            c.client_packet_size_max_bytes = connect
+                .properties
+                .maximum_packet_size_bytes
+                .unwrap_or(u32::MAX);
             c.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+            c.aliases_out_max = if v5 {
+                self.config
+                    .topic_alias_outbound_max
+                    .min(connect.properties.topic_alias_maximum.unwrap_or(0))
+            } else {
+                0
+            };
             c.generation
         };
         if keep_alive_s > 0 {
             let due = now_ms + u64::from(keep_alive_s) * 1500;
-            self.timers.push(Reverse((due, Timer::KeepAlive { conn, generation: conn_generation })));
+            self.timers.push(Reverse((
+                due,
+                Timer::KeepAlive {
+                    conn,
+                    generation: conn_generation,
+                },
+            )));
         }
 
         let mut properties = ConnAckProperties::default();
@@ -189,7 +226,11 @@ impl Broker {
                 properties.session_expiry_interval_s = Some(expiry_interval_s);
             }
         }
-        let ack = ConnAck { session_present, reason: ReasonCode::SUCCESS, properties };
+        let ack = ConnAck {
+            session_present,
+            reason: ReasonCode::SUCCESS,
+            properties,
+        };
         self.write_packet(conn, &Packet::ConnAck(ack));
         if session_present {
             self.resend_inflight(conn, session);
@@ -201,7 +242,10 @@ impl Broker {
     fn take_over(&mut self, old: ConnId, session: SessionId, clean_start: bool, now_ms: u64) {
         let v5 = self.conns.get(old).is_some_and(|c| c.protocol.is_v5());
         if v5 {
-            let d = crate::codec::Disconnect { reason: ReasonCode::SESSION_TAKEN_OVER, ..Default::default() };
+            let d = crate::codec::Disconnect {
+                reason: ReasonCode::SESSION_TAKEN_OVER,
+                ..Default::default()
+            };
             self.write_packet(old, &Packet::Disconnect(d));
         }
         if let Some(c) = self.conns.get_mut(old) {
@@ -231,21 +275,32 @@ impl Broker {
     /// (if `publish_will`), then ends the session or arms its expiry.
     pub(super) fn detach_session(&mut self, session: SessionId, publish_will: bool, now_ms: u64) {
         let generation = self.generation();
-        let Some(s) = self.sessions.get_mut(session) else { return };
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
         s.conn = None;
         s.generation = generation;
         if !publish_will {
             s.will = None;
         }
         let expiry_s = s.expiry_interval_s;
-        let will_delay_s = s.will.as_ref().map(|w| w.properties.will_delay_interval_s.unwrap_or(0));
+        let will_delay_s = s
+            .will
+            .as_ref()
+            .map(|w| w.properties.will_delay_interval_s.unwrap_or(0));
         if let Some(delay_s) = will_delay_s {
             // The will goes at the earlier of its delay and the session end ([MQTT-3.1.3-9]).
             if delay_s == 0 || expiry_s == 0 {
                 self.publish_will(session, now_ms);
             } else {
                 let due = now_ms + u64::from(delay_s.min(expiry_s)) * 1000;
-                self.timers.push(Reverse((due, Timer::Will { session, generation })));
+                self.timers.push(Reverse((
+                    due,
+                    Timer::Will {
+                        session,
+                        generation,
+                    },
+                )));
             }
         }
         self.redispatch_shared(session, now_ms);
@@ -253,14 +308,24 @@ impl Broker {
             self.end_session(session, now_ms);
         } else if expiry_s != u32::MAX {
             let due = now_ms + u64::from(expiry_s) * 1000;
-            self.timers.push(Reverse((due, Timer::SessionExpiry { session, generation })));
+            self.timers.push(Reverse((
+                due,
+                Timer::SessionExpiry {
+                    session,
+                    generation,
+                },
+            )));
         }
     }
 
     /// Remove a session and all its subscriptions (its will, if still
     /// pending, is published first: the session ended).
     pub(super) fn end_session(&mut self, session: SessionId, now_ms: u64) {
-        if self.sessions.get(session).is_some_and(|s| s.will.is_some() && s.conn.is_none()) {
+        if self
+            .sessions
+            .get(session)
+            .is_some_and(|s| s.will.is_some() && s.conn.is_none())
+        {
             self.publish_will(session, now_ms);
         }
         let subs = match self.sessions.get_mut(session) {
@@ -278,12 +343,17 @@ impl Broker {
     }
 
     pub(super) fn publish_will(&mut self, session: SessionId, now_ms: u64) {
-        let Some(will) = self.sessions.get_mut(session).and_then(|s| s.will.take()) else { return };
+        let Some(will) = self.sessions.get_mut(session).and_then(|s| s.will.take()) else {
+            return;
+        };
         let (client_id, username) = match self.sessions.get(session) {
             Some(s) => (s.client_id.clone(), s.username.clone()),
             None => return,
         };
-        if !self.auth.may_publish(&client_id, username.as_deref(), &will.topic) {
+        if !self
+            .auth
+            .may_publish(&client_id, username.as_deref(), &will.topic)
+        {
             return;
         }
         let mut publish = crate::codec::Publish {
@@ -314,17 +384,25 @@ impl Broker {
     /// On resume: resend unacknowledged PUBLISH with DUP=1 and PUBREL for
     /// those awaiting PUBCOMP, in their original order ([MQTT-4.4.0-1]).
     fn resend_inflight(&mut self, conn: ConnId, session: SessionId) {
-        let Some(s) = self.sessions.get_mut(session) else { return };
-        let Some(c) = self.conns.get_mut(conn) else { return };
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
         let protocol = c.protocol;
         for o in s.inflight.iter_mut() {
             match o.state {
                 OutState::AwaitPubAck | OutState::AwaitPubRec => {
                     o.publish.dup = true;
-                    let _ = crate::codec::encode_publish(&o.publish, protocol, &mut c.out);
+                    c.write_publish(&mut o.publish);
                 }
                 OutState::AwaitPubComp => {
-                    let _ = crate::codec::encode(&Packet::PubRel(PubAck::new(o.packet_id)), protocol, &mut c.out);
+                    let _ = crate::codec::encode(
+                        &Packet::PubRel(PubAck::new(o.packet_id)),
+                        protocol,
+                        &mut c.out,
+                    );
                 }
             }
         }
@@ -334,4 +412,3 @@ impl Broker {
         }
     }
 }
-

@@ -59,15 +59,29 @@ type SessionId = usize;
 #[derive(Clone, Debug)]
 pub enum ShardMessage {
     /// Deliver to this shard's local non-shared subscribers.
-    Publish { publish: Publish, received_at_ms: u64 },
+    Publish {
+        publish: Publish,
+        received_at_ms: u64,
+    },
     /// Deliver to one local member of the shared subscription `filter`
     /// (`$share/{group}/{filter}`), chosen by the sending shard.
-    SharedPublish { filter: Bytes, publish: Publish, received_at_ms: u64 },
+    SharedPublish {
+        filter: Bytes,
+        publish: Publish,
+        received_at_ms: u64,
+    },
     /// Shard `shard` now has `count` local subscriptions on `filter`
     /// (a plain or a `$share/...` filter). Absolute, so re-sending is harmless.
-    Interest { filter: Bytes, shard: ShardId, count: u32 },
+    Interest {
+        filter: Bytes,
+        shard: ShardId,
+        count: u32,
+    },
     /// Replace (or clear, with an empty payload) a retained message.
-    Retain { publish: Publish, received_at_ms: u64 },
+    Retain {
+        publish: Publish,
+        received_at_ms: u64,
+    },
 }
 
 /// What the runtime must do next.
@@ -149,6 +163,37 @@ struct Conn {
     client_packet_size_max_bytes: u32,
     client_receive_maximum: u16,
     generation: u64,
+    /// Outbound topic aliases in use (v5, off unless configured): topic -> alias.
+    aliases_out: HashMap<Bytes, u16>,
+    /// min(our topic_alias_outbound_max, the client's Topic Alias Maximum).
+    aliases_out_max: u16,
+}
+
+impl Conn {
+    /// Encode a PUBLISH into the outgoing buffer. With outbound aliases on,
+    /// the first PUBLISH of a topic sets an alias and later ones send an
+    /// empty topic with that alias (MQTT 5.0 3.3.2.3.4); the mapping lives
+    /// as long as this network connection ([MQTT-3.3.2-7]).
+    fn write_publish(&mut self, p: &mut Publish) {
+        if self.aliases_out_max == 0 {
+            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+            return;
+        }
+        if let Some(&alias) = self.aliases_out.get(&p.topic) {
+            let topic = std::mem::take(&mut p.topic);
+            p.properties.topic_alias = Some(alias);
+            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+            p.topic = topic;
+        } else if self.aliases_out.len() < usize::from(self.aliases_out_max) {
+            let alias = self.aliases_out.len() as u16 + 1;
+            self.aliases_out.insert(p.topic.clone(), alias);
+            p.properties.topic_alias = Some(alias);
+            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+        } else {
+            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+        }
+        p.properties.topic_alias = None;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,8 +220,10 @@ struct Queued {
     shared_filter: Option<Bytes>,
 }
 
-/// One subscription of a session (control-plane copy, for UNSUBSCRIBE and cleanup).
+/// One subscription of a session (control-plane copy, for UNSUBSCRIBE and
+/// cleanup; options and id are kept for durable storage, which is not built yet).
 #[derive(Clone)]
+#[allow(dead_code)]
 struct SessionSub {
     filter: Bytes,
     options: SubscriptionOptions,
@@ -300,9 +347,14 @@ impl Broker {
     /// A shard's broker. Panics if `shard >= shard_count` or
     /// `shard_count > SHARDS_MAX` (start-up configuration errors).
     pub fn new(config: BrokerConfig, shard: ShardId, shard_count: u16) -> Broker {
-        assert!(shard_count >= 1 && shard_count <= SHARDS_MAX, "shard_count must be 1..={SHARDS_MAX}");
+        assert!(
+            shard_count >= 1 && shard_count <= SHARDS_MAX,
+            "shard_count must be 1..={SHARDS_MAX}"
+        );
         assert!(shard < shard_count, "shard index out of range");
-        let auth = Box::new(AnonymousPolicy { allow_anonymous: config.allow_anonymous });
+        let auth = Box::new(AnonymousPolicy {
+            allow_anonymous: config.allow_anonymous,
+        });
         Broker {
             config,
             shard,
@@ -371,9 +423,14 @@ impl Broker {
             client_packet_size_max_bytes: u32::MAX,
             client_receive_maximum: u16::MAX,
             generation,
+            aliases_out: HashMap::new(),
+            aliases_out_max: 0,
         });
         let deadline = now_ms + self.config.connect_timeout_ms;
-        self.timers.push(Reverse((deadline, Timer::ConnectTimeout { conn, generation })));
+        self.timers.push(Reverse((
+            deadline,
+            Timer::ConnectTimeout { conn, generation },
+        )));
         Some(conn)
     }
 
@@ -391,14 +448,21 @@ impl Broker {
                 buf.clear();
                 return;
             }
-            if state == ConnState::AwaitConnect && !buf.is_empty() && buf.first().map(|b| b >> 4) != Some(1) {
+            if state == ConnState::AwaitConnect
+                && !buf.is_empty()
+                && buf.first().map(|b| b >> 4) != Some(1)
+            {
                 // [MQTT-3.1.0-1]: the first packet must be CONNECT.
                 self.stats.protocol_errors += 1;
                 buf.clear();
                 self.close(conn, now_ms);
                 return;
             }
-            let level = if state == ConnState::AwaitConnect { peek_connect_level(buf) } else { None };
+            let level = if state == ConnState::AwaitConnect {
+                peek_connect_level(buf)
+            } else {
+                None
+            };
             match codec::decode(buf, protocol, self.config.packet_size_max_bytes) {
                 Ok(Decoded::Packet(packet)) => {
                     if let Some(c) = self.conns.get_mut(conn) {
@@ -423,7 +487,9 @@ impl Broker {
 
     /// The socket of `conn` is gone (EOF, error, or closed after `Close`).
     pub fn handle_closed(&mut self, conn: ConnId, now_ms: u64) {
-        let Some(c) = self.conns.get(conn) else { return };
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
         if let ConnState::Active(session) = c.state {
             // Not a DISCONNECT we saw: the will is published ([MQTT-3.1.2-8]).
             self.detach_session(session, true, now_ms);
@@ -435,14 +501,28 @@ impl Broker {
     pub fn handle_shard_message(&mut self, msg: ShardMessage, now_ms: u64) {
         self.start_clock(now_ms);
         match msg {
-            ShardMessage::Publish { mut publish, received_at_ms } => {
+            ShardMessage::Publish {
+                mut publish,
+                received_at_ms,
+            } => {
                 self.route(&mut publish, None, received_at_ms, false, now_ms);
             }
-            ShardMessage::SharedPublish { filter, mut publish, received_at_ms } => {
+            ShardMessage::SharedPublish {
+                filter,
+                mut publish,
+                received_at_ms,
+            } => {
                 self.deliver_shared_local(&filter, &mut publish, received_at_ms, now_ms);
             }
-            ShardMessage::Interest { filter, shard, count } => self.apply_interest(&filter, shard, count),
-            ShardMessage::Retain { publish, received_at_ms } => {
+            ShardMessage::Interest {
+                filter,
+                shard,
+                count,
+            } => self.apply_interest(&filter, shard, count),
+            ShardMessage::Retain {
+                publish,
+                received_at_ms,
+            } => {
                 self.store_retained(publish, received_at_ms);
             }
         }
@@ -483,7 +563,9 @@ impl Broker {
         for conn in conns {
             let state = self.conns.get(conn).map(|c| c.state);
             match state {
-                Some(ConnState::Active(_)) => self.disconnect_with(conn, ReasonCode::SERVER_SHUTTING_DOWN, now_ms),
+                Some(ConnState::Active(_)) => {
+                    self.disconnect_with(conn, ReasonCode::SERVER_SHUTTING_DOWN, now_ms)
+                }
                 Some(ConnState::AwaitConnect) => self.close(conn, now_ms),
                 _ => {}
             }
@@ -517,8 +599,13 @@ impl Broker {
                 }
             }
             Timer::KeepAlive { conn, generation } => {
-                let Some(c) = self.conns.get(conn) else { return };
-                if c.generation != generation || c.keep_alive_ms == 0 || c.state == ConnState::Closing {
+                let Some(c) = self.conns.get(conn) else {
+                    return;
+                };
+                if c.generation != generation
+                    || c.keep_alive_ms == 0
+                    || c.state == ConnState::Closing
+                {
                     return;
                 }
                 // [MQTT-3.1.2-22] (v5) / [MQTT-3.1.2-24] (v3.1.1): 1.5 x keep-alive.
@@ -526,10 +613,14 @@ impl Broker {
                 if deadline <= now_ms {
                     self.disconnect_with(conn, ReasonCode::KEEP_ALIVE_TIMEOUT, now_ms);
                 } else {
-                    self.timers.push(Reverse((deadline, Timer::KeepAlive { conn, generation })));
+                    self.timers
+                        .push(Reverse((deadline, Timer::KeepAlive { conn, generation })));
                 }
             }
-            Timer::Will { session, generation } => {
+            Timer::Will {
+                session,
+                generation,
+            } => {
                 let due = match self.sessions.get(session) {
                     Some(s) if s.generation == generation && s.conn.is_none() => s.will.is_some(),
                     _ => false,
@@ -538,7 +629,10 @@ impl Broker {
                     self.publish_will(session, now_ms);
                 }
             }
-            Timer::SessionExpiry { session, generation } => {
+            Timer::SessionExpiry {
+                session,
+                generation,
+            } => {
                 let due = matches!(self.sessions.get(session), Some(s) if s.generation == generation && s.conn.is_none());
                 if due {
                     self.end_session(session, now_ms);
@@ -592,7 +686,9 @@ impl Broker {
 
     fn handle_disconnect(&mut self, conn: ConnId, session: SessionId, d: Disconnect, now_ms: u64) {
         if let Some(new_expiry) = d.properties.session_expiry_interval_s {
-            let Some(s) = self.sessions.get_mut(session) else { return };
+            let Some(s) = self.sessions.get_mut(session) else {
+                return;
+            };
             if s.expiry_interval_s == 0 && new_expiry != 0 {
                 // [MQTT-3.14.2-2]: 0 in CONNECT cannot become non-zero here.
                 self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
@@ -612,7 +708,9 @@ impl Broker {
 
     /// Encode `packet` into the connection's outgoing buffer.
     fn write_packet(&mut self, conn: ConnId, packet: &Packet) {
-        let Some(c) = self.conns.get_mut(conn) else { return };
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
         if codec::encode(packet, c.protocol, &mut c.out).is_ok() && !c.transmit_queued {
             c.transmit_queued = true;
             self.events.push_back(Event::Transmit(conn));
@@ -621,12 +719,17 @@ impl Broker {
 
     /// v5: DISCONNECT with `reason`, then close. v3: just close.
     fn disconnect_with(&mut self, conn: ConnId, reason: ReasonCode, now_ms: u64) {
-        let Some(c) = self.conns.get(conn) else { return };
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
         if c.state == ConnState::Closing {
             return;
         }
         if c.protocol.is_v5() && matches!(c.state, ConnState::Active(_)) {
-            let d = Disconnect { reason, ..Disconnect::default() };
+            let d = Disconnect {
+                reason,
+                ..Disconnect::default()
+            };
             self.write_packet(conn, &Packet::Disconnect(d));
         }
         self.close(conn, now_ms);
@@ -635,7 +738,9 @@ impl Broker {
     /// Close a connection the broker gives up on; a session attached to it
     /// is detached with its will published (not a normal DISCONNECT).
     fn close(&mut self, conn: ConnId, now_ms: u64) {
-        let Some(c) = self.conns.get_mut(conn) else { return };
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
         let state = c.state;
         if state == ConnState::Closing {
             return;

@@ -56,7 +56,13 @@ fn remaining_expiry(p: &Publish, received_at_ms: u64, now_ms: u64) -> Result<Opt
 }
 
 impl Broker {
-    pub(super) fn handle_publish(&mut self, conn: ConnId, session: SessionId, mut p: Publish, now_ms: u64) {
+    pub(super) fn handle_publish(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        mut p: Publish,
+        now_ms: u64,
+    ) {
         self.stats.messages_received += 1;
         let protocol = match self.conns.get(conn) {
             Some(c) => c.protocol,
@@ -64,7 +70,9 @@ impl Broker {
         };
         if protocol.is_v5() {
             if let Some(alias) = p.properties.topic_alias.take() {
-                let Some(c) = self.conns.get_mut(conn) else { return };
+                let Some(c) = self.conns.get_mut(conn) else {
+                    return;
+                };
                 // [MQTT-3.3.2-8], [MQTT-3.3.2-9]: 0 or above our maximum.
                 let Some(slot) = c.aliases.get_mut(usize::from(alias).wrapping_sub(1)) else {
                     return self.disconnect_with(conn, ReasonCode::TOPIC_ALIAS_INVALID, now_ms);
@@ -73,7 +81,9 @@ impl Broker {
                     match slot {
                         Some(topic) => p.topic = topic.clone(),
                         // An alias never set is a protocol error ([MQTT-3.3.4-?] / 3.3.2.3.4).
-                        None => return self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms),
+                        None => {
+                            return self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms)
+                        }
                     }
                 } else {
                     *slot = Some(p.topic.clone());
@@ -91,13 +101,17 @@ impl Broker {
             return self.disconnect_with(conn, ReasonCode::TOPIC_NAME_INVALID, now_ms);
         }
         let allowed = match self.sessions.get(session) {
-            Some(s) => self.auth.may_publish(&s.client_id, s.username.as_deref(), &p.topic),
+            Some(s) => self
+                .auth
+                .may_publish(&s.client_id, s.username.as_deref(), &p.topic),
             None => return,
         };
         let packet_id = p.packet_id;
         let qos = p.qos;
         if qos == QoS::ExactlyOnce {
-            let Some(s) = self.sessions.get_mut(session) else { return };
+            let Some(s) = self.sessions.get_mut(session) else {
+                return;
+            };
             if s.inbound_qos2.contains(&packet_id) {
                 // A resend of a message we already routed: acknowledge only ([MQTT-4.3.3-10]).
                 self.write_packet(conn, &Packet::PubRec(PubAck::new(packet_id)));
@@ -118,9 +132,16 @@ impl Broker {
             }
             self.route(&mut p, Some(session), now_ms, true, now_ms);
         }
-        let reason =
-            if allowed || !protocol.is_v5() { ReasonCode::SUCCESS } else { ReasonCode::NOT_AUTHORIZED };
-        let ack = PubAck { packet_id, reason, properties: Default::default() };
+        let reason = if allowed || !protocol.is_v5() {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::NOT_AUTHORIZED
+        };
+        let ack = PubAck {
+            packet_id,
+            reason,
+            properties: Default::default(),
+        };
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.write_packet(conn, &Packet::PubAck(ack)),
@@ -138,7 +159,10 @@ impl Broker {
         stored.properties.subscription_identifiers.clear();
         for shard in 0..self.shard_count {
             if shard != self.shard {
-                let msg = ShardMessage::Retain { publish: stored.clone(), received_at_ms: now_ms };
+                let msg = ShardMessage::Retain {
+                    publish: stored.clone(),
+                    received_at_ms: now_ms,
+                };
                 self.events.push_back(Event::ToShard { shard, msg });
             }
         }
@@ -146,8 +170,14 @@ impl Broker {
     }
 
     pub(super) fn store_retained(&mut self, publish: Publish, received_at_ms: u64) {
-        let r = Retained { publish, received_at_ms };
-        let (count_max, bytes_max) = (self.config.retained_messages_max, self.config.retained_bytes_max);
+        let r = Retained {
+            publish,
+            received_at_ms,
+        };
+        let (count_max, bytes_max) = (
+            self.config.retained_messages_max,
+            self.config.retained_bytes_max,
+        );
         if !self.retained.set(r, count_max, bytes_max) {
             self.stats.dropped_queue_full += 1;
         }
@@ -177,8 +207,12 @@ impl Broker {
             let conns = &self.conns;
             let inflight_max = self.config.inflight_max;
             let has_room = |sid: SessionId| -> bool {
-                let Some(s) = sessions.get(sid) else { return false };
-                let Some(conn) = s.conn.and_then(|c| conns.get(c)) else { return false };
+                let Some(s) = sessions.get(sid) else {
+                    return false;
+                };
+                let Some(conn) = s.conn.and_then(|c| conns.get(c)) else {
+                    return false;
+                };
                 s.inflight.len() < usize::from(inflight_max.min(conn.client_receive_maximum))
             };
             self.router.for_each_match_mut(&publish.topic, |node| {
@@ -231,7 +265,11 @@ impl Broker {
                         }
                     }
                     // Everyone full: queue at the next local member in turn.
-                    let chosen = chosen.or_else(|| g.members.get(g.cursor % g.members.len().max(1)).map(|m| Ok(*m)));
+                    let chosen = chosen.or_else(|| {
+                        g.members
+                            .get(g.cursor % g.members.len().max(1))
+                            .map(|m| Ok(*m))
+                    });
                     match chosen {
                         Some(Ok(m)) => {
                             shared_filters.push(g.full_filter.clone());
@@ -257,11 +295,18 @@ impl Broker {
             while mask != 0 {
                 let shard = mask.trailing_zeros() as u16;
                 mask &= mask - 1;
-                let msg = ShardMessage::Publish { publish: publish.clone(), received_at_ms };
+                let msg = ShardMessage::Publish {
+                    publish: publish.clone(),
+                    received_at_ms,
+                };
                 self.events.push_back(Event::ToShard { shard, msg });
             }
             for (shard, filter) in shared_remote.drain(..) {
-                let msg = ShardMessage::SharedPublish { filter, publish: publish.clone(), received_at_ms };
+                let msg = ShardMessage::SharedPublish {
+                    filter,
+                    publish: publish.clone(),
+                    received_at_ms,
+                };
                 self.events.push_back(Event::ToShard { shard, msg });
             }
         }
@@ -295,7 +340,15 @@ impl Broker {
             let qos = QoS::from_u8(qos.min(publish.qos.as_u8())).unwrap_or(QoS::AtMostOnce);
             let retain = rap && publish.retain;
             let shared = first.shared.and_then(|k| shared_filters.get(k)).cloned();
-            self.deliver(first.session, publish, qos, retain, received_at_ms, now_ms, shared);
+            self.deliver(
+                first.session,
+                publish,
+                qos,
+                retain,
+                received_at_ms,
+                now_ms,
+                shared,
+            );
         }
         std::mem::swap(&mut ids, &mut publish.properties.subscription_identifiers);
         ids.clear();
@@ -324,13 +377,25 @@ impl Broker {
         }
         let qos = publish.qos.min(member.options.qos);
         let retain = member.options.retain_as_published && publish.retain;
-        self.deliver(member.session, publish, qos, retain, received_at_ms, now_ms, Some(full_filter.clone()));
+        self.deliver(
+            member.session,
+            publish,
+            qos,
+            retain,
+            received_at_ms,
+            now_ms,
+            Some(full_filter.clone()),
+        );
         publish.properties.subscription_identifiers = saved_ids;
     }
 
     /// The next local member of a shared group in round-robin order,
     /// preferring members with room in their inflight window.
-    fn pick_shared_member(&mut self, full_filter: &Bytes, exclude: Option<SessionId>) -> Option<super::LocalSub> {
+    fn pick_shared_member(
+        &mut self,
+        full_filter: &Bytes,
+        exclude: Option<SessionId>,
+    ) -> Option<super::LocalSub> {
         let shared = topic::parse_shared(full_filter).ok().flatten()?;
         let (name, inner) = (shared.group, shared.filter);
         let inflight_max = self.config.inflight_max;
@@ -341,7 +406,9 @@ impl Broker {
         for _ in 0..n {
             let idx = g.cursor % n;
             g.cursor = g.cursor.wrapping_add(1);
-            let Some(m) = g.members.get(idx).copied() else { continue };
+            let Some(m) = g.members.get(idx).copied() else {
+                continue;
+            };
             if Some(m.session) == exclude {
                 continue;
             }
@@ -377,9 +444,15 @@ impl Broker {
             self.stats.dropped_expired += 1;
             return;
         };
-        let Some(s) = self.sessions.get_mut(session) else { return };
-        let conn = s.conn.and_then(|c| self.conns.get_mut(c).map(|conn| (c, conn)));
-        let online = conn.as_ref().is_some_and(|(_, c)| !matches!(c.state, ConnState::Closing));
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let conn = s
+            .conn
+            .and_then(|c| self.conns.get_mut(c).map(|conn| (c, conn)));
+        let online = conn
+            .as_ref()
+            .is_some_and(|(_, c)| !matches!(c.state, ConnState::Closing));
         if qos == QoS::AtMostOnce {
             // QoS 0 is not queued for offline sessions (documented policy).
             let Some((conn_id, c)) = conn else { return };
@@ -396,9 +469,10 @@ impl Broker {
             publish.dup = false;
             publish.packet_id = 0;
             publish.properties.message_expiry_interval_s = expiry;
-            let fits = codec::publish_encoded_len(publish, c.protocol) <= c.client_packet_size_max_bytes as usize;
+            let fits = codec::publish_encoded_len(publish, c.protocol)
+                <= c.client_packet_size_max_bytes as usize;
             if fits {
-                let _ = codec::encode_publish(publish, c.protocol, &mut c.out);
+                c.write_publish(publish);
             }
             restore(publish, saved);
             if !fits {
@@ -423,7 +497,11 @@ impl Broker {
         queued.retain = retain;
         queued.dup = false;
         queued.packet_id = 0;
-        s.queue.push_back(Queued { publish: queued, received_at_ms, shared_filter });
+        s.queue.push_back(Queued {
+            publish: queued,
+            received_at_ms,
+            shared_filter,
+        });
         if online {
             self.drain_queue(session, now_ms);
         }
@@ -433,21 +511,29 @@ impl Broker {
     /// window (min of our inflight_max and the client's Receive Maximum,
     /// [MQTT-3.3.4-7]) has room.
     pub(super) fn drain_queue(&mut self, session: SessionId, now_ms: u64) {
-        let Some(s) = self.sessions.get_mut(session) else { return };
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
         let Some(conn_id) = s.conn else { return };
-        let Some(c) = self.conns.get_mut(conn_id) else { return };
+        let Some(c) = self.conns.get_mut(conn_id) else {
+            return;
+        };
         if !matches!(c.state, ConnState::Active(_)) {
             return;
         }
         let window = usize::from(self.config.inflight_max.min(c.client_receive_maximum));
         let mut wrote = false;
         while s.inflight.len() < window {
-            let Some(mut q) = s.queue.pop_front() else { break };
+            let Some(mut q) = s.queue.pop_front() else {
+                break;
+            };
             let Ok(expiry) = remaining_expiry(&q.publish, q.received_at_ms, now_ms) else {
                 self.stats.dropped_expired += 1;
                 continue;
             };
-            if codec::publish_encoded_len(&q.publish, c.protocol) > c.client_packet_size_max_bytes as usize {
+            if codec::publish_encoded_len(&q.publish, c.protocol)
+                > c.client_packet_size_max_bytes as usize
+            {
                 self.stats.dropped_too_large += 1;
                 continue;
             }
@@ -460,9 +546,13 @@ impl Broker {
             q.publish.packet_id = pid;
             let stored_expiry = q.publish.properties.message_expiry_interval_s;
             q.publish.properties.message_expiry_interval_s = expiry;
-            let _ = codec::encode_publish(&q.publish, c.protocol, &mut c.out);
+            c.write_publish(&mut q.publish);
             q.publish.properties.message_expiry_interval_s = stored_expiry;
-            let state = if q.publish.qos == QoS::ExactlyOnce { OutState::AwaitPubRec } else { OutState::AwaitPubAck };
+            let state = if q.publish.qos == QoS::ExactlyOnce {
+                OutState::AwaitPubRec
+            } else {
+                OutState::AwaitPubAck
+            };
             s.inflight.push_back(Outbound {
                 packet_id: pid,
                 state,
@@ -479,17 +569,41 @@ impl Broker {
         }
     }
 
-    pub(super) fn handle_puback(&mut self, _conn: ConnId, session: SessionId, pid: u16, now_ms: u64) {
-        let Some(s) = self.sessions.get_mut(session) else { return };
-        if let Some(i) = s.inflight.iter().position(|o| o.packet_id == pid && o.state == OutState::AwaitPubAck) {
+    pub(super) fn handle_puback(
+        &mut self,
+        _conn: ConnId,
+        session: SessionId,
+        pid: u16,
+        now_ms: u64,
+    ) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if let Some(i) = s
+            .inflight
+            .iter()
+            .position(|o| o.packet_id == pid && o.state == OutState::AwaitPubAck)
+        {
             s.inflight.remove(i);
             self.drain_queue(session, now_ms);
         }
     }
 
-    pub(super) fn handle_pubrec(&mut self, conn: ConnId, session: SessionId, pid: u16, reason: ReasonCode, now_ms: u64) {
-        let Some(s) = self.sessions.get_mut(session) else { return };
-        let found = s.inflight.iter().position(|o| o.packet_id == pid && o.state != OutState::AwaitPubAck);
+    pub(super) fn handle_pubrec(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        pid: u16,
+        reason: ReasonCode,
+        now_ms: u64,
+    ) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let found = s
+            .inflight
+            .iter()
+            .position(|o| o.packet_id == pid && o.state != OutState::AwaitPubAck);
         match found {
             Some(i) if reason.is_error() => {
                 // The receiver refused it: the flow ends here (MQTT 5.0 4.3.3).
@@ -510,16 +624,30 @@ impl Broker {
         }
     }
 
-    pub(super) fn handle_pubcomp(&mut self, _conn: ConnId, session: SessionId, pid: u16, now_ms: u64) {
-        let Some(s) = self.sessions.get_mut(session) else { return };
-        if let Some(i) = s.inflight.iter().position(|o| o.packet_id == pid && o.state == OutState::AwaitPubComp) {
+    pub(super) fn handle_pubcomp(
+        &mut self,
+        _conn: ConnId,
+        session: SessionId,
+        pid: u16,
+        now_ms: u64,
+    ) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if let Some(i) = s
+            .inflight
+            .iter()
+            .position(|o| o.packet_id == pid && o.state == OutState::AwaitPubComp)
+        {
             s.inflight.remove(i);
             self.drain_queue(session, now_ms);
         }
     }
 
     pub(super) fn handle_pubrel(&mut self, conn: ConnId, session: SessionId, pid: u16) {
-        let Some(s) = self.sessions.get_mut(session) else { return };
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
         let mut comp = PubAck::new(pid);
         match s.inbound_qos2.iter().position(|p| *p == pid) {
             Some(i) => {
@@ -535,8 +663,12 @@ impl Broker {
     /// member of the group on this shard, if there is one (MQTT 5.0 4.8.2).
     pub(super) fn redispatch_shared(&mut self, session: SessionId, now_ms: u64) {
         let mut moved: Vec<(Bytes, Publish, u64)> = Vec::new();
-        let Some(s) = self.sessions.get_mut(session) else { return };
-        if !s.inflight.iter().any(|o| o.shared_filter.is_some()) && !s.queue.iter().any(|q| q.shared_filter.is_some()) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if !s.inflight.iter().any(|o| o.shared_filter.is_some())
+            && !s.queue.iter().any(|q| q.shared_filter.is_some())
+        {
             return;
         }
         let mut keep = std::collections::VecDeque::new();
@@ -563,12 +695,24 @@ impl Broker {
                 Some(m) => {
                     let qos = publish.qos;
                     let retain = publish.retain;
-                    self.deliver(m.session, &mut publish, qos, retain, received_at_ms, now_ms, Some(filter));
+                    self.deliver(
+                        m.session,
+                        &mut publish,
+                        qos,
+                        retain,
+                        received_at_ms,
+                        now_ms,
+                        Some(filter),
+                    );
                 }
                 None => {
                     // No other member: it stays with this session.
                     if let Some(s) = self.sessions.get_mut(session) {
-                        s.queue.push_back(Queued { publish, received_at_ms, shared_filter: Some(filter) });
+                        s.queue.push_back(Queued {
+                            publish,
+                            received_at_ms,
+                            shared_filter: Some(filter),
+                        });
                     }
                 }
             }
@@ -583,19 +727,40 @@ impl Broker {
         let uptime_s = now_ms.saturating_sub(self.started_ms.unwrap_or(now_ms)) / 1000;
         let shard = self.shard;
         let mut items: Vec<(String, String)> = vec![
-            (format!("$SYS/broker/shards/{shard}/clients/connected"), stats.connections.to_string()),
-            (format!("$SYS/broker/shards/{shard}/sessions"), self.sessions.len().to_string()),
-            (format!("$SYS/broker/shards/{shard}/messages/received"), stats.messages_received.to_string()),
-            (format!("$SYS/broker/shards/{shard}/messages/sent"), stats.messages_sent.to_string()),
-            (format!("$SYS/broker/shards/{shard}/retained/count"), self.retained.count.to_string()),
+            (
+                format!("$SYS/broker/shards/{shard}/clients/connected"),
+                stats.connections.to_string(),
+            ),
+            (
+                format!("$SYS/broker/shards/{shard}/sessions"),
+                self.sessions.len().to_string(),
+            ),
+            (
+                format!("$SYS/broker/shards/{shard}/messages/received"),
+                stats.messages_received.to_string(),
+            ),
+            (
+                format!("$SYS/broker/shards/{shard}/messages/sent"),
+                stats.messages_sent.to_string(),
+            ),
+            (
+                format!("$SYS/broker/shards/{shard}/retained/count"),
+                self.retained.count.to_string(),
+            ),
             (
                 format!("$SYS/broker/shards/{shard}/messages/dropped"),
-                (stats.dropped_qos0_buffer_full + stats.dropped_queue_full + stats.dropped_too_large + stats.dropped_expired)
+                (stats.dropped_qos0_buffer_full
+                    + stats.dropped_queue_full
+                    + stats.dropped_too_large
+                    + stats.dropped_expired)
                     .to_string(),
             ),
         ];
         if shard == 0 {
-            items.push(("$SYS/broker/version".into(), concat!("ringmq ", env!("CARGO_PKG_VERSION")).into()));
+            items.push((
+                "$SYS/broker/version".into(),
+                concat!("ringmq ", env!("CARGO_PKG_VERSION")).into(),
+            ));
             items.push(("$SYS/broker/uptime".into(), format!("{uptime_s} seconds")));
         }
         for (topic, value) in items {

@@ -67,7 +67,9 @@ impl RetainedStore {
         let old_bytes = node.value.as_ref().map_or(0, |o| o.publish.payload.len());
         let new_bytes = r.publish.payload.len();
         let new_topic = node.value.is_none();
-        if (new_topic && self.count >= count_max) || self.payload_bytes - old_bytes + new_bytes > bytes_max {
+        if (new_topic && self.count >= count_max)
+            || self.payload_bytes - old_bytes + new_bytes > bytes_max
+        {
             return false;
         }
         if new_topic {
@@ -197,8 +199,10 @@ mod tests {
     fn topics(store: &RetainedStore, filter: &str) -> Vec<String> {
         let mut out = Vec::new();
         store.matching(filter.as_bytes(), &mut out);
-        let mut t: Vec<String> =
-            out.iter().map(|r| String::from_utf8_lossy(&r.publish.topic).into_owned()).collect();
+        let mut t: Vec<String> = out
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.publish.topic).into_owned())
+            .collect();
         t.sort();
         t
     }
@@ -229,7 +233,10 @@ mod tests {
         let mut s = RetainedStore::default();
         assert!(s.set(r("a", "1"), 1, 1000));
         assert!(!s.set(r("b", "1"), 1, 1000));
-        assert!(s.set(r("a", "22"), 1, 1000), "replacing an existing topic is allowed");
+        assert!(
+            s.set(r("a", "22"), 1, 1000),
+            "replacing an existing topic is allowed"
+        );
         assert!(!s.set(r("a", "333"), 1, 2), "byte limit");
     }
 }

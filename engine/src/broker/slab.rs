@@ -9,7 +9,11 @@ pub(crate) struct Slab<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab { entries: Vec::new(), free: Vec::new(), len: 0 }
+        Slab {
+            entries: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -45,7 +49,10 @@ impl<T> Slab<T> {
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = usize> + '_ {
-        self.entries.iter().enumerate().filter_map(|(k, e)| e.as_ref().map(|_| k))
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(k, e)| e.as_ref().map(|_| k))
     }
 }
 

@@ -5,14 +5,23 @@
 use bytes::Bytes;
 
 use super::retained::{is_expired, Retained};
-use super::{Broker, ConnId, Event, LocalSub, SessionId, SessionSub, ShardId, ShardMessage, SharedGroup};
+use super::{
+    Broker, ConnId, Event, LocalSub, SessionId, SessionSub, ShardId, ShardMessage, SharedGroup,
+};
 use crate::codec::{
-    Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+    Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
+    Unsubscribe,
 };
 use crate::topic;
 
 impl Broker {
-    pub(super) fn handle_subscribe(&mut self, conn: ConnId, session: SessionId, sub: Subscribe, now_ms: u64) {
+    pub(super) fn handle_subscribe(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        sub: Subscribe,
+        now_ms: u64,
+    ) {
         let subscription_id = sub.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(sub.filters.len());
         // (filter, options, is_new) of each accepted non-shared subscription.
@@ -34,8 +43,13 @@ impl Broker {
                 // [MQTT-3.8.3-4]: No Local on a shared subscription.
                 return self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
             }
-            let Some(s) = self.sessions.get(session) else { return };
-            if !self.auth.may_subscribe(&s.client_id, s.username.as_deref(), &f.filter) {
+            let Some(s) = self.sessions.get(session) else {
+                return;
+            };
+            if !self
+                .auth
+                .may_subscribe(&s.client_id, s.username.as_deref(), &f.filter)
+            {
                 reasons.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }
@@ -44,13 +58,18 @@ impl Broker {
                 reasons.push(ReasonCode::QUOTA_EXCEEDED);
                 continue;
             }
-            let is_new = self.add_subscription(session, f.filter.clone(), f.options, subscription_id);
+            let is_new =
+                self.add_subscription(session, f.filter.clone(), f.options, subscription_id);
             reasons.push(ReasonCode(f.options.qos.as_u8()));
             if shared.is_none() {
                 accepted.push((f.filter, f.options, is_new));
             }
         }
-        let ack = SubAck { packet_id: sub.packet_id, reasons, properties: Default::default() };
+        let ack = SubAck {
+            packet_id: sub.packet_id,
+            reasons,
+            properties: Default::default(),
+        };
         self.write_packet(conn, &Packet::SubAck(ack));
         // Retained messages after the SUBACK ([MQTT-3.3.1-9]: with RETAIN=1),
         // per Retain Handling ([MQTT-3.3.1-10], [MQTT-3.3.1-11]); never for
@@ -83,20 +102,41 @@ impl Broker {
             }
             r.publish.properties.subscription_identifiers = subscription_id.into_iter().collect();
             let qos = r.publish.qos.min(options.qos);
-            self.deliver(session, &mut r.publish, qos, true, r.received_at_ms, now_ms, None);
+            self.deliver(
+                session,
+                &mut r.publish,
+                qos,
+                true,
+                r.received_at_ms,
+                now_ms,
+                None,
+            );
         }
     }
 
-    pub(super) fn handle_unsubscribe(&mut self, conn: ConnId, session: SessionId, unsub: Unsubscribe) {
+    pub(super) fn handle_unsubscribe(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        unsub: Unsubscribe,
+    ) {
         let mut reasons = Vec::with_capacity(unsub.filters.len());
         for filter in unsub.filters {
             let existed = self.remove_subscription(session, &filter);
             if let Some(s) = self.sessions.get_mut(session) {
                 s.subscriptions.retain(|x| x.filter != filter);
             }
-            reasons.push(if existed { ReasonCode::SUCCESS } else { ReasonCode::NO_SUBSCRIPTION_EXISTED });
+            reasons.push(if existed {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_SUBSCRIPTION_EXISTED
+            });
         }
-        let ack = UnsubAck { packet_id: unsub.packet_id, reasons, properties: Default::default() };
+        let ack = UnsubAck {
+            packet_id: unsub.packet_id,
+            reasons,
+            properties: Default::default(),
+        };
         self.write_packet(conn, &Packet::UnsubAck(ack));
     }
 
@@ -109,7 +149,11 @@ impl Broker {
         options: SubscriptionOptions,
         subscription_id: Option<u32>,
     ) -> bool {
-        let sub = LocalSub { session, options, subscription_id };
+        let sub = LocalSub {
+            session,
+            options,
+            subscription_id,
+        };
         let shared = topic::parse_shared(&filter).ok().flatten();
         let (is_new, count) = match shared {
             Some(sh) => {
@@ -130,7 +174,9 @@ impl Broker {
                         node.groups.len() - 1
                     }
                 };
-                let Some(g) = node.groups.get_mut(idx) else { return false };
+                let Some(g) = node.groups.get_mut(idx) else {
+                    return false;
+                };
                 match g.members.iter_mut().find(|m| m.session == session) {
                     Some(m) => {
                         *m = sub;
@@ -160,8 +206,16 @@ impl Broker {
             self.broadcast_interest(&filter, count);
         }
         if let Some(s) = self.sessions.get_mut(session) {
-            let entry = SessionSub { filter, options, subscription_id };
-            match s.subscriptions.iter_mut().find(|x| x.filter == entry.filter) {
+            let entry = SessionSub {
+                filter,
+                options,
+                subscription_id,
+            };
+            match s
+                .subscriptions
+                .iter_mut()
+                .find(|x| x.filter == entry.filter)
+            {
                 Some(x) => *x = entry,
                 None => s.subscriptions.push(entry),
             }
@@ -173,11 +227,17 @@ impl Broker {
     pub(super) fn remove_subscription(&mut self, session: SessionId, filter: &Bytes) -> bool {
         let shared = topic::parse_shared(filter).ok().flatten();
         let inner: &[u8] = shared.map_or(&filter[..], |s| s.filter);
-        let Some(node) = self.router.get_mut(inner) else { return false };
+        let Some(node) = self.router.get_mut(inner) else {
+            return false;
+        };
         let (existed, count) = match shared {
             Some(sh) => {
-                let Some(gi) = node.groups.iter().position(|g| g.name.as_ref() == sh.group) else { return false };
-                let Some(g) = node.groups.get_mut(gi) else { return false };
+                let Some(gi) = node.groups.iter().position(|g| g.name.as_ref() == sh.group) else {
+                    return false;
+                };
+                let Some(g) = node.groups.get_mut(gi) else {
+                    return false;
+                };
                 let before = g.members.len();
                 g.members.retain(|m| m.session != session);
                 let existed = g.members.len() != before;
@@ -206,7 +266,11 @@ impl Broker {
     fn broadcast_interest(&mut self, filter: &Bytes, count: u32) {
         for shard in 0..self.shard_count {
             if shard != self.shard {
-                let msg = ShardMessage::Interest { filter: filter.clone(), shard: self.shard, count };
+                let msg = ShardMessage::Interest {
+                    filter: filter.clone(),
+                    shard: self.shard,
+                    count,
+                };
                 self.events.push_back(Event::ToShard { shard, msg });
             }
         }
@@ -217,7 +281,9 @@ impl Broker {
         if shard >= self.shard_count || shard == self.shard {
             return;
         }
-        let Ok(shared) = topic::parse_shared(filter) else { return };
+        let Ok(shared) = topic::parse_shared(filter) else {
+            return;
+        };
         let inner: &[u8] = shared.map_or(&filter[..], |s| s.filter);
         let node = self.router.get_or_insert(inner);
         match shared {

@@ -63,10 +63,6 @@ use packet_ids::{ControlKind, IdSet, OutState, PacketIds};
 /// Longest topic name, in bytes (a two-byte length prefix, section 1.5.4).
 const TOPIC_LEN_MAX_BYTES: usize = 65_535;
 
-/// Events queued before the first call to `poll_event` allocates more; the
-/// queue grows (amortised) only if the caller lets more accumulate.
-const EVENTS_CAPACITY_INITIAL: usize = 64;
-
 /// Largest packet size when the server sets no Maximum Packet Size.
 const PACKET_SIZE_UNLIMITED_BYTES: u32 = 268_435_460;
 
@@ -134,7 +130,9 @@ impl Client {
             options,
             state: State::Idle,
             outgoing: BytesMut::new(),
-            events: VecDeque::with_capacity(EVENTS_CAPACITY_INITIAL),
+            // Grows (amortised) to the most events the caller lets accumulate,
+            // then stays: an idle client holds no queue memory.
+            events: VecDeque::new(),
             ids: PacketIds::new(),
             inbound_qos2: IdSet::default(),
             topic_aliases: Vec::new(),
@@ -326,9 +324,7 @@ impl Client {
                     inflight_max: self.inflight_max,
                 });
             }
-            self.ids
-                .allocate()
-                .ok_or(ClientError::PacketIdsExhausted)?
+            self.ids.allocate().ok_or(ClientError::PacketIdsExhausted)?
         };
         let publish = Publish {
             dup: false,
@@ -476,7 +472,8 @@ impl Client {
                 } else if self.keep_alive_ms > 0
                     && now_ms >= self.last_sent_ms.saturating_add(self.keep_alive_ms)
                 {
-                    if let Err(e) = encode(&Packet::PingReq, self.options.protocol, &mut self.outgoing)
+                    if let Err(e) =
+                        encode(&Packet::PingReq, self.options.protocol, &mut self.outgoing)
                     {
                         self.fail(ProtocolError::Encode(e));
                         return;
@@ -735,7 +732,8 @@ impl Client {
             }
             // A duplicate PUBREC (after PUBREL was sent) gets PUBREL again.
             OutState::AwaitPubRec | OutState::AwaitPubComp => {
-                self.ids.set_out_state(ack.packet_id, OutState::AwaitPubComp);
+                self.ids
+                    .set_out_state(ack.packet_id, OutState::AwaitPubComp);
                 self.send_ack(Packet::PubRel, ack.packet_id, ReasonCode::SUCCESS)
             }
             OutState::Free | OutState::AwaitPubAck => Err(ProtocolError::UnknownPacketId {

@@ -6,8 +6,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::*;
 use crate::codec::{
-    encoded_len, AckProperties, ConnAckProperties, Disconnect, PubAck, SubAck,
-    SubscriptionOptions, UnsubAck,
+    encoded_len, AckProperties, ConnAckProperties, Disconnect, PubAck, SubAck, SubscriptionOptions,
+    UnsubAck,
 };
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::V3_1_1, Protocol::V5];
@@ -40,13 +40,14 @@ fn events(client: &mut Client) -> Vec<Event> {
     std::iter::from_fn(|| client.poll_event()).collect()
 }
 
-fn feed(client: &mut Client, packets: &[Packet], now_ms: u64) -> Result<ReadProgress, ProtocolError> {
+/// Feeds whole packets; returns how many the client decoded.
+fn feed(client: &mut Client, packets: &[Packet], now_ms: u64) -> Result<usize, ProtocolError> {
     let mut buf = bytes_of(packets, client.protocol());
     let r = client.handle_read(&mut buf, now_ms);
     if r.is_ok() {
         assert!(buf.is_empty());
     }
-    r
+    r.map(|progress| progress.packets)
 }
 
 fn connack(properties: ConnAckProperties) -> Packet {
@@ -69,7 +70,10 @@ fn connected_with(o: ClientOptions, props: ConnAckProperties) -> Client {
     c.connect(0).unwrap();
     let _ = sent(&mut c);
     feed(&mut c, &[connack(props)], 0).unwrap();
-    assert!(matches!(events(&mut c).as_slice(), [Event::Connected { .. }]));
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [Event::Connected { .. }]
+    ));
     c
 }
 
@@ -133,9 +137,12 @@ fn connect_writes_connect_and_connack_connects() {
             assert_eq!(connect.properties, ConnectProperties::default());
         }
         // Publishing before CONNACK is refused.
-        assert_eq!(pub_qos(&mut c, QoS::AtMostOnce), Err(ClientError::NotConnected));
-        let p = feed(&mut c, &[connack(ConnAckProperties::default())], 1_005).unwrap();
-        assert_eq!(p.packets, 1);
+        assert_eq!(
+            pub_qos(&mut c, QoS::AtMostOnce),
+            Err(ClientError::NotConnected)
+        );
+        let packets = feed(&mut c, &[connack(ConnAckProperties::default())], 1_005).unwrap();
+        assert_eq!(packets, 1);
         assert!(c.is_connected());
         assert_eq!(
             events(&mut c),
@@ -219,7 +226,12 @@ fn qos0_publish_is_written_with_no_packet_id() {
         assert_eq!(c.inflight(), 0);
         assert_eq!(
             sent(&mut c),
-            vec![Packet::Publish(publish("t/1", QoS::AtMostOnce, 0, b"hello"))]
+            vec![Packet::Publish(publish(
+                "t/1",
+                QoS::AtMostOnce,
+                0,
+                b"hello"
+            ))]
         );
     }
 }
@@ -294,9 +306,7 @@ fn qos1_publish_completes_on_puback() {
             events(&mut c),
             vec![
                 Event::ProtocolError(err),
-                Event::Disconnected(DisconnectReason::ProtocolError(
-                    ReasonCode::PROTOCOL_ERROR
-                ))
+                Event::Disconnected(DisconnectReason::ProtocolError(ReasonCode::PROTOCOL_ERROR))
             ]
         );
     }
@@ -364,7 +374,14 @@ fn receive_maximum_bounds_the_window_at_n_and_n_plus_1() {
         o.inflight_max = 3;
         // v3 CONNACK carries no properties: the client's own cap applies.
         let window = if protocol.is_v5() { 2 } else { 3 };
-        let mut c = connected_with(o, if protocol.is_v5() { props } else { Default::default() });
+        let mut c = connected_with(
+            o,
+            if protocol.is_v5() {
+                props
+            } else {
+                Default::default()
+            },
+        );
         assert_eq!(c.inflight_max(), window);
         for i in 0..window {
             assert!(c.can_publish(QoS::AtLeastOnce));
@@ -373,7 +390,12 @@ fn receive_maximum_bounds_the_window_at_n_and_n_plus_1() {
         assert!(!c.can_publish(QoS::AtLeastOnce));
         assert!(c.can_publish(QoS::AtMostOnce));
         let err = pub_qos(&mut c, QoS::ExactlyOnce).unwrap_err();
-        assert_eq!(err, ClientError::InflightFull { inflight_max: window });
+        assert_eq!(
+            err,
+            ClientError::InflightFull {
+                inflight_max: window
+            }
+        );
         assert!(err.is_would_block());
         // QoS 0 is not limited by the window.
         assert_eq!(pub_qos(&mut c, QoS::AtMostOnce), Ok(None));
@@ -390,7 +412,11 @@ fn packet_ids_skip_ids_in_use_across_wraparound() {
         c.ids.next = 65_534;
         assert_eq!(pub_qos(&mut c, QoS::AtLeastOnce), Ok(Some(65_534)));
         assert_eq!(pub_qos(&mut c, QoS::AtLeastOnce), Ok(Some(65_535)));
-        assert_eq!(pub_qos(&mut c, QoS::AtLeastOnce), Ok(Some(1)), "0 is skipped");
+        assert_eq!(
+            pub_qos(&mut c, QoS::AtLeastOnce),
+            Ok(Some(1)),
+            "0 is skipped"
+        );
         feed(&mut c, &[Packet::PubAck(ack(65_535))], 1).unwrap();
         // 65_534 and 1 are still in flight; 65_535 is free again.
         c.ids.next = 65_534;
@@ -450,7 +476,10 @@ fn incoming_qos2_is_delivered_exactly_once() {
         assert_eq!(events(&mut c), vec![Event::Message(p.clone())]);
         assert_eq!(c.inbound_qos2_pending(), 1);
         // The server resends (DUP) before PUBREL: PUBREC again, no delivery.
-        let dup = Publish { dup: true, ..p.clone() };
+        let dup = Publish {
+            dup: true,
+            ..p.clone()
+        };
         feed(&mut c, &[Packet::Publish(dup)], 2).unwrap();
         assert_eq!(sent(&mut c), vec![Packet::PubRec(ack(5))]);
         assert!(events(&mut c).is_empty());
@@ -575,7 +604,10 @@ fn v5_connack_limits_apply() {
         false,
         PublishProperties::default(),
     );
-    assert!(matches!(r, Err(ClientError::PacketTooLarge { max_bytes: 20, .. })));
+    assert!(matches!(
+        r,
+        Err(ClientError::PacketTooLarge { max_bytes: 20, .. })
+    ));
     assert_eq!(c.inflight(), 0, "a refused publish holds no packet id");
     assert!(sent(&mut c).is_empty());
 }
@@ -639,7 +671,10 @@ fn disconnect_by_client_and_by_server() {
         );
         c.disconnect(ReasonCode::NORMAL_DISCONNECTION);
         assert!(sent(&mut c).is_empty(), "second disconnect is a no-op");
-        assert_eq!(pub_qos(&mut c, QoS::AtMostOnce), Err(ClientError::NotConnected));
+        assert_eq!(
+            pub_qos(&mut c, QoS::AtMostOnce),
+            Err(ClientError::NotConnected)
+        );
         // Bytes after the end are discarded.
         let mut junk = BytesMut::from(&b"\xff\xff"[..]);
         assert!(c.handle_read(&mut junk, 1).is_ok());
@@ -675,7 +710,10 @@ fn malformed_bytes_are_a_protocol_error() {
         assert!(matches!(err, ProtocolError::Decode(_)), "{err:?}");
         assert!(c.is_disconnected());
         let evs = events(&mut c);
-        assert!(matches!(evs.as_slice(), [Event::ProtocolError(_), Event::Disconnected(_)]));
+        assert!(matches!(
+            evs.as_slice(),
+            [Event::ProtocolError(_), Event::Disconnected(_)]
+        ));
     }
 }
 
@@ -754,7 +792,7 @@ fn input_split_at_every_byte_gives_the_same_result() {
             let mut first = true;
             for chunk in chunks {
                 buf.extend_from_slice(chunk);
-                c.handle_read(&mut buf, 1).unwrap();
+                let _ = c.handle_read(&mut buf, 1).unwrap();
                 if first && c.is_connected() {
                     first = false;
                     pub_qos(&mut c, QoS::AtLeastOnce).unwrap();

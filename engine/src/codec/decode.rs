@@ -343,7 +343,11 @@ fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
         None
     };
     let username = if username_flag { Some(r.utf8()?) } else { None };
-    let password = if password_flag { Some(r.binary()?) } else { None };
+    let password = if password_flag {
+        Some(r.binary()?)
+    } else {
+        None
+    };
     Ok(Connect {
         protocol,
         clean_start,

@@ -13,8 +13,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::properties::{block_len, props_size, write_block};
 use super::varint::{varint_len, write_varint};
 use super::{
-    Auth, ConnAck, Connect, Disconnect, EncodeError, Packet, Protocol, PubAck, Publish,
-    ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, VARINT_MAX,
+    Auth, ConnAck, Connect, Disconnect, EncodeError, Packet, Protocol, PubAck, Publish, ReasonCode,
+    SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, VARINT_MAX,
 };
 
 /// Longest UTF-8 string or binary field: a Two Byte Integer length (section 1.5.4, 1.5.6).
@@ -120,7 +120,11 @@ pub fn publish_encoded_len(publish: &Publish, protocol: Protocol) -> usize {
 /// DISCONNECT reason codes, UNSUBACK reason codes); CONNACK and SUBACK codes
 /// are mapped with [`ReasonCode::v3_connack_code`] / [`ReasonCode::v3_suback_code`].
 /// A CONNECT is encoded at its own `connect.protocol`.
-pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result<usize, EncodeError> {
+pub fn encode(
+    packet: &Packet,
+    protocol: Protocol,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
     if let Packet::Publish(publish) = packet {
         return encode_publish(publish, protocol, out);
     }
@@ -138,7 +142,11 @@ pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
 
 /// Append the encoding of a PUBLISH to `out` (the hot path: no `Packet` wrapper).
 #[inline]
-pub fn encode_publish(publish: &Publish, protocol: Protocol, out: &mut BytesMut) -> Result<usize, EncodeError> {
+pub fn encode_publish(
+    publish: &Publish,
+    protocol: Protocol,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
     let plan = publish_plan(publish, protocol);
     plan.check()?;
     let frame_len = plan.frame_len();
@@ -259,7 +267,10 @@ fn connect_plan(c: &Connect) -> Plan {
 
 fn connack_plan(c: &ConnAck, v5: bool) -> Plan {
     // Acknowledge Flags + Return / Reason Code (section 3.2.2).
-    let mut s = Sizer { len: 2, too_long: false };
+    let mut s = Sizer {
+        len: 2,
+        too_long: false,
+    };
     let mut props = 0;
     if v5 {
         let p = props_size(&c.properties);
@@ -333,7 +344,10 @@ fn reason_props_plan(reason: ReasonCode, p: Sizer) -> Plan {
 }
 
 fn subscribe_plan(sub: &Subscribe, v5: bool) -> Plan {
-    let mut s = Sizer { len: 2, too_long: false };
+    let mut s = Sizer {
+        len: 2,
+        too_long: false,
+    };
     let mut props = 0;
     if v5 {
         let p = props_size(&sub.properties);
@@ -353,7 +367,10 @@ fn subscribe_plan(sub: &Subscribe, v5: bool) -> Plan {
 }
 
 fn suback_plan(sub: &SubAck, v5: bool) -> Plan {
-    let mut s = Sizer { len: 2, too_long: false };
+    let mut s = Sizer {
+        len: 2,
+        too_long: false,
+    };
     let mut props = 0;
     if v5 {
         let p = props_size(&sub.properties);
@@ -370,7 +387,10 @@ fn suback_plan(sub: &SubAck, v5: bool) -> Plan {
 }
 
 fn unsubscribe_plan(u: &Unsubscribe, v5: bool) -> Plan {
-    let mut s = Sizer { len: 2, too_long: false };
+    let mut s = Sizer {
+        len: 2,
+        too_long: false,
+    };
     let mut props = 0;
     if v5 {
         let p = props_size(&u.properties);
@@ -390,7 +410,10 @@ fn unsubscribe_plan(u: &Unsubscribe, v5: bool) -> Plan {
 
 fn unsuback_plan(u: &UnsubAck, v5: bool) -> Plan {
     // v3 UNSUBACK is the Packet Identifier alone (section 3.11, v3.1.1).
-    let mut s = Sizer { len: 2, too_long: false };
+    let mut s = Sizer {
+        len: 2,
+        too_long: false,
+    };
     let mut props = 0;
     if v5 {
         let p = props_size(&u.properties);

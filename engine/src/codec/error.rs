@@ -12,12 +12,18 @@ pub enum DecodeError {
     MalformedVarInt,
     /// The remaining length exceeds the configured maximum packet size
     /// (checked from the fixed header, before the body is buffered).
-    PacketTooLarge { size_bytes: usize, max_bytes: u32 },
+    PacketTooLarge {
+        size_bytes: usize,
+        max_bytes: u32,
+    },
     /// Packet type 0 (reserved) or 15 outside v5.
     InvalidPacketType(u8),
     /// Fixed-header flag bits that the spec reserves were set wrong
     /// ([MQTT-2.2.2-2]).
-    ReservedFlags { packet_type: u8, flags: u8 },
+    ReservedFlags {
+        packet_type: u8,
+        flags: u8,
+    },
     /// QoS 3 in PUBLISH or CONNECT will / subscription options ([MQTT-3.3.1-4]).
     InvalidQoS,
     /// The body ended before a field did, or bytes remain after the last field.
@@ -46,14 +52,20 @@ pub enum DecodeError {
     /// Unknown property identifier.
     InvalidPropertyId(u8),
     /// A property that is not allowed in this packet.
-    PropertyNotAllowed { packet_type: u8, property_id: u8 },
+    PropertyNotAllowed {
+        packet_type: u8,
+        property_id: u8,
+    },
     /// A property that may appear once appeared twice.
     DuplicateProperty(u8),
     /// A property value outside its range (e.g. Receive Maximum 0,
     /// Subscription Identifier 0, Maximum QoS 2, a boolean byte > 1).
     InvalidPropertyValue(u8),
     /// A reason code not allowed in this packet.
-    InvalidReasonCode { packet_type: u8, reason: u8 },
+    InvalidReasonCode {
+        packet_type: u8,
+        reason: u8,
+    },
     /// A packet that only the server sends arrived at the server, or the
     /// other way round (decoders are direction-agnostic; the broker and the
     /// client reject packets of the wrong direction with this).

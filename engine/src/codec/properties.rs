@@ -125,7 +125,10 @@ pub(crate) const fn allowed_in(property_id: u8) -> u16 {
     const DISCONNECT: u16 = 1 << 14;
     const AUTH: u16 = 1 << 15;
     match property_id {
-        PAYLOAD_FORMAT_INDICATOR | MESSAGE_EXPIRY_INTERVAL | CONTENT_TYPE | RESPONSE_TOPIC
+        PAYLOAD_FORMAT_INDICATOR
+        | MESSAGE_EXPIRY_INTERVAL
+        | CONTENT_TYPE
+        | RESPONSE_TOPIC
         | CORRELATION_DATA => PUBLISH | WILL,
         SUBSCRIPTION_IDENTIFIER => PUBLISH | SUBSCRIBE,
         SESSION_EXPIRY_INTERVAL => CONNECT | CONNACK | DISCONNECT,
@@ -208,7 +211,11 @@ pub(crate) fn read_properties<P: Properties>(
 /// Size of a property block: the Property Length varint plus `props_len`.
 #[inline]
 pub(crate) const fn block_len(props_len: usize) -> usize {
-    varint_len(if props_len > u32::MAX as usize { u32::MAX } else { props_len as u32 }) + props_len
+    varint_len(if props_len > u32::MAX as usize {
+        u32::MAX
+    } else {
+        props_len as u32
+    }) + props_len
 }
 
 /// Size a property struct: `(properties length, too_long)`.
@@ -303,9 +310,7 @@ fn subscription_id(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
 fn response_topic(r: &mut Reader<'_>) -> Result<Bytes, DecodeError> {
     let topic = r.binary()?;
     validate_topic_name(&topic).map_err(|e| match e {
-        DecodeError::WildcardInTopicName => {
-            DecodeError::InvalidPropertyValue(id::RESPONSE_TOPIC)
-        }
+        DecodeError::WildcardInTopicName => DecodeError::InvalidPropertyValue(id::RESPONSE_TOPIC),
         other => other,
     })?;
     Ok(topic)
@@ -412,9 +417,11 @@ impl Properties for ConnectProperties {
         match pid {
             SESSION_EXPIRY_INTERVAL => once(&mut self.session_expiry_interval_s, pid, r.u32()?),
             RECEIVE_MAXIMUM => once(&mut self.receive_maximum, pid, nonzero_u16(r, pid)?),
-            MAXIMUM_PACKET_SIZE => {
-                once(&mut self.maximum_packet_size_bytes, pid, nonzero_u32(r, pid)?)
-            }
+            MAXIMUM_PACKET_SIZE => once(
+                &mut self.maximum_packet_size_bytes,
+                pid,
+                nonzero_u32(r, pid)?,
+            ),
             TOPIC_ALIAS_MAXIMUM => once(&mut self.topic_alias_maximum, pid, r.u16()?),
             REQUEST_RESPONSE_INFORMATION => {
                 once(&mut self.request_response_information, pid, flag(r, pid)?)
@@ -447,8 +454,16 @@ impl Properties for ConnectProperties {
         w_u16(out, RECEIVE_MAXIMUM, self.receive_maximum);
         w_u32(out, MAXIMUM_PACKET_SIZE, self.maximum_packet_size_bytes);
         w_u16(out, TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        w_u8(out, REQUEST_RESPONSE_INFORMATION, self.request_response_information);
-        w_u8(out, REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
+        w_u8(
+            out,
+            REQUEST_RESPONSE_INFORMATION,
+            self.request_response_information,
+        );
+        w_u8(
+            out,
+            REQUEST_PROBLEM_INFORMATION,
+            self.request_problem_information,
+        );
         w_user(out, &self.user);
         w_field(out, AUTHENTICATION_METHOD, &self.authentication_method);
         w_field(out, AUTHENTICATION_DATA, &self.authentication_data);
@@ -460,7 +475,9 @@ impl Properties for WillProperties {
         use id::*;
         match pid {
             WILL_DELAY_INTERVAL => once(&mut self.will_delay_interval_s, pid, r.u32()?),
-            PAYLOAD_FORMAT_INDICATOR => once(&mut self.payload_format_indicator, pid, flag(r, pid)?),
+            PAYLOAD_FORMAT_INDICATOR => {
+                once(&mut self.payload_format_indicator, pid, flag(r, pid)?)
+            }
             MESSAGE_EXPIRY_INTERVAL => once(&mut self.message_expiry_interval_s, pid, r.u32()?),
             CONTENT_TYPE => once(&mut self.content_type, pid, r.utf8()?),
             RESPONSE_TOPIC => once(&mut self.response_topic, pid, response_topic(r)?),
@@ -501,21 +518,27 @@ impl Properties for ConnAckProperties {
             // Section 3.2.2.3.4: Maximum QoS is 0 or 1 (absent means 2).
             MAXIMUM_QOS => once(&mut self.maximum_qos, pid, flag(r, pid)?),
             RETAIN_AVAILABLE => once(&mut self.retain_available, pid, flag(r, pid)?),
-            MAXIMUM_PACKET_SIZE => {
-                once(&mut self.maximum_packet_size_bytes, pid, nonzero_u32(r, pid)?)
-            }
+            MAXIMUM_PACKET_SIZE => once(
+                &mut self.maximum_packet_size_bytes,
+                pid,
+                nonzero_u32(r, pid)?,
+            ),
             ASSIGNED_CLIENT_IDENTIFIER => {
                 once(&mut self.assigned_client_identifier, pid, r.utf8()?)
             }
             TOPIC_ALIAS_MAXIMUM => once(&mut self.topic_alias_maximum, pid, r.u16()?),
             REASON_STRING => once(&mut self.reason_string, pid, r.utf8()?),
             USER_PROPERTY => user_pair(r, &mut self.user),
-            WILDCARD_SUBSCRIPTION_AVAILABLE => {
-                once(&mut self.wildcard_subscription_available, pid, flag(r, pid)?)
-            }
-            SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
-                once(&mut self.subscription_identifiers_available, pid, flag(r, pid)?)
-            }
+            WILDCARD_SUBSCRIPTION_AVAILABLE => once(
+                &mut self.wildcard_subscription_available,
+                pid,
+                flag(r, pid)?,
+            ),
+            SUBSCRIPTION_IDENTIFIER_AVAILABLE => once(
+                &mut self.subscription_identifiers_available,
+                pid,
+                flag(r, pid)?,
+            ),
             SHARED_SUBSCRIPTION_AVAILABLE => {
                 once(&mut self.shared_subscription_available, pid, flag(r, pid)?)
             }
@@ -555,13 +578,29 @@ impl Properties for ConnAckProperties {
         w_u8(out, MAXIMUM_QOS, self.maximum_qos);
         w_u8(out, RETAIN_AVAILABLE, self.retain_available);
         w_u32(out, MAXIMUM_PACKET_SIZE, self.maximum_packet_size_bytes);
-        w_field(out, ASSIGNED_CLIENT_IDENTIFIER, &self.assigned_client_identifier);
+        w_field(
+            out,
+            ASSIGNED_CLIENT_IDENTIFIER,
+            &self.assigned_client_identifier,
+        );
         w_u16(out, TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
         w_field(out, REASON_STRING, &self.reason_string);
         w_user(out, &self.user);
-        w_u8(out, WILDCARD_SUBSCRIPTION_AVAILABLE, self.wildcard_subscription_available);
-        w_u8(out, SUBSCRIPTION_IDENTIFIER_AVAILABLE, self.subscription_identifiers_available);
-        w_u8(out, SHARED_SUBSCRIPTION_AVAILABLE, self.shared_subscription_available);
+        w_u8(
+            out,
+            WILDCARD_SUBSCRIPTION_AVAILABLE,
+            self.wildcard_subscription_available,
+        );
+        w_u8(
+            out,
+            SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+            self.subscription_identifiers_available,
+        );
+        w_u8(
+            out,
+            SHARED_SUBSCRIPTION_AVAILABLE,
+            self.shared_subscription_available,
+        );
         w_u16(out, SERVER_KEEP_ALIVE, self.server_keep_alive_s);
         w_field(out, RESPONSE_INFORMATION, &self.response_information);
         w_field(out, SERVER_REFERENCE, &self.server_reference);
@@ -574,7 +613,9 @@ impl Properties for PublishProperties {
     fn read_one(&mut self, r: &mut Reader<'_>, pid: u8, ptype: u8) -> Result<(), DecodeError> {
         use id::*;
         match pid {
-            PAYLOAD_FORMAT_INDICATOR => once(&mut self.payload_format_indicator, pid, flag(r, pid)?),
+            PAYLOAD_FORMAT_INDICATOR => {
+                once(&mut self.payload_format_indicator, pid, flag(r, pid)?)
+            }
             MESSAGE_EXPIRY_INTERVAL => once(&mut self.message_expiry_interval_s, pid, r.u32()?),
             TOPIC_ALIAS => once(&mut self.topic_alias, pid, nonzero_u16(r, pid)?),
             RESPONSE_TOPIC => once(&mut self.response_topic, pid, response_topic(r)?),
@@ -789,17 +830,53 @@ mod tests {
             known += 1;
             let mask = allowed_in(pid);
             let ok = |ptype: u8| mask & (1 << ptype) != 0;
-            assert_eq!(try_read::<WillProperties>(pid, 1).is_ok(), ok(WILL_PROPERTIES), "{pid:#x} will");
-            assert_eq!(try_read::<ConnectProperties>(pid, 1).is_ok(), ok(1), "{pid:#x} connect");
-            assert_eq!(try_read::<ConnAckProperties>(pid, 2).is_ok(), ok(2), "{pid:#x} connack");
-            assert_eq!(try_read::<PublishProperties>(pid, 3).is_ok(), ok(3), "{pid:#x} publish");
+            assert_eq!(
+                try_read::<WillProperties>(pid, 1).is_ok(),
+                ok(WILL_PROPERTIES),
+                "{pid:#x} will"
+            );
+            assert_eq!(
+                try_read::<ConnectProperties>(pid, 1).is_ok(),
+                ok(1),
+                "{pid:#x} connect"
+            );
+            assert_eq!(
+                try_read::<ConnAckProperties>(pid, 2).is_ok(),
+                ok(2),
+                "{pid:#x} connack"
+            );
+            assert_eq!(
+                try_read::<PublishProperties>(pid, 3).is_ok(),
+                ok(3),
+                "{pid:#x} publish"
+            );
             for ack in [4, 5, 6, 7, 9, 11] {
-                assert_eq!(try_read::<AckProperties>(pid, ack).is_ok(), ok(ack), "{pid:#x} {ack}");
+                assert_eq!(
+                    try_read::<AckProperties>(pid, ack).is_ok(),
+                    ok(ack),
+                    "{pid:#x} {ack}"
+                );
             }
-            assert_eq!(try_read::<SubscribeProperties>(pid, 8).is_ok(), ok(8), "{pid:#x} sub");
-            assert_eq!(try_read::<UnsubscribeProperties>(pid, 10).is_ok(), ok(10), "{pid:#x} unsub");
-            assert_eq!(try_read::<DisconnectProperties>(pid, 14).is_ok(), ok(14), "{pid:#x} disc");
-            assert_eq!(try_read::<AuthProperties>(pid, 15).is_ok(), ok(15), "{pid:#x} auth");
+            assert_eq!(
+                try_read::<SubscribeProperties>(pid, 8).is_ok(),
+                ok(8),
+                "{pid:#x} sub"
+            );
+            assert_eq!(
+                try_read::<UnsubscribeProperties>(pid, 10).is_ok(),
+                ok(10),
+                "{pid:#x} unsub"
+            );
+            assert_eq!(
+                try_read::<DisconnectProperties>(pid, 14).is_ok(),
+                ok(14),
+                "{pid:#x} disc"
+            );
+            assert_eq!(
+                try_read::<AuthProperties>(pid, 15).is_ok(),
+                ok(15),
+                "{pid:#x} auth"
+            );
         }
         assert_eq!(known, 27);
     }

@@ -205,8 +205,14 @@ mod tests {
         assert!(validate_utf8("añ€😀".as_bytes()).is_ok());
         assert_eq!(validate_utf8(b"a\0b"), Err(DecodeError::InvalidUtf8));
         // U+D800 encoded as UTF-8 (a surrogate).
-        assert_eq!(validate_utf8(&[0xED, 0xA0, 0x80]), Err(DecodeError::InvalidUtf8));
+        assert_eq!(
+            validate_utf8(&[0xED, 0xA0, 0x80]),
+            Err(DecodeError::InvalidUtf8)
+        );
         assert_eq!(validate_utf8(&[0xC0, 0x80]), Err(DecodeError::InvalidUtf8));
-        assert_eq!(validate_topic_name(b"a/+"), Err(DecodeError::WildcardInTopicName));
+        assert_eq!(
+            validate_topic_name(b"a/+"),
+            Err(DecodeError::WildcardInTopicName)
+        );
     }
 }

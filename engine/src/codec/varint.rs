@@ -80,7 +80,9 @@ mod tests {
     #[test]
     fn boundaries_round_trip() {
         // Both sides of every length boundary (section 1.5.5, table 1-1).
-        for value in [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, VARINT_MAX] {
+        for value in [
+            0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, VARINT_MAX,
+        ] {
             let mut out = Vec::new();
             write_varint(&mut out, value);
             assert_eq!(out.len(), varint_len(value));
@@ -94,10 +96,22 @@ mod tests {
 
     #[test]
     fn five_bytes_and_non_minimal_are_malformed() {
-        assert_eq!(parse_varint(&[0xFF, 0xFF, 0xFF, 0xFF]), Err(DecodeError::MalformedVarInt));
-        assert_eq!(parse_varint(&[0x80, 0x80, 0x80, 0x80, 0x01]), Err(DecodeError::MalformedVarInt));
-        assert_eq!(parse_varint(&[0x80, 0x00]), Err(DecodeError::MalformedVarInt));
-        assert_eq!(parse_varint(&[0x81, 0x80, 0x00]), Err(DecodeError::MalformedVarInt));
+        assert_eq!(
+            parse_varint(&[0xFF, 0xFF, 0xFF, 0xFF]),
+            Err(DecodeError::MalformedVarInt)
+        );
+        assert_eq!(
+            parse_varint(&[0x80, 0x80, 0x80, 0x80, 0x01]),
+            Err(DecodeError::MalformedVarInt)
+        );
+        assert_eq!(
+            parse_varint(&[0x80, 0x00]),
+            Err(DecodeError::MalformedVarInt)
+        );
+        assert_eq!(
+            parse_varint(&[0x81, 0x80, 0x00]),
+            Err(DecodeError::MalformedVarInt)
+        );
         assert_eq!(parse_varint(&[0x00]), Ok(Some((0, 1))));
     }
 }

@@ -89,10 +89,20 @@ mod tests {
     const LEVELS: usize = 128;
 
     fn ok(f: &[u8]) {
-        assert_eq!(validate_topic_filter(f, LEVELS), Ok(()), "{:?}", String::from_utf8_lossy(f));
+        assert_eq!(
+            validate_topic_filter(f, LEVELS),
+            Ok(()),
+            "{:?}",
+            String::from_utf8_lossy(f)
+        );
     }
     fn err(f: &[u8], e: TopicError) {
-        assert_eq!(validate_topic_filter(f, LEVELS), Err(e), "{:?}", String::from_utf8_lossy(f));
+        assert_eq!(
+            validate_topic_filter(f, LEVELS),
+            Err(e),
+            "{:?}",
+            String::from_utf8_lossy(f)
+        );
     }
 
     #[test]
@@ -137,12 +147,21 @@ mod tests {
     #[test]
     fn levels_max_is_enforced_at_n_and_n_plus_1() {
         assert_eq!(validate_topic_filter(b"a/+/#", 3), Ok(()));
-        assert_eq!(validate_topic_filter(b"a/+/c/#", 3), Err(TopicError::TooManyLevels));
+        assert_eq!(
+            validate_topic_filter(b"a/+/c/#", 3),
+            Err(TopicError::TooManyLevels)
+        );
         assert_eq!(validate_topic_filter(b"//", 3), Ok(()));
-        assert_eq!(validate_topic_filter(b"///", 3), Err(TopicError::TooManyLevels));
+        assert_eq!(
+            validate_topic_filter(b"///", 3),
+            Err(TopicError::TooManyLevels)
+        );
         // Shared: only the inner filter's levels count.
         assert_eq!(validate_topic_filter(b"$share/g/a/b/c", 3), Ok(()));
-        assert_eq!(validate_topic_filter(b"$share/g/a/b/c/d", 3), Err(TopicError::TooManyLevels));
+        assert_eq!(
+            validate_topic_filter(b"$share/g/a/b/c/d", 3),
+            Err(TopicError::TooManyLevels)
+        );
     }
 
     #[test]
@@ -175,13 +194,25 @@ mod tests {
     #[test]
     fn wildcards_match_levels() {
         // Examples of MQTT 5.0 4.7.1.2 and 4.7.1.3.
-        assert!(filter_matches(b"sport/tennis/player1/#", b"sport/tennis/player1"));
-        assert!(filter_matches(b"sport/tennis/player1/#", b"sport/tennis/player1/ranking"));
-        assert!(filter_matches(b"sport/tennis/player1/#", b"sport/tennis/player1/score/wimbledon"));
+        assert!(filter_matches(
+            b"sport/tennis/player1/#",
+            b"sport/tennis/player1"
+        ));
+        assert!(filter_matches(
+            b"sport/tennis/player1/#",
+            b"sport/tennis/player1/ranking"
+        ));
+        assert!(filter_matches(
+            b"sport/tennis/player1/#",
+            b"sport/tennis/player1/score/wimbledon"
+        ));
         assert!(filter_matches(b"sport/#", b"sport"));
         assert!(filter_matches(b"#", b"sport"));
         assert!(filter_matches(b"sport/tennis/+", b"sport/tennis/player1"));
-        assert!(!filter_matches(b"sport/tennis/+", b"sport/tennis/player1/ranking"));
+        assert!(!filter_matches(
+            b"sport/tennis/+",
+            b"sport/tennis/player1/ranking"
+        ));
         assert!(!filter_matches(b"sport/+", b"sport"));
         assert!(filter_matches(b"sport/+", b"sport/"));
         assert!(filter_matches(b"+/+", b"/finance"));
@@ -204,7 +235,10 @@ mod tests {
     #[test]
     fn mqtt_4_7_2_1_leading_wildcards_do_not_match_dollar_topics() {
         assert!(!filter_matches(b"#", b"$SYS/monitor/Clients"));
-        assert!(!filter_matches(b"+/monitor/Clients", b"$SYS/monitor/Clients"));
+        assert!(!filter_matches(
+            b"+/monitor/Clients",
+            b"$SYS/monitor/Clients"
+        ));
         assert!(!filter_matches(b"+", b"$SYS"));
         assert!(filter_matches(b"$SYS/#", b"$SYS/monitor/Clients"));
         assert!(filter_matches(b"$SYS/monitor/+", b"$SYS/monitor/Clients"));

@@ -48,19 +48,29 @@ mod tests {
     #[test]
     fn mqtt_4_7_0_1_no_wildcards_in_names() {
         for bad in [&b"+"[..], b"#", b"a/+", b"a/#", b"a+b", b"sport#", b"+/a"] {
-            assert_eq!(validate_topic_name(bad, LEVELS), Err(TopicError::WildcardInName), "{bad:?}");
+            assert_eq!(
+                validate_topic_name(bad, LEVELS),
+                Err(TopicError::WildcardInName),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn levels_max_is_enforced_at_n_and_n_plus_1() {
         assert_eq!(validate_topic_name(b"a/b/c", 3), Ok(()));
-        assert_eq!(validate_topic_name(b"a/b/c/d", 3), Err(TopicError::TooManyLevels));
+        assert_eq!(
+            validate_topic_name(b"a/b/c/d", 3),
+            Err(TopicError::TooManyLevels)
+        );
         assert_eq!(validate_topic_name(b"a", 1), Ok(()));
         assert_eq!(validate_topic_name(b"/", 1), Err(TopicError::TooManyLevels));
         // Empty levels count: "//" has three.
         assert_eq!(validate_topic_name(b"//", 3), Ok(()));
-        assert_eq!(validate_topic_name(b"//", 2), Err(TopicError::TooManyLevels));
+        assert_eq!(
+            validate_topic_name(b"//", 2),
+            Err(TopicError::TooManyLevels)
+        );
     }
 
     #[test]
@@ -78,6 +88,9 @@ mod tests {
 
     #[test]
     fn multibyte_utf8_is_opaque() {
-        assert_eq!(validate_topic_name("température/€/ü".as_bytes(), LEVELS), Ok(()));
+        assert_eq!(
+            validate_topic_name("température/€/ü".as_bytes(), LEVELS),
+            Ok(())
+        );
     }
 }

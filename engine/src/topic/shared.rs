@@ -35,7 +35,10 @@ pub fn parse_shared(filter: &[u8]) -> Result<Option<SharedFilter<'_>>, TopicErro
     if !group_ok || inner.is_empty() {
         return Err(TopicError::InvalidSharedSubscription);
     }
-    Ok(Some(SharedFilter { group, filter: inner }))
+    Ok(Some(SharedFilter {
+        group,
+        filter: inner,
+    }))
 }
 
 #[cfg(test)]
@@ -49,32 +52,69 @@ mod tests {
     #[test]
     fn mqtt_4_8_2_splits_group_and_filter() {
         assert_eq!(parse_shared(b"$share/g/a/b"), Ok(shared(b"g", b"a/b")));
-        assert_eq!(parse_shared(b"$share/consumer1/sport/tennis/+"), Ok(shared(b"consumer1", b"sport/tennis/+")));
+        assert_eq!(
+            parse_shared(b"$share/consumer1/sport/tennis/+"),
+            Ok(shared(b"consumer1", b"sport/tennis/+"))
+        );
         assert_eq!(parse_shared(b"$share/g/#"), Ok(shared(b"g", b"#")));
         // The inner filter may itself start with '/' or '$'.
         assert_eq!(parse_shared(b"$share/g//a"), Ok(shared(b"g", b"/a")));
-        assert_eq!(parse_shared(b"$share/g/$SYS/#"), Ok(shared(b"g", b"$SYS/#")));
+        assert_eq!(
+            parse_shared(b"$share/g/$SYS/#"),
+            Ok(shared(b"g", b"$SYS/#"))
+        );
         // ... or even with "$share/": it is just a filter.
-        assert_eq!(parse_shared(b"$share/g/$share/h/x"), Ok(shared(b"g", b"$share/h/x")));
+        assert_eq!(
+            parse_shared(b"$share/g/$share/h/x"),
+            Ok(shared(b"g", b"$share/h/x"))
+        );
     }
 
     #[test]
     fn mqtt_4_8_2_1_share_name_non_empty_and_followed_by_a_filter() {
-        for bad in [&b"$share/"[..], b"$share/g", b"$share/g/", b"$share//x", b"$share//"] {
-            assert_eq!(parse_shared(bad), Err(TopicError::InvalidSharedSubscription), "{bad:?}");
+        for bad in [
+            &b"$share/"[..],
+            b"$share/g",
+            b"$share/g/",
+            b"$share//x",
+            b"$share//",
+        ] {
+            assert_eq!(
+                parse_shared(bad),
+                Err(TopicError::InvalidSharedSubscription),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn mqtt_4_8_2_2_share_name_without_wildcards() {
-        for bad in [&b"$share/+/x"[..], b"$share/#/x", b"$share/g+/x", b"$share/a#b/x", b"$share/#"] {
-            assert_eq!(parse_shared(bad), Err(TopicError::InvalidSharedSubscription), "{bad:?}");
+        for bad in [
+            &b"$share/+/x"[..],
+            b"$share/#/x",
+            b"$share/g+/x",
+            b"$share/a#b/x",
+            b"$share/#",
+        ] {
+            assert_eq!(
+                parse_shared(bad),
+                Err(TopicError::InvalidSharedSubscription),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn non_shared_filters_are_none() {
-        for plain in [&b"a/b"[..], b"#", b"$sharefoo/x", b"$share", b"$SYS/#", b"$Share/g/x", b"x/$share/g/y"] {
+        for plain in [
+            &b"a/b"[..],
+            b"#",
+            b"$sharefoo/x",
+            b"$share",
+            b"$SYS/#",
+            b"$Share/g/x",
+            b"x/$share/g/y",
+        ] {
             assert_eq!(parse_shared(plain), Ok(None), "{plain:?}");
         }
     }

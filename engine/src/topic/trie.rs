@@ -61,7 +61,10 @@ impl Children {
     #[inline]
     fn get(&self, key: &[u8]) -> Option<u32> {
         match self {
-            Children::Small(v) => v.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| v[i].1),
+            Children::Small(v) => v
+                .binary_search_by(|(k, _)| (**k).cmp(key))
+                .ok()
+                .map(|i| v[i].1),
             Children::Large(m) => m.get(key).copied(),
         }
     }
@@ -137,7 +140,13 @@ struct Node {
 
 impl Node {
     const fn new(parent: u32) -> Self {
-        Node { children: Children::new(), plus: NONE, hash: NONE, share: NONE, parent }
+        Node {
+            children: Children::new(),
+            plus: NONE,
+            hash: NONE,
+            share: NONE,
+            parent,
+        }
     }
 
     fn has_no_edges(&self) -> bool {
@@ -168,14 +177,18 @@ fn split_key(filter: &[u8]) -> (&[u8], Option<&[u8]>) {
 /// The steps from the root to `filter`'s node, in order. Never allocates.
 fn steps_down(filter: &[u8]) -> impl Iterator<Item = Step<'_>> {
     let (inner, group) = split_key(filter);
-    let share = group.into_iter().flat_map(|g| [Step::ShareTable, Step::Group(g)]);
+    let share = group
+        .into_iter()
+        .flat_map(|g| [Step::ShareTable, Step::Group(g)]);
     levels(inner).map(Step::Level).chain(share)
 }
 
 /// The same steps from `filter`'s node back up to the root.
 fn steps_up(filter: &[u8]) -> impl Iterator<Item = Step<'_>> {
     let (inner, group) = split_key(filter);
-    let share = group.into_iter().flat_map(|g| [Step::Group(g), Step::ShareTable]);
+    let share = group
+        .into_iter()
+        .flat_map(|g| [Step::Group(g), Step::ShareTable]);
     share.chain(levels(inner).rev().map(Step::Level))
 }
 
@@ -202,7 +215,12 @@ pub struct TopicTrie<T> {
 
 impl<T> Default for TopicTrie<T> {
     fn default() -> Self {
-        TopicTrie { nodes: vec![Node::new(NONE)], values: vec![None], free: Vec::new(), len: 0 }
+        TopicTrie {
+            nodes: vec![Node::new(NONE)],
+            values: vec![None],
+            free: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -242,12 +260,14 @@ impl<T: Default> TopicTrie<T> {
 impl<T> TopicTrie<T> {
     /// The value stored for exactly `filter` (no wildcard matching).
     pub fn get(&self, filter: &[u8]) -> Option<&T> {
-        self.find(filter).and_then(|n| self.values[n as usize].as_ref())
+        self.find(filter)
+            .and_then(|n| self.values[n as usize].as_ref())
     }
 
     /// The value stored for exactly `filter` (no wildcard matching).
     pub fn get_mut(&mut self, filter: &[u8]) -> Option<&mut T> {
-        self.find(filter).and_then(|n| self.values[n as usize].as_mut())
+        self.find(filter)
+            .and_then(|n| self.values[n as usize].as_mut())
     }
 
     /// Removes `filter`'s value and frees the nodes that no longer lead to
@@ -280,7 +300,13 @@ impl<T> TopicTrie<T> {
                 f(v);
             }
         };
-        walk(&self.nodes, ROOT, topic, topic.first() == Some(&b'$'), &mut visit);
+        walk(
+            &self.nodes,
+            ROOT,
+            topic,
+            topic.first() == Some(&b'$'),
+            &mut visit,
+        );
     }
 
     /// [`TopicTrie::for_each_match`] with mutable access. Never allocates.
@@ -291,7 +317,13 @@ impl<T> TopicTrie<T> {
                 f(v);
             }
         };
-        walk(&self.nodes, ROOT, topic, topic.first() == Some(&b'$'), &mut visit);
+        walk(
+            &self.nodes,
+            ROOT,
+            topic,
+            topic.first() == Some(&b'$'),
+            &mut visit,
+        );
     }
 
     /// Number of stored filters.
@@ -360,7 +392,10 @@ impl<T> TopicTrie<T> {
             return i;
         }
         let i = self.nodes.len();
-        assert!(i < NONE as usize, "topic trie: more than u32::MAX - 1 nodes");
+        assert!(
+            i < NONE as usize,
+            "topic trie: more than u32::MAX - 1 nodes"
+        );
         self.nodes.push(Node::new(parent));
         self.values.push(None);
         i as u32
@@ -481,7 +516,14 @@ mod tests {
 
     #[test]
     fn mqtt_4_8_2_shared_entries_match_as_their_inner_filter() {
-        let t = trie_of(&["$share/g/#", "$share/h/#", "#", "$share/g/a/+", "a/+", "$share/g/$SYS/#"]);
+        let t = trie_of(&[
+            "$share/g/#",
+            "$share/h/#",
+            "#",
+            "$share/g/a/+",
+            "a/+",
+            "$share/g/$SYS/#",
+        ]);
         assert_eq!(matches(&t, b"a/b"), [0, 1, 2, 3, 4]);
         assert_eq!(matches(&t, b"$SYS/x"), [5]);
         assert_eq!(t.len(), 6);
@@ -544,7 +586,10 @@ mod tests {
             assert_eq!(t.remove(format!("d/{i}").as_bytes()), Some(i as u32));
         }
         assert!(matches!(t.nodes[1].children, Children::Small(_)));
-        assert_eq!(matches(&t, format!("d/{}", n - 1).as_bytes()), [n as u32 - 1]);
+        assert_eq!(
+            matches(&t, format!("d/{}", n - 1).as_bytes()),
+            [n as u32 - 1]
+        );
     }
 
     #[test]

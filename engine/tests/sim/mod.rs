@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use ringmq_engine::broker::{owner_shard, Broker, BrokerConfig, ConnId, Event};
 use ringmq_engine::codec::{
-    self, ConnAck, Connect, ConnectProperties, Decoded, Packet, Protocol, PubAck, Publish, PublishProperties, QoS,
-    ReasonCode, SubAck, Subscribe, SubscribeFilter, SubscribeProperties, SubscriptionOptions, UnsubAck, Unsubscribe,
-    Will,
+    self, ConnAck, Connect, ConnectProperties, Decoded, Packet, Protocol, PubAck, Publish,
+    PublishProperties, QoS, ReasonCode, SubAck, Subscribe, SubscribeFilter, SubscribeProperties,
+    SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 
 pub const V3: Protocol = Protocol::V3_1_1;
@@ -42,7 +42,10 @@ pub struct Sim {
 }
 
 pub fn opts(qos: u8) -> SubscriptionOptions {
-    SubscriptionOptions { qos: QoS::from_u8(qos).unwrap(), ..Default::default() }
+    SubscriptionOptions {
+        qos: QoS::from_u8(qos).unwrap(),
+        ..Default::default()
+    }
 }
 
 pub fn publish(topic: &str, payload: &str, qos: u8) -> Publish {
@@ -85,8 +88,16 @@ impl Sim {
     }
 
     pub fn with_config(shards: u16, config: BrokerConfig) -> Sim {
-        let brokers = (0..shards).map(|s| Broker::new(config.clone(), s, shards)).collect();
-        Sim { brokers, now_ms: 1_000, wires: HashMap::new(), serial: 0, next_pid: 0 }
+        let brokers = (0..shards)
+            .map(|s| Broker::new(config.clone(), s, shards))
+            .collect();
+        Sim {
+            brokers,
+            now_ms: 1_000,
+            wires: HashMap::new(),
+            serial: 0,
+            next_pid: 0,
+        }
     }
 
     pub fn pid(&mut self) -> u16 {
@@ -98,18 +109,30 @@ impl Sim {
     pub fn open(&mut self, shard: usize, protocol: Protocol) -> C {
         let conn = self.brokers[shard].accept(self.now_ms).expect("accept");
         self.serial += 1;
-        self.wires.insert((shard, conn), (self.serial, Wire::default()));
-        C { shard, conn, protocol, serial: self.serial }
+        self.wires
+            .insert((shard, conn), (self.serial, Wire::default()));
+        C {
+            shard,
+            conn,
+            protocol,
+            serial: self.serial,
+        }
     }
 
     /// Open a socket on the client id's owner shard and send CONNECT.
     pub fn connect_with(&mut self, connect: Connect) -> (C, ConnAck) {
         let shards = self.brokers.len() as u16;
-        let shard = if connect.client_id.is_empty() { 0 } else { owner_shard(&connect.client_id, shards) as usize };
+        let shard = if connect.client_id.is_empty() {
+            0
+        } else {
+            owner_shard(&connect.client_id, shards) as usize
+        };
         let c = self.open(shard, connect.protocol);
         self.send(c, Packet::Connect(Box::new(connect)));
         let ack = self.expect(c, |p| matches!(p, Packet::ConnAck(_)));
-        let Packet::ConnAck(ack) = ack else { unreachable!() };
+        let Packet::ConnAck(ack) = ack else {
+            unreachable!()
+        };
         (c, ack)
     }
 
@@ -148,7 +171,10 @@ impl Sim {
                     progressed = true;
                     match ev {
                         Event::Transmit(conn) => {
-                            let out = self.brokers[shard].outgoing(conn).map(|o| o.split()).unwrap_or_default();
+                            let out = self.brokers[shard]
+                                .outgoing(conn)
+                                .map(|o| o.split())
+                                .unwrap_or_default();
                             if let Some((_, w)) = self.wires.get_mut(&(shard, conn)) {
                                 if !w.closed {
                                     w.inbox.extend_from_slice(&out);
@@ -156,7 +182,10 @@ impl Sim {
                             }
                         }
                         Event::Close(conn) => {
-                            let out = self.brokers[shard].outgoing(conn).map(|o| o.split()).unwrap_or_default();
+                            let out = self.brokers[shard]
+                                .outgoing(conn)
+                                .map(|o| o.split())
+                                .unwrap_or_default();
                             if let Some((_, w)) = self.wires.get_mut(&(shard, conn)) {
                                 if !w.closed {
                                     w.inbox.extend_from_slice(&out);
@@ -190,7 +219,9 @@ impl Sim {
     }
 
     pub fn is_closed(&self, c: C) -> bool {
-        self.wires.get(&(c.shard, c.conn)).map_or(true, |(serial, w)| *serial != c.serial || w.closed)
+        self.wires
+            .get(&(c.shard, c.conn))
+            .map_or(true, |(serial, w)| *serial != c.serial || w.closed)
     }
 
     /// Move the virtual clock and run due timers.
@@ -217,13 +248,17 @@ impl Sim {
 
     /// Every packet the client has received so far.
     pub fn recv(&mut self, c: C) -> Vec<Packet> {
-        let Some((serial, w)) = self.wires.get_mut(&(c.shard, c.conn)) else { return Vec::new() };
+        let Some((serial, w)) = self.wires.get_mut(&(c.shard, c.conn)) else {
+            return Vec::new();
+        };
         if *serial != c.serial {
             return Vec::new();
         }
         let mut out = std::mem::take(&mut w.pending);
         loop {
-            match codec::decode(&mut w.inbox, c.protocol, u32::MAX).expect("broker sent a malformed packet") {
+            match codec::decode(&mut w.inbox, c.protocol, u32::MAX)
+                .expect("broker sent a malformed packet")
+            {
                 Decoded::Packet(p) => out.push(p),
                 Decoded::Incomplete { .. } => return out,
             }
@@ -268,21 +303,37 @@ impl Sim {
     }
 
     pub fn payloads(&mut self, c: C) -> Vec<String> {
-        self.messages(c).iter().map(|p| String::from_utf8_lossy(&p.payload).into_owned()).collect()
+        self.messages(c)
+            .iter()
+            .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
+            .collect()
     }
 
-    pub fn subscribe_with(&mut self, c: C, filters: &[(&str, SubscriptionOptions)], id: Option<u32>) -> Vec<ReasonCode> {
+    pub fn subscribe_with(
+        &mut self,
+        c: C,
+        filters: &[(&str, SubscriptionOptions)],
+        id: Option<u32>,
+    ) -> Vec<ReasonCode> {
         let pid = self.pid();
         let sub = Subscribe {
             packet_id: pid,
             filters: filters
                 .iter()
-                .map(|(f, o)| SubscribeFilter { filter: Bytes::copy_from_slice(f.as_bytes()), options: *o })
+                .map(|(f, o)| SubscribeFilter {
+                    filter: Bytes::copy_from_slice(f.as_bytes()),
+                    options: *o,
+                })
                 .collect(),
-            properties: SubscribeProperties { subscription_identifier: id, user: Vec::new() },
+            properties: SubscribeProperties {
+                subscription_identifier: id,
+                user: Vec::new(),
+            },
         };
         self.send(c, Packet::Subscribe(sub));
-        let Packet::SubAck(SubAck { packet_id, reasons, .. }) = self.expect(c, |p| matches!(p, Packet::SubAck(_)))
+        let Packet::SubAck(SubAck {
+            packet_id, reasons, ..
+        }) = self.expect(c, |p| matches!(p, Packet::SubAck(_)))
         else {
             unreachable!()
         };
@@ -302,7 +353,9 @@ impl Sim {
             properties: Default::default(),
         };
         self.send(c, Packet::Unsubscribe(u));
-        let Packet::UnsubAck(UnsubAck { packet_id, reasons, .. }) = self.expect(c, |p| matches!(p, Packet::UnsubAck(_)))
+        let Packet::UnsubAck(UnsubAck {
+            packet_id, reasons, ..
+        }) = self.expect(c, |p| matches!(p, Packet::UnsubAck(_)))
         else {
             unreachable!()
         };
@@ -321,7 +374,9 @@ impl Sim {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
                 let ack = self.expect(c, |x| matches!(x, Packet::PubAck(a) if a.packet_id == pid));
-                let Packet::PubAck(a) = ack else { unreachable!() };
+                let Packet::PubAck(a) = ack else {
+                    unreachable!()
+                };
                 assert!(!a.reason.is_error(), "PUBACK {:?}", a.reason);
             }
             QoS::ExactlyOnce => {
@@ -355,5 +410,8 @@ impl Sim {
 }
 
 pub fn props_expiry(s: u32) -> PublishProperties {
-    PublishProperties { message_expiry_interval_s: Some(s), ..Default::default() }
+    PublishProperties {
+        message_expiry_interval_s: Some(s),
+        ..Default::default()
+    }
 }

@@ -1,0 +1,147 @@
+//! Zero heap allocations on the routed QoS 0 publish path (DESIGN.md
+//! section 4): after warm-up, a PUBLISH read from a connection and routed
+//! to 100 matching subscribers allocates nothing.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use bytes::BytesMut;
+use ringmq_engine::broker::{Broker, BrokerConfig, ConnId, Event};
+use ringmq_engine::codec::{
+    self, Connect, Packet, Protocol, Publish, QoS, Subscribe, SubscribeFilter,
+};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; the only
+// addition is an atomic counter, which cannot violate GlobalAlloc's contract.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: ptr came from System.alloc/realloc with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: ptr came from System with this layout.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn frame(packet: &Packet, protocol: Protocol) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    codec::encode(packet, protocol, &mut b).unwrap();
+    b.to_vec()
+}
+
+fn connect(broker: &mut Broker, id: &str, protocol: Protocol) -> ConnId {
+    let conn = broker.accept(0).unwrap();
+    let c = Connect {
+        protocol,
+        clean_start: true,
+        keep_alive_s: 0,
+        client_id: id.as_bytes().to_vec().into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Default::default(),
+    };
+    let mut buf = BytesMut::from(&frame(&Packet::Connect(Box::new(c)), protocol)[..]);
+    broker.handle_read(conn, &mut buf, 0);
+    conn
+}
+
+fn drain(broker: &mut Broker, subscribers: &[ConnId]) -> usize {
+    let mut transmits = 0;
+    while let Some(ev) = broker.poll_event() {
+        if let Event::Transmit(_) = ev {
+            transmits += 1;
+        }
+    }
+    for c in subscribers {
+        if let Some(out) = broker.outgoing(*c) {
+            out.clear(); // keeps the capacity, as a runtime that wrote it out would
+        }
+    }
+    transmits
+}
+
+fn run(protocol: Protocol) {
+    let mut config = BrokerConfig::default();
+    config.sys_interval_s = 0;
+    let mut broker = Broker::new(config, 0, 1);
+    let mut subscribers = Vec::new();
+    for i in 0..100 {
+        let conn = connect(&mut broker, &format!("sub-{i}"), protocol);
+        let sub = Subscribe {
+            packet_id: 1,
+            filters: vec![SubscribeFilter {
+                filter: if i % 2 == 0 {
+                    "sensors/+/temp".into()
+                } else {
+                    "sensors/#".into()
+                },
+                options: Default::default(),
+            }],
+            properties: Default::default(),
+        };
+        let mut buf = BytesMut::from(&frame(&Packet::Subscribe(sub), protocol)[..]);
+        broker.handle_read(conn, &mut buf, 0);
+        subscribers.push(conn);
+    }
+    let publisher = connect(&mut broker, "pub", protocol);
+    drain(&mut broker, &subscribers);
+    let publish = Publish {
+        qos: QoS::AtMostOnce,
+        topic: "sensors/kitchen/temp".into(),
+        payload: vec![7u8; 64].into(),
+        ..Default::default()
+    };
+    let bytes = frame(&Packet::Publish(publish), protocol);
+    let mut read_buf = BytesMut::with_capacity(64 * 1024);
+    // Warm-up: grows scratch vectors, outgoing buffers and the event queue.
+    for _ in 0..10 {
+        read_buf.extend_from_slice(&bytes);
+        broker.handle_read(publisher, &mut read_buf, 1);
+        assert_eq!(drain(&mut broker, &subscribers), 100);
+    }
+    for round in 0..100 {
+        read_buf.extend_from_slice(&bytes);
+        ALLOCATIONS.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        broker.handle_read(publisher, &mut read_buf, 2);
+        let mut transmits = 0;
+        while let Some(ev) = broker.poll_event() {
+            if let Event::Transmit(_) = ev {
+                transmits += 1;
+            }
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+        let n = ALLOCATIONS.load(Ordering::SeqCst);
+        assert_eq!(transmits, 100, "every subscriber got the message");
+        assert_eq!(n, 0, "{protocol:?} round {round}: {n} allocations routing one QoS 0 publish to 100 subscribers");
+        drain(&mut broker, &subscribers);
+    }
+    assert_eq!(broker.stats().messages_sent, 110 * 100);
+}
+
+#[test]
+fn routing_qos0_to_100_subscribers_allocates_nothing() {
+    run(Protocol::V3_1_1);
+    run(Protocol::V5);
+}

@@ -17,8 +17,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ringmq_engine::topic::{validate_topic_name, TopicTrie};
 use std::hint::black_box;
 
-const METRICS: [&str; 10] =
-    ["temp", "humidity", "pressure", "power", "voltage", "current", "rssi", "battery", "status", "uptime"];
+const METRICS: [&str; 10] = [
+    "temp", "humidity", "pressure", "power", "voltage", "current", "rssi", "battery", "status",
+    "uptime",
+];
 
 /// Topics matched per criterion iteration.
 const TOPICS_PER_ITER: usize = 1024;
@@ -50,7 +52,10 @@ impl Fleet {
     /// candidates as it needs (sampling stays fast).
     fn for_subscriptions(subscriptions: usize) -> Fleet {
         let sites = (subscriptions / 10_000).clamp(10, 100);
-        Fleet { sites, devices: subscriptions / 5 }
+        Fleet {
+            sites,
+            devices: subscriptions / 5,
+        }
     }
 
     fn device(&self, rng: &mut Rng) -> (usize, usize) {
@@ -85,7 +90,9 @@ fn setup(subscriptions: usize) -> (TopicTrie<u32>, Vec<Vec<u8>>) {
     while trie.len() < subscriptions {
         *trie.get_or_insert(fleet.filter(&mut rng).as_bytes()) += 1;
     }
-    let topics = (0..TOPICS_PER_ITER * 4).map(|_| fleet.topic(&mut rng).into_bytes()).collect();
+    let topics = (0..TOPICS_PER_ITER * 4)
+        .map(|_| fleet.topic(&mut rng).into_bytes())
+        .collect();
     (trie, topics)
 }
 
@@ -124,7 +131,9 @@ fn topic_validate(c: &mut Criterion) {
     let mut group = c.benchmark_group("validate_topic_name");
     let topic = b"site/42/device/123456/temperature";
     group.throughput(Throughput::Bytes(topic.len() as u64));
-    group.bench_function("fleet_topic", |b| b.iter(|| validate_topic_name(black_box(topic), 128)));
+    group.bench_function("fleet_topic", |b| {
+        b.iter(|| validate_topic_name(black_box(topic), 128))
+    });
     group.finish();
 }
 

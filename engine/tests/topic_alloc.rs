@@ -69,8 +69,8 @@ fn allocations_during(f: impl FnOnce()) -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-/// A fleet of a few thousand filters: exact, `+`, `#`, shared, `$SYS`.
-/// Site 0 has enough devices that its child map is a hash map.
+/// A fleet of a few thousand filters: exact, `+`, `#`, `$SYS`. Site 0 has
+/// enough devices that its child map is a hash map.
 fn fleet() -> (TopicTrie<u64>, Vec<String>) {
     let mut trie = TopicTrie::<u64>::new();
     let mut topics = Vec::new();
@@ -87,19 +87,11 @@ fn fleet() -> (TopicTrie<u64>, Vec<String>) {
         }
         for metric in metrics {
             *trie.get_or_insert(format!("site/{site}/device/+/{metric}").as_bytes()) += 1;
-            *trie.get_or_insert(
-                format!("$share/workers/site/{site}/device/+/{metric}").as_bytes(),
-            ) += 1;
+            *trie.get_or_insert(format!("site/+/device/+/{metric}").as_bytes()) += 1;
         }
         *trie.get_or_insert(format!("site/{site}/#").as_bytes()) += 1;
     }
-    for filter in [
-        "#",
-        "+/+/device/#",
-        "site/+/device/+/+",
-        "$SYS/#",
-        "$share/all/#",
-    ] {
+    for filter in ["#", "+/+/device/#", "site/+/device/+/+", "$SYS/#", "+/#"] {
         *trie.get_or_insert(filter.as_bytes()) += 1;
     }
     topics.extend(["$SYS/broker/uptime", "nothing/here", "site", "site/3"].map(str::to_owned));

@@ -1,14 +1,18 @@
 //! Property tests: the subscription trie against the naive reference
-//! matcher `filter_matches`, and against a map model under insert/remove.
+//! matchers `filter_matches` / `plain_filter_matches`, and against a map
+//! model under insert/remove.
 //!
 //! Levels come from small alphabets so that matches are common: empty
-//! levels, `$` first levels, `+`, `#`, and `$share/{group}/` prefixes whose
-//! inner filter is what matches.
+//! levels, `$` first levels, `+`, `#`, and `$share/{group}/` subscriptions,
+//! which the trie stores under their inner filter as the broker does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use ringmq_engine::topic::{filter_matches, validate_topic_filter, validate_topic_name, TopicTrie};
+use ringmq_engine::topic::{
+    filter_matches, parse_shared, plain_filter_matches, validate_topic_filter, validate_topic_name,
+    TopicTrie,
+};
 
 const LEVELS_MAX: usize = 8;
 
@@ -60,24 +64,35 @@ fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(prop::sample::select(&b"a$/+#sg"[..]), 0..=10)
 }
 
-fn trie_matches<T: Copy + Ord>(trie: &TopicTrie<T>, topic: &[u8]) -> Vec<T> {
+/// Values visited by `for_each_match`, sorted.
+fn trie_matches(trie: &TopicTrie<u32>, topic: &[u8]) -> Vec<u32> {
     let mut out = Vec::new();
     trie.for_each_match(topic, |v| out.push(*v));
     out.sort_unstable();
     out
 }
 
-fn trie_matches_mut<T: Copy + Ord>(trie: &mut TopicTrie<T>, topic: &[u8]) -> Vec<T> {
+/// Ids in the values visited by `for_each_match_mut`, sorted.
+fn trie_matches_mut(trie: &mut TopicTrie<Vec<u32>>, topic: &[u8]) -> Vec<u32> {
     let mut out = Vec::new();
-    trie.for_each_match_mut(topic, |v| out.push(*v));
+    trie.for_each_match_mut(topic, |ids| out.extend(ids.iter().copied()));
     out.sort_unstable();
     out
 }
 
+/// The trie key of a subscription: its inner filter when shared.
+fn key(filter: &[u8]) -> &[u8] {
+    match parse_shared(filter) {
+        Ok(Some(shared)) => shared.filter,
+        _ => filter,
+    }
+}
+
+/// Values of the model keys that match `topic` as plain filters, sorted.
 fn model_matches(model: &BTreeMap<Vec<u8>, u32>, topic: &[u8]) -> Vec<u32> {
     let mut out: Vec<u32> = model
         .iter()
-        .filter(|(f, _)| filter_matches(f, topic))
+        .filter(|(f, _)| plain_filter_matches(f, topic))
         .map(|(_, v)| *v)
         .collect();
     out.sort_unstable();
@@ -97,31 +112,37 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// For random filter sets and topics, the trie visits exactly the
-    /// filters `filter_matches` accepts, each once (values are distinct, so a
-    /// double visit would show as a duplicate).
+    /// For random subscription sets and topics, the trie (keyed by inner
+    /// filter, subscription ids in the value) yields exactly the
+    /// subscriptions `filter_matches` accepts, each once (ids are distinct,
+    /// so a double visit would show as a duplicate).
     #[test]
     fn trie_matches_equal_reference(
         filters in prop::collection::btree_set(filter(), 0..40),
         topics in prop::collection::vec(topic(), 1..16),
     ) {
-        let mut trie = TopicTrie::<u32>::new();
-        let mut model = BTreeMap::new();
+        let filters: Vec<String> = filters.into_iter().collect();
+        let mut trie = TopicTrie::<Vec<u32>>::new();
         for (i, f) in filters.iter().enumerate() {
             prop_assert_eq!(validate_topic_filter(f.as_bytes(), LEVELS_MAX), Ok(()), "{}", f);
-            *trie.get_or_insert(f.as_bytes()) = i as u32;
-            model.insert(f.as_bytes().to_vec(), i as u32);
+            trie.get_or_insert(key(f.as_bytes())).push(i as u32);
         }
-        prop_assert_eq!(trie.len(), filters.len());
+        let keys: BTreeSet<&[u8]> = filters.iter().map(|f| key(f.as_bytes())).collect();
+        prop_assert_eq!(trie.len(), keys.len());
         for t in &topics {
             prop_assert_eq!(validate_topic_name(t.as_bytes(), LEVELS_MAX), Ok(()), "{}", t);
-            let expected = model_matches(&model, t.as_bytes());
-            prop_assert_eq!(&trie_matches(&trie, t.as_bytes()), &expected, "topic {:?}", t);
+            let expected: Vec<u32> = (0..filters.len() as u32)
+                .filter(|i| filter_matches(filters[*i as usize].as_bytes(), t.as_bytes()))
+                .collect();
+            let mut visited = Vec::new();
+            trie.for_each_match(t.as_bytes(), |ids| visited.extend(ids.iter().copied()));
+            visited.sort_unstable();
+            prop_assert_eq!(&visited, &expected, "topic {:?}", t);
             prop_assert_eq!(&trie_matches_mut(&mut trie, t.as_bytes()), &expected, "topic {:?}", t);
         }
     }
 
-    /// The trie agrees with the reference on any input, valid or not.
+    /// The trie agrees with `plain_filter_matches` on any input, valid or not.
     #[test]
     fn trie_matches_equal_reference_on_arbitrary_bytes(
         filters in prop::collection::btree_set(any_bytes(), 0..24),
@@ -140,7 +161,7 @@ proptest! {
 
     /// Insert/remove sequences leave the trie equal to a map model: same
     /// len, same exact lookups, same matches; removing everything prunes the
-    /// trie back to its root.
+    /// trie back to its root. Keys are taken literally, `$share/` ones too.
     #[test]
     fn insert_remove_sequences_follow_the_model(
         ops in prop::collection::vec(op(), 0..80),

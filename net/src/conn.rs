@@ -24,7 +24,8 @@
 //!   (`outgoing_buffer_max_bytes`). So the driver holds at most one batch.
 //! - Close ([`DriverHandle::close`]): the writer flushes what is left, then
 //!   calls `shutdown(SHUT_RDWR)`; the reader's pending receive then
-//!   completes with 0 bytes and the reader calls [`Handler::on_closed`]. The
+//!   completes with 0 bytes, the reader waits until the writer is done and
+//!   calls [`Handler::on_closed`]. The
 //!   flush is bounded by `close_flush_timeout_ms`: a peer that does not read
 //!   cannot keep a closing connection alive.
 //! - Once the reader has ended, the writer never calls the handler again
@@ -112,8 +113,10 @@ pub trait Handler {
 struct Shared {
     transmit: Cell<bool>,
     closing: Cell<bool>,
-    /// The reader has ended (or the connection never got a driver).
+    /// The reader has ended and `on_closed` was called.
     ended: Cell<bool>,
+    /// The writer has flushed (or given up) and shut the socket down.
+    writer_done: Cell<bool>,
     write_failed: Cell<Option<io::ErrorKind>>,
     writer: WakerSlot,
     reader: WakerSlot,
@@ -164,7 +167,10 @@ impl DriverHandle {
 
     /// Resolves once [`DriverHandle::close`] has been called.
     pub async fn closed(&self) {
-        self.shared.reader.wait_until(|| self.shared.closing.get()).await;
+        self.shared
+            .reader
+            .wait_until(|| self.shared.closing.get())
+            .await;
     }
 }
 
@@ -179,7 +185,10 @@ pub struct Connection {
 impl Connection {
     /// Wraps a stream accepted by monoio.
     pub fn new(stream: TcpStream) -> Self {
-        Connection { stream, read_in_flight: false }
+        Connection {
+            stream,
+            read_in_flight: false,
+        }
     }
 
     /// Adopts a socket handed over by another shard: non-blocking mode, then
@@ -239,7 +248,13 @@ impl Connection {
     ) {
         let fd = self.stream.as_raw_fd();
         let (read_half, write_half) = self.stream.into_split();
-        monoio::spawn(writer_task(write_half, fd, handler.clone(), handle.clone(), config));
+        monoio::spawn(writer_task(
+            write_half,
+            fd,
+            handler.clone(),
+            handle.clone(),
+            config,
+        ));
         monoio::spawn(reader_task(read_half, initial, handler, handle, config));
     }
 }
@@ -286,10 +301,19 @@ async fn read_loop<H: Handler>(
     }
     loop {
         if shared.closing.get() {
-            return shared.write_failed.get().map_or(CloseReason::Local, CloseReason::WriteError);
+            // The writer flushes, then shuts the socket down; only then is
+            // the connection closed (the engine's Close contract).
+            shared.reader.wait_until(|| shared.writer_done.get()).await;
+            return shared
+                .write_failed
+                .get()
+                .map_or(CloseReason::Local, CloseReason::WriteError);
         }
         if handler.reads_paused() {
-            shared.reader.wait_until(|| shared.closing.get() || !handler.reads_paused()).await;
+            shared
+                .reader
+                .wait_until(|| shared.closing.get() || !handler.reads_paused())
+                .await;
             continue;
         }
         if buf.len() >= config.read_buffer_max_bytes {
@@ -335,15 +359,13 @@ async fn writer_task<H: Handler>(
             if let Err(kind) = result {
                 shared.write_failed.set(Some(kind));
                 shared.closing.set(true);
-                shut_down(fd);
-                shared.reader.wake();
+                finish_writer(shared, fd);
                 return;
             }
             continue;
         }
         if shared.closing.get() {
-            shut_down(fd);
-            shared.reader.wake();
+            finish_writer(shared, fd);
             return;
         }
     }
@@ -353,7 +375,9 @@ async fn writer_task<H: Handler>(
 /// the connection is closing and the flush took `close_flush_timeout_ms`.
 async fn abort_write(handle: &DriverHandle, close_flush_timeout_ms: u64) -> io::ErrorKind {
     let shared = &handle.shared;
-    shared.reader_or_writer_wait(|| shared.closing.get() || shared.ended.get()).await;
+    shared
+        .reader_or_writer_wait(|| shared.closing.get() || shared.ended.get())
+        .await;
     if shared.ended.get() {
         return io::ErrorKind::ConnectionAborted;
     }
@@ -369,6 +393,14 @@ impl Shared {
     async fn reader_or_writer_wait(&self, ready: impl FnMut() -> bool) {
         self.writer.wait_until(ready).await;
     }
+}
+
+/// Shuts the socket down (the reader's pending receive completes with 0
+/// bytes) and tells the reader the writer is done.
+fn finish_writer(shared: &Shared, fd: RawFd) {
+    shut_down(fd);
+    shared.writer_done.set(true);
+    shared.reader.wake();
 }
 
 fn shut_down(fd: RawFd) {

@@ -29,7 +29,11 @@ pub struct ListenerOptions {
 
 impl Default for ListenerOptions {
     fn default() -> Self {
-        ListenerOptions { backlog_connections: 1024, reuse_port: true, reuse_address: true }
+        ListenerOptions {
+            backlog_connections: 1024,
+            reuse_port: true,
+            reuse_address: true,
+        }
     }
 }
 
@@ -54,7 +58,11 @@ impl fmt::Display for BindError {
             }
             _ => "",
         };
-        write!(f, "cannot listen on {}: {}{}", self.address, self.source, hint)
+        write!(
+            f,
+            "cannot listen on {}: {}{}",
+            self.address, self.source, hint
+        )
     }
 }
 
@@ -70,7 +78,11 @@ pub fn bind(address: SocketAddr, options: &ListenerOptions) -> Result<TcpListene
 }
 
 fn bind_inner(address: SocketAddr, options: &ListenerOptions) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     if address.is_ipv6() {
         // `[::]` means IPv6 only; list `0.0.0.0` separately for IPv4.
         socket.set_only_v6(true)?;
@@ -100,13 +112,21 @@ pub fn bind_group(
     options: &ListenerOptions,
 ) -> Result<Vec<TcpListener>, BindError> {
     assert!(count >= 1, "bind_group needs at least one socket");
-    let options = ListenerOptions { reuse_port: true, ..options.clone() };
+    let options = ListenerOptions {
+        reuse_port: true,
+        ..options.clone()
+    };
     if address.port() != 0 {
-        let probe_options = ListenerOptions { reuse_port: false, ..options.clone() };
+        let probe_options = ListenerOptions {
+            reuse_port: false,
+            ..options.clone()
+        };
         drop(bind(address, &probe_options)?);
     }
     let first = bind(address, &options)?;
-    let bound = first.local_addr().map_err(|source| BindError { address, source })?;
+    let bound = first
+        .local_addr()
+        .map_err(|source| BindError { address, source })?;
     let mut listeners = Vec::with_capacity(count);
     listeners.push(first);
     for _ in 1..count {
@@ -129,7 +149,11 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let ports: Vec<u16> = group
             .iter()
-            .map(|l| l.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}")))
+            .map(|l| {
+                l.local_addr()
+                    .map(|a| a.port())
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
             .collect();
         assert_eq!(ports.len(), 3);
         assert!(ports.iter().all(|&p| p == ports[0] && p != 0));
@@ -146,7 +170,10 @@ mod tests {
         assert_eq!(err.address, taken);
         assert_eq!(err.source.kind(), io::ErrorKind::AddrInUse);
         let text = err.to_string();
-        assert!(text.starts_with(&format!("cannot listen on {taken}: ")), "{text}");
+        assert!(
+            text.starts_with(&format!("cannot listen on {taken}: ")),
+            "{text}"
+        );
         assert!(text.contains("another process"), "{text}");
     }
 

@@ -16,9 +16,8 @@ pub fn allowed_cpus() -> Vec<usize> {
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: `set` is a valid, writable cpu_set_t of the size we pass;
         // pid 0 means the calling thread.
-        let rc = unsafe {
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
-        };
+        let rc =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
         if rc == 0 {
             let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
                 // SAFETY: `cpu` is below CPU_SETSIZE, the bit array's length.

@@ -209,13 +209,31 @@ pub enum ConfigError {
     /// The file could not be read.
     Read { origin: String, error: String },
     /// Not TOML.
-    Syntax { origin: String, line: Option<usize>, message: String },
+    Syntax {
+        origin: String,
+        line: Option<usize>,
+        message: String,
+    },
     /// A key the schema does not have.
-    UnknownKey { origin: String, line: Option<usize>, key: String, expected: String },
+    UnknownKey {
+        origin: String,
+        line: Option<usize>,
+        key: String,
+        expected: String,
+    },
     /// A value of the wrong type or out of the type's range.
-    WrongType { origin: String, line: Option<usize>, key: String, message: String },
+    WrongType {
+        origin: String,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
     /// A well-typed value outside its allowed range.
-    Invalid { key: &'static str, value: String, expected: String },
+    Invalid {
+        key: &'static str,
+        value: String,
+        expected: String,
+    },
     /// The built-in defaults lack a key (a build error, caught by tests).
     MissingDefault { key: &'static str },
 }
@@ -224,21 +242,59 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let at = |line: &Option<usize>| line.map(|l| format!(" (line {l})")).unwrap_or_default();
         match self {
-            ConfigError::Read { origin, error } => write!(f, "cannot read config {origin}: {error}"),
-            ConfigError::Syntax { origin, line, message } => {
-                write!(f, "config {origin} is not valid TOML{}: {message}", at(line))
+            ConfigError::Read { origin, error } => {
+                write!(f, "cannot read config {origin}: {error}")
             }
-            ConfigError::UnknownKey { origin, line, key, expected } => {
-                write!(f, "unknown key `{key}` in config {origin}{}, expected one of {expected}", at(line))
+            ConfigError::Syntax {
+                origin,
+                line,
+                message,
+            } => {
+                write!(
+                    f,
+                    "config {origin} is not valid TOML{}: {message}",
+                    at(line)
+                )
             }
-            ConfigError::WrongType { origin, line, key, message } => {
-                write!(f, "wrong type for key `{key}` in config {origin}{}: {message}", at(line))
+            ConfigError::UnknownKey {
+                origin,
+                line,
+                key,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "unknown key `{key}` in config {origin}{}, expected one of {expected}",
+                    at(line)
+                )
             }
-            ConfigError::Invalid { key, value, expected } => {
-                write!(f, "invalid value for `{key}`: {value} (expected {expected})")
+            ConfigError::WrongType {
+                origin,
+                line,
+                key,
+                message,
+            } => {
+                write!(
+                    f,
+                    "wrong type for key `{key}` in config {origin}{}: {message}",
+                    at(line)
+                )
+            }
+            ConfigError::Invalid {
+                key,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "invalid value for `{key}`: {value} (expected {expected})"
+                )
             }
             ConfigError::MissingDefault { key } => {
-                write!(f, "built-in defaults lack `{key}` (a bug in config/ringmq.toml)")
+                write!(
+                    f,
+                    "built-in defaults lack `{key}` (a bug in config/ringmq.toml)"
+                )
             }
         }
     }
@@ -248,7 +304,13 @@ impl std::error::Error for ConfigError {}
 
 fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> Option<usize> {
     let start = span?.start.min(text.len());
-    Some(text.as_bytes()[..start].iter().filter(|&&b| b == b'\n').count() + 1)
+    Some(
+        text.as_bytes()[..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1,
+    )
 }
 
 fn parse_partial(text: &str, origin: &str) -> Result<PartialConfig, ConfigError> {
@@ -269,7 +331,11 @@ fn classify(origin: &str, line: Option<usize>, path: &str, message: &str) -> Con
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
         let key = if path.is_empty() || path.ends_with(field) {
-            if path.is_empty() { field.to_string() } else { path.to_string() }
+            if path.is_empty() {
+                field.to_string()
+            } else {
+                path.to_string()
+            }
         } else {
             format!("{path}.{field}")
         };
@@ -279,7 +345,12 @@ fn classify(origin: &str, line: Option<usize>, path: &str, message: &str) -> Con
             .trim_start_matches("expected one of ")
             .trim_start_matches("expected ")
             .to_string();
-        return ConfigError::UnknownKey { origin, line, key, expected };
+        return ConfigError::UnknownKey {
+            origin,
+            line,
+            key,
+            expected,
+        };
     }
     for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
         if let Some(rest) = message.strip_prefix(prefix) {
@@ -292,16 +363,31 @@ fn classify(origin: &str, line: Option<usize>, path: &str, message: &str) -> Con
         }
     }
     if message.starts_with("unknown variant") {
-        return ConfigError::WrongType { origin, line, key: path.to_string(), message: message.to_string() };
+        return ConfigError::WrongType {
+            origin,
+            line,
+            key: path.to_string(),
+            message: message.to_string(),
+        };
     }
     if !path.is_empty() && !message.contains('\n') {
-        return ConfigError::WrongType { origin, line, key: path.to_string(), message: message.to_string() };
+        return ConfigError::WrongType {
+            origin,
+            line,
+            key: path.to_string(),
+            message: message.to_string(),
+        };
     }
-    ConfigError::Syntax { origin, line, message: message.replace('\n', "; ") }
+    ConfigError::Syntax {
+        origin,
+        line,
+        message: message.replace('\n', "; "),
+    }
 }
 
 impl Config {
     /// The built-in defaults alone.
+    #[cfg(test)]
     pub fn defaults() -> Result<Config, ConfigError> {
         Config::load_str(None, &Overrides::default())
     }
@@ -312,16 +398,24 @@ impl Config {
             None => None,
             Some(path) => {
                 let origin = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::Read { origin: origin.clone(), error: e.to_string() })?;
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    origin: origin.clone(),
+                    error: e.to_string(),
+                })?;
                 Some((text, origin))
             }
         };
-        Config::load_str(text.as_ref().map(|(t, o)| (t.as_str(), o.as_str())), overrides)
+        Config::load_str(
+            text.as_ref().map(|(t, o)| (t.as_str(), o.as_str())),
+            overrides,
+        )
     }
 
     /// Defaults, then `file` given as `(text, origin)`, then `overrides`.
-    pub fn load_str(file: Option<(&str, &str)>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    pub fn load_str(
+        file: Option<(&str, &str)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
         let mut merged = parse_partial(EMBEDDED_DEFAULTS, EMBEDDED_ORIGIN)?;
         if let Some((text, origin)) = file {
             merged = parse_partial(text, origin)?.over(merged);
@@ -339,7 +433,13 @@ impl Config {
         let runtime = merged.runtime.complete()?;
         let auth = merged.auth.complete()?;
         let listen_addrs = parse_addrs(&listener.listen)?;
-        let config = Config { listener, limits, runtime, auth, listen_addrs };
+        let config = Config {
+            listener,
+            limits,
+            runtime,
+            auth,
+            listen_addrs,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -347,18 +447,42 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let r = &self.runtime;
         if r.shards > SHARDS_MAX {
-            return Err(invalid("runtime.shards", r.shards, format!("0 (one per CPU) or 1..={SHARDS_MAX}")));
+            return Err(invalid(
+                "runtime.shards",
+                r.shards,
+                format!("0 (one per CPU) or 1..={SHARDS_MAX}"),
+            ));
         }
-        in_range("runtime.ring_capacity_slots", r.ring_capacity_slots, bounds::RING_CAPACITY_SLOTS)?;
+        in_range(
+            "runtime.ring_capacity_slots",
+            r.ring_capacity_slots,
+            bounds::RING_CAPACITY_SLOTS,
+        )?;
         in_range(
             "runtime.ring_overflow_max_messages",
             r.ring_overflow_max_messages,
             bounds::RING_OVERFLOW_MAX_MESSAGES,
         )?;
-        in_range("runtime.ring_batch_max_messages", r.ring_batch_max_messages, bounds::RING_BATCH_MAX_MESSAGES)?;
-        in_range("runtime.read_chunk_bytes", r.read_chunk_bytes, bounds::READ_CHUNK_BYTES)?;
-        in_range("runtime.shutdown_grace_ms", r.shutdown_grace_ms, bounds::TIMEOUT_MS)?;
-        in_range("runtime.close_flush_timeout_ms", r.close_flush_timeout_ms, bounds::TIMEOUT_MS)?;
+        in_range(
+            "runtime.ring_batch_max_messages",
+            r.ring_batch_max_messages,
+            bounds::RING_BATCH_MAX_MESSAGES,
+        )?;
+        in_range(
+            "runtime.read_chunk_bytes",
+            r.read_chunk_bytes,
+            bounds::READ_CHUNK_BYTES,
+        )?;
+        in_range(
+            "runtime.shutdown_grace_ms",
+            r.shutdown_grace_ms,
+            bounds::TIMEOUT_MS,
+        )?;
+        in_range(
+            "runtime.close_flush_timeout_ms",
+            r.close_flush_timeout_ms,
+            bounds::TIMEOUT_MS,
+        )?;
         if tracing_subscriber::EnvFilter::try_new(&r.log_level).is_err() {
             return Err(invalid(
                 "runtime.log_level",
@@ -370,9 +494,17 @@ impl Config {
         if l.connections_max == 0 {
             return Err(invalid("limits.connections_max", 0, "at least 1"));
         }
-        in_range("limits.packet_size_max_bytes", l.packet_size_max_bytes, bounds::PACKET_SIZE_MAX_BYTES)?;
+        in_range(
+            "limits.packet_size_max_bytes",
+            l.packet_size_max_bytes,
+            bounds::PACKET_SIZE_MAX_BYTES,
+        )?;
         if l.receive_maximum == 0 {
-            return Err(invalid("limits.receive_maximum", 0, "1..=65535 (0 is a protocol error)"));
+            return Err(invalid(
+                "limits.receive_maximum",
+                0,
+                "1..=65535 (0 is a protocol error)",
+            ));
         }
         if l.inflight_max == 0 {
             return Err(invalid("limits.inflight_max", 0, "1..=65535"));
@@ -389,7 +521,9 @@ impl Config {
     /// Shards to run: `runtime.shards`, or one per allowed CPU if 0.
     pub fn shard_count(&self, allowed_cpus: usize) -> u16 {
         match self.runtime.shards {
-            0 => u16::try_from(allowed_cpus.max(1)).unwrap_or(SHARDS_MAX).min(SHARDS_MAX),
+            0 => u16::try_from(allowed_cpus.max(1))
+                .unwrap_or(SHARDS_MAX)
+                .min(SHARDS_MAX),
             n => n,
         }
     }
@@ -428,17 +562,33 @@ fn parse_addrs(listen: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
         .iter()
         .map(|a| {
             a.trim().parse::<SocketAddr>().map_err(|_| {
-                invalid("listener.listen", format!("{a:?}"), "\"IP:PORT\", e.g. \"127.0.0.1:1883\" or \"[::]:1883\"")
+                invalid(
+                    "listener.listen",
+                    format!("{a:?}"),
+                    "\"IP:PORT\", e.g. \"127.0.0.1:1883\" or \"[::]:1883\"",
+                )
             })
         })
         .collect()
 }
 
-fn invalid(key: &'static str, value: impl fmt::Display, expected: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, value: value.to_string(), expected: expected.into() }
+fn invalid(
+    key: &'static str,
+    value: impl fmt::Display,
+    expected: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        expected: expected.into(),
+    }
 }
 
-fn in_range<T: PartialOrd + fmt::Display + Copy>(key: &'static str, v: T, (lo, hi): (T, T)) -> Result<(), ConfigError> {
+fn in_range<T: PartialOrd + fmt::Display + Copy>(
+    key: &'static str,
+    v: T,
+    (lo, hi): (T, T),
+) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         return Err(invalid(key, v, format!("{lo}..={hi}")));
     }

@@ -1,1 +1,399 @@
-//! Helpers for the black-box tests in tests/tests/.
+//! Harness for the black-box tests of the real `ringmq` binary.
+//!
+//! # Where the tests live, and why
+//!
+//! The tests themselves are in `shards/tests/` (integration tests of the
+//! `ringmq` package), and use this crate as a dev-dependency. Cargo gives
+//! integration tests of a package the path of that package's freshly built
+//! binary (`env!("CARGO_BIN_EXE_ringmq")`) and rebuilds the binary before
+//! running them; a test in another package would have to guess
+//! `target/{debug,release}/ringmq` and could run a stale build. So:
+//! `cargo test -p ringmq` builds the binary and runs every black-box test
+//! against it. [`binary`] lets `RINGMQ_BIN` point at another build (for
+//! example a release binary) instead.
+//!
+//! # What is here
+//!
+//! - [`Broker`]: starts the binary on an ephemeral port (`--listen
+//!   127.0.0.1:0`), learns the port from its "listening" log line, stops it
+//!   with SIGTERM and reports the exit status; killed on drop.
+//! - [`RawClient`]: a blocking TCP client with read timeouts for raw-packet
+//!   tests with byte-exact expectations.
+//! - [`packet`]: builders for the MQTT packets those tests send.
+//! - [`client_id_on_shard`]: client ids that hash to a chosen shard.
+//!
+//! `RINGMQ_TEST_IO=epoll` (or `uring`) runs the suites on that I/O driver
+//! instead of `auto`.
+//!
+//! Every wait is bounded ([`STARTUP_TIMEOUT`], [`READ_TIMEOUT`],
+//! [`STOP_TIMEOUT`]), so a broken broker fails a test instead of hanging it.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub mod packet;
+
+/// How long the broker may take to print its "listening" line.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a raw read waits for bytes.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the broker may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The broker binary: `RINGMQ_BIN` if set, else `default` (pass
+/// `env!("CARGO_BIN_EXE_ringmq")`).
+pub fn binary(default: &str) -> PathBuf {
+    std::env::var_os("RINGMQ_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default))
+}
+
+/// A running broker process.
+pub struct Broker {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Broker {
+    /// Starts `bin` with `--listen 127.0.0.1:0 --shards 2` and `extra`
+    /// arguments, and waits until it listens.
+    ///
+    /// `RINGMQ_TEST_IO=epoll|uring|auto` adds `--io` (unless `extra` has
+    /// one), to run a whole suite on one I/O driver.
+    pub fn start(bin: &PathBuf, extra: &[&str]) -> Broker {
+        let mut args: Vec<&str> = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "2"];
+        let io = std::env::var("RINGMQ_TEST_IO").ok();
+        if let Some(io) = io.as_deref() {
+            if !extra.contains(&"--io") {
+                args.extend_from_slice(&["--io", io]);
+            }
+        }
+        args.extend_from_slice(extra);
+        Broker::start_with_args(bin, &args)
+    }
+
+    /// Starts `bin` with exactly `args`; they must make it listen on one
+    /// address whose "listening addresses=..." log line gives the port.
+    pub fn start_with_args(bin: &PathBuf, args: &[&str]) -> Broker {
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = tx.send(addr);
+                    }
+                    if let Ok(mut l) = log.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                thread::sleep(Duration::from_millis(100));
+                let log = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+                panic!("broker did not report listening within {STARTUP_TIMEOUT:?}; log:\n{log}");
+            }
+        };
+        Broker {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The stderr lines so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
+            if pid > 0 {
+                // SAFETY: kill(2) on our own child's pid; no memory involved.
+                unsafe { libc::kill(pid, signal) };
+            }
+        }
+    }
+
+    /// SIGTERM, then waits (at most [`STOP_TIMEOUT`]) for the exit status;
+    /// kills it and panics if it does not exit in time.
+    pub fn stop(mut self) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(STOP_TIMEOUT);
+        (status, started.elapsed())
+    }
+
+    /// Waits for the process to exit by itself, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let Some(mut child) = self.child.take() else {
+            panic!("already stopped")
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("broker did not exit within {limit:?}; log:\n{}", self.log());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Parses `... listening addresses=127.0.0.1:1234 ...`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let rest = line.split("addresses=").nth(1)?;
+    let first = rest.split([' ', ',']).next()?;
+    first.parse().ok()
+}
+
+/// Runs the binary to completion (for CLI error tests), at most `limit`.
+/// Returns (exit status, stdout, stderr).
+pub fn run_to_exit(bin: &PathBuf, args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = stdout.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} {args:?} did not exit within {limit:?}", bin.display());
+            }
+        }
+    };
+    (
+        status,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    )
+}
+
+/// A blocking raw MQTT connection with bounded reads.
+pub struct RawClient {
+    stream: TcpStream,
+}
+
+impl RawClient {
+    /// Connects (no MQTT CONNECT is sent).
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .unwrap_or_else(|e| panic!("{e}"));
+        stream.set_nodelay(true).unwrap_or_else(|e| panic!("{e}"));
+        RawClient { stream }
+    }
+
+    /// Sends bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("send: {e}"));
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        self.stream
+            .read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("read {n} bytes: {e}"));
+        buf
+    }
+
+    /// Reads `expected.len()` bytes and asserts they equal `expected`.
+    pub fn expect(&mut self, expected: &[u8]) {
+        let got = self.read_exact(expected.len());
+        assert_eq!(hex(&got), hex(expected), "bytes from the broker");
+    }
+
+    /// Reads one whole MQTT packet (fixed header included).
+    pub fn read_packet(&mut self) -> Vec<u8> {
+        self.try_read_packet()
+            .unwrap_or_else(|e| panic!("read packet: {e}"))
+    }
+
+    /// Reads one whole MQTT packet, or the I/O error (EOF included).
+    pub fn try_read_packet(&mut self) -> io::Result<Vec<u8>> {
+        let mut packet = vec![0u8; 1];
+        self.stream.read_exact(&mut packet)?;
+        let mut remaining: usize = 0;
+        for i in 0..4 {
+            let mut b = [0u8; 1];
+            self.stream.read_exact(&mut b)?;
+            packet.push(b[0]);
+            remaining |= usize::from(b[0] & 0x7f) << (7 * i);
+            if b[0] & 0x80 == 0 {
+                let mut body = vec![0u8; remaining];
+                self.stream.read_exact(&mut body)?;
+                packet.extend_from_slice(&body);
+                return Ok(packet);
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "remaining length longer than 4 bytes",
+        ))
+    }
+
+    /// Asserts the broker closes the connection (EOF or reset) within
+    /// [`READ_TIMEOUT`], possibly after sending some packets (returned).
+    pub fn expect_closed(&mut self) -> Vec<Vec<u8>> {
+        let mut before = Vec::new();
+        loop {
+            match self.try_read_packet() {
+                Ok(p) => before.push(p),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("connection still open after {READ_TIMEOUT:?}")
+                }
+                Err(_) => return before,
+            }
+        }
+    }
+
+    /// Asserts nothing arrives within `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        self.stream
+            .set_read_timeout(Some(wait))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut b = [0u8; 1];
+        match self.stream.read(&mut b) {
+            Ok(0) => panic!("connection closed, expected it open and silent"),
+            Ok(_) => panic!("unexpected byte {:02x}", b[0]),
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ),
+                "{e}"
+            ),
+        }
+        self.stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// CONNECT (v3.1.1, clean session, keep-alive 60 s), expects CONNACK
+    /// `20 02 00 00`.
+    pub fn connect_v311(addr: SocketAddr, client_id: &str) -> RawClient {
+        let mut c = RawClient::connect(addr);
+        c.send(&packet::connect_v311(client_id, true, 60));
+        c.expect(&[0x20, 0x02, 0x00, 0x00]);
+        c
+    }
+}
+
+/// Lower-case hex with spaces, for readable assertion failures.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A client id starting with `prefix` that `owner_shard` puts on `shard`
+/// of `shard_count`.
+pub fn client_id_on_shard(prefix: &str, shard: u16, shard_count: u16) -> String {
+    (0u32..10_000)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| ringmq_engine::broker::owner_shard(id.as_bytes(), shard_count) == shard)
+        .unwrap_or_else(|| panic!("no id with prefix {prefix} lands on shard {shard}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_listening_line() {
+        let line = "2026-01-01T00:00:00Z  INFO main ringmq::server: listening addresses=127.0.0.1:41234,[::1]:5 shards=2 io=epoll";
+        assert_eq!(listening_addr(line), "127.0.0.1:41234".parse().ok());
+        assert_eq!(listening_addr("shard started shard=0"), None);
+    }
+
+    #[test]
+    fn ids_land_on_the_requested_shard() {
+        for shard in 0..4 {
+            let id = client_id_on_shard("t", shard, 4);
+            assert_eq!(ringmq_engine::broker::owner_shard(id.as_bytes(), 4), shard);
+        }
+    }
+}

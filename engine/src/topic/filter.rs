@@ -44,27 +44,33 @@ fn validate_plain_filter(filter: &[u8], levels_max: usize) -> Result<(), TopicEr
     Ok(())
 }
 
-/// Naive reference matcher: does `filter` match topic name `topic`?
+/// Naive reference matcher: does subscription `filter` match topic name
+/// `topic`?
+///
+/// A valid `$share/{group}/{filter}` matches as its inner filter, so
+/// `"$share/g/#"` matches `"a/b"` but not `"$SYS/x"` ([MQTT-4.8.2]); any
+/// other filter matches as [`plain_filter_matches`] says.
+///
+/// This is the specification the trie is tested against, not the fast path.
+pub fn filter_matches(filter: &[u8], topic: &[u8]) -> bool {
+    match parse_shared(filter) {
+        Ok(Some(shared)) => plain_filter_matches(shared.filter, topic),
+        _ => plain_filter_matches(filter, topic),
+    }
+}
+
+/// Naive reference matcher for a filter taken literally (no `$share/`
+/// handling): the semantics of a [`super::TopicTrie`] key.
 ///
 /// - `+` matches exactly one level, empty included; `#` matches the rest,
 ///   zero levels included, so `"a/#"` matches `"a"` (MQTT 5.0 4.7.1.2);
 /// - a filter whose first level is a wildcard does not match a topic whose
-///   first level starts with `$` ([MQTT-4.7.2-1]);
-/// - a valid `$share/{group}/{filter}` matches as its inner filter, so
-///   `"$share/g/#"` matches `"a/b"` but not `"$SYS/x"`.
+///   first level starts with `$` ([MQTT-4.7.2-1]).
 ///
-/// Both arguments are expected to be valid (see [`validate_topic_filter`],
-/// [`super::validate_topic_name`]). For an invalid filter the answer is
-/// defined but not meaningful: a `#` that is not last never matches, and a
-/// malformed `$share/` filter matches literally. [`super::TopicTrie`] agrees
-/// with this function on every input, valid or not.
-///
-/// This is the specification the trie is tested against, not the fast path.
-pub fn filter_matches(filter: &[u8], topic: &[u8]) -> bool {
-    let filter = match parse_shared(filter) {
-        Ok(Some(shared)) => shared.filter,
-        _ => filter,
-    };
+/// Both arguments are expected to be valid. For an invalid filter the answer
+/// is defined but not meaningful (a `#` that is not last never matches), and
+/// [`super::TopicTrie`] agrees with it on every input, valid or not.
+pub fn plain_filter_matches(filter: &[u8], topic: &[u8]) -> bool {
     if topic.first() == Some(&b'$') && matches!(filter.first(), Some(b'+' | b'#')) {
         return false;
     }
@@ -258,9 +264,18 @@ mod tests {
         // Not shared: literal.
         assert!(filter_matches(b"$sharefoo/x", b"$sharefoo/x"));
         assert!(!filter_matches(b"$sharefoo/x", b"x"));
-        // Malformed shared filters match literally (they never reach the trie
-        // after validation; the trie agrees anyway).
+        // Malformed shared filters match literally.
         assert!(filter_matches(b"$share/g", b"$share/g"));
+        // The inner filter of a nested share is the literal "$share/h/x".
+        assert!(filter_matches(b"$share/g/$share/h/x", b"$share/h/x"));
+        assert!(!filter_matches(b"$share/g/$share/h/x", b"x"));
+    }
+
+    #[test]
+    fn plain_matching_takes_share_literally() {
+        assert!(plain_filter_matches(b"$share/g/#", b"$share/g/x"));
+        assert!(!plain_filter_matches(b"$share/g/#", b"a"));
+        assert!(plain_filter_matches(b"#", b"a"));
     }
 
     #[test]

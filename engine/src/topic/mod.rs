@@ -10,8 +10,11 @@
 //! - [`validate_topic_name`] / [`validate_topic_filter`]: the rules, with a
 //!   configurable `levels_max`.
 //! - [`parse_shared`]: splits `$share/{ShareName}/{filter}`.
-//! - [`filter_matches`]: the naive reference matcher (one filter, one topic).
-//! - [`TopicTrie`]: many filters, one allocation-free walk per topic.
+//! - [`filter_matches`], [`plain_filter_matches`]: the naive reference
+//!   matchers (one filter, one topic).
+//! - [`TopicTrie`]: many filters, one allocation-free walk per topic. Its
+//!   keys are plain filters; a shared subscription is keyed by its inner
+//!   filter.
 //!
 //! Shared subscriptions are recognised by prefix in every protocol version
 //! (as mosquitto and HiveMQ do for v3.1.1 clients); the broker decides
@@ -22,7 +25,7 @@ mod name;
 mod shared;
 mod trie;
 
-pub use filter::{filter_matches, validate_topic_filter};
+pub use filter::{filter_matches, plain_filter_matches, validate_topic_filter};
 pub use name::validate_topic_name;
 pub use shared::{parse_shared, SharedFilter, SHARE_PREFIX};
 pub use trie::TopicTrie;

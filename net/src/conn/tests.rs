@@ -55,6 +55,8 @@ fn each_driver(test: fn(StdListener) -> std::pin::Pin<Box<dyn std::future::Futur
         .unwrap_or_else(|e| panic!("legacy runtime: {e}"));
     legacy.block_on(test(listener()));
     #[cfg(target_os = "linux")]
+    eprintln!("io_uring available: {}", monoio::utils::detect_uring());
+    #[cfg(target_os = "linux")]
     if monoio::utils::detect_uring() {
         let mut uring = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
             .enable_timer()
@@ -64,16 +66,23 @@ fn each_driver(test: fn(StdListener) -> std::pin::Pin<Box<dyn std::future::Futur
     }
 }
 
-fn client(addr: SocketAddr, script: impl FnOnce(std::net::TcpStream) + Send + 'static) -> thread::JoinHandle<()> {
+fn client(
+    addr: SocketAddr,
+    script: impl FnOnce(std::net::TcpStream) + Send + 'static,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
-        s.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap_or_else(|e| panic!("{e}"));
+        s.set_read_timeout(Some(CLIENT_TIMEOUT))
+            .unwrap_or_else(|e| panic!("{e}"));
         script(s)
     })
 }
 
 async fn accept(listener: &monoio::net::TcpListener) -> Connection {
-    let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("accept: {e}"));
+    let (stream, _) = listener
+        .accept()
+        .await
+        .unwrap_or_else(|e| panic!("accept: {e}"));
     Connection::new(stream)
 }
 
@@ -89,7 +98,8 @@ async fn wait_closed(echo: &Echo) {
 
 fn read_to_end(mut s: std::net::TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
-    s.read_to_end(&mut got).unwrap_or_else(|e| panic!("read: {e}"));
+    s.read_to_end(&mut got)
+        .unwrap_or_else(|e| panic!("read: {e}"));
     got
 }
 
@@ -98,7 +108,8 @@ fn echo_then_close_flushes_and_reports_local() {
     each_driver(|std_listener| {
         Box::pin(async move {
             let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
             let peer = client(addr, |mut s| {
                 s.write_all(b"hello").unwrap_or_else(|e| panic!("{e}"));
                 let mut five = [0u8; 5];
@@ -108,11 +119,20 @@ fn echo_then_close_flushes_and_reports_local() {
                 assert_eq!(read_to_end(s), b"bye!", "close flushes, then EOF");
             });
             let conn = accept(&listener).await;
-            let echo = Rc::new(Echo { consume: true, ..Echo::default() });
-            conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), DriverConfig::default());
+            let echo = Rc::new(Echo {
+                consume: true,
+                ..Echo::default()
+            });
+            conn.spawn_driver(
+                BytesMut::new(),
+                echo.clone(),
+                echo.handle.clone(),
+                DriverConfig::default(),
+            );
             wait_closed(&echo).await;
             assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
-            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
         })
     });
 }
@@ -122,17 +142,31 @@ fn peer_eof_reports_peer_closed_once() {
     each_driver(|std_listener| {
         Box::pin(async move {
             let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
             let peer = client(addr, |mut s| {
                 s.write_all(b"x").unwrap_or_else(|e| panic!("{e}"));
+                // Read the echo before closing: closing with unread data
+                // would make the kernel send a reset instead of a FIN.
+                let mut one = [0u8; 1];
+                s.read_exact(&mut one).unwrap_or_else(|e| panic!("{e}"));
             });
             let conn = accept(&listener).await;
-            let echo = Rc::new(Echo { consume: true, ..Echo::default() });
-            conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), DriverConfig::default());
+            let echo = Rc::new(Echo {
+                consume: true,
+                ..Echo::default()
+            });
+            conn.spawn_driver(
+                BytesMut::new(),
+                echo.clone(),
+                echo.handle.clone(),
+                DriverConfig::default(),
+            );
             wait_closed(&echo).await;
             monoio::time::sleep(Duration::from_millis(20)).await;
             assert_eq!(*echo.closed.borrow(), vec![CloseReason::PeerClosed]);
-            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
         })
     });
 }
@@ -142,7 +176,8 @@ fn reads_are_bounded_and_buffer_limit_closes() {
     each_driver(|std_listener| {
         Box::pin(async move {
             let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
             let peer = client(addr, |mut s| {
                 s.write_all(&[7u8; 10]).unwrap_or_else(|e| panic!("{e}"));
                 // The server closes: EOF or reset, both end the read.
@@ -153,14 +188,22 @@ fn reads_are_bounded_and_buffer_limit_closes() {
             // Never consumes: the buffer grows by <= 4 bytes per read until
             // it holds 8 = read_buffer_max_bytes, then the driver closes.
             let echo = Rc::new(Echo::default());
-            let config = DriverConfig { read_chunk_bytes: 4, read_buffer_max_bytes: 8, close_flush_timeout_ms: 1000 };
+            let config = DriverConfig {
+                read_chunk_bytes: 4,
+                read_buffer_max_bytes: 8,
+                close_flush_timeout_ms: 1000,
+            };
             conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), config);
             wait_closed(&echo).await;
             let reads = echo.reads.borrow().clone();
-            assert!(reads.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 4), "{reads:?}");
+            assert!(
+                reads.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 4),
+                "{reads:?}"
+            );
             assert!(reads.iter().all(|&n| n <= 8), "{reads:?}");
             assert_eq!(*echo.closed.borrow(), vec![CloseReason::ReadBufferFull]);
-            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
         })
     });
 }
@@ -170,7 +213,8 @@ fn handoff_through_owned_fd_keeps_bytes_and_socket() {
     each_driver(|std_listener| {
         Box::pin(async move {
             let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
             let peer = client(addr, |mut s| {
                 s.write_all(b"first").unwrap_or_else(|e| panic!("{e}"));
                 let mut five = [0u8; 5];
@@ -182,14 +226,25 @@ fn handoff_through_owned_fd_keeps_bytes_and_socket() {
             let mut conn = accept(&listener).await;
             let (n, first) = conn.read_chunk(BytesMut::new(), 64).await;
             assert_eq!(n.unwrap_or_else(|e| panic!("{e}")), 5);
-            let fd = conn.into_owned_fd().unwrap_or_else(|_| panic!("no op in flight"));
+            let fd = conn
+                .into_owned_fd()
+                .unwrap_or_else(|_| panic!("no op in flight"));
             // The "owner shard": adopt the fd, feed the bytes read so far.
             let adopted = Connection::from_owned_fd(fd).unwrap_or_else(|e| panic!("{e}"));
-            let echo = Rc::new(Echo { consume: true, ..Echo::default() });
-            adopted.spawn_driver(first, echo.clone(), echo.handle.clone(), DriverConfig::default());
+            let echo = Rc::new(Echo {
+                consume: true,
+                ..Echo::default()
+            });
+            adopted.spawn_driver(
+                first,
+                echo.clone(),
+                echo.handle.clone(),
+                DriverConfig::default(),
+            );
             wait_closed(&echo).await;
             assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
-            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
         })
     });
 }
@@ -199,19 +254,29 @@ fn close_before_driver_starts_is_honoured() {
     each_driver(|std_listener| {
         Box::pin(async move {
             let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let listener = monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
             let peer = client(addr, |s| {
                 assert_eq!(read_to_end(s), b"early");
             });
             let conn = accept(&listener).await;
-            let echo = Rc::new(Echo { consume: true, ..Echo::default() });
+            let echo = Rc::new(Echo {
+                consume: true,
+                ..Echo::default()
+            });
             echo.out.borrow_mut().extend_from_slice(b"early");
             echo.handle.transmit();
             echo.handle.close();
-            conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), DriverConfig::default());
+            conn.spawn_driver(
+                BytesMut::new(),
+                echo.clone(),
+                echo.handle.clone(),
+                DriverConfig::default(),
+            );
             wait_closed(&echo).await;
             assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
-            peer.join().unwrap_or_else(|_| panic!("client thread panicked"));
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
         })
     });
 }

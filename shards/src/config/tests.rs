@@ -14,7 +14,12 @@ fn err(text: &str) -> String {
 #[test]
 fn embedded_defaults_are_complete_and_valid() {
     let c = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.listen_addrs, vec!["127.0.0.1:1883".parse::<SocketAddr>().unwrap_or_else(|e| panic!("{e}"))]);
+    assert_eq!(
+        c.listen_addrs,
+        vec!["127.0.0.1:1883"
+            .parse::<SocketAddr>()
+            .unwrap_or_else(|e| panic!("{e}"))]
+    );
     assert_eq!(c.runtime.io, IoMode::Auto);
     assert_eq!(c.runtime.shards, 0);
     assert!(c.auth.allow_anonymous);
@@ -33,7 +38,10 @@ fn file_overrides_only_what_it_sets() {
     assert_eq!(c.limits.connections_max, 7);
     assert_eq!(c.broker_config().connections_max, 7);
     let d = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.limits.packet_size_max_bytes, d.limits.packet_size_max_bytes);
+    assert_eq!(
+        c.limits.packet_size_max_bytes,
+        d.limits.packet_size_max_bytes
+    );
     assert_eq!(c.runtime, d.runtime);
 }
 
@@ -56,40 +64,66 @@ fn command_line_overrides_win() {
 #[test]
 fn unknown_top_level_key_names_it_the_file_and_the_choices() {
     let e = err("[limts]\nconnections_max = 1\n");
-    assert!(e.starts_with("unknown key `limts` in config test.toml (line 1), expected one of"), "{e}");
-    assert!(e.contains("`listener`") && e.contains("`limits`") && e.contains("`runtime`"), "{e}");
+    assert!(
+        e.starts_with("unknown key `limts` in config test.toml (line 1), expected one of"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`listener`") && e.contains("`limits`") && e.contains("`runtime`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unknown_nested_key_names_the_full_path() {
     let e = err("\n[limits]\nconnections_mx = 1\n");
-    assert!(e.starts_with("unknown key `limits.connections_mx` in config test.toml (line 3)"), "{e}");
+    assert!(
+        e.starts_with("unknown key `limits.connections_mx` in config test.toml (line 3)"),
+        "{e}"
+    );
     assert!(e.contains("`connections_max`"), "{e}");
 }
 
 #[test]
 fn wrong_type_names_the_key_and_the_expected_type() {
     let e = err("[runtime]\nshards = \"two\"\n");
-    assert!(e.starts_with("wrong type for key `runtime.shards` in config test.toml (line 2): found string"), "{e}");
+    assert!(
+        e.starts_with(
+            "wrong type for key `runtime.shards` in config test.toml (line 2): found string"
+        ),
+        "{e}"
+    );
     assert!(e.contains("expected u16"), "{e}");
     let e = err("[runtime]\nio = \"kqueue\"\n");
-    assert!(e.contains("`runtime.io`") && e.contains("auto") && e.contains("epoll"), "{e}");
+    assert!(
+        e.contains("`runtime.io`") && e.contains("auto") && e.contains("epoll"),
+        "{e}"
+    );
     let e = err("[limits]\nreceive_maximum = 70000\n");
-    assert!(e.contains("`limits.receive_maximum`") && e.contains("u16"), "{e}");
+    assert!(
+        e.contains("`limits.receive_maximum`") && e.contains("u16"),
+        "{e}"
+    );
 }
 
 #[test]
 fn syntax_error_names_the_file() {
     let e = err("[runtime\nshards = 1\n");
-    assert!(e.starts_with("config test.toml is not valid TOML (line 1)"), "{e}");
+    assert!(
+        e.starts_with("config test.toml is not valid TOML (line 1)"),
+        "{e}"
+    );
 }
 
 #[test]
 fn out_of_range_values_are_refused() {
     assert!(err("[runtime]\nshards = 65\n").contains("invalid value for `runtime.shards`: 65"));
-    assert!(err("[runtime]\nring_capacity_slots = 1\n").contains("`runtime.ring_capacity_slots`: 1 (expected 2..="));
+    assert!(err("[runtime]\nring_capacity_slots = 1\n")
+        .contains("`runtime.ring_capacity_slots`: 1 (expected 2..="));
     assert!(err("[limits]\nconnections_max = 0\n").contains("`limits.connections_max`"));
-    assert!(err("[listener]\nlisten = [\"localhost\"]\n").contains("`listener.listen`: \"localhost\""));
+    assert!(
+        err("[listener]\nlisten = [\"localhost\"]\n").contains("`listener.listen`: \"localhost\"")
+    );
     assert!(err("[listener]\nlisten = []\n").contains("`listener.listen`"));
     assert!(err("[runtime]\nlog_level = \"info,[[\"\n").contains("`runtime.log_level`"));
 }
@@ -113,10 +147,20 @@ fn shard_count_auto_is_capped() {
 #[test]
 fn examples_parse() {
     for (name, text) in [
-        ("public.toml", include_str!("../../../config/examples/public.toml")),
-        ("small-device.toml", include_str!("../../../config/examples/small-device.toml")),
-        ("epoll.toml", include_str!("../../../config/examples/epoll.toml")),
+        (
+            "public.toml",
+            include_str!("../../../config/examples/public.toml"),
+        ),
+        (
+            "small-device.toml",
+            include_str!("../../../config/examples/small-device.toml"),
+        ),
+        (
+            "epoll.toml",
+            include_str!("../../../config/examples/epoll.toml"),
+        ),
     ] {
-        Config::load_str(Some((text, name)), &Overrides::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        Config::load_str(Some((text, name)), &Overrides::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }

@@ -1,0 +1,259 @@
+//! Command line: subcommands and their options (clap derive). Option names
+//! follow emqtt-bench / mqtt-benchmark where they overlap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Largest payload loadgen sends: 16 MiB.
+pub const PAYLOAD_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "MQTT load generator: pub / sub / pubsub / conn scenarios with HdrHistogram latency",
+    long_about = "MQTT load generator. Without a subcommand it runs `pubsub` (the default \
+                  benchmark) with the options given.\n\nEvery run stops by itself (--duration or \
+                  --count) and only ever connects to --host.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub pubsub: PubSubArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Publishers only: publish throughput, and PUBACK / PUBCOMP latency for QoS 1 / 2.
+    Pub(PubArgs),
+    /// Subscribers only: receive throughput, loss / duplicates / order of loadgen payloads.
+    Sub(SubArgs),
+    /// Publishers and subscribers in one process: end-to-end latency (the default benchmark).
+    Pubsub(PubSubArgs),
+    /// Open many connections at a rate and hold them: connect latency and failures.
+    Conn(ConnArgs),
+    /// Turn --json outputs into one self-contained HTML page (latency chart + table).
+    Report(ReportArgs),
+}
+
+/// MQTT protocol version as the CONNECT protocol level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Version {
+    /// MQTT 3.1 (MQIsdp)
+    #[value(name = "3")]
+    V3,
+    /// MQTT 3.1.1
+    #[value(name = "4")]
+    V4,
+    /// MQTT 5.0
+    #[value(name = "5")]
+    V5,
+}
+
+/// How publishers and subscribers are wired in `pubsub`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Topology {
+    /// Every subscriber subscribes to every publisher's topic (1 -> N).
+    Fanout,
+    /// Same wiring as fanout, written for N publishers -> few subscribers.
+    Fanin,
+    /// Publisher i -> subscriber i on its own topic (--pubs = --subs).
+    Pairs,
+    /// Subscribers share `$share/loadgen/<topic>`: each message goes to one of them.
+    Shared,
+}
+
+/// Where and how to connect, and how to report.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Broker address (loadgen only connects here).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Broker port.
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    /// Protocol level: 3 (3.1), 4 (3.1.1), 5 (5.0).
+    #[arg(long = "version", short = 'V', value_enum, default_value = "4")]
+    pub version: Version,
+    /// Client id prefix; ids are <prefix>-pub-<i>, <prefix>-sub-<i>, <prefix>-conn-<i>
+    /// (default: loadgen-<pid>).
+    #[arg(long)]
+    pub client_prefix: Option<String>,
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    #[arg(long, short = 'P')]
+    pub password: Option<String>,
+    /// Keep-alive interval in seconds (0 = off).
+    #[arg(long = "keep-alive", default_value_t = 60)]
+    pub keep_alive_s: u16,
+    /// Worker threads, each with its own monoio runtime and a slice of the
+    /// clients (default: the CPUs this process may run on).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON line on stdout (the text summary then goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Write the latency histogram in HdrHistogram percentile format (µs).
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Name of this run in JSON / HTML reports (e.g. the broker's name).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No live progress line on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// How long a run lasts.
+#[derive(Args, Debug, Clone)]
+pub struct TimingArgs {
+    /// Seconds of traffic before measuring starts (not in latency or rates).
+    #[arg(long = "warmup", default_value_t = 2.0)]
+    pub warmup_s: f64,
+    /// Seconds of measured traffic after the warm-up.
+    #[arg(long = "duration", short = 'd', default_value_t = 10.0)]
+    pub duration_s: f64,
+    /// After publishing stops, wait at most this many seconds for messages in flight.
+    #[arg(long = "drain", default_value_t = 2.0)]
+    pub drain_s: f64,
+}
+
+/// What publishers send.
+#[derive(Args, Debug, Clone)]
+pub struct MessageArgs {
+    /// QoS of publishes and subscriptions.
+    #[arg(long, short = 'Q', default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// Payload size in bytes (at least 24: loadgen's header).
+    #[arg(long = "size", short = 's', default_value_t = 64)]
+    pub size_bytes: usize,
+    /// Messages per second per publisher; 0 = as fast as the broker takes them.
+    #[arg(long = "rate", short = 'r', default_value_t = 1000.0)]
+    pub rate_per_pub: f64,
+    /// Messages per publisher, then stop (0 = until --duration ends).
+    #[arg(long, short = 'c', default_value_t = 0)]
+    pub count: u64,
+    /// Outbound QoS 1/2 window per publisher (also capped by the broker's Receive Maximum).
+    #[arg(long, default_value_t = 64)]
+    pub inflight: u16,
+    /// Set the retain flag on publishes.
+    #[arg(long)]
+    pub retain: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PubArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Number of publishers.
+    #[arg(long, default_value_t = 1)]
+    pub pubs: u32,
+    /// Topic; %i is replaced by the publisher index.
+    #[arg(long, short = 't', default_value = "loadgen/%i")]
+    pub topic: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SubArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    /// Number of subscribers.
+    #[arg(long, default_value_t = 1)]
+    pub subs: u32,
+    /// Topic filter; %i is replaced by the subscriber index.
+    #[arg(long, short = 't', default_value = "loadgen/#")]
+    pub topic: String,
+    /// QoS of the subscriptions.
+    #[arg(long, short = 'Q', default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PubSubArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Number of publishers (default: 1; fanin: 10; pairs: --subs).
+    #[arg(long)]
+    pub pubs: Option<u32>,
+    /// Number of subscribers (default: fanout 10; fanin and shared 1 and 4; pairs: --pubs or 10).
+    #[arg(long)]
+    pub subs: Option<u32>,
+    /// Topic of publisher i; %i is replaced by i.
+    #[arg(long, short = 't', default_value = "loadgen/%i")]
+    pub topic: String,
+    /// How publishers and subscribers are wired.
+    #[arg(long, value_enum, default_value = "fanout")]
+    pub topology: Topology,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Connections to open.
+    #[arg(long, short = 'c', default_value_t = 1000)]
+    pub count: u64,
+    /// Connections opened per second, all threads together (0 = as fast as possible).
+    #[arg(long = "rate", short = 'r', default_value_t = 1000.0)]
+    pub rate_per_s: f64,
+    /// Seconds to hold the connections open after the last one opened.
+    #[arg(long = "duration", short = 'd', default_value_t = 10.0)]
+    pub duration_s: f64,
+    /// Connects in progress at once per thread.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Connections per source address before moving on to the next
+    /// (127.0.0.2, 127.0.0.3, ...; loopback hosts only). Default: 50_000
+    /// capped by the ephemeral port range.
+    #[arg(long)]
+    pub conns_per_source: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// JSON files written with --json (one run per line).
+    #[arg(required = true, value_name = "JSON")]
+    pub inputs: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(long, short = 'o', value_name = "HTML")]
+    pub output: PathBuf,
+    /// Page title.
+    #[arg(long, default_value = "loadgen report")]
+    pub title: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn default_is_pubsub_and_version_parses() {
+        let cli = Cli::try_parse_from(["loadgen", "--version", "5", "--subs", "3"]);
+        let cli = cli.unwrap_or_else(|e| panic!("{e}"));
+        assert!(cli.command.is_none());
+        assert_eq!(cli.pubsub.connect.version, Version::V5);
+        assert_eq!(cli.pubsub.subs, Some(3));
+        let bad = Cli::try_parse_from(["loadgen", "pub", "--qos", "3"]);
+        assert!(bad.is_err());
+        let conn = Cli::try_parse_from(["loadgen", "conn", "--count", "10", "--rate", "5"]);
+        assert!(matches!(conn.map(|c| c.command), Ok(Some(Command::Conn(_)))));
+    }
+}

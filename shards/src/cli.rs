@@ -1,0 +1,114 @@
+//! Command line: `ringmq [serve] [--config FILE] [--listen ADDR:PORT]...
+//! [--shards N] [--io auto|uring|epoll] [--log-level FILTER]`.
+//! `serve` is the default subcommand: `ringmq --shards 2` serves too.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{IoMode, Overrides};
+
+/// ringmq: an MQTT 3.1.1 / 5.0 broker, one shard per core.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringmq",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker (the default).
+    Serve(ServeArgs),
+    /// Print the built-in default configuration (config/ringmq.toml).
+    DefaultConfig,
+    /// Load and validate the configuration, print the effective values, exit.
+    CheckConfig(ServeArgs),
+}
+
+/// Options of `serve` (and of `check-config`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); keys it omits keep their built-in defaults.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, IP:PORT (repeatable, or comma-separated);
+    /// replaces `listener.listen`. Default: 127.0.0.1:1883.
+    #[arg(long, short = 'l', value_name = "ADDR:PORT", value_delimiter = ',')]
+    pub listen: Vec<String>,
+    /// Number of shards (threads, one per core); 0 = one per CPU.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u16>,
+    /// I/O driver.
+    #[arg(long, value_enum, value_name = "DRIVER")]
+    pub io: Option<IoMode>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter.
+    /// Wins over RUST_LOG and `runtime.log_level`.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+impl ServeArgs {
+    /// The values that override the configuration files.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            shards: self.shards,
+            io: self.io,
+            log_level: self.log_level.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("ringmq").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default() {
+        let cli = parse(&["--shards", "2", "--listen", "127.0.0.1:0", "--io", "epoll"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.shards, Some(2));
+        assert_eq!(cli.serve.io, Some(IoMode::Epoll));
+        assert_eq!(cli.serve.listen, vec!["127.0.0.1:0"]);
+    }
+
+    #[test]
+    fn listen_is_repeatable_and_splits_commas() {
+        let cli = parse(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:2,[::1]:3",
+        ]);
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.listen, vec!["127.0.0.1:1", "127.0.0.1:2", "[::1]:3"]);
+    }
+
+    #[test]
+    fn bad_io_value_is_refused() {
+        assert!(Cli::try_parse_from(["ringmq", "--io", "kqueue"]).is_err());
+    }
+}

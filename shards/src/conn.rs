@@ -1,0 +1,196 @@
+//! A client connection on a shard: accept it in the engine, route it to the
+//! shard that owns its client id (hand-off), then drive it with
+//! `ringmq_net::conn`, with [`ConnCtx`] as the driver's handler.
+//!
+//! Routing (DESIGN.md section 3, session ownership): with more than one
+//! shard, a new connection's first bytes are read *before* the engine sees
+//! them and given to `route_connect`. If another shard owns the client id,
+//! the accepting shard closes the connection in its engine (it saw only
+//! `accept`), gives up the socket (no operation in flight) and pushes
+//! `RingMsg::Handoff { fd, bytes }` to the owner, which adopts the socket,
+//! accepts it in its engine and feeds it those bytes first. The owner does
+//! not route again, so a connection moves at most once.
+//!
+//! Routing is bounded: by the engine's CONNECT timeout (it closes the
+//! connection, which ends the routing read) and by
+//! `route_buffer_max_bytes` (past it the connection is served locally and
+//! the engine judges the oversize or malformed CONNECT).
+
+use std::cell::Cell;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use ringmq_engine::broker::{route_connect, ConnId, Route, ShardId};
+use ringmq_net::conn::{CloseReason, Connection, DriverHandle, Handler};
+
+use crate::mesh::RingMsg;
+use crate::shard::Shard;
+
+/// The runtime side of one accepted connection: the driver's handler.
+pub struct ConnCtx {
+    pub shard: Rc<Shard>,
+    pub id: ConnId,
+    pub handle: DriverHandle,
+    /// Set when a message this connection produced went over the overflow
+    /// limit towards this peer: reads pause until that overflow shrinks.
+    pub blocked_on: Cell<Option<ShardId>>,
+}
+
+impl Handler for ConnCtx {
+    fn on_bytes(&self, buf: &mut BytesMut) {
+        let now = self.shard.now_ms();
+        self.shard
+            .broker
+            .borrow_mut()
+            .handle_read(self.id, buf, now);
+        self.shard.drain_events(Some(self));
+    }
+
+    fn take_outgoing(&self) -> Option<Bytes> {
+        let mut broker = self.shard.broker.borrow_mut();
+        let out = broker.outgoing(self.id)?;
+        if out.is_empty() {
+            return None;
+        }
+        Some(out.split().freeze())
+    }
+
+    fn reads_paused(&self) -> bool {
+        match self.blocked_on.get() {
+            Some(peer) if self.shard.over_limit(peer) => true,
+            Some(_) => {
+                self.blocked_on.set(None);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn on_closed(&self, reason: CloseReason) {
+        self.shard.connection_closed(self.id, reason);
+    }
+}
+
+/// Accepts a connection in the engine and registers its runtime side.
+/// `None`: the engine refused it (connection limit) or the shard stops;
+/// dropping the connection closes the socket.
+fn accept(shard: &Rc<Shard>, conn: &Connection) -> Option<Rc<ConnCtx>> {
+    if shard.is_stopping() {
+        return None;
+    }
+    if let Err(e) = conn.set_nodelay(shard.settings.nodelay) {
+        tracing::debug!(shard = shard.id, error = %e, "TCP_NODELAY");
+    }
+    let now = shard.now_ms();
+    let accepted = shard.broker.borrow_mut().accept(now);
+    let Some(id) = accepted else {
+        tracing::debug!(shard = shard.id, peer = ?conn.peer_addr(), "connection refused: connections_max reached");
+        shard.drain_events(None);
+        return None;
+    };
+    let ctx = Rc::new(ConnCtx {
+        shard: shard.clone(),
+        id,
+        handle: DriverHandle::new(),
+        blocked_on: Cell::new(None),
+    });
+    shard.register(ctx.clone());
+    shard.drain_events(None);
+    Some(ctx)
+}
+
+fn drive(conn: Connection, initial: BytesMut, ctx: Rc<ConnCtx>) {
+    let handle = ctx.handle.clone();
+    let config = ctx.shard.settings.driver;
+    conn.spawn_driver(initial, ctx, handle, config);
+}
+
+/// A socket from this shard's listener.
+pub async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
+    let mut conn = Connection::new(stream);
+    let Some(ctx) = accept(&shard, &conn) else {
+        return;
+    };
+    if shard.count <= 1 {
+        drive(conn, BytesMut::new(), ctx);
+        return;
+    }
+    let chunk = shard.settings.driver.read_chunk_bytes;
+    let mut buf = BytesMut::new();
+    let owner = loop {
+        let read = monoio::select! {
+            r = conn.read_chunk(buf, chunk) => Some(r),
+            _ = ctx.handle.closed() => None,
+        };
+        let Some((result, returned)) = read else {
+            // Closed by the engine (CONNECT timeout, shutdown) while routing:
+            // the driver flushes whatever the engine queued and shuts down.
+            drive(conn, BytesMut::new(), ctx);
+            return;
+        };
+        buf = returned;
+        match result {
+            Ok(0) => return ctx.on_closed(CloseReason::PeerClosed),
+            Ok(_) => {}
+            Err(e) => return ctx.on_closed(CloseReason::ReadError(e.kind())),
+        }
+        // MQTT-3.1.0-1: the first packet must be CONNECT (0x10). Anything
+        // else is judged by the local engine now, instead of waiting for
+        // what its first byte claims is a long packet.
+        if buf.first().is_some_and(|&b| b != 0x10) {
+            break None;
+        }
+        match route_connect(&buf, shard.id, shard.count) {
+            Route::NeedMore if buf.len() < shard.settings.route_buffer_max_bytes => continue,
+            Route::NeedMore | Route::Local => break None,
+            Route::Shard(owner) if owner == shard.id || owner >= shard.count => break None,
+            Route::Shard(owner) => break Some(owner),
+        }
+    };
+    let Some(owner) = owner else {
+        drive(conn, buf, ctx);
+        return;
+    };
+    match conn.into_owned_fd() {
+        Ok(fd) => {
+            tracing::trace!(
+                shard = shard.id,
+                owner,
+                bytes = buf.len(),
+                "handing connection to its owner"
+            );
+            ctx.on_closed(CloseReason::Local);
+            shard.send(owner, RingMsg::Handoff { fd, bytes: buf }, None);
+            shard.publish_wakeups();
+        }
+        Err(conn) => {
+            // Unreachable by construction (no read is abandoned before a
+            // hand-off); serving locally is still correct, only slower.
+            tracing::error!(
+                shard = shard.id,
+                owner,
+                "cannot hand off a socket with I/O in flight; serving locally"
+            );
+            drive(conn, buf, ctx);
+        }
+    }
+}
+
+/// A connection handed over by another shard: adopt the socket, accept it
+/// here, feed the engine the bytes already read.
+pub fn adopt_handoff(shard: &Rc<Shard>, fd: OwnedFd, bytes: BytesMut) {
+    if shard.is_stopping() {
+        return; // dropping the fd closes the socket
+    }
+    let conn = match Connection::from_owned_fd(fd) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(shard = shard.id, error = %e, "cannot adopt a handed-off connection");
+            return;
+        }
+    };
+    if let Some(ctx) = accept(shard, &conn) {
+        drive(conn, bytes, ctx);
+    }
+}

@@ -1,0 +1,371 @@
+//! The ring mesh: one bounded SPSC ring (rtrb) per ordered pair of shards,
+//! and the cross-thread wake-ups that let a shard sleep when it has nothing
+//! to do.
+//!
+//! ```text
+//!   shard 0 ──ring 0→1──▶ shard 1        N shards: N × (N-1) rings,
+//!      ▲  ◀──ring 1→0──    │              each `ring_capacity_slots` slots
+//!      └──────── ... ──────┘              of one `RingMsg`
+//! ```
+//!
+//! # Wake-ups (never busy-polled, never a lock on the data path)
+//!
+//! Each shard has one [`ShardSignal`]: an `AtomicWaker` plus a shutdown
+//! flag. A shard's ring task registers its waker only when it found all its
+//! inbound rings empty (and nothing else to do), then checks again; a
+//! producer pushes a *batch* (everything one engine call produced), then
+//! wakes each peer it pushed to once. Both sides put a `SeqCst` fence
+//! between their store (waker registration / ring tail) and their load
+//! (ring tail / waker state), so one of them always sees the other: no lost
+//! wake-up. Waking a monoio task from another thread goes through monoio's
+//! `sync` feature (the owner thread's eventfd), so a parked shard costs
+//! nothing until a peer has work for it.
+//!
+//! # Full-ring policy
+//!
+//! A push never blocks, never panics and never grows without bound:
+//!
+//! 1. If the peer's ring has room (and nothing is queued before it), the
+//!    message goes on the ring.
+//! 2. Otherwise it is appended to a local overflow queue for that peer
+//!    (FIFO after the ring, so per-publisher order is kept), which the ring
+//!    task moves onto the ring on its next turn. The producer sets the
+//!    ring's `space_wanted` flag; the consumer, after popping from that
+//!    ring, clears it and wakes the producer.
+//! 3. Once a peer's overflow holds `ring_overflow_max_messages`:
+//!    QoS 0 publishes for that peer are dropped and counted
+//!    ([`PushOutcome::Dropped`]); every other message (QoS 1/2, retained,
+//!    interest updates, connection hand-offs) is still queued, and the
+//!    caller pauses the client connection whose input produced it
+//!    ([`PushOutcome::OverLimit`]) until the overflow is below the limit
+//!    again. The overflow can so exceed the limit only by what one engine
+//!    call produces while paused connections stop adding to it.
+//!
+//! Ring consumers are never paused (two shards waiting on each other's
+//! rings would deadlock); they are bounded by `ring_batch_max_messages` per
+//! turn instead.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Waker;
+
+use atomic_waker::AtomicWaker;
+use bytes::BytesMut;
+use ringmq_engine::broker::{ShardId, ShardMessage};
+use ringmq_engine::codec::QoS;
+use rtrb::{Consumer, Producer, RingBuffer};
+
+/// What travels on a ring. Small, `Send`, no allocation per message: the
+/// engine's payloads are `Bytes` (refcounted), a hand-off moves an fd.
+// Slots are allocated once per ring and moved by value: boxing the engine
+// message to shrink the enum would allocate per message instead. A slot is
+// `size_of::<RingMsg>()` bytes (logged at start-up at debug level).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum RingMsg {
+    /// A message of the engine, for the peer's `Broker::handle_shard_message`.
+    Engine(ShardMessage),
+    /// A new connection whose client id the peer owns: the socket, and the
+    /// bytes already read from it (fed to the owner's engine first).
+    Handoff { fd: OwnedFd, bytes: BytesMut },
+}
+
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<RingMsg>();
+};
+
+impl RingMsg {
+    /// A QoS 0 publish may be dropped when the ring and overflow are full.
+    fn droppable(&self) -> bool {
+        match self {
+            RingMsg::Engine(ShardMessage::Publish { publish, .. })
+            | RingMsg::Engine(ShardMessage::SharedPublish { publish, .. }) => {
+                publish.qos == QoS::AtMostOnce
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The part of a shard that other threads may touch.
+#[derive(Default)]
+pub struct ShardSignal {
+    waker: AtomicWaker,
+    shutdown: AtomicBool,
+}
+
+impl ShardSignal {
+    /// Wakes the shard's ring task (no-op if it is not parked).
+    pub fn wake(&self) {
+        fence(Ordering::SeqCst);
+        self.waker.wake();
+    }
+
+    /// Asks the shard to shut down gracefully, from any thread.
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Whether a shutdown was requested.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Registers the ring task's waker; the caller then re-checks its work.
+    pub fn register(&self, waker: &Waker) {
+        self.waker.register(waker);
+        fence(Ordering::SeqCst);
+    }
+}
+
+struct Outbound {
+    producer: Producer<RingMsg>,
+    overflow: VecDeque<RingMsg>,
+    space_wanted: Arc<AtomicBool>,
+    /// Pushed to since the last `publish_wakeups`.
+    dirty: bool,
+    dropped_qos0: u64,
+}
+
+struct Inbound {
+    peer: ShardId,
+    consumer: Consumer<RingMsg>,
+    space_wanted: Arc<AtomicBool>,
+}
+
+/// Result of [`Mesh::push`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// On the ring.
+    Sent,
+    /// In the overflow queue, below its limit.
+    Queued,
+    /// A QoS 0 publish, dropped: the overflow is at its limit.
+    Dropped,
+    /// Queued past the overflow limit: pause the producing connection.
+    OverLimit,
+    /// `peer` is this shard or out of range: dropped.
+    InvalidPeer,
+}
+
+/// Counters of one shard's mesh.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshStats {
+    pub dropped_qos0_ring_full: u64,
+    pub overflow_messages: usize,
+}
+
+/// One shard's end of the mesh: producers to every peer, consumers from
+/// every peer. Lives on the shard thread.
+pub struct Mesh {
+    shard: ShardId,
+    outbound: Vec<Option<Outbound>>,
+    inbound: Vec<Inbound>,
+    signals: Arc<[ShardSignal]>,
+    overflow_max_messages: usize,
+    /// Inbound ring to start the next batch with (fairness).
+    next_inbound: usize,
+}
+
+/// Builds the full mesh for `shard_count` shards: one [`Mesh`] per shard
+/// (index = shard id) and the shared signals.
+pub fn build(
+    shard_count: u16,
+    capacity_slots: usize,
+    overflow_max_messages: usize,
+) -> (Vec<Mesh>, Arc<[ShardSignal]>) {
+    assert!(shard_count >= 1, "at least one shard");
+    assert!(
+        capacity_slots >= 1,
+        "ring capacity must be at least one slot"
+    );
+    let n = usize::from(shard_count);
+    let signals: Arc<[ShardSignal]> = (0..n).map(|_| ShardSignal::default()).collect();
+    let mut meshes: Vec<Mesh> = (0..n)
+        .map(|i| Mesh {
+            shard: i as ShardId,
+            outbound: (0..n).map(|_| None).collect(),
+            inbound: Vec::with_capacity(n.saturating_sub(1)),
+            signals: signals.clone(),
+            overflow_max_messages,
+            next_inbound: 0,
+        })
+        .collect();
+    for from in 0..n {
+        for to in 0..n {
+            if from == to {
+                continue;
+            }
+            let (producer, consumer) = RingBuffer::new(capacity_slots);
+            let space_wanted = Arc::new(AtomicBool::new(false));
+            meshes[from].outbound[to] = Some(Outbound {
+                producer,
+                overflow: VecDeque::new(),
+                space_wanted: space_wanted.clone(),
+                dirty: false,
+                dropped_qos0: 0,
+            });
+            meshes[to].inbound.push(Inbound {
+                peer: from as ShardId,
+                consumer,
+                space_wanted,
+            });
+        }
+    }
+    (meshes, signals)
+}
+
+impl Mesh {
+    /// This shard's signal.
+    pub fn signal(&self) -> &ShardSignal {
+        &self.signals[usize::from(self.shard)]
+    }
+
+    /// Pushes `msg` for `peer` under the full-ring policy (module docs).
+    /// `peer` must be another shard; anything else drops the message and
+    /// returns [`PushOutcome::InvalidPeer`] (a caller bug, not a panic).
+    pub fn push(&mut self, peer: ShardId, msg: RingMsg) -> PushOutcome {
+        let limit = self.overflow_max_messages;
+        let Some(Some(out)) = self.outbound.get_mut(usize::from(peer)) else {
+            return PushOutcome::InvalidPeer;
+        };
+        if out.overflow.is_empty() {
+            match out.producer.push(msg) {
+                Ok(()) => {
+                    out.dirty = true;
+                    return PushOutcome::Sent;
+                }
+                Err(rtrb::PushError::Full(back)) => return Self::queue(out, back, limit),
+            }
+        }
+        Self::queue(out, msg, limit)
+    }
+
+    fn queue(out: &mut Outbound, msg: RingMsg, limit: usize) -> PushOutcome {
+        out.space_wanted.store(true, Ordering::SeqCst);
+        if out.overflow.len() < limit {
+            out.overflow.push_back(msg);
+            return PushOutcome::Queued;
+        }
+        if msg.droppable() {
+            out.dropped_qos0 += 1;
+            if out.dropped_qos0.is_power_of_two() {
+                tracing::warn!(
+                    dropped = out.dropped_qos0,
+                    "ring and overflow to a peer shard are full: dropping QoS 0 messages"
+                );
+            }
+            return PushOutcome::Dropped;
+        }
+        out.overflow.push_back(msg);
+        PushOutcome::OverLimit
+    }
+
+    /// Whether the overflow towards `peer` is at or past its limit.
+    pub fn over_limit(&self, peer: ShardId) -> bool {
+        match self.outbound.get(usize::from(peer)) {
+            Some(Some(out)) => out.overflow.len() >= self.overflow_max_messages,
+            _ => false,
+        }
+    }
+
+    /// Moves queued messages onto rings that have room again (FIFO).
+    pub fn flush_overflow(&mut self) {
+        for out in self.outbound.iter_mut().flatten() {
+            while let Some(msg) = out.overflow.pop_front() {
+                match out.producer.push(msg) {
+                    Ok(()) => out.dirty = true,
+                    Err(rtrb::PushError::Full(back)) => {
+                        out.overflow.push_front(back);
+                        break;
+                    }
+                }
+            }
+            if out.overflow.is_empty() {
+                out.space_wanted.store(false, Ordering::SeqCst);
+            } else {
+                // Announce, then look once more: the consumer may have made
+                // room between our push and the flag (it checks the flag
+                // after popping).
+                out.space_wanted.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Wakes every peer pushed to since the last call (once per batch).
+    pub fn publish_wakeups(&mut self) {
+        for (peer, out) in self.outbound.iter_mut().enumerate() {
+            if let Some(out) = out {
+                if out.dirty {
+                    out.dirty = false;
+                    self.signals[peer].wake();
+                }
+            }
+        }
+    }
+
+    /// Pops up to `budget` messages from the inbound rings into `batch`,
+    /// round-robin across peers; wakes producers waiting for room.
+    /// Returns how many were popped.
+    pub fn pop_batch(&mut self, budget: usize, batch: &mut Vec<RingMsg>) -> usize {
+        let n = self.inbound.len();
+        let mut popped = 0;
+        for k in 0..n {
+            let i = (self.next_inbound + k) % n;
+            let inbound = &mut self.inbound[i];
+            let mut from_this = 0;
+            while popped < budget {
+                match inbound.consumer.pop() {
+                    Ok(msg) => {
+                        batch.push(msg);
+                        popped += 1;
+                        from_this += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if from_this > 0 {
+                fence(Ordering::SeqCst);
+                if inbound.space_wanted.swap(false, Ordering::SeqCst) {
+                    self.signals[usize::from(inbound.peer)].wake();
+                }
+            }
+            if popped >= budget {
+                break;
+            }
+        }
+        if n > 0 {
+            self.next_inbound = (self.next_inbound + 1) % n;
+        }
+        popped
+    }
+
+    /// Whether the ring task has ring work right now: an inbound message,
+    /// or a queued message that fits on its ring.
+    pub fn has_work(&self) -> bool {
+        self.inbound.iter().any(|i| !i.consumer.is_empty())
+            || self
+                .outbound
+                .iter()
+                .flatten()
+                .any(|o| !o.overflow.is_empty() && !o.producer.is_full())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MeshStats {
+        let mut s = MeshStats::default();
+        for out in self.outbound.iter().flatten() {
+            s.dropped_qos0_ring_full += out.dropped_qos0;
+            s.overflow_messages += out.overflow.len();
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;

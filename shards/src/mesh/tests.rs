@@ -1,0 +1,213 @@
+use super::*;
+use bytes::Bytes;
+use ringmq_engine::codec::{Publish, PublishProperties};
+use std::sync::atomic::AtomicUsize;
+use std::task::Wake;
+use std::time::{Duration, Instant};
+
+fn publish(qos: QoS, seq: u32) -> RingMsg {
+    RingMsg::Engine(ShardMessage::Publish {
+        publish: Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: Bytes::from_static(b"t"),
+            packet_id: if qos == QoS::AtMostOnce { 0 } else { 1 },
+            payload: Bytes::copy_from_slice(&seq.to_be_bytes()),
+            properties: PublishProperties::default(),
+        },
+        received_at_ms: u64::from(seq),
+    })
+}
+
+fn seq_of(msg: &RingMsg) -> u32 {
+    match msg {
+        RingMsg::Engine(ShardMessage::Publish { received_at_ms, .. }) => *received_at_ms as u32,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn full_ring_then_overflow_then_policy() {
+    // ring of 2 slots, overflow of 3 messages.
+    let (mut meshes, _signals) = build(2, 2, 3);
+    let mut m0 = meshes.remove(0);
+    let push = |m: &mut Mesh, msg| m.push(1, msg);
+    assert_eq!(
+        push(&mut m0, publish(QoS::AtMostOnce, 0)),
+        PushOutcome::Sent
+    );
+    assert_eq!(
+        push(&mut m0, publish(QoS::AtMostOnce, 1)),
+        PushOutcome::Sent
+    );
+    for s in 2..5 {
+        assert_eq!(
+            push(&mut m0, publish(QoS::AtLeastOnce, s)),
+            PushOutcome::Queued
+        );
+    }
+    assert!(m0.over_limit(1));
+    // At the limit (N = 3): QoS 0 dropped, QoS 1 kept but over the limit.
+    assert_eq!(
+        push(&mut m0, publish(QoS::AtMostOnce, 99)),
+        PushOutcome::Dropped
+    );
+    assert_eq!(
+        push(&mut m0, publish(QoS::AtLeastOnce, 5)),
+        PushOutcome::OverLimit
+    );
+    assert_eq!(
+        m0.stats(),
+        MeshStats {
+            dropped_qos0_ring_full: 1,
+            overflow_messages: 4
+        }
+    );
+    // Handoffs and other messages are never dropped.
+    assert!(!RingMsg::Engine(ShardMessage::Interest {
+        filter: Bytes::new(),
+        shard: 0,
+        count: 1
+    })
+    .droppable());
+}
+
+#[test]
+fn order_is_kept_across_ring_and_overflow() {
+    let (mut meshes, _signals) = build(2, 4, 1000);
+    let mut m1 = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    let mut m0 = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    let mut got = Vec::new();
+    let mut batch = Vec::new();
+    for s in 0..100 {
+        assert_ne!(
+            m0.push(1, publish(QoS::AtLeastOnce, s)),
+            PushOutcome::Dropped
+        );
+        if s % 7 == 0 {
+            m1.pop_batch(3, &mut batch);
+            got.extend(batch.drain(..).map(|m| seq_of(&m)));
+            m0.flush_overflow();
+        }
+    }
+    for _ in 0..1000 {
+        m0.flush_overflow();
+        if m1.pop_batch(16, &mut batch) == 0 && m0.stats().overflow_messages == 0 {
+            break;
+        }
+        got.extend(batch.drain(..).map(|m| seq_of(&m)));
+    }
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn push_to_self_or_unknown_shard_is_refused() {
+    let (mut meshes, _signals) = build(2, 4, 4);
+    assert_eq!(
+        meshes[0].push(0, publish(QoS::AtMostOnce, 0)),
+        PushOutcome::InvalidPeer
+    );
+    assert_eq!(
+        meshes[0].push(7, publish(QoS::AtMostOnce, 0)),
+        PushOutcome::InvalidPeer
+    );
+}
+
+#[test]
+fn pop_batch_respects_the_budget_and_rotates() {
+    let (mut meshes, _signals) = build(3, 64, 4);
+    let mut m2 = meshes.pop().unwrap_or_else(|| panic!("three meshes"));
+    for s in 0..10 {
+        let _ = meshes[0].push(2, publish(QoS::AtMostOnce, s));
+        let _ = meshes[1].push(2, publish(QoS::AtMostOnce, 100 + s));
+    }
+    let mut batch = Vec::new();
+    assert_eq!(m2.pop_batch(4, &mut batch), 4);
+    let first = batch.iter().map(seq_of).collect::<Vec<_>>();
+    batch.clear();
+    assert_eq!(m2.pop_batch(4, &mut batch), 4);
+    let second = batch.iter().map(seq_of).collect::<Vec<_>>();
+    // The second batch starts with the other peer.
+    assert_ne!(first[0] / 100, second[0] / 100, "{first:?} {second:?}");
+}
+
+struct Unpark {
+    thread: std::thread::Thread,
+    wakes: AtomicUsize,
+}
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// A producer thread pushing in batches and a consumer thread that parks
+/// only after register + re-check: every message arrives, in order, and no
+/// park ever waits for its (generous) timeout, which a lost wake-up would.
+#[test]
+fn cross_thread_wakeups_are_not_lost() {
+    const MESSAGES: u32 = 20_000;
+    const PARK_TIMEOUT: Duration = Duration::from_secs(2);
+    let (mut meshes, _signals) = build(2, 64, 1 << 20);
+    let mut consumer = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    let mut producer = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let consumer_thread = std::thread::spawn(move || {
+        let unpark = Arc::new(Unpark {
+            thread: std::thread::current(),
+            wakes: AtomicUsize::new(0),
+        });
+        let waker = Waker::from(unpark.clone());
+        let mut batch = Vec::new();
+        let mut next = 0u32;
+        while next < MESSAGES {
+            assert!(Instant::now() < deadline, "consumer stuck at {next}");
+            if consumer.pop_batch(32, &mut batch) > 0 {
+                for m in batch.drain(..) {
+                    assert_eq!(seq_of(&m), next);
+                    next += 1;
+                }
+                continue;
+            }
+            consumer.signal().register(&waker);
+            if consumer.has_work() {
+                continue;
+            }
+            let t = Instant::now();
+            std::thread::park_timeout(PARK_TIMEOUT);
+            assert!(t.elapsed() < PARK_TIMEOUT, "lost wake-up at message {next}");
+        }
+        unpark.wakes.load(Ordering::SeqCst)
+    });
+    let mut s = 0;
+    while s < MESSAGES {
+        assert!(Instant::now() < deadline, "producer stuck at {s}");
+        let batch_end = (s + 1 + s % 13).min(MESSAGES);
+        while s < batch_end {
+            let _ = producer.push(1, publish(QoS::AtLeastOnce, s));
+            s += 1;
+        }
+        producer.flush_overflow();
+        producer.publish_wakeups();
+        if s % 101 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    while producer.stats().overflow_messages > 0 {
+        assert!(Instant::now() < deadline, "overflow never drained");
+        producer.flush_overflow();
+        producer.publish_wakeups();
+        std::thread::yield_now();
+    }
+    let wakes = consumer_thread
+        .join()
+        .unwrap_or_else(|_| panic!("consumer panicked"));
+    // How often the consumer was woken depends on scheduling; print it.
+    eprintln!("consumer woken {wakes} times");
+}

@@ -1,0 +1,304 @@
+//! `ringmq serve`: bind the listeners, build the ring mesh, start one
+//! pinned thread per shard, then wait on the main thread for a signal.
+//!
+//! Signals are received synchronously: SIGINT, SIGTERM and SIGUSR1 are
+//! blocked on the main thread *before* any other thread exists (threads
+//! inherit the mask), and the main thread waits for them with
+//! `sigwait`/`sigtimedwait`. No async-signal handler runs at all.
+//!
+//! - SIGINT / SIGTERM: graceful shutdown. Every shard stops accepting, calls
+//!   `Broker::shutdown` (v5 clients get DISCONNECT 0x8B), flushes and closes
+//!   its connections, and stops; the process exits 0. A shard gets
+//!   `shutdown_grace_ms` for this; the main thread waits that plus
+//!   [`SHUTDOWN_MARGIN_MS`], then exits 0 anyway (logging what was left).
+//! - A second SIGINT/SIGTERM during the shutdown: exit at once, code 1.
+//! - SIGUSR1: sent by a shard thread as it exits; if that happens while
+//!   serving, a shard died (a bug): the others are stopped and the process
+//!   exits 1.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringmq_net::conn::DriverConfig;
+use ringmq_net::listener::{bind_group, BindError, ListenerOptions};
+use ringmq_net::os::{self, SignalSet};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::mesh::{self, RingMsg, ShardSignal};
+use crate::shard::{self, ShardInit, ShardSettings, StartReport};
+
+/// How long the shards may take to start (build runtimes, adopt
+/// listeners) before start-up is declared failed.
+pub const STARTUP_TIMEOUT_MS: u64 = 10_000;
+/// Extra time the main thread gives the shards beyond `shutdown_grace_ms`.
+pub const SHUTDOWN_MARGIN_MS: u64 = 1_000;
+
+/// Why serving failed.
+#[derive(Debug)]
+pub enum ServeError {
+    /// A listening socket could not be created.
+    Bind(BindError),
+    /// Signals could not be set up.
+    Signals(std::io::Error),
+    /// A shard could not start.
+    Start(String),
+    /// A shard stopped while serving.
+    ShardDied,
+    /// A second signal cut the graceful shutdown short.
+    Forced,
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Bind(e) => e.fmt(f),
+            ServeError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+            ServeError::Start(e) => write!(f, "cannot start: {e}"),
+            ServeError::ShardDied => {
+                f.write_str("a shard stopped unexpectedly; stopped the others")
+            }
+            ServeError::Forced => f.write_str("second signal: exited before the shutdown finished"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Raises SIGUSR1 (after counting the exit) when a shard thread ends,
+/// normally or by a panic.
+struct ExitNotice(Arc<AtomicUsize>);
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let _ = os::signal_self(libc::SIGUSR1);
+    }
+}
+
+/// Runs the broker until SIGINT/SIGTERM; returns once it has shut down.
+pub fn serve(config: &Config) -> Result<(), ServeError> {
+    let cpus = os::allowed_cpus();
+    let count = config.shard_count(cpus.len());
+    let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
+        .map_err(ServeError::Signals)?;
+
+    let options = ListenerOptions {
+        backlog_connections: config.listener.backlog_connections,
+        reuse_port: true,
+        reuse_address: true,
+    };
+    let mut listeners: Vec<Vec<std::net::TcpListener>> = (0..count).map(|_| Vec::new()).collect();
+    let mut bound: Vec<SocketAddr> = Vec::new();
+    for &address in &config.listen_addrs {
+        let group = bind_group(address, usize::from(count), &options).map_err(ServeError::Bind)?;
+        bound.push(
+            group[0]
+                .local_addr()
+                .map_err(|source| ServeError::Bind(BindError { address, source }))?,
+        );
+        for (i, l) in group.into_iter().enumerate() {
+            listeners[i].push(l);
+        }
+    }
+
+    let r = &config.runtime;
+    let (meshes, ring_signals) =
+        mesh::build(count, r.ring_capacity_slots, r.ring_overflow_max_messages);
+    let ring_bytes = usize::from(count)
+        * usize::from(count.saturating_sub(1))
+        * r.ring_capacity_slots
+        * std::mem::size_of::<RingMsg>();
+    tracing::debug!(
+        shards = count,
+        ring_bytes,
+        slot_bytes = std::mem::size_of::<RingMsg>(),
+        "ring mesh built"
+    );
+
+    let packet_max = config.limits.packet_size_max_bytes as usize;
+    let settings = ShardSettings {
+        driver: DriverConfig {
+            read_chunk_bytes: r.read_chunk_bytes,
+            read_buffer_max_bytes: packet_max.saturating_add(r.read_chunk_bytes),
+            close_flush_timeout_ms: r.close_flush_timeout_ms,
+        },
+        nodelay: config.listener.nodelay,
+        ring_batch_max_messages: r.ring_batch_max_messages,
+        route_buffer_max_bytes: packet_max.saturating_add(r.read_chunk_bytes),
+        shutdown_grace_ms: r.shutdown_grace_ms,
+    };
+    let clock = Clock::start();
+    let exited = Arc::new(AtomicUsize::new(0));
+    let (report_tx, report_rx) = mpsc::channel::<StartReport>();
+    let mut threads = Vec::with_capacity(usize::from(count));
+    for (i, (mesh, listeners)) in meshes.into_iter().zip(listeners).enumerate() {
+        let init = ShardInit {
+            id: i as u16,
+            count,
+            broker_config: config.broker_config(),
+            settings,
+            listeners,
+            mesh,
+            clock,
+            io: r.io,
+            cpu: if r.pin_cores {
+                Some(cpus[i % cpus.len()])
+            } else {
+                None
+            },
+            report: report_tx.clone(),
+        };
+        let notice = ExitNotice(exited.clone());
+        let spawned = thread::Builder::new()
+            .name(format!("ringmq-shard-{i}"))
+            .spawn(move || {
+                let _notice = notice;
+                shard::run(init);
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                stop_all(&ring_signals);
+                return Err(ServeError::Start(format!(
+                    "cannot spawn shard thread {i}: {e}"
+                )));
+            }
+        }
+    }
+    drop(report_tx);
+
+    let drivers = match wait_started(&report_rx, count) {
+        Ok(d) => d,
+        Err(e) => {
+            stop_all(&ring_signals);
+            wait_stopped(
+                &signals,
+                &exited,
+                count,
+                Duration::from_millis(r.shutdown_grace_ms + SHUTDOWN_MARGIN_MS),
+            );
+            return Err(ServeError::Start(e));
+        }
+    };
+    let addresses = bound
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    tracing::info!(addresses = %addresses, shards = count, io = %drivers, "listening");
+
+    // Serve until a signal.
+    let died = loop {
+        match signals.wait(None) {
+            Ok(Some(libc::SIGINT | libc::SIGTERM)) => break false,
+            Ok(_) if exited.load(Ordering::SeqCst) > 0 => break true,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "waiting for signals failed; shutting down");
+                break false;
+            }
+        }
+    };
+    if died {
+        tracing::error!("a shard stopped unexpectedly; stopping the others");
+    } else {
+        tracing::info!(grace_ms = r.shutdown_grace_ms, "shutting down");
+    }
+    stop_all(&ring_signals);
+    let deadline = Duration::from_millis(r.shutdown_grace_ms + SHUTDOWN_MARGIN_MS);
+    let outcome = wait_stopped(&signals, &exited, count, deadline);
+    for t in threads {
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+    match (died, outcome) {
+        (true, _) => Err(ServeError::ShardDied),
+        (false, Stopped::Forced) => Err(ServeError::Forced),
+        (false, Stopped::All) => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        (false, Stopped::Timeout(left)) => {
+            tracing::warn!(
+                shards_still_running = left,
+                "shutdown took longer than its grace period; exiting anyway"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn stop_all(signals: &[ShardSignal]) {
+    for s in signals {
+        s.request_shutdown();
+    }
+}
+
+/// Collects one start report per shard; the summary of drivers in use.
+fn wait_started(reports: &mpsc::Receiver<StartReport>, count: u16) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_millis(STARTUP_TIMEOUT_MS);
+    let mut drivers: Vec<&'static str> = vec![""; usize::from(count)];
+    for _ in 0..count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match reports.recv_timeout(left) {
+            Ok(StartReport {
+                shard,
+                result: Ok(driver),
+            }) => {
+                if let Some(slot) = drivers.get_mut(usize::from(shard)) {
+                    *slot = driver;
+                }
+            }
+            Ok(StartReport {
+                shard,
+                result: Err(e),
+            }) => return Err(format!("shard {shard}: {e}")),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!(
+                    "shards did not start within {STARTUP_TIMEOUT_MS} ms"
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("a shard exited during start-up".into())
+            }
+        }
+    }
+    let mut kinds = drivers.clone();
+    kinds.sort_unstable();
+    kinds.dedup();
+    Ok(kinds.join("+"))
+}
+
+enum Stopped {
+    All,
+    Timeout(usize),
+    Forced,
+}
+
+fn wait_stopped(signals: &SignalSet, exited: &AtomicUsize, count: u16, limit: Duration) -> Stopped {
+    let deadline = Instant::now() + limit;
+    loop {
+        let done = exited.load(Ordering::SeqCst);
+        if done >= usize::from(count) {
+            return Stopped::All;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Stopped::Timeout(usize::from(count) - done);
+        }
+        match signals.wait(Some(left)) {
+            Ok(Some(libc::SIGINT | libc::SIGTERM)) => return Stopped::Forced,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "waiting for shards failed");
+                return Stopped::Timeout(usize::from(count) - done);
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Black-box tests of the `ringmq` binary's command line, configuration
+//! errors, start-up failures and signal handling. Every test is bounded in
+//! time (see `ringmq_tests` timeouts) and stops the broker it started.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ringmq_tests::{binary, packet, run_to_exit, Broker, RawClient};
+
+const EXIT_LIMIT: Duration = Duration::from_secs(20);
+
+fn bin() -> PathBuf {
+    binary(env!("CARGO_BIN_EXE_ringmq"))
+}
+
+fn temp_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringmq-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+#[test]
+fn port_in_use_is_a_clear_error_not_a_panic() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = holder
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string();
+    let (status, _out, err) =
+        run_to_exit(&bin(), &["--listen", &addr, "--shards", "2"], EXIT_LIMIT);
+    assert_eq!(status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")),
+        "stderr: {err}"
+    );
+    assert!(err.to_lowercase().contains("in use"), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+}
+
+#[test]
+fn unknown_config_key_names_key_file_and_choices() {
+    let path = temp_config("typo.toml", "[limts]\nconnections_max = 5\n");
+    let path_s = path.display().to_string();
+    let (status, _out, err) = run_to_exit(&bin(), &["--config", &path_s], EXIT_LIMIT);
+    assert_eq!(status.code(), Some(2), "stderr: {err}");
+    assert!(
+        err.contains(&format!("unknown key `limts` in config {path_s}")),
+        "stderr: {err}"
+    );
+    assert!(
+        err.contains("expected one of `listener`, `limits`, `runtime`, `auth`"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn wrong_config_type_names_key_and_expected_type() {
+    let path = temp_config("type.toml", "[runtime]\nshards = \"two\"\n");
+    let path_s = path.display().to_string();
+    let (status, _out, err) = run_to_exit(&bin(), &["--config", &path_s], EXIT_LIMIT);
+    assert_eq!(status.code(), Some(2), "stderr: {err}");
+    assert!(
+        err.contains("wrong type for key `runtime.shards`"),
+        "stderr: {err}"
+    );
+    assert!(err.contains("expected u16"), "stderr: {err}");
+}
+
+#[test]
+fn missing_config_file_is_reported() {
+    let (status, _out, err) = run_to_exit(
+        &bin(),
+        &["--config", "/nonexistent/ringmq.toml"],
+        EXIT_LIMIT,
+    );
+    assert_eq!(status.code(), Some(2), "stderr: {err}");
+    assert!(
+        err.contains("cannot read config /nonexistent/ringmq.toml"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn bad_flag_value_is_a_usage_error() {
+    let (status, _out, err) = run_to_exit(&bin(), &["--io", "kqueue"], EXIT_LIMIT);
+    assert_eq!(status.code(), Some(2), "stderr: {err}");
+}
+
+#[test]
+fn default_config_prints_the_embedded_file() {
+    let (status, out, _err) = run_to_exit(&bin(), &["default-config"], EXIT_LIMIT);
+    assert!(status.success());
+    assert_eq!(out, include_str!("../../config/ringmq.toml"));
+}
+
+#[test]
+fn sigterm_disconnects_v5_clients_with_0x8b_and_exits_0() {
+    let broker = Broker::start(&bin(), &[]);
+    let mut v5 = RawClient::connect(broker.addr());
+    v5.send(&packet::connect_v5("bye-v5", true, 60));
+    let connack = v5.read_packet();
+    assert_eq!(connack[0], 0x20, "CONNACK");
+    let mut v3 = RawClient::connect_v311(broker.addr(), "bye-v3");
+    let (status, took) = broker.stop();
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(7), "shutdown took {took:?}");
+    // v5: DISCONNECT with reason 0x8B (Server shutting down), then EOF.
+    let before_close = v5.expect_closed();
+    let disconnect = before_close
+        .last()
+        .unwrap_or_else(|| panic!("no DISCONNECT before close"));
+    assert_eq!(disconnect[0], 0xe0, "DISCONNECT");
+    assert_eq!(
+        disconnect.get(2),
+        Some(&0x8b),
+        "reason Server shutting down"
+    );
+    // v3.1.1 has no server DISCONNECT: just closed.
+    assert!(v3.expect_closed().is_empty());
+}
+
+#[test]
+fn sigint_exits_0() {
+    let mut broker = Broker::start(&bin(), &[]);
+    let _client = RawClient::connect_v311(broker.addr(), "ctrl-c");
+    broker.signal(libc::SIGINT);
+    let status = broker.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn epoll_driver_serves_and_says_so() {
+    let broker = Broker::start(&bin(), &["--io", "epoll"]);
+    let mut c = RawClient::connect_v311(broker.addr(), "epoll-client");
+    c.send(&packet::PINGREQ);
+    c.expect(&packet::PINGRESP);
+    assert!(broker.log().contains("io=epoll"), "log: {}", broker.log());
+    let (status, _) = broker.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn auto_driver_logs_what_each_shard_uses() {
+    let broker = Broker::start(&bin(), &["--io", "auto"]);
+    let log = broker.log();
+    let started = log.lines().filter(|l| l.contains("shard started")).count();
+    assert_eq!(started, 2, "log: {log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("shard started"))
+            .all(|l| l.contains("io=")),
+        "log: {log}"
+    );
+    let (status, _) = broker.stop();
+    assert!(status.success());
+}

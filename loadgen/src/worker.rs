@@ -472,12 +472,10 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
                 _ = conn.wait() => {},
             }
         } else if gap_ns > BUSY_BELOW_NS {
-            let t0 = clock.now_ns();
             let slept = match timer.as_mut() {
-                Some(t) => t.sleep(Duration::from_nanos(gap_ns)).await.map_err(|e| eprintln!("DBG timer err {e}")).is_ok(),
+                Some(t) => t.sleep(Duration::from_nanos(gap_ns)).await.is_ok(),
                 None => false,
             };
-            if std::env::var_os("LG_DBG").is_some() { eprintln!("DBG gap {gap_ns} took {} slept {slept}", clock.now_ns() - t0); }
             if !slept {
                 timer = None;
                 monoio::time::sleep(Duration::from_nanos(gap_ns)).await;

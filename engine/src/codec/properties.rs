@@ -194,9 +194,21 @@ pub(crate) fn read_properties<P: Properties>(
     r: &mut Reader<'_>,
     packet_type: u8,
 ) -> Result<P, DecodeError> {
+    let mut props = P::default();
+    read_properties_into(r, packet_type, &mut props)?;
+    Ok(props)
+}
+
+/// [`read_properties`] into a caller's (default) struct, so a large
+/// property struct is not moved through a `Result` on the hot path.
+#[inline]
+pub(crate) fn read_properties_into<P: Properties>(
+    r: &mut Reader<'_>,
+    packet_type: u8,
+    props: &mut P,
+) -> Result<(), DecodeError> {
     let len = r.varint()?;
     let mut block = r.sub(len as usize)?;
-    let mut props = P::default();
     while !block.is_empty() {
         // The identifier is a Variable Byte Integer (section 2.2.2.2); every
         // defined one fits a single byte.
@@ -205,7 +217,7 @@ pub(crate) fn read_properties<P: Properties>(
             u8::try_from(property_id).map_err(|_| DecodeError::InvalidPropertyId(u8::MAX))?;
         props.read_one(&mut block, property_id, packet_type)?;
     }
-    Ok(props)
+    Ok(())
 }
 
 /// Size of a property block: the Property Length varint plus `props_len`.

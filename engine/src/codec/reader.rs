@@ -116,12 +116,10 @@ impl<'a> Reader<'a> {
         Ok(self.frame.slice(start..self.pos))
     }
 
-    /// Everything left, as a slice of the frame (the PUBLISH payload).
+    /// Offset of the next unread byte in the frame.
     #[inline]
-    pub(crate) fn take_rest(&mut self) -> Bytes {
-        let start = self.pos.min(self.end);
-        self.pos = self.end;
-        self.frame.slice(start..self.end)
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     /// Binary Data: a Two Byte Integer length then that many bytes (section 1.5.6).
@@ -157,12 +155,48 @@ impl<'a> Reader<'a> {
     }
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero iff some byte of `x` is 0 (exact as an existence test).
+#[inline(always)]
+const fn has_zero_byte(x: u64) -> u64 {
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// One pass over `s`, 8 bytes at a time: `(suspect, non_ascii)` where
+/// `suspect` means a NUL, or with `wildcards` a `+` or `#`, may be present
+/// (the caller then takes the exact slow path) and `non_ascii` means a byte
+/// >= 0x80 is present (so full UTF-8 validation is needed). Pure ASCII
+/// without those bytes, the common case for topics, needs nothing else.
+#[inline(always)]
+fn scan(s: &[u8], wildcards: bool) -> (bool, bool) {
+    let mut suspect = 0u64;
+    let mut high = 0u64;
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or([0; 8]));
+        high |= x & HI;
+        suspect |= has_zero_byte(x);
+        if wildcards {
+            suspect |= has_zero_byte(x ^ (LO * b'+' as u64)) | has_zero_byte(x ^ (LO * b'#' as u64));
+        }
+    }
+    let mut tail_suspect = false;
+    for &b in chunks.remainder() {
+        high |= u64::from(b & 0x80);
+        tail_suspect |= b == 0 || (wildcards && (b == b'+' || b == b'#'));
+    }
+    (suspect != 0 || tail_suspect, high != 0)
+}
+
 /// MQTT UTF-8 rules (section 1.5.4): well-formed UTF-8 with no surrogates
 /// ([MQTT-1.5.4-1]; `from_utf8` rejects encoded surrogates) and no U+0000
 /// ([MQTT-1.5.4-2]).
 #[inline]
 pub(crate) fn validate_utf8(s: &[u8]) -> Result<(), DecodeError> {
-    if std::str::from_utf8(s).is_err() || s.contains(&0) {
+    let (nul, non_ascii) = scan(s, false);
+    if nul || (non_ascii && std::str::from_utf8(s).is_err()) {
         return Err(DecodeError::InvalidUtf8);
     }
     Ok(())
@@ -170,12 +204,19 @@ pub(crate) fn validate_utf8(s: &[u8]) -> Result<(), DecodeError> {
 
 /// A Topic Name (section 4.7): MQTT UTF-8 without the wildcard characters
 /// `+` and `#` ([MQTT-3.3.2-2]). Emptiness is the caller's decision (allowed
-/// in a v5 PUBLISH that carries a Topic Alias).
+/// in a v5 PUBLISH that carries a Topic Alias). One pass in the common case.
 #[inline]
 pub(crate) fn validate_topic_name(s: &[u8]) -> Result<(), DecodeError> {
-    validate_utf8(s)?;
-    if s.iter().any(|&c| c == b'+' || c == b'#') {
+    let (suspect, non_ascii) = scan(s, true);
+    if suspect {
+        // Exact answer, UTF-8 errors first (as the two-step check would).
+        if std::str::from_utf8(s).is_err() || s.contains(&0) {
+            return Err(DecodeError::InvalidUtf8);
+        }
         return Err(DecodeError::WildcardInTopicName);
+    }
+    if non_ascii && std::str::from_utf8(s).is_err() {
+        return Err(DecodeError::InvalidUtf8);
     }
     Ok(())
 }
@@ -191,7 +232,7 @@ mod tests {
         assert_eq!(r.utf8(), Err(DecodeError::Truncated));
         let mut r = Reader::new(&frame, 9);
         assert_eq!(r.u8(), Err(DecodeError::Truncated));
-        assert!(r.take_rest().is_empty());
+        assert_eq!(r.position(), 4);
         let mut r = Reader::new(&frame, 0);
         let mut sub = r.sub(3).unwrap_or_else(|_| Reader::new(&frame, 4));
         assert_eq!(sub.u16(), Ok(3));

@@ -110,18 +110,34 @@ struct Raw {
 
 impl Raw {
     fn new(config: BrokerConfig) -> Raw {
-        Raw { broker: Broker::new(config, 0, 1), now_ms: 1_000, wires: HashMap::new(), serial: 0 }
+        Raw {
+            broker: Broker::new(config, 0, 1),
+            now_ms: 1_000,
+            wires: HashMap::new(),
+            serial: 0,
+        }
     }
 
     fn open(&mut self) -> R {
         let conn = self.broker.accept(self.now_ms).expect("accept");
         self.serial += 1;
-        self.wires.insert(conn, Wire { serial: self.serial, ..Wire::default() });
-        R { conn, serial: self.serial }
+        self.wires.insert(
+            conn,
+            Wire {
+                serial: self.serial,
+                ..Wire::default()
+            },
+        );
+        R {
+            conn,
+            serial: self.serial,
+        }
     }
 
     fn closed(&self, r: R) -> bool {
-        self.wires.get(&r.conn).map_or(true, |w| w.serial != r.serial || w.closed)
+        self.wires
+            .get(&r.conn)
+            .map_or(true, |w| w.serial != r.serial || w.closed)
     }
 
     fn send(&mut self, r: R, bytes: &[u8]) {
@@ -140,7 +156,11 @@ impl Raw {
                 Event::Close(c) => (c, true),
                 Event::ToShard { .. } => continue,
             };
-            let out = self.broker.outgoing(conn).map(|o| o.split()).unwrap_or_default();
+            let out = self
+                .broker
+                .outgoing(conn)
+                .map(|o| o.split())
+                .unwrap_or_default();
             if let Some(w) = self.wires.get_mut(&conn) {
                 if !w.closed {
                     w.bytes.extend_from_slice(&out);
@@ -173,7 +193,10 @@ impl Raw {
     /// Open, send a v3.1.1 CONNECT for `id`, return the frames answered.
     fn connect(&mut self, id: &str, clean: bool) -> (R, Vec<Vec<u8>>) {
         let r = self.open();
-        self.send(r, &encode4(&Packet::Connect(Box::new(connect_packet(V3, id, clean)))));
+        self.send(
+            r,
+            &encode4(&Packet::Connect(Box::new(connect_packet(V3, id, clean)))),
+        );
         let frames = self.frames(r);
         (r, frames)
     }
@@ -189,7 +212,9 @@ impl Authenticator for Acl {
     fn authenticate(&mut self, c: &Credentials<'_>) -> Result<(), ReasonCode> {
         match c.username {
             Some(b"bad") => Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
-            Some(b"user") if c.password != Some(&b"pw"[..]) => Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            Some(b"user") if c.password != Some(&b"pw"[..]) => {
+                Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
+            }
             _ => Ok(()),
         }
     }
@@ -208,7 +233,16 @@ fn acl_sim() -> Sim {
 }
 
 fn publishes(packets: &[Packet]) -> Vec<Publish> {
-    packets.iter().filter_map(|p| if let Packet::Publish(p) = p { Some(p.clone()) } else { None }).collect()
+    packets
+        .iter()
+        .filter_map(|p| {
+            if let Packet::Publish(p) = p {
+                Some(p.clone())
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn raw_first(sim: &mut Sim, bytes: &[u8]) -> C {
@@ -234,7 +268,10 @@ fn expect_connect_refused(bytes: &[u8]) {
     let c = raw_first(&mut sim, bytes);
     assert!(sim.is_closed(c), "CONNECT {bytes:02x?} accepted");
     for p in sim.recv(c) {
-        assert!(matches!(&p, Packet::ConnAck(a) if a.reason.is_error()), "{p:?}");
+        assert!(
+            matches!(&p, Packet::ConnAck(a) if a.reason.is_error()),
+            "{p:?}"
+        );
     }
     assert_eq!(sim.brokers[0].session_count(), 0);
 }
@@ -242,13 +279,17 @@ fn expect_connect_refused(bytes: &[u8]) {
 fn accepted(bytes: &[u8]) {
     let mut sim = Sim::new(1);
     let c = raw_first(&mut sim, bytes);
-    let Packet::ConnAck(ack) = sim.expect(c, |p| matches!(p, Packet::ConnAck(_))) else { unreachable!() };
+    let Packet::ConnAck(ack) = sim.expect(c, |p| matches!(p, Packet::ConnAck(_))) else {
+        unreachable!()
+    };
     assert_eq!(ack.reason, ReasonCode::SUCCESS, "{bytes:02x?}");
     assert!(!sim.is_closed(c));
 }
 
 fn topics(got: &[Publish]) -> Vec<String> {
-    got.iter().map(|m| String::from_utf8_lossy(&m.topic).into_owned()).collect()
+    got.iter()
+        .map(|m| String::from_utf8_lossy(&m.topic).into_owned())
+        .collect()
 }
 
 // ================================================================ 1.5 / 2: data and packet format
@@ -257,7 +298,12 @@ fn topics(got: &[Publish]) -> Vec<String> {
 /// truncated, invalid byte) in a topic closes the connection.
 #[test]
 fn ill_formed_utf8_closes() {
-    for topic in [&[0xED, 0xA0, 0x80][..], &[0xC0, 0x80], &[b'a', 0xE2, 0x82], &[0xFF]] {
+    for topic in [
+        &[0xED, 0xA0, 0x80][..],
+        &[0xC0, 0x80],
+        &[b'a', 0xE2, 0x82],
+        &[0xFF],
+    ] {
         expect_close(&publish4(topic, b"x"));
     }
 }
@@ -289,14 +335,14 @@ fn zero_width_no_break_space_is_kept() {
 #[test]
 fn reserved_fixed_header_flags_close() {
     let rows: [Vec<u8>; 8] = [
-        vec![0xC1, 0x00],                                  // PINGREQ 0001
-        vec![0x41, 0x02, 0x00, 0x01],                      // PUBACK 0001
-        vec![0x60, 0x02, 0x00, 0x01],                      // PUBREL 0000
-        vec![0x63, 0x02, 0x00, 0x01],                      // PUBREL 0011
-        fr(0x80, &cat(&[&[0, 1], &s(b"a"), &[0]])),        // SUBSCRIBE 0000
-        fr(0xA0, &cat(&[&[0, 1], &s(b"a")])),              // UNSUBSCRIBE 0000
-        vec![0xE1, 0x00],                                  // DISCONNECT 0001
-        vec![0xE8, 0x00],                                  // DISCONNECT 1000
+        vec![0xC1, 0x00],                           // PINGREQ 0001
+        vec![0x41, 0x02, 0x00, 0x01],               // PUBACK 0001
+        vec![0x60, 0x02, 0x00, 0x01],               // PUBREL 0000
+        vec![0x63, 0x02, 0x00, 0x01],               // PUBREL 0011
+        fr(0x80, &cat(&[&[0, 1], &s(b"a"), &[0]])), // SUBSCRIBE 0000
+        fr(0xA0, &cat(&[&[0, 1], &s(b"a")])),       // UNSUBSCRIBE 0000
+        vec![0xE1, 0x00],                           // DISCONNECT 0001
+        vec![0xE8, 0x00],                           // DISCONNECT 1000
     ];
     for row in rows {
         expect_close(&row);
@@ -338,19 +384,33 @@ fn acknowledgements_carry_the_packet_identifier() {
     let mut m = publish("x", "1", 1);
     m.packet_id = 0x0102;
     sim.send(c, Packet::Publish(m));
-    sim.expect(c, |p| matches!(p, Packet::PubAck(a) if a.packet_id == 0x0102));
+    sim.expect(
+        c,
+        |p| matches!(p, Packet::PubAck(a) if a.packet_id == 0x0102),
+    );
     let mut m = publish("x", "2", 2);
     m.packet_id = 0x0203;
     sim.send(c, Packet::Publish(m));
-    sim.expect(c, |p| matches!(p, Packet::PubRec(a) if a.packet_id == 0x0203));
+    sim.expect(
+        c,
+        |p| matches!(p, Packet::PubRec(a) if a.packet_id == 0x0203),
+    );
     sim.send(c, Packet::PubRel(PubAck::new(0x0203)));
-    sim.expect(c, |p| matches!(p, Packet::PubComp(a) if a.packet_id == 0x0203));
+    sim.expect(
+        c,
+        |p| matches!(p, Packet::PubComp(a) if a.packet_id == 0x0203),
+    );
     sim.subscribe(c, "back", 2);
     let p = sim.connect(V3, "p", true);
     sim.pub_simple(p, "back", "b", 2);
-    let Packet::Publish(out) = sim.expect(c, |p| matches!(p, Packet::Publish(_))) else { unreachable!() };
+    let Packet::Publish(out) = sim.expect(c, |p| matches!(p, Packet::Publish(_))) else {
+        unreachable!()
+    };
     sim.send(c, Packet::PubRec(PubAck::new(out.packet_id)));
-    sim.expect(c, |p| matches!(p, Packet::PubRel(a) if a.packet_id == out.packet_id));
+    sim.expect(
+        c,
+        |p| matches!(p, Packet::PubRel(a) if a.packet_id == out.packet_id),
+    );
     let mut raw = Raw::new(BrokerConfig::default());
     let (r, _) = raw.connect("r", true);
     raw.send(r, &fr(0x82, &cat(&[&[0xAB, 0xCD], &s(b"a"), &[1]])));
@@ -365,7 +425,12 @@ fn acknowledgements_carry_the_packet_identifier() {
 #[test]
 fn first_packet_must_be_connect() {
     let mut sim = Sim::new(1);
-    for first in [publish4(b"t", b"x"), fr(0x82, &cat(&[&[0, 1], &s(b"a"), &[0]])), vec![0xC0, 0], vec![0xE0, 0]] {
+    for first in [
+        publish4(b"t", b"x"),
+        fr(0x82, &cat(&[&[0, 1], &s(b"a"), &[0]])),
+        vec![0xC0, 0],
+        vec![0xE0, 0],
+    ] {
         let c = raw_first(&mut sim, &first);
         assert!(sim.is_closed(c));
         assert!(sim.recv(c).is_empty());
@@ -376,8 +441,12 @@ fn first_packet_must_be_connect() {
 /// [MQTT-3.1.0-2]: a second CONNECT is a protocol violation: the client is disconnected.
 #[test]
 fn second_connect_disconnects() {
-    expect_close(&encode4(&Packet::Connect(Box::new(connect_packet(V3, "c", true)))));
-    expect_close(&encode4(&Packet::Connect(Box::new(connect_packet(V3, "other", false)))));
+    expect_close(&encode4(&Packet::Connect(Box::new(connect_packet(
+        V3, "c", true,
+    )))));
+    expect_close(&encode4(&Packet::Connect(Box::new(connect_packet(
+        V3, "other", false,
+    )))));
 }
 
 /// [MQTT-3.1.2-1]: an incorrect protocol name: the client is disconnected and the CONNECT is
@@ -386,7 +455,10 @@ fn second_connect_disconnects() {
 fn wrong_protocol_name_disconnects() {
     for name in [&b"MQTX"[..], b"mqtt", b"MQIsdp"] {
         let mut sim = Sim::new(1);
-        let c = raw_first(&mut sim, &fr(0x10, &cat(&[&s(name), &[4, 2, 0, 60], &s(b"c")])));
+        let c = raw_first(
+            &mut sim,
+            &fr(0x10, &cat(&[&s(name), &[4, 2, 0, 60], &s(b"c")])),
+        );
         assert!(sim.is_closed(c), "{name:?}");
         assert_eq!(sim.brokers[0].session_count(), 0);
     }
@@ -399,7 +471,10 @@ fn unsupported_protocol_level() {
     let mut raw = Raw::new(BrokerConfig::default());
     for level in [0u8, 3, 6, 9] {
         let r = raw.open();
-        raw.send(r, &fr(0x10, &cat(&[&s(b"MQTT"), &[level, 2, 0, 60], &s(b"c")])));
+        raw.send(
+            r,
+            &fr(0x10, &cat(&[&s(b"MQTT"), &[level, 2, 0, 60], &s(b"c")])),
+        );
         assert_eq!(raw.frames(r), [vec![0x20, 2, 0, 1]], "level {level}");
         assert!(raw.closed(r));
     }
@@ -508,7 +583,10 @@ fn will_on_abnormal_close_only() {
     assert!(sim.payloads(w).is_empty(), "DISCONNECT discards the will");
     let (a, _) = sim.connect_with(connect_packet(V3, "d", true));
     sim.disconnect(a);
-    assert!(sim.payloads(w).is_empty(), "and it stays discarded when the session ends");
+    assert!(
+        sim.payloads(w).is_empty(),
+        "and it stays discarded when the session ends"
+    );
     let (a, _) = sim.connect_with(c);
     sim.send_raw(a, &[0x36, 0x00]);
     assert_eq!(sim.payloads(w), ["gone"], "closed by the broker: published");
@@ -535,13 +613,13 @@ fn will_flag_rules() {
     let cid = s(b"c");
     let will_fields = cat(&[&cid, &s(b"w"), &s(b"p")]);
     for bytes in [
-        connect4(0x06, &cid),                          // will flag, no will topic
-        connect4(0x06, &cat(&[&cid, &s(b"w")])),       // will flag, no will message
-        connect4(0x02, &will_fields),                  // will fields without the flag
-        connect4(0x0A, &cid),                          // will QoS 1 without the flag
-        connect4(0x12, &cid),                          // will QoS 2 without the flag
-        connect4(0x22, &cid),                          // will retain without the flag
-        connect4(0x1E, &will_fields),                  // will QoS 3
+        connect4(0x06, &cid),                    // will flag, no will topic
+        connect4(0x06, &cat(&[&cid, &s(b"w")])), // will flag, no will message
+        connect4(0x02, &will_fields),            // will fields without the flag
+        connect4(0x0A, &cid),                    // will QoS 1 without the flag
+        connect4(0x12, &cid),                    // will QoS 2 without the flag
+        connect4(0x22, &cid),                    // will retain without the flag
+        connect4(0x1E, &will_fields),            // will QoS 3
     ] {
         expect_connect_refused(&bytes);
     }
@@ -580,11 +658,11 @@ fn will_retain_flag() {
 fn user_name_and_password_flags() {
     let cid = s(b"c");
     for bytes in [
-        connect4(0x02, &cat(&[&cid, &s(b"user")])),            // user name without its flag
-        connect4(0x82, &cid),                                  // flag without user name
+        connect4(0x02, &cat(&[&cid, &s(b"user")])), // user name without its flag
+        connect4(0x82, &cid),                       // flag without user name
         connect4(0x82, &cat(&[&cid, &s(b"user"), &s(b"pw")])), // password without its flag
-        connect4(0xC2, &cat(&[&cid, &s(b"user")])),            // flag without password
-        connect4(0x42, &cat(&[&cid, &s(b"pw")])),              // password without user name
+        connect4(0xC2, &cat(&[&cid, &s(b"user")])), // flag without password
+        connect4(0x42, &cat(&[&cid, &s(b"pw")])),   // password without user name
     ] {
         expect_connect_refused(&bytes);
     }
@@ -624,10 +702,17 @@ fn connect_payload_fields_in_order() {
     assert_eq!(ack.reason.v3_connack_code(), 0);
     sim.drop_conn(a);
     let got = sim.messages(w);
-    assert_eq!((&got[0].topic[..], &got[0].payload[..]), (&b"w/full"[..], &b"bye"[..]));
+    assert_eq!(
+        (&got[0].topic[..], &got[0].payload[..]),
+        (&b"w/full"[..], &b"bye"[..])
+    );
     c.password = Some(Bytes::from_static(b"nope"));
     let (_, ack) = sim.connect_with(c);
-    assert_eq!(ack.reason.v3_connack_code(), 4, "the password is the field after the user name");
+    assert_eq!(
+        ack.reason.v3_connack_code(),
+        4,
+        "the password is the field after the user name"
+    );
     expect_connect_refused(&connect4(0x02, &[]));
 }
 
@@ -639,7 +724,12 @@ fn client_identifier_rules() {
     let mut cfg = BrokerConfig::default();
     cfg.client_id_max_bytes = 23;
     let mut sim = Sim::with_config(1, cfg);
-    for id in ["a", "9", "abcdefghijklmnopqrstuvw", "ABCDEFGHIJ0123456789xyz"] {
+    for id in [
+        "a",
+        "9",
+        "abcdefghijklmnopqrstuvw",
+        "ABCDEFGHIJ0123456789xyz",
+    ] {
         let (c, ack) = sim.connect_with(connect_packet(V3, id, true));
         assert_eq!(ack.reason.v3_connack_code(), 0, "{id}");
         assert!(sim.ping_ok(c));
@@ -671,7 +761,10 @@ fn zero_byte_client_ids_are_distinct() {
 #[test]
 fn will_topic_and_user_name_must_be_utf8() {
     let cid = s(b"c");
-    expect_connect_refused(&connect4(0x06, &cat(&[&cid, &s(&[0xED, 0xBF, 0xBF]), &s(b"p")])));
+    expect_connect_refused(&connect4(
+        0x06,
+        &cat(&[&cid, &s(&[0xED, 0xBF, 0xBF]), &s(b"p")]),
+    ));
     expect_connect_refused(&connect4(0x82, &cat(&[&cid, &s(&[b'u', 0xC3])])));
 }
 
@@ -690,7 +783,11 @@ fn malformed_connect_closed_without_connack() {
         let r = raw.open();
         raw.send(r, &bytes);
         assert!(raw.closed(r));
-        assert_eq!(raw.frames(r), Vec::<Vec<u8>>::new(), "CONNACK sent for {bytes:02x?}");
+        assert_eq!(
+            raw.frames(r),
+            Vec::<Vec<u8>>::new(),
+            "CONNACK sent for {bytes:02x?}"
+        );
     }
 }
 
@@ -703,7 +800,10 @@ fn same_client_id_disconnects_the_existing_client() {
     let (b, ack) = sim.connect_with(connect_packet(V3, "same", false));
     assert!(ack.session_present);
     assert!(sim.is_closed(a));
-    assert!(sim.recv(a).is_empty(), "v3.1.1 has no DISCONNECT from the server");
+    assert!(
+        sim.recv(a).is_empty(),
+        "v3.1.1 has no DISCONNECT from the server"
+    );
     let p = sim.connect(V3, "p", true);
     sim.pub_simple(p, "t", "to-b", 1);
     assert_eq!(sim.payloads(b), ["to-b"]);
@@ -746,7 +846,9 @@ fn refused_connect() {
     bytes.extend(encode4(&Packet::Publish(m)));
     let c = raw_first(&mut sim, &bytes);
     let got = sim.recv(c);
-    let [Packet::ConnAck(ack)] = got.as_slice() else { panic!("{got:?}") };
+    let [Packet::ConnAck(ack)] = got.as_slice() else {
+        panic!("{got:?}")
+    };
     assert_eq!(ack.reason.v3_connack_code(), 4);
     assert!(!ack.session_present);
     assert!(sim.is_closed(c));
@@ -773,7 +875,10 @@ fn dup_flag_rules() {
     let first = publishes(&sim.recv(s1));
     assert_eq!(first.len(), 2);
     assert!(first.iter().all(|m| !m.dup));
-    assert_eq!((first[0].qos, first[1].qos), (QoS::AtMostOnce, QoS::AtLeastOnce));
+    assert_eq!(
+        (first[0].qos, first[1].qos),
+        (QoS::AtMostOnce, QoS::AtLeastOnce)
+    );
     sim.drop_conn(s1);
     let (s1, _) = sim.connect_with(connect_packet(V3, "s", false));
     let again = publishes(&sim.recv(s1));
@@ -809,8 +914,15 @@ fn retained_messages() {
     let mut got = sim.messages(s2);
     got.sort_by(|x, y| x.topic.cmp(&y.topic));
     assert_eq!(got.len(), 2);
-    assert!(got.iter().all(|m| m.retain), "RETAIN 1 for a new subscription");
-    assert_eq!((got[0].qos, got[1].qos), (QoS::AtLeastOnce, QoS::ExactlyOnce), "stored with its QoS");
+    assert!(
+        got.iter().all(|m| m.retain),
+        "RETAIN 1 for a new subscription"
+    );
+    assert_eq!(
+        (got[0].qos, got[1].qos),
+        (QoS::AtLeastOnce, QoS::ExactlyOnce),
+        "stored with its QoS"
+    );
     sim.publish(p, retained("r/a", "a0", 0));
     let live = sim.messages(s2);
     assert_eq!(live.len(), 1);
@@ -822,10 +934,22 @@ fn retained_messages() {
     let mut got: Vec<(String, String, u8)> = sim
         .messages(s3)
         .iter()
-        .map(|m| (String::from_utf8_lossy(&m.topic).into(), String::from_utf8_lossy(&m.payload).into(), m.qos.as_u8()))
+        .map(|m| {
+            (
+                String::from_utf8_lossy(&m.topic).into(),
+                String::from_utf8_lossy(&m.payload).into(),
+                m.qos.as_u8(),
+            )
+        })
         .collect();
     got.sort();
-    assert_eq!(got, [("r/a".into(), "a0".into(), 0), ("r/b".into(), "b1".into(), 2)]);
+    assert_eq!(
+        got,
+        [
+            ("r/a".into(), "a0".into(), 0),
+            ("r/b".into(), "b1".into(), 2)
+        ]
+    );
     sim.publish(p, retained("r/a", "", 1));
     let cleared = sim.messages(s2);
     assert_eq!(cleared.len(), 1, "the empty retained message is forwarded");
@@ -854,10 +978,23 @@ fn forwarded_topic_matches_the_filter() {
     let s1 = sim.connect(V3, "s", true);
     sim.subscribe(s1, "sport/+/player1/#", 0);
     let p = sim.connect(V3, "p", true);
-    for t in ["sport/tennis/player1", "sport/tennis/player1/score", "sport/player1", "sport/tennis/player2", "sport//player1"] {
+    for t in [
+        "sport/tennis/player1",
+        "sport/tennis/player1/score",
+        "sport/player1",
+        "sport/tennis/player2",
+        "sport//player1",
+    ] {
         sim.pub_simple(p, t, t, 0);
     }
-    assert_eq!(topics(&sim.messages(s1)), ["sport/tennis/player1", "sport/tennis/player1/score", "sport//player1"]);
+    assert_eq!(
+        topics(&sim.messages(s1)),
+        [
+            "sport/tennis/player1",
+            "sport/tennis/player1/score",
+            "sport//player1"
+        ]
+    );
 }
 
 /// [MQTT-3.3.4-1]: QoS 0 gets no answer, QoS 1 a PUBACK, QoS 2 a PUBREC.
@@ -931,14 +1068,23 @@ fn suback_return_codes() {
     let mut raw = Raw::new(BrokerConfig::default());
     raw.broker.set_authenticator(Box::new(Acl));
     let (s1, _) = raw.connect("s", true);
-    let filters: [(&[u8], u8); 5] = [(b"a", 2), (b"a/#/b", 1), (b"c", 0), (b"deny/x", 1), (b"d", 1)];
+    let filters: [(&[u8], u8); 5] = [
+        (b"a", 2),
+        (b"a/#/b", 1),
+        (b"c", 0),
+        (b"deny/x", 1),
+        (b"d", 1),
+    ];
     let mut body = vec![0x12, 0x34];
     for (f, q) in filters {
         body.extend(s(f));
         body.push(q);
     }
     raw.send(s1, &fr(0x82, &body));
-    assert_eq!(raw.frames(s1), [vec![0x90, 7, 0x12, 0x34, 2, 0x80, 0, 0x80, 1]]);
+    assert_eq!(
+        raw.frames(s1),
+        [vec![0x90, 7, 0x12, 0x34, 2, 0x80, 0, 0x80, 1]]
+    );
     let (p, _) = raw.connect("p", true);
     for t in [&b"a"[..], b"c", b"d"] {
         raw.send(p, &publish4(t, b"m"));
@@ -962,9 +1108,24 @@ fn resubscribe_replaces() {
     sim.subscribe(s1, "rs", 2);
     sim.pub_simple(p, "rs", "after", 2);
     let got = sim.messages(s1);
-    let summary: Vec<(String, u8, bool)> =
-        got.iter().map(|m| (String::from_utf8_lossy(&m.payload).into(), m.qos.as_u8(), m.retain)).collect();
-    assert_eq!(summary, [("before".into(), 0, false), ("kept".into(), 2, true), ("after".into(), 2, false)]);
+    let summary: Vec<(String, u8, bool)> = got
+        .iter()
+        .map(|m| {
+            (
+                String::from_utf8_lossy(&m.payload).into(),
+                m.qos.as_u8(),
+                m.retain,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("before".into(), 0, false),
+            ("kept".into(), 2, true),
+            ("after".into(), 2, false)
+        ]
+    );
 }
 
 /// [MQTT-3.8.4-6]: delivery QoS is the minimum of the published QoS and the granted QoS.
@@ -979,7 +1140,12 @@ fn delivery_qos_is_the_minimum() {
     for q in 0..=2u8 {
         sim.pub_simple(p, "q", &q.to_string(), q);
     }
-    let qos = |sim: &mut Sim, c| sim.messages(c).iter().map(|m| m.qos.as_u8()).collect::<Vec<_>>();
+    let qos = |sim: &mut Sim, c| {
+        sim.messages(c)
+            .iter()
+            .map(|m| m.qos.as_u8())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(qos(&mut sim, s0), [0, 0, 0]);
     assert_eq!(qos(&mut sim, s1), [0, 1, 1]);
 }
@@ -1024,12 +1190,25 @@ fn unsubscribe_completes_started_deliveries() {
     assert_eq!(started.len(), 2);
     sim.unsubscribe(s1, "u/#");
     sim.send(s1, Packet::PubRec(PubAck::new(started[1].packet_id)));
-    sim.expect(s1, |x| matches!(x, Packet::PubRel(a) if a.packet_id == started[1].packet_id));
+    sim.expect(
+        s1,
+        |x| matches!(x, Packet::PubRel(a) if a.packet_id == started[1].packet_id),
+    );
     sim.drop_conn(s1);
     let (s1, _) = sim.connect_with(connect_packet(V3, "s", false));
     let again = sim.recv(s1);
-    assert!(again.iter().any(|x| matches!(x, Packet::Publish(m) if m.packet_id == started[0].packet_id)), "{again:?}");
-    assert!(again.iter().any(|x| matches!(x, Packet::PubRel(a) if a.packet_id == started[1].packet_id)), "{again:?}");
+    assert!(
+        again
+            .iter()
+            .any(|x| matches!(x, Packet::Publish(m) if m.packet_id == started[0].packet_id)),
+        "{again:?}"
+    );
+    assert!(
+        again
+            .iter()
+            .any(|x| matches!(x, Packet::PubRel(a) if a.packet_id == started[1].packet_id)),
+        "{again:?}"
+    );
 }
 
 /// [MQTT-3.12.4-1]: PINGREQ gets PINGRESP.
@@ -1079,7 +1258,9 @@ fn qos1_sender() {
     }
     let got = publishes(&sim.recv(s1));
     assert_eq!(got.len(), 4);
-    assert!(got.iter().all(|m| m.qos == QoS::AtLeastOnce && !m.dup && m.packet_id != 0));
+    assert!(got
+        .iter()
+        .all(|m| m.qos == QoS::AtLeastOnce && !m.dup && m.packet_id != 0));
     let mut ids: Vec<u16> = got.iter().map(|m| m.packet_id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -1126,13 +1307,18 @@ fn qos2_sender() {
     }
     let got = publishes(&sim.recv(s1));
     assert_eq!(got.len(), 4);
-    assert!(got.iter().all(|m| m.qos == QoS::ExactlyOnce && !m.dup && m.packet_id != 0));
+    assert!(got
+        .iter()
+        .all(|m| m.qos == QoS::ExactlyOnce && !m.dup && m.packet_id != 0));
     let mut ids: Vec<u16> = got.iter().map(|m| m.packet_id).collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 4);
     sim.send(s1, Packet::PubRec(PubAck::new(got[1].packet_id)));
-    sim.expect(s1, |x| matches!(x, Packet::PubRel(a) if a.packet_id == got[1].packet_id));
+    sim.expect(
+        s1,
+        |x| matches!(x, Packet::PubRel(a) if a.packet_id == got[1].packet_id),
+    );
     sim.drop_conn(s1);
     let (s1, _) = sim.connect_with(connect_packet(V3, "s", false));
     let again = sim.recv(s1);
@@ -1147,14 +1333,22 @@ fn qos2_sender() {
             other => panic!("{other:?}"),
         })
         .collect();
-    let expected = [('P', got[0].packet_id), ('R', got[1].packet_id), ('P', got[2].packet_id), ('P', got[3].packet_id)];
+    let expected = [
+        ('P', got[0].packet_id),
+        ('R', got[1].packet_id),
+        ('P', got[2].packet_id),
+        ('P', got[3].packet_id),
+    ];
     assert_eq!(order, expected);
     sim.send(s1, Packet::PubComp(PubAck::new(got[1].packet_id)));
     sim.drop_conn(s1);
     let (s1, _) = sim.connect_with(connect_packet(V3, "s", false));
     let last = sim.recv(s1);
     assert_eq!(publishes(&last).len(), 3);
-    assert!(!last.iter().any(|x| matches!(x, Packet::PubRel(_))), "PUBREL acknowledged by PUBCOMP");
+    assert!(
+        !last.iter().any(|x| matches!(x, Packet::PubRel(_))),
+        "PUBREL acknowledged by PUBCOMP"
+    );
 }
 
 /// [MQTT-4.3.3-2]: as QoS 2 receiver the broker answers PUBREC with the identifier, does not
@@ -1187,7 +1381,10 @@ fn qos2_receiver() {
 #[test]
 fn ordered_topics() {
     let mut sim = Sim::new(3);
-    let subs: Vec<C> = ["o1", "o2", "o3"].iter().map(|id| sim.connect(V3, id, true)).collect();
+    let subs: Vec<C> = ["o1", "o2", "o3"]
+        .iter()
+        .map(|id| sim.connect(V3, id, true))
+        .collect();
     for s1 in &subs {
         sim.subscribe(*s1, "o/#", 2);
     }
@@ -1203,7 +1400,9 @@ fn ordered_topics() {
         for (topic, prefix) in [("o/x", "a"), ("o/x", "b"), ("o/y", "a")] {
             let seq: Vec<String> = all
                 .iter()
-                .filter(|m| &m.topic[..] == topic.as_bytes() && m.payload.starts_with(prefix.as_bytes()))
+                .filter(|m| {
+                    &m.topic[..] == topic.as_bytes() && m.payload.starts_with(prefix.as_bytes())
+                })
                 .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
                 .collect();
             let expected: Vec<String> = (0..25).map(|i| format!("{prefix}{i}")).collect();
@@ -1218,9 +1417,21 @@ fn ordered_topics() {
 fn topic_filter_validity() {
     let mut sim = Sim::new(1);
     let s1 = sim.connect(V3, "s", true);
-    let bad = ["sport/tennis#", "sport/tennis/#/ranking", "#/", "+sport", "sport+", "a/++", ""];
+    let bad = [
+        "sport/tennis#",
+        "sport/tennis/#/ranking",
+        "#/",
+        "+sport",
+        "sport+",
+        "a/++",
+        "",
+    ];
     let good = ["#", "+", "sport/+/player1", "+/tennis/#", "/+", "/"];
-    let filters: Vec<(&str, SubscriptionOptions)> = bad.iter().chain(good.iter()).map(|f| (*f, opts(1))).collect();
+    let filters: Vec<(&str, SubscriptionOptions)> = bad
+        .iter()
+        .chain(good.iter())
+        .map(|f| (*f, opts(1)))
+        .collect();
     let codes = sim.subscribe_with(s1, &filters, None);
     for (f, code) in filters.iter().zip(&codes) {
         let want = if bad.contains(&f.0) { 0x80 } else { 1 };
@@ -1259,7 +1470,9 @@ fn no_topic_normalisation() {
         sim.subscribe(s1, f, 0);
     }
     let p = sim.connect(V3, "p", true);
-    for t in ["Accounts", "A\u{30a}", "/finance", "finance/", "ACCOUNTS", "\u{c5}", "finance"] {
+    for t in [
+        "Accounts", "A\u{30a}", "/finance", "finance/", "ACCOUNTS", "\u{c5}", "finance",
+    ] {
         sim.pub_simple(p, t, t, 0);
     }
     assert_eq!(sim.payloads(s1), ["ACCOUNTS", "\u{c5}", "finance"]);
@@ -1271,7 +1484,13 @@ fn protocol_violation_closes_only_its_connection() {
     let mut sim = Sim::new(1);
     let good = sim.connect(V3, "good", true);
     sim.subscribe(good, "iso", 0);
-    for bad_bytes in [vec![0x36, 0x00], vec![0xF0, 0x00], vec![0x20, 0x02, 0x00, 0x00], vec![0x90, 0x03, 0x00, 0x01, 0x00], vec![0xD0, 0x00]] {
+    for bad_bytes in [
+        vec![0x36, 0x00],
+        vec![0xF0, 0x00],
+        vec![0x20, 0x02, 0x00, 0x00],
+        vec![0x90, 0x03, 0x00, 0x01, 0x00],
+        vec![0xD0, 0x00],
+    ] {
         let bad = sim.connect(V3, "bad", true);
         sim.send_raw(bad, &bad_bytes);
         assert!(sim.is_closed(bad), "{bad_bytes:02x?}");

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use ringmq_engine::broker::{Authenticator, Broker, BrokerConfig, ConnId, Credentials, Event};
 use ringmq_engine::codec::{
-    self, Auth, ConnAck, Packet, PubAck, Publish, QoS, ReasonCode, Subscribe, SubscribeFilter, SubscriptionOptions,
-    UnsubAck, Unsubscribe,
+    self, Auth, ConnAck, Packet, PubAck, Publish, QoS, ReasonCode, Subscribe, SubscribeFilter,
+    SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 use sim::*;
 
@@ -57,7 +57,10 @@ fn props(p: &[u8]) -> Vec<u8> {
 
 /// v5 CONNECT with these flags, CONNECT properties and payload (keep alive 60).
 fn connect5(flags: u8, p: &[u8], payload: &[u8]) -> Vec<u8> {
-    fr(0x10, &cat(&[&s(b"MQTT"), &[5, flags, 0, 60], &props(p), payload]))
+    fr(
+        0x10,
+        &cat(&[&s(b"MQTT"), &[5, flags, 0, 60], &props(p), payload]),
+    )
 }
 
 /// v5 QoS 0 PUBLISH with these topic bytes, properties and payload.
@@ -127,18 +130,34 @@ struct Raw {
 
 impl Raw {
     fn new(config: BrokerConfig) -> Raw {
-        Raw { broker: Broker::new(config, 0, 1), now_ms: 1_000, wires: HashMap::new(), serial: 0 }
+        Raw {
+            broker: Broker::new(config, 0, 1),
+            now_ms: 1_000,
+            wires: HashMap::new(),
+            serial: 0,
+        }
     }
 
     fn open(&mut self) -> R {
         let conn = self.broker.accept(self.now_ms).expect("accept");
         self.serial += 1;
-        self.wires.insert(conn, Wire { serial: self.serial, ..Wire::default() });
-        R { conn, serial: self.serial }
+        self.wires.insert(
+            conn,
+            Wire {
+                serial: self.serial,
+                ..Wire::default()
+            },
+        );
+        R {
+            conn,
+            serial: self.serial,
+        }
     }
 
     fn closed(&self, r: R) -> bool {
-        self.wires.get(&r.conn).map_or(true, |w| w.serial != r.serial || w.closed)
+        self.wires
+            .get(&r.conn)
+            .map_or(true, |w| w.serial != r.serial || w.closed)
     }
 
     fn send(&mut self, r: R, bytes: &[u8]) {
@@ -162,7 +181,11 @@ impl Raw {
                 Event::Close(c) => (c, true),
                 Event::ToShard { .. } => continue,
             };
-            let out = self.broker.outgoing(conn).map(|o| o.split()).unwrap_or_default();
+            let out = self
+                .broker
+                .outgoing(conn)
+                .map(|o| o.split())
+                .unwrap_or_default();
             if let Some(w) = self.wires.get_mut(&conn) {
                 if !w.closed {
                     w.bytes.extend_from_slice(&out);
@@ -202,7 +225,9 @@ impl Raw {
         let r = self.open();
         self.send_packet(r, &Packet::Connect(Box::new(c)));
         let frames = self.frames(r);
-        let Packet::ConnAck(ack) = decode5(&frames[0]) else { panic!("first frame is not CONNACK: {frames:?}") };
+        let Packet::ConnAck(ack) = decode5(&frames[0]) else {
+            panic!("first frame is not CONNACK: {frames:?}")
+        };
         (r, ack)
     }
 
@@ -215,7 +240,10 @@ impl Raw {
     fn subscribe(&mut self, r: R, filter: &str, qos: u8) {
         let sub = Subscribe {
             packet_id: 1,
-            filters: vec![SubscribeFilter { filter: Bytes::copy_from_slice(filter.as_bytes()), options: opts(qos) }],
+            filters: vec![SubscribeFilter {
+                filter: Bytes::copy_from_slice(filter.as_bytes()),
+                options: opts(qos),
+            }],
             properties: Default::default(),
         };
         self.send_packet(r, &Packet::Subscribe(sub));
@@ -234,7 +262,9 @@ impl Authenticator for Acl {
     fn authenticate(&mut self, c: &Credentials<'_>) -> Result<(), ReasonCode> {
         match c.username {
             Some(b"bad") => Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
-            Some(b"user") if c.password != Some(&b"pw"[..]) => Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            Some(b"user") if c.password != Some(&b"pw"[..]) => {
+                Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
+            }
             _ => Ok(()),
         }
     }
@@ -260,7 +290,16 @@ fn persistent(id: &str, expiry_s: u32) -> ringmq_engine::codec::Connect {
 }
 
 fn publishes(packets: &[Packet]) -> Vec<Publish> {
-    packets.iter().filter_map(|p| if let Packet::Publish(p) = p { Some(p.clone()) } else { None }).collect()
+    packets
+        .iter()
+        .filter_map(|p| {
+            if let Packet::Publish(p) = p {
+                Some(p.clone())
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Open a v5 connection and send raw bytes as its first packet.
@@ -333,7 +372,12 @@ fn drain(sim: &mut Sim, c: C) -> Vec<Publish> {
 /// overlong form, a truncated sequence) in a topic is a Malformed Packet: DISCONNECT 0x81, close.
 #[test]
 fn ill_formed_utf8_topic_is_malformed() {
-    for topic in [&[0xED, 0xA0, 0x80][..], &[0xC0, 0x80], &[b'a', 0xE2, 0x82], &[0xFF]] {
+    for topic in [
+        &[0xED, 0xA0, 0x80][..],
+        &[0xC0, 0x80],
+        &[b'a', 0xE2, 0x82],
+        &[0xFF],
+    ] {
         expect_disconnect(&publish5(topic, &[], b"x"), ReasonCode::MALFORMED_PACKET);
     }
 }
@@ -377,12 +421,20 @@ fn variable_byte_integers_are_minimal() {
     assert_eq!(frames.len(), 4);
     for f in &frames {
         let (len, used) = read_varint(&f[1..]);
-        assert_eq!(used, codec::varint_len(len as u32), "non-minimal remaining length in {:02x?}", &f[..5]);
+        assert_eq!(
+            used,
+            codec::varint_len(len as u32),
+            "non-minimal remaining length in {:02x?}",
+            &f[..5]
+        );
     }
     // PINGREQ with Remaining Length 0 written in two bytes.
     raw.send(p, &[0xC0, 0x80, 0x00]);
     let got = raw.packets(p);
-    assert!(matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::MALFORMED_PACKET), "{got:?}");
+    assert!(
+        matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::MALFORMED_PACKET),
+        "{got:?}"
+    );
     assert!(raw.closed(p));
 }
 
@@ -390,9 +442,15 @@ fn variable_byte_integers_are_minimal() {
 #[test]
 fn user_property_strings_must_be_utf8() {
     let bad_value = cat(&[&[0x26], &s(b"k"), &s(&[0xFF])]);
-    expect_disconnect(&publish5(b"t", &bad_value, b"x"), ReasonCode::MALFORMED_PACKET);
+    expect_disconnect(
+        &publish5(b"t", &bad_value, b"x"),
+        ReasonCode::MALFORMED_PACKET,
+    );
     let bad_name = cat(&[&[0x26], &s(&[0xC3]), &s(b"v")]);
-    expect_disconnect(&publish5(b"t", &bad_name, b"x"), ReasonCode::MALFORMED_PACKET);
+    expect_disconnect(
+        &publish5(b"t", &bad_name, b"x"),
+        ReasonCode::MALFORMED_PACKET,
+    );
 }
 
 // ================================================================ 2 packet format
@@ -403,13 +461,13 @@ fn user_property_strings_must_be_utf8() {
 fn reserved_fixed_header_flags() {
     let pid_props = cat(&[&[0, 1], &props(&[])]);
     let rows: [Vec<u8>; 7] = [
-        vec![0xC1, 0x00],                                       // PINGREQ 0001
-        vec![0x41, 0x02, 0x00, 0x01],                           // PUBACK 0001
-        vec![0x60, 0x02, 0x00, 0x01],                           // PUBREL 0000
-        fr(0x80, &cat(&[&pid_props, &s(b"a"), &[0]])),          // SUBSCRIBE 0000
-        fr(0xA3, &cat(&[&pid_props, &s(b"a")])),                // UNSUBSCRIBE 0011
-        vec![0xE2, 0x00],                                       // DISCONNECT 0010
-        vec![0xF8, 0x00],                                       // AUTH 1000
+        vec![0xC1, 0x00],                              // PINGREQ 0001
+        vec![0x41, 0x02, 0x00, 0x01],                  // PUBACK 0001
+        vec![0x60, 0x02, 0x00, 0x01],                  // PUBREL 0000
+        fr(0x80, &cat(&[&pid_props, &s(b"a"), &[0]])), // SUBSCRIBE 0000
+        fr(0xA3, &cat(&[&pid_props, &s(b"a")])),       // UNSUBSCRIBE 0011
+        vec![0xE2, 0x00],                              // DISCONNECT 0010
+        vec![0xF8, 0x00],                              // AUTH 1000
     ];
     for row in rows {
         expect_disconnect(&row, ReasonCode::MALFORMED_PACKET);
@@ -428,7 +486,13 @@ fn qos0_publish_wire_form() {
     // QoS 2, DUP 1, packet id 9, downgraded to QoS 0 for the subscriber.
     raw.send(p, &fr(0x3C, &cat(&[&s(b"t"), &[0, 9], &props(&[]), b"y"])));
     let frames = raw.frames(s1);
-    assert_eq!(frames, [vec![0x30, 5, 0, 1, b't', 0, b'x'], vec![0x30, 5, 0, 1, b't', 0, b'y']]);
+    assert_eq!(
+        frames,
+        [
+            vec![0x30, 5, 0, 1, b't', 0, b'x'],
+            vec![0x30, 5, 0, 1, b't', 0, b'y']
+        ]
+    );
 }
 
 /// [MQTT-2.2.1-4] [MQTT-4.3.2-1] [MQTT-4.3.3-1]: every QoS 1/2 PUBLISH the broker sends
@@ -451,7 +515,10 @@ fn server_packet_identifiers_non_zero_and_unused() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 10, "identifiers in use were reused");
-    assert!(got.iter().filter(|m| &m.topic[..] == b"two").all(|m| m.qos == QoS::ExactlyOnce));
+    assert!(got
+        .iter()
+        .filter(|m| &m.topic[..] == b"two")
+        .all(|m| m.qos == QoS::ExactlyOnce));
 }
 
 /// [MQTT-2.2.1-5] [MQTT-2.2.1-6] [MQTT-3.8.4-2] [MQTT-3.10.4-4] [MQTT-4.3.2-4] [MQTT-4.3.3-4]
@@ -464,21 +531,35 @@ fn acknowledgements_carry_the_packet_identifier() {
     let mut q1 = publish("x", "1", 1);
     q1.packet_id = 0x1234;
     sim.send(c, Packet::Publish(q1));
-    sim.expect(c, |p| matches!(p, Packet::PubAck(a) if a.packet_id == 0x1234));
+    sim.expect(
+        c,
+        |p| matches!(p, Packet::PubAck(a) if a.packet_id == 0x1234),
+    );
     let mut q2 = publish("x", "2", 2);
     q2.packet_id = 0x4321;
     sim.send(c, Packet::Publish(q2));
-    sim.expect(c, |p| matches!(p, Packet::PubRec(a) if a.packet_id == 0x4321));
+    sim.expect(
+        c,
+        |p| matches!(p, Packet::PubRec(a) if a.packet_id == 0x4321),
+    );
     sim.send(c, Packet::PubRel(PubAck::new(0x4321)));
-    sim.expect(c, |p| matches!(p, Packet::PubComp(a) if a.packet_id == 0x4321));
+    sim.expect(
+        c,
+        |p| matches!(p, Packet::PubComp(a) if a.packet_id == 0x4321),
+    );
     // SUBSCRIBE / UNSUBSCRIBE: Sim::subscribe and Sim::unsubscribe assert the id.
     assert_eq!(sim.subscribe(c, "back", 2), ReasonCode::GRANTED_QOS_2);
     // The broker's QoS 2 PUBLISH: our PUBREC gets a PUBREL with its id.
     let p = sim.connect(V5, "p", true);
     sim.pub_simple(p, "back", "b", 2);
-    let Packet::Publish(m) = sim.expect(c, |p| matches!(p, Packet::Publish(_))) else { unreachable!() };
+    let Packet::Publish(m) = sim.expect(c, |p| matches!(p, Packet::Publish(_))) else {
+        unreachable!()
+    };
     sim.send(c, Packet::PubRec(PubAck::new(m.packet_id)));
-    sim.expect(c, |p| matches!(p, Packet::PubRel(a) if a.packet_id == m.packet_id));
+    sim.expect(
+        c,
+        |p| matches!(p, Packet::PubRel(a) if a.packet_id == m.packet_id),
+    );
     sim.send(c, Packet::PubComp(PubAck::new(m.packet_id)));
     assert_eq!(sim.unsubscribe(c, "back"), [ReasonCode::SUCCESS]);
 }
@@ -490,12 +571,19 @@ fn no_properties_is_property_length_zero() {
     let c = raw.connect("c");
     let sub = Subscribe {
         packet_id: 0x0102,
-        filters: vec![SubscribeFilter { filter: Bytes::from_static(b"a"), options: opts(1) }],
+        filters: vec![SubscribeFilter {
+            filter: Bytes::from_static(b"a"),
+            options: opts(1),
+        }],
         properties: Default::default(),
     };
     raw.send_packet(c, &Packet::Subscribe(sub));
     assert_eq!(raw.frames(c), [vec![0x90, 4, 0x01, 0x02, 0x00, 0x01]]);
-    let unsub = Unsubscribe { packet_id: 0x0103, filters: vec![Bytes::from_static(b"a")], properties: Default::default() };
+    let unsub = Unsubscribe {
+        packet_id: 0x0103,
+        filters: vec![Bytes::from_static(b"a")],
+        properties: Default::default(),
+    };
     raw.send_packet(c, &Packet::Unsubscribe(unsub));
     assert_eq!(raw.frames(c), [vec![0xB0, 4, 0x01, 0x03, 0x00, 0x00]]);
 }
@@ -506,7 +594,11 @@ fn no_properties_is_property_length_zero() {
 #[test]
 fn first_packet_must_be_connect() {
     let mut sim = Sim::new(1);
-    for first in [publish5(b"t", &[], b"x"), fr(0x82, &cat(&[&[0, 1], &props(&[]), &s(b"a"), &[0]])), vec![0xC0, 0]] {
+    for first in [
+        publish5(b"t", &[], b"x"),
+        fr(0x82, &cat(&[&[0, 1], &props(&[]), &s(b"a"), &[0]])),
+        vec![0xC0, 0],
+    ] {
         let c = raw_first(&mut sim, &first);
         assert!(sim.is_closed(c));
         assert!(sim.recv(c).is_empty());
@@ -522,8 +614,14 @@ fn second_connect_is_a_protocol_error() {
     let c = sim.connect(V5, "c", true);
     sim.send(c, Packet::Connect(Box::new(connect_packet(V5, "c", true))));
     let got = sim.recv(c);
-    assert!(!got.iter().any(|p| matches!(p, Packet::ConnAck(_))), "{got:?}");
-    assert!(matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::PROTOCOL_ERROR), "{got:?}");
+    assert!(
+        !got.iter().any(|p| matches!(p, Packet::ConnAck(_))),
+        "{got:?}"
+    );
+    assert!(
+        matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::PROTOCOL_ERROR),
+        "{got:?}"
+    );
     assert!(sim.is_closed(c));
 }
 
@@ -533,9 +631,18 @@ fn second_connect_is_a_protocol_error() {
 fn protocol_name_must_be_mqtt() {
     let mut sim = Sim::new(1);
     for name in [&b"MQTX"[..], b"mqtt", b"MQTTT"] {
-        let c = raw_first(&mut sim, &fr(0x10, &cat(&[&s(name), &[5, 2, 0, 60], &props(&[]), &s(b"c")])));
+        let c = raw_first(
+            &mut sim,
+            &fr(
+                0x10,
+                &cat(&[&s(name), &[5, 2, 0, 60], &props(&[]), &s(b"c")]),
+            ),
+        );
         let reason = refused(&mut sim, c);
-        assert!(reason.is_none() || reason == Some(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION), "{reason:?}");
+        assert!(
+            reason.is_none() || reason == Some(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION),
+            "{reason:?}"
+        );
     }
     assert_eq!(sim.brokers[0].session_count(), 0);
 }
@@ -546,7 +653,13 @@ fn unsupported_protocol_version_closes() {
     let mut raw = Raw::new(BrokerConfig::default());
     for level in [0u8, 2, 6, 7, 255] {
         let r = raw.open();
-        raw.send(r, &fr(0x10, &cat(&[&s(b"MQTT"), &[level, 2, 0, 60], &props(&[]), &s(b"c")])));
+        raw.send(
+            r,
+            &fr(
+                0x10,
+                &cat(&[&s(b"MQTT"), &[level, 2, 0, 60], &props(&[]), &s(b"c")]),
+            ),
+        );
         assert!(raw.closed(r), "level {level}");
         // If the broker answers, it is a CONNACK refusing the version (v3.1.1 form 0x01 or v5 0x84).
         for f in raw.frames(r) {
@@ -589,7 +702,8 @@ fn clean_start_discards_the_session() {
     assert!(sim.messages(a).is_empty(), "subscription discarded");
 }
 
-/// [MQTT-3.1.2-5] [MQTT-3.1.2-6] [MQTT-3.1.2-23] [MQTT-3.2.2-3] [MQTT-3.1.3-2] [MQTT-4.5.0-1]:
+/// [MQTT-3.1.2-5] [MQTT-3.1.2-6] [MQTT-3.1.2-23] [MQTT-3.2.2-3] [MQTT-3.1.3-2] [MQTT-3.1.4-5]
+/// [MQTT-4.5.0-1]:
 /// Clean Start 0 creates a session when there is none (Session Present 0), keeps it after the
 /// connection closes, adds matching messages to it while offline, and resumes it (Session
 /// Present 1); the Client Identifier picks the session.
@@ -664,7 +778,10 @@ fn will_flag_rules() {
     let will_fields = cat(&[&cid, &props(&[]), &s(b"w"), &s(b"p")]);
     let rows: [(&str, Vec<u8>); 5] = [
         ("will flag without will fields", connect5(0x06, &[], &cid)),
-        ("will flag without will payload", connect5(0x06, &[], &cat(&[&cid, &props(&[]), &s(b"w")]))),
+        (
+            "will flag without will payload",
+            connect5(0x06, &[], &cat(&[&cid, &props(&[]), &s(b"w")])),
+        ),
         ("will QoS 1 without will flag", connect5(0x0A, &[], &cid)),
         ("will QoS 3", connect5(0x1E, &[], &will_fields)),
         ("will retain without will flag", connect5(0x22, &[], &cid)),
@@ -678,7 +795,9 @@ fn will_flag_rules() {
     // Controls: the same will fields are accepted with the Will Flag, QoS 2, retain.
     let mut sim = Sim::new(1);
     let c = raw_first(&mut sim, &connect5(0x36, &[], &will_fields));
-    let Packet::ConnAck(ack) = sim.expect(c, |p| matches!(p, Packet::ConnAck(_))) else { unreachable!() };
+    let Packet::ConnAck(ack) = sim.expect(c, |p| matches!(p, Packet::ConnAck(_))) else {
+        unreachable!()
+    };
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
 }
 
@@ -688,7 +807,11 @@ fn will_flag_rules() {
 fn will_retain_flag() {
     let mut sim = Sim::new(1);
     let w = sim.connect(V5, "watcher", true);
-    sim.subscribe_with(w, &[("will/#", sub_opts(1, |o| o.retain_as_published = true))], None);
+    sim.subscribe_with(
+        w,
+        &[("will/#", sub_opts(1, |o| o.retain_as_published = true))],
+        None,
+    );
     for retain in [false, true] {
         let topic = if retain { "will/r1" } else { "will/r0" };
         let mut c = connect_packet(V5, "d", true);
@@ -703,7 +826,11 @@ fn will_retain_flag() {
         let late = sim.connect(V5, "late", true);
         sim.subscribe(late, topic, 1);
         let kept = sim.messages(late);
-        assert_eq!(kept.len(), usize::from(retain), "retained only with Will Retain 1");
+        assert_eq!(
+            kept.len(),
+            usize::from(retain),
+            "retained only with Will Retain 1"
+        );
         if retain {
             assert!(kept[0].retain);
             assert_eq!(&kept[0].payload[..], b"gone");
@@ -718,10 +845,22 @@ fn will_retain_flag() {
 fn user_name_and_password_flags_match_the_payload() {
     let cid = s(b"c");
     let rows: [(&str, Vec<u8>); 4] = [
-        ("user name without its flag", connect5(0x02, &[], &cat(&[&cid, &s(b"user")]))),
-        ("user name flag without user name", connect5(0x82, &[], &cid)),
-        ("password without its flag", connect5(0x82, &[], &cat(&[&cid, &s(b"user"), &s(b"pw")]))),
-        ("password flag without password", connect5(0xC2, &[], &cat(&[&cid, &s(b"user")]))),
+        (
+            "user name without its flag",
+            connect5(0x02, &[], &cat(&[&cid, &s(b"user")])),
+        ),
+        (
+            "user name flag without user name",
+            connect5(0x82, &[], &cid),
+        ),
+        (
+            "password without its flag",
+            connect5(0x82, &[], &cat(&[&cid, &s(b"user"), &s(b"pw")])),
+        ),
+        (
+            "password flag without password",
+            connect5(0xC2, &[], &cat(&[&cid, &s(b"user")])),
+        ),
     ];
     for (name, bytes) in rows {
         let mut sim = Sim::new(1);
@@ -729,10 +868,15 @@ fn user_name_and_password_flags_match_the_payload() {
         refused(&mut sim, c);
         assert_eq!(sim.brokers[0].session_count(), 0, "{name}");
     }
-    for ok in [connect5(0xC2, &[], &cat(&[&cid, &s(b"user"), &s(b"pw")])), connect5(0x42, &[], &cat(&[&cid, &s(b"pw")]))] {
+    for ok in [
+        connect5(0xC2, &[], &cat(&[&cid, &s(b"user"), &s(b"pw")])),
+        connect5(0x42, &[], &cat(&[&cid, &s(b"pw")])),
+    ] {
         let mut sim = Sim::new(1);
         let c = raw_first(&mut sim, &ok);
-        let Packet::ConnAck(ack) = sim.expect(c, |p| matches!(p, Packet::ConnAck(_))) else { unreachable!() };
+        let Packet::ConnAck(ack) = sim.expect(c, |p| matches!(p, Packet::ConnAck(_))) else {
+            unreachable!()
+        };
         assert_eq!(ack.reason, ReasonCode::SUCCESS);
     }
 }
@@ -750,7 +894,10 @@ fn keep_alive_one_and_a_half_times() {
     assert!(!sim.is_closed(a));
     sim.advance(200);
     assert!(sim.is_closed(a));
-    assert_eq!(sim.disconnect_reason(a), Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
+    assert_eq!(
+        sim.disconnect_reason(a),
+        Some(ReasonCode::KEEP_ALIVE_TIMEOUT)
+    );
 }
 
 /// [MQTT-3.1.2-26] [MQTT-3.1.2-27] [MQTT-3.3.2-11]: outbound topic aliases never exceed the
@@ -775,11 +922,19 @@ fn outbound_topic_aliases_respect_the_client_maximum() {
     }
     let plain = sim.messages(none);
     assert_eq!(plain.len(), 8);
-    assert!(plain.iter().all(|m| m.properties.topic_alias.is_none() && !m.topic.is_empty()));
+    assert!(plain
+        .iter()
+        .all(|m| m.properties.topic_alias.is_none() && !m.topic.is_empty()));
     let aliased = sim.messages(two);
     assert_eq!(aliased.len(), 8);
-    assert!(aliased.iter().all(|m| m.properties.topic_alias.map_or(true, |a| (1..=2).contains(&a))));
-    assert!(aliased.iter().any(|m| m.properties.topic_alias.is_some()), "aliases in use");
+    assert!(aliased.iter().all(|m| m
+        .properties
+        .topic_alias
+        .map_or(true, |a| (1..=2).contains(&a))));
+    assert!(
+        aliased.iter().any(|m| m.properties.topic_alias.is_some()),
+        "aliases in use"
+    );
 }
 
 /// [MQTT-3.1.2-28]: Request Response Information 0 (or absent): no Response Information.
@@ -807,12 +962,19 @@ fn request_problem_information_0() {
         packet_id: 100,
         filters: filters
             .iter()
-            .map(|(f, q)| SubscribeFilter { filter: Bytes::copy_from_slice(f.as_bytes()), options: opts(*q) })
+            .map(|(f, q)| SubscribeFilter {
+                filter: Bytes::copy_from_slice(f.as_bytes()),
+                options: opts(*q),
+            })
             .collect(),
         properties: Default::default(),
     };
     sim.send(c, Packet::Subscribe(sub));
-    let unsub = Unsubscribe { packet_id: 101, filters: vec![Bytes::from_static(b"never")], properties: Default::default() };
+    let unsub = Unsubscribe {
+        packet_id: 101,
+        filters: vec![Bytes::from_static(b"never")],
+        properties: Default::default(),
+    };
     sim.send(c, Packet::Unsubscribe(unsub));
     for (topic, pid) in [("ok", 1u16), ("deny/x", 2)] {
         let mut m = publish(topic, "x", 1);
@@ -828,22 +990,32 @@ fn request_problem_information_0() {
     let p = sim.connect(V5, "p", true);
     sim.pub_simple(p, "ok", "out", 2);
     let mut got = sim.recv(c);
-    let Some(m) = publishes(&got).first().cloned() else { panic!("no publish") };
+    let Some(m) = publishes(&got).first().cloned() else {
+        panic!("no publish")
+    };
     sim.send(c, Packet::PubRec(PubAck::new(m.packet_id)));
     got.extend(sim.recv(c));
     let mut kinds = 0;
     for packet in &got {
         let props = match packet {
-            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => &a.properties,
+            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+                &a.properties
+            }
             Packet::SubAck(a) => &a.properties,
             Packet::UnsubAck(a) => &a.properties,
             _ => continue,
         };
         kinds += 1;
-        assert!(props.reason_string.is_none() && props.user.is_empty(), "{packet:?}");
+        assert!(
+            props.reason_string.is_none() && props.user.is_empty(),
+            "{packet:?}"
+        );
     }
     assert!(kinds >= 10, "{got:?}");
-    assert!(got.iter().any(|p| matches!(p, Packet::SubAck(_))) && got.iter().any(|p| matches!(p, Packet::UnsubAck(_))));
+    assert!(
+        got.iter().any(|p| matches!(p, Packet::SubAck(_)))
+            && got.iter().any(|p| matches!(p, Packet::UnsubAck(_)))
+    );
 }
 
 /// [MQTT-3.1.3-1] [MQTT-3.1.3-3]: CONNECT payload fields are read in order (client id, will
@@ -859,10 +1031,17 @@ fn connect_payload_fields_in_order() {
     c.username = Some(Bytes::from_static(b"user"));
     c.password = Some(Bytes::from_static(b"pw"));
     let (a, ack) = sim.connect_with(c.clone());
-    assert_eq!(ack.reason, ReasonCode::SUCCESS, "user name and password read in place");
+    assert_eq!(
+        ack.reason,
+        ReasonCode::SUCCESS,
+        "user name and password read in place"
+    );
     sim.drop_conn(a);
     let got = sim.messages(w);
-    assert_eq!((&got[0].topic[..], &got[0].payload[..]), (&b"w/full"[..], &b"bye"[..]));
+    assert_eq!(
+        (&got[0].topic[..], &got[0].payload[..]),
+        (&b"w/full"[..], &b"bye"[..])
+    );
     c.password = Some(Bytes::from_static(b"wrong"));
     let (_, ack) = sim.connect_with(c);
     assert_eq!(ack.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
@@ -896,16 +1075,27 @@ fn client_identifier_rules() {
 fn assigned_client_identifier_names_the_session() {
     let mut sim = Sim::new(1);
     let (a, ack) = sim.connect_with(persistent("", 60));
-    let id = ack.properties.assigned_client_identifier.clone().expect("Assigned Client Identifier");
+    let id = ack
+        .properties
+        .assigned_client_identifier
+        .clone()
+        .expect("Assigned Client Identifier");
     assert!(!id.is_empty());
     sim.subscribe(a, "as/t", 1);
     let (_, ack2) = sim.connect_with(persistent("", 60));
-    let id2 = ack2.properties.assigned_client_identifier.clone().expect("Assigned Client Identifier");
+    let id2 = ack2
+        .properties
+        .assigned_client_identifier
+        .clone()
+        .expect("Assigned Client Identifier");
     assert_ne!(id, id2, "not used by another session");
     sim.disconnect(a);
     let id_str = String::from_utf8(id.to_vec()).unwrap();
     let (a, ack) = sim.connect_with(persistent(&id_str, 60));
-    assert!(ack.session_present, "the session lives under the assigned id");
+    assert!(
+        ack.session_present,
+        "the session lives under the assigned id"
+    );
     assert_eq!(ack.properties.assigned_client_identifier, None);
     let p = sim.connect(V5, "p", true);
     sim.pub_simple(p, "as/t", "m", 1);
@@ -921,8 +1111,15 @@ fn will_user_property_order_is_kept() {
     let mut c = connect_packet(V5, "d", true);
     let mut wm = will("will/u", "gone", 0, None);
     let pairs = [("b", "1"), ("a", "2"), ("b", "0"), ("z", "")];
-    wm.properties.user =
-        pairs.iter().map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from_static(v.as_bytes()))).collect();
+    wm.properties.user = pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                Bytes::from_static(k.as_bytes()),
+                Bytes::from_static(v.as_bytes()),
+            )
+        })
+        .collect();
     let expected = wm.properties.user.clone();
     c.will = Some(wm);
     let (a, _) = sim.connect_with(c);
@@ -974,11 +1171,17 @@ fn takeover_disconnects_the_existing_client() {
     assert!(ack.session_present);
     raw.send(p, &publish5(b"t", &[], b"after"));
     let got = raw.packets(old);
-    assert!(matches!(got.last(), Some(Packet::Disconnect(d)) if d.reason == ReasonCode::SESSION_TAKEN_OVER), "{got:?}");
+    assert!(
+        matches!(got.last(), Some(Packet::Disconnect(d)) if d.reason == ReasonCode::SESSION_TAKEN_OVER),
+        "{got:?}"
+    );
     assert!(raw.closed(old));
     assert!(!raw.closed(new));
     let now: Vec<Publish> = publishes(&raw.packets(new));
-    assert_eq!(now.iter().map(|m| &m.payload[..]).collect::<Vec<_>>(), [&b"after"[..]]);
+    assert_eq!(
+        now.iter().map(|m| &m.payload[..]).collect::<Vec<_>>(),
+        [&b"after"[..]]
+    );
 }
 
 /// [MQTT-3.1.4-6]: after a refused CONNECT nothing the client sent is processed.
@@ -994,7 +1197,10 @@ fn nothing_processed_after_a_refused_connect() {
     retained.retain = true;
     bytes.extend(encode5(&Packet::Publish(retained)));
     let c = raw_first(&mut sim, &bytes);
-    assert_eq!(refused(&mut sim, c), Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD));
+    assert_eq!(
+        refused(&mut sim, c),
+        Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
+    );
     assert!(sim.messages(s1).is_empty());
     assert_eq!(sim.brokers[0].retained_count(), 0);
 }
@@ -1012,7 +1218,10 @@ fn connack_first_with_clean_flags() {
     raw.drop_conn(a);
     let p = raw.connect("p");
     for i in 0..3u8 {
-        raw.send(p, &fr(0x32, &cat(&[&s(b"q"), &[0, i + 1], &props(&[]), b"m"])));
+        raw.send(
+            p,
+            &fr(0x32, &cat(&[&s(b"q"), &[0, i + 1], &props(&[]), b"m"])),
+        );
     }
     let r = raw.open();
     raw.send_packet(r, &Packet::Connect(Box::new(persistent("q", 100))));
@@ -1024,7 +1233,10 @@ fn connack_first_with_clean_flags() {
     let (_, fresh) = raw.connect_with(connect_packet(V5, "fresh", true));
     assert!(!fresh.session_present);
     let r2 = raw.open();
-    raw.send_packet(r2, &Packet::Connect(Box::new(connect_packet(V5, "fresh2", true))));
+    raw.send_packet(
+        r2,
+        &Packet::Connect(Box::new(connect_packet(V5, "fresh2", true))),
+    );
     assert_eq!(raw.frames(r2)[0][2], 0x00);
 }
 
@@ -1032,8 +1244,8 @@ fn connack_first_with_clean_flags() {
 #[test]
 fn connack_reason_codes_are_from_the_table() {
     const CONNACK_CODES: [u8; 22] = [
-        0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A,
-        0x9B, 0x9C, 0x9D, 0x9F,
+        0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95,
+        0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
     ];
     let mut cfg = BrokerConfig::default();
     cfg.client_id_max_bytes = 4;
@@ -1047,7 +1259,10 @@ fn connack_reason_codes_are_from_the_table() {
         connect5(0x82, &[], &cat(&[&cid, &s(b"bad")])),
         connect5(0x06, &[], &cat(&[&cid, &props(&[]), &s(b"w/#"), &s(b"p")])),
         connect5(0x02, &[0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 1], &cid),
-        fr(0x10, &cat(&[&s(b"MQXX"), &[5, 2, 0, 60], &props(&[]), &cid])),
+        fr(
+            0x10,
+            &cat(&[&s(b"MQXX"), &[5, 2, 0, 60], &props(&[]), &cid]),
+        ),
     ];
     for bytes in attempts {
         let mut sim = Sim::with_config(1, cfg.clone());
@@ -1061,7 +1276,10 @@ fn connack_reason_codes_are_from_the_table() {
     }
     assert!(seen.len() >= 6, "{seen:02x?}");
     for code in seen {
-        assert!(CONNACK_CODES.contains(&code), "0x{code:02x} is not a Connect Reason Code");
+        assert!(
+            CONNACK_CODES.contains(&code),
+            "0x{code:02x} is not a Connect Reason Code"
+        );
     }
 }
 
@@ -1084,7 +1302,10 @@ fn dup_flag_rules() {
     let first = publishes(&sim.recv(s1));
     assert_eq!(first.len(), 2);
     assert!(first.iter().all(|m| !m.dup), "DUP not propagated");
-    assert_eq!((first[0].qos, first[1].qos), (QoS::AtLeastOnce, QoS::ExactlyOnce));
+    assert_eq!(
+        (first[0].qos, first[1].qos),
+        (QoS::AtLeastOnce, QoS::ExactlyOnce)
+    );
     sim.drop_conn(s1);
     let (s1, _) = sim.connect_with(persistent("s", 100));
     let again = publishes(&sim.recv(s1));
@@ -1095,7 +1316,10 @@ fn dup_flag_rules() {
 /// [MQTT-3.3.1-4]: both QoS bits set is malformed.
 #[test]
 fn publish_qos_3_is_malformed() {
-    expect_disconnect(&fr(0x36, &cat(&[&s(b"t"), &[0, 1], &props(&[]), b"x"])), ReasonCode::MALFORMED_PACKET);
+    expect_disconnect(
+        &fr(0x36, &cat(&[&s(b"t"), &[0, 1], &props(&[]), b"x"])),
+        ReasonCode::MALFORMED_PACKET,
+    );
 }
 
 /// [MQTT-3.3.1-5] [MQTT-3.3.1-6] [MQTT-3.3.1-7] [MQTT-3.3.1-8]: RETAIN 1 stores/replaces the
@@ -1133,7 +1357,14 @@ fn wildcards_are_not_allowed_in_topic_names() {
         expect_disconnect(&publish5(t, &[], b"x"), ReasonCode::TOPIC_NAME_INVALID);
     }
     let mut sim = Sim::new(1);
-    let c = raw_first(&mut sim, &connect5(0x06, &[], &cat(&[&s(b"c"), &props(&[]), &s(b"w/+"), &s(b"p")])));
+    let c = raw_first(
+        &mut sim,
+        &connect5(
+            0x06,
+            &[],
+            &cat(&[&s(b"c"), &props(&[]), &s(b"w/+"), &s(b"p")]),
+        ),
+    );
     assert_eq!(refused(&mut sim, c), Some(ReasonCode::TOPIC_NAME_INVALID));
 }
 
@@ -1147,7 +1378,11 @@ fn forwarded_topic_matches_the_filter() {
     for t in ["m/a/x", "m/b/x/y/z", "m/x", "m/a/y", "n/a/x", "m//x/"] {
         sim.pub_simple(p, t, t, 0);
     }
-    let got: Vec<String> = sim.messages(s1).iter().map(|m| String::from_utf8_lossy(&m.topic).into_owned()).collect();
+    let got: Vec<String> = sim
+        .messages(s1)
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.topic).into_owned())
+        .collect();
     assert_eq!(got, ["m/a/x", "m/b/x/y/z", "m//x/"]);
 }
 
@@ -1196,14 +1431,25 @@ fn message_expiry_reduced_on_resend() {
     let mut m = publish("e", "x", 1);
     m.properties = props_expiry(60);
     sim.publish(p, m);
-    assert_eq!(publishes(&sim.recv(s1))[0].properties.message_expiry_interval_s, Some(60));
+    assert_eq!(
+        publishes(&sim.recv(s1))[0]
+            .properties
+            .message_expiry_interval_s,
+        Some(60)
+    );
     sim.drop_conn(s1);
     sim.advance(10_000);
     let (s1, _) = sim.connect_with(persistent("s", 100));
     let again = publishes(&sim.recv(s1));
     assert_eq!(again.len(), 1);
-    let left = again[0].properties.message_expiry_interval_s.expect("expiry");
-    assert!(left <= 50, "re-sent with {left} s left after waiting 10 s of 60");
+    let left = again[0]
+        .properties
+        .message_expiry_interval_s
+        .expect("expiry");
+    assert!(
+        left <= 50,
+        "re-sent with {left} s left after waiting 10 s of 60"
+    );
 }
 
 /// [MQTT-3.3.2-7]: inbound topic aliases end with their network connection.
@@ -1247,7 +1493,10 @@ fn inbound_topic_alias_range() {
     let s1 = sim.connect(V5, "s", true);
     sim.subscribe(s1, "al/#", 0);
     let (p, ack) = sim.connect_with(connect_packet(V5, "p", true));
-    let max = ack.properties.topic_alias_maximum.expect("Topic Alias Maximum");
+    let max = ack
+        .properties
+        .topic_alias_maximum
+        .expect("Topic Alias Maximum");
     assert!(max > 1);
     for alias in [1, max / 2, max] {
         let mut m = publish(&format!("al/{alias}"), "set", 0);
@@ -1263,7 +1512,10 @@ fn inbound_topic_alias_range() {
     let mut m = publish("al/over", "x", 0);
     m.properties.topic_alias = Some(max + 1);
     sim.send(p, Packet::Publish(m));
-    assert_eq!(sim.disconnect_reason(p), Some(ReasonCode::TOPIC_ALIAS_INVALID));
+    assert_eq!(
+        sim.disconnect_reason(p),
+        Some(ReasonCode::TOPIC_ALIAS_INVALID)
+    );
 }
 
 /// [MQTT-3.2.2-18]: with Topic Alias Maximum 0 in CONNACK any Topic Alias is refused.
@@ -1286,10 +1538,22 @@ fn topic_alias_refused_when_maximum_is_zero() {
 /// wildcards; Content Type must be UTF-8.
 #[test]
 fn response_topic_and_content_type_rules() {
-    expect_disconnect(&publish5(b"t", &cat(&[&[0x08], &s(&[0xFF])]), b"x"), ReasonCode::MALFORMED_PACKET);
-    expect_disconnect(&publish5(b"t", &cat(&[&[0x08], &s(b"r/#")]), b"x"), ReasonCode::PROTOCOL_ERROR);
-    expect_disconnect(&publish5(b"t", &cat(&[&[0x08], &s(b"r/+/x")]), b"x"), ReasonCode::PROTOCOL_ERROR);
-    expect_disconnect(&publish5(b"t", &cat(&[&[0x03], &s(&[0xC0, 0x80])]), b"x"), ReasonCode::MALFORMED_PACKET);
+    expect_disconnect(
+        &publish5(b"t", &cat(&[&[0x08], &s(&[0xFF])]), b"x"),
+        ReasonCode::MALFORMED_PACKET,
+    );
+    expect_disconnect(
+        &publish5(b"t", &cat(&[&[0x08], &s(b"r/#")]), b"x"),
+        ReasonCode::PROTOCOL_ERROR,
+    );
+    expect_disconnect(
+        &publish5(b"t", &cat(&[&[0x08], &s(b"r/+/x")]), b"x"),
+        ReasonCode::PROTOCOL_ERROR,
+    );
+    expect_disconnect(
+        &publish5(b"t", &cat(&[&[0x03], &s(&[0xC0, 0x80])]), b"x"),
+        ReasonCode::MALFORMED_PACKET,
+    );
 }
 
 /// [MQTT-3.3.4-1]: the broker answers a PUBLISH as its QoS requires: nothing, PUBACK, PUBREC.
@@ -1340,7 +1604,10 @@ fn separate_copies_carry_their_own_identifier() {
     sim.pub_simple(p, "x/1", "m", 1);
     let got = sim.messages(s1);
     assert_eq!(got.len(), 2);
-    let mut ids: Vec<Vec<u32>> = got.iter().map(|m| m.properties.subscription_identifiers.clone()).collect();
+    let mut ids: Vec<Vec<u32>> = got
+        .iter()
+        .map(|m| m.properties.subscription_identifiers.clone())
+        .collect();
     ids.sort();
     assert_eq!(ids, [vec![5], vec![9]]);
 }
@@ -1348,7 +1615,10 @@ fn separate_copies_carry_their_own_identifier() {
 /// [MQTT-3.3.4-6]: a PUBLISH from a client carrying a Subscription Identifier is a Protocol Error.
 #[test]
 fn client_publish_with_subscription_identifier_refused() {
-    expect_disconnect(&publish5(b"t", &[0x0B, 7], b"x"), ReasonCode::PROTOCOL_ERROR);
+    expect_disconnect(
+        &publish5(b"t", &[0x0B, 7], b"x"),
+        ReasonCode::PROTOCOL_ERROR,
+    );
 }
 
 /// [MQTT-3.3.4-7]: one QoS 2 PUBLISH over the broker's Receive Maximum is refused with 0x93;
@@ -1374,7 +1644,10 @@ fn receive_maximum_exceeded() {
     let mut m = publish("t", "x", 2);
     m.packet_id = 6;
     sim.send(c, Packet::Publish(m));
-    assert_eq!(sim.disconnect_reason(c), Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+    assert_eq!(
+        sim.disconnect_reason(c),
+        Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED)
+    );
 }
 
 /// [MQTT-3.3.4-9] [MQTT-4.9.0-1] [MQTT-4.9.0-2]: the broker keeps at most the client's Receive
@@ -1395,7 +1668,10 @@ fn client_receive_maximum_is_the_send_quota() {
     assert_eq!(first.len(), 1, "initial quota is 1");
     sim.send(s1, Packet::PubRec(PubAck::new(first[0].packet_id)));
     let got = sim.recv(s1);
-    assert!(matches!(got.as_slice(), [Packet::PubRel(_)]), "PUBREC does not refill the quota: {got:?}");
+    assert!(
+        matches!(got.as_slice(), [Packet::PubRel(_)]),
+        "PUBREC does not refill the quota: {got:?}"
+    );
     sim.send(s1, Packet::PubComp(PubAck::new(first[0].packet_id)));
     let next = publishes(&sim.recv(s1));
     assert_eq!(next.len(), 1, "PUBCOMP refills it by one");
@@ -1463,10 +1739,22 @@ fn ack_reason_codes_are_from_their_tables() {
             _ => {}
         }
     }
-    assert!(pub_codes.contains(&0x00) && pub_codes.iter().any(|c| *c >= 0x80), "{pub_codes:02x?}");
-    assert!(rel_codes.contains(&0x00) && rel_codes.contains(&0x92), "{rel_codes:02x?}");
-    assert!(pub_codes.iter().all(|c| PUBACK_PUBREC.contains(c)), "{pub_codes:02x?}");
-    assert!(rel_codes.iter().all(|c| PUBREL_PUBCOMP.contains(c)), "{rel_codes:02x?}");
+    assert!(
+        pub_codes.contains(&0x00) && pub_codes.iter().any(|c| *c >= 0x80),
+        "{pub_codes:02x?}"
+    );
+    assert!(
+        rel_codes.contains(&0x00) && rel_codes.contains(&0x92),
+        "{rel_codes:02x?}"
+    );
+    assert!(
+        pub_codes.iter().all(|c| PUBACK_PUBREC.contains(c)),
+        "{pub_codes:02x?}"
+    );
+    assert!(
+        rel_codes.iter().all(|c| PUBREL_PUBCOMP.contains(c)),
+        "{rel_codes:02x?}"
+    );
 }
 
 /// [MQTT-3.2.2-19] [MQTT-3.2.2-20] [MQTT-3.4.2-2] [MQTT-3.4.2-3] [MQTT-3.5.2-2] [MQTT-3.5.2-3]
@@ -1486,28 +1774,59 @@ fn no_diagnostic_properties_beyond_the_client_maximum_packet_size() {
     let sub = Subscribe {
         packet_id: 1,
         filters: vec![
-            SubscribeFilter { filter: Bytes::from_static(b"sub"), options: opts(2) },
-            SubscribeFilter { filter: Bytes::from_static(b"deny/x"), options: opts(1) },
+            SubscribeFilter {
+                filter: Bytes::from_static(b"sub"),
+                options: opts(2),
+            },
+            SubscribeFilter {
+                filter: Bytes::from_static(b"deny/x"),
+                options: opts(1),
+            },
         ],
         properties: Default::default(),
     };
     raw.send_packet(r, &Packet::Subscribe(sub));
-    let unsub = Unsubscribe { packet_id: 2, filters: vec![Bytes::from_static(b"none")], properties: Default::default() };
+    let unsub = Unsubscribe {
+        packet_id: 2,
+        filters: vec![Bytes::from_static(b"none")],
+        properties: Default::default(),
+    };
     raw.send_packet(r, &Packet::Unsubscribe(unsub));
-    for (pid, topic, qos) in [(3u16, &b"deny/x"[..], 0x32u8), (4, b"deny/x", 0x34), (5, b"ok", 0x34)] {
-        raw.send(r, &fr(qos, &cat(&[&s(topic), &pid.to_be_bytes(), &props(&[]), b"x"])));
+    for (pid, topic, qos) in [
+        (3u16, &b"deny/x"[..], 0x32u8),
+        (4, b"deny/x", 0x34),
+        (5, b"ok", 0x34),
+    ] {
+        raw.send(
+            r,
+            &fr(
+                qos,
+                &cat(&[&s(topic), &pid.to_be_bytes(), &props(&[]), b"x"]),
+            ),
+        );
     }
     raw.send_packet(r, &Packet::PubRel(PubAck::new(5)));
     raw.send_packet(r, &Packet::PubRel(PubAck::new(99)));
     raw.send_packet(r, &Packet::PubRec(PubAck::new(98)));
-    raw.send_packet(r, &Packet::Connect(Box::new(connect_packet(V5, "small", true))));
+    raw.send_packet(
+        r,
+        &Packet::Connect(Box::new(connect_packet(V5, "small", true))),
+    );
     let frames = raw.frames(r);
     let mut kinds: Vec<u8> = frames.iter().map(|f| f[0] >> 4).collect();
     kinds.sort_unstable();
     kinds.dedup();
-    assert_eq!(kinds, [2, 4, 5, 6, 7, 9, 11, 14], "CONNACK PUBACK PUBREC PUBREL PUBCOMP SUBACK UNSUBACK DISCONNECT");
+    assert_eq!(
+        kinds,
+        [2, 4, 5, 6, 7, 9, 11, 14],
+        "CONNACK PUBACK PUBREC PUBREL PUBCOMP SUBACK UNSUBACK DISCONNECT"
+    );
     for f in &frames {
-        assert!(f.len() <= MAX as usize, "{} bytes > {MAX}: {f:02x?}", f.len());
+        assert!(
+            f.len() <= MAX as usize,
+            "{} bytes > {MAX}: {f:02x?}",
+            f.len()
+        );
         let (reason_string, user) = match decode5(f) {
             Packet::ConnAck(a) => (a.properties.reason_string, a.properties.user),
             Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
@@ -1530,7 +1849,10 @@ fn packet_size_limit_at_n_and_n_plus_1() {
     cfg.packet_size_max_bytes = 64;
     let mut sim = Sim::with_config(1, cfg);
     let (c, ack) = sim.connect_with(connect_packet(V5, "c", true));
-    let max = ack.properties.maximum_packet_size_bytes.expect("Maximum Packet Size") as usize;
+    let max = ack
+        .properties
+        .maximum_packet_size_bytes
+        .expect("Maximum Packet Size") as usize;
     assert_eq!(max, 64);
     let header = publish5(b"t", &[], b"").len();
     let exact = publish5(b"t", &[], &vec![b'x'; max - header]);
@@ -1550,11 +1872,23 @@ fn packet_size_limit_at_n_and_n_plus_1() {
 #[test]
 fn subscribe_and_unsubscribe_payload_rules() {
     let pid_props = cat(&[&[0, 1], &props(&[])]);
-    expect_disconnect(&fr(0x82, &cat(&[&pid_props, &s(&[0xFF]), &[0]])), ReasonCode::MALFORMED_PACKET);
+    expect_disconnect(
+        &fr(0x82, &cat(&[&pid_props, &s(&[0xFF]), &[0]])),
+        ReasonCode::MALFORMED_PACKET,
+    );
     expect_disconnect(&fr(0x82, &pid_props), ReasonCode::PROTOCOL_ERROR);
-    expect_disconnect(&fr(0x82, &cat(&[&pid_props, &s(b"a"), &[0x40]])), ReasonCode::MALFORMED_PACKET);
-    expect_disconnect(&fr(0x82, &cat(&[&pid_props, &s(b"a"), &[0x80]])), ReasonCode::MALFORMED_PACKET);
-    expect_disconnect(&fr(0xA2, &cat(&[&pid_props, &s(&[0xED, 0xB0, 0x80])])), ReasonCode::MALFORMED_PACKET);
+    expect_disconnect(
+        &fr(0x82, &cat(&[&pid_props, &s(b"a"), &[0x40]])),
+        ReasonCode::MALFORMED_PACKET,
+    );
+    expect_disconnect(
+        &fr(0x82, &cat(&[&pid_props, &s(b"a"), &[0x80]])),
+        ReasonCode::MALFORMED_PACKET,
+    );
+    expect_disconnect(
+        &fr(0xA2, &cat(&[&pid_props, &s(&[0xED, 0xB0, 0x80])])),
+        ReasonCode::MALFORMED_PACKET,
+    );
     expect_disconnect(&fr(0xA2, &pid_props), ReasonCode::PROTOCOL_ERROR);
 }
 
@@ -1563,25 +1897,49 @@ fn subscribe_and_unsubscribe_payload_rules() {
 /// a failure from the Subscribe Reason Codes; each filter is handled on its own.
 #[test]
 fn suback_has_one_code_per_filter_in_order() {
-    const SUBACK_CODES: [u8; 12] = [0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2];
+    const SUBACK_CODES: [u8; 12] = [
+        0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
+    ];
     let mut sim = acl_sim();
     let s1 = sim.connect(V5, "s", true);
     let codes = sim.subscribe_with(
         s1,
-        &[("m/a", opts(2)), ("m/#/x", opts(1)), ("m/c", opts(0)), ("deny/x", opts(1)), ("m/d", opts(1))],
+        &[
+            ("m/a", opts(2)),
+            ("m/#/x", opts(1)),
+            ("m/c", opts(0)),
+            ("deny/x", opts(1)),
+            ("m/d", opts(1)),
+        ],
         None,
     );
-    assert_eq!(codes, [ReasonCode(2), ReasonCode::TOPIC_FILTER_INVALID, ReasonCode(0), ReasonCode::NOT_AUTHORIZED, ReasonCode(1)]);
+    assert_eq!(
+        codes,
+        [
+            ReasonCode(2),
+            ReasonCode::TOPIC_FILTER_INVALID,
+            ReasonCode(0),
+            ReasonCode::NOT_AUTHORIZED,
+            ReasonCode(1)
+        ]
+    );
     assert!(codes.iter().all(|c| SUBACK_CODES.contains(&c.0)));
     let p = sim.connect(V5, "p", true);
     for t in ["m/a", "m/c", "m/d", "deny/x"] {
         sim.pub_simple(p, t, t, 2);
     }
-    let got: Vec<(String, QoS)> =
-        sim.messages(s1).iter().map(|m| (String::from_utf8_lossy(&m.topic).into_owned(), m.qos)).collect();
+    let got: Vec<(String, QoS)> = sim
+        .messages(s1)
+        .iter()
+        .map(|m| (String::from_utf8_lossy(&m.topic).into_owned(), m.qos))
+        .collect();
     assert_eq!(
         got,
-        [("m/a".into(), QoS::ExactlyOnce), ("m/c".into(), QoS::AtMostOnce), ("m/d".into(), QoS::AtLeastOnce)]
+        [
+            ("m/a".into(), QoS::ExactlyOnce),
+            ("m/c".into(), QoS::AtMostOnce),
+            ("m/d".into(), QoS::AtLeastOnce)
+        ]
     );
 }
 
@@ -1647,12 +2005,20 @@ fn unsubscribe_exact_match_in_order() {
     let filters = ["a/+", "A/+", "b/#", "a/x", "c/"];
     let u = Unsubscribe {
         packet_id: pid,
-        filters: filters.iter().map(|f| Bytes::copy_from_slice(f.as_bytes())).collect(),
+        filters: filters
+            .iter()
+            .map(|f| Bytes::copy_from_slice(f.as_bytes()))
+            .collect(),
         properties: Default::default(),
     };
     sim.send(s1, Packet::Unsubscribe(u));
     let got = sim.recv(s1);
-    let [Packet::UnsubAck(UnsubAck { packet_id, reasons, .. })] = got.as_slice() else { panic!("{got:?}") };
+    let [Packet::UnsubAck(UnsubAck {
+        packet_id, reasons, ..
+    })] = got.as_slice()
+    else {
+        panic!("{got:?}")
+    };
     assert_eq!(*packet_id, pid);
     let ok = ReasonCode::SUCCESS;
     let none = ReasonCode::NO_SUBSCRIPTION_EXISTED;
@@ -1681,13 +2047,26 @@ fn unsubscribe_completes_started_deliveries() {
     sim.unsubscribe(s1, "u/2");
     let two = started.iter().find(|m| m.qos == QoS::ExactlyOnce).unwrap();
     sim.send(s1, Packet::PubRec(PubAck::new(two.packet_id)));
-    sim.expect(s1, |x| matches!(x, Packet::PubRel(a) if a.packet_id == two.packet_id));
+    sim.expect(
+        s1,
+        |x| matches!(x, Packet::PubRel(a) if a.packet_id == two.packet_id),
+    );
     sim.drop_conn(s1);
     let (s1, _) = sim.connect_with(persistent("s", 100));
     let again = sim.recv(s1);
     let one = started.iter().find(|m| m.qos == QoS::AtLeastOnce).unwrap();
-    assert!(again.iter().any(|x| matches!(x, Packet::Publish(m) if m.packet_id == one.packet_id && m.dup)), "{again:?}");
-    assert!(again.iter().any(|x| matches!(x, Packet::PubRel(a) if a.packet_id == two.packet_id)), "{again:?}");
+    assert!(
+        again
+            .iter()
+            .any(|x| matches!(x, Packet::Publish(m) if m.packet_id == one.packet_id && m.dup)),
+        "{again:?}"
+    );
+    assert!(
+        again
+            .iter()
+            .any(|x| matches!(x, Packet::PubRel(a) if a.packet_id == two.packet_id)),
+        "{again:?}"
+    );
 }
 
 /// [MQTT-3.12.4-1]: PINGREQ is answered with PINGRESP.
@@ -1733,8 +2112,8 @@ fn no_disconnect_before_connack() {
 #[test]
 fn server_disconnect_reason_and_properties() {
     const DISCONNECT_CODES: [u8; 29] = [
-        0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97,
-        0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
+        0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94,
+        0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
     ];
     let mut cfg = BrokerConfig::default();
     cfg.receive_maximum = 1;
@@ -1744,7 +2123,9 @@ fn server_disconnect_reason_and_properties() {
     let mut check = |sim: &mut Sim, c: C| {
         assert!(sim.is_closed(c));
         let got = sim.recv(c);
-        let Some(Packet::Disconnect(d)) = got.last() else { panic!("{got:?}") };
+        let Some(Packet::Disconnect(d)) = got.last() else {
+            panic!("{got:?}")
+        };
         assert_eq!(d.properties.session_expiry_interval_s, None);
         seen.push(d.reason.0);
     };
@@ -1795,11 +2176,17 @@ fn no_enhanced_authentication_without_a_method() {
     sim.subscribe(c, "t", 1);
     sim.pub_simple(c, "t", "x", 1);
     assert!(!sim.recv(c).iter().any(|p| matches!(p, Packet::Auth(_))));
-    let auth = Auth { reason: ReasonCode::REAUTHENTICATE, ..Default::default() };
+    let auth = Auth {
+        reason: ReasonCode::REAUTHENTICATE,
+        ..Default::default()
+    };
     sim.send(c, Packet::Auth(auth));
     let got = sim.recv(c);
     assert!(!got.iter().any(|p| matches!(p, Packet::Auth(_))));
-    assert!(matches!(got.last(), Some(Packet::Disconnect(d)) if d.reason == ReasonCode::PROTOCOL_ERROR), "{got:?}");
+    assert!(
+        matches!(got.last(), Some(Packet::Disconnect(d)) if d.reason == ReasonCode::PROTOCOL_ERROR),
+        "{got:?}"
+    );
     assert!(sim.is_closed(c));
 }
 
@@ -1817,7 +2204,11 @@ fn session_lifetime() {
     sim.advance(3_600_000);
     let p = sim.connect(V5, "p", true);
     sim.pub_simple(p, "l", "still", 1);
-    assert_eq!(sim.payloads(a), ["still"], "connected for an hour, session intact");
+    assert_eq!(
+        sim.payloads(a),
+        ["still"],
+        "connected for an hour, session intact"
+    );
     sim.disconnect(a);
     sim.advance(1_500);
     let (a, ack) = sim.connect_with(c.clone());
@@ -1825,7 +2216,11 @@ fn session_lifetime() {
     sim.disconnect(a);
     let before = sim.brokers[0].session_count();
     sim.advance(2_100);
-    assert_eq!(sim.brokers[0].session_count(), before - 1, "discarded after the interval");
+    assert_eq!(
+        sim.brokers[0].session_count(),
+        before - 1,
+        "discarded after the interval"
+    );
     let (_, ack) = sim.connect_with(c);
     assert!(!ack.session_present);
 }
@@ -1845,12 +2240,18 @@ fn qos1_unacknowledged_until_puback() {
     let got = publishes(&sim.recv(s1));
     sim.send(s1, Packet::PubAck(PubAck::new(got[0].packet_id)));
     sim.advance(120_000);
-    assert!(publishes(&sim.recv(s1)).is_empty(), "no re-send while connected");
+    assert!(
+        publishes(&sim.recv(s1)).is_empty(),
+        "no re-send while connected"
+    );
     sim.drop_conn(s1);
     let (s1, _) = sim.connect_with(c);
     let again = publishes(&sim.recv(s1));
     assert_eq!(again.len(), 1);
-    assert_eq!((again[0].packet_id, &again[0].payload[..], again[0].dup), (got[1].packet_id, &b"not-acked"[..], true));
+    assert_eq!(
+        (again[0].packet_id, &again[0].payload[..], again[0].dup),
+        (got[1].packet_id, &b"not-acked"[..], true)
+    );
 }
 
 /// [MQTT-4.3.2-5]: after PUBACK, a PUBLISH with the same Packet Identifier is a new message,
@@ -1886,17 +2287,29 @@ fn qos2_sender_state() {
     let got = publishes(&sim.recv(s1));
     assert_eq!(got.len(), 2);
     sim.send(s1, Packet::PubRec(PubAck::new(got[1].packet_id)));
-    sim.expect(s1, |x| matches!(x, Packet::PubRel(a) if a.packet_id == got[1].packet_id));
+    sim.expect(
+        s1,
+        |x| matches!(x, Packet::PubRel(a) if a.packet_id == got[1].packet_id),
+    );
     sim.drop_conn(s1);
     sim.advance(3_000);
     let (s1, _) = sim.connect_with(persistent("s", 100));
     let again = sim.recv(s1);
     assert_eq!(again.len(), 2, "{again:?}");
-    assert!(matches!(&again[0], Packet::Publish(m) if m.packet_id == got[0].packet_id && m.dup), "m1 kept, not expired");
-    assert!(matches!(&again[1], Packet::PubRel(a) if a.packet_id == got[1].packet_id), "m2: PUBREL only");
+    assert!(
+        matches!(&again[0], Packet::Publish(m) if m.packet_id == got[0].packet_id && m.dup),
+        "m1 kept, not expired"
+    );
+    assert!(
+        matches!(&again[1], Packet::PubRel(a) if a.packet_id == got[1].packet_id),
+        "m2: PUBREL only"
+    );
     sim.send(s1, Packet::PubComp(PubAck::new(got[1].packet_id)));
     sim.send(s1, Packet::PubRec(PubAck::new(got[0].packet_id)));
-    sim.expect(s1, |x| matches!(x, Packet::PubRel(a) if a.packet_id == got[0].packet_id));
+    sim.expect(
+        s1,
+        |x| matches!(x, Packet::PubRel(a) if a.packet_id == got[0].packet_id),
+    );
     sim.drop_conn(s1);
     let (s1, _) = sim.connect_with(persistent("s", 100));
     let last = sim.recv(s1);
@@ -1915,13 +2328,22 @@ fn qos2_identifier_free_after_failed_pubrec() {
     let mut m = publish("deny/x", "no", 2);
     m.packet_id = 9;
     sim.send(p, Packet::Publish(m));
-    sim.expect(p, |x| matches!(x, Packet::PubRec(a) if a.packet_id == 9 && a.reason.is_error()));
+    sim.expect(
+        p,
+        |x| matches!(x, Packet::PubRec(a) if a.packet_id == 9 && a.reason.is_error()),
+    );
     let mut m = publish("ok", "yes", 2);
     m.packet_id = 9;
     sim.send(p, Packet::Publish(m));
-    sim.expect(p, |x| matches!(x, Packet::PubRec(a) if a.packet_id == 9 && !a.reason.is_error()));
+    sim.expect(
+        p,
+        |x| matches!(x, Packet::PubRec(a) if a.packet_id == 9 && !a.reason.is_error()),
+    );
     sim.send(p, Packet::PubRel(PubAck::new(9)));
-    sim.expect(p, |x| matches!(x, Packet::PubComp(a) if a.packet_id == 9 && a.reason == ReasonCode::SUCCESS));
+    sim.expect(
+        p,
+        |x| matches!(x, Packet::PubComp(a) if a.packet_id == 9 && a.reason == ReasonCode::SUCCESS),
+    );
     assert_eq!(sim.payloads(s1), ["yes"]);
 }
 
@@ -1965,7 +2387,10 @@ fn qos2_receiver_completes_after_expiry() {
     sim.expect(p, |x| matches!(x, Packet::PubRec(a) if a.packet_id == 3));
     sim.advance(2_500);
     sim.send(p, Packet::PubRel(PubAck::new(3)));
-    sim.expect(p, |x| matches!(x, Packet::PubComp(a) if a.packet_id == 3 && a.reason == ReasonCode::SUCCESS));
+    sim.expect(
+        p,
+        |x| matches!(x, Packet::PubComp(a) if a.packet_id == 3 && a.reason == ReasonCode::SUCCESS),
+    );
     let (s1, _) = sim.connect_with(persistent("s", 100));
     assert!(sim.messages(s1).is_empty(), "expired for the subscriber");
 }
@@ -1982,7 +2407,11 @@ fn failed_ack_is_final() {
     sim.pub_simple(p, "f/1", "one", 1);
     sim.pub_simple(p, "f/2", "two", 2);
     let got = publishes(&sim.recv(s1));
-    let refuse = |pid| PubAck { packet_id: pid, reason: ReasonCode::UNSPECIFIED_ERROR, properties: Default::default() };
+    let refuse = |pid| PubAck {
+        packet_id: pid,
+        reason: ReasonCode::UNSPECIFIED_ERROR,
+        properties: Default::default(),
+    };
     sim.send(s1, Packet::PubAck(refuse(got[0].packet_id)));
     sim.send(s1, Packet::PubRec(refuse(got[1].packet_id)));
     sim.drop_conn(s1);
@@ -1995,7 +2424,11 @@ fn failed_ack_is_final() {
     sim.subscribe(b, "$share/g/sh", 1);
     sim.pub_simple(p, "sh", "m", 1);
     let (to_a, to_b) = (publishes(&sim.recv(a)), publishes(&sim.recv(b)));
-    let (got_it, other, m) = if to_a.is_empty() { (b, a, to_b) } else { (a, b, to_a) };
+    let (got_it, other, m) = if to_a.is_empty() {
+        (b, a, to_b)
+    } else {
+        (a, b, to_a)
+    };
     assert_eq!(m.len(), 1);
     sim.send(got_it, Packet::PubAck(refuse(m[0].packet_id)));
     sim.drop_conn(got_it);
@@ -2025,7 +2458,9 @@ fn ordered_topic() {
         for (topic, prefix) in [("o/t", "a"), ("o/t", "b"), ("o/q2", "a")] {
             let seq: Vec<String> = all
                 .iter()
-                .filter(|m| &m.topic[..] == topic.as_bytes() && m.payload.starts_with(prefix.as_bytes()))
+                .filter(|m| {
+                    &m.topic[..] == topic.as_bytes() && m.payload.starts_with(prefix.as_bytes())
+                })
                 .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
                 .collect();
             let expected: Vec<String> = (0..30).map(|i| format!("{prefix}{i}")).collect();
@@ -2041,12 +2476,43 @@ fn ordered_topic() {
 fn topic_filter_validity() {
     let mut sim = Sim::new(1);
     let s1 = sim.connect(V5, "s", true);
-    let bad = ["a/#/b", "a#", "#/", "a/#x", "+a", "a/b+", "a/++", "", "$share//x", "$share/g", "$share/g/", "$share/g+/x", "$share/#/x"];
-    let good = ["#", "+", "a/+/b/#", "/+", "+/+", "$share/g/#", "$share/g//x", "a//b"];
-    let filters: Vec<(&str, SubscriptionOptions)> = bad.iter().chain(good.iter()).map(|f| (*f, opts(0))).collect();
+    let bad = [
+        "a/#/b",
+        "a#",
+        "#/",
+        "a/#x",
+        "+a",
+        "a/b+",
+        "a/++",
+        "",
+        "$share//x",
+        "$share/g",
+        "$share/g/",
+        "$share/g+/x",
+        "$share/#/x",
+    ];
+    let good = [
+        "#",
+        "+",
+        "a/+/b/#",
+        "/+",
+        "+/+",
+        "$share/g/#",
+        "$share/g//x",
+        "a//b",
+    ];
+    let filters: Vec<(&str, SubscriptionOptions)> = bad
+        .iter()
+        .chain(good.iter())
+        .map(|f| (*f, opts(0)))
+        .collect();
     let codes = sim.subscribe_with(s1, &filters, None);
     for (f, code) in filters.iter().zip(&codes) {
-        let expected = if bad.contains(&f.0) { ReasonCode::TOPIC_FILTER_INVALID } else { ReasonCode::GRANTED_QOS_0 };
+        let expected = if bad.contains(&f.0) {
+            ReasonCode::TOPIC_FILTER_INVALID
+        } else {
+            ReasonCode::GRANTED_QOS_0
+        };
         assert_eq!(*code, expected, "{:?}", f.0);
     }
     expect_disconnect(&publish5(b"", &[], b"x"), ReasonCode::PROTOCOL_ERROR);
@@ -2066,7 +2532,10 @@ fn dollar_topics_and_leading_wildcards() {
     sim.subscribe(wild, "+/+", 0);
     let dollar = sim.connect(V5, "dollar", true);
     sim.subscribe(dollar, "$ret/+", 0);
-    assert!(sim.messages(wild).is_empty(), "retained $ message not sent to leading wildcards");
+    assert!(
+        sim.messages(wild).is_empty(),
+        "retained $ message not sent to leading wildcards"
+    );
     assert_eq!(sim.payloads(dollar), ["kept"]);
     sim.pub_simple(p, "$ret/t", "live", 0);
     sim.pub_simple(p, "ret/t", "plain", 0);
@@ -2084,7 +2553,18 @@ fn no_topic_normalisation() {
         sim.subscribe(s1, f, 0);
     }
     let p = sim.connect(V5, "p", true);
-    for t in ["ACCOUNTS", "accounts", "cafe\u{301}", "/finance", "finance/", "a/b/", "a//b", "sp  ace", "Accounts", "caf\u{e9}"] {
+    for t in [
+        "ACCOUNTS",
+        "accounts",
+        "cafe\u{301}",
+        "/finance",
+        "finance/",
+        "a/b/",
+        "a//b",
+        "sp  ace",
+        "Accounts",
+        "caf\u{e9}",
+    ] {
         sim.pub_simple(p, t, t, 0);
     }
     assert_eq!(sim.payloads(s1), ["Accounts", "caf\u{e9}"]);

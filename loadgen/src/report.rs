@@ -250,21 +250,64 @@ pub fn table(runs: &[Run]) -> String {
     s
 }
 
-/// The whole page.
+/// What a chart groups by: runs of the same workload, whatever the broker.
+fn workload(s: &Summary) -> String {
+    if let Some(n) = s.conns_requested {
+        return format!("conn: {n} connections, MQTT {}", s.mqtt_version);
+    }
+    let rate = if s.rate_msgs_per_s_per_pub > 0.0 {
+        format!("{} msg/s per publisher", s.rate_msgs_per_s_per_pub)
+    } else {
+        "unlimited rate".into()
+    };
+    let topology = s.topology.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
+    format!(
+        "{}{topology}: {} pub → {} sub, QoS {}, {} B, {rate}, {} latency",
+        s.scenario,
+        s.pubs,
+        s.subs,
+        s.qos,
+        s.payload_bytes,
+        s.latency_kind.replace('_', "-")
+    )
+}
+
+/// The whole page: one chart per workload, then the table of every run.
 pub fn page(title: &str, runs: &[Run]) -> String {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let key = workload(&r.summary);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    let mut charts = String::new();
+    for (key, members) in &groups {
+        let group: Vec<Run> = members
+            .iter()
+            .filter_map(|&i| runs.get(i))
+            .map(|r| Run {
+                name: r.name.clone(),
+                summary: r.summary.clone(),
+            })
+            .collect();
+        let _ = write!(charts, "<h2>{}</h2>{}", escape(key), chart(&group));
+    }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-         <style>body{{font-family:sans-serif;margin:24px;color:#222}}\
+         <style>body{{font-family:sans-serif;margin:24px;color:#222}}h2{{font-size:16px;margin-top:28px}}\
          table{{border-collapse:collapse;font-size:13px;margin-top:16px}}\
          th,td{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
          th{{background:#f3f3f3}}td:first-child,td:nth-child(2),td:nth-child(3){{text-align:left}}\
          p.note{{color:#555;font-size:13px;max-width:1000px}}</style></head><body>\
-         <h1>{title}</h1>{chart}\
-         <p class=\"note\">Latency by percentile, one line per run. End-to-end latency is measured from \
-         the intended send time when publishers run at a fixed rate (coordinated omission corrected). \
-         The maximum is in the table (it has no place on a nines axis).</p>{table}</body></html>\n",
+         <h1>{title}</h1>\
+         <p class=\"note\">Latency by percentile, one chart per workload and one line per run. \
+         End-to-end latency is measured from the intended send time when publishers run at a \
+         fixed rate (coordinated omission corrected); unpaced runs measure from the actual send \
+         time and mostly show queueing. The maximum is in the table (it has no place on a nines \
+         axis).</p>{charts}<h2>All runs</h2>{table}</body></html>\n",
         title = escape(title),
-        chart = chart(runs),
         table = table(runs)
     )
 }

@@ -164,6 +164,19 @@ const fn has_zero_byte(x: u64) -> u64 {
     x.wrapping_sub(LO) & !x & HI
 }
 
+/// Flags of one 8-byte word: bit 7 of a byte set where the byte may be
+/// suspect (NUL, or with `wildcards` `+` / `#`), and the raw high bits.
+#[inline(always)]
+fn word_flags(x: u64, wildcards: bool) -> (u64, u64) {
+    let mut suspect = has_zero_byte(x);
+    if wildcards {
+        // '#' (0x23) and '+' (0x2B) differ only in bit 3: OR it in and
+        // look for 0x2B.
+        suspect |= has_zero_byte((x | (LO * 0x08)) ^ (LO * u64::from(b'+')));
+    }
+    (suspect, x & HI)
+}
+
 /// One pass over `s`, 8 bytes at a time: `(suspect, non_ascii)` where
 /// `suspect` means a NUL, or with `wildcards` a `+` or `#`, may be present
 /// (the caller then takes the exact slow path) and `non_ascii` means a byte
@@ -176,18 +189,22 @@ fn scan(s: &[u8], wildcards: bool) -> (bool, bool) {
     let mut chunks = s.chunks_exact(8);
     for chunk in &mut chunks {
         let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or([0; 8]));
-        high |= x & HI;
-        suspect |= has_zero_byte(x);
-        if wildcards {
-            suspect |= has_zero_byte(x ^ (LO * b'+' as u64)) | has_zero_byte(x ^ (LO * b'#' as u64));
+        let (sus, hi) = word_flags(x, wildcards);
+        suspect |= sus;
+        high |= hi;
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        // The last 1-7 bytes, padded with 'a' (harmless) into one word.
+        let mut word = [b'a'; 8];
+        if let Some(dst) = word.get_mut(..tail.len()) {
+            dst.copy_from_slice(tail);
         }
+        let (sus, hi) = word_flags(u64::from_le_bytes(word), wildcards);
+        suspect |= sus;
+        high |= hi;
     }
-    let mut tail_suspect = false;
-    for &b in chunks.remainder() {
-        high |= u64::from(b & 0x80);
-        tail_suspect |= b == 0 || (wildcards && (b == b'+' || b == b'#'));
-    }
-    (suspect != 0 || tail_suspect, high != 0)
+    (suspect != 0, high != 0)
 }
 
 /// MQTT UTF-8 rules (section 1.5.4): well-formed UTF-8 with no surrogates

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Medians of compare.sh runs as a markdown table.
+
+usage: compare_table.py results.tsv [median-runs.txt]
+
+results.tsv columns: broker, scenario, repeat, json (loadgen --json output),
+cpu_s (broker utime+stime during the run), rss_kib (largest broker VmRSS
+sampled during the run). Writes the table on stdout; with a second argument,
+also writes there the JSON file of each (scenario, broker)'s median run by
+p99 latency (for the HTML report).
+"""
+import json
+import statistics
+import sys
+from collections import OrderedDict
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#") or line.startswith("broker\t") or not line.strip():
+                continue
+            broker, scenario, repeat, js, cpu_s, rss = line.rstrip("\n").split("\t")
+            try:
+                with open(js) as j:
+                    summary = json.loads(j.read().strip().splitlines()[-1])
+            except (OSError, ValueError, IndexError):
+                summary = None
+            rows.append((broker, scenario, int(repeat), js, float(cpu_s), int(rss or 0), summary))
+    return rows
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "–"
+    return f"{v:,.{digits}f}"
+
+
+def main():
+    rows = load(sys.argv[1])
+    groups = OrderedDict()
+    for r in rows:
+        groups.setdefault((r[1], r[0]), []).append(r)
+    out = [
+        "| scenario | broker | runs | msgs/s received | p50 µs | p99 µs | p99.9 µs | CPU µs/msg | RSS MiB | lost | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    medians = []
+    for (scenario, broker), runs in groups.items():
+        ok = [r for r in runs if r[6] is not None]
+        s = [r[6] for r in ok]
+        cpu_per_msg = [r[4] * 1e6 / r[6]["msgs_received_total"] for r in ok if r[6]["msgs_received_total"] > 0]
+        lost = [x.get("lost") or 0 for x in s]
+        out.append(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                scenario,
+                broker,
+                f"{len(ok)}/{len(runs)}",
+                fmt(med([x["msgs_per_s_received"] for x in s])),
+                fmt(med([x["latency_us_p50"] for x in s])),
+                fmt(med([x["latency_us_p99"] for x in s])),
+                fmt(med([x["latency_us_p99_9"] for x in s])),
+                fmt(med(cpu_per_msg), 2),
+                fmt(med([r[5] / 1024 for r in ok]), 1),
+                max(lost) if lost else "–",
+                sum(x["errors"] for x in s) if s else "–",
+            )
+        )
+        if ok:
+            by_p99 = sorted(ok, key=lambda r: r[6]["latency_us_p99"])
+            medians.append(by_p99[len(by_p99) // 2][3])
+    print("\n".join(out))
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "w") as f:
+            f.write("\n".join(medians) + ("\n" if medians else ""))
+
+
+if __name__ == "__main__":
+    main()

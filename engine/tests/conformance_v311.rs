@@ -135,9 +135,7 @@ impl Raw {
     }
 
     fn closed(&self, r: R) -> bool {
-        self.wires
-            .get(&r.conn)
-            .map_or(true, |w| w.serial != r.serial || w.closed)
+        !matches!(self.wires.get(&r.conn), Some(w) if w.serial == r.serial && !w.closed)
     }
 
     fn send(&mut self, r: R, bytes: &[u8]) {
@@ -721,8 +719,10 @@ fn connect_payload_fields_in_order() {
 #[test]
 fn client_identifier_rules() {
     expect_connect_refused(&connect4(0x02, &s(&[b'c', 0xFF])));
-    let mut cfg = BrokerConfig::default();
-    cfg.client_id_max_bytes = 23;
+    let cfg = BrokerConfig {
+        client_id_max_bytes: 23,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     for id in [
         "a",

@@ -155,9 +155,7 @@ impl Raw {
     }
 
     fn closed(&self, r: R) -> bool {
-        self.wires
-            .get(&r.conn)
-            .map_or(true, |w| w.serial != r.serial || w.closed)
+        !matches!(self.wires.get(&r.conn), Some(w) if w.serial == r.serial && !w.closed)
     }
 
     fn send(&mut self, r: R, bytes: &[u8]) {
@@ -904,8 +902,10 @@ fn keep_alive_one_and_a_half_times() {
 /// client's Topic Alias Maximum, and none are sent when it is absent.
 #[test]
 fn outbound_topic_aliases_respect_the_client_maximum() {
-    let mut cfg = BrokerConfig::default();
-    cfg.topic_alias_outbound_max = 10;
+    let cfg = BrokerConfig {
+        topic_alias_outbound_max: 10,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let none = sim.connect(V5, "none", true);
     let mut c = connect_packet(V5, "two", true);
@@ -930,7 +930,8 @@ fn outbound_topic_aliases_respect_the_client_maximum() {
     assert!(aliased.iter().all(|m| m
         .properties
         .topic_alias
-        .map_or(true, |a| (1..=2).contains(&a))));
+        .into_iter()
+        .all(|a| (1..=2).contains(&a))));
     assert!(
         aliased.iter().any(|m| m.properties.topic_alias.is_some()),
         "aliases in use"
@@ -1054,8 +1055,10 @@ fn connect_payload_fields_in_order() {
 /// alphanumeric bytes are accepted; a refused client id gets CONNACK 0x85 and a close.
 #[test]
 fn client_identifier_rules() {
-    let mut cfg = BrokerConfig::default();
-    cfg.client_id_max_bytes = 23;
+    let cfg = BrokerConfig {
+        client_id_max_bytes: 23,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let c = raw_first(&mut sim, &connect5(0x02, &[], &s(&[b'a', 0xFF])));
     refused(&mut sim, c);
@@ -1247,8 +1250,10 @@ fn connack_reason_codes_are_from_the_table() {
         0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95,
         0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
     ];
-    let mut cfg = BrokerConfig::default();
-    cfg.client_id_max_bytes = 4;
+    let cfg = BrokerConfig {
+        client_id_max_bytes: 4,
+        ..Default::default()
+    };
     let mut seen = Vec::new();
     let cid = s(b"c");
     let attempts: Vec<Vec<u8>> = vec![
@@ -1521,8 +1526,10 @@ fn inbound_topic_alias_range() {
 /// [MQTT-3.2.2-18]: with Topic Alias Maximum 0 in CONNACK any Topic Alias is refused.
 #[test]
 fn topic_alias_refused_when_maximum_is_zero() {
-    let mut cfg = BrokerConfig::default();
-    cfg.topic_alias_max = 0;
+    let cfg = BrokerConfig {
+        topic_alias_max: 0,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let (c, ack) = sim.connect_with(connect_packet(V5, "c", true));
     assert_eq!(ack.properties.topic_alias_maximum.unwrap_or(0), 0);
@@ -1625,8 +1632,10 @@ fn client_publish_with_subscription_identifier_refused() {
 /// exactly Receive Maximum is fine.
 #[test]
 fn receive_maximum_exceeded() {
-    let mut cfg = BrokerConfig::default();
-    cfg.receive_maximum = 4;
+    let cfg = BrokerConfig {
+        receive_maximum: 4,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let (c, ack) = sim.connect_with(connect_packet(V5, "c", true));
     assert_eq!(ack.properties.receive_maximum, Some(4));
@@ -1845,8 +1854,10 @@ fn no_diagnostic_properties_beyond_the_client_maximum_packet_size() {
 /// refused with DISCONNECT 0x95; one of exactly that size is accepted.
 #[test]
 fn packet_size_limit_at_n_and_n_plus_1() {
-    let mut cfg = BrokerConfig::default();
-    cfg.packet_size_max_bytes = 64;
+    let cfg = BrokerConfig {
+        packet_size_max_bytes: 64,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let (c, ack) = sim.connect_with(connect_packet(V5, "c", true));
     let max = ack
@@ -2086,8 +2097,10 @@ fn pingreq_gets_pingresp() {
 /// or malformed CONNECTs get at most a CONNACK.
 #[test]
 fn no_disconnect_before_connack() {
-    let mut cfg = BrokerConfig::default();
-    cfg.client_id_max_bytes = 4;
+    let cfg = BrokerConfig {
+        client_id_max_bytes: 4,
+        ..Default::default()
+    };
     let mut raw = Raw::new(cfg);
     raw.broker.set_authenticator(Box::new(Acl));
     let cid = s(b"c");
@@ -2115,9 +2128,11 @@ fn server_disconnect_reason_and_properties() {
         0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94,
         0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
     ];
-    let mut cfg = BrokerConfig::default();
-    cfg.receive_maximum = 1;
-    cfg.packet_size_max_bytes = 100;
+    let cfg = BrokerConfig {
+        receive_maximum: 1,
+        packet_size_max_bytes: 100,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let mut seen = Vec::new();
     let mut check = |sim: &mut Sim, c: C| {

@@ -254,6 +254,9 @@ mod tests {
         let bad = Cli::try_parse_from(["loadgen", "pub", "--qos", "3"]);
         assert!(bad.is_err());
         let conn = Cli::try_parse_from(["loadgen", "conn", "--count", "10", "--rate", "5"]);
-        assert!(matches!(conn.map(|c| c.command), Ok(Some(Command::Conn(_)))));
+        assert!(matches!(
+            conn.map(|c| c.command),
+            Ok(Some(Command::Conn(_)))
+        ));
     }
 }

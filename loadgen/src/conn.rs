@@ -31,10 +31,17 @@ pub async fn conn_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thre
     let live = &shared.live[t];
     let clock = shared.clock;
     let threads = plan.threads as u64;
-    let mine: Vec<u64> = (0..plan.conn_count).filter(|i| i % threads == t as u64).collect();
+    let mine: Vec<u64> = (0..plan.conn_count)
+        .filter(|i| i % threads == t as u64)
+        .collect();
     let rate_per_thread = plan.conn_rate_per_s / plan.threads as f64;
-    let interval_ns = if rate_per_thread > 0.0 { 1e9 / rate_per_thread } else { 0.0 };
-    let conns: Rc<RefCell<Vec<Rc<MqttConnection>>>> = Rc::new(RefCell::new(Vec::with_capacity(mine.len())));
+    let interval_ns = if rate_per_thread > 0.0 {
+        1e9 / rate_per_thread
+    } else {
+        0.0
+    };
+    let conns: Rc<RefCell<Vec<Rc<MqttConnection>>>> =
+        Rc::new(RefCell::new(Vec::with_capacity(mine.len())));
     let in_progress = Rc::new(Cell::new(0usize));
     let concurrency = plan.conn_concurrency.max(1);
     for (k, &index) in mine.iter().enumerate() {
@@ -57,8 +64,13 @@ pub async fn conn_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thre
             bind_ip: plan.source_ip(index),
             ..plan.client_config("conn")
         };
-        let (addr, shared2, rec2, conns2, in_progress2) =
-            (plan.addr, shared.clone(), rec.clone(), conns.clone(), in_progress.clone());
+        let (addr, shared2, rec2, conns2, in_progress2) = (
+            plan.addr,
+            shared.clone(),
+            rec.clone(),
+            conns.clone(),
+            in_progress.clone(),
+        );
         monoio::spawn(async move {
             let live = &shared2.live[t];
             let t0 = clock.now_ns();
@@ -76,7 +88,10 @@ pub async fn conn_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thre
                 Err(e) => {
                     rec.conns_failed += 1;
                     Live::add(&live.conns_failed, 1);
-                    let source = config.bind_ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
+                    let source = config
+                        .bind_ip
+                        .map(|ip| format!(" from {ip}"))
+                        .unwrap_or_default();
                     rec.error(live, || format!("connection {index}{source}: {e}"));
                 }
             }
@@ -85,7 +100,9 @@ pub async fn conn_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thre
     while in_progress.get() > 0 {
         monoio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
-    shared.pubs_end_ns.fetch_max(clock.now_ns(), Ordering::SeqCst);
+    shared
+        .pubs_end_ns
+        .fetch_max(clock.now_ns(), Ordering::SeqCst);
     shared.opened_threads.fetch_add(1, Ordering::SeqCst);
     wait_stop(&shared).await;
     let conns = std::mem::take(&mut *conns.borrow_mut());
@@ -97,7 +114,8 @@ pub async fn conn_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thre
     while conns.iter().any(|c| !c.is_closed()) && clock.now_ns() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
-    live.conns_open.fetch_sub(conns.len() as u64, Ordering::Relaxed);
+    live.conns_open
+        .fetch_sub(conns.len() as u64, Ordering::Relaxed);
     drop(conns);
     let mut recorder = std::mem::take(&mut *rec.borrow_mut());
     recorder.conns_dropped = dropped;

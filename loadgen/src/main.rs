@@ -25,7 +25,10 @@ use bytes::Bytes;
 use clap::Parser;
 use ringmq_engine::codec::QoS;
 
-use cli::{Cli, Command, ConnArgs, ConnectArgs, MessageArgs, PubArgs, PubSubArgs, SubArgs, TimingArgs, Topology};
+use cli::{
+    Cli, Command, ConnArgs, ConnectArgs, MessageArgs, PubArgs, PubSubArgs, SubArgs, TimingArgs,
+    Topology,
+};
 use run::{Plan, Scenario, ThreadResult, Timeline};
 use stats::{Recorder, Summary};
 
@@ -52,13 +55,19 @@ fn report_command(args: &cli::ReportArgs) -> Result<(), String> {
     let runs = report::load(&args.inputs)?;
     let html = report::page(&args.title, &runs);
     std::fs::write(&args.output, html).map_err(|e| format!("{}: {e}", args.output.display()))?;
-    eprintln!("loadgen: wrote {} ({} runs)", args.output.display(), runs.len());
+    eprintln!(
+        "loadgen: wrote {} ({} runs)",
+        args.output.display(),
+        runs.len()
+    );
     Ok(())
 }
 
 fn seconds_to_ns(name: &str, s: f64) -> Result<u64, String> {
-    if !s.is_finite() || s < 0.0 || s > 1e6 {
-        return Err(format!("{name} must be between 0 and 1000000 seconds, got {s}"));
+    if !(0.0..=1e6).contains(&s) {
+        return Err(format!(
+            "{name} must be between 0 and 1000000 seconds, got {s}"
+        ));
     }
     Ok((s * 1e9) as u64)
 }
@@ -125,7 +134,10 @@ fn apply_message(plan: &mut Plan, m: &MessageArgs) -> Result<(), String> {
         ));
     }
     if !m.rate_per_pub.is_finite() || m.rate_per_pub < 0.0 {
-        return Err(format!("--rate must be 0 (unlimited) or more, got {}", m.rate_per_pub));
+        return Err(format!(
+            "--rate must be 0 (unlimited) or more, got {}",
+            m.rate_per_pub
+        ));
     }
     if m.inflight == 0 {
         return Err("--inflight must be at least 1".into());
@@ -141,7 +153,9 @@ fn apply_message(plan: &mut Plan, m: &MessageArgs) -> Result<(), String> {
 /// Topic of each publisher, with %i replaced.
 fn pub_topics(pattern: &str, pubs: u32) -> Result<Vec<Bytes>, String> {
     if pattern.contains(['+', '#']) {
-        return Err(format!("--topic {pattern:?}: wildcards are not allowed in topic names"));
+        return Err(format!(
+            "--topic {pattern:?}: wildcards are not allowed in topic names"
+        ));
     }
     if pattern.is_empty() {
         return Err("--topic must not be empty".into());
@@ -195,7 +209,9 @@ fn pubsub_plan(a: &PubSubArgs) -> Result<Plan, String> {
     }
     if a.topology == Topology::Pairs {
         if pubs != subs {
-            return Err(format!("--topology pairs needs --pubs = --subs (got {pubs} and {subs})"));
+            return Err(format!(
+                "--topology pairs needs --pubs = --subs (got {pubs} and {subs})"
+            ));
         }
         if !a.topic.contains("%i") && pubs > 1 {
             return Err(format!(
@@ -217,7 +233,10 @@ fn conn_plan(a: &ConnArgs) -> Result<Plan, String> {
         return Err("--count must be at least 1".into());
     }
     if !a.rate_per_s.is_finite() || a.rate_per_s < 0.0 {
-        return Err(format!("--rate must be 0 (unlimited) or more, got {}", a.rate_per_s));
+        return Err(format!(
+            "--rate must be 0 (unlimited) or more, got {}",
+            a.rate_per_s
+        ));
     }
     plan.duration_ns = seconds_to_ns("--duration", a.duration_s)?;
     plan.conn_count = a.count;
@@ -266,12 +285,18 @@ fn execute(plan: Plan, c: &ConnectArgs) -> Result<(), String> {
         print!("{}", summary.text());
     }
     if let Some(path) = &c.hgrm {
-        std::fs::write(path, stats::hgrm(&recorder.latency)).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, stats::hgrm(&recorder.latency))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }
 
-fn summarize(plan: &Plan, c: &ConnectArgs, results: Vec<ThreadResult>, tl: &Timeline) -> (Summary, Recorder) {
+fn summarize(
+    plan: &Plan,
+    c: &ConnectArgs,
+    results: Vec<ThreadResult>,
+    tl: &Timeline,
+) -> (Summary, Recorder) {
     let mut rec = Recorder::new();
     let mut trackers = Vec::new();
     for r in results {
@@ -290,10 +315,16 @@ fn summarize(plan: &Plan, c: &ConnectArgs, results: Vec<ThreadResult>, tl: &Time
         Scenario::Conn => tl.pubs_end_ns.saturating_sub(tl.start_ns),
     };
     let measured_s = measured_ns as f64 / 1e9;
-    let per_s = |n: u64| if measured_s > 0.0 { n as f64 / measured_s } else { 0.0 };
-    let (duplicated, reordered) = trackers
-        .iter()
-        .fold((0, 0), |(d, r), (_, _, t)| (d + t.duplicates, r + t.reordered));
+    let per_s = |n: u64| {
+        if measured_s > 0.0 {
+            n as f64 / measured_s
+        } else {
+            0.0
+        }
+    };
+    let (duplicated, reordered) = trackers.iter().fold((0, 0), |(d, r), (_, _, t)| {
+        (d + t.duplicates, r + t.reordered)
+    });
     let lost = match plan.topology {
         // `sub` alone does not know what was sent.
         None => None,
@@ -323,7 +354,12 @@ fn summarize(plan: &Plan, c: &ConnectArgs, results: Vec<ThreadResult>, tl: &Time
         pubs: plan.pubs,
         subs: plan.subs,
         threads: plan.threads,
-        driver: if monoio::utils::detect_uring() { "io_uring" } else { "legacy" }.into(),
+        driver: if monoio::utils::detect_uring() {
+            "io_uring"
+        } else {
+            "legacy"
+        }
+        .into(),
         rate_msgs_per_s_per_pub: plan.rate_per_pub,
         warmup_s: plan.warmup_ns as f64 / 1e9,
         duration_s: plan.duration_ns as f64 / 1e9,
@@ -334,7 +370,8 @@ fn summarize(plan: &Plan, c: &ConnectArgs, results: Vec<ThreadResult>, tl: &Time
         msgs_per_s_received: per_s(rec.received_measured),
         msgs_sent_total: rec.sent_total,
         msgs_received_total: rec.received_total,
-        msgs_expected_total: (plan.scenario == Scenario::PubSub).then(|| plan.expected_received(&tl.pub_sent)),
+        msgs_expected_total: (plan.scenario == Scenario::PubSub)
+            .then(|| plan.expected_received(&tl.pub_sent)),
         lost,
         duplicated,
         reordered,

@@ -90,14 +90,26 @@ mod tests {
     #[test]
     fn stamping_reuses_the_buffer() {
         let mut w = PayloadWriter::new(64);
-        let first = w.stamp(Header { publisher: 0, seq: 0, origin_ns: 0 });
+        let first = w.stamp(Header {
+            publisher: 0,
+            seq: 0,
+            origin_ns: 0,
+        });
         let ptr = first.as_ptr();
         drop(first);
         for seq in 1..1000 {
-            let p = w.stamp(Header { publisher: 0, seq, origin_ns: 0 });
+            let p = w.stamp(Header {
+                publisher: 0,
+                seq,
+                origin_ns: 0,
+            });
             drop(p);
         }
-        let last = w.stamp(Header { publisher: 0, seq: 9, origin_ns: 0 });
+        let last = w.stamp(Header {
+            publisher: 0,
+            seq: 9,
+            origin_ns: 0,
+        });
         // Same allocation: the writer reclaimed its buffer every time.
         let base = ptr as usize;
         let at = last.as_ptr() as usize;

@@ -36,9 +36,15 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Vec<Run>, String> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let lines: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with('{')).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with('{'))
+            .collect();
         if lines.is_empty() {
-            return Err(format!("{}: no JSON lines (write them with --json)", path.display()));
+            return Err(format!(
+                "{}: no JSON lines (write them with --json)",
+                path.display()
+            ));
         }
         for (n, line) in lines.iter().enumerate() {
             let summary: Summary = serde_json::from_str(line)
@@ -126,7 +132,10 @@ pub fn chart(runs: &[Run]) -> String {
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = write!(s, r#"<rect x="0" y="0" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" fill="white"/>"#);
+    let _ = write!(
+        s,
+        r#"<rect x="0" y="0" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" fill="white"/>"#
+    );
     for n in 0..=(x_max as u32) {
         let x = px(f64::from(n));
         let _ = write!(
@@ -260,7 +269,11 @@ fn workload(s: &Summary) -> String {
     } else {
         "unlimited rate".into()
     };
-    let topology = s.topology.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
+    let topology = s
+        .topology
+        .as_deref()
+        .map(|t| format!(" {t}"))
+        .unwrap_or_default();
     format!(
         "{}{topology}: {} pub → {} sub, QoS {}, {} B, {rate}, {} latency",
         s.scenario,
@@ -347,7 +360,10 @@ mod tests {
         assert!(html.contains("<svg"));
         assert!(html.contains("<polyline"));
         assert!(html.contains("a &lt;b&gt;"));
-        assert!(!html.contains("http://") || html.matches("http://").count() == 1, "only the SVG namespace");
+        assert!(
+            !html.contains("http://") || html.matches("http://").count() == 1,
+            "only the SVG namespace"
+        );
         assert!(!html.contains("<script"));
     }
 }

@@ -148,8 +148,18 @@ impl Plan {
     /// Topic filters subscriber `sub` subscribes to.
     pub fn filters_of(&self, sub: u32) -> Vec<Bytes> {
         match self.topology {
-            None => self.sub_filters.get(sub as usize).cloned().into_iter().collect(),
-            Some(Topology::Pairs) => self.pub_topics.get(sub as usize).cloned().into_iter().collect(),
+            None => self
+                .sub_filters
+                .get(sub as usize)
+                .cloned()
+                .into_iter()
+                .collect(),
+            Some(Topology::Pairs) => self
+                .pub_topics
+                .get(sub as usize)
+                .cloned()
+                .into_iter()
+                .collect(),
             Some(topology) => {
                 let mut topics: Vec<Bytes> = self.pub_topics.clone();
                 topics.sort();
@@ -189,9 +199,9 @@ impl Plan {
             return None;
         }
         match self.addr.ip() {
-            IpAddr::V4(v4) if v4.is_loopback() && block < 250 => {
-                Some(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1 + block as u8)))
-            }
+            IpAddr::V4(v4) if v4.is_loopback() && block < 250 => Some(IpAddr::V4(
+                std::net::Ipv4Addr::new(127, 0, 0, 1 + block as u8),
+            )),
             _ => None,
         }
     }
@@ -251,7 +261,10 @@ impl Shared {
 
     /// Total over threads of one live counter.
     pub fn live_sum(&self, field: impl Fn(&Live) -> &AtomicU64) -> u64 {
-        self.live.iter().map(|l| field(l).load(Ordering::Relaxed)).sum()
+        self.live
+            .iter()
+            .map(|l| field(l).load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -290,7 +303,11 @@ pub fn run(plan: Arc<Plan>, quiet: bool) -> Result<(Vec<ThreadResult>, Timeline)
         return Err(e.unwrap_or_else(|| "setup failed".into()));
     }
     let mut timeline = timeline;
-    timeline.pub_sent = shared.pub_sent.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+    timeline.pub_sent = shared
+        .pub_sent
+        .iter()
+        .map(|a| a.load(Ordering::SeqCst))
+        .collect();
     timeline.pubs_end_ns = shared.pubs_end_ns.load(Ordering::SeqCst);
     Ok((results, timeline))
 }
@@ -356,8 +373,11 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
                     false
                 } else {
                     let deadline = *drain_deadline.get_or_insert(now + plan.drain_ns);
-                    let sent: Vec<u64> =
-                        shared.pub_sent.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+                    let sent: Vec<u64> = shared
+                        .pub_sent
+                        .iter()
+                        .map(|a| a.load(Ordering::SeqCst))
+                        .collect();
                     let complete = plan.scenario == Scenario::Pub
                         || shared.live_sum(|l| &l.received) >= plan.expected_received(&sent);
                     complete || now >= deadline

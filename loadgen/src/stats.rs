@@ -214,7 +214,11 @@ impl Summary {
     /// The human-readable summary.
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let topo = self.topology.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
+        let topo = self
+            .topology
+            .as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
         let version = match self.mqtt_version {
             3 => "MQTT 3.1",
             5 => "MQTT 5.0",
@@ -258,7 +262,10 @@ impl Summary {
                     .unwrap_or_default();
                 s += &format!(
                     "  received {:>12} msgs  {:>12.1} msg/s   ({} in total{})\n",
-                    self.msgs_received, self.msgs_per_s_received, self.msgs_received_total, expected
+                    self.msgs_received,
+                    self.msgs_per_s_received,
+                    self.msgs_received_total,
+                    expected
                 );
             }
         }
@@ -318,7 +325,10 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
             let q = v.quantile_iterated_to();
             let value = us(v.value_iterated_to() as f64);
             if q < 1.0 {
-                s += &format!("{value:12.3} {q:14.12} {total:10} {:14.2}\n", 1.0 / (1.0 - q));
+                s += &format!(
+                    "{value:12.3} {q:14.12} {total:10} {:14.2}\n",
+                    1.0 / (1.0 - q)
+                );
             } else {
                 s += &format!("{value:12.3} {q:14.12} {total:10}\n");
             }
@@ -377,7 +387,10 @@ mod tests {
         assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
         assert!(text.contains("#[Max     =     1000.447"), "{text}");
         assert!(text.contains("SubBuckets     =         2048]"));
-        let last_row = text.lines().rfind(|l| !l.starts_with('#')).unwrap_or_default();
+        let last_row = text
+            .lines()
+            .rfind(|l| !l.starts_with('#'))
+            .unwrap_or_default();
         assert!(last_row.contains("1.000000000000"), "{last_row}");
         assert!(last_row.trim_end().ends_with('4'), "{last_row}");
     }

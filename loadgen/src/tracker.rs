@@ -109,7 +109,10 @@ mod tests {
         for s in 0..5000 {
             t.record(s);
         }
-        assert_eq!((t.received, t.duplicates, t.reordered, t.unique()), (5000, 0, 0, 5000));
+        assert_eq!(
+            (t.received, t.duplicates, t.reordered, t.unique()),
+            (5000, 0, 0, 5000)
+        );
     }
 
     #[test]

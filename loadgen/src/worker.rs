@@ -161,7 +161,8 @@ async fn pubsub_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thread
         task.await;
     }
     for (_, conn) in &pub_conns {
-        let _ = monoio::time::timeout(Duration::from_millis(CLOSE_TIMEOUT_MS), conn.disconnect()).await;
+        let _ =
+            monoio::time::timeout(Duration::from_millis(CLOSE_TIMEOUT_MS), conn.disconnect()).await;
     }
     let recorder = std::mem::take(&mut *rec.borrow_mut());
     ThreadResult { recorder, trackers }
@@ -185,7 +186,11 @@ async fn setup(t: usize, plan: &Arc<Plan>, shared: &Arc<Shared>) -> Result<(Conn
         match subscribed {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(format!("subscriber {index}: {e}")),
-            Err(_) => return Err(format!("subscriber {index}: no SUBACK within {SUBACK_TIMEOUT_MS} ms")),
+            Err(_) => {
+                return Err(format!(
+                    "subscriber {index}: no SUBACK within {SUBACK_TIMEOUT_MS} ms"
+                ))
+            }
         }
     }
     let pubs: Vec<u32> = plan.pubs_of(t).collect();
@@ -193,7 +198,12 @@ async fn setup(t: usize, plan: &Arc<Plan>, shared: &Arc<Shared>) -> Result<(Conn
     Ok((sub_conns, pub_conns))
 }
 
-async fn connect_all(plan: &Arc<Plan>, shared: &Arc<Shared>, role: &'static str, indices: &[u32]) -> Result<Conns, String> {
+async fn connect_all(
+    plan: &Arc<Plan>,
+    shared: &Arc<Shared>,
+    role: &'static str,
+    indices: &[u32],
+) -> Result<Conns, String> {
     let mut out = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(SETUP_CONNECT_CONCURRENCY) {
         let tasks: Vec<_> = chunk
@@ -202,7 +212,9 @@ async fn connect_all(plan: &Arc<Plan>, shared: &Arc<Shared>, role: &'static str,
                 let options = plan.client_options(role, u64::from(i));
                 let config = plan.client_config(role);
                 let (addr, clock) = (plan.addr, shared.clock);
-                monoio::spawn(async move { MqttConnection::connect(addr, options, &config, clock).await })
+                monoio::spawn(async move {
+                    MqttConnection::connect(addr, options, &config, clock).await
+                })
             })
             .collect();
         for (task, &i) in tasks.into_iter().zip(chunk) {
@@ -227,12 +239,17 @@ async fn subscribe(conn: &MqttConnection, filters: &[Bytes], qos: QoS) -> Result
                 },
             })
             .collect();
-        let id = conn.with_client(|c| c.subscribe(list)).map_err(|e| format!("SUBSCRIBE: {e}"))?;
+        let id = conn
+            .with_client(|c| c.subscribe(list))
+            .map_err(|e| format!("SUBSCRIBE: {e}"))?;
         loop {
             match conn.next_event().await {
                 Some(Event::SubAck(ack)) if ack.packet_id == id => {
-                    if let Some((i, r)) = ack.reasons.iter().enumerate().find(|(_, r)| r.is_error()) {
-                        let filter = chunk.get(i).map(|f| String::from_utf8_lossy(f).into_owned());
+                    if let Some((i, r)) = ack.reasons.iter().enumerate().find(|(_, r)| r.is_error())
+                    {
+                        let filter = chunk
+                            .get(i)
+                            .map(|f| String::from_utf8_lossy(f).into_owned());
                         return Err(format!(
                             "subscription to {:?} refused (reason 0x{:02X})",
                             filter.unwrap_or_default(),
@@ -241,7 +258,9 @@ async fn subscribe(conn: &MqttConnection, filters: &[Bytes], qos: QoS) -> Result
                     }
                     break;
                 }
-                Some(Event::Disconnected(r)) => return Err(format!("disconnected while subscribing: {r:?}")),
+                Some(Event::Disconnected(r)) => {
+                    return Err(format!("disconnected while subscribing: {r:?}"))
+                }
                 Some(Event::ProtocolError(e)) => return Err(format!("protocol error: {e}")),
                 None => return Err("connection closed while subscribing".into()),
                 // Retained or stray messages before the run: not counted.
@@ -289,15 +308,26 @@ async fn subscriber(conn: Rc<MqttConnection>, ctx: SubCtx) -> Vec<(u32, u32, Seq
                         } else {
                             Some(now_ns >= measure_start_ns && now_ns < measure_end_ns)
                         };
-                        record_message(&mut rec, &mut trackers, &m.payload, now_ns, measure_start_ns, measured);
+                        record_message(
+                            &mut rec,
+                            &mut trackers,
+                            &m.payload,
+                            now_ns,
+                            measure_start_ns,
+                            measured,
+                        );
                     }
                     Event::Disconnected(reason) => {
                         ended = true;
                         if !ctx.shared.stopped() {
-                            rec.error(live, || format!("subscriber {} disconnected: {reason:?}", ctx.index));
+                            rec.error(live, || {
+                                format!("subscriber {} disconnected: {reason:?}", ctx.index)
+                            });
                         }
                     }
-                    Event::ProtocolError(e) => rec.error(live, || format!("subscriber {}: {e}", ctx.index)),
+                    Event::ProtocolError(e) => {
+                        rec.error(live, || format!("subscriber {}: {e}", ctx.index))
+                    }
                     _ => {}
                 }
             }
@@ -308,7 +338,10 @@ async fn subscriber(conn: Rc<MqttConnection>, ctx: SubCtx) -> Vec<(u32, u32, Seq
         }
         conn.wait().await;
     }
-    trackers.into_iter().map(|(p, t)| (ctx.index, p, t)).collect()
+    trackers
+        .into_iter()
+        .map(|(p, t)| (ctx.index, p, t))
+        .collect()
 }
 
 /// Accounts one received message. `measured_by_arrival`: `None` to measure
@@ -333,7 +366,8 @@ fn record_message(
             trackers.entry(h.publisher).or_default().record(h.seq);
             if h.origin_ns >= measure_start_ns {
                 rec.received_measured += 1;
-                rec.latency.saturating_record(now_ns.saturating_sub(h.origin_ns).max(1));
+                rec.latency
+                    .saturating_record(now_ns.saturating_sub(h.origin_ns).max(1));
             }
         }
         Some(in_window) => {
@@ -382,7 +416,12 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
     let mut timer = match PreciseTimer::new() {
         Ok(t) => Some(t),
         Err(e) => {
-            ctx.rec.borrow_mut().error(live, || format!("publisher {}: no precise timer ({e}); pacing at 1 ms", ctx.index));
+            ctx.rec.borrow_mut().error(live, || {
+                format!(
+                    "publisher {}: no precise timer ({e}); pacing at 1 ms",
+                    ctx.index
+                )
+            });
             None
         }
     };
@@ -423,7 +462,13 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
                 origin_ns,
             });
             let published = conn.with_client(|c| {
-                c.publish(topic.clone(), payload, plan.qos, plan.retain, PublishProperties::default())
+                c.publish(
+                    topic.clone(),
+                    payload,
+                    plan.qos,
+                    plan.retain,
+                    PublishProperties::default(),
+                )
             });
             match published {
                 Ok(packet_id) => {
@@ -441,7 +486,9 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
                     break;
                 }
                 Err(e) => {
-                    ctx.rec.borrow_mut().error(live, || format!("publisher {}: {e}", ctx.index));
+                    ctx.rec
+                        .borrow_mut()
+                        .error(live, || format!("publisher {}: {e}", ctx.index));
                     break 'run;
                 }
             }
@@ -488,7 +535,9 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
     }
     // Final count first: the main thread's drain compares against it.
     shared.pub_sent[ctx.index as usize].store(seq, Ordering::SeqCst);
-    shared.pubs_end_ns.fetch_max(clock.now_ns(), Ordering::SeqCst);
+    shared
+        .pubs_end_ns
+        .fetch_max(clock.now_ns(), Ordering::SeqCst);
     shared.pubs_finished.fetch_add(1, Ordering::SeqCst);
     // QoS 1/2: wait for the outstanding acknowledgements (bounded by --drain).
     let drain_end_ns = clock.now_ns() + plan.drain_ns;
@@ -525,14 +574,17 @@ fn drain_publisher_events(
                         .remove(&packet_id)
                         .filter(|origin| *origin >= measure_start_ns)
                     {
-                        rec.latency.saturating_record(acked_ns.saturating_sub(origin).max(1));
+                        rec.latency
+                            .saturating_record(acked_ns.saturating_sub(origin).max(1));
                     }
                 }
             }
             Event::Disconnected(reason) => {
                 ended = true;
                 if !ctx.shared.stopped() {
-                    rec.error(live, || format!("publisher {} disconnected: {reason:?}", ctx.index));
+                    rec.error(live, || {
+                        format!("publisher {} disconnected: {reason:?}", ctx.index)
+                    });
                 }
             }
             Event::ProtocolError(e) => rec.error(live, || format!("publisher {}: {e}", ctx.index)),

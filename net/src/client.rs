@@ -204,11 +204,7 @@ impl ClientHandler {
             self.kick_timer();
         }
         if let Some(deadline) = client.poll_timeout() {
-            if self
-                .timer_armed_ms
-                .get()
-                .map_or(true, |armed| deadline < armed)
-            {
+            if !matches!(self.timer_armed_ms.get(), Some(armed) if deadline >= armed) {
                 self.kick_timer();
             }
         }

@@ -26,11 +26,8 @@ fn sent(client: &mut Client) -> Vec<Packet> {
     let protocol = client.protocol();
     let mut out = client.outgoing().split();
     let mut packets = Vec::new();
-    loop {
-        match decode(&mut out, protocol, MAX).unwrap() {
-            Decoded::Packet(p) => packets.push(p),
-            Decoded::Incomplete { .. } => break,
-        }
+    while let Decoded::Packet(p) = decode(&mut out, protocol, MAX).unwrap() {
+        packets.push(p);
     }
     assert!(out.is_empty(), "client wrote a partial packet");
     packets

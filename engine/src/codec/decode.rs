@@ -19,9 +19,8 @@ use super::reader::{validate_topic_name, Reader};
 use super::varint::{parse_varint, VARINT_LEN_MAX_BYTES};
 use super::{
     Auth, ConnAck, Connect, DecodeError, Disconnect, Packet, Protocol, PubAck, Publish,
-    PublishProperties, QoS,
-    ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeFilter, SubscriptionOptions, UnsubAck,
-    Unsubscribe, Will,
+    PublishProperties, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeFilter,
+    SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 
 /// Result of looking at a buffer's fixed header.

@@ -125,18 +125,155 @@ pub fn encode(
     protocol: Protocol,
     out: &mut BytesMut,
 ) -> Result<usize, EncodeError> {
-    if let Packet::Publish(publish) = packet {
-        return encode_publish(publish, protocol, out);
+    // One dispatch to a small function per packet that sizes, checks,
+    // reserves and writes (small functions keep `emit` and its body inlined).
+    let v5 = protocol.is_v5();
+    match packet {
+        Packet::Publish(p) => encode_publish(p, protocol, out),
+        Packet::Connect(c) => encode_connect(c, out),
+        Packet::ConnAck(c) => encode_connack(c, v5, out),
+        Packet::PubAck(a) => encode_puback(a, 0x40, v5, out),
+        Packet::PubRec(a) => encode_puback(a, 0x50, v5, out),
+        Packet::PubRel(a) => encode_puback(a, 0x62, v5, out),
+        Packet::PubComp(a) => encode_puback(a, 0x70, v5, out),
+        Packet::Subscribe(s) => encode_subscribe(s, v5, out),
+        Packet::SubAck(s) => encode_suback(s, v5, out),
+        Packet::Unsubscribe(u) => encode_unsubscribe(u, v5, out),
+        Packet::UnsubAck(u) => encode_unsuback(u, v5, out),
+        Packet::PingReq => emit(Plan::default(), 0xC0, out, |_, _| {}),
+        Packet::PingResp => emit(Plan::default(), 0xD0, out, |_, _| {}),
+        Packet::Disconnect(d) => encode_disconnect(d, v5, out),
+        Packet::Auth(a) => {
+            if !v5 {
+                return Err(EncodeError::NotInProtocol);
+            }
+            encode_auth(a, out)
+        }
     }
-    let plan = plan(packet, protocol).ok_or(EncodeError::NotInProtocol)?;
+}
+
+fn encode_connect(c: &Connect, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    emit(connect_plan(c), 0x10, out, |out, plan| {
+        write_connect(c, plan, out)
+    })
+}
+
+fn encode_connack(c: &ConnAck, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    emit(connack_plan(c, v5), 0x20, out, |out, plan| {
+        out.put_u8(u8::from(c.session_present));
+        if v5 {
+            out.put_u8(c.reason.0);
+            write_block(&c.properties, plan.props, out);
+        } else {
+            out.put_u8(c.reason.v3_connack_code());
+        }
+    })
+}
+
+/// PUBACK / PUBREC / PUBREL / PUBCOMP; `first_byte` carries the type and,
+/// for PUBREL, the 0b0010 flags ([MQTT-3.6.1-1]).
+fn encode_puback(
+    a: &PubAck,
+    first_byte: u8,
+    v5: bool,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    emit(puback_plan(a, v5), first_byte, out, |out, plan| {
+        out.put_u16(a.packet_id);
+        if v5 {
+            write_reason_props(a.reason, &a.properties, plan, 2, out);
+        }
+    })
+}
+
+fn encode_subscribe(s: &Subscribe, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    emit(subscribe_plan(s, v5), 0x82, out, |out, plan| {
+        out.put_u16(s.packet_id);
+        if v5 {
+            write_block(&s.properties, plan.props, out);
+        }
+        for f in &s.filters {
+            put_field(out, &f.filter);
+            out.put_u8(options_byte(&f.options, v5));
+        }
+    })
+}
+
+fn encode_suback(s: &SubAck, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    emit(suback_plan(s, v5), 0x90, out, |out, plan| {
+        out.put_u16(s.packet_id);
+        if v5 {
+            write_block(&s.properties, plan.props, out);
+            for r in &s.reasons {
+                out.put_u8(r.0);
+            }
+        } else {
+            for r in &s.reasons {
+                out.put_u8(r.v3_suback_code());
+            }
+        }
+    })
+}
+
+fn encode_unsubscribe(u: &Unsubscribe, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    emit(unsubscribe_plan(u, v5), 0xA2, out, |out, plan| {
+        out.put_u16(u.packet_id);
+        if v5 {
+            write_block(&u.properties, plan.props, out);
+        }
+        for f in &u.filters {
+            put_field(out, f);
+        }
+    })
+}
+
+fn encode_unsuback(u: &UnsubAck, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    emit(unsuback_plan(u, v5), 0xB0, out, |out, plan| {
+        out.put_u16(u.packet_id);
+        if v5 {
+            write_block(&u.properties, plan.props, out);
+            for r in &u.reasons {
+                out.put_u8(r.0);
+            }
+        }
+    })
+}
+
+fn encode_disconnect(d: &Disconnect, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    if !v5 {
+        // v3 DISCONNECT has no body (section 3.14, v3.1.1).
+        return emit(Plan::default(), 0xE0, out, |_, _| {});
+    }
+    let plan = reason_props_plan(d.reason, props_size(&d.properties));
+    emit(plan, 0xE0, out, |out, plan| {
+        write_reason_props(d.reason, &d.properties, plan, 0, out)
+    })
+}
+
+fn encode_auth(a: &Auth, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    let plan = reason_props_plan(a.reason, props_size(&a.properties));
+    emit(plan, 0xF0, out, |out, plan| {
+        write_reason_props(a.reason, &a.properties, plan, 0, out)
+    })
+}
+
+/// Check the plan, reserve once, write the fixed header (section 2.1) and
+/// the body; nothing is written when the plan fails its checks.
+#[inline(always)]
+fn emit(
+    plan: Plan,
+    first_byte: u8,
+    out: &mut BytesMut,
+    body: impl FnOnce(&mut BytesMut, &Plan),
+) -> Result<usize, EncodeError> {
     plan.check()?;
     let frame_len = plan.frame_len();
     out.reserve(frame_len);
     let start = out.len();
-    out.put_u8(first_byte(packet));
+    out.put_u8(first_byte);
     write_varint(out, plan.remaining as u32);
-    write_body(packet, protocol, &plan, out);
-    debug_assert_eq!(out.len() - start, frame_len, "{packet:?}");
+    body(out, &plan);
+    debug_assert_eq!(out.len() - start, frame_len);
     Ok(frame_len)
 }
 
@@ -431,100 +568,13 @@ fn unsuback_plan(u: &UnsubAck, v5: bool) -> Plan {
 
 // ---- writing ----
 
-/// Fixed header byte 1 (section 2.1.2): type in the high nibble; the flags
-/// are 0b0010 for PUBREL, SUBSCRIBE and UNSUBSCRIBE ([MQTT-3.6.1-1],
-/// [MQTT-3.8.1-1], [MQTT-3.10.1-1]), DUP/QoS/RETAIN for PUBLISH, else 0.
-#[inline]
-fn first_byte(packet: &Packet) -> u8 {
-    let flags = match packet {
-        Packet::Publish(p) => publish_flags(p),
-        Packet::PubRel(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) => 0b0010,
-        _ => 0,
-    };
-    (packet.packet_type() << 4) | flags
-}
-
+/// PUBLISH fixed-header flags (section 3.3.1): DUP, QoS, RETAIN. The other
+/// packets' first bytes are constants in [`encode`]: 0b0010 flags for
+/// PUBREL, SUBSCRIBE and UNSUBSCRIBE ([MQTT-3.6.1-1], [MQTT-3.8.1-1],
+/// [MQTT-3.10.1-1]), 0 for the rest.
 #[inline]
 fn publish_flags(p: &Publish) -> u8 {
     (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain)
-}
-
-fn write_body(packet: &Packet, protocol: Protocol, plan: &Plan, out: &mut BytesMut) {
-    let v5 = protocol.is_v5();
-    match packet {
-        Packet::Connect(c) => write_connect(c, plan, out),
-        Packet::ConnAck(c) => {
-            out.put_u8(u8::from(c.session_present));
-            if v5 {
-                out.put_u8(c.reason.0);
-                write_block(&c.properties, plan.props, out);
-            } else {
-                out.put_u8(c.reason.v3_connack_code());
-            }
-        }
-        Packet::Publish(p) => {
-            // Unreachable through `encode` (it takes the PUBLISH fast path),
-            // kept correct anyway.
-            write_publish_body(p, v5, plan, out);
-            out.put_slice(&p.payload);
-        }
-        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
-            out.put_u16(a.packet_id);
-            if v5 {
-                write_reason_props(a.reason, &a.properties, plan, 2, out);
-            }
-        }
-        Packet::Subscribe(s) => {
-            out.put_u16(s.packet_id);
-            if v5 {
-                write_block(&s.properties, plan.props, out);
-            }
-            for f in &s.filters {
-                put_field(out, &f.filter);
-                out.put_u8(options_byte(&f.options, v5));
-            }
-        }
-        Packet::SubAck(s) => {
-            out.put_u16(s.packet_id);
-            if v5 {
-                write_block(&s.properties, plan.props, out);
-                for r in &s.reasons {
-                    out.put_u8(r.0);
-                }
-            } else {
-                for r in &s.reasons {
-                    out.put_u8(r.v3_suback_code());
-                }
-            }
-        }
-        Packet::Unsubscribe(u) => {
-            out.put_u16(u.packet_id);
-            if v5 {
-                write_block(&u.properties, plan.props, out);
-            }
-            for f in &u.filters {
-                put_field(out, f);
-            }
-        }
-        Packet::UnsubAck(u) => {
-            out.put_u16(u.packet_id);
-            if v5 {
-                write_block(&u.properties, plan.props, out);
-                for r in &u.reasons {
-                    out.put_u8(r.0);
-                }
-            }
-        }
-        Packet::PingReq | Packet::PingResp => {}
-        Packet::Disconnect(Disconnect { reason, properties }) => {
-            if v5 {
-                write_reason_props(*reason, properties, plan, 0, out);
-            }
-        }
-        Packet::Auth(Auth { reason, properties }) => {
-            write_reason_props(*reason, properties, plan, 0, out);
-        }
-    }
 }
 
 /// Write the optional reason + properties tail sized by [`reason_props_plan`];

@@ -241,6 +241,11 @@ pub(crate) fn props_size<P: Properties>(props: &P) -> Sizer {
 /// Write a Property Length and the properties.
 #[inline]
 pub(crate) fn write_block<P: Properties>(props: &P, props_len: usize, out: &mut BytesMut) {
+    if props_len == 0 {
+        // The common case: no properties, a single 0 byte.
+        out.put_u8(0);
+        return;
+    }
     write_varint(out, props_len as u32);
     let start = out.len();
     props.write(out);
@@ -448,6 +453,7 @@ impl Properties for ConnectProperties {
         }
     }
 
+    #[inline]
     fn size(&self, s: &mut Sizer) {
         s.p_u32(&self.session_expiry_interval_s);
         s.p_u16(&self.receive_maximum);
@@ -460,6 +466,7 @@ impl Properties for ConnectProperties {
         s.p_field(&self.authentication_data);
     }
 
+    #[inline]
     fn write(&self, out: &mut BytesMut) {
         use id::*;
         w_u32(out, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval_s);
@@ -499,6 +506,7 @@ impl Properties for WillProperties {
         }
     }
 
+    #[inline]
     fn size(&self, s: &mut Sizer) {
         s.p_u32(&self.will_delay_interval_s);
         s.p_u8(&self.payload_format_indicator);
@@ -509,6 +517,7 @@ impl Properties for WillProperties {
         s.p_user(&self.user);
     }
 
+    #[inline]
     fn write(&self, out: &mut BytesMut) {
         use id::*;
         w_u32(out, WILL_DELAY_INTERVAL, self.will_delay_interval_s);
@@ -563,6 +572,7 @@ impl Properties for ConnAckProperties {
         }
     }
 
+    #[inline]
     fn size(&self, s: &mut Sizer) {
         s.p_u32(&self.session_expiry_interval_s);
         s.p_u16(&self.receive_maximum);
@@ -583,6 +593,7 @@ impl Properties for ConnAckProperties {
         s.p_field(&self.authentication_data);
     }
 
+    #[inline]
     fn write(&self, out: &mut BytesMut) {
         use id::*;
         w_u32(out, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval_s);
@@ -685,11 +696,13 @@ impl Properties for AckProperties {
         }
     }
 
+    #[inline]
     fn size(&self, s: &mut Sizer) {
         s.p_field(&self.reason_string);
         s.p_user(&self.user);
     }
 
+    #[inline]
     fn write(&self, out: &mut BytesMut) {
         w_field(out, id::REASON_STRING, &self.reason_string);
         w_user(out, &self.user);
@@ -708,6 +721,7 @@ impl Properties for SubscribeProperties {
         }
     }
 
+    #[inline]
     fn size(&self, s: &mut Sizer) {
         if let Some(v) = self.subscription_identifier {
             s.p_varint(v);
@@ -715,6 +729,7 @@ impl Properties for SubscribeProperties {
         s.p_user(&self.user);
     }
 
+    #[inline]
     fn write(&self, out: &mut BytesMut) {
         if let Some(v) = self.subscription_identifier {
             out.put_u8(id::SUBSCRIPTION_IDENTIFIER);
@@ -732,10 +747,12 @@ impl Properties for UnsubscribeProperties {
         }
     }
 
+    #[inline]
     fn size(&self, s: &mut Sizer) {
         s.p_user(&self.user);
     }
 
+    #[inline]
     fn write(&self, out: &mut BytesMut) {
         w_user(out, &self.user);
     }
@@ -753,6 +770,7 @@ impl Properties for DisconnectProperties {
         }
     }
 
+    #[inline]
     fn size(&self, s: &mut Sizer) {
         s.p_u32(&self.session_expiry_interval_s);
         s.p_field(&self.reason_string);
@@ -760,6 +778,7 @@ impl Properties for DisconnectProperties {
         s.p_field(&self.server_reference);
     }
 
+    #[inline]
     fn write(&self, out: &mut BytesMut) {
         use id::*;
         w_u32(out, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval_s);
@@ -781,6 +800,7 @@ impl Properties for AuthProperties {
         }
     }
 
+    #[inline]
     fn size(&self, s: &mut Sizer) {
         s.p_field(&self.authentication_method);
         s.p_field(&self.authentication_data);
@@ -788,6 +808,7 @@ impl Properties for AuthProperties {
         s.p_user(&self.user);
     }
 
+    #[inline]
     fn write(&self, out: &mut BytesMut) {
         use id::*;
         w_field(out, AUTHENTICATION_METHOD, &self.authentication_method);

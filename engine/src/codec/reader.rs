@@ -180,7 +180,7 @@ fn word_flags(x: u64, wildcards: bool) -> (u64, u64) {
 /// One pass over `s`, 8 bytes at a time: `(suspect, non_ascii)` where
 /// `suspect` means a NUL, or with `wildcards` a `+` or `#`, may be present
 /// (the caller then takes the exact slow path) and `non_ascii` means a byte
-/// >= 0x80 is present (so full UTF-8 validation is needed). Pure ASCII
+/// of 0x80 or more is present (so full UTF-8 validation is needed). Pure ASCII
 /// without those bytes, the common case for topics, needs nothing else.
 #[inline(always)]
 fn scan(s: &[u8], wildcards: bool) -> (bool, bool) {

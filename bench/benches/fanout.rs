@@ -45,7 +45,10 @@ fn setup(subscribers: usize) -> (Broker, ConnId, Vec<ConnId>) {
         };
         let sub = Subscribe {
             packet_id: 1,
-            filters: vec![SubscribeFilter { filter: filter.into(), options: Default::default() }],
+            filters: vec![SubscribeFilter {
+                filter: filter.into(),
+                options: Default::default(),
+            }],
             properties: Default::default(),
         };
         let mut buf = BytesMut::from(&frame(&Packet::Subscribe(sub))[..]);

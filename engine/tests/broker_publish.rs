@@ -801,3 +801,83 @@ fn topic_alias_outbound() {
         .iter()
         .all(|m| m.properties.topic_alias.is_none() && &m.topic[..] == b"x"));
 }
+
+/// Cross-shard barrier: the SUBACK of a subscription that changes interest waits until every
+/// other shard applied it; a retained QoS 1 PUBACK waits until every shard stored the message.
+/// So a client that saw the acknowledgement can rely on it from any shard.
+#[test]
+fn acknowledgements_wait_for_other_shards() {
+    use bytes::BytesMut;
+    use ringmq_engine::broker::{Broker, Event, ShardMessage};
+    use ringmq_engine::codec::{self, Connect, Subscribe, SubscribeFilter};
+
+    fn frame(p: &Packet) -> BytesMut {
+        let mut b = BytesMut::new();
+        codec::encode(p, V3, &mut b).unwrap();
+        b
+    }
+    /// (acks/other packets written to conn, ring messages) from draining events.
+    fn drain(b: &mut Broker) -> (Vec<u8>, Vec<(u16, ShardMessage)>) {
+        let (mut out, mut ring) = (Vec::new(), Vec::new());
+        while let Some(ev) = b.poll_event() {
+            match ev {
+                Event::Transmit(c) => out.extend_from_slice(&b.outgoing(c).unwrap().split()),
+                Event::ToShard { shard, msg } => ring.push((shard, msg)),
+                Event::Close(_) => panic!("closed"),
+            }
+        }
+        (out, ring)
+    }
+    let mut a = Broker::new(BrokerConfig::default(), 0, 2);
+    let mut b = Broker::new(BrokerConfig::default(), 1, 2);
+    let conn = a.accept(0).unwrap();
+    let connect = Connect {
+        client_id: Bytes::from_static(b"x"),
+        ..connect_packet(V3, "x", true)
+    };
+    a.handle_read(conn, &mut frame(&Packet::Connect(Box::new(connect))), 0);
+    drain(&mut a);
+    let sub = Subscribe {
+        packet_id: 9,
+        filters: vec![SubscribeFilter {
+            filter: Bytes::from_static(b"b/t"),
+            options: opts(1),
+        }],
+        properties: Default::default(),
+    };
+    a.handle_read(conn, &mut frame(&Packet::Subscribe(sub)), 0);
+    let (out, ring) = drain(&mut a);
+    assert!(
+        out.is_empty(),
+        "SUBACK held until shard 1 applied the interest"
+    );
+    assert_eq!(ring.len(), 1);
+    for (_, msg) in ring {
+        b.handle_shard_message(msg, 0);
+    }
+    let (_, back) = drain(&mut b);
+    assert!(matches!(back[..], [(0, ShardMessage::Ack { .. })]));
+    for (_, msg) in back {
+        a.handle_shard_message(msg, 0);
+    }
+    let (out, _) = drain(&mut a);
+    assert_eq!(out, [0x90, 3, 0, 9, 1], "SUBACK after the ack");
+
+    // Retained QoS 1: PUBACK after shard 1 stored it.
+    let mut p = publish("r/t", "kept", 1);
+    p.retain = true;
+    p.packet_id = 5;
+    a.handle_read(conn, &mut frame(&Packet::Publish(p)), 0);
+    let (out, ring) = drain(&mut a);
+    assert!(out.is_empty(), "PUBACK held");
+    for (_, msg) in ring {
+        b.handle_shard_message(msg, 0);
+    }
+    assert_eq!(b.retained_count(), 1);
+    let (_, back) = drain(&mut b);
+    for (_, msg) in back {
+        a.handle_shard_message(msg, 0);
+    }
+    let (out, _) = drain(&mut a);
+    assert_eq!(out, [0x40, 2, 0, 5], "PUBACK after the ack");
+}

@@ -770,7 +770,6 @@ fn will_topic_and_user_name_must_be_utf8() {
 
 /// [MQTT-3.1.4-1]: a CONNECT that does not conform to section 3.1 is closed without a CONNACK.
 #[test]
-#[ignore = "BUG: a malformed v3.1.1 CONNECT (reserved flag, Will QoS 3, password without user name, bad UTF-8) is answered with CONNACK 0x03 before the close; 3.1.1 requires closing without CONNACK"]
 fn malformed_connect_closed_without_connack() {
     let cid = s(b"c");
     for bytes in [

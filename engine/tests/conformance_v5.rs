@@ -1427,7 +1427,6 @@ fn publish_properties_forwarded_unaltered() {
 /// [MQTT-3.3.2-6]: a re-sent PUBLISH also carries the Message Expiry Interval minus the time
 /// the message has waited in the broker.
 #[test]
-#[ignore = "BUG: a PUBLISH re-sent on session resume carries the original Message Expiry Interval, not the remaining one"]
 fn message_expiry_reduced_on_resend() {
     let mut sim = Sim::new(1);
     let (s1, _) = sim.connect_with(persistent("s", 100));
@@ -2588,7 +2587,6 @@ fn no_topic_normalisation() {
 /// [MQTT-4.8.2-4]: a QoS 2 message to a shared member whose connection breaks before
 /// delivery completes is completed to that client when it reconnects (not given to another).
 #[test]
-#[ignore = "BUG: redispatch_shared hands an unacknowledged QoS 2 shared message (awaiting PUBREC) to another member on disconnect"]
 fn shared_qos2_completed_to_the_same_member() {
     let mut sim = Sim::new(1);
     let (a, _) = sim.connect_with(persistent("member-a", 100));
@@ -2610,7 +2608,6 @@ fn shared_qos2_completed_to_the_same_member() {
 /// [MQTT-4.8.2-5]: if that member's session ends before it reconnects, the QoS 2 message is not
 /// sent to any other member.
 #[test]
-#[ignore = "BUG: redispatch_shared hands an unacknowledged QoS 2 shared message (awaiting PUBREC) to another member on disconnect"]
 fn shared_qos2_not_redelivered_after_session_end() {
     let mut sim = Sim::new(1);
     let (a, _) = sim.connect_with(persistent("member-a", 1));

@@ -260,7 +260,8 @@ fn conn_plan(a: &ConnArgs) -> Result<Plan, String> {
             return Err("--count needs more than 250 source addresses".into());
         }
     }
-    match ringmq_net::client::raise_fd_limit() {
+    // Each connection is one descriptor; 64 more for the runtime and stdio.
+    match ringmq_net::client::raise_fd_limit(a.count + 64) {
         Ok(limit) if limit < a.count + 64 => {
             return Err(format!(
                 "--count {} needs more open files than the limit of {limit} (raise `ulimit -n`)",

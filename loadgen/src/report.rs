@@ -262,7 +262,7 @@ pub fn table(runs: &[Run]) -> String {
 /// What a chart groups by: runs of the same workload, whatever the broker.
 fn workload(s: &Summary) -> String {
     if let Some(n) = s.conns_requested {
-        return format!("conn: {n} connections, MQTT {}", s.mqtt_version);
+        return format!("conn: {n} connections, protocol level {}", s.mqtt_version);
     }
     let rate = if s.rate_msgs_per_s_per_pub > 0.0 {
         format!("{} msg/s per publisher", s.rate_msgs_per_s_per_pub)
@@ -274,11 +274,14 @@ fn workload(s: &Summary) -> String {
         .as_deref()
         .map(|t| format!(" {t}"))
         .unwrap_or_default();
+    let clients = match s.scenario.as_str() {
+        "pub" => format!("{} pub", s.pubs),
+        "sub" => format!("{} sub", s.subs),
+        _ => format!("{} pub → {} sub", s.pubs, s.subs),
+    };
     format!(
-        "{}{topology}: {} pub → {} sub, QoS {}, {} B, {rate}, {} latency",
+        "{}{topology}: {clients}, QoS {}, {} B, {rate}, {} latency",
         s.scenario,
-        s.pubs,
-        s.subs,
         s.qos,
         s.payload_bytes,
         s.latency_kind.replace('_', "-")

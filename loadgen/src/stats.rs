@@ -237,6 +237,15 @@ impl Summary {
                 self.conns_dropped.unwrap_or(0),
                 self.conns_per_s.unwrap_or(0.0)
             );
+        } else if self.scenario == "sub" {
+            s += &format!(
+                "  {} subscribers, QoS {} subscriptions; measured {:.2} s after {:.2} s warm-up (by arrival time)\n",
+                self.subs, self.qos, self.measured_s, self.warmup_s
+            );
+            s += &format!(
+                "  received {:>12} msgs  {:>12.1} msg/s   ({} in total)\n",
+                self.msgs_received, self.msgs_per_s_received, self.msgs_received_total
+            );
         } else {
             let rate = if self.rate_msgs_per_s_per_pub > 0.0 {
                 format!("{} msg/s per publisher", self.rate_msgs_per_s_per_pub)
@@ -290,11 +299,15 @@ impl Summary {
                 self.latency_samples
             );
         }
-        let lost = self.lost.map_or("n/a".to_string(), |l| l.to_string());
-        s += &format!(
-            "  lost {}  duplicated {}  reordered {}  errors {}",
-            lost, self.duplicated, self.reordered, self.errors
-        );
+        if self.conns_requested.is_some() {
+            s += &format!("  errors {}", self.errors);
+        } else {
+            let lost = self.lost.map_or("n/a".to_string(), |l| l.to_string());
+            s += &format!(
+                "  lost {}  duplicated {}  reordered {}  errors {}",
+                lost, self.duplicated, self.reordered, self.errors
+            );
+        }
         if self.qos > 0 && self.conns_requested.is_none() && self.scenario != "sub" {
             s += &format!("  acked {}  ack failures {}", self.acked, self.ack_failures);
         }

@@ -610,9 +610,10 @@ impl PreciseTimer {
     }
 }
 
-/// Raises this process's open-file soft limit to its hard limit; returns the
-/// new soft limit. Load tests with many connections need it.
-pub fn raise_fd_limit() -> io::Result<u64> {
+/// Raises this process's open-file limit so that `wanted` descriptors fit:
+/// the soft limit to the hard one, and the hard one too where the process
+/// may (root, `CAP_SYS_RESOURCE`). Returns the resulting soft limit.
+pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -621,6 +622,17 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    if limit.rlim_max < wanted as libc::rlim_t {
+        let higher = libc::rlimit {
+            rlim_cur: wanted as libc::rlim_t,
+            rlim_max: wanted as libc::rlim_t,
+        };
+        // SAFETY: setrlimit reads one rlimit struct, which `higher` is.
+        // Failure (not privileged, above fs.nr_open) leaves the limit as is.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &higher) } == 0 {
+            return Ok(wanted);
+        }
+    }
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
         // SAFETY: setrlimit reads one rlimit struct, which `limit` is.
@@ -628,7 +640,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(limit.rlim_cur)
+    Ok(limit.rlim_cur as u64)
 }
 
 #[cfg(test)]
@@ -799,6 +811,6 @@ mod tests {
 
     #[test]
     fn raise_fd_limit_reports_a_limit() {
-        assert!(raise_fd_limit().unwrap_or(0) > 0);
+        assert!(raise_fd_limit(64).unwrap_or(0) >= 64);
     }
 }

@@ -23,13 +23,18 @@ impl Broker {
         reason: ReasonCode,
         now_ms: u64,
     ) {
+        let unsupported = reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION;
         let protocol = match level {
+            // v5 may answer any refused CONNECT with its reason code (3.2.2.2).
             Some(5) => Some(Protocol::V5),
-            Some(4) => Some(Protocol::V3_1_1),
-            Some(3) => Some(Protocol::V3_1),
+            // v3.1.1 / v3.1: CONNACK 0x01 for an unsupported level
+            // ([MQTT-3.1.2-2]); any other malformed CONNECT is closed
+            // without a CONNACK ([MQTT-3.1.4-1]).
+            Some(4) if unsupported => Some(Protocol::V3_1_1),
+            Some(3) if unsupported => Some(Protocol::V3_1),
             // Unknown level: answer in v3.1.1 form (0x01), which every client reads.
-            Some(_) => Some(Protocol::V3_1_1),
-            None => None,
+            Some(l) if l != 3 && l != 4 && unsupported => Some(Protocol::V3_1_1),
+            _ => None,
         };
         if let (Some(protocol), Some(c)) = (protocol, self.conns.get_mut(conn)) {
             c.protocol = protocol;
@@ -233,7 +238,7 @@ impl Broker {
         };
         self.write_packet(conn, &Packet::ConnAck(ack));
         if session_present {
-            self.resend_inflight(conn, session);
+            self.resend_inflight(conn, session, now_ms);
         }
         self.drain_queue(session, now_ms);
     }
@@ -376,14 +381,14 @@ impl Broker {
         };
         self.stats.messages_received += 1;
         if publish.retain {
-            self.retain_local(&publish, now_ms);
+            self.retain_local(&publish, now_ms, 0);
         }
         self.route(&mut publish, Some(session), now_ms, true, now_ms);
     }
 
     /// On resume: resend unacknowledged PUBLISH with DUP=1 and PUBREL for
     /// those awaiting PUBCOMP, in their original order ([MQTT-4.4.0-1]).
-    fn resend_inflight(&mut self, conn: ConnId, session: SessionId) {
+    fn resend_inflight(&mut self, conn: ConnId, session: SessionId, now_ms: u64) {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
@@ -395,7 +400,16 @@ impl Broker {
             match o.state {
                 OutState::AwaitPubAck | OutState::AwaitPubRec => {
                     o.publish.dup = true;
+                    // [MQTT-3.3.2-6]: the expiry interval left, not the one received.
+                    // Delivery has started, so an expired message is still completed (1 s).
+                    let stored = o.publish.properties.message_expiry_interval_s;
+                    if let Some(interval_s) = stored {
+                        let waited_s = now_ms.saturating_sub(o.received_at_ms) / 1000;
+                        let left_s = u64::from(interval_s).saturating_sub(waited_s).max(1);
+                        o.publish.properties.message_expiry_interval_s = Some(left_s as u32);
+                    }
                     c.write_publish(&mut o.publish);
+                    o.publish.properties.message_expiry_interval_s = stored;
                 }
                 OutState::AwaitPubComp => {
                     let _ = crate::codec::encode(

@@ -72,16 +72,23 @@ pub enum ShardMessage {
     },
     /// Shard `shard` now has `count` local subscriptions on `filter`
     /// (a plain or a `$share/...` filter). Absolute, so re-sending is harmless.
+    /// A non-zero `barrier` asks the receiver to answer with [`ShardMessage::Ack`].
     Interest {
         filter: Bytes,
         shard: ShardId,
         count: u32,
+        barrier: u64,
     },
-    /// Replace (or clear, with an empty payload) a retained message.
+    /// Replace (or clear, with an empty payload) a retained message; acked
+    /// to `origin` when `barrier` is non-zero.
     Retain {
         publish: Publish,
         received_at_ms: u64,
+        origin: ShardId,
+        barrier: u64,
     },
+    /// The receiver has applied the message that carried `barrier`.
+    Ack { barrier: u64 },
 }
 
 /// What the runtime must do next.
@@ -167,6 +174,31 @@ struct Conn {
     aliases_out: HashMap<Bytes, u16>,
     /// min(our topic_alias_outbound_max, the client's Topic Alias Maximum).
     aliases_out_max: u16,
+    /// Acknowledgements held back, in order, behind a cross-shard barrier.
+    held: VecDeque<Held>,
+}
+
+/// An item of a connection's held queue (see [`Broker::write_ack`]).
+enum Held {
+    /// Wait for the barrier with this token.
+    Wait(u64),
+    Packet(Packet),
+    /// Send the retained messages matching a new subscription.
+    Retained {
+        filter: Bytes,
+        options: SubscriptionOptions,
+        subscription_id: Option<u32>,
+    },
+}
+
+/// A cross-shard barrier: acknowledgements to a client wait until every
+/// other shard has applied an interest or retained update, so that a client
+/// that saw SUBACK (or PUBACK of a retained message) can rely on it from
+/// any shard. Rings are FIFO, so an Ack means everything before it arrived.
+struct Barrier {
+    conn: ConnId,
+    generation: u64,
+    acks_remaining: u32,
 }
 
 impl Conn {
@@ -341,6 +373,12 @@ pub struct Broker {
     scratch_shared_remote: Vec<(ShardId, Bytes)>,
     scratch_subscription_ids: Vec<u32>,
     scratch_shared_filters: Vec<Bytes>,
+    barriers: HashMap<u64, Barrier>,
+    next_barrier: u64,
+    /// While handling a SUBSCRIBE/UNSUBSCRIBE: the barrier token put on
+    /// interest broadcasts, and how many were sent.
+    barrier_token: u64,
+    barrier_sends: u32,
 }
 
 impl Broker {
@@ -375,6 +413,10 @@ impl Broker {
             scratch_shared_remote: Vec::new(),
             scratch_subscription_ids: Vec::new(),
             scratch_shared_filters: Vec::new(),
+            barriers: HashMap::new(),
+            next_barrier: 0,
+            barrier_token: 0,
+            barrier_sends: 0,
         }
     }
 
@@ -425,6 +467,7 @@ impl Broker {
             generation,
             aliases_out: HashMap::new(),
             aliases_out_max: 0,
+            held: VecDeque::new(),
         });
         let deadline = now_ms + self.config.connect_timeout_ms;
         self.timers.push(Reverse((
@@ -518,13 +561,21 @@ impl Broker {
                 filter,
                 shard,
                 count,
-            } => self.apply_interest(&filter, shard, count),
+                barrier,
+            } => {
+                self.apply_interest(&filter, shard, count);
+                self.ack_barrier(shard, barrier);
+            }
             ShardMessage::Retain {
                 publish,
                 received_at_ms,
+                origin,
+                barrier,
             } => {
                 self.store_retained(publish, received_at_ms);
+                self.ack_barrier(origin, barrier);
             }
+            ShardMessage::Ack { barrier } => self.barrier_acked(barrier, now_ms),
         }
     }
 
@@ -714,6 +765,95 @@ impl Broker {
         if codec::encode(packet, c.protocol, &mut c.out).is_ok() && !c.transmit_queued {
             c.transmit_queued = true;
             self.events.push_back(Event::Transmit(conn));
+        }
+    }
+
+    /// Write an acknowledgement (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK),
+    /// behind any held ones so that acknowledgements keep their order.
+    fn write_ack(&mut self, conn: ConnId, packet: Packet) {
+        match self.conns.get_mut(conn) {
+            Some(c) if !c.held.is_empty() => c.held.push_back(Held::Packet(packet)),
+            Some(_) => self.write_packet(conn, &packet),
+            None => {}
+        }
+    }
+
+    /// A new barrier token (non-zero).
+    fn new_barrier_token(&mut self) -> u64 {
+        self.next_barrier += 1;
+        self.next_barrier
+    }
+
+    /// Hold `conn`'s next acknowledgements until `acks` Acks for `token` arrive.
+    fn open_barrier(&mut self, conn: ConnId, token: u64, acks: u32) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.held.push_back(Held::Wait(token));
+        let generation = c.generation;
+        self.barriers.insert(
+            token,
+            Barrier {
+                conn,
+                generation,
+                acks_remaining: acks,
+            },
+        );
+    }
+
+    fn ack_barrier(&mut self, origin: ShardId, barrier: u64) {
+        if barrier != 0 && origin < self.shard_count && origin != self.shard {
+            self.events.push_back(Event::ToShard {
+                shard: origin,
+                msg: ShardMessage::Ack { barrier },
+            });
+        }
+    }
+
+    fn barrier_acked(&mut self, token: u64, now_ms: u64) {
+        let Some(b) = self.barriers.get_mut(&token) else {
+            return;
+        };
+        b.acks_remaining = b.acks_remaining.saturating_sub(1);
+        if b.acks_remaining > 0 {
+            return;
+        }
+        let (conn, generation) = (b.conn, b.generation);
+        self.barriers.remove(&token);
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.generation != generation {
+            return;
+        }
+        c.held
+            .retain(|h| !matches!(h, Held::Wait(t) if *t == token));
+        self.flush_held(conn, now_ms);
+    }
+
+    /// Write held items up to the first barrier still pending.
+    fn flush_held(&mut self, conn: ConnId, now_ms: u64) {
+        loop {
+            let Some(c) = self.conns.get_mut(conn) else {
+                return;
+            };
+            let session = match c.state {
+                ConnState::Active(s) => s,
+                _ => return,
+            };
+            match c.held.front() {
+                None | Some(Held::Wait(_)) => return,
+                Some(_) => {}
+            }
+            match c.held.pop_front() {
+                Some(Held::Packet(p)) => self.write_packet(conn, &p),
+                Some(Held::Retained {
+                    filter,
+                    options,
+                    subscription_id,
+                }) => self.send_retained(session, &filter, options, subscription_id, now_ms),
+                _ => return,
+            }
         }
     }
 

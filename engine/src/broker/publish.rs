@@ -114,7 +114,7 @@ impl Broker {
             };
             if s.inbound_qos2.contains(&packet_id) {
                 // A resend of a message we already routed: acknowledge only ([MQTT-4.3.3-10]).
-                self.write_packet(conn, &Packet::PubRec(PubAck::new(packet_id)));
+                self.write_ack(conn, Packet::PubRec(PubAck::new(packet_id)));
                 return;
             }
             if s.inbound_qos2.len() >= usize::from(self.config.receive_maximum) {
@@ -128,7 +128,18 @@ impl Broker {
         if allowed {
             p.dup = false;
             if p.retain {
-                self.retain_local(&p, now_ms);
+                // The acknowledgement of a retained QoS 1/2 message waits until
+                // every shard stored it, so a subscriber on any shard that
+                // subscribes after the publisher saw PUBACK gets it.
+                let barrier = if qos != QoS::AtMostOnce && self.shard_count > 1 {
+                    self.new_barrier_token()
+                } else {
+                    0
+                };
+                self.retain_local(&p, now_ms, barrier);
+                if barrier != 0 {
+                    self.open_barrier(conn, barrier, u32::from(self.shard_count) - 1);
+                }
             }
             self.route(&mut p, Some(session), now_ms, true, now_ms);
         }
@@ -144,13 +155,14 @@ impl Broker {
         };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.write_packet(conn, &Packet::PubAck(ack)),
-            QoS::ExactlyOnce => self.write_packet(conn, &Packet::PubRec(ack)),
+            QoS::AtLeastOnce => self.write_ack(conn, Packet::PubAck(ack)),
+            QoS::ExactlyOnce => self.write_ack(conn, Packet::PubRec(ack)),
         }
     }
 
     /// Store a retained message here and replicate it to every other shard.
-    pub(super) fn retain_local(&mut self, p: &Publish, now_ms: u64) {
+    /// A non-zero `barrier` asks every other shard to acknowledge.
+    pub(super) fn retain_local(&mut self, p: &Publish, now_ms: u64, barrier: u64) {
         let mut stored = p.clone();
         stored.dup = false;
         stored.packet_id = 0;
@@ -162,6 +174,8 @@ impl Broker {
                 let msg = ShardMessage::Retain {
                     publish: stored.clone(),
                     received_at_ms: now_ms,
+                    origin: self.shard,
+                    barrier,
                 };
                 self.events.push_back(Event::ToShard { shard, msg });
             }
@@ -655,12 +669,13 @@ impl Broker {
             }
             None => comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
         }
-        self.write_packet(conn, &Packet::PubComp(comp));
+        self.write_ack(conn, Packet::PubComp(comp));
     }
 
-    /// A session lost its connection: QoS 1/2 messages it got through a
-    /// shared subscription and has not acknowledged go to another online
-    /// member of the group on this shard, if there is one (MQTT 5.0 4.8.2).
+    /// A session lost its connection: QoS 1 messages it got through a shared
+    /// subscription and has not acknowledged, and queued messages not yet
+    /// sent, go to another online member of the group on this shard, if
+    /// there is one (MQTT 5.0 4.8.2).
     pub(super) fn redispatch_shared(&mut self, session: SessionId, now_ms: u64) {
         let mut moved: Vec<(Bytes, Publish, u64)> = Vec::new();
         let Some(s) = self.sessions.get_mut(session) else {
@@ -673,10 +688,11 @@ impl Broker {
         }
         let mut keep = std::collections::VecDeque::new();
         for o in s.inflight.drain(..) {
-            match (&o.shared_filter, o.state) {
-                (Some(f), OutState::AwaitPubAck | OutState::AwaitPubRec) => {
-                    moved.push((f.clone(), o.publish, o.received_at_ms))
-                }
+            // Only QoS 1 in flight moves: a QoS 2 delivery in progress must be
+            // completed to the same client ([MQTT-4.8.2-4], [MQTT-4.8.2-5]).
+            let qos1 = o.state == OutState::AwaitPubAck;
+            match &o.shared_filter {
+                Some(f) if qos1 => moved.push((f.clone(), o.publish, o.received_at_ms)),
                 _ => keep.push_back(o),
             }
         }
@@ -770,7 +786,7 @@ impl Broker {
                 payload: Bytes::from(value),
                 ..Publish::default()
             };
-            self.retain_local(&p, now_ms);
+            self.retain_local(&p, now_ms, 0);
             self.route(&mut p, None, now_ms, true, now_ms);
         }
     }

@@ -23,6 +23,10 @@ impl Broker {
         now_ms: u64,
     ) {
         let subscription_id = sub.properties.subscription_identifier;
+        // Interest broadcasts made below carry this barrier token.
+        let token = self.new_barrier_token();
+        self.barrier_token = token;
+        self.barrier_sends = 0;
         let mut reasons = Vec::with_capacity(sub.filters.len());
         // (filter, options, is_new) of each accepted non-shared subscription.
         let mut accepted: Vec<(Bytes, SubscriptionOptions, bool)> = Vec::new();
@@ -41,9 +45,11 @@ impl Broker {
             }
             if shared.is_some() && f.options.no_local {
                 // [MQTT-3.8.3-4]: No Local on a shared subscription.
+                self.barrier_token = 0;
                 return self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
             }
             let Some(s) = self.sessions.get(session) else {
+                self.barrier_token = 0;
                 return;
             };
             if !self
@@ -65,12 +71,19 @@ impl Broker {
                 accepted.push((f.filter, f.options, is_new));
             }
         }
+        self.barrier_token = 0;
+        // The SUBACK waits until every other shard has applied the interest
+        // change, so a publish on any shard after the client saw SUBACK
+        // reaches it.
+        if self.barrier_sends > 0 {
+            self.open_barrier(conn, token, self.barrier_sends);
+        }
         let ack = SubAck {
             packet_id: sub.packet_id,
             reasons,
             properties: Default::default(),
         };
-        self.write_packet(conn, &Packet::SubAck(ack));
+        self.write_ack(conn, Packet::SubAck(ack));
         // Retained messages after the SUBACK ([MQTT-3.3.1-9]: with RETAIN=1),
         // per Retain Handling ([MQTT-3.3.1-10], [MQTT-3.3.1-11]); never for
         // shared subscriptions ([MQTT-3.8.4-?] / 4.8.2).
@@ -80,13 +93,22 @@ impl Broker {
                 RetainHandling::SendIfNew => is_new,
                 RetainHandling::DoNotSend => false,
             };
-            if send {
-                self.send_retained(session, &filter, options, subscription_id, now_ms);
+            if !send {
+                continue;
+            }
+            let held = self.conns.get_mut(conn).filter(|c| !c.held.is_empty());
+            match held {
+                Some(c) => c.held.push_back(super::Held::Retained {
+                    filter,
+                    options,
+                    subscription_id,
+                }),
+                None => self.send_retained(session, &filter, options, subscription_id, now_ms),
             }
         }
     }
 
-    fn send_retained(
+    pub(super) fn send_retained(
         &mut self,
         session: SessionId,
         filter: &[u8],
@@ -137,7 +159,7 @@ impl Broker {
             reasons,
             properties: Default::default(),
         };
-        self.write_packet(conn, &Packet::UnsubAck(ack));
+        self.write_ack(conn, Packet::UnsubAck(ack));
     }
 
     /// Add or replace a subscription ([MQTT-3.8.4-3]: same filter replaces).
@@ -264,14 +286,19 @@ impl Broker {
     }
 
     fn broadcast_interest(&mut self, filter: &Bytes, count: u32) {
+        let barrier = self.barrier_token;
         for shard in 0..self.shard_count {
             if shard != self.shard {
                 let msg = ShardMessage::Interest {
                     filter: filter.clone(),
                     shard: self.shard,
                     count,
+                    barrier,
                 };
                 self.events.push_back(Event::ToShard { shard, msg });
+                if barrier != 0 {
+                    self.barrier_sends += 1;
+                }
             }
         }
     }

@@ -195,11 +195,18 @@ fn scan(s: &[u8], wildcards: bool) -> (bool, bool) {
     }
     let tail = chunks.remainder();
     if !tail.is_empty() {
-        // The last 1-7 bytes, padded with 'a' (harmless) into one word.
-        let mut word = [b'a'; 8];
-        if let Some(dst) = word.get_mut(..tail.len()) {
-            dst.copy_from_slice(tail);
-        }
+        // The last 1-7 bytes: as the final 8 bytes of `s` (overlapping the
+        // last chunk, harmless) when `s` is that long, else padded with 'a'.
+        let word = match s.len().checked_sub(8).and_then(|at| s.get(at..)) {
+            Some(last) => <[u8; 8]>::try_from(last).unwrap_or([0; 8]),
+            None => {
+                let mut word = [b'a'; 8];
+                if let Some(dst) = word.get_mut(..tail.len()) {
+                    dst.copy_from_slice(tail);
+                }
+                word
+            }
+        };
         let (sus, hi) = word_flags(u64::from_le_bytes(word), wildcards);
         suspect |= sus;
         high |= hi;

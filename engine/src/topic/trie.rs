@@ -45,7 +45,7 @@ const ROOT: u32 = 0;
 /// beats both; see docs/benchmarks.md.
 pub const SMALL_CHILDREN_MAX: usize = 8;
 
-/// Children keyed by level bytes (or group names, under a group table node).
+/// Children keyed by level bytes.
 #[derive(Debug)]
 enum Children {
     /// At most [`SMALL_CHILDREN_MAX`] entries, unordered.

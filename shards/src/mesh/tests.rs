@@ -68,7 +68,8 @@ fn full_ring_then_overflow_then_policy() {
     assert!(!RingMsg::Engine(ShardMessage::Interest {
         filter: Bytes::new(),
         shard: 0,
-        count: 1
+        count: 1,
+        barrier: 0
     })
     .droppable());
 }

@@ -165,7 +165,7 @@ done
   echo "# compare.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "# machine: $(nproc) CPUs, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), kernel $(uname -r)"
   echo "# broker cpu $BROKER_CPU, loadgen cpu $LOADGEN_CPU, repeats $REPEATS, warmup $WARMUP s, duration $DURATION s"
-  printf 'broker\tscenario\trepeat\tjson\tcpu_s\trss_kib\n'
+  printf 'broker\tscenario\trepeat\tjson\tcpu_s\trss_kib\tloadavg_1m\n'
 } > "$OUT/results.tsv"
 
 port=$BASE_PORT
@@ -182,8 +182,10 @@ for broker in $AVAILABLE; do
       sampler=$!
       counter=""
       if [ "$CROSS_CHECK" = 1 ] && [ "$crosschecked" = 0 ] && [ "$broker" = mosquitto ] && [ "$scenario" = fanout ] && command -v mosquitto_sub >/dev/null; then
-        # An independent subscriber on the same topic: one line per message.
-        timeout $((WARMUP + DURATION + DRAIN + 15)) taskset -c "$LOADGEN_CPU" mosquitto_sub -p "$port" -t 'bench/fanout/0' -F '%t' > "$OUT/logs/crosscheck.txt" 2>/dev/null &
+        # An independent subscriber on the same topic: one line per message
+        # (-W: it leaves by itself at the latest after that many seconds).
+        taskset -c "$LOADGEN_CPU" mosquitto_sub -p "$port" -t 'bench/fanout/0' -F '%t' \
+          -W $((WARMUP + DURATION + DRAIN + 30)) > "$OUT/logs/crosscheck.txt" 2>/dev/null &
         counter=$!
         sleep 0.5
       fi
@@ -216,8 +218,8 @@ PY
       fi
       cpu_s=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t / hz }')
       rss=$(cat "$OUT/logs/rss-$broker-$scenario-$r" 2>/dev/null || echo 0)
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$broker" "$scenario" "$r" "$json" "$cpu_s" "$rss" >> "$OUT/results.tsv"
-      [ -s "$json" ] && log "$broker $scenario #$r: $(python3 -c 'import json,sys; s=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(f"{s[\"msgs_per_s_received\"]:.0f} msg/s, p99 {s[\"latency_us_p99\"]:.0f} us, lost {s.get(\"lost\")}, errors {s[\"errors\"]}")' "$json"), broker cpu $cpu_s s"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$broker" "$scenario" "$r" "$json" "$cpu_s" "$rss" "$(cut -d' ' -f1 /proc/loadavg)" >> "$OUT/results.tsv"
+      [ -s "$json" ] && log "$broker $scenario #$r: $(python3 "$HERE/compare_table.py" --one "$json"), broker cpu $cpu_s s, load $(cut -d' ' -f1 /proc/loadavg)"
     done
     stop_broker "$bpid"
   done

@@ -2,10 +2,11 @@
 """Medians of compare.sh runs as a markdown table.
 
 usage: compare_table.py results.tsv [median-runs.txt]
+       compare_table.py --one run.json      (one-line summary of a run)
 
 results.tsv columns: broker, scenario, repeat, json (loadgen --json output),
 cpu_s (broker utime+stime during the run), rss_kib (largest broker VmRSS
-sampled during the run). Writes the table on stdout; with a second argument,
+sampled during the run), loadavg_1m (machine load when the run ended). Writes the table on stdout; with a second argument,
 also writes there the JSON file of each (scenario, broker)'s median run by
 p99 latency (for the HTML report).
 """
@@ -21,13 +22,15 @@ def load(path):
         for line in f:
             if line.startswith("#") or line.startswith("broker\t") or not line.strip():
                 continue
-            broker, scenario, repeat, js, cpu_s, rss = line.rstrip("\n").split("\t")
+            fields = line.rstrip("\n").split("\t")
+            broker, scenario, repeat, js, cpu_s, rss = fields[:6]
+            load = float(fields[6]) if len(fields) > 6 and fields[6] else None
             try:
                 with open(js) as j:
                     summary = json.loads(j.read().strip().splitlines()[-1])
             except (OSError, ValueError, IndexError):
                 summary = None
-            rows.append((broker, scenario, int(repeat), js, float(cpu_s), int(rss or 0), summary))
+            rows.append((broker, scenario, int(repeat), js, float(cpu_s), int(rss or 0), summary, load))
     return rows
 
 
@@ -42,7 +45,18 @@ def fmt(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
+def one(path):
+    with open(path) as f:
+        s = json.loads(f.read().strip().splitlines()[-1])
+    return "{:.0f} msg/s received, p50 {:.0f} us, p99 {:.0f} us, lost {}, errors {}".format(
+        s["msgs_per_s_received"], s["latency_us_p50"], s["latency_us_p99"], s.get("lost"), s["errors"]
+    )
+
+
 def main():
+    if sys.argv[1] == "--one":
+        print(one(sys.argv[2]))
+        return
     rows = load(sys.argv[1])
     groups = OrderedDict()
     for r in rows:
@@ -75,6 +89,10 @@ def main():
         if ok:
             by_p99 = sorted(ok, key=lambda r: r[6]["latency_us_p99"])
             medians.append(by_p99[len(by_p99) // 2][3])
+    loads = [r[7] for r in rows if r[7] is not None]
+    if loads:
+        out.append("")
+        out.append(f"Machine load (1-minute average) when runs ended: {min(loads):.2f} to {max(loads):.2f}.")
     print("\n".join(out))
     if len(sys.argv) > 2:
         with open(sys.argv[2], "w") as f:

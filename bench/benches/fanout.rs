@@ -32,8 +32,10 @@ fn connect(broker: &mut Broker, id: &str) -> ConnId {
 }
 
 fn setup(subscribers: usize) -> (Broker, ConnId, Vec<ConnId>) {
-    let mut config = BrokerConfig::default();
-    config.sys_interval_s = 0;
+    let config = BrokerConfig {
+        sys_interval_s: 0,
+        ..BrokerConfig::default()
+    };
     let mut broker = Broker::new(config, 0, 1);
     let mut subs = Vec::new();
     for i in 0..subscribers {

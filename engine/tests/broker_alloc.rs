@@ -82,8 +82,10 @@ fn drain(broker: &mut Broker, subscribers: &[ConnId]) -> usize {
 }
 
 fn run(protocol: Protocol) {
-    let mut config = BrokerConfig::default();
-    config.sys_interval_s = 0;
+    let config = BrokerConfig {
+        sys_interval_s: 0,
+        ..BrokerConfig::default()
+    };
     let mut broker = Broker::new(config, 0, 1);
     let mut subscribers = Vec::new();
     for i in 0..100 {

@@ -12,8 +12,10 @@ use ringmq_engine::codec::{
 };
 use sim::*;
 
-/// [MQTT-3.3.1-1]..: QoS 0/1/2 end to end; [MQTT-3.8.4-1] [MQTT-3.8.4-4] [MQTT-3.9.3-1]
-/// SUBACK grants the requested QoS; [MQTT-3.8.4-6]/[MQTT-3.3.4-?] delivery at min(pub, sub) QoS.
+/// QoS 0/1/2 end to end, acknowledged as the QoS requires (5.0 [MQTT-3.3.4-1]
+/// 3.1.1 [MQTT-3.3.4-1]), with a non-zero packet id for QoS > 0 (3.1.1 [MQTT-2.3.1-1]);
+/// SUBACK grants the requested QoS (5.0 [MQTT-3.8.4-1] 5.0 [MQTT-3.8.4-7] 3.1.1 [MQTT-3.8.4-1]
+/// 3.1.1 [MQTT-3.8.4-5]); delivery at min(pub, sub) QoS (5.0 [MQTT-3.8.4-8] 3.1.1 [MQTT-3.8.4-6]).
 #[test]
 fn qos_end_to_end_and_downgrade() {
     for v in [V3, V5] {
@@ -38,9 +40,9 @@ fn qos_end_to_end_and_downgrade() {
     }
 }
 
-/// [MQTT-4.3.2-1] [MQTT-4.3.2-2] [MQTT-3.4.4-1]: the server acknowledges QoS 1 with PUBACK
-/// carrying the same packet id; [MQTT-4.3.3-1]..[MQTT-4.3.3-10] QoS 2 PUBREC/PUBREL/PUBCOMP and
-/// exactly-once: a resent QoS 2 PUBLISH (DUP) before PUBREL is not routed twice.
+/// 3.1.1 [MQTT-4.3.3-2] 3.1.1 [MQTT-2.3.1-6] 3.1.1 [MQTT-3.3.4-1]: the server as QoS 2
+/// receiver answers PUBREC and PUBCOMP carrying the PUBLISH's packet id; exactly-once: a resent
+/// QoS 2 PUBLISH (DUP) before PUBREL gets PUBREC again and is not routed twice.
 #[test]
 fn qos2_inbound_exactly_once() {
     let mut sim = Sim::new(1);
@@ -59,7 +61,8 @@ fn qos2_inbound_exactly_once() {
     assert_eq!(sim.payloads(s), ["once"]);
 }
 
-/// [MQTT-4.3.3-?] outbound QoS 2: PUBREC from the client gets PUBREL; PUBCOMP ends it.
+/// 5.0 [MQTT-4.3.3-4] 5.0 [MQTT-2.2.1-5]: outbound QoS 2: PUBREC from the client gets PUBREL
+/// with the same packet id; a PUBREL for an unknown id gets PUBCOMP 0x92.
 #[test]
 fn qos2_outbound_flow() {
     let mut sim = Sim::new(1);
@@ -84,8 +87,12 @@ fn qos2_outbound_flow() {
     assert_eq!(c.reason, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND);
 }
 
-/// [MQTT-4.4.0-1] [MQTT-3.3.1-1] [MQTT-4.6.0-1]..: on resume the server resends unacknowledged
-/// PUBLISH with DUP=1 and PUBREL, in order.
+/// 5.0 [MQTT-4.4.0-1] 5.0 [MQTT-3.3.1-1] 5.0 [MQTT-4.3.2-3] 5.0 [MQTT-4.3.3-5]
+/// 5.0 [MQTT-4.3.3-6] 5.0 [MQTT-3.2.2-3]
+/// 3.1.1 [MQTT-4.4.0-1] 3.1.1 [MQTT-3.3.1-1] 3.1.1 [MQTT-4.6.0-1] 3.1.1 [MQTT-4.3.3-1]
+/// 3.1.1 [MQTT-3.2.2-2]: on resume (session present) the server resends unacknowledged PUBLISH
+/// with DUP=1 and their original ids, in order, then the PUBREL (not the PUBLISH) of the
+/// message whose PUBREC it had.
 #[test]
 fn resend_unacknowledged_on_resume() {
     for v in [V3, V5] {
@@ -130,9 +137,12 @@ fn resend_unacknowledged_on_resume() {
     }
 }
 
-/// [MQTT-3.3.1-5] [MQTT-3.3.1-6] [MQTT-3.3.1-8] [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
-/// [MQTT-3.3.1-12]: retained messages: stored, replaced, cleared by an empty payload, sent on
-/// subscribe with RETAIN=1, live copies with RETAIN=0.
+/// 5.0 [MQTT-3.3.1-5] 5.0 [MQTT-3.3.1-6] 5.0 [MQTT-3.3.1-7] 5.0 [MQTT-3.3.1-9]
+/// 5.0 [MQTT-3.3.1-12]
+/// 3.1.1 [MQTT-3.3.1-5] 3.1.1 [MQTT-3.3.1-6] 3.1.1 [MQTT-3.3.1-8] 3.1.1 [MQTT-3.3.1-9]
+/// 3.1.1 [MQTT-3.3.1-10] 3.1.1 [MQTT-3.3.1-11]: retained messages: stored, replaced, cleared by
+/// an empty payload (which is forwarded as normal and not stored), sent on subscribe with
+/// RETAIN=1, live copies with RETAIN=0.
 #[test]
 fn retained_set_replace_clear() {
     for v in [V3, V5] {
@@ -167,7 +177,7 @@ fn retained_set_replace_clear() {
     }
 }
 
-/// [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.2-1]: wildcards, '#' matches the parent,
+/// 3.1.1 [MQTT-3.3.2-3] 3.1.1 [MQTT-4.7.2-1]: wildcard matching, '#' matches the parent,
 /// '$' topics are not matched by a leading wildcard.
 #[test]
 fn wildcards_and_dollar_topics() {
@@ -192,8 +202,11 @@ fn wildcards_and_dollar_topics() {
     assert_eq!(sim.payloads(d), ["$data/x"]);
 }
 
-/// [MQTT-4.7.3-1] [MQTT-3.8.3-?]: an invalid filter gets SUBACK 0x8F (v5) / 0x80 (v3.1.1),
-/// valid filters in the same SUBSCRIBE are still granted ([MQTT-3.9.3-?]).
+/// 5.0 [MQTT-4.7.1-1] 5.0 [MQTT-4.7.1-2] 3.1.1 [MQTT-4.7.1-2] 3.1.1 [MQTT-4.7.1-3]: a filter
+/// with a misplaced '#' or '+' gets SUBACK 0x8F (v5) / 0x80 (v3.1.1); valid filters in the
+/// same SUBSCRIBE are still granted, one code per filter in order (5.0 [MQTT-3.8.4-5]
+/// 5.0 [MQTT-3.8.4-6] 5.0 [MQTT-3.9.3-1] 3.1.1 [MQTT-3.8.4-4] 3.1.1 [MQTT-3.8.4-5]
+/// 3.1.1 [MQTT-3.9.3-1]).
 #[test]
 fn invalid_filter_reason_per_filter() {
     for v in [V3, V5] {
@@ -213,7 +226,8 @@ fn invalid_filter_reason_per_filter() {
     }
 }
 
-/// [MQTT-3.8.4-3]: a subscription with the same filter replaces the old one (new QoS applies).
+/// 3.1.1 [MQTT-3.8.4-3]: a subscription with the same filter replaces the old one (new QoS
+/// applies).
 #[test]
 fn resubscribe_replaces() {
     let mut sim = Sim::new(1);
@@ -227,8 +241,9 @@ fn resubscribe_replaces() {
     assert_eq!(m[0].qos, QoS::AtLeastOnce);
 }
 
-/// [MQTT-3.10.4-1] [MQTT-3.10.4-4] [MQTT-3.10.4-5] [MQTT-3.11.3-?]: UNSUBSCRIBE stops delivery;
-/// UNSUBACK 0x11 when there was no subscription (v5).
+/// 5.0 [MQTT-3.10.4-1] 5.0 [MQTT-3.10.4-2] 5.0 [MQTT-3.10.4-4] 5.0 [MQTT-3.10.4-5]
+/// 5.0 [MQTT-3.11.3-2]: UNSUBSCRIBE stops delivery; UNSUBACK (same packet id) 0x00, or 0x11
+/// when there was no subscription.
 #[test]
 fn unsubscribe() {
     let mut sim = Sim::new(1);
@@ -244,8 +259,9 @@ fn unsubscribe() {
     assert!(sim.messages(s).is_empty());
 }
 
-/// [MQTT-3.3.4-2] [MQTT-3.3.4-3] [MQTT-3.3.4-4] [MQTT-3.3.4-5]: overlapping subscriptions: one
-/// copy at the highest QoS with every subscription identifier.
+/// 5.0 [MQTT-3.3.4-2] 5.0 [MQTT-3.3.4-3] 5.0 [MQTT-3.3.4-4] 3.1.1 [MQTT-3.3.5-1]: overlapping
+/// subscriptions: one copy at the highest QoS with every subscription identifier (v3.1.1: one
+/// copy at the highest QoS).
 #[test]
 fn overlapping_subscriptions_and_identifiers() {
     let mut sim = Sim::new(1);
@@ -273,7 +289,7 @@ fn overlapping_subscriptions_and_identifiers() {
     assert_eq!(m[0].qos, QoS::ExactlyOnce);
 }
 
-/// [MQTT-3.8.3-3]: No Local: a client's own publishes are not sent back on that subscription.
+/// 5.0 [MQTT-3.8.3-3]: No Local: a client's own publishes are not sent back on that subscription.
 #[test]
 fn no_local() {
     let mut sim = Sim::new(1);
@@ -288,7 +304,7 @@ fn no_local() {
     assert_eq!(sim.payloads(c), ["mine2"]);
 }
 
-/// [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+/// 5.0 [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
 #[test]
 fn no_local_on_shared_is_protocol_error() {
     let mut sim = Sim::new(1);
@@ -310,7 +326,7 @@ fn no_local_on_shared_is_protocol_error() {
     assert_eq!(sim.disconnect_reason(c), Some(ReasonCode::PROTOCOL_ERROR));
 }
 
-/// [MQTT-3.3.1-12] [MQTT-3.3.1-13]: Retain As Published.
+/// 5.0 [MQTT-3.3.1-12] 5.0 [MQTT-3.3.1-13]: Retain As Published.
 #[test]
 fn retain_as_published() {
     let mut sim = Sim::new(1);
@@ -336,7 +352,8 @@ fn retain_as_published() {
     assert!(sim.messages(b)[0].retain);
 }
 
-/// [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]: Retain Handling 0, 1, 2.
+/// 5.0 [MQTT-3.3.1-9] 5.0 [MQTT-3.3.1-10] 5.0 [MQTT-3.3.1-11]: Retain Handling 0, 1, 2;
+/// 5.0 [MQTT-3.8.4-4]: re-subscribing with Retain Handling 0 sends the retained message again.
 #[test]
 fn retain_handling() {
     let mut sim = Sim::new(1);
@@ -366,7 +383,7 @@ fn retain_handling() {
     assert_eq!(sim.payloads(e), ["kept", "kept"], "RH=0 on every subscribe");
 }
 
-/// v5 3.3.2.3.3 [MQTT-3.3.2-5] [MQTT-3.3.2-6]: expired messages are not delivered; the
+/// 5.0 [MQTT-3.3.2-5] 5.0 [MQTT-3.3.2-6] (v5 3.3.2.3.3): expired messages are not delivered; the
 /// forwarded Message Expiry Interval is reduced by the time waited; expired retained dropped.
 #[test]
 fn message_expiry() {
@@ -398,8 +415,8 @@ fn message_expiry() {
     assert!(sim.messages(s2).is_empty());
 }
 
-/// [MQTT-3.3.2-7] [MQTT-3.3.2-8] [MQTT-3.3.2-9] [MQTT-3.3.2-10] [MQTT-3.3.2-11] [MQTT-3.3.2-12]:
-/// inbound topic aliases: set, use, out of range -> 0x94, unknown alias -> 0x82.
+/// 5.0 [MQTT-3.3.2-12] 5.0 [MQTT-3.3.2-9] 5.0 [MQTT-3.2.2-17]: inbound topic aliases: set, use,
+/// above the Topic Alias Maximum -> DISCONNECT 0x94; an alias never set -> 0x82.
 #[test]
 fn topic_alias_inbound() {
     let mut sim = Sim::new(1);
@@ -432,12 +449,14 @@ fn topic_alias_inbound() {
     assert_eq!(sim.disconnect_reason(q), Some(ReasonCode::PROTOCOL_ERROR));
 }
 
-/// [MQTT-3.1.2-24] [MQTT-3.1.2-25]: a message larger than the client's Maximum Packet Size is
-/// dropped for that client; the server's own limit closes with 0x95 ([MQTT-3.2.2-?]).
+/// 5.0 [MQTT-3.1.2-24] 5.0 [MQTT-3.1.2-25]: a message larger than the client's Maximum Packet
+/// Size is dropped for that client; the server's own limit closes with 0x95 (5.0 [MQTT-3.2.2-15]).
 #[test]
 fn maximum_packet_size_both_directions() {
-    let mut cfg = BrokerConfig::default();
-    cfg.packet_size_max_bytes = 1000;
+    let cfg = BrokerConfig {
+        packet_size_max_bytes: 1000,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let mut c = connect_packet(V5, "small", true);
     c.properties.maximum_packet_size_bytes = Some(128);
@@ -452,7 +471,8 @@ fn maximum_packet_size_both_directions() {
     assert!(sim.is_closed(p));
 }
 
-/// [MQTT-3.3.4-7] [MQTT-3.3.4-8]: never more unacknowledged QoS 1/2 than the client's Receive Maximum.
+/// 5.0 [MQTT-3.3.4-9] 5.0 [MQTT-4.9.0-1] 5.0 [MQTT-4.9.0-2]: never more unacknowledged QoS 1/2
+/// than the client's Receive Maximum; one more after each PUBACK.
 #[test]
 fn client_receive_maximum() {
     let mut sim = Sim::new(1);
@@ -481,11 +501,13 @@ fn client_receive_maximum() {
     assert_eq!(next.len(), 1, "one more after one PUBACK");
 }
 
-/// [MQTT-3.3.4-9] [MQTT-3.3.4-10]: more unacknowledged inbound QoS 2 than our Receive Maximum -> 0x93.
+/// 5.0 [MQTT-3.3.4-7]: more unacknowledged inbound QoS 2 than our Receive Maximum -> 0x93.
 #[test]
 fn server_receive_maximum() {
-    let mut cfg = BrokerConfig::default();
-    cfg.receive_maximum = 3;
+    let cfg = BrokerConfig {
+        receive_maximum: 3,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let p = sim.connect(V5, "p", true);
     for pid in 1..=3u16 {
@@ -503,8 +525,9 @@ fn server_receive_maximum() {
     );
 }
 
-/// [MQTT-3.3.2-?] user properties, response topic, correlation data, payload format and content
-/// type pass through untouched ([MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20]).
+/// User properties (in order), response topic, correlation data, payload format and content
+/// type pass through untouched (5.0 [MQTT-3.3.2-4] 5.0 [MQTT-3.3.2-15] 5.0 [MQTT-3.3.2-16]
+/// 5.0 [MQTT-3.3.2-17] 5.0 [MQTT-3.3.2-18] 5.0 [MQTT-3.3.2-20]).
 #[test]
 fn request_response_properties_pass_through() {
     let mut sim = Sim::new(1);
@@ -529,8 +552,8 @@ fn request_response_properties_pass_through() {
     assert_eq!(got[0].properties, expected);
 }
 
-/// [MQTT-4.8.2-1] [MQTT-4.8.2-2] [MQTT-4.8.2-3]: shared subscriptions: each message to exactly one
-/// member, spread across members; a plain subscriber gets all.
+/// v5 4.8.2 (no id): shared subscriptions: each message to exactly one member, spread across
+/// members; a plain subscriber gets all.
 #[test]
 fn shared_subscription_round_robin() {
     for shards in [1u16, 3] {
@@ -608,7 +631,7 @@ fn shared_subscription_skips_full_members() {
 }
 
 /// Cross-shard: subscribers on every shard get one copy each; retained replicate; ordering kept
-/// ([MQTT-4.6.0-5] / 4.6 ordered topics).
+/// (the subscribers speak v3.1.1: 3.1.1 [MQTT-4.6.0-5] 3.1.1 [MQTT-4.6.0-6]).
 #[test]
 fn cross_shard_fan_out_retained_and_order() {
     let mut sim = Sim::new(4);
@@ -655,7 +678,8 @@ fn cross_shard_fan_out_retained_and_order() {
     assert_eq!(sim.payloads(subs[2]), ["after"]);
 }
 
-/// A malformed packet closes only its own connection ([MQTT-4.13.1-1]); others carry on.
+/// A malformed packet closes only its own connection (5.0 [MQTT-4.13.1-1], DISCONNECT 0x81);
+/// others carry on.
 #[test]
 fn malformed_packet_isolated() {
     let mut sim = Sim::new(1);
@@ -676,8 +700,10 @@ fn malformed_packet_isolated() {
 /// An offline session queue is bounded: beyond session_queue_max_messages new messages are dropped.
 #[test]
 fn offline_queue_limit() {
-    let mut cfg = BrokerConfig::default();
-    cfg.session_queue_max_messages = 5;
+    let cfg = BrokerConfig {
+        session_queue_max_messages: 5,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let s = sim.connect(V3, "q", false);
     sim.subscribe(s, "q", 1);
@@ -698,8 +724,10 @@ fn offline_queue_limit() {
 /// Subscriptions per session are limited: SUBACK 0x97 beyond the limit.
 #[test]
 fn subscription_limit() {
-    let mut cfg = BrokerConfig::default();
-    cfg.subscriptions_per_session_max = 2;
+    let cfg = BrokerConfig {
+        subscriptions_per_session_max: 2,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let s = sim.connect(V5, "s", true);
     let codes = sim.subscribe_with(
@@ -726,8 +754,10 @@ fn subscription_limit() {
 /// Topic level limit: a PUBLISH with too many levels is refused with 0x90.
 #[test]
 fn topic_levels_limit() {
-    let mut cfg = BrokerConfig::default();
-    cfg.topic_levels_max = 3;
+    let cfg = BrokerConfig {
+        topic_levels_max: 3,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let s = sim.connect(V5, "s", true);
     assert_eq!(
@@ -759,11 +789,13 @@ fn sys_topics() {
 
 /// v5 3.3.2.3.4 outbound topic aliases (off by default): with the option on and a client Topic
 /// Alias Maximum, the first PUBLISH of a topic sets an alias, later ones use it with an empty
-/// topic; never above the client's maximum ([MQTT-3.3.2-9] [MQTT-3.3.2-11]).
+/// topic; never above the client's maximum (5.0 [MQTT-3.3.2-11] 5.0 [MQTT-3.1.2-26]).
 #[test]
 fn topic_alias_outbound() {
-    let mut cfg = BrokerConfig::default();
-    cfg.topic_alias_outbound_max = 10;
+    let cfg = BrokerConfig {
+        topic_alias_outbound_max: 10,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let mut c = connect_packet(V5, "s", true);
     c.properties.topic_alias_maximum = Some(1);

@@ -13,7 +13,9 @@ fn both() -> [Protocol; 2] {
     [V3, V5]
 }
 
-/// [MQTT-3.1.0-1] [MQTT-3.1.4-5] [MQTT-3.2.0-1] [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.12.4-1]
+/// 5.0 [MQTT-3.1.4-5] 5.0 [MQTT-3.2.2-2] 5.0 [MQTT-3.12.4-1]
+/// 3.1.1 [MQTT-3.1.4-4] 3.1.1 [MQTT-3.2.2-1] 3.1.1 [MQTT-3.12.4-1]: a clean-start CONNECT is
+/// accepted with CONNACK 0x00 and Session Present 0; PINGREQ is answered with PINGRESP.
 #[test]
 fn connect_then_connack_success_and_ping() {
     for v in both() {
@@ -25,7 +27,8 @@ fn connect_then_connack_success_and_ping() {
     }
 }
 
-/// [MQTT-3.1.0-1]: the first packet must be CONNECT; anything else closes.
+/// 5.0 [MQTT-3.1.0-1] 3.1.1 [MQTT-3.1.0-1]: the first packet must be CONNECT; anything else
+/// closes, and nothing is sent back.
 #[test]
 fn first_packet_not_connect_closes() {
     for v in both() {
@@ -37,7 +40,8 @@ fn first_packet_not_connect_closes() {
     }
 }
 
-/// [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
+/// 5.0 [MQTT-3.1.0-2] 3.1.1 [MQTT-3.1.0-2]: a second CONNECT is a protocol violation: close
+/// (v5: DISCONNECT 0x82).
 #[test]
 fn second_connect_closes() {
     for v in both() {
@@ -51,7 +55,7 @@ fn second_connect_closes() {
     }
 }
 
-/// [MQTT-3.1.2-2]: an unsupported protocol level gets CONNACK 0x01 (v3.1.1) / 0x84 (v5) and a close.
+/// 3.1.1 [MQTT-3.1.2-2]: an unsupported protocol level gets CONNACK 0x01 and a close.
 #[test]
 fn unsupported_protocol_level() {
     let mut sim = Sim::new(1);
@@ -71,7 +75,7 @@ fn unsupported_protocol_level() {
     assert!(sim.is_closed(c));
 }
 
-/// [MQTT-3.1.2-1]: a wrong protocol name closes the connection.
+/// 3.1.1 [MQTT-3.1.2-1]: a wrong protocol name closes the connection.
 #[test]
 fn wrong_protocol_name_closes() {
     let mut sim = Sim::new(1);
@@ -85,7 +89,10 @@ fn wrong_protocol_name_closes() {
     assert!(sim.is_closed(c));
 }
 
-/// [MQTT-3.1.2-4] [MQTT-3.1.2-5] [MQTT-3.1.2-6] [MQTT-3.1.3-2] [MQTT-3.2.2-3] [MQTT-4.1.0-1]:
+/// 5.0 [MQTT-3.1.2-4] 5.0 [MQTT-3.1.2-5] 5.0 [MQTT-3.1.2-6] 5.0 [MQTT-3.1.2-23]
+/// 5.0 [MQTT-3.1.3-2] 5.0 [MQTT-3.2.2-3]
+/// 3.1.1 [MQTT-3.1.2-4] 3.1.1 [MQTT-3.1.2-5] 3.1.1 [MQTT-3.1.2-6] 3.1.1 [MQTT-3.1.3-2]
+/// 3.1.1 [MQTT-3.2.2-2] 3.1.1 [MQTT-3.2.2-3] 3.1.1 [MQTT-4.1.0-1]:
 /// a persistent session survives the connection; CONNACK says session present; its
 /// subscriptions and queued QoS 1 messages are kept; clean start discards them.
 #[test]
@@ -121,7 +128,8 @@ fn persistent_session_resume_and_clean_start() {
     }
 }
 
-/// [MQTT-3.1.3-6] [MQTT-3.1.3-7] [MQTT-3.2.2-16]: zero-length client id is assigned (v5 property).
+/// 5.0 [MQTT-3.1.3-6] 5.0 [MQTT-3.2.2-16]: a zero-length client id gets a unique Assigned
+/// Client Identifier (v5 property); v3.1.1 with clean session accepts it too.
 #[test]
 fn zero_length_client_id_assigned() {
     let mut sim = Sim::new(2);
@@ -146,7 +154,8 @@ fn zero_length_client_id_assigned() {
     assert!(sim.ping_ok(c3));
 }
 
-/// [MQTT-3.1.3-8] [MQTT-3.2.2-4]: v3.1.1 empty client id with clean session 0 -> 0x02, session present 0.
+/// 3.1.1 [MQTT-3.1.3-8] 3.1.1 [MQTT-3.2.2-4] 3.1.1 [MQTT-3.2.2-5]: v3.1.1 empty client id with
+/// clean session 0 -> 0x02, session present 0, close.
 #[test]
 fn zero_length_client_id_persistent_refused_v311() {
     let mut sim = Sim::new(1);
@@ -156,11 +165,14 @@ fn zero_length_client_id_persistent_refused_v311() {
     assert!(sim.is_closed(c));
 }
 
-/// [MQTT-3.1.3-5]: client ids longer than the configured limit are refused with 0x85.
+/// 5.0 [MQTT-3.1.3-8] 5.0 [MQTT-3.2.2-7]: client ids longer than the configured limit are
+/// refused with CONNACK 0x85 and a close.
 #[test]
 fn client_id_length_limit() {
-    let mut cfg = BrokerConfig::default();
-    cfg.client_id_max_bytes = 8;
+    let cfg = BrokerConfig {
+        client_id_max_bytes: 8,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let (_, ok) = sim.connect_with(connect_packet(V5, "12345678", true));
     assert_eq!(ok.reason, ReasonCode::SUCCESS);
@@ -169,7 +181,8 @@ fn client_id_length_limit() {
     assert!(sim.is_closed(c));
 }
 
-/// [MQTT-3.1.4-3] [MQTT-3.14.0-1]: takeover closes the old connection; v5 gets DISCONNECT 0x8E.
+/// 5.0 [MQTT-3.1.4-3] 3.1.1 [MQTT-3.1.4-2]: takeover closes the old connection; v5 gets
+/// DISCONNECT 0x8E.
 #[test]
 fn session_takeover() {
     for v in both() {
@@ -187,8 +200,9 @@ fn session_takeover() {
     }
 }
 
-/// [MQTT-3.1.2-8] [MQTT-3.1.2-10] [MQTT-3.14.4-3]: the will is published on an abrupt
-/// close and deleted by a normal DISCONNECT; v5 DISCONNECT 0x04 publishes it.
+/// 5.0 [MQTT-3.1.2-8] 5.0 [MQTT-3.1.2-10] 5.0 [MQTT-3.14.4-3]
+/// 3.1.1 [MQTT-3.1.2-8] 3.1.1 [MQTT-3.1.2-10] 3.1.1 [MQTT-3.14.4-3]: the will is published on
+/// an abrupt close and deleted by a normal DISCONNECT; v5 DISCONNECT 0x04 publishes it.
 #[test]
 fn will_on_abrupt_close_not_on_disconnect() {
     for v in both() {
@@ -219,7 +233,8 @@ fn will_on_abrupt_close_not_on_disconnect() {
     }
 }
 
-/// [MQTT-3.1.2-9]: the will is also published when the server closes the connection (protocol error).
+/// 3.1.1 [MQTT-3.1.2-8] 3.1.1 [MQTT-3.3.1-4]: a PUBLISH with QoS 3 closes the connection, and
+/// the will is published when the server closes it.
 #[test]
 fn will_on_protocol_error() {
     let mut sim = Sim::new(1);
@@ -233,8 +248,8 @@ fn will_on_protocol_error() {
     assert_eq!(sim.payloads(w), ["err"]);
 }
 
-/// [MQTT-3.1.3-9] [MQTT-3.1.2-?] v5 Will Delay Interval: the will waits for its delay and
-/// is dropped when the session resumes within it.
+/// 5.0 [MQTT-3.1.3-9] 5.0 [MQTT-3.1.2-8]: v5 Will Delay Interval: the will waits for its delay
+/// and is dropped when the session resumes within it.
 #[test]
 fn will_delay_and_resume_cancels() {
     let mut sim = Sim::new(1);
@@ -262,7 +277,8 @@ fn will_delay_and_resume_cancels() {
     );
 }
 
-/// v5 3.1.3.2.2: the will goes at the earlier of will delay and session expiry.
+/// 5.0 [MQTT-3.1.2-8] (v5 3.1.3.2.2): the will goes at the earlier of will delay and session
+/// expiry.
 #[test]
 fn will_published_when_session_ends_before_delay() {
     let mut sim = Sim::new(1);
@@ -277,7 +293,9 @@ fn will_published_when_session_ends_before_delay() {
     assert_eq!(sim.payloads(w), ["end"]);
 }
 
-/// [MQTT-3.1.2-22] (v3.1.1 [MQTT-3.1.2-24]): no packet for 1.5 x keep-alive closes the connection.
+/// 5.0 [MQTT-3.1.2-22] 3.1.1 [MQTT-3.1.2-24]: no packet for 1.5 x keep-alive closes the
+/// connection (v5: DISCONNECT 0x8D); 5.0 [MQTT-3.12.4-1] 3.1.1 [MQTT-3.12.4-1] PINGREQ gets
+/// PINGRESP and resets the timer.
 #[test]
 fn keep_alive_timeout() {
     for v in both() {
@@ -301,7 +319,7 @@ fn keep_alive_timeout() {
     }
 }
 
-/// Keep-alive 0 turns the mechanism off ([MQTT-3.1.2-?] section 3.1.2.10).
+/// Keep-alive 0 turns the mechanism off (v3.1.1 section 3.1.2.10, no id).
 #[test]
 fn keep_alive_zero_is_off() {
     let mut sim = Sim::new(1);
@@ -312,11 +330,14 @@ fn keep_alive_zero_is_off() {
     assert!(!sim.is_closed(a));
 }
 
-/// [MQTT-3.2.2-21] [MQTT-3.2.2-22]: Server Keep Alive tells the client the bound in force.
+/// v5 3.2.2.3.14 (no server-side id): Server Keep Alive tells the client the bound in force,
+/// and the server enforces 1.5 x that value.
 #[test]
 fn server_keep_alive() {
-    let mut cfg = BrokerConfig::default();
-    cfg.keep_alive_max_s = 30;
+    let cfg = BrokerConfig {
+        keep_alive_max_s: 30,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let mut c = connect_packet(V5, "ska", true);
     c.keep_alive_s = 0;
@@ -339,7 +360,8 @@ fn connect_timeout() {
     assert!(sim.is_closed(c));
 }
 
-/// [MQTT-3.1.2-23] v5: Session Expiry Interval 0 ends the session with the connection.
+/// 5.0 [MQTT-4.1.0-2] (v5 3.1.2.11.2): an absent Session Expiry Interval (0) ends the session
+/// with the connection.
 #[test]
 fn session_expiry_zero_ends_session() {
     let mut sim = Sim::new(1);
@@ -350,7 +372,9 @@ fn session_expiry_zero_ends_session() {
     assert!(!ack.session_present);
 }
 
-/// v5 3.1.2.11.2: the session expires after its interval; DISCONNECT may change it [MQTT-3.14.2-2].
+/// 5.0 [MQTT-3.1.2-23] 5.0 [MQTT-4.1.0-2]: the session is kept within its interval and
+/// discarded after it; DISCONNECT may change it, but not from 0 to non-zero (v5 3.14.2.2.2,
+/// no id: Protocol Error).
 #[test]
 fn session_expiry_interval_and_disconnect_update() {
     let mut sim = Sim::new(1);
@@ -396,8 +420,8 @@ fn connack_v5_properties() {
     );
 }
 
-/// [MQTT-4.12.0-1] [MQTT-3.15.2-1]: an unknown authentication method is refused with 0x8C;
-/// AUTH without a method in CONNECT is a protocol error.
+/// 5.0 [MQTT-4.12.0-1] 5.0 [MQTT-3.2.2-7]: an unknown authentication method is refused with
+/// CONNACK 0x8C and a close; 5.0 [MQTT-4.12.0-7]: AUTH without a method in CONNECT closes.
 #[test]
 fn enhanced_auth_unknown_method() {
     let mut sim = Sim::new(1);
@@ -414,8 +438,10 @@ fn enhanced_auth_unknown_method() {
 /// allow_anonymous = false refuses a client without a user name (0x87 / return code 5).
 #[test]
 fn anonymous_refused_when_disabled() {
-    let mut cfg = BrokerConfig::default();
-    cfg.allow_anonymous = false;
+    let cfg = BrokerConfig {
+        allow_anonymous: false,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let (_, ack) = sim.connect_with(connect_packet(V5, "anon", true));
     assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
@@ -426,8 +452,10 @@ fn anonymous_refused_when_disabled() {
 /// connections_max is enforced at accept.
 #[test]
 fn connection_limit() {
-    let mut cfg = BrokerConfig::default();
-    cfg.connections_max = 2;
+    let cfg = BrokerConfig {
+        connections_max: 2,
+        ..Default::default()
+    };
     let mut sim = Sim::with_config(1, cfg);
     let _a = sim.open(0, V3);
     let _b = sim.open(0, V3);

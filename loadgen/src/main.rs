@@ -390,6 +390,9 @@ fn summarize(
         _ => "none",
     };
     s.set_latency(kind, &rec.latency);
+    if plan.rate_per_pub > 0.0 {
+        s.set_send_lag(&rec.send_lag);
+    }
     if plan.scenario == Scenario::Conn {
         s.conns_requested = Some(plan.conn_count);
         s.conns_opened = Some(rec.conns_opened);

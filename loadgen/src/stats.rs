@@ -45,6 +45,9 @@ impl Live {
 pub struct Recorder {
     /// End-to-end (pubsub), PUBACK/PUBCOMP (pub), or connect (conn) latency, ns.
     pub latency: Histogram<u64>,
+    /// Paced publishers: how late each send was against its intended time,
+    /// ns (the generator's own lag, included in end-to-end latency).
+    pub send_lag: Histogram<u64>,
     pub sent_total: u64,
     /// Sent with a latency origin inside the measured window.
     pub sent_measured: u64,
@@ -67,6 +70,7 @@ impl Recorder {
     pub fn new() -> Self {
         Recorder {
             latency: new_histogram(),
+            send_lag: new_histogram(),
             sent_total: 0,
             sent_measured: 0,
             received_total: 0,
@@ -93,6 +97,7 @@ impl Recorder {
     pub fn merge(&mut self, other: Recorder) {
         // Same bounds on both sides: `add` cannot fail.
         let _ = self.latency.add(&other.latency);
+        let _ = self.send_lag.add(&other.send_lag);
         self.sent_total += other.sent_total;
         self.sent_measured += other.sent_measured;
         self.received_total += other.received_total;
@@ -184,6 +189,14 @@ pub struct Summary {
     pub conns_dropped: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conns_per_s: Option<f64>,
+    /// Paced runs: lateness of sends against their intended times (the
+    /// load generator's own lag; already part of the end-to-end latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag_us_p50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag_us_p99: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag_us_max: Option<f64>,
     /// [percentile (0-100), latency µs] pairs for charts.
     pub latency_us_percentiles: Vec<(f64, f64)>,
 }
@@ -209,6 +222,16 @@ impl Summary {
             .iter_quantiles(5)
             .map(|v| (v.quantile_iterated_to() * 100.0, us(v.value_iterated_to())))
             .collect();
+    }
+
+    /// Fills the send-lag fields (paced runs only).
+    pub fn set_send_lag(&mut self, h: &Histogram<u64>) {
+        if h.is_empty() {
+            return;
+        }
+        self.send_lag_us_p50 = Some(h.value_at_quantile(0.5) as f64 / 1000.0);
+        self.send_lag_us_p99 = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
+        self.send_lag_us_max = Some(h.max() as f64 / 1000.0);
     }
 
     /// The human-readable summary.
@@ -297,6 +320,15 @@ impl Summary {
                 self.latency_us_p99_99,
                 self.latency_us_max,
                 self.latency_samples
+            );
+        }
+        if let (Some(p50), Some(p99), Some(max)) = (
+            self.send_lag_us_p50,
+            self.send_lag_us_p99,
+            self.send_lag_us_max,
+        ) {
+            s += &format!(
+                "  send lag µs (loadgen's own lateness, part of the latency above): p50 {p50:.1}  p99 {p99:.1}  max {max:.1}\n"
             );
         }
         if self.conns_requested.is_some() {

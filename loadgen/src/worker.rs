@@ -447,6 +447,7 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
         let mut burst = 0u64;
         let mut blocked = false;
         let mut sent_measured = 0u64;
+        let mut rec_lag = ctx.rec.borrow_mut();
         while seq < due {
             if !conn.client().can_publish(plan.qos) {
                 blocked = true;
@@ -479,6 +480,10 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
                     burst += 1;
                     if origin_ns >= measure_start_ns {
                         sent_measured += 1;
+                        if paced {
+                            let lag_ns = clock.now_ns().saturating_sub(origin_ns);
+                            rec_lag.send_lag.saturating_record(lag_ns.max(1));
+                        }
                     }
                 }
                 Err(e) if e.is_would_block() => {
@@ -486,13 +491,13 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
                     break;
                 }
                 Err(e) => {
-                    ctx.rec
-                        .borrow_mut()
-                        .error(live, || format!("publisher {}: {e}", ctx.index));
+                    rec_lag.error(live, || format!("publisher {}: {e}", ctx.index));
                     break 'run;
                 }
             }
         }
+        // Never held across an await: the thread's other tasks record too.
+        drop(rec_lag);
         if burst > 0 {
             let mut rec = ctx.rec.borrow_mut();
             rec.sent_total += burst;

@@ -219,9 +219,13 @@ impl Sim {
     }
 
     pub fn is_closed(&self, c: C) -> bool {
-        self.wires
+        // Closed unless the wire exists, is this connection's and is open.
+        // (`!is_some_and` rather than `is_none_or`, which needs Rust 1.82;
+        // the workspace's rust-version is 1.80.)
+        !self
+            .wires
             .get(&(c.shard, c.conn))
-            .map_or(true, |(serial, w)| *serial != c.serial || w.closed)
+            .is_some_and(|(serial, w)| *serial == c.serial && !w.closed)
     }
 
     /// Move the virtual clock and run due timers.

@@ -34,6 +34,12 @@ const SETUP_TIMEOUT_MS: u64 = 30_000;
 /// Lead time between "all ready" and the first send, in ns, so every thread
 /// sees `start_ns` before it passes.
 const START_LEAD_NS: u64 = 20_000_000;
+/// How long past the planned end (publishing + drain) a run may go before
+/// the main thread stops it anyway, in ns.
+const RUN_OVERDUE_NS: u64 = 10_000_000_000;
+/// Unsent bytes at which a publisher stops queueing and waits for its
+/// writer, in bytes.
+const PUBLISH_OUTGOING_MAX_BYTES: usize = 64 * 1024;
 /// `start_ns` before the start is known.
 pub const NOT_STARTED: u64 = u64::MAX;
 
@@ -102,6 +108,9 @@ impl Plan {
         o.username = self.username.clone();
         o.password = self.password.clone();
         o.inflight_max = self.inflight.max(1);
+        // An unpaced QoS 0 publisher stops at this much unsent data and
+        // waits for the writer: the closed loop that paces it.
+        o.outgoing_max_bytes = PUBLISH_OUTGOING_MAX_BYTES;
         o
     }
 
@@ -217,6 +226,8 @@ pub struct Shared {
     pub setup_failed: AtomicBool,
     pub stop: AtomicBool,
     pub pubs_finished: AtomicU32,
+    /// Worker threads that returned (or never started).
+    pub threads_done: AtomicUsize,
     /// conn scenario: threads that opened all their connections.
     pub opened_threads: AtomicUsize,
     /// Messages each publisher sent (final once it finished).
@@ -238,6 +249,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             pubs_finished: AtomicU32::new(0),
             opened_threads: AtomicUsize::new(0),
+            threads_done: AtomicUsize::new(0),
             pub_sent: (0..plan.pubs).map(|_| AtomicU64::new(0)).collect(),
             pubs_end_ns: AtomicU64::new(0),
             live: (0..plan.threads).map(|_| Live::default()).collect(),
@@ -358,32 +370,43 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
                 progress.print(plan, shared, now);
             }
         }
-        let done = match plan.scenario {
-            Scenario::Sub => now >= publish_end_ns,
-            Scenario::Conn => {
-                if shared.opened_threads.load(Ordering::SeqCst) < plan.threads {
-                    false
-                } else {
-                    // Hold for --duration after the last connection opened.
-                    now >= *hold_deadline.get_or_insert(now + plan.duration_ns)
+        // Safety nets: every run ends by itself, even if a thread failed or
+        // a publisher is stuck.
+        let all_threads_gone = shared.threads_done.load(Ordering::SeqCst) >= plan.threads;
+        let overdue = plan.scenario != Scenario::Conn
+            && now > publish_end_ns + plan.drain_ns + RUN_OVERDUE_NS;
+        if overdue && !quiet {
+            eprintln!("\nloadgen: warning: publishers did not finish in time; stopping");
+        }
+        let done = all_threads_gone
+            || overdue
+            || shared.setup_failed.load(Ordering::SeqCst)
+            || match plan.scenario {
+                Scenario::Sub => now >= publish_end_ns,
+                Scenario::Conn => {
+                    if shared.opened_threads.load(Ordering::SeqCst) < plan.threads {
+                        false
+                    } else {
+                        // Hold for --duration after the last connection opened.
+                        now >= *hold_deadline.get_or_insert(now + plan.duration_ns)
+                    }
                 }
-            }
-            Scenario::Pub | Scenario::PubSub => {
-                if shared.pubs_finished.load(Ordering::SeqCst) < plan.pubs {
-                    false
-                } else {
-                    let deadline = *drain_deadline.get_or_insert(now + plan.drain_ns);
-                    let sent: Vec<u64> = shared
-                        .pub_sent
-                        .iter()
-                        .map(|a| a.load(Ordering::SeqCst))
-                        .collect();
-                    let complete = plan.scenario == Scenario::Pub
-                        || shared.live_sum(|l| &l.received) >= plan.expected_received(&sent);
-                    complete || now >= deadline
+                Scenario::Pub | Scenario::PubSub => {
+                    if shared.pubs_finished.load(Ordering::SeqCst) < plan.pubs {
+                        false
+                    } else {
+                        let deadline = *drain_deadline.get_or_insert(now + plan.drain_ns);
+                        let sent: Vec<u64> = shared
+                            .pub_sent
+                            .iter()
+                            .map(|a| a.load(Ordering::SeqCst))
+                            .collect();
+                        let complete = plan.scenario == Scenario::Pub
+                            || shared.live_sum(|l| &l.received) >= plan.expected_received(&sent);
+                        complete || now >= deadline
+                    }
                 }
-            }
-        };
+            };
         if done {
             shared.stop.store(true, Ordering::Release);
             if !quiet {

@@ -71,15 +71,18 @@ pub fn thread_main(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Option<Thr
         Ok(rt) => rt,
         Err(e) => {
             shared.fail_setup(format!("thread {t}: cannot build the monoio runtime: {e}"));
+            shared.threads_done.fetch_add(1, Ordering::SeqCst);
             return None;
         }
     };
+    let shared2 = shared.clone();
     let result = runtime.block_on(async move {
         match plan.scenario {
-            Scenario::Conn => crate::conn::conn_thread(t, plan, shared).await,
-            _ => pubsub_thread(t, plan, shared).await,
+            Scenario::Conn => crate::conn::conn_thread(t, plan, shared2).await,
+            _ => pubsub_thread(t, plan, shared2).await,
         }
     });
+    shared.threads_done.fetch_add(1, Ordering::SeqCst);
     Some(result)
 }
 
@@ -113,14 +116,16 @@ fn empty_result(rec: Recorder) -> ThreadResult {
 
 async fn pubsub_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> ThreadResult {
     let setup = setup(t, &plan, &shared).await;
-    shared.ready.fetch_add(1, Ordering::SeqCst);
     let (sub_conns, pub_conns) = match setup {
         Ok(conns) => conns,
         Err(e) => {
+            // Failure first: main must not see this thread as ready.
             shared.fail_setup(e);
+            shared.ready.fetch_add(1, Ordering::SeqCst);
             return empty_result(Recorder::new());
         }
     };
+    shared.ready.fetch_add(1, Ordering::SeqCst);
     let Some(start_ns) = wait_start(&shared).await else {
         return empty_result(Recorder::new());
     };
@@ -425,6 +430,12 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
             None
         }
     };
+    // Wait for the common start (paced publishers would send nothing
+    // before it anyway; unpaced ones must not start early).
+    let now_ns = clock.now_ns();
+    if now_ns < ctx.start_ns {
+        monoio::time::sleep(Duration::from_nanos(ctx.start_ns - now_ns)).await;
+    }
     let mut seq = 0u64;
     let mut disconnected = false;
     'run: loop {

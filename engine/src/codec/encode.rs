@@ -8,10 +8,11 @@
 //! frame over the protocol maximum, AUTH in v3): every check happens in the
 //! sizing pass.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::properties::{block_len, props_size, write_block};
-use super::varint::{varint_len, write_varint};
+use super::varint::varint_len;
+use super::writer::{Out, Writer};
 use super::{
     Auth, ConnAck, Connect, Disconnect, EncodeError, Packet, Protocol, PubAck, Publish, ReasonCode,
     SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, VARINT_MAX,
@@ -58,7 +59,7 @@ impl Sizer {
 
 /// Write a length-prefixed field; the sizing pass checked the length.
 #[inline]
-pub(crate) fn put_field(out: &mut BytesMut, b: &[u8]) {
+pub(crate) fn put_field(out: &mut impl Out, b: &[u8]) {
     debug_assert!(b.len() <= FIELD_MAX_BYTES);
     out.put_u16(b.len() as u16);
     out.put_slice(b);
@@ -153,7 +154,7 @@ pub fn encode(
 }
 
 fn encode_connect(c: &Connect, out: &mut BytesMut) -> Result<usize, EncodeError> {
-    emit(connect_plan(c), 0x10, out, |out, plan| {
+    emit_sized(connect_plan(c), 0x10, out, |out, plan| {
         write_connect(c, plan, out)
     })
 }
@@ -271,9 +272,31 @@ fn emit(
     out.reserve(frame_len);
     let start = out.len();
     out.put_u8(first_byte);
-    write_varint(out, plan.remaining as u32);
+    out.put_varint(plan.remaining as u32);
     body(out, &plan);
     debug_assert_eq!(out.len() - start, frame_len);
+    Ok(frame_len)
+}
+
+/// [`emit`] through a [`Writer`] over the zero-filled frame: no capacity
+/// check per field. Measured faster for CONNECT (many small fields), slower
+/// for packets with few fields (the zero fill costs more than it saves).
+#[inline(always)]
+fn emit_sized(
+    plan: Plan,
+    first_byte: u8,
+    out: &mut BytesMut,
+    body: impl FnOnce(&mut Writer<'_>, &Plan),
+) -> Result<usize, EncodeError> {
+    plan.check()?;
+    let frame_len = plan.frame_len();
+    let start = out.len();
+    out.resize(start + frame_len, 0);
+    let mut w = Writer::new(out.get_mut(start..).unwrap_or_default());
+    w.put_u8(first_byte);
+    w.put_varint(plan.remaining as u32);
+    body(&mut w, &plan);
+    debug_assert_eq!(w.written(), frame_len);
     Ok(frame_len)
 }
 
@@ -290,7 +313,7 @@ pub fn encode_publish(
     out.reserve(frame_len);
     let start = out.len();
     write_publish_header(publish, protocol, &plan, out);
-    out.put_slice(&publish.payload);
+    out.extend_from_slice(&publish.payload);
     debug_assert_eq!(out.len() - start, frame_len);
     Ok(frame_len)
 }
@@ -585,7 +608,7 @@ fn write_reason_props<P: super::properties::Properties>(
     props: &P,
     plan: &Plan,
     before: usize,
-    out: &mut BytesMut,
+    out: &mut impl Out,
 ) {
     if plan.remaining > before {
         out.put_u8(reason.0);
@@ -608,7 +631,7 @@ fn options_byte(o: &SubscriptionOptions, v5: bool) -> u8 {
         | ((o.retain_handling as u8) << 4)
 }
 
-fn write_connect(c: &Connect, plan: &Plan, out: &mut BytesMut) {
+fn write_connect(c: &Connect, plan: &Plan, out: &mut impl Out) {
     let v5 = c.protocol.is_v5();
     put_field(out, protocol_name(c.protocol));
     out.put_u8(c.protocol.level());
@@ -645,16 +668,16 @@ fn write_connect(c: &Connect, plan: &Plan, out: &mut BytesMut) {
 }
 
 #[inline]
-fn write_publish_header(p: &Publish, protocol: Protocol, plan: &Plan, out: &mut BytesMut) {
+fn write_publish_header(p: &Publish, protocol: Protocol, plan: &Plan, out: &mut impl Out) {
     out.put_u8(0x30 | publish_flags(p));
-    write_varint(out, plan.remaining as u32);
+    out.put_varint(plan.remaining as u32);
     write_publish_body(p, protocol.is_v5(), plan, out);
 }
 
 /// PUBLISH variable header (section 3.3.2): Topic Name, Packet Identifier
 /// (QoS > 0), Properties (v5). The payload follows.
 #[inline]
-fn write_publish_body(p: &Publish, v5: bool, plan: &Plan, out: &mut BytesMut) {
+fn write_publish_body(p: &Publish, v5: bool, plan: &Plan, out: &mut impl Out) {
     put_field(out, &p.topic);
     if p.qos.as_u8() > 0 {
         out.put_u16(p.packet_id);

@@ -29,6 +29,7 @@ mod properties;
 mod reader;
 mod reason;
 mod varint;
+mod writer;
 
 pub use decode::{check_frame, decode, decode_packet, Decoded, FrameCheck};
 pub use encode::{

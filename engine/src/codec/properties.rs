@@ -11,11 +11,12 @@
 //! so "allowed here" is the `match` in each `read_one`; anything else is
 //! `PropertyNotAllowed` (a known identifier) or `InvalidPropertyId`.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::encode::{put_field, Sizer};
 use super::reader::{validate_topic_name, Reader};
-use super::varint::{varint_len, write_varint};
+use super::varint::varint_len;
+use super::writer::Out;
 use super::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DecodeError,
     DisconnectProperties, PublishProperties, SubscribeProperties, UnsubscribeProperties,
@@ -184,7 +185,7 @@ pub(crate) trait Properties: Default {
     fn size(&self, s: &mut Sizer);
 
     /// Write the properties (Property Length excluded).
-    fn write(&self, out: &mut BytesMut);
+    fn write(&self, out: &mut impl Out);
 }
 
 /// Read a Property Length and the properties it covers (section 2.2.2.1).
@@ -240,16 +241,16 @@ pub(crate) fn props_size<P: Properties>(props: &P) -> Sizer {
 
 /// Write a Property Length and the properties.
 #[inline]
-pub(crate) fn write_block<P: Properties>(props: &P, props_len: usize, out: &mut BytesMut) {
+pub(crate) fn write_block<P: Properties>(props: &P, props_len: usize, out: &mut impl Out) {
     if props_len == 0 {
         // The common case: no properties, a single 0 byte.
         out.put_u8(0);
         return;
     }
-    write_varint(out, props_len as u32);
-    let start = out.len();
+    out.put_varint(props_len as u32);
+    let start = out.written();
     props.write(out);
-    debug_assert_eq!(out.len() - start, props_len);
+    debug_assert_eq!(out.written() - start, props_len);
 }
 
 // ---- decode helpers ----
@@ -386,7 +387,7 @@ impl Sizer {
 }
 
 #[inline]
-fn w_u8(out: &mut BytesMut, property_id: u8, v: Option<u8>) {
+fn w_u8(out: &mut impl Out, property_id: u8, v: Option<u8>) {
     if let Some(v) = v {
         out.put_u8(property_id);
         out.put_u8(v);
@@ -394,7 +395,7 @@ fn w_u8(out: &mut BytesMut, property_id: u8, v: Option<u8>) {
 }
 
 #[inline]
-fn w_u16(out: &mut BytesMut, property_id: u8, v: Option<u16>) {
+fn w_u16(out: &mut impl Out, property_id: u8, v: Option<u16>) {
     if let Some(v) = v {
         out.put_u8(property_id);
         out.put_u16(v);
@@ -402,7 +403,7 @@ fn w_u16(out: &mut BytesMut, property_id: u8, v: Option<u16>) {
 }
 
 #[inline]
-fn w_u32(out: &mut BytesMut, property_id: u8, v: Option<u32>) {
+fn w_u32(out: &mut impl Out, property_id: u8, v: Option<u32>) {
     if let Some(v) = v {
         out.put_u8(property_id);
         out.put_u32(v);
@@ -410,7 +411,7 @@ fn w_u32(out: &mut BytesMut, property_id: u8, v: Option<u32>) {
 }
 
 #[inline]
-fn w_field(out: &mut BytesMut, property_id: u8, v: &Option<Bytes>) {
+fn w_field(out: &mut impl Out, property_id: u8, v: &Option<Bytes>) {
     if let Some(b) = v {
         out.put_u8(property_id);
         put_field(out, b);
@@ -418,7 +419,7 @@ fn w_field(out: &mut BytesMut, property_id: u8, v: &Option<Bytes>) {
 }
 
 #[inline]
-fn w_user(out: &mut BytesMut, user: &UserProperties) {
+fn w_user(out: &mut impl Out, user: &UserProperties) {
     for (k, v) in user {
         out.put_u8(id::USER_PROPERTY);
         put_field(out, k);
@@ -467,7 +468,7 @@ impl Properties for ConnectProperties {
     }
 
     #[inline]
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut impl Out) {
         use id::*;
         w_u32(out, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval_s);
         w_u16(out, RECEIVE_MAXIMUM, self.receive_maximum);
@@ -518,7 +519,7 @@ impl Properties for WillProperties {
     }
 
     #[inline]
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut impl Out) {
         use id::*;
         w_u32(out, WILL_DELAY_INTERVAL, self.will_delay_interval_s);
         w_u8(out, PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
@@ -594,7 +595,7 @@ impl Properties for ConnAckProperties {
     }
 
     #[inline]
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut impl Out) {
         use id::*;
         w_u32(out, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval_s);
         w_u16(out, RECEIVE_MAXIMUM, self.receive_maximum);
@@ -671,7 +672,7 @@ impl Properties for PublishProperties {
     }
 
     #[inline]
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut impl Out) {
         use id::*;
         w_u8(out, PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
         w_u32(out, MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval_s);
@@ -681,7 +682,7 @@ impl Properties for PublishProperties {
         w_user(out, &self.user);
         for &v in &self.subscription_identifiers {
             out.put_u8(SUBSCRIPTION_IDENTIFIER);
-            write_varint(out, v);
+            out.put_varint(v);
         }
         w_field(out, CONTENT_TYPE, &self.content_type);
     }
@@ -703,7 +704,7 @@ impl Properties for AckProperties {
     }
 
     #[inline]
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut impl Out) {
         w_field(out, id::REASON_STRING, &self.reason_string);
         w_user(out, &self.user);
     }
@@ -730,10 +731,10 @@ impl Properties for SubscribeProperties {
     }
 
     #[inline]
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut impl Out) {
         if let Some(v) = self.subscription_identifier {
             out.put_u8(id::SUBSCRIPTION_IDENTIFIER);
-            write_varint(out, v);
+            out.put_varint(v);
         }
         w_user(out, &self.user);
     }
@@ -753,7 +754,7 @@ impl Properties for UnsubscribeProperties {
     }
 
     #[inline]
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut impl Out) {
         w_user(out, &self.user);
     }
 }
@@ -779,7 +780,7 @@ impl Properties for DisconnectProperties {
     }
 
     #[inline]
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut impl Out) {
         use id::*;
         w_u32(out, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval_s);
         w_field(out, REASON_STRING, &self.reason_string);
@@ -809,7 +810,7 @@ impl Properties for AuthProperties {
     }
 
     #[inline]
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut impl Out) {
         use id::*;
         w_field(out, AUTHENTICATION_METHOD, &self.authentication_method);
         w_field(out, AUTHENTICATION_DATA, &self.authentication_data);

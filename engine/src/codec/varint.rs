@@ -8,8 +8,6 @@
 //! Used for the Remaining Length (section 2.1.4), the Property Length and
 //! Property Identifiers (section 2.2.2) and the Subscription Identifier.
 
-use bytes::BufMut;
-
 use super::DecodeError;
 
 /// Largest value a Variable Byte Integer can hold.
@@ -56,20 +54,20 @@ pub(crate) fn parse_varint(bytes: &[u8]) -> Result<Option<(u32, usize)>, DecodeE
     Ok(None)
 }
 
-/// Append `value` as a Variable Byte Integer. The caller has checked
-/// `value <= VARINT_MAX` (encoders do, before writing anything).
-#[inline]
-pub(crate) fn write_varint(out: &mut impl BufMut, value: u32) {
+/// Append `value` as a Variable Byte Integer (the encoder's write pass uses
+/// `Writer::put_varint`; this reference version is for tests).
+#[cfg(test)]
+pub(crate) fn write_varint(out: &mut Vec<u8>, value: u32) {
     debug_assert!(value <= VARINT_MAX);
     let mut rest = value;
     loop {
         let byte = (rest & 0x7F) as u8;
         rest >>= 7;
         if rest == 0 {
-            out.put_u8(byte);
+            out.push(byte);
             return;
         }
-        out.put_u8(byte | 0x80);
+        out.push(byte | 0x80);
     }
 }
 

@@ -13,6 +13,8 @@
 #   BROKERS="mosquitto rumqttd ringmq"  SCENARIOS="fanout pairs fanin pairs-max"
 #   BROKER_CPU=1  LOADGEN_CPU=0  BASE_PORT=19000
 #   MOSQUITTO_NODELAY=1   (set_tcp_nodelay true; 0 = mosquitto's default, Nagle on)
+#   BENCH_NICE=-10  (niceness of brokers and loadgen, so that other work on a
+#                    shared machine preempts them less; ignored if not allowed)
 #   OUT=bench/results/<timestamp>   SKIP_INSTALL=1   SKIP_BUILD=1   CROSS_CHECK=1
 # Output in $OUT: results.md (table), report.html, runs/*.json, results.tsv, logs.
 set -euo pipefail
@@ -36,6 +38,8 @@ CROSS_CHECK="${CROSS_CHECK:-1}"
 OUT="${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}"
 PEERS_DIR="${PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mqtt-peers}"
 CLK_TCK="$(getconf CLK_TCK)"
+BENCH_NICE="${BENCH_NICE:--10}"
+if nice -n "$BENCH_NICE" true 2>/dev/null; then PRIO=(nice -n "$BENCH_NICE"); else PRIO=(); BENCH_NICE=0; fi
 
 mkdir -p "$OUT/runs" "$OUT/logs"
 log() { echo "compare: $*" >&2; }
@@ -104,17 +108,17 @@ start_broker() {
         echo "log_type error"
         echo "log_type warning"
       } > "$conf"
-      taskset -c "$BROKER_CPU" "$MOSQUITTO_BIN" -c "$conf" > "$OUT/logs/mosquitto-$port.log" 2>&1 &
+      "${PRIO[@]}" taskset -c "$BROKER_CPU" "$MOSQUITTO_BIN" -c "$conf" > "$OUT/logs/mosquitto-$port.log" 2>&1 &
       pid=$!
       ;;
     rumqttd)
       [ -x "$RUMQTTD_BIN" ] || { log "rumqttd not installed"; return 1; }
       # start-peer.sh writes the harness's rumqttd config (v4 listener on PORT,
       # v5 on PORT+1) and starts it; taskset's affinity is inherited.
-      pid="$(RUMQTTD="$RUMQTTD_BIN" RUN_DIR="$OUT/logs" taskset -c "$BROKER_CPU" bash "$PEERS/start-peer.sh" rumqttd "$port")" || return 1
+      pid="$(RUMQTTD="$RUMQTTD_BIN" RUN_DIR="$OUT/logs" "${PRIO[@]}" taskset -c "$BROKER_CPU" bash "$PEERS/start-peer.sh" rumqttd "$port")" || return 1
       ;;
     ringmq)
-      taskset -c "$BROKER_CPU" "$RINGMQ" --listen "127.0.0.1:$port" --shards 1 > "$OUT/logs/ringmq-$port.log" 2>&1 &
+      "${PRIO[@]}" taskset -c "$BROKER_CPU" "$RINGMQ" --listen "127.0.0.1:$port" --shards 1 > "$OUT/logs/ringmq-$port.log" 2>&1 &
       pid=$!
       ;;
   esac
@@ -164,7 +168,7 @@ done
 {
   echo "# compare.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "# machine: $(nproc) CPUs, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), kernel $(uname -r)"
-  echo "# broker cpu $BROKER_CPU, loadgen cpu $LOADGEN_CPU, repeats $REPEATS, warmup $WARMUP s, duration $DURATION s"
+  echo "# broker cpu $BROKER_CPU, loadgen cpu $LOADGEN_CPU, nice $BENCH_NICE, repeats $REPEATS, warmup $WARMUP s, duration $DURATION s"
   printf 'broker\tscenario\trepeat\tjson\tcpu_s\trss_kib\tloadavg_1m\n'
 } > "$OUT/results.tsv"
 
@@ -184,14 +188,14 @@ for broker in $AVAILABLE; do
       if [ "$CROSS_CHECK" = 1 ] && [ "$crosschecked" = 0 ] && [ "$broker" = mosquitto ] && [ "$scenario" = fanout ] && command -v mosquitto_sub >/dev/null; then
         # An independent subscriber on the same topic: one line per message
         # (-W: it leaves by itself at the latest after that many seconds).
-        taskset -c "$LOADGEN_CPU" mosquitto_sub -p "$port" -t 'bench/fanout/0' -F '%t' \
+        "${PRIO[@]}" taskset -c "$LOADGEN_CPU" mosquitto_sub -p "$port" -t 'bench/fanout/0' -F '%t' \
           -W $((WARMUP + DURATION + DRAIN + 30)) > "$OUT/logs/crosscheck.txt" 2>/dev/null &
         counter=$!
         sleep 0.5
       fi
       before=$(cpu_ticks "$bpid")
       # shellcheck disable=SC2086
-      if ! taskset -c "$LOADGEN_CPU" "$LOADGEN" pubsub --port "$port" $args \
+      if ! "${PRIO[@]}" taskset -c "$LOADGEN_CPU" "$LOADGEN" pubsub --port "$port" $args \
           --warmup "$WARMUP" --duration "$DURATION" --drain "$DRAIN" \
           --client-prefix "cmp-$broker-$scenario-$r" --label "$broker" --json -q \
           > "$json" 2> "$OUT/logs/loadgen-$broker-$scenario-$r.log"; then

@@ -16,11 +16,17 @@ import sys
 from collections import OrderedDict
 
 
+NOTES = []
+
+
 def load(path):
     rows = []
     with open(path) as f:
         for line in f:
-            if line.startswith("#") or line.startswith("broker\t") or not line.strip():
+            if line.startswith("#"):
+                NOTES.append(line[1:].strip())
+                continue
+            if line.startswith("broker\t") or not line.strip():
                 continue
             fields = line.rstrip("\n").split("\t")
             broker, scenario, repeat, js, cpu_s, rss = fields[:6]
@@ -62,8 +68,8 @@ def main():
     for r in rows:
         groups.setdefault((r[1], r[0]), []).append(r)
     out = [
-        "| scenario | broker | runs | msgs/s received | p50 µs | p99 µs | p99.9 µs | CPU µs/msg | RSS MiB | lost | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | broker | runs | msgs/s received | p50 µs | p99 µs | p99.9 µs | CPU µs/msg | RSS MiB | lost | errors | loadgen send lag p99 µs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     medians = []
     for (scenario, broker), runs in groups.items():
@@ -72,7 +78,7 @@ def main():
         cpu_per_msg = [r[4] * 1e6 / r[6]["msgs_received_total"] for r in ok if r[6]["msgs_received_total"] > 0]
         lost = [x.get("lost") or 0 for x in s]
         out.append(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 scenario,
                 broker,
                 f"{len(ok)}/{len(runs)}",
@@ -84,15 +90,17 @@ def main():
                 fmt(med([r[5] / 1024 for r in ok]), 1),
                 max(lost) if lost else "–",
                 sum(x["errors"] for x in s) if s else "–",
+                fmt(med([x.get("send_lag_us_p99") for x in s])),
             )
         )
         if ok:
             by_p99 = sorted(ok, key=lambda r: r[6]["latency_us_p99"])
             medians.append(by_p99[len(by_p99) // 2][3])
+    out.append("")
+    out.extend(f"- {n}" for n in NOTES)
     loads = [r[7] for r in rows if r[7] is not None]
     if loads:
-        out.append("")
-        out.append(f"Machine load (1-minute average) when runs ended: {min(loads):.2f} to {max(loads):.2f}.")
+        out.append(f"- machine load (1-minute average) when runs ended: {min(loads):.2f} to {max(loads):.2f}")
     print("\n".join(out))
     if len(sys.argv) > 2:
         with open(sys.argv[2], "w") as f:

@@ -458,57 +458,59 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
         let mut burst = 0u64;
         let mut blocked = false;
         let mut sent_measured = 0u64;
-        let mut rec_lag = ctx.rec.borrow_mut();
-        while seq < due {
-            if !conn.client().can_publish(plan.qos) {
-                blocked = true;
-                break;
-            }
-            let origin_ns = if paced { intended(seq) } else { clock.now_ns() };
-            if origin_ns >= end_ns {
-                break;
-            }
-            let payload = writer.stamp(Header {
-                publisher: ctx.index,
-                seq,
-                origin_ns,
-            });
-            let published = conn.with_client(|c| {
-                c.publish(
-                    topic.clone(),
-                    payload,
-                    plan.qos,
-                    plan.retain,
-                    PublishProperties::default(),
-                )
-            });
-            match published {
-                Ok(packet_id) => {
-                    if let (true, Some(id)) = (record_acks, packet_id) {
-                        ack_origins.insert(id, origin_ns);
-                    }
-                    seq += 1;
-                    burst += 1;
-                    if origin_ns >= measure_start_ns {
-                        sent_measured += 1;
-                        if paced {
-                            let lag_ns = clock.now_ns().saturating_sub(origin_ns);
-                            rec_lag.send_lag.saturating_record(lag_ns.max(1));
-                        }
-                    }
-                }
-                Err(e) if e.is_would_block() => {
+        // The borrow ends with this block, before any await: the thread's
+        // other tasks record into the same recorder.
+        {
+            let mut rec_lag = ctx.rec.borrow_mut();
+            while seq < due {
+                if !conn.client().can_publish(plan.qos) {
                     blocked = true;
                     break;
                 }
-                Err(e) => {
-                    rec_lag.error(live, || format!("publisher {}: {e}", ctx.index));
-                    break 'run;
+                let origin_ns = if paced { intended(seq) } else { clock.now_ns() };
+                if origin_ns >= end_ns {
+                    break;
+                }
+                let payload = writer.stamp(Header {
+                    publisher: ctx.index,
+                    seq,
+                    origin_ns,
+                });
+                let published = conn.with_client(|c| {
+                    c.publish(
+                        topic.clone(),
+                        payload,
+                        plan.qos,
+                        plan.retain,
+                        PublishProperties::default(),
+                    )
+                });
+                match published {
+                    Ok(packet_id) => {
+                        if let (true, Some(id)) = (record_acks, packet_id) {
+                            ack_origins.insert(id, origin_ns);
+                        }
+                        seq += 1;
+                        burst += 1;
+                        if origin_ns >= measure_start_ns {
+                            sent_measured += 1;
+                            if paced {
+                                let lag_ns = clock.now_ns().saturating_sub(origin_ns);
+                                rec_lag.send_lag.saturating_record(lag_ns.max(1));
+                            }
+                        }
+                    }
+                    Err(e) if e.is_would_block() => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(e) => {
+                        rec_lag.error(live, || format!("publisher {}: {e}", ctx.index));
+                        break 'run;
+                    }
                 }
             }
         }
-        // Never held across an await: the thread's other tasks record too.
-        drop(rec_lag);
         if burst > 0 {
             let mut rec = ctx.rec.borrow_mut();
             rec.sent_total += burst;

@@ -640,6 +640,8 @@ pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
             return Err(io::Error::last_os_error());
         }
     }
+    // rlim_t is u64 on Linux but not on every platform.
+    #[allow(clippy::unnecessary_cast)]
     Ok(limit.rlim_cur as u64)
 }
 

@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
-bash tests/run-conformance.sh
+# The conformance runner uses the debug binary the tests just built.
+cargo build -p ringmq
+RINGMQ_BIN="${CARGO_TARGET_DIR:-target}/debug/ringmq" bash tests/run-conformance.sh

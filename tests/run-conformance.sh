@@ -4,8 +4,9 @@
 #
 #   tests/run-conformance.sh [BINARY] [-- extra conformance.py args]
 #
-# BINARY defaults to $RINGMQ_BIN, else target/release/ringmq if it exists,
-# else target/debug/ringmq (build it first: cargo build -p ringmq).
+# BINARY defaults to $RINGMQ_BIN, else $CARGO_TARGET_DIR (default target)
+# /release/ringmq if it exists, else .../debug/ringmq (build it first:
+# cargo build -p ringmq).
 # The broker runs with --shards 2 on a free port it picks itself
 # (--listen 127.0.0.1:0); the port is read from its "listening" log line.
 # Extra broker flags: RINGMQ_FLAGS="--io epoll". Bounded: the broker must
@@ -21,7 +22,8 @@ bin="${RINGMQ_BIN:-}"
 if [[ $# -gt 0 && "$1" != "--" ]]; then bin="$1"; shift; fi
 if [[ $# -gt 0 && "$1" == "--" ]]; then shift; fi
 if [[ -z "$bin" ]]; then
-  if [[ -x target/release/ringmq ]]; then bin=target/release/ringmq; else bin=target/debug/ringmq; fi
+  tdir="${CARGO_TARGET_DIR:-target}"
+  if [[ -x "$tdir/release/ringmq" ]]; then bin="$tdir/release/ringmq"; else bin="$tdir/debug/ringmq"; fi
 fi
 if [[ ! -x "$bin" ]]; then
   echo "run-conformance: no broker binary at $bin (cargo build -p ringmq first)" >&2

@@ -259,6 +259,9 @@ impl Connection {
     }
 }
 
+/// Smallest read (bytes): what an idle connection's pending read holds.
+const READ_CHUNK_MIN_BYTES: usize = 512;
+
 async fn read_bounded<R: AsyncReadRent>(
     reader: &mut R,
     mut buf: BytesMut,
@@ -299,6 +302,11 @@ async fn read_loop<H: Handler>(
     if !buf.is_empty() && !shared.closing.get() {
         handler.on_bytes(&mut buf);
     }
+    // Adaptive read size: an idle connection keeps only a small buffer in
+    // its pending read (io_uring holds it until data arrives); a busy one
+    // doubles up to `read_chunk_bytes`.
+    let chunk_max = config.read_chunk_bytes.max(1);
+    let mut chunk = READ_CHUNK_MIN_BYTES.min(chunk_max);
     loop {
         if shared.closing.get() {
             // The writer flushes, then shuts the socket down; only then is
@@ -319,7 +327,12 @@ async fn read_loop<H: Handler>(
         if buf.len() >= config.read_buffer_max_bytes {
             return CloseReason::ReadBufferFull;
         }
-        let (result, returned) = read_bounded(read_half, buf, config.read_chunk_bytes).await;
+        if buf.is_empty() && buf.capacity() > 2 * chunk {
+            // Drop a large buffer a burst left behind (it may still be shared
+            // with frames the engine holds; a new one is allocated on demand).
+            buf = BytesMut::new();
+        }
+        let (result, returned) = read_bounded(read_half, buf, chunk).await;
         buf = returned;
         if shared.closing.get() {
             // Bytes after a close are not handed to the engine.
@@ -327,7 +340,14 @@ async fn read_loop<H: Handler>(
         }
         match result {
             Ok(0) => return CloseReason::PeerClosed,
-            Ok(_) => handler.on_bytes(&mut buf),
+            Ok(n) => {
+                chunk = if n >= chunk {
+                    (chunk * 2).min(chunk_max)
+                } else {
+                    (chunk / 2).max(READ_CHUNK_MIN_BYTES.min(chunk_max))
+                };
+                handler.on_bytes(&mut buf)
+            }
             Err(e) => return CloseReason::ReadError(e.kind()),
         }
     }

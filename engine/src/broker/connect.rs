@@ -94,7 +94,9 @@ impl Broker {
             assigned = Some(id.clone());
             id
         } else {
-            connect.client_id.clone()
+            // Own copy: a slice would keep the whole read buffer it came
+            // from alive for the life of the session.
+            Bytes::copy_from_slice(&connect.client_id)
         };
         if v5 && connect.properties.authentication_method.is_some() {
             // No enhanced authentication method is supported ([MQTT-4.12.0-1]).
@@ -182,8 +184,8 @@ impl Broker {
             s.conn = Some(conn);
             s.protocol = protocol;
             s.expiry_interval_s = expiry_interval_s;
-            s.will = connect.will;
-            s.username = connect.username;
+            s.will = connect.will.map(compact_will);
+            s.username = connect.username.as_deref().map(Bytes::copy_from_slice);
         }
 
         let topic_alias_max = if v5 { self.config.topic_alias_max } else { 0 };
@@ -424,5 +426,27 @@ impl Broker {
             c.transmit_queued = true;
             self.events.push_back(Event::Transmit(conn));
         }
+    }
+}
+
+/// Copy of a will whose fields no longer point into the read buffer (a
+/// session may hold it for a long time).
+fn compact_will(w: crate::codec::Will) -> crate::codec::Will {
+    let own = |b: Option<Bytes>| b.as_deref().map(Bytes::copy_from_slice);
+    let mut properties = w.properties;
+    properties.content_type = own(properties.content_type);
+    properties.response_topic = own(properties.response_topic);
+    properties.correlation_data = own(properties.correlation_data);
+    properties.user = properties
+        .user
+        .iter()
+        .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
+        .collect();
+    crate::codec::Will {
+        topic: Bytes::copy_from_slice(&w.topic),
+        payload: Bytes::copy_from_slice(&w.payload),
+        qos: w.qos,
+        retain: w.retain,
+        properties,
     }
 }

@@ -185,7 +185,7 @@ impl Broker {
 
     pub(super) fn store_retained(&mut self, publish: Publish, received_at_ms: u64) {
         let r = Retained {
-            publish,
+            publish: compact_publish(publish),
             received_at_ms,
         };
         let (count_max, bytes_max) = (
@@ -789,5 +789,27 @@ impl Broker {
             self.retain_local(&p, now_ms, 0);
             self.route(&mut p, None, now_ms, true, now_ms);
         }
+    }
+}
+
+/// A copy of a publish whose topic, payload and properties are their own
+/// allocations. Decoded packets are slices of the connection's read buffer;
+/// keeping one for long (a retained message) would pin that whole buffer.
+fn compact_publish(p: Publish) -> Publish {
+    let own = |b: Option<Bytes>| b.as_deref().map(Bytes::copy_from_slice);
+    let mut properties = p.properties;
+    properties.response_topic = own(properties.response_topic);
+    properties.correlation_data = own(properties.correlation_data);
+    properties.content_type = own(properties.content_type);
+    properties.user = properties
+        .user
+        .iter()
+        .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
+        .collect();
+    Publish {
+        topic: Bytes::copy_from_slice(&p.topic),
+        payload: Bytes::copy_from_slice(&p.payload),
+        properties,
+        ..p
     }
 }

@@ -171,6 +171,8 @@ impl Broker {
         options: SubscriptionOptions,
         subscription_id: Option<u32>,
     ) -> bool {
+        // Own copy: the subscription outlives the SUBSCRIBE's read buffer.
+        let filter = Bytes::copy_from_slice(&filter);
         let sub = LocalSub {
             session,
             options,

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Broker CPU time per delivered QoS 0 message at a fixed delivery rate, in the
+# steady state (connection set-up and warm-up excluded): the headline target
+# of the project (0.6 µs at 240k deliveries/s, broker on one core).
+#
+#   bench/cpu-per-delivery.sh [BROKER...]      BROKER: ringmq | mosquitto | rumqttd
+#
+# Env: RATE (publishes/s, default 2400), SUBS (default 100) -> RATE*SUBS
+# deliveries/s; WINDOW_S (measured seconds, default 10); REPEATS (default 3);
+# PORT (default 18900); BROKER_CORE (1) / LOADGEN_CORE (0); RINGMQ_FLAGS (e.g. "--io epoll").
+# Each run: broker pinned to BROKER_CORE, loadgen (one thread) to
+# LOADGEN_CORE; broker utime+stime from /proc/PID/stat is sampled after the
+# warm-up and again WINDOW_S later; loadgen's received count over the same
+# window (its JSON) divides it. Prints one line per run and the median.
+# Needs: target/release/{ringmq,loadgen} (cargo build --release -p ringmq -p loadgen),
+# peers from ../shared/peers/install-peers.sh for mosquitto / rumqttd.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+RATE="${RATE:-2400}" SUBS="${SUBS:-100}" WINDOW_S="${WINDOW_S:-10}" REPEATS="${REPEATS:-3}"
+PORT="${PORT:-18900}" BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}"
+PEERS="$root/../shared/peers"
+tdir="${CARGO_TARGET_DIR:-target}/release"
+brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
+hz=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start_broker() {
+  case "$1" in
+    ringmq) taskset -c "$BROKER_CORE" "$tdir/ringmq" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >/tmp/cpd-ringmq.log 2>&1 &
+            echo $! ; sleep 1 ;;
+    *) local pid; pid=$("$PEERS/start-peer.sh" "$1" "$PORT"); taskset -pc "$BROKER_CORE" "$pid" >/dev/null; echo "$pid" ;;
+  esac
+}
+
+for b in "${brokers[@]}"; do
+  results=()
+  for r in $(seq "$REPEATS"); do
+    pid=$(start_broker "$b")
+    out=$(mktemp)
+    taskset -c "$LOADGEN_CORE" "$tdir/loadgen" pubsub --port "$PORT" --topology fanout --pubs 1 --subs "$SUBS" \
+      --qos 0 --size 64 --rate "$RATE" --threads 1 --warmup 3 --duration "$WINDOW_S" --drain 1 --json -q \
+      --topic "cpd/%i" >"$out" 2>/dev/null &
+    lg=$!
+    sleep 3.5                              # connect + warm-up
+    t0=$(cpu_ticks "$pid"); s0=$(date +%s.%N)
+    sleep "$WINDOW_S"
+    t1=$(cpu_ticks "$pid"); s1=$(date +%s.%N)
+    wait "$lg" || true
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    line=$(python3 - "$out" "$t0" "$t1" "$s0" "$s1" "$hz" <<'PY'
+import json, sys
+j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+t0, t1, s0, s1, hz = map(float, sys.argv[2:7])
+rate = j.get("msgs_per_s_received") or 0
+delivered = rate * (s1 - s0)
+cpu_s = (t1 - t0) / hz
+us = cpu_s * 1e6 / delivered if delivered else float("nan")
+print(f"{us:.3f} {rate:.0f} {cpu_s / (s1 - s0) * 100:.0f} {j.get('latency_us_p50')} {j.get('latency_us_p99')} {j.get('lost', 0)}")
+PY
+)
+    read -r us rate util p50 p99 lost <<<"$line"
+    echo "$b run $r: ${us} µs CPU/delivery, ${rate} deliveries/s, broker core ${util}%, p50 ${p50} µs, p99 ${p99} µs, lost ${lost}"
+    results+=("$us")
+    rm -f "$out"
+    sleep 1
+  done
+  med=$(printf '%s\n' "${results[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  echo "$b median: $med µs CPU per delivered message"
+done

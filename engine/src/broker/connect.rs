@@ -432,19 +432,15 @@ impl Broker {
 /// Copy of a will whose fields no longer point into the read buffer (a
 /// session may hold it for a long time).
 fn compact_will(w: crate::codec::Will) -> crate::codec::Will {
-    let own = |b: Option<Bytes>| b.as_deref().map(Bytes::copy_from_slice);
+    use super::publish::{own, own_opt, own_user};
     let mut properties = w.properties;
-    properties.content_type = own(properties.content_type);
-    properties.response_topic = own(properties.response_topic);
-    properties.correlation_data = own(properties.correlation_data);
-    properties.user = properties
-        .user
-        .iter()
-        .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
-        .collect();
+    properties.content_type = own_opt(properties.content_type);
+    properties.response_topic = own_opt(properties.response_topic);
+    properties.correlation_data = own_opt(properties.correlation_data);
+    properties.user = own_user(&properties.user);
     crate::codec::Will {
-        topic: Bytes::copy_from_slice(&w.topic),
-        payload: Bytes::copy_from_slice(&w.payload),
+        topic: own(&w.topic),
+        payload: own(&w.payload),
         qos: w.qos,
         retain: w.retain,
         properties,

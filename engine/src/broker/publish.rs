@@ -796,20 +796,28 @@ impl Broker {
 /// allocations. Decoded packets are slices of the connection's read buffer;
 /// keeping one for long (a retained message) would pin that whole buffer.
 fn compact_publish(p: Publish) -> Publish {
-    let own = |b: Option<Bytes>| b.as_deref().map(Bytes::copy_from_slice);
     let mut properties = p.properties;
-    properties.response_topic = own(properties.response_topic);
-    properties.correlation_data = own(properties.correlation_data);
-    properties.content_type = own(properties.content_type);
-    properties.user = properties
-        .user
-        .iter()
-        .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
-        .collect();
+    properties.response_topic = own_opt(properties.response_topic);
+    properties.correlation_data = own_opt(properties.correlation_data);
+    properties.content_type = own_opt(properties.content_type);
+    properties.user = own_user(&properties.user);
     Publish {
-        topic: Bytes::copy_from_slice(&p.topic),
-        payload: Bytes::copy_from_slice(&p.payload),
+        topic: own(&p.topic),
+        payload: own(&p.payload),
         properties,
         ..p
     }
+}
+
+/// An owned copy (not a slice of a read buffer).
+pub(super) fn own(b: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
+pub(super) fn own_opt(b: Option<Bytes>) -> Option<Bytes> {
+    b.as_ref().map(own)
+}
+
+pub(super) fn own_user(user: &[(Bytes, Bytes)]) -> crate::codec::UserProperties {
+    user.iter().map(|(k, v)| (own(k), own(v))).collect()
 }

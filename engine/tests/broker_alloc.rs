@@ -1,47 +1,15 @@
 //! Zero heap allocations on the routed QoS 0 publish path (DESIGN.md
 //! section 4): after warm-up, a PUBLISH read from a connection and routed
 //! to 100 matching subscribers allocates nothing.
-#![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod counting_alloc;
 
 use bytes::BytesMut;
+use counting_alloc::allocations_in;
 use ringmq_engine::broker::{Broker, BrokerConfig, ConnId, Event};
 use ringmq_engine::codec::{
     self, Connect, Packet, Protocol, Publish, QoS, Subscribe, SubscribeFilter,
 };
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; the only
-// addition is an atomic counter, which cannot violate GlobalAlloc's contract.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: ptr came from System.alloc/realloc with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: ptr came from System with this layout.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 fn frame(packet: &Packet, protocol: Protocol) -> Vec<u8> {
     let mut b = BytesMut::new();
@@ -124,17 +92,15 @@ fn run(protocol: Protocol) {
     }
     for round in 0..100 {
         read_buf.extend_from_slice(&bytes);
-        ALLOCATIONS.store(0, Ordering::SeqCst);
-        COUNTING.store(true, Ordering::SeqCst);
-        broker.handle_read(publisher, &mut read_buf, 2);
         let mut transmits = 0;
-        while let Some(ev) = broker.poll_event() {
-            if let Event::Transmit(_) = ev {
-                transmits += 1;
+        let n = allocations_in(|| {
+            broker.handle_read(publisher, &mut read_buf, 2);
+            while let Some(ev) = broker.poll_event() {
+                if let Event::Transmit(_) = ev {
+                    transmits += 1;
+                }
             }
-        }
-        COUNTING.store(false, Ordering::SeqCst);
-        let n = ALLOCATIONS.load(Ordering::SeqCst);
+        });
         assert_eq!(transmits, 100, "every subscriber got the message");
         assert_eq!(n, 0, "{protocol:?} round {round}: {n} allocations routing one QoS 0 publish to 100 subscribers");
         drain(&mut broker, &subscribers);

@@ -3,11 +3,14 @@
 //! checked through `decode_packet` and through `decode` on a `BytesMut`
 //! (unless a row says otherwise). Fuzzer finds are pinned at the end.
 
+mod wire;
+
 use bytes::{Bytes, BytesMut};
 use ringmq_engine::codec::{
     check_frame, decode, decode_packet, DecodeError, DecodeError::*, Decoded, FrameCheck, Packet,
     Protocol, Protocol::*,
 };
+use wire::{cat, connect4, connect5, fr, props, s};
 
 /// How a row is fed to the codec.
 #[derive(Clone, Copy, Debug)]
@@ -54,53 +57,6 @@ impl Row {
 }
 
 // ---- byte builders ----
-
-/// A frame: first byte, Remaining Length, body.
-fn fr(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut rest = body.len();
-    loop {
-        let b = (rest & 0x7F) as u8;
-        rest >>= 7;
-        if rest == 0 {
-            out.push(b);
-            break;
-        }
-        out.push(b | 0x80);
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A length-prefixed field.
-fn s(x: &[u8]) -> Vec<u8> {
-    let mut out = (x.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(x);
-    out
-}
-
-fn cat(parts: &[&[u8]]) -> Vec<u8> {
-    parts.concat()
-}
-
-/// A property block: Property Length (one byte here) then the properties.
-fn props(p: &[u8]) -> Vec<u8> {
-    assert!(p.len() < 128);
-    cat(&[&[p.len() as u8], p])
-}
-
-/// v3.1.1 CONNECT with these flags and payload (keep alive 60).
-fn connect4(flags: u8, payload: &[u8]) -> Vec<u8> {
-    fr(0x10, &cat(&[&s(b"MQTT"), &[4, flags, 0, 60], payload]))
-}
-
-/// v5 CONNECT with these flags, CONNECT properties and payload.
-fn connect5(flags: u8, p: &[u8], payload: &[u8]) -> Vec<u8> {
-    fr(
-        0x10,
-        &cat(&[&s(b"MQTT"), &[5, flags, 0, 60], &props(p), payload]),
-    )
-}
 
 /// v5 PUBLISH QoS 0 to "t" with these properties and payload "x".
 fn publish5(p: &[u8]) -> Vec<u8> {

@@ -3,71 +3,10 @@
 //! thread and in the window where counting is switched on (libtest runs
 //! other tests and its own bookkeeping on other threads).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod counting_alloc;
 
+use counting_alloc::allocations_in;
 use ringmq_engine::topic::{filter_matches, validate_topic_name, TopicTrie};
-
-struct CountingAlloc;
-
-thread_local! {
-    // `const` initialisers: no lazy init, so touching them from inside the
-    // allocator never allocates or recurses.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    // `try_with`: during thread teardown the slots may be gone; those
-    // allocations are not ours to count.
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees are ours; the bookkeeping only touches
-// thread-local `Cell`s and never allocates.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract; `ptr`
-        // came from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract; `ptr`
-        // came from `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Heap allocations made by this thread while running `f`.
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    ALLOCATIONS.with(|n| n.set(0));
-    COUNTING.with(|on| on.set(true));
-    f();
-    COUNTING.with(|on| on.set(false));
-    ALLOCATIONS.with(Cell::get)
-}
 
 /// A fleet of a few thousand filters: exact, `+`, `#`, `$SYS`. Site 0 has
 /// enough devices that its child map is a hash map.
@@ -100,7 +39,7 @@ fn fleet() -> (TopicTrie<u64>, Vec<String>) {
 
 #[test]
 fn counting_allocator_sees_allocations() {
-    let n = allocations_during(|| drop(std::hint::black_box(vec![1u8; 16])));
+    let n = allocations_in(|| drop(std::hint::black_box(vec![1u8; 16])));
     assert_eq!(n, 1);
 }
 
@@ -118,7 +57,7 @@ fn for_each_match_on_a_warm_trie_allocates_nothing() {
     assert!(warm > topics.len() as u64, "the walk finds matches");
 
     let mut visited = 0u64;
-    let n = allocations_during(|| {
+    let n = allocations_in(|| {
         for _ in 0..10 {
             for t in &topics {
                 trie.for_each_match(t.as_bytes(), |v| visited += v);
@@ -128,7 +67,7 @@ fn for_each_match_on_a_warm_trie_allocates_nothing() {
     assert_eq!(n, 0, "for_each_match allocated {n} times");
     assert_eq!(visited, warm * 10);
 
-    let n = allocations_during(|| {
+    let n = allocations_in(|| {
         for t in &topics {
             trie.for_each_match_mut(t.as_bytes(), |v| *v += 1);
         }
@@ -138,7 +77,7 @@ fn for_each_match_on_a_warm_trie_allocates_nothing() {
 
 #[test]
 fn validating_and_reference_matching_allocate_nothing() {
-    let n = allocations_during(|| {
+    let n = allocations_in(|| {
         let ok = validate_topic_name(std::hint::black_box(b"site/1/device/2/temp"), 16).is_ok();
         let m = filter_matches(
             std::hint::black_box(b"$share/g/site/+/device/#"),

@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
+# The black-box tests again on the portable epoll driver (the fallback for
+# kernels without io_uring and the code path non-Linux systems use).
+RINGMQ_TEST_IO=epoll cargo test -p ringmq --tests
 # The conformance runner uses the debug binary the tests just built.
 cargo build -p ringmq
 RINGMQ_BIN="${CARGO_TARGET_DIR:-target}/debug/ringmq" bash tests/run-conformance.sh

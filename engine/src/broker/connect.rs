@@ -188,7 +188,6 @@ impl Broker {
             s.username = connect.username.as_deref().map(Bytes::copy_from_slice);
         }
 
-        let topic_alias_max = if v5 { self.config.topic_alias_max } else { 0 };
         let conn_generation = {
             let Some(c) = self.conns.get_mut(conn) else {
                 return;
@@ -196,7 +195,7 @@ impl Broker {
             c.state = ConnState::Active(session);
             c.keep_alive_ms = u64::from(keep_alive_s) * 1000;
             c.last_packet_ms = now_ms;
-            c.aliases = vec![None; usize::from(topic_alias_max)];
+            c.aliases = Vec::new(); // made on first alias (v5 only reaches it)
             c.client_packet_size_max_bytes = connect
                 .properties
                 .maximum_packet_size_bytes

@@ -70,9 +70,14 @@ impl Broker {
         };
         if protocol.is_v5() {
             if let Some(alias) = p.properties.topic_alias.take() {
+                let alias_max = usize::from(self.config.topic_alias_max);
                 let Some(c) = self.conns.get_mut(conn) else {
                     return;
                 };
+                if c.aliases.len() < alias_max {
+                    // The table is made on first use: most connections never alias.
+                    c.aliases.resize(alias_max, None);
+                }
                 // [MQTT-3.3.2-8], [MQTT-3.3.2-9]: 0 or above our maximum.
                 let Some(slot) = c.aliases.get_mut(usize::from(alias).wrapping_sub(1)) else {
                     return self.disconnect_with(conn, ReasonCode::TOPIC_ALIAS_INVALID, now_ms);

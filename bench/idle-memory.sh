@@ -3,7 +3,8 @@
 # (CONNECT done, keep-alive 60 s, nothing else) minus RSS before, divided by N.
 #
 #   bench/idle-memory.sh [BROKER...]     BROKER: ringmq | mosquitto   (default both)
-# Env: N (connections, default 10000; the open-file limit bounds it), PORT (18950).
+# Env: N (connections, default 10000; the open-file limit bounds it), PORT (18950),
+# RINGMQ_FLAGS (e.g. "--io epoll").
 # Needs target/release/{ringmq,loadgen}; mosquitto from ../shared/peers.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +16,7 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 ulimit -n "$(ulimit -Hn)"
 for b in "${brokers[@]}"; do
   case "$b" in
-    ringmq) "$tdir/ringmq" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
+    ringmq) "$tdir/ringmq" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
     *) pid=$("$root/../shared/peers/start-peer.sh" "$b" "$PORT") ;;
   esac
   before=$(rss_kib "$pid")

@@ -10,7 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::properties::{block_len, props_size, write_block};
+use super::properties::{block_len, props_size, write_block, Properties};
 use super::varint::varint_len;
 use super::writer::{Out, Writer};
 use super::{
@@ -54,6 +54,37 @@ impl Sizer {
     fn block(&mut self, props: Sizer) {
         self.len += block_len(props.len);
         self.too_long |= props.too_long;
+    }
+
+    /// `len` bytes of fixed fields to start with (e.g. a Packet Identifier).
+    #[inline]
+    fn starting_at(len: usize) -> Sizer {
+        Sizer {
+            len,
+            too_long: false,
+        }
+    }
+
+    /// The packet's property block when `v5`; returns its Property Length.
+    #[inline]
+    fn props_block<P: Properties>(&mut self, props: &P, v5: bool) -> usize {
+        if !v5 {
+            return 0;
+        }
+        let p = props_size(props);
+        self.block(p);
+        p.len
+    }
+
+    /// The plan of a packet without will properties.
+    #[inline]
+    fn plan(self, props: usize) -> Plan {
+        Plan {
+            remaining: self.len,
+            props,
+            will_props: 0,
+            too_long: self.too_long,
+        }
     }
 }
 
@@ -393,21 +424,12 @@ fn connect_plan(c: &Connect) -> Plan {
     // Protocol Name, Protocol Level, Connect Flags, Keep Alive (section 3.1.2).
     s.field(protocol_name(c.protocol));
     s.fixed(1 + 1 + 2);
-    let mut props = 0;
-    if v5 {
-        let p = props_size(&c.properties);
-        props = p.len;
-        s.block(p);
-    }
+    let props = s.props_block(&c.properties, v5);
     // Payload, in the order of section 3.1.3.
     s.field(&c.client_id);
     let mut will_props = 0;
     if let Some(will) = &c.will {
-        if v5 {
-            let p = props_size(&will.properties);
-            will_props = p.len;
-            s.block(p);
-        }
+        will_props = s.props_block(&will.properties, v5);
         s.field(&will.topic);
         s.field(&will.payload);
     }
@@ -427,22 +449,9 @@ fn connect_plan(c: &Connect) -> Plan {
 
 fn connack_plan(c: &ConnAck, v5: bool) -> Plan {
     // Acknowledge Flags + Return / Reason Code (section 3.2.2).
-    let mut s = Sizer {
-        len: 2,
-        too_long: false,
-    };
-    let mut props = 0;
-    if v5 {
-        let p = props_size(&c.properties);
-        props = p.len;
-        s.block(p);
-    }
-    Plan {
-        remaining: s.len,
-        props,
-        will_props: 0,
-        too_long: s.too_long,
-    }
+    let mut s = Sizer::starting_at(2);
+    let props = s.props_block(&c.properties, v5);
+    s.plan(props)
 }
 
 #[inline]
@@ -453,19 +462,9 @@ fn publish_plan(p: &Publish, protocol: Protocol) -> Plan {
     if p.qos.as_u8() > 0 {
         s.fixed(2);
     }
-    let mut props = 0;
-    if protocol.is_v5() {
-        let ps = props_size(&p.properties);
-        props = ps.len;
-        s.block(ps);
-    }
+    let props = s.props_block(&p.properties, protocol.is_v5());
     s.fixed(p.payload.len());
-    Plan {
-        remaining: s.len,
-        props,
-        will_props: 0,
-        too_long: s.too_long,
-    }
+    s.plan(props)
 }
 
 /// PUBACK / PUBREC / PUBREL / PUBCOMP (sections 3.4.2 - 3.7.2): v3 and the
@@ -504,89 +503,43 @@ fn reason_props_plan(reason: ReasonCode, p: Sizer) -> Plan {
 }
 
 fn subscribe_plan(sub: &Subscribe, v5: bool) -> Plan {
-    let mut s = Sizer {
-        len: 2,
-        too_long: false,
-    };
-    let mut props = 0;
-    if v5 {
-        let p = props_size(&sub.properties);
-        props = p.len;
-        s.block(p);
-    }
+    // Packet Identifier, then the properties (v5).
+    let mut s = Sizer::starting_at(2);
+    let props = s.props_block(&sub.properties, v5);
     for f in &sub.filters {
         s.field(&f.filter);
         s.fixed(1);
     }
-    Plan {
-        remaining: s.len,
-        props,
-        will_props: 0,
-        too_long: s.too_long,
-    }
+    s.plan(props)
 }
 
 fn suback_plan(sub: &SubAck, v5: bool) -> Plan {
-    let mut s = Sizer {
-        len: 2,
-        too_long: false,
-    };
-    let mut props = 0;
-    if v5 {
-        let p = props_size(&sub.properties);
-        props = p.len;
-        s.block(p);
-    }
+    // Packet Identifier, then the properties (v5).
+    let mut s = Sizer::starting_at(2);
+    let props = s.props_block(&sub.properties, v5);
     s.fixed(sub.reasons.len());
-    Plan {
-        remaining: s.len,
-        props,
-        will_props: 0,
-        too_long: s.too_long,
-    }
+    s.plan(props)
 }
 
 fn unsubscribe_plan(u: &Unsubscribe, v5: bool) -> Plan {
-    let mut s = Sizer {
-        len: 2,
-        too_long: false,
-    };
-    let mut props = 0;
-    if v5 {
-        let p = props_size(&u.properties);
-        props = p.len;
-        s.block(p);
-    }
+    // Packet Identifier, then the properties (v5).
+    let mut s = Sizer::starting_at(2);
+    let props = s.props_block(&u.properties, v5);
     for f in &u.filters {
         s.field(f);
     }
-    Plan {
-        remaining: s.len,
-        props,
-        will_props: 0,
-        too_long: s.too_long,
-    }
+    s.plan(props)
 }
 
 fn unsuback_plan(u: &UnsubAck, v5: bool) -> Plan {
-    // v3 UNSUBACK is the Packet Identifier alone (section 3.11, v3.1.1).
-    let mut s = Sizer {
-        len: 2,
-        too_long: false,
-    };
-    let mut props = 0;
+    // v3 UNSUBACK is the Packet Identifier alone (section 3.11, v3.1.1);
+    // v5 adds properties and one reason code per filter.
+    let mut s = Sizer::starting_at(2);
+    let props = s.props_block(&u.properties, v5);
     if v5 {
-        let p = props_size(&u.properties);
-        props = p.len;
-        s.block(p);
         s.fixed(u.reasons.len());
     }
-    Plan {
-        remaining: s.len,
-        props,
-        will_props: 0,
-        too_long: s.too_long,
-    }
+    s.plan(props)
 }
 
 // ---- writing ----

@@ -338,8 +338,8 @@ impl Broker {
             Some(s) => std::mem::take(&mut s.subscriptions),
             None => return,
         };
-        for sub in subs {
-            self.remove_subscription(session, &sub.filter);
+        for filter in subs {
+            self.remove_subscription(session, &filter);
         }
         if let Some(s) = self.sessions.remove(session) {
             if self.by_client_id.get(&s.client_id) == Some(&session) {
@@ -421,9 +421,8 @@ impl Broker {
                 }
             }
         }
-        if !c.out.is_empty() && !c.transmit_queued {
-            c.transmit_queued = true;
-            self.events.push_back(Event::Transmit(conn));
+        if !c.out.is_empty() {
+            c.queue_transmit(conn, &mut self.events);
         }
     }
 }

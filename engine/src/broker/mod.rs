@@ -206,6 +206,14 @@ struct Barrier {
 }
 
 impl Conn {
+    /// Tell the runtime (once per batch) that this connection has bytes to write.
+    fn queue_transmit(&mut self, conn: ConnId, events: &mut VecDeque<Event>) {
+        if !self.transmit_queued {
+            self.transmit_queued = true;
+            events.push_back(Event::Transmit(conn));
+        }
+    }
+
     /// Encode a PUBLISH into the outgoing buffer. With outbound aliases on,
     /// the first PUBLISH of a topic sets an alias and later ones send an
     /// empty topic with that alias (MQTT 5.0 3.3.2.3.4); the mapping lives
@@ -257,22 +265,14 @@ struct Queued {
     shared_filter: Option<Bytes>,
 }
 
-/// One subscription of a session (control-plane copy, for UNSUBSCRIBE and
-/// cleanup; options and id are kept for durable storage, which is not built yet).
-#[derive(Clone)]
-#[allow(dead_code)]
-struct SessionSub {
-    filter: Bytes,
-    options: SubscriptionOptions,
-    subscription_id: Option<u32>,
-}
-
 struct Session {
     client_id: Bytes,
     username: Option<Bytes>,
     conn: Option<ConnId>,
     protocol: Protocol,
-    subscriptions: Vec<SessionSub>,
+    /// Filters this session subscribed with (the router trie holds the
+    /// options); used to enforce the per-session limit and to clean up.
+    subscriptions: Vec<Bytes>,
     /// Seconds the session outlives its connection; `u32::MAX` = never.
     expiry_interval_s: u32,
     inflight: VecDeque<Outbound>,
@@ -349,6 +349,10 @@ pub struct Stats {
     pub dropped_qos0_buffer_full: u64,
     /// Messages dropped because a session queue was full.
     pub dropped_queue_full: u64,
+    /// Retained messages not stored because of the retained limits.
+    pub dropped_retained_limit: u64,
+    /// Shared-group messages from another shard whose group had no member here any more.
+    pub dropped_no_shared_member: u64,
     /// Messages dropped because they exceeded a client's Maximum Packet Size.
     pub dropped_too_large: u64,
     /// Messages dropped because their Message Expiry Interval passed.
@@ -726,10 +730,14 @@ impl Broker {
         let (session, packet) = session;
         match packet {
             Packet::Publish(p) => self.handle_publish(conn, session, p, now_ms),
-            Packet::PubAck(a) => self.handle_puback(conn, session, a.packet_id, now_ms),
+            Packet::PubAck(a) => {
+                self.complete_outbound(session, a.packet_id, OutState::AwaitPubAck, now_ms)
+            }
             Packet::PubRec(a) => self.handle_pubrec(conn, session, a.packet_id, a.reason, now_ms),
             Packet::PubRel(a) => self.handle_pubrel(conn, session, a.packet_id),
-            Packet::PubComp(a) => self.handle_pubcomp(conn, session, a.packet_id, now_ms),
+            Packet::PubComp(a) => {
+                self.complete_outbound(session, a.packet_id, OutState::AwaitPubComp, now_ms)
+            }
             Packet::Subscribe(s) => self.handle_subscribe(conn, session, s, now_ms),
             Packet::Unsubscribe(u) => self.handle_unsubscribe(conn, session, u),
             Packet::PingReq => self.write_packet(conn, &Packet::PingResp),
@@ -767,9 +775,8 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        if codec::encode(packet, c.protocol, &mut c.out).is_ok() && !c.transmit_queued {
-            c.transmit_queued = true;
-            self.events.push_back(Event::Transmit(conn));
+        if codec::encode(packet, c.protocol, &mut c.out).is_ok() {
+            c.queue_transmit(conn, &mut self.events);
         }
     }
 

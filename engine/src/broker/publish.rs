@@ -198,7 +198,7 @@ impl Broker {
             self.config.retained_bytes_max,
         );
         if !self.retained.set(r, count_max, bytes_max) {
-            self.stats.dropped_queue_full += 1;
+            self.stats.dropped_retained_limit += 1;
         }
     }
 
@@ -387,7 +387,7 @@ impl Broker {
     ) {
         let Some(member) = self.pick_shared_member(full_filter, None) else {
             // The group left this shard meanwhile: nobody to give it to here.
-            self.stats.dropped_queue_full += 1;
+            self.stats.dropped_no_shared_member += 1;
             return;
         };
         let saved_ids = std::mem::take(&mut publish.properties.subscription_identifiers);
@@ -500,10 +500,7 @@ impl Broker {
                 return;
             }
             self.stats.messages_sent += 1;
-            if !c.transmit_queued {
-                c.transmit_queued = true;
-                self.events.push_back(Event::Transmit(conn_id));
-            }
+            c.queue_transmit(conn_id, &mut self.events);
             return;
         }
         // QoS 1/2: into the session queue, then as much as the window allows.
@@ -582,17 +579,19 @@ impl Broker {
             self.stats.messages_sent += 1;
             wrote = true;
         }
-        if wrote && !c.transmit_queued {
-            c.transmit_queued = true;
-            self.events.push_back(Event::Transmit(conn_id));
+        if wrote {
+            c.queue_transmit(conn_id, &mut self.events);
         }
     }
 
-    pub(super) fn handle_puback(
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) from the client: the outbound
+    /// message awaiting it leaves the inflight window, which then refills
+    /// from the queue. An unknown packet id is ignored.
+    pub(super) fn complete_outbound(
         &mut self,
-        _conn: ConnId,
         session: SessionId,
         pid: u16,
+        awaited: OutState,
         now_ms: u64,
     ) {
         let Some(s) = self.sessions.get_mut(session) else {
@@ -601,7 +600,7 @@ impl Broker {
         if let Some(i) = s
             .inflight
             .iter()
-            .position(|o| o.packet_id == pid && o.state == OutState::AwaitPubAck)
+            .position(|o| o.packet_id == pid && o.state == awaited)
         {
             s.inflight.remove(i);
             self.drain_queue(session, now_ms);
@@ -640,26 +639,6 @@ impl Broker {
                 rel.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
                 self.write_packet(conn, &Packet::PubRel(rel));
             }
-        }
-    }
-
-    pub(super) fn handle_pubcomp(
-        &mut self,
-        _conn: ConnId,
-        session: SessionId,
-        pid: u16,
-        now_ms: u64,
-    ) {
-        let Some(s) = self.sessions.get_mut(session) else {
-            return;
-        };
-        if let Some(i) = s
-            .inflight
-            .iter()
-            .position(|o| o.packet_id == pid && o.state == OutState::AwaitPubComp)
-        {
-            s.inflight.remove(i);
-            self.drain_queue(session, now_ms);
         }
     }
 
@@ -772,6 +751,7 @@ impl Broker {
                 format!("$SYS/broker/shards/{shard}/messages/dropped"),
                 (stats.dropped_qos0_buffer_full
                     + stats.dropped_queue_full
+                    + stats.dropped_no_shared_member
                     + stats.dropped_too_large
                     + stats.dropped_expired)
                     .to_string(),

@@ -5,9 +5,7 @@
 use bytes::Bytes;
 
 use super::retained::{is_expired, Retained};
-use super::{
-    Broker, ConnId, Event, LocalSub, SessionId, SessionSub, ShardId, ShardMessage, SharedGroup,
-};
+use super::{Broker, ConnId, Event, LocalSub, SessionId, ShardId, ShardMessage, SharedGroup};
 use crate::codec::{
     Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
     Unsubscribe,
@@ -59,7 +57,7 @@ impl Broker {
                 reasons.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }
-            let exists = s.subscriptions.iter().any(|x| x.filter == f.filter);
+            let exists = s.subscriptions.contains(&f.filter);
             if !exists && s.subscriptions.len() >= self.config.subscriptions_per_session_max {
                 reasons.push(ReasonCode::QUOTA_EXCEEDED);
                 continue;
@@ -146,7 +144,7 @@ impl Broker {
         for filter in unsub.filters {
             let existed = self.remove_subscription(session, &filter);
             if let Some(s) = self.sessions.get_mut(session) {
-                s.subscriptions.retain(|x| x.filter != filter);
+                s.subscriptions.retain(|x| *x != filter);
             }
             reasons.push(if existed {
                 ReasonCode::SUCCESS
@@ -230,18 +228,8 @@ impl Broker {
             self.broadcast_interest(&filter, count);
         }
         if let Some(s) = self.sessions.get_mut(session) {
-            let entry = SessionSub {
-                filter,
-                options,
-                subscription_id,
-            };
-            match s
-                .subscriptions
-                .iter_mut()
-                .find(|x| x.filter == entry.filter)
-            {
-                Some(x) => *x = entry,
-                None => s.subscriptions.push(entry),
+            if !s.subscriptions.contains(&filter) {
+                s.subscriptions.push(filter);
             }
         }
         is_new

@@ -135,12 +135,6 @@ pub async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
             Ok(_) => {}
             Err(e) => return ctx.on_closed(CloseReason::ReadError(e.kind())),
         }
-        // MQTT-3.1.0-1: the first packet must be CONNECT (0x10). Anything
-        // else is judged by the local engine now, instead of waiting for
-        // what its first byte claims is a long packet.
-        if buf.first().is_some_and(|&b| b != 0x10) {
-            break None;
-        }
         match route_connect(&buf, shard.id, shard.count) {
             Route::NeedMore if buf.len() < shard.settings.route_buffer_max_bytes => continue,
             Route::NeedMore | Route::Local => break None,

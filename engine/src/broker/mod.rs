@@ -129,7 +129,9 @@ pub fn owner_shard(client_id: &[u8], shard_count: u16) -> ShardId {
 
 /// Decide from the first bytes of a connection which shard owns it.
 pub fn route_connect(buf: &[u8], shard: ShardId, shard_count: u16) -> Route {
-    if shard_count <= 1 {
+    // [MQTT-3.1.0-1]: anything but CONNECT is judged by the local broker at
+    // once, rather than waiting for what its first byte claims is a long packet.
+    if shard_count <= 1 || buf.first().is_some_and(|b| b >> 4 != 1) {
         return Route::Local;
     }
     let frame_len = match codec::check_frame(buf, codec::REMAINING_LENGTH_MAX_BYTES) {
@@ -936,6 +938,40 @@ mod tests {
                 assert_eq!(s, owner_shard(id.as_bytes(), n));
             }
         }
+    }
+
+    #[test]
+    fn route_connect_decides_from_the_first_packet() {
+        let mut connect = bytes::BytesMut::new();
+        let c = crate::codec::Connect {
+            protocol: Protocol::V3_1_1,
+            clean_start: true,
+            keep_alive_s: 60,
+            client_id: Bytes::from_static(b"abc"),
+            will: None,
+            username: None,
+            password: None,
+            properties: Default::default(),
+        };
+        let encoded = codec::encode(
+            &Packet::Connect(Box::new(c)),
+            Protocol::V3_1_1,
+            &mut connect,
+        );
+        assert!(encoded.is_ok());
+        let owner = owner_shard(b"abc", 4);
+        assert_eq!(route_connect(&connect, owner, 4), Route::Local);
+        assert_eq!(
+            route_connect(&connect, (owner + 1) % 4, 4),
+            Route::Shard(owner)
+        );
+        assert_eq!(
+            route_connect(&connect[..connect.len() - 1], 0, 4),
+            Route::NeedMore
+        );
+        // Not a CONNECT: local at once, even if it announces a long packet.
+        assert_eq!(route_connect(&[0x30, 0xFF, 0xFF], 0, 4), Route::Local);
+        assert_eq!(route_connect(&connect, 0, 1), Route::Local);
     }
 
     #[test]

@@ -233,16 +233,28 @@ impl Mesh {
         let Some(Some(out)) = self.outbound.get_mut(usize::from(peer)) else {
             return PushOutcome::InvalidPeer;
         };
-        if out.overflow.is_empty() {
+        let msg = if out.overflow.is_empty() {
             match out.producer.push(msg) {
                 Ok(()) => {
                     out.dirty = true;
                     return PushOutcome::Sent;
                 }
-                Err(rtrb::PushError::Full(back)) => return Self::queue(out, back, limit),
+                Err(rtrb::PushError::Full(back)) => back,
             }
+        } else {
+            msg
+        };
+        let outcome = Self::queue(out, msg, limit);
+        // `queue` announced `space_wanted` after our push found the ring
+        // full. If the consumer emptied the ring in between, it checked the
+        // flag before we set it and will not wake us: wake our own ring
+        // task so the overflow is moved now (otherwise it waits for an
+        // unrelated wake-up: a stall).
+        fence(Ordering::SeqCst);
+        if !out.producer.is_full() {
+            self.signals[usize::from(self.shard)].wake();
         }
-        Self::queue(out, msg, limit)
+        outcome
     }
 
     fn queue(out: &mut Outbound, msg: RingMsg, limit: usize) -> PushOutcome {

@@ -5,7 +5,8 @@
 //! Modules: [`cli`] (flags), [`config`] (TOML + overrides + validation),
 //! [`logging`], [`server`] (start-up, signals, shutdown), [`shard`] (one
 //! shard's runtime), [`conn`] (routing + engine glue of a connection),
-//! [`mesh`] (rings, wake-ups, full-ring policy), [`clock`].
+//! [`mesh`] (rings, wake-ups, full-ring policy), [`reload`] (SIGHUP
+//! reload hooks), [`clock`].
 //!
 //! Exit codes: 0 after a graceful shutdown, 1 on a runtime or start-up
 //! error (port in use, io_uring unavailable with `io = "uring"`, a shard
@@ -19,6 +20,7 @@ mod config;
 mod conn;
 mod logging;
 mod mesh;
+mod reload;
 mod server;
 mod shard;
 

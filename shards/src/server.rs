@@ -15,6 +15,10 @@
 //! - SIGUSR1: sent by a shard thread as it exits; if that happens while
 //!   serving, a shard died (a bug): the others are stopped and the process
 //!   exits 1.
+//! - SIGHUP: reload certificates and other reloadable files ([`reload`]):
+//!   every registered hook runs on this thread and logs what changed or
+//!   why it was refused; shards pick the new values up for new
+//!   connections.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -30,6 +34,7 @@ use ringmq_net::os::{self, SignalSet};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::mesh::{self, RingMsg, ShardSignal};
+use crate::reload::{self, Hooks};
 use crate::shard::{self, ShardInit, ShardSettings, StartReport};
 
 /// How long the shards may take to start (build runtimes, adopt
@@ -84,7 +89,7 @@ impl Drop for ExitNotice {
 pub fn serve(config: &Config) -> Result<(), ServeError> {
     let cpus = os::allowed_cpus();
     let count = config.shard_count(cpus.len());
-    let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
+    let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP])
         .map_err(ServeError::Signals)?;
 
     let options = ListenerOptions {
@@ -105,6 +110,9 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             listeners[i].push(l);
         }
     }
+
+    // Reload hooks: each reloadable file registers one (see `reload`).
+    let mut hooks = Hooks::new();
 
     let r = &config.runtime;
     let (meshes, ring_signals) =
@@ -196,6 +204,14 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     let died = loop {
         match signals.wait(None) {
             Ok(Some(libc::SIGINT | libc::SIGTERM)) => break false,
+            Ok(Some(libc::SIGHUP)) => {
+                let outcomes = hooks.run_all();
+                let refused = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, reload::Outcome::Refused(_)))
+                    .count();
+                tracing::info!(hooks = outcomes.len(), refused, "reload done");
+            }
             Ok(_) if exited.load(Ordering::SeqCst) > 0 => break true,
             Ok(_) => {}
             Err(e) => {

@@ -156,3 +156,24 @@ fn auto_driver_logs_what_each_shard_uses() {
     let (status, _) = broker.stop();
     assert!(status.success());
 }
+
+#[test]
+fn sighup_reloads_without_stopping_the_broker() {
+    let broker = Broker::start(&bin(), &[]);
+    broker.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !broker.log().contains("reload done") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload line; log:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Still serving after the reload.
+    let mut client = RawClient::connect_v311(broker.addr(), "after-hup");
+    client.send(&[0xC0, 0x00]); // PINGREQ
+    client.expect(&[0xD0, 0x00]); // PINGRESP
+    let (status, _) = broker.stop();
+    assert_eq!(status.code(), Some(0));
+}

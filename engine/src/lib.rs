@@ -10,11 +10,13 @@
 //! Modules:
 //! - [`codec`]: MQTT 3.1 / 3.1.1 / 5.0 packets, zero-copy decode, exact-length encode.
 //! - [`topic`]: topic name / filter validation, the subscription trie, shared subscriptions.
+//! - [`acl`]: the ACL file, compiled into per-user tries, specialised per session.
 //! - [`broker`]: one shard's broker state machine (sessions, router replica, retained).
 //! - [`client`]: the client-side state machine used by loadgen, tests and wasm.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod acl;
 pub mod broker;
 pub mod client;
 pub mod codec;

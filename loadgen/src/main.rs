@@ -261,7 +261,7 @@ fn conn_plan(a: &ConnArgs) -> Result<Plan, String> {
         }
     }
     // Each connection is one descriptor; 64 more for the runtime and stdio.
-    match ringmq_net::client::raise_fd_limit(a.count + 64) {
+    match ringmq_net::os::raise_fd_limit(a.count + 64) {
         Ok(limit) if limit < a.count + 64 => {
             return Err(format!(
                 "--count {} needs more open files than the limit of {limit} (raise `ulimit -n`)",

@@ -19,7 +19,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ringmq_engine::client::ClientOptions;
 use ringmq_engine::codec::{Protocol, QoS};
-use ringmq_net::client::{ClientConfig, Clock};
+use ringmq_net::client::ClientConfig;
+use ringmq_net::clock::Clock;
 use ringmq_net::conn::DriverConfig;
 
 use crate::cli::{ConnectArgs, Topology, Version};

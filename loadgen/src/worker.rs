@@ -17,7 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ringmq_engine::client::Event;
 use ringmq_engine::codec::{PublishProperties, QoS, SubscribeFilter, SubscriptionOptions};
-use ringmq_net::client::{MqttConnection, PreciseTimer};
+use ringmq_net::client::MqttConnection;
+use ringmq_net::os::PreciseTimer;
 
 use crate::payload::{self, Header, PayloadWriter};
 use crate::run::{Plan, Scenario, Shared, ThreadResult, NOT_STARTED};

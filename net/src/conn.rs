@@ -65,12 +65,15 @@ pub struct DriverConfig {
     pub close_flush_timeout_ms: u64,
 }
 
+/// The broker's defaults (`config/ringmq.toml`: `read_chunk_bytes`,
+/// `packet_size_max_bytes` plus one chunk, `close_flush_timeout_ms`); a
+/// test of the `ringmq` crate checks that the two agree.
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
             read_chunk_bytes: 16 * 1024,
             read_buffer_max_bytes: 1024 * 1024 + 16 * 1024,
-            close_flush_timeout_ms: 5_000,
+            close_flush_timeout_ms: 2_000,
         }
     }
 }

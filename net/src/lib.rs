@@ -14,7 +14,10 @@
 //!   hand-off between shards.
 //! - [`wake`]: single-threaded waker slots used by the driver.
 //! - [`os`]: the few raw OS calls the runtime needs (CPU affinity, signal
-//!   masks, `shutdown(2)`), each behind a safe function.
+//!   masks, `shutdown(2)`, the open-file limit, a `timerfd` sleep for
+//!   pacing), each behind a safe function.
+//! - [`clock`]: the one process clock (`now_ms` for the engine, `now_ns`
+//!   for latency stamps), copied to every thread.
 //! - [`client`]: client connection glue for loadgen and tests.
 //!
 //! # Replacing the backend
@@ -34,6 +37,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod client;
+pub mod clock;
 pub mod conn;
 pub mod listener;
 pub mod os;

@@ -16,7 +16,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use ringmq_engine::broker::{BrokerConfig, SHARDS_MAX};
+use ringmq_net::conn::DriverConfig;
+use ringmq_net::listener::ListenerOptions;
 use serde::Deserialize;
+
+mod error;
+
+pub use error::ConfigError;
+use error::{classify, line_of};
 
 /// The built-in defaults: `config/ringmq.toml`, compiled into the binary.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../../config/ringmq.toml");
@@ -204,116 +211,6 @@ pub mod bounds {
     pub const PACKET_SIZE_MAX_BYTES: (u32, u32) = (16, 268_435_460);
 }
 
-/// Why the configuration could not be loaded.
-#[derive(Debug, PartialEq)]
-pub enum ConfigError {
-    /// The file could not be read.
-    Read { origin: String, error: String },
-    /// Not TOML.
-    Syntax {
-        origin: String,
-        line: Option<usize>,
-        message: String,
-    },
-    /// A key the schema does not have.
-    UnknownKey {
-        origin: String,
-        line: Option<usize>,
-        key: String,
-        expected: String,
-    },
-    /// A value of the wrong type or out of the type's range.
-    WrongType {
-        origin: String,
-        line: Option<usize>,
-        key: String,
-        message: String,
-    },
-    /// A well-typed value outside its allowed range.
-    Invalid {
-        key: &'static str,
-        value: String,
-        expected: String,
-    },
-    /// The built-in defaults lack a key (a build error, caught by tests).
-    MissingDefault { key: &'static str },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let at = |line: &Option<usize>| line.map(|l| format!(" (line {l})")).unwrap_or_default();
-        match self {
-            ConfigError::Read { origin, error } => {
-                write!(f, "cannot read config {origin}: {error}")
-            }
-            ConfigError::Syntax {
-                origin,
-                line,
-                message,
-            } => {
-                write!(
-                    f,
-                    "config {origin} is not valid TOML{}: {message}",
-                    at(line)
-                )
-            }
-            ConfigError::UnknownKey {
-                origin,
-                line,
-                key,
-                expected,
-            } => {
-                write!(
-                    f,
-                    "unknown key `{key}` in config {origin}{}, expected one of {expected}",
-                    at(line)
-                )
-            }
-            ConfigError::WrongType {
-                origin,
-                line,
-                key,
-                message,
-            } => {
-                write!(
-                    f,
-                    "wrong type for key `{key}` in config {origin}{}: {message}",
-                    at(line)
-                )
-            }
-            ConfigError::Invalid {
-                key,
-                value,
-                expected,
-            } => {
-                write!(
-                    f,
-                    "invalid value for `{key}`: {value} (expected {expected})"
-                )
-            }
-            ConfigError::MissingDefault { key } => {
-                write!(
-                    f,
-                    "built-in defaults lack `{key}` (a bug in config/ringmq.toml)"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> Option<usize> {
-    let start = span?.start.min(text.len());
-    Some(
-        text.as_bytes()[..start]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1,
-    )
-}
-
 fn parse_partial(text: &str, origin: &str) -> Result<PartialConfig, ConfigError> {
     let deserializer = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -323,67 +220,6 @@ fn parse_partial(text: &str, origin: &str) -> Result<PartialConfig, ConfigError>
         let message = inner.message().trim().to_string();
         classify(origin, line, &path, &message)
     })
-}
-
-/// Turns a toml/serde message into one of our errors, naming the full key.
-fn classify(origin: &str, line: Option<usize>, path: &str, message: &str) -> ConfigError {
-    let origin = origin.to_string();
-    let path = if path == "." { "" } else { path };
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
-        let key = if path.is_empty() || path.ends_with(field) {
-            if path.is_empty() {
-                field.to_string()
-            } else {
-                path.to_string()
-            }
-        } else {
-            format!("{path}.{field}")
-        };
-        let expected = tail
-            .trim_start_matches(',')
-            .trim()
-            .trim_start_matches("expected one of ")
-            .trim_start_matches("expected ")
-            .to_string();
-        return ConfigError::UnknownKey {
-            origin,
-            line,
-            key,
-            expected,
-        };
-    }
-    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            return ConfigError::WrongType {
-                origin,
-                line,
-                key: path.to_string(),
-                message: format!("found {rest}"),
-            };
-        }
-    }
-    if message.starts_with("unknown variant") {
-        return ConfigError::WrongType {
-            origin,
-            line,
-            key: path.to_string(),
-            message: message.to_string(),
-        };
-    }
-    if !path.is_empty() && !message.contains('\n') {
-        return ConfigError::WrongType {
-            origin,
-            line,
-            key: path.to_string(),
-            message: message.to_string(),
-        };
-    }
-    ConfigError::Syntax {
-        origin,
-        line,
-        message: message.replace('\n', "; "),
-    }
 }
 
 impl Config {
@@ -555,6 +391,34 @@ impl Config {
             // Fields the engine grows before this file learns about them
             // keep the engine's defaults.
             ..BrokerConfig::default()
+        }
+    }
+}
+
+impl Config {
+    /// The connection driver's limits: reads of `read_chunk_bytes`, and a
+    /// read buffer that holds the largest packet plus one read.
+    pub fn driver_config(&self) -> DriverConfig {
+        let r = &self.runtime;
+        DriverConfig {
+            read_chunk_bytes: r.read_chunk_bytes,
+            read_buffer_max_bytes: self.read_buffer_max_bytes(),
+            close_flush_timeout_ms: r.close_flush_timeout_ms,
+        }
+    }
+
+    /// Most bytes a connection's read buffer holds: the largest packet plus
+    /// one read (also the bound on a new connection's routing read).
+    pub fn read_buffer_max_bytes(&self) -> usize {
+        (self.limits.packet_size_max_bytes as usize).saturating_add(self.runtime.read_chunk_bytes)
+    }
+
+    /// How each shard's listening sockets are made.
+    pub fn listener_options(&self) -> ListenerOptions {
+        ListenerOptions {
+            backlog_connections: self.listener.backlog_connections,
+            reuse_port: true,
+            reuse_address: true,
         }
     }
 }

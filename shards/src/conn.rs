@@ -16,25 +16,25 @@
 //! `route_buffer_max_bytes` (past it the connection is served locally and
 //! the engine judges the oversize or malformed CONNECT).
 
-use std::cell::Cell;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use ringmq_engine::broker::{route_connect, ConnId, Route, ShardId};
+use ringmq_engine::broker::{route_connect, ConnId, Route};
 use ringmq_net::conn::{CloseReason, Connection, DriverHandle, Handler};
 
 use crate::mesh::RingMsg;
-use crate::shard::Shard;
+use crate::shard::state::{Origin, Shard};
 
-/// The runtime side of one accepted connection: the driver's handler.
+/// The runtime side of one accepted connection: the driver's handler. The
+/// shard keeps only the driver handle (`Shard::register`), so this holds
+/// the shard and nothing holds this but the driver's tasks.
 pub struct ConnCtx {
     pub shard: Rc<Shard>,
     pub id: ConnId,
-    pub handle: DriverHandle,
-    /// Set when a message this connection produced went over the overflow
-    /// limit towards this peer: reads pause until that overflow shrinks.
-    pub blocked_on: Cell<Option<ShardId>>,
+    /// The driver handle and the overflow pause, lent to the shard while
+    /// it handles this connection's input.
+    pub origin: Origin,
 }
 
 impl Handler for ConnCtx {
@@ -44,7 +44,7 @@ impl Handler for ConnCtx {
             .broker
             .borrow_mut()
             .handle_read(self.id, buf, now);
-        self.shard.drain_events(Some(self));
+        self.shard.drain_events(Some(&self.origin));
     }
 
     fn take_outgoing(&self) -> Option<Bytes> {
@@ -57,10 +57,10 @@ impl Handler for ConnCtx {
     }
 
     fn reads_paused(&self) -> bool {
-        match self.blocked_on.get() {
+        match self.origin.blocked_on.get() {
             Some(peer) if self.shard.over_limit(peer) => true,
             Some(_) => {
-                self.blocked_on.set(None);
+                self.origin.blocked_on.set(None);
                 false
             }
             None => false,
@@ -89,19 +89,19 @@ fn accept(shard: &Rc<Shard>, conn: &Connection) -> Option<Rc<ConnCtx>> {
         shard.drain_events(None);
         return None;
     };
+    let handle = DriverHandle::new();
+    shard.register(id, handle.clone());
     let ctx = Rc::new(ConnCtx {
         shard: shard.clone(),
         id,
-        handle: DriverHandle::new(),
-        blocked_on: Cell::new(None),
+        origin: Origin::new(handle),
     });
-    shard.register(ctx.clone());
     shard.drain_events(None);
     Some(ctx)
 }
 
 fn drive(conn: Connection, initial: BytesMut, ctx: Rc<ConnCtx>) {
-    let handle = ctx.handle.clone();
+    let handle = ctx.origin.handle.clone();
     let config = ctx.shard.settings.driver;
     conn.spawn_driver(initial, ctx, handle, config);
 }
@@ -121,7 +121,7 @@ pub async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
     let owner = loop {
         let read = monoio::select! {
             r = conn.read_chunk(buf, chunk) => Some(r),
-            _ = ctx.handle.closed() => None,
+            _ = ctx.origin.handle.closed() => None,
         };
         let Some((result, returned)) = read else {
             // Closed by the engine (CONNECT timeout, shutdown) while routing:

@@ -6,7 +6,7 @@
 //! [`logging`], [`server`] (start-up, signals, shutdown), [`shard`] (one
 //! shard's runtime), [`conn`] (routing + engine glue of a connection),
 //! [`mesh`] (rings, wake-ups, full-ring policy), [`reload`] (SIGHUP
-//! reload hooks), [`clock`].
+//! reload hooks). The process clock is `ringmq_net::clock::Clock`.
 //!
 //! Exit codes: 0 after a graceful shutdown, 1 on a runtime or start-up
 //! error (port in use, io_uring unavailable with `io = "uring"`, a shard
@@ -15,7 +15,6 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
-mod clock;
 mod config;
 mod conn;
 mod logging;

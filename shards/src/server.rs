@@ -27,15 +27,14 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmq_net::conn::DriverConfig;
-use ringmq_net::listener::{bind_group, BindError, ListenerOptions};
+use ringmq_net::listener::{bind_group, BindError};
 use ringmq_net::os::{self, SignalSet};
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::mesh::{self, RingMsg, ShardSignal};
 use crate::reload::{self, Hooks};
 use crate::shard::{self, ShardInit, ShardSettings, StartReport};
+use ringmq_net::clock::Clock;
 
 /// How long the shards may take to start (build runtimes, adopt
 /// listeners) before start-up is declared failed.
@@ -92,11 +91,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP])
         .map_err(ServeError::Signals)?;
 
-    let options = ListenerOptions {
-        backlog_connections: config.listener.backlog_connections,
-        reuse_port: true,
-        reuse_address: true,
-    };
+    let options = config.listener_options();
     let mut listeners: Vec<Vec<std::net::TcpListener>> = (0..count).map(|_| Vec::new()).collect();
     let mut bound: Vec<SocketAddr> = Vec::new();
     for &address in &config.listen_addrs {
@@ -128,19 +123,14 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         "ring mesh built"
     );
 
-    let packet_max = config.limits.packet_size_max_bytes as usize;
     let settings = ShardSettings {
-        driver: DriverConfig {
-            read_chunk_bytes: r.read_chunk_bytes,
-            read_buffer_max_bytes: packet_max.saturating_add(r.read_chunk_bytes),
-            close_flush_timeout_ms: r.close_flush_timeout_ms,
-        },
+        driver: config.driver_config(),
         nodelay: config.listener.nodelay,
         ring_batch_max_messages: r.ring_batch_max_messages,
-        route_buffer_max_bytes: packet_max.saturating_add(r.read_chunk_bytes),
+        route_buffer_max_bytes: config.read_buffer_max_bytes(),
         shutdown_grace_ms: r.shutdown_grace_ms,
     };
-    let clock = Clock::start();
+    let clock = Clock::new();
     let exited = Arc::new(AtomicUsize::new(0));
     let (report_tx, report_rx) = mpsc::channel::<StartReport>();
     let mut threads = Vec::with_capacity(usize::from(count));

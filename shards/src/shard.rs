@@ -12,27 +12,29 @@
 //!   `handle_timeout`; re-armed whenever an engine call moves the deadline
 //!   earlier.
 //!
-//! After every `handle_*` call the caller runs [`Shard::drain_events`],
-//! which dispatches `Transmit`/`Close` to connection drivers and `ToShard`
+//! The state those tasks share is [`state::Shard`]. After every `handle_*`
+//! call the caller runs [`Shard::drain_events`], which dispatches `Transmit`/`Close` to connection drivers and `ToShard`
 //! to the mesh, then wakes the peers pushed to (once per batch) and
 //! re-arms the timer.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::task::Poll;
 use std::time::Duration;
 
-use ringmq_engine::broker::{Broker, BrokerConfig, ConnId, Event, ShardId};
-use ringmq_net::conn::{CloseReason, DriverConfig, DriverHandle};
+use ringmq_engine::broker::{Broker, BrokerConfig, ShardId};
+use ringmq_net::clock::Clock;
 use ringmq_net::wake::{yield_now, Notify};
 
-use crate::clock::Clock;
 use crate::config::IoMode;
-use crate::conn::{self, ConnCtx};
-use crate::mesh::{Mesh, PushOutcome, RingMsg};
+use crate::conn;
+use crate::mesh::{Mesh, RingMsg};
+
+pub mod state;
+
+use state::Shard;
+pub use state::ShardSettings;
 
 /// After an accept error such as EMFILE, wait this long before accepting
 /// again (the error would repeat at once otherwise).
@@ -54,18 +56,6 @@ pub struct ShardInit {
     /// CPU to pin to, if pinning.
     pub cpu: Option<usize>,
     pub report: mpsc::Sender<StartReport>,
-}
-
-/// Runtime knobs of a shard (from `[runtime]` and `[listener]`).
-#[derive(Clone, Copy, Debug)]
-pub struct ShardSettings {
-    pub driver: DriverConfig,
-    pub nodelay: bool,
-    pub ring_batch_max_messages: usize,
-    /// Most bytes read while routing a new connection before giving up
-    /// and serving it locally (the engine then judges the CONNECT).
-    pub route_buffer_max_bytes: usize,
-    pub shutdown_grace_ms: u64,
 }
 
 /// A shard's start-up result, sent to the main thread.
@@ -135,170 +125,6 @@ pub fn run(init: ShardInit) {
     }
 }
 
-/// One shard's state, shared by its tasks through `Rc` (never across
-/// threads).
-pub struct Shard {
-    pub id: ShardId,
-    pub count: u16,
-    pub broker: RefCell<Broker>,
-    pub clock: Clock,
-    pub settings: ShardSettings,
-    /// Runtime side of every accepted connection, by engine id.
-    conns: RefCell<HashMap<ConnId, Rc<ConnCtx>>>,
-    mesh: RefCell<Mesh>,
-    /// Connections paused because the overflow towards that peer is over
-    /// its limit.
-    paused: RefCell<Vec<(ShardId, DriverHandle)>>,
-    timer_armed_ms: Cell<Option<u64>>,
-    timer_rearm: Notify,
-    stopping: Cell<bool>,
-    stop_accepting: RefCell<Vec<Rc<Notify>>>,
-    shutdown_started: Notify,
-    drained: Notify,
-}
-
-impl Shard {
-    /// Milliseconds on the process clock.
-    pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
-    }
-
-    /// Whether the shard is shutting down (no new connections).
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.get()
-    }
-
-    /// Dispatches the engine's pending events (module docs). `origin` is
-    /// the connection whose input caused them, paused if the mesh is over
-    /// its limit for a message it produced.
-    pub fn drain_events(&self, origin: Option<&ConnCtx>) {
-        loop {
-            let event = self.broker.borrow_mut().poll_event();
-            let Some(event) = event else { break };
-            match event {
-                Event::Transmit(id) => match self.conns.borrow().get(&id) {
-                    Some(ctx) => ctx.handle.transmit(),
-                    None => tracing::debug!(
-                        shard = self.id,
-                        conn = id,
-                        "transmit for an unknown connection"
-                    ),
-                },
-                Event::Close(id) => match self.conns.borrow().get(&id) {
-                    Some(ctx) => ctx.handle.close(),
-                    None => tracing::debug!(
-                        shard = self.id,
-                        conn = id,
-                        "close for an unknown connection"
-                    ),
-                },
-                Event::ToShard { shard, msg } => self.send(shard, RingMsg::Engine(msg), origin),
-            }
-        }
-        self.mesh.borrow_mut().publish_wakeups();
-        self.rearm_timer();
-    }
-
-    /// Pushes `msg` to `peer` under the full-ring policy (`mesh` docs).
-    pub fn send(&self, peer: ShardId, msg: RingMsg, origin: Option<&ConnCtx>) {
-        let outcome = self.mesh.borrow_mut().push(peer, msg);
-        match outcome {
-            PushOutcome::Sent | PushOutcome::Queued | PushOutcome::Dropped => {}
-            PushOutcome::OverLimit => {
-                if let Some(ctx) = origin {
-                    // One entry per pause, however many messages went over.
-                    if ctx.blocked_on.replace(Some(peer)).is_none() {
-                        self.paused.borrow_mut().push((peer, ctx.handle.clone()));
-                    }
-                }
-            }
-            PushOutcome::InvalidPeer => tracing::error!(
-                shard = self.id,
-                peer,
-                "message for an invalid shard dropped (engine or runtime bug)"
-            ),
-        }
-    }
-
-    /// Wakes pushes queued for peers; used right after a hand-off.
-    pub fn publish_wakeups(&self) {
-        self.mesh.borrow_mut().publish_wakeups();
-    }
-
-    /// Whether reads of a connection blocked on `peer` must stay paused.
-    pub fn over_limit(&self, peer: ShardId) -> bool {
-        self.mesh.borrow().over_limit(peer)
-    }
-
-    /// Registers a newly accepted connection's runtime side.
-    pub fn register(&self, ctx: Rc<ConnCtx>) {
-        self.conns.borrow_mut().insert(ctx.id, ctx);
-    }
-
-    /// A connection's reader ended: forget it, tell the engine (exactly
-    /// once per accepted id), dispatch what that caused.
-    pub fn connection_closed(&self, id: ConnId, reason: CloseReason) {
-        tracing::trace!(shard = self.id, conn = id, ?reason, "connection closed");
-        self.conns.borrow_mut().remove(&id);
-        let now = self.now_ms();
-        self.broker.borrow_mut().handle_closed(id, now);
-        self.drain_events(None);
-        if self.stopping.get() && self.conns.borrow().is_empty() {
-            self.drained.notify();
-        }
-    }
-
-    fn rearm_timer(&self) {
-        let next = self.broker.borrow().poll_timeout();
-        let earlier = match (next, self.timer_armed_ms.get()) {
-            (Some(next), Some(armed)) => next < armed,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if earlier {
-            self.timer_armed_ms.set(next);
-            self.timer_rearm.notify();
-        }
-    }
-
-    /// Wakes the paused connections whose peer's overflow went below the
-    /// limit; the others stay on the list.
-    fn resume_paused(&self) {
-        if self.paused.borrow().is_empty() {
-            return;
-        }
-        let mesh = self.mesh.borrow();
-        self.paused.borrow_mut().retain(|(peer, handle)| {
-            if mesh.over_limit(*peer) {
-                return true;
-            }
-            handle.resume_reads();
-            false
-        });
-    }
-
-    fn begin_shutdown(&self) {
-        if self.stopping.replace(true) {
-            return;
-        }
-        tracing::debug!(
-            shard = self.id,
-            connections = self.conns.borrow().len(),
-            "shutting down"
-        );
-        for stop in self.stop_accepting.borrow().iter() {
-            stop.notify();
-        }
-        let now = self.now_ms();
-        self.broker.borrow_mut().shutdown(now);
-        self.drain_events(None);
-        self.shutdown_started.notify();
-        if self.conns.borrow().is_empty() {
-            self.drained.notify();
-        }
-    }
-}
-
 async fn shard_main(init: ShardInit, driver: &'static str) {
     let ShardInit {
         id,
@@ -325,22 +151,14 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
             }
         }
     }
-    let shard = Rc::new(Shard {
+    let shard = Rc::new(Shard::new(
         id,
         count,
-        broker: RefCell::new(Broker::new(broker_config, id, count)),
+        Broker::new(broker_config, id, count),
         clock,
         settings,
-        conns: RefCell::new(HashMap::new()),
-        mesh: RefCell::new(mesh),
-        paused: RefCell::new(Vec::new()),
-        timer_armed_ms: Cell::new(None),
-        timer_rearm: Notify::new(),
-        stopping: Cell::new(false),
-        stop_accepting: RefCell::new(Vec::new()),
-        shutdown_started: Notify::new(),
-        drained: Notify::new(),
-    });
+        mesh,
+    ));
     for listener in monoio_listeners {
         let stop = Rc::new(Notify::new());
         shard.stop_accepting.borrow_mut().push(stop.clone());

@@ -1,4 +1,6 @@
 use super::*;
+use ringmq_net::conn::DriverConfig;
+use ringmq_net::listener::ListenerOptions;
 
 fn load(text: &str) -> Result<Config, ConfigError> {
     Config::load_str(Some((text, "test.toml")), &Overrides::default())
@@ -163,4 +165,63 @@ fn examples_parse() {
         Config::load_str(Some((text, name)), &Overrides::default())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+}
+
+#[test]
+fn embedded_defaults_match_the_driver_and_listener_defaults() {
+    // net's `Default`s are what loadgen and the tests' clients get; they
+    // must be the broker's documented defaults, not a second opinion.
+    let c = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.driver_config(), DriverConfig::default());
+    assert_eq!(c.listener_options(), ListenerOptions::default());
+}
+
+/// `(section.key, default)` of every row of the key tables in
+/// docs/configuration.md, the default as written there (without backticks).
+fn documented_defaults() -> Vec<(String, String)> {
+    let doc = include_str!("../../../docs/configuration.md");
+    let mut section = String::new();
+    let mut rows = Vec::new();
+    for line in doc.lines() {
+        if let Some(name) = line.strip_prefix("## `[") {
+            section = name.trim_end_matches("]`").to_string();
+            continue;
+        }
+        if line.starts_with("## ") {
+            section.clear();
+            continue;
+        }
+        let cells: Vec<&str> = line.split(" | ").collect();
+        if section.is_empty() || cells.len() < 4 || !cells[0].starts_with("| `") {
+            continue;
+        }
+        let key = cells[0].trim_start_matches("| ").trim_matches('`');
+        let default = cells[2].trim_matches('`');
+        rows.push((format!("{section}.{key}"), default.to_string()));
+    }
+    rows
+}
+
+#[test]
+fn documented_defaults_are_the_embedded_defaults() {
+    let file: toml::Table = EMBEDDED_DEFAULTS
+        .parse()
+        .unwrap_or_else(|e| panic!("config/ringmq.toml: {e}"));
+    let mut embedded = Vec::new();
+    for (section, table) in &file {
+        let Some(table) = table.as_table() else {
+            panic!("config/ringmq.toml: `{section}` is not a section");
+        };
+        for (key, value) in table {
+            embedded.push((format!("{section}.{key}"), value.to_string()));
+        }
+    }
+    let mut documented = documented_defaults();
+    embedded.sort();
+    documented.sort();
+    assert!(embedded.len() > 30, "{embedded:?}");
+    assert_eq!(
+        documented, embedded,
+        "docs/configuration.md and config/ringmq.toml disagree"
+    );
 }

@@ -1,0 +1,241 @@
+//! The state one shard's tasks share through `Rc` ([`Shard`]): its engine,
+//! a driver handle per connection, the ring mesh, the timer and shutdown
+//! flags; and the dispatch of the engine's events to those (module docs of
+//! `shard`). Connections (module `conn`) call into it; it never calls
+//! them, and it keeps no reference to a connection's handler, only its
+//! [`DriverHandle`], so there is no `Rc` cycle between shard and
+//! connection.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use ringmq_engine::broker::{Broker, ConnId, Event, ShardId};
+use ringmq_net::clock::Clock;
+use ringmq_net::conn::{CloseReason, DriverConfig, DriverHandle};
+use ringmq_net::wake::Notify;
+
+use crate::mesh::{Mesh, PushOutcome, RingMsg};
+
+/// Runtime knobs of a shard (from `[runtime]` and `[listener]`).
+#[derive(Clone, Copy, Debug)]
+pub struct ShardSettings {
+    pub driver: DriverConfig,
+    pub nodelay: bool,
+    pub ring_batch_max_messages: usize,
+    /// Most bytes read while routing a new connection before giving up
+    /// and serving it locally (the engine then judges the CONNECT).
+    pub route_buffer_max_bytes: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+/// What a connection's handler lends the shard while the engine handles
+/// its input: where to pause it if a message it produced went over the
+/// overflow limit towards a peer.
+pub struct Origin {
+    pub handle: DriverHandle,
+    /// Set when a message this connection produced went over the overflow
+    /// limit towards this peer: reads pause until that overflow shrinks.
+    pub blocked_on: Cell<Option<ShardId>>,
+}
+
+impl Origin {
+    /// A connection not blocked on any peer.
+    pub fn new(handle: DriverHandle) -> Self {
+        Origin {
+            handle,
+            blocked_on: Cell::new(None),
+        }
+    }
+}
+
+/// One shard's state, shared by its tasks through `Rc` (never across
+/// threads).
+pub struct Shard {
+    pub id: ShardId,
+    pub count: u16,
+    pub broker: RefCell<Broker>,
+    pub clock: Clock,
+    pub settings: ShardSettings,
+    /// The driver of every accepted connection, by engine id.
+    pub(super) conns: RefCell<HashMap<ConnId, DriverHandle>>,
+    pub(super) mesh: RefCell<Mesh>,
+    /// Connections paused because the overflow towards that peer is over
+    /// its limit.
+    paused: RefCell<Vec<(ShardId, DriverHandle)>>,
+    pub(super) timer_armed_ms: Cell<Option<u64>>,
+    pub(super) timer_rearm: Notify,
+    pub(super) stopping: Cell<bool>,
+    pub(super) stop_accepting: RefCell<Vec<Rc<Notify>>>,
+    pub(super) shutdown_started: Notify,
+    pub(super) drained: Notify,
+}
+
+impl Shard {
+    /// A shard with no connections yet.
+    pub fn new(
+        id: ShardId,
+        count: u16,
+        broker: Broker,
+        clock: Clock,
+        settings: ShardSettings,
+        mesh: Mesh,
+    ) -> Shard {
+        Shard {
+            id,
+            count,
+            broker: RefCell::new(broker),
+            clock,
+            settings,
+            conns: RefCell::new(HashMap::new()),
+            mesh: RefCell::new(mesh),
+            paused: RefCell::new(Vec::new()),
+            timer_armed_ms: Cell::new(None),
+            timer_rearm: Notify::new(),
+            stopping: Cell::new(false),
+            stop_accepting: RefCell::new(Vec::new()),
+            shutdown_started: Notify::new(),
+            drained: Notify::new(),
+        }
+    }
+
+    /// Milliseconds on the process clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Whether the shard is shutting down (no new connections).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Dispatches the engine's pending events (module docs). `origin` is
+    /// the connection whose input caused them, paused if the mesh is over
+    /// its limit for a message it produced.
+    pub fn drain_events(&self, origin: Option<&Origin>) {
+        loop {
+            let event = self.broker.borrow_mut().poll_event();
+            let Some(event) = event else { break };
+            match event {
+                Event::Transmit(id) => match self.conns.borrow().get(&id) {
+                    Some(handle) => handle.transmit(),
+                    None => tracing::debug!(
+                        shard = self.id,
+                        conn = id,
+                        "transmit for an unknown connection"
+                    ),
+                },
+                Event::Close(id) => match self.conns.borrow().get(&id) {
+                    Some(handle) => handle.close(),
+                    None => tracing::debug!(
+                        shard = self.id,
+                        conn = id,
+                        "close for an unknown connection"
+                    ),
+                },
+                Event::ToShard { shard, msg } => self.send(shard, RingMsg::Engine(msg), origin),
+            }
+        }
+        self.mesh.borrow_mut().publish_wakeups();
+        self.rearm_timer();
+    }
+
+    /// Pushes `msg` to `peer` under the full-ring policy (`mesh` docs).
+    pub fn send(&self, peer: ShardId, msg: RingMsg, origin: Option<&Origin>) {
+        let outcome = self.mesh.borrow_mut().push(peer, msg);
+        match outcome {
+            PushOutcome::Sent | PushOutcome::Queued | PushOutcome::Dropped => {}
+            PushOutcome::OverLimit => {
+                if let Some(origin) = origin {
+                    // One entry per pause, however many messages went over.
+                    if origin.blocked_on.replace(Some(peer)).is_none() {
+                        self.paused.borrow_mut().push((peer, origin.handle.clone()));
+                    }
+                }
+            }
+            PushOutcome::InvalidPeer => tracing::error!(
+                shard = self.id,
+                peer,
+                "message for an invalid shard dropped (engine or runtime bug)"
+            ),
+        }
+    }
+
+    /// Wakes pushes queued for peers; used right after a hand-off.
+    pub fn publish_wakeups(&self) {
+        self.mesh.borrow_mut().publish_wakeups();
+    }
+
+    /// Whether reads of a connection blocked on `peer` must stay paused.
+    pub fn over_limit(&self, peer: ShardId) -> bool {
+        self.mesh.borrow().over_limit(peer)
+    }
+
+    /// Registers a newly accepted connection's driver.
+    pub fn register(&self, id: ConnId, handle: DriverHandle) {
+        self.conns.borrow_mut().insert(id, handle);
+    }
+
+    /// A connection's reader ended: forget it, tell the engine (exactly
+    /// once per accepted id), dispatch what that caused.
+    pub fn connection_closed(&self, id: ConnId, reason: CloseReason) {
+        tracing::trace!(shard = self.id, conn = id, ?reason, "connection closed");
+        self.conns.borrow_mut().remove(&id);
+        let now = self.now_ms();
+        self.broker.borrow_mut().handle_closed(id, now);
+        self.drain_events(None);
+        if self.stopping.get() && self.conns.borrow().is_empty() {
+            self.drained.notify();
+        }
+    }
+
+    fn rearm_timer(&self) {
+        let next = self.broker.borrow().poll_timeout();
+        let earlier = match (next, self.timer_armed_ms.get()) {
+            (Some(next), Some(armed)) => next < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier {
+            self.timer_armed_ms.set(next);
+            self.timer_rearm.notify();
+        }
+    }
+
+    /// Wakes the paused connections whose peer's overflow went below the
+    /// limit; the others stay on the list.
+    pub(super) fn resume_paused(&self) {
+        if self.paused.borrow().is_empty() {
+            return;
+        }
+        let mesh = self.mesh.borrow();
+        self.paused.borrow_mut().retain(|(peer, handle)| {
+            if mesh.over_limit(*peer) {
+                return true;
+            }
+            handle.resume_reads();
+            false
+        });
+    }
+
+    pub(super) fn begin_shutdown(&self) {
+        if self.stopping.replace(true) {
+            return;
+        }
+        tracing::debug!(
+            shard = self.id,
+            connections = self.conns.borrow().len(),
+            "shutting down"
+        );
+        for stop in self.stop_accepting.borrow().iter() {
+            stop.notify();
+        }
+        let now = self.now_ms();
+        self.broker.borrow_mut().shutdown(now);
+        self.drain_events(None);
+        self.shutdown_started.notify();
+        if self.conns.borrow().is_empty() {
+            self.drained.notify();
+        }
+    }
+}

@@ -1,15 +1,15 @@
 //! CONNECT / CONNACK, session creation, resume, takeover, detach, expiry
 //! and the will message (MQTT 5.0 sections 3.1, 3.2, 4.1; 3.1.1 section 3.1).
 
-use std::cmp::Reverse;
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 
-use super::{
-    auth::Credentials, owner_shard, Broker, ConnId, ConnState, Event, OutState, Session, SessionId,
-    Timer,
-};
+use super::auth::Credentials;
+use super::compact::compact_will;
+use super::conn::ConnState;
+use super::route::Source;
+use super::session::{OutState, Session};
+use super::timer::{keep_alive_grace_ms, Timer};
+use super::{owner_shard, Broker, ConnId, Event, SessionId};
 use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, Protocol, PubAck, ReasonCode};
 
 impl Broker {
@@ -162,20 +162,12 @@ impl Broker {
                 session
             }
             None => {
-                let session = self.sessions.insert(Session {
-                    client_id: client_id.clone(),
-                    username: None,
-                    conn: None,
+                let session = self.sessions.insert(Session::new(
+                    client_id.clone(),
                     protocol,
-                    subscriptions: Vec::new(),
                     expiry_interval_s,
-                    inflight: VecDeque::new(),
-                    queue: VecDeque::new(),
-                    next_packet_id: 1,
-                    inbound_qos2: Vec::new(),
-                    will: None,
                     generation,
-                });
+                ));
                 self.by_client_id.insert(client_id.clone(), session);
                 session
             }
@@ -211,14 +203,14 @@ impl Broker {
             c.generation
         };
         if keep_alive_s > 0 {
-            let due = now_ms + u64::from(keep_alive_s) * 1500;
-            self.timers.push(Reverse((
+            let due = now_ms + keep_alive_grace_ms(u64::from(keep_alive_s) * 1000);
+            self.arm(
                 due,
                 Timer::KeepAlive {
                     conn,
                     generation: conn_generation,
                 },
-            )));
+            );
         }
 
         let mut properties = ConnAckProperties::default();
@@ -300,13 +292,13 @@ impl Broker {
                 self.publish_will(session, now_ms);
             } else {
                 let due = now_ms + u64::from(delay_s.min(expiry_s)) * 1000;
-                self.timers.push(Reverse((
+                self.arm(
                     due,
                     Timer::Will {
                         session,
                         generation,
                     },
-                )));
+                );
             }
         }
         self.redispatch_shared(session, now_ms);
@@ -314,13 +306,13 @@ impl Broker {
             self.end_session(session, now_ms);
         } else if expiry_s != u32::MAX {
             let due = now_ms + u64::from(expiry_s) * 1000;
-            self.timers.push(Reverse((
+            self.arm(
                 due,
                 Timer::SessionExpiry {
                     session,
                     generation,
                 },
-            )));
+            );
         }
     }
 
@@ -384,7 +376,7 @@ impl Broker {
         if publish.retain {
             self.retain_local(&publish, now_ms, 0);
         }
-        self.route(&mut publish, Some(session), now_ms, true, now_ms);
+        self.route(&mut publish, Source::Local(Some(session)), now_ms, now_ms);
     }
 
     /// On resume: resend unacknowledged PUBLISH with DUP=1 and PUBREL for
@@ -424,23 +416,5 @@ impl Broker {
         if !c.out.is_empty() {
             c.queue_transmit(conn, &mut self.events);
         }
-    }
-}
-
-/// Copy of a will whose fields no longer point into the read buffer (a
-/// session may hold it for a long time).
-fn compact_will(w: crate::codec::Will) -> crate::codec::Will {
-    use super::publish::{own, own_opt, own_user};
-    let mut properties = w.properties;
-    properties.content_type = own_opt(properties.content_type);
-    properties.response_topic = own_opt(properties.response_topic);
-    properties.correlation_data = own_opt(properties.correlation_data);
-    properties.user = own_user(&properties.user);
-    crate::codec::Will {
-        topic: own(&w.topic),
-        payload: own(&w.payload),
-        qos: w.qos,
-        retain: w.retain,
-        properties,
     }
 }

@@ -4,8 +4,11 @@
 
 use bytes::Bytes;
 
+use super::conn::Held;
+use super::deliver::Delivery;
 use super::retained::{is_expired, Retained};
-use super::{Broker, ConnId, Event, LocalSub, SessionId, ShardId, ShardMessage, SharedGroup};
+use super::route::{LocalSub, SharedGroup};
+use super::{Broker, ConnId, Event, SessionId, ShardId, ShardMessage};
 use crate::codec::{
     Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
     Unsubscribe,
@@ -13,6 +16,7 @@ use crate::codec::{
 use crate::topic;
 
 impl Broker {
+    /// A SUBSCRIBE from the client of `session`.
     pub(super) fn handle_subscribe(
         &mut self,
         conn: ConnId,
@@ -21,10 +25,10 @@ impl Broker {
         now_ms: u64,
     ) {
         let subscription_id = sub.properties.subscription_identifier;
-        // Interest broadcasts made below carry this barrier token.
+        // Interest broadcasts made below carry this barrier token; `acks`
+        // counts the acknowledgements they ask for.
         let token = self.new_barrier_token();
-        self.barrier_token = token;
-        self.barrier_sends = 0;
+        let mut acks = 0;
         let mut reasons = Vec::with_capacity(sub.filters.len());
         // (filter, options, is_new) of each accepted non-shared subscription.
         let mut accepted: Vec<(Bytes, SubscriptionOptions, bool)> = Vec::new();
@@ -43,11 +47,9 @@ impl Broker {
             }
             if shared.is_some() && f.options.no_local {
                 // [MQTT-3.8.3-4]: No Local on a shared subscription.
-                self.barrier_token = 0;
                 return self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
             }
             let Some(s) = self.sessions.get(session) else {
-                self.barrier_token = 0;
                 return;
             };
             if !self
@@ -62,20 +64,18 @@ impl Broker {
                 reasons.push(ReasonCode::QUOTA_EXCEEDED);
                 continue;
             }
-            let is_new =
-                self.add_subscription(session, f.filter.clone(), f.options, subscription_id);
+            let (is_new, interest_acks) =
+                self.add_subscription(session, f.filter.clone(), f.options, subscription_id, token);
+            acks += interest_acks;
             reasons.push(ReasonCode(f.options.qos.as_u8()));
             if shared.is_none() {
                 accepted.push((f.filter, f.options, is_new));
             }
         }
-        self.barrier_token = 0;
         // The SUBACK waits until every other shard has applied the interest
         // change, so a publish on any shard after the client saw SUBACK
         // reaches it.
-        if self.barrier_sends > 0 {
-            self.open_barrier(conn, token, self.barrier_sends);
-        }
+        self.open_barrier(conn, token, acks);
         let ack = SubAck {
             packet_id: sub.packet_id,
             reasons,
@@ -96,7 +96,7 @@ impl Broker {
             }
             let held = self.conns.get_mut(conn).filter(|c| !c.held.is_empty());
             match held {
-                Some(c) => c.held.push_back(super::Held::Retained {
+                Some(c) => c.held.push_back(Held::Retained {
                     filter,
                     options,
                     subscription_id,
@@ -106,6 +106,7 @@ impl Broker {
         }
     }
 
+    /// The retained messages matching a new subscription, to its session.
     pub(super) fn send_retained(
         &mut self,
         session: SessionId,
@@ -121,19 +122,17 @@ impl Broker {
                 continue;
             }
             r.publish.properties.subscription_identifiers = subscription_id.into_iter().collect();
-            let qos = r.publish.qos.min(options.qos);
-            self.deliver(
-                session,
-                &mut r.publish,
-                qos,
-                true,
-                r.received_at_ms,
-                now_ms,
-                None,
-            );
+            let delivery = Delivery {
+                qos: r.publish.qos.min(options.qos),
+                retain: true,
+                received_at_ms: r.received_at_ms,
+                shared_filter: None,
+            };
+            self.deliver(session, &mut r.publish, delivery, now_ms);
         }
     }
 
+    /// An UNSUBSCRIBE from the client of `session`.
     pub(super) fn handle_unsubscribe(
         &mut self,
         conn: ConnId,
@@ -161,14 +160,16 @@ impl Broker {
     }
 
     /// Add or replace a subscription ([MQTT-3.8.4-3]: same filter replaces).
-    /// Returns true when it did not exist before.
+    /// Returns whether it did not exist before, and how many other shards
+    /// must acknowledge the interest change it caused (`barrier` non-zero).
     pub(super) fn add_subscription(
         &mut self,
         session: SessionId,
         filter: Bytes,
         options: SubscriptionOptions,
         subscription_id: Option<u32>,
-    ) -> bool {
+        barrier: u64,
+    ) -> (bool, u32) {
         // Own copy: the subscription outlives the SUBSCRIBE's read buffer.
         let filter = Bytes::copy_from_slice(&filter);
         let sub = LocalSub {
@@ -185,19 +186,14 @@ impl Broker {
                     Some(i) => i,
                     None => {
                         let start = filter.len() - sh.filter.len();
-                        node.groups.push(SharedGroup {
-                            full_filter: filter.clone(),
-                            name: filter.slice(7..7 + sh.group.len()),
-                            members: Vec::new(),
-                            remote_members: Vec::new(),
-                            cursor: 0,
-                        });
+                        let name = share_name(&filter, sh.group);
+                        node.groups.push(SharedGroup::new(filter.clone(), name));
                         debug_assert_eq!(&filter[start..], sh.filter);
                         node.groups.len() - 1
                     }
                 };
                 let Some(g) = node.groups.get_mut(idx) else {
-                    return false;
+                    return (false, 0);
                 };
                 match g.members.iter_mut().find(|m| m.session == session) {
                     Some(m) => {
@@ -224,15 +220,16 @@ impl Broker {
                 }
             }
         };
-        if let Some(count) = count {
-            self.broadcast_interest(&filter, count);
-        }
+        let acks = match count {
+            Some(count) => self.broadcast_interest(&filter, count, barrier),
+            None => 0,
+        };
         if let Some(s) = self.sessions.get_mut(session) {
             if !s.subscriptions.contains(&filter) {
                 s.subscriptions.push(filter);
             }
         }
-        is_new
+        (is_new, acks)
     }
 
     /// Remove a session's subscription from the trie. True if it existed.
@@ -270,13 +267,17 @@ impl Broker {
             self.router.remove(inner);
         }
         if let Some(count) = count {
-            self.broadcast_interest(filter, count);
+            // Removals need no barrier: a message routed meanwhile is
+            // dropped by the receiving shard, which has no subscriber left.
+            self.broadcast_interest(filter, count, 0);
         }
         existed
     }
 
-    fn broadcast_interest(&mut self, filter: &Bytes, count: u32) {
-        let barrier = self.barrier_token;
+    /// Tell every other shard our subscription count on `filter`. Returns
+    /// how many acknowledgements a non-zero `barrier` asks for.
+    fn broadcast_interest(&mut self, filter: &Bytes, count: u32, barrier: u64) -> u32 {
+        let mut acks = 0;
         for shard in 0..self.shard_count {
             if shard != self.shard {
                 let msg = ShardMessage::Interest {
@@ -287,10 +288,11 @@ impl Broker {
                 };
                 self.events.push_back(Event::ToShard { shard, msg });
                 if barrier != 0 {
-                    self.barrier_sends += 1;
+                    acks += 1;
                 }
             }
         }
+        acks
     }
 
     /// Another shard's subscription count on `filter` changed.
@@ -309,13 +311,8 @@ impl Broker {
                     Some(i) => i,
                     None if count == 0 => node.groups.len(),
                     None => {
-                        node.groups.push(SharedGroup {
-                            full_filter: filter.clone(),
-                            name: filter.slice(7..7 + sh.group.len()),
-                            members: Vec::new(),
-                            remote_members: Vec::new(),
-                            cursor: 0,
-                        });
+                        let name = share_name(filter, sh.group);
+                        node.groups.push(SharedGroup::new(filter.clone(), name));
                         node.groups.len() - 1
                     }
                 };
@@ -341,4 +338,10 @@ impl Broker {
             self.router.remove(inner);
         }
     }
+}
+
+/// The group name of the `$share/{group}/...` filter `filter`, as a slice of it.
+fn share_name(filter: &Bytes, group: &[u8]) -> Bytes {
+    let start = topic::SHARE_PREFIX.len();
+    filter.slice(start..start + group.len())
 }

@@ -1,0 +1,169 @@
+//! One network connection: its state, outgoing buffer, topic aliases in
+//! both directions and acknowledgements held behind a barrier, and the ways
+//! the broker writes to it or closes it.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Broker, ConnId, Event, SessionId};
+use crate::codec::{self, Disconnect, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ConnState {
+    AwaitConnect,
+    Active(SessionId),
+    Closing,
+}
+
+pub(super) struct Conn {
+    pub(super) state: ConnState,
+    pub(super) protocol: Protocol,
+    pub(super) out: BytesMut,
+    pub(super) transmit_queued: bool,
+    /// Close after this long without a packet; 0 = keep-alive off.
+    pub(super) keep_alive_ms: u64,
+    pub(super) last_packet_ms: u64,
+    /// Inbound topic aliases, index = alias - 1.
+    pub(super) aliases: Vec<Option<Bytes>>,
+    pub(super) client_packet_size_max_bytes: u32,
+    pub(super) client_receive_maximum: u16,
+    pub(super) generation: u64,
+    /// Outbound topic aliases in use (v5, off unless configured): topic -> alias.
+    pub(super) aliases_out: HashMap<Bytes, u16>,
+    /// min(our topic_alias_outbound_max, the client's Topic Alias Maximum).
+    pub(super) aliases_out_max: u16,
+    /// Acknowledgements held back, in order, behind a cross-shard barrier.
+    pub(super) held: VecDeque<Held>,
+}
+
+/// An item of a connection's held queue (see [`Broker::write_ack`]).
+#[allow(clippy::large_enum_variant)] // rare (cross-shard barriers only), not worth a Box
+pub(super) enum Held {
+    /// Wait for the barrier with this token.
+    Wait(u64),
+    Packet(Packet),
+    /// Send the retained messages matching a new subscription.
+    Retained {
+        filter: Bytes,
+        options: SubscriptionOptions,
+        subscription_id: Option<u32>,
+    },
+}
+
+impl Conn {
+    /// A connection waiting for its CONNECT.
+    pub(super) fn new(generation: u64, now_ms: u64) -> Conn {
+        Conn {
+            state: ConnState::AwaitConnect,
+            protocol: Protocol::V3_1_1,
+            out: BytesMut::new(),
+            transmit_queued: false,
+            keep_alive_ms: 0,
+            last_packet_ms: now_ms,
+            aliases: Vec::new(),
+            client_packet_size_max_bytes: u32::MAX,
+            client_receive_maximum: u16::MAX,
+            generation,
+            aliases_out: HashMap::new(),
+            aliases_out_max: 0,
+            held: VecDeque::new(),
+        }
+    }
+
+    /// The outbound QoS 1/2 window: the smaller of our `inflight_max` and
+    /// the client's Receive Maximum ([MQTT-3.3.4-7]).
+    pub(super) fn inflight_window(&self, inflight_max: u16) -> usize {
+        usize::from(inflight_max.min(self.client_receive_maximum))
+    }
+
+    /// Tell the runtime (once per batch) that this connection has bytes to write.
+    pub(super) fn queue_transmit(&mut self, conn: ConnId, events: &mut VecDeque<Event>) {
+        if !self.transmit_queued {
+            self.transmit_queued = true;
+            events.push_back(Event::Transmit(conn));
+        }
+    }
+
+    /// Encode a PUBLISH into the outgoing buffer. With outbound aliases on,
+    /// the first PUBLISH of a topic sets an alias and later ones send an
+    /// empty topic with that alias (MQTT 5.0 3.3.2.3.4); the mapping lives
+    /// as long as this network connection ([MQTT-3.3.2-7]).
+    pub(super) fn write_publish(&mut self, p: &mut Publish) {
+        if self.aliases_out_max == 0 {
+            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+            return;
+        }
+        if let Some(&alias) = self.aliases_out.get(&p.topic) {
+            let topic = std::mem::take(&mut p.topic);
+            p.properties.topic_alias = Some(alias);
+            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+            p.topic = topic;
+        } else if self.aliases_out.len() < usize::from(self.aliases_out_max) {
+            let alias = self.aliases_out.len() as u16 + 1;
+            self.aliases_out.insert(p.topic.clone(), alias);
+            p.properties.topic_alias = Some(alias);
+            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+        } else {
+            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+        }
+        p.properties.topic_alias = None;
+    }
+}
+
+impl Broker {
+    /// Encode `packet` into the connection's outgoing buffer.
+    pub(super) fn write_packet(&mut self, conn: ConnId, packet: &Packet) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if codec::encode(packet, c.protocol, &mut c.out).is_ok() {
+            c.queue_transmit(conn, &mut self.events);
+        }
+    }
+
+    /// Write an acknowledgement (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK),
+    /// behind any held ones so that acknowledgements keep their order.
+    pub(super) fn write_ack(&mut self, conn: ConnId, packet: Packet) {
+        match self.conns.get_mut(conn) {
+            Some(c) if !c.held.is_empty() => c.held.push_back(Held::Packet(packet)),
+            Some(_) => self.write_packet(conn, &packet),
+            None => {}
+        }
+    }
+
+    /// v5: DISCONNECT with `reason`, then close. v3: just close.
+    pub(super) fn disconnect_with(&mut self, conn: ConnId, reason: ReasonCode, now_ms: u64) {
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        if c.state == ConnState::Closing {
+            return;
+        }
+        if c.protocol.is_v5() && matches!(c.state, ConnState::Active(_)) {
+            let d = Disconnect {
+                reason,
+                ..Disconnect::default()
+            };
+            self.write_packet(conn, &Packet::Disconnect(d));
+        }
+        self.close(conn, now_ms);
+    }
+
+    /// Close a connection the broker gives up on; a session attached to it
+    /// is detached with its will published (not a normal DISCONNECT).
+    pub(super) fn close(&mut self, conn: ConnId, now_ms: u64) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let state = c.state;
+        if state == ConnState::Closing {
+            return;
+        }
+        c.state = ConnState::Closing;
+        if let ConnState::Active(session) = state {
+            self.detach_session(session, true, now_ms);
+        }
+        self.events.push_back(Event::Close(conn));
+    }
+}

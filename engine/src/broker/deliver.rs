@@ -1,0 +1,256 @@
+//! Delivery to one session: QoS downgrade already done by the caller, then
+//! message expiry, the client's Maximum Packet Size, the outgoing buffer
+//! bound for QoS 0, and for QoS 1/2 the session queue and inflight window,
+//! with the outbound acknowledgement flow (PUBACK, PUBREC, PUBCOMP) that
+//! frees the window (MQTT 5.0 sections 3.3-3.7, 4.3).
+
+use bytes::Bytes;
+
+use super::conn::ConnState;
+use super::session::{OutState, Outbound, Queued};
+use super::{Broker, ConnId, SessionId};
+use crate::codec::{self, Packet, PubAck, Publish, QoS, ReasonCode};
+
+/// How one message goes to one session.
+pub(super) struct Delivery {
+    /// Already downgraded to the subscription's maximum QoS.
+    pub(super) qos: QoS,
+    /// The RETAIN flag as this subscriber sees it (Retain As Published).
+    pub(super) retain: bool,
+    /// When the broker received it, for the Message Expiry Interval.
+    pub(super) received_at_ms: u64,
+    /// The `$share/...` filter it was delivered through, for re-dispatch.
+    pub(super) shared_filter: Option<Bytes>,
+}
+
+/// The per-delivery fields of a publish, saved before they are set for one
+/// subscriber and put back with [`restore`] (the publish is shared by all
+/// the subscribers of one routing).
+struct Saved {
+    qos: QoS,
+    retain: bool,
+    dup: bool,
+    packet_id: u16,
+    expiry: Option<u32>,
+}
+
+fn save(p: &Publish) -> Saved {
+    Saved {
+        qos: p.qos,
+        retain: p.retain,
+        dup: p.dup,
+        packet_id: p.packet_id,
+        expiry: p.properties.message_expiry_interval_s,
+    }
+}
+
+fn restore(p: &mut Publish, s: Saved) {
+    p.qos = s.qos;
+    p.retain = s.retain;
+    p.dup = s.dup;
+    p.packet_id = s.packet_id;
+    p.properties.message_expiry_interval_s = s.expiry;
+}
+
+/// Remaining Message Expiry Interval, or `Err(())` when expired (MQTT 5.0 3.3.2.3.3).
+fn remaining_expiry(p: &Publish, received_at_ms: u64, now_ms: u64) -> Result<Option<u32>, ()> {
+    match p.properties.message_expiry_interval_s {
+        None => Ok(None),
+        Some(interval_s) => {
+            let elapsed_s = now_ms.saturating_sub(received_at_ms) / 1000;
+            if elapsed_s >= u64::from(interval_s) {
+                Err(())
+            } else {
+                Ok(Some(interval_s - elapsed_s as u32))
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// Deliver one message to one session.
+    pub(super) fn deliver(
+        &mut self,
+        session: SessionId,
+        publish: &mut Publish,
+        d: Delivery,
+        now_ms: u64,
+    ) {
+        let Ok(expiry) = remaining_expiry(publish, d.received_at_ms, now_ms) else {
+            self.stats.dropped_expired += 1;
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let conn = s
+            .conn
+            .and_then(|c| self.conns.get_mut(c).map(|conn| (c, conn)));
+        let online = conn
+            .as_ref()
+            .is_some_and(|(_, c)| !matches!(c.state, ConnState::Closing));
+        if d.qos == QoS::AtMostOnce {
+            // QoS 0 is not queued for offline sessions (documented policy).
+            let Some((conn_id, c)) = conn else { return };
+            if !online {
+                return;
+            }
+            if c.out.len() >= self.config.outgoing_buffer_max_bytes {
+                self.stats.dropped_qos0_buffer_full += 1;
+                return;
+            }
+            let saved = save(publish);
+            publish.qos = QoS::AtMostOnce;
+            publish.retain = d.retain;
+            publish.dup = false;
+            publish.packet_id = 0;
+            publish.properties.message_expiry_interval_s = expiry;
+            let fits = codec::publish_encoded_len(publish, c.protocol)
+                <= c.client_packet_size_max_bytes as usize;
+            if fits {
+                c.write_publish(publish);
+            }
+            restore(publish, saved);
+            if !fits {
+                // [MQTT-3.1.2-25]: too large for this client: dropped for it.
+                self.stats.dropped_too_large += 1;
+                return;
+            }
+            self.stats.messages_sent += 1;
+            c.queue_transmit(conn_id, &mut self.events);
+            return;
+        }
+        // QoS 1/2: into the session queue, then as much as the window allows.
+        if s.queue.len() >= self.config.session_queue_max_messages {
+            self.stats.dropped_queue_full += 1;
+            return;
+        }
+        let mut queued = publish.clone();
+        queued.qos = d.qos;
+        queued.retain = d.retain;
+        queued.dup = false;
+        queued.packet_id = 0;
+        s.queue.push_back(Queued {
+            publish: queued,
+            received_at_ms: d.received_at_ms,
+            shared_filter: d.shared_filter,
+        });
+        if online {
+            self.drain_queue(session, now_ms);
+        }
+    }
+
+    /// Send queued messages while the session is online and its inflight
+    /// window has room.
+    pub(super) fn drain_queue(&mut self, session: SessionId, now_ms: u64) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let Some(conn_id) = s.conn else { return };
+        let Some(c) = self.conns.get_mut(conn_id) else {
+            return;
+        };
+        if !matches!(c.state, ConnState::Active(_)) {
+            return;
+        }
+        let window = c.inflight_window(self.config.inflight_max);
+        let mut wrote = false;
+        while s.inflight.len() < window {
+            let Some(mut q) = s.queue.pop_front() else {
+                break;
+            };
+            let Ok(expiry) = remaining_expiry(&q.publish, q.received_at_ms, now_ms) else {
+                self.stats.dropped_expired += 1;
+                continue;
+            };
+            if codec::publish_encoded_len(&q.publish, c.protocol)
+                > c.client_packet_size_max_bytes as usize
+            {
+                self.stats.dropped_too_large += 1;
+                continue;
+            }
+            let pid = s.next_packet_id();
+            q.publish.packet_id = pid;
+            let stored_expiry = q.publish.properties.message_expiry_interval_s;
+            q.publish.properties.message_expiry_interval_s = expiry;
+            c.write_publish(&mut q.publish);
+            q.publish.properties.message_expiry_interval_s = stored_expiry;
+            let state = if q.publish.qos == QoS::ExactlyOnce {
+                OutState::AwaitPubRec
+            } else {
+                OutState::AwaitPubAck
+            };
+            s.inflight.push_back(Outbound {
+                packet_id: pid,
+                state,
+                publish: q.publish,
+                received_at_ms: q.received_at_ms,
+                shared_filter: q.shared_filter,
+            });
+            self.stats.messages_sent += 1;
+            wrote = true;
+        }
+        if wrote {
+            c.queue_transmit(conn_id, &mut self.events);
+        }
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) from the client: the outbound
+    /// message awaiting it leaves the inflight window, which then refills
+    /// from the queue. An unknown packet id is ignored.
+    pub(super) fn complete_outbound(
+        &mut self,
+        session: SessionId,
+        pid: u16,
+        awaited: OutState,
+        now_ms: u64,
+    ) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if let Some(i) = s
+            .inflight
+            .iter()
+            .position(|o| o.packet_id == pid && o.state == awaited)
+        {
+            s.inflight.remove(i);
+            self.drain_queue(session, now_ms);
+        }
+    }
+
+    /// PUBREC from the client: answer PUBREL, or end the flow if it refused.
+    pub(super) fn handle_pubrec(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        pid: u16,
+        reason: ReasonCode,
+        now_ms: u64,
+    ) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let found = s
+            .inflight
+            .iter()
+            .position(|o| o.packet_id == pid && o.state != OutState::AwaitPubAck);
+        match found {
+            Some(i) if reason.is_error() => {
+                // The receiver refused it: the flow ends here (MQTT 5.0 4.3.3).
+                s.inflight.remove(i);
+                self.drain_queue(session, now_ms);
+            }
+            Some(i) => {
+                if let Some(o) = s.inflight.get_mut(i) {
+                    o.state = OutState::AwaitPubComp;
+                }
+                self.write_packet(conn, &Packet::PubRel(PubAck::new(pid)));
+            }
+            None => {
+                let mut rel = PubAck::new(pid);
+                rel.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                self.write_packet(conn, &Packet::PubRel(rel));
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! What crosses a shard's boundary: the messages between shards
+//! ([`ShardMessage`]), the events for the runtime ([`Event`]), and which
+//! shard owns a client id ([`owner_shard`], [`route_connect`]).
+
+use bytes::Bytes;
+
+use super::{ConnId, ShardId};
+use crate::codec::{self, Packet, Protocol, Publish};
+
+/// A message between shards (carried on the SPSC rings).
+#[derive(Clone, Debug)]
+pub enum ShardMessage {
+    /// Deliver to this shard's local non-shared subscribers.
+    Publish {
+        publish: Publish,
+        received_at_ms: u64,
+    },
+    /// Deliver to one local member of the shared subscription `filter`
+    /// (`$share/{group}/{filter}`), chosen by the sending shard.
+    SharedPublish {
+        filter: Bytes,
+        publish: Publish,
+        received_at_ms: u64,
+    },
+    /// Shard `shard` now has `count` local subscriptions on `filter`
+    /// (a plain or a `$share/...` filter). Absolute, so re-sending is harmless.
+    /// A non-zero `barrier` asks the receiver to answer with [`ShardMessage::Ack`].
+    Interest {
+        filter: Bytes,
+        shard: ShardId,
+        count: u32,
+        barrier: u64,
+    },
+    /// Replace (or clear, with an empty payload) a retained message; acked
+    /// to `origin` when `barrier` is non-zero.
+    Retain {
+        publish: Publish,
+        received_at_ms: u64,
+        origin: ShardId,
+        barrier: u64,
+    },
+    /// The receiver has applied the message that carried `barrier`.
+    Ack { barrier: u64 },
+}
+
+/// What the runtime must do next.
+// `ToShard` is large on purpose: boxing it would allocate once per
+// cross-shard publish; the event queue is reused, so its size costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Event {
+    /// `outgoing(conn)` has bytes to write.
+    Transmit(ConnId),
+    /// Flush `outgoing(conn)`, then close the socket (then `handle_closed`).
+    Close(ConnId),
+    /// Push `msg` on the ring to `shard`.
+    ToShard { shard: ShardId, msg: ShardMessage },
+}
+
+/// Where a new connection belongs, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// No complete first packet yet.
+    NeedMore,
+    /// Serve it here (owner shard, empty client id, or not a valid CONNECT:
+    /// the local broker answers errors itself).
+    Local,
+    /// Hand the connection to this shard.
+    Shard(ShardId),
+}
+
+/// Session ownership: shard of a client id (FNV-1a, stable across runs).
+pub fn owner_shard(client_id: &[u8], shard_count: u16) -> ShardId {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in client_id {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(shard_count.max(1))) as ShardId
+}
+
+/// Decide from the first bytes of a connection which shard owns it.
+pub fn route_connect(buf: &[u8], shard: ShardId, shard_count: u16) -> Route {
+    // [MQTT-3.1.0-1]: anything but CONNECT is judged by the local broker at
+    // once, rather than waiting for what its first byte claims is a long packet.
+    if shard_count <= 1 || buf.first().is_some_and(|b| b >> 4 != 1) {
+        return Route::Local;
+    }
+    let frame_len = match codec::check_frame(buf, codec::REMAINING_LENGTH_MAX_BYTES) {
+        Ok(codec::FrameCheck::Complete { frame_len }) => frame_len,
+        Ok(codec::FrameCheck::Incomplete { .. }) => return Route::NeedMore,
+        Err(_) => return Route::Local,
+    };
+    let Some(frame) = buf.get(..frame_len) else {
+        return Route::NeedMore;
+    };
+    match codec::decode_packet(Bytes::copy_from_slice(frame), Protocol::V5) {
+        Ok(Packet::Connect(c)) if !c.client_id.is_empty() => {
+            let owner = owner_shard(&c.client_id, shard_count);
+            if owner == shard {
+                Route::Local
+            } else {
+                Route::Shard(owner)
+            }
+        }
+        _ => Route::Local,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_shard_is_stable_and_in_range() {
+        for n in 1..8u16 {
+            for id in ["a", "b", "client-1", ""] {
+                let s = owner_shard(id.as_bytes(), n);
+                assert!(s < n);
+                assert_eq!(s, owner_shard(id.as_bytes(), n));
+            }
+        }
+    }
+
+    #[test]
+    fn route_connect_decides_from_the_first_packet() {
+        let mut connect = bytes::BytesMut::new();
+        let c = crate::codec::Connect {
+            protocol: Protocol::V3_1_1,
+            clean_start: true,
+            keep_alive_s: 60,
+            client_id: Bytes::from_static(b"abc"),
+            will: None,
+            username: None,
+            password: None,
+            properties: Default::default(),
+        };
+        let encoded = codec::encode(
+            &Packet::Connect(Box::new(c)),
+            Protocol::V3_1_1,
+            &mut connect,
+        );
+        assert!(encoded.is_ok());
+        let owner = owner_shard(b"abc", 4);
+        assert_eq!(route_connect(&connect, owner, 4), Route::Local);
+        assert_eq!(
+            route_connect(&connect, (owner + 1) % 4, 4),
+            Route::Shard(owner)
+        );
+        assert_eq!(
+            route_connect(&connect[..connect.len() - 1], 0, 4),
+            Route::NeedMore
+        );
+        // Not a CONNECT: local at once, even if it announces a long packet.
+        assert_eq!(route_connect(&[0x30, 0xFF, 0xFF], 0, 4), Route::Local);
+        assert_eq!(route_connect(&connect, 0, 1), Route::Local);
+    }
+}

@@ -1,0 +1,385 @@
+//! Routing a publish: the router trie's values (local subscribers, shared
+//! groups, other shards' interest), the one walk that turns a topic into
+//! deliveries, the one shared-group chooser, and re-dispatch of a shared
+//! group's messages when a member leaves (MQTT 5.0 sections 3.3.4, 4.8).
+
+use bytes::Bytes;
+
+use super::deliver::Delivery;
+use super::session::{OutState, Queued, Window};
+use super::{Broker, Event, SessionId, ShardId, ShardMessage};
+use crate::codec::{Publish, QoS, SubscriptionOptions};
+use crate::topic;
+
+/// A local subscriber on a trie node.
+#[derive(Clone, Copy)]
+pub(super) struct LocalSub {
+    pub(super) session: SessionId,
+    pub(super) options: SubscriptionOptions,
+    pub(super) subscription_id: Option<u32>,
+}
+
+/// A shared subscription group on a trie node.
+pub(super) struct SharedGroup {
+    /// The full `$share/{group}/{filter}` string.
+    pub(super) full_filter: Bytes,
+    pub(super) name: Bytes,
+    pub(super) members: Vec<LocalSub>,
+    /// Members on other shards, per shard.
+    pub(super) remote_members: Vec<(ShardId, u32)>,
+    cursor: usize,
+}
+
+/// Router trie value: everything subscribed with one filter.
+#[derive(Default)]
+pub(super) struct RouteNode {
+    pub(super) subs: Vec<LocalSub>,
+    pub(super) groups: Vec<SharedGroup>,
+    /// Other shards with at least one non-shared subscription on this filter.
+    pub(super) remote_shards: u64,
+}
+
+impl RouteNode {
+    pub(super) fn is_empty(&self) -> bool {
+        self.subs.is_empty() && self.groups.is_empty() && self.remote_shards == 0
+    }
+}
+
+/// Where a publish entered this shard, which decides how far it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Received on this shard, from this session's client (`None`: made by
+    /// the broker, `$SYS`). It also goes to the other shards, and shared
+    /// groups choose among their members broker-wide.
+    Local(Option<SessionId>),
+    /// Forwarded by another shard, which already served the other shards
+    /// and the shared groups: local non-shared subscribers only.
+    Shard,
+}
+
+/// Who gets a shared-group message.
+#[derive(Clone, Copy)]
+pub(super) enum Pick {
+    Local(LocalSub),
+    Remote(ShardId),
+}
+
+/// One match of a publish, gathered during the trie walk.
+#[derive(Clone, Copy)]
+pub(super) struct Match {
+    session: SessionId,
+    qos: u8,
+    retain_as_published: bool,
+    no_local: bool,
+    subscription_id: Option<u32>,
+    /// Index into `scratch_shared_filters` when matched through a shared group.
+    shared: Option<usize>,
+}
+
+impl SharedGroup {
+    /// A group named `name` (a slice of `full_filter`) with no member yet.
+    pub(super) fn new(full_filter: Bytes, name: Bytes) -> SharedGroup {
+        SharedGroup {
+            full_filter,
+            name,
+            members: Vec::new(),
+            remote_members: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    /// The next member in round-robin order, over the local members and,
+    /// with `with_remote`, the members counted on other shards (which check
+    /// their own windows). Local members whose window is not open, and
+    /// `exclude`, are passed over. When no window is open the message is
+    /// queued: at the first member passed over with a full window, else
+    /// (all offline) at the next local member in turn, unless `exclude` is
+    /// set (re-dispatch: then it stays where it was).
+    fn pick(
+        &mut self,
+        with_remote: bool,
+        exclude: Option<SessionId>,
+        window: impl Fn(SessionId) -> Window,
+    ) -> Option<Pick> {
+        let remote_total: usize = if with_remote {
+            self.remote_members.iter().map(|(_, n)| *n as usize).sum()
+        } else {
+            0
+        };
+        let total = self.members.len() + remote_total;
+        let mut full = None;
+        for _ in 0..total {
+            let idx = self.cursor % total;
+            self.cursor = self.cursor.wrapping_add(1);
+            match self.members.get(idx) {
+                Some(m) if Some(m.session) == exclude => {}
+                Some(m) => match window(m.session) {
+                    Window::Open => return Some(Pick::Local(*m)),
+                    Window::Full => full = full.or(Some(*m)),
+                    Window::Offline => {}
+                },
+                None => {
+                    let mut k = idx - self.members.len();
+                    for (shard, n) in &self.remote_members {
+                        let n = *n as usize;
+                        if k < n {
+                            return Some(Pick::Remote(*shard));
+                        }
+                        k -= n;
+                    }
+                }
+            }
+        }
+        if full.is_none() && exclude.is_none() {
+            full = self
+                .members
+                .get(self.cursor % self.members.len().max(1))
+                .copied();
+        }
+        full.map(Pick::Local)
+    }
+}
+
+impl Broker {
+    /// Route a publish: one trie walk gives local subscribers, the other
+    /// shards to forward to, and a member for each matching shared group.
+    pub(super) fn route(
+        &mut self,
+        publish: &mut Publish,
+        source: Source,
+        received_at_ms: u64,
+        now_ms: u64,
+    ) {
+        let mut matches = std::mem::take(&mut self.scratch_matches);
+        let mut shared_remote = std::mem::take(&mut self.scratch_shared_remote);
+        let mut shared_filters = std::mem::take(&mut self.scratch_shared_filters);
+        matches.clear();
+        shared_remote.clear();
+        shared_filters.clear();
+        let local_origin = matches!(source, Source::Local(_));
+        let mut remote_mask = 0u64;
+        {
+            let sessions = &self.sessions;
+            let conns = &self.conns;
+            let inflight_max = self.config.inflight_max;
+            let window = |sid: SessionId| {
+                sessions
+                    .get(sid)
+                    .map_or(Window::Offline, |s| s.window(conns, inflight_max))
+            };
+            self.router.for_each_match_mut(&publish.topic, |node| {
+                for s in &node.subs {
+                    matches.push(Match {
+                        session: s.session,
+                        qos: s.options.qos.as_u8(),
+                        retain_as_published: s.options.retain_as_published,
+                        no_local: s.options.no_local,
+                        subscription_id: s.subscription_id,
+                        shared: None,
+                    });
+                }
+                if !local_origin {
+                    return;
+                }
+                remote_mask |= node.remote_shards;
+                for g in node.groups.iter_mut() {
+                    match g.pick(true, None, window) {
+                        Some(Pick::Local(m)) => {
+                            shared_filters.push(g.full_filter.clone());
+                            matches.push(Match {
+                                session: m.session,
+                                qos: m.options.qos.as_u8(),
+                                retain_as_published: m.options.retain_as_published,
+                                no_local: false,
+                                subscription_id: m.subscription_id,
+                                shared: Some(shared_filters.len() - 1),
+                            });
+                        }
+                        Some(Pick::Remote(shard)) => {
+                            shared_remote.push((shard, g.full_filter.clone()))
+                        }
+                        None => {}
+                    }
+                }
+            });
+        }
+
+        // Other shards: one copy each, however many subscribers they have.
+        if local_origin {
+            let mut mask = remote_mask & !(1u64 << self.shard);
+            while mask != 0 {
+                let shard = mask.trailing_zeros() as u16;
+                mask &= mask - 1;
+                let msg = ShardMessage::Publish {
+                    publish: publish.clone(),
+                    received_at_ms,
+                };
+                self.events.push_back(Event::ToShard { shard, msg });
+            }
+            for (shard, filter) in shared_remote.drain(..) {
+                let msg = ShardMessage::SharedPublish {
+                    filter,
+                    publish: publish.clone(),
+                    received_at_ms,
+                };
+                self.events.push_back(Event::ToShard { shard, msg });
+            }
+        }
+
+        // Local: one delivery per (session, shared group), at the highest
+        // matching QoS with every Subscription Identifier ([MQTT-3.3.4-2],
+        // [MQTT-3.3.4-4]); no-local subscriptions skip their own publisher
+        // ([MQTT-3.8.3-3]).
+        let publisher = match source {
+            Source::Local(publisher) => publisher,
+            Source::Shard => None,
+        };
+        matches.retain(|m| !(m.no_local && Some(m.session) == publisher));
+        if matches.len() > 1 {
+            matches.sort_unstable_by_key(|m| (m.session, m.shared));
+        }
+        let mut ids = std::mem::take(&mut self.scratch_subscription_ids);
+        std::mem::swap(&mut ids, &mut publish.properties.subscription_identifiers);
+        let mut i = 0;
+        while let Some(first) = matches.get(i).copied() {
+            let mut qos = 0u8;
+            let mut rap = false;
+            publish.properties.subscription_identifiers.clear();
+            while let Some(m) = matches.get(i) {
+                if m.session != first.session || m.shared != first.shared {
+                    break;
+                }
+                qos = qos.max(m.qos);
+                rap |= m.retain_as_published;
+                if let Some(id) = m.subscription_id {
+                    publish.properties.subscription_identifiers.push(id);
+                }
+                i += 1;
+            }
+            let delivery = Delivery {
+                qos: QoS::from_u8(qos.min(publish.qos.as_u8())).unwrap_or(QoS::AtMostOnce),
+                retain: rap && publish.retain,
+                received_at_ms,
+                shared_filter: first.shared.and_then(|k| shared_filters.get(k)).cloned(),
+            };
+            self.deliver(first.session, publish, delivery, now_ms);
+        }
+        std::mem::swap(&mut ids, &mut publish.properties.subscription_identifiers);
+        ids.clear();
+        self.scratch_subscription_ids = ids;
+        self.scratch_matches = matches;
+        self.scratch_shared_remote = shared_remote;
+        self.scratch_shared_filters = shared_filters;
+    }
+
+    /// A shared-group delivery chosen by another shard: pick a local member.
+    pub(super) fn deliver_shared_local(
+        &mut self,
+        full_filter: &Bytes,
+        publish: &mut Publish,
+        received_at_ms: u64,
+        now_ms: u64,
+    ) {
+        let Some(member) = self.pick_shared_member(full_filter, None) else {
+            // The group left this shard meanwhile: nobody to give it to here.
+            self.stats.dropped_no_shared_member += 1;
+            return;
+        };
+        let saved_ids = std::mem::take(&mut publish.properties.subscription_identifiers);
+        if let Some(id) = member.subscription_id {
+            publish.properties.subscription_identifiers.push(id);
+        }
+        let delivery = Delivery {
+            qos: publish.qos.min(member.options.qos),
+            retain: member.options.retain_as_published && publish.retain,
+            received_at_ms,
+            shared_filter: Some(full_filter.clone()),
+        };
+        self.deliver(member.session, publish, delivery, now_ms);
+        publish.properties.subscription_identifiers = saved_ids;
+    }
+
+    /// The next local member of the shared group `full_filter` other than
+    /// `exclude` (see [`SharedGroup::pick`]).
+    fn pick_shared_member(
+        &mut self,
+        full_filter: &Bytes,
+        exclude: Option<SessionId>,
+    ) -> Option<LocalSub> {
+        let shared = topic::parse_shared(full_filter).ok().flatten()?;
+        let (name, inner) = (shared.group, shared.filter);
+        let sessions = &self.sessions;
+        let conns = &self.conns;
+        let inflight_max = self.config.inflight_max;
+        let node = self.router.get_mut(inner)?;
+        let g = node.groups.iter_mut().find(|g| g.name.as_ref() == name)?;
+        let window = |sid: SessionId| {
+            sessions
+                .get(sid)
+                .map_or(Window::Offline, |s| s.window(conns, inflight_max))
+        };
+        match g.pick(false, exclude, window)? {
+            Pick::Local(m) => Some(m),
+            Pick::Remote(_) => None,
+        }
+    }
+
+    /// A session lost its connection: QoS 1 messages it got through a shared
+    /// subscription and has not acknowledged, and queued messages not yet
+    /// sent, go to another online member of the group on this shard, if
+    /// there is one (MQTT 5.0 4.8.2).
+    pub(super) fn redispatch_shared(&mut self, session: SessionId, now_ms: u64) {
+        let mut moved: Vec<(Bytes, Publish, u64)> = Vec::new();
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if !s.inflight.iter().any(|o| o.shared_filter.is_some())
+            && !s.queue.iter().any(|q| q.shared_filter.is_some())
+        {
+            return;
+        }
+        let mut keep = std::collections::VecDeque::new();
+        for o in s.inflight.drain(..) {
+            // Only QoS 1 in flight moves: a QoS 2 delivery in progress must be
+            // completed to the same client ([MQTT-4.8.2-4], [MQTT-4.8.2-5]).
+            let qos1 = o.state == OutState::AwaitPubAck;
+            match &o.shared_filter {
+                Some(f) if qos1 => moved.push((f.clone(), o.publish, o.received_at_ms)),
+                _ => keep.push_back(o),
+            }
+        }
+        s.inflight = keep;
+        let mut keep_q = std::collections::VecDeque::new();
+        for q in s.queue.drain(..) {
+            match q.shared_filter {
+                Some(f) => moved.push((f, q.publish, q.received_at_ms)),
+                None => keep_q.push_back(q),
+            }
+        }
+        s.queue = keep_q;
+        for (filter, mut publish, received_at_ms) in moved {
+            publish.dup = false;
+            match self.pick_shared_member(&filter, Some(session)) {
+                Some(m) => {
+                    let delivery = Delivery {
+                        qos: publish.qos,
+                        retain: publish.retain,
+                        received_at_ms,
+                        shared_filter: Some(filter),
+                    };
+                    self.deliver(m.session, &mut publish, delivery, now_ms);
+                }
+                None => {
+                    // No other member: it stays with this session.
+                    if let Some(s) = self.sessions.get_mut(session) {
+                        s.queue.push_back(Queued {
+                            publish,
+                            received_at_ms,
+                            shared_filter: Some(filter),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! One session's state: its subscriptions, the outbound QoS 1/2 messages in
+//! flight and queued, inbound QoS 2 packet ids, the will, and the inflight
+//! window check and packet id allocation every delivery path uses.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::conn::Conn;
+use super::slab::Slab;
+use super::ConnId;
+use crate::codec::{Protocol, Publish, Will};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // named after the packet awaited
+pub(super) enum OutState {
+    AwaitPubAck,
+    AwaitPubRec,
+    AwaitPubComp,
+}
+
+/// A QoS 1/2 message sent to the client and not yet fully acknowledged.
+pub(super) struct Outbound {
+    pub(super) packet_id: u16,
+    pub(super) state: OutState,
+    pub(super) publish: Publish,
+    pub(super) received_at_ms: u64,
+    /// The `$share/...` filter it was delivered through, for re-dispatch.
+    pub(super) shared_filter: Option<Bytes>,
+}
+
+/// A message waiting for the inflight window or for the client to return.
+pub(super) struct Queued {
+    pub(super) publish: Publish,
+    pub(super) received_at_ms: u64,
+    pub(super) shared_filter: Option<Bytes>,
+}
+
+pub(super) struct Session {
+    pub(super) client_id: Bytes,
+    pub(super) username: Option<Bytes>,
+    pub(super) conn: Option<ConnId>,
+    pub(super) protocol: Protocol,
+    /// Filters this session subscribed with (the router trie holds the
+    /// options); used to enforce the per-session limit and to clean up.
+    pub(super) subscriptions: Vec<Bytes>,
+    /// Seconds the session outlives its connection; `u32::MAX` = never.
+    pub(super) expiry_interval_s: u32,
+    pub(super) inflight: VecDeque<Outbound>,
+    pub(super) queue: VecDeque<Queued>,
+    next_packet_id: u16,
+    /// QoS 2 packet ids received and PUBREC'd, awaiting PUBREL.
+    pub(super) inbound_qos2: Vec<u16>,
+    pub(super) will: Option<Will>,
+    pub(super) generation: u64,
+}
+
+/// The state of a session's inflight window, as seen by a sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Window {
+    /// No connection: messages can only be queued.
+    Offline,
+    /// Connected, every slot of the window in use.
+    Full,
+    /// Connected with room for another QoS 1/2 message.
+    Open,
+}
+
+impl Session {
+    /// A new session with nothing subscribed, queued or in flight.
+    pub(super) fn new(
+        client_id: Bytes,
+        protocol: Protocol,
+        expiry_interval_s: u32,
+        generation: u64,
+    ) -> Session {
+        Session {
+            client_id,
+            username: None,
+            conn: None,
+            protocol,
+            subscriptions: Vec::new(),
+            expiry_interval_s,
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            next_packet_id: 1,
+            inbound_qos2: Vec::new(),
+            will: None,
+            generation,
+        }
+    }
+
+    /// Whether this session's inflight window (see [`Conn::inflight_window`])
+    /// has room; `conns` is the shard's connections.
+    pub(super) fn window(&self, conns: &Slab<Conn>, inflight_max: u16) -> Window {
+        match self.conn.and_then(|c| conns.get(c)) {
+            None => Window::Offline,
+            Some(c) if self.inflight.len() < c.inflight_window(inflight_max) => Window::Open,
+            Some(_) => Window::Full,
+        }
+    }
+
+    /// The next free non-zero packet id ([MQTT-2.2.1-3]); the caller puts
+    /// the message in `inflight` under it.
+    pub(super) fn next_packet_id(&mut self) -> u16 {
+        let mut pid = self.next_packet_id;
+        while pid == 0 || self.inflight.iter().any(|o| o.packet_id == pid) {
+            pid = pid.wrapping_add(1);
+        }
+        self.next_packet_id = pid.wrapping_add(1);
+        pid
+    }
+}

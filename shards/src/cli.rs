@@ -32,6 +32,8 @@ pub enum Command {
     DefaultConfig,
     /// Load and validate the configuration, print the effective values, exit.
     CheckConfig(ServeArgs),
+    /// Edit or query an ACL file: add, remove, list, check.
+    Acl(crate::acl::AclArgs),
 }
 
 /// Options of `serve` (and of `check-config`).

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+mod acl;
 mod cli;
 mod config;
 mod conn;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Some(Command::Acl(args)) => acl::run(args),
     }
 }
 

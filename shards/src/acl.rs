@@ -1,6 +1,7 @@
 //! The ACL file on the runtime side: reading it (size-capped, before
-//! parsing) and the `ringmq acl add|remove|list|check` subcommands. The format and the precedence rules live with the parser
-//! and the compiled form in `ringmq_engine::acl`.
+//! parsing) and the `ringmq acl add|remove|list|check` subcommands. The
+//! format and the precedence rules live with the parser and the compiled
+//! form in `ringmq_engine::acl`.
 
 use std::fmt::Write as _;
 use std::io::Read;

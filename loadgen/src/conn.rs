@@ -7,12 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringmq_client::{ClientConfig, MqttConnection};
 use ringmq_engine::codec::ReasonCode;
-use ringmq_net::client::{ClientConfig, MqttConnection};
 
-use crate::run::{Plan, Shared, ThreadResult};
+use crate::plan::{wait_start, wait_stop, Plan, Shared, ThreadResult};
 use crate::stats::{Live, Recorder};
-use crate::worker::{wait_start, wait_stop};
 
 /// How long the end of the run waits for connections to close, in ms.
 const CLOSE_TIMEOUT_MS: u64 = 5_000;

@@ -1,7 +1,8 @@
 //! `loadgen`: MQTT load generator for ringmq and peer brokers.
 //!
 //! - [`cli`]: subcommands and options.
-//! - [`run`]: the resolved plan, thread-per-core runner and coordination.
+//! - [`plan`]: the resolved plan, the state the threads share, their waits.
+//! - [`run`]: the thread-per-core runner, coordination, progress.
 //! - [`worker`]: a worker thread's publishers and subscribers.
 //! - [`conn`]: the connection-count scenario.
 //! - [`payload`], [`tracker`]: the payload header; loss / duplicate / order checks.
@@ -13,6 +14,7 @@
 mod cli;
 mod conn;
 mod payload;
+mod plan;
 mod report;
 mod run;
 mod stats;
@@ -29,7 +31,8 @@ use cli::{
     Cli, Command, ConnArgs, ConnectArgs, MessageArgs, PubArgs, PubSubArgs, SubArgs, TimingArgs,
     Topology,
 };
-use run::{Plan, Scenario, ThreadResult, Timeline};
+use plan::{Plan, Scenario, ThreadResult};
+use run::Timeline;
 use stats::{Recorder, Summary};
 
 #[global_allocator]

@@ -1,6 +1,10 @@
 //! Per (subscriber, publisher) sequence tracking: counts duplicates and
-//! out-of-order arrivals with a sliding window, allocation-free. Loss is
+//! out-of-order arrivals with a sliding window, allocation-free; and the
+//! map of a subscriber's trackers by publisher ([`Trackers`]). Loss is
 //! computed at the end from how many messages the publisher sent.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Sequence numbers remembered behind the highest seen.
 pub const WINDOW_SEQS: u64 = 1024;
@@ -98,6 +102,27 @@ impl SeqTracker {
         self.seen.get(w).is_some_and(|word| word & m != 0)
     }
 }
+
+/// Hashes u32 publisher indices by multiplication (no SipHash per message).
+#[derive(Default)]
+pub struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// One subscriber's trackers, by publisher index.
+pub type Trackers = HashMap<u32, SeqTracker, BuildHasherDefault<IndexHasher>>;
 
 #[cfg(test)]
 mod tests {

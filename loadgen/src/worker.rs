@@ -8,22 +8,21 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ringmq_client::MqttConnection;
 use ringmq_engine::client::Event;
 use ringmq_engine::codec::{PublishProperties, QoS, SubscribeFilter, SubscriptionOptions};
-use ringmq_net::client::MqttConnection;
 use ringmq_net::os::PreciseTimer;
 
 use crate::payload::{self, Header, PayloadWriter};
-use crate::run::{Plan, Scenario, Shared, ThreadResult, NOT_STARTED};
+use crate::plan::{wait_start, wait_stop, Plan, Scenario, Shared, ThreadResult, STOP_POLL_MS};
 use crate::stats::{Live, Recorder};
-use crate::tracker::SeqTracker;
+use crate::tracker::{SeqTracker, Trackers};
 
 /// Connects in progress at once per thread during setup.
 const SETUP_CONNECT_CONCURRENCY: usize = 64;
@@ -40,28 +39,6 @@ const COARSE_ABOVE_NS: u64 = 2_000_000;
 const BUSY_BELOW_NS: u64 = 20_000;
 /// How long a thread waits for its connections to close at the end, in ms.
 const CLOSE_TIMEOUT_MS: u64 = 3_000;
-/// Stop flag poll period of an idle thread, in ms.
-const STOP_POLL_MS: u64 = 5;
-
-/// Hashes u32 publisher indices by multiplication (no SipHash per message).
-#[derive(Default)]
-pub struct IndexHasher(u64);
-
-impl Hasher for IndexHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-pub type Trackers = HashMap<u32, SeqTracker, BuildHasherDefault<IndexHasher>>;
 
 /// The thread's entry point: builds the runtime and runs its part.
 pub fn thread_main(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Option<ThreadResult> {
@@ -85,27 +62,6 @@ pub fn thread_main(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Option<Thr
     });
     shared.threads_done.fetch_add(1, Ordering::SeqCst);
     Some(result)
-}
-
-/// Sleeps until the main thread sets the start time; `None` if the run was
-/// abandoned first.
-pub async fn wait_start(shared: &Shared) -> Option<u64> {
-    loop {
-        if shared.stopped() {
-            return None;
-        }
-        let start = shared.start_ns();
-        if start != NOT_STARTED {
-            return Some(start);
-        }
-        monoio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-pub async fn wait_stop(shared: &Shared) {
-    while !shared.stopped() {
-        monoio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
-    }
 }
 
 fn empty_result(rec: Recorder) -> ThreadResult {

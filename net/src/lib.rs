@@ -18,7 +18,10 @@
 //!   pacing), each behind a safe function.
 //! - [`clock`]: the one process clock (`now_ms` for the engine, `now_ns`
 //!   for latency stamps), copied to every thread.
-//! - [`client`]: client connection glue for loadgen and tests.
+//! - [`connect`]: outgoing TCP connections (from a chosen source address).
+//!
+//! The MQTT client connection that loadgen, the tests and bridges use is
+//! the `ringmq-client` crate, built on [`conn`] and [`connect`].
 //!
 //! # Replacing the backend
 //!
@@ -36,9 +39,9 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod client;
 pub mod clock;
 pub mod conn;
+pub mod connect;
 pub mod listener;
 pub mod os;
 pub mod wake;

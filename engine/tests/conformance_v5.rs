@@ -414,6 +414,29 @@ fn second_connect_is_a_protocol_error() {
     assert!(sim.is_closed(c));
 }
 
+/// [MQTT-3.1.0-2] [MQTT-3.14.2-1]: a second CONNECT whose protocol name or level is wrong is
+/// still a second CONNECT: DISCONNECT 0x82 Protocol Error, then close. Not 0x84 Unsupported
+/// Protocol Version, which is a CONNACK code missing from the DISCONNECT table (MQTT 5.0
+/// 3.14.2.1).
+#[test]
+fn second_connect_with_a_bad_protocol_is_a_protocol_error() {
+    let mut sim = Sim::new(1);
+    for (name, level) in [(&b"MQTT"[..], 6u8), (b"MQTT", 0), (b"MQTX", 5)] {
+        let c = sim.connect(V5, "c", true);
+        let connect = fr(
+            0x10,
+            &cat(&[&s(name), &[level, 2, 0, 60], &props(&[]), &s(b"c")]),
+        );
+        sim.send_raw(c, &connect);
+        let got = sim.recv(c);
+        assert!(
+            matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::PROTOCOL_ERROR),
+            "{name:?} level {level}: {got:?}"
+        );
+        assert!(sim.is_closed(c));
+    }
+}
+
 /// [MQTT-3.1.2-1]: a protocol name other than "MQTT" closes the connection (a CONNACK,
 /// if any, says 0x84); no session is created.
 #[test]

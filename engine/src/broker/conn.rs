@@ -7,7 +7,9 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use super::{Broker, ConnId, Event, SessionId};
-use crate::codec::{self, Disconnect, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions};
+use crate::codec::{
+    self, Disconnect, EncodeError, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ConnState {
@@ -89,30 +91,42 @@ impl Conn {
     /// the first PUBLISH of a topic sets an alias and later ones send an
     /// empty topic with that alias (MQTT 5.0 3.3.2.3.4); the mapping lives
     /// as long as this network connection ([MQTT-3.3.2-7]).
-    pub(super) fn write_publish(&mut self, p: &mut Publish) {
+    ///
+    /// On an error (a field or the packet over the protocol's limits)
+    /// nothing is written and no alias is assigned: the caller drops the
+    /// message for this client and must not count it as sent.
+    pub(super) fn write_publish(&mut self, p: &mut Publish) -> Result<(), EncodeError> {
         if self.aliases_out_max == 0 {
-            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
-            return;
+            return codec::encode_publish(p, self.protocol, &mut self.out).map(drop);
         }
-        if let Some(&alias) = self.aliases_out.get(&p.topic) {
+        let result = if let Some(&alias) = self.aliases_out.get(&p.topic) {
             let topic = std::mem::take(&mut p.topic);
             p.properties.topic_alias = Some(alias);
-            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+            let result = codec::encode_publish(p, self.protocol, &mut self.out);
             p.topic = topic;
+            result
         } else if self.aliases_out.len() < usize::from(self.aliases_out_max) {
             let alias = self.aliases_out.len() as u16 + 1;
-            self.aliases_out.insert(p.topic.clone(), alias);
             p.properties.topic_alias = Some(alias);
-            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
+            let result = codec::encode_publish(p, self.protocol, &mut self.out);
+            if result.is_ok() {
+                // Only once the client will see the topic with its alias.
+                self.aliases_out.insert(p.topic.clone(), alias);
+            }
+            result
         } else {
-            let _ = codec::encode_publish(p, self.protocol, &mut self.out);
-        }
+            codec::encode_publish(p, self.protocol, &mut self.out)
+        };
         p.properties.topic_alias = None;
+        result.map(drop)
     }
 }
 
 impl Broker {
-    /// Encode `packet` into the connection's outgoing buffer.
+    /// Encode `packet` into the connection's outgoing buffer. The packets
+    /// the broker builds itself (acknowledgements, CONNACK, DISCONNECT)
+    /// are small and within the protocol's limits; one that did not encode
+    /// would leave the buffer untouched and is not transmitted.
     pub(super) fn write_packet(&mut self, conn: ConnId, packet: &Packet) {
         let Some(c) = self.conns.get_mut(conn) else {
             return;

@@ -389,7 +389,11 @@ impl Broker {
             return;
         };
         let protocol = c.protocol;
-        for o in s.inflight.iter_mut() {
+        let stats = &mut self.stats;
+        // An entry whose PUBLISH no longer encodes (over the protocol's
+        // limits in the protocol of this connection) is dropped, which frees
+        // its slot of the inflight window.
+        s.inflight.retain_mut(|o| {
             match o.state {
                 OutState::AwaitPubAck | OutState::AwaitPubRec => {
                     o.publish.dup = true;
@@ -401,18 +405,23 @@ impl Broker {
                         let left_s = u64::from(interval_s).saturating_sub(waited_s).max(1);
                         o.publish.properties.message_expiry_interval_s = Some(left_s as u32);
                     }
-                    c.write_publish(&mut o.publish);
+                    let written = c.write_publish(&mut o.publish);
                     o.publish.properties.message_expiry_interval_s = stored;
+                    if written.is_err() {
+                        stats.dropped_too_large += 1;
+                    }
+                    written.is_ok()
                 }
                 OutState::AwaitPubComp => {
-                    let _ = crate::codec::encode(
-                        &Packet::PubRel(PubAck::new(o.packet_id)),
-                        protocol,
-                        &mut c.out,
-                    );
+                    // A PUBREL without properties always encodes; were it
+                    // not to, the entry stays for the next resume.
+                    let rel = Packet::PubRel(PubAck::new(o.packet_id));
+                    let written = crate::codec::encode(&rel, protocol, &mut c.out).is_ok();
+                    debug_assert!(written, "a PUBREL always encodes");
+                    true
                 }
             }
-        }
+        });
         if !c.out.is_empty() {
             c.queue_transmit(conn, &mut self.events);
         }

@@ -105,14 +105,13 @@ impl Broker {
             publish.dup = false;
             publish.packet_id = 0;
             publish.properties.message_expiry_interval_s = expiry;
+            // [MQTT-3.1.2-25]: too large for this client: dropped for it
+            // (and so is one over the protocol's own limits).
             let fits = codec::publish_encoded_len(publish, c.protocol)
                 <= c.client_packet_size_max_bytes as usize;
-            if fits {
-                c.write_publish(publish);
-            }
+            let written = fits && c.write_publish(publish).is_ok();
             restore(publish, saved);
-            if !fits {
-                // [MQTT-3.1.2-25]: too large for this client: dropped for it.
+            if !written {
                 self.stats.dropped_too_large += 1;
                 return;
             }
@@ -173,8 +172,14 @@ impl Broker {
             q.publish.packet_id = pid;
             let stored_expiry = q.publish.properties.message_expiry_interval_s;
             q.publish.properties.message_expiry_interval_s = expiry;
-            c.write_publish(&mut q.publish);
+            let written = c.write_publish(&mut q.publish);
             q.publish.properties.message_expiry_interval_s = stored_expiry;
+            if written.is_err() {
+                // Over the protocol's limits: dropped, and the packet id
+                // is not taken (it never entered the inflight window).
+                self.stats.dropped_too_large += 1;
+                continue;
+            }
             let state = if q.publish.qos == QoS::ExactlyOnce {
                 OutState::AwaitPubRec
             } else {
@@ -252,5 +257,93 @@ impl Broker {
                 self.write_packet(conn, &Packet::PubRel(rel));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Bytes, BytesMut};
+
+    use super::*;
+    use crate::broker::BrokerConfig;
+    use crate::codec::{Connect, Protocol};
+
+    /// A broker with one connected v5 client "c", its connection and session.
+    fn connected() -> (Broker, ConnId, SessionId) {
+        let mut broker = Broker::new(BrokerConfig::default(), 0, 1);
+        let Some(conn) = broker.accept(0) else {
+            panic!("accept refused")
+        };
+        let connect = Connect {
+            protocol: Protocol::V5,
+            clean_start: true,
+            keep_alive_s: 0,
+            client_id: Bytes::from_static(b"c"),
+            will: None,
+            username: None,
+            password: None,
+            properties: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        assert!(codec::encode(&Packet::Connect(Box::new(connect)), Protocol::V5, &mut buf).is_ok());
+        broker.handle_read(conn, &mut buf, 0);
+        let Some(&session) = broker.by_client_id.get(&b"c"[..]) else {
+            panic!("no session")
+        };
+        if let Some(out) = broker.outgoing(conn) {
+            out.clear(); // the CONNACK
+        }
+        (broker, conn, session)
+    }
+
+    /// A publish whose topic is over the 65,535 bytes a string field can
+    /// hold: it cannot be encoded.
+    fn unencodable(qos: QoS) -> Publish {
+        Publish {
+            qos,
+            topic: Bytes::from(vec![b'a'; 70_000]),
+            payload: Bytes::from_static(b"x"),
+            ..Publish::default()
+        }
+    }
+
+    #[test]
+    fn a_publish_that_does_not_encode_is_dropped_not_sent() {
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            let (mut broker, conn, session) = connected();
+            let delivery = Delivery {
+                qos,
+                retain: false,
+                received_at_ms: 0,
+                shared_filter: None,
+            };
+            broker.deliver(session, &mut unencodable(qos), delivery, 0);
+            let stats = broker.stats();
+            assert_eq!(stats.messages_sent, 0, "{qos:?}");
+            assert_eq!(stats.dropped_too_large, 1, "{qos:?}");
+            assert!(
+                broker.outgoing(conn).is_some_and(|o| o.is_empty()),
+                "{qos:?}"
+            );
+            // No inflight slot is taken by it, nothing stays queued.
+            let Some(s) = broker.sessions.get(session) else {
+                panic!("session gone")
+            };
+            assert!(s.inflight.is_empty() && s.queue.is_empty(), "{qos:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_encode_assigns_no_topic_alias() {
+        let (mut broker, conn, _) = connected();
+        let Some(c) = broker.conns.get_mut(conn) else {
+            panic!("connection gone")
+        };
+        c.aliases_out_max = 2;
+        let mut p = unencodable(QoS::AtMostOnce);
+        assert!(c.write_publish(&mut p).is_err());
+        assert!(c.out.is_empty());
+        assert!(c.aliases_out.is_empty());
+        assert_eq!(p.properties.topic_alias, None);
     }
 }

@@ -29,7 +29,8 @@
 //! (CONNECT, takeover, will, expiry), `publish` (inbound PUBLISH), `route`
 //! (the trie walk and shared-group choice), `deliver` (one message to one
 //! session, outbound acknowledgements), `subscribe` (SUBSCRIBE, interest
-//! replication), `barrier` (cross-shard barriers), `timer`, `sys` (`$SYS`),
+//! replication), `barrier` (cross-shard barriers), `violation` (protocol
+//! errors that end a connection), `timer`, `sys` (`$SYS`),
 //! `retained`, `compact` (owned copies of decoded data), `auth`, `config`,
 //! `slab`.
 
@@ -49,6 +50,7 @@ mod slab;
 mod subscribe;
 mod sys;
 mod timer;
+mod violation;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -68,6 +70,7 @@ use route::{Match, RouteNode, Source};
 use session::{OutState, Session};
 use slab::Slab;
 use timer::Timer;
+use violation::Violation;
 
 /// Index of a connection inside one shard.
 pub type ConnId = usize;
@@ -93,7 +96,8 @@ pub struct Stats {
     pub dropped_retained_limit: u64,
     /// Shared-group messages from another shard whose group had no member here any more.
     pub dropped_no_shared_member: u64,
-    /// Messages dropped because they exceeded a client's Maximum Packet Size.
+    /// Messages dropped because they exceeded a client's Maximum Packet Size
+    /// or the protocol's own limits (a PUBLISH that does not encode).
     pub dropped_too_large: u64,
     /// Messages dropped because their Message Expiry Interval passed.
     pub dropped_expired: u64,
@@ -203,10 +207,8 @@ impl Broker {
                 && !buf.is_empty()
                 && buf.first().map(|b| b >> 4) != Some(1)
             {
-                // [MQTT-3.1.0-1]: the first packet must be CONNECT.
-                self.stats.protocol_errors += 1;
                 buf.clear();
-                self.close(conn, now_ms);
+                self.violation(conn, Violation::NotConnect, now_ms);
                 return;
             }
             let level = if state == ConnState::AwaitConnect {
@@ -219,16 +221,18 @@ impl Broker {
                     if let Some(c) = self.conns.get_mut(conn) {
                         c.last_packet_ms = now_ms;
                     }
-                    self.handle_packet(conn, packet, now_ms);
+                    if let Err(v) = self.handle_packet(conn, packet, now_ms) {
+                        self.violation(conn, v, now_ms);
+                    }
                 }
                 Ok(Decoded::Incomplete { .. }) => return,
                 Err(e) => {
                     buf.clear();
-                    self.stats.protocol_errors += 1;
                     if state == ConnState::AwaitConnect {
+                        self.stats.protocol_errors += 1;
                         self.refuse_connect(conn, level, e.reason_code(), now_ms);
                     } else {
-                        self.disconnect_with(conn, e.reason_code(), now_ms);
+                        self.violation(conn, Violation::Decode(e), now_ms);
                     }
                     return;
                 }
@@ -365,27 +369,27 @@ impl Broker {
     }
 
     /// One decoded packet from `conn`: CONNECT first, then by packet type.
-    fn handle_packet(&mut self, conn: ConnId, packet: Packet, now_ms: u64) {
+    fn handle_packet(
+        &mut self,
+        conn: ConnId,
+        packet: Packet,
+        now_ms: u64,
+    ) -> Result<(), Violation> {
         let state = match self.conns.get(conn) {
             Some(c) => c.state,
-            None => return,
+            None => return Ok(()),
         };
-        let session = match (state, packet) {
+        let (session, packet) = match (state, packet) {
             (ConnState::AwaitConnect, Packet::Connect(connect)) => {
                 self.handle_connect(conn, *connect, now_ms);
-                return;
+                return Ok(());
             }
             (ConnState::Active(session), packet) => (session, packet),
-            _ => {
-                // Anything before CONNECT closes the connection ([MQTT-3.1.0-1]).
-                self.stats.protocol_errors += 1;
-                self.close(conn, now_ms);
-                return;
-            }
+            (ConnState::AwaitConnect, _) => return Err(Violation::NotConnect),
+            (ConnState::Closing, _) => return Ok(()),
         };
-        let (session, packet) = session;
         match packet {
-            Packet::Publish(p) => self.handle_publish(conn, session, p, now_ms),
+            Packet::Publish(p) => return self.handle_publish(conn, session, p, now_ms),
             Packet::PubAck(a) => {
                 self.complete_outbound(session, a.packet_id, OutState::AwaitPubAck, now_ms)
             }
@@ -394,25 +398,35 @@ impl Broker {
             Packet::PubComp(a) => {
                 self.complete_outbound(session, a.packet_id, OutState::AwaitPubComp, now_ms)
             }
-            Packet::Subscribe(s) => self.handle_subscribe(conn, session, s, now_ms),
+            Packet::Subscribe(s) => return self.handle_subscribe(conn, session, s, now_ms),
             Packet::Unsubscribe(u) => self.handle_unsubscribe(conn, session, u),
             Packet::PingReq => self.write_packet(conn, &Packet::PingResp),
-            Packet::Disconnect(d) => self.handle_disconnect(conn, session, d, now_ms),
-            // A second CONNECT ([MQTT-3.1.0-2]), AUTH without an authentication
-            // method ([MQTT-4.12.0-1]), or a server-to-client packet.
-            _ => self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms),
+            Packet::Disconnect(d) => return self.handle_disconnect(conn, session, d, now_ms),
+            Packet::Connect(_)
+            | Packet::Auth(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp => return Err(Violation::UnexpectedPacket),
         }
+        Ok(())
     }
 
-    fn handle_disconnect(&mut self, conn: ConnId, session: SessionId, d: Disconnect, now_ms: u64) {
+    /// A DISCONNECT from the client: the session is detached, its will
+    /// published only for reason 0x04.
+    fn handle_disconnect(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        d: Disconnect,
+        now_ms: u64,
+    ) -> Result<(), Violation> {
         if let Some(new_expiry) = d.properties.session_expiry_interval_s {
             let Some(s) = self.sessions.get_mut(session) else {
-                return;
+                return Ok(());
             };
             if s.expiry_interval_s == 0 && new_expiry != 0 {
-                // [MQTT-3.14.2-2]: 0 in CONNECT cannot become non-zero here.
-                self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
-                return;
+                return Err(Violation::SessionExpiryFromZero);
             }
             s.expiry_interval_s = new_expiry.min(self.config.session_expiry_max_s);
         }
@@ -424,6 +438,7 @@ impl Broker {
         }
         self.detach_session(session, publish_will, now_ms);
         self.events.push_back(Event::Close(conn));
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@
 use super::compact::compact_publish;
 use super::retained::Retained;
 use super::route::Source;
+use super::violation::Violation;
 use super::{Broker, ConnId, Event, SessionId, ShardMessage};
 use crate::codec::{Packet, PubAck, Publish, QoS, ReasonCode};
 use crate::topic;
@@ -18,17 +19,17 @@ impl Broker {
         session: SessionId,
         mut p: Publish,
         now_ms: u64,
-    ) {
+    ) -> Result<(), Violation> {
         self.stats.messages_received += 1;
         let protocol = match self.conns.get(conn) {
             Some(c) => c.protocol,
-            None => return,
+            None => return Ok(()),
         };
         if protocol.is_v5() {
             if let Some(alias) = p.properties.topic_alias.take() {
                 let alias_max = usize::from(self.config.topic_alias_max);
                 let Some(c) = self.conns.get_mut(conn) else {
-                    return;
+                    return Ok(());
                 };
                 if c.aliases.len() < alias_max {
                     // The table is made on first use: most connections never alias.
@@ -36,51 +37,46 @@ impl Broker {
                 }
                 // [MQTT-3.3.2-8], [MQTT-3.3.2-9]: 0 or above our maximum.
                 let Some(slot) = c.aliases.get_mut(usize::from(alias).wrapping_sub(1)) else {
-                    return self.disconnect_with(conn, ReasonCode::TOPIC_ALIAS_INVALID, now_ms);
+                    return Err(Violation::TopicAliasInvalid);
                 };
                 if p.topic.is_empty() {
                     match slot {
                         Some(topic) => p.topic = topic.clone(),
-                        // An alias never set is a protocol error ([MQTT-3.3.4-?] / 3.3.2.3.4).
-                        None => {
-                            return self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms)
-                        }
+                        None => return Err(Violation::TopicAliasUnknown),
                     }
                 } else {
                     *slot = Some(p.topic.clone());
                 }
             }
             if p.topic.is_empty() {
-                return self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
+                return Err(Violation::TopicNameMissing);
             }
             if !p.properties.subscription_identifiers.is_empty() {
-                // [MQTT-3.3.4-6]: a client must not send Subscription Identifiers.
-                return self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
+                return Err(Violation::SubscriptionIdentifierFromClient);
             }
         }
         if topic::validate_topic_name(&p.topic, self.config.topic_levels_max).is_err() {
-            return self.disconnect_with(conn, ReasonCode::TOPIC_NAME_INVALID, now_ms);
+            return Err(Violation::TopicNameInvalid);
         }
         let allowed = match self.sessions.get(session) {
             Some(s) => self
                 .auth
                 .may_publish(&s.client_id, s.username.as_deref(), &p.topic),
-            None => return,
+            None => return Ok(()),
         };
         let packet_id = p.packet_id;
         let qos = p.qos;
         if qos == QoS::ExactlyOnce {
             let Some(s) = self.sessions.get_mut(session) else {
-                return;
+                return Ok(());
             };
             if s.inbound_qos2.contains(&packet_id) {
                 // A resend of a message we already routed: acknowledge only ([MQTT-4.3.3-10]).
                 self.write_ack(conn, Packet::PubRec(PubAck::new(packet_id)));
-                return;
+                return Ok(());
             }
             if s.inbound_qos2.len() >= usize::from(self.config.receive_maximum) {
-                // [MQTT-3.3.4-9]: more unacknowledged QoS 2 than Receive Maximum.
-                return self.disconnect_with(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now_ms);
+                return Err(Violation::ReceiveMaximumExceeded);
             }
             if allowed {
                 s.inbound_qos2.push(packet_id);
@@ -117,6 +113,7 @@ impl Broker {
             QoS::AtLeastOnce => self.write_ack(conn, Packet::PubAck(ack)),
             QoS::ExactlyOnce => self.write_ack(conn, Packet::PubRec(ack)),
         }
+        Ok(())
     }
 
     /// Store a retained message here and replicate it to every other shard.

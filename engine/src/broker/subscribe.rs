@@ -8,6 +8,7 @@ use super::conn::Held;
 use super::deliver::Delivery;
 use super::retained::{is_expired, Retained};
 use super::route::{LocalSub, SharedGroup};
+use super::violation::Violation;
 use super::{Broker, ConnId, Event, SessionId, ShardId, ShardMessage};
 use crate::codec::{
     Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
@@ -23,7 +24,7 @@ impl Broker {
         session: SessionId,
         sub: Subscribe,
         now_ms: u64,
-    ) {
+    ) -> Result<(), Violation> {
         let subscription_id = sub.properties.subscription_identifier;
         // Interest broadcasts made below carry this barrier token; `acks`
         // counts the acknowledgements they ask for.
@@ -46,11 +47,10 @@ impl Broker {
                 continue;
             }
             if shared.is_some() && f.options.no_local {
-                // [MQTT-3.8.3-4]: No Local on a shared subscription.
-                return self.disconnect_with(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
+                return Err(Violation::NoLocalOnShared);
             }
             let Some(s) = self.sessions.get(session) else {
-                return;
+                return Ok(());
             };
             if !self
                 .auth
@@ -84,7 +84,7 @@ impl Broker {
         self.write_ack(conn, Packet::SubAck(ack));
         // Retained messages after the SUBACK ([MQTT-3.3.1-9]: with RETAIN=1),
         // per Retain Handling ([MQTT-3.3.1-10], [MQTT-3.3.1-11]); never for
-        // shared subscriptions ([MQTT-3.8.4-?] / 4.8.2).
+        // shared subscriptions (MQTT 5.0 4.8.2, which numbers no statement for it).
         for (filter, options, is_new) in accepted {
             let send = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
@@ -104,6 +104,7 @@ impl Broker {
                 None => self.send_retained(session, &filter, options, subscription_id, now_ms),
             }
         }
+        Ok(())
     }
 
     /// The retained messages matching a new subscription, to its session.

@@ -13,6 +13,10 @@
 //! - [`acl`]: the ACL file, compiled into per-user tries, specialised per session.
 //! - [`broker`]: one shard's broker state machine (sessions, router replica, retained).
 //! - [`client`]: the client-side state machine used by loadgen, tests and wasm.
+// The property table macro (codec/property_macro.rs) walks 27 rows per
+// property struct, one nested expansion per row and per packet kind it
+// compares; the default limit of 128 is too low for that.
+#![recursion_limit = "256"]
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 

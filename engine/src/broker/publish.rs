@@ -55,7 +55,8 @@ impl Broker {
                 return Err(Violation::SubscriptionIdentifierFromClient);
             }
         }
-        if topic::validate_topic_name(&p.topic, self.config.topic_levels_max).is_err() {
+        // The codec validated the name's characters; only our level limit is left.
+        if topic::check_name_levels(&p.topic, self.config.topic_levels_max).is_err() {
             return Err(Violation::TopicNameInvalid);
         }
         let allowed = match self.sessions.get(session) {

@@ -1,12 +1,6 @@
-//! Frame check and packet decode (MQTT 3.1 / 3.1.1 / 5.0 chapters 2 and 3),
-//! for every packet type in both directions, with the spec's validation.
-//!
-//! ```text
-//!  byte 1          byte 2..5                   Remaining Length bytes
-//! +----+-------+ +------------------------+ +-----------------+---------+
-//! |type| flags | | Remaining Length (1-4) | | variable header | payload |
-//! +----+-------+ +------------------------+ +-----------------+---------+
-//! ```
+//! Packet decode (MQTT 3.1 / 3.1.1 / 5.0 chapter 3), for every packet type
+//! in both directions, with the spec's validation. The fixed header is
+//! `fixed_header.rs`'s.
 //!
 //! Zero copy: a decoded packet's strings, binary fields and payload are
 //! `Bytes::slice`s of the frame. A PUBLISH without User Properties or
@@ -14,23 +8,15 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::fixed_header::{fixed_header, FixedHeader};
 use super::properties::{read_properties, read_properties_into, Properties};
 use super::reader::{validate_topic_name, Reader};
-use super::varint::{parse_varint, VARINT_LEN_MAX_BYTES};
+use super::reason::reasons_allowed;
 use super::{
     Auth, ConnAck, Connect, DecodeError, Disconnect, Packet, Protocol, PubAck, Publish,
     PublishProperties, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeFilter,
     SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
-
-/// Result of looking at a buffer's fixed header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrameCheck {
-    /// A whole frame of `frame_len` bytes (fixed header included) is buffered.
-    Complete { frame_len: usize },
-    /// At least `needed_bytes` more bytes are needed before a frame is complete.
-    Incomplete { needed_bytes: usize },
-}
 
 /// Outcome of [`decode`].
 // Boxing the packet would put a heap allocation on every decode, which the
@@ -43,78 +29,6 @@ pub enum Decoded {
     /// The buffer holds less than one frame; nothing was consumed. Read at
     /// least `needed_bytes` more (exact once the Remaining Length is known).
     Incomplete { needed_bytes: usize },
-}
-
-/// A parsed fixed header (section 2.1).
-#[derive(Clone, Copy, Debug)]
-struct FixedHeader {
-    first_byte: u8,
-    /// 1 + the Remaining Length's bytes.
-    header_len: usize,
-    frame_len: usize,
-}
-
-/// Parse the fixed header of `buf`: `Ok(Err(needed_bytes))` when incomplete.
-#[inline]
-fn fixed_header(
-    buf: &[u8],
-    packet_size_max_bytes: u32,
-) -> Result<Result<FixedHeader, usize>, DecodeError> {
-    let Some((&first_byte, len_bytes)) = buf.split_first() else {
-        // The smallest frame is two bytes (PINGREQ and friends).
-        return Ok(Err(2));
-    };
-    let too_large = |size_bytes: usize| DecodeError::PacketTooLarge {
-        size_bytes,
-        max_bytes: packet_size_max_bytes,
-    };
-    match parse_varint(len_bytes)? {
-        Some((remaining, len)) => {
-            let frame_len = 1 + len + remaining as usize;
-            // Refused from the header alone, before the body is buffered
-            // (MQTT 5.0 section 3.1.2.11.4 / 3.2.2.3.6: the receiver treats a
-            // packet over its Maximum Packet Size as "Packet too large").
-            if frame_len as u64 > u64::from(packet_size_max_bytes) {
-                return Err(too_large(frame_len));
-            }
-            if buf.len() < frame_len {
-                return Ok(Err(frame_len - buf.len()));
-            }
-            Ok(Ok(FixedHeader {
-                first_byte,
-                header_len: 1 + len,
-                frame_len,
-            }))
-        }
-        None => {
-            // k length bytes seen, all with the continuation bit: a minimal
-            // encoding has a non-zero last byte, so the Remaining Length is
-            // at least 128^k and the frame at least 1 + (k + 1) + 128^k.
-            // Refuse now when even that cannot fit.
-            let k = len_bytes.len().min(VARINT_LEN_MAX_BYTES - 1);
-            let frame_min = 1 + (k + 1) + (1usize << (7 * k));
-            if k > 0 && frame_min as u64 > u64::from(packet_size_max_bytes) {
-                return Err(too_large(frame_min));
-            }
-            Ok(Err(1))
-        }
-    }
-}
-
-/// Look at the fixed header at the start of `buf`.
-///
-/// `Incomplete { needed_bytes }` is at least 1, and exact once the
-/// Remaining Length is known. A Remaining Length that needs a fifth byte or
-/// is not minimally encoded is `MalformedVarInt`; a frame (header included)
-/// larger than `packet_size_max_bytes` is `PacketTooLarge`, decided from
-/// the header before the body is buffered.
-pub fn check_frame(buf: &[u8], packet_size_max_bytes: u32) -> Result<FrameCheck, DecodeError> {
-    Ok(match fixed_header(buf, packet_size_max_bytes)? {
-        Ok(h) => FrameCheck::Complete {
-            frame_len: h.frame_len,
-        },
-        Err(needed_bytes) => FrameCheck::Incomplete { needed_bytes },
-    })
 }
 
 /// Split one complete frame off `buf` and decode it.
@@ -226,30 +140,6 @@ fn decode_control(
 }
 
 // ---- reason codes (v5) ----
-
-/// Reason codes each v5 packet may carry (sections 3.2.2.2, 3.4.2.1,
-/// 3.5.2.1, 3.6.2.1, 3.7.2.1, 3.9.3, 3.11.3, 3.14.2.1, 3.15.2.1).
-fn reasons_allowed(packet_type: u8) -> &'static [u8] {
-    match packet_type {
-        2 => &[
-            0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90,
-            0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
-        ],
-        4 | 5 => &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99],
-        6 | 7 => &[0x00, 0x92],
-        9 => &[
-            0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
-        ],
-        11 => &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91],
-        14 => &[
-            0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93,
-            0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1,
-            0xA2,
-        ],
-        15 => &[0x00, 0x18, 0x19],
-        _ => &[],
-    }
-}
 
 #[inline]
 fn reason(packet_type: u8, code: u8) -> Result<ReasonCode, DecodeError> {
@@ -524,28 +414,51 @@ fn subscription_options(byte: u8, v5: bool) -> Result<SubscriptionOptions, Decod
 /// SUBSCRIBE (section 3.8). Filter syntax is not checked here: a bad filter
 /// is answered per filter in SUBACK (0x8F), not by closing the connection.
 fn decode_subscribe(r: &mut Reader<'_>, v5: bool) -> Result<Subscribe, DecodeError> {
-    let packet_id = packet_id(r)?;
-    let properties = if v5 {
-        read_properties(r, 8)?
-    } else {
-        Default::default()
-    };
-    // Grows with what is on the wire: each filter takes at least 3 bytes.
-    let mut filters = Vec::new();
-    while !r.is_empty() {
+    let (packet_id, properties) = id_and_props(r, 8, v5)?;
+    let filters = filter_list(r, |r| {
         let filter = r.utf8()?;
         let options = subscription_options(r.u8()?, v5)?;
-        filters.push(SubscribeFilter { filter, options });
-    }
-    if filters.is_empty() {
-        // [MQTT-3.8.3-3]
-        return Err(DecodeError::NoTopicFilters);
-    }
+        Ok(SubscribeFilter { filter, options })
+    })?;
     Ok(Subscribe {
         packet_id,
         filters,
         properties,
     })
+}
+
+/// The variable header of SUBSCRIBE, SUBACK, UNSUBSCRIBE and UNSUBACK
+/// (sections 3.8.2 - 3.11.2): a Packet Identifier, then the properties (v5).
+#[inline]
+fn id_and_props<P: Properties>(
+    r: &mut Reader<'_>,
+    packet_type: u8,
+    v5: bool,
+) -> Result<(u16, P), DecodeError> {
+    let packet_id = packet_id(r)?;
+    let properties = if v5 {
+        read_properties(r, packet_type)?
+    } else {
+        P::default()
+    };
+    Ok((packet_id, properties))
+}
+
+/// The payload of SUBSCRIBE / UNSUBSCRIBE: entries read by `entry` up to
+/// the end, at least one ([MQTT-3.8.3-3], [MQTT-3.10.3-2]). Grows with
+/// what is on the wire: each entry takes at least 2 bytes.
+fn filter_list<T>(
+    r: &mut Reader<'_>,
+    mut entry: impl FnMut(&mut Reader<'_>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut filters = Vec::new();
+    while !r.is_empty() {
+        filters.push(entry(r)?);
+    }
+    if filters.is_empty() {
+        return Err(DecodeError::NoTopicFilters);
+    }
+    Ok(filters)
 }
 
 /// The reason code list of SUBACK / UNSUBACK: one byte each up to the end;
@@ -580,12 +493,7 @@ fn reason_list(
 
 /// SUBACK (section 3.9).
 fn decode_suback(r: &mut Reader<'_>, v5: bool) -> Result<SubAck, DecodeError> {
-    let packet_id = packet_id(r)?;
-    let properties = if v5 {
-        read_properties(r, 9)?
-    } else {
-        Default::default()
-    };
+    let (packet_id, properties) = id_and_props(r, 9, v5)?;
     let reasons = reason_list(r, 9, v5)?;
     Ok(SubAck {
         packet_id,
@@ -596,20 +504,8 @@ fn decode_suback(r: &mut Reader<'_>, v5: bool) -> Result<SubAck, DecodeError> {
 
 /// UNSUBSCRIBE (section 3.10).
 fn decode_unsubscribe(r: &mut Reader<'_>, v5: bool) -> Result<Unsubscribe, DecodeError> {
-    let packet_id = packet_id(r)?;
-    let properties = if v5 {
-        read_properties(r, 10)?
-    } else {
-        Default::default()
-    };
-    let mut filters = Vec::new();
-    while !r.is_empty() {
-        filters.push(r.utf8()?);
-    }
-    if filters.is_empty() {
-        // [MQTT-3.10.3-2]
-        return Err(DecodeError::NoTopicFilters);
-    }
+    let (packet_id, properties) = id_and_props(r, 10, v5)?;
+    let filters = filter_list(r, |r| r.utf8())?;
     Ok(Unsubscribe {
         packet_id,
         filters,
@@ -620,16 +516,12 @@ fn decode_unsubscribe(r: &mut Reader<'_>, v5: bool) -> Result<Unsubscribe, Decod
 /// UNSUBACK (section 3.11): v3 is the Packet Identifier alone; v5 adds
 /// properties and one reason code per filter.
 fn decode_unsuback(r: &mut Reader<'_>, v5: bool) -> Result<UnsubAck, DecodeError> {
-    let packet_id = packet_id(r)?;
-    if !v5 {
-        return Ok(UnsubAck {
-            packet_id,
-            reasons: Vec::new(),
-            properties: Default::default(),
-        });
-    }
-    let properties = read_properties(r, 11)?;
-    let reasons = reason_list(r, 11, v5)?;
+    let (packet_id, properties) = id_and_props(r, 11, v5)?;
+    let reasons = if v5 {
+        reason_list(r, 11, v5)?
+    } else {
+        Vec::new()
+    };
     Ok(UnsubAck {
         packet_id,
         reasons,

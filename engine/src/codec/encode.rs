@@ -10,122 +10,14 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::properties::{block_len, props_size, write_block, Properties};
-use super::varint::varint_len;
-use super::writer::{Out, Writer};
+use super::plan::{emit, emit_sized, Plan};
+use super::properties::{props_size, write_block, Properties};
+use super::sizer::{block_len, put_field, Sizer};
+use super::writer::Out;
 use super::{
     Auth, ConnAck, Connect, Disconnect, EncodeError, Packet, Protocol, PubAck, Publish, ReasonCode,
-    SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, VARINT_MAX,
+    SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
-
-/// Longest UTF-8 string or binary field: a Two Byte Integer length (section 1.5.4, 1.5.6).
-pub(crate) const FIELD_MAX_BYTES: usize = 65_535;
-
-/// Accumulates an encoded length; remembers whether any field cannot be
-/// encoded (longer than [`FIELD_MAX_BYTES`], or a varint value above
-/// [`VARINT_MAX`] such as a bad Subscription Identifier).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Sizer {
-    pub(crate) len: usize,
-    pub(crate) too_long: bool,
-}
-
-impl Sizer {
-    #[inline]
-    pub(crate) fn fixed(&mut self, n: usize) {
-        self.len += n;
-    }
-
-    /// A length-prefixed field (UTF-8 string or binary data).
-    #[inline]
-    pub(crate) fn field(&mut self, b: &[u8]) {
-        self.len += 2 + b.len();
-        self.too_long |= b.len() > FIELD_MAX_BYTES;
-    }
-
-    #[inline]
-    pub(crate) fn varint(&mut self, v: u32) {
-        self.len += varint_len(v);
-        self.too_long |= v > VARINT_MAX;
-    }
-
-    /// A Property Length plus the properties it covers.
-    #[inline]
-    fn block(&mut self, props: Sizer) {
-        self.len += block_len(props.len);
-        self.too_long |= props.too_long;
-    }
-
-    /// `len` bytes of fixed fields to start with (e.g. a Packet Identifier).
-    #[inline]
-    fn starting_at(len: usize) -> Sizer {
-        Sizer {
-            len,
-            too_long: false,
-        }
-    }
-
-    /// The packet's property block when `v5`; returns its Property Length.
-    #[inline]
-    fn props_block<P: Properties>(&mut self, props: &P, v5: bool) -> usize {
-        if !v5 {
-            return 0;
-        }
-        let p = props_size(props);
-        self.block(p);
-        p.len
-    }
-
-    /// The plan of a packet without will properties.
-    #[inline]
-    fn plan(self, props: usize) -> Plan {
-        Plan {
-            remaining: self.len,
-            props,
-            will_props: 0,
-            too_long: self.too_long,
-        }
-    }
-}
-
-/// Write a length-prefixed field; the sizing pass checked the length.
-#[inline]
-pub(crate) fn put_field(out: &mut impl Out, b: &[u8]) {
-    debug_assert!(b.len() <= FIELD_MAX_BYTES);
-    out.put_u16(b.len() as u16);
-    out.put_slice(b);
-}
-
-/// Everything the write pass needs to know up front.
-#[derive(Clone, Copy, Debug, Default)]
-struct Plan {
-    /// Remaining Length: variable header + payload.
-    remaining: usize,
-    /// Property Length of the packet's properties (v5).
-    props: usize,
-    /// Property Length of the will properties (v5 CONNECT with a will).
-    will_props: usize,
-    too_long: bool,
-}
-
-impl Plan {
-    #[inline]
-    fn frame_len(&self) -> usize {
-        1 + varint_len(u32::try_from(self.remaining).unwrap_or(u32::MAX)) + self.remaining
-    }
-
-    /// The checks that make encoding infallible once writing starts.
-    #[inline]
-    fn check(&self) -> Result<(), EncodeError> {
-        if self.too_long {
-            return Err(EncodeError::FieldTooLong);
-        }
-        if self.remaining > VARINT_MAX as usize {
-            return Err(EncodeError::PacketTooLarge);
-        }
-        Ok(())
-    }
-}
 
 // ---- public API ----
 
@@ -220,10 +112,7 @@ fn encode_puback(
 
 fn encode_subscribe(s: &Subscribe, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
     emit(subscribe_plan(s, v5), 0x82, out, |out, plan| {
-        out.put_u16(s.packet_id);
-        if v5 {
-            write_block(&s.properties, plan.props, out);
-        }
+        write_id_props(s.packet_id, &s.properties, plan, v5, out);
         for f in &s.filters {
             put_field(out, &f.filter);
             out.put_u8(options_byte(&f.options, v5));
@@ -233,26 +122,21 @@ fn encode_subscribe(s: &Subscribe, v5: bool, out: &mut BytesMut) -> Result<usize
 
 fn encode_suback(s: &SubAck, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
     emit(suback_plan(s, v5), 0x90, out, |out, plan| {
-        out.put_u16(s.packet_id);
-        if v5 {
-            write_block(&s.properties, plan.props, out);
-            for r in &s.reasons {
-                out.put_u8(r.0);
-            }
+        write_id_props(s.packet_id, &s.properties, plan, v5, out);
+        let code: fn(ReasonCode) -> u8 = if v5 {
+            |r| r.0
         } else {
-            for r in &s.reasons {
-                out.put_u8(r.v3_suback_code());
-            }
+            ReasonCode::v3_suback_code
+        };
+        for &r in &s.reasons {
+            out.put_u8(code(r));
         }
     })
 }
 
 fn encode_unsubscribe(u: &Unsubscribe, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
     emit(unsubscribe_plan(u, v5), 0xA2, out, |out, plan| {
-        out.put_u16(u.packet_id);
-        if v5 {
-            write_block(&u.properties, plan.props, out);
-        }
+        write_id_props(u.packet_id, &u.properties, plan, v5, out);
         for f in &u.filters {
             put_field(out, f);
         }
@@ -261,14 +145,30 @@ fn encode_unsubscribe(u: &Unsubscribe, v5: bool, out: &mut BytesMut) -> Result<u
 
 fn encode_unsuback(u: &UnsubAck, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
     emit(unsuback_plan(u, v5), 0xB0, out, |out, plan| {
-        out.put_u16(u.packet_id);
+        write_id_props(u.packet_id, &u.properties, plan, v5, out);
+        // v3 UNSUBACK has no reason codes (section 3.11, v3.1.1).
         if v5 {
-            write_block(&u.properties, plan.props, out);
             for r in &u.reasons {
                 out.put_u8(r.0);
             }
         }
     })
+}
+
+/// The variable header SUBSCRIBE, SUBACK, UNSUBSCRIBE and UNSUBACK share
+/// (sections 3.8.2 - 3.11.2): Packet Identifier, then the properties (v5).
+#[inline]
+fn write_id_props<P: Properties>(
+    packet_id: u16,
+    props: &P,
+    plan: &Plan,
+    v5: bool,
+    out: &mut impl Out,
+) {
+    out.put_u16(packet_id);
+    if v5 {
+        write_block(props, plan.props, out);
+    }
 }
 
 fn encode_disconnect(d: &Disconnect, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
@@ -289,48 +189,6 @@ fn encode_auth(a: &Auth, out: &mut BytesMut) -> Result<usize, EncodeError> {
     })
 }
 
-/// Check the plan, reserve once, write the fixed header (section 2.1) and
-/// the body; nothing is written when the plan fails its checks.
-#[inline(always)]
-fn emit(
-    plan: Plan,
-    first_byte: u8,
-    out: &mut BytesMut,
-    body: impl FnOnce(&mut BytesMut, &Plan),
-) -> Result<usize, EncodeError> {
-    plan.check()?;
-    let frame_len = plan.frame_len();
-    out.reserve(frame_len);
-    let start = out.len();
-    out.put_u8(first_byte);
-    out.put_varint(plan.remaining as u32);
-    body(out, &plan);
-    debug_assert_eq!(out.len() - start, frame_len);
-    Ok(frame_len)
-}
-
-/// [`emit`] through a [`Writer`] over the zero-filled frame: no capacity
-/// check per field. Measured faster for CONNECT (many small fields), slower
-/// for packets with few fields (the zero fill costs more than it saves).
-#[inline(always)]
-fn emit_sized(
-    plan: Plan,
-    first_byte: u8,
-    out: &mut BytesMut,
-    body: impl FnOnce(&mut Writer<'_>, &Plan),
-) -> Result<usize, EncodeError> {
-    plan.check()?;
-    let frame_len = plan.frame_len();
-    let start = out.len();
-    out.resize(start + frame_len, 0);
-    let mut w = Writer::new(out.get_mut(start..).unwrap_or_default());
-    w.put_u8(first_byte);
-    w.put_varint(plan.remaining as u32);
-    body(&mut w, &plan);
-    debug_assert_eq!(w.written(), frame_len);
-    Ok(frame_len)
-}
-
 /// Append the encoding of a PUBLISH to `out` (the hot path: no `Packet` wrapper).
 #[inline]
 pub fn encode_publish(
@@ -338,15 +196,7 @@ pub fn encode_publish(
     protocol: Protocol,
     out: &mut BytesMut,
 ) -> Result<usize, EncodeError> {
-    let plan = publish_plan(publish, protocol);
-    plan.check()?;
-    let frame_len = plan.frame_len();
-    out.reserve(frame_len);
-    let start = out.len();
-    write_publish_header(publish, protocol, &plan, out);
-    out.extend_from_slice(&publish.payload);
-    debug_assert_eq!(out.len() - start, frame_len);
-    Ok(frame_len)
+    emit_publish(publish, protocol, true, out)
 }
 
 /// Length of a PUBLISH frame without its payload: fixed header, topic,
@@ -367,14 +217,31 @@ pub fn encode_publish_header(
     protocol: Protocol,
     out: &mut BytesMut,
 ) -> Result<usize, EncodeError> {
+    emit_publish(publish, protocol, false, out)
+}
+
+/// A PUBLISH frame, with or without its payload: one `reserve`, one pass.
+#[inline(always)]
+fn emit_publish(
+    publish: &Publish,
+    protocol: Protocol,
+    with_payload: bool,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
     let plan = publish_plan(publish, protocol);
     plan.check()?;
-    let header_len = plan.frame_len() - publish.payload.len();
-    out.reserve(header_len);
+    let mut len = plan.frame_len();
+    if !with_payload {
+        len -= publish.payload.len();
+    }
+    out.reserve(len);
     let start = out.len();
     write_publish_header(publish, protocol, &plan, out);
-    debug_assert_eq!(out.len() - start, header_len);
-    Ok(header_len)
+    if with_payload {
+        out.extend_from_slice(&publish.payload);
+    }
+    debug_assert_eq!(out.len() - start, len);
+    Ok(len)
 }
 
 // ---- sizing ----
@@ -556,7 +423,7 @@ fn publish_flags(p: &Publish) -> u8 {
 /// Write the optional reason + properties tail sized by [`reason_props_plan`];
 /// `before` is the bytes of the variable header before it (the packet id).
 #[inline]
-fn write_reason_props<P: super::properties::Properties>(
+fn write_reason_props<P: Properties>(
     reason: ReasonCode,
     props: &P,
     plan: &Plan,

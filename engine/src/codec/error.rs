@@ -73,12 +73,14 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// The MQTT 5.0 reason code to send (DISCONNECT, or CONNACK for a bad CONNECT).
+    /// The MQTT 5.0 reason code to send (DISCONNECT, or CONNACK for a bad
+    /// CONNECT). Every variant is listed: a new one must be placed.
     pub const fn reason_code(&self) -> ReasonCode {
         match self {
             DecodeError::PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
-            DecodeError::UnsupportedProtocolVersion(_) => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
-            DecodeError::InvalidProtocolName => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+            DecodeError::UnsupportedProtocolVersion(_) | DecodeError::InvalidProtocolName => {
+                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+            }
             DecodeError::PropertyNotAllowed { .. }
             | DecodeError::DuplicateProperty(_)
             | DecodeError::InvalidPropertyValue(_)
@@ -87,7 +89,17 @@ impl DecodeError {
             | DecodeError::EmptyTopicName
             | DecodeError::NoTopicFilters => ReasonCode::PROTOCOL_ERROR,
             DecodeError::WildcardInTopicName => ReasonCode::TOPIC_NAME_INVALID,
-            _ => ReasonCode::MALFORMED_PACKET,
+            DecodeError::MalformedVarInt
+            | DecodeError::InvalidPacketType(_)
+            | DecodeError::ReservedFlags { .. }
+            | DecodeError::InvalidQoS
+            | DecodeError::Truncated
+            | DecodeError::TrailingBytes
+            | DecodeError::InvalidUtf8
+            | DecodeError::ReservedSubscriptionOptions
+            | DecodeError::InvalidConnectFlags
+            | DecodeError::InvalidPropertyId(_)
+            | DecodeError::InvalidReasonCode { .. } => ReasonCode::MALFORMED_PACKET,
         }
     }
 }

@@ -24,20 +24,31 @@
 mod decode;
 mod encode;
 mod error;
+mod fixed_header;
 mod packet;
+mod plan;
 mod properties;
+mod property_macro;
+mod property_values;
 mod reader;
 mod reason;
+mod sizer;
 mod varint;
 mod writer;
 
-pub use decode::{check_frame, decode, decode_packet, Decoded, FrameCheck};
+pub use decode::{decode, decode_packet, Decoded};
 pub use encode::{
     encode, encode_publish, encode_publish_header, encode_to_bytes, encoded_len,
     publish_encoded_len, publish_header_len,
 };
 pub use error::{DecodeError, EncodeError};
+pub use fixed_header::{check_frame, FrameCheck};
 pub use packet::*;
+pub use properties::{
+    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
+    PublishProperties, SubscribeProperties, UnsubscribeProperties, WillProperties,
+};
+pub(crate) use reader::validate_topic_name;
 pub use reason::ReasonCode;
 pub use varint::{varint_len, VARINT_MAX};
 

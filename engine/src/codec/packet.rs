@@ -1,6 +1,7 @@
 //! The packet model shared by v3.1, v3.1.1 and v5: one struct per control
-//! packet, one property struct per packet kind (only the properties the spec
-//! allows in that packet, MQTT 5.0 section 2.2.2.2).
+//! packet. The property structs, one per packet kind (only the properties
+//! the spec allows in that packet, MQTT 5.0 section 2.2.2.2), are generated
+//! from the property table in `properties.rs`.
 //!
 //! Strings and binary data are `Bytes` slices of the decoded frame (zero
 //! copy). Strings have been validated as MQTT UTF-8 (section 1.5.4) by the
@@ -8,6 +9,10 @@
 
 use bytes::Bytes;
 
+use super::properties::{
+    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
+    PublishProperties, SubscribeProperties, UnsubscribeProperties, WillProperties,
+};
 use super::reason::ReasonCode;
 
 /// Protocol level from CONNECT (section 3.1.2.2).
@@ -59,127 +64,6 @@ impl QoS {
 
 /// User Property pairs (0x26), in wire order.
 pub type UserProperties = Vec<(Bytes, Bytes)>;
-
-/// CONNECT properties (section 3.1.2.11).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConnectProperties {
-    pub session_expiry_interval_s: Option<u32>,
-    pub receive_maximum: Option<u16>,
-    pub maximum_packet_size_bytes: Option<u32>,
-    pub topic_alias_maximum: Option<u16>,
-    pub request_response_information: Option<u8>,
-    pub request_problem_information: Option<u8>,
-    pub user: UserProperties,
-    pub authentication_method: Option<Bytes>,
-    pub authentication_data: Option<Bytes>,
-}
-
-/// Will properties (section 3.1.3.2).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WillProperties {
-    pub will_delay_interval_s: Option<u32>,
-    pub payload_format_indicator: Option<u8>,
-    pub message_expiry_interval_s: Option<u32>,
-    pub content_type: Option<Bytes>,
-    pub response_topic: Option<Bytes>,
-    pub correlation_data: Option<Bytes>,
-    pub user: UserProperties,
-}
-
-/// CONNACK properties (section 3.2.2.3).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConnAckProperties {
-    pub session_expiry_interval_s: Option<u32>,
-    pub receive_maximum: Option<u16>,
-    pub maximum_qos: Option<u8>,
-    pub retain_available: Option<u8>,
-    pub maximum_packet_size_bytes: Option<u32>,
-    pub assigned_client_identifier: Option<Bytes>,
-    pub topic_alias_maximum: Option<u16>,
-    pub reason_string: Option<Bytes>,
-    pub user: UserProperties,
-    pub wildcard_subscription_available: Option<u8>,
-    pub subscription_identifiers_available: Option<u8>,
-    pub shared_subscription_available: Option<u8>,
-    pub server_keep_alive_s: Option<u16>,
-    pub response_information: Option<Bytes>,
-    pub server_reference: Option<Bytes>,
-    pub authentication_method: Option<Bytes>,
-    pub authentication_data: Option<Bytes>,
-}
-
-/// PUBLISH properties (section 3.3.2.3).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PublishProperties {
-    pub payload_format_indicator: Option<u8>,
-    pub message_expiry_interval_s: Option<u32>,
-    pub topic_alias: Option<u16>,
-    pub response_topic: Option<Bytes>,
-    pub correlation_data: Option<Bytes>,
-    pub user: UserProperties,
-    /// Subscription Identifiers (0x0B); several may appear server -> client.
-    pub subscription_identifiers: Vec<u32>,
-    pub content_type: Option<Bytes>,
-}
-
-impl PublishProperties {
-    /// True when no property is set (the common, fast case).
-    pub fn is_empty(&self) -> bool {
-        self.payload_format_indicator.is_none()
-            && self.message_expiry_interval_s.is_none()
-            && self.topic_alias.is_none()
-            && self.response_topic.is_none()
-            && self.correlation_data.is_none()
-            && self.user.is_empty()
-            && self.subscription_identifiers.is_empty()
-            && self.content_type.is_none()
-    }
-}
-
-/// Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AckProperties {
-    pub reason_string: Option<Bytes>,
-    pub user: UserProperties,
-}
-
-impl AckProperties {
-    pub fn is_empty(&self) -> bool {
-        self.reason_string.is_none() && self.user.is_empty()
-    }
-}
-
-/// SUBSCRIBE properties (section 3.8.2.1).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SubscribeProperties {
-    /// 1..=268_435_455; 0 is a protocol error.
-    pub subscription_identifier: Option<u32>,
-    pub user: UserProperties,
-}
-
-/// UNSUBSCRIBE properties (section 3.10.2.1).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UnsubscribeProperties {
-    pub user: UserProperties,
-}
-
-/// DISCONNECT properties (section 3.14.2.2).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DisconnectProperties {
-    pub session_expiry_interval_s: Option<u32>,
-    pub reason_string: Option<Bytes>,
-    pub user: UserProperties,
-    pub server_reference: Option<Bytes>,
-}
-
-/// AUTH properties (section 3.15.2.2).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AuthProperties {
-    pub authentication_method: Option<Bytes>,
-    pub authentication_data: Option<Bytes>,
-    pub reason_string: Option<Bytes>,
-    pub user: UserProperties,
-}
 
 /// The will message carried in CONNECT.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -54,26 +54,19 @@ pub(crate) fn parse_varint(bytes: &[u8]) -> Result<Option<(u32, usize)>, DecodeE
     Ok(None)
 }
 
-/// Append `value` as a Variable Byte Integer (the encoder's write pass uses
-/// `Writer::put_varint`; this reference version is for tests).
-#[cfg(test)]
-pub(crate) fn write_varint(out: &mut Vec<u8>, value: u32) {
-    debug_assert!(value <= VARINT_MAX);
-    let mut rest = value;
-    loop {
-        let byte = (rest & 0x7F) as u8;
-        rest >>= 7;
-        if rest == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::writer::{Out, Writer};
+
+    /// `value` encoded by the encoder's write pass.
+    fn write_varint(out: &mut Vec<u8>, value: u32) {
+        let mut buf = [0u8; VARINT_LEN_MAX_BYTES];
+        let mut w = Writer::new(&mut buf);
+        w.put_varint(value);
+        let len = w.written();
+        out.extend_from_slice(buf.get(..len).unwrap_or_default());
+    }
 
     #[test]
     fn boundaries_round_trip() {

@@ -8,7 +8,8 @@
 //! occur inside a multi-byte UTF-8 sequence.
 //!
 //! - [`validate_topic_name`] / [`validate_topic_filter`]: the rules, with a
-//!   configurable `levels_max`.
+//!   configurable `levels_max`; [`check_name_levels`] for a name the codec
+//!   has already validated (the character rules are the codec's).
 //! - [`parse_shared`]: splits `$share/{ShareName}/{filter}`.
 //! - [`filter_matches`], [`plain_filter_matches`]: the naive reference
 //!   matchers (one filter, one topic).
@@ -26,7 +27,7 @@ mod shared;
 mod trie;
 
 pub use filter::{filter_matches, plain_filter_matches, validate_topic_filter};
-pub use name::validate_topic_name;
+pub use name::{check_name_levels, validate_topic_name};
 pub use shared::{parse_shared, SharedFilter, SHARE_PREFIX};
 pub use trie::TopicTrie;
 
@@ -52,6 +53,10 @@ pub enum TopicError {
     TooManyLevels,
     /// `+` or `#` in a topic name ([MQTT-4.7.0-1]).
     WildcardInName,
+    /// Not MQTT UTF-8: ill-formed, a surrogate or U+0000 ([MQTT-1.5.4-1],
+    /// [MQTT-1.5.4-2]). Only from [`validate_topic_name`]; decoded topics
+    /// were checked by the codec.
+    InvalidUtf8,
     /// `#` not last or not alone in its level ([MQTT-4.7.1-1]), or `+` not
     /// alone in its level ([MQTT-4.7.1-2]).
     InvalidWildcard,
@@ -81,6 +86,7 @@ impl core::fmt::Display for TopicError {
             TopicError::TooLong => "topic is longer than 65535 bytes",
             TopicError::TooManyLevels => "topic has more levels than allowed",
             TopicError::WildcardInName => "wildcard in topic name",
+            TopicError::InvalidUtf8 => "topic is not valid MQTT UTF-8",
             TopicError::InvalidWildcard => "wildcard not alone in its level, or '#' not last",
             TopicError::InvalidSharedSubscription => "malformed $share/{group}/{filter}",
         };
@@ -126,6 +132,7 @@ mod tests {
             TopicError::TooLong,
             TopicError::TooManyLevels,
             TopicError::WildcardInName,
+            TopicError::InvalidUtf8,
             TopicError::InvalidWildcard,
             TopicError::InvalidSharedSubscription,
         ];

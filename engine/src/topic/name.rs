@@ -1,26 +1,37 @@
 //! Topic name validation (the topic of a PUBLISH or a will), MQTT 5.0 4.7.
 
 use super::{check_len, TopicError, LEVEL_SEPARATOR};
+use crate::codec::{self, DecodeError};
 
-/// Checks a topic name: 1..=65535 bytes ([MQTT-4.7.3-1]), no `+` or `#`
-/// ([MQTT-4.7.0-1]), at most `levels_max` levels. Empty levels are legal
-/// (`"a//b"`, `"/a"`, `"a/"`). A `$` first level is legal here: a client may
-/// publish to it; whether it may is an ACL decision.
+/// Checks a topic name: 1..=65535 bytes ([MQTT-4.7.3-1]), MQTT UTF-8
+/// ([MQTT-1.5.4-1], [MQTT-1.5.4-2]), no `+` or `#` ([MQTT-4.7.0-1]), at
+/// most `levels_max` levels. Empty levels are legal (`"a//b"`, `"/a"`,
+/// `"a/"`). A `$` first level is legal here: a client may publish to it;
+/// whether it may is an ACL decision.
+///
+/// The character rules are the codec's (`codec::validate_topic_name`, the
+/// check every decoded PUBLISH and will topic has passed), so there is one
+/// definition of them. A name that came out of the decoder needs only
+/// [`check_name_levels`].
 ///
 /// An MQTT 5.0 PUBLISH with an empty topic and a Topic Alias must have its
 /// alias resolved before it is validated here.
-///
-/// One pass over the bytes, no allocation: this runs for every PUBLISH.
 pub fn validate_topic_name(name: &[u8], levels_max: usize) -> Result<(), TopicError> {
     check_len(name)?;
-    let mut separators = 0usize;
-    for &b in name {
-        match b {
-            LEVEL_SEPARATOR => separators += 1,
-            b'+' | b'#' => return Err(TopicError::WildcardInName),
-            _ => {}
-        }
-    }
+    codec::validate_topic_name(name).map_err(|e| match e {
+        DecodeError::WildcardInTopicName => TopicError::WildcardInName,
+        _ => TopicError::InvalidUtf8,
+    })?;
+    check_name_levels(name, levels_max)
+}
+
+/// The configured level limit alone, for a name the codec has already
+/// validated (a decoded PUBLISH topic): at most `levels_max` levels, empty
+/// levels included. One pass over the bytes, no allocation: this runs for
+/// every PUBLISH.
+#[inline]
+pub fn check_name_levels(name: &[u8], levels_max: usize) -> Result<(), TopicError> {
+    let separators = name.iter().filter(|&&b| b == LEVEL_SEPARATOR).count();
     // levels = separators + 1; written so that it cannot overflow.
     if separators >= levels_max {
         return Err(TopicError::TooManyLevels);
@@ -84,6 +95,28 @@ mod tests {
     fn mqtt_4_7_2_dollar_names_are_valid_names() {
         assert_eq!(validate_topic_name(b"$SYS/broker/uptime", LEVELS), Ok(()));
         assert_eq!(validate_topic_name(b"$share/g/x", LEVELS), Ok(()));
+    }
+
+    #[test]
+    fn mqtt_1_5_4_names_are_mqtt_utf8() {
+        assert_eq!(
+            validate_topic_name(b"a\0b", LEVELS),
+            Err(TopicError::InvalidUtf8)
+        );
+        assert_eq!(
+            validate_topic_name(&[b'a', 0xC3, 0x28], LEVELS),
+            Err(TopicError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn decoded_names_need_only_the_level_check() {
+        assert_eq!(check_name_levels(b"a/b/c", 3), Ok(()));
+        assert_eq!(
+            check_name_levels(b"a/b/c/d", 3),
+            Err(TopicError::TooManyLevels)
+        );
+        assert_eq!(check_name_levels(b"//", 3), Ok(()));
     }
 
     #[test]

@@ -22,12 +22,32 @@
 //!   that write is in flight new output accumulates in the engine's buffer,
 //!   where the engine can see it and apply its own limit
 //!   (`outgoing_buffer_max_bytes`). So the driver holds at most one batch.
-//! - Close ([`DriverHandle::close`]): the writer flushes what is left, then
-//!   calls `shutdown(SHUT_RDWR)`; the reader's pending receive then
-//!   completes with 0 bytes, the reader waits until the writer is done and
-//!   calls [`Handler::on_closed`]. The
-//!   flush is bounded by `close_flush_timeout_ms`: a peer that does not read
-//!   cannot keep a closing connection alive.
+//! - Close ([`DriverHandle::close`]) is graceful, so that the peer reads
+//!   the last packet (a DISCONNECT or refusing CONNACK with its reason
+//!   code) instead of a reset:
+//!
+//!   ```text
+//!   writer: flush ─▶ shutdown(SHUT_WR) ─▶ linger ≤ close_linger_ms ─▶ shutdown(SHUT_RD)
+//!   reader:            read and discard what the peer still sends ─▶ EOF ─▶ on_closed
+//!   ```
+//!
+//!   Closing a socket whose receive queue holds unread bytes (or that
+//!   receives more) makes the kernel send RST; a peer still writing (for
+//!   example PUBRELs in reply to the PUBRECs it is reading) then gets
+//!   "broken pipe" or "connection reset" and may never read the reason
+//!   code. So the writer sends FIN after the last byte and the reader keeps
+//!   reading, discarding, until the peer closes too (EOF) or the linger
+//!   ends: the writer then calls `shutdown(SHUT_RD)`, which completes the
+//!   pending receive with 0 bytes. The flush is bounded by
+//!   `close_flush_timeout_ms` (a peer that does not read cannot keep a
+//!   closing connection alive; that close is abrupt, `SHUT_RDWR`), the
+//!   linger by `close_linger_ms`.
+//! - A started packet must complete: when [`Handler::on_bytes`] leaves a
+//!   partial frame, the reader gives the rest `packet_complete_timeout_ms`
+//!   from the read that delivered the frame's first byte (time spent with
+//!   reads paused does not count), then closes the connection with
+//!   [`CloseReason::PacketTimeout`]. A peer that sends half a packet and
+//!   stalls cannot hold its buffer for ever, whatever its keep-alive.
 //! - Once the reader has ended, the writer never calls the handler again
 //!   (the engine may already reuse the connection id).
 //!
@@ -48,8 +68,9 @@ use bytes::{Bytes, BytesMut};
 use monoio::buf::SliceMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 
-use crate::os;
+use crate::os::{self, Shutdown};
 use crate::wake::WakerSlot;
 
 /// Limits of the connection driver.
@@ -63,17 +84,27 @@ pub struct DriverConfig {
     /// How long a closing connection may take to flush its last bytes
     /// before it is shut down anyway, in milliseconds.
     pub close_flush_timeout_ms: u64,
+    /// After a closing connection's last bytes are written and its write
+    /// side shut down, how long to keep reading (and discarding) until the
+    /// peer closes too, in milliseconds (module docs: graceful close).
+    pub close_linger_ms: u64,
+    /// How long a packet the handler left incomplete in the buffer may take
+    /// to complete, in milliseconds; past it the connection is closed
+    /// ([`CloseReason::PacketTimeout`]).
+    pub packet_complete_timeout_ms: u64,
 }
 
 /// The broker's defaults (`config/ringmq.toml`: `read_chunk_bytes`,
-/// `packet_size_max_bytes` plus one chunk, `close_flush_timeout_ms`); a
-/// test of the `ringmq` crate checks that the two agree.
+/// `packet_size_max_bytes` plus one chunk, `close_flush_timeout_ms`,
+/// `close_linger_ms`, `packet_complete_timeout_ms`); a test of the `ringmq` crate checks that the two agree.
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
             read_chunk_bytes: 16 * 1024,
             read_buffer_max_bytes: 1024 * 1024 + 16 * 1024,
             close_flush_timeout_ms: 2_000,
+            close_linger_ms: 2_000,
+            packet_complete_timeout_ms: 30_000,
         }
     }
 }
@@ -92,6 +123,9 @@ pub enum CloseReason {
     ReadBufferFull,
     /// A write failed or the close flush timed out.
     WriteError(io::ErrorKind),
+    /// A packet the handler left incomplete was not completed within
+    /// `packet_complete_timeout_ms`.
+    PacketTimeout,
 }
 
 /// What the driver asks of the runtime that owns the connection. The
@@ -265,6 +299,9 @@ impl Connection {
 /// Smallest read (bytes): what an idle connection's pending read holds.
 const READ_CHUNK_MIN_BYTES: usize = 512;
 
+/// Read size (bytes) while a closing connection discards the peer's input.
+const LINGER_READ_BYTES: usize = 4096;
+
 async fn read_bounded<R: AsyncReadRent>(
     reader: &mut R,
     mut buf: BytesMut,
@@ -302,8 +339,11 @@ async fn read_loop<H: Handler>(
     config: DriverConfig,
 ) -> CloseReason {
     let shared = &handle.shared;
+    let packet_timeout = Duration::from_millis(config.packet_complete_timeout_ms);
+    // When the packet left incomplete in `buf` started (module docs).
+    let mut packet_started: Option<Instant> = None;
     if !buf.is_empty() && !shared.closing.get() {
-        handler.on_bytes(&mut buf);
+        deliver(handler, &mut buf, &mut packet_started);
     }
     // Adaptive read size: an idle connection keeps only a small buffer in
     // its pending read (io_uring holds it until data arrives); a busy one
@@ -312,19 +352,19 @@ async fn read_loop<H: Handler>(
     let mut chunk = READ_CHUNK_MIN_BYTES.min(chunk_max);
     loop {
         if shared.closing.get() {
-            // The writer flushes, then shuts the socket down; only then is
-            // the connection closed (the engine's Close contract).
-            shared.reader.wait_until(|| shared.writer_done.get()).await;
-            return shared
-                .write_failed
-                .get()
-                .map_or(CloseReason::Local, CloseReason::WriteError);
+            drop(buf);
+            return linger(read_half, shared).await;
         }
         if handler.reads_paused() {
             shared
                 .reader
                 .wait_until(|| shared.closing.get() || !handler.reads_paused())
                 .await;
+            // The peer cannot complete a packet we do not read: its time
+            // starts again.
+            if packet_started.is_some() {
+                packet_started = Some(Instant::now());
+            }
             continue;
         }
         if buf.len() >= config.read_buffer_max_bytes {
@@ -335,7 +375,22 @@ async fn read_loop<H: Handler>(
             // with frames the engine holds; a new one is allocated on demand).
             buf = BytesMut::new();
         }
-        let (result, returned) = read_bounded(read_half, buf, chunk).await;
+        let read = read_bounded(read_half, buf, chunk);
+        let completed = match packet_started {
+            None => Some(read.await),
+            Some(started) => monoio::select! {
+                r = read => Some(r),
+                _ = monoio::time::sleep_until(started + packet_timeout) => None,
+            },
+        };
+        let Some((result, returned)) = completed else {
+            // The read (and its buffer) was abandoned.
+            if shared.closing.get() {
+                buf = BytesMut::new();
+                continue;
+            }
+            return CloseReason::PacketTimeout;
+        };
         buf = returned;
         if shared.closing.get() {
             // Bytes after a close are not handed to the engine.
@@ -349,11 +404,46 @@ async fn read_loop<H: Handler>(
                 } else {
                     (chunk / 2).max(READ_CHUNK_MIN_BYTES.min(chunk_max))
                 };
-                handler.on_bytes(&mut buf)
+                deliver(handler, &mut buf, &mut packet_started);
             }
             Err(e) => return CloseReason::ReadError(e.kind()),
         }
     }
+}
+
+/// Hands `buf` to the handler and notes when the packet it leaves
+/// incomplete started: unchanged if it consumed nothing (the same packet is
+/// still arriving), now if it consumed frames (what is left began in this
+/// read).
+fn deliver<H: Handler>(handler: &H, buf: &mut BytesMut, packet_started: &mut Option<Instant>) {
+    let before = buf.len();
+    handler.on_bytes(buf);
+    *packet_started = match (*packet_started, buf.len()) {
+        (_, 0) => None,
+        (Some(started), left) if left >= before => Some(started),
+        _ => Some(Instant::now()),
+    };
+}
+
+/// The reader's part of a graceful close (module docs): read and discard
+/// until the peer closes or the writer's linger shuts the read side, then
+/// wait for the writer and report.
+async fn linger(read_half: &mut OwnedReadHalf<TcpStream>, shared: &Shared) -> CloseReason {
+    let mut buf = BytesMut::new();
+    loop {
+        buf.clear();
+        let (result, returned) = read_bounded(read_half, buf, LINGER_READ_BYTES).await;
+        buf = returned;
+        match result {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    shared.reader.wait_until(|| shared.writer_done.get()).await;
+    shared
+        .write_failed
+        .get()
+        .map_or(CloseReason::Local, CloseReason::WriteError)
 }
 
 async fn writer_task<H: Handler>(
@@ -382,13 +472,15 @@ async fn writer_task<H: Handler>(
             if let Err(kind) = result {
                 shared.write_failed.set(Some(kind));
                 shared.closing.set(true);
-                finish_writer(shared, fd);
+                // Abrupt: the peer is gone or does not read.
+                shut_down(fd, Shutdown::Both);
+                writer_done(shared);
                 return;
             }
             continue;
         }
         if shared.closing.get() {
-            finish_writer(shared, fd);
+            close_gracefully(shared, fd, config.close_linger_ms).await;
             return;
         }
     }
@@ -418,19 +510,32 @@ impl Shared {
     }
 }
 
-/// Shuts the socket down (the reader's pending receive completes with 0
-/// bytes) and tells the reader the writer is done.
-fn finish_writer(shared: &Shared, fd: RawFd) {
-    shut_down(fd);
+/// Everything is flushed: send FIN, let the reader discard the peer's input
+/// until it closes or `close_linger_ms` pass, then end the reader's pending
+/// receive (module docs: graceful close).
+async fn close_gracefully(shared: &Shared, fd: RawFd, close_linger_ms: u64) {
+    shut_down(fd, Shutdown::Write);
+    writer_done(shared);
+    monoio::select! {
+        _ = monoio::time::sleep(Duration::from_millis(close_linger_ms)) => {
+            // The reader still holds its half, so `fd` is open.
+            shut_down(fd, Shutdown::Read);
+        }
+        _ = shared.writer.wait_until(|| shared.ended.get()) => {}
+    }
+}
+
+/// Tells the reader the writer is done (it may report the close).
+fn writer_done(shared: &Shared) {
     shared.writer_done.set(true);
     shared.reader.wake();
 }
 
-fn shut_down(fd: RawFd) {
+fn shut_down(fd: RawFd, how: Shutdown) {
     // The writer task calls this while it still owns its half of the
     // stream, so `fd` is open. ENOTCONN (peer already gone) is expected.
-    if let Err(e) = os::shutdown_both(fd) {
-        tracing::trace!(fd, error = %e, "shutdown");
+    if let Err(e) = os::shutdown(fd, how) {
+        tracing::trace!(fd, ?how, error = %e, "shutdown");
     }
 }
 

@@ -119,15 +119,32 @@ pub fn signal_self(signal: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// `shutdown(fd, SHUT_RDWR)`: the peer sees EOF, and a receive pending on
-/// the socket (io_uring or epoll) completes with 0 bytes.
+/// The direction(s) [`shutdown`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// `SHUT_RD`: a receive pending on the socket (io_uring or epoll)
+    /// completes with 0 bytes; the peer is told nothing.
+    Read,
+    /// `SHUT_WR`: the peer sees EOF once it has read everything sent
+    /// before; we can still read what it sends.
+    Write,
+    /// `SHUT_RDWR`: both.
+    Both,
+}
+
+/// `shutdown(2)` on a socket.
 ///
 /// The caller must own a live handle to `fd` (so the number cannot have
 /// been closed and reused); errors such as `ENOTCONN` are returned.
-pub fn shutdown_both(fd: RawFd) -> io::Result<()> {
-    // SAFETY: shutdown(2) takes a plain integer and touches no memory of
+pub fn shutdown(fd: RawFd, how: Shutdown) -> io::Result<()> {
+    let how = match how {
+        Shutdown::Read => libc::SHUT_RD,
+        Shutdown::Write => libc::SHUT_WR,
+        Shutdown::Both => libc::SHUT_RDWR,
+    };
+    // SAFETY: shutdown(2) takes plain integers and touches no memory of
     // ours; the caller guarantees `fd` is a socket it holds open.
-    if unsafe { libc::shutdown(fd, libc::SHUT_RDWR) } != 0 {
+    if unsafe { libc::shutdown(fd, how) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -113,7 +113,9 @@ section! {
         ring_overflow_max_messages: usize,
         ring_batch_max_messages: usize,
         read_chunk_bytes: usize,
+        packet_complete_timeout_ms: u64,
         close_flush_timeout_ms: u64,
+        close_linger_ms: u64,
         shutdown_grace_ms: u64,
         sys_interval_s: u32,
         log_level: String,
@@ -203,8 +205,12 @@ pub mod bounds {
     pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
     /// `runtime.read_chunk_bytes`.
     pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
-    /// `runtime.shutdown_grace_ms` and `runtime.close_flush_timeout_ms`.
+    /// `runtime.shutdown_grace_ms`, `runtime.close_flush_timeout_ms` and
+    /// `runtime.close_linger_ms`.
     pub const TIMEOUT_MS: (u64, u64) = (0, 600_000);
+    /// `runtime.packet_complete_timeout_ms`: 0 would cut every packet
+    /// split across two reads.
+    pub const PACKET_COMPLETE_TIMEOUT_MS: (u64, u64) = (100, 600_000);
     /// `limits.packet_size_max_bytes`: the largest MQTT packet is the
     /// largest remaining length (268_435_455) plus a 5-byte fixed header
     /// (section 2.1.4).
@@ -320,6 +326,16 @@ impl Config {
             r.close_flush_timeout_ms,
             bounds::TIMEOUT_MS,
         )?;
+        in_range(
+            "runtime.close_linger_ms",
+            r.close_linger_ms,
+            bounds::TIMEOUT_MS,
+        )?;
+        in_range(
+            "runtime.packet_complete_timeout_ms",
+            r.packet_complete_timeout_ms,
+            bounds::PACKET_COMPLETE_TIMEOUT_MS,
+        )?;
         if tracing_subscriber::EnvFilter::try_new(&r.log_level).is_err() {
             return Err(invalid(
                 "runtime.log_level",
@@ -404,6 +420,8 @@ impl Config {
             read_chunk_bytes: r.read_chunk_bytes,
             read_buffer_max_bytes: self.read_buffer_max_bytes(),
             close_flush_timeout_ms: r.close_flush_timeout_ms,
+            close_linger_ms: r.close_linger_ms,
+            packet_complete_timeout_ms: r.packet_complete_timeout_ms,
         }
     }
 

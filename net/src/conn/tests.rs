@@ -192,6 +192,7 @@ fn reads_are_bounded_and_buffer_limit_closes() {
                 read_chunk_bytes: 4,
                 read_buffer_max_bytes: 8,
                 close_flush_timeout_ms: 1000,
+                ..DriverConfig::default()
             };
             conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), config);
             wait_closed(&echo).await;
@@ -275,6 +276,120 @@ fn close_before_driver_starts_is_honoured() {
             );
             wait_closed(&echo).await;
             assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}
+
+#[test]
+fn close_lingers_so_a_peer_still_writing_reads_the_last_bytes() {
+    each_driver(|std_listener| {
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, |mut s| {
+                s.write_all(b"bye!").unwrap_or_else(|e| panic!("{e}"));
+                // The server closes now. Keep writing, as a client sending
+                // acknowledgements would: with an abrupt close the kernel
+                // answers these bytes with a reset, and the reply is lost.
+                thread::sleep(Duration::from_millis(100));
+                for _ in 0..16 {
+                    s.write_all(&[0u8; 4096])
+                        .unwrap_or_else(|e| panic!("write after the server's close: {e}"));
+                }
+                assert_eq!(read_to_end(s), b"bye!", "the reply, then EOF, no reset");
+            });
+            let conn = accept(&listener).await;
+            let echo = Rc::new(Echo {
+                consume: true,
+                ..Echo::default()
+            });
+            conn.spawn_driver(
+                BytesMut::new(),
+                echo.clone(),
+                echo.handle.clone(),
+                DriverConfig::default(),
+            );
+            wait_closed(&echo).await;
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}
+
+#[test]
+fn close_linger_is_bounded_when_the_peer_never_closes() {
+    each_driver(|std_listener| {
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, |mut s| {
+                s.write_all(b"!").unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(
+                    read_to_end(s.try_clone().unwrap_or_else(|e| panic!("{e}"))),
+                    b"!"
+                );
+                // Hold the socket open well past the linger.
+                thread::sleep(Duration::from_millis(1500));
+                drop(s);
+            });
+            let conn = accept(&listener).await;
+            let echo = Rc::new(Echo {
+                consume: true,
+                ..Echo::default()
+            });
+            let config = DriverConfig {
+                close_linger_ms: 100,
+                ..DriverConfig::default()
+            };
+            let started = Instant::now();
+            conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), config);
+            wait_closed(&echo).await;
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_millis(1000),
+                "linger bounded: {took:?}"
+            );
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}
+
+#[test]
+fn a_started_packet_that_stalls_is_cut_after_the_timeout() {
+    each_driver(|std_listener| {
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, |mut s| {
+                // Half a "packet" (the handler never consumes), then silence.
+                s.write_all(b"hal").unwrap_or_else(|e| panic!("{e}"));
+                let mut sink = Vec::new();
+                // EOF or reset: either ends the read.
+                let _ = s.read_to_end(&mut sink);
+            });
+            let conn = accept(&listener).await;
+            let echo = Rc::new(Echo::default());
+            let config = DriverConfig {
+                packet_complete_timeout_ms: 200,
+                ..DriverConfig::default()
+            };
+            let started = Instant::now();
+            conn.spawn_driver(BytesMut::new(), echo.clone(), echo.handle.clone(), config);
+            wait_closed(&echo).await;
+            let took = started.elapsed();
+            assert!(
+                took >= Duration::from_millis(200),
+                "not before the timeout: {took:?}"
+            );
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::PacketTimeout]);
             peer.join()
                 .unwrap_or_else(|_| panic!("client thread panicked"));
         })

@@ -10,6 +10,7 @@ use super::route::Source;
 use super::session::{OutState, Session};
 use super::timer::{keep_alive_grace_ms, Timer};
 use super::{owner_shard, Broker, ConnId, Event, SessionId};
+use crate::acl::Action;
 use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, Protocol, PubAck, ReasonCode};
 
 impl Broker {
@@ -110,6 +111,15 @@ impl Broker {
         if let Err(reason) = self.auth.authenticate(&credentials) {
             return self.connack_refuse(conn, reason, now_ms);
         }
+        let acl = self.session_acl(connect.username.as_deref(), &client_id);
+        if let (Some(acl), Some(will)) = (&acl, &connect.will) {
+            // A will the client could not publish itself is refused up
+            // front: v5 CONNACK 0x87, v3.1.1 return code 5 (not authorized).
+            if !acl.allows(Action::Write, &will.topic) {
+                self.stats.publishes_not_authorized += 1;
+                return self.connack_refuse(conn, ReasonCode::NOT_AUTHORIZED, now_ms);
+            }
+        }
 
         // Keep-alive: a v5 client asking for more than the bound (or for 0)
         // is told the bound as Server Keep Alive ([MQTT-3.2.2-21]).
@@ -178,6 +188,7 @@ impl Broker {
             s.expiry_interval_s = expiry_interval_s;
             s.will = connect.will.map(compact_will);
             s.username = connect.username.as_deref().map(Bytes::copy_from_slice);
+            s.acl = acl;
         }
 
         let conn_generation = {
@@ -348,10 +359,13 @@ impl Broker {
             Some(s) => (s.client_id.clone(), s.username.clone()),
             None => return,
         };
+        // Checked again: the ACL may have been reloaded since CONNECT.
         if !self
             .auth
             .may_publish(&client_id, username.as_deref(), &will.topic)
+            || !self.acl_allows(session, Action::Write, &will.topic)
         {
+            self.stats.publishes_not_authorized += 1;
             return;
         }
         let mut publish = crate::codec::Publish {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::conn::ConnState;
 use super::session::{OutState, Outbound, Queued};
 use super::{Broker, ConnId, SessionId};
+use crate::acl::Action;
 use crate::codec::{self, Packet, PubAck, Publish, QoS, ReasonCode};
 
 /// How one message goes to one session.
@@ -83,6 +84,15 @@ impl Broker {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
+        // Every delivery path (live, retained, shared, from other shards)
+        // comes through here: a subscriber never gets a topic it may not
+        // read, whatever filter matched. No ACL: one `None` test.
+        if let Some(acl) = &s.acl {
+            if !acl.allows(Action::Read, &publish.topic) {
+                self.stats.dropped_not_authorized += 1;
+                return;
+            }
+        }
         let conn = s
             .conn
             .and_then(|c| self.conns.get_mut(c).map(|conn| (c, conn)));

@@ -31,9 +31,11 @@
 //! session, outbound acknowledgements), `subscribe` (SUBSCRIBE, interest
 //! replication), `barrier` (cross-shard barriers), `violation` (protocol
 //! errors that end a connection), `timer`, `sys` (`$SYS`),
-//! `retained`, `compact` (owned copies of decoded data), `auth`, `config`,
+//! `retained`, `compact` (owned copies of decoded data), `auth`, `acl`
+//! (applying the ACL), `config`,
 //! `slab`.
 
+mod acl;
 mod auth;
 mod barrier;
 mod compact;
@@ -54,6 +56,7 @@ mod violation;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -61,6 +64,7 @@ pub use auth::{AnonymousPolicy, Authenticator, Credentials};
 pub use config::BrokerConfig;
 pub use message::{owner_shard, route_connect, Event, Route, ShardMessage};
 
+use crate::acl::Acl;
 use crate::codec::{self, Decoded, Disconnect, Packet, ReasonCode};
 use crate::topic::TopicTrie;
 use barrier::Barrier;
@@ -101,6 +105,12 @@ pub struct Stats {
     pub dropped_too_large: u64,
     /// Messages dropped because their Message Expiry Interval passed.
     pub dropped_expired: u64,
+    /// Deliveries withheld because the ACL denies the subscriber reading
+    /// the topic (a `#` subscriber does not get what it may not read).
+    pub dropped_not_authorized: u64,
+    /// PUBLISH packets (wills included) refused by the ACL or the
+    /// authenticator.
+    pub publishes_not_authorized: u64,
     pub protocol_errors: u64,
 }
 
@@ -110,6 +120,8 @@ pub struct Broker {
     shard: ShardId,
     shard_count: u16,
     auth: Box<dyn Authenticator>,
+    /// The ACL in force (`None`: everything allowed); see `acl`.
+    acl: Option<Arc<Acl>>,
     conns: Slab<Conn>,
     sessions: Slab<Session>,
     by_client_id: HashMap<Bytes, SessionId>,
@@ -149,6 +161,7 @@ impl Broker {
             shard,
             shard_count,
             auth,
+            acl: None,
             conns: Slab::default(),
             sessions: Slab::default(),
             by_client_id: HashMap::new(),

@@ -8,6 +8,7 @@ use super::retained::Retained;
 use super::route::Source;
 use super::violation::Violation;
 use super::{Broker, ConnId, Event, SessionId, ShardMessage};
+use crate::acl::Action;
 use crate::codec::{Packet, PubAck, Publish, QoS, ReasonCode};
 use crate::topic;
 
@@ -60,11 +61,19 @@ impl Broker {
             return Err(Violation::TopicNameInvalid);
         }
         let allowed = match self.sessions.get(session) {
-            Some(s) => self
-                .auth
-                .may_publish(&s.client_id, s.username.as_deref(), &p.topic),
+            Some(s) => {
+                self.auth
+                    .may_publish(&s.client_id, s.username.as_deref(), &p.topic)
+                    && self.acl_allows(session, Action::Write, &p.topic)
+            }
             None => return Ok(()),
         };
+        if !allowed {
+            // v5: PUBACK / PUBREC 0x87 below. v3.1.1 has no way to say it:
+            // the message is dropped, acknowledged as usual and the
+            // connection kept, as Mosquitto does.
+            self.stats.publishes_not_authorized += 1;
+        }
         let packet_id = p.packet_id;
         let qos = p.qos;
         if qos == QoS::ExactlyOnce {

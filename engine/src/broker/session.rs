@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::conn::Conn;
 use super::slab::Slab;
 use super::ConnId;
+use crate::acl::SessionAcl;
 use crate::codec::{Protocol, Publish, Will};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,9 @@ pub(super) struct Session {
     pub(super) inbound_qos2: Vec<u16>,
     pub(super) will: Option<Will>,
     pub(super) generation: u64,
+    /// This client's view of the ACL; `None` when no ACL is installed
+    /// (everything allowed).
+    pub(super) acl: Option<SessionAcl>,
 }
 
 /// The state of a session's inflight window, as seen by a sender.
@@ -87,6 +91,7 @@ impl Session {
             inbound_qos2: Vec::new(),
             will: None,
             generation,
+            acl: None,
         }
     }
 

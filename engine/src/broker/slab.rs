@@ -48,6 +48,10 @@ impl<T> Slab<T> {
         self.len
     }
 
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
+        self.entries.iter_mut().filter_map(Option::as_mut)
+    }
+
     pub(crate) fn keys(&self) -> impl Iterator<Item = usize> + '_ {
         self.entries
             .iter()
@@ -72,5 +76,7 @@ mod tests {
         assert_eq!(s.get(b), Some(&2));
         assert_eq!(s.len(), 2);
         assert_eq!(s.keys().collect::<Vec<_>>(), vec![a, b]);
+        s.values_mut().for_each(|v| *v += 10);
+        assert_eq!((s.get(a), s.get(b)), (Some(&13), Some(&12)));
     }
 }

@@ -10,6 +10,7 @@ use super::retained::{is_expired, Retained};
 use super::route::{LocalSub, SharedGroup};
 use super::violation::Violation;
 use super::{Broker, ConnId, Event, SessionId, ShardId, ShardMessage};
+use crate::acl::Action;
 use crate::codec::{
     Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
     Unsubscribe,
@@ -52,10 +53,15 @@ impl Broker {
             let Some(s) = self.sessions.get(session) else {
                 return Ok(());
             };
-            if !self
+            // Refused per filter: v5 SUBACK 0x87, v3.1.1 0x80 (the codec
+            // maps every failure code to 0x80, MQTT 3.1.1 section 3.9.3).
+            let permitted = self
                 .auth
                 .may_subscribe(&s.client_id, s.username.as_deref(), &f.filter)
-            {
+                && s.acl
+                    .as_ref()
+                    .is_none_or(|acl| acl.allows(Action::Subscribe, &f.filter));
+            if !permitted {
                 reasons.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }

@@ -42,7 +42,8 @@ impl Broker {
                     + stats.dropped_queue_full
                     + stats.dropped_no_shared_member
                     + stats.dropped_too_large
-                    + stats.dropped_expired)
+                    + stats.dropped_expired
+                    + stats.dropped_not_authorized)
                     .to_string(),
             ),
         ];

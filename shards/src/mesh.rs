@@ -32,14 +32,20 @@
 //!    task moves onto the ring on its next turn. The producer sets the
 //!    ring's `space_wanted` flag; the consumer, after popping from that
 //!    ring, clears it and wakes the producer.
-//! 3. Once a peer's overflow holds `ring_overflow_max_messages`:
-//!    QoS 0 publishes for that peer are dropped and counted
-//!    ([`PushOutcome::Dropped`]); every other message (QoS 1/2, retained,
-//!    interest updates, connection hand-offs) is still queued, and the
-//!    caller pauses the client connection whose input produced it
+//! 3. Once a peer's overflow holds `ring_overflow_max_messages`, every
+//!    message is still queued (QoS 0 publishes too: nothing is lost here),
+//!    and the caller pauses the client connection whose input produced it
 //!    ([`PushOutcome::OverLimit`]) until the overflow is below the limit
-//!    again. The overflow can so exceed the limit only by what one engine
-//!    call produces while paused connections stop adding to it.
+//!    again: the publisher is throttled to the pace of the slowest ring it
+//!    feeds, as Mosquitto throttles a publisher. The overflow can so exceed
+//!    the limit only by what one engine call produces while paused
+//!    connections stop adding to it (plus messages no connection's input
+//!    produced, such as wills, which are bounded by the connections).
+//!
+//! QoS 0 messages are dropped only per subscriber that does not keep up,
+//! by the engine (`outgoing_buffer_max_bytes`), never for a full ring: a
+//! subscriber that reads promptly loses nothing to another subscriber's
+//! (or another shard's) slowness.
 //!
 //! Ring consumers are never paused (two shards waiting on each other's
 //! rings would deadlock); they are bounded by `ring_batch_max_messages` per
@@ -54,7 +60,6 @@ use std::task::Waker;
 use atomic_waker::AtomicWaker;
 use bytes::BytesMut;
 use ringmq_engine::broker::{ShardId, ShardMessage};
-use ringmq_engine::codec::QoS;
 use rtrb::{Consumer, Producer, RingBuffer};
 
 /// What travels on a ring. Small, `Send`, no allocation per message: the
@@ -76,19 +81,6 @@ const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<RingMsg>();
 };
-
-impl RingMsg {
-    /// A QoS 0 publish may be dropped when the ring and overflow are full.
-    fn droppable(&self) -> bool {
-        match self {
-            RingMsg::Engine(ShardMessage::Publish { publish, .. })
-            | RingMsg::Engine(ShardMessage::SharedPublish { publish, .. }) => {
-                publish.qos == QoS::AtMostOnce
-            }
-            _ => false,
-        }
-    }
-}
 
 /// The part of a shard that other threads may touch.
 #[derive(Default)]
@@ -128,7 +120,9 @@ struct Outbound {
     space_wanted: Arc<AtomicBool>,
     /// Pushed to since the last `publish_wakeups`.
     dirty: bool,
-    dropped_qos0: u64,
+    /// Pushes that went over the overflow limit (each paused, or kept its
+    /// producer paused).
+    over_limit: u64,
 }
 
 struct Inbound {
@@ -144,8 +138,6 @@ pub enum PushOutcome {
     Sent,
     /// In the overflow queue, below its limit.
     Queued,
-    /// A QoS 0 publish, dropped: the overflow is at its limit.
-    Dropped,
     /// Queued past the overflow limit: pause the producing connection.
     OverLimit,
     /// `peer` is this shard or out of range: dropped.
@@ -155,7 +147,9 @@ pub enum PushOutcome {
 /// Counters of one shard's mesh.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MeshStats {
-    pub dropped_qos0_ring_full: u64,
+    /// Pushes queued past `ring_overflow_max_messages` (their producers
+    /// were paused).
+    pub pushes_over_limit: u64,
     pub overflow_messages: usize,
 }
 
@@ -207,7 +201,7 @@ pub fn build(
                 overflow: VecDeque::new(),
                 space_wanted: space_wanted.clone(),
                 dirty: false,
-                dropped_qos0: 0,
+                over_limit: 0,
             });
             meshes[to].inbound.push(Inbound {
                 peer: from as ShardId,
@@ -259,21 +253,12 @@ impl Mesh {
 
     fn queue(out: &mut Outbound, msg: RingMsg, limit: usize) -> PushOutcome {
         out.space_wanted.store(true, Ordering::SeqCst);
-        if out.overflow.len() < limit {
-            out.overflow.push_back(msg);
+        let below = out.overflow.len() < limit;
+        out.overflow.push_back(msg);
+        if below {
             return PushOutcome::Queued;
         }
-        if msg.droppable() {
-            out.dropped_qos0 += 1;
-            if out.dropped_qos0.is_power_of_two() {
-                tracing::warn!(
-                    dropped = out.dropped_qos0,
-                    "ring and overflow to a peer shard are full: dropping QoS 0 messages"
-                );
-            }
-            return PushOutcome::Dropped;
-        }
-        out.overflow.push_back(msg);
+        out.over_limit += 1;
         PushOutcome::OverLimit
     }
 
@@ -372,7 +357,7 @@ impl Mesh {
     pub fn stats(&self) -> MeshStats {
         let mut s = MeshStats::default();
         for out in self.outbound.iter().flatten() {
-            s.dropped_qos0_ring_full += out.dropped_qos0;
+            s.pushes_over_limit += out.over_limit;
             s.overflow_messages += out.overflow.len();
         }
         s

@@ -191,7 +191,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         shard = id,
         messages_received = stats.messages_received,
         messages_sent = stats.messages_sent,
-        dropped_qos0_ring_full = mesh.dropped_qos0_ring_full,
+        ring_pushes_over_limit = mesh.pushes_over_limit,
         "shard stopped"
     );
 }

@@ -228,3 +228,90 @@ fn a_started_packet_that_stalls_is_cut_by_packet_complete_timeout() {
         assert_eq!(hex(&pong), hex(&packet::PINGRESP));
     }
 }
+
+/// Full-ring policy: with rings of 2 slots and an overflow of 4 messages, a
+/// QoS 0 flood from a publisher on shard 1 to a subscriber on shard 0 that
+/// reads as fast as it can loses nothing: the broker stops reading the
+/// publisher while the ring is full instead of dropping.
+#[test]
+fn qos0_flood_across_tiny_rings_loses_nothing_for_a_prompt_subscriber() {
+    const MESSAGES: u32 = 20_000;
+    let cfg = config(
+        "tiny-rings.toml",
+        "[runtime]\nring_capacity_slots = 2\nring_overflow_max_messages = 4\n",
+    );
+    let broker = Broker::start(&bin(), &["--config", &cfg]);
+    let started = Instant::now();
+    let mut sub = connect(&broker);
+    sub.write_all(&packet::connect_v311(
+        &client_id_on_shard("flood-sub", 0, SHARDS),
+        true,
+        0,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        hex(&read_packet(&mut sub).unwrap_or_else(|e| panic!("CONNACK: {e}"))),
+        hex(&[0x20, 0x02, 0x00, 0x00])
+    );
+    sub.write_all(&packet::subscribe_v311(1, "f/#", 0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        hex(&read_packet(&mut sub).unwrap_or_else(|e| panic!("SUBACK: {e}"))),
+        hex(&[0x90, 0x03, 0x00, 0x01, 0x00])
+    );
+    // The subscription reaches shard 1 over the ring: give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let reader = std::thread::spawn(move || {
+        let mut next = 0u32;
+        loop {
+            let p = read_packet(&mut sub)
+                .unwrap_or_else(|e| panic!("subscriber read after {next} messages: {e}"));
+            assert_eq!(p[0] & 0xf0, 0x30, "PUBLISH: {}", hex(&p[..p.len().min(16)]));
+            // 3.1.1 QoS 0: topic length, topic, payload (4-byte sequence).
+            let topic_len = usize::from(u16::from_be_bytes([p[2], p[3]]));
+            let topic = &p[4..4 + topic_len];
+            if topic == b"f/end" {
+                return next;
+            }
+            let payload = &p[4 + topic_len..];
+            let seq = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+            assert_eq!(seq, next, "in order, none lost");
+            next += 1;
+        }
+    });
+    let mut publisher = connect(&broker);
+    publisher
+        .write_all(&packet::connect_v311(
+            &client_id_on_shard("flood-pub", 1, SHARDS),
+            true,
+            0,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        hex(&read_packet(&mut publisher).unwrap_or_else(|e| panic!("CONNACK: {e}"))),
+        hex(&[0x20, 0x02, 0x00, 0x00])
+    );
+    let mut burst = Vec::new();
+    for seq in 0..MESSAGES {
+        burst.extend(packet::publish_v311("f/t", &seq.to_be_bytes(), 0, 0, false));
+        if burst.len() >= 64 * 1024 {
+            publisher
+                .write_all(&burst)
+                .unwrap_or_else(|e| panic!("{e}"));
+            burst.clear();
+        }
+    }
+    burst.extend(packet::publish_v311("f/end", b"", 0, 0, false));
+    publisher
+        .write_all(&burst)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let received = reader
+        .join()
+        .unwrap_or_else(|_| panic!("subscriber thread panicked"));
+    assert_eq!(received, MESSAGES);
+    assert!(
+        started.elapsed() < TEST_LIMIT,
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -1,6 +1,6 @@
 use super::*;
 use bytes::Bytes;
-use ringmq_engine::codec::{Publish, PublishProperties};
+use ringmq_engine::codec::{Publish, PublishProperties, QoS};
 use std::sync::atomic::AtomicUsize;
 use std::task::Wake;
 use std::time::{Duration, Instant};
@@ -48,30 +48,23 @@ fn full_ring_then_overflow_then_policy() {
         );
     }
     assert!(m0.over_limit(1));
-    // At the limit (N = 3): QoS 0 dropped, QoS 1 kept but over the limit.
+    // At the limit (N = 3): every message is still queued, QoS 0 too (no
+    // loss at a full ring), and the producer is told to pause.
     assert_eq!(
-        push(&mut m0, publish(QoS::AtMostOnce, 99)),
-        PushOutcome::Dropped
+        push(&mut m0, publish(QoS::AtMostOnce, 5)),
+        PushOutcome::OverLimit
     );
     assert_eq!(
-        push(&mut m0, publish(QoS::AtLeastOnce, 5)),
+        push(&mut m0, publish(QoS::AtLeastOnce, 6)),
         PushOutcome::OverLimit
     );
     assert_eq!(
         m0.stats(),
         MeshStats {
-            dropped_qos0_ring_full: 1,
-            overflow_messages: 4
+            pushes_over_limit: 2,
+            overflow_messages: 5
         }
     );
-    // Handoffs and other messages are never dropped.
-    assert!(!RingMsg::Engine(ShardMessage::Interest {
-        filter: Bytes::new(),
-        shard: 0,
-        count: 1,
-        barrier: 0
-    })
-    .droppable());
 }
 
 #[test]
@@ -84,7 +77,7 @@ fn order_is_kept_across_ring_and_overflow() {
     for s in 0..100 {
         assert_ne!(
             m0.push(1, publish(QoS::AtLeastOnce, s)),
-            PushOutcome::Dropped
+            PushOutcome::InvalidPeer
         );
         if s % 7 == 0 {
             m1.pop_batch(3, &mut batch);
@@ -211,4 +204,34 @@ fn cross_thread_wakeups_are_not_lost() {
         .unwrap_or_else(|_| panic!("consumer panicked"));
     // How often the consumer was woken depends on scheduling; print it.
     eprintln!("consumer woken {wakes} times");
+}
+
+#[test]
+fn qos0_past_the_overflow_limit_is_queued_in_order_not_dropped() {
+    // ring of 2 slots, overflow of 2 messages: a QoS 0 burst of 100 far
+    // exceeds both; every message still arrives, in order.
+    let (mut meshes, _signals) = build(2, 2, 2);
+    let mut m1 = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    let mut m0 = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    let mut over = 0;
+    for s in 0..100 {
+        match m0.push(1, publish(QoS::AtMostOnce, s)) {
+            PushOutcome::OverLimit => over += 1,
+            PushOutcome::Sent | PushOutcome::Queued => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(over, 96, "2 on the ring, 2 queued below the limit");
+    assert!(m0.over_limit(1));
+    let mut got = Vec::new();
+    let mut batch = Vec::new();
+    for _ in 0..1000 {
+        m0.flush_overflow();
+        if m1.pop_batch(16, &mut batch) == 0 && m0.stats().overflow_messages == 0 {
+            break;
+        }
+        got.extend(batch.drain(..).map(|m| seq_of(&m)));
+    }
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    assert!(!m0.over_limit(1));
 }

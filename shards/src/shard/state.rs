@@ -144,7 +144,7 @@ impl Shard {
     pub fn send(&self, peer: ShardId, msg: RingMsg, origin: Option<&Origin>) {
         let outcome = self.mesh.borrow_mut().push(peer, msg);
         match outcome {
-            PushOutcome::Sent | PushOutcome::Queued | PushOutcome::Dropped => {}
+            PushOutcome::Sent | PushOutcome::Queued => {}
             PushOutcome::OverLimit => {
                 if let Some(origin) = origin {
                     // One entry per pause, however many messages went over.

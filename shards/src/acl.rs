@@ -1,5 +1,6 @@
 //! The ACL file on the runtime side: reading it (size-capped, before
-//! parsing) and the `ringmq acl add|remove|list|check` subcommands. The
+//! parsing), the SIGHUP reload hook and the shard task that installs a
+//! reloaded ACL, and the `ringmq acl add|remove|list|check` subcommands. The
 //! format and the precedence rules live with the parser and the compiled
 //! form in `ringmq_engine::acl`.
 
@@ -7,7 +8,12 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::reload::{Cached, Outcome, Reloadable};
+use crate::shard::state::Shard;
 use clap::{ArgGroup, Args, Subcommand};
 use ringmq_engine::acl::{
     parse, parse_bytes, Access, Acl, AclError, AclFile, Action, Scope, ACL_FILE_SIZE_MAX_BYTES,
@@ -36,6 +42,62 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
+}
+
+/// The configured ACL (`[auth] acl_file`), compiled, or `None` when no
+/// file is configured (everything allowed).
+pub fn load_configured(acl_file: &str) -> Result<Option<Acl>, String> {
+    if acl_file.is_empty() {
+        return Ok(None);
+    }
+    load(Path::new(acl_file)).map(|f| Some(Acl::compile(f)))
+}
+
+/// The SIGHUP hook: re-reads `path`; a file that cannot be read or parsed
+/// is refused and the ACL in force stays. Compares rules, so an untouched
+/// file reports "unchanged".
+pub fn reload_hook(path: PathBuf, shared: Arc<Reloadable<Acl>>) -> impl FnMut() -> Outcome + Send {
+    move || {
+        let file = match load(&path) {
+            Ok(f) => f,
+            Err(why) => return Outcome::Refused(why),
+        };
+        let old = shared.load();
+        if old.rules() == file.rules.as_slice() {
+            return Outcome::Unchanged;
+        }
+        let count = file.rules.len();
+        shared.store(Acl::compile(file));
+        Outcome::Changed(format!(
+            "ACL file {}: {count} rules (was {}); every session is checked against them within {ACL_RELOAD_POLL_MS} ms",
+            path.display(),
+            old.rules().len()
+        ))
+    }
+}
+
+/// How often a shard looks for a reloaded ACL, in milliseconds. Polled (one
+/// atomic load) rather than signalled, so an idle shard needs no wake-up
+/// path from the main thread; the task runs only when an ACL is configured.
+pub const ACL_RELOAD_POLL_MS: u64 = 250;
+
+/// A shard's task that installs a reloaded ACL in its broker, which
+/// rebuilds every session's view ([`ringmq_engine::broker::Broker::set_acl`]).
+pub async fn follow_reloads(shard: Rc<Shard>, cached: Cached<Acl>) {
+    let mut current = cached.get();
+    while !shard.is_stopping() {
+        monoio::time::sleep(Duration::from_millis(ACL_RELOAD_POLL_MS)).await;
+        let latest = cached.get();
+        if !Arc::ptr_eq(&latest, &current) {
+            shard.broker.borrow_mut().set_acl(Some(latest.clone()));
+            tracing::debug!(
+                shard = shard.id,
+                rules = latest.rules().len(),
+                "ACL reloaded"
+            );
+            current = latest;
+        }
+    }
 }
 
 // ------------------------------------------------------------------ CLI

@@ -126,6 +126,9 @@ section! {
     /// `[auth]`: who may connect.
     Auth / AuthPartial in "auth" {
         allow_anonymous: bool,
+        /// ACL file (`user` / `client` sections, `topic` and `pattern`
+        /// rules, see `ringmq_engine::acl`); "" = none, everything allowed.
+        acl_file: String,
     }
 }
 

@@ -55,10 +55,16 @@ fn main() -> ExitCode {
 }
 
 fn load(args: &ServeArgs) -> Result<Config, ExitCode> {
-    Config::load(args.config.as_deref(), &args.overrides()).map_err(|e| {
+    let config = Config::load(args.config.as_deref(), &args.overrides()).map_err(|e| {
         eprintln!("ringmq: {e}");
         ExitCode::from(2)
-    })
+    })?;
+    // A bad ACL file is a configuration error too (exit 2, with its line).
+    if let Err(e) = acl::load_configured(&config.auth.acl_file) {
+        eprintln!("ringmq: auth.acl_file: {e}");
+        return Err(ExitCode::from(2));
+    }
+    Ok(config)
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {

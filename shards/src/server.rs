@@ -32,7 +32,7 @@ use ringmq_net::os::{self, SignalSet};
 
 use crate::config::Config;
 use crate::mesh::{self, RingMsg, ShardSignal};
-use crate::reload::{self, Hooks};
+use crate::reload::{self, Hooks, Reloadable};
 use crate::shard::{self, ShardInit, ShardSettings, StartReport};
 use ringmq_net::clock::Clock;
 
@@ -108,6 +108,16 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
 
     // Reload hooks: each reloadable file registers one (see `reload`).
     let mut hooks = Hooks::new();
+    let acl = crate::acl::load_configured(&config.auth.acl_file)
+        .map_err(ServeError::Start)?
+        .map(Reloadable::new);
+    if let Some(shared) = &acl {
+        let path = std::path::PathBuf::from(&config.auth.acl_file);
+        hooks.register(
+            format!("acl_file {}", path.display()),
+            crate::acl::reload_hook(path, shared.clone()),
+        );
+    }
 
     let r = &config.runtime;
     let (meshes, ring_signals) =
@@ -150,6 +160,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
                 None
             },
             report: report_tx.clone(),
+            acl: acl.clone(),
         };
         let notice = ExitNotice(exited.clone());
         let spawned = thread::Builder::new()

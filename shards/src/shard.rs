@@ -19,10 +19,11 @@
 
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::task::Poll;
 use std::time::Duration;
 
+use ringmq_engine::acl::Acl;
 use ringmq_engine::broker::{Broker, BrokerConfig, ShardId};
 use ringmq_net::clock::Clock;
 use ringmq_net::wake::{yield_now, Notify};
@@ -30,6 +31,7 @@ use ringmq_net::wake::{yield_now, Notify};
 use crate::config::IoMode;
 use crate::conn;
 use crate::mesh::{Mesh, RingMsg};
+use crate::reload::{Cached, Reloadable};
 
 pub mod state;
 
@@ -56,6 +58,8 @@ pub struct ShardInit {
     /// CPU to pin to, if pinning.
     pub cpu: Option<usize>,
     pub report: mpsc::Sender<StartReport>,
+    /// The ACL (`[auth] acl_file`), reloaded on SIGHUP; `None`: none.
+    pub acl: Option<Arc<Reloadable<Acl>>>,
 }
 
 /// A shard's start-up result, sent to the main thread.
@@ -136,6 +140,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         clock,
         report,
         cpu,
+        acl,
         ..
     } = init;
     let mut monoio_listeners = Vec::with_capacity(listeners.len());
@@ -151,14 +156,15 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
             }
         }
     }
-    let shard = Rc::new(Shard::new(
-        id,
-        count,
-        Broker::new(broker_config, id, count),
-        clock,
-        settings,
-        mesh,
-    ));
+    let mut broker = Broker::new(broker_config, id, count);
+    let acl = acl.map(Cached::new);
+    if let Some(cached) = &acl {
+        broker.set_acl(Some(cached.get()));
+    }
+    let shard = Rc::new(Shard::new(id, count, broker, clock, settings, mesh));
+    if let Some(cached) = acl {
+        monoio::spawn(crate::acl::follow_reloads(shard.clone(), cached));
+    }
     for listener in monoio_listeners {
         let stop = Rc::new(Notify::new());
         shard.stop_accepting.borrow_mut().push(stop.clone());

@@ -150,3 +150,195 @@ fn errors_are_clear() {
     );
     std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
 }
+
+// ------------------------------------------------- the broker with an ACL
+
+use ringmq_tests::{client_id_on_shard, packet, Broker, RawClient};
+
+const BROKER_ACL: &str = "\
+user root
+topic readwrite #
+user alice
+topic readwrite alice/#
+topic deny alice/secret/#
+user watcher
+topic subscribe #
+topic read alice/#
+topic deny alice/secret/#
+";
+
+/// CONNECT v3.1.1 with a user name; expects CONNACK accepted.
+fn connect_user(addr: std::net::SocketAddr, client_id: &str, user: &str) -> RawClient {
+    let string = |s: &str| {
+        let mut v = (s.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(s.as_bytes());
+        v
+    };
+    let mut body = string("MQTT");
+    body.extend_from_slice(&[4, 0x80 | 0x02, 0, 60]);
+    body.extend(string(client_id));
+    body.extend(string(user));
+    let mut c = RawClient::connect(addr);
+    c.send(&packet::frame(0x10, &body));
+    c.expect(&[0x20, 0x02, 0x00, 0x00]);
+    c
+}
+
+/// SUBSCRIBE one filter at QoS 0; the SUBACK return code.
+fn subscribe(c: &mut RawClient, pid: u16, filter: &str) -> u8 {
+    c.send(&packet::subscribe_v311(pid, filter, 0));
+    let ack = c.read_packet();
+    assert_eq!(
+        ack.get(..4),
+        Some(&[0x90, 3, (pid >> 8) as u8, pid as u8][..]),
+        "SUBACK"
+    );
+    ack[4]
+}
+
+/// PUBLISH at QoS 1, expects PUBACK (v3.1.1 acknowledges denied ones too).
+fn publish_qos1(c: &mut RawClient, pid: u16, topic: &str, retain: bool) {
+    c.send(&packet::publish_v311(topic, b"m", 1, pid, retain));
+    c.expect(&[0x40, 0x02, (pid >> 8) as u8, pid as u8]);
+}
+
+/// Topics of the PUBLISH packets received up to and including `last`.
+fn topics_until(c: &mut RawClient, last: &str) -> Vec<String> {
+    let mut topics = Vec::new();
+    loop {
+        let p = c.read_packet();
+        assert_eq!(p[0] & 0xf0, 0x30, "PUBLISH expected, got {:02x?}", p);
+        // Remaining length is one byte in these tests (short packets).
+        let len = usize::from(u16::from_be_bytes([p[2], p[3]]));
+        let topic = String::from_utf8_lossy(&p[4..4 + len]).into_owned();
+        topics.push(topic.clone());
+        if topic == last {
+            return topics;
+        }
+    }
+}
+
+#[test]
+fn broker_applies_the_acl_and_reloads_it_on_sighup() {
+    let dir = temp_dir("broker");
+    let acl_path = dir.join("acl");
+    std::fs::write(&acl_path, BROKER_ACL).unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.join("ringmq.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nacl_file = {:?}\n", acl_path.display().to_string()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let broker = Broker::start(&bin(), &["--config", config.to_str().unwrap_or_default()]);
+    let addr = broker.addr();
+
+    // Retained messages, one the watcher may read and one it may not; QoS 1
+    // so PUBACK means every shard stored them.
+    let mut root = connect_user(addr, "root", "root");
+    publish_qos1(&mut root, 1, "alice/r", true);
+    publish_qos1(&mut root, 2, "alice/secret/r", true);
+
+    // Watchers on both shards subscribe to `#`: allowed (subscribe #), and
+    // only readable topics arrive, retained ones included.
+    let mut watchers: Vec<RawClient> = (0..2)
+        .map(|shard| connect_user(addr, &client_id_on_shard("w", shard, 2), "watcher"))
+        .collect();
+    for w in &mut watchers {
+        assert_eq!(subscribe(w, 1, "#"), 0);
+        assert_eq!(topics_until(w, "alice/r"), ["alice/r"]);
+        assert_eq!(
+            subscribe(w, 2, "$SYS/#"),
+            0x80,
+            "not covered by `subscribe #`"
+        );
+    }
+
+    // alice: her own denied topic is dropped (PUBACK all the same, v3.1.1),
+    // the connection stays; a subscribe outside her rules gets 0x80.
+    let mut alice = connect_user(addr, &client_id_on_shard("alice", 0, 2), "alice");
+    assert_eq!(subscribe(&mut alice, 1, "bob/#"), 0x80);
+    publish_qos1(&mut alice, 2, "alice/secret/x", false);
+    publish_qos1(&mut alice, 3, "alice/x", false);
+    // root may write anything; the watchers may not read alice/secret/...
+    publish_qos1(&mut root, 3, "alice/secret/y", false);
+    publish_qos1(&mut root, 4, "alice/end", false);
+    for w in &mut watchers {
+        assert_eq!(topics_until(w, "alice/end"), ["alice/x", "alice/end"]);
+    }
+
+    // Reload: a bad file is refused and the ACL in force stays.
+    std::fs::write(&acl_path, "user watcher\ntopic raed #\n").unwrap_or_else(|e| panic!("{e}"));
+    broker.signal(libc::SIGHUP);
+    wait_for_log(&broker, "reload refused");
+    assert!(broker.log().contains("line 2"), "{}", broker.log());
+    // A good file opens alice/secret/# to the watchers.
+    std::fs::write(
+        &acl_path,
+        format!("{BROKER_ACL}user watcher\ntopic read alice/secret/#\n").replace(
+            "user watcher\ntopic subscribe #\ntopic read alice/#\ntopic deny alice/secret/#\n",
+            "",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    broker.signal(libc::SIGHUP);
+    wait_for_log(&broker, "reload: applied");
+    // Shards pick it up within ACL_RELOAD_POLL_MS (250 ms).
+    std::thread::sleep(Duration::from_millis(600));
+    publish_qos1(&mut root, 5, "alice/secret/z", false);
+    publish_qos1(&mut root, 6, "alice/end2", false);
+    for w in &mut watchers {
+        // Connected watchers are checked against the new rules: they may
+        // read alice/secret/ now, and no longer alice/end2 (no grant left).
+        let got = topics_until(w, "alice/secret/z");
+        assert_eq!(got, ["alice/secret/z"]);
+        w.send(&packet::PINGREQ);
+        w.expect(&packet::PINGRESP);
+    }
+    alice.send(&packet::PINGREQ);
+    alice.expect(&packet::PINGRESP);
+    let (status, _) = broker.stop();
+    assert!(status.success());
+    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn wait_for_log(broker: &Broker, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !broker.log().contains(needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{needle}` in the log:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_bad_acl_file_stops_the_start_with_its_line() {
+    let dir = temp_dir("bad-start");
+    let acl_path = dir.join("acl");
+    std::fs::write(&acl_path, "user a\ntopic read a/#/b\n").unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.join("ringmq.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nacl_file = {:?}\n", acl_path.display().to_string()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, err) = run_to_exit(
+        &bin(),
+        &[
+            "--config",
+            config.to_str().unwrap_or_default(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        EXIT_LIMIT,
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("auth.acl_file: ACL file")
+            && err.contains("line 2: invalid topic filter `a/#/b`"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+}

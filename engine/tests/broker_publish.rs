@@ -772,6 +772,45 @@ fn topic_levels_limit() {
     );
 }
 
+/// The default topic level limit (256, above Mosquitto's 200) accepts a topic name and a
+/// filter of 256 levels, a shared filter of 256 levels after `$share/{group}/`, and refuses
+/// 257: SUBACK failure, and a PUBLISH closes the connection (v5: DISCONNECT 0x90).
+#[test]
+fn topic_levels_default_limit_at_n_and_n_plus_1() {
+    let n = BrokerConfig::default().topic_levels_max;
+    assert_eq!(n, 256);
+    let levels = |k: usize| vec!["l"; k].join("/");
+    for v in [V3, V5] {
+        let mut sim = Sim::new(1);
+        let s = sim.connect(v, "s", true);
+        assert_eq!(sim.subscribe(s, &levels(n), 0), ReasonCode::GRANTED_QOS_0);
+        let failure = sim.subscribe(s, &levels(n + 1), 0);
+        assert!(failure.is_error(), "{v:?}: {failure:?}");
+        if v == V5 {
+            assert_eq!(failure, ReasonCode::TOPIC_FILTER_INVALID);
+            let shared = format!("$share/g/{}", levels(n));
+            assert_eq!(sim.subscribe(s, &shared, 0), ReasonCode::GRANTED_QOS_0);
+            let shared = format!("$share/g/{}", levels(n + 1));
+            assert_eq!(
+                sim.subscribe(s, &shared, 0),
+                ReasonCode::TOPIC_FILTER_INVALID
+            );
+        }
+        let p = sim.connect(v, "p", true);
+        sim.pub_simple(p, &levels(n), "deep", 0);
+        assert_eq!(sim.payloads(s), ["deep"; 2][..usize::from(v == V5) + 1]);
+        sim.send(p, Packet::Publish(publish(&levels(n + 1), "x", 0)));
+        assert!(sim.is_closed(p), "{v:?}: {} levels accepted", n + 1);
+        if v == V5 {
+            assert_eq!(
+                sim.disconnect_reason(p),
+                Some(ReasonCode::TOPIC_NAME_INVALID)
+            );
+        }
+        assert!(sim.messages(s).is_empty());
+    }
+}
+
 /// $SYS statistics are published (retained) and not matched by '#'.
 #[test]
 fn sys_topics() {

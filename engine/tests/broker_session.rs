@@ -5,7 +5,7 @@
 mod sim;
 
 use bytes::Bytes;
-use ringmq_engine::broker::BrokerConfig;
+use ringmq_engine::broker::{owner_shard, BrokerConfig};
 use ringmq_engine::codec::{Auth, Disconnect, Packet, Protocol, ReasonCode};
 use sim::*;
 
@@ -197,6 +197,59 @@ fn session_takeover() {
             );
         }
         assert!(sim.ping_ok(b));
+    }
+}
+
+/// A client id owned by a shard other than the owner of `id` (2 shards).
+fn id_on_other_shard(id: &str) -> String {
+    let owner = owner_shard(id.as_bytes(), 2);
+    (0..)
+        .map(|i| format!("other-{i}"))
+        .find(|o| owner_shard(o.as_bytes(), 2) != owner)
+        .expect("some id hashes to the other shard")
+}
+
+/// 5.0 [MQTT-3.1.2-6] 5.0 [MQTT-3.2.2-3] 3.1.1 [MQTT-3.1.2-6] 3.1.1 [MQTT-3.2.2-3]: taking
+/// over a live connection whose session is not kept (3.1.1 CleanSession 1, v5 Session Expiry 0)
+/// with Clean Start 0 finds no session: Session Present 0, none of the old subscriptions (on
+/// any shard), the old connection's will published; the new session is kept as asked.
+#[test]
+fn takeover_of_a_session_not_kept_starts_a_new_one() {
+    for v in both() {
+        let mut sim = Sim::new(2);
+        let watcher = sim.connect(v, "watcher", true);
+        sim.subscribe(watcher, "will/t", 1);
+        let publisher = sim.connect(v, &id_on_other_shard("same"), true);
+        let mut first = connect_packet(v, "same", true);
+        first.will = Some(will("will/t", "gone", 1, None));
+        let (old, ack) = sim.connect_with(first);
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        sim.subscribe(old, "t", 1);
+
+        let mut second = connect_packet(v, "same", false);
+        second.properties.session_expiry_interval_s = (v == V5).then_some(60);
+        let (new, ack) = sim.connect_with(second.clone());
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        assert!(
+            !ack.session_present,
+            "{v:?}: the old session ended with its connection"
+        );
+        assert!(sim.is_closed(old));
+        assert_eq!(sim.payloads(watcher), ["gone"], "{v:?}: the old will");
+
+        sim.pub_simple(publisher, "t", "after", 1);
+        assert!(
+            sim.messages(new).is_empty(),
+            "{v:?}: old subscription inherited"
+        );
+
+        // The new session is a kept one: it resumes.
+        sim.subscribe(new, "t", 1);
+        sim.disconnect(new);
+        let (again, ack) = sim.connect_with(second);
+        assert!(ack.session_present, "{v:?}: the new session was kept");
+        sim.pub_simple(publisher, "t", "kept", 1);
+        assert_eq!(sim.payloads(again), ["kept"]);
     }
 }
 

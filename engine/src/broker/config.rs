@@ -30,7 +30,10 @@ pub struct BrokerConfig {
     /// Outbound topic aliases per v5 connection (further capped by the
     /// client's Topic Alias Maximum). 0 = off, the default.
     pub topic_alias_outbound_max: u16,
-    /// Topic levels allowed in a topic name or filter.
+    /// Topic levels allowed in a topic name or filter (a shared filter's
+    /// levels are counted after `$share/{group}/`). The default, 256, is
+    /// above what other brokers accept (Mosquitto 200, EMQX 128), so that
+    /// no real deployment meets it; it bounds the trie walk's depth.
     pub topic_levels_max: usize,
     /// Subscriptions per session; more => SUBACK 0x97 Quota exceeded.
     pub subscriptions_per_session_max: usize,
@@ -64,7 +67,7 @@ impl Default for BrokerConfig {
             outgoing_buffer_max_bytes: 1024 * 1024,
             topic_alias_max: 32,
             topic_alias_outbound_max: 0,
-            topic_levels_max: 32,
+            topic_levels_max: 256,
             subscriptions_per_session_max: 1000,
             retained_messages_max: 100_000,
             retained_bytes_max: 256 * 1024 * 1024,

@@ -144,14 +144,22 @@ impl Broker {
         };
 
         // Takeover: the old connection is closed ([MQTT-3.1.4-3]), v5 with 0x8E.
+        // A session that is not kept (v3.1.1 CleanSession 1, v5 Session
+        // Expiry 0) ends with that connection, so Clean Start 0 finds no
+        // session and gets a new one with Session Present 0
+        // ([MQTT-3.1.2-6], [MQTT-3.2.2-3]; 5.0 section 3.1.4).
         let existing = self.by_client_id.get(&client_id).copied();
+        let kept = existing
+            .and_then(|session| self.sessions.get(session))
+            .is_some_and(|s| s.expiry_interval_s > 0);
+        let old_session_ends = connect.clean_start || !kept;
         if let Some(session) = existing {
             if let Some(old) = self.sessions.get(session).and_then(|s| s.conn) {
-                self.take_over(old, session, connect.clean_start, now_ms);
+                self.take_over(old, session, old_session_ends, now_ms);
             }
         }
         let resumed = match existing {
-            Some(session) if !connect.clean_start && self.sessions.get(session).is_some() => {
+            Some(session) if !old_session_ends && self.sessions.get(session).is_some() => {
                 Some(session)
             }
             Some(session) => {
@@ -247,8 +255,10 @@ impl Broker {
         self.drain_queue(session, now_ms);
     }
 
-    /// Close the old connection of a session being taken over.
-    fn take_over(&mut self, old: ConnId, session: SessionId, clean_start: bool, now_ms: u64) {
+    /// Close the old connection of a session being taken over; `session_ends`
+    /// when the new connection will not resume it (Clean Start 1, or the
+    /// session is not kept beyond its connection). The caller ends it.
+    fn take_over(&mut self, old: ConnId, session: SessionId, session_ends: bool, now_ms: u64) {
         let v5 = self.conns.get(old).is_some_and(|c| c.protocol.is_v5());
         if v5 {
             let d = crate::codec::Disconnect {
@@ -262,21 +272,26 @@ impl Broker {
         }
         self.events.push_back(Event::Close(old));
         // The old connection ended abnormally: its will is due now if the
-        // session ends (clean start) or has no delay; a delayed will is
-        // dropped because the session is resumed within the delay.
+        // session ends or the will has no delay; a delayed will is dropped
+        // because the session is resumed within the delay ([MQTT-3.1.3-9]).
         let delay = self
             .sessions
             .get(session)
             .and_then(|s| s.will.as_ref())
             .map(|w| w.properties.will_delay_interval_s.unwrap_or(0));
         if let Some(delay) = delay {
-            if clean_start || delay == 0 {
+            if session_ends || delay == 0 {
                 self.publish_will(session, now_ms);
             }
         }
         if let Some(s) = self.sessions.get_mut(session) {
             s.conn = None;
             s.will = None;
+        }
+        if session_ends {
+            // As when a connection drops: unacknowledged shared-subscription
+            // messages go to another member before the session ends (4.8.2).
+            self.redispatch_shared(session, now_ms);
         }
     }
 

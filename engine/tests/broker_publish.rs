@@ -826,6 +826,114 @@ fn sys_topics() {
     assert!(got[0].starts_with("ringmq"));
 }
 
+/// Send a PUBLISH at QoS 1 or 2 and return the reason of its PUBACK / PUBREC.
+fn publish_ack_reason(sim: &mut Sim, c: C, mut p: Publish) -> ReasonCode {
+    p.packet_id = sim.pid();
+    let (qos, pid) = (p.qos, p.packet_id);
+    sim.send(c, Packet::Publish(p));
+    match sim.expect(c, |x| match x {
+        Packet::PubAck(a) | Packet::PubRec(a) => a.packet_id == pid,
+        _ => false,
+    }) {
+        Packet::PubAck(a) if qos == QoS::AtLeastOnce => a.reason,
+        Packet::PubRec(a) if qos == QoS::ExactlyOnce => {
+            if !a.reason.is_error() {
+                sim.send(c, Packet::PubRel(PubAck::new(pid)));
+                sim.expect(c, |x| matches!(x, Packet::PubComp(_)));
+            }
+            a.reason
+        }
+        other => panic!("wrong acknowledgement for QoS {qos:?}: {other:?}"),
+    }
+}
+
+/// 5.0 section 4.7.2, 3.1.1 [MQTT-3.3.5-2]: a client may not publish under `$SYS` (it would
+/// forge the broker's statistics) nor to a `$share/` name (no subscription can match it): v5
+/// PUBACK / PUBREC 0x87 for `$SYS`, 0x90 Topic Name invalid for `$share/`; v3.1.1 acknowledges
+/// as usual and drops the message. The connection is kept, and the broker's own `$SYS` values
+/// still reach subscribers, unforged.
+#[test]
+fn client_publishes_to_reserved_topics_are_refused() {
+    for v in [V3, V5] {
+        let mut sim = Sim::new(2);
+        let s = sim.connect(v, "s", true);
+        sim.subscribe(s, "$SYS/#", 0);
+        sim.subscribe(s, "$share/g/t", 0);
+        sim.subscribe(s, "t", 0);
+        sim.advance(11_000); // the broker publishes $SYS once
+        assert!(sim
+            .messages(s)
+            .iter()
+            .any(|m| &m.topic[..] == b"$SYS/broker/version"));
+        let p = sim.connect(v, "p", true);
+        for (topic, v5_reason) in [
+            ("$SYS/broker/version", ReasonCode::NOT_AUTHORIZED),
+            ("$SYS", ReasonCode::NOT_AUTHORIZED),
+            ("$share/g/t", ReasonCode::TOPIC_NAME_INVALID),
+        ] {
+            for qos in [1u8, 2] {
+                let mut forged = publish(topic, "forged", qos);
+                forged.retain = true;
+                let reason = publish_ack_reason(&mut sim, p, forged);
+                let expected = if v == V5 {
+                    v5_reason
+                } else {
+                    ReasonCode::SUCCESS
+                };
+                assert_eq!(reason, expected, "{v:?} QoS {qos} to {topic}");
+            }
+            sim.send(p, Packet::Publish(publish(topic, "forged", 0)));
+            assert!(sim.ping_ok(p), "{v:?}: connection kept after {topic}");
+        }
+        assert!(
+            sim.messages(s).is_empty(),
+            "{v:?}: a refused message was delivered"
+        );
+
+        // The broker's own $SYS publishing is unaffected, and the stored
+        // value is the broker's.
+        sim.advance(10_000);
+        let got = sim.messages(s);
+        let version: Vec<_> = got
+            .iter()
+            .filter(|m| &m.topic[..] == b"$SYS/broker/version")
+            .collect();
+        assert_eq!(version.len(), 1, "{v:?}: {got:?}");
+        assert!(version[0].payload.starts_with(b"ringmq"));
+        let late = sim.connect(v, "late", true);
+        sim.subscribe(late, "$SYS/broker/version", 0);
+        let retained = sim.payloads(late);
+        assert_eq!(retained.len(), 1);
+        assert!(retained[0].starts_with("ringmq"), "{v:?}: {retained:?}");
+    }
+}
+
+/// 5.0 [MQTT-3.2.2-7]: a will under `$SYS` or on a `$share/` name is refused at CONNECT, like
+/// a will the ACL denies (a will dropped silently would fail only when needed): v5 CONNACK 0x87
+/// / 0x90, v3.1.1 return code 5 (not authorized); the connection is closed.
+#[test]
+fn wills_on_reserved_topics_are_refused_at_connect() {
+    for v in [V3, V5] {
+        for (topic, v5_reason) in [
+            ("$SYS/broker/version", ReasonCode::NOT_AUTHORIZED),
+            ("$share/g/t", ReasonCode::TOPIC_NAME_INVALID),
+        ] {
+            let mut sim = Sim::new(1);
+            let mut c = connect_packet(v, "w", true);
+            c.will = Some(will(topic, "forged", 0, None));
+            let (conn, ack) = sim.connect_with(c);
+            let expected = if v == V5 {
+                v5_reason
+            } else {
+                ReasonCode::NOT_AUTHORIZED
+            };
+            assert_eq!(ack.reason, expected, "{v:?} will on {topic}");
+            assert!(!ack.session_present);
+            assert!(sim.is_closed(conn));
+        }
+    }
+}
+
 /// v5 3.3.2.3.4 outbound topic aliases (off by default): with the option on and a client Topic
 /// Alias Maximum, the first PUBLISH of a topic sets an alias, later ones use it with an empty
 /// topic; never above the client's maximum (5.0 [MQTT-3.3.2-11] 5.0 [MQTT-3.1.2-26]).

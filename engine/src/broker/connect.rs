@@ -12,6 +12,7 @@ use super::timer::{keep_alive_grace_ms, Timer};
 use super::{owner_shard, Broker, ConnId, Event, SessionId};
 use crate::acl::Action;
 use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, Protocol, PubAck, ReasonCode};
+use crate::topic;
 
 impl Broker {
     /// Answer a CONNECT that failed to decode: CONNACK with `reason` in the
@@ -109,6 +110,23 @@ impl Broker {
             password: connect.password.as_deref(),
         };
         if let Err(reason) = self.auth.authenticate(&credentials) {
+            return self.connack_refuse(conn, reason, now_ms);
+        }
+        let reserved_will = connect
+            .will
+            .as_ref()
+            .and_then(|w| topic::reserved_name(&w.topic));
+        if let Some(reserved) = reserved_will {
+            // A will on a topic reserved for the broker is refused up front,
+            // like one the ACL denies: v5 with 0x87 ($SYS) or 0x90 ($share/),
+            // v3.1.1 with return code 5 (not authorized), its only fit. A
+            // will dropped silently would fail only when it is needed.
+            self.stats.publishes_not_authorized += 1;
+            let reason = if v5 {
+                reserved.reason_code()
+            } else {
+                ReasonCode::NOT_AUTHORIZED
+            };
             return self.connack_refuse(conn, reason, now_ms);
         }
         let acl = self.session_acl(connect.username.as_deref(), &client_id);

@@ -109,7 +109,8 @@ pub struct Stats {
     /// the topic (a `#` subscriber does not get what it may not read).
     pub dropped_not_authorized: u64,
     /// PUBLISH packets (wills included) refused by the ACL or the
-    /// authenticator.
+    /// authenticator, or for a topic reserved for the broker (`$SYS`,
+    /// `$share/`).
     pub publishes_not_authorized: u64,
     pub protocol_errors: u64,
 }

@@ -60,18 +60,25 @@ impl Broker {
         if topic::check_name_levels(&p.topic, self.config.topic_levels_max).is_err() {
             return Err(Violation::TopicNameInvalid);
         }
-        let allowed = match self.sessions.get(session) {
-            Some(s) => {
-                self.auth
-                    .may_publish(&s.client_id, s.username.as_deref(), &p.topic)
-                    && self.acl_allows(session, Action::Write, &p.topic)
-            }
-            None => return Ok(()),
+        // Why the message is refused, if it is: the v5 PUBACK / PUBREC code.
+        let refusal = match topic::reserved_name(&p.topic) {
+            Some(reserved) => Some(reserved.reason_code()),
+            None => match self.sessions.get(session) {
+                Some(s) => {
+                    let allowed =
+                        self.auth
+                            .may_publish(&s.client_id, s.username.as_deref(), &p.topic)
+                            && self.acl_allows(session, Action::Write, &p.topic);
+                    (!allowed).then_some(ReasonCode::NOT_AUTHORIZED)
+                }
+                None => return Ok(()),
+            },
         };
+        let allowed = refusal.is_none();
         if !allowed {
-            // v5: PUBACK / PUBREC 0x87 below. v3.1.1 has no way to say it:
-            // the message is dropped, acknowledged as usual and the
-            // connection kept, as Mosquitto does.
+            // v5: PUBACK / PUBREC with the refusal below. v3.1.1 has no way
+            // to say it: the message is dropped, acknowledged as usual and
+            // the connection kept, as Mosquitto does ([MQTT-3.3.5-2]).
             self.stats.publishes_not_authorized += 1;
         }
         let packet_id = p.packet_id;
@@ -108,10 +115,9 @@ impl Broker {
             }
             self.route(&mut p, Source::Local(Some(session)), now_ms, now_ms);
         }
-        let reason = if allowed || !protocol.is_v5() {
-            ReasonCode::SUCCESS
-        } else {
-            ReasonCode::NOT_AUTHORIZED
+        let reason = match refusal {
+            Some(reason) if protocol.is_v5() => reason,
+            _ => ReasonCode::SUCCESS,
         };
         let ack = PubAck {
             packet_id,

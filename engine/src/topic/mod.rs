@@ -27,7 +27,7 @@ mod shared;
 mod trie;
 
 pub use filter::{filter_matches, plain_filter_matches, validate_topic_filter};
-pub use name::{check_name_levels, validate_topic_name};
+pub use name::{check_name_levels, reserved_name, validate_topic_name, ReservedName};
 pub use shared::{parse_shared, SharedFilter, SHARE_PREFIX};
 pub use trie::TopicTrie;
 

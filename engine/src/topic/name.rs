@@ -1,13 +1,13 @@
 //! Topic name validation (the topic of a PUBLISH or a will), MQTT 5.0 4.7.
 
 use super::{check_len, TopicError, LEVEL_SEPARATOR};
-use crate::codec::{self, DecodeError};
+use crate::codec::{self, DecodeError, ReasonCode};
 
 /// Checks a topic name: 1..=65535 bytes ([MQTT-4.7.3-1]), MQTT UTF-8
 /// ([MQTT-1.5.4-1], [MQTT-1.5.4-2]), no `+` or `#` ([MQTT-4.7.0-1]), at
 /// most `levels_max` levels. Empty levels are legal (`"a//b"`, `"/a"`,
-/// `"a/"`). A `$` first level is legal here: a client may publish to it;
-/// whether it may is an ACL decision.
+/// `"a/"`). A `$` first level is legal here; whether a client may publish
+/// to it is the broker's decision ([`reserved_name`], then the ACL).
 ///
 /// The character rules are the codec's (`codec::validate_topic_name`, the
 /// check every decoded PUBLISH and will topic has passed), so there is one
@@ -37,6 +37,50 @@ pub fn check_name_levels(name: &[u8], levels_max: usize) -> Result<(), TopicErro
         return Err(TopicError::TooManyLevels);
     }
     Ok(())
+}
+
+/// Why a well-formed topic name is the broker's own, not a client's to
+/// publish to (nor to name a will after).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReservedName {
+    /// `$SYS` and `$SYS/...`: the broker's statistics. A client publishing
+    /// there would forge them for every `$SYS` subscriber (MQTT 5.0 4.7.2:
+    /// the server should keep clients from exchanging messages on `$` topics).
+    Sys,
+    /// `$share/...`: a filter with this prefix is a shared subscription on
+    /// the filter after `$share/{group}/`, so no subscription can match such
+    /// a name (MQTT 5.0 4.8.2); publishing to it is always a mistake.
+    SharePrefix,
+}
+
+impl ReservedName {
+    /// The v5 code refusing a PUBLISH (PUBACK / PUBREC) or a will (CONNACK)
+    /// on this name: `$SYS` is not the client's to write (0x87 Not
+    /// authorized); a `$share/` name is well formed but no subscription can
+    /// match it (0x90 Topic Name invalid: "not malformed, but not accepted
+    /// by this Server", MQTT 5.0 3.2.2.2, 3.4.2.1).
+    pub const fn reason_code(self) -> ReasonCode {
+        match self {
+            ReservedName::Sys => ReasonCode::NOT_AUTHORIZED,
+            ReservedName::SharePrefix => ReasonCode::TOPIC_NAME_INVALID,
+        }
+    }
+}
+
+/// Whether `name` is reserved for the broker (see [`ReservedName`]).
+/// A prefix test: this runs for every PUBLISH.
+#[inline]
+pub fn reserved_name(name: &[u8]) -> Option<ReservedName> {
+    if name.first() != Some(&b'$') {
+        return None;
+    }
+    if name == b"$SYS" || name.starts_with(b"$SYS/") {
+        Some(ReservedName::Sys)
+    } else if name.starts_with(super::SHARE_PREFIX) {
+        Some(ReservedName::SharePrefix)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +169,28 @@ mod tests {
             validate_topic_name("température/€/ü".as_bytes(), LEVELS),
             Ok(())
         );
+    }
+
+    #[test]
+    fn reserved_names_are_sys_and_the_share_prefix() {
+        assert_eq!(reserved_name(b"$SYS"), Some(ReservedName::Sys));
+        assert_eq!(
+            reserved_name(b"$SYS/broker/version"),
+            Some(ReservedName::Sys)
+        );
+        assert_eq!(
+            reserved_name(b"$share/g/t"),
+            Some(ReservedName::SharePrefix)
+        );
+        for free in [
+            &b"$SYSTEM"[..],
+            b"$share",
+            b"$shared/x",
+            b"$sys/x",
+            b"a/$SYS",
+            b"t",
+        ] {
+            assert_eq!(reserved_name(free), None, "{free:?}");
+        }
     }
 }

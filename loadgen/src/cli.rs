@@ -15,6 +15,7 @@ pub const PAYLOAD_MAX_BYTES: usize = 16 * 1024 * 1024;
     long_about = "MQTT load generator. Without a subcommand it runs `pubsub` (the default \
                   benchmark) with the options given.\n\nEvery run stops by itself (--duration or \
                   --count) and only ever connects to --host.",
+    version,
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -40,7 +41,7 @@ pub enum Command {
 
 /// MQTT protocol version as the CONNECT protocol level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Version {
+pub enum ProtocolVersion {
     /// MQTT 3.1 (MQIsdp)
     #[value(name = "3")]
     V3,
@@ -74,9 +75,10 @@ pub struct ConnectArgs {
     /// Broker port.
     #[arg(long, default_value_t = 1883)]
     pub port: u16,
-    /// Protocol level: 3 (3.1), 4 (3.1.1), 5 (5.0).
-    #[arg(long = "version", short = 'V', value_enum, default_value = "4")]
-    pub version: Version,
+    /// Protocol level: 3 (3.1), 4 (3.1.1), 5 (5.0). Long-only, as in
+    /// mosquitto_pub: `-V` / `--version` print loadgen's own version.
+    #[arg(long = "protocol-version", value_enum, default_value = "4")]
+    pub protocol_version: ProtocolVersion,
     /// Client id prefix; ids are <prefix>-pub-<i>, <prefix>-sub-<i>, <prefix>-conn-<i>
     /// (default: loadgen-<pid>).
     #[arg(long)]
@@ -245,11 +247,11 @@ mod tests {
     }
 
     #[test]
-    fn default_is_pubsub_and_version_parses() {
-        let cli = Cli::try_parse_from(["loadgen", "--version", "5", "--subs", "3"]);
+    fn default_is_pubsub_and_protocol_version_parses() {
+        let cli = Cli::try_parse_from(["loadgen", "--protocol-version", "5", "--subs", "3"]);
         let cli = cli.unwrap_or_else(|e| panic!("{e}"));
         assert!(cli.command.is_none());
-        assert_eq!(cli.pubsub.connect.version, Version::V5);
+        assert_eq!(cli.pubsub.connect.protocol_version, ProtocolVersion::V5);
         assert_eq!(cli.pubsub.subs, Some(3));
         let bad = Cli::try_parse_from(["loadgen", "pub", "--qos", "3"]);
         assert!(bad.is_err());
@@ -258,5 +260,16 @@ mod tests {
             conn.map(|c| c.command),
             Ok(Some(Command::Conn(_)))
         ));
+    }
+
+    #[test]
+    fn version_flags_print_loadgens_version() {
+        for flag in ["--version", "-V"] {
+            let e = Cli::try_parse_from(["loadgen", flag]).err();
+            let kind = e.as_ref().map(|e| e.kind());
+            assert_eq!(kind, Some(clap::error::ErrorKind::DisplayVersion), "{flag}");
+            let text = e.map(|e| e.to_string()).unwrap_or_default();
+            assert_eq!(text, format!("loadgen {}\n", env!("CARGO_PKG_VERSION")));
+        }
     }
 }

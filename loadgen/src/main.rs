@@ -2,7 +2,8 @@
 //!
 //! - [`cli`]: subcommands and options.
 //! - [`plan`]: the resolved plan, the state the threads share, their waits.
-//! - [`run`]: the thread-per-core runner, coordination, progress.
+//! - [`run`]: the thread-per-core runner and its coordination.
+//! - [`progress`]: the live progress on stderr (phase, time left, rates).
 //! - [`worker`]: a worker thread's publishers and subscribers.
 //! - [`conn`]: the connection-count scenario.
 //! - [`payload`], [`tracker`]: the payload header; loss / duplicate / order checks.
@@ -15,6 +16,7 @@ mod cli;
 mod conn;
 mod payload;
 mod plan;
+mod progress;
 mod report;
 mod run;
 mod stats;
@@ -96,7 +98,7 @@ fn base_plan(scenario: Scenario, c: &ConnectArgs, t: Option<&TimingArgs>) -> Res
     Ok(Plan {
         scenario,
         addr: run::resolve(c)?,
-        protocol: run::protocol_of(c.version),
+        protocol: run::protocol_of(c.protocol_version),
         client_prefix: c
             .client_prefix
             .clone()

@@ -293,3 +293,39 @@ pub async fn wait_stop(shared: &Shared) {
         monoio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
     }
 }
+
+#[cfg(test)]
+impl Plan {
+    /// A small plan with every field set, for unit tests: 1 publisher and
+    /// 1 subscriber on one thread, 1 s warm-up, 2 s measured, 1 s drain.
+    pub fn example(scenario: Scenario) -> Plan {
+        Plan {
+            scenario,
+            addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            protocol: Protocol::V3_1_1,
+            client_prefix: "test".into(),
+            username: None,
+            password: None,
+            keep_alive_s: 60,
+            threads: 1,
+            warmup_ns: 1_000_000_000,
+            duration_ns: 2_000_000_000,
+            drain_ns: 1_000_000_000,
+            qos: QoS::AtMostOnce,
+            size_bytes: 64,
+            rate_per_pub: 10.0,
+            count: u64::MAX,
+            inflight: 1,
+            retain: false,
+            pubs: 1,
+            subs: 1,
+            topology: Some(Topology::Fanout),
+            pub_topics: vec![Bytes::from_static(b"t")],
+            sub_filters: Vec::new(),
+            conn_count: 10,
+            conn_rate_per_s: 10.0,
+            conn_concurrency: 1,
+            conns_per_source: u64::MAX,
+        }
+    }
+}

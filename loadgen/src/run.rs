@@ -19,8 +19,9 @@ use std::time::Duration;
 use ringmq_engine::codec::Protocol;
 use ringmq_net::clock::Clock;
 
-use crate::cli::{ConnectArgs, Version};
+use crate::cli::{ConnectArgs, ProtocolVersion};
 use crate::plan::{Plan, Scenario, Shared, ThreadResult};
+use crate::progress::{Phase, Progress};
 
 /// Progress line period, in ms.
 const PROGRESS_PERIOD_MS: u64 = 1_000;
@@ -86,25 +87,33 @@ fn sleep_ms(ms: u64) {
 /// decide when to stop.
 fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
     let clock = shared.clock;
+    let begin_ns = clock.now_ns();
+    let mut progress = Progress::new(begin_ns, quiet);
+    let mut next_progress_ns = begin_ns + PROGRESS_PERIOD_MS * 1_000_000;
     let clients = u64::from(plan.pubs) + u64::from(plan.subs);
-    let setup_deadline = clock.now_ns() + (SETUP_TIMEOUT_MS + clients) * 1_000_000;
+    let setup_deadline = begin_ns + (SETUP_TIMEOUT_MS + clients) * 1_000_000;
     while shared.ready.load(Ordering::SeqCst) < plan.threads {
         if shared.setup_failed.load(Ordering::SeqCst) {
             shared.stop.store(true, Ordering::SeqCst);
+            progress.finish();
             return Timeline::default();
         }
-        if clock.now_ns() > setup_deadline {
+        let now = clock.now_ns();
+        if now > setup_deadline {
             shared.fail_setup("setup (connect + subscribe) timed out".into());
             shared.stop.store(true, Ordering::SeqCst);
+            progress.finish();
             return Timeline::default();
+        }
+        if now >= next_progress_ns {
+            next_progress_ns += PROGRESS_PERIOD_MS * 1_000_000;
+            progress.print(plan, shared, Phase::Connecting, None, now);
         }
         sleep_ms(2);
     }
     let start_ns = clock.now_ns() + START_LEAD_NS;
     shared.start_ns.store(start_ns, Ordering::Release);
     let publish_end_ns = start_ns + plan.warmup_ns + plan.duration_ns;
-    let mut progress = Progress::new(start_ns);
-    let mut next_progress_ns = start_ns + PROGRESS_PERIOD_MS * 1_000_000;
     let mut drain_deadline: Option<u64> = None;
     let mut hold_deadline: Option<u64> = None;
     loop {
@@ -112,17 +121,22 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
         let now = clock.now_ns();
         if now >= next_progress_ns {
             next_progress_ns += PROGRESS_PERIOD_MS * 1_000_000;
-            if !quiet {
-                progress.print(plan, shared, now);
-            }
+            let window = Window {
+                start_ns,
+                publish_end_ns,
+                drain_deadline,
+                hold_deadline,
+            };
+            let (phase, left_ns) = window.phase_at(plan, now);
+            progress.print(plan, shared, phase, left_ns, now);
         }
         // Safety nets: every run ends by itself, even if a thread failed or
         // a publisher is stuck.
         let all_threads_gone = shared.threads_done.load(Ordering::SeqCst) >= plan.threads;
         let overdue = plan.scenario != Scenario::Conn
             && now > publish_end_ns + plan.drain_ns + RUN_OVERDUE_NS;
-        if overdue && !quiet {
-            eprintln!("\nloadgen: warning: publishers did not finish in time; stopping");
+        if overdue {
+            progress.warn("publishers did not finish in time; stopping");
         }
         let done = all_threads_gone
             || overdue
@@ -155,9 +169,7 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
             };
         if done {
             shared.stop.store(true, Ordering::Release);
-            if !quiet {
-                eprintln!();
-            }
+            progress.finish();
             return Timeline {
                 start_ns,
                 ..Timeline::default()
@@ -166,47 +178,33 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
     }
 }
 
-struct Progress {
+/// The times that decide a started run's phase (ns on the run's clock).
+struct Window {
     start_ns: u64,
-    last_ns: u64,
-    last_sent: u64,
-    last_received: u64,
+    /// Publishers stop here (start + warm-up + duration).
+    publish_end_ns: u64,
+    /// Set once every publisher finished: the drain ends here at the latest.
+    drain_deadline: Option<u64>,
+    /// `conn`: set once every connection opened; the hold ends here.
+    hold_deadline: Option<u64>,
 }
 
-impl Progress {
-    fn new(start_ns: u64) -> Self {
-        Progress {
-            start_ns,
-            last_ns: start_ns,
-            last_sent: 0,
-            last_received: 0,
+impl Window {
+    /// The phase at `now`, and the time left in it where it is known.
+    fn phase_at(&self, plan: &Plan, now: u64) -> (Phase, Option<u64>) {
+        let left = |end: u64| Some(end.saturating_sub(now));
+        if plan.scenario == Scenario::Conn {
+            return match self.hold_deadline {
+                Some(end) => (Phase::Holding, left(end)),
+                None => (Phase::Connecting, None),
+            };
         }
-    }
-
-    fn print(&mut self, plan: &Plan, shared: &Shared, now: u64) {
-        let secs = (now - self.last_ns) as f64 / 1e9;
-        let elapsed = (now - self.start_ns) as f64 / 1e9;
-        let errors = shared.live_sum(|l| &l.errors);
-        let line = if plan.scenario == Scenario::Conn {
-            format!(
-                "[{elapsed:6.1}s] connections open {}  failed {}  errors {errors}",
-                shared.live_sum(|l| &l.conns_open),
-                shared.live_sum(|l| &l.conns_failed)
-            )
-        } else {
-            let sent = shared.live_sum(|l| &l.sent);
-            let received = shared.live_sum(|l| &l.received);
-            let line = format!(
-                "[{elapsed:6.1}s] sent {:>10.0} msg/s  received {:>10.0} msg/s  total sent {sent} received {received}  errors {errors}",
-                (sent - self.last_sent) as f64 / secs,
-                (received - self.last_received) as f64 / secs,
-            );
-            self.last_sent = sent;
-            self.last_received = received;
-            line
-        };
-        self.last_ns = now;
-        eprint!("\r{line}   ");
+        let warmup_end_ns = self.start_ns + plan.warmup_ns;
+        match self.drain_deadline {
+            Some(end) => (Phase::Drain, left(end)),
+            None if now < warmup_end_ns => (Phase::WarmUp, left(warmup_end_ns)),
+            None => (Phase::Measuring, left(self.publish_end_ns)),
+        }
     }
 }
 
@@ -219,11 +217,11 @@ pub fn resolve(c: &ConnectArgs) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("--host {}: no address", c.host))
 }
 
-pub fn protocol_of(v: Version) -> Protocol {
+pub fn protocol_of(v: ProtocolVersion) -> Protocol {
     match v {
-        Version::V3 => Protocol::V3_1,
-        Version::V4 => Protocol::V3_1_1,
-        Version::V5 => Protocol::V5,
+        ProtocolVersion::V3 => Protocol::V3_1,
+        ProtocolVersion::V4 => Protocol::V3_1_1,
+        ProtocolVersion::V5 => Protocol::V5,
     }
 }
 
@@ -241,5 +239,43 @@ pub fn default_conns_per_source() -> u64 {
     match range {
         Some((low, high)) if high > low + MARGIN => (high - low + 1 - MARGIN).min(CAP),
         _ => 20_000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn phases_follow_warm_up_measuring_drain() {
+        let plan = Plan::example(Scenario::PubSub);
+        let mut w = Window {
+            start_ns: 10 * S,
+            publish_end_ns: 13 * S,
+            drain_deadline: None,
+            hold_deadline: None,
+        };
+        assert_eq!(w.phase_at(&plan, 10 * S), (Phase::WarmUp, Some(S)));
+        assert_eq!(w.phase_at(&plan, 11 * S), (Phase::Measuring, Some(2 * S)));
+        // Publishers late past the window: still measuring, nothing left.
+        assert_eq!(w.phase_at(&plan, 14 * S), (Phase::Measuring, Some(0)));
+        w.drain_deadline = Some(15 * S);
+        assert_eq!(w.phase_at(&plan, 14 * S), (Phase::Drain, Some(S)));
+    }
+
+    #[test]
+    fn conn_phases_are_connecting_then_holding() {
+        let plan = Plan::example(Scenario::Conn);
+        let mut w = Window {
+            start_ns: 0,
+            publish_end_ns: 3 * S,
+            drain_deadline: None,
+            hold_deadline: None,
+        };
+        assert_eq!(w.phase_at(&plan, 2 * S), (Phase::Connecting, None));
+        w.hold_deadline = Some(12 * S);
+        assert_eq!(w.phase_at(&plan, 2 * S), (Phase::Holding, Some(10 * S)));
     }
 }

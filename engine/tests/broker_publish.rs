@@ -908,6 +908,87 @@ fn client_publishes_to_reserved_topics_are_refused() {
     }
 }
 
+/// A client id owned by shard 0 and one owned by shard 1 (2 shards).
+fn one_id_per_shard(prefix: &str) -> [String; 2] {
+    let id_on = |shard: u16| {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|id| owner_shard(id.as_bytes(), 2) == shard)
+            .expect("some id hashes to each shard")
+    };
+    [id_on(0), id_on(1)]
+}
+
+/// 5.0 [MQTT-3.4.2-1] 5.0 [MQTT-3.5.2-1]: a v5 QoS 1/2 PUBLISH that no subscription matches,
+/// on this shard or any other, is acknowledged with 0x10 No matching subscribers; 0x00 when a
+/// subscriber exists anywhere (a plain or shared one, local or on another shard, known from
+/// that shard's interest). A no-local subscription of the publisher itself does not count.
+/// v3.1.1 acknowledgements carry no reason and are unchanged.
+#[test]
+fn no_matching_subscribers_is_reason_0x10() {
+    for v in [V3, V5] {
+        let mut sim = Sim::new(2);
+        let [here, there] = one_id_per_shard("c");
+        let [here_too, _] = one_id_per_shard("l");
+        let p = sim.connect(v, &here, true);
+        let remote = sim.connect(v, &there, true);
+        let local = sim.connect(v, &here_too, true);
+        let none = if v == V5 {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        for qos in [1u8, 2] {
+            let reason = publish_ack_reason(&mut sim, p, publish("n/t", "x", qos));
+            assert_eq!(reason, none, "{v:?} QoS {qos}: no subscriber");
+        }
+        // A subscriber on the other shard only: its interest counts.
+        sim.subscribe(remote, "n/+", 1);
+        for qos in [1u8, 2] {
+            let reason = publish_ack_reason(&mut sim, p, publish("n/t", "x", qos));
+            assert_eq!(
+                reason,
+                ReasonCode::SUCCESS,
+                "{v:?} QoS {qos}: remote subscriber"
+            );
+        }
+        assert_eq!(sim.messages(remote).len(), 2);
+        // Gone again: the other shard's interest is withdrawn.
+        sim.unsubscribe(remote, "n/+");
+        assert_eq!(
+            publish_ack_reason(&mut sim, p, publish("n/t", "x", 1)),
+            none
+        );
+        // A shared subscription, and a local plain one.
+        sim.subscribe(remote, "$share/g/n/#", 1);
+        assert_eq!(
+            publish_ack_reason(&mut sim, p, publish("n/t", "x", 1)),
+            ReasonCode::SUCCESS,
+            "{v:?}: shared subscriber"
+        );
+        sim.unsubscribe(remote, "$share/g/n/#");
+        sim.subscribe(local, "n/t", 0);
+        assert_eq!(
+            publish_ack_reason(&mut sim, p, publish("n/t", "x", 1)),
+            ReasonCode::SUCCESS,
+            "{v:?}: local subscriber"
+        );
+        sim.unsubscribe(local, "n/t");
+        if v == V5 {
+            // The publisher's own no-local subscription delivers nothing.
+            let no_local = SubscriptionOptions {
+                no_local: true,
+                ..opts(1)
+            };
+            sim.subscribe_with(p, &[("n/t", no_local)], None);
+            assert_eq!(
+                publish_ack_reason(&mut sim, p, publish("n/t", "x", 1)),
+                none
+            );
+        }
+    }
+}
+
 /// 5.0 [MQTT-3.2.2-7]: a will under `$SYS` or on a `$share/` name is refused at CONNECT, like
 /// a will the ACL denies (a will dropped silently would fail only when needed): v5 CONNACK 0x87
 /// / 0x90, v3.1.1 return code 5 (not authorized); the connection is closed.

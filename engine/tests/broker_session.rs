@@ -200,6 +200,17 @@ fn session_takeover() {
     }
 }
 
+fn publish_with_id(
+    topic: &str,
+    payload: &str,
+    qos: u8,
+    packet_id: u16,
+) -> ringmq_engine::codec::Publish {
+    let mut p = publish(topic, payload, qos);
+    p.packet_id = packet_id;
+    p
+}
+
 /// A client id owned by a shard other than the owner of `id` (2 shards).
 fn id_on_other_shard(id: &str) -> String {
     let owner = owner_shard(id.as_bytes(), 2);
@@ -212,7 +223,8 @@ fn id_on_other_shard(id: &str) -> String {
 /// 5.0 [MQTT-3.1.2-6] 5.0 [MQTT-3.2.2-3] 3.1.1 [MQTT-3.1.2-6] 3.1.1 [MQTT-3.2.2-3]: taking
 /// over a live connection whose session is not kept (3.1.1 CleanSession 1, v5 Session Expiry 0)
 /// with Clean Start 0 finds no session: Session Present 0, none of the old subscriptions (on
-/// any shard), the old connection's will published; the new session is kept as asked.
+/// any shard: v5 PUBACK 0x10 from the other shard), the old connection's will published; the
+/// new session is kept as asked.
 #[test]
 fn takeover_of_a_session_not_kept_starts_a_new_one() {
     for v in both() {
@@ -237,7 +249,18 @@ fn takeover_of_a_session_not_kept_starts_a_new_one() {
         assert!(sim.is_closed(old));
         assert_eq!(sim.payloads(watcher), ["gone"], "{v:?}: the old will");
 
-        sim.pub_simple(publisher, "t", "after", 1);
+        sim.send(
+            publisher,
+            Packet::Publish(publish_with_id("t", "after", 1, 7)),
+        );
+        let ack = sim.expect(publisher, |p| matches!(p, Packet::PubAck(_)));
+        if v == V5 {
+            // The other shard no longer counts a subscriber for "t".
+            assert!(
+                matches!(&ack, Packet::PubAck(a) if a.reason == ReasonCode::NO_MATCHING_SUBSCRIBERS),
+                "{ack:?}"
+            );
+        }
         assert!(
             sim.messages(new).is_empty(),
             "{v:?}: old subscription inherited"

@@ -99,6 +99,7 @@ impl Broker {
                 s.inbound_qos2.push(packet_id);
             }
         }
+        let mut matched = true;
         if allowed {
             p.dup = false;
             if p.retain {
@@ -113,10 +114,14 @@ impl Broker {
                 let acks = self.retain_local(&p, now_ms, token);
                 self.open_barrier(conn, token, acks);
             }
-            self.route(&mut p, Source::Local(Some(session)), now_ms, now_ms);
+            matched = self.route(&mut p, Source::Local(Some(session)), now_ms, now_ms);
         }
         let reason = match refusal {
             Some(reason) if protocol.is_v5() => reason,
+            // Accepted, but nobody subscribes to it here or on any other
+            // shard: v5 says so (0x10), which tells a publisher its topic
+            // is wrong (MQTT 5.0 3.4.2.1; Mosquitto and EMQX do the same).
+            None if protocol.is_v5() && !matched => ReasonCode::NO_MATCHING_SUBSCRIBERS,
             _ => ReasonCode::SUCCESS,
         };
         let ack = PubAck {

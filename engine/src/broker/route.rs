@@ -143,13 +143,15 @@ impl SharedGroup {
 impl Broker {
     /// Route a publish: one trie walk gives local subscribers, the other
     /// shards to forward to, and a member for each matching shared group.
+    /// Returns whether any subscription matched, here or on another shard
+    /// (for v5 PUBACK / PUBREC 0x10 No matching subscribers).
     pub(super) fn route(
         &mut self,
         publish: &mut Publish,
         source: Source,
         received_at_ms: u64,
         now_ms: u64,
-    ) {
+    ) -> bool {
         let mut matches = std::mem::take(&mut self.scratch_matches);
         let mut shared_remote = std::mem::take(&mut self.scratch_shared_remote);
         let mut shared_filters = std::mem::take(&mut self.scratch_shared_filters);
@@ -204,9 +206,11 @@ impl Broker {
             });
         }
 
+        let mut matched = !shared_remote.is_empty();
         // Other shards: one copy each, however many subscribers they have.
         if local_origin {
             let mut mask = remote_mask & !(1u64 << self.shard);
+            matched |= mask != 0;
             while mask != 0 {
                 let shard = mask.trailing_zeros() as u16;
                 mask &= mask - 1;
@@ -235,6 +239,7 @@ impl Broker {
             Source::Shard => None,
         };
         matches.retain(|m| !(m.no_local && Some(m.session) == publisher));
+        matched |= !matches.is_empty();
         if matches.len() > 1 {
             matches.sort_unstable_by_key(|m| (m.session, m.shared));
         }
@@ -270,6 +275,7 @@ impl Broker {
         self.scratch_matches = matches;
         self.scratch_shared_remote = shared_remote;
         self.scratch_shared_filters = shared_filters;
+        matched
     }
 
     /// A shared-group delivery chosen by another shard: pick a local member.

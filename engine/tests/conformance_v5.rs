@@ -712,6 +712,52 @@ fn keep_alive_one_and_a_half_times() {
     );
 }
 
+/// [MQTT-3.1.2-24]: the CONNACK respects the client's Maximum Packet Size. A client whose
+/// maximum is the CONNACK's size gets it; one byte less and the connection is closed without a
+/// CONNACK (its properties carry limits and are not optional) and before any session is made or
+/// taken over. A refusing CONNACK obeys the same rule.
+#[test]
+fn connack_fits_the_client_maximum_packet_size() {
+    let mut sim = Sim::new(1);
+    let (_, ack) = sim.connect_with(connect_packet(V5, "probe", true));
+    let n = codec::encoded_len(&Packet::ConnAck(ack), V5) as u32;
+
+    let mut c = connect_packet(V5, "fits", true);
+    c.properties.maximum_packet_size_bytes = Some(n);
+    let (fits, ack) = sim.connect_with(c);
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    assert!(sim.ping_ok(fits));
+
+    let live = sim.connect(V5, "tight", true);
+    let mut c = connect_packet(V5, "tight", true);
+    c.properties.maximum_packet_size_bytes = Some(n - 1);
+    let tight = raw_first(&mut sim, &encode5(&Packet::Connect(Box::new(c))));
+    assert!(sim.is_closed(tight));
+    assert!(
+        sim.recv(tight).is_empty(),
+        "a CONNACK larger than the client's maximum"
+    );
+    assert!(
+        sim.ping_ok(live),
+        "taken over by a connection that got no CONNACK"
+    );
+
+    // A refusal (no enhanced authentication here): 5 bytes.
+    let refusal = |max: u32| {
+        let mut c = connect_packet(V5, "auth", true);
+        c.properties.authentication_method = Some(Bytes::from_static(b"SCRAM-SHA-1"));
+        c.properties.maximum_packet_size_bytes = Some(max);
+        encode5(&Packet::Connect(Box::new(c)))
+    };
+    let c = raw_first(&mut sim, &refusal(5));
+    assert_eq!(
+        refused(&mut sim, c),
+        Some(ReasonCode::BAD_AUTHENTICATION_METHOD)
+    );
+    let c = raw_first(&mut sim, &refusal(4));
+    assert_eq!(refused(&mut sim, c), None);
+}
+
 /// [MQTT-3.1.2-26] [MQTT-3.1.2-27] [MQTT-3.3.2-11]: outbound topic aliases never exceed the
 /// client's Topic Alias Maximum, and none are sent when it is absent.
 #[test]

@@ -11,7 +11,9 @@ use super::session::{OutState, Session};
 use super::timer::{keep_alive_grace_ms, Timer};
 use super::{owner_shard, Broker, ConnId, Event, SessionId};
 use crate::acl::Action;
-use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, Protocol, PubAck, ReasonCode};
+use crate::codec::{
+    self, ConnAck, ConnAckProperties, Connect, Packet, Protocol, PubAck, ReasonCode,
+};
 use crate::topic;
 
 impl Broker {
@@ -57,8 +59,17 @@ impl Broker {
             reason,
             properties: ConnAckProperties::default(),
         };
-        self.write_packet(conn, &Packet::ConnAck(ack));
+        if let Some(ack) = self.fit_connack(conn, ack) {
+            self.write_packet(conn, &Packet::ConnAck(ack));
+        }
         self.close(conn, now_ms);
+    }
+
+    /// The CONNACK as it may be sent on `conn`, whose client declared its
+    /// Maximum Packet Size in CONNECT ([MQTT-3.1.2-24]); see [`fit_connack`].
+    fn fit_connack(&self, conn: ConnId, ack: ConnAck) -> Option<ConnAck> {
+        let c = self.conns.get(conn)?;
+        fit_connack(ack, c.protocol, c.client_packet_size_max_bytes)
     }
 
     /// A client id for an empty one ([MQTT-3.1.3-6], v5 Assigned Client
@@ -79,6 +90,11 @@ impl Broker {
         let protocol = connect.protocol;
         if let Some(c) = self.conns.get_mut(conn) {
             c.protocol = protocol;
+            // Already for the CONNACK ([MQTT-3.1.2-24]); absent (and v3) = no limit.
+            c.client_packet_size_max_bytes = connect
+                .properties
+                .maximum_packet_size_bytes
+                .unwrap_or(u32::MAX);
         }
         let v5 = protocol.is_v5();
         if connect.client_id.len() > self.config.client_id_max_bytes {
@@ -161,6 +177,28 @@ impl Broker {
             (cap, false)
         };
 
+        let mut properties = ConnAckProperties::default();
+        if v5 {
+            properties.receive_maximum = Some(self.config.receive_maximum);
+            properties.maximum_packet_size_bytes = Some(self.config.packet_size_max_bytes);
+            properties.topic_alias_maximum = Some(self.config.topic_alias_max);
+            properties.assigned_client_identifier = assigned;
+            properties.server_keep_alive_s = server_keep_alive;
+            if expiry_capped {
+                properties.session_expiry_interval_s = Some(expiry_interval_s);
+            }
+        }
+        let ack = ConnAck {
+            session_present: false, // set below; the size does not depend on it
+            reason: ReasonCode::SUCCESS,
+            properties,
+        };
+        // A client whose Maximum Packet Size cannot hold the CONNACK is
+        // closed before anything happens to a session (no takeover).
+        let Some(mut ack) = self.fit_connack(conn, ack) else {
+            return self.close(conn, now_ms);
+        };
+
         // Takeover: the old connection is closed ([MQTT-3.1.4-3]), v5 with 0x8E.
         // A session that is not kept (v3.1.1 CleanSession 1, v5 Session
         // Expiry 0) ends with that connection, so Clean Start 0 finds no
@@ -225,10 +263,6 @@ impl Broker {
             c.keep_alive_ms = u64::from(keep_alive_s) * 1000;
             c.last_packet_ms = now_ms;
             c.aliases = Vec::new(); // made on first alias (v5 only reaches it)
-            c.client_packet_size_max_bytes = connect
-                .properties
-                .maximum_packet_size_bytes
-                .unwrap_or(u32::MAX);
             c.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
             c.aliases_out_max = if v5 {
                 self.config
@@ -250,22 +284,7 @@ impl Broker {
             );
         }
 
-        let mut properties = ConnAckProperties::default();
-        if v5 {
-            properties.receive_maximum = Some(self.config.receive_maximum);
-            properties.maximum_packet_size_bytes = Some(self.config.packet_size_max_bytes);
-            properties.topic_alias_maximum = Some(self.config.topic_alias_max);
-            properties.assigned_client_identifier = assigned;
-            properties.server_keep_alive_s = server_keep_alive;
-            if expiry_capped {
-                properties.session_expiry_interval_s = Some(expiry_interval_s);
-            }
-        }
-        let ack = ConnAck {
-            session_present,
-            reason: ReasonCode::SUCCESS,
-            properties,
-        };
+        ack.session_present = session_present;
         self.write_packet(conn, &Packet::ConnAck(ack));
         if session_present {
             self.resend_inflight(conn, session, now_ms);
@@ -472,5 +491,76 @@ impl Broker {
         if !c.out.is_empty() {
             c.queue_transmit(conn, &mut self.events);
         }
+    }
+}
+
+/// `ack` as it may be sent to a client whose Maximum Packet Size is
+/// `max_bytes` ([MQTT-3.1.2-24]): without its Reason String and User
+/// Properties when they would make it too large ([MQTT-3.2.2-19],
+/// [MQTT-3.2.2-20]); `None` when it is too large even then. The other
+/// properties are not optional: they carry limits and the assigned client
+/// identifier, and their absence would mean something else.
+fn fit_connack(ack: ConnAck, protocol: Protocol, max_bytes: u32) -> Option<ConnAck> {
+    let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    let mut packet = Packet::ConnAck(ack);
+    if codec::encoded_len(&packet, protocol) > max {
+        if let Packet::ConnAck(a) = &mut packet {
+            a.properties.reason_string = None;
+            a.properties.user = Default::default();
+        }
+        if codec::encoded_len(&packet, protocol) > max {
+            return None;
+        }
+    }
+    match packet {
+        Packet::ConnAck(a) => Some(a),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack_with_optional_properties() -> ConnAck {
+        let mut properties = ConnAckProperties {
+            receive_maximum: Some(10),
+            reason_string: Some(Bytes::from_static(b"a reason string")),
+            ..Default::default()
+        };
+        properties
+            .user
+            .push((Bytes::from_static(b"key"), Bytes::from_static(b"value")));
+        ConnAck {
+            session_present: false,
+            reason: ReasonCode::SUCCESS,
+            properties,
+        }
+    }
+
+    fn len(ack: &ConnAck) -> u32 {
+        codec::encoded_len(&Packet::ConnAck(ack.clone()), Protocol::V5) as u32
+    }
+
+    #[test]
+    fn optional_connack_properties_are_dropped_to_fit_and_only_then() {
+        let full = ack_with_optional_properties();
+        let n = len(&full);
+        assert_eq!(
+            fit_connack(full.clone(), Protocol::V5, n),
+            Some(full.clone())
+        );
+        let mut minimal = full.clone();
+        minimal.properties.reason_string = None;
+        minimal.properties.user.clear();
+        let m = len(&minimal);
+        assert!(m < n);
+        for max in [m, n - 1] {
+            assert_eq!(
+                fit_connack(full.clone(), Protocol::V5, max),
+                Some(minimal.clone())
+            );
+        }
+        assert_eq!(fit_connack(full, Protocol::V5, m - 1), None);
     }
 }

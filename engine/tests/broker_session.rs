@@ -553,3 +553,30 @@ fn shutdown_disconnects_everyone() {
     );
     assert!(sim.is_closed(a) && sim.is_closed(b));
 }
+
+/// A verified client certificate's identity (`use_identity_as_username`)
+/// stands for the credentials: with allow_anonymous = false, a CONNECT
+/// without user name is accepted on that connection only.
+#[test]
+fn certificate_identity_authenticates_the_connect() {
+    let cfg = BrokerConfig {
+        allow_anonymous: false,
+        ..Default::default()
+    };
+    for v in both() {
+        let mut sim = Sim::with_config(1, cfg.clone());
+        let c = sim.open(0, v);
+        sim.brokers[0].set_certificate_identity(c.conn, "device-7");
+        sim.send(
+            c,
+            Packet::Connect(Box::new(connect_packet(v, "cert", true))),
+        );
+        let Packet::ConnAck(ack) = sim.expect(c, |p| matches!(p, Packet::ConnAck(_))) else {
+            unreachable!()
+        };
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        // Without an identity the same CONNECT is still refused.
+        let (_, ack) = sim.connect_with(connect_packet(v, "nocert", true));
+        assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
+    }
+}

@@ -54,10 +54,20 @@
 //! The fd hand-off between shards is [`Connection::into_owned_fd`] on the
 //! accepting shard and [`Connection::from_owned_fd`] on the owner.
 //!
+//! TLS ([`crate::tls`]) sits inside the driver as a byte transform: the
+//! reader feeds ciphertext to the connection's [`TlsSession`] and hands the
+//! plaintext to [`Handler::on_bytes`]; the writer encrypts the handler's
+//! batch and writes the records, together with whatever the session queued
+//! on its own (handshake flights, alerts, session tickets, close_notify).
+//! Both tasks share the session through a `RefCell` never borrowed across
+//! an await. A handshake step first waits for the shard's
+//! [`HandshakeBudget`]. The session moves with the fd in a hand-off (it is
+//! `Send`).
+//!
 //! See the crate docs for how a native io_uring backend (multishot receive,
 //! provided buffers) would replace this module behind the same seam.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -71,6 +81,7 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use crate::os::{self, Shutdown};
+use crate::tls::{HandshakeBudget, TlsError, TlsRead, TlsSession};
 use crate::wake::WakerSlot;
 
 /// Limits of the connection driver.
@@ -126,6 +137,9 @@ pub enum CloseReason {
     /// A packet the handler left incomplete was not completed within
     /// `packet_complete_timeout_ms`.
     PacketTimeout,
+    /// The TLS session failed (handshake refused, bad record, ...); the
+    /// alert was sent before the socket was shut down.
+    TlsError,
 }
 
 /// What the driver asks of the runtime that owns the connection. The
@@ -144,6 +158,10 @@ pub trait Handler {
     }
     /// The reader ended; called exactly once per driven connection.
     fn on_closed(&self, reason: CloseReason);
+    /// A TLS connection's handshake is done (called once, before the first
+    /// [`Handler::on_bytes`]; never for plain TCP). The session tells the
+    /// negotiated parameters and the client certificate's identity.
+    fn on_tls_established(&self, _session: &TlsSession) {}
 }
 
 #[derive(Default)]
@@ -155,6 +173,8 @@ struct Shared {
     /// The writer has flushed (or given up) and shut the socket down.
     writer_done: Cell<bool>,
     write_failed: Cell<Option<io::ErrorKind>>,
+    /// The reader closed the connection because its TLS session failed.
+    tls_failed: Cell<bool>,
     writer: WakerSlot,
     reader: WakerSlot,
 }
@@ -211,29 +231,56 @@ impl DriverHandle {
     }
 }
 
+/// The TLS side of a connection: its session and its shard's budget.
+pub struct ConnTls {
+    pub session: Box<TlsSession>,
+    pub budget: Rc<HandshakeBudget>,
+}
+
 /// An accepted TCP connection before it is split into the driver's tasks.
 pub struct Connection {
     stream: TcpStream,
     /// A read future was dropped before completing (its operation may still
     /// hold the fd): the fd can no longer be handed off.
     read_in_flight: bool,
+    tls: Option<ConnTls>,
 }
 
 impl Connection {
-    /// Wraps a stream accepted by monoio.
+    /// Wraps a stream accepted by monoio (plain TCP).
     pub fn new(stream: TcpStream) -> Self {
         Connection {
             stream,
             read_in_flight: false,
+            tls: None,
+        }
+    }
+
+    /// Wraps a stream accepted on a TLS listener.
+    pub fn with_tls(stream: TcpStream, tls: ConnTls) -> Self {
+        Connection {
+            stream,
+            read_in_flight: false,
+            tls: Some(tls),
         }
     }
 
     /// Adopts a socket handed over by another shard: non-blocking mode, then
-    /// registration with this thread's monoio driver.
-    pub fn from_owned_fd(fd: OwnedFd) -> io::Result<Self> {
+    /// registration with this thread's monoio driver; `tls` is the session
+    /// that came with it (and this shard's budget).
+    pub fn from_owned_fd(fd: OwnedFd, tls: Option<ConnTls>) -> io::Result<Self> {
         let std_stream = std::net::TcpStream::from(fd);
         std_stream.set_nonblocking(true)?;
-        Ok(Connection::new(TcpStream::from_std(std_stream)?))
+        Ok(Connection {
+            stream: TcpStream::from_std(std_stream)?,
+            read_in_flight: false,
+            tls,
+        })
+    }
+
+    /// Whether this is a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Sets `TCP_NODELAY`.
@@ -247,22 +294,29 @@ impl Connection {
     }
 
     /// Reads once, appending at most `chunk_bytes` to `buf`. `Ok(0)` is EOF.
-    /// Used before the driver starts (routing a new connection).
+    /// Used before the driver starts (routing a new connection). On a TLS
+    /// connection it runs the handshake (reads and writes) until plaintext
+    /// arrives, and appends only plaintext; a TLS failure is an
+    /// `InvalidData` error (the alert was sent).
     pub async fn read_chunk(
         &mut self,
         buf: BytesMut,
         chunk_bytes: usize,
     ) -> (io::Result<usize>, BytesMut) {
         self.read_in_flight = true;
-        let out = read_bounded(&mut self.stream, buf, chunk_bytes).await;
+        let out = match &mut self.tls {
+            None => read_bounded(&mut self.stream, buf, chunk_bytes).await,
+            Some(tls) => read_tls_chunk(&mut self.stream, tls, buf, chunk_bytes).await,
+        };
         self.read_in_flight = false;
         out
     }
 
-    /// Gives up the socket for a hand-off to another shard. Refused (the
-    /// connection is returned) if a read was abandoned mid-flight, because
-    /// its operation may still reference the fd.
-    pub fn into_owned_fd(self) -> Result<OwnedFd, Connection> {
+    /// Gives up the socket (and its TLS session) for a hand-off to another
+    /// shard. Refused (the connection is returned) if a read was abandoned
+    /// mid-flight, because its operation may still reference the fd.
+    #[allow(clippy::type_complexity)]
+    pub fn into_owned_fd(self) -> Result<(OwnedFd, Option<Box<TlsSession>>), Connection> {
         if self.read_in_flight {
             return Err(self);
         }
@@ -270,7 +324,8 @@ impl Connection {
         // SAFETY: `into_raw_fd` released the descriptor from monoio (no
         // operation referenced it: `read_in_flight` is false and reads take
         // `&mut self`), so we are its only owner from here on.
-        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok((fd, self.tls.map(|t| t.session)))
     }
 
     /// Starts the reader and writer tasks on the current monoio runtime.
@@ -284,6 +339,13 @@ impl Connection {
         config: DriverConfig,
     ) {
         let fd = self.stream.as_raw_fd();
+        let tls = self.tls.map(|t| {
+            Rc::new(DriverTls {
+                session: RefCell::new(t.session),
+                budget: t.budget,
+                close_notify_queued: Cell::new(false),
+            })
+        });
         let (read_half, write_half) = self.stream.into_split();
         monoio::spawn(writer_task(
             write_half,
@@ -291,8 +353,76 @@ impl Connection {
             handler.clone(),
             handle.clone(),
             config,
+            tls.clone(),
         ));
-        monoio::spawn(reader_task(read_half, initial, handler, handle, config));
+        monoio::spawn(reader_task(
+            read_half, initial, handler, handle, config, tls,
+        ));
+    }
+}
+
+/// The TLS state both driver tasks share.
+struct DriverTls {
+    session: RefCell<Box<TlsSession>>,
+    budget: Rc<HandshakeBudget>,
+    close_notify_queued: Cell<bool>,
+}
+
+/// Feeds one read's ciphertext to the session, charging the handshake
+/// budget while the handshake runs (the caller waited for
+/// [`HandshakeBudget::wait_turn`] first). Returns the outcome and whether
+/// the handshake finished with this read.
+fn decrypt(
+    session: &mut TlsSession,
+    budget: &HandshakeBudget,
+    cipher: &[u8],
+    plain: &mut BytesMut,
+) -> (Result<TlsRead, TlsError>, bool) {
+    if !session.is_handshaking() {
+        return (session.read(cipher, plain), false);
+    }
+    let result = budget.charge(|| session.read(cipher, plain));
+    let established = result.is_ok() && !session.is_handshaking();
+    (result, established)
+}
+
+/// [`Connection::read_chunk`] on a TLS connection.
+async fn read_tls_chunk(
+    stream: &mut TcpStream,
+    tls: &mut ConnTls,
+    mut plain: BytesMut,
+    chunk_bytes: usize,
+) -> (io::Result<usize>, BytesMut) {
+    let before = plain.len();
+    loop {
+        let (result, cipher) = read_bounded(stream, BytesMut::new(), chunk_bytes).await;
+        match result {
+            Ok(0) => return (Ok(0), plain),
+            Ok(_) => {}
+            Err(e) => return (Err(e), plain),
+        }
+        if tls.session.is_handshaking() {
+            tls.budget.wait_turn().await;
+        }
+        let (result, _) = decrypt(&mut tls.session, &tls.budget, &cipher, &mut plain);
+        if tls.session.wants_write() {
+            let mut out = Vec::new();
+            tls.session.take_output(&mut out);
+            let (written, _) = stream.write_all(out).await;
+            if let Err(e) = written {
+                return (Err(e), plain);
+            }
+        }
+        let result = match result {
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake or record refused");
+                Err(io::Error::new(io::ErrorKind::InvalidData, e))
+            }
+            Ok(TlsRead::PeerClosed) => Ok(plain.len() - before),
+            Ok(TlsRead::Open) if plain.len() > before => Ok(plain.len() - before),
+            Ok(TlsRead::Open) => continue,
+        };
+        return (result, plain);
     }
 }
 
@@ -323,8 +453,17 @@ async fn reader_task<H: Handler>(
     handler: Rc<H>,
     handle: DriverHandle,
     config: DriverConfig,
+    tls: Option<Rc<DriverTls>>,
 ) {
-    let reason = read_loop(&mut read_half, initial, &*handler, &handle, config).await;
+    let reason = read_loop(
+        &mut read_half,
+        initial,
+        &*handler,
+        &handle,
+        config,
+        tls.as_deref(),
+    )
+    .await;
     handle.shared.ended.set(true);
     handle.shared.writer.wake();
     drop(read_half);
@@ -337,8 +476,19 @@ async fn read_loop<H: Handler>(
     handler: &H,
     handle: &DriverHandle,
     config: DriverConfig,
+    tls: Option<&DriverTls>,
 ) -> CloseReason {
     let shared = &handle.shared;
+    if let Some(tls) = tls {
+        // Handshake finished while routing (or on the shard that handed
+        // the connection over).
+        let session = tls.session.borrow();
+        if !session.is_handshaking() {
+            handler.on_tls_established(&session);
+        }
+    }
+    // TLS: ciphertext is read into `cipher`, plaintext goes to `buf`.
+    let mut cipher = BytesMut::new();
     let packet_timeout = Duration::from_millis(config.packet_complete_timeout_ms);
     // When the packet left incomplete in `buf` started (module docs).
     let mut packet_started: Option<Instant> = None;
@@ -375,7 +525,18 @@ async fn read_loop<H: Handler>(
             // with frames the engine holds; a new one is allocated on demand).
             buf = BytesMut::new();
         }
-        let read = read_bounded(read_half, buf, chunk);
+        // Plain TCP reads into `buf`; TLS reads ciphertext into `cipher`
+        // (`buf` keeps the plaintext partial frame meanwhile).
+        let target = match tls {
+            None => std::mem::take(&mut buf),
+            Some(_) => {
+                if cipher.capacity() > 2 * chunk {
+                    cipher = BytesMut::new();
+                }
+                std::mem::take(&mut cipher)
+            }
+        };
+        let read = read_bounded(read_half, target, chunk);
         let completed = match packet_started {
             None => Some(read.await),
             Some(started) => monoio::select! {
@@ -386,27 +547,70 @@ async fn read_loop<H: Handler>(
         let Some((result, returned)) = completed else {
             // The read (and its buffer) was abandoned.
             if shared.closing.get() {
-                buf = BytesMut::new();
                 continue;
             }
             return CloseReason::PacketTimeout;
         };
-        buf = returned;
+        match tls {
+            None => buf = returned,
+            Some(_) => cipher = returned,
+        }
         if shared.closing.get() {
             // Bytes after a close are not handed to the engine.
             continue;
         }
-        match result {
+        let n = match result {
             Ok(0) => return CloseReason::PeerClosed,
-            Ok(n) => {
-                chunk = if n >= chunk {
-                    (chunk * 2).min(chunk_max)
-                } else {
-                    (chunk / 2).max(READ_CHUNK_MIN_BYTES.min(chunk_max))
-                };
-                deliver(handler, &mut buf, &mut packet_started);
-            }
+            Ok(n) => n,
             Err(e) => return CloseReason::ReadError(e.kind()),
+        };
+        chunk = if n >= chunk {
+            (chunk * 2).min(chunk_max)
+        } else {
+            (chunk / 2).max(READ_CHUNK_MIN_BYTES.min(chunk_max))
+        };
+        let Some(tls) = tls else {
+            deliver(handler, &mut buf, &mut packet_started);
+            continue;
+        };
+        if tls.session.borrow().is_handshaking() {
+            tls.budget.wait_turn().await;
+            if shared.closing.get() {
+                continue;
+            }
+        }
+        let (result, established) = decrypt(
+            &mut tls.session.borrow_mut(),
+            &tls.budget,
+            &cipher,
+            &mut buf,
+        );
+        cipher.clear();
+        if tls.session.borrow().wants_write() {
+            // Handshake flight, alert or ticket: the writer sends it.
+            shared.transmit.set(true);
+            shared.writer.wake();
+        }
+        let peer_closed = match result {
+            Ok(state) => state == TlsRead::PeerClosed,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS session failed; closing the connection");
+                shared.tls_failed.set(true);
+                handle.close();
+                continue;
+            }
+        };
+        if established {
+            handler.on_tls_established(&tls.session.borrow());
+        }
+        if shared.closing.get() {
+            continue;
+        }
+        if !buf.is_empty() {
+            deliver(handler, &mut buf, &mut packet_started);
+        }
+        if peer_closed {
+            return CloseReason::PeerClosed;
         }
     }
 }
@@ -440,6 +644,9 @@ async fn linger(read_half: &mut OwnedReadHalf<TcpStream>, shared: &Shared) -> Cl
         }
     }
     shared.reader.wait_until(|| shared.writer_done.get()).await;
+    if shared.tls_failed.get() {
+        return CloseReason::TlsError;
+    }
     shared
         .write_failed
         .get()
@@ -452,6 +659,7 @@ async fn writer_task<H: Handler>(
     handler: Rc<H>,
     handle: DriverHandle,
     config: DriverConfig,
+    tls: Option<Rc<DriverTls>>,
 ) {
     let shared = &handle.shared;
     loop {
@@ -464,7 +672,21 @@ async fn writer_task<H: Handler>(
             return;
         }
         shared.transmit.set(false);
-        if let Some(batch) = handler.take_outgoing() {
+        let batch = match &tls {
+            None => handler.take_outgoing(),
+            Some(tls) => match tls_output(tls, &*handler, shared.closing.get()) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::debug!(error = %e, "TLS encryption failed; closing the connection");
+                    shared.write_failed.set(Some(io::ErrorKind::InvalidData));
+                    shared.closing.set(true);
+                    shut_down(fd, Shutdown::Both);
+                    writer_done(shared);
+                    return;
+                }
+            },
+        };
+        if let Some(batch) = batch {
             let result = monoio::select! {
                 (r, _) = write_half.write_all(batch) => r.map(|_| ()).map_err(|e| e.kind()),
                 kind = abort_write(&handle, config.close_flush_timeout_ms) => Err(kind),
@@ -484,6 +706,29 @@ async fn writer_task<H: Handler>(
             return;
         }
     }
+}
+
+/// The next TLS batch: the handler's plaintext encrypted, plus whatever the
+/// session queued itself; on close, a close_notify alert once.
+fn tls_output<H: Handler>(
+    tls: &DriverTls,
+    handler: &H,
+    closing: bool,
+) -> Result<Option<Bytes>, TlsError> {
+    let plain = handler.take_outgoing();
+    let mut session = tls.session.borrow_mut();
+    if let Some(plain) = plain {
+        session.encrypt(&plain)?;
+    }
+    if closing && !tls.close_notify_queued.replace(true) {
+        session.send_close_notify();
+    }
+    if !session.wants_write() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    session.take_output(&mut out);
+    Ok(Some(Bytes::from(out)))
 }
 
 /// Resolves when an in-flight write must be abandoned: the reader ended, or

@@ -18,6 +18,8 @@
 //!   pacing), each behind a safe function.
 //! - [`clock`]: the one process clock (`now_ms` for the engine, `now_ns`
 //!   for latency stamps), copied to every thread.
+//! - [`tls`]: TLS (rustls, `ring` provider) as a byte transform between
+//!   the socket and the engine, and the per-shard handshake budget.
 //! - [`connect`]: outgoing TCP connections (from a chosen source address).
 //!
 //! The MQTT client connection that loadgen, the tests and bridges use is
@@ -44,4 +46,5 @@ pub mod conn;
 pub mod connect;
 pub mod listener;
 pub mod os;
+pub mod tls;
 pub mod wake;

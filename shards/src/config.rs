@@ -12,18 +12,19 @@
 //! ```
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use ringmq_engine::broker::{BrokerConfig, SHARDS_MAX};
 use ringmq_net::conn::DriverConfig;
-use ringmq_net::listener::ListenerOptions;
 use serde::Deserialize;
 
 mod error;
+mod listener;
 
 pub use error::ConfigError;
 use error::{classify, line_of};
+pub use listener::Listener;
+use listener::ListenersPartial;
 
 /// The built-in defaults: `config/ringmq.toml`, compiled into the binary.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../../config/ringmq.toml");
@@ -69,18 +70,6 @@ macro_rules! section {
 }
 
 section! {
-    /// `[listener]`: where clients connect.
-    Listener / ListenerPartial in "listener" {
-        /// Addresses to listen on, `IP:PORT`.
-        listen: Vec<String>,
-        /// `listen(2)` backlog per shard socket, in connections.
-        backlog_connections: u32,
-        /// `TCP_NODELAY` on client sockets.
-        nodelay: bool,
-    }
-}
-
-section! {
     /// `[limits]`: the engine's limits (`BrokerConfig`), one key per field.
     Limits / LimitsPartial in "limits" {
         connections_max: usize,
@@ -119,6 +108,9 @@ section! {
         shutdown_grace_ms: u64,
         sys_interval_s: u32,
         log_level: String,
+        /// Microseconds of each millisecond a shard may spend on TLS
+        /// handshakes (the rest is for established connections).
+        tls_handshake_budget_us_per_ms: u64,
     }
 }
 
@@ -157,8 +149,9 @@ impl fmt::Display for IoMode {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PartialConfig {
-    #[serde(default)]
-    listener: ListenerPartial,
+    /// `[[listener]]` (or the old `[listener]`): resolved separately, a
+    /// file's list replaces the built-in one (`listener` module).
+    listener: Option<ListenersPartial>,
     #[serde(default)]
     limits: LimitsPartial,
     #[serde(default)]
@@ -170,7 +163,7 @@ struct PartialConfig {
 impl PartialConfig {
     fn over(self, base: PartialConfig) -> PartialConfig {
         PartialConfig {
-            listener: self.listener.over(base.listener),
+            listener: self.listener.or(base.listener),
             limits: self.limits.over(base.limits),
             runtime: self.runtime.over(base.runtime),
             auth: self.auth.over(base.auth),
@@ -181,12 +174,11 @@ impl PartialConfig {
 /// The whole, validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub listener: Listener,
+    /// `[[listener]]`, in file order (at least one).
+    pub listeners: Vec<Listener>,
     pub limits: Limits,
     pub runtime: Runtime,
     pub auth: Auth,
-    /// `listener.listen`, parsed.
-    pub listen_addrs: Vec<SocketAddr>,
 }
 
 /// Command-line values that override the files.
@@ -208,6 +200,8 @@ pub mod bounds {
     pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
     /// `runtime.read_chunk_bytes`.
     pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
+    /// `runtime.tls_handshake_budget_us_per_ms`.
+    pub const TLS_HANDSHAKE_BUDGET_US_PER_MS: (u64, u64) = (1, 1000);
     /// `runtime.shutdown_grace_ms`, `runtime.close_flush_timeout_ms` and
     /// `runtime.close_linger_ms`.
     pub const TIMEOUT_MS: (u64, u64) = (0, 600_000);
@@ -263,28 +257,38 @@ impl Config {
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
         let mut merged = parse_partial(EMBEDDED_DEFAULTS, EMBEDDED_ORIGIN)?;
+        let mut listeners = merged
+            .listener
+            .take()
+            .map(|l| l.over(Vec::new()))
+            .unwrap_or_default();
+        // Keys a [[listener]] table omits take the first built-in
+        // listener's values.
+        let template = listeners.first().cloned().unwrap_or_default();
         if let Some((text, origin)) = file {
-            merged = parse_partial(text, origin)?.over(merged);
+            let mut layer = parse_partial(text, origin)?;
+            if let Some(l) = layer.listener.take() {
+                listeners = l.over(listeners);
+            }
+            merged = layer.over(merged);
         }
         if !overrides.listen.is_empty() {
-            merged.listener.listen = Some(overrides.listen.clone());
+            listeners = listener::plain(&overrides.listen);
         }
         merged.runtime.shards = overrides.shards.or(merged.runtime.shards);
         merged.runtime.io = overrides.io.or(merged.runtime.io);
         if let Some(level) = &overrides.log_level {
             merged.runtime.log_level = Some(level.clone());
         }
-        let listener = merged.listener.complete()?;
+        let listeners = listener::complete(listeners, &template)?;
         let limits = merged.limits.complete()?;
         let runtime = merged.runtime.complete()?;
         let auth = merged.auth.complete()?;
-        let listen_addrs = parse_addrs(&listener.listen)?;
         let config = Config {
-            listener,
+            listeners,
             limits,
             runtime,
             auth,
-            listen_addrs,
         };
         config.validate()?;
         Ok(config)
@@ -339,6 +343,11 @@ impl Config {
             r.packet_complete_timeout_ms,
             bounds::PACKET_COMPLETE_TIMEOUT_MS,
         )?;
+        in_range(
+            "runtime.tls_handshake_budget_us_per_ms",
+            r.tls_handshake_budget_us_per_ms,
+            bounds::TLS_HANDSHAKE_BUDGET_US_PER_MS,
+        )?;
         if tracing_subscriber::EnvFilter::try_new(&r.log_level).is_err() {
             return Err(invalid(
                 "runtime.log_level",
@@ -364,12 +373,6 @@ impl Config {
         }
         if l.inflight_max == 0 {
             return Err(invalid("limits.inflight_max", 0, "1..=65535"));
-        }
-        if self.listen_addrs.is_empty() {
-            return Err(invalid("listener.listen", "[]", "at least one \"IP:PORT\""));
-        }
-        if self.listener.backlog_connections == 0 {
-            return Err(invalid("listener.backlog_connections", 0, "at least 1"));
         }
         Ok(())
     }
@@ -433,30 +436,6 @@ impl Config {
     pub fn read_buffer_max_bytes(&self) -> usize {
         (self.limits.packet_size_max_bytes as usize).saturating_add(self.runtime.read_chunk_bytes)
     }
-
-    /// How each shard's listening sockets are made.
-    pub fn listener_options(&self) -> ListenerOptions {
-        ListenerOptions {
-            backlog_connections: self.listener.backlog_connections,
-            reuse_port: true,
-            reuse_address: true,
-        }
-    }
-}
-
-fn parse_addrs(listen: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
-    listen
-        .iter()
-        .map(|a| {
-            a.trim().parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    "listener.listen",
-                    format!("{a:?}"),
-                    "\"IP:PORT\", e.g. \"127.0.0.1:1883\" or \"[::]:1883\"",
-                )
-            })
-        })
-        .collect()
 }
 
 fn invalid(

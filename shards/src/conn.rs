@@ -11,6 +11,13 @@
 //! accepts it in its engine and feeds it those bytes first. The owner does
 //! not route again, so a connection moves at most once.
 //!
+//! TLS: the accepting shard runs the handshake during routing (the route
+//! depends on the client id inside the encrypted CONNECT), so a hand-off
+//! carries the rustls session with the fd and the plaintext bytes
+//! (`HandoffTls`; a session is `Send`). The owner continues the same
+//! session; nothing is renegotiated. With one shard, or when the
+//! connection stays, the driver runs the handshake.
+//!
 //! Routing is bounded: by the engine's CONNECT timeout (it closes the
 //! connection, which ends the routing read) and by
 //! `route_buffer_max_bytes` (past it the connection is served locally and
@@ -21,10 +28,35 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use ringmq_engine::broker::{route_connect, ConnId, Route};
-use ringmq_net::conn::{CloseReason, Connection, DriverHandle, Handler};
+use ringmq_net::conn::{CloseReason, ConnTls, Connection, DriverHandle, Handler};
+use ringmq_net::tls::{LoadedTls, TlsSession};
 
 use crate::mesh::RingMsg;
+use crate::reload::Cached;
 use crate::shard::state::{Origin, Shard};
+
+/// A listener as one shard's connections see it.
+pub struct ListenerCtx {
+    /// `mqtt://ADDR` or `mqtts://ADDR`, for logs.
+    pub name: String,
+    pub nodelay: bool,
+    pub tls: Option<ListenerTls>,
+}
+
+/// A TLS listener's certificates (this shard's view, reloadable) and its
+/// identity setting.
+pub struct ListenerTls {
+    pub files: Cached<LoadedTls>,
+    pub use_identity_as_username: bool,
+}
+
+/// The TLS part of a hand-off: the established session and the listener
+/// setting the owner needs.
+#[derive(Debug)]
+pub struct HandoffTls {
+    pub session: Box<TlsSession>,
+    pub use_identity_as_username: bool,
+}
 
 /// The runtime side of one accepted connection: the driver's handler. The
 /// shard keeps only the driver handle (`Shard::register`), so this holds
@@ -35,6 +67,9 @@ pub struct ConnCtx {
     /// The driver handle and the overflow pause, lent to the shard while
     /// it handles this connection's input.
     pub origin: Origin,
+    /// Take the user name from the client certificate (TLS listeners with
+    /// `use_identity_as_username`).
+    pub use_identity_as_username: bool,
 }
 
 impl Handler for ConnCtx {
@@ -70,17 +105,43 @@ impl Handler for ConnCtx {
     fn on_closed(&self, reason: CloseReason) {
         self.shard.connection_closed(self.id, reason);
     }
+
+    fn on_tls_established(&self, session: &TlsSession) {
+        tracing::debug!(shard = self.shard.id, conn = self.id, tls = %session.describe(), "TLS established");
+        if !self.use_identity_as_username {
+            return;
+        }
+        match session.peer_identity() {
+            Some(name) => self
+                .shard
+                .broker
+                .borrow_mut()
+                .set_certificate_identity(self.id, &name),
+            None => {
+                // The listener promised a user name from the certificate;
+                // letting the CONNECT's own user name through instead would
+                // bypass the certificate.
+                tracing::warn!(
+                    shard = self.shard.id,
+                    conn = self.id,
+                    "client certificate has no subject CN or SAN to use as user name; closing"
+                );
+                self.origin.handle.close();
+            }
+        }
+    }
 }
 
 /// Accepts a connection in the engine and registers its runtime side.
 /// `None`: the engine refused it (connection limit) or the shard stops;
 /// dropping the connection closes the socket.
-fn accept(shard: &Rc<Shard>, conn: &Connection) -> Option<Rc<ConnCtx>> {
+fn accept(
+    shard: &Rc<Shard>,
+    conn: &Connection,
+    use_identity_as_username: bool,
+) -> Option<Rc<ConnCtx>> {
     if shard.is_stopping() {
         return None;
-    }
-    if let Err(e) = conn.set_nodelay(shard.settings.nodelay) {
-        tracing::debug!(shard = shard.id, error = %e, "TCP_NODELAY");
     }
     let now = shard.now_ms();
     let accepted = shard.broker.borrow_mut().accept(now);
@@ -95,6 +156,7 @@ fn accept(shard: &Rc<Shard>, conn: &Connection) -> Option<Rc<ConnCtx>> {
         shard: shard.clone(),
         id,
         origin: Origin::new(handle),
+        use_identity_as_username,
     });
     shard.drain_events(None);
     Some(ctx)
@@ -106,10 +168,40 @@ fn drive(conn: Connection, initial: BytesMut, ctx: Rc<ConnCtx>) {
     conn.spawn_driver(initial, ctx, handle, config);
 }
 
-/// A socket from this shard's listener.
-pub async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
-    let mut conn = Connection::new(stream);
-    let Some(ctx) = accept(&shard, &conn) else {
+/// A socket from this shard's `listener`.
+pub async fn serve_accepted(
+    shard: Rc<Shard>,
+    stream: monoio::net::TcpStream,
+    listener: Rc<ListenerCtx>,
+) {
+    if let Err(e) = stream.set_nodelay(listener.nodelay) {
+        tracing::debug!(shard = shard.id, error = %e, "TCP_NODELAY");
+    }
+    let (mut conn, use_identity_as_username) = match &listener.tls {
+        None => (Connection::new(stream), false),
+        Some(tls) => {
+            // The certificates in force now: a reload applies to the
+            // connections accepted after it.
+            let files = tls.files.get();
+            match TlsSession::new(files.config.clone()) {
+                Ok(session) => (
+                    Connection::with_tls(
+                        stream,
+                        ConnTls {
+                            session: Box::new(session),
+                            budget: shard.tls_budget.clone(),
+                        },
+                    ),
+                    tls.use_identity_as_username,
+                ),
+                Err(e) => {
+                    tracing::warn!(shard = shard.id, listener = %listener.name, error = %e, "cannot start a TLS session");
+                    return;
+                }
+            }
+        }
+    };
+    let Some(ctx) = accept(&shard, &conn, use_identity_as_username) else {
         return;
     };
     if shard.count <= 1 {
@@ -147,7 +239,7 @@ pub async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
         return;
     };
     match conn.into_owned_fd() {
-        Ok(fd) => {
+        Ok((fd, session)) => {
             tracing::trace!(
                 shard = shard.id,
                 owner,
@@ -155,7 +247,21 @@ pub async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
                 "handing connection to its owner"
             );
             ctx.on_closed(CloseReason::Local);
-            shard.send(owner, RingMsg::Handoff { fd, bytes: buf }, None);
+            let tls = session.map(|session| {
+                Box::new(HandoffTls {
+                    session,
+                    use_identity_as_username,
+                })
+            });
+            shard.send(
+                owner,
+                RingMsg::Handoff {
+                    fd,
+                    bytes: buf,
+                    tls,
+                },
+                None,
+            );
             shard.publish_wakeups();
         }
         Err(conn) => {
@@ -171,20 +277,30 @@ pub async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
     }
 }
 
-/// A connection handed over by another shard: adopt the socket, accept it
-/// here, feed the engine the bytes already read.
-pub fn adopt_handoff(shard: &Rc<Shard>, fd: OwnedFd, bytes: BytesMut) {
+/// A connection handed over by another shard: adopt the socket (and its
+/// TLS session), accept it here, feed the engine the bytes already read.
+pub fn adopt_handoff(
+    shard: &Rc<Shard>,
+    fd: OwnedFd,
+    bytes: BytesMut,
+    tls: Option<Box<HandoffTls>>,
+) {
     if shard.is_stopping() {
         return; // dropping the fd closes the socket
     }
-    let conn = match Connection::from_owned_fd(fd) {
+    let use_identity_as_username = tls.as_ref().is_some_and(|t| t.use_identity_as_username);
+    let tls = tls.map(|t| ConnTls {
+        session: t.session,
+        budget: shard.tls_budget.clone(),
+    });
+    let conn = match Connection::from_owned_fd(fd, tls) {
         Ok(conn) => conn,
         Err(e) => {
             tracing::warn!(shard = shard.id, error = %e, "cannot adopt a handed-off connection");
             return;
         }
     };
-    if let Some(ctx) = accept(shard, &conn) {
+    if let Some(ctx) = accept(shard, &conn, use_identity_as_username) {
         drive(conn, bytes, ctx);
     }
 }

@@ -23,6 +23,7 @@ mod mesh;
 mod reload;
 mod server;
 mod shard;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,11 @@ fn main() -> ExitCode {
         }
         Some(Command::CheckConfig(args)) => match load(&args) {
             Ok(config) => {
+                // Certificates and keys are part of the configuration.
+                if let Err(e) = tls::load_all(&config) {
+                    eprintln!("ringmq: cannot load TLS files: {e}");
+                    return ExitCode::from(2);
+                }
                 println!("{config:#?}");
                 ExitCode::SUCCESS
             }

@@ -73,8 +73,13 @@ pub enum RingMsg {
     /// A message of the engine, for the peer's `Broker::handle_shard_message`.
     Engine(ShardMessage),
     /// A new connection whose client id the peer owns: the socket, and the
-    /// bytes already read from it (fed to the owner's engine first).
-    Handoff { fd: OwnedFd, bytes: BytesMut },
+    /// bytes already read from it (fed to the owner's engine first); on a
+    /// TLS listener also the session (handshake done, boxed: rare).
+    Handoff {
+        fd: OwnedFd,
+        bytes: BytesMut,
+        tls: Option<Box<crate::conn::HandoffTls>>,
+    },
 }
 
 const _: () = {

@@ -28,10 +28,6 @@
 //! `server::serve` that re-reads the file and calls `store`, returning
 //! [`Outcome::Changed`], [`Outcome::Unchanged`] or [`Outcome::Refused`].
 
-// The TLS listeners, password file and ACL hooks use these; until each has
-// landed some items have no caller outside the tests.
-#![allow(dead_code)]
-
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

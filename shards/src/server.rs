@@ -21,7 +21,6 @@
 //!   connections.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -33,7 +32,8 @@ use ringmq_net::os::{self, SignalSet};
 use crate::config::Config;
 use crate::mesh::{self, RingMsg, ShardSignal};
 use crate::reload::{self, Hooks, Reloadable};
-use crate::shard::{self, ShardInit, ShardSettings, StartReport};
+use crate::shard::{self, ShardInit, ShardListener, ShardSettings, StartReport};
+use crate::tls;
 use ringmq_net::clock::Clock;
 
 /// How long the shards may take to start (build runtimes, adopt
@@ -47,6 +47,8 @@ pub const SHUTDOWN_MARGIN_MS: u64 = 1_000;
 pub enum ServeError {
     /// A listening socket could not be created.
     Bind(BindError),
+    /// A TLS listener's certificate files could not be loaded.
+    Tls(String),
     /// Signals could not be set up.
     Signals(std::io::Error),
     /// A shard could not start.
@@ -61,6 +63,7 @@ impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServeError::Bind(e) => e.fmt(f),
+            ServeError::Tls(e) => write!(f, "cannot load TLS files: {e}"),
             ServeError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
             ServeError::Start(e) => write!(f, "cannot start: {e}"),
             ServeError::ShardDied => {
@@ -91,23 +94,16 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP])
         .map_err(ServeError::Signals)?;
 
-    let options = config.listener_options();
-    let mut listeners: Vec<Vec<std::net::TcpListener>> = (0..count).map(|_| Vec::new()).collect();
-    let mut bound: Vec<SocketAddr> = Vec::new();
-    for &address in &config.listen_addrs {
-        let group = bind_group(address, usize::from(count), &options).map_err(ServeError::Bind)?;
-        bound.push(
-            group[0]
-                .local_addr()
-                .map_err(|source| ServeError::Bind(BindError { address, source }))?,
-        );
-        for (i, l) in group.into_iter().enumerate() {
-            listeners[i].push(l);
+    // Certificates first: a bad file is reported before any socket is bound.
+    let tls_shared = tls::load_all(config).map_err(ServeError::Tls)?;
+    // Reload hooks: each reloadable file registers one (see `reload`).
+    let mut hooks = Hooks::new();
+    for (listener, shared) in config.listeners.iter().zip(&tls_shared) {
+        if let Some(shared) = shared {
+            tls::register_reload(&mut hooks, listener, shared);
         }
     }
 
-    // Reload hooks: each reloadable file registers one (see `reload`).
-    let mut hooks = Hooks::new();
     let acl = crate::acl::load_configured(&config.auth.acl_file)
         .map_err(ServeError::Start)?
         .map(Reloadable::new);
@@ -117,6 +113,32 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             format!("acl_file {}", path.display()),
             crate::acl::reload_hook(path, shared.clone()),
         );
+    }
+
+    let mut listeners: Vec<Vec<ShardListener>> = (0..count).map(|_| Vec::new()).collect();
+    let mut bound: Vec<String> = Vec::new();
+    for (listener, shared) in config.listeners.iter().zip(&tls_shared) {
+        let address = listener.bind;
+        let group = bind_group(address, usize::from(count), &listener.options())
+            .map_err(ServeError::Bind)?;
+        let local = group[0]
+            .local_addr()
+            .map_err(|source| ServeError::Bind(BindError { address, source }))?;
+        let name = crate::config::Listener {
+            bind: local,
+            ..listener.clone()
+        }
+        .describe();
+        tracing::info!(listener = %name, tls = listener.tls.is_some(), "listener bound");
+        bound.push(local.to_string());
+        for (i, socket) in group.into_iter().enumerate() {
+            listeners[i].push(ShardListener {
+                socket,
+                name: name.clone(),
+                nodelay: listener.nodelay,
+                tls: shared.clone(),
+            });
+        }
     }
 
     let r = &config.runtime;
@@ -135,7 +157,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
 
     let settings = ShardSettings {
         driver: config.driver_config(),
-        nodelay: config.listener.nodelay,
+        tls_handshake_budget_us_per_ms: r.tls_handshake_budget_us_per_ms,
         ring_batch_max_messages: r.ring_batch_max_messages,
         route_buffer_max_bytes: config.read_buffer_max_bytes(),
         shutdown_grace_ms: r.shutdown_grace_ms,
@@ -194,11 +216,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             return Err(ServeError::Start(e));
         }
     };
-    let addresses = bound
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let addresses = bound.join(",");
     tracing::info!(addresses = %addresses, shards = count, io = %drivers, "listening");
 
     // Serve until a signal.

@@ -29,9 +29,10 @@ use ringmq_net::clock::Clock;
 use ringmq_net::wake::{yield_now, Notify};
 
 use crate::config::IoMode;
-use crate::conn;
+use crate::conn::{self, ListenerCtx, ListenerTls};
 use crate::mesh::{Mesh, RingMsg};
 use crate::reload::{Cached, Reloadable};
+use crate::tls::SharedTls;
 
 pub mod state;
 
@@ -51,7 +52,7 @@ pub struct ShardInit {
     pub count: u16,
     pub broker_config: BrokerConfig,
     pub settings: ShardSettings,
-    pub listeners: Vec<std::net::TcpListener>,
+    pub listeners: Vec<ShardListener>,
     pub mesh: Mesh,
     pub clock: Clock,
     pub io: IoMode,
@@ -60,6 +61,15 @@ pub struct ShardInit {
     pub report: mpsc::Sender<StartReport>,
     /// The ACL (`[auth] acl_file`), reloaded on SIGHUP; `None`: none.
     pub acl: Option<Arc<Reloadable<Acl>>>,
+}
+
+/// One listener's socket for this shard, and what its connections need.
+pub struct ShardListener {
+    pub socket: std::net::TcpListener,
+    /// `mqtt://ADDR` or `mqtts://ADDR`, for logs.
+    pub name: String,
+    pub nodelay: bool,
+    pub tls: Option<SharedTls>,
 }
 
 /// A shard's start-up result, sent to the main thread.
@@ -145,8 +155,16 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     } = init;
     let mut monoio_listeners = Vec::with_capacity(listeners.len());
     for l in listeners {
-        match monoio::net::TcpListener::from_std(l) {
-            Ok(l) => monoio_listeners.push(l),
+        let ctx = Rc::new(ListenerCtx {
+            name: l.name,
+            nodelay: l.nodelay,
+            tls: l.tls.map(|t| ListenerTls {
+                files: Cached::new(t.files),
+                use_identity_as_username: t.use_identity_as_username,
+            }),
+        });
+        match monoio::net::TcpListener::from_std(l.socket) {
+            Ok(l) => monoio_listeners.push((l, ctx)),
             Err(e) => {
                 let _ = report.send(StartReport {
                     shard: id,
@@ -165,10 +183,10 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     if let Some(cached) = acl {
         monoio::spawn(crate::acl::follow_reloads(shard.clone(), cached));
     }
-    for listener in monoio_listeners {
+    for (listener, ctx) in monoio_listeners {
         let stop = Rc::new(Notify::new());
         shard.stop_accepting.borrow_mut().push(stop.clone());
-        monoio::spawn(accept_task(shard.clone(), listener, stop));
+        monoio::spawn(accept_task(shard.clone(), listener, ctx, stop));
     }
     monoio::spawn(timer_task(shard.clone()));
     monoio::spawn(ring_task(shard.clone()));
@@ -202,7 +220,12 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     );
 }
 
-async fn accept_task(shard: Rc<Shard>, listener: monoio::net::TcpListener, stop: Rc<Notify>) {
+async fn accept_task(
+    shard: Rc<Shard>,
+    listener: monoio::net::TcpListener,
+    ctx: Rc<ListenerCtx>,
+    stop: Rc<Notify>,
+) {
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => Some(r),
@@ -211,7 +234,7 @@ async fn accept_task(shard: Rc<Shard>, listener: monoio::net::TcpListener, stop:
         let Some(result) = accepted else { break };
         match result {
             Ok((stream, _peer)) => {
-                monoio::spawn(conn::serve_accepted(shard.clone(), stream));
+                monoio::spawn(conn::serve_accepted(shard.clone(), stream, ctx.clone()));
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS/ENOMEM: back off instead of spinning;
@@ -220,7 +243,7 @@ async fn accept_task(shard: Rc<Shard>, listener: monoio::net::TcpListener, stop:
                     e.raw_os_error(),
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                 );
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                tracing::warn!(shard = shard.id, listener = %ctx.name, error = %e, "accept failed");
                 if back_off {
                     monoio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
                 }
@@ -267,7 +290,9 @@ async fn ring_task(shard: Rc<Shard>) {
                     RingMsg::Engine(msg) => {
                         shard.broker.borrow_mut().handle_shard_message(msg, now)
                     }
-                    RingMsg::Handoff { fd, bytes } => conn::adopt_handoff(&shard, fd, bytes),
+                    RingMsg::Handoff { fd, bytes, tls } => {
+                        conn::adopt_handoff(&shard, fd, bytes, tls)
+                    }
                 }
             }
             shard.drain_events(None);

@@ -57,6 +57,7 @@ pub fn binary(default: &str) -> PathBuf {
 pub struct Broker {
     child: Option<Child>,
     addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -90,13 +91,13 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<SocketAddr>>();
         if let Some(stderr) = child.stderr.take() {
             let log = log.clone();
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = listening_addr(&line) {
-                        let _ = tx.send(addr);
+                    if let Some(addrs) = listening_addrs(&line) {
+                        let _ = tx.send(addrs);
                     }
                     if let Ok(mut l) = log.lock() {
                         l.push(line);
@@ -104,8 +105,8 @@ impl Broker {
                 }
             });
         }
-        let addr = match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(addr) => addr,
+        let addrs = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(addrs) => addrs,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -116,7 +117,8 @@ impl Broker {
         };
         Broker {
             child: Some(child),
-            addr,
+            addr: addrs[0],
+            addrs,
             log,
         }
     }
@@ -124,6 +126,11 @@ impl Broker {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Every listener's address, in configuration order.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// Its port.
@@ -185,14 +192,15 @@ impl Drop for Broker {
     }
 }
 
-/// Parses `... listening addresses=127.0.0.1:1234 ...`.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+/// Parses `... listening addresses=127.0.0.1:1234,127.0.0.1:1235 ...`.
+fn listening_addrs(line: &str) -> Option<Vec<SocketAddr>> {
     if !line.contains("listening") {
         return None;
     }
     let rest = line.split("addresses=").nth(1)?;
-    let first = rest.split([' ', ',']).next()?;
-    first.parse().ok()
+    let list = rest.split(' ').next()?;
+    let addrs: Vec<SocketAddr> = list.split(',').filter_map(|a| a.parse().ok()).collect();
+    (!addrs.is_empty()).then_some(addrs)
 }
 
 /// Runs the binary to completion (for CLI error tests), at most `limit`.
@@ -385,8 +393,12 @@ mod tests {
     #[test]
     fn parses_the_listening_line() {
         let line = "2026-01-01T00:00:00Z  INFO main ringmq::server: listening addresses=127.0.0.1:41234,[::1]:5 shards=2 io=epoll";
-        assert_eq!(listening_addr(line), "127.0.0.1:41234".parse().ok());
-        assert_eq!(listening_addr("shard started shard=0"), None);
+        let expected: Vec<SocketAddr> = vec![
+            "127.0.0.1:41234".parse().unwrap_or_else(|e| panic!("{e}")),
+            "[::1]:5".parse().unwrap_or_else(|e| panic!("{e}")),
+        ];
+        assert_eq!(listening_addrs(line), Some(expected));
+        assert_eq!(listening_addrs("shard started shard=0"), None);
     }
 
     #[test]

@@ -120,13 +120,18 @@ impl Broker {
             // No enhanced authentication method is supported ([MQTT-4.12.0-1]).
             return self.connack_refuse(conn, ReasonCode::BAD_AUTHENTICATION_METHOD, now_ms);
         }
-        let credentials = Credentials {
-            client_id: &client_id,
-            username: connect.username.as_deref(),
-            password: connect.password.as_deref(),
-        };
-        if let Err(reason) = self.auth.authenticate(&credentials) {
-            return self.connack_refuse(conn, reason, now_ms);
+        // A verified client certificate is the user name and stands for the
+        // password (`use_identity_as_username`): nothing more to check.
+        let certificate_identity = self.certificate_identities.remove(&conn);
+        if certificate_identity.is_none() {
+            let credentials = Credentials {
+                client_id: &client_id,
+                username: connect.username.as_deref(),
+                password: connect.password.as_deref(),
+            };
+            if let Err(reason) = self.auth.authenticate(&credentials) {
+                return self.connack_refuse(conn, reason, now_ms);
+            }
         }
         let reserved_will = connect
             .will
@@ -145,7 +150,11 @@ impl Broker {
             };
             return self.connack_refuse(conn, reason, now_ms);
         }
-        let acl = self.session_acl(connect.username.as_deref(), &client_id);
+        // The user name the session runs as (ACLs, logs): the certificate's
+        // identity if the listener uses it, else the CONNECT's.
+        let username = certificate_identity
+            .or_else(|| connect.username.as_deref().map(Bytes::copy_from_slice));
+        let acl = self.session_acl(username.as_deref(), &client_id);
         if let (Some(acl), Some(will)) = (&acl, &connect.will) {
             // A will the client could not publish itself is refused up
             // front: v5 CONNACK 0x87, v3.1.1 return code 5 (not authorized).
@@ -251,7 +260,7 @@ impl Broker {
             s.protocol = protocol;
             s.expiry_interval_s = expiry_interval_s;
             s.will = connect.will.map(compact_will);
-            s.username = connect.username.as_deref().map(Bytes::copy_from_slice);
+            s.username = username;
             s.acl = acl;
         }
 

@@ -141,6 +141,10 @@ pub struct Broker {
     scratch_shared_filters: Vec<Bytes>,
     barriers: HashMap<u64, Barrier>,
     next_barrier: u64,
+    /// User names taken from verified client certificates, by connection,
+    /// until that connection's CONNECT ([`Broker::set_certificate_identity`]).
+    /// Empty unless a TLS listener has `use_identity_as_username`.
+    certificate_identities: HashMap<ConnId, Bytes>,
 }
 
 impl Broker {
@@ -180,6 +184,7 @@ impl Broker {
             scratch_shared_filters: Vec::new(),
             barriers: HashMap::new(),
             next_barrier: 0,
+            certificate_identities: HashMap::new(),
         }
     }
 
@@ -264,6 +269,20 @@ impl Broker {
             self.detach_session(session, true, now_ms);
         }
         self.conns.remove(conn);
+        self.certificate_identities.remove(&conn);
+    }
+
+    /// The TLS layer verified `conn`'s client certificate against the
+    /// listener's client CA, and the listener uses the certificate's
+    /// identity as the user name (`use_identity_as_username`). Call it
+    /// before the connection's first bytes: its CONNECT then gets
+    /// `identity` as user name whatever it carries, and its password is not
+    /// checked (the certificate stands for it), as Mosquitto does.
+    pub fn set_certificate_identity(&mut self, conn: ConnId, identity: &str) {
+        if self.conns.get(conn).is_some() {
+            self.certificate_identities
+                .insert(conn, Bytes::copy_from_slice(identity.as_bytes()));
+        }
     }
 
     /// A message from another shard's ring.

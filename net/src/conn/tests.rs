@@ -43,7 +43,9 @@ impl Handler for Echo {
     }
 }
 
-fn each_driver(test: fn(StdListener) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
+fn each_driver(
+    test: impl Fn(StdListener) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+) {
     let listener = || {
         let l = StdListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
@@ -227,11 +229,12 @@ fn handoff_through_owned_fd_keeps_bytes_and_socket() {
             let mut conn = accept(&listener).await;
             let (n, first) = conn.read_chunk(BytesMut::new(), 64).await;
             assert_eq!(n.unwrap_or_else(|e| panic!("{e}")), 5);
-            let fd = conn
+            let (fd, tls) = conn
                 .into_owned_fd()
                 .unwrap_or_else(|_| panic!("no op in flight"));
+            assert!(tls.is_none());
             // The "owner shard": adopt the fd, feed the bytes read so far.
-            let adopted = Connection::from_owned_fd(fd).unwrap_or_else(|e| panic!("{e}"));
+            let adopted = Connection::from_owned_fd(fd, None).unwrap_or_else(|e| panic!("{e}"));
             let echo = Rc::new(Echo {
                 consume: true,
                 ..Echo::default()
@@ -390,6 +393,121 @@ fn a_started_packet_that_stalls_is_cut_after_the_timeout() {
                 "not before the timeout: {took:?}"
             );
             assert_eq!(*echo.closed.borrow(), vec![CloseReason::PacketTimeout]);
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}
+
+/// Echo over TLS, with the hand-off in the middle: the "accepting shard"
+/// runs the handshake and reads the first plaintext, gives up fd and
+/// session, the "owner" adopts both and drives the connection.
+#[test]
+fn tls_handshake_then_handoff_then_echo() {
+    let (settings, client_config) = crate::tls::tests::server_and_client("driver");
+    let loaded = crate::tls::load(&settings).unwrap_or_else(|e| panic!("{e}"));
+    each_driver(move |std_listener| {
+        let server_config = loaded.config.clone();
+        let client_config = client_config.clone();
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, move |s| {
+                let name = rustls::pki_types::ServerName::try_from("localhost")
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let conn = rustls::ClientConnection::new(client_config, name)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                tls.write_all(b"first").unwrap_or_else(|e| panic!("{e}"));
+                let mut five = [0u8; 5];
+                tls.read_exact(&mut five).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(&five, b"first");
+                tls.write_all(b"then!").unwrap_or_else(|e| panic!("{e}"));
+                let mut rest = Vec::new();
+                // The server ends with close_notify: a clean end of stream.
+                tls.read_to_end(&mut rest).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(rest, b"then!");
+            });
+            let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+            let budget = Rc::new(HandshakeBudget::new(500));
+            let session = TlsSession::new(server_config).unwrap_or_else(|e| panic!("{e}"));
+            let mut conn = Connection::with_tls(
+                stream,
+                ConnTls {
+                    session: Box::new(session),
+                    budget: budget.clone(),
+                },
+            );
+            let (n, first) = conn.read_chunk(BytesMut::new(), 64).await;
+            assert_eq!(n.unwrap_or_else(|e| panic!("{e}")), 5);
+            assert_eq!(&first[..], b"first");
+            let (fd, session) = conn
+                .into_owned_fd()
+                .unwrap_or_else(|_| panic!("no op in flight"));
+            let session = session.unwrap_or_else(|| panic!("TLS session lost in the hand-off"));
+            let adopted = Connection::from_owned_fd(fd, Some(ConnTls { session, budget }))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let echo = Rc::new(Echo {
+                consume: true,
+                ..Echo::default()
+            });
+            adopted.spawn_driver(
+                first,
+                echo.clone(),
+                echo.handle.clone(),
+                DriverConfig::default(),
+            );
+            wait_closed(&echo).await;
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local]);
+            peer.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"));
+        })
+    });
+}
+
+/// A plain-TCP client on a TLS connection: the session fails, the
+/// connection closes with `TlsError`, nothing reaches the handler.
+#[test]
+fn plaintext_on_a_tls_connection_is_refused() {
+    let (settings, _) = crate::tls::tests::server_and_client("plain-on-tls");
+    let loaded = crate::tls::load(&settings).unwrap_or_else(|e| panic!("{e}"));
+    each_driver(move |std_listener| {
+        let server_config = loaded.config.clone();
+        Box::pin(async move {
+            let addr = std_listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let listener =
+                monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| panic!("{e}"));
+            let peer = client(addr, |mut s| {
+                // An MQTT CONNECT where a ClientHello belongs.
+                s.write_all(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let got = read_to_end(s);
+                // A TLS alert record (content type 21), then EOF.
+                assert_eq!(got.first(), Some(&21), "{got:?}");
+            });
+            let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+            let session = TlsSession::new(server_config).unwrap_or_else(|e| panic!("{e}"));
+            let conn = Connection::with_tls(
+                stream,
+                ConnTls {
+                    session: Box::new(session),
+                    budget: Rc::new(HandshakeBudget::new(500)),
+                },
+            );
+            let echo = Rc::new(Echo {
+                consume: true,
+                ..Echo::default()
+            });
+            conn.spawn_driver(
+                BytesMut::new(),
+                echo.clone(),
+                echo.handle.clone(),
+                DriverConfig::default(),
+            );
+            wait_closed(&echo).await;
+            assert_eq!(*echo.closed.borrow(), vec![CloseReason::TlsError]);
+            assert!(echo.reads.borrow().is_empty());
             peer.join()
                 .unwrap_or_else(|_| panic!("client thread panicked"));
         })

@@ -34,6 +34,13 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    /// Like `Invalid`, for a key whose path is computed
+    /// (`listener[1].bind`).
+    InvalidAt {
+        key: String,
+        value: String,
+        expected: String,
+    },
     /// The built-in defaults lack a key (a build error, caught by tests).
     MissingDefault { key: &'static str },
 }
@@ -81,6 +88,16 @@ impl fmt::Display for ConfigError {
                 )
             }
             ConfigError::Invalid {
+                key,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "invalid value for `{key}`: {value} (expected {expected})"
+                )
+            }
+            ConfigError::InvalidAt {
                 key,
                 value,
                 expected,

@@ -1,6 +1,7 @@
 use super::*;
 use ringmq_net::conn::DriverConfig;
 use ringmq_net::listener::ListenerOptions;
+use ringmq_net::tls::TlsVersion;
 
 fn load(text: &str) -> Result<Config, ConfigError> {
     Config::load_str(Some((text, "test.toml")), &Overrides::default())
@@ -16,11 +17,12 @@ fn err(text: &str) -> String {
 #[test]
 fn embedded_defaults_are_complete_and_valid() {
     let c = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        c.listen_addrs,
-        vec!["127.0.0.1:1883"
-            .parse::<SocketAddr>()
-            .unwrap_or_else(|e| panic!("{e}"))]
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].bind.to_string(), "127.0.0.1:1883");
+    assert_eq!(c.listeners[0].protocol, listener::Protocol::Mqtt);
+    assert!(
+        c.listeners[0].tls.is_none(),
+        "the default listener is plain TCP"
     );
     assert_eq!(c.runtime.io, IoMode::Auto);
     assert_eq!(c.runtime.shards, 0);
@@ -60,7 +62,8 @@ fn command_line_overrides_win() {
     assert_eq!(c.runtime.shards, 3);
     assert_eq!(c.runtime.io, IoMode::Epoll);
     assert_eq!(c.runtime.log_level, "debug");
-    assert_eq!(c.listen_addrs.len(), 2);
+    assert_eq!(c.listeners.len(), 2);
+    assert!(c.listeners.iter().all(|l| l.tls.is_none() && l.nodelay));
 }
 
 #[test]
@@ -123,10 +126,13 @@ fn out_of_range_values_are_refused() {
     assert!(err("[runtime]\nring_capacity_slots = 1\n")
         .contains("`runtime.ring_capacity_slots`: 1 (expected 2..="));
     assert!(err("[limits]\nconnections_max = 0\n").contains("`limits.connections_max`"));
+    assert!(err("[[listener]]\nbind = \"localhost\"\n")
+        .contains("invalid value for `listener[0].bind`: \"localhost\""));
     assert!(
-        err("[listener]\nlisten = [\"localhost\"]\n").contains("`listener.listen`: \"localhost\"")
+        err("[listener]\nlisten = [\"localhost\"]\n").contains("`listener[0].bind`: \"localhost\"")
     );
-    assert!(err("[listener]\nlisten = []\n").contains("`listener.listen`"));
+    assert!(err("listener = []\n").contains("invalid value for `listener`: []"));
+    assert!(err("[listener]\nlisten = []\n").contains("invalid value for `listener`"));
     assert!(err("[runtime]\nlog_level = \"info,[[\"\n").contains("`runtime.log_level`"));
 }
 
@@ -173,7 +179,7 @@ fn embedded_defaults_match_the_driver_and_listener_defaults() {
     // must be the broker's documented defaults, not a second opinion.
     let c = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.driver_config(), DriverConfig::default());
-    assert_eq!(c.listener_options(), ListenerOptions::default());
+    assert_eq!(c.listeners[0].options(), ListenerOptions::default());
 }
 
 /// `(section.key, default)` of every row of the key tables in
@@ -184,10 +190,16 @@ fn documented_defaults() -> Vec<(String, String)> {
     let mut rows = Vec::new();
     for line in doc.lines() {
         if let Some(name) = line.strip_prefix("## `[") {
-            section = name.trim_end_matches("]`").to_string();
+            // `[limits]`, or `[[listener]]` (an array of tables).
+            section = name
+                .trim_start_matches('[')
+                .trim_end_matches("]`")
+                .trim_end_matches(']')
+                .to_string();
             continue;
         }
-        if line.starts_with("## ") {
+        // Any other heading (`### TLS keys`) ends the table of defaults.
+        if line.starts_with("## ") || line.starts_with("### ") {
             section.clear();
             continue;
         }
@@ -209,6 +221,12 @@ fn documented_defaults_are_the_embedded_defaults() {
         .unwrap_or_else(|e| panic!("config/ringmq.toml: {e}"));
     let mut embedded = Vec::new();
     for (section, table) in &file {
+        // `[[listener]]`: the built-in list has one table, whose keys are
+        // also the defaults of keys other listener tables omit.
+        let table = match table.as_array() {
+            Some(list) if list.len() == 1 => &list[0],
+            _ => table,
+        };
         let Some(table) = table.as_table() else {
             panic!("config/ringmq.toml: `{section}` is not a section");
         };
@@ -223,5 +241,102 @@ fn documented_defaults_are_the_embedded_defaults() {
     assert_eq!(
         documented, embedded,
         "docs/configuration.md and config/ringmq.toml disagree"
+    );
+}
+
+#[test]
+fn listener_tables_take_omitted_keys_from_the_built_in_listener() {
+    let c = load(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\n\n[[listener]]\nbind = \"[::1]:0\"\nnodelay = false\nbacklog_connections = 7\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.listeners.len(),
+        2,
+        "a file's list replaces the built-in one"
+    );
+    assert_eq!(c.listeners[0].backlog_connections, 1024);
+    assert!(c.listeners[0].nodelay);
+    assert_eq!(c.listeners[1].backlog_connections, 7);
+    assert!(!c.listeners[1].nodelay);
+}
+
+#[test]
+fn old_single_listener_table_still_works() {
+    let c = load("[listener]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nnodelay = false\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let binds: Vec<String> = c.listeners.iter().map(|l| l.bind.to_string()).collect();
+    assert_eq!(binds, vec!["127.0.0.1:1", "127.0.0.1:2"]);
+    assert!(c
+        .listeners
+        .iter()
+        .all(|l| !l.nodelay && l.backlog_connections == 1024));
+    // Without `listen`, the settings apply to the built-in address.
+    let c = load("[listener]\nbacklog_connections = 5\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.listeners[0].bind.to_string(), "127.0.0.1:1883");
+    assert_eq!(c.listeners[0].backlog_connections, 5);
+}
+
+#[test]
+fn tls_table_is_parsed_with_defaults() {
+    let c = load(
+        "[[listener]]\nbind = \"127.0.0.1:8883\"\n[listener.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n\
+         client_ca_file = \"ca.pem\"\nrequire_client_cert = true\nuse_identity_as_username = true\n\
+         [[listener.tls.sni]]\nserver_names = [\"a.example\"]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let Some(tls) = &c.listeners[0].tls else {
+        panic!("no tls")
+    };
+    assert_eq!(
+        tls.settings.versions,
+        vec![TlsVersion::Tls12, TlsVersion::Tls13]
+    );
+    assert!(tls.settings.require_client_cert && tls.use_identity_as_username);
+    assert_eq!(tls.settings.sni[0].server_names, vec!["a.example"]);
+    assert_eq!(c.listeners[0].describe(), "mqtts://127.0.0.1:8883");
+}
+
+#[test]
+fn listener_errors_name_the_key_and_the_accepted_values() {
+    let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"ws\"\n");
+    assert!(
+        e.contains("`listener[0].protocol`")
+            && e.contains("unknown variant `ws`")
+            && e.contains("`mqtt`"),
+        "{e}"
+    );
+    let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\nlisten = [\"x\"]\n");
+    assert!(
+        e.contains("unknown key `listener[0].listen`") && e.contains("`bind`"),
+        "{e}"
+    );
+    let e = err("[[listener]]\nnodelay = true\n");
+    assert!(e.contains("`listener[0].bind`: (missing)"), "{e}");
+    let tls = "[[listener]]\nbind = \"127.0.0.1:1\"\n[listener.tls]\ncert_file = \"c\"\nkey_file = \"k\"\n";
+    let e = err(&format!("{tls}require_client_cert = true\n"));
+    assert!(
+        e.contains("`listener[0].tls.require_client_cert`") && e.contains("client_ca_file"),
+        "{e}"
+    );
+    let e = err(&format!("{tls}use_identity_as_username = true\n"));
+    assert!(
+        e.contains("`listener[0].tls.use_identity_as_username`"),
+        "{e}"
+    );
+    let e = err(&format!("{tls}versions = [\"1.1\"]\n"));
+    assert!(
+        e.contains("listener[0].tls.versions") && e.contains("`1.2`"),
+        "{e}"
+    );
+    let e = err(&format!("{tls}certfile = \"x\"\n"));
+    assert!(
+        e.contains("unknown key `listener[0].tls.certfile`") && e.contains("`cert_file`"),
+        "{e}"
+    );
+    let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\n[[listener]]\nbind = \"127.0.0.1:1\"\n");
+    assert!(
+        e.contains("`listener[1].bind`") && e.contains("listener[0]"),
+        "{e}"
     );
 }

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use ringmq_engine::broker::{Broker, ConnId, Event, ShardId};
 use ringmq_net::clock::Clock;
 use ringmq_net::conn::{CloseReason, DriverConfig, DriverHandle};
+use ringmq_net::tls::HandshakeBudget;
 use ringmq_net::wake::Notify;
 
 use crate::mesh::{Mesh, PushOutcome, RingMsg};
@@ -21,7 +22,8 @@ use crate::mesh::{Mesh, PushOutcome, RingMsg};
 #[derive(Clone, Copy, Debug)]
 pub struct ShardSettings {
     pub driver: DriverConfig,
-    pub nodelay: bool,
+    /// `runtime.tls_handshake_budget_us_per_ms`.
+    pub tls_handshake_budget_us_per_ms: u64,
     pub ring_batch_max_messages: usize,
     /// Most bytes read while routing a new connection before giving up
     /// and serving it locally (the engine then judges the CONNECT).
@@ -57,6 +59,8 @@ pub struct Shard {
     pub broker: RefCell<Broker>,
     pub clock: Clock,
     pub settings: ShardSettings,
+    /// TLS handshake work allowed per millisecond on this shard.
+    pub tls_budget: Rc<HandshakeBudget>,
     /// The driver of every accepted connection, by engine id.
     pub(super) conns: RefCell<HashMap<ConnId, DriverHandle>>,
     pub(super) mesh: RefCell<Mesh>,
@@ -87,6 +91,9 @@ impl Shard {
             broker: RefCell::new(broker),
             clock,
             settings,
+            tls_budget: Rc::new(HandshakeBudget::new(
+                settings.tls_handshake_budget_us_per_ms,
+            )),
             conns: RefCell::new(HashMap::new()),
             mesh: RefCell::new(mesh),
             paused: RefCell::new(Vec::new()),

@@ -1,0 +1,244 @@
+//! TLS as a byte transform between the socket and the engine.
+//!
+//! ```text
+//!   socket ──ciphertext──▶ TlsSession::read ──plaintext──▶ Handler::on_bytes
+//!   socket ◀─ciphertext── TlsSession::take_output ◀── encrypt ◀── take_outgoing
+//! ```
+//!
+//! [`TlsSession`] wraps a rustls `ServerConnection` and works on buffers
+//! only (`read_tls` / `process_new_packets` / `reader` in, `writer` /
+//! `write_tls` out): it does no I/O, so the monoio driver ([`crate::conn`])
+//! and a native io_uring loop can both use it, and the engine keeps seeing
+//! plaintext MQTT bytes.
+//!
+//! A session is `Send`: a connection handed to its owner shard after the
+//! handshake (routing needs the decrypted CONNECT) carries its session
+//! with the socket.
+//!
+//! [`HandshakeBudget`] bounds the handshake work a shard does per
+//! millisecond, so a burst of new TLS clients cannot stall established
+//! connections on the same shard (docs/architecture.md, "TLS").
+
+pub mod config;
+pub mod identity;
+
+use std::cell::Cell;
+use std::fmt;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rustls::{ServerConfig, ServerConnection};
+
+pub use config::{load, LoadedTls, SniCertificate, TlsConfigError, TlsSettings, TlsVersion};
+
+/// Why a TLS session failed; the alert for the peer (if any) is queued in
+/// the session's output.
+#[derive(Debug)]
+pub struct TlsError(pub rustls::Error);
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TLS: {}", self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// What reading some ciphertext produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRead {
+    /// Go on reading (plaintext, if any, was appended).
+    Open,
+    /// The peer sent close_notify: treat as end of stream.
+    PeerClosed,
+}
+
+/// One server-side TLS session over caller-owned buffers.
+pub struct TlsSession {
+    conn: ServerConnection,
+}
+
+impl fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("handshaking", &self.conn.is_handshaking())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSession {
+    /// A session for a newly accepted connection.
+    pub fn new(config: Arc<ServerConfig>) -> Result<TlsSession, TlsError> {
+        let mut conn = ServerConnection::new(config).map_err(TlsError)?;
+        // rustls would otherwise cap buffered output at 64 KiB and make
+        // `encrypt` fail; the engine already bounds a connection's output
+        // (`outgoing_buffer_max_bytes`), and the driver writes each batch
+        // out before it takes the next.
+        conn.set_buffer_limit(None);
+        Ok(TlsSession { conn })
+    }
+
+    /// Feeds `cipher` (all of it is consumed) and appends the plaintext it
+    /// carried to `plain`. Handshake messages, alerts and session tickets
+    /// to send back are queued: check [`TlsSession::wants_write`].
+    ///
+    /// The work is bounded by `cipher.len()`: rustls processes the records
+    /// it holds, plaintext is never longer than its ciphertext, and a
+    /// handshake flight costs at most one signature and one key exchange.
+    pub fn read(&mut self, cipher: &[u8], plain: &mut BytesMut) -> Result<TlsRead, TlsError> {
+        let mut input = cipher;
+        while !input.is_empty() {
+            let n = match self.conn.read_tls(&mut input) {
+                Ok(n) => n,
+                // Only "buffer full", which processing below prevents.
+                Err(e) => {
+                    return Err(TlsError(rustls::Error::General(format!(
+                        "reading records: {e}"
+                    ))))
+                }
+            };
+            let state = self.conn.process_new_packets().map_err(TlsError)?;
+            let pending = state.plaintext_bytes_to_read();
+            if pending > 0 {
+                let start = plain.len();
+                plain.resize(start + pending, 0);
+                if let Err(e) = self.conn.reader().read_exact(&mut plain[start..]) {
+                    plain.truncate(start);
+                    return Err(TlsError(rustls::Error::General(format!(
+                        "reading plaintext: {e}"
+                    ))));
+                }
+            }
+            if state.peer_has_closed() {
+                return Ok(TlsRead::PeerClosed);
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(TlsRead::Open)
+    }
+
+    /// Encrypts `plain` into records (queued until the handshake is done).
+    pub fn encrypt(&mut self, plain: &[u8]) -> Result<(), TlsError> {
+        self.conn
+            .writer()
+            .write_all(plain)
+            .map_err(|e| TlsError(rustls::Error::General(format!("encrypting: {e}"))))
+    }
+
+    /// Whether records are waiting to be sent.
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Appends every queued record to `out`.
+    pub fn take_output(&mut self, out: &mut Vec<u8>) {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(out) {
+                Ok(0) => break,
+                Ok(_) => {}
+                // Writing to a Vec cannot fail.
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Queues a close_notify alert (sent with the last output).
+    pub fn send_close_notify(&mut self) {
+        self.conn.send_close_notify();
+    }
+
+    /// Whether the handshake is still going on.
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// The client certificate's identity (subject CN, else first SAN),
+    /// once the handshake is done and the client presented a certificate.
+    pub fn peer_identity(&self) -> Option<String> {
+        let certs = self.conn.peer_certificates()?;
+        identity::certificate_identity(certs.first()?.as_ref())
+    }
+
+    /// Negotiated version, cipher suite, SNI name and ALPN, for logs.
+    pub fn describe(&self) -> String {
+        let version = match self.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+            Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+            _ => "?",
+        };
+        let suite = self
+            .conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default();
+        let sni = self.conn.server_name().unwrap_or("-");
+        let alpn = self
+            .conn
+            .alpn_protocol()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .unwrap_or_else(|| "-".into());
+        format!("tls={version} suite={suite} sni={sni} alpn={alpn}")
+    }
+}
+
+/// A shard's budget for TLS handshake work: at most `budget_us_per_ms`
+/// microseconds of every millisecond. A handshake step (one
+/// [`TlsSession::read`] while handshaking) that finds the budget spent
+/// waits for the next millisecond on the timer, so the established
+/// connections that are ready run first. `!Sync`: one per shard thread.
+#[derive(Debug)]
+pub struct HandshakeBudget {
+    budget_us_per_ms: u64,
+    origin: Instant,
+    window_ms: Cell<u64>,
+    spent_us: Cell<u64>,
+}
+
+impl HandshakeBudget {
+    /// A budget of `budget_us_per_ms` (at least 1, at most 1000).
+    pub fn new(budget_us_per_ms: u64) -> HandshakeBudget {
+        HandshakeBudget {
+            budget_us_per_ms: budget_us_per_ms.clamp(1, 1000),
+            origin: Instant::now(),
+            window_ms: Cell::new(0),
+            spent_us: Cell::new(0),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Waits until this millisecond's budget has room.
+    pub async fn wait_turn(&self) {
+        loop {
+            let now_ms = self.now_us() / 1000;
+            if now_ms != self.window_ms.get() {
+                self.window_ms.set(now_ms);
+                self.spent_us.set(0);
+            }
+            if self.spent_us.get() < self.budget_us_per_ms {
+                return;
+            }
+            // The timer fires in a later loop turn: connections ready now
+            // run before this handshake goes on.
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Runs one handshake step and charges its time to the budget.
+    pub fn charge<T>(&self, step: impl FnOnce() -> T) -> T {
+        let started = self.now_us();
+        let out = step();
+        let spent = self.now_us().saturating_sub(started);
+        self.spent_us.set(self.spent_us.get().saturating_add(spent));
+        out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -119,6 +119,24 @@ pub fn signal_self(signal: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends `signal` to process `pid` (`ringmq reload` signalling the running
+/// broker). A `pid` of 0 or below is refused: kill(2) would signal a whole
+/// process group.
+pub fn signal_process(pid: i32, signal: libc::c_int) -> io::Result<()> {
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{pid} is not a process id"),
+        ));
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours;
+    // a positive pid names exactly one process.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The direction(s) [`shutdown`] ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shutdown {

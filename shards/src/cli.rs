@@ -34,6 +34,20 @@ pub enum Command {
     CheckConfig(ServeArgs),
     /// Edit or query an ACL file: add, remove, list, check.
     Acl(crate::acl::AclArgs),
+    /// Make the running broker reload its certificates and other reloadable
+    /// files: sends SIGHUP to the pid in `runtime.pid_file` (or --pid-file).
+    Reload(ReloadArgs),
+}
+
+/// Options of `reload`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReloadArgs {
+    /// The broker's configuration file, to find `runtime.pid_file`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The pid file the broker wrote (wins over the configuration's).
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
 }
 
 /// Options of `serve` (and of `check-config`).
@@ -43,7 +57,8 @@ pub struct ServeArgs {
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on, IP:PORT (repeatable, or comma-separated);
-    /// replaces `listener.listen`. Default: 127.0.0.1:1883.
+    /// replaces the `[[listener]]` list with plain-TCP listeners. Default:
+    /// 127.0.0.1:1883.
     #[arg(long, short = 'l', value_name = "ADDR:PORT", value_delimiter = ',')]
     pub listen: Vec<String>,
     /// Number of shards (threads, one per core); 0 = one per CPU.

@@ -111,6 +111,8 @@ section! {
         /// Microseconds of each millisecond a shard may spend on TLS
         /// handshakes (the rest is for established connections).
         tls_handshake_budget_us_per_ms: u64,
+        /// Where to write the process id ("" = nowhere), for `ringmq reload`.
+        pid_file: String,
     }
 }
 

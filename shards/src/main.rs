@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Acl(args)) => acl::run(args),
+        Some(Command::Reload(args)) => reload::send(&args),
     }
 }
 

@@ -29,6 +29,8 @@
 //! [`Outcome::Changed`], [`Outcome::Unchanged`] or [`Outcome::Refused`].
 
 use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -160,6 +162,96 @@ impl Hooks {
             outcomes.push(outcome);
         }
         outcomes
+    }
+}
+
+/// `ringmq reload`: reads the running broker's pid file and sends it
+/// SIGHUP. Exit 0 when the signal was sent (the broker's log says what was
+/// reloaded), 1 when it could not be, 2 on a configuration error.
+pub fn send(args: &crate::cli::ReloadArgs) -> ExitCode {
+    let pid_file = match &args.pid_file {
+        Some(p) => p.clone(),
+        None => {
+            let config = match crate::config::Config::load(
+                args.config.as_deref(),
+                &crate::config::Overrides::default(),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ringmq: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if config.runtime.pid_file.is_empty() {
+                eprintln!(
+                    "ringmq: reload: no pid file: set `runtime.pid_file` in the configuration \
+                     (and pass it with --config), or pass --pid-file; or send SIGHUP yourself \
+                     (`kill -HUP <pid>`)"
+                );
+                return ExitCode::from(2);
+            }
+            PathBuf::from(&config.runtime.pid_file)
+        }
+    };
+    match signal_pid_file(&pid_file) {
+        Ok(pid) => {
+            println!(
+                "sent SIGHUP to ringmq (pid {pid}); its log says what was reloaded or refused"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringmq: reload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn signal_pid_file(path: &Path) -> Result<i32, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read pid file {}: {e} (is ringmq running?)",
+            path.display()
+        )
+    })?;
+    let pid: i32 = text.trim().parse().map_err(|_| {
+        format!(
+            "pid file {} does not hold a process id: {:?}",
+            path.display(),
+            text.trim()
+        )
+    })?;
+    ringmq_net::os::signal_process(pid, libc::SIGHUP).map_err(|e| {
+        format!(
+            "cannot signal pid {pid} from {}: {e} (a stale pid file?)",
+            path.display()
+        )
+    })?;
+    Ok(pid)
+}
+
+/// The pid file of a running broker: written at start-up, removed when
+/// dropped (at exit).
+pub struct PidFile {
+    path: PathBuf,
+}
+
+impl PidFile {
+    /// Writes this process's id to `path`.
+    pub fn write(path: &Path) -> Result<PidFile, String> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the pid file");
+        }
     }
 }
 

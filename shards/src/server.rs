@@ -15,7 +15,8 @@
 //! - SIGUSR1: sent by a shard thread as it exits; if that happens while
 //!   serving, a shard died (a bug): the others are stopped and the process
 //!   exits 1.
-//! - SIGHUP: reload certificates and other reloadable files ([`reload`]):
+//! - SIGHUP (`ringmq reload` sends it to the pid in `runtime.pid_file`):
+//!   reload certificates and other reloadable files ([`reload`]):
 //!   every registered hook runs on this thread and logs what changed or
 //!   why it was refused; shards pick the new values up for new
 //!   connections.
@@ -94,6 +95,13 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP])
         .map_err(ServeError::Signals)?;
 
+    // Removed again when `serve` returns, however it returns.
+    let _pid_file = match config.runtime.pid_file.as_str() {
+        "" => None,
+        path => {
+            Some(reload::PidFile::write(std::path::Path::new(path)).map_err(ServeError::Start)?)
+        }
+    };
     // Certificates first: a bad file is reported before any socket is bound.
     let tls_shared = tls::load_all(config).map_err(ServeError::Tls)?;
     // Reload hooks: each reloadable file registers one (see `reload`).

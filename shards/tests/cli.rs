@@ -177,3 +177,40 @@ fn sighup_reloads_without_stopping_the_broker() {
     let (status, _) = broker.stop();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn reload_subcommand_signals_the_broker_through_its_pid_file() {
+    let dir = std::env::temp_dir().join(format!("ringmq-cli-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let pid_file = dir.join("ringmq.pid");
+    let config = temp_config(
+        "reload.toml",
+        &format!(
+            "[runtime]\npid_file = {:?}\n",
+            pid_file.display().to_string()
+        ),
+    );
+    let config = config.display().to_string();
+    let broker = Broker::start(&bin(), &["--config", &config]);
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("pid file: {e}"));
+    assert!(pid.trim().parse::<u32>().is_ok(), "pid file holds {pid:?}");
+    let (status, out, err) = run_to_exit(&bin(), &["reload", "--config", &config], EXIT_LIMIT);
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+    assert!(out.contains("sent SIGHUP"), "stdout: {out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !broker.log().contains("reload done") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload line; log:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _) = broker.stop();
+    assert_eq!(status.code(), Some(0));
+    assert!(!pid_file.exists(), "the pid file outlived the broker");
+    // Nothing running: a clear error, exit 1.
+    let (status, _out, err) = run_to_exit(&bin(), &["reload", "--config", &config], EXIT_LIMIT);
+    assert_eq!(status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("cannot read pid file"), "stderr: {err}");
+}

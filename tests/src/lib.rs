@@ -96,11 +96,14 @@ impl Broker {
             let log = log.clone();
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addrs) = listening_addrs(&line) {
-                        let _ = tx.send(addrs);
-                    }
+                    // Logged before the address is reported, so a test that
+                    // reads the log right after start-up sees this line.
+                    let addrs = listening_addrs(&line);
                     if let Ok(mut l) = log.lock() {
                         l.push(line);
+                    }
+                    if let Some(addrs) = addrs {
+                        let _ = tx.send(addrs);
                     }
                 }
             });

@@ -160,6 +160,37 @@ fn rows() -> Vec<Row> {
             },
             MALFORMED,
         ),
+        // The MQTT 3.1 PUBREL with DUP (0x6A) is only for protocol level 3.
+        row(
+            "v3.1.1 PUBREL with DUP (0x6A)",
+            V3_1_1,
+            vec![0x6A, 2, 0, 1],
+            ReservedFlags {
+                packet_type: 6,
+                flags: 0b1010,
+            },
+            MALFORMED,
+        ),
+        row(
+            "v5 PUBREL with DUP (0x6A)",
+            V5,
+            vec![0x6A, 2, 0, 1],
+            ReservedFlags {
+                packet_type: 6,
+                flags: 0b1010,
+            },
+            MALFORMED,
+        ),
+        row(
+            "v3.1 PUBREL flags 0000",
+            V3_1,
+            vec![0x60, 2, 0, 1],
+            ReservedFlags {
+                packet_type: 6,
+                flags: 0,
+            },
+            MALFORMED,
+        ),
         row(
             "SUBSCRIBE flags 0000 [MQTT-3.8.1-1]",
             V3_1_1,
@@ -446,7 +477,7 @@ fn rows() -> Vec<Row> {
                 packet_type: 1,
                 property_id: 0x23,
             },
-            PROTOCOL_ERROR,
+            MALFORMED,
         ),
         row(
             "Will Delay Interval in PUBLISH",
@@ -456,7 +487,7 @@ fn rows() -> Vec<Row> {
                 packet_type: 3,
                 property_id: 0x18,
             },
-            PROTOCOL_ERROR,
+            MALFORMED,
         ),
         row(
             "Reason String in PUBLISH",
@@ -466,7 +497,7 @@ fn rows() -> Vec<Row> {
                 packet_type: 3,
                 property_id: 0x1F,
             },
-            PROTOCOL_ERROR,
+            MALFORMED,
         ),
         row(
             "Subscription Identifier in UNSUBSCRIBE",
@@ -476,7 +507,7 @@ fn rows() -> Vec<Row> {
                 packet_type: 10,
                 property_id: 0x0B,
             },
-            PROTOCOL_ERROR,
+            MALFORMED,
         ),
         row(
             "Session Expiry in will properties",
@@ -490,7 +521,7 @@ fn rows() -> Vec<Row> {
                 packet_type: 1,
                 property_id: 0x11,
             },
-            PROTOCOL_ERROR,
+            MALFORMED,
         ),
         row(
             "Maximum QoS in DISCONNECT",
@@ -500,7 +531,7 @@ fn rows() -> Vec<Row> {
                 packet_type: 14,
                 property_id: 0x24,
             },
-            PROTOCOL_ERROR,
+            MALFORMED,
         ),
         row(
             "Topic Alias twice in PUBLISH",
@@ -869,6 +900,64 @@ fn rows() -> Vec<Row> {
             InvalidQoS,
             MALFORMED,
         ),
+        // Topic Filter syntax (section 4.7): a malformed packet, not a
+        // SUBACK failure code ([MQTT-4.7.3-1], [MQTT-4.7.1-1], [MQTT-4.7.1-2]).
+        row(
+            "SUBSCRIBE empty filter [MQTT-4.7.3-1]",
+            V3_1_1,
+            fr(0x82, &cat(&[&[0, 1], &s(b""), &[0]])),
+            InvalidTopicFilter,
+            MALFORMED,
+        ),
+        row(
+            "v5 SUBSCRIBE empty filter after a valid one",
+            V5,
+            fr(0x82, &cat(&[&[0, 1, 0], &s(b"a"), &[0], &s(b""), &[0]])),
+            InvalidTopicFilter,
+            MALFORMED,
+        ),
+        row(
+            "SUBSCRIBE '#' not last [MQTT-4.7.1-1]",
+            V3_1_1,
+            fr(0x82, &cat(&[&[0, 1], &s(b"a/#/b"), &[1]])),
+            InvalidTopicFilter,
+            MALFORMED,
+        ),
+        row(
+            "v5 SUBSCRIBE '#' not alone in its level",
+            V5,
+            fr(0x82, &cat(&[&[0, 1, 0], &s(b"a/b#"), &[1]])),
+            InvalidTopicFilter,
+            MALFORMED,
+        ),
+        row(
+            "SUBSCRIBE '+' not alone in its level [MQTT-4.7.1-2]",
+            V3_1_1,
+            fr(0x82, &cat(&[&[0, 1], &s(b"a+/b"), &[0]])),
+            InvalidTopicFilter,
+            MALFORMED,
+        ),
+        row(
+            "v5 SUBSCRIBE wildcard in a ShareName",
+            V5,
+            fr(0x82, &cat(&[&[0, 1, 0], &s(b"$share/g+/x"), &[0]])),
+            InvalidTopicFilter,
+            MALFORMED,
+        ),
+        row(
+            "UNSUBSCRIBE empty filter",
+            V3_1_1,
+            fr(0xA2, &cat(&[&[0, 1], &s(b"")])),
+            InvalidTopicFilter,
+            MALFORMED,
+        ),
+        row(
+            "v5 UNSUBSCRIBE '+' not alone in its level",
+            V5,
+            fr(0xA2, &cat(&[&[0, 1, 0], &s(b"a/+b")])),
+            InvalidTopicFilter,
+            MALFORMED,
+        ),
         row(
             "SUBSCRIBE filter not UTF-8",
             V3_1_1,
@@ -1121,9 +1210,22 @@ fn valid_neighbours_decode() {
         ),
         ("v5 DISCONNECT reason only", V5, vec![0xE0, 1, 0x04]),
         (
-            "SUBSCRIBE to a syntactically bad filter (answered in SUBACK)",
+            "SUBSCRIBE to a bad $share form (answered in SUBACK, not here)",
             V3_1_1,
-            fr(0x82, &cat(&[&[0, 1], &s(b"a/#/b"), &[1]])),
+            fr(0x82, &cat(&[&[0, 1], &s(b"$share//x"), &[1]])),
+        ),
+        (
+            "SUBSCRIBE to wildcards in their own levels",
+            V5,
+            fr(
+                0x82,
+                &cat(&[&[0, 1, 0], &s(b"+/a/+/#"), &[1], &s(b"#"), &[0]]),
+            ),
+        ),
+        (
+            "v3.1 PUBREL with DUP (0x6A), as 3.1 clients resend it",
+            V3_1,
+            vec![0x6A, 2, 0, 1],
         ),
         (
             "v5 PUBLISH topic with U+FFFF",

@@ -21,6 +21,25 @@ fn topic() -> impl Strategy<Value = Bytes> {
     "[^\\x00+#]{1,12}".prop_map(Bytes::from)
 }
 
+/// A Topic Filter (section 4.7.1): levels of text or `+`, maybe a final
+/// `#`; never empty ([MQTT-4.7.3-1]).
+fn topic_filter() -> impl Strategy<Value = Bytes> {
+    let level = prop_oneof![
+        "[^\\x00+#/]{0,4}".prop_map(String::from),
+        Just("+".to_owned())
+    ];
+    (vec(level, 1..4), any::<bool>()).prop_map(|(levels, hash)| {
+        let mut filter = levels.join("/");
+        if hash {
+            filter.push_str("/#");
+        }
+        if filter.is_empty() {
+            filter.push('#');
+        }
+        Bytes::from(filter)
+    })
+}
+
 fn binary() -> impl Strategy<Value = Bytes> {
     vec(any::<u8>(), 0..24).prop_map(Bytes::from)
 }
@@ -382,7 +401,7 @@ fn packet() -> impl Strategy<Value = Packet> {
         (
             packet_id(),
             vec(
-                (utf8(), subscription_options())
+                (topic_filter(), subscription_options())
                     .prop_map(|(filter, options)| SubscribeFilter { filter, options }),
                 1..4
             ),
@@ -405,7 +424,7 @@ fn packet() -> impl Strategy<Value = Packet> {
                 reasons,
                 properties,
             })),
-        (packet_id(), vec(utf8(), 1..4), user()).prop_map(|(packet_id, filters, user)| {
+        (packet_id(), vec(topic_filter(), 1..4), user()).prop_map(|(packet_id, filters, user)| {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
                 filters,
@@ -701,6 +720,21 @@ fn remaining_length_over_the_maximum_is_refused() {
 
 fn bytes_of(packet: &Packet, protocol: Protocol) -> Vec<u8> {
     encode_to_bytes(packet, protocol).unwrap().to_vec()
+}
+
+/// MQTT 3.1 has no Session Present flag: byte 1 of its CONNACK is reserved
+/// and encoded as 0; 3.1.1 and 5.0 carry Session Present in bit 0.
+#[test]
+fn v3_1_connack_byte_1_is_reserved() {
+    let ack = Packet::ConnAck(ConnAck {
+        session_present: true,
+        reason: ReasonCode::SUCCESS,
+        properties: ConnAckProperties::default(),
+    });
+    let bytes = |protocol| encode_to_bytes(&ack, protocol).map(|b| b.to_vec());
+    assert_eq!(bytes(Protocol::V3_1), Ok(vec![0x20, 2, 0, 0]));
+    assert_eq!(bytes(Protocol::V3_1_1), Ok(vec![0x20, 2, 1, 0]));
+    assert_eq!(bytes(Protocol::V5), Ok(vec![0x20, 3, 1, 0, 0]));
 }
 
 #[test]

@@ -876,7 +876,7 @@ fn suback_return_codes() {
     let (s1, _) = raw.connect("s", true);
     let filters: [(&[u8], u8); 5] = [
         (b"a", 2),
-        (b"a/#/b", 1),
+        (b"$share//x", 1),
         (b"c", 0),
         (b"deny/x", 1),
         (b"d", 1),
@@ -1217,33 +1217,73 @@ fn ordered_topics() {
     }
 }
 
-/// [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1]: '#' must be last and alone, '+' alone in its
-/// level, filters non-empty: otherwise SUBACK 0x80; an empty topic name closes the connection.
+/// [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1] [MQTT-4.8.0-1]: '#' must be last and alone,
+/// '+' alone in its level, filters non-empty; a SUBSCRIBE or UNSUBSCRIBE breaking that is a
+/// protocol violation: the connection is closed without SUBACK / UNSUBACK, even when its other
+/// filters are valid. Valid filters are granted. An empty topic name closes the connection.
 #[test]
 fn topic_filter_validity() {
+    let bad: [&[u8]; 7] = [
+        b"sport/tennis#",
+        b"sport/tennis/#/ranking",
+        b"#/",
+        b"+sport",
+        b"sport+",
+        b"a/++",
+        b"",
+    ];
+    for f in bad {
+        expect_close(&fr(0x82, &cat(&[&[0, 1], &s(b"ok"), &[1], &s(f), &[1]])));
+        expect_close(&fr(0xA2, &cat(&[&[0, 1], &s(b"ok"), &s(f)])));
+    }
     let mut sim = Sim::new(1);
     let s1 = sim.connect(V3, "s", true);
-    let bad = [
-        "sport/tennis#",
-        "sport/tennis/#/ranking",
-        "#/",
-        "+sport",
-        "sport+",
-        "a/++",
-        "",
-    ];
     let good = ["#", "+", "sport/+/player1", "+/tennis/#", "/+", "/"];
-    let filters: Vec<(&str, SubscriptionOptions)> = bad
-        .iter()
-        .chain(good.iter())
-        .map(|f| (*f, opts(1)))
-        .collect();
+    let filters: Vec<(&str, SubscriptionOptions)> = good.iter().map(|f| (*f, opts(1))).collect();
     let codes = sim.subscribe_with(s1, &filters, None);
-    for (f, code) in filters.iter().zip(&codes) {
-        let want = if bad.contains(&f.0) { 0x80 } else { 1 };
-        assert_eq!(code.v3_suback_code(), want, "{:?}", f.0);
-    }
+    assert_eq!(codes, vec![ReasonCode::GRANTED_QOS_1; good.len()]);
     expect_close(&publish4(b"", b"x"));
+}
+
+/// MQTT 3.1 (protocol name "MQIsdp", level 3), which has no Session Present flag: byte 1 of its
+/// CONNACK is reserved and sent as 0, also when a kept session is resumed (3.1.1 would set it);
+/// a 3.1 client may resend PUBREL with DUP set (first byte 0x6A) and gets PUBCOMP, where the
+/// same byte from a 3.1.1 client is malformed ([MQTT-3.6.1-1]) and closes the connection.
+#[test]
+fn mqtt_3_1_connack_reserved_byte_and_pubrel_with_dup() {
+    let mut raw = Raw::new(BrokerConfig::default());
+    // CleanSession 0: the session outlives the connection.
+    let connect31 = fr(0x10, &cat(&[&s(b"MQIsdp"), &[3, 0x00, 0, 60], &s(b"old")]));
+    let r1 = raw.open();
+    raw.send(r1, &connect31);
+    assert_eq!(raw.frames(r1), [vec![0x20, 2, 0, 0]]);
+    raw.send(r1, &fr(0x82, &cat(&[&[0, 1], &s(b"t31"), &[1]])));
+    assert_eq!(raw.frames(r1), [vec![0x90, 3, 0, 1, 1]]);
+    raw.drop_conn(r1);
+
+    let r2 = raw.open();
+    raw.send(r2, &connect31);
+    assert_eq!(raw.frames(r2), [vec![0x20, 2, 0, 0]], "byte 1 stays 0");
+    // The session was resumed: its subscription still delivers.
+    let (p, _) = raw.connect("p", true);
+    raw.send(p, &publish4(b"t31", b"m"));
+    let got = raw.frames(r2);
+    assert!(
+        matches!(got.as_slice(), [f] if f.first() == Some(&0x30)),
+        "{got:02x?}"
+    );
+
+    // QoS 2 in, then PUBREL with DUP set, then a plain one: both completed.
+    raw.send(r2, &fr(0x34, &cat(&[&s(b"q"), &[0, 7], b"x"])));
+    assert_eq!(raw.frames(r2), [vec![0x50, 2, 0, 7]]);
+    raw.send(r2, &[0x6A, 2, 0, 7]);
+    assert_eq!(raw.frames(r2), [vec![0x70, 2, 0, 7]]);
+    raw.send(r2, &[0x62, 2, 0, 7]);
+    assert_eq!(raw.frames(r2), [vec![0x70, 2, 0, 7]]);
+    assert!(!raw.closed(r2));
+
+    // The same PUBREL from a 3.1.1 client is malformed.
+    expect_close(&[0x6A, 2, 0, 7]);
 }
 
 /// [MQTT-4.7.2-1]: filters starting with a wildcard do not match '$' topics, live or retained.

@@ -818,7 +818,7 @@ fn request_problem_information_0() {
     let mut c = connect_packet(V5, "rpi", true);
     c.properties.request_problem_information = Some(0);
     let (c, _) = sim.connect_with(c);
-    let filters = [("ok", 2u8), ("deny/x", 1), ("a/#/b", 0)];
+    let filters = [("ok", 2u8), ("deny/x", 1), ("$share//x", 0)];
     let sub = Subscribe {
         packet_id: 100,
         filters: filters
@@ -1776,7 +1776,7 @@ fn suback_has_one_code_per_filter_in_order() {
         s1,
         &[
             ("m/a", opts(2)),
-            ("m/#/x", opts(1)),
+            ("$share/g", opts(1)),
             ("m/c", opts(0)),
             ("deny/x", opts(1)),
             ("m/d", opts(1)),
@@ -2343,28 +2343,33 @@ fn ordered_topic() {
     }
 }
 
-/// [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.3-1] [MQTT-4.8.2-1] [MQTT-4.8.2-2]: invalid filters
-/// ('#' not last or not alone, '+' not alone, empty, bad $share forms) get SUBACK 0x8F; an empty
-/// topic name without alias is a Protocol Error.
+/// [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.3-1] [MQTT-4.13.1-1]: a filter with '#' not last
+/// or not alone, '+' not alone in its level, or no character at all makes the SUBSCRIBE or
+/// UNSUBSCRIBE a Malformed Packet: DISCONNECT 0x81 and close, no SUBACK / UNSUBACK, even when
+/// the other filters are valid. Valid filters, empty levels included, are granted.
 #[test]
-fn topic_filter_validity() {
+fn malformed_topic_filters_close_the_connection() {
+    let bad: [&[u8]; 10] = [
+        b"a/#/b",
+        b"a#",
+        b"#/",
+        b"a/#x",
+        b"+a",
+        b"a/b+",
+        b"a/++",
+        b"",
+        b"$share/g+/x",
+        b"$share/#/x",
+    ];
+    let pid_props = cat(&[&[0, 1], &props(&[])]);
+    for f in bad {
+        let sub = fr(0x82, &cat(&[&pid_props, &s(b"ok"), &[0], &s(f), &[0]]));
+        expect_disconnect(&sub, ReasonCode::MALFORMED_PACKET);
+        let unsub = fr(0xA2, &cat(&[&pid_props, &s(b"ok"), &s(f)]));
+        expect_disconnect(&unsub, ReasonCode::MALFORMED_PACKET);
+    }
     let mut sim = Sim::new(1);
     let s1 = sim.connect(V5, "s", true);
-    let bad = [
-        "a/#/b",
-        "a#",
-        "#/",
-        "a/#x",
-        "+a",
-        "a/b+",
-        "a/++",
-        "",
-        "$share//x",
-        "$share/g",
-        "$share/g/",
-        "$share/g+/x",
-        "$share/#/x",
-    ];
     let good = [
         "#",
         "+",
@@ -2374,22 +2379,68 @@ fn topic_filter_validity() {
         "$share/g/#",
         "$share/g//x",
         "a//b",
+        "/",
     ];
+    let filters: Vec<(&str, SubscriptionOptions)> = good.iter().map(|f| (*f, opts(0))).collect();
+    let codes = sim.subscribe_with(s1, &filters, None);
+    assert_eq!(codes, vec![ReasonCode::GRANTED_QOS_0; good.len()]);
+    assert!(!sim.is_closed(s1));
+}
+
+/// [MQTT-4.8.2-1] [MQTT-4.8.2-2]: a syntactically valid filter that is not a valid shared
+/// subscription (empty ShareName, wildcard ShareName, no filter after it) is refused with
+/// SUBACK 0x8F, filter by filter; the connection stays. An empty topic name without alias is a
+/// Protocol Error.
+#[test]
+fn invalid_shared_filters_get_suback_0x8f() {
+    let mut sim = Sim::new(1);
+    let s1 = sim.connect(V5, "s", true);
+    let bad = ["$share//x", "$share/g", "$share/g/", "$share/+/x"];
     let filters: Vec<(&str, SubscriptionOptions)> = bad
         .iter()
-        .chain(good.iter())
+        .chain(["ok"].iter())
         .map(|f| (*f, opts(0)))
         .collect();
     let codes = sim.subscribe_with(s1, &filters, None);
-    for (f, code) in filters.iter().zip(&codes) {
-        let expected = if bad.contains(&f.0) {
-            ReasonCode::TOPIC_FILTER_INVALID
-        } else {
-            ReasonCode::GRANTED_QOS_0
-        };
-        assert_eq!(*code, expected, "{:?}", f.0);
-    }
+    let mut expected = vec![ReasonCode::TOPIC_FILTER_INVALID; bad.len()];
+    expected.push(ReasonCode::GRANTED_QOS_0);
+    assert_eq!(codes, expected);
+    assert!(!sim.is_closed(s1));
     expect_disconnect(&publish5(b"", &[], b"x"), ReasonCode::PROTOCOL_ERROR);
+}
+
+/// 5.0 section 2.2.2.2 and [MQTT-4.13.1-1]: a property that is not allowed in the packet it
+/// appears in makes the packet malformed: DISCONNECT 0x81 (a bad CONNECT gets CONNACK 0x81),
+/// where a property repeated that may appear once stays a Protocol Error (0x82).
+#[test]
+fn property_not_allowed_in_packet_is_malformed() {
+    // Will Delay Interval (0x18) in PUBLISH; Topic Alias (0x23) in SUBSCRIBE; Maximum QoS
+    // (0x24) in DISCONNECT; Subscription Identifier (0x0B) in UNSUBSCRIBE.
+    expect_disconnect(
+        &publish5(b"t", &[0x18, 0, 0, 0, 1], b"x"),
+        ReasonCode::MALFORMED_PACKET,
+    );
+    expect_disconnect(
+        &fr(
+            0x82,
+            &cat(&[&[0, 1], &props(&[0x23, 0, 1]), &s(b"a"), &[0]]),
+        ),
+        ReasonCode::MALFORMED_PACKET,
+    );
+    expect_disconnect(&[0xE0, 4, 0x00, 2, 0x24, 0], ReasonCode::MALFORMED_PACKET);
+    expect_disconnect(
+        &fr(0xA2, &cat(&[&[0, 1], &props(&[0x0B, 1]), &s(b"a")])),
+        ReasonCode::MALFORMED_PACKET,
+    );
+    expect_disconnect(
+        &publish5(b"t", &[0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 1], b"x"),
+        ReasonCode::PROTOCOL_ERROR,
+    );
+    // Topic Alias (0x23) in CONNECT: refused with CONNACK 0x81, no session.
+    let mut sim = Sim::new(1);
+    let c = raw_first(&mut sim, &connect5(0x02, &[0x23, 0, 1], &s(b"c")));
+    assert_eq!(refused(&mut sim, c), Some(ReasonCode::MALFORMED_PACKET));
+    assert_eq!(sim.brokers[0].session_count(), 0);
 }
 
 /// [MQTT-4.7.2-1]: filters starting with a wildcard do not match '$' topics, live or retained.

@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::fixed_header::{fixed_header, FixedHeader};
 use super::properties::{read_properties, read_properties_into, Properties};
-use super::reader::{validate_topic_name, Reader};
+use super::reader::{validate_topic_filter, validate_topic_name, Reader};
 use super::reason::reasons_allowed;
 use super::{
     Auth, ConnAck, Connect, DecodeError, Disconnect, Packet, Protocol, PubAck, Publish,
@@ -83,7 +83,7 @@ fn decode_body<T>(
             decode_publish::<false, T>(frame, h.header_len, flags, wrap)
         };
     }
-    decode_control(&frame, h, packet_type, flags, protocol.is_v5()).map(wrap)
+    decode_control(&frame, h, packet_type, flags, protocol).map(wrap)
 }
 
 /// Every packet but PUBLISH.
@@ -92,19 +92,23 @@ fn decode_control(
     h: FixedHeader,
     packet_type: u8,
     flags: u8,
-    v5: bool,
+    protocol: Protocol,
 ) -> Result<Packet, DecodeError> {
+    let v5 = protocol.is_v5();
     if packet_type == 0 || (packet_type == 15 && !v5) {
         return Err(DecodeError::InvalidPacketType(packet_type));
     }
     // Fixed header flags (section 2.1.3, [MQTT-2.1.3-1]): PUBREL, SUBSCRIBE
     // and UNSUBSCRIBE carry 0b0010 ([MQTT-3.6.1-1], [MQTT-3.8.1-1],
-    // [MQTT-3.10.1-1]); PUBLISH carries DUP/QoS/RETAIN; the rest 0.
-    let expected = match packet_type {
-        6 | 8 | 10 => 0b0010,
-        _ => 0,
+    // [MQTT-3.10.1-1]); PUBLISH carries DUP/QoS/RETAIN; the rest 0. MQTT
+    // 3.1 had no reserved flags: its PUBREL carries QoS 1 and, when
+    // resent, DUP (0b1010), which 3.1 clients do send.
+    let flags_ok = match packet_type {
+        6 if protocol == Protocol::V3_1 => matches!(flags, 0b0010 | 0b1010),
+        6 | 8 | 10 => flags == 0b0010,
+        _ => flags == 0,
     };
-    if flags != expected {
+    if !flags_ok {
         return Err(DecodeError::ReservedFlags { packet_type, flags });
     }
     let mut r = Reader::new(frame, h.header_len);
@@ -411,12 +415,13 @@ fn subscription_options(byte: u8, v5: bool) -> Result<SubscriptionOptions, Decod
     })
 }
 
-/// SUBSCRIBE (section 3.8). Filter syntax is not checked here: a bad filter
-/// is answered per filter in SUBACK (0x8F), not by closing the connection.
+/// SUBSCRIBE (section 3.8). Filter syntax is checked here (a bad filter is
+/// a malformed packet); the broker's own limits on filters (levels, the
+/// `$share/` form) are answered per filter in SUBACK.
 fn decode_subscribe(r: &mut Reader<'_>, v5: bool) -> Result<Subscribe, DecodeError> {
     let (packet_id, properties) = id_and_props(r, 8, v5)?;
     let filters = filter_list(r, |r| {
-        let filter = r.utf8()?;
+        let filter = topic_filter(r)?;
         let options = subscription_options(r.u8()?, v5)?;
         Ok(SubscribeFilter { filter, options })
     })?;
@@ -442,6 +447,18 @@ fn id_and_props<P: Properties>(
         P::default()
     };
     Ok((packet_id, properties))
+}
+
+/// A Topic Filter: MQTT UTF-8, at least one character ([MQTT-4.7.3-1]),
+/// wildcards alone in their level and `#` last ([MQTT-4.7.1-1],
+/// [MQTT-4.7.1-2]). Breaking these makes the packet malformed, so the
+/// connection is closed ([MQTT-4.8.0-1] in v3.1.1; DISCONNECT 0x81 in v5)
+/// rather than the filter refused in SUBACK.
+#[inline]
+fn topic_filter(r: &mut Reader<'_>) -> Result<Bytes, DecodeError> {
+    let filter = r.utf8()?;
+    validate_topic_filter(&filter)?;
+    Ok(filter)
 }
 
 /// The payload of SUBSCRIBE / UNSUBSCRIBE: entries read by `entry` up to
@@ -505,7 +522,7 @@ fn decode_suback(r: &mut Reader<'_>, v5: bool) -> Result<SubAck, DecodeError> {
 /// UNSUBSCRIBE (section 3.10).
 fn decode_unsubscribe(r: &mut Reader<'_>, v5: bool) -> Result<Unsubscribe, DecodeError> {
     let (packet_id, properties) = id_and_props(r, 10, v5)?;
-    let filters = filter_list(r, |r| r.utf8())?;
+    let filters = filter_list(r, topic_filter)?;
     Ok(Unsubscribe {
         packet_id,
         filters,

@@ -55,7 +55,7 @@ pub fn encode(
     match packet {
         Packet::Publish(p) => encode_publish(p, protocol, out),
         Packet::Connect(c) => encode_connect(c, out),
-        Packet::ConnAck(c) => encode_connack(c, v5, out),
+        Packet::ConnAck(c) => encode_connack(c, protocol, out),
         Packet::PubAck(a) => encode_puback(a, 0x40, v5, out),
         Packet::PubRec(a) => encode_puback(a, 0x50, v5, out),
         Packet::PubRel(a) => encode_puback(a, 0x62, v5, out),
@@ -82,9 +82,17 @@ fn encode_connect(c: &Connect, out: &mut BytesMut) -> Result<usize, EncodeError>
     })
 }
 
-fn encode_connack(c: &ConnAck, v5: bool, out: &mut BytesMut) -> Result<usize, EncodeError> {
+fn encode_connack(
+    c: &ConnAck,
+    protocol: Protocol,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    let v5 = protocol.is_v5();
     emit(connack_plan(c, v5), 0x20, out, |out, plan| {
-        out.put_u8(u8::from(c.session_present));
+        // Connect Acknowledge Flags: bit 0 is Session Present in 3.1.1 and
+        // 5.0 (section 3.2.2.1); MQTT 3.1 has no such flag, the byte is
+        // reserved and sent as 0.
+        out.put_u8(u8::from(c.session_present && protocol != Protocol::V3_1));
         if v5 {
             out.put_u8(c.reason.0);
             write_block(&c.properties, plan.props, out);

@@ -39,6 +39,10 @@ pub enum DecodeError {
     PacketIdZero,
     /// SUBSCRIBE or UNSUBSCRIBE with no topic filter ([MQTT-3.8.3-3], [MQTT-3.10.3-2]).
     NoTopicFilters,
+    /// A topic filter in SUBSCRIBE or UNSUBSCRIBE that is empty
+    /// ([MQTT-4.7.3-1]), has `#` not alone or not last ([MQTT-4.7.1-1]) or
+    /// `+` not alone in its level ([MQTT-4.7.1-2]).
+    InvalidTopicFilter,
     /// Reserved bits of the subscription options byte set ([MQTT-3.8.3-5]),
     /// or Retain Handling 3.
     ReservedSubscriptionOptions,
@@ -51,7 +55,9 @@ pub enum DecodeError {
     InvalidConnectFlags,
     /// Unknown property identifier.
     InvalidPropertyId(u8),
-    /// A property that is not allowed in this packet.
+    /// A property that is not allowed in this packet: a Malformed Packet
+    /// (section 2.2.2.2: "an Identifier which is not valid for its packet
+    /// type").
     PropertyNotAllowed {
         packet_type: u8,
         property_id: u8,
@@ -81,8 +87,7 @@ impl DecodeError {
             DecodeError::UnsupportedProtocolVersion(_) | DecodeError::InvalidProtocolName => {
                 ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
             }
-            DecodeError::PropertyNotAllowed { .. }
-            | DecodeError::DuplicateProperty(_)
+            DecodeError::DuplicateProperty(_)
             | DecodeError::InvalidPropertyValue(_)
             | DecodeError::PacketIdZero
             | DecodeError::UnexpectedPacket(_)
@@ -99,6 +104,8 @@ impl DecodeError {
             | DecodeError::ReservedSubscriptionOptions
             | DecodeError::InvalidConnectFlags
             | DecodeError::InvalidPropertyId(_)
+            | DecodeError::PropertyNotAllowed { .. }
+            | DecodeError::InvalidTopicFilter
             | DecodeError::InvalidReasonCode { .. } => ReasonCode::MALFORMED_PACKET,
         }
     }

@@ -48,7 +48,7 @@ pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
     PublishProperties, SubscribeProperties, UnsubscribeProperties, WillProperties,
 };
-pub(crate) use reader::validate_topic_name;
+pub(crate) use reader::{validate_topic_filter, validate_topic_name};
 pub use reason::ReasonCode;
 pub use varint::{varint_len, VARINT_MAX};
 

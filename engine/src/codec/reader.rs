@@ -245,6 +245,29 @@ pub(crate) fn validate_topic_name(s: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// A Topic Filter's syntax (section 4.7.1): at least one character
+/// ([MQTT-4.7.3-1]); `#` alone in the last level ([MQTT-4.7.1-1]); `+` alone
+/// in its level ([MQTT-4.7.1-2]). UTF-8 is the caller's check. The level
+/// count and the `$share/` form are the broker's (`topic` module): they
+/// depend on its configuration and are answered per filter in SUBACK.
+pub(crate) fn validate_topic_filter(s: &[u8]) -> Result<(), DecodeError> {
+    if s.is_empty() {
+        return Err(DecodeError::InvalidTopicFilter);
+    }
+    let mut levels = s.split(|&b| b == b'/').peekable();
+    while let Some(level) = levels.next() {
+        let ok = match level {
+            b"#" => levels.peek().is_none(),
+            b"+" => true,
+            _ => !level.iter().any(|&b| b == b'+' || b == b'#'),
+        };
+        if !ok {
+            return Err(DecodeError::InvalidTopicFilter);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +302,16 @@ mod tests {
             validate_topic_name(b"a/+"),
             Err(DecodeError::WildcardInTopicName)
         );
+    }
+
+    #[test]
+    fn mqtt_4_7_1_filter_syntax() {
+        for ok in ["#", "+", "a/#", "+/+/#", "/", "a//b", "$share/g/#"] {
+            assert_eq!(validate_topic_filter(ok.as_bytes()), Ok(()), "{ok:?}");
+        }
+        for bad in ["", "a/#/b", "#/", "a#", "a+", "+a/b", "##", "$share/g+/x"] {
+            let got = validate_topic_filter(bad.as_bytes());
+            assert_eq!(got, Err(DecodeError::InvalidTopicFilter), "{bad:?}");
+        }
     }
 }

@@ -1,17 +1,19 @@
 //! Topic filter validation and the naive reference matcher, MQTT 5.0 4.7.
 
-use super::{check_len, levels, parse_shared, TopicError};
+use super::{check_len, levels, parse_shared, TopicError, LEVEL_SEPARATOR};
+use crate::codec;
 
 /// Checks a SUBSCRIBE / UNSUBSCRIBE topic filter.
 ///
 /// - 1..=65535 bytes ([MQTT-4.7.3-1]);
-/// - `#` alone in its level and the last level ([MQTT-4.7.1-1]);
-/// - `+` alone in its level ([MQTT-4.7.1-2]);
-/// - at most `levels_max` levels;
 /// - `$share/{ShareName}/{filter}`: ShareName non-empty without `/`, `+`,
-///   `#`, then a non-empty filter ([MQTT-4.8.2-1], [MQTT-4.8.2-2]) that
-///   obeys the rules above. `levels_max` counts the levels of that inner
-///   filter, which is what the trie stores.
+///   `#`, then a non-empty filter ([MQTT-4.8.2-1], [MQTT-4.8.2-2]);
+/// - `#` alone in its level and the last level ([MQTT-4.7.1-1]), `+` alone
+///   in its level ([MQTT-4.7.1-2]): the codec's rule
+///   (`codec::validate_topic_filter`, which every decoded filter has
+///   passed), applied to the whole filter;
+/// - at most `levels_max` levels; for a shared subscription, levels of the
+///   inner filter, which is what the trie stores.
 ///
 /// Empty levels are legal (`"a//b"`, `"/+"`).
 pub fn validate_topic_filter(filter: &[u8], levels_max: usize) -> Result<(), TopicError> {
@@ -20,26 +22,10 @@ pub fn validate_topic_filter(filter: &[u8], levels_max: usize) -> Result<(), Top
         Some(shared) => shared.filter,
         None => filter,
     };
-    validate_plain_filter(plain, levels_max)
-}
-
-/// The wildcard and level rules for a filter that is not `$share/`.
-fn validate_plain_filter(filter: &[u8], levels_max: usize) -> Result<(), TopicError> {
-    let mut level_count = 0usize;
-    let mut rest = levels(filter).peekable();
-    while let Some(level) = rest.next() {
-        level_count += 1;
-        if level_count > levels_max {
-            return Err(TopicError::TooManyLevels);
-        }
-        match level {
-            b"#" if rest.peek().is_some() => return Err(TopicError::InvalidWildcard),
-            b"#" | b"+" => {}
-            _ if level.iter().any(|b| matches!(b, b'+' | b'#')) => {
-                return Err(TopicError::InvalidWildcard)
-            }
-            _ => {}
-        }
+    codec::validate_topic_filter(filter).map_err(|_| TopicError::InvalidWildcard)?;
+    // levels = separators + 1; written so that it cannot overflow.
+    if plain.iter().filter(|&&b| b == LEVEL_SEPARATOR).count() >= levels_max {
+        return Err(TopicError::TooManyLevels);
     }
     Ok(())
 }

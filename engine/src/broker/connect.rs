@@ -42,18 +42,22 @@ impl Broker {
         };
         if let (Some(protocol), Some(c)) = (protocol, self.conns.get_mut(conn)) {
             c.protocol = protocol;
-            let ack = ConnAck {
-                session_present: false,
-                reason,
-                properties: ConnAckProperties::default(),
-            };
-            self.write_packet(conn, &Packet::ConnAck(ack));
+            self.write_refusal(conn, reason);
         }
         self.close(conn, now_ms);
     }
 
+    /// Refuse a decoded CONNECT with `reason`, then close.
     fn connack_refuse(&mut self, conn: ConnId, reason: ReasonCode, now_ms: u64) {
         self.stats.protocol_errors += 1;
+        self.write_refusal(conn, reason);
+        self.close(conn, now_ms);
+    }
+
+    /// A CONNACK refusing the connection: no session is present for a
+    /// refused CONNECT ([MQTT-3.2.2-6] in 5.0, [MQTT-3.2.2-4] in 3.1.1),
+    /// and none is sent that exceeds the client's Maximum Packet Size.
+    fn write_refusal(&mut self, conn: ConnId, reason: ReasonCode) {
         let ack = ConnAck {
             session_present: false,
             reason,
@@ -62,7 +66,6 @@ impl Broker {
         if let Some(ack) = self.fit_connack(conn, ack) {
             self.write_packet(conn, &Packet::ConnAck(ack));
         }
-        self.close(conn, now_ms);
     }
 
     /// The CONNACK as it may be sent on `conn`, whose client declared its

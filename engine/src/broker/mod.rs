@@ -112,6 +112,8 @@ pub struct Stats {
     /// authenticator, or for a topic reserved for the broker (`$SYS`,
     /// `$share/`).
     pub publishes_not_authorized: u64,
+    /// Connections ended for a protocol violation (see `violation.rs`), a
+    /// packet that did not decode, or a refused CONNECT.
     pub protocol_errors: u64,
 }
 
@@ -123,22 +125,27 @@ pub struct Broker {
     auth: Box<dyn Authenticator>,
     /// The ACL in force (`None`: everything allowed); see `acl`.
     acl: Option<Arc<Acl>>,
+    // Connections (conn.rs) and sessions (session.rs, connect.rs).
     conns: Slab<Conn>,
     sessions: Slab<Session>,
     by_client_id: HashMap<Bytes, SessionId>,
+    /// Assigned client ids so far (connect.rs).
+    assigned_ids: u64,
+    /// This shard's replica of the subscriptions (route.rs, subscribe.rs).
     router: TopicTrie<RouteNode>,
     retained: RetainedStore,
+    // Outputs, and the timer heap behind `poll_timeout` (timer.rs).
     events: VecDeque<Event>,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     next_generation: u64,
-    assigned_ids: u64,
     stats: Stats,
     started_ms: Option<u64>,
-    // Scratch, reused per publish (no allocation once warm).
+    // Scratch of route.rs, reused per publish (no allocation once warm).
     scratch_matches: Vec<Match>,
     scratch_shared_remote: Vec<(ShardId, Bytes)>,
     scratch_subscription_ids: Vec<u32>,
     scratch_shared_filters: Vec<Bytes>,
+    // Cross-shard barriers waiting for acknowledgements (barrier.rs).
     barriers: HashMap<u64, Barrier>,
     next_barrier: u64,
     /// User names taken from verified client certificates, by connection,

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::deliver::Delivery;
-use super::session::{OutState, Queued, Window};
+use super::session::{window_of, OutState, Queued, Window};
 use super::{Broker, Event, SessionId, ShardId, ShardMessage};
 use crate::codec::{Publish, QoS, SubscriptionOptions};
 use crate::topic;
@@ -164,11 +164,7 @@ impl Broker {
             let sessions = &self.sessions;
             let conns = &self.conns;
             let inflight_max = self.config.inflight_max;
-            let window = |sid: SessionId| {
-                sessions
-                    .get(sid)
-                    .map_or(Window::Offline, |s| s.window(conns, inflight_max))
-            };
+            let window = |sid| window_of(sessions, conns, inflight_max, sid);
             self.router.for_each_match_mut(&publish.topic, |node| {
                 for s in &node.subs {
                     matches.push(Match {
@@ -319,11 +315,7 @@ impl Broker {
         let inflight_max = self.config.inflight_max;
         let node = self.router.get_mut(inner)?;
         let g = node.groups.iter_mut().find(|g| g.name.as_ref() == name)?;
-        let window = |sid: SessionId| {
-            sessions
-                .get(sid)
-                .map_or(Window::Offline, |s| s.window(conns, inflight_max))
-        };
+        let window = |sid| window_of(sessions, conns, inflight_max, sid);
         match g.pick(false, exclude, window)? {
             Pick::Local(m) => Some(m),
             Pick::Remote(_) => None,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::conn::Conn;
 use super::slab::Slab;
-use super::ConnId;
+use super::{ConnId, SessionId};
 use crate::acl::SessionAcl;
 use crate::codec::{Protocol, Publish, Will};
 
@@ -68,6 +68,19 @@ pub(super) enum Window {
     Full,
     /// Connected with room for another QoS 1/2 message.
     Open,
+}
+
+/// The window of session `sid` of this shard ([`Window::Offline`] for a
+/// session that is gone).
+pub(super) fn window_of(
+    sessions: &Slab<Session>,
+    conns: &Slab<Conn>,
+    inflight_max: u16,
+    sid: SessionId,
+) -> Window {
+    sessions
+        .get(sid)
+        .map_or(Window::Offline, |s| s.window(conns, inflight_max))
 }
 
 impl Session {

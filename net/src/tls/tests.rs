@@ -306,3 +306,38 @@ pub(crate) fn server_and_client(test: &str) -> (TlsSettings, Arc<ClientConfig>) 
     );
     (s.settings, client)
 }
+
+/// The budget: steps run at once while this millisecond has budget left;
+/// once a step overspent it, the next one waits for a later millisecond
+/// (a timer, so other tasks run first).
+#[test]
+fn handshake_budget_defers_steps_past_the_budget() {
+    let mut rt = ok(monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build());
+    rt.block_on(async {
+        let budget = HandshakeBudget::new(100);
+        // Align to the start of a millisecond window.
+        budget.wait_turn().await;
+        monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let start = std::time::Instant::now();
+        budget.wait_turn().await;
+        assert!(
+            start.elapsed() < std::time::Duration::from_micros(500),
+            "budget left: no wait"
+        );
+        // A step of 300 µs overspends the 100 µs budget.
+        budget.charge(|| {
+            let busy = std::time::Instant::now();
+            while busy.elapsed() < std::time::Duration::from_micros(300) {
+                std::hint::spin_loop();
+            }
+        });
+        let before = budget.window_ms.get();
+        budget.wait_turn().await;
+        assert!(
+            budget.window_ms.get() > before,
+            "the next step ran in the same millisecond as an overspent budget"
+        );
+    });
+}

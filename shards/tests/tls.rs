@@ -124,7 +124,11 @@ impl Pki {
 
 /// Starts the broker on `config`; returns it with (plain, TLS) addresses.
 fn start(config: &str) -> (Broker, SocketAddr, SocketAddr) {
-    let shards = SHARDS.to_string();
+    start_shards(config, SHARDS)
+}
+
+fn start_shards(config: &str, shards: u16) -> (Broker, SocketAddr, SocketAddr) {
+    let shards = shards.to_string();
     let mut args = vec!["serve", "--config", config, "--shards", &shards];
     let io = std::env::var("RINGMQ_TEST_IO").ok();
     if let Some(io) = io.as_deref() {
@@ -541,4 +545,54 @@ fn mosquitto_clients_over_tls_and_mtls() {
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), message);
     }
+}
+
+/// A burst of TLS handshakes on one shard: every one completes, and a
+/// client already connected to that shard keeps getting answers meanwhile
+/// (handshake steps are bounded and budgeted per millisecond). The bound
+/// is coarse on purpose (a loaded CI machine); the latency itself is a
+/// benchmark's job.
+#[test]
+fn handshake_burst_completes_without_starving_an_established_client() {
+    const THREADS: usize = 4;
+    const HANDSHAKES_PER_THREAD: usize = 25;
+    const PING_RTT_MAX: Duration = Duration::from_secs(1);
+    let pki = Pki::new("burst");
+    let (_broker, _plain, tls) = start_shards(&pki.config("", ""), 1);
+    let config = client_config(&pki, BOTH, None, &[]);
+    let mut established = ok(TlsClient::connect(tls, config.clone(), "localhost"));
+    assert_eq!(ok(established.mqtt_connect("established")), CONNACK_OK);
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let config = config.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                for i in 0..HANDSHAKES_PER_THREAD {
+                    let connack = try_session(tls, config.clone(), &format!("burst-{t}-{i}"));
+                    assert_eq!(ok(connack), CONNACK_OK);
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        })
+        .collect();
+    let mut pings = 0;
+    let mut slowest = Duration::ZERO;
+    while done.load(std::sync::atomic::Ordering::SeqCst) < THREADS {
+        let sent = Instant::now();
+        ok(established.ping());
+        slowest = slowest.max(sent.elapsed());
+        pings += 1;
+    }
+    for w in workers {
+        if w.join().is_err() {
+            panic!("a handshake thread failed");
+        }
+    }
+    assert!(pings > 0);
+    assert!(
+        slowest < PING_RTT_MAX,
+        "an established client waited {slowest:?} for PINGRESP during {} handshakes",
+        THREADS * HANDSHAKES_PER_THREAD
+    );
 }

@@ -122,14 +122,38 @@ impl Verdict {
     }
 }
 
-type Levels<'t> = core::slice::Split<'t, u8, fn(&u8) -> bool>;
-
-fn is_separator(b: &u8) -> bool {
-    *b == topic::LEVEL_SEPARATOR
+/// The `/`-separated levels of a topic, empty ones included. A named type
+/// (not `slice::Split` with a closure) so the walk can clone it, and with
+/// the separator test inlined (a `fn` pointer predicate would be an
+/// indirect call per byte).
+#[derive(Clone)]
+struct Levels<'t> {
+    /// `None` once the last level was returned.
+    rest: Option<&'t [u8]>,
 }
 
+impl<'t> Iterator for Levels<'t> {
+    type Item = &'t [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'t [u8]> {
+        let rest = self.rest?;
+        match rest.iter().position(|b| *b == topic::LEVEL_SEPARATOR) {
+            Some(i) => {
+                self.rest = rest.get(i + 1..);
+                rest.get(..i)
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+#[inline]
 fn levels_of(topic: &[u8]) -> Levels<'_> {
-    topic.split(is_separator as fn(&u8) -> bool)
+    Levels { rest: Some(topic) }
 }
 
 /// The rules of one scope (a user, a client id, the anonymous rules, or a
@@ -754,6 +778,14 @@ pattern deny %u/banned
         for action in [Action::Read, Action::Write, Action::Subscribe] {
             assert_eq!(check(&a, Some("u"), "c", action, "a"), (false, None));
         }
+    }
+
+    #[test]
+    fn levels_keep_empty_ones() {
+        let v: Vec<&[u8]> = levels_of(b"/a//b/").collect();
+        assert_eq!(v, [&b""[..], b"a", b"", b"b", b""]);
+        assert_eq!(levels_of(b"a").count(), 1);
+        assert_eq!(levels_of(b"").count(), 1);
     }
 
     #[test]

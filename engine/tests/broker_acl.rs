@@ -33,7 +33,11 @@ fn acl(text: &str) -> Arc<Acl> {
 
 /// Two shards with `text` as their ACL.
 fn sim_with(text: &str) -> Sim {
-    let mut sim = Sim::new(2);
+    sim_shards(2, text)
+}
+
+fn sim_shards(shards: u16, text: &str) -> Sim {
+    let mut sim = Sim::new(shards);
     let a = acl(text);
     for b in &mut sim.brokers {
         b.set_acl(Some(a.clone()));
@@ -309,5 +313,27 @@ fn reload_applies_to_live_sessions() {
         }
         sim.pub_simple(root, "alice/secret/3", "d", 0);
         assert_eq!(sim.payloads(w), ["d"], "{v:?}");
+    }
+}
+
+/// A shared group never gives a message to a member that may not read it
+/// (which would drop it): the member that may read gets every message.
+#[test]
+fn shared_group_skips_members_that_may_not_read() {
+    for v in both() {
+        let mut sim = sim_shards(1, &format!("{ACL}user blind\ntopic subscribe #\n"));
+        let root = connect_as(&mut sim, V5, "root-pub", "root");
+        let reader = connect_as(&mut sim, v, "w-1", "watcher");
+        let blind = connect_as(&mut sim, v, "b-1", "blind");
+        for c in [reader, blind] {
+            let granted = sim.subscribe(c, "$share/g/alice/#", 0);
+            assert_eq!(granted, ReasonCode::SUCCESS, "{v:?}");
+        }
+        for i in 0..4 {
+            sim.pub_simple(root, "alice/x", &i.to_string(), 0);
+        }
+        assert_eq!(sim.payloads(reader), ["0", "1", "2", "3"], "{v:?}");
+        assert!(sim.payloads(blind).is_empty(), "{v:?}");
+        assert_eq!(sim.brokers[0].stats().dropped_not_authorized, 0);
     }
 }

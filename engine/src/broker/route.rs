@@ -116,7 +116,7 @@ impl SharedGroup {
                 Some(m) => match window(m.session) {
                     Window::Open => return Some(Pick::Local(*m)),
                     Window::Full => full = full.or(Some(*m)),
-                    Window::Offline => {}
+                    Window::Offline | Window::Refused => {}
                 },
                 None => {
                     let mut k = idx - self.members.len();
@@ -131,9 +131,11 @@ impl SharedGroup {
             }
         }
         if full.is_none() && exclude.is_none() {
-            full = self
-                .members
-                .get(self.cursor % self.members.len().max(1))
+            // All offline: the next member in turn that may read it.
+            let n = self.members.len();
+            full = (0..n)
+                .filter_map(|k| self.members.get((self.cursor + k) % n))
+                .find(|m| window(m.session) != Window::Refused)
                 .copied();
         }
         full.map(Pick::Local)
@@ -164,8 +166,9 @@ impl Broker {
             let sessions = &self.sessions;
             let conns = &self.conns;
             let inflight_max = self.config.inflight_max;
-            let window = |sid| window_of(sessions, conns, inflight_max, sid);
-            self.router.for_each_match_mut(&publish.topic, |node| {
+            let topic = &publish.topic;
+            let window = |sid| window_of(sessions, conns, inflight_max, sid, topic);
+            self.router.for_each_match_mut(topic, |node| {
                 for s in &node.subs {
                     matches.push(Match {
                         session: s.session,
@@ -282,7 +285,7 @@ impl Broker {
         received_at_ms: u64,
         now_ms: u64,
     ) {
-        let Some(member) = self.pick_shared_member(full_filter, None) else {
+        let Some(member) = self.pick_shared_member(full_filter, &publish.topic, None) else {
             // The group left this shard meanwhile: nobody to give it to here.
             self.stats.dropped_no_shared_member += 1;
             return;
@@ -306,6 +309,7 @@ impl Broker {
     fn pick_shared_member(
         &mut self,
         full_filter: &Bytes,
+        topic: &[u8],
         exclude: Option<SessionId>,
     ) -> Option<LocalSub> {
         let shared = topic::parse_shared(full_filter).ok().flatten()?;
@@ -315,7 +319,7 @@ impl Broker {
         let inflight_max = self.config.inflight_max;
         let node = self.router.get_mut(inner)?;
         let g = node.groups.iter_mut().find(|g| g.name.as_ref() == name)?;
-        let window = |sid| window_of(sessions, conns, inflight_max, sid);
+        let window = |sid| window_of(sessions, conns, inflight_max, sid, topic);
         match g.pick(false, exclude, window)? {
             Pick::Local(m) => Some(m),
             Pick::Remote(_) => None,
@@ -357,7 +361,7 @@ impl Broker {
         s.queue = keep_q;
         for (filter, mut publish, received_at_ms) in moved {
             publish.dup = false;
-            match self.pick_shared_member(&filter, Some(session)) {
+            match self.pick_shared_member(&filter, &publish.topic, Some(session)) {
                 Some(m) => {
                     let delivery = Delivery {
                         qos: publish.qos,

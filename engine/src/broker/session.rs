@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::conn::Conn;
 use super::slab::Slab;
 use super::{ConnId, SessionId};
-use crate::acl::SessionAcl;
+use crate::acl::{Action, SessionAcl};
 use crate::codec::{Protocol, Publish, Will};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,19 +68,33 @@ pub(super) enum Window {
     Full,
     /// Connected with room for another QoS 1/2 message.
     Open,
+    /// The ACL does not let this session read the message at hand: a
+    /// shared group never chooses it (set by the router, not by
+    /// [`Session::window`]).
+    Refused,
 }
 
-/// The window of session `sid` of this shard ([`Window::Offline`] for a
-/// session that is gone).
+/// The window of session `sid` of this shard for a message on `topic`
+/// ([`Window::Offline`] for a session that is gone, [`Window::Refused`]
+/// when its ACL does not let it read `topic`).
 pub(super) fn window_of(
     sessions: &Slab<Session>,
     conns: &Slab<Conn>,
     inflight_max: u16,
     sid: SessionId,
+    topic: &[u8],
 ) -> Window {
-    sessions
-        .get(sid)
-        .map_or(Window::Offline, |s| s.window(conns, inflight_max))
+    match sessions.get(sid) {
+        None => Window::Offline,
+        Some(s)
+            if s.acl
+                .as_ref()
+                .is_some_and(|a| !a.allows(Action::Read, topic)) =>
+        {
+            Window::Refused
+        }
+        Some(s) => s.window(conns, inflight_max),
+    }
 }
 
 impl Session {

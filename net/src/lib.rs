@@ -21,6 +21,8 @@
 //! - [`tls`]: TLS (rustls, `ring` provider) as a byte transform between
 //!   the socket and the engine, and the per-shard handshake budget.
 //! - [`connect`]: outgoing TCP connections (from a chosen source address).
+//! - [`alloc`]: gives freed heap memory back to the OS (mimalloc's
+//!   `mi_collect`) after a burst of closed connections.
 //!
 //! The MQTT client connection that loadgen, the tests and bridges use is
 //! the `ringmq-client` crate, built on [`conn`] and [`connect`].
@@ -41,6 +43,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod alloc;
 pub mod clock;
 pub mod conn;
 pub mod connect;

@@ -28,6 +28,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use ringmq_engine::broker::{route_connect, ConnId, Route};
+use ringmq_engine::codec::{check_frame, FrameCheck};
 use ringmq_net::conn::{CloseReason, ConnTls, Connection, DriverHandle, Handler};
 use ringmq_net::tls::{LoadedTls, TlsSession};
 
@@ -75,10 +76,15 @@ pub struct ConnCtx {
 impl Handler for ConnCtx {
     fn on_bytes(&self, buf: &mut BytesMut) {
         let now = self.shard.now_ms();
-        self.shard
-            .broker
-            .borrow_mut()
-            .handle_read(self.id, buf, now);
+        let packet_size_max_bytes = {
+            let mut broker = self.shard.broker.borrow_mut();
+            broker.handle_read(self.id, buf, now);
+            broker.config().packet_size_max_bytes
+        };
+        if !buf.is_empty() {
+            let chunk = self.shard.settings.driver.read_chunk_bytes;
+            reserve_for_partial_packet(buf, packet_size_max_bytes, chunk);
+        }
         self.shard.drain_events(Some(&self.origin));
     }
 
@@ -130,6 +136,31 @@ impl Handler for ConnCtx {
             }
         }
     }
+}
+
+/// Makes room, in one allocation, for the rest of a packet the engine left
+/// incomplete in `buf` when it is larger than one read: exactly what the
+/// packet still needs plus one read (`read_chunk_bytes`), so that the
+/// driver's reads never grow the buffer again. Left to grow by doubling, a
+/// 1 MiB packet arriving in reads would end in a 2 MiB buffer after
+/// copying through 1 MiB, 512 KiB, ... buffers that the allocator keeps:
+/// 2 MB and more per stalled connection instead of the documented bound of
+/// `packet_size_max_bytes + read_chunk_bytes`. A remainder within one read
+/// is left to the driver's usual reserve.
+fn reserve_for_partial_packet(buf: &mut BytesMut, packet_size_max_bytes: u32, chunk_bytes: usize) {
+    // The engine accepted this header (it clears the buffer of a
+    // connection it closes), so `needed_bytes` is within the packet limit.
+    let Ok(FrameCheck::Incomplete { needed_bytes }) = check_frame(buf, packet_size_max_bytes)
+    else {
+        return;
+    };
+    let wanted = needed_bytes.saturating_add(chunk_bytes);
+    if needed_bytes <= chunk_bytes || buf.capacity() - buf.len() >= wanted {
+        return;
+    }
+    let mut exact = BytesMut::with_capacity(buf.len() + wanted);
+    exact.extend_from_slice(buf);
+    *buf = exact;
 }
 
 /// Accepts a connection in the engine and registers its runtime side.
@@ -302,5 +333,71 @@ pub fn adopt_handoff(
     };
     if let Some(ctx) = accept(shard, &conn, use_identity_as_username) {
         drive(conn, bytes, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: usize = 16 * 1024;
+    const PACKET_MAX: u32 = 1024 * 1024;
+
+    /// The first bytes of a PUBLISH whose frame is `frame_len` bytes.
+    fn publish_start(frame_len: usize, have: usize) -> BytesMut {
+        // 0x30, 3-byte remaining length (frame 16 KiB..2 MiB), then body.
+        let remaining = frame_len - 4;
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&[
+            0x30,
+            (remaining & 0x7f) as u8 | 0x80,
+            ((remaining >> 7) & 0x7f) as u8 | 0x80,
+            (remaining >> 14) as u8,
+        ]);
+        b.resize(have, b'p');
+        b
+    }
+
+    #[test]
+    fn a_large_partial_packet_gets_one_exact_buffer_that_never_grows() {
+        let frame_len = 1024 * 1024;
+        let mut buf = publish_start(frame_len, 600);
+        reserve_for_partial_packet(&mut buf, PACKET_MAX, CHUNK);
+        assert_eq!(buf.len(), 600, "content kept");
+        assert_eq!(&buf[..1], &[0x30]);
+        // Exactly the rest of the packet plus one read: the documented
+        // bound packet_size_max_bytes + read_chunk_bytes.
+        assert_eq!(buf.capacity(), frame_len + CHUNK);
+        let start = buf.as_ptr();
+        // The driver's reads (reserve one chunk, append) up to the last
+        // byte never move the buffer, and asking again changes nothing.
+        while buf.len() < frame_len - 1 {
+            buf.reserve(CHUNK);
+            let n = CHUNK.min(frame_len - 1 - buf.len());
+            buf.resize(buf.len() + n, b'p');
+            reserve_for_partial_packet(&mut buf, PACKET_MAX, CHUNK);
+            assert_eq!(buf.as_ptr(), start, "reallocated at {} bytes", buf.len());
+        }
+        assert_eq!(buf.capacity(), frame_len + CHUNK);
+    }
+
+    #[test]
+    fn a_remainder_within_one_read_or_an_unknown_length_is_left_alone() {
+        // Needs fewer bytes than one read (10,000 of a 20,000-byte frame).
+        let mut small = publish_start(20_000, 10_000);
+        assert_eq!(
+            check_frame(&small, PACKET_MAX),
+            Ok(FrameCheck::Incomplete {
+                needed_bytes: 10_000
+            })
+        );
+        let capacity = small.capacity();
+        reserve_for_partial_packet(&mut small, PACKET_MAX, CHUNK);
+        assert_eq!(small.capacity(), capacity);
+        // Remaining Length not complete yet.
+        let mut header = BytesMut::from(&[0x30u8, 0x80][..]);
+        let capacity = header.capacity();
+        reserve_for_partial_packet(&mut header, PACKET_MAX, CHUNK);
+        assert_eq!(header.capacity(), capacity);
     }
 }

@@ -10,7 +10,10 @@
 //!   onto rings, adopts handed-off connections, starts the shutdown;
 //! - the timer task: sleeps until `Broker::poll_timeout`, calls
 //!   `handle_timeout`; re-armed whenever an engine call moves the deadline
-//!   earlier.
+//!   earlier;
+//! - the memory release task: a second (`MEMORY_RELEASE_DELAY_MS`) after
+//!   connections closed, gives the memory they freed back to the OS
+//!   (`ringmq_net::alloc`).
 //!
 //! The state those tasks share is [`state::Shard`]. After every `handle_*`
 //! call the caller runs [`Shard::drain_events`], which dispatches `Transmit`/`Close` to connection drivers and `ToShard`
@@ -190,6 +193,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     }
     monoio::spawn(timer_task(shard.clone()));
     monoio::spawn(ring_task(shard.clone()));
+    monoio::spawn(memory_release_task(shard.clone()));
     tracing::info!(shard = id, io = driver, cpu = ?cpu, "shard started");
     let _ = report.send(StartReport {
         shard: id,
@@ -251,6 +255,25 @@ async fn accept_task(
         }
     }
     tracing::debug!(shard = shard.id, "stopped accepting");
+}
+
+/// After connections closed, wait this long, then give the memory their
+/// buffers held back to the OS (`memory_release_task`), in milliseconds.
+/// Closes during the wait are covered by the same release, so under
+/// constant churn a shard releases at most once per this interval.
+const MEMORY_RELEASE_DELAY_MS: u64 = 1_000;
+
+/// Gives freed memory back to the OS some time after connections closed.
+/// The allocator only purges freed pages when this thread next runs its
+/// housekeeping, which a quiet shard may not do for a long time: without
+/// this, RSS stays at its peak after a burst of connections has gone
+/// (docs/benchmarks.md, "Memory after connections close").
+async fn memory_release_task(shard: Rc<Shard>) {
+    loop {
+        shard.closed_some.wait().await;
+        monoio::time::sleep(Duration::from_millis(MEMORY_RELEASE_DELAY_MS)).await;
+        ringmq_net::alloc::release_free_memory();
+    }
 }
 
 async fn timer_task(shard: Rc<Shard>) {

@@ -73,6 +73,9 @@ pub struct Shard {
     pub(super) stop_accepting: RefCell<Vec<Rc<Notify>>>,
     pub(super) shutdown_started: Notify,
     pub(super) drained: Notify,
+    /// Set when a connection closed: the memory release task runs
+    /// (`shard` module docs).
+    pub(super) closed_some: Notify,
 }
 
 impl Shard {
@@ -103,6 +106,7 @@ impl Shard {
             stop_accepting: RefCell::new(Vec::new()),
             shutdown_started: Notify::new(),
             drained: Notify::new(),
+            closed_some: Notify::new(),
         }
     }
 
@@ -191,6 +195,7 @@ impl Shard {
         let now = self.now_ms();
         self.broker.borrow_mut().handle_closed(id, now);
         self.drain_events(None);
+        self.closed_some.notify();
         if self.stopping.get() && self.conns.borrow().is_empty() {
             self.drained.notify();
         }

@@ -14,6 +14,8 @@ use ringmq_tests::{binary, client_id_on_shard, hex, packet, Broker, READ_TIMEOUT
 const SHARDS: u16 = 2;
 /// Longest any one of these tests may run.
 const TEST_LIMIT: Duration = Duration::from_secs(30);
+/// Longest gap between two messages the flood test's subscriber accepts.
+const FLOOD_READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn bin() -> PathBuf {
     binary(env!("CARGO_BIN_EXE_ringmq"))
@@ -229,20 +231,25 @@ fn a_started_packet_that_stalls_is_cut_by_packet_complete_timeout() {
     }
 }
 
-/// Full-ring policy: with rings of 2 slots and an overflow of 4 messages, a
-/// QoS 0 flood from a publisher on shard 1 to a subscriber on shard 0 that
-/// reads as fast as it can loses nothing: the broker stops reading the
-/// publisher while the ring is full instead of dropping.
+/// Full-ring policy: with rings of 8 slots and an overflow of 8 messages
+/// (one 16 KiB read of this flood produces over 1,000 messages), a QoS 0
+/// flood from a publisher on shard 1 to a subscriber on shard 0 that reads
+/// as fast as it can loses nothing: the broker stops reading the publisher
+/// while the ring is full instead of dropping.
 #[test]
 fn qos0_flood_across_tiny_rings_loses_nothing_for_a_prompt_subscriber() {
     const MESSAGES: u32 = 20_000;
     let cfg = config(
         "tiny-rings.toml",
-        "[runtime]\nring_capacity_slots = 2\nring_overflow_max_messages = 4\n",
+        "[runtime]\nring_capacity_slots = 8\nring_overflow_max_messages = 8\n",
     );
     let broker = Broker::start(&bin(), &["--config", &cfg]);
     let started = Instant::now();
     let mut sub = connect(&broker);
+    // Tiny rings are slow (a few messages per cross-thread wake-up), more
+    // so on a loaded machine: allow a long gap, within TEST_LIMIT.
+    sub.set_read_timeout(Some(FLOOD_READ_TIMEOUT))
+        .unwrap_or_else(|e| panic!("{e}"));
     sub.write_all(&packet::connect_v311(
         &client_id_on_shard("flood-sub", 0, SHARDS),
         true,

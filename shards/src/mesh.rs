@@ -311,6 +311,18 @@ impl Mesh {
         }
     }
 
+    /// Wakes every peer whose ring we have messages queued for (a safety net
+    /// against a lost wake-up while a publisher waits; `shard` docs).
+    pub fn wake_overflow_peers(&self) {
+        for (peer, out) in self.outbound.iter().enumerate() {
+            if let Some(out) = out {
+                if !out.overflow.is_empty() {
+                    self.signals[peer].wake();
+                }
+            }
+        }
+    }
+
     /// Pops up to `budget` messages from the inbound rings into `batch`,
     /// round-robin across peers; wakes producers waiting for room.
     /// Returns how many were popped.

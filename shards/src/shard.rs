@@ -297,6 +297,15 @@ async fn timer_task(shard: Rc<Shard>) {
     }
 }
 
+/// While messages wait in an overflow queue (a publisher may be paused on
+/// them), the ring task looks at its rings again at least this often and
+/// wakes the peers it waits for, in milliseconds. The wake-up protocol
+/// (`mesh` docs) should make this unnecessary, yet QoS 0 floods through
+/// tiny rings showed stalls that lasted until an unrelated wake-up (up to
+/// the 10 s `$SYS` tick): this bounds any lost cross-thread wake-up to a
+/// few milliseconds, and costs nothing while no overflow is pending.
+const OVERFLOW_RECHECK_MS: u64 = 5;
+
 async fn ring_task(shard: Rc<Shard>) {
     let budget = shard.settings.ring_batch_max_messages.max(1);
     let mut batch: Vec<RingMsg> = Vec::with_capacity(budget);
@@ -328,7 +337,17 @@ async fn ring_task(shard: Rc<Shard>) {
             yield_now().await;
             continue;
         }
-        wait_for_ring_work(&shard).await;
+        let overflow_pending = shard.mesh.borrow().stats().overflow_messages > 0;
+        if !overflow_pending {
+            wait_for_ring_work(&shard).await;
+            continue;
+        }
+        monoio::select! {
+            _ = wait_for_ring_work(&shard) => {}
+            _ = monoio::time::sleep(Duration::from_millis(OVERFLOW_RECHECK_MS)) => {
+                shard.mesh.borrow().wake_overflow_peers();
+            }
+        }
     }
 }
 

@@ -342,3 +342,132 @@ fn a_bad_acl_file_stops_the_start_with_its_line() {
     );
     std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The ACL matrix as mosquitto_pub / mosquitto_sub (MQTT 5 and 3.1.1)
+/// see it: a denied publish is reported "Not authorized" in v5 and
+/// silently dropped in v3.1.1, denied subscriptions are refused, a `#`
+/// subscriber gets only what it may read (retained included), and a `%c`
+/// pattern gives a client its own subtree.
+#[test]
+fn mosquitto_clients_see_the_acl() {
+    use std::process::Command;
+    let installed = Command::new("mosquitto_pub").arg("--help").output().is_ok();
+    if !installed {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "mosquitto_pub is not installed; .ci/run must install mosquitto-clients"
+        );
+        eprintln!("SKIPPED (not in CI): mosquitto_pub not installed");
+        return;
+    }
+    let dir = temp_dir("mosquitto");
+    let acl_path = dir.join("acl");
+    std::fs::write(
+        &acl_path,
+        format!("{BROKER_ACL}pattern readwrite devices/%c/#\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.join("ringmq.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nacl_file = {:?}\n", acl_path.display().to_string()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let broker = Broker::start(&bin(), &["--config", config.to_str().unwrap_or_default()]);
+    let port = broker.port().to_string();
+    let run = |program: &str, version: &str, args: &[&str]| {
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-V", version];
+        all.extend_from_slice(args);
+        let out = Command::new(program)
+            .args(&all)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let publish = |version: &str, user: &str, topic: &str, retain: bool| {
+        let mut args = vec!["-u", user, "-t", topic, "-m", "m", "-q", "1"];
+        if retain {
+            args.push("-r");
+        }
+        run("mosquitto_pub", version, &args)
+    };
+
+    for topic in ["alice/r", "alice/secret/r"] {
+        let (code, _, err) = publish("mqttv5", "root", topic, true);
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let (code, _, err) = publish("mqttv5", "alice", "alice/secret/x", false);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("Not authorized"), "v5 PUBACK 0x87: {err:?}");
+    let (code, _, err) = publish("mqttv311", "alice", "alice/secret/x", false);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("failed"), "v3.1.1: dropped silently: {err:?}");
+
+    for version in ["mqttv5", "mqttv311"] {
+        let (_, _, err) = run(
+            "mosquitto_sub",
+            version,
+            &["-u", "alice", "-t", "bob/#", "-W", "2"],
+        );
+        assert!(
+            err.contains("All subscription requests were denied"),
+            "{version}: {err:?}"
+        );
+        // Retained: only the readable one, then nothing until the timeout.
+        let (_, out, err) = run(
+            "mosquitto_sub",
+            version,
+            &["-u", "watcher", "-t", "#", "-v", "-W", "2"],
+        );
+        assert_eq!(out, "alice/r m\n", "{version}: {err}");
+    }
+    let (code, _, err) = run(
+        "mosquitto_pub",
+        "mqttv5",
+        &[
+            "-i",
+            "dev9",
+            "-t",
+            "devices/dev9/state",
+            "-m",
+            "up",
+            "-r",
+            "-q",
+            "1",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+    let (_, out, err) = run(
+        "mosquitto_sub",
+        "mqttv5",
+        &[
+            "-i",
+            "dev9",
+            "-t",
+            "devices/dev9/#",
+            "-v",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        ],
+    );
+    assert_eq!(out, "devices/dev9/state up\n", "{err}");
+    let (_, _, err) = run(
+        "mosquitto_sub",
+        "mqttv5",
+        &["-i", "dev8", "-t", "devices/dev9/#", "-W", "2"],
+    );
+    assert!(
+        err.contains("All subscription requests were denied"),
+        "{err:?}"
+    );
+    let (status, _) = broker.stop();
+    assert!(status.success());
+    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+}

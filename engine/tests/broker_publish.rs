@@ -916,6 +916,70 @@ fn client_publishes_to_reserved_topics_are_refused() {
     }
 }
 
+/// `barrier_held_max_entries`: acknowledgements held behind a pending cross-shard barrier are
+/// bounded. A SUBSCRIBE that changes interest (2 shards) holds its mark, its SUBACK and its
+/// retained send (3 entries); each pipelined QoS 1 PUBLISH adds its PUBACK. At the limit every
+/// acknowledgement arrives, in order, once the barrier clears; one more closes the connection
+/// (v5: DISCONNECT 0x97 Quota exceeded) before anything held is sent.
+#[test]
+fn held_acknowledgements_are_bounded_at_n_and_n_plus_1() {
+    let max = 5;
+    let cfg = BrokerConfig {
+        barrier_held_max_entries: max,
+        ..Default::default()
+    };
+    for v in [V3, V5] {
+        for publishes in [max - 3, max - 2] {
+            let mut sim = Sim::with_config(2, cfg.clone());
+            let c = sim.connect(v, "c", true);
+            let mut bytes = sim
+                .encode(
+                    c,
+                    &Packet::Subscribe(ringmq_engine::codec::Subscribe {
+                        packet_id: 1,
+                        filters: vec![ringmq_engine::codec::SubscribeFilter {
+                            filter: Bytes::from_static(b"h/a"),
+                            options: opts(1),
+                        }],
+                        properties: Default::default(),
+                    }),
+                )
+                .to_vec();
+            for i in 0..publishes {
+                let mut p = publish("h/b", "x", 1);
+                p.packet_id = 10 + i as u16;
+                bytes.extend_from_slice(&sim.encode(c, &Packet::Publish(p)));
+            }
+            // One read: every frame is handled before the other shard answers.
+            sim.send_raw(c, &bytes);
+            let got = sim.recv(c);
+            if publishes + 3 <= max {
+                assert!(!sim.is_closed(c), "{v:?}: closed at the limit");
+                assert!(matches!(got.first(), Some(Packet::SubAck(_))), "{got:?}");
+                let acked: Vec<u16> = got
+                    .iter()
+                    .filter_map(|p| match p {
+                        Packet::PubAck(a) => Some(a.packet_id),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(acked, (10..10 + publishes as u16).collect::<Vec<_>>());
+            } else {
+                assert!(sim.is_closed(c), "{v:?}: not closed over the limit");
+                let expected: &[Packet] = if v == V5 {
+                    &[Packet::Disconnect(ringmq_engine::codec::Disconnect {
+                        reason: ReasonCode::QUOTA_EXCEEDED,
+                        ..Default::default()
+                    })]
+                } else {
+                    &[]
+                };
+                assert_eq!(got, expected, "{v:?}");
+            }
+        }
+    }
+}
+
 /// A client id owned by shard 0 and one owned by shard 1 (2 shards).
 fn one_id_per_shard(prefix: &str) -> [String; 2] {
     let id_on = |shard: u16| {

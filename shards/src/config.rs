@@ -87,6 +87,7 @@ section! {
         keep_alive_max_s: u16,
         session_expiry_max_s: u32,
         client_id_max_bytes: usize,
+        barrier_held_max_entries: usize,
         connect_timeout_ms: u64,
     }
 }
@@ -376,6 +377,13 @@ impl Config {
         if l.inflight_max == 0 {
             return Err(invalid("limits.inflight_max", 0, "1..=65535"));
         }
+        if l.barrier_held_max_entries < 2 {
+            return Err(invalid(
+                "limits.barrier_held_max_entries",
+                l.barrier_held_max_entries,
+                "at least 2 (a barrier's mark and one acknowledgement)",
+            ));
+        }
         Ok(())
     }
 
@@ -410,6 +418,7 @@ impl Config {
             keep_alive_max_s: l.keep_alive_max_s,
             session_expiry_max_s: l.session_expiry_max_s,
             client_id_max_bytes: l.client_id_max_bytes,
+            barrier_held_max_entries: l.barrier_held_max_entries,
             connect_timeout_ms: l.connect_timeout_ms,
             sys_interval_s: self.runtime.sys_interval_s,
             // Fields the engine grows before this file learns about them

@@ -19,9 +19,11 @@
 //! connection stays, the driver runs the handshake.
 //!
 //! Routing is bounded: by the engine's CONNECT timeout (it closes the
-//! connection, which ends the routing read) and by
-//! `route_buffer_max_bytes` (past it the connection is served locally and
-//! the engine judges the oversize or malformed CONNECT).
+//! connection, which ends the routing read), by the configured maximum
+//! packet size (`route_connect` serves a CONNECT announcing more locally
+//! at once, and the engine refuses it) and by `route_buffer_max_bytes`
+//! (past it the connection is served locally and the engine judges the
+//! malformed CONNECT).
 
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -240,6 +242,7 @@ pub async fn serve_accepted(
         return;
     }
     let chunk = shard.settings.driver.read_chunk_bytes;
+    let packet_size_max_bytes = shard.broker.borrow().config().packet_size_max_bytes;
     let mut buf = BytesMut::new();
     let owner = loop {
         let read = monoio::select! {
@@ -258,7 +261,7 @@ pub async fn serve_accepted(
             Ok(_) => {}
             Err(e) => return ctx.on_closed(CloseReason::ReadError(e.kind())),
         }
-        match route_connect(&buf, shard.id, shard.count) {
+        match route_connect(&buf, shard.id, shard.count, packet_size_max_bytes) {
             Route::NeedMore if buf.len() < shard.settings.route_buffer_max_bytes => continue,
             Route::NeedMore | Route::Local => break None,
             Route::Shard(owner) if owner == shard.id || owner >= shard.count => break None,

@@ -125,6 +125,28 @@ fn oversize_packet_closes_the_connection() {
     ok.expect(&packet::PINGRESP);
 }
 
+/// With more than one shard, an oversize CONNECT is refused from its
+/// header: the routing step takes the configured maximum packet size, not
+/// the protocol's, so it neither waits for nor buffers the announced body,
+/// and the broker answers v5 CONNACK 0x95 (Packet too large) at once.
+#[test]
+fn oversize_connect_is_refused_before_its_body_arrives() {
+    let cfg = config(
+        "small-connect.toml",
+        "[limits]\npacket_size_max_bytes = 1024\nconnect_timeout_ms = 60000\n",
+    );
+    let broker = Broker::start(&bin(), &["--config", &cfg]);
+    for _ in 0..4 {
+        // Several connections: both accepting shards are exercised.
+        let mut c = RawClient::connect(broker.addr());
+        // CONNECT announcing 2000 bytes (> 1024); only its start is sent:
+        // protocol name "MQTT", level 5.
+        c.send(&[0x10, 0xd0, 0x0f, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05]);
+        c.expect(&[0x20, 0x03, 0x00, 0x95, 0x00]);
+        c.expect_closed();
+    }
+}
+
 #[test]
 fn sys_topics_are_not_matched_by_hash() {
     let cfg = config("sys.toml", "[runtime]\nsys_interval_s = 1\n");

@@ -45,6 +45,13 @@ impl Broker {
         );
     }
 
+    /// Whether `conn` holds more than `barrier_held_max_entries` entries.
+    pub(super) fn held_over_limit(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(conn)
+            .is_some_and(|c| c.held.len() > self.config.barrier_held_max_entries)
+    }
+
     /// Answer a message from `origin` that carried a non-zero `barrier`.
     pub(super) fn ack_barrier(&mut self, origin: ShardId, barrier: u64) {
         if barrier != 0 && origin < self.shard_count && origin != self.shard {

@@ -49,6 +49,15 @@ pub struct BrokerConfig {
     pub session_expiry_max_s: u32,
     /// Longest client identifier accepted (bytes); longer => 0x85.
     pub client_id_max_bytes: usize,
+    /// Entries a connection may have held behind pending cross-shard
+    /// barriers (acknowledgements, retained sends for a new subscription, one
+    /// mark per barrier; see `barrier.rs`), checked after each packet. A
+    /// barrier lasts one ring round trip, so only a client that pipelines
+    /// this many packets meanwhile meets it: it is disconnected (v5:
+    /// DISCONNECT 0x97 Quota exceeded). The runtime cannot leave its input
+    /// unread until the barrier clears, so closing is what bounds the
+    /// memory: about 264 bytes an entry (2.6 MB at the default).
+    pub barrier_held_max_entries: usize,
     /// A connection that sends no CONNECT within this time is closed.
     pub connect_timeout_ms: u64,
     /// Publish `$SYS/broker/...` statistics every this many seconds (0 = off).
@@ -74,6 +83,7 @@ impl Default for BrokerConfig {
             keep_alive_max_s: 0,
             session_expiry_max_s: 7 * 24 * 3600,
             client_id_max_bytes: 256,
+            barrier_held_max_entries: 10_000,
             connect_timeout_ms: 10_000,
             sys_interval_s: 10,
         }

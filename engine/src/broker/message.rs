@@ -80,13 +80,22 @@ pub fn owner_shard(client_id: &[u8], shard_count: u16) -> ShardId {
 }
 
 /// Decide from the first bytes of a connection which shard owns it.
-pub fn route_connect(buf: &[u8], shard: ShardId, shard_count: u16) -> Route {
+/// `packet_size_max_bytes` is the broker's configured maximum packet size
+/// (`BrokerConfig::packet_size_max_bytes`): a CONNECT announcing more is
+/// served locally at once, so the runtime never buffers more than that to
+/// route a connection, and the local broker refuses it (v5: CONNACK 0x95).
+pub fn route_connect(
+    buf: &[u8],
+    shard: ShardId,
+    shard_count: u16,
+    packet_size_max_bytes: u32,
+) -> Route {
     // [MQTT-3.1.0-1]: anything but CONNECT is judged by the local broker at
     // once, rather than waiting for what its first byte claims is a long packet.
     if shard_count <= 1 || buf.first().is_some_and(|b| b >> 4 != 1) {
         return Route::Local;
     }
-    let frame_len = match codec::check_frame(buf, codec::REMAINING_LENGTH_MAX_BYTES) {
+    let frame_len = match codec::check_frame(buf, packet_size_max_bytes) {
         Ok(codec::FrameCheck::Complete { frame_len }) => frame_len,
         Ok(codec::FrameCheck::Incomplete { .. }) => return Route::NeedMore,
         Err(_) => return Route::Local,
@@ -122,6 +131,37 @@ mod tests {
         }
     }
 
+    const MAX: u32 = 1024 * 1024;
+
+    /// The fixed header of a CONNECT announcing `remaining` bytes.
+    fn connect_header(remaining: u32) -> Vec<u8> {
+        let mut out = vec![0x10];
+        let mut n = remaining;
+        loop {
+            let byte = (n % 128) as u8;
+            n /= 128;
+            out.push(if n > 0 { byte | 0x80 } else { byte });
+            if n == 0 {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn route_connect_refuses_to_wait_for_an_oversize_connect() {
+        // A frame of exactly the maximum (2-byte header + remaining) is worth
+        // waiting for; one byte more is served locally before its body comes.
+        let max = 1000;
+        let header = connect_header(max - 3);
+        assert_eq!(header.len(), 3);
+        assert_eq!(route_connect(&header, 0, 4, max), Route::NeedMore);
+        let header = connect_header(max - 2);
+        assert_eq!(route_connect(&header, 0, 4, max), Route::Local);
+        // The protocol's own maximum no longer decides.
+        let header = connect_header(10 * MAX);
+        assert_eq!(route_connect(&header, 0, 4, MAX), Route::Local);
+    }
+
     #[test]
     fn route_connect_decides_from_the_first_packet() {
         let mut connect = bytes::BytesMut::new();
@@ -142,17 +182,18 @@ mod tests {
         );
         assert!(encoded.is_ok());
         let owner = owner_shard(b"abc", 4);
-        assert_eq!(route_connect(&connect, owner, 4), Route::Local);
+        let max = MAX;
+        assert_eq!(route_connect(&connect, owner, 4, max), Route::Local);
         assert_eq!(
-            route_connect(&connect, (owner + 1) % 4, 4),
+            route_connect(&connect, (owner + 1) % 4, 4, max),
             Route::Shard(owner)
         );
         assert_eq!(
-            route_connect(&connect[..connect.len() - 1], 0, 4),
+            route_connect(&connect[..connect.len() - 1], 0, 4, max),
             Route::NeedMore
         );
         // Not a CONNECT: local at once, even if it announces a long packet.
-        assert_eq!(route_connect(&[0x30, 0xFF, 0xFF], 0, 4), Route::Local);
-        assert_eq!(route_connect(&connect, 0, 1), Route::Local);
+        assert_eq!(route_connect(&[0x30, 0xFF, 0xFF], 0, 4, max), Route::Local);
+        assert_eq!(route_connect(&connect, 0, 1, max), Route::Local);
     }
 }

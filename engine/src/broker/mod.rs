@@ -249,6 +249,10 @@ impl Broker {
                     }
                     if let Err(v) = self.handle_packet(conn, packet, now_ms) {
                         self.violation(conn, v, now_ms);
+                    } else if self.held_over_limit(conn) {
+                        // `barrier_held_max_entries`: a broker limit, not a
+                        // protocol violation; the held entries are dropped.
+                        self.disconnect_with(conn, ReasonCode::QUOTA_EXCEEDED, now_ms);
                     }
                 }
                 Ok(Decoded::Incomplete { .. }) => return,

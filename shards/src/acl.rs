@@ -4,7 +4,6 @@
 //! format and the precedence rules live with the parser and the compiled
 //! form in `ringmq_engine::acl`.
 
-use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -463,8 +462,11 @@ fn list(path: &Path, only: Option<&Scope>) -> Result<String, String> {
         .iter()
         .filter(|r| only.is_none_or(|s| &r.scope == s))
     {
-        // Infallible: writing to a String.
-        let _ = writeln!(out, "{:>5}  {:<24}  {r}", r.line, r.scope.to_string());
+        out.push_str(&format!(
+            "{:>5}  {:<24}  {r}\n",
+            r.line,
+            r.scope.to_string()
+        ));
     }
     Ok(out)
 }

@@ -91,12 +91,20 @@ impl Handler for ConnCtx {
     }
 
     fn take_outgoing(&self) -> Option<Bytes> {
-        let mut broker = self.shard.broker.borrow_mut();
-        let out = broker.outgoing(self.id)?;
-        if out.is_empty() {
-            return None;
-        }
-        Some(out.split().freeze())
+        // The socket took the previous batch: the engine refills the buffer
+        // from what waited behind it (retained messages on SUBSCRIBE, a
+        // burst of QoS 0) and asks, with a Transmit, to be called again.
+        let now = self.shard.now_ms();
+        let batch = {
+            let mut broker = self.shard.broker.borrow_mut();
+            broker.handle_writable(self.id, now);
+            broker
+                .outgoing(self.id)
+                .filter(|out| !out.is_empty())
+                .map(|out| out.split().freeze())
+        };
+        self.shard.drain_events(None);
+        batch
     }
 
     fn reads_paused(&self) -> bool {

@@ -226,3 +226,49 @@ fn takeover_sends_0x8e_to_the_old_v5_connection_on_either_shard() {
         new.expect(&packet::PINGRESP);
     }
 }
+
+#[test]
+fn ten_thousand_retained_1k_messages_all_reach_a_prompt_hash_subscriber() {
+    // Issue 9 item 9: retained messages sent on SUBSCRIBE stream as the
+    // subscriber's socket drains; none is dropped for a full buffer (it
+    // used to receive about 1,011 of 10,000).
+    const COUNT: usize = 10_000;
+    let broker = Broker::start(&bin(), &[]);
+    let id = |p: &str| client_id_on_shard(p, 0, SHARDS);
+    let mut publisher = RawClient::connect_v311(broker.addr(), &id("bulk-pub"));
+    let payload = vec![b'x'; 1024];
+    let mut batch = Vec::new();
+    for i in 0..COUNT {
+        batch.extend(packet::publish_v311(
+            &format!("bulk/{i}"),
+            &payload,
+            0,
+            0,
+            true,
+        ));
+        if batch.len() > 256 * 1024 {
+            publisher.send(&batch);
+            batch.clear();
+        }
+    }
+    batch.extend_from_slice(&packet::PINGREQ);
+    publisher.send(&batch);
+    // Packets of one connection are handled in order: all are stored.
+    publisher.expect(&packet::PINGRESP);
+    let mut sub = RawClient::connect_v311(broker.addr(), &id("bulk-sub"));
+    sub.send(&packet::subscribe_v311(3, "#", 0));
+    sub.expect(&[0x90, 0x03, 0x00, 0x03, 0x00]);
+    let mut topics = std::collections::HashSet::new();
+    while topics.len() < COUNT {
+        let p = sub.read_packet();
+        // PUBLISH, QoS 0, RETAIN 1 ([MQTT-3.3.1-9]).
+        assert_eq!(p.first(), Some(&0x31), "packet {}", topics.len());
+        let len_bytes = p.iter().skip(1).take_while(|b| *b & 0x80 != 0).count() + 1;
+        let body = &p[1 + len_bytes..];
+        let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        assert_eq!(body.len(), 2 + topic_len + payload.len());
+        topics.insert(body[2..2 + topic_len].to_vec());
+    }
+    assert_eq!(topics.len(), COUNT);
+    sub.expect_silence(Duration::from_millis(200));
+}

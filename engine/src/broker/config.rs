@@ -22,9 +22,16 @@ pub struct BrokerConfig {
     /// client is offline. Full => the new message is dropped and counted.
     pub session_queue_max_messages: usize,
     /// Bytes buffered for a connection that the socket has not taken yet;
-    /// past it QoS 0 messages to that connection are dropped and counted,
-    /// QoS 1/2 wait in the session queue.
+    /// past it QoS 0 messages wait in the connection's backlog (bounded
+    /// below), QoS 1/2 in the session queue, and retained messages sent on
+    /// SUBSCRIBE follow as the socket drains.
     pub outgoing_buffer_max_bytes: usize,
+    /// QoS 0 messages waiting behind a full outgoing buffer, per
+    /// connection; more => dropped and counted (`dropped_qos0_queue_messages`).
+    pub outgoing_queue_max_messages: usize,
+    /// Topic and payload bytes of those messages, per connection; more =>
+    /// dropped and counted (`dropped_qos0_queue_bytes`).
+    pub outgoing_queue_max_bytes: usize,
     /// Topic Alias Maximum offered to v5 clients (0 = aliases refused).
     pub topic_alias_max: u16,
     /// Outbound topic aliases per v5 connection (further capped by the
@@ -74,6 +81,11 @@ impl Default for BrokerConfig {
             inflight_max: 128,
             session_queue_max_messages: 1000,
             outgoing_buffer_max_bytes: 1024 * 1024,
+            // A burst of 500 64 KiB wills, or 10,000 1 KiB messages, to one
+            // subscriber fits; a subscriber that stops reading costs at
+            // most this much before it loses QoS 0 messages.
+            outgoing_queue_max_messages: 100_000,
+            outgoing_queue_max_bytes: 64 * 1024 * 1024,
             topic_alias_max: 32,
             topic_alias_outbound_max: 0,
             topic_levels_max: 256,

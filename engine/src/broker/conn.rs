@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use super::deliver::Backlogged;
 use super::{Broker, ConnId, Event, SessionId};
 use crate::codec::{
     self, Disconnect, EncodeError, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions,
@@ -37,6 +38,13 @@ pub(super) struct Conn {
     pub(super) aliases_out_max: u16,
     /// Acknowledgements held back, in order, behind a cross-shard barrier.
     pub(super) held: VecDeque<Held>,
+    /// What waits behind a full outgoing buffer, in order (`deliver.rs`).
+    pub(super) backlog: VecDeque<Backlogged>,
+    /// QoS 0 messages in `backlog` (retained ones sent on SUBSCRIBE are
+    /// not counted), against `outgoing_queue_max_messages`.
+    pub(super) backlog_messages: usize,
+    /// Their topic and payload bytes, against `outgoing_queue_max_bytes`.
+    pub(super) backlog_bytes: usize,
 }
 
 /// An item of a connection's held queue (see [`Broker::write_ack`]).
@@ -70,6 +78,9 @@ impl Conn {
             aliases_out: HashMap::new(),
             aliases_out_max: 0,
             held: VecDeque::new(),
+            backlog: VecDeque::new(),
+            backlog_messages: 0,
+            backlog_bytes: 0,
         }
     }
 

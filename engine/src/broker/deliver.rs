@@ -1,8 +1,18 @@
 //! Delivery to one session: QoS downgrade already done by the caller, then
 //! message expiry, the client's Maximum Packet Size, the outgoing buffer
-//! bound for QoS 0, and for QoS 1/2 the session queue and inflight window,
-//! with the outbound acknowledgement flow (PUBACK, PUBREC, PUBCOMP) that
-//! frees the window (MQTT 5.0 sections 3.3-3.7, 4.3).
+//! and the connection's backlog for QoS 0, and for QoS 1/2 the session
+//! queue and inflight window, with the outbound acknowledgement flow
+//! (PUBACK, PUBREC, PUBCOMP) that frees the window (MQTT 5.0 sections
+//! 3.3-3.7, 4.3).
+//!
+//! The backlog (`Conn::backlog`) is what waits behind a full outgoing
+//! buffer, in order: retained messages sent on SUBSCRIBE (a snapshot of
+//! the matches, streamed as the socket drains and never dropped for a full
+//! buffer) and QoS 0 messages that arrived while the buffer was full or the
+//! backlog not empty (bounded by `outgoing_queue_max_messages` and
+//! `outgoing_queue_max_bytes`: only a subscriber that does not keep up
+//! loses QoS 0 messages). [`Broker::handle_writable`] (the runtime took the
+//! buffer) and the end of a SUBSCRIBE move the backlog into the buffer.
 
 use bytes::Bytes;
 
@@ -22,6 +32,23 @@ pub(super) struct Delivery {
     pub(super) received_at_ms: u64,
     /// The `$share/...` filter it was delivered through, for re-dispatch.
     pub(super) shared_filter: Option<Bytes>,
+}
+
+/// A message waiting in a connection's backlog, its per-subscriber fields
+/// (QoS, RETAIN, Subscription Identifiers) already set.
+pub(super) struct Backlogged {
+    pub(super) publish: Publish,
+    pub(super) received_at_ms: u64,
+    /// A retained message sent on SUBSCRIBE: never dropped for a full
+    /// buffer, not counted against the backlog's bounds.
+    pub(super) retained: bool,
+}
+
+impl Backlogged {
+    /// The bytes this entry counts against `outgoing_queue_max_bytes`.
+    pub(super) fn bytes(&self) -> usize {
+        self.publish.topic.len() + self.publish.payload.len()
+    }
 }
 
 /// The per-delivery fields of a publish, saved before they are set for one
@@ -77,6 +104,19 @@ impl Broker {
         d: Delivery,
         now_ms: u64,
     ) {
+        self.deliver_to(session, publish, d, false, now_ms);
+    }
+
+    /// [`Broker::deliver`]; `from_backlog`: the message is the head of the
+    /// connection's backlog, written now whatever the buffer holds.
+    fn deliver_to(
+        &mut self,
+        session: SessionId,
+        publish: &mut Publish,
+        d: Delivery,
+        from_backlog: bool,
+        now_ms: u64,
+    ) {
         let Ok(expiry) = remaining_expiry(publish, d.received_at_ms, now_ms) else {
             self.stats.dropped_expired += 1;
             return;
@@ -105,8 +145,33 @@ impl Broker {
             if !online {
                 return;
             }
-            if c.out.len() >= self.config.outgoing_buffer_max_bytes {
-                self.stats.dropped_qos0_buffer_full += 1;
+            if !from_backlog
+                && (!c.backlog.is_empty() || c.out.len() >= self.config.outgoing_buffer_max_bytes)
+            {
+                // Behind a full buffer (or behind what already waits, to
+                // keep the order): the backlog, unless this subscriber is
+                // that far behind.
+                let bytes = publish.topic.len() + publish.payload.len();
+                if c.backlog_messages >= self.config.outgoing_queue_max_messages {
+                    self.stats.dropped_qos0_queue_messages += 1;
+                    return;
+                }
+                if c.backlog_bytes + bytes > self.config.outgoing_queue_max_bytes {
+                    self.stats.dropped_qos0_queue_bytes += 1;
+                    return;
+                }
+                let mut queued = publish.clone();
+                queued.qos = QoS::AtMostOnce;
+                queued.retain = d.retain;
+                queued.dup = false;
+                queued.packet_id = 0;
+                c.backlog_messages += 1;
+                c.backlog_bytes += bytes;
+                c.backlog.push_back(Backlogged {
+                    publish: queued,
+                    received_at_ms: d.received_at_ms,
+                    retained: false,
+                });
                 return;
             }
             let saved = save(publish);
@@ -146,6 +211,52 @@ impl Broker {
         });
         if online {
             self.drain_queue(session, now_ms);
+        }
+    }
+
+    /// The runtime took the outgoing buffer of `conn` (its previous batch
+    /// is written, or being written): refill it from the backlog.
+    pub(super) fn pump_backlog(&mut self, conn: ConnId, now_ms: u64) {
+        let queue_max = self.config.session_queue_max_messages;
+        loop {
+            let Some(c) = self.conns.get_mut(conn) else {
+                return;
+            };
+            let ConnState::Active(session) = c.state else {
+                return;
+            };
+            if c.out.len() >= self.config.outgoing_buffer_max_bytes {
+                return;
+            }
+            let Some(head) = c.backlog.front() else {
+                return;
+            };
+            if head.publish.qos != QoS::AtMostOnce {
+                // A retained QoS 1/2 message enters the session queue only
+                // when it has room (acknowledgements free it), so that a
+                // large retained set is not dropped at the queue's bound.
+                let full = self
+                    .sessions
+                    .get(session)
+                    .is_none_or(|s| s.queue.len() >= queue_max);
+                if full {
+                    return;
+                }
+            }
+            let Some(mut b) = c.backlog.pop_front() else {
+                return;
+            };
+            if !b.retained {
+                c.backlog_messages -= 1;
+                c.backlog_bytes -= b.bytes();
+            }
+            let delivery = Delivery {
+                qos: b.publish.qos,
+                retain: b.publish.retain,
+                received_at_ms: b.received_at_ms,
+                shared_filter: None,
+            };
+            self.deliver_to(session, &mut b.publish, delivery, true, now_ms);
         }
     }
 

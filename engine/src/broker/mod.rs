@@ -92,8 +92,13 @@ pub struct Stats {
     pub connections: u64,
     pub messages_received: u64,
     pub messages_sent: u64,
-    /// QoS 0 messages dropped because a connection's outgoing buffer was full.
-    pub dropped_qos0_buffer_full: u64,
+    /// QoS 0 messages dropped because the subscriber did not keep up: its
+    /// outgoing buffer was full and its backlog held
+    /// `outgoing_queue_max_messages` messages.
+    pub dropped_qos0_queue_messages: u64,
+    /// As `dropped_qos0_queue_messages`, the backlog being at
+    /// `outgoing_queue_max_bytes`.
+    pub dropped_qos0_queue_bytes: u64,
     /// Messages dropped because a session queue was full.
     pub dropped_queue_full: u64,
     /// Retained messages not stored because of the retained limits.
@@ -266,6 +271,24 @@ impl Broker {
                     }
                     return;
                 }
+            }
+        }
+    }
+
+    /// The runtime is taking `conn`'s outgoing buffer (call it right before
+    /// `outgoing(conn)` each time the socket has taken the previous batch):
+    /// the broker refills the buffer from what waited behind it (retained
+    /// messages sent on SUBSCRIBE, QoS 0 messages that arrived while it was
+    /// full), up to `outgoing_buffer_max_bytes`. More left waiting is
+    /// announced with another `Transmit`.
+    pub fn handle_writable(&mut self, conn: ConnId, now_ms: u64) {
+        self.pump_backlog(conn, now_ms);
+        if let Some(c) = self.conns.get_mut(conn) {
+            if !c.backlog.is_empty() && !c.out.is_empty() {
+                // The runtime takes the buffer now; the event brings it back
+                // for the rest once this batch is written.
+                c.transmit_queued = true;
+                self.events.push_back(Event::Transmit(conn));
             }
         }
     }

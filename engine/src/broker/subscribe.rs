@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::conn::Held;
-use super::deliver::Delivery;
+use super::deliver::Backlogged;
 use super::retained::{is_expired, Retained};
 use super::route::{LocalSub, SharedGroup};
 use super::violation::Violation;
@@ -113,7 +113,10 @@ impl Broker {
         Ok(())
     }
 
-    /// The retained messages matching a new subscription, to its session.
+    /// The retained messages matching a new subscription, to its session:
+    /// a snapshot of the matches joins the connection's backlog and is
+    /// written as the socket drains (`deliver.rs`), never dropped for a
+    /// full buffer. Called after the SUBACK is written.
     pub(super) fn send_retained(
         &mut self,
         session: SessionId,
@@ -122,21 +125,30 @@ impl Broker {
         subscription_id: Option<u32>,
         now_ms: u64,
     ) {
+        let Some(conn) = self.sessions.get(session).and_then(|s| s.conn) else {
+            return;
+        };
         let mut found: Vec<Retained> = Vec::new();
         self.retained.matching(filter, &mut found);
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
         for mut r in found {
             if is_expired(&r, now_ms) {
                 continue;
             }
             r.publish.properties.subscription_identifiers = subscription_id.into_iter().collect();
-            let delivery = Delivery {
-                qos: r.publish.qos.min(options.qos),
-                retain: true,
+            r.publish.qos = r.publish.qos.min(options.qos);
+            r.publish.retain = true;
+            r.publish.dup = false;
+            r.publish.packet_id = 0;
+            c.backlog.push_back(Backlogged {
+                publish: r.publish,
                 received_at_ms: r.received_at_ms,
-                shared_filter: None,
-            };
-            self.deliver(session, &mut r.publish, delivery, now_ms);
+                retained: true,
+            });
         }
+        self.pump_backlog(conn, now_ms);
     }
 
     /// An UNSUBSCRIBE from the client of `session`.

@@ -38,7 +38,8 @@ impl Broker {
             ),
             (
                 format!("$SYS/broker/shards/{shard}/messages/dropped"),
-                (stats.dropped_qos0_buffer_full
+                (stats.dropped_qos0_queue_messages
+                    + stats.dropped_qos0_queue_bytes
                     + stats.dropped_queue_full
                     + stats.dropped_no_shared_member
                     + stats.dropped_too_large
@@ -47,6 +48,21 @@ impl Broker {
                     .to_string(),
             ),
         ];
+        // The same, per reason.
+        for (reason, count) in [
+            ("qos0_queue_messages", stats.dropped_qos0_queue_messages),
+            ("qos0_queue_bytes", stats.dropped_qos0_queue_bytes),
+            ("queue_full", stats.dropped_queue_full),
+            ("no_shared_member", stats.dropped_no_shared_member),
+            ("too_large", stats.dropped_too_large),
+            ("expired", stats.dropped_expired),
+            ("not_authorized", stats.dropped_not_authorized),
+        ] {
+            items.push((
+                format!("$SYS/broker/shards/{shard}/messages/dropped/{reason}"),
+                count.to_string(),
+            ));
+        }
         if shard == 0 {
             items.push((
                 "$SYS/broker/version".into(),

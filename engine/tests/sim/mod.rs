@@ -31,6 +31,8 @@ struct Wire {
     /// Decoded packets put back by `expect` (everything but the expected one).
     pending: Vec<Packet>,
     closed: bool,
+    /// The client stopped reading (`Sim::stall`).
+    stalled: bool,
 }
 
 pub struct Sim {
@@ -171,6 +173,19 @@ impl Sim {
                     progressed = true;
                     match ev {
                         Event::Transmit(conn) => {
+                            let stalled = self
+                                .wires
+                                .get(&(shard, conn))
+                                .is_some_and(|(_, w)| w.stalled);
+                            if stalled {
+                                // The client does not read: the bytes stay
+                                // in the broker's buffer.
+                                continue;
+                            }
+                            let now = self.now_ms;
+                            // As the runtime does: the socket took the last
+                            // batch, refill, then take.
+                            self.brokers[shard].handle_writable(conn, now);
                             let out = self.brokers[shard]
                                 .outgoing(conn)
                                 .map(|o| o.split())
@@ -205,6 +220,26 @@ impl Sim {
                 return;
             }
         }
+    }
+
+    /// The client stops (`true`) or resumes reading its socket; resuming
+    /// takes what the broker buffered meanwhile, as a socket draining would.
+    pub fn stall(&mut self, c: C, stalled: bool) {
+        if let Some((_, w)) = self.wires.get_mut(&(c.shard, c.conn)) {
+            w.stalled = stalled;
+        }
+        if !stalled {
+            let now = self.now_ms;
+            self.brokers[c.shard].handle_writable(c.conn, now);
+            let out = self.brokers[c.shard]
+                .outgoing(c.conn)
+                .map(|o| o.split())
+                .unwrap_or_default();
+            if let Some((_, w)) = self.wires.get_mut(&(c.shard, c.conn)) {
+                w.inbox.extend_from_slice(&out);
+            }
+        }
+        self.pump();
     }
 
     /// The client drops its socket without DISCONNECT.

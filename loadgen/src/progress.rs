@@ -73,6 +73,12 @@ impl Progress {
         }
     }
 
+    /// Traffic starts at `start_ns`: the first rates are per second of
+    /// traffic, not of connecting.
+    pub fn started(&mut self, start_ns: u64) {
+        self.last_ns = self.last_ns.max(start_ns);
+    }
+
     /// Prints the progress at `now` (ns on the run's clock).
     pub fn print(
         &mut self,
@@ -179,6 +185,20 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Live;
+    use ringmq_net::clock::Clock;
+
+    #[test]
+    fn first_rates_are_per_second_of_traffic_not_of_connecting() {
+        let plan = Plan::example(Scenario::Pub);
+        let shared = Shared::new(&plan, Clock::new());
+        let mut p = Progress::with_terminal(0, false, false);
+        // Connecting took 0.5 s; 500 messages went out in the next second.
+        p.started(500_000_000);
+        Live::add(&shared.live[0].sent, 500);
+        let counters = p.counters(&plan, &shared, Phase::WarmUp, 1_500_000_000);
+        assert!(counters.starts_with("sent        500 msg/s"), "{counters}");
+    }
 
     #[test]
     fn plain_output_is_one_line_per_print_without_carriage_returns() {

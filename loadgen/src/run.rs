@@ -113,6 +113,7 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
     }
     let start_ns = clock.now_ns() + START_LEAD_NS;
     shared.start_ns.store(start_ns, Ordering::Release);
+    progress.started(start_ns);
     let publish_end_ns = start_ns + plan.warmup_ns + plan.duration_ns;
     let mut drain_deadline: Option<u64> = None;
     let mut hold_deadline: Option<u64> = None;

@@ -34,7 +34,7 @@ use ringmq_engine::codec::{check_frame, FrameCheck};
 use ringmq_net::conn::{CloseReason, ConnTls, Connection, DriverHandle, Handler};
 use ringmq_net::tls::{LoadedTls, TlsSession};
 
-use crate::mesh::RingMsg;
+use crate::mesh::{HandoffTls, RingMsg};
 use crate::reload::Cached;
 use crate::shard::state::{Origin, Shard};
 
@@ -50,14 +50,6 @@ pub struct ListenerCtx {
 /// identity setting.
 pub struct ListenerTls {
     pub files: Cached<LoadedTls>,
-    pub use_identity_as_username: bool,
-}
-
-/// The TLS part of a hand-off: the established session and the listener
-/// setting the owner needs.
-#[derive(Debug)]
-pub struct HandoffTls {
-    pub session: Box<TlsSession>,
     pub use_identity_as_username: bool,
 }
 

@@ -60,6 +60,7 @@ use std::task::Waker;
 use atomic_waker::AtomicWaker;
 use bytes::BytesMut;
 use ringmq_engine::broker::{ShardId, ShardMessage};
+use ringmq_net::tls::TlsSession;
 use rtrb::{Consumer, Producer, RingBuffer};
 
 /// What travels on a ring. Small, `Send`, no allocation per message: the
@@ -78,8 +79,16 @@ pub enum RingMsg {
     Handoff {
         fd: OwnedFd,
         bytes: BytesMut,
-        tls: Option<Box<crate::conn::HandoffTls>>,
+        tls: Option<Box<HandoffTls>>,
     },
+}
+
+/// The TLS part of a hand-off: the established session and the listener
+/// setting the owner needs.
+#[derive(Debug)]
+pub struct HandoffTls {
+    pub session: Box<TlsSession>,
+    pub use_identity_as_username: bool,
 }
 
 const _: () = {

@@ -7,7 +7,7 @@
 //!
 //! [`TlsSession`] wraps a rustls `ServerConnection` and works on buffers
 //! only (`read_tls` / `process_new_packets` / `reader` in, `writer` /
-//! `write_tls` out): it does no I/O, so the monoio driver ([`crate::conn`])
+//! `write_tls` out): it does no I/O, so the monoio driver (module `conn`)
 //! and a native io_uring loop can both use it, and the engine keeps seeing
 //! plaintext MQTT bytes.
 //!

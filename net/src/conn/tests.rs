@@ -3,10 +3,14 @@
 //! instead of hanging it.
 
 use super::*;
+use crate::tls::HandshakeBudget;
+use bytes::Bytes;
+use monoio::time::Instant;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::TcpListener as StdListener;
 use std::thread;
+use std::time::Duration;
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 

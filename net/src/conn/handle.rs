@@ -1,0 +1,170 @@
+//! The driver's vocabulary: its limits ([`DriverConfig`]), why a reader
+//! stopped ([`CloseReason`]), what it asks of the runtime ([`Handler`]),
+//! and the runtime's handle on a driven connection ([`DriverHandle`]) with
+//! the flags the two tasks share.
+
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::tls::TlsSession;
+use crate::wake::WakerSlot;
+
+/// Limits of the connection driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Most bytes one read asks the kernel for.
+    pub read_chunk_bytes: usize,
+    /// Most bytes the read buffer may hold before a read (the partial frame
+    /// the engine left behind). Set it to the largest packet plus one chunk.
+    pub read_buffer_max_bytes: usize,
+    /// How long a closing connection may take to flush its last bytes
+    /// before it is shut down anyway, in milliseconds.
+    pub close_flush_timeout_ms: u64,
+    /// After a closing connection's last bytes are written and its write
+    /// side shut down, how long to keep reading (and discarding) until the
+    /// peer closes too, in milliseconds (module docs: graceful close).
+    pub close_linger_ms: u64,
+    /// How long a packet the handler left incomplete in the buffer may take
+    /// to complete, in milliseconds; past it the connection is closed
+    /// ([`CloseReason::PacketTimeout`]).
+    pub packet_complete_timeout_ms: u64,
+}
+
+/// The broker's defaults (`config/ringmq.toml`: `read_chunk_bytes`,
+/// `packet_size_max_bytes` plus one chunk, `close_flush_timeout_ms`,
+/// `close_linger_ms`, `packet_complete_timeout_ms`); a test of the `ringmq` crate checks that the two agree.
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            read_chunk_bytes: 16 * 1024,
+            read_buffer_max_bytes: 1024 * 1024 + 16 * 1024,
+            close_flush_timeout_ms: 2_000,
+            close_linger_ms: 2_000,
+            packet_complete_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Why the reader of a connection stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed the connection (EOF).
+    PeerClosed,
+    /// We closed it ([`DriverHandle::close`]).
+    Local,
+    /// A read failed with this error kind (reset, ...).
+    ReadError(io::ErrorKind),
+    /// The partial frame left in the read buffer reached
+    /// `read_buffer_max_bytes` (the engine should have refused it earlier).
+    ReadBufferFull,
+    /// A write failed or the close flush timed out.
+    WriteError(io::ErrorKind),
+    /// A packet the handler left incomplete was not completed within
+    /// `packet_complete_timeout_ms`.
+    PacketTimeout,
+    /// The TLS session failed (handshake refused, bad record, ...); the
+    /// alert was sent before the socket was shut down.
+    TlsError,
+}
+
+/// What the driver asks of the runtime that owns the connection. The
+/// methods are synchronous and called from the connection's tasks on the
+/// shard thread; none of them is called re-entrantly by the driver.
+pub trait Handler {
+    /// Bytes arrived: consume complete frames from `buf`, leave a partial
+    /// one. Called again only after the next read.
+    fn on_bytes(&self, buf: &mut BytesMut);
+    /// The next batch to write: everything accumulated, or `None`.
+    fn take_outgoing(&self) -> Option<Bytes>;
+    /// Backpressure: while true the reader does not read; it waits for
+    /// [`DriverHandle::resume_reads`] and asks again.
+    fn reads_paused(&self) -> bool {
+        false
+    }
+    /// The reader ended; called exactly once per driven connection.
+    fn on_closed(&self, reason: CloseReason);
+    /// A TLS connection's handshake is done (called once, before the first
+    /// [`Handler::on_bytes`]; never for plain TCP). The session tells the
+    /// negotiated parameters and the client certificate's identity.
+    fn on_tls_established(&self, _session: &TlsSession) {}
+}
+
+/// The flags and wake-ups the reader, the writer and [`DriverHandle`]
+/// share for one connection.
+#[derive(Default)]
+pub(super) struct Shared {
+    pub(super) transmit: Cell<bool>,
+    pub(super) closing: Cell<bool>,
+    /// The reader has ended and `on_closed` was called.
+    pub(super) ended: Cell<bool>,
+    /// The writer has flushed (or given up) and shut the socket down.
+    pub(super) writer_done: Cell<bool>,
+    pub(super) write_failed: Cell<Option<io::ErrorKind>>,
+    /// The reader closed the connection because its TLS session failed.
+    pub(super) tls_failed: Cell<bool>,
+    pub(super) writer: WakerSlot,
+    pub(super) reader: WakerSlot,
+}
+
+/// The runtime's side of a driven connection: cheap to clone, `!Send`.
+/// It may be created (and signalled) before the driver is spawned: a
+/// transmit or close requested early is acted on when the driver starts.
+#[derive(Clone, Default)]
+pub struct DriverHandle {
+    pub(super) shared: Rc<Shared>,
+}
+
+impl DriverHandle {
+    /// A handle for a connection not yet driven.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Output is waiting: wake the writer (coalesces with earlier calls).
+    pub fn transmit(&self) {
+        self.shared.transmit.set(true);
+        self.shared.writer.wake();
+    }
+
+    /// Flush what is waiting, then shut the socket; the reader then ends and
+    /// calls [`Handler::on_closed`].
+    pub fn close(&self) {
+        self.shared.closing.set(true);
+        self.shared.writer.wake();
+        self.shared.reader.wake();
+    }
+
+    /// Backpressure lifted: the reader asks [`Handler::reads_paused`] again.
+    pub fn resume_reads(&self) {
+        self.shared.reader.wake();
+    }
+
+    /// [`DriverHandle::close`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.shared.closing.get()
+    }
+
+    /// The reader has ended.
+    pub fn is_ended(&self) -> bool {
+        self.shared.ended.get()
+    }
+
+    /// Resolves once [`DriverHandle::close`] has been called.
+    pub async fn closed(&self) {
+        self.shared
+            .reader
+            .wait_until(|| self.shared.closing.get())
+            .await;
+    }
+}
+
+impl Shared {
+    /// The writer task waits here while its write is in flight; it is woken
+    /// through the writer slot like any other writer wait.
+    pub(super) async fn reader_or_writer_wait(&self, ready: impl FnMut() -> bool) {
+        self.writer.wait_until(ready).await;
+    }
+}

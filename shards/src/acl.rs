@@ -1,6 +1,7 @@
 //! The ACL file on the runtime side: reading it (size-capped, before
 //! parsing), the SIGHUP reload hook and the shard task that installs a
-//! reloaded ACL, and the `ringmq acl add|remove|list|check` subcommands. The
+//! reloaded ACL, and the `ringmq acl add|remove|list|check` subcommands
+//! (their flags are in `cli`). The
 //! format and the precedence rules live with the parser and the compiled
 //! form in `ringmq_engine::acl`.
 
@@ -11,9 +12,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cli::{AclArgs, AclCommand};
 use crate::reload::{Cached, Outcome, Reloadable};
 use crate::shard::state::Shard;
-use clap::{ArgGroup, Args, Subcommand};
 use ringmq_engine::acl::{
     parse, parse_bytes, Access, Acl, AclError, AclFile, Action, Scope, ACL_FILE_SIZE_MAX_BYTES,
 };
@@ -97,90 +98,6 @@ pub async fn follow_reloads(shard: Rc<Shard>, cached: Cached<Acl>) {
             current = latest;
         }
     }
-}
-
-// ------------------------------------------------------------------ CLI
-
-/// `ringmq acl ...`: edit or query an ACL file.
-#[derive(Debug, Args)]
-pub struct AclArgs {
-    #[command(subcommand)]
-    pub command: AclCommand,
-}
-
-/// Which section a rule belongs to. None of the flags: the anonymous rules
-/// (`topic` lines before the first `user` / `client` line).
-#[derive(Debug, Clone, Default, Args)]
-#[command(group(ArgGroup::new("scope").args(["user", "client", "pattern"])))]
-pub struct ScopeArgs {
-    /// The `user NAME` section.
-    #[arg(long, value_name = "NAME")]
-    pub user: Option<String>,
-    /// The `client ID` section.
-    #[arg(long, value_name = "ID")]
-    pub client: Option<String>,
-    /// A `pattern` rule (every client; `%u` / `%c` substituted).
-    #[arg(long)]
-    pub pattern: bool,
-}
-
-impl ScopeArgs {
-    fn scope(&self) -> Scope {
-        match (&self.user, &self.client, self.pattern) {
-            (Some(u), _, _) => Scope::User(u.clone()),
-            (_, Some(c), _) => Scope::Client(c.clone()),
-            (_, _, true) => Scope::Pattern,
-            _ => Scope::Anonymous,
-        }
-    }
-}
-
-/// The `acl` subcommands. Exit codes: 0 success (for `check`: allowed),
-/// 1 `check` denied, 2 a usage error or a file that cannot be read,
-/// parsed or changed as asked.
-#[derive(Debug, Subcommand)]
-pub enum AclCommand {
-    /// Add a rule (creates the file and the section if needed).
-    Add {
-        file: PathBuf,
-        #[command(flatten)]
-        scope: ScopeArgs,
-        /// read, write, readwrite, subscribe or deny.
-        access: String,
-        /// MQTT topic filter (`+` and `#` allowed; `%u` / `%c` in patterns).
-        filter: String,
-    },
-    /// Remove a rule (every line equal to it in that section).
-    Remove {
-        file: PathBuf,
-        #[command(flatten)]
-        scope: ScopeArgs,
-        access: String,
-        filter: String,
-    },
-    /// List the rules with their line numbers (all, or one section).
-    List {
-        file: PathBuf,
-        #[command(flatten)]
-        scope: ScopeArgs,
-        /// Only the anonymous rules.
-        #[arg(long, conflicts_with = "scope")]
-        anonymous: bool,
-    },
-    /// May this client do this? Prints the deciding rule and its line.
-    Check {
-        file: PathBuf,
-        /// The client's user name (none: an anonymous client).
-        #[arg(long, value_name = "NAME")]
-        user: Option<String>,
-        /// The client's client id.
-        #[arg(long, value_name = "ID", default_value = "")]
-        client: String,
-        /// read (receive), write (publish) or subscribe.
-        action: String,
-        /// A topic name (read, write) or filter (subscribe).
-        topic: String,
-    },
 }
 
 /// Runs an `acl` subcommand, printing its result or error.

@@ -1,10 +1,13 @@
 //! Command line: `ringmq [serve] [--config FILE] [--listen ADDR:PORT]...
 //! [--shards N] [--io auto|uring|epoll] [--log-level FILTER]`.
 //! `serve` is the default subcommand: `ringmq --shards 2` serves too.
+//! The other subcommands' flags are here too (`acl`, `reload`, ...); what
+//! they do is in their own modules.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use ringmq_engine::acl::Scope;
 
 use crate::config::{IoMode, Overrides};
 
@@ -33,7 +36,7 @@ pub enum Command {
     /// Load and validate the configuration, print the effective values, exit.
     CheckConfig(ServeArgs),
     /// Edit or query an ACL file: add, remove, list, check.
-    Acl(crate::acl::AclArgs),
+    Acl(AclArgs),
     /// Make the running broker reload its certificates and other reloadable
     /// files: sends SIGHUP to the pid in `runtime.pid_file` (or --pid-file).
     Reload(ReloadArgs),
@@ -83,6 +86,89 @@ impl ServeArgs {
             log_level: self.log_level.clone(),
         }
     }
+}
+
+/// `ringmq acl ...`: edit or query an ACL file.
+#[derive(Debug, Args)]
+pub struct AclArgs {
+    #[command(subcommand)]
+    pub command: AclCommand,
+}
+
+/// Which section a rule belongs to. None of the flags: the anonymous rules
+/// (`topic` lines before the first `user` / `client` line).
+#[derive(Debug, Clone, Default, Args)]
+#[command(group(ArgGroup::new("scope").args(["user", "client", "pattern"])))]
+pub struct ScopeArgs {
+    /// The `user NAME` section.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The `client ID` section.
+    #[arg(long, value_name = "ID")]
+    pub client: Option<String>,
+    /// A `pattern` rule (every client; `%u` / `%c` substituted).
+    #[arg(long)]
+    pub pattern: bool,
+}
+
+impl ScopeArgs {
+    /// The ACL file section these flags name.
+    pub fn scope(&self) -> Scope {
+        match (&self.user, &self.client, self.pattern) {
+            (Some(u), _, _) => Scope::User(u.clone()),
+            (_, Some(c), _) => Scope::Client(c.clone()),
+            (_, _, true) => Scope::Pattern,
+            _ => Scope::Anonymous,
+        }
+    }
+}
+
+/// The `acl` subcommands. Exit codes: 0 success (for `check`: allowed),
+/// 1 `check` denied, 2 a usage error or a file that cannot be read,
+/// parsed or changed as asked.
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Add a rule (creates the file and the section if needed).
+    Add {
+        file: PathBuf,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// read, write, readwrite, subscribe or deny.
+        access: String,
+        /// MQTT topic filter (`+` and `#` allowed; `%u` / `%c` in patterns).
+        filter: String,
+    },
+    /// Remove a rule (every line equal to it in that section).
+    Remove {
+        file: PathBuf,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        access: String,
+        filter: String,
+    },
+    /// List the rules with their line numbers (all, or one section).
+    List {
+        file: PathBuf,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Only the anonymous rules.
+        #[arg(long, conflicts_with = "scope")]
+        anonymous: bool,
+    },
+    /// May this client do this? Prints the deciding rule and its line.
+    Check {
+        file: PathBuf,
+        /// The client's user name (none: an anonymous client).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// The client's client id.
+        #[arg(long, value_name = "ID", default_value = "")]
+        client: String,
+        /// read (receive), write (publish) or subscribe.
+        action: String,
+        /// A topic name (read, write) or filter (subscribe).
+        topic: String,
+    },
 }
 
 #[cfg(test)]

@@ -57,7 +57,9 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Acl(args)) => acl::run(args),
-        Some(Command::Reload(args)) => reload::send(&args),
+        Some(Command::Reload(args)) => {
+            reload::send(args.config.as_deref(), args.pid_file.as_deref())
+        }
     }
 }
 

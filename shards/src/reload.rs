@@ -168,20 +168,19 @@ impl Hooks {
 /// `ringmq reload`: reads the running broker's pid file and sends it
 /// SIGHUP. Exit 0 when the signal was sent (the broker's log says what was
 /// reloaded), 1 when it could not be, 2 on a configuration error.
-pub fn send(args: &crate::cli::ReloadArgs) -> ExitCode {
-    let pid_file = match &args.pid_file {
-        Some(p) => p.clone(),
+/// `config` and `pid_file` are `--config` and `--pid-file`.
+pub fn send(config: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
+    let pid_file = match pid_file {
+        Some(p) => p.to_path_buf(),
         None => {
-            let config = match crate::config::Config::load(
-                args.config.as_deref(),
-                &crate::config::Overrides::default(),
-            ) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("ringmq: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let config =
+                match crate::config::Config::load(config, &crate::config::Overrides::default()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("ringmq: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
             if config.runtime.pid_file.is_empty() {
                 eprintln!(
                     "ringmq: reload: no pid file: set `runtime.pid_file` in the configuration \

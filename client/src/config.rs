@@ -8,8 +8,10 @@ use ringmq_engine::client::{DisconnectReason, ProtocolError};
 use ringmq_engine::codec::{ConnAckProperties, ReasonCode};
 use ringmq_net::conn::DriverConfig;
 
+use crate::transport::Transport;
+
 /// How to open a connection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ClientConfig {
     /// Reader/writer limits of the connection driver.
     pub driver: DriverConfig,
@@ -22,6 +24,8 @@ pub struct ClientConfig {
     pub connect_timeout_ms: u64,
     /// Reads pause while this many events wait for the consumer (at least 1).
     pub events_pause_at: usize,
+    /// Plain TCP or TLS.
+    pub transport: Transport,
 }
 
 impl Default for ClientConfig {
@@ -32,6 +36,7 @@ impl Default for ClientConfig {
             nodelay: true,
             connect_timeout_ms: 10_000,
             events_pause_at: 1,
+            transport: Transport::Tcp,
         }
     }
 }
@@ -49,6 +54,9 @@ pub enum ConnectError {
     Protocol(ProtocolError),
     /// The connection ended before CONNACK (EOF, reset, ...).
     Closed(DisconnectReason),
+    /// The TLS handshake failed (untrusted certificate, wrong name, the
+    /// server refused our certificate, ...): rustls's error.
+    Tls(String),
 }
 
 impl core::fmt::Display for ConnectError {
@@ -61,6 +69,7 @@ impl core::fmt::Display for ConnectError {
             }
             ConnectError::Protocol(e) => write!(f, "connect: protocol error: {e}"),
             ConnectError::Closed(r) => write!(f, "connect: closed before CONNACK ({r:?})"),
+            ConnectError::Tls(e) => write!(f, "connect: {e}"),
         }
     }
 }

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use ringmq_engine::client::{Client, ClientOptions, DisconnectReason, Event};
 use ringmq_engine::codec::ReasonCode;
 use ringmq_net::clock::Clock;
-use ringmq_net::conn::{CloseReason, Connection, DriverHandle};
+use ringmq_net::conn::{CloseReason, DriverHandle};
 use ringmq_net::connect::connect_tcp;
 
 use crate::config::{ClientConfig, ConnectError, Connected};
@@ -24,8 +24,9 @@ pub struct MqttConnection {
 }
 
 impl MqttConnection {
-    /// Opens TCP to `addr` (binding `config.bind_ip` first if set), sends
-    /// CONNECT and waits for CONNACK. Must run inside a monoio runtime with
+    /// Opens TCP to `addr` (binding `config.bind_ip` first if set), starts
+    /// TLS if `config.transport` says so, sends CONNECT and waits for
+    /// CONNACK (the TLS handshake runs within that wait). Must run inside a monoio runtime with
     /// timers enabled.
     pub async fn connect(
         addr: SocketAddr,
@@ -50,7 +51,7 @@ impl MqttConnection {
             handle.clone(),
             config.events_pause_at,
         ));
-        Connection::new(stream).spawn_driver(
+        config.transport.wrap(stream)?.spawn_driver(
             BytesMut::new(),
             handler.clone(),
             handle.clone(),
@@ -94,10 +95,12 @@ impl MqttConnection {
                         return Err(ConnectError::Timeout)
                     }
                     Event::Disconnected(reason) => {
-                        return Err(match protocol_error {
-                            Some(e) => ConnectError::Protocol(e),
-                            None => ConnectError::Closed(reason),
-                        })
+                        let tls_error = self.handler.tls_error.borrow_mut().take();
+                        return Err(match (protocol_error, tls_error) {
+                            (_, Some(e)) => ConnectError::Tls(e),
+                            (Some(e), None) => ConnectError::Protocol(e),
+                            (None, None) => ConnectError::Closed(reason),
+                        });
                     }
                     // Nothing else can precede CONNACK.
                     _ => {}

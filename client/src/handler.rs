@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use ringmq_engine::client::Client;
 use ringmq_net::clock::Clock;
 use ringmq_net::conn::{CloseReason, DriverHandle, Handler};
+use ringmq_net::tls::TlsError;
 use ringmq_net::wake::WakerSlot;
 
 /// A timer with no deadline still re-checks after this long, in ms (the
@@ -33,6 +34,8 @@ pub(crate) struct ClientHandler {
     /// Deadline the timer task sleeps until (ms on `clock`), if any.
     pub(crate) timer_armed_ms: Cell<Option<u64>>,
     pub(crate) closed: Cell<Option<CloseReason>>,
+    /// Why the TLS session failed, if it did (says why connecting failed).
+    pub(crate) tls_error: RefCell<Option<String>>,
     /// Arrival times of the queued events: `(n, ns)` means events up to
     /// the n-th ever queued arrived at `ns` (on `clock`). One entry per
     /// read (or timer / close / command) that queued events; bounded by
@@ -61,6 +64,7 @@ impl ClientHandler {
             timer_kick: Cell::new(false),
             timer_armed_ms: Cell::new(None),
             closed: Cell::new(None),
+            tls_error: RefCell::new(None),
             arrivals: RefCell::new(VecDeque::new()),
             events_queued_total: Cell::new(0),
             events_taken_total: Cell::new(0),
@@ -147,6 +151,10 @@ impl Handler for ClientHandler {
 
     fn reads_paused(&self) -> bool {
         self.client.borrow().pending_events() >= self.events_pause_at
+    }
+
+    fn on_tls_failed(&self, error: &TlsError) {
+        *self.tls_error.borrow_mut() = Some(error.to_string());
     }
 
     fn on_closed(&self, reason: CloseReason) {

@@ -1,6 +1,6 @@
 //! ringmq-client: the MQTT client glue shared by loadgen, the tests and
 //! the bridges. It drives an engine [`Client`](ringmq_engine::client::Client)
-//! over a monoio `TcpStream` with the `ringmq_net::conn`
+//! over a monoio `TcpStream` (plain, or TLS: [`transport`]) with the `ringmq_net::conn`
 //! driver (batched writes: one write per wake-up of whatever accumulated)
 //! plus a keep-alive timer task.
 //!
@@ -20,7 +20,7 @@
 //! receive path allocation-free.
 //!
 //! Modules: [`config`] (how to open a connection, what CONNACK said, why
-//! connecting failed), [`connection`] ([`MqttConnection`]: commands,
+//! connecting failed), [`transport`] (TCP or TLS), [`connection`] ([`MqttConnection`]: commands,
 //! events, close), `handler` (the state the driver's tasks, the timer task
 //! and the consumer share, and the timer task).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -29,7 +29,9 @@
 pub mod config;
 pub mod connection;
 mod handler;
+pub mod transport;
 
 pub use config::{ClientConfig, ConnectError, Connected};
 pub use connection::MqttConnection;
 pub use ringmq_net::clock::Clock;
+pub use transport::{TlsTransport, Transport};

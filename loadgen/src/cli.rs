@@ -66,15 +66,55 @@ pub enum Topology {
     Shared,
 }
 
+/// How loadgen's connections carry MQTT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TransportKind {
+    /// Plain TCP (default port 1883).
+    Tcp,
+    /// TLS over TCP (default port 8883): --cafile or --insecure, --cert/--key for mutual TLS.
+    Tls,
+}
+
+impl TransportKind {
+    /// The port used when --port is not given.
+    pub fn default_port(self) -> u16 {
+        match self {
+            TransportKind::Tcp => 1883,
+            TransportKind::Tls => 8883,
+        }
+    }
+}
+
 /// Where and how to connect, and how to report.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
     /// Broker address (loadgen only connects here).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Broker port.
-    #[arg(long, default_value_t = 1883)]
-    pub port: u16,
+    /// Broker port (default: 1883 for tcp, 8883 for tls).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Transport of every connection.
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub transport: TransportKind,
+    /// TLS: PEM file of the CAs trusted to sign the broker's certificate
+    /// (default: the system bundle, /etc/ssl/certs/ca-certificates.crt).
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// TLS: client certificate chain (PEM) for mutual TLS; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM); needs --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// TLS: accept any broker certificate (self-signed benchmark setups);
+    /// handshake signatures are still checked.
+    #[arg(long)]
+    pub insecure: bool,
+    /// TLS: name to check the broker's certificate against and send as
+    /// SNI (default: --host).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
     /// Protocol level: 3 (3.1), 4 (3.1.1), 5 (5.0). Long-only, as in
     /// mosquitto_pub: `-V` / `--version` print loadgen's own version.
     #[arg(long = "protocol-version", value_enum, default_value = "4")]
@@ -83,8 +123,10 @@ pub struct ConnectArgs {
     /// (default: loadgen-<pid>).
     #[arg(long)]
     pub client_prefix: Option<String>,
+    /// User name sent in CONNECT.
     #[arg(long, short = 'u')]
     pub username: Option<String>,
+    /// Password sent in CONNECT.
     #[arg(long, short = 'P')]
     pub password: Option<String>,
     /// Keep-alive interval in seconds (0 = off).
@@ -260,6 +302,43 @@ mod tests {
             conn.map(|c| c.command),
             Ok(Some(Command::Conn(_)))
         ));
+    }
+
+    #[test]
+    fn transport_and_tls_options_parse() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "conn",
+            "--transport",
+            "tls",
+            "--cafile",
+            "ca.pem",
+            "--cert",
+            "c.pem",
+            "--key",
+            "c.key",
+            "--server-name",
+            "localhost",
+            "-u",
+            "alice",
+            "-P",
+            "secret",
+        ]);
+        let Ok(Cli {
+            command: Some(Command::Conn(a)),
+            ..
+        }) = cli
+        else {
+            panic!("{cli:?}");
+        };
+        assert_eq!(a.connect.transport, TransportKind::Tls);
+        assert_eq!(a.connect.port, None);
+        assert_eq!(a.connect.transport.default_port(), 8883);
+        assert_eq!(a.connect.server_name.as_deref(), Some("localhost"));
+        assert_eq!(a.connect.username.as_deref(), Some("alice"));
+        // --cert without --key is refused by the parser.
+        assert!(Cli::try_parse_from(["loadgen", "--transport", "tls", "--cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["loadgen", "--transport", "quic"]).is_err());
     }
 
     #[test]

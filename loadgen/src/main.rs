@@ -27,11 +27,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::Parser;
+use ringmq_client::{TlsTransport, Transport};
 use ringmq_engine::codec::QoS;
+use ringmq_net::tls::client::{self as tls_client, ClientTlsSettings};
 
 use cli::{
     Cli, Command, ConnArgs, ConnectArgs, MessageArgs, PubArgs, PubSubArgs, SubArgs, TimingArgs,
-    Topology,
+    Topology, TransportKind,
 };
 use plan::{Plan, Scenario, ThreadResult};
 use run::Timeline;
@@ -77,6 +79,42 @@ fn seconds_to_ns(name: &str, s: f64) -> Result<u64, String> {
     Ok((s * 1e9) as u64)
 }
 
+/// The transport from --transport and the TLS options (refused without
+/// `--transport tls`, so a forgotten flag cannot silently measure TCP).
+fn transport(c: &ConnectArgs) -> Result<Transport, String> {
+    let tls_flag = [
+        (c.cafile.is_some(), "--cafile"),
+        (c.cert.is_some(), "--cert"),
+        (c.key.is_some(), "--key"),
+        (c.insecure, "--insecure"),
+        (c.server_name.is_some(), "--server-name"),
+    ]
+    .into_iter()
+    .find_map(|(set, name)| set.then_some(name));
+    match c.transport {
+        TransportKind::Tcp => match tls_flag {
+            Some(flag) => Err(format!("{flag} needs --transport tls")),
+            None => Ok(Transport::Tcp),
+        },
+        TransportKind::Tls => {
+            let settings = ClientTlsSettings {
+                cafile: c.cafile.clone(),
+                cert_file: c.cert.clone(),
+                key_file: c.key.clone(),
+                insecure: c.insecure,
+                alpn: vec![b"mqtt".to_vec()],
+            };
+            let config = tls_client::client_config(&settings).map_err(|e| e.to_string())?;
+            let name = c.server_name.as_deref().unwrap_or(&c.host);
+            let server_name = tls_client::server_name(name).map_err(|e| e.to_string())?;
+            Ok(Transport::Tls(TlsTransport {
+                config,
+                server_name,
+            }))
+        }
+    }
+}
+
 /// The fields every scenario shares, with their checks.
 fn base_plan(scenario: Scenario, c: &ConnectArgs, t: Option<&TimingArgs>) -> Result<Plan, String> {
     let threads = match c.threads {
@@ -98,6 +136,7 @@ fn base_plan(scenario: Scenario, c: &ConnectArgs, t: Option<&TimingArgs>) -> Res
     Ok(Plan {
         scenario,
         addr: run::resolve(c)?,
+        transport: transport(c)?,
         protocol: run::protocol_of(c.protocol_version),
         client_prefix: c
             .client_prefix
@@ -354,6 +393,7 @@ fn summarize(
         label: c.label.clone(),
         topology: plan.topology.map(|t| format!("{t:?}").to_lowercase()),
         broker: plan.addr.to_string(),
+        transport: plan.transport.name().into(),
         mqtt_version: plan.protocol.level(),
         qos: plan.qos.as_u8(),
         payload_bytes: plan.size_bytes,

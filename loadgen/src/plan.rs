@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringmq_client::ClientConfig;
+use ringmq_client::{ClientConfig, Transport};
 use ringmq_engine::client::ClientOptions;
 use ringmq_engine::codec::{Protocol, QoS};
 use ringmq_net::clock::Clock;
@@ -54,6 +54,8 @@ impl Scenario {
 pub struct Plan {
     pub scenario: Scenario,
     pub addr: SocketAddr,
+    /// TCP or TLS, shared by every connection.
+    pub transport: Transport,
     pub protocol: Protocol,
     pub client_prefix: String,
     pub username: Option<Bytes>,
@@ -117,6 +119,7 @@ impl Plan {
             // the read buffer is unshared again (reused, not reallocated).
             // Publishers' events (acks) hold no buffer: let reads run ahead.
             events_pause_at: if role == "pub" { 4096 } else { 1 },
+            transport: self.transport.clone(),
             ..ClientConfig::default()
         }
     }
@@ -302,6 +305,7 @@ impl Plan {
         Plan {
             scenario,
             addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            transport: Transport::Tcp,
             protocol: Protocol::V3_1_1,
             client_prefix: "test".into(),
             username: None,

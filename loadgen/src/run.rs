@@ -211,7 +211,8 @@ impl Window {
 
 /// Resolves --host/--port to one socket address.
 pub fn resolve(c: &ConnectArgs) -> Result<SocketAddr, String> {
-    (c.host.as_str(), c.port)
+    let port = c.port.unwrap_or(c.transport.default_port());
+    (c.host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| format!("--host {}: {e}", c.host))?
         .next()

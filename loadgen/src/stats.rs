@@ -133,6 +133,9 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<String>,
     pub broker: String,
+    /// "tcp" or "tls" (absent in files from before TLS: tcp).
+    #[serde(default = "tcp")]
+    pub transport: String,
     pub mqtt_version: u8,
     pub qos: u8,
     pub payload_bytes: usize,
@@ -201,6 +204,10 @@ pub struct Summary {
     pub latency_us_percentiles: Vec<(f64, f64)>,
 }
 
+fn tcp() -> String {
+    "tcp".into()
+}
+
 impl Summary {
     /// Fills the latency fields from a histogram of nanoseconds.
     pub fn set_latency(&mut self, kind: &str, h: &Histogram<u64>) {
@@ -248,8 +255,8 @@ impl Summary {
             _ => "MQTT 3.1.1",
         };
         s += &format!(
-            "loadgen {}{} -> {}  {}  threads {} ({})\n",
-            self.scenario, topo, self.broker, version, self.threads, self.driver
+            "loadgen {}{} -> {} ({})  {}  threads {} ({})\n",
+            self.scenario, topo, self.broker, self.transport, version, self.threads, self.driver
         );
         if let Some(requested) = self.conns_requested {
             s += &format!(

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::tls::TlsSession;
+use crate::tls::{TlsError, TlsSession};
 use crate::wake::WakerSlot;
 
 /// Limits of the connection driver.
@@ -90,6 +90,10 @@ pub trait Handler {
     /// [`Handler::on_bytes`]; never for plain TCP). The session tells the
     /// negotiated parameters and the client certificate's identity.
     fn on_tls_established(&self, _session: &TlsSession) {}
+    /// The TLS session failed (certificate refused, alert, bad record);
+    /// the connection closes with [`CloseReason::TlsError`] next. A client
+    /// keeps the error to say why connecting failed.
+    fn on_tls_failed(&self, _error: &TlsError) {}
 }
 
 /// The flags and wake-ups the reader, the writer and [`DriverHandle`]

@@ -188,6 +188,7 @@ async fn read_loop<H: Handler>(
             Ok(state) => state == TlsRead::PeerClosed,
             Err(e) => {
                 tracing::debug!(error = %e, "TLS session failed; closing the connection");
+                handler.on_tls_failed(&e);
                 shared.tls_failed.set(true);
                 handle.close();
                 continue;

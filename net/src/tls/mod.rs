@@ -5,7 +5,8 @@
 //!   socket ◀─ciphertext── TlsSession::take_output ◀── encrypt ◀── take_outgoing
 //! ```
 //!
-//! [`TlsSession`] wraps a rustls `ServerConnection` and works on buffers
+//! [`TlsSession`] wraps a rustls connection (the broker's server side, or
+//! the client side loadgen and the client crate use, [`client`]) and works on buffers
 //! only (`read_tls` / `process_new_packets` / `reader` in, `writer` /
 //! `write_tls` out): it does no I/O, so the monoio driver (module `conn`)
 //! and a native io_uring loop can both use it, and the engine keeps seeing
@@ -19,6 +20,7 @@
 //! millisecond, so a burst of new TLS clients cannot stall established
 //! connections on the same shard (docs/architecture.md, "TLS").
 
+pub mod client;
 pub mod config;
 pub mod identity;
 
@@ -29,7 +31,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 pub use config::{load, LoadedTls, SniCertificate, TlsConfigError, TlsSettings, TlsVersion};
 
@@ -55,9 +58,9 @@ pub enum TlsRead {
     PeerClosed,
 }
 
-/// One server-side TLS session over caller-owned buffers.
+/// One TLS session (server or client side) over caller-owned buffers.
 pub struct TlsSession {
-    conn: ServerConnection,
+    conn: Connection,
 }
 
 impl fmt::Debug for TlsSession {
@@ -77,7 +80,24 @@ impl TlsSession {
         // (`outgoing_buffer_max_bytes`), and the driver writes each batch
         // out before it takes the next.
         conn.set_buffer_limit(None);
-        Ok(TlsSession { conn })
+        Ok(TlsSession {
+            conn: Connection::Server(conn),
+        })
+    }
+
+    /// A client session to `server_name` (checked against the server's
+    /// certificate unless `config` says otherwise). Its first output is the
+    /// ClientHello: the driver's first write sends it, and plaintext
+    /// encrypted before the handshake is done waits in the session.
+    pub fn client(
+        config: Arc<ClientConfig>,
+        server_name: ServerName<'static>,
+    ) -> Result<TlsSession, TlsError> {
+        let mut conn = ClientConnection::new(config, server_name).map_err(TlsError)?;
+        conn.set_buffer_limit(None);
+        Ok(TlsSession {
+            conn: Connection::Client(conn),
+        })
     }
 
     /// Feeds `cipher` (all of it is consumed) and appends the plaintext it
@@ -175,7 +195,10 @@ impl TlsSession {
             .negotiated_cipher_suite()
             .map(|s| format!("{:?}", s.suite()))
             .unwrap_or_default();
-        let sni = self.conn.server_name().unwrap_or("-");
+        let sni = match &self.conn {
+            Connection::Server(c) => c.server_name().unwrap_or("-"),
+            Connection::Client(_) => "-",
+        };
         let alpn = self
             .conn
             .alpn_protocol()

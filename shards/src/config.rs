@@ -7,14 +7,15 @@
 //! the full key, the file, the line and what was expected:
 //!
 //! ```text
-//! unknown key `limts` in config ringmq.toml (line 3), expected one of `listener`, `limits`, `runtime`, `auth`
+//! unknown key `limts` in config ringmq.toml (line 3), expected one of `listener`, `limits`, `runtime`, `auth`, `shared_subscriptions`
 //! wrong type for key `runtime.shards` in config ringmq.toml (line 7): found string "two", expected u16
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use ringmq_engine::broker::{BrokerConfig, SHARDS_MAX};
+use ringmq_engine::broker::{BrokerConfig, SharedPolicy, SHARDS_MAX};
 use ringmq_net::conn::DriverConfig;
 use serde::Deserialize;
 
@@ -129,6 +130,19 @@ section! {
     }
 }
 
+section! {
+    /// `[shared_subscriptions]`: how a `$share/{group}/...` group chooses
+    /// the member of each message.
+    SharedSubscriptions / SharedSubscriptionsPartial in "shared_subscriptions" {
+        /// The default policy (`SharedPolicy` names: `round_robin`,
+        /// `random`, `sticky`, `hash_clientid`, `hash_topic`,
+        /// `least_inflight`).
+        policy: String,
+        /// Per-group overrides: group name -> policy.
+        groups: BTreeMap<String, String>,
+    }
+}
+
 /// Which monoio driver the shards run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -163,6 +177,8 @@ struct PartialConfig {
     runtime: RuntimePartial,
     #[serde(default)]
     auth: AuthPartial,
+    #[serde(default)]
+    shared_subscriptions: SharedSubscriptionsPartial,
 }
 
 impl PartialConfig {
@@ -172,6 +188,7 @@ impl PartialConfig {
             limits: self.limits.over(base.limits),
             runtime: self.runtime.over(base.runtime),
             auth: self.auth.over(base.auth),
+            shared_subscriptions: self.shared_subscriptions.over(base.shared_subscriptions),
         }
     }
 }
@@ -184,6 +201,7 @@ pub struct Config {
     pub limits: Limits,
     pub runtime: Runtime,
     pub auth: Auth,
+    pub shared_subscriptions: SharedSubscriptions,
 }
 
 /// Command-line values that override the files.
@@ -289,11 +307,13 @@ impl Config {
         let limits = merged.limits.complete()?;
         let runtime = merged.runtime.complete()?;
         let auth = merged.auth.complete()?;
+        let shared_subscriptions = merged.shared_subscriptions.complete()?;
         let config = Config {
             listeners,
             limits,
             runtime,
             auth,
+            shared_subscriptions,
         };
         config.validate()?;
         Ok(config)
@@ -360,6 +380,24 @@ impl Config {
                 "error, warn, info, debug, trace or a tracing filter such as \"info,ringmq=debug\"",
             ));
         }
+        let shared = &self.shared_subscriptions;
+        let policies = "round_robin, random, sticky, hash_clientid, hash_topic or least_inflight";
+        if SharedPolicy::from_name(&shared.policy).is_none() {
+            return Err(invalid(
+                "shared_subscriptions.policy",
+                format!("{:?}", shared.policy),
+                policies,
+            ));
+        }
+        for policy in shared.groups.values() {
+            if SharedPolicy::from_name(policy).is_none() {
+                return Err(invalid(
+                    "shared_subscriptions.groups",
+                    format!("{policy:?}"),
+                    policies,
+                ));
+            }
+        }
         let l = &self.limits;
         if l.connections_max == 0 {
             return Err(invalid("limits.connections_max", 0, "at least 1"));
@@ -425,6 +463,15 @@ impl Config {
             barrier_held_max_entries: l.barrier_held_max_entries,
             connect_timeout_ms: l.connect_timeout_ms,
             sys_interval_s: self.runtime.sys_interval_s,
+            // Names checked by `validate`.
+            shared_policy: SharedPolicy::from_name(&self.shared_subscriptions.policy)
+                .unwrap_or_default(),
+            shared_group_policies: self
+                .shared_subscriptions
+                .groups
+                .iter()
+                .map(|(g, p)| (g.clone(), SharedPolicy::from_name(p).unwrap_or_default()))
+                .collect(),
             // Fields the engine grows before this file learns about them
             // keep the engine's defaults.
             ..BrokerConfig::default()

@@ -2,6 +2,60 @@
 //! has a unit in its name and is enforced by the broker state machine; the
 //! runtime fills this from the TOML config.
 
+/// How a shared subscription group (`$share/{group}/...`) chooses the
+/// member that gets each message (the names EMQX uses).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SharedPolicy {
+    /// Strict rotation over all members broker-wide: the group's home shard
+    /// chooses every message (members with a full window are passed over).
+    #[default]
+    RoundRobin,
+    /// A member drawn uniformly at random, by the publishing shard.
+    Random,
+    /// The same member until it leaves or goes offline, chosen by the
+    /// group's home shard.
+    Sticky,
+    /// The member a hash of the publisher's client id gives (one
+    /// publisher's messages all go to one member while membership holds).
+    HashClientId,
+    /// The member a hash of the topic gives (one topic's messages all go
+    /// to one member while membership holds).
+    HashTopic,
+    /// The member of the publishing shard with the fewest messages in
+    /// flight and queued; members on other shards only when none here is
+    /// online.
+    LeastInflight,
+}
+
+impl SharedPolicy {
+    /// Every policy, for documentation and validation.
+    pub const ALL: [SharedPolicy; 6] = [
+        SharedPolicy::RoundRobin,
+        SharedPolicy::Random,
+        SharedPolicy::Sticky,
+        SharedPolicy::HashClientId,
+        SharedPolicy::HashTopic,
+        SharedPolicy::LeastInflight,
+    ];
+
+    /// The configuration name (`round_robin`, `random`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            SharedPolicy::RoundRobin => "round_robin",
+            SharedPolicy::Random => "random",
+            SharedPolicy::Sticky => "sticky",
+            SharedPolicy::HashClientId => "hash_clientid",
+            SharedPolicy::HashTopic => "hash_topic",
+            SharedPolicy::LeastInflight => "least_inflight",
+        }
+    }
+
+    /// The policy named `name`, if any.
+    pub fn from_name(name: &str) -> Option<SharedPolicy> {
+        SharedPolicy::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
 /// Limits and behaviour of one broker (identical on every shard).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerConfig {
@@ -69,6 +123,21 @@ pub struct BrokerConfig {
     pub connect_timeout_ms: u64,
     /// Publish `$SYS/broker/...` statistics every this many seconds (0 = off).
     pub sys_interval_s: u32,
+    /// How shared subscription groups choose a member, unless
+    /// `shared_group_policies` names the group.
+    pub shared_policy: SharedPolicy,
+    /// Per-group overrides of `shared_policy`: (group name, policy).
+    pub shared_group_policies: Vec<(String, SharedPolicy)>,
+}
+
+impl BrokerConfig {
+    /// The policy of the shared group named `group`.
+    pub fn shared_policy_for(&self, group: &[u8]) -> SharedPolicy {
+        self.shared_group_policies
+            .iter()
+            .find(|(name, _)| name.as_bytes() == group)
+            .map_or(self.shared_policy, |(_, p)| *p)
+    }
 }
 
 impl Default for BrokerConfig {
@@ -98,6 +167,8 @@ impl Default for BrokerConfig {
             barrier_held_max_entries: 10_000,
             connect_timeout_ms: 10_000,
             sys_interval_s: 10,
+            shared_policy: SharedPolicy::RoundRobin,
+            shared_group_policies: Vec::new(),
         }
     }
 }

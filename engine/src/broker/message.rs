@@ -16,8 +16,18 @@ pub enum ShardMessage {
         received_at_ms: u64,
     },
     /// Deliver to one local member of the shared subscription `filter`
-    /// (`$share/{group}/{filter}`), chosen by the sending shard.
+    /// (`$share/{group}/{filter}`), chosen by the sending shard. `key`:
+    /// the hash the hash policies choose by (0 for the others).
     SharedPublish {
+        filter: Bytes,
+        publish: Publish,
+        received_at_ms: u64,
+        key: u64,
+    },
+    /// The receiver is the home shard of the shared subscription `filter`
+    /// (policies `round_robin` and `sticky`): it chooses the member
+    /// broker-wide and delivers or forwards a [`ShardMessage::SharedPublish`].
+    SharedRoute {
         filter: Bytes,
         publish: Publish,
         received_at_ms: u64,

@@ -61,7 +61,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 pub use auth::{AnonymousPolicy, Authenticator, Credentials};
-pub use config::BrokerConfig;
+pub use config::{BrokerConfig, SharedPolicy};
 pub use message::{owner_shard, route_connect, Event, Route, ShardMessage};
 
 use crate::acl::Acl;
@@ -147,7 +147,7 @@ pub struct Broker {
     started_ms: Option<u64>,
     // Scratch of route.rs, reused per publish (no allocation once warm).
     scratch_matches: Vec<Match>,
-    scratch_shared_remote: Vec<(ShardId, Bytes)>,
+    scratch_shared_remote: Vec<route::SharedOut>,
     scratch_subscription_ids: Vec<u32>,
     scratch_shared_filters: Vec<Bytes>,
     // Cross-shard barriers waiting for acknowledgements (barrier.rs).
@@ -333,8 +333,16 @@ impl Broker {
                 filter,
                 mut publish,
                 received_at_ms,
+                key,
             } => {
-                self.deliver_shared_local(&filter, &mut publish, received_at_ms, now_ms);
+                self.deliver_shared_local(&filter, &mut publish, received_at_ms, key, now_ms);
+            }
+            ShardMessage::SharedRoute {
+                filter,
+                mut publish,
+                received_at_ms,
+            } => {
+                self.route_shared_home(&filter, &mut publish, received_at_ms, now_ms);
             }
             ShardMessage::Interest {
                 filter,

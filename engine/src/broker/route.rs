@@ -5,9 +5,10 @@
 
 use bytes::Bytes;
 
+use super::config::SharedPolicy;
 use super::deliver::Delivery;
-use super::session::{window_of, OutState, Queued, Window};
-use super::{Broker, Event, SessionId, ShardId, ShardMessage};
+use super::session::{window_of, OutState, Queued, Session, Window};
+use super::{Broker, Event, SessionId, ShardId, ShardMessage, SHARDS_MAX};
 use crate::codec::{Publish, QoS, SubscriptionOptions};
 use crate::topic;
 
@@ -27,9 +28,18 @@ pub(super) struct SharedGroup {
     pub(super) members: Vec<LocalSub>,
     /// Members on other shards, per shard.
     pub(super) remote_members: Vec<(ShardId, u32)>,
+    /// How this group chooses (config: the group's override or the default).
+    pub(super) policy: SharedPolicy,
+    /// The shard that chooses broker-wide for `round_robin` and `sticky`.
+    pub(super) home: ShardId,
+    /// This shard (the hash policies order members by shard).
+    shard: ShardId,
     cursor: usize,
+    /// `random`: xorshift state (never 0).
+    rng: u64,
+    /// `sticky`: the member (or the shard of the member) chosen last.
+    sticky: Option<Pick>,
 }
-
 /// Router trie value: everything subscribed with one filter.
 #[derive(Default)]
 pub(super) struct RouteNode {
@@ -64,6 +74,16 @@ pub(super) enum Pick {
     Remote(ShardId),
 }
 
+/// A shared-group message that leaves this shard during routing.
+#[derive(Clone)]
+pub(super) struct SharedOut {
+    shard: ShardId,
+    filter: Bytes,
+    /// `SharedPublish` with this key, or (`home`) `SharedRoute`.
+    key: u64,
+    home: bool,
+}
+
 /// One match of a publish, gathered during the trie walk.
 #[derive(Clone, Copy)]
 pub(super) struct Match {
@@ -76,30 +96,85 @@ pub(super) struct Match {
     shared: Option<usize>,
 }
 
+/// FNV-1a: the hash behind `hash_clientid`, `hash_topic` and a group's home.
+pub(super) fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A second, independent spread of `key` (splitmix64's finaliser): the
+/// shard receiving a hashed message chooses among its own members with it.
+fn remix(key: u64) -> u64 {
+    let mut z = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 impl SharedGroup {
-    /// A group named `name` (a slice of `full_filter`) with no member yet.
-    pub(super) fn new(full_filter: Bytes, name: Bytes) -> SharedGroup {
+    /// A group named `name` (a slice of `full_filter`) with no member yet,
+    /// choosing by `policy`; its home is `fnv(full_filter) % shard_count`.
+    pub(super) fn new(
+        full_filter: Bytes,
+        name: Bytes,
+        policy: SharedPolicy,
+        shard: ShardId,
+        shard_count: u16,
+    ) -> SharedGroup {
+        let h = fnv(&full_filter);
         SharedGroup {
+            home: (h % u64::from(shard_count.max(1))) as ShardId,
             full_filter,
             name,
             members: Vec::new(),
             remote_members: Vec::new(),
+            policy,
+            shard,
             cursor: 0,
+            rng: remix(h ^ u64::from(shard)) | 1,
+            sticky: None,
         }
     }
 
-    /// The next member in round-robin order, over the local members and,
-    /// with `with_remote`, the members counted on other shards (which check
-    /// their own windows). Local members whose window is not open, and
-    /// `exclude`, are passed over. When no window is open the message is
-    /// queued: at the first member passed over with a full window, else
-    /// (all offline) at the next local member in turn, unless `exclude` is
-    /// set (re-dispatch: then it stays where it was).
+    /// Whether this shard must hand the choice to the group's home shard:
+    /// `round_robin` and `sticky` keep one broker-wide state there. A group
+    /// with members on this shard only decides here (the same rotation).
+    pub(super) fn chosen_at_home(&self, shard: ShardId) -> bool {
+        matches!(self.policy, SharedPolicy::RoundRobin | SharedPolicy::Sticky)
+            && self.home != shard
+            && !self.remote_members.is_empty()
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// The member for one message, by the group's policy, over the local
+    /// members and, with `with_remote`, the members counted on other
+    /// shards (which choose among their own members and check their own
+    /// windows). `key`: the hash the `hash_*` policies use. Local members
+    /// whose window is not open, and `exclude`, are passed over; when no
+    /// window is open the message is queued: at the first member passed
+    /// over with a full window, else (all offline) at the next local member
+    /// in turn, unless `exclude` is set (re-dispatch: then it stays where
+    /// it was).
     fn pick(
         &mut self,
         with_remote: bool,
         exclude: Option<SessionId>,
+        key: u64,
         window: impl Fn(SessionId) -> Window,
+        load: impl Fn(SessionId) -> usize,
     ) -> Option<Pick> {
         let remote_total: usize = if with_remote {
             self.remote_members.iter().map(|(_, n)| *n as usize).sum()
@@ -107,25 +182,129 @@ impl SharedGroup {
             0
         };
         let total = self.members.len() + remote_total;
+        if total == 0 {
+            return None;
+        }
+        match self.policy {
+            SharedPolicy::RoundRobin => {
+                let (pick, next) = self.scan(self.cursor, total, exclude, &window);
+                self.cursor = next;
+                pick
+            }
+            SharedPolicy::Random => {
+                let start = (self.next_random() % total as u64) as usize;
+                self.scan(start, total, exclude, &window).0
+            }
+            SharedPolicy::HashClientId | SharedPolicy::HashTopic => {
+                // Every shard sees the same slots, ordered by shard (this
+                // shard's members at its place): the key gives a shard,
+                // and that shard's members are chosen from by a second
+                // spread of the key, so a key lands on one member wherever
+                // it is published.
+                let local = self.members.len();
+                let mut slot = (remix(key) % total as u64) as usize;
+                let mut chosen = None;
+                // (No allocation: at most SHARDS_MAX small counts.)
+                let count_of = |s: ShardId| -> usize {
+                    if s == self.shard {
+                        local
+                    } else if with_remote {
+                        self.remote_members
+                            .iter()
+                            .filter(|(r, _)| *r == s)
+                            .map(|(_, n)| *n as usize)
+                            .sum()
+                    } else {
+                        0
+                    }
+                };
+                for s in 0..SHARDS_MAX {
+                    let n = count_of(s);
+                    if slot < n {
+                        chosen = Some(s);
+                        break;
+                    }
+                    slot -= n;
+                }
+                match chosen {
+                    Some(s) if s != self.shard => Some(Pick::Remote(s)),
+                    _ => {
+                        let start = (remix(key ^ 0x5bd1_e995) % local.max(1) as u64) as usize;
+                        self.scan(start, local, exclude, &window).0
+                    }
+                }
+            }
+            SharedPolicy::Sticky => {
+                let still = match self.sticky {
+                    Some(Pick::Local(m)) => self
+                        .members
+                        .iter()
+                        .find(|x| x.session == m.session && Some(m.session) != exclude)
+                        .filter(|x| matches!(window(x.session), Window::Open | Window::Full))
+                        .map(|x| Pick::Local(*x)),
+                    Some(Pick::Remote(shard)) if with_remote => self
+                        .remote_members
+                        .iter()
+                        .any(|(s, n)| *s == shard && *n > 0)
+                        .then_some(Pick::Remote(shard)),
+                    _ => None,
+                };
+                if still.is_some() {
+                    return still;
+                }
+                let (pick, next) = self.scan(self.cursor, total, exclude, &window);
+                self.cursor = next;
+                self.sticky = pick;
+                pick
+            }
+            SharedPolicy::LeastInflight => {
+                // The least loaded open local member; ties go in turn.
+                let n = self.members.len();
+                let start = self.cursor;
+                let best = (0..n)
+                    .filter_map(|k| self.members.get((start + k) % n))
+                    .filter(|m| Some(m.session) != exclude && window(m.session) == Window::Open)
+                    .min_by_key(|m| load(m.session))
+                    .copied();
+                self.cursor = self.cursor.wrapping_add(1);
+                match best {
+                    Some(m) => Some(Pick::Local(m)),
+                    // None open here: the other shards in turn, else queued.
+                    None => self.scan(start, total, exclude, &window).0,
+                }
+            }
+        }
+    }
+
+    /// Walk the `total` slots (local members first, then each other
+    /// shard's count) from `start`: the first open local member or remote
+    /// slot, else the fallback described at [`SharedGroup::pick`]. Returns
+    /// it and the slot after it (the next rotation's start).
+    fn scan(
+        &self,
+        start: usize,
+        total: usize,
+        exclude: Option<SessionId>,
+        window: &impl Fn(SessionId) -> Window,
+    ) -> (Option<Pick>, usize) {
         let mut full = None;
-        for _ in 0..total {
-            let idx = self.cursor % total;
-            self.cursor = self.cursor.wrapping_add(1);
+        for k in 0..total {
+            let idx = (start % total + k) % total;
             match self.members.get(idx) {
                 Some(m) if Some(m.session) == exclude => {}
                 Some(m) => match window(m.session) {
-                    Window::Open => return Some(Pick::Local(*m)),
+                    Window::Open => return (Some(Pick::Local(*m)), idx + 1),
                     Window::Full => full = full.or(Some(*m)),
                     Window::Offline | Window::Refused => {}
                 },
                 None => {
-                    let mut k = idx - self.members.len();
+                    let mut r = idx - self.members.len();
                     for (shard, n) in &self.remote_members {
                         let n = *n as usize;
-                        if k < n {
-                            return Some(Pick::Remote(*shard));
+                        if r < n {
+                            return (Some(Pick::Remote(*shard)), idx + 1);
                         }
-                        k -= n;
+                        r -= n;
                     }
                 }
             }
@@ -134,11 +313,11 @@ impl SharedGroup {
             // All offline: the next member in turn that may read it.
             let n = self.members.len();
             full = (0..n)
-                .filter_map(|k| self.members.get((self.cursor + k) % n))
+                .filter_map(|k| self.members.get((start + k) % n))
                 .find(|m| window(m.session) != Window::Refused)
                 .copied();
         }
-        full.map(Pick::Local)
+        (full.map(Pick::Local), start.wrapping_add(1))
     }
 }
 
@@ -168,6 +347,16 @@ impl Broker {
             let inflight_max = self.config.inflight_max;
             let topic = &publish.topic;
             let window = |sid| window_of(sessions, conns, inflight_max, sid, topic);
+            let load = |sid| {
+                sessions
+                    .get(sid)
+                    .map_or(0, |s: &Session| s.inflight.len() + s.queue.len())
+            };
+            let this_shard = self.shard;
+            let publisher_id = match source {
+                Source::Local(Some(sid)) => sessions.get(sid).map(|s| &s.client_id[..]),
+                _ => None,
+            };
             self.router.for_each_match_mut(topic, |node| {
                 for s in &node.subs {
                     matches.push(Match {
@@ -184,7 +373,21 @@ impl Broker {
                 }
                 remote_mask |= node.remote_shards;
                 for g in node.groups.iter_mut() {
-                    match g.pick(true, None, window) {
+                    if g.chosen_at_home(this_shard) {
+                        shared_remote.push(SharedOut {
+                            shard: g.home,
+                            filter: g.full_filter.clone(),
+                            key: 0,
+                            home: true,
+                        });
+                        continue;
+                    }
+                    let key = match g.policy {
+                        SharedPolicy::HashClientId => publisher_id.map_or(0, fnv),
+                        SharedPolicy::HashTopic => fnv(topic),
+                        _ => 0,
+                    };
+                    match g.pick(true, None, key, window, load) {
                         Some(Pick::Local(m)) => {
                             shared_filters.push(g.full_filter.clone());
                             matches.push(Match {
@@ -196,9 +399,12 @@ impl Broker {
                                 shared: Some(shared_filters.len() - 1),
                             });
                         }
-                        Some(Pick::Remote(shard)) => {
-                            shared_remote.push((shard, g.full_filter.clone()))
-                        }
+                        Some(Pick::Remote(shard)) => shared_remote.push(SharedOut {
+                            shard,
+                            filter: g.full_filter.clone(),
+                            key,
+                            home: false,
+                        }),
                         None => {}
                     }
                 }
@@ -219,13 +425,25 @@ impl Broker {
                 };
                 self.events.push_back(Event::ToShard { shard, msg });
             }
-            for (shard, filter) in shared_remote.drain(..) {
-                let msg = ShardMessage::SharedPublish {
-                    filter,
-                    publish: publish.clone(),
-                    received_at_ms,
+            for out in shared_remote.drain(..) {
+                let msg = if out.home {
+                    ShardMessage::SharedRoute {
+                        filter: out.filter,
+                        publish: publish.clone(),
+                        received_at_ms,
+                    }
+                } else {
+                    ShardMessage::SharedPublish {
+                        filter: out.filter,
+                        publish: publish.clone(),
+                        received_at_ms,
+                        key: out.key,
+                    }
                 };
-                self.events.push_back(Event::ToShard { shard, msg });
+                self.events.push_back(Event::ToShard {
+                    shard: out.shard,
+                    msg,
+                });
             }
         }
 
@@ -283,13 +501,54 @@ impl Broker {
         full_filter: &Bytes,
         publish: &mut Publish,
         received_at_ms: u64,
+        key: u64,
         now_ms: u64,
     ) {
-        let Some(member) = self.pick_shared_member(full_filter, &publish.topic, None) else {
+        match self.pick_shared(full_filter, &publish.topic, false, None, key) {
+            Some(Pick::Local(member)) => {
+                self.deliver_to_member(member, full_filter, publish, received_at_ms, now_ms)
+            }
             // The group left this shard meanwhile: nobody to give it to here.
-            self.stats.dropped_no_shared_member += 1;
-            return;
-        };
+            _ => self.stats.dropped_no_shared_member += 1,
+        }
+    }
+
+    /// This shard is the home of the group `full_filter` (`round_robin`,
+    /// `sticky`): choose its member broker-wide, deliver here or send it to
+    /// the member's shard.
+    pub(super) fn route_shared_home(
+        &mut self,
+        full_filter: &Bytes,
+        publish: &mut Publish,
+        received_at_ms: u64,
+        now_ms: u64,
+    ) {
+        match self.pick_shared(full_filter, &publish.topic, true, None, 0) {
+            Some(Pick::Local(member)) => {
+                self.deliver_to_member(member, full_filter, publish, received_at_ms, now_ms)
+            }
+            Some(Pick::Remote(shard)) => {
+                let msg = ShardMessage::SharedPublish {
+                    filter: full_filter.clone(),
+                    publish: publish.clone(),
+                    received_at_ms,
+                    key: 0,
+                };
+                self.events.push_back(Event::ToShard { shard, msg });
+            }
+            None => self.stats.dropped_no_shared_member += 1,
+        }
+    }
+
+    /// Deliver a shared-group message to `member` of this shard.
+    fn deliver_to_member(
+        &mut self,
+        member: LocalSub,
+        full_filter: &Bytes,
+        publish: &mut Publish,
+        received_at_ms: u64,
+        now_ms: u64,
+    ) {
         let saved_ids = std::mem::take(&mut publish.properties.subscription_identifiers);
         if let Some(id) = member.subscription_id {
             publish.properties.subscription_identifiers.push(id);
@@ -304,14 +563,16 @@ impl Broker {
         publish.properties.subscription_identifiers = saved_ids;
     }
 
-    /// The next local member of the shared group `full_filter` other than
-    /// `exclude` (see [`SharedGroup::pick`]).
-    fn pick_shared_member(
+    /// The member of the shared group `full_filter` for a message on
+    /// `topic` (see [`SharedGroup::pick`]).
+    fn pick_shared(
         &mut self,
         full_filter: &Bytes,
         topic: &[u8],
+        with_remote: bool,
         exclude: Option<SessionId>,
-    ) -> Option<LocalSub> {
+        key: u64,
+    ) -> Option<Pick> {
         let shared = topic::parse_shared(full_filter).ok().flatten()?;
         let (name, inner) = (shared.group, shared.filter);
         let sessions = &self.sessions;
@@ -320,7 +581,23 @@ impl Broker {
         let node = self.router.get_mut(inner)?;
         let g = node.groups.iter_mut().find(|g| g.name.as_ref() == name)?;
         let window = |sid| window_of(sessions, conns, inflight_max, sid, topic);
-        match g.pick(false, exclude, window)? {
+        let load = |sid| {
+            sessions
+                .get(sid)
+                .map_or(0, |s: &Session| s.inflight.len() + s.queue.len())
+        };
+        g.pick(with_remote, exclude, key, window, load)
+    }
+
+    /// The next local member of the shared group `full_filter` other than
+    /// `exclude`.
+    fn pick_shared_member(
+        &mut self,
+        full_filter: &Bytes,
+        topic: &[u8],
+        exclude: Option<SessionId>,
+    ) -> Option<LocalSub> {
+        match self.pick_shared(full_filter, topic, false, exclude, 0)? {
             Pick::Local(m) => Some(m),
             Pick::Remote(_) => None,
         }

@@ -206,7 +206,14 @@ impl Broker {
                     None => {
                         let start = filter.len() - sh.filter.len();
                         let name = share_name(&filter, sh.group);
-                        node.groups.push(SharedGroup::new(filter.clone(), name));
+                        let policy = self.config.shared_policy_for(sh.group);
+                        node.groups.push(SharedGroup::new(
+                            filter.clone(),
+                            name,
+                            policy,
+                            self.shard,
+                            self.shard_count,
+                        ));
                         debug_assert_eq!(&filter[start..], sh.filter);
                         node.groups.len() - 1
                     }
@@ -331,7 +338,14 @@ impl Broker {
                     None if count == 0 => node.groups.len(),
                     None => {
                         let name = share_name(filter, sh.group);
-                        node.groups.push(SharedGroup::new(filter.clone(), name));
+                        let policy = self.config.shared_policy_for(sh.group);
+                        node.groups.push(SharedGroup::new(
+                            filter.clone(),
+                            name,
+                            policy,
+                            self.shard,
+                            self.shard_count,
+                        ));
                         node.groups.len() - 1
                     }
                 };

@@ -340,3 +340,22 @@ fn listener_errors_name_the_key_and_the_accepted_values() {
         "{e}"
     );
 }
+
+#[test]
+fn shared_subscription_policy_and_group_overrides() {
+    let c = load(
+        "[shared_subscriptions]\npolicy = \"least_inflight\"\ngroups = { pinned = \"sticky\", dev = \"hash_clientid\" }\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let b = c.broker_config();
+    assert_eq!(b.shared_policy, SharedPolicy::LeastInflight);
+    assert_eq!(b.shared_policy_for(b"pinned"), SharedPolicy::Sticky);
+    assert_eq!(b.shared_policy_for(b"dev"), SharedPolicy::HashClientId);
+    assert_eq!(b.shared_policy_for(b"other"), SharedPolicy::LeastInflight);
+    let d = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.broker_config().shared_policy, SharedPolicy::RoundRobin);
+    let e = err("[shared_subscriptions]\npolicy = \"roundrobin\"\n");
+    assert!(e.contains("shared_subscriptions.policy"), "{e}");
+    let e = err("[shared_subscriptions]\ngroups = { g = \"fair\" }\n");
+    assert!(e.contains("shared_subscriptions.groups"), "{e}");
+}

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
-use super::deliver::Backlogged;
+use super::backlog::Backlogged;
 use super::{Broker, ConnId, Event, SessionId};
 use crate::codec::{
     self, Disconnect, EncodeError, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions,

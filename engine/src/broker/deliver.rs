@@ -16,6 +16,7 @@
 
 use bytes::Bytes;
 
+use super::backlog::Backlogged;
 use super::conn::ConnState;
 use super::session::{OutState, Outbound, Queued};
 use super::{Broker, ConnId, SessionId};
@@ -32,23 +33,6 @@ pub(super) struct Delivery {
     pub(super) received_at_ms: u64,
     /// The `$share/...` filter it was delivered through, for re-dispatch.
     pub(super) shared_filter: Option<Bytes>,
-}
-
-/// A message waiting in a connection's backlog, its per-subscriber fields
-/// (QoS, RETAIN, Subscription Identifiers) already set.
-pub(super) struct Backlogged {
-    pub(super) publish: Publish,
-    pub(super) received_at_ms: u64,
-    /// A retained message sent on SUBSCRIBE: never dropped for a full
-    /// buffer, not counted against the backlog's bounds.
-    pub(super) retained: bool,
-}
-
-impl Backlogged {
-    /// The bytes this entry counts against `outgoing_queue_max_bytes`.
-    pub(super) fn bytes(&self) -> usize {
-        self.publish.topic.len() + self.publish.payload.len()
-    }
 }
 
 /// The per-delivery fields of a publish, saved before they are set for one

@@ -37,6 +37,7 @@
 
 mod acl;
 mod auth;
+mod backlog;
 mod barrier;
 mod compact;
 mod config;

@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
+use super::backlog::Backlogged;
 use super::conn::Held;
-use super::deliver::Backlogged;
 use super::retained::{is_expired, Retained};
 use super::route::{LocalSub, SharedGroup};
 use super::violation::Violation;

@@ -433,7 +433,7 @@ impl Acl {
 /// Writes `rule`'s filter with `%u` / `%c` substituted into `out`; false
 /// when the rule does not apply to this client (see the module docs of
 /// [`super`]: `%u` without a user name, or an allowing rule whose value
-/// contains `+`, `#` or `/`). A `deny` rule with such a value is widened
+/// contains `+`, `#` or `/`, or would start the topic with `$`). A `deny` rule with such a value is widened
 /// to `#` from the level of the substitution on.
 fn specialise(rule: &Rule, username: Option<&[u8]>, client_id: &[u8], out: &mut Vec<u8>) -> bool {
     out.clear();
@@ -459,7 +459,11 @@ fn specialise(rule: &Rule, username: Option<&[u8]>, client_id: &[u8], out: &mut 
             };
             match value {
                 Some(value) => {
-                    if value.iter().any(|b| matches!(b, b'+' | b'#' | b'/')) {
+                    // A value that would start the topic with `$` is unsafe
+                    // too: a client named `$SYS` must not get `$SYS/#`
+                    // from `pattern read %c/#`.
+                    let dollar_first = out.is_empty() && value.first() == Some(&b'$');
+                    if dollar_first || value.iter().any(|b| matches!(b, b'+' | b'#' | b'/')) {
                         if rule.access != Access::Deny {
                             return false;
                         }
@@ -738,6 +742,16 @@ pattern deny %u/banned
         assert_eq!(
             check(&a, None, "a/b", Action::Write, "devices/a/b/t"),
             (false, None)
+        );
+        // Nor may a client named "$SYS" read $SYS/# through %c/#.
+        let b = acl("pattern read %c/#\npattern read x/%c\n");
+        assert_eq!(
+            check(&b, None, "$SYS", Action::Read, "$SYS/broker/uptime"),
+            (false, None)
+        );
+        assert_eq!(
+            check(&b, None, "$SYS", Action::Read, "x/$SYS"),
+            (true, Some(2))
         );
         // A deny pattern is widened instead: everything under x/ is denied.
         assert_eq!(

@@ -32,8 +32,9 @@
 //!   filter `%u` is replaced by the client's user name and `%c` by its
 //!   client id (at CONNECT). A pattern with `%u` does not apply to an
 //!   anonymous client. A user name or client id containing `+`, `#` or
-//!   `/` is never substituted into a filter (that would let a client widen
-//!   its own grant): an allowing pattern then does not apply, and a `deny`
+//!   `/`, or one that would start the filter with `$`, is never
+//!   substituted into a filter (that would let a client widen its own
+//!   grant): an allowing pattern then does not apply, and a `deny`
 //!   pattern is widened to deny everything from the substituted level on
 //!   (`deny a/%u/b` becomes `deny a/#`).
 //!

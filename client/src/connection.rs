@@ -15,7 +15,8 @@ use ringmq_net::clock::Clock;
 use ringmq_net::conn::{CloseReason, DriverHandle};
 use ringmq_net::connect::connect_tcp;
 
-use crate::config::{ClientConfig, ConnectError, Connected};
+use crate::config::{ClientConfig, Connected};
+use crate::error::ConnectError;
 use crate::handler::{timer_task, ClientHandler};
 
 /// One MQTT client connection on the current monoio runtime.

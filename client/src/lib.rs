@@ -19,8 +19,8 @@
 //! slices of it): keep no `Message` payload past the drain if you want the
 //! receive path allocation-free.
 //!
-//! Modules: [`config`] (how to open a connection, what CONNACK said, why
-//! connecting failed), [`transport`] (TCP or TLS), [`connection`] ([`MqttConnection`]: commands,
+//! Modules: [`config`] (how to open a connection, what CONNACK said),
+//! [`error`] (why connecting failed), [`transport`] (TCP or TLS), [`connection`] ([`MqttConnection`]: commands,
 //! events, close), `handler` (the state the driver's tasks, the timer task
 //! and the consumer share, and the timer task).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -28,10 +28,12 @@
 
 pub mod config;
 pub mod connection;
+pub mod error;
 mod handler;
 pub mod transport;
 
-pub use config::{ClientConfig, ConnectError, Connected};
+pub use config::{ClientConfig, Connected};
 pub use connection::MqttConnection;
+pub use error::ConnectError;
 pub use ringmq_net::clock::Clock;
 pub use transport::{TlsTransport, Transport};

@@ -10,7 +10,7 @@ use ringmq_net::conn::{ConnTls, Connection};
 use ringmq_net::tls::{HandshakeBudget, TlsSession};
 use rustls::pki_types::ServerName;
 
-use crate::config::ConnectError;
+use crate::error::ConnectError;
 
 /// Handshake work a client connection may do per millisecond, in µs: all
 /// of it (the budget exists to protect a broker shard's other clients).

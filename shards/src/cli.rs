@@ -1,6 +1,8 @@
 //! Command line: `ringmq [serve] [--config FILE] [--listen ADDR:PORT]...
-//! [--shards N] [--io auto|uring|epoll] [--log-level FILTER]`.
-//! `serve` is the default subcommand: `ringmq --shards 2` serves too.
+//! [--port PORT] [--shards N] [--io auto|uring|epoll] [--log-level FILTER]
+//! [-v]`. `serve` is the default subcommand: `ringmq --shards 2` serves too.
+//! Mosquitto's habits work: `-c FILE`, `-p PORT`, `-v`; `--version` (`-V`)
+//! on the binary and on every subcommand.
 //! The other subcommands' flags are here too (`acl`, `reload`, ...); what
 //! they do is in their own modules.
 
@@ -17,6 +19,7 @@ use crate::config::{IoMode, Overrides};
     name = "ringmq",
     version,
     about,
+    propagate_version = true,
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -64,6 +67,11 @@ pub struct ServeArgs {
     /// 127.0.0.1:1883.
     #[arg(long, short = 'l', value_name = "ADDR:PORT", value_delimiter = ',')]
     pub listen: Vec<String>,
+    /// Port to listen on, as Mosquitto's `-p`: one plain-TCP listener on
+    /// 127.0.0.1:PORT (loopback, like Mosquitto's local-only mode; use
+    /// --listen for other addresses). Replaces the `[[listener]]` list.
+    #[arg(long, short = 'p', value_name = "PORT", conflicts_with = "listen")]
+    pub port: Option<u16>,
     /// Number of shards (threads, one per core); 0 = one per CPU.
     #[arg(long, value_name = "N")]
     pub shards: Option<u16>,
@@ -74,16 +82,34 @@ pub struct ServeArgs {
     /// Wins over RUST_LOG and `runtime.log_level`.
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Verbose, as Mosquitto's `-v`: log at debug (`-vv`: trace).
+    /// --log-level wins.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 impl ServeArgs {
     /// The values that override the configuration files.
     pub fn overrides(&self) -> Overrides {
+        let mut listen = self.listen.clone();
+        if let Some(port) = self.port {
+            listen = vec![format!("127.0.0.1:{port}")];
+        }
         Overrides {
-            listen: self.listen.clone(),
+            listen,
             shards: self.shards,
             io: self.io,
-            log_level: self.log_level.clone(),
+            log_level: self.log_level(),
+        }
+    }
+
+    /// `--log-level`, else the level `-v` / `-vv` asks for.
+    pub fn log_level(&self) -> Option<String> {
+        match (&self.log_level, self.verbose) {
+            (Some(level), _) => Some(level.clone()),
+            (None, 0) => None,
+            (None, 1) => Some("debug".to_string()),
+            (None, _) => Some("trace".to_string()),
         }
     }
 }
@@ -208,6 +234,22 @@ mod tests {
             panic!("serve")
         };
         assert_eq!(args.listen, vec!["127.0.0.1:1", "127.0.0.1:2", "[::1]:3"]);
+    }
+
+    #[test]
+    fn mosquitto_short_forms_are_accepted() {
+        let cli = parse(&["-c", "/etc/ringmq.toml", "-p", "1884", "-v"]);
+        let o = cli.serve.overrides();
+        assert_eq!(o.listen, vec!["127.0.0.1:1884"]);
+        assert_eq!(o.log_level.as_deref(), Some("debug"));
+        let cli = parse(&["serve", "-vv"]);
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.overrides().log_level.as_deref(), Some("trace"));
+        let cli = parse(&["-v", "--log-level", "warn"]);
+        assert_eq!(cli.serve.overrides().log_level.as_deref(), Some("warn"));
+        assert!(Cli::try_parse_from(["ringmq", "-p", "1", "--listen", "127.0.0.1:2"]).is_err());
     }
 
     #[test]

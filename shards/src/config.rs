@@ -17,13 +17,13 @@ use std::path::Path;
 
 use ringmq_engine::broker::{BrokerConfig, SharedPolicy, SHARDS_MAX};
 use ringmq_net::conn::DriverConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 mod error;
 mod listener;
 
 pub use error::ConfigError;
-use error::{classify, line_of};
+use error::{classify, line_of, mosquitto_line};
 pub use listener::Listener;
 use listener::ListenersPartial;
 
@@ -42,7 +42,7 @@ macro_rules! section {
         }
     ) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq)]
+        #[derive(Clone, Debug, PartialEq, Serialize)]
         pub struct $name {
             $( $(#[$fdoc])* pub $field: $ty, )*
         }
@@ -144,7 +144,7 @@ section! {
 }
 
 /// Which monoio driver the shards run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum IoMode {
     /// io_uring where the kernel allows it, else epoll.
@@ -289,7 +289,15 @@ impl Config {
         // listener's values.
         let template = listeners.first().cloned().unwrap_or_default();
         if let Some((text, origin)) = file {
-            let mut layer = parse_partial(text, origin)?;
+            let mut layer =
+                parse_partial(text, origin).map_err(|e| match mosquitto_line(text) {
+                    Some((line, text)) => ConfigError::Mosquitto {
+                        inner: Box::new(e),
+                        line,
+                        text,
+                    },
+                    None => e,
+                })?;
             if let Some(l) = layer.listener.take() {
                 listeners = l.over(listeners);
             }
@@ -479,7 +487,37 @@ impl Config {
     }
 }
 
+/// What `check-config` prints: the configuration as a TOML file.
+#[derive(Serialize)]
+struct Effective<'a> {
+    listener: Vec<toml::Table>,
+    limits: &'a Limits,
+    runtime: &'a Runtime,
+    auth: &'a Auth,
+    shared_subscriptions: &'a SharedSubscriptions,
+}
+
 impl Config {
+    /// The effective configuration as TOML (what `ringmq check-config`
+    /// prints): every key, with the value in force after the defaults, the
+    /// file and the flags. Read back as a `--config` file it gives the
+    /// same configuration.
+    pub fn to_toml(&self) -> String {
+        let effective = Effective {
+            listener: self.listeners.iter().map(Listener::to_toml).collect(),
+            limits: &self.limits,
+            runtime: &self.runtime,
+            auth: &self.auth,
+            shared_subscriptions: &self.shared_subscriptions,
+        };
+        let body = toml::to_string(&effective).unwrap_or_else(|e| {
+            // Every value is a bool, a string, a map of strings or an
+            // integer bounded by `validate`; this is not reached.
+            format!("# cannot print the configuration as TOML: {e}\n")
+        });
+        format!("# ringmq effective configuration (built-in defaults, then the file, then the flags)\n{body}")
+    }
+
     /// The connection driver's limits: reads of `read_chunk_bytes`, and a
     /// read buffer that holds the largest packet plus one read.
     pub fn driver_config(&self) -> DriverConfig {

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
                     eprintln!("ringmq: cannot load TLS files: {e}");
                     return ExitCode::from(2);
                 }
-                println!("{config:#?}");
+                print!("{}", config.to_toml());
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -81,7 +81,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    logging::init(args.log_level.as_deref(), &config.runtime.log_level);
+    logging::init(args.log_level().as_deref(), &config.runtime.log_level);
     match server::serve(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -214,3 +214,103 @@ fn reload_subcommand_signals_the_broker_through_its_pid_file() {
     assert_eq!(status.code(), Some(1), "stderr: {err}");
     assert!(err.contains("cannot read pid file"), "stderr: {err}");
 }
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    l.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+}
+
+#[test]
+fn mosquitto_short_flags_serve_on_the_port_with_debug_logs() {
+    let port = free_port();
+    let path = temp_config("short.toml", "[limits]\nconnections_max = 50\n");
+    let path_s = path.display().to_string();
+    let port_s = port.to_string();
+    let broker = Broker::start_with_args(
+        &bin(),
+        &["-c", &path_s, "-p", &port_s, "-v", "--shards", "2"],
+    );
+    assert_eq!(broker.port(), port);
+    assert!(broker.addr().ip().is_loopback(), "{}", broker.addr());
+    let mut c = RawClient::connect_v311(broker.addr(), "short-flags");
+    c.send(&[0xE0, 0x00]);
+    let log = broker.log();
+    assert!(log.contains("DEBUG"), "-v gives debug lines; log:\n{log}");
+    let (status, _) = broker.stop();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn version_is_accepted_by_the_binary_and_every_subcommand() {
+    // clap names the subcommand: "ringmq-serve 0.1.0".
+    let want = format!(" {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [
+        &["--version"][..],
+        &["-V"],
+        &["serve", "--version"],
+        &["check-config", "--version"],
+        &["default-config", "--version"],
+        &["reload", "--version"],
+        &["acl", "--version"],
+        &["acl", "check", "--version"],
+    ] {
+        let (status, out, err) = run_to_exit(&bin(), args, EXIT_LIMIT);
+        assert!(status.success(), "{args:?}: {err}");
+        assert!(
+            out.starts_with("ringmq") && out.ends_with(&want),
+            "{args:?}: {out}"
+        );
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_as_toml() {
+    let path = temp_config(
+        "effective.toml",
+        "[limits]\nconnections_max = 77\n[runtime]\nshards = 3\n",
+    );
+    let path_s = path.display().to_string();
+    let (status, out, err) = run_to_exit(
+        &bin(),
+        &["check-config", "-c", &path_s, "-p", "1999", "-v"],
+        EXIT_LIMIT,
+    );
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+    assert!(out.contains("[[listener]]\n"), "{out}");
+    assert!(out.contains("bind = \"127.0.0.1:1999\""), "{out}");
+    assert!(out.contains("[limits]\n"), "{out}");
+    assert!(out.contains("connections_max = 77"), "{out}");
+    assert!(out.contains("shards = 3"), "{out}");
+    assert!(out.contains("log_level = \"debug\""), "{out}");
+    assert!(!out.contains("Config {"), "no Rust debug output: {out}");
+    // The output is itself a configuration file that gives the same values.
+    let again = temp_config("effective-again.toml", &out);
+    let again_s = again.display().to_string();
+    let (status, out2, err) = run_to_exit(&bin(), &["check-config", "-c", &again_s], EXIT_LIMIT);
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+    assert_eq!(out2, out);
+}
+
+#[test]
+fn a_mosquitto_conf_gets_a_hint_to_the_mapping_table() {
+    let path = temp_config(
+        "mosquitto.conf",
+        "# Place your local configuration in /etc/mosquitto/conf.d/\npid_file /run/mosquitto/mosquitto.pid\n\
+         persistence true\nlistener 1883\nallow_anonymous true\n",
+    );
+    let path_s = path.display().to_string();
+    for sub in [&["check-config"][..], &[]] {
+        let mut args = sub.to_vec();
+        args.extend_from_slice(&["-c", &path_s]);
+        let (status, _out, err) = run_to_exit(&bin(), &args, EXIT_LIMIT);
+        assert_eq!(status.code(), Some(2), "stderr: {err}");
+        assert!(
+            err.contains("looks like a Mosquitto configuration file (line 2: `pid_file /run/mosquitto/mosquitto.pid`)"),
+            "stderr: {err}"
+        );
+        assert!(
+            err.contains("\"Mapping Mosquitto options\" in docs/security.md"),
+            "stderr: {err}"
+        );
+    }
+}

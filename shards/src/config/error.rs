@@ -43,6 +43,65 @@ pub enum ConfigError {
     },
     /// The built-in defaults lack a key (a build error, caught by tests).
     MissingDefault { key: &'static str },
+    /// The file did not load and looks like a Mosquitto `.conf`: the
+    /// error, and the first line that gave it away.
+    Mosquitto {
+        inner: Box<ConfigError>,
+        line: usize,
+        text: String,
+    },
+}
+
+/// Mosquitto directives whose presence as `NAME VALUE` (no `=`) marks a
+/// Mosquitto configuration file.
+const MOSQUITTO_DIRECTIVES: &[&str] = &[
+    "listener",
+    "port",
+    "bind_address",
+    "allow_anonymous",
+    "password_file",
+    "acl_file",
+    "persistence",
+    "persistence_location",
+    "persistence_file",
+    "log_dest",
+    "log_type",
+    "log_timestamp",
+    "connection_messages",
+    "cafile",
+    "capath",
+    "certfile",
+    "keyfile",
+    "require_certificate",
+    "use_identity_as_username",
+    "tls_version",
+    "protocol",
+    "per_listener_settings",
+    "max_connections",
+    "max_inflight_messages",
+    "max_queued_messages",
+    "message_size_limit",
+    "include_dir",
+    "pid_file",
+    "user",
+    "sys_interval",
+    "autosave_interval",
+    "retain_available",
+    "set_tcp_nodelay",
+];
+
+/// The first line of `text` that is a Mosquitto directive (`listener 1883`,
+/// `allow_anonymous true`), as `(line number, line)`.
+pub(super) fn mosquitto_line(text: &str) -> Option<(usize, String)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let line = line.trim();
+        if line.starts_with('#') || line.contains('=') {
+            return None;
+        }
+        let (name, value) = line.split_once(char::is_whitespace)?;
+        (MOSQUITTO_DIRECTIVES.contains(&name) && !value.trim().is_empty())
+            .then(|| (i + 1, line.to_string()))
+    })
 }
 
 impl fmt::Display for ConfigError {
@@ -111,6 +170,16 @@ impl fmt::Display for ConfigError {
                 write!(
                     f,
                     "built-in defaults lack `{key}` (a bug in config/ringmq.toml)"
+                )
+            }
+            ConfigError::Mosquitto { inner, line, text } => {
+                write!(
+                    f,
+                    "{inner}\nhint: this looks like a Mosquitto configuration file \
+                     (line {line}: `{text}`); ringmq reads TOML. The table \
+                     \"Mapping Mosquitto options\" in docs/security.md gives the \
+                     ringmq key for each Mosquitto option, and `ringmq default-config` \
+                     prints a complete ringmq file to start from"
                 )
             }
         }

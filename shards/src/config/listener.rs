@@ -74,6 +74,54 @@ impl Listener {
         }
     }
 
+    /// This listener as a `[[listener]]` table (`check-config`).
+    pub fn to_toml(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        t.insert("bind".into(), self.bind.to_string().into());
+        t.insert("protocol".into(), self.protocol.to_string().into());
+        t.insert(
+            "backlog_connections".into(),
+            i64::from(self.backlog_connections).into(),
+        );
+        t.insert("nodelay".into(), self.nodelay.into());
+        if let Some(tls) = &self.tls {
+            let s = &tls.settings;
+            let path = |p: &std::path::Path| toml::Value::from(p.display().to_string());
+            let mut x = toml::Table::new();
+            x.insert("cert_file".into(), path(&s.cert_file));
+            x.insert("key_file".into(), path(&s.key_file));
+            if let Some(ca) = &s.client_ca_file {
+                x.insert("client_ca_file".into(), path(ca));
+            }
+            x.insert("require_client_cert".into(), s.require_client_cert.into());
+            x.insert(
+                "use_identity_as_username".into(),
+                tls.use_identity_as_username.into(),
+            );
+            let versions: Vec<toml::Value> =
+                s.versions.iter().map(|v| v.to_string().into()).collect();
+            x.insert("versions".into(), versions.into());
+            let sni: Vec<toml::Value> = s
+                .sni
+                .iter()
+                .map(|c| {
+                    let mut e = toml::Table::new();
+                    let names: Vec<toml::Value> =
+                        c.server_names.iter().map(|n| n.clone().into()).collect();
+                    e.insert("server_names".into(), names.into());
+                    e.insert("cert_file".into(), path(&c.cert_file));
+                    e.insert("key_file".into(), path(&c.key_file));
+                    toml::Value::Table(e)
+                })
+                .collect();
+            if !sni.is_empty() {
+                x.insert("sni".into(), sni.into());
+            }
+            t.insert("tls".into(), x.into());
+        }
+        t
+    }
+
     /// `mqtt` or `mqtts` and the address, for logs.
     pub fn describe(&self) -> String {
         let scheme = if self.tls.is_some() { "mqtts" } else { "mqtt" };

@@ -359,3 +359,43 @@ fn shared_subscription_policy_and_group_overrides() {
     let e = err("[shared_subscriptions]\ngroups = { g = \"fair\" }\n");
     assert!(e.contains("shared_subscriptions.groups"), "{e}");
 }
+
+#[test]
+fn effective_toml_reads_back_as_the_same_configuration() {
+    let c = load(
+        "[[listener]]\nbind = \"127.0.0.1:8883\"\n[listener.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n\
+         client_ca_file = \"ca.pem\"\nversions = [\"1.3\"]\n\
+         [[listener.tls.sni]]\nserver_names = [\"a.example\"]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\n\
+         [[listener]]\nbind = \"[::1]:1883\"\nnodelay = false\n\
+         [limits]\nconnections_max = 7\n[runtime]\nio = \"epoll\"\n\
+         [shared_subscriptions.groups]\ng = \"random\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = c.to_toml();
+    assert!(text.contains("[[listener]]"), "{text}");
+    assert!(text.contains("connections_max = 7"), "{text}");
+    assert!(text.contains("io = \"epoll\""), "{text}");
+    let back = load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, c, "{text}");
+    let defaults = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
+    let back = load(&defaults.to_toml()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, defaults);
+}
+
+#[test]
+fn a_mosquitto_file_gets_a_hint_to_the_mapping_table() {
+    let e =
+        err("# mosquitto.conf\npersistence true\nlistener 1883 0.0.0.0\nallow_anonymous false\n");
+    assert!(e.contains("not valid TOML"), "{e}");
+    assert!(
+        e.contains("looks like a Mosquitto configuration file (line 2: `persistence true`)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("\"Mapping Mosquitto options\" in docs/security.md"),
+        "{e}"
+    );
+    // A TOML typo gets no such hint.
+    let e = err("[limits\nconnections_max = 7\n");
+    assert!(!e.contains("Mosquitto"), "{e}");
+}

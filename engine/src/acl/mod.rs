@@ -75,6 +75,7 @@
 
 mod compile;
 mod parse;
+mod trie;
 
 pub use compile::{Acl, SessionAcl};
 pub use parse::{parse, parse_bytes, AclError, AclErrorKind, AclFile, Header, Rule, Scope};

@@ -6,8 +6,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::*;
 use crate::codec::{
-    encoded_len, AckProperties, ConnAckProperties, Disconnect, PubAck, SubAck, SubscriptionOptions,
-    UnsubAck,
+    encoded_len, AckProperties, ConnAck, ConnAckProperties, Disconnect, PubAck, SubAck,
+    SubscriptionOptions, UnsubAck,
 };
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::V3_1_1, Protocol::V5];

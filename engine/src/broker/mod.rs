@@ -49,6 +49,7 @@ mod publish;
 mod retained;
 mod route;
 mod session;
+mod shared;
 mod slab;
 mod subscribe;
 mod sys;

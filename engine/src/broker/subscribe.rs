@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::backlog::Backlogged;
 use super::conn::Held;
 use super::retained::{is_expired, Retained};
-use super::route::{LocalSub, SharedGroup};
+use super::shared::{LocalSub, SharedGroup};
 use super::violation::Violation;
 use super::{Broker, ConnId, Event, SessionId, ShardId, ShardMessage};
 use crate::acl::Action;

@@ -263,15 +263,19 @@ async fn accept_task(
 /// constant churn a shard releases at most once per this interval.
 const MEMORY_RELEASE_DELAY_MS: u64 = 1_000;
 
-/// Gives freed memory back to the OS some time after connections closed.
-/// The allocator only purges freed pages when this thread next runs its
-/// housekeeping, which a quiet shard may not do for a long time: without
-/// this, RSS stays at its peak after a burst of connections has gone
-/// (docs/benchmarks.md, "Memory after connections close").
+/// Gives freed memory back to the OS some time after connections closed:
+/// shrinks the tables kept at their high-water mark (engine and shard),
+/// then runs the allocator's housekeeping. The allocator only purges freed
+/// pages when this thread next runs it, which a quiet shard may not do for
+/// a long time: without this, RSS stays at its peak after a burst of
+/// connections has gone (docs/benchmarks.md, "Memory held by stalled
+/// partial packets, and given back after closes").
 async fn memory_release_task(shard: Rc<Shard>) {
     loop {
         shard.closed_some.wait().await;
         monoio::time::sleep(Duration::from_millis(MEMORY_RELEASE_DELAY_MS)).await;
+        shard.broker.borrow_mut().shrink_memory();
+        shard.shrink_memory();
         ringmq_net::alloc::release_free_memory();
     }
 }

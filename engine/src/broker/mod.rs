@@ -414,6 +414,19 @@ impl Broker {
         self.timers.peek().map(|Reverse((due, _))| *due)
     }
 
+    /// Gives back memory the tables kept at their high-water mark (the
+    /// connection and session slabs, the client-id map, the event and
+    /// barrier queues) once a burst of connections has gone. O(connections
+    /// ever held): the runtime calls it at most about once a second, after
+    /// closes.
+    pub fn shrink_memory(&mut self) {
+        self.conns.shrink();
+        self.sessions.shrink();
+        self.by_client_id.shrink_to_fit();
+        self.events.shrink_to_fit();
+        self.barriers.shrink_to_fit();
+    }
+
     // ----- queries ---------------------------------------------------------
 
     pub fn config(&self) -> &BrokerConfig {

@@ -52,6 +52,19 @@ impl<T> Slab<T> {
         self.entries.iter_mut().filter_map(Option::as_mut)
     }
 
+    /// Gives memory back after a burst: drops the vacant slots at the end
+    /// (their keys are free, so nothing refers to them) and the spare
+    /// capacity. Occupied keys stay as they are. O(slots): call it rarely.
+    pub(crate) fn shrink(&mut self) {
+        while matches!(self.entries.last(), Some(None)) {
+            self.entries.pop();
+        }
+        let end = self.entries.len();
+        self.free.retain(|&key| key < end);
+        self.entries.shrink_to_fit();
+        self.free.shrink_to_fit();
+    }
+
     pub(crate) fn keys(&self) -> impl Iterator<Item = usize> + '_ {
         self.entries
             .iter()
@@ -78,5 +91,29 @@ mod tests {
         assert_eq!(s.keys().collect::<Vec<_>>(), vec![a, b]);
         s.values_mut().for_each(|v| *v += 10);
         assert_eq!((s.get(a), s.get(b)), (Some(&13), Some(&12)));
+    }
+
+    #[test]
+    fn shrink_drops_the_vacant_tail_and_keeps_keys() {
+        let mut s = Slab::default();
+        let keys: Vec<usize> = (0..1000).map(|v| s.insert(v)).collect();
+        for &k in &keys[1..] {
+            s.remove(k);
+        }
+        assert!(s.entries.capacity() >= 1000);
+        s.shrink();
+        assert_eq!(s.entries.len(), 1, "only the occupied head is kept");
+        assert!(s.entries.capacity() < 1000);
+        assert_eq!(s.get(keys[0]), Some(&0));
+        assert_eq!(s.len(), 1);
+        // Keys go on from the end; none collides with the live one.
+        let next = s.insert(7);
+        assert_eq!(next, 1);
+        assert_eq!((s.get(keys[0]), s.get(next)), (Some(&0), Some(&7)));
+        // A hole before a live key stays free and is reused.
+        s.remove(keys[0]);
+        s.shrink();
+        assert_eq!(s.entries.len(), 2);
+        assert_eq!(s.insert(9), keys[0]);
     }
 }

@@ -201,6 +201,13 @@ impl Shard {
         }
     }
 
+    /// Gives back the spare capacity of the runtime's connection tables
+    /// (after a burst of closes; `memory_release_task`).
+    pub fn shrink_memory(&self) {
+        self.conns.borrow_mut().shrink_to_fit();
+        self.paused.borrow_mut().shrink_to_fit();
+    }
+
     fn rearm_timer(&self) {
         let next = self.broker.borrow().poll_timeout();
         let earlier = match (next, self.timer_armed_ms.get()) {

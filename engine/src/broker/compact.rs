@@ -6,18 +6,26 @@ use bytes::Bytes;
 
 use crate::codec::{Publish, UserProperties, Will};
 
+/// `$p` (a `PublishProperties` or a `WillProperties`: the same fields
+/// may point into the read buffer) with those fields copied.
+macro_rules! own_properties {
+    ($p:expr) => {{
+        let mut p = $p;
+        p.response_topic = own_opt(p.response_topic);
+        p.correlation_data = own_opt(p.correlation_data);
+        p.content_type = own_opt(p.content_type);
+        p.user = own_user(&p.user);
+        p
+    }};
+}
+
 /// A copy of a publish whose topic, payload and properties are their own
 /// allocations.
 pub(super) fn compact_publish(p: Publish) -> Publish {
-    let mut properties = p.properties;
-    properties.response_topic = own_opt(properties.response_topic);
-    properties.correlation_data = own_opt(properties.correlation_data);
-    properties.content_type = own_opt(properties.content_type);
-    properties.user = own_user(&properties.user);
     Publish {
         topic: own(&p.topic),
         payload: own(&p.payload),
-        properties,
+        properties: own_properties!(p.properties),
         ..p
     }
 }
@@ -25,17 +33,11 @@ pub(super) fn compact_publish(p: Publish) -> Publish {
 /// Copy of a will whose fields no longer point into the read buffer (a
 /// session may hold it for a long time).
 pub(super) fn compact_will(w: Will) -> Will {
-    let mut properties = w.properties;
-    properties.content_type = own_opt(properties.content_type);
-    properties.response_topic = own_opt(properties.response_topic);
-    properties.correlation_data = own_opt(properties.correlation_data);
-    properties.user = own_user(&properties.user);
     Will {
         topic: own(&w.topic),
         payload: own(&w.payload),
-        qos: w.qos,
-        retain: w.retain,
-        properties,
+        properties: own_properties!(w.properties),
+        ..w
     }
 }
 

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::backlog::Backlogged;
 use super::conn::Held;
 use super::retained::{is_expired, Retained};
+use super::route::RouteNode;
 use super::shared::{LocalSub, SharedGroup};
 use super::violation::Violation;
 use super::{Broker, ConnId, Event, SessionId, ShardId, ShardMessage};
@@ -199,26 +200,8 @@ impl Broker {
         let shared = topic::parse_shared(&filter).ok().flatten();
         let (is_new, count) = match shared {
             Some(sh) => {
-                let node = self.router.get_or_insert(sh.filter);
-                let pos = node.groups.iter().position(|g| g.name.as_ref() == sh.group);
-                let idx = match pos {
-                    Some(i) => i,
-                    None => {
-                        let start = filter.len() - sh.filter.len();
-                        let name = share_name(&filter, sh.group);
-                        let policy = self.config.shared_policy_for(sh.group);
-                        node.groups.push(SharedGroup::new(
-                            filter.clone(),
-                            name,
-                            policy,
-                            self.shard,
-                            self.shard_count,
-                        ));
-                        debug_assert_eq!(&filter[start..], sh.filter);
-                        node.groups.len() - 1
-                    }
-                };
-                let Some(g) = node.groups.get_mut(idx) else {
+                let (node, idx) = self.shared_group(sh.filter, &filter, sh.group, true);
+                let Some(g) = idx.and_then(|i| node.groups.get_mut(i)) else {
                     return (false, 0);
                 };
                 match g.members.iter_mut().find(|m| m.session == session) {
@@ -321,6 +304,37 @@ impl Broker {
         acks
     }
 
+    /// The router node of plain filter `inner` (made if missing) and the
+    /// index there of shared group `group`: the existing one, else, with
+    /// `create`, a new group with no member yet for the `$share/{group}/...`
+    /// filter `filter`, choosing by the policy configured for `group`
+    /// (`None` when missing and not created).
+    fn shared_group(
+        &mut self,
+        inner: &[u8],
+        filter: &Bytes,
+        group: &[u8],
+        create: bool,
+    ) -> (&mut RouteNode, Option<usize>) {
+        debug_assert_eq!(&filter[filter.len() - inner.len()..], inner);
+        let node = self.router.get_or_insert(inner);
+        let idx = match node.groups.iter().position(|g| g.name.as_ref() == group) {
+            Some(i) => Some(i),
+            None if !create => None,
+            None => {
+                node.groups.push(SharedGroup::new(
+                    filter.clone(),
+                    share_name(filter, group),
+                    self.config.shared_policy_for(group),
+                    self.shard,
+                    self.shard_count,
+                ));
+                Some(node.groups.len() - 1)
+            }
+        };
+        (node, idx)
+    }
+
     /// Another shard's subscription count on `filter` changed.
     pub(super) fn apply_interest(&mut self, filter: &Bytes, shard: ShardId, count: u32) {
         if shard >= self.shard_count || shard == self.shard {
@@ -330,26 +344,10 @@ impl Broker {
             return;
         };
         let inner: &[u8] = shared.map_or(&filter[..], |s| s.filter);
-        let node = self.router.get_or_insert(inner);
-        match shared {
+        let node = match shared {
             Some(sh) => {
-                let gi = match node.groups.iter().position(|g| g.name.as_ref() == sh.group) {
-                    Some(i) => i,
-                    None if count == 0 => node.groups.len(),
-                    None => {
-                        let name = share_name(filter, sh.group);
-                        let policy = self.config.shared_policy_for(sh.group);
-                        node.groups.push(SharedGroup::new(
-                            filter.clone(),
-                            name,
-                            policy,
-                            self.shard,
-                            self.shard_count,
-                        ));
-                        node.groups.len() - 1
-                    }
-                };
-                if let Some(g) = node.groups.get_mut(gi) {
+                let (node, gi) = self.shared_group(inner, filter, sh.group, count > 0);
+                if let Some((gi, g)) = gi.and_then(|i| node.groups.get_mut(i).map(|g| (i, g))) {
                     g.remote_members.retain(|(s, _)| *s != shard);
                     if count > 0 {
                         g.remote_members.push((shard, count));
@@ -358,15 +356,18 @@ impl Broker {
                         node.groups.swap_remove(gi);
                     }
                 }
+                node
             }
             None => {
+                let node = self.router.get_or_insert(inner);
                 if count > 0 {
                     node.remote_shards |= 1u64 << shard;
                 } else {
                     node.remote_shards &= !(1u64 << shard);
                 }
+                node
             }
-        }
+        };
         if node.is_empty() {
             self.router.remove(inner);
         }

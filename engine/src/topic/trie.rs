@@ -248,35 +248,21 @@ impl<T> TopicTrie<T> {
     /// name `topic`, each once, in no particular order. Never allocates.
     pub fn for_each_match(&self, topic: &[u8], mut f: impl FnMut(&T)) {
         let values = &self.values;
-        let mut visit = |n: u32| {
+        walk_topic(&self.nodes, topic, &mut |n| {
             if let Some(v) = &values[n as usize] {
                 f(v);
             }
-        };
-        walk(
-            &self.nodes,
-            ROOT,
-            topic,
-            topic.first() == Some(&b'$'),
-            &mut visit,
-        );
+        });
     }
 
     /// [`TopicTrie::for_each_match`] with mutable access. Never allocates.
     pub fn for_each_match_mut(&mut self, topic: &[u8], mut f: impl FnMut(&mut T)) {
         let values = &mut self.values;
-        let mut visit = |n: u32| {
+        walk_topic(&self.nodes, topic, &mut |n| {
             if let Some(v) = &mut values[n as usize] {
                 f(v);
             }
-        };
-        walk(
-            &self.nodes,
-            ROOT,
-            topic,
-            topic.first() == Some(&b'$'),
-            &mut visit,
-        );
+        });
     }
 
     /// Number of stored filters.
@@ -357,6 +343,12 @@ impl<T> TopicTrie<T> {
         self.nodes[node as usize] = Node::new(NONE);
         self.free.push(node);
     }
+}
+
+/// [`walk`] from the root for topic name `topic` (wildcards at the root do
+/// not match a first level starting with `$`: see `dollar_first`).
+fn walk_topic<F: FnMut(u32)>(nodes: &[Node], topic: &[u8], visit: &mut F) {
+    walk(nodes, ROOT, topic, topic.first() == Some(&b'$'), visit);
 }
 
 /// Visits every node whose filter matches the rest of the topic from

@@ -27,8 +27,9 @@
 //! messages, events, ownership), `conn` (a connection and writing to it),
 //! `session` (a session, its inflight window and queue), `connect`
 //! (CONNECT, takeover, will, expiry), `publish` (inbound PUBLISH), `route`
-//! (the trie walk and shared-group choice), `deliver` (one message to one
-//! session, outbound acknowledgements), `subscribe` (SUBSCRIBE, interest
+//! (the trie walk), `shared` (shared groups and their chooser), `deliver`
+//! (one message to one session, outbound acknowledgements), `backlog` (what
+//! waits behind a full outgoing buffer), `subscribe` (SUBSCRIBE, interest
 //! replication), `barrier` (cross-shard barriers), `violation` (protocol
 //! errors that end a connection), `timer`, `sys` (`$SYS`),
 //! `retained`, `compact` (owned copies of decoded data), `auth`, `acl`

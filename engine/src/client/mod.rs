@@ -369,32 +369,26 @@ impl Client {
         filters: Vec<SubscribeFilter>,
         properties: SubscribeProperties,
     ) -> Result<u16, ClientError> {
-        if filters.is_empty() {
-            return Err(ClientError::NoFilters);
-        }
-        let packet_id = self.control_id()?;
-        let packet = Packet::Subscribe(Subscribe {
-            packet_id,
-            filters,
-            properties,
-        });
-        self.send_control(&packet, packet_id, ControlKind::Subscribe)?;
-        Ok(packet_id)
+        let empty = filters.is_empty();
+        self.send_filters(empty, ControlKind::Subscribe, |packet_id| {
+            Packet::Subscribe(Subscribe {
+                packet_id,
+                filters,
+                properties,
+            })
+        })
     }
 
     /// Queues an UNSUBSCRIBE; returns its packet id (answered by `Event::UnsubAck`).
     pub fn unsubscribe(&mut self, filters: Vec<Bytes>) -> Result<u16, ClientError> {
-        if filters.is_empty() {
-            return Err(ClientError::NoFilters);
-        }
-        let packet_id = self.control_id()?;
-        let packet = Packet::Unsubscribe(Unsubscribe {
-            packet_id,
-            filters,
-            properties: UnsubscribeProperties::default(),
-        });
-        self.send_control(&packet, packet_id, ControlKind::Unsubscribe)?;
-        Ok(packet_id)
+        let empty = filters.is_empty();
+        self.send_filters(empty, ControlKind::Unsubscribe, |packet_id| {
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id,
+                filters,
+                properties: UnsubscribeProperties::default(),
+            })
+        })
     }
 
     /// Queues DISCONNECT (with `reason` in v5; v3 DISCONNECT has no body) and
@@ -518,6 +512,23 @@ impl Client {
             return Err(ClientError::ControlInflightFull);
         }
         self.ids.allocate().ok_or(ClientError::PacketIdsExhausted)
+    }
+
+    /// Queues the SUBSCRIBE or UNSUBSCRIBE (`kind`) that `make` builds
+    /// around a new packet id, and returns the id; `empty`: the caller gave
+    /// no filters, an error before any id is taken.
+    fn send_filters(
+        &mut self,
+        empty: bool,
+        kind: ControlKind,
+        make: impl FnOnce(u16) -> Packet,
+    ) -> Result<u16, ClientError> {
+        if empty {
+            return Err(ClientError::NoFilters);
+        }
+        let packet_id = self.control_id()?;
+        self.send_control(&make(packet_id), packet_id, kind)?;
+        Ok(packet_id)
     }
 
     fn send_control(

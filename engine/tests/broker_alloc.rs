@@ -18,8 +18,18 @@ fn frame(packet: &Packet, protocol: Protocol) -> Vec<u8> {
 }
 
 fn connect(broker: &mut Broker, id: &str, protocol: Protocol) -> ConnId {
+    connect_with_aliases(broker, id, protocol, None)
+}
+
+/// `topic_alias_maximum`: the client's Topic Alias Maximum (v5).
+fn connect_with_aliases(
+    broker: &mut Broker,
+    id: &str,
+    protocol: Protocol,
+    topic_alias_maximum: Option<u16>,
+) -> ConnId {
     let conn = broker.accept(0).unwrap();
-    let c = Connect {
+    let mut c = Connect {
         protocol,
         clean_start: true,
         keep_alive_s: 0,
@@ -29,6 +39,7 @@ fn connect(broker: &mut Broker, id: &str, protocol: Protocol) -> ConnId {
         password: None,
         properties: Default::default(),
     };
+    c.properties.topic_alias_maximum = topic_alias_maximum;
     let mut buf = BytesMut::from(&frame(&Packet::Connect(Box::new(c)), protocol)[..]);
     broker.handle_read(conn, &mut buf, 0);
     conn
@@ -112,4 +123,75 @@ fn run(protocol: Protocol) {
 fn routing_qos0_to_100_subscribers_allocates_nothing() {
     run(Protocol::V3_1_1);
     run(Protocol::V5);
+}
+
+/// Outbound topic aliases (on by default for v5 clients that allow them)
+/// allocate nothing per publish once the table is full: hits, and
+/// least-recently-used replacement when the topics cycle through more than
+/// the table holds (every publish then replaces an alias).
+#[test]
+fn routing_with_outbound_topic_aliases_allocates_nothing() {
+    let config = BrokerConfig {
+        sys_interval_s: 0,
+        ..BrokerConfig::default()
+    };
+    let table = usize::from(config.topic_alias_outbound_max);
+    assert!(table > 0, "outbound aliases are on by default");
+    for topic_count in [table / 2, table + 8] {
+        let mut broker = Broker::new(config.clone(), 0, 1);
+        let mut subscribers = Vec::new();
+        for i in 0..100 {
+            let conn = connect_with_aliases(
+                &mut broker,
+                &format!("sub-{i}"),
+                Protocol::V5,
+                Some(u16::MAX),
+            );
+            let sub = Subscribe {
+                packet_id: 1,
+                filters: vec![SubscribeFilter {
+                    filter: "sensors/#".into(),
+                    options: Default::default(),
+                }],
+                properties: Default::default(),
+            };
+            let mut buf = BytesMut::from(&frame(&Packet::Subscribe(sub), Protocol::V5)[..]);
+            broker.handle_read(conn, &mut buf, 0);
+            subscribers.push(conn);
+        }
+        let publisher = connect(&mut broker, "pub", Protocol::V5);
+        drain(&mut broker, &subscribers);
+        // Topics of growing length, so a replaced slot must sometimes hold
+        // a longer topic than before (its buffer has grown in the warm-up).
+        let frames: Vec<Vec<u8>> = (0..topic_count)
+            .map(|k| {
+                let publish = Publish {
+                    qos: QoS::AtMostOnce,
+                    topic: format!("sensors/{}/temp", "r".repeat(k % 5 + 1) + &k.to_string())
+                        .into(),
+                    payload: vec![7u8; 64].into(),
+                    ..Default::default()
+                };
+                frame(&Packet::Publish(publish), Protocol::V5)
+            })
+            .collect();
+        let mut read_buf = BytesMut::with_capacity(64 * 1024);
+        for round in 0..(4 * topic_count) {
+            read_buf.extend_from_slice(&frames[round % topic_count]);
+            broker.handle_read(publisher, &mut read_buf, 1);
+            assert_eq!(drain(&mut broker, &subscribers), 100);
+        }
+        for round in 0..(3 * topic_count) {
+            read_buf.extend_from_slice(&frames[round % topic_count]);
+            let n = allocations_in(|| {
+                broker.handle_read(publisher, &mut read_buf, 2);
+                while broker.poll_event().is_some() {}
+            });
+            assert_eq!(
+                n, 0,
+                "{topic_count} topics, round {round}: {n} allocations with outbound aliases"
+            );
+            drain(&mut broker, &subscribers);
+        }
+    }
 }

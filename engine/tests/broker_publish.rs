@@ -1087,40 +1087,72 @@ fn wills_on_reserved_topics_are_refused_at_connect() {
     }
 }
 
-/// v5 3.3.2.3.4 outbound topic aliases (off by default): with the option on and a client Topic
-/// Alias Maximum, the first PUBLISH of a topic sets an alias, later ones use it with an empty
-/// topic; never above the client's maximum (5.0 [MQTT-3.3.2-11] 5.0 [MQTT-3.1.2-26]).
+/// v5 3.3.2.3.4 outbound topic aliases, on by default for clients that allow them: the first
+/// PUBLISH of a topic sets an alias, later ones use it with an empty topic; past the client's
+/// maximum the least recently used alias is replaced (sent with its new topic); never above the
+/// client's maximum (5.0 [MQTT-3.3.2-11] 5.0 [MQTT-3.1.2-26]).
 #[test]
 fn topic_alias_outbound() {
-    let cfg = BrokerConfig {
-        topic_alias_outbound_max: 10,
-        ..Default::default()
-    };
-    let mut sim = Sim::with_config(1, cfg);
+    let mut sim = Sim::new(1);
     let mut c = connect_packet(V5, "s", true);
-    c.properties.topic_alias_maximum = Some(1);
+    c.properties.topic_alias_maximum = Some(2);
     let (s, _) = sim.connect_with(c);
     sim.subscribe(s, "al/#", 0);
     let p = sim.connect(V5, "p", true);
-    sim.pub_simple(p, "al/a", "1", 0);
-    sim.pub_simple(p, "al/a", "2", 0);
-    sim.pub_simple(p, "al/b", "3", 0);
-    let m = sim.messages(s);
-    assert_eq!(
-        (&m[0].topic[..], m[0].properties.topic_alias),
-        (&b"al/a"[..], Some(1))
-    );
-    assert_eq!(
-        (&m[1].topic[..], m[1].properties.topic_alias),
-        (&b""[..], Some(1))
-    );
-    assert_eq!(
-        (&m[2].topic[..], m[2].properties.topic_alias),
-        (&b"al/b"[..], None),
-        "client maximum 1 reached"
-    );
-    // off by default
-    let mut sim = Sim::new(1);
+    // a b a c b: c replaces b (least recently used: a was used after b),
+    // then b replaces a.
+    for (i, t) in ["al/a", "al/b", "al/a", "al/c", "al/b", "al/c"]
+        .iter()
+        .enumerate()
+    {
+        sim.pub_simple(p, t, &i.to_string(), 0);
+    }
+    let got: Vec<(String, Option<u16>)> = sim
+        .messages(s)
+        .iter()
+        .map(|m| {
+            (
+                String::from_utf8_lossy(&m.topic).into_owned(),
+                m.properties.topic_alias,
+            )
+        })
+        .collect();
+    let expect: Vec<(String, Option<u16>)> = [
+        ("al/a", Some(1)),
+        ("al/b", Some(2)),
+        ("", Some(1)),
+        ("al/c", Some(2)),
+        ("al/b", Some(1)),
+        ("", Some(2)),
+    ]
+    .iter()
+    .map(|(t, a)| (t.to_string(), *a))
+    .collect();
+    assert_eq!(got, expect);
+    // A client that allows no aliases (absent or 0) gets none.
+    for max in [None, Some(0)] {
+        let mut sim = Sim::new(1);
+        let mut c = connect_packet(V5, "s", true);
+        c.properties.topic_alias_maximum = max;
+        let (s, _) = sim.connect_with(c);
+        sim.subscribe(s, "x", 0);
+        let p = sim.connect(V5, "p", true);
+        sim.pub_simple(p, "x", "1", 0);
+        sim.pub_simple(p, "x", "2", 0);
+        let m = sim.messages(s);
+        assert_eq!(m.len(), 2);
+        assert!(
+            m.iter()
+                .all(|m| m.properties.topic_alias.is_none() && &m.topic[..] == b"x"),
+            "{max:?}"
+        );
+    }
+    // Off when the broker's own limit is 0.
+    let cfg = BrokerConfig {
+        topic_alias_outbound_max: 0,
+        ..Default::default()
+    };
+    let mut sim = Sim::with_config(1, cfg);
     let mut c = connect_packet(V5, "s", true);
     c.properties.topic_alias_maximum = Some(5);
     let (s, _) = sim.connect_with(c);
@@ -1132,6 +1164,69 @@ fn topic_alias_outbound() {
         .messages(s)
         .iter()
         .all(|m| m.properties.topic_alias.is_none() && &m.topic[..] == b"x"));
+}
+
+/// The broker's own limit caps the table whatever the client allows: with
+/// `topic_alias_outbound_max = 3` and a client maximum of 100, aliases stay
+/// in 1..=3, replaced in least-recently-used order, and every PUBLISH
+/// decodes to the right topic on the client's side.
+#[test]
+fn topic_alias_outbound_table_is_bounded_and_replaced_lru() {
+    let cfg = BrokerConfig {
+        topic_alias_outbound_max: 3,
+        ..Default::default()
+    };
+    let mut sim = Sim::with_config(1, cfg);
+    let mut c = connect_packet(V5, "s", true);
+    c.properties.topic_alias_maximum = Some(100);
+    let (s, _) = sim.connect_with(c);
+    sim.subscribe(s, "lru/#", 0);
+    let p = sim.connect(V5, "p", true);
+    // Two hot topics and a cold one now and then, from five: the hot ones
+    // keep their aliases, the cold ones take the least recently used.
+    let topics: Vec<String> = (0..200)
+        .map(|i| match i % 4 {
+            3 => format!("lru/cold{}", (i / 4) % 5),
+            k => format!("lru/hot{}", k % 2),
+        })
+        .collect();
+    for t in &topics {
+        sim.pub_simple(p, t, t, 0);
+    }
+    // Replay the client's alias table to resolve every PUBLISH.
+    let mut table: std::collections::HashMap<u16, String> = Default::default();
+    let got = sim.messages(s);
+    assert_eq!(got.len(), topics.len());
+    for m in &got {
+        let alias = m.properties.topic_alias;
+        assert!(alias.is_none_or(|a| (1..=3).contains(&a)), "{alias:?}");
+        let topic = if m.topic.is_empty() {
+            let a = alias.unwrap_or_default();
+            table
+                .get(&a)
+                .cloned()
+                .unwrap_or_else(|| panic!("unknown alias {a}"))
+        } else {
+            let t = String::from_utf8_lossy(&m.topic).into_owned();
+            if let Some(a) = alias {
+                table.insert(a, t.clone());
+            }
+            t
+        };
+        assert_eq!(
+            topic.as_bytes(),
+            &m.payload[..],
+            "alias resolved to the wrong topic"
+        );
+    }
+    // After the first round, every hot publish uses its alias.
+    let hot_plain = got
+        .iter()
+        .skip(4)
+        .filter(|m| m.payload.starts_with(b"lru/hot") && !m.topic.is_empty())
+        .count();
+    assert_eq!(hot_plain, 0, "hot topics keep their aliases");
+    assert!(got.iter().skip(4).filter(|m| !m.topic.is_empty()).count() >= 49);
 }
 
 /// Cross-shard barrier: the SUBACK of a subscription that changes interest waits until every

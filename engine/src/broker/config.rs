@@ -89,7 +89,9 @@ pub struct BrokerConfig {
     /// Topic Alias Maximum offered to v5 clients (0 = aliases refused).
     pub topic_alias_max: u16,
     /// Outbound topic aliases per v5 connection (further capped by the
-    /// client's Topic Alias Maximum). 0 = off, the default.
+    /// client's Topic Alias Maximum, which is 0 when a client sends none: no
+    /// aliases for it); past it the least recently used alias is replaced.
+    /// 0 = off.
     pub topic_alias_outbound_max: u16,
     /// Topic levels allowed in a topic name or filter (a shared filter's
     /// levels are counted after `$share/{group}/`). The default, 256, is
@@ -156,7 +158,7 @@ impl Default for BrokerConfig {
             outgoing_queue_max_messages: 100_000,
             outgoing_queue_max_bytes: 64 * 1024 * 1024,
             topic_alias_max: 32,
-            topic_alias_outbound_max: 0,
+            topic_alias_outbound_max: 32,
             topic_levels_max: 256,
             subscriptions_per_session_max: 1000,
             retained_messages_max: 100_000,

@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::route::fnv;
+
 use bytes::{Bytes, BytesMut};
 
 use super::backlog::Backlogged;
@@ -32,8 +34,9 @@ pub(super) struct Conn {
     pub(super) client_packet_size_max_bytes: u32,
     pub(super) client_receive_maximum: u16,
     pub(super) generation: u64,
-    /// Outbound topic aliases in use (v5, off unless configured): topic -> alias.
-    pub(super) aliases_out: HashMap<Bytes, u16>,
+    /// Outbound topic aliases (v5, when the client allows them), least
+    /// recently used replaced first.
+    pub(super) aliases_out: OutAliases,
     /// min(our topic_alias_outbound_max, the client's Topic Alias Maximum).
     pub(super) aliases_out_max: u16,
     /// Acknowledgements held back, in order, behind a cross-shard barrier.
@@ -61,6 +64,153 @@ pub(super) enum Held {
     },
 }
 
+/// "No slot" in [`OutAliases`]' recency list.
+const NIL: u16 = u16::MAX;
+
+/// One outbound alias: the topic it stands for (its own bytes, so that it
+/// does not keep a read buffer alive, reused when the alias is replaced)
+/// and its place in the recency list.
+struct AliasSlot {
+    topic: Vec<u8>,
+    hash: u64,
+    /// Towards the most recently used end.
+    newer: u16,
+    /// Towards the least recently used end.
+    older: u16,
+}
+
+/// The outbound topic aliases of one connection: at most
+/// `Conn::aliases_out_max` (alias = slot index + 1), the least recently
+/// used one replaced when a new topic needs one. Lookup by topic hash and
+/// recency updates are O(1); once every slot exists, replacing reuses the
+/// slot's buffer and the map's room, so a publish allocates nothing
+/// (a topic longer than the replaced one may grow that buffer once).
+pub(super) struct OutAliases {
+    slots: Vec<AliasSlot>,
+    by_hash: HashMap<u64, u16>,
+    /// Most and least recently used slots (`NIL` when empty).
+    newest: u16,
+    oldest: u16,
+}
+
+/// What [`OutAliases::choose`] decided for one PUBLISH.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AliasUse {
+    /// The client knows this alias for the topic: send an empty topic.
+    Known(u16),
+    /// Send the topic with this alias, then [`OutAliases::commit`] it
+    /// (slot `alias - 1`, new or replacing its least recently used topic).
+    Set(u16),
+    /// No alias (a hash shared with another aliased topic).
+    None,
+}
+
+impl Default for OutAliases {
+    fn default() -> Self {
+        OutAliases {
+            slots: Vec::new(),
+            by_hash: HashMap::new(),
+            newest: NIL,
+            oldest: NIL,
+        }
+    }
+}
+
+impl OutAliases {
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn unlink(&mut self, i: u16) {
+        let (newer, older) = match self.slots.get(usize::from(i)) {
+            Some(s) => (s.newer, s.older),
+            None => return,
+        };
+        match self.slots.get_mut(usize::from(newer)) {
+            Some(n) => n.older = older,
+            None => self.newest = older,
+        }
+        match self.slots.get_mut(usize::from(older)) {
+            Some(o) => o.newer = newer,
+            None => self.oldest = newer,
+        }
+    }
+
+    fn push_newest(&mut self, i: u16) {
+        let old_newest = self.newest;
+        if let Some(s) = self.slots.get_mut(usize::from(i)) {
+            s.newer = NIL;
+            s.older = old_newest;
+        }
+        match self.slots.get_mut(usize::from(old_newest)) {
+            Some(n) => n.newer = i,
+            None => self.oldest = i,
+        }
+        self.newest = i;
+    }
+
+    /// The alias to use for `topic` with at most `max` aliases; a known
+    /// one becomes the most recently used.
+    pub(super) fn choose(&mut self, topic: &[u8], max: u16) -> AliasUse {
+        let hash = fnv(topic);
+        if let Some(&i) = self.by_hash.get(&hash) {
+            let same = self
+                .slots
+                .get(usize::from(i))
+                .is_some_and(|s| s.topic == topic);
+            if !same {
+                return AliasUse::None;
+            }
+            self.unlink(i);
+            self.push_newest(i);
+            return AliasUse::Known(i + 1);
+        }
+        if self.slots.len() < usize::from(max) {
+            return AliasUse::Set(self.slots.len() as u16 + 1);
+        }
+        match self.oldest {
+            NIL => AliasUse::None,
+            i => AliasUse::Set(i + 1),
+        }
+    }
+
+    /// The client has been sent `topic` with `alias` (from `choose`'s `Set`
+    /// with the same `max`).
+    pub(super) fn commit(&mut self, topic: &[u8], alias: u16, max: u16) {
+        let Some(i) = alias.checked_sub(1) else {
+            return;
+        };
+        let hash = fnv(topic);
+        if usize::from(i) == self.slots.len() {
+            if self.slots.is_empty() {
+                // Room for the whole table at once: no growth per publish.
+                self.slots.reserve_exact(usize::from(max));
+                self.by_hash.reserve(usize::from(max));
+            }
+            self.slots.push(AliasSlot {
+                topic: topic.to_vec(),
+                hash,
+                newer: NIL,
+                older: NIL,
+            });
+        } else {
+            self.unlink(i);
+            let Some(s) = self.slots.get_mut(usize::from(i)) else {
+                return;
+            };
+            if self.by_hash.get(&s.hash) == Some(&i) {
+                self.by_hash.remove(&s.hash);
+            }
+            s.topic.clear();
+            s.topic.extend_from_slice(topic);
+            s.hash = hash;
+        }
+        self.by_hash.insert(hash, i);
+        self.push_newest(i);
+    }
+}
+
 impl Conn {
     /// A connection waiting for its CONNECT.
     pub(super) fn new(generation: u64, now_ms: u64) -> Conn {
@@ -75,7 +225,7 @@ impl Conn {
             client_packet_size_max_bytes: u32::MAX,
             client_receive_maximum: u16::MAX,
             generation,
-            aliases_out: HashMap::new(),
+            aliases_out: OutAliases::default(),
             aliases_out_max: 0,
             held: VecDeque::new(),
             backlog: VecDeque::new(),
@@ -98,10 +248,13 @@ impl Conn {
         }
     }
 
-    /// Encode a PUBLISH into the outgoing buffer. With outbound aliases on,
-    /// the first PUBLISH of a topic sets an alias and later ones send an
-    /// empty topic with that alias (MQTT 5.0 3.3.2.3.4); the mapping lives
-    /// as long as this network connection ([MQTT-3.3.2-7]).
+    /// Encode a PUBLISH into the outgoing buffer. With outbound aliases
+    /// (the client's Topic Alias Maximum and ours both above 0), a topic
+    /// without an alias gets one (new, or the least recently used one,
+    /// replaced: MQTT 5.0 3.3.2.3.4 lets the sender change a mapping by
+    /// sending the topic with the alias) and later PUBLISHes of it an empty
+    /// topic with that alias; the mapping lives as long as this network
+    /// connection ([MQTT-3.3.2-7]).
     ///
     /// On an error (a field or the packet over the protocol's limits)
     /// nothing is written and no alias is assigned: the caller drops the
@@ -110,23 +263,25 @@ impl Conn {
         if self.aliases_out_max == 0 {
             return codec::encode_publish(p, self.protocol, &mut self.out).map(drop);
         }
-        let result = if let Some(&alias) = self.aliases_out.get(&p.topic) {
-            let topic = std::mem::take(&mut p.topic);
-            p.properties.topic_alias = Some(alias);
-            let result = codec::encode_publish(p, self.protocol, &mut self.out);
-            p.topic = topic;
-            result
-        } else if self.aliases_out.len() < usize::from(self.aliases_out_max) {
-            let alias = self.aliases_out.len() as u16 + 1;
-            p.properties.topic_alias = Some(alias);
-            let result = codec::encode_publish(p, self.protocol, &mut self.out);
-            if result.is_ok() {
-                // Only once the client will see the topic with its alias.
-                self.aliases_out.insert(p.topic.clone(), alias);
+        let result = match self.aliases_out.choose(&p.topic, self.aliases_out_max) {
+            AliasUse::Known(alias) => {
+                let topic = std::mem::take(&mut p.topic);
+                p.properties.topic_alias = Some(alias);
+                let result = codec::encode_publish(p, self.protocol, &mut self.out);
+                p.topic = topic;
+                result
             }
-            result
-        } else {
-            codec::encode_publish(p, self.protocol, &mut self.out)
+            AliasUse::Set(alias) => {
+                p.properties.topic_alias = Some(alias);
+                let result = codec::encode_publish(p, self.protocol, &mut self.out);
+                if result.is_ok() {
+                    // Only once the client will see the topic with its alias.
+                    self.aliases_out
+                        .commit(&p.topic, alias, self.aliases_out_max);
+                }
+                result
+            }
+            AliasUse::None => codec::encode_publish(p, self.protocol, &mut self.out),
         };
         p.properties.topic_alias = None;
         result.map(drop)

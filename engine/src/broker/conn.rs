@@ -4,11 +4,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::route::fnv;
-
 use bytes::{Bytes, BytesMut};
 
 use super::backlog::Backlogged;
+use super::message::fnv;
 use super::{Broker, ConnId, Event, SessionId};
 use crate::codec::{
     self, Disconnect, EncodeError, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions,

@@ -79,14 +79,20 @@ pub enum Route {
     Shard(ShardId),
 }
 
-/// Session ownership: shard of a client id (FNV-1a, stable across runs).
-pub fn owner_shard(client_id: &[u8], shard_count: u16) -> ShardId {
+/// FNV-1a, stable across runs: client id ownership, a shared group's home
+/// and the hash policies (`route.rs`), outbound alias lookup (`conn.rs`).
+pub(super) fn fnv(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in client_id {
+    for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    (h % u64::from(shard_count.max(1))) as ShardId
+    h
+}
+
+/// Session ownership: shard of a client id (FNV-1a, stable across runs).
+pub fn owner_shard(client_id: &[u8], shard_count: u16) -> ShardId {
+    (fnv(client_id) % u64::from(shard_count.max(1))) as ShardId
 }
 
 /// Decide from the first bytes of a connection which shard owns it.

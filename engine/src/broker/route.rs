@@ -8,8 +8,9 @@ use bytes::Bytes;
 
 use super::config::SharedPolicy;
 use super::deliver::Delivery;
+use super::message::fnv;
 use super::session::{window_of, OutState, Queued, Session};
-use super::shared::{fnv, LocalSub, Pick, SharedGroup};
+use super::shared::{LocalSub, Pick, SharedGroup};
 use super::{Broker, Event, SessionId, ShardId, ShardMessage};
 use crate::codec::{Publish, QoS};
 use crate::topic;

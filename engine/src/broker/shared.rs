@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use super::config::SharedPolicy;
+use super::message::fnv;
 use super::session::Window;
 use super::{SessionId, ShardId, SHARDS_MAX};
 use crate::codec::SubscriptionOptions;
@@ -44,16 +45,6 @@ pub(super) struct SharedGroup {
 pub(super) enum Pick {
     Local(LocalSub),
     Remote(ShardId),
-}
-
-/// FNV-1a: the hash behind `hash_clientid`, `hash_topic` and a group's home.
-pub(super) fn fnv(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// A second, independent spread of `key` (splitmix64's finaliser): the

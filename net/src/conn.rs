@@ -82,11 +82,13 @@ use monoio::io::{AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
 use crate::tls::{TlsRead, TlsSession};
+use crate::ws::{WsRead, WsSession};
 
 mod handle;
 mod reader;
 mod tls_io;
 mod writer;
+mod ws_io;
 
 pub use handle::{CloseReason, DriverConfig, DriverHandle, Handler};
 pub use tls_io::ConnTls;
@@ -94,6 +96,7 @@ pub use tls_io::ConnTls;
 use reader::{read_bounded, reader_task};
 use tls_io::{decrypt, DriverTls};
 use writer::writer_task;
+use ws_io::WsHandler;
 
 /// An accepted TCP connection before it is split into the driver's tasks.
 pub struct Connection {
@@ -102,6 +105,7 @@ pub struct Connection {
     /// hold the fd): the fd can no longer be handed off.
     read_in_flight: bool,
     tls: Option<ConnTls>,
+    ws: Option<Box<WsSession>>,
 }
 
 impl Connection {
@@ -111,6 +115,7 @@ impl Connection {
             stream,
             read_in_flight: false,
             tls: None,
+            ws: None,
         }
     }
 
@@ -120,6 +125,7 @@ impl Connection {
             stream,
             read_in_flight: false,
             tls: Some(tls),
+            ws: None,
         }
     }
 
@@ -133,7 +139,20 @@ impl Connection {
             stream: TcpStream::from_std(std_stream)?,
             read_in_flight: false,
             tls,
+            ws: None,
         })
+    }
+
+    /// Speaks WebSocket on top of TCP (or TLS): `ws` is a new session
+    /// (upgrade pending) or the one a hand-off carried.
+    pub fn with_websocket(mut self, ws: Box<WsSession>) -> Self {
+        self.ws = Some(ws);
+        self
+    }
+
+    /// Whether this is a WebSocket connection.
+    pub fn is_websocket(&self) -> bool {
+        self.ws.is_some()
     }
 
     /// Whether this is a TLS connection.
@@ -162,19 +181,94 @@ impl Connection {
         chunk_bytes: usize,
     ) -> (io::Result<usize>, BytesMut) {
         self.read_in_flight = true;
-        let out = match &mut self.tls {
-            None => read_bounded(&mut self.stream, buf, chunk_bytes).await,
-            Some(tls) => read_tls_chunk(&mut self.stream, tls, buf, chunk_bytes).await,
+        let out = if self.ws.is_some() {
+            self.read_ws_chunk(buf, chunk_bytes).await
+        } else {
+            self.read_transport(buf, chunk_bytes).await
         };
         self.read_in_flight = false;
         out
     }
 
-    /// Gives up the socket (and its TLS session) for a hand-off to another
-    /// shard. Refused (the connection is returned) if a read was abandoned
+    /// One read of plaintext (TCP, or TLS with its handshake).
+    async fn read_transport(
+        &mut self,
+        buf: BytesMut,
+        chunk_bytes: usize,
+    ) -> (io::Result<usize>, BytesMut) {
+        match &mut self.tls {
+            None => read_bounded(&mut self.stream, buf, chunk_bytes).await,
+            Some(tls) => read_tls_chunk(&mut self.stream, tls, buf, chunk_bytes).await,
+        }
+    }
+
+    /// [`Connection::read_chunk`] on a WebSocket connection: runs the
+    /// upgrade (writing the response) until MQTT bytes arrive, and
+    /// appends only those; a refused upgrade or frame is an `InvalidData`
+    /// error (the HTTP response or close frame was sent), a close frame
+    /// from the client is EOF.
+    async fn read_ws_chunk(
+        &mut self,
+        mut buf: BytesMut,
+        chunk_bytes: usize,
+    ) -> (io::Result<usize>, BytesMut) {
+        let before = buf.len();
+        loop {
+            let (result, returned) = self.read_transport(buf, chunk_bytes).await;
+            buf = returned;
+            match result {
+                Ok(0) => return (Ok(0), buf),
+                Ok(_) => {}
+                Err(e) => return (Err(e), buf),
+            }
+            let Some(ws) = self.ws.as_mut() else {
+                return (Ok(buf.len() - before), buf);
+            };
+            let state = ws.read(&mut buf, before);
+            if ws.wants_write() {
+                let mut out = Vec::new();
+                ws.take_output(&mut out);
+                if let Err(e) = self.write_plain(out).await {
+                    return (Err(e), buf);
+                }
+            }
+            let result = match state {
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebSocket refused while routing");
+                    Err(io::Error::new(io::ErrorKind::InvalidData, e))
+                }
+                Ok(WsRead::PeerClosed) if buf.len() == before => Ok(0),
+                Ok(_) if buf.len() > before => Ok(buf.len() - before),
+                Ok(_) => continue,
+            };
+            return (result, buf);
+        }
+    }
+
+    /// Writes `plain` (encrypted on TLS) before the driver runs.
+    async fn write_plain(&mut self, plain: Vec<u8>) -> io::Result<()> {
+        let out = match &mut self.tls {
+            None => plain,
+            Some(tls) => {
+                tls.session
+                    .encrypt(&plain)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                let mut out = Vec::new();
+                tls.session.take_output(&mut out);
+                out
+            }
+        };
+        let (written, _) = self.stream.write_all(out).await;
+        written.map(|_| ())
+    }
+
+    /// Gives up the socket (and its TLS and WebSocket sessions) for a
+    /// hand-off to another shard. Refused (the connection is returned) if a read was abandoned
     /// mid-flight, because its operation may still reference the fd.
     #[allow(clippy::type_complexity)]
-    pub fn into_owned_fd(self) -> Result<(OwnedFd, Option<Box<TlsSession>>), Connection> {
+    pub fn into_owned_fd(
+        self,
+    ) -> Result<(OwnedFd, Option<Box<TlsSession>>, Option<Box<WsSession>>), Connection> {
         if self.read_in_flight {
             return Err(self);
         }
@@ -183,7 +277,7 @@ impl Connection {
         // operation referenced it: `read_in_flight` is false and reads take
         // `&mut self`), so we are its only owner from here on.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok((fd, self.tls.map(|t| t.session)))
+        Ok((fd, self.tls.map(|t| t.session), self.ws))
     }
 
     /// Starts the reader and writer tasks on the current monoio runtime.
@@ -205,18 +299,47 @@ impl Connection {
             })
         });
         let (read_half, write_half) = self.stream.into_split();
-        monoio::spawn(writer_task(
-            write_half,
-            fd,
-            handler.clone(),
-            handle.clone(),
-            config,
-            tls.clone(),
-        ));
-        monoio::spawn(reader_task(
-            read_half, initial, handler, handle, config, tls,
-        ));
+        let Some(ws) = self.ws else {
+            spawn_tasks(
+                read_half, write_half, fd, initial, handler, handle, config, tls,
+            );
+            return;
+        };
+        let ws_handler = Rc::new(WsHandler {
+            inner: handler,
+            session: RefCell::new(ws),
+            handle: handle.clone(),
+            decoded: Cell::new(initial.len()),
+        });
+        spawn_tasks(
+            read_half, write_half, fd, initial, ws_handler, handle, config, tls,
+        );
     }
+}
+
+/// Spawns the writer and the reader of one connection.
+#[allow(clippy::too_many_arguments)]
+fn spawn_tasks<H: Handler + 'static>(
+    read_half: monoio::io::OwnedReadHalf<TcpStream>,
+    write_half: monoio::io::OwnedWriteHalf<TcpStream>,
+    fd: std::os::fd::RawFd,
+    initial: BytesMut,
+    handler: Rc<H>,
+    handle: DriverHandle,
+    config: DriverConfig,
+    tls: Option<Rc<DriverTls>>,
+) {
+    monoio::spawn(writer_task(
+        write_half,
+        fd,
+        handler.clone(),
+        handle.clone(),
+        config,
+        tls.clone(),
+    ));
+    monoio::spawn(reader_task(
+        read_half, initial, handler, handle, config, tls,
+    ));
 }
 
 /// [`Connection::read_chunk`] on a TLS connection.

@@ -51,3 +51,4 @@ pub mod listener;
 pub mod os;
 pub mod tls;
 pub mod wake;
+pub mod ws;

@@ -33,6 +33,7 @@ use ringmq_engine::broker::{route_connect, ConnId, Route};
 use ringmq_engine::codec::{check_frame, FrameCheck};
 use ringmq_net::conn::{CloseReason, ConnTls, Connection, DriverHandle, Handler};
 use ringmq_net::tls::{LoadedTls, TlsSession};
+use ringmq_net::ws::WsSession;
 
 use crate::mesh::{HandoffTls, RingMsg};
 use crate::reload::Cached;
@@ -44,6 +45,8 @@ pub struct ListenerCtx {
     pub name: String,
     pub nodelay: bool,
     pub tls: Option<ListenerTls>,
+    /// WebSocket listeners: their settings (each connection gets a session).
+    pub ws: Option<std::sync::Arc<ringmq_net::ws::WsSettings>>,
 }
 
 /// A TLS listener's certificates (this shard's view, reloadable) and its
@@ -234,6 +237,9 @@ pub async fn serve_accepted(
             }
         }
     };
+    if let Some(ws) = &listener.ws {
+        conn = conn.with_websocket(Box::new(WsSession::new(ws.clone())));
+    }
     let Some(ctx) = accept(&shard, &conn, use_identity_as_username) else {
         return;
     };
@@ -273,7 +279,7 @@ pub async fn serve_accepted(
         return;
     };
     match conn.into_owned_fd() {
-        Ok((fd, session)) => {
+        Ok((fd, session, ws)) => {
             tracing::trace!(
                 shard = shard.id,
                 owner,
@@ -293,6 +299,7 @@ pub async fn serve_accepted(
                     fd,
                     bytes: buf,
                     tls,
+                    ws,
                 },
                 None,
             );
@@ -318,6 +325,7 @@ pub fn adopt_handoff(
     fd: OwnedFd,
     bytes: BytesMut,
     tls: Option<Box<HandoffTls>>,
+    ws: Option<Box<WsSession>>,
 ) {
     if shard.is_stopping() {
         return; // dropping the fd closes the socket
@@ -328,7 +336,10 @@ pub fn adopt_handoff(
         budget: shard.tls_budget.clone(),
     });
     let conn = match Connection::from_owned_fd(fd, tls) {
-        Ok(conn) => conn,
+        Ok(conn) => match ws {
+            Some(ws) => conn.with_websocket(ws),
+            None => conn,
+        },
         Err(e) => {
             tracing::warn!(shard = shard.id, error = %e, "cannot adopt a handed-off connection");
             return;

@@ -80,6 +80,9 @@ pub enum RingMsg {
         fd: OwnedFd,
         bytes: BytesMut,
         tls: Option<Box<HandoffTls>>,
+        /// On a WebSocket listener: the session (upgrade done, with any
+        /// partial frame header it holds; `bytes` are decoded MQTT bytes).
+        ws: Option<Box<ringmq_net::ws::WsSession>>,
     },
 }
 

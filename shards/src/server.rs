@@ -145,6 +145,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
                 name: name.clone(),
                 nodelay: listener.nodelay,
                 tls: shared.clone(),
+                ws: listener.ws.clone().map(std::sync::Arc::new),
             });
         }
     }

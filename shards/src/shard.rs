@@ -73,6 +73,8 @@ pub struct ShardListener {
     pub name: String,
     pub nodelay: bool,
     pub tls: Option<SharedTls>,
+    /// WebSocket listeners: their settings.
+    pub ws: Option<std::sync::Arc<ringmq_net::ws::WsSettings>>,
 }
 
 /// A shard's start-up result, sent to the main thread.
@@ -161,6 +163,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         let ctx = Rc::new(ListenerCtx {
             name: l.name,
             nodelay: l.nodelay,
+            ws: l.ws,
             tls: l.tls.map(|t| ListenerTls {
                 files: Cached::new(t.files),
                 use_identity_as_username: t.use_identity_as_username,
@@ -326,8 +329,8 @@ async fn ring_task(shard: Rc<Shard>) {
                     RingMsg::Engine(msg) => {
                         shard.broker.borrow_mut().handle_shard_message(msg, now)
                     }
-                    RingMsg::Handoff { fd, bytes, tls } => {
-                        conn::adopt_handoff(&shard, fd, bytes, tls)
+                    RingMsg::Handoff { fd, bytes, tls, ws } => {
+                        conn::adopt_handoff(&shard, fd, bytes, tls, ws)
                     }
                 }
             }

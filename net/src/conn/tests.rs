@@ -233,7 +233,7 @@ fn handoff_through_owned_fd_keeps_bytes_and_socket() {
             let mut conn = accept(&listener).await;
             let (n, first) = conn.read_chunk(BytesMut::new(), 64).await;
             assert_eq!(n.unwrap_or_else(|e| panic!("{e}")), 5);
-            let (fd, tls) = conn
+            let (fd, tls, _ws) = conn
                 .into_owned_fd()
                 .unwrap_or_else(|_| panic!("no op in flight"));
             assert!(tls.is_none());
@@ -446,7 +446,7 @@ fn tls_handshake_then_handoff_then_echo() {
             let (n, first) = conn.read_chunk(BytesMut::new(), 64).await;
             assert_eq!(n.unwrap_or_else(|e| panic!("{e}")), 5);
             assert_eq!(&first[..], b"first");
-            let (fd, session) = conn
+            let (fd, session, _ws) = conn
                 .into_owned_fd()
                 .unwrap_or_else(|_| panic!("no op in flight"));
             let session = session.unwrap_or_else(|| panic!("TLS session lost in the hand-off"));

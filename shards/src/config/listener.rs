@@ -21,24 +21,28 @@ use std::path::PathBuf;
 
 use ringmq_net::listener::ListenerOptions;
 use ringmq_net::tls::{SniCertificate, TlsSettings, TlsVersion};
+use ringmq_net::ws::WsSettings;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::error::ConfigError;
 
-/// What a listener speaks. WebSocket (`ws`) and HTTP (`http`) come later;
-/// any other value is refused with the accepted list.
+/// What a listener speaks; any other value is refused with the accepted
+/// list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// MQTT over TCP (or over TLS with a `tls` table).
     Mqtt,
+    /// MQTT over WebSocket (wss with a `tls` table).
+    Ws,
 }
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Protocol::Mqtt => "mqtt",
+            Protocol::Ws => "ws",
         })
     }
 }
@@ -53,6 +57,9 @@ pub struct Listener {
     /// `TCP_NODELAY` on client sockets.
     pub nodelay: bool,
     pub tls: Option<TlsListener>,
+    /// `protocol = "ws"`: the WebSocket settings (`path`,
+    /// `allowed_origins`, `ws_handshake_max_bytes`, `ws_frame_max_bytes`).
+    pub ws: Option<WsSettings>,
 }
 
 /// A listener's `tls` table, validated.
@@ -84,6 +91,25 @@ impl Listener {
             i64::from(self.backlog_connections).into(),
         );
         t.insert("nodelay".into(), self.nodelay.into());
+        if let Some(ws) = &self.ws {
+            t.insert("path".into(), ws.path.clone().into());
+            let origins: Vec<toml::Value> = ws
+                .allowed_origins
+                .iter()
+                .map(|o| o.clone().into())
+                .collect();
+            t.insert("allowed_origins".into(), origins.into());
+            t.insert(
+                "ws_handshake_max_bytes".into(),
+                i64::try_from(ws.handshake_max_bytes)
+                    .unwrap_or(i64::MAX)
+                    .into(),
+            );
+            t.insert(
+                "ws_frame_max_bytes".into(),
+                i64::try_from(ws.frame_max_bytes).unwrap_or(i64::MAX).into(),
+            );
+        }
         if let Some(tls) = &self.tls {
             let s = &tls.settings;
             let path = |p: &std::path::Path| toml::Value::from(p.display().to_string());
@@ -122,9 +148,14 @@ impl Listener {
         t
     }
 
-    /// `mqtt` or `mqtts` and the address, for logs.
+    /// `mqtt`, `mqtts`, `ws` or `wss` and the address, for logs.
     pub fn describe(&self) -> String {
-        let scheme = if self.tls.is_some() { "mqtts" } else { "mqtt" };
+        let scheme = match (self.protocol, self.tls.is_some()) {
+            (Protocol::Mqtt, false) => "mqtt",
+            (Protocol::Mqtt, true) => "mqtts",
+            (Protocol::Ws, false) => "ws",
+            (Protocol::Ws, true) => "wss",
+        };
         format!("{scheme}://{}", self.bind)
     }
 }
@@ -138,6 +169,10 @@ pub(super) struct ListenerPartial {
     backlog_connections: Option<u32>,
     nodelay: Option<bool>,
     tls: Option<TlsPartial>,
+    path: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    ws_handshake_max_bytes: Option<usize>,
+    ws_frame_max_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -221,7 +256,7 @@ impl ListenersPartial {
                     protocol: Some(Protocol::Mqtt),
                     backlog_connections: old.backlog_connections.or(from.backlog_connections),
                     nodelay: old.nodelay.or(from.nodelay),
-                    tls: None,
+                    ..ListenerPartial::default()
                 };
                 match &old.listen {
                     Some(addrs) => addrs
@@ -296,12 +331,67 @@ pub(super) fn complete(
             None => None,
             Some(t) => Some(complete_tls(t, &at)?),
         };
+        let protocol = entry
+            .protocol
+            .or(template.protocol)
+            .ok_or(missing("listener.protocol"))?;
+        let ws = match protocol {
+            Protocol::Mqtt => {
+                for (key, set) in [
+                    ("path", entry.path.is_some()),
+                    ("allowed_origins", entry.allowed_origins.is_some()),
+                    (
+                        "ws_handshake_max_bytes",
+                        entry.ws_handshake_max_bytes.is_some(),
+                    ),
+                    ("ws_frame_max_bytes", entry.ws_frame_max_bytes.is_some()),
+                ] {
+                    if set {
+                        return Err(invalid(at(key), "(set)", "only with protocol = \"ws\""));
+                    }
+                }
+                None
+            }
+            Protocol::Ws => {
+                let d = WsSettings::default();
+                let path = entry.path.unwrap_or(d.path);
+                if !path.starts_with('/') {
+                    return Err(invalid(
+                        at("path"),
+                        format!("{path:?}"),
+                        "a path starting with /",
+                    ));
+                }
+                let handshake_max_bytes = entry
+                    .ws_handshake_max_bytes
+                    .unwrap_or(d.handshake_max_bytes);
+                if handshake_max_bytes < 256 {
+                    return Err(invalid(
+                        at("ws_handshake_max_bytes"),
+                        handshake_max_bytes,
+                        "at least 256",
+                    ));
+                }
+                let frame_max_bytes = entry.ws_frame_max_bytes.unwrap_or(d.frame_max_bytes);
+                if frame_max_bytes < 2 {
+                    return Err(invalid(
+                        at("ws_frame_max_bytes"),
+                        frame_max_bytes,
+                        "at least 2",
+                    ));
+                }
+                Some(WsSettings {
+                    path,
+                    allowed_origins: entry.allowed_origins.unwrap_or_default(),
+                    handshake_max_bytes,
+                    frame_max_bytes,
+                })
+            }
+        };
         listeners.push(Listener {
             bind,
-            protocol: entry
-                .protocol
-                .or(template.protocol)
-                .ok_or(missing("listener.protocol"))?,
+            protocol,
+            ws,
             backlog_connections,
             nodelay: entry
                 .nodelay

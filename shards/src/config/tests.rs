@@ -299,11 +299,29 @@ fn tls_table_is_parsed_with_defaults() {
 
 #[test]
 fn listener_errors_name_the_key_and_the_accepted_values() {
-    let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"ws\"\n");
+    let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"gopher\"\n");
     assert!(
         e.contains("`listener[0].protocol`")
-            && e.contains("unknown variant `ws`")
-            && e.contains("`mqtt`"),
+            && e.contains("unknown variant `gopher`")
+            && e.contains("`mqtt`")
+            && e.contains("`ws`"),
+        "{e}"
+    );
+    let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\npath = \"/mqtt\"\n");
+    assert!(
+        e.contains("listener[0].path") && e.contains("only with protocol = \"ws\""),
+        "{e}"
+    );
+    let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"ws\"\npath = \"mqtt\"\n");
+    assert!(
+        e.contains("listener[0].path") && e.contains("starting with /"),
+        "{e}"
+    );
+    let e = err(
+        "[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"ws\"\nws_handshake_max_bytes = 10\n",
+    );
+    assert!(
+        e.contains("listener[0].ws_handshake_max_bytes") && e.contains("at least 256"),
         "{e}"
     );
     let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\nlisten = [\"x\"]\n");

@@ -2,11 +2,14 @@
 //! MQTT listener, a ws and a wss listener (two shards, so connections are
 //! handed off with their WebSocket session), a small WebSocket client here
 //! (RFC 6455 client side: masked frames, split as a test chooses), over
-//! TCP and over rustls with certificates made by rcgen.
+//! TCP and over rustls with certificates made by rcgen; and MQTT.js in
+//! Node over ws:// and wss:// (`tests/node`, installed by `.ci/run` with
+//! `npm ci`; with CI=true a missing node or MQTT.js fails the test).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +32,7 @@ struct Setup {
     ws: SocketAddr,
     wss: SocketAddr,
     ca_der: rustls::pki_types::CertificateDer<'static>,
-    _dir: PathBuf,
+    dir: PathBuf,
 }
 
 /// A broker with mqtt, ws (path /mqtt, an Origin allow-list, a 64 KiB
@@ -38,7 +41,10 @@ fn start(test: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("ringmq-ws-{}-{test}", std::process::id()));
     ok(std::fs::create_dir_all(&dir));
     let key = ok(KeyPair::generate());
-    let params = ok(CertificateParams::new(vec!["localhost".to_string()]));
+    let params = ok(CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ]));
     let cert = ok(params.self_signed(&key));
     ok(std::fs::write(dir.join("server.pem"), cert.pem()));
     ok(std::fs::write(dir.join("server.key"), key.serialize_pem()));
@@ -67,7 +73,7 @@ fn start(test: &str) -> Setup {
         wss: addrs[2],
         broker,
         ca_der: cert.der().clone(),
-        _dir: dir,
+        dir,
     }
 }
 
@@ -349,4 +355,58 @@ fn bad_upgrades_are_refused_with_http_status() {
     c.send(&[0xc0, 0x00]);
     assert_eq!(c.read_packet(), [0xd0, 0x00]);
     drop(s.broker);
+}
+
+/// `tests/node` with MQTT.js installed, or why not.
+fn node_dir() -> Result<PathBuf, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/node");
+    let version = Command::new("node").arg("--version").output();
+    match version {
+        Ok(out) if out.status.success() => {}
+        _ => return Err("node is not installed".into()),
+    }
+    if !dir.join("node_modules/mqtt/package.json").exists() {
+        return Err(format!(
+            "MQTT.js is not installed in {} (run: npm ci --prefix tests/node)",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+#[test]
+fn mqtt_js_over_ws_and_wss() {
+    let dir = match node_dir() {
+        Ok(dir) => dir,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{why}; .ci/run must install node and run npm ci --prefix tests/node"
+            );
+            eprintln!("SKIPPED (not in CI): {why}");
+            return;
+        }
+    };
+    let s = start("mqttjs");
+    let ca = s.dir.join("server.pem").display().to_string();
+    let runs = [
+        (format!("ws://127.0.0.1:{}/mqtt", s.ws.port()), None),
+        (format!("wss://127.0.0.1:{}/mqtt", s.wss.port()), Some(ca)),
+    ];
+    for (url, ca) in runs {
+        let mut cmd = Command::new("node");
+        cmd.arg(dir.join("ws_pubsub.mjs")).arg(&url);
+        if let Some(ca) = &ca {
+            cmd.arg(ca);
+        }
+        let out = ok(cmd.output());
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
+            "MQTT.js over {url}: {}\nstdout: {}\nstderr: {}\nbroker log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            s.broker.log()
+        );
+    }
 }

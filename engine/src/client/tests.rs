@@ -1,5 +1,7 @@
 //! Transcripts: the client driven with hand-made server packets (encoded by
 //! the codec), its output decoded back. Every flow runs for v3.1.1 and v5.
+//! Over 600 lines on purpose: test transcripts only (no code of the client),
+//! one flow after another, each readable top to bottom.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::{Bytes, BytesMut};

@@ -8,18 +8,25 @@
 //! - [`conn`]: the connection-count scenario.
 //! - [`payload`], [`tracker`]: the payload header; loss / duplicate / order checks.
 //! - [`stats`]: recorders, the summary (text, JSON), .hgrm output.
-//! - [`report`]: the HTML report.
+//! - [`series`]: the per-second series of the measured window.
+//! - [`meta`]: date, command line, versions, machine, parameters of a run;
+//!   [`probe`]: the broker's `$SYS/broker/version`.
+//! - [`report`]: the HTML report; [`svg`]: its chart pieces.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
 mod conn;
+mod meta;
 mod payload;
 mod plan;
+mod probe;
 mod progress;
 mod report;
 mod run;
+mod series;
 mod stats;
+mod svg;
 mod tracker;
 mod worker;
 
@@ -320,8 +327,19 @@ fn conn_plan(a: &ConnArgs) -> Result<Plan, String> {
 
 fn execute(plan: Plan, c: &ConnectArgs) -> Result<(), String> {
     let plan = Arc::new(plan);
+    let broker_version = probe::broker_version(&plan);
+    let date_utc = meta::now_rfc3339();
     let (results, timeline) = run::run(plan.clone(), c.quiet)?;
-    let (summary, recorder) = summarize(&plan, c, results, &timeline);
+    let (mut summary, recorder) = summarize(&plan, c, results, &timeline);
+    summary.per_second = recorder.series.points(summary.measured_s);
+    summary.meta = meta::Meta {
+        date_utc,
+        command: meta::command_line(),
+        loadgen_version: env!("CARGO_PKG_VERSION").into(),
+        broker_version,
+        machine: meta::Machine::this(),
+        parameters: parameters(&plan),
+    };
     if c.json {
         eprint!("{}", summary.text());
         let line = serde_json::to_string(&summary).map_err(|e| format!("JSON: {e}"))?;
@@ -447,4 +465,44 @@ fn summarize(
         s.duration_s = plan.duration_ns as f64 / 1e9;
     }
     (s, rec)
+}
+
+/// The plan's parameters that the summary's own fields do not already hold.
+fn parameters(plan: &Plan) -> std::collections::BTreeMap<String, String> {
+    let mut p = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        p.insert(k.to_string(), v);
+    };
+    put("threads", plan.threads.to_string());
+    put("keep_alive_s", plan.keep_alive_s.to_string());
+    put("transport", plan.transport.name().to_string());
+    put("warmup_s", (plan.warmup_ns as f64 / 1e9).to_string());
+    put("duration_s", (plan.duration_ns as f64 / 1e9).to_string());
+    put("drain_s", (plan.drain_ns as f64 / 1e9).to_string());
+    if plan.scenario == Scenario::Conn {
+        put("count", plan.conn_count.to_string());
+        put("rate_conns_per_s", plan.conn_rate_per_s.to_string());
+        put("concurrency", plan.conn_concurrency.to_string());
+        return p;
+    }
+    put("qos", plan.qos.as_u8().to_string());
+    put("pubs", plan.pubs.to_string());
+    put("subs", plan.subs.to_string());
+    put("size_bytes", plan.size_bytes.to_string());
+    put("rate_msgs_per_s_per_pub", plan.rate_per_pub.to_string());
+    put("inflight", plan.inflight.to_string());
+    put("retain", plan.retain.to_string());
+    if plan.count != u64::MAX {
+        put("count_per_pub", plan.count.to_string());
+    }
+    if let Some(t) = plan.topology {
+        put("topology", format!("{t:?}").to_lowercase());
+    }
+    if let Some(t) = plan.pub_topics.first() {
+        put("topic_first", String::from_utf8_lossy(t).into_owned());
+    }
+    if let Some(f) = plan.sub_filters.first() {
+        put("filter_first", String::from_utf8_lossy(f).into_owned());
+    }
+    p
 }

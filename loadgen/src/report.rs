@@ -1,28 +1,28 @@
 //! `loadgen report`: one self-contained HTML page (inline CSS and SVG, no
-//! scripts, no external assets) from --json outputs: a latency-by-percentile
-//! chart on a log "nines" axis and a throughput table.
+//! scripts, no external assets) from --json outputs: per workload a
+//! latency-by-percentile chart on a log "nines" axis (runs overlaid) and
+//! throughput and latency over time from the per-second series; per run a
+//! metadata block (date, command, broker and its version, machine, MQTT
+//! version, QoS, parameters, loss); then a summary table of every run.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::stats::Summary;
+use crate::svg::{
+    escape, time_chart, Line, CHART_HEIGHT, CHART_WIDTH, MARGIN_BOTTOM, MARGIN_LEFT, MARGIN_RIGHT,
+    MARGIN_TOP, PALETTE,
+};
 
-const CHART_WIDTH: f64 = 1000.0;
-const CHART_HEIGHT: f64 = 520.0;
-const MARGIN_LEFT: f64 = 80.0;
-const MARGIN_RIGHT: f64 = 250.0;
-const MARGIN_TOP: f64 = 30.0;
-const MARGIN_BOTTOM: f64 = 60.0;
 /// Most nines on the x axis (99.99999 %).
 const NINES_MAX: f64 = 7.0;
-const PALETTE: [&str; 10] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
-];
 
 /// One run read from a JSON file.
 pub struct Run {
     pub name: String,
+    /// Its colour in every chart and its metadata block (the run's place
+    /// among all runs of the page).
+    pub color: usize,
     pub summary: Summary,
 }
 
@@ -53,17 +53,15 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Vec<Run>, String> {
             if summary.label.is_none() && lines.len() > 1 {
                 name = format!("{name} #{}", n + 1);
             }
-            runs.push(Run { name, summary });
+            let color = runs.len();
+            runs.push(Run {
+                name,
+                color,
+                summary,
+            });
         }
     }
     Ok(runs)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// x position in "nines": 0 at 0 %, 1 at 90 %, 2 at 99 %, ...
@@ -130,7 +128,7 @@ pub fn chart(runs: &[Run]) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart latency-percentiles" width="100%" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
     let _ = write!(
         s,
@@ -175,7 +173,8 @@ pub fn chart(runs: &[Run]) -> String {
         MARGIN_TOP + plot_h / 2.0
     );
     for (i, points) in &series {
-        let color = PALETTE[i % PALETTE.len()];
+        let color = runs.get(*i).map_or(0, |r| r.color);
+        let color = PALETTE[color % PALETTE.len()];
         let path: Vec<String> = points
             .iter()
             .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
@@ -202,6 +201,148 @@ pub fn chart(runs: &[Run]) -> String {
     s
 }
 
+fn mqtt_name(level: u8) -> &'static str {
+    match level {
+        3 => "3.1",
+        4 => "3.1.1",
+        5 => "5.0",
+        _ => "?",
+    }
+}
+
+fn names(runs: &[Run]) -> Vec<(usize, &str)> {
+    runs.iter().map(|r| (r.color, r.name.as_str())).collect()
+}
+
+/// Messages received (or, for `pub`, sent) per second.
+pub fn throughput_chart(runs: &[Run]) -> String {
+    let lines: Vec<Line> = runs
+        .iter()
+        .map(|r| Line {
+            run: r.color,
+            dashed: false,
+            points: r
+                .summary
+                .per_second
+                .iter()
+                .map(|p| {
+                    let n = if r.summary.scenario == "pub" {
+                        p.msgs_sent
+                    } else {
+                        p.msgs_received
+                    };
+                    (f64::from(p.second), n as f64)
+                })
+                .collect(),
+        })
+        .collect();
+    time_chart(
+        "throughput-over-time",
+        "msg/s (received; sent for pub)",
+        &names(runs),
+        &lines,
+        "",
+    )
+}
+
+/// Latency p50 (solid) and p99 (dashed) per second.
+pub fn latency_time_chart(runs: &[Run]) -> String {
+    let mut lines = Vec::new();
+    for r in runs {
+        let pick = |f: fn(&crate::series::SecondPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+            r.summary
+                .per_second
+                .iter()
+                .filter_map(|p| Some((f64::from(p.second), f(p)?)))
+                .collect()
+        };
+        lines.push(Line {
+            run: r.color,
+            dashed: false,
+            points: pick(|p| p.latency_us_p50),
+        });
+        lines.push(Line {
+            run: r.color,
+            dashed: true,
+            points: pick(|p| p.latency_us_p99),
+        });
+    }
+    time_chart(
+        "latency-over-time",
+        "latency µs",
+        &names(runs),
+        &lines,
+        "solid p50, dashed p99",
+    )
+}
+
+/// What one run was: when, how, against what, on what, and what it lost.
+pub fn metadata(run: &Run) -> String {
+    let m = &run.summary;
+    let meta = &m.meta;
+    let or_unknown = |v: &str| {
+        if v.is_empty() {
+            "unknown (older file)".to_string()
+        } else {
+            escape(v)
+        }
+    };
+    let broker_version = match (&meta.broker_version, meta.date_utc.is_empty()) {
+        (Some(v), _) => escape(v),
+        (None, true) => "unknown (older file)".into(),
+        (None, false) => "did not answer $SYS/broker/version".into(),
+    };
+    let machine = if meta.machine.cores == 0 {
+        "unknown (older file)".to_string()
+    } else {
+        escape(&meta.machine.describe())
+    };
+    let params = if meta.parameters.is_empty() {
+        format!(
+            "QoS {}, {} B, {} pub, {} sub, rate {} msg/s per pub, warm-up {} s, duration {} s, {} threads",
+            m.qos, m.payload_bytes, m.pubs, m.subs, m.rate_msgs_per_s_per_pub, m.warmup_s, m.duration_s, m.threads
+        )
+    } else {
+        meta.parameters
+            .iter()
+            .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let color = PALETTE[run.color % PALETTE.len()];
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<div class=\"meta\" style=\"border-left-color:{color}\"><h3>{}</h3><dl>\
+         <dt>date (UTC)</dt><dd>{}</dd>\
+         <dt>command</dt><dd><code>{}</code></dd>\
+         <dt>loadgen</dt><dd>{}</dd>\
+         <dt>broker</dt><dd>{} ({}) — {}</dd>\
+         <dt>machine</dt><dd>{}</dd>\
+         <dt>MQTT</dt><dd>{} (protocol level {}), QoS {}</dd>\
+         <dt>parameters</dt><dd>{}</dd>\
+         <dt>loss</dt><dd>lost {} · duplicated {} · reordered {} · errors {}</dd>\
+         </dl></div>",
+        escape(&run.name),
+        or_unknown(&meta.date_utc),
+        or_unknown(&meta.command),
+        or_unknown(&meta.loadgen_version),
+        escape(&m.broker),
+        escape(&m.transport),
+        broker_version,
+        machine,
+        mqtt_name(m.mqtt_version),
+        m.mqtt_version,
+        m.qos,
+        params,
+        m.lost.map_or("n/a".into(), |l| l.to_string()),
+        m.duplicated,
+        m.reordered,
+        m.errors
+    );
+    s
+}
+
 fn fmt_us(v: f64, samples: u64) -> String {
     if samples == 0 {
         "–".into()
@@ -215,7 +356,7 @@ fn fmt_us(v: f64, samples: u64) -> String {
 /// The throughput / latency table.
 pub fn table(runs: &[Run]) -> String {
     let mut s = String::from(
-        "<table><thead><tr><th>run</th><th>scenario</th><th>broker</th><th>QoS</th><th>size B</th>\
+        "<table><thead><tr><th>run</th><th>scenario</th><th>broker</th><th>MQTT</th><th>QoS</th><th>size B</th>\
          <th>pubs</th><th>subs</th><th>sent msg/s</th><th>received msg/s</th><th>latency</th>\
          <th>p50 µs</th><th>p90 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>p99.99 µs</th><th>max µs</th>\
          <th>lost</th><th>dup</th><th>reordered</th><th>errors</th></tr></thead><tbody>",
@@ -230,12 +371,13 @@ pub fn table(runs: &[Run]) -> String {
         let n = m.latency_samples;
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{:.0}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.name),
             escape(&scenario),
             escape(&m.broker),
+            mqtt_name(m.mqtt_version),
             m.qos,
             m.payload_bytes,
             m.pubs,
@@ -305,10 +447,28 @@ pub fn page(title: &str, runs: &[Run]) -> String {
             .filter_map(|&i| runs.get(i))
             .map(|r| Run {
                 name: r.name.clone(),
+                color: r.color,
                 summary: r.summary.clone(),
             })
             .collect();
-        let _ = write!(charts, "<h2>{}</h2>{}", escape(key), chart(&group));
+        let _ = write!(
+            charts,
+            "<h2>{}</h2><h3>Latency by percentile</h3>{}",
+            escape(key),
+            chart(&group)
+        );
+        if group.iter().any(|r| !r.summary.per_second.is_empty()) {
+            let _ = write!(
+                charts,
+                "<h3>Throughput over time</h3>{}<h3>Latency over time</h3>{}",
+                throughput_chart(&group),
+                latency_time_chart(&group)
+            );
+        }
+    }
+    let mut runs_meta = String::new();
+    for r in runs {
+        runs_meta.push_str(&metadata(r));
     }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
@@ -316,13 +476,18 @@ pub fn page(title: &str, runs: &[Run]) -> String {
          table{{border-collapse:collapse;font-size:13px;margin-top:16px}}\
          th,td{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
          th{{background:#f3f3f3}}td:first-child,td:nth-child(2),td:nth-child(3){{text-align:left}}\
-         p.note{{color:#555;font-size:13px;max-width:1000px}}</style></head><body>\
+         p.note{{color:#555;font-size:13px;max-width:1000px}}\
+         svg.chart{{display:block;width:100%;height:auto}}\
+         div.meta{{border-left:6px solid #888;padding:4px 12px;margin:12px 0;font-size:13px}}\
+         div.meta h3{{margin:4px 0}}dl{{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:2px 12px;margin:0}}\
+         dt{{color:#555}}dd{{margin:0;overflow-wrap:anywhere}}</style></head><body>\
          <h1>{title}</h1>\
          <p class=\"note\">Latency by percentile, one chart per workload and one line per run. \
          End-to-end latency is measured from the intended send time when publishers run at a \
          fixed rate (coordinated omission corrected); unpaced runs measure from the actual send \
          time and mostly show queueing. The maximum is in the table (it has no place on a nines \
-         axis).</p>{charts}<h2>All runs</h2>{table}</body></html>\n",
+         axis). Over-time charts show each second of the measured window.</p>\
+         <h2>Runs</h2>{runs_meta}{charts}<h2>All runs</h2>{table}</body></html>\n",
         title = escape(title),
         table = table(runs)
     )
@@ -357,6 +522,7 @@ mod tests {
         };
         let runs = vec![Run {
             name: "a <b>".into(),
+            color: 0,
             summary,
         }];
         let html = page("t", &runs);
@@ -368,5 +534,88 @@ mod tests {
             "only the SVG namespace"
         );
         assert!(!html.contains("<script"));
+    }
+
+    fn described(name: &str, version: u8, qos: u8) -> Run {
+        let mut summary = Summary {
+            scenario: "pubsub".into(),
+            broker: "127.0.0.1:1883".into(),
+            transport: "tcp".into(),
+            mqtt_version: version,
+            qos,
+            latency_samples: 10,
+            lost: Some(3),
+            duplicated: 2,
+            reordered: 1,
+            latency_us_percentiles: vec![(0.0, 10.0), (99.0, 40.0)],
+            per_second: (0..3)
+                .map(|i| crate::series::SecondPoint {
+                    second: i,
+                    msgs_sent: 1000,
+                    msgs_received: 10_000,
+                    latency_samples: 10_000,
+                    latency_us_p50: Some(80.0),
+                    latency_us_p99: Some(400.0),
+                })
+                .collect(),
+            ..Summary::default()
+        };
+        summary.meta.date_utc = "2026-11-30T01:53:12Z".into();
+        summary.meta.command = "loadgen pubsub --qos 1 --label 'a b'".into();
+        summary.meta.loadgen_version = "0.1.0".into();
+        summary.meta.broker_version = Some("mosquitto version 2.0.11".into());
+        summary.meta.machine = crate::meta::Machine {
+            cores: 8,
+            cpu_model: "AMD EPYC 7B13".into(),
+            kernel: "6.1.0".into(),
+        };
+        summary
+            .meta
+            .parameters
+            .insert("inflight".into(), "64".into());
+        Run {
+            name: name.into(),
+            color: usize::from(version),
+            summary,
+        }
+    }
+
+    #[test]
+    fn page_has_metadata_both_time_charts_and_the_table_columns() {
+        let html = page(
+            "cmp",
+            &[described("ringmq", 5, 1), described("mosquitto", 4, 0)],
+        );
+        for needle in [
+            "2026-11-30T01:53:12Z",
+            "loadgen pubsub --qos 1 --label 'a b'",
+            "mosquitto version 2.0.11",
+            "8 cores, AMD EPYC 7B13, Linux 6.1.0",
+            "5.0 (protocol level 5), QoS 1",
+            "inflight=64",
+            "lost 3 · duplicated 2 · reordered 1",
+            "class=\"chart latency-percentiles\" width=\"100%\"",
+            "class=\"chart throughput-over-time\"",
+            "class=\"chart latency-over-time\"",
+            "<th>MQTT</th><th>QoS</th>",
+            "<td>5.0</td><td>1</td>",
+            "<td>3.1.1</td><td>0</td>",
+        ] {
+            assert!(html.contains(needle), "{needle} missing");
+        }
+        // One throughput line per run, two latency lines (p50, p99) per run.
+        let dashed = html.matches("stroke-dasharray").count();
+        assert_eq!(dashed, 2);
+    }
+
+    #[test]
+    fn older_files_say_unknown_and_draw_no_time_charts() {
+        let mut old = described("old", 4, 0);
+        old.summary.meta = crate::meta::Meta::default();
+        old.summary.per_second.clear();
+        let html = page("old", &[old]);
+        assert!(html.contains("unknown (older file)"));
+        assert!(!html.contains("throughput-over-time"));
+        assert!(html.contains("latency-percentiles"));
     }
 }

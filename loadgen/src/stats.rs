@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::meta::Meta;
+use crate::series::{SecondPoint, Series};
+
 /// Latencies are recorded in ns from 1 ns to 60 s, 3 significant digits.
 const LATENCY_MAX_NS: u64 = 60_000_000_000;
 const LATENCY_SIGFIG: u8 = 3;
@@ -64,11 +67,19 @@ pub struct Recorder {
     pub conns_opened: u64,
     pub conns_failed: u64,
     pub conns_dropped: u64,
+    /// Per-second counts and latencies of the measured window.
+    pub series: Series,
 }
 
 impl Recorder {
     pub fn new() -> Self {
+        Recorder::with_series(Series::empty())
+    }
+
+    /// A recorder whose per-second series was allocated before the run.
+    pub fn with_series(series: Series) -> Self {
         Recorder {
+            series,
             latency: new_histogram(),
             send_lag: new_histogram(),
             sent_total: 0,
@@ -114,6 +125,7 @@ impl Recorder {
         self.conns_opened += other.conns_opened;
         self.conns_failed += other.conns_failed;
         self.conns_dropped += other.conns_dropped;
+        self.series.merge(&other.series);
     }
 }
 
@@ -202,6 +214,13 @@ pub struct Summary {
     pub send_lag_us_max: Option<f64>,
     /// [percentile (0-100), latency µs] pairs for charts.
     pub latency_us_percentiles: Vec<(f64, f64)>,
+    /// Each second of the measured window (absent in older files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_second: Vec<SecondPoint>,
+    /// Date, command line, versions, machine, parameters (absent in older
+    /// files: empty).
+    #[serde(default)]
+    pub meta: Meta,
 }
 
 fn tcp() -> String {
@@ -427,6 +446,38 @@ mod tests {
         let back: Summary = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back.latency_samples, 10_000);
         assert!(!s.text().is_empty());
+    }
+
+    #[test]
+    fn json_from_before_metadata_and_series_still_loads() {
+        // A line as loadgen wrote it before `meta`, `per_second` and `transport`.
+        let old = r#"{"scenario":"pubsub","broker":"127.0.0.1:1883","mqtt_version":4,"qos":0,"payload_bytes":64,"pubs":1,"subs":10,"threads":1,"driver":"io_uring","rate_msgs_per_s_per_pub":1000.0,"warmup_s":2.0,"duration_s":10.0,"measured_s":10.0,"msgs_sent":10000,"msgs_received":100000,"msgs_per_s_sent":1000.0,"msgs_per_s_received":10000.0,"msgs_sent_total":12000,"msgs_received_total":120000,"latency_kind":"end_to_end","latency_samples":100000,"latency_us_min":50.0,"latency_us_mean":90.0,"latency_us_p50":80.0,"latency_us_p90":120.0,"latency_us_p99":300.0,"latency_us_p99_9":900.0,"latency_us_p99_99":1500.0,"latency_us_max":2000.0,"lost":0,"duplicated":0,"reordered":0,"foreign":0,"acked":0,"ack_failures":0,"errors":0,"latency_us_percentiles":[[0.0,50.0],[50.0,80.0]]}"#;
+        let s: Summary = match serde_json::from_str(old) {
+            Ok(s) => s,
+            Err(e) => panic!("old JSON: {e}"),
+        };
+        assert_eq!(s.transport, "tcp");
+        assert!(s.per_second.is_empty());
+        assert!(s.meta.date_utc.is_empty() && s.meta.broker_version.is_none());
+        // And a new line keeps what was written.
+        let mut s = s;
+        s.meta.date_utc = "2026-11-30T01:53:12Z".into();
+        s.meta.machine.cores = 8;
+        s.meta.parameters.insert("inflight".into(), "64".into());
+        s.per_second = vec![crate::series::SecondPoint {
+            second: 0,
+            msgs_sent: 5,
+            ..Default::default()
+        }];
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        let back: Summary = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back.meta.date_utc, "2026-11-30T01:53:12Z");
+        assert_eq!(back.meta.machine.cores, 8);
+        assert_eq!(
+            back.meta.parameters.get("inflight").map(String::as_str),
+            Some("64")
+        );
+        assert_eq!(back.per_second, s.per_second);
     }
 
     #[test]

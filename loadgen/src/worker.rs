@@ -21,6 +21,7 @@ use ringmq_net::os::PreciseTimer;
 
 use crate::payload::{self, Header, PayloadWriter};
 use crate::plan::{wait_start, wait_stop, Plan, Scenario, Shared, ThreadResult, STOP_POLL_MS};
+use crate::series::Series;
 use crate::stats::{Live, Recorder};
 use crate::tracker::{SeqTracker, Trackers};
 
@@ -82,11 +83,14 @@ async fn pubsub_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thread
             return empty_result(Recorder::new());
         }
     };
+    // The per-second series is allocated before the run, not during it.
+    let mut series = Series::new(0, plan.duration_ns);
     shared.ready.fetch_add(1, Ordering::SeqCst);
     let Some(start_ns) = wait_start(&shared).await else {
         return empty_result(Recorder::new());
     };
-    let rec = Rc::new(RefCell::new(Recorder::new()));
+    series.set_start(start_ns + plan.warmup_ns);
+    let rec = Rc::new(RefCell::new(Recorder::with_series(series)));
     let mut sub_tasks = Vec::new();
     for (index, conn) in &sub_conns {
         let ctx = SubCtx {
@@ -328,14 +332,16 @@ fn record_message(
             trackers.entry(h.publisher).or_default().record(h.seq);
             if h.origin_ns >= measure_start_ns {
                 rec.received_measured += 1;
-                rec.latency
-                    .saturating_record(now_ns.saturating_sub(h.origin_ns).max(1));
+                let latency_ns = now_ns.saturating_sub(h.origin_ns).max(1);
+                rec.latency.saturating_record(latency_ns);
+                rec.series.received(now_ns, Some(latency_ns));
             }
         }
         Some(in_window) => {
             rec.received_total += 1;
             if in_window {
                 rec.received_measured += 1;
+                rec.series.received(now_ns, None);
             }
             match header {
                 // Unknown publishers get a tracker on first sight (once each).
@@ -451,6 +457,7 @@ async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
                         burst += 1;
                         if origin_ns >= measure_start_ns {
                             sent_measured += 1;
+                            rec_lag.series.sent(origin_ns, 1);
                             if paced {
                                 let lag_ns = clock.now_ns().saturating_sub(origin_ns);
                                 rec_lag.send_lag.saturating_record(lag_ns.max(1));
@@ -549,8 +556,9 @@ fn drain_publisher_events(
                         .remove(&packet_id)
                         .filter(|origin| *origin >= measure_start_ns)
                     {
-                        rec.latency
-                            .saturating_record(acked_ns.saturating_sub(origin).max(1));
+                        let latency_ns = acked_ns.saturating_sub(origin).max(1);
+                        rec.latency.saturating_record(latency_ns);
+                        rec.series.latency(acked_ns, latency_ns);
                     }
                 }
             }

@@ -11,6 +11,7 @@
 //! - [`codec`]: MQTT 3.1 / 3.1.1 / 5.0 packets, zero-copy decode, exact-length encode.
 //! - [`topic`]: topic name / filter validation, the subscription trie, shared subscriptions.
 //! - [`acl`]: the ACL file, compiled into per-user tries, specialised per session.
+//! - [`auth`]: password file (argon2id), SCRAM-SHA-256, failed-login throttle.
 //! - [`broker`]: one shard's broker state machine (sessions, router replica, retained).
 //! - [`client`]: the client-side state machine used by loadgen, tests and wasm.
 // The property table macro (codec/property_macro.rs) walks 27 rows per
@@ -21,6 +22,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod acl;
+pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;

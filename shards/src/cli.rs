@@ -43,6 +43,9 @@ pub enum Command {
     /// Make the running broker reload its certificates and other reloadable
     /// files: sends SIGHUP to the pid in `runtime.pid_file` (or --pid-file).
     Reload(ReloadArgs),
+    /// Add, change or delete a user of a password file (argon2id), like
+    /// mosquitto_passwd.
+    Passwd(crate::passwd::PasswdArgs),
 }
 
 /// Options of `reload`.

@@ -6,7 +6,8 @@
 //! [`logging`], [`server`] (start-up, signals, shutdown), [`shard`] (one
 //! shard's runtime), [`conn`] (routing + engine glue of a connection),
 //! [`mesh`] (rings, wake-ups, full-ring policy), [`reload`] (SIGHUP
-//! reload hooks). The process clock is `ringmq_net::clock::Clock`.
+//! reload hooks), [`passwd`] (the `ringmq passwd` command). The process
+//! clock is `ringmq_net::clock::Clock`.
 //!
 //! Exit codes: 0 after a graceful shutdown, 1 on a runtime or start-up
 //! error (port in use, io_uring unavailable with `io = "uring"`, a shard
@@ -20,6 +21,7 @@ mod config;
 mod conn;
 mod logging;
 mod mesh;
+mod passwd;
 mod reload;
 mod server;
 mod shard;
@@ -44,6 +46,16 @@ fn main() -> ExitCode {
             print!("{}", config::EMBEDDED_DEFAULTS);
             ExitCode::SUCCESS
         }
+        Some(Command::Passwd(args)) => match passwd::run(&args) {
+            Ok(done) => {
+                eprintln!("ringmq passwd: {done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringmq passwd: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::CheckConfig(args)) => match load(&args) {
             Ok(config) => {
                 // Certificates and keys are part of the configuration.

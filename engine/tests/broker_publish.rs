@@ -1251,6 +1251,7 @@ fn acknowledgements_wait_for_other_shards() {
                 Event::Transmit(c) => out.extend_from_slice(&b.outgoing(c).unwrap().split()),
                 Event::ToShard { shard, msg } => ring.push((shard, msg)),
                 Event::Close(_) => panic!("closed"),
+                Event::Authenticate { .. } => panic!("no user store configured"),
             }
         }
         (out, ring)

@@ -123,10 +123,19 @@ section! {
 section! {
     /// `[auth]`: who may connect.
     Auth / AuthPartial in "auth" {
+        /// Accept clients that present no user name.
         allow_anonymous: bool,
         /// ACL file (`user` / `client` sections, `topic` and `pattern`
         /// rules, see `ringmq_engine::acl`); "" = none, everything allowed.
         acl_file: String,
+        /// Password file (`user:argon2id-hash` lines, see `ringmq passwd`);
+        /// "" = none.
+        password_file: String,
+        /// Helper threads that verify passwords (never a shard).
+        verify_threads: usize,
+        /// Verifications waiting for a helper thread, in requests; a CONNECT
+        /// that finds the queue full is refused with "server busy".
+        verify_queue_max_requests: usize,
     }
 }
 
@@ -215,6 +224,10 @@ pub struct Overrides {
 
 /// Ranges enforced on `[runtime]` and `[listener]` values (inclusive).
 pub mod bounds {
+    /// `auth.verify_threads`.
+    pub const VERIFY_THREADS: (usize, usize) = (1, 64);
+    /// `auth.verify_queue_max_requests`.
+    pub const VERIFY_QUEUE_MAX_REQUESTS: (usize, usize) = (1, 1 << 20);
     /// `runtime.ring_capacity_slots`.
     pub const RING_CAPACITY_SLOTS: (usize, usize) = (2, 1 << 20);
     /// `runtime.ring_overflow_max_messages`.
@@ -432,6 +445,30 @@ impl Config {
                 "at least 2 (a barrier's mark and one acknowledgement)",
             ));
         }
+        let a = &self.auth;
+        let certificate_auth = self
+            .listeners
+            .iter()
+            .any(|l| l.tls.as_ref().is_some_and(|t| t.use_identity_as_username));
+        if !a.allow_anonymous && a.password_file.is_empty() && !certificate_auth {
+            return Err(ConfigError::Conflict {
+                message: "auth.allow_anonymous = false, but no way to authenticate a client is \
+                          configured: set auth.password_file (create one with `ringmq passwd -c \
+                          FILE USER`), or use client certificates as identity (a listener with \
+                          tls.use_identity_as_username), or set auth.allow_anonymous = true"
+                    .into(),
+            });
+        }
+        in_range(
+            "auth.verify_threads",
+            a.verify_threads,
+            bounds::VERIFY_THREADS,
+        )?;
+        in_range(
+            "auth.verify_queue_max_requests",
+            a.verify_queue_max_requests,
+            bounds::VERIFY_QUEUE_MAX_REQUESTS,
+        )?;
         Ok(())
     }
 
@@ -453,6 +490,7 @@ impl Config {
             connections_max: l.connections_max,
             packet_size_max_bytes: l.packet_size_max_bytes,
             allow_anonymous: self.auth.allow_anonymous,
+            user_store: !self.auth.password_file.is_empty(),
             receive_maximum: l.receive_maximum,
             inflight_max: l.inflight_max,
             session_queue_max_messages: l.session_queue_max_messages,

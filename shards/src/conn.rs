@@ -103,6 +103,12 @@ impl Handler for ConnCtx {
     }
 
     fn reads_paused(&self) -> bool {
+        // A CONNECT waiting for its password verification: nothing after it
+        // is read until the verdict ([MQTT-3.1.4-6]); `Shard::apply_auth`
+        // resumes the reads.
+        if self.shard.broker.borrow().auth_pending(self.id) {
+            return true;
+        }
         match self.origin.blocked_on.get() {
             Some(peer) if self.shard.over_limit(peer) => true,
             Some(_) => {
@@ -188,6 +194,7 @@ fn accept(
     };
     let handle = DriverHandle::new();
     shard.register(id, handle.clone());
+    shard.remember_peer(id, conn.peer_addr());
     let ctx = Rc::new(ConnCtx {
         shard: shard.clone(),
         id,

@@ -6,7 +6,7 @@
 //! [`logging`], [`server`] (start-up, signals, shutdown), [`shard`] (one
 //! shard's runtime), [`conn`] (routing + engine glue of a connection),
 //! [`mesh`] (rings, wake-ups, full-ring policy), [`reload`] (SIGHUP
-//! reload hooks), [`passwd`] (the `ringmq passwd` command). The process
+//! reload hooks), [`auth`] (password verification threads), [`passwd`] (the `ringmq passwd` command). The process
 //! clock is `ringmq_net::clock::Clock`.
 //!
 //! Exit codes: 0 after a graceful shutdown, 1 on a runtime or start-up
@@ -16,6 +16,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod acl;
+mod auth;
 mod cli;
 mod config;
 mod conn;
@@ -84,6 +85,15 @@ fn load(args: &ServeArgs) -> Result<Config, ExitCode> {
     if let Err(e) = acl::load_configured(&config.auth.acl_file) {
         eprintln!("ringmq: auth.acl_file: {e}");
         return Err(ExitCode::from(2));
+    }
+    // The password file is part of the configuration: a missing or invalid
+    // one is a configuration error (exit 2), named with its line.
+    if !config.auth.password_file.is_empty() {
+        let path = std::path::Path::new(&config.auth.password_file);
+        if let Err(e) = auth::load_store(path) {
+            eprintln!("ringmq: {e}");
+            return Err(ExitCode::from(2));
+        }
     }
     Ok(config)
 }

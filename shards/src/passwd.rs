@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use ringmq_engine::auth::password::{
-    format_line, hash_password, parse_lines, username_problem, Line, UserEntry,
-    PASSWORD_MAX_BYTES,
+    format_line, hash_password, parse_lines, username_problem, Line, UserEntry, PASSWORD_MAX_BYTES,
 };
 use ringmq_engine::auth::scram::{self, ScramCredentials};
 
@@ -76,8 +75,8 @@ pub fn run(args: &PasswdArgs) -> Result<String, String> {
         }
     };
     let existing_bytes = existing.unwrap_or_default();
-    let lines =
-        parse_lines(&existing_bytes).map_err(|e| format!("{file} is not a valid password file: {e}"))?;
+    let lines = parse_lines(&existing_bytes)
+        .map_err(|e| format!("{file} is not a valid password file: {e}"))?;
 
     let mut out: Vec<String> = Vec::with_capacity(lines.len() + 1);
     let mut found = false;
@@ -111,7 +110,8 @@ pub fn run(args: &PasswdArgs) -> Result<String, String> {
     if !text.is_empty() {
         text.push('\n');
     }
-    write_atomically(&args.file, text.as_bytes()).map_err(|e| format!("cannot write {file}: {e}"))?;
+    write_atomically(&args.file, text.as_bytes())
+        .map_err(|e| format!("cannot write {file}: {e}"))?;
     Ok(match (args.delete, found) {
         (true, _) => format!("deleted user {:?} from {file}", args.user),
         (false, true) => format!("changed the password of {:?} in {file}", args.user),
@@ -266,7 +266,9 @@ mod tests {
         assert!(e.contains("does not exist (use -c"), "{e}");
         a.create = true;
         assert!(run(&a).is_ok());
-        let mode = fs::metadata(&f).map(|m| m.permissions().mode() & 0o777).ok();
+        let mode = fs::metadata(&f)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok();
         assert_eq!(mode, Some(0o600));
         let mut text = fs::read_to_string(&f).unwrap_or_default();
         text.insert_str(0, "# ops team\n");
@@ -289,8 +291,8 @@ mod tests {
         assert!(run(&d).is_ok());
         let e = run(&d).err().unwrap_or_default();
         assert!(e.contains("user \"alice\" is not in"), "{e}");
-        let store = UserStore::parse(&fs::read(&f).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            UserStore::parse(&fs::read(&f).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store.len(), 1);
     }
 
@@ -306,6 +308,9 @@ mod tests {
         assert_eq!(run(&a).err().as_deref(), Some("empty password refused"));
         fs::write(&f, "alice:nothash\n").unwrap_or_else(|e| panic!("{e}"));
         let e = run(&args(&f, "bob", Some("pw"))).err().unwrap_or_default();
-        assert!(e.contains("is not a valid password file: line 1: bad password hash"), "{e}");
+        assert!(
+            e.contains("is not a valid password file: line 1: bad password hash"),
+            "{e}"
+        );
     }
 }

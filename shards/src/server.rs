@@ -172,6 +172,8 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         shutdown_grace_ms: r.shutdown_grace_ms,
     };
     let clock = Clock::new();
+    // Password file: loaded now (a bad one stops the start), re-read on SIGHUP.
+    let auth = crate::auth::start(config, &mut hooks, clock).map_err(ServeError::Start)?;
     let exited = Arc::new(AtomicUsize::new(0));
     let (report_tx, report_rx) = mpsc::channel::<StartReport>();
     let mut threads = Vec::with_capacity(usize::from(count));
@@ -192,6 +194,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             },
             report: report_tx.clone(),
             acl: acl.clone(),
+            auth: auth.clone(),
         };
         let notice = ExitNotice(exited.clone());
         let spawned = thread::Builder::new()

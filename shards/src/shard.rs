@@ -13,7 +13,9 @@
 //!   earlier;
 //! - the memory release task: a second (`MEMORY_RELEASE_DELAY_MS`) after
 //!   connections closed, gives the memory they freed back to the OS
-//!   (`ringmq_net::alloc`).
+//!   (`ringmq_net::alloc`);
+//! - the auth task: applies password verdicts from the helper threads
+//!   (`auth`), after a delay for repeat offenders.
 //!
 //! The state those tasks share is [`state::Shard`]. After every `handle_*`
 //! call the caller runs [`Shard::drain_events`], which dispatches `Transmit`/`Close` to connection drivers and `ToShard`
@@ -31,6 +33,7 @@ use ringmq_engine::broker::{Broker, BrokerConfig, ShardId};
 use ringmq_net::clock::Clock;
 use ringmq_net::wake::{yield_now, Notify};
 
+use crate::auth::{AuthService, ShardAuth};
 use crate::config::IoMode;
 use crate::conn::{self, ListenerCtx, ListenerTls};
 use crate::mesh::{Mesh, RingMsg};
@@ -61,6 +64,9 @@ pub struct ShardInit {
     pub io: IoMode,
     /// CPU to pin to, if pinning.
     pub cpu: Option<usize>,
+    /// Password verification threads (shared by all shards), if a
+    /// password file is configured.
+    pub auth: Option<Arc<AuthService>>,
     pub report: mpsc::Sender<StartReport>,
     /// The ACL (`[auth] acl_file`), reloaded on SIGHUP; `None`: none.
     pub acl: Option<Arc<Reloadable<Acl>>>,
@@ -156,6 +162,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         report,
         cpu,
         acl,
+        auth,
         ..
     } = init;
     let mut monoio_listeners = Vec::with_capacity(listeners.len());
@@ -185,7 +192,15 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     if let Some(cached) = &acl {
         broker.set_acl(Some(cached.get()));
     }
-    let shard = Rc::new(Shard::new(id, count, broker, clock, settings, mesh));
+    let shard = Rc::new(Shard::new(
+        id,
+        count,
+        broker,
+        clock,
+        settings,
+        mesh,
+        auth.map(|service| ShardAuth::new(id, service)),
+    ));
     if let Some(cached) = acl {
         monoio::spawn(crate::acl::follow_reloads(shard.clone(), cached));
     }
@@ -197,6 +212,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     monoio::spawn(timer_task(shard.clone()));
     monoio::spawn(ring_task(shard.clone()));
     monoio::spawn(memory_release_task(shard.clone()));
+    monoio::spawn(auth_task(shard.clone()));
     tracing::info!(shard = id, io = driver, cpu = ?cpu, "shard started");
     let _ = report.send(StartReport {
         shard: id,
@@ -312,6 +328,24 @@ async fn timer_task(shard: Rc<Shard>) {
 /// the 10 s `$SYS` tick): this bounds any lost cross-thread wake-up to a
 /// few milliseconds, and costs nothing while no overflow is pending.
 const OVERFLOW_RECHECK_MS: u64 = 5;
+
+/// Applies the helper threads' verdicts as they come back; a verdict for a
+/// repeat offender waits out its delay on this shard's timer, without
+/// holding up the next verdict.
+async fn auth_task(shard: Rc<Shard>) {
+    loop {
+        let done = shard.next_auth_verdict().await;
+        if done.delay_ms == 0 {
+            shard.apply_auth(done);
+            continue;
+        }
+        let shard = shard.clone();
+        monoio::spawn(async move {
+            monoio::time::sleep(Duration::from_millis(done.delay_ms)).await;
+            shard.apply_auth(done);
+        });
+    }
+}
 
 async fn ring_task(shard: Rc<Shard>) {
     let budget = shard.settings.ring_batch_max_messages.max(1);

@@ -79,6 +79,38 @@ pub const PINGRESP: [u8; 2] = [0xd0, 0x00];
 /// DISCONNECT (v3.1.1; v5 with reason 0x00 and no properties).
 pub const DISCONNECT: [u8; 2] = [0xe0, 0x00];
 
+/// CONNECT (level 4 = v3.1.1, 5 = v5, no properties) with an optional user
+/// name and password, clean start, keep-alive 60 s.
+pub fn connect_login(
+    level: u8,
+    client_id: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Vec<u8> {
+    let mut body = string(b"MQTT");
+    body.push(level);
+    let mut flags = 0x02;
+    if user.is_some() {
+        flags |= 0x80;
+    }
+    if password.is_some() {
+        flags |= 0x40;
+    }
+    body.push(flags);
+    body.extend_from_slice(&60u16.to_be_bytes());
+    if level == 5 {
+        body.push(0); // properties length
+    }
+    body.extend(string(client_id.as_bytes()));
+    if let Some(u) = user {
+        body.extend(string(u.as_bytes()));
+    }
+    if let Some(p) = password {
+        body.extend(string(p.as_bytes()));
+    }
+    frame(0x10, &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,14 +14,17 @@ pub mod password;
 pub mod scram;
 pub mod throttle;
 
+use std::fmt;
+
 use bytes::Bytes;
 
 use crate::codec::ReasonCode;
 pub use password::UserStore;
 pub use scram::ScramState;
 
-/// What the broker asks the runtime to check.
-#[derive(Clone, Debug)]
+/// What the broker asks the runtime to check. Its `Debug` never shows a
+/// password or SCRAM data (events may be logged).
+#[derive(Clone)]
 pub enum AuthRequest {
     /// A CONNECT with a user name (and maybe a password).
     Password {
@@ -33,6 +36,20 @@ pub enum AuthRequest {
     /// SCRAM-SHA-256 client-final message, with the state kept since
     /// server-first.
     ScramFinish { data: Bytes, state: Box<ScramState> },
+}
+
+impl fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthRequest::Password { username, password } => f
+                .debug_struct("Password")
+                .field("username", username)
+                .field("password", &password.as_ref().map(|_| "<redacted>"))
+                .finish(),
+            AuthRequest::ScramStart { .. } => f.write_str("ScramStart"),
+            AuthRequest::ScramFinish { .. } => f.write_str("ScramFinish"),
+        }
+    }
 }
 
 impl AuthRequest {
@@ -72,9 +89,7 @@ impl AuthVerdict {
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            AuthVerdict::Refuse(
-                ReasonCode::BAD_USER_NAME_OR_PASSWORD | ReasonCode::NOT_AUTHORIZED
-            )
+            AuthVerdict::Refuse(ReasonCode::BAD_USER_NAME_OR_PASSWORD | ReasonCode::NOT_AUTHORIZED)
         )
     }
 }

@@ -132,10 +132,7 @@ pub struct UserStore {
 /// (comment, blank line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Line<'a> {
-    User {
-        name: &'a str,
-        entry: UserEntry,
-    },
+    User { name: &'a str, entry: UserEntry },
     Other(&'a str),
 }
 
@@ -197,12 +194,14 @@ fn parse_entry(line: &str, line_no: usize) -> Result<(&str, UserEntry), Password
         reason,
     })?;
     let scram = match scram {
-        Some(s) => Some(
-            ScramCredentials::parse(s).map_err(|reason| PasswordFileError::BadScram {
-                line: line_no,
-                reason,
-            })?,
-        ),
+        Some(s) => {
+            Some(
+                ScramCredentials::parse(s).map_err(|reason| PasswordFileError::BadScram {
+                    line: line_no,
+                    reason,
+                })?,
+            )
+        }
         None => None,
     };
     Ok((
@@ -404,7 +403,8 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(
-            e.as_deref().is_some_and(|e| e.contains("expected `argon2id`")),
+            e.as_deref()
+                .is_some_and(|e| e.contains("expected `argon2id`")),
             "{e:?}"
         );
         let greedy = h.replace("m=19456", "m=1048576");

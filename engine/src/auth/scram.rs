@@ -264,7 +264,11 @@ pub fn server_first(
         .next()
         .and_then(|i| attr(i, b'r'))
         .ok_or(ScramError::Malformed("expected r=NONCE"))?;
-    if client_nonce.is_empty() || client_nonce.iter().any(|&b| !(0x21..=0x7e).contains(&b) || b == b',') {
+    if client_nonce.is_empty()
+        || client_nonce
+            .iter()
+            .any(|&b| !(0x21..=0x7e).contains(&b) || b == b',')
+    {
         return Err(ScramError::Malformed("bad client nonce"));
     }
     let credentials = store.get(&username).and_then(|u| u.scram.clone());
@@ -300,7 +304,8 @@ pub fn server_final(state: &ScramState, client_final: &[u8]) -> Result<Vec<u8>, 
         return Err(ScramError::Malformed("message too long"));
     }
     // client-final = "c=" b64(gs2-header) ",r=" nonce *("," ext) ",p=" proof
-    let proof_at = find_last(client_final, b",p=").ok_or(ScramError::Malformed("expected p=PROOF"))?;
+    let proof_at =
+        find_last(client_final, b",p=").ok_or(ScramError::Malformed("expected p=PROOF"))?;
     let without_proof = client_final.get(..proof_at).unwrap_or_default();
     let proof_b64 = client_final.get(proof_at + 3..).unwrap_or_default();
     let mut items = without_proof.split(|&b| b == b',');
@@ -316,7 +321,11 @@ pub fn server_final(state: &ScramState, client_final: &[u8]) -> Result<Vec<u8>, 
         .and_then(|i| attr(i, b'r'))
         .ok_or(ScramError::Malformed("expected r=NONCE"))?;
     let expected_nonce = attr(
-        state.server_first.split(|&b| b == b',').next().unwrap_or_default(),
+        state
+            .server_first
+            .split(|&b| b == b',')
+            .next()
+            .unwrap_or_default(),
         b'r',
     )
     .unwrap_or_default();
@@ -382,13 +391,7 @@ pub fn client_final(
     let stored_key: [u8; 32] = Sha256::digest(client_key).into();
     let mut without_proof = b"c=biws,r=".to_vec();
     without_proof.extend_from_slice(nonce);
-    let auth_message: [&[u8]; 5] = [
-        client_first_bare,
-        b",",
-        server_first,
-        b",",
-        &without_proof,
-    ];
+    let auth_message: [&[u8]; 5] = [client_first_bare, b",", server_first, b",", &without_proof];
     let signature = hmac(&stored_key, &auth_message);
     let mut proof = client_key;
     for (p, s) in proof.iter_mut().zip(signature.iter()) {
@@ -441,7 +444,11 @@ mod tests {
     fn store_with(user: &str, password: &str) -> UserStore {
         let entry = UserEntry {
             phc: hash_password(password.as_bytes(), &[1; 16]).unwrap_or_default(),
-            scram: Some(ScramCredentials::derive(password.as_bytes(), &[9; 16], 4096)),
+            scram: Some(ScramCredentials::derive(
+                password.as_bytes(),
+                &[9; 16],
+                4096,
+            )),
         };
         let line = format_line(user, &entry);
         UserStore::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
@@ -463,8 +470,14 @@ mod tests {
     fn full_exchange_right_and_wrong_password_unknown_user() {
         let store = store_with("alice", "secret");
         assert_eq!(exchange(&store, "alice", "secret"), Ok(()));
-        assert_eq!(exchange(&store, "alice", "wrong"), Err(ScramError::BadProof));
-        assert_eq!(exchange(&store, "mallory", "secret"), Err(ScramError::BadProof));
+        assert_eq!(
+            exchange(&store, "alice", "wrong"),
+            Err(ScramError::BadProof)
+        );
+        assert_eq!(
+            exchange(&store, "mallory", "secret"),
+            Err(ScramError::BadProof)
+        );
     }
 
     #[test]
@@ -472,8 +485,14 @@ mod tests {
         let store = store_with("alice", "secret");
         let n = [1u8; 18];
         for (msg, why) in [
-            (&b"p=tls-unique,,n=alice,r=x"[..], "channel binding is not supported"),
-            (b"n,a=bob,n=alice,r=x", "an authorization identity is not supported"),
+            (
+                &b"p=tls-unique,,n=alice,r=x"[..],
+                "channel binding is not supported",
+            ),
+            (
+                b"n,a=bob,n=alice,r=x",
+                "an authorization identity is not supported",
+            ),
             (b"n,,r=x", "expected n=USER"),
             (b"n,,n=alice", "expected r=NONCE"),
             (b"q,,n=alice,r=x", "bad GS2 channel-binding flag"),

@@ -64,8 +64,14 @@ pub struct BrokerConfig {
     /// Largest packet the broker accepts (fixed header included); sent as
     /// CONNACK Maximum Packet Size. Oversize => DISCONNECT 0x95.
     pub packet_size_max_bytes: u32,
-    /// Accept clients that present no credentials.
+    /// Accept clients that present no user name.
     pub allow_anonymous: bool,
+    /// The runtime has a user store (password file): a CONNECT with a user
+    /// name, or with SCRAM-SHA-256 enhanced authentication, is handed out as
+    /// `Event::Authenticate` and waits for `handle_auth_result`. Without
+    /// one, user names are not checked (and `allow_anonymous` must be true
+    /// for anyone to get in: the runtime refuses to start otherwise).
+    pub user_store: bool,
     /// Inbound QoS 2 messages a client may have unacknowledged (server
     /// Receive Maximum, CONNACK 0x21). Exceeded => DISCONNECT 0x93.
     pub receive_maximum: u16,
@@ -148,6 +154,7 @@ impl Default for BrokerConfig {
             connections_max: 100_000,
             packet_size_max_bytes: 1024 * 1024,
             allow_anonymous: true,
+            user_store: false,
             receive_maximum: 128,
             inflight_max: 128,
             session_queue_max_messages: 1000,

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use super::authenticate::PendingAuth;
 use super::backlog::Backlogged;
 use super::message::fnv;
 use super::{Broker, ConnId, Event, SessionId};
@@ -16,6 +17,8 @@ use crate::codec::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ConnState {
     AwaitConnect,
+    /// CONNECT received; its authentication is in progress (`Conn::auth`).
+    Authenticating,
     Active(SessionId),
     Closing,
 }
@@ -47,6 +50,12 @@ pub(super) struct Conn {
     pub(super) backlog_messages: usize,
     /// Their topic and payload bytes, against `outgoing_queue_max_bytes`.
     pub(super) backlog_bytes: usize,
+    /// An authentication in progress (CONNECT or re-authentication); boxed,
+    /// so an idle connection pays one pointer for it.
+    pub(super) auth: Option<Box<PendingAuth>>,
+    /// Authenticated with SCRAM-SHA-256 (v5 enhanced authentication), so
+    /// AUTH packets may re-authenticate it.
+    pub(super) enhanced_auth: bool,
 }
 
 /// An item of a connection's held queue (see [`Broker::write_ack`]).
@@ -230,6 +239,8 @@ impl Conn {
             backlog: VecDeque::new(),
             backlog_messages: 0,
             backlog_bytes: 0,
+            auth: None,
+            enhanced_auth: false,
         }
     }
 

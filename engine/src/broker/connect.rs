@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::auth::Credentials;
+use super::authenticate::{Admitted, FirstStep};
 use super::compact::compact_will;
 use super::conn::ConnState;
 use super::route::Source;
@@ -70,7 +71,7 @@ impl Broker {
 
     /// The CONNACK as it may be sent on `conn`, whose client declared its
     /// Maximum Packet Size in CONNECT ([MQTT-3.1.2-24]); see [`fit_connack`].
-    fn fit_connack(&self, conn: ConnId, ack: ConnAck) -> Option<ConnAck> {
+    pub(super) fn fit_connack(&self, conn: ConnId, ack: ConnAck) -> Option<ConnAck> {
         let c = self.conns.get(conn)?;
         fit_connack(ack, c.protocol, c.client_packet_size_max_bytes)
     }
@@ -99,7 +100,6 @@ impl Broker {
                 .maximum_packet_size_bytes
                 .unwrap_or(u32::MAX);
         }
-        let v5 = protocol.is_v5();
         if connect.client_id.len() > self.config.client_id_max_bytes {
             return self.connack_refuse(conn, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now_ms);
         }
@@ -119,21 +119,19 @@ impl Broker {
             // from alive for the life of the session.
             Bytes::copy_from_slice(&connect.client_id)
         };
-        if v5 && connect.properties.authentication_method.is_some() {
-            // No enhanced authentication method is supported ([MQTT-4.12.0-1]).
-            return self.connack_refuse(conn, ReasonCode::BAD_AUTHENTICATION_METHOD, now_ms);
-        }
         // A verified client certificate is the user name and stands for the
         // password (`use_identity_as_username`): nothing more to check.
         let certificate_identity = self.certificate_identities.remove(&conn);
-        if certificate_identity.is_none() {
+        // The policy hook judges plain CONNECTs; enhanced authentication
+        // names its user only inside the exchange (`first_auth_step`).
+        if certificate_identity.is_none() && connect.properties.authentication_method.is_none() {
             let credentials = Credentials {
                 client_id: &client_id,
                 username: connect.username.as_deref(),
                 password: connect.password.as_deref(),
             };
             if let Err(reason) = self.auth.authenticate(&credentials) {
-                return self.connack_refuse(conn, reason, now_ms);
+                return self.refuse_login(conn, reason, now_ms);
             }
         }
         let reserved_will = connect
@@ -146,17 +144,55 @@ impl Broker {
             // v3.1.1 with return code 5 (not authorized), its only fit. A
             // will dropped silently would fail only when it is needed.
             self.stats.publishes_not_authorized += 1;
-            let reason = if v5 {
+            let reason = if protocol.is_v5() {
                 reserved.reason_code()
             } else {
                 ReasonCode::NOT_AUTHORIZED
             };
             return self.connack_refuse(conn, reason, now_ms);
         }
-        // The user name the session runs as (ACLs, logs): the certificate's
-        // identity if the listener uses it, else the CONNECT's.
-        let username = certificate_identity
-            .or_else(|| connect.username.as_deref().map(Bytes::copy_from_slice));
+        let admitted = Admitted {
+            connect,
+            client_id,
+            assigned,
+        };
+        if certificate_identity.is_some() {
+            return self.complete_connect(conn, admitted, certificate_identity, None, now_ms);
+        }
+        match self.first_auth_step(&admitted) {
+            FirstStep::Accept => {
+                let username = admitted.connect.username.clone();
+                self.complete_connect(conn, admitted, username, None, now_ms)
+            }
+            FirstStep::Refuse(reason) => self.refuse_login(conn, reason, now_ms),
+            FirstStep::Ask(request) => self.start_connect_auth(conn, admitted, request),
+        }
+    }
+
+    /// Session creation or resumption and the CONNACK, once the client is
+    /// authenticated as `username`: the certificate's identity if the
+    /// listener uses it, the user name a user store confirmed, or the
+    /// CONNECT's (not checked without a store). `auth_data`: v5
+    /// Authentication Data for the CONNACK (enhanced authentication's last
+    /// server message).
+    pub(super) fn complete_connect(
+        &mut self,
+        conn: ConnId,
+        admitted: Admitted,
+        username: Option<Bytes>,
+        auth_data: Option<Bytes>,
+        now_ms: u64,
+    ) {
+        let Admitted {
+            connect,
+            client_id,
+            assigned,
+        } = admitted;
+        let protocol = connect.protocol;
+        let v5 = protocol.is_v5();
+        let enhanced_auth = v5 && connect.properties.authentication_method.is_some();
+        // Own copy (a slice would pin the read buffer).
+        let username = username.as_deref().map(Bytes::copy_from_slice);
         let acl = self.session_acl(username.as_deref(), &client_id);
         if let (Some(acl), Some(will)) = (&acl, &connect.will) {
             // A will the client could not publish itself is refused up
@@ -198,6 +234,12 @@ impl Broker {
             properties.server_keep_alive_s = server_keep_alive;
             if expiry_capped {
                 properties.session_expiry_interval_s = Some(expiry_interval_s);
+            }
+            if enhanced_auth {
+                // [MQTT-4.12.0-5]: the CONNACK of enhanced authentication
+                // names its method; it carries the server's last data.
+                properties.authentication_method = connect.properties.authentication_method.clone();
+                properties.authentication_data = auth_data;
             }
         }
         let ack = ConnAck {
@@ -272,6 +314,7 @@ impl Broker {
                 return;
             };
             c.state = ConnState::Active(session);
+            c.enhanced_auth = enhanced_auth;
             c.keep_alive_ms = u64::from(keep_alive_s) * 1000;
             c.last_packet_ms = now_ms;
             c.aliases = Vec::new(); // made on first alias (v5 only reaches it)

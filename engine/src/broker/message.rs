@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::{ConnId, ShardId};
+use crate::auth::AuthRequest;
 use crate::codec::{self, Packet, Protocol, Publish};
 
 /// A message between shards (carried on the SPSC rings).
@@ -65,6 +66,15 @@ pub enum Event {
     Close(ConnId),
     /// Push `msg` on the ring to `shard`.
     ToShard { shard: ShardId, msg: ShardMessage },
+    /// Verify `request` against the user store (slow: off the shard), then
+    /// call `Broker::handle_auth_result(conn, token, verdict, now)`.
+    /// `client_id` is for the logs.
+    Authenticate {
+        conn: ConnId,
+        token: u64,
+        client_id: Bytes,
+        request: AuthRequest,
+    },
 }
 
 /// Where a new connection belongs, from its first bytes.

@@ -38,6 +38,7 @@
 
 mod acl;
 mod auth;
+mod authenticate;
 mod backlog;
 mod barrier;
 mod compact;
@@ -123,6 +124,9 @@ pub struct Stats {
     /// Connections ended for a protocol violation (see `violation.rs`), a
     /// packet that did not decode, or a refused CONNECT.
     pub protocol_errors: u64,
+    /// Logins refused (bad user name or password, not authorized, bad
+    /// authentication method, server busy) and failed re-authentications.
+    pub logins_refused: u64,
 }
 
 /// One shard's broker.
@@ -235,6 +239,11 @@ impl Broker {
             };
             if state == ConnState::Closing {
                 buf.clear();
+                return;
+            }
+            if self.auth_pending(conn) {
+                // Nothing after a CONNECT is processed before its verdict
+                // ([MQTT-3.1.4-6]); it stays in `buf` for the next call.
                 return;
             }
             if state == ConnState::AwaitConnect
@@ -390,7 +399,9 @@ impl Broker {
                 Some(ConnState::Active(_)) => {
                     self.disconnect_with(conn, ReasonCode::SERVER_SHUTTING_DOWN, now_ms)
                 }
-                Some(ConnState::AwaitConnect) => self.close(conn, now_ms),
+                Some(ConnState::AwaitConnect | ConnState::Authenticating) => {
+                    self.close(conn, now_ms)
+                }
                 _ => {}
             }
         }
@@ -475,6 +486,15 @@ impl Broker {
                 self.handle_connect(conn, *connect, now_ms);
                 return Ok(());
             }
+            (ConnState::Authenticating, Packet::Auth(auth)) => {
+                self.handle_auth_connecting(conn, auth, now_ms);
+                return Ok(());
+            }
+            (ConnState::Authenticating, _) => {
+                // Enhanced authentication: only AUTH until the CONNACK.
+                self.refuse_login(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
+                return Ok(());
+            }
             (ConnState::Active(session), packet) => (session, packet),
             (ConnState::AwaitConnect, _) => return Err(Violation::NotConnect),
             (ConnState::Closing, _) => return Ok(()),
@@ -493,8 +513,8 @@ impl Broker {
             Packet::Unsubscribe(u) => self.handle_unsubscribe(conn, session, u),
             Packet::PingReq => self.write_packet(conn, &Packet::PingResp),
             Packet::Disconnect(d) => return self.handle_disconnect(conn, session, d, now_ms),
+            Packet::Auth(a) => return self.handle_auth_active(conn, a, now_ms),
             Packet::Connect(_)
-            | Packet::Auth(_)
             | Packet::ConnAck(_)
             | Packet::SubAck(_)
             | Packet::UnsubAck(_)

@@ -49,7 +49,11 @@ impl Broker {
         match timer {
             Timer::ConnectTimeout { conn, generation } => {
                 if let Some(c) = self.conns.get(conn) {
-                    if c.generation == generation && c.state == ConnState::AwaitConnect {
+                    // Also bounds an authentication that never ends (a slow
+                    // store, a SCRAM client that stops answering).
+                    let connecting =
+                        matches!(c.state, ConnState::AwaitConnect | ConnState::Authenticating);
+                    if c.generation == generation && connecting {
                         self.close(conn, now_ms);
                     }
                 }

@@ -26,8 +26,10 @@ pub(super) enum Violation {
     /// A packet that does not decode on an established connection.
     Decode(DecodeError),
     /// A packet a client may not send now: a second CONNECT
-    /// ([MQTT-3.1.0-2]), AUTH without an Authentication Method
-    /// ([MQTT-4.12.0-1]), or a server-to-client packet.
+    /// ([MQTT-3.1.0-2]), AUTH from a client that did not use enhanced
+    /// authentication ([MQTT-4.12.0-7]) or with another method than its
+    /// CONNECT's ([MQTT-4.12.1-1]), an AUTH out of turn, or a
+    /// server-to-client packet.
     UnexpectedPacket,
     /// Topic Alias 0 or above our Topic Alias Maximum ([MQTT-3.3.2-8],
     /// [MQTT-3.3.2-9]).

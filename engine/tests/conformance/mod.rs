@@ -85,7 +85,7 @@ impl Raw {
             let (conn, close) = match ev {
                 Event::Transmit(c) => (c, false),
                 Event::Close(c) => (c, true),
-                Event::ToShard { .. } => continue,
+                Event::ToShard { .. } | Event::Authenticate { .. } => continue,
             };
             let out = self
                 .broker

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
+use ringmq_engine::auth::{decide, AuthRequest, UserStore};
 use ringmq_engine::broker::{owner_shard, Broker, BrokerConfig, ConnId, Event};
 use ringmq_engine::codec::{
     self, ConnAck, Connect, ConnectProperties, Decoded, Packet, Protocol, PubAck, Publish,
@@ -33,6 +34,18 @@ struct Wire {
     closed: bool,
     /// The client stopped reading (`Sim::stall`).
     stalled: bool,
+    /// Bytes sent to the broker that it left unread (while it waits for an
+    /// authentication verdict), fed again with the next input.
+    unread: BytesMut,
+}
+
+/// An `Event::Authenticate` the simulated runtime has not answered yet.
+pub struct AuthAsk {
+    pub shard: usize,
+    pub conn: ConnId,
+    pub token: u64,
+    pub client_id: Bytes,
+    pub request: AuthRequest,
 }
 
 pub struct Sim {
@@ -41,6 +54,13 @@ pub struct Sim {
     wires: HashMap<(usize, ConnId), (u64, Wire)>,
     serial: u64,
     next_pid: u16,
+    /// The user store the simulated runtime verifies against
+    /// (`BrokerConfig::user_store` should be true with one).
+    pub store: Option<UserStore>,
+    /// Hold `Event::Authenticate` requests in `auth_asks` instead of
+    /// answering them at once (to test what happens meanwhile).
+    pub defer_auth: bool,
+    pub auth_asks: Vec<AuthAsk>,
 }
 
 pub fn opts(qos: u8) -> SubscriptionOptions {
@@ -99,6 +119,56 @@ impl Sim {
             wires: HashMap::new(),
             serial: 0,
             next_pid: 0,
+            store: None,
+            defer_auth: false,
+            auth_asks: Vec::new(),
+        }
+    }
+
+    /// A simulation whose runtime verifies against `store`.
+    pub fn with_store(shards: u16, config: BrokerConfig, store: UserStore) -> Sim {
+        let mut sim = Sim::with_config(
+            shards,
+            BrokerConfig {
+                user_store: true,
+                ..config
+            },
+        );
+        sim.store = Some(store);
+        sim
+    }
+
+    /// Answers every deferred authentication request (as the runtime's
+    /// helper threads would), then lets the broker read what it left.
+    pub fn answer_auth(&mut self) {
+        let asks = std::mem::take(&mut self.auth_asks);
+        for ask in asks {
+            self.answer(ask);
+        }
+        self.pump();
+    }
+
+    fn answer(&mut self, ask: AuthAsk) {
+        let empty = UserStore::default();
+        let store = self.store.as_ref().unwrap_or(&empty);
+        // A fixed nonce: deterministic, and enough for the simulation.
+        let verdict = decide(store, ask.request, &[0x5a; 18]);
+        self.brokers[ask.shard].handle_auth_result(ask.conn, ask.token, verdict, self.now_ms);
+        self.refeed(ask.shard, ask.conn);
+    }
+
+    /// Feeds a connection's unread input again (after a verdict).
+    fn refeed(&mut self, shard: usize, conn: ConnId) {
+        let Some((_, w)) = self.wires.get_mut(&(shard, conn)) else {
+            return;
+        };
+        if w.closed || w.unread.is_empty() {
+            return;
+        }
+        let mut buf = std::mem::take(&mut w.unread);
+        self.brokers[shard].handle_read(conn, &mut buf, self.now_ms);
+        if let Some((_, w)) = self.wires.get_mut(&(shard, conn)) {
+            w.unread = buf;
         }
     }
 
@@ -156,11 +226,18 @@ impl Sim {
     }
 
     pub fn send_raw(&mut self, c: C, bytes: &[u8]) {
-        let mut buf = BytesMut::from(bytes);
         if self.is_closed(c) {
             return;
         }
+        let mut buf = match self.wires.get_mut(&(c.shard, c.conn)) {
+            Some((_, w)) => std::mem::take(&mut w.unread),
+            None => BytesMut::new(),
+        };
+        buf.extend_from_slice(bytes);
         self.brokers[c.shard].handle_read(c.conn, &mut buf, self.now_ms);
+        if let Some((_, w)) = self.wires.get_mut(&(c.shard, c.conn)) {
+            w.unread = buf;
+        }
         self.pump();
     }
 
@@ -212,6 +289,25 @@ impl Sim {
                         Event::ToShard { shard: to, msg } => {
                             let now = self.now_ms;
                             self.brokers[to as usize].handle_shard_message(msg, now);
+                        }
+                        Event::Authenticate {
+                            conn,
+                            token,
+                            client_id,
+                            request,
+                        } => {
+                            let ask = AuthAsk {
+                                shard,
+                                conn,
+                                token,
+                                client_id,
+                                request,
+                            };
+                            if self.defer_auth {
+                                self.auth_asks.push(ask);
+                            } else {
+                                self.answer(ask);
+                            }
                         }
                     }
                 }

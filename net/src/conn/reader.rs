@@ -108,6 +108,12 @@ async fn read_loop<H: Handler>(
             if packet_started.is_some() {
                 packet_started = Some(Instant::now());
             }
+            // The handler may have left complete frames unread while paused
+            // (the engine waiting for an authentication verdict): offer them
+            // again before waiting for more bytes, which may never come.
+            if !buf.is_empty() && !shared.closing.get() {
+                deliver(handler, &mut buf, &mut packet_started);
+            }
             continue;
         }
         if buf.len() >= config.read_buffer_max_bytes {

@@ -41,6 +41,8 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    /// Values that are each valid but do not make sense together.
+    Conflict { message: String },
     /// The built-in defaults lack a key (a build error, caught by tests).
     MissingDefault { key: &'static str },
     /// The file did not load and looks like a Mosquitto `.conf`: the
@@ -166,6 +168,7 @@ impl fmt::Display for ConfigError {
                     "invalid value for `{key}`: {value} (expected {expected})"
                 )
             }
+            ConfigError::Conflict { message } => f.write_str(message),
             ConfigError::MissingDefault { key } => {
                 write!(
                     f,

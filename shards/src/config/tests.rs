@@ -417,3 +417,47 @@ fn a_mosquitto_file_gets_a_hint_to_the_mapping_table() {
     let e = err("[limits\nconnections_max = 7\n");
     assert!(!e.contains("Mosquitto"), "{e}");
 }
+
+#[test]
+fn closed_broker_without_a_way_to_authenticate_is_refused() {
+    let e = err("[auth]\nallow_anonymous = false\n");
+    assert!(
+        e.starts_with("auth.allow_anonymous = false, but no way to authenticate"),
+        "{e}"
+    );
+    assert!(e.contains("ringmq passwd -c FILE USER"), "{e}");
+    // Client certificates as identity are a way to authenticate.
+    let mtls = "[[listener]]\nbind = \"127.0.0.1:8883\"\n[listener.tls]\ncert_file = \"s.pem\"\n\
+                key_file = \"s.key\"\nclient_ca_file = \"ca.pem\"\nrequire_client_cert = true\n\
+                use_identity_as_username = true\n[auth]\nallow_anonymous = false\n";
+    assert!(load(mtls).is_ok());
+    let c = load("[auth]\nallow_anonymous = false\npassword_file = \"/etc/ringmq/passwd\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = c.broker_config();
+    assert!(!b.allow_anonymous && b.user_store);
+    // The defaults: anonymous allowed, no store, on loopback only.
+    let d = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
+    assert!(d.auth.password_file.is_empty());
+    assert!(!d.broker_config().user_store);
+    assert!(d.listeners.iter().all(|l| l.bind.ip().is_loopback()));
+}
+
+#[test]
+fn verify_bounds_accept_both_ends_and_refuse_beyond() {
+    let (lo, hi) = bounds::VERIFY_THREADS;
+    for n in [lo, hi] {
+        assert!(load(&format!("[auth]\nverify_threads = {n}\n")).is_ok());
+    }
+    for n in [lo - 1, hi + 1] {
+        let e = err(&format!("[auth]\nverify_threads = {n}\n"));
+        assert!(e.contains("auth.verify_threads"), "{e}");
+    }
+    let (lo, hi) = bounds::VERIFY_QUEUE_MAX_REQUESTS;
+    for n in [lo, hi] {
+        assert!(load(&format!("[auth]\nverify_queue_max_requests = {n}\n")).is_ok());
+    }
+    for n in [lo - 1, hi + 1] {
+        let e = err(&format!("[auth]\nverify_queue_max_requests = {n}\n"));
+        assert!(e.contains("auth.verify_queue_max_requests"), "{e}");
+    }
+}

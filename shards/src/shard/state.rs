@@ -8,14 +8,19 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
 
+use bytes::Bytes;
+use ringmq_engine::auth::{AuthRequest, AuthVerdict};
 use ringmq_engine::broker::{Broker, ConnId, Event, ShardId};
+use ringmq_engine::codec::ReasonCode;
 use ringmq_net::clock::Clock;
 use ringmq_net::conn::{CloseReason, DriverConfig, DriverHandle};
 use ringmq_net::tls::HandshakeBudget;
 use ringmq_net::wake::Notify;
 
+use crate::auth::{Done, ShardAuth};
 use crate::mesh::{Mesh, PushOutcome, RingMsg};
 
 /// Runtime knobs of a shard (from `[runtime]` and `[listener]`).
@@ -76,6 +81,9 @@ pub struct Shard {
     /// Set when a connection closed: the memory release task runs
     /// (`shard` module docs).
     pub(super) closed_some: Notify,
+    /// Password verification on the helper threads; `None` without a
+    /// password file.
+    pub(super) auth: Option<ShardAuth>,
 }
 
 impl Shard {
@@ -87,6 +95,7 @@ impl Shard {
         clock: Clock,
         settings: ShardSettings,
         mesh: Mesh,
+        auth: Option<ShardAuth>,
     ) -> Shard {
         Shard {
             id,
@@ -107,6 +116,7 @@ impl Shard {
             shutdown_started: Notify::new(),
             drained: Notify::new(),
             closed_some: Notify::new(),
+            auth,
         }
     }
 
@@ -145,6 +155,12 @@ impl Shard {
                     ),
                 },
                 Event::ToShard { shard, msg } => self.send(shard, RingMsg::Engine(msg), origin),
+                Event::Authenticate {
+                    conn,
+                    token,
+                    client_id,
+                    request,
+                } => self.authenticate(conn, token, client_id, request),
             }
         }
         self.mesh.borrow_mut().publish_wakeups();
@@ -187,11 +203,84 @@ impl Shard {
         self.conns.borrow_mut().insert(id, handle);
     }
 
+    /// Remembers a connection's remote address (throttle of failed logins, logs).
+    pub fn remember_peer(&self, id: ConnId, peer: Option<SocketAddr>) {
+        if let Some(auth) = &self.auth {
+            auth.remember(id, peer);
+        }
+    }
+
+    /// Hands an `Event::Authenticate` to the helper threads; a full queue
+    /// (or no password file, which the engine should not ask about) is
+    /// answered at once.
+    fn authenticate(&self, conn: ConnId, token: u64, client_id: Bytes, request: AuthRequest) {
+        let refused = match &self.auth {
+            Some(auth) if auth.submit(conn, token, client_id.clone(), request) => return,
+            Some(auth) => {
+                tracing::warn!(
+                    shard = self.id,
+                    client_id = %String::from_utf8_lossy(&client_id),
+                    peer = ?auth.peer(conn),
+                    "login refused: server busy (auth.verify_queue_max_requests verifications already waiting)"
+                );
+                ReasonCode::SERVER_BUSY
+            }
+            None => ReasonCode::NOT_AUTHORIZED,
+        };
+        let now = self.now_ms();
+        self.broker
+            .borrow_mut()
+            .handle_auth_result(conn, token, AuthVerdict::Refuse(refused), now);
+    }
+
+    /// Applies a verdict from the helper threads: log a refusal, tell the
+    /// engine, let the connection read again (its unread input first).
+    pub fn apply_auth(&self, done: Done) {
+        if let AuthVerdict::Refuse(reason) = &done.verdict {
+            tracing::warn!(
+                shard = self.id,
+                client_id = %String::from_utf8_lossy(&done.client_id),
+                username = done.username.as_deref().unwrap_or(""),
+                peer = ?done.peer,
+                reason = format_args!("0x{:02X}", reason.0),
+                delayed_ms = done.delay_ms,
+                "login refused"
+            );
+        } else if matches!(done.verdict, AuthVerdict::Accept { .. }) {
+            tracing::debug!(
+                shard = self.id,
+                client_id = %String::from_utf8_lossy(&done.client_id),
+                username = done.username.as_deref().unwrap_or(""),
+                peer = ?done.peer,
+                "login accepted"
+            );
+        }
+        let now = self.now_ms();
+        self.broker
+            .borrow_mut()
+            .handle_auth_result(done.conn, done.token, done.verdict, now);
+        if let Some(handle) = self.conns.borrow().get(&done.conn) {
+            handle.resume_reads();
+        }
+        self.drain_events(None);
+    }
+
+    /// The next verdict for this shard (pending forever without a password file).
+    pub async fn next_auth_verdict(&self) -> Done {
+        match &self.auth {
+            Some(auth) => auth.next().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// A connection's reader ended: forget it, tell the engine (exactly
     /// once per accepted id), dispatch what that caused.
     pub fn connection_closed(&self, id: ConnId, reason: CloseReason) {
         tracing::trace!(shard = self.id, conn = id, ?reason, "connection closed");
         self.conns.borrow_mut().remove(&id);
+        if let Some(auth) = &self.auth {
+            auth.forget(id);
+        }
         let now = self.now_ms();
         self.broker.borrow_mut().handle_closed(id, now);
         self.drain_events(None);

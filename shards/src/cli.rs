@@ -45,7 +45,7 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Add, change or delete a user of a password file (argon2id), like
     /// mosquitto_passwd.
-    Passwd(crate::passwd::PasswdArgs),
+    Passwd(PasswdArgs),
 }
 
 /// Options of `reload`.
@@ -57,6 +57,33 @@ pub struct ReloadArgs {
     /// The pid file the broker wrote (wins over the configuration's).
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
+}
+
+/// Options of `ringmq passwd`.
+#[derive(Debug, Clone, Args)]
+pub struct PasswdArgs {
+    /// Create the file, replacing any existing one.
+    #[arg(short = 'c', long = "create", conflicts_with = "delete")]
+    pub create: bool,
+    /// Delete USER from the file.
+    #[arg(short = 'D', long = "delete", conflicts_with_all = ["batch", "password_stdin", "scram"])]
+    pub delete: bool,
+    /// Batch mode: the password is the third argument (visible to other
+    /// users of this machine in the process list; prefer --password-stdin).
+    #[arg(short = 'b', long = "batch", conflicts_with = "password_stdin")]
+    pub batch: bool,
+    /// Read the password from standard input (first line, without its newline).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Also store SCRAM-SHA-256 credentials (MQTT 5 enhanced authentication).
+    #[arg(long)]
+    pub scram: bool,
+    /// The password file.
+    pub file: PathBuf,
+    /// The user name.
+    pub user: String,
+    /// The password (with -b only).
+    pub password: Option<String>,
 }
 
 /// Options of `serve` (and of `check-config`).

@@ -19,38 +19,12 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
 use ringmq_engine::auth::password::{
     format_line, hash_password, parse_lines, username_problem, Line, UserEntry, PASSWORD_MAX_BYTES,
 };
 use ringmq_engine::auth::scram::{self, ScramCredentials};
 
-/// Options of `ringmq passwd`.
-#[derive(Debug, Clone, Args)]
-pub struct PasswdArgs {
-    /// Create the file, replacing any existing one.
-    #[arg(short = 'c', long = "create", conflicts_with = "delete")]
-    pub create: bool,
-    /// Delete USER from the file.
-    #[arg(short = 'D', long = "delete", conflicts_with_all = ["batch", "password_stdin", "scram"])]
-    pub delete: bool,
-    /// Batch mode: the password is the third argument (visible to other
-    /// users of this machine in the process list; prefer --password-stdin).
-    #[arg(short = 'b', long = "batch", conflicts_with = "password_stdin")]
-    pub batch: bool,
-    /// Read the password from standard input (first line, without its newline).
-    #[arg(long)]
-    pub password_stdin: bool,
-    /// Also store SCRAM-SHA-256 credentials (MQTT 5 enhanced authentication).
-    #[arg(long)]
-    pub scram: bool,
-    /// The password file.
-    pub file: PathBuf,
-    /// The user name.
-    pub user: String,
-    /// The password (with -b only).
-    pub password: Option<String>,
-}
+use crate::cli::PasswdArgs;
 
 /// Runs the command; the error is the message to print.
 pub fn run(args: &PasswdArgs) -> Result<String, String> {

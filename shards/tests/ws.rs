@@ -38,6 +38,10 @@ struct Setup {
 /// A broker with mqtt, ws (path /mqtt, an Origin allow-list, a 64 KiB
 /// frame limit) and wss listeners.
 fn start(test: &str) -> Setup {
+    start_shards(test, SHARDS)
+}
+
+fn start_shards(test: &str, shard_count: u16) -> Setup {
     let dir = std::env::temp_dir().join(format!("ringmq-ws-{}-{test}", std::process::id()));
     ok(std::fs::create_dir_all(&dir));
     let key = ok(KeyPair::generate());
@@ -60,7 +64,7 @@ fn start(test: &str) -> Setup {
     let path = dir.join("ringmq.toml");
     ok(std::fs::write(&path, config));
     let path = path.display().to_string();
-    let shards = SHARDS.to_string();
+    let shards = shard_count.to_string();
     let broker = Broker::start_with_args(
         &binary(env!("CARGO_BIN_EXE_ringmq")),
         &["serve", "--config", &path, "--shards", &shards],
@@ -409,4 +413,49 @@ fn mqtt_js_over_ws_and_wss() {
             s.broker.log()
         );
     }
+}
+
+/// One shard: no routing read, so the upgrade, frames and refusals all go
+/// through the driver's WebSocket transform.
+#[test]
+fn single_shard_upgrade_frames_and_refusals_in_the_driver() {
+    let s = start_shards("single", 1);
+    let (mut sub, _) = WsClient::upgrade(tcp(s.ws), "Sec-WebSocket-Protocol: mqtt\r\n");
+    sub.connect("one-sub");
+    sub.send_split(&packet::subscribe_v311(1, "t/one", 0), 2);
+    assert_eq!(sub.read_packet(), [0x90, 0x03, 0x00, 0x01, 0x00]);
+    let (mut publisher, _) = WsClient::upgrade(tls(s.wss, &s.ca_der), "");
+    publisher.connect("one-pub");
+    let a = packet::publish_v311("t/one", b"a", 0, 0, false);
+    let b = packet::publish_v311("t/one", &vec![b'b'; 1000], 0, 0, false);
+    publisher.send(&[a.clone(), b.clone()].concat());
+    assert_eq!(sub.read_packet(), a);
+    assert_eq!(sub.read_packet(), b);
+    ok(sub.stream.write_all(&masked_frame(true, 9, b"p")));
+    assert_eq!(ok(sub.read_frame()), (10, b"p".to_vec()));
+    let head = refused(s.ws, &upgrade_request("/nope", ""));
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    let head = refused(
+        s.ws,
+        &upgrade_request("/mqtt", "Origin: https://evil.example\r\n"),
+    );
+    assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
+    // The broker's close (second CONNECT) ends with a close frame 1000.
+    publisher.send(&packet::connect_v311("one-pub", true, 60));
+    loop {
+        let (op, payload) = ok(publisher.read_frame());
+        if op == 8 {
+            assert_eq!(payload, 1000u16.to_be_bytes());
+            break;
+        }
+    }
+    // An oversize frame: 1009.
+    sub.send(&packet::publish_v311(
+        "t/one",
+        &vec![b'x'; 70_000],
+        0,
+        0,
+        false,
+    ));
+    assert_eq!(ok(sub.read_frame()), (8, 1009u16.to_be_bytes().to_vec()));
 }

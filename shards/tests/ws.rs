@@ -65,10 +65,13 @@ fn start_shards(test: &str, shard_count: u16) -> Setup {
     ok(std::fs::write(&path, config));
     let path = path.display().to_string();
     let shards = shard_count.to_string();
-    let broker = Broker::start_with_args(
-        &binary(env!("CARGO_BIN_EXE_ringmq")),
-        &["serve", "--config", &path, "--shards", &shards],
-    );
+    let mut args = vec!["serve", "--config", &path, "--shards", &shards];
+    // tests/run-all.sh runs the black-box tests again on epoll.
+    let io = std::env::var("RINGMQ_TEST_IO").ok();
+    if let Some(io) = io.as_deref() {
+        args.extend_from_slice(&["--io", io]);
+    }
+    let broker = Broker::start_with_args(&binary(env!("CARGO_BIN_EXE_ringmq")), &args);
     let addrs = broker.addrs().to_vec();
     assert_eq!(addrs.len(), 3, "three listeners; log:\n{}", broker.log());
     Setup {

@@ -385,6 +385,8 @@ fn effective_toml_reads_back_as_the_same_configuration() {
          client_ca_file = \"ca.pem\"\nversions = [\"1.3\"]\n\
          [[listener.tls.sni]]\nserver_names = [\"a.example\"]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\n\
          [[listener]]\nbind = \"[::1]:1883\"\nnodelay = false\n\
+         [[listener]]\nbind = \"127.0.0.1:8080\"\nprotocol = \"ws\"\npath = \"/ws\"\n\
+         allowed_origins = [\"https://a.example\"]\nws_frame_max_bytes = 4096\n\
          [limits]\nconnections_max = 7\n[runtime]\nio = \"epoll\"\n\
          [shared_subscriptions.groups]\ng = \"random\"\n",
     )
@@ -393,6 +395,10 @@ fn effective_toml_reads_back_as_the_same_configuration() {
     assert!(text.contains("[[listener]]"), "{text}");
     assert!(text.contains("connections_max = 7"), "{text}");
     assert!(text.contains("io = \"epoll\""), "{text}");
+    assert!(
+        text.contains("protocol = \"ws\"") && text.contains("path = \"/ws\""),
+        "{text}"
+    );
     let back = load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(back, c, "{text}");
     let defaults = Config::defaults().unwrap_or_else(|e| panic!("{e}"));

@@ -99,7 +99,7 @@ fn publish_decode_and_reencode_allocate_nothing() {
                     panic!("decode failed");
                 };
                 out.clear();
-                encode_publish_header(&d, protocol, &mut out).unwrap();
+                encode_publish(&d, protocol, &mut out).unwrap();
                 out.clear();
                 encode(&Packet::Publish(d), protocol, &mut out).unwrap();
             }

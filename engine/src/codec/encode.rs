@@ -204,50 +204,23 @@ pub fn encode_publish(
     protocol: Protocol,
     out: &mut BytesMut,
 ) -> Result<usize, EncodeError> {
-    emit_publish(publish, protocol, true, out)
+    emit_publish(publish, protocol, out)
 }
 
-/// Length of a PUBLISH frame without its payload: fixed header, topic,
-/// packet id and properties. `publish_header_len + payload.len()` is
-/// [`publish_encoded_len`].
-#[inline]
-pub fn publish_header_len(publish: &Publish, protocol: Protocol) -> usize {
-    publish_encoded_len(publish, protocol) - publish.payload.len()
-}
-
-/// Append a PUBLISH frame without its payload (whose length the Remaining
-/// Length still counts), so a caller can `writev` the header next to a
-/// payload `Bytes` shared by many subscribers (DESIGN section 4, step 4).
-/// Returns the header bytes written.
-#[inline]
-pub fn encode_publish_header(
-    publish: &Publish,
-    protocol: Protocol,
-    out: &mut BytesMut,
-) -> Result<usize, EncodeError> {
-    emit_publish(publish, protocol, false, out)
-}
-
-/// A PUBLISH frame, with or without its payload: one `reserve`, one pass.
+/// A PUBLISH frame: one `reserve`, one pass.
 #[inline(always)]
 fn emit_publish(
     publish: &Publish,
     protocol: Protocol,
-    with_payload: bool,
     out: &mut BytesMut,
 ) -> Result<usize, EncodeError> {
     let plan = publish_plan(publish, protocol);
     plan.check()?;
-    let mut len = plan.frame_len();
-    if !with_payload {
-        len -= publish.payload.len();
-    }
+    let len = plan.frame_len();
     out.reserve(len);
     let start = out.len();
     write_publish_header(publish, protocol, &plan, out);
-    if with_payload {
-        out.extend_from_slice(&publish.payload);
-    }
+    out.extend_from_slice(&publish.payload);
     debug_assert_eq!(out.len() - start, len);
     Ok(len)
 }

@@ -13,9 +13,8 @@
 //! [`decode_packet`], whose strings and payloads are slices of that frame.
 //!
 //! Encoding sizes a packet first ([`encoded_len`]), then reserves once and
-//! writes in one pass. [`encode_publish`] is the hot path; with
-//! [`encode_publish_header`] a PUBLISH can be written as a small header
-//! next to a shared payload `Bytes`. See docs/codec.md.
+//! writes in one pass. [`encode_publish`] is the hot path. See
+//! docs/codec.md.
 
 // No indexing into wire data anywhere in the codec: reads go through the
 // never-panicking `reader::Reader`.
@@ -38,8 +37,8 @@ mod writer;
 
 pub use decode::{decode, decode_packet, Decoded};
 pub use encode::{
-    encode, encode_publish, encode_publish_header, encode_to_bytes, encoded_len,
-    publish_encoded_len, publish_header_len,
+    encode, encode_publish, encode_to_bytes, encoded_len,
+    publish_encoded_len,
 };
 pub use error::{DecodeError, EncodeError};
 pub use fixed_header::{check_frame, FrameCheck};

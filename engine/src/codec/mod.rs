@@ -36,10 +36,7 @@ mod varint;
 mod writer;
 
 pub use decode::{decode, decode_packet, Decoded};
-pub use encode::{
-    encode, encode_publish, encode_to_bytes, encoded_len,
-    publish_encoded_len,
-};
+pub use encode::{encode, encode_publish, encode_to_bytes, encoded_len, publish_encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use fixed_header::{check_frame, FrameCheck};
 pub use packet::*;

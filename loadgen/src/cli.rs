@@ -35,7 +35,7 @@ pub enum Command {
     Pubsub(PubSubArgs),
     /// Open many connections at a rate and hold them: connect latency and failures.
     Conn(ConnArgs),
-    /// Turn --json outputs into one self-contained HTML page (latency chart + table).
+    /// Turn --json outputs into one self-contained HTML page (run metadata, latency and throughput charts, table).
     Report(ReportArgs),
 }
 

@@ -301,23 +301,33 @@ mod tests {
 
     #[test]
     fn precise_timer_sleeps_below_a_millisecond() {
+        // monoio's timer rounds a 300 us sleep up to the next 1 ms tick
+        // (~700 us late, every time); the median here is typically ~25 us.
+        // A loaded machine can delay any single round of 21 sleeps, so the
+        // check passes if one of a few rounds has a median under 300 us: a
+        // timer that rounds to the millisecond tick fails every round.
+        const ROUNDS_MAX: usize = 5;
         runtime().block_on(async {
             let mut timer = PreciseTimer::new().unwrap_or_else(|e| panic!("{e}"));
-            let mut late_us = Vec::new();
-            for _ in 0..21 {
-                let asked = Duration::from_micros(300);
-                let t0 = Instant::now();
-                timer.sleep(asked).await.unwrap_or_else(|e| panic!("{e}"));
-                let took = t0.elapsed();
-                assert!(took >= asked, "woke early: {took:?}");
-                late_us.push((took - asked).as_micros());
+            let mut medians = Vec::new();
+            for _ in 0..ROUNDS_MAX {
+                let mut late_us = Vec::new();
+                for _ in 0..21 {
+                    let asked = Duration::from_micros(300);
+                    let t0 = Instant::now();
+                    timer.sleep(asked).await.unwrap_or_else(|e| panic!("{e}"));
+                    let took = t0.elapsed();
+                    assert!(took >= asked, "woke early: {took:?}");
+                    late_us.push((took - asked).as_micros());
+                }
+                late_us.sort_unstable();
+                let median = late_us[late_us.len() / 2];
+                if median < 300 {
+                    return;
+                }
+                medians.push(median);
             }
-            late_us.sort_unstable();
-            // monoio's timer rounds a 300 us sleep up to the next 1 ms tick
-            // (~700 us late); the median here is typically ~25 us. The bound
-            // leaves room for a loaded machine (the worst case is not checked).
-            let median = late_us[late_us.len() / 2];
-            assert!(median < 300, "median lateness {median} us ({late_us:?})");
+            panic!("median lateness over 300 us in every round: {medians:?} us");
         });
     }
 

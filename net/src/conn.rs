@@ -170,6 +170,11 @@ impl Connection {
         self.stream.peer_addr().ok()
     }
 
+    /// Our end's address (the listener's address and port).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.stream.local_addr().ok()
+    }
+
     /// Reads once, appending at most `chunk_bytes` to `buf`. `Ok(0)` is EOF.
     /// Used before the driver starts (routing a new connection). On a TLS
     /// connection it runs the handshake (reads and writes) until plaintext

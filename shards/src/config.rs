@@ -112,6 +112,12 @@ section! {
         shutdown_grace_ms: u64,
         sys_interval_s: u32,
         log_level: String,
+        /// Connect and disconnect lines at info (`connlog`).
+        log_connections: bool,
+        /// Rate limit of those lines, per shard.
+        log_connections_max_lines_per_s: u32,
+        /// `text` or `json`.
+        log_format: LogFormat,
         /// Microseconds of each millisecond a shard may spend on TLS
         /// handshakes (the rest is for established connections).
         tls_handshake_budget_us_per_ms: u64,
@@ -150,6 +156,16 @@ section! {
         /// Per-group overrides: group name -> policy.
         groups: BTreeMap<String, String>,
     }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Which monoio driver the shards run on.
@@ -236,6 +252,8 @@ pub mod bounds {
     pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
     /// `runtime.read_chunk_bytes`.
     pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
+    /// `runtime.log_connections_max_lines_per_s`.
+    pub const LOG_CONNECTIONS_MAX_LINES_PER_S: (u32, u32) = (1, 1_000_000);
     /// `runtime.tls_handshake_budget_us_per_ms`.
     pub const TLS_HANDSHAKE_BUDGET_US_PER_MS: (u64, u64) = (1, 1000);
     /// `runtime.shutdown_grace_ms`, `runtime.close_flush_timeout_ms` and
@@ -390,6 +408,11 @@ impl Config {
             bounds::PACKET_COMPLETE_TIMEOUT_MS,
         )?;
         in_range(
+            "runtime.log_connections_max_lines_per_s",
+            r.log_connections_max_lines_per_s,
+            bounds::LOG_CONNECTIONS_MAX_LINES_PER_S,
+        )?;
+        in_range(
             "runtime.tls_handshake_budget_us_per_ms",
             r.tls_handshake_budget_us_per_ms,
             bounds::TLS_HANDSHAKE_BUDGET_US_PER_MS,
@@ -509,6 +532,7 @@ impl Config {
             barrier_held_max_entries: l.barrier_held_max_entries,
             connect_timeout_ms: l.connect_timeout_ms,
             sys_interval_s: self.runtime.sys_interval_s,
+            log_connections: self.runtime.log_connections,
             // Names checked by `validate`.
             shared_policy: SharedPolicy::from_name(&self.shared_subscriptions.policy)
                 .unwrap_or_default(),

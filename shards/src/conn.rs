@@ -192,6 +192,9 @@ fn accept(
         shard.drain_events(None);
         return None;
     };
+    shard
+        .connlog
+        .accepted(id, conn.peer_addr(), conn.local_addr(), conn.is_tls());
     let handle = DriverHandle::new();
     shard.register(id, handle.clone());
     shard.remember_peer(id, conn.peer_addr());

@@ -3,7 +3,7 @@
 //! shards.
 //!
 //! Modules: [`cli`] (flags), [`config`] (TOML + overrides + validation),
-//! [`logging`], [`server`] (start-up, signals, shutdown), [`shard`] (one
+//! [`logging`], [`connlog`] (connect / disconnect lines), [`server`] (start-up, signals, shutdown), [`shard`] (one
 //! shard's runtime), [`conn`] (routing + engine glue of a connection),
 //! [`mesh`] (rings, wake-ups, full-ring policy), [`reload`] (SIGHUP
 //! reload hooks), [`auth`] (password verification threads), [`passwd`] (the `ringmq passwd` command). The process
@@ -20,6 +20,7 @@ mod auth;
 mod cli;
 mod config;
 mod conn;
+mod connlog;
 mod logging;
 mod mesh;
 mod passwd;
@@ -103,7 +104,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    logging::init(args.log_level().as_deref(), &config.runtime.log_level);
+    logging::init(
+        args.log_level().as_deref(),
+        &config.runtime.log_level,
+        config.runtime.log_format,
+    );
     match server::serve(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -170,6 +170,8 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         ring_batch_max_messages: r.ring_batch_max_messages,
         route_buffer_max_bytes: config.read_buffer_max_bytes(),
         shutdown_grace_ms: r.shutdown_grace_ms,
+        log_connections: r.log_connections,
+        log_connections_max_lines_per_s: r.log_connections_max_lines_per_s,
     };
     let clock = Clock::new();
     // Password file: loaded now (a bad one stops the start), re-read on SIGHUP.

@@ -195,13 +195,17 @@ impl Drop for Broker {
     }
 }
 
-/// Parses `... listening addresses=127.0.0.1:1234,127.0.0.1:1235 ...`.
+/// Parses `... listening addresses=127.0.0.1:1234,127.0.0.1:1235 ...`
+/// (or the JSON form, `"addresses":"127.0.0.1:1234"`, of `log_format =
+/// "json"`).
 fn listening_addrs(line: &str) -> Option<Vec<SocketAddr>> {
     if !line.contains("listening") {
         return None;
     }
-    let rest = line.split("addresses=").nth(1)?;
-    let list = rest.split(' ').next()?;
+    let list = match line.split("addresses=").nth(1) {
+        Some(rest) => rest.split(' ').next()?,
+        None => line.split("\"addresses\":\"").nth(1)?.split('"').next()?,
+    };
     let addrs: Vec<SocketAddr> = list.split(',').filter_map(|a| a.parse().ok()).collect();
     (!addrs.is_empty()).then_some(addrs)
 }

@@ -136,6 +136,9 @@ pub struct BrokerConfig {
     pub shared_policy: SharedPolicy,
     /// Per-group overrides of `shared_policy`: (group name, policy).
     pub shared_group_policies: Vec<(String, SharedPolicy)>,
+    /// Keep connection records (`Broker::poll_connection_record`): who
+    /// connected and why each connection ended. Off: nothing recorded.
+    pub log_connections: bool,
 }
 
 impl BrokerConfig {
@@ -178,6 +181,7 @@ impl Default for BrokerConfig {
             sys_interval_s: 10,
             shared_policy: SharedPolicy::RoundRobin,
             shared_group_policies: Vec::new(),
+            log_connections: false,
         }
     }
 }

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use super::authenticate::PendingAuth;
 use super::backlog::Backlogged;
 use super::message::fnv;
-use super::{Broker, ConnId, Event, SessionId};
+use super::{Broker, CloseCause, ConnId, Event, SessionId};
 use crate::codec::{
     self, Disconnect, EncodeError, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions,
 };
@@ -56,6 +56,10 @@ pub(super) struct Conn {
     /// Authenticated with SCRAM-SHA-256 (v5 enhanced authentication), so
     /// AUTH packets may re-authenticate it.
     pub(super) enhanced_auth: bool,
+    /// Why the engine ends this connection (`connlog`, when logging).
+    pub(super) close_cause: Option<CloseCause>,
+    /// The client id once connected (`connlog`, when logging).
+    pub(super) client_id: Option<Bytes>,
 }
 
 /// An item of a connection's held queue (see [`Broker::write_ack`]).
@@ -241,6 +245,8 @@ impl Conn {
             backlog_bytes: 0,
             auth: None,
             enhanced_auth: false,
+            close_cause: None,
+            client_id: None,
         }
     }
 

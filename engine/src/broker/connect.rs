@@ -10,7 +10,7 @@ use super::conn::ConnState;
 use super::route::Source;
 use super::session::{OutState, Session};
 use super::timer::{keep_alive_grace_ms, Timer};
-use super::{owner_shard, Broker, ConnId, Event, SessionId};
+use super::{owner_shard, Broker, CloseCause, ConnId, ConnectionRecord, Event, SessionId};
 use crate::acl::Action;
 use crate::codec::{
     self, ConnAck, ConnAckProperties, Connect, Packet, Protocol, PubAck, ReasonCode,
@@ -45,6 +45,7 @@ impl Broker {
             c.protocol = protocol;
             self.write_refusal(conn, reason);
         }
+        self.set_close_cause(conn, CloseCause::ConnectRefused(reason));
         self.close(conn, now_ms);
     }
 
@@ -52,6 +53,7 @@ impl Broker {
     fn connack_refuse(&mut self, conn: ConnId, reason: ReasonCode, now_ms: u64) {
         self.stats.protocol_errors += 1;
         self.write_refusal(conn, reason);
+        self.set_close_cause(conn, CloseCause::ConnectRefused(reason));
         self.close(conn, now_ms);
     }
 
@@ -250,6 +252,10 @@ impl Broker {
         // A client whose Maximum Packet Size cannot hold the CONNACK is
         // closed before anything happens to a session (no takeover).
         let Some(mut ack) = self.fit_connack(conn, ack) else {
+            self.set_close_cause(
+                conn,
+                CloseCause::ConnectRefused(ReasonCode::PACKET_TOO_LARGE),
+            );
             return self.close(conn, now_ms);
         };
 
@@ -341,6 +347,18 @@ impl Broker {
 
         ack.session_present = session_present;
         self.write_packet(conn, &Packet::ConnAck(ack));
+        if self.config.log_connections {
+            let username = self.sessions.get(session).and_then(|s| s.username.clone());
+            self.record_connected(ConnectionRecord::Connected {
+                conn,
+                client_id: client_id.clone(),
+                protocol,
+                keep_alive_s,
+                clean_start: connect.clean_start,
+                session_present,
+                username,
+            });
+        }
         if session_present {
             self.resend_inflight(conn, session, now_ms);
         }
@@ -362,6 +380,7 @@ impl Broker {
         if let Some(c) = self.conns.get_mut(old) {
             c.state = ConnState::Closing;
         }
+        self.set_close_cause(old, CloseCause::TakenOver);
         self.events.push_back(Event::Close(old));
         // The old connection ended abnormally: its will is due now if the
         // session ends or the will has no delay; a delayed will is dropped

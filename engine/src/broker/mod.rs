@@ -45,6 +45,7 @@ mod compact;
 mod config;
 mod conn;
 mod connect;
+mod connlog;
 mod deliver;
 mod message;
 mod publish;
@@ -66,6 +67,7 @@ use bytes::{Bytes, BytesMut};
 
 pub use auth::{AnonymousPolicy, Authenticator, Credentials};
 pub use config::{BrokerConfig, SharedPolicy};
+pub use connlog::{CloseCause, ConnectionRecord};
 pub use message::{owner_shard, route_connect, Event, Route, ShardMessage};
 
 use crate::acl::Acl;
@@ -148,6 +150,8 @@ pub struct Broker {
     retained: RetainedStore,
     // Outputs, and the timer heap behind `poll_timeout` (timer.rs).
     events: VecDeque<Event>,
+    /// Connection records for the log (`connlog`), when `log_connections`.
+    connection_records: VecDeque<ConnectionRecord>,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     next_generation: u64,
     stats: Stats,
@@ -192,6 +196,7 @@ impl Broker {
             router: TopicTrie::new(),
             retained: RetainedStore::default(),
             events: VecDeque::new(),
+            connection_records: VecDeque::new(),
             timers: BinaryHeap::new(),
             next_generation: 1,
             assigned_ids: 0,
@@ -269,6 +274,7 @@ impl Broker {
                     } else if self.held_over_limit(conn) {
                         // `barrier_held_max_entries`: a broker limit, not a
                         // protocol violation; the held entries are dropped.
+                        self.set_close_cause(conn, CloseCause::Limit(ReasonCode::QUOTA_EXCEEDED));
                         self.disconnect_with(conn, ReasonCode::QUOTA_EXCEEDED, now_ms);
                     }
                 }
@@ -314,6 +320,7 @@ impl Broker {
             // Not a DISCONNECT we saw: the will is published ([MQTT-3.1.2-8]).
             self.detach_session(session, true, now_ms);
         }
+        self.record_closed(conn);
         self.conns.remove(conn);
         self.certificate_identities.remove(&conn);
     }
@@ -397,9 +404,11 @@ impl Broker {
             let state = self.conns.get(conn).map(|c| c.state);
             match state {
                 Some(ConnState::Active(_)) => {
+                    self.set_close_cause(conn, CloseCause::ServerShutdown);
                     self.disconnect_with(conn, ReasonCode::SERVER_SHUTTING_DOWN, now_ms)
                 }
                 Some(ConnState::AwaitConnect | ConnState::Authenticating) => {
+                    self.set_close_cause(conn, CloseCause::ServerShutdown);
                     self.close(conn, now_ms)
                 }
                 _ => {}
@@ -436,6 +445,7 @@ impl Broker {
         self.sessions.shrink();
         self.by_client_id.shrink_to_fit();
         self.events.shrink_to_fit();
+        self.connection_records.shrink_to_fit();
         self.barriers.shrink_to_fit();
     }
 
@@ -547,6 +557,7 @@ impl Broker {
         if let Some(c) = self.conns.get_mut(conn) {
             c.state = ConnState::Closing;
         }
+        self.set_close_cause(conn, CloseCause::ClientDisconnect(d.reason));
         self.detach_session(session, publish_will, now_ms);
         self.events.push_back(Event::Close(conn));
         Ok(())

@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 
 use super::conn::ConnState;
-use super::{Broker, ConnId, SessionId};
+use super::{Broker, CloseCause, ConnId, SessionId};
 use crate::codec::ReasonCode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,6 +54,7 @@ impl Broker {
                     let connecting =
                         matches!(c.state, ConnState::AwaitConnect | ConnState::Authenticating);
                     if c.generation == generation && connecting {
+                        self.set_close_cause(conn, CloseCause::ConnectTimeout);
                         self.close(conn, now_ms);
                     }
                 }
@@ -70,6 +71,7 @@ impl Broker {
                 }
                 let deadline = c.last_packet_ms + keep_alive_grace_ms(c.keep_alive_ms);
                 if deadline <= now_ms {
+                    self.set_close_cause(conn, CloseCause::KeepAliveTimeout);
                     self.disconnect_with(conn, ReasonCode::KEEP_ALIVE_TIMEOUT, now_ms);
                 } else {
                     self.arm(deadline, Timer::KeepAlive { conn, generation });

@@ -15,7 +15,7 @@
 //! (`connect.rs`). Disconnects the broker starts for its own reasons (keep
 //! alive, takeover, shutdown) are not violations either.
 
-use super::{Broker, ConnId};
+use super::{Broker, CloseCause, ConnId};
 use crate::codec::{DecodeError, ReasonCode};
 
 /// A rule of the protocol a connected client broke; the connection ends.
@@ -80,11 +80,42 @@ impl Violation {
     }
 }
 
+impl Violation {
+    /// What was wrong, for the log.
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Violation::NotConnect => "first packet is not CONNECT",
+            Violation::Decode(_) => "packet does not decode",
+            Violation::UnexpectedPacket => "packet not allowed now (second CONNECT, AUTH without method, or a server-to-client packet)",
+            Violation::TopicAliasInvalid => "topic alias 0 or above the maximum",
+            Violation::TopicAliasUnknown => "topic alias never set on this connection",
+            Violation::TopicNameMissing => "empty topic name without a topic alias",
+            Violation::TopicNameInvalid => "invalid topic name (empty, wildcards, or too many levels)",
+            Violation::SubscriptionIdentifierFromClient => "subscription identifier in a PUBLISH from a client",
+            Violation::ReceiveMaximumExceeded => "more unacknowledged QoS 2 PUBLISH than the receive maximum",
+            Violation::NoLocalOnShared => "no local on a shared subscription",
+            Violation::SessionExpiryFromZero => "session expiry set in DISCONNECT after 0 in CONNECT",
+        }
+    }
+}
+
 impl Broker {
     /// End `conn` for `v`: counted, DISCONNECT with its reason code (v5,
     /// after CONNECT), then closed with the will published.
     pub(super) fn violation(&mut self, conn: ConnId, v: Violation, now_ms: u64) {
         self.stats.protocol_errors += 1;
-        self.disconnect_with(conn, v.reason_code(), now_ms);
+        let reason = v.reason_code();
+        self.set_close_cause(
+            conn,
+            CloseCause::ProtocolViolation {
+                reason,
+                what: v.describe(),
+                decode: match v {
+                    Violation::Decode(e) => Some(e),
+                    _ => None,
+                },
+            },
+        );
+        self.disconnect_with(conn, reason, now_ms);
     }
 }

@@ -32,8 +32,16 @@ fn embedded_defaults_are_complete_and_valid() {
 #[test]
 fn embedded_defaults_match_the_engine_defaults() {
     // The TOML file documents the engine's defaults; keep them in step.
+    // One deliberate difference: the engine records connections only when
+    // asked (`log_connections`), the binary logs them by default.
     let c = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.broker_config(), BrokerConfig::default());
+    assert_eq!(
+        c.broker_config(),
+        BrokerConfig {
+            log_connections: true,
+            ..BrokerConfig::default()
+        }
+    );
 }
 
 #[test]

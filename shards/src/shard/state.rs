@@ -21,6 +21,7 @@ use ringmq_net::tls::HandshakeBudget;
 use ringmq_net::wake::Notify;
 
 use crate::auth::{Done, ShardAuth};
+use crate::connlog::ConnLog;
 use crate::mesh::{Mesh, PushOutcome, RingMsg};
 
 /// Runtime knobs of a shard (from `[runtime]` and `[listener]`).
@@ -34,6 +35,10 @@ pub struct ShardSettings {
     /// and serving it locally (the engine then judges the CONNECT).
     pub route_buffer_max_bytes: usize,
     pub shutdown_grace_ms: u64,
+    /// `runtime.log_connections`.
+    pub log_connections: bool,
+    /// `runtime.log_connections_max_lines_per_s`.
+    pub log_connections_max_lines_per_s: u32,
 }
 
 /// What a connection's handler lends the shard while the engine handles
@@ -66,6 +71,8 @@ pub struct Shard {
     pub settings: ShardSettings,
     /// TLS handshake work allowed per millisecond on this shard.
     pub tls_budget: Rc<HandshakeBudget>,
+    /// Connect / disconnect lines (`connlog`).
+    pub connlog: ConnLog,
     /// The driver of every accepted connection, by engine id.
     pub(super) conns: RefCell<HashMap<ConnId, DriverHandle>>,
     pub(super) mesh: RefCell<Mesh>,
@@ -106,6 +113,11 @@ impl Shard {
             tls_budget: Rc::new(HandshakeBudget::new(
                 settings.tls_handshake_budget_us_per_ms,
             )),
+            connlog: ConnLog::new(
+                id,
+                settings.log_connections,
+                settings.log_connections_max_lines_per_s,
+            ),
             conns: RefCell::new(HashMap::new()),
             mesh: RefCell::new(mesh),
             paused: RefCell::new(Vec::new()),
@@ -163,6 +175,7 @@ impl Shard {
                 } => self.authenticate(conn, token, client_id, request),
             }
         }
+        self.write_connection_records(None);
         self.mesh.borrow_mut().publish_wakeups();
         self.rearm_timer();
     }
@@ -283,6 +296,7 @@ impl Shard {
         }
         let now = self.now_ms();
         self.broker.borrow_mut().handle_closed(id, now);
+        self.write_connection_records(Some(reason));
         self.drain_events(None);
         self.closed_some.notify();
         if self.stopping.get() && self.conns.borrow().is_empty() {
@@ -295,6 +309,17 @@ impl Shard {
     pub fn shrink_memory(&self) {
         self.conns.borrow_mut().shrink_to_fit();
         self.paused.borrow_mut().shrink_to_fit();
+        self.connlog.shrink_memory();
+    }
+
+    /// Writes the engine's connection records (`connlog`); `transport` is
+    /// why the driver ended the connection just closed, if any.
+    fn write_connection_records(&self, transport: Option<CloseReason>) {
+        loop {
+            let record = self.broker.borrow_mut().poll_connection_record();
+            let Some(record) = record else { break };
+            self.connlog.write(record, transport, self.now_ms());
+        }
     }
 
     fn rearm_timer(&self) {

@@ -1,0 +1,112 @@
+//! Connection records for the operator's log: who connected (client id,
+//! protocol, keep-alive, clean start, session present, user name) and why
+//! each connection ended, as data. The engine does no logging; the runtime
+//! takes the records with [`Broker::poll_connection_record`] and writes the
+//! lines (rate-limited there). Off unless `BrokerConfig::log_connections`:
+//! then nothing is recorded or allocated.
+
+use bytes::Bytes;
+
+use super::{Broker, ConnId};
+use crate::codec::{DecodeError, Protocol, ReasonCode};
+
+/// Why the engine ended a connection. A connection that ends with no
+/// cause recorded was ended by its transport (the peer closed it, or an
+/// I/O error): the runtime knows which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The client sent DISCONNECT with this reason code (0x00 for v3).
+    ClientDisconnect(ReasonCode),
+    /// No packet within 1.5 times the keep-alive.
+    KeepAliveTimeout,
+    /// No CONNECT within `connect_timeout_ms`.
+    ConnectTimeout,
+    /// The client broke a rule of the protocol: what it was, and the
+    /// reason code sent (v5 DISCONNECT; a v3 client is only closed).
+    ProtocolViolation {
+        reason: ReasonCode,
+        what: &'static str,
+        /// The codec's error when the packet did not decode.
+        decode: Option<DecodeError>,
+    },
+    /// The CONNECT was refused with this CONNACK code (v3 codes are
+    /// mapped by the codec), or it could not be answered at all.
+    ConnectRefused(ReasonCode),
+    /// Another connection with the same client id took the session over.
+    TakenOver,
+    /// The broker is shutting down.
+    ServerShutdown,
+    /// A broker limit (the reason code sent), not a protocol violation.
+    Limit(ReasonCode),
+}
+
+/// One record: a connection accepted by CONNACK, or a connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectionRecord {
+    Connected {
+        conn: ConnId,
+        client_id: Bytes,
+        protocol: Protocol,
+        keep_alive_s: u16,
+        clean_start: bool,
+        session_present: bool,
+        username: Option<Bytes>,
+    },
+    Closed {
+        conn: ConnId,
+        /// `None` before a CONNACK.
+        client_id: Option<Bytes>,
+        /// `None`: ended by the transport (see [`CloseCause`]).
+        cause: Option<CloseCause>,
+    },
+}
+
+impl Broker {
+    /// The next connection record, oldest first (empty unless
+    /// `log_connections`). Take them after each call into the engine.
+    pub fn poll_connection_record(&mut self) -> Option<ConnectionRecord> {
+        self.connection_records.pop_front()
+    }
+
+    /// Records why the engine ends `conn`; the first cause wins (a
+    /// violation answered with DISCONNECT is not also "closed").
+    pub(super) fn set_close_cause(&mut self, conn: ConnId, cause: CloseCause) {
+        if !self.config.log_connections {
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.close_cause.get_or_insert(cause);
+        }
+    }
+
+    pub(super) fn record_connected(&mut self, record: ConnectionRecord) {
+        if !self.config.log_connections {
+            return;
+        }
+        if let ConnectionRecord::Connected {
+            conn, client_id, ..
+        } = &record
+        {
+            if let Some(c) = self.conns.get_mut(*conn) {
+                c.client_id = Some(client_id.clone());
+            }
+        }
+        self.connection_records.push_back(record);
+    }
+
+    /// `conn` is gone: its record, if logging.
+    pub(super) fn record_closed(&mut self, conn: ConnId) {
+        if !self.config.log_connections {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let record = ConnectionRecord::Closed {
+            conn,
+            client_id: c.client_id.take(),
+            cause: c.close_cause,
+        };
+        self.connection_records.push_back(record);
+    }
+}

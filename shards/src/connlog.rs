@@ -1,0 +1,244 @@
+//! The operator's connection log: one line per connect (client id, remote
+//! address, listener, protocol version, keep-alive, clean start, session
+//! present, user name) and per disconnect with its reason, at info;
+//! protocol violations at warn with what was wrong and the reason code
+//! sent. The engine reports these as data (`ConnectionRecord`); this module
+//! adds what only the runtime knows (address, listener, transport errors)
+//! and writes the lines.
+//!
+//! Rate limit (`runtime.log_connections_max_lines_per_s`, per shard): past
+//! it in a one-second window, lines are dropped and counted; the first line
+//! after the window says `N connection log lines suppressed`. A connection
+//! storm costs a counter increment per line, not a write.
+//! `runtime.log_connections = false`: the engine records nothing and this
+//! module writes nothing.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use ringmq_engine::broker::{CloseCause, ConnId, ConnectionRecord, ShardId};
+use ringmq_engine::codec::Protocol;
+use ringmq_net::conn::CloseReason;
+
+/// Length of the rate limit's window, in ms.
+const WINDOW_MS: u64 = 1000;
+
+/// Where a connection came from.
+struct Meta {
+    peer: String,
+    listener: String,
+}
+
+/// One shard's connection log.
+pub struct ConnLog {
+    shard: ShardId,
+    enabled: bool,
+    max_lines_per_s: u32,
+    window_start_ms: Cell<u64>,
+    lines_in_window: Cell<u32>,
+    suppressed: Cell<u64>,
+    meta: RefCell<HashMap<ConnId, Meta>>,
+}
+
+impl ConnLog {
+    pub fn new(shard: ShardId, enabled: bool, max_lines_per_s: u32) -> ConnLog {
+        ConnLog {
+            shard,
+            enabled,
+            max_lines_per_s,
+            window_start_ms: Cell::new(0),
+            lines_in_window: Cell::new(0),
+            suppressed: Cell::new(0),
+            meta: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// A connection accepted on this shard: its peer and listener
+    /// (`scheme://local address`).
+    pub fn accepted(
+        &self,
+        conn: ConnId,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+        tls: bool,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let scheme = if tls { "mqtts" } else { "mqtt" };
+        let meta = Meta {
+            peer: peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+            listener: local.map_or_else(
+                || format!("{scheme}://unknown"),
+                |l| format!("{scheme}://{l}"),
+            ),
+        };
+        self.meta.borrow_mut().insert(conn, meta);
+    }
+
+    /// Gives back the spare capacity of the address table (after a burst
+    /// of closes).
+    pub fn shrink_memory(&self) {
+        self.meta.borrow_mut().shrink_to_fit();
+    }
+
+    /// Whether a line may be written now (the rate limit).
+    fn admit(&self, now_ms: u64) -> bool {
+        if now_ms.saturating_sub(self.window_start_ms.get()) >= WINDOW_MS {
+            self.window_start_ms.set(now_ms);
+            self.lines_in_window.set(0);
+            let suppressed = self.suppressed.replace(0);
+            if suppressed > 0 {
+                tracing::warn!(
+                    shard = self.shard,
+                    suppressed,
+                    limit_lines_per_s = self.max_lines_per_s,
+                    "{suppressed} connection log lines suppressed (runtime.log_connections_max_lines_per_s)"
+                );
+            }
+        }
+        if self.lines_in_window.get() < self.max_lines_per_s {
+            self.lines_in_window.set(self.lines_in_window.get() + 1);
+            true
+        } else {
+            self.suppressed.set(self.suppressed.get() + 1);
+            false
+        }
+    }
+
+    /// Writes one record. `transport` is why the driver ended the
+    /// connection, for a `Closed` record (`None` when not known here).
+    pub fn write(&self, record: ConnectionRecord, transport: Option<CloseReason>, now_ms: u64) {
+        if !self.enabled {
+            return;
+        }
+        match record {
+            ConnectionRecord::Connected {
+                conn,
+                client_id,
+                protocol,
+                keep_alive_s,
+                clean_start,
+                session_present,
+                username,
+            } => {
+                if !self.admit(now_ms) {
+                    return;
+                }
+                let meta = self.meta.borrow();
+                let (peer, listener) = meta.get(&conn).map_or(("unknown", "unknown"), |m| {
+                    (m.peer.as_str(), m.listener.as_str())
+                });
+                let username = username.as_ref().map_or_else(|| "-".to_string(), text);
+                tracing::info!(
+                    shard = self.shard,
+                    client_id = %text(&client_id),
+                    peer,
+                    listener,
+                    protocol = version(protocol),
+                    keep_alive_s,
+                    clean_start,
+                    session_present,
+                    username = %username,
+                    "client connected"
+                );
+            }
+            ConnectionRecord::Closed {
+                conn,
+                client_id,
+                cause,
+            } => {
+                let meta = self.meta.borrow_mut().remove(&conn);
+                // A connection that never connected and that the engine did
+                // not end (handed to another shard, a port probe) is no
+                // operator's business.
+                if client_id.is_none() && cause.is_none() {
+                    return;
+                }
+                if !self.admit(now_ms) {
+                    return;
+                }
+                let (peer, listener) = meta.as_ref().map_or(("unknown", "unknown"), |m| {
+                    (m.peer.as_str(), m.listener.as_str())
+                });
+                let client_id = client_id.as_ref().map_or_else(|| "-".to_string(), text);
+                match cause {
+                    Some(CloseCause::ProtocolViolation {
+                        reason,
+                        what,
+                        decode,
+                    }) => {
+                        let detail = decode.map(|d| format!("{d:?}")).unwrap_or_default();
+                        tracing::warn!(
+                            shard = self.shard,
+                            client_id = %client_id,
+                            peer,
+                            listener,
+                            reason_code = %format!("0x{:02X}", reason.0),
+                            what,
+                            detail = %detail,
+                            "protocol violation: client disconnected"
+                        );
+                    }
+                    other => {
+                        let reason = describe(other, transport);
+                        tracing::info!(
+                            shard = self.shard,
+                            client_id = %client_id,
+                            peer,
+                            listener,
+                            reason = %reason,
+                            "client disconnected"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Bytes from the wire as text (UTF-8 checked by the codec; lossy anyway).
+fn text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn version(p: Protocol) -> &'static str {
+    match p {
+        Protocol::V3_1 => "3.1",
+        Protocol::V3_1_1 => "3.1.1",
+        Protocol::V5 => "5.0",
+    }
+}
+
+/// A disconnect reason in words.
+fn describe(cause: Option<CloseCause>, transport: Option<CloseReason>) -> String {
+    match cause {
+        Some(CloseCause::ClientDisconnect(rc)) => format!("client DISCONNECT 0x{:02X}", rc.0),
+        Some(CloseCause::KeepAliveTimeout) => "keep-alive timeout".to_string(),
+        Some(CloseCause::ConnectTimeout) => {
+            "no CONNECT within limits.connect_timeout_ms".to_string()
+        }
+        Some(CloseCause::ConnectRefused(rc)) => format!("CONNECT refused with 0x{:02X}", rc.0),
+        Some(CloseCause::TakenOver) => "session taken over by a new connection".to_string(),
+        Some(CloseCause::ServerShutdown) => "server shutdown".to_string(),
+        Some(CloseCause::Limit(rc)) => format!("broker limit, 0x{:02X} sent", rc.0),
+        Some(CloseCause::ProtocolViolation { reason, what, .. }) => {
+            format!("protocol violation ({what}), 0x{:02X} sent", reason.0)
+        }
+        None => match transport {
+            Some(CloseReason::PeerClosed) => "closed by the client without DISCONNECT".to_string(),
+            Some(CloseReason::ReadError(k) | CloseReason::WriteError(k)) => {
+                format!("I/O error: {k}")
+            }
+            Some(CloseReason::ReadBufferFull) => "read buffer full".to_string(),
+            Some(CloseReason::PacketTimeout) => {
+                "incomplete packet not completed within runtime.packet_complete_timeout_ms"
+                    .to_string()
+            }
+            Some(CloseReason::TlsError) => "TLS error".to_string(),
+            Some(CloseReason::Local) | None => "closed by the broker".to_string(),
+        },
+    }
+}

@@ -192,9 +192,13 @@ fn accept(
         shard.drain_events(None);
         return None;
     };
-    shard
-        .connlog
-        .accepted(id, conn.peer_addr(), conn.local_addr(), conn.is_tls());
+    shard.connlog.accepted(
+        id,
+        conn.peer_addr(),
+        conn.local_addr(),
+        conn.is_tls(),
+        conn.is_websocket(),
+    );
     let handle = DriverHandle::new();
     shard.register(id, handle.clone());
     shard.remember_peer(id, conn.peer_addr());

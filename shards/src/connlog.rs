@@ -56,18 +56,24 @@ impl ConnLog {
     }
 
     /// A connection accepted on this shard: its peer and listener
-    /// (`scheme://local address`).
+    /// (`scheme://local address`: mqtt, mqtts, ws or wss).
     pub fn accepted(
         &self,
         conn: ConnId,
         peer: Option<SocketAddr>,
         local: Option<SocketAddr>,
         tls: bool,
+        websocket: bool,
     ) {
         if !self.enabled {
             return;
         }
-        let scheme = if tls { "mqtts" } else { "mqtt" };
+        let scheme = match (websocket, tls) {
+            (false, false) => "mqtt",
+            (false, true) => "mqtts",
+            (true, false) => "ws",
+            (true, true) => "wss",
+        };
         let meta = Meta {
             peer: peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
             listener: local.map_or_else(

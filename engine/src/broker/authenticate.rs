@@ -142,6 +142,7 @@ impl Broker {
         if let Some(ack) = self.fit_connack(conn, ack) {
             self.write_packet(conn, &Packet::ConnAck(ack));
         }
+        self.set_close_cause(conn, super::CloseCause::ConnectRefused(reason));
         self.close(conn, now_ms);
     }
 

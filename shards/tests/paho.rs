@@ -1,11 +1,9 @@
 //! paho-mqtt (the Eclipse Python client) over TLS against the real
-//! binary: `tests/paho/tls_auth.py` connects with `--cafile` and does a
-//! QoS 1 publish/subscribe round trip, for MQTT 3.1.1 and 5.0.
-//! Certificates are made by rcgen when the test runs (no private key is
-//! committed). The script also checks a password login and that a wrong
-//! password is refused (`--username`/`--password`; 3.1.1 return code 4,
-//! 5.0 reason code 0x86): this test passes them once password files
-//! (`ringmq passwd`, `[auth] password_file`) are in the binary.
+//! binary: `tests/paho/tls_auth.py` connects with `--cafile` and a user from
+//! a password file made by `ringmq passwd`, does a QoS 1 publish/subscribe
+//! round trip, and checks that a wrong password is refused (3.1.1 return
+//! code 4, 5.0 reason code 0x86), for MQTT 3.1.1 and 5.0. Certificates are
+//! made by rcgen when the test runs (no private key is committed).
 //!
 //! `.ci/run` installs paho-mqtt (pip); with CI=true its absence fails the
 //! test, elsewhere it is skipped with a message.
@@ -19,6 +17,7 @@ use ringmq_tests::{binary, run_to_exit, Broker};
 
 /// How long the script may run (it bounds each wait to 10 s itself).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
+const EXIT_LIMIT: Duration = Duration::from_secs(20);
 
 fn bin() -> PathBuf {
     binary(env!("CARGO_BIN_EXE_ringmq"))
@@ -61,7 +60,7 @@ fn certificates(dir: &Path) {
 }
 
 #[test]
-fn paho_over_tls_round_trip() {
+fn paho_over_tls_with_a_password() {
     if !paho_installed() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -73,9 +72,17 @@ fn paho_over_tls_round_trip() {
     let dir = std::env::temp_dir().join(format!("ringmq-paho-{}", std::process::id()));
     ok(std::fs::create_dir_all(&dir));
     certificates(&dir);
+    let passwd = dir.join("passwd").display().to_string();
+    let (status, _, stderr) = run_to_exit(
+        &bin(),
+        &["passwd", "-c", "-b", &passwd, "alice", "s3cret pass"],
+        EXIT_LIMIT,
+    );
+    assert!(status.success(), "ringmq passwd: {stderr}");
     let path = |name: &str| dir.join(name).display().to_string();
     let config = format!(
-        "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        "[auth]\nallow_anonymous = false\npassword_file = {passwd:?}\n\n\
+         [[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
         path("server.pem"),
         path("server.key"),
     );
@@ -93,6 +100,10 @@ fn paho_over_tls_round_trip() {
             &port,
             "--cafile",
             &path("ca.pem"),
+            "--username",
+            "alice",
+            "--password",
+            "s3cret pass",
         ],
         SCRIPT_LIMIT,
     );
@@ -102,9 +113,11 @@ fn paho_over_tls_round_trip() {
         broker.log()
     );
     for line in [
-        "ok v311: connected over TLSv1.3",
+        "ok v311: connected over TLSv1.3 as alice",
         "ok v311: QoS 1 round trip",
+        "ok v311: wrong password refused",
         "ok v5: QoS 1 round trip",
+        "ok v5: wrong password refused",
         "all ok",
     ] {
         assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");

@@ -12,6 +12,7 @@
 
 pub mod password;
 pub mod scram;
+pub mod scram_credentials;
 pub mod throttle;
 
 use std::fmt;

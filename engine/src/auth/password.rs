@@ -9,7 +9,7 @@
 //!
 //! The hash is an argon2id PHC string (RFC 9106; the `argon2` crate's
 //! format, the same as `mosquitto_passwd`'s argon2id mode). The optional
-//! third field holds SCRAM-SHA-256 credentials (see [`super::scram`]),
+//! third field holds SCRAM-SHA-256 credentials (see [`super::scram_credentials`]),
 //! which cannot be derived from an argon2 hash. A user name may not contain
 //! `:` (the field separator), control characters, or be empty.
 //!
@@ -22,7 +22,7 @@ use std::fmt;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use super::scram::ScramCredentials;
+use super::scram_credentials::ScramCredentials;
 
 /// Largest password file accepted, in bytes.
 pub const FILE_MAX_BYTES: usize = 16 * 1024 * 1024;

@@ -25,20 +25,12 @@
 use bytes::Bytes;
 
 use super::conn::ConnState;
+use super::pending_auth::{Admitted, PendingAuth, Phase};
 use super::violation::Violation;
 use super::{Broker, ConnId, Event};
 use crate::auth::scram::METHOD as SCRAM_METHOD;
-use crate::auth::{AuthRequest, AuthVerdict, ScramState};
-use crate::codec::{Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, Packet, ReasonCode};
-
-/// A CONNECT that passed every check but authentication.
-pub(super) struct Admitted {
-    pub(super) connect: Connect,
-    /// The client id to use (the CONNECT's, owned, or an assigned one).
-    pub(super) client_id: Bytes,
-    /// `Some` when the broker assigned the client id (v5 CONNACK property).
-    pub(super) assigned: Option<Bytes>,
-}
+use crate::auth::{AuthRequest, AuthVerdict};
+use crate::codec::{Auth, AuthProperties, ConnAck, ConnAckProperties, Packet, ReasonCode};
 
 /// What to do with a CONNECT's credentials.
 pub(super) enum FirstStep {
@@ -46,22 +38,6 @@ pub(super) enum FirstStep {
     Refuse(ReasonCode),
     /// Ask the runtime (user store) and wait for the verdict.
     Ask(AuthRequest),
-}
-
-/// A connection's authentication in progress.
-pub(super) struct PendingAuth {
-    /// Matches the verdict to this request.
-    token: u64,
-    phase: Phase,
-    /// The CONNECT being decided; `None` for a re-authentication.
-    admitted: Option<Box<Admitted>>,
-}
-
-enum Phase {
-    /// The runtime is verifying (`Event::Authenticate` out).
-    Verifying,
-    /// SCRAM server-first sent; waiting for the client's AUTH.
-    AwaitClient(Box<ScramState>),
 }
 
 impl Broker {

@@ -6,9 +6,9 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
-use super::authenticate::PendingAuth;
 use super::backlog::Backlogged;
 use super::message::fnv;
+use super::pending_auth::PendingAuth;
 use super::{Broker, CloseCause, ConnId, Event, SessionId};
 use crate::codec::{
     self, Disconnect, EncodeError, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions,

@@ -26,7 +26,8 @@
 //! Files, one concern each: `message` (what crosses the shard: ring
 //! messages, events, ownership), `conn` (a connection and writing to it),
 //! `session` (a session, its inflight window and queue), `connect`
-//! (CONNECT, takeover, will, expiry), `publish` (inbound PUBLISH), `route`
+//! (CONNECT, takeover, will, expiry), `connack` (refusals, fitting the
+//! CONNACK), `authenticate` / `pending_auth` (authentication in progress), `publish` (inbound PUBLISH), `route`
 //! (the trie walk), `shared` (shared groups and their chooser), `deliver`
 //! (one message to one session, outbound acknowledgements), `backlog` (what
 //! waits behind a full outgoing buffer), `subscribe` (SUBSCRIBE, interest
@@ -44,10 +45,12 @@ mod barrier;
 mod compact;
 mod config;
 mod conn;
+mod connack;
 mod connect;
 mod connlog;
 mod deliver;
 mod message;
+mod pending_auth;
 mod publish;
 mod retained;
 mod route;

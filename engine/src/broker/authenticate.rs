@@ -30,7 +30,7 @@ use super::violation::Violation;
 use super::{Broker, ConnId, Event};
 use crate::auth::scram::METHOD as SCRAM_METHOD;
 use crate::auth::{AuthRequest, AuthVerdict};
-use crate::codec::{Auth, AuthProperties, ConnAck, ConnAckProperties, Packet, ReasonCode};
+use crate::codec::{Auth, AuthProperties, Packet, ReasonCode};
 
 /// What to do with a CONNECT's credentials.
 pub(super) enum FirstStep {
@@ -110,14 +110,7 @@ impl Broker {
         if let Some(c) = self.conns.get_mut(conn) {
             c.auth = None;
         }
-        let ack = ConnAck {
-            session_present: false,
-            reason,
-            properties: ConnAckProperties::default(),
-        };
-        if let Some(ack) = self.fit_connack(conn, ack) {
-            self.write_packet(conn, &Packet::ConnAck(ack));
-        }
+        self.write_refusal(conn, reason);
         self.set_close_cause(conn, super::CloseCause::ConnectRefused(reason));
         self.close(conn, now_ms);
     }

@@ -20,7 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::config::{provider, TlsConfigError};
+use super::config::{parse_certificates, provider, TlsConfigError};
 
 /// The Debian / Ubuntu CA bundle, used when no `cafile` is given.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -64,22 +64,7 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, TlsConfigError> {
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let data = read_pem(path)?;
-    let certs = CertificateDer::pem_slice_iter(&data)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            err(format!(
-                "{}: not a PEM certificate file: {e}",
-                path.display()
-            ))
-        })?;
-    if certs.is_empty() {
-        return Err(err(format!(
-            "{}: no certificate found (expected -----BEGIN CERTIFICATE-----)",
-            path.display()
-        )));
-    }
-    Ok(certs)
+    parse_certificates(&read_pem(path)?, path)
 }
 
 /// A client config for `settings` (ring provider, TLS 1.2 and 1.3).

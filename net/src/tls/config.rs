@@ -152,7 +152,16 @@ fn certificates(
     files: &mut Vec<(PathBuf, Vec<u8>)>,
 ) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     let data = read_file(path, files)?;
-    let certs = CertificateDer::pem_slice_iter(&data)
+    parse_certificates(&data, path)
+}
+
+/// The certificates of a PEM file's contents (`path` names it in errors);
+/// at least one.
+pub(super) fn parse_certificates(
+    data: &[u8],
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let certs = CertificateDer::pem_slice_iter(data)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
             err(format!(

@@ -242,6 +242,30 @@ impl PreciseTimer {
     }
 }
 
+/// Nice value of helper threads that do slow work (password hashing) on
+/// cores the shards also run on: the lowest CFS weight, so a waking shard
+/// preempts them at once and they cannot raise its latency much, yet they
+/// still progress when the shards are busy (no starvation, unlike
+/// `SCHED_IDLE`).
+pub const HELPER_THREAD_NICE: libc::c_int = 19;
+
+/// Lowers the calling thread's scheduling priority to
+/// [`HELPER_THREAD_NICE`]. On Linux the nice value is per thread, so the
+/// shards keep theirs.
+pub fn lower_thread_priority() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let id = libc::id_t::try_from(tid).map_err(|_| io::Error::other("negative thread id"))?;
+        // SAFETY: setpriority only reads its integer arguments.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, id, HELPER_THREAD_NICE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Raises this process's open-file limit so that `wanted` descriptors fit:
 /// the soft limit to the hard one, and the hard one too where the process
 /// may (root, `CAP_SYS_RESOURCE`). Returns the resulting soft limit.
@@ -329,6 +353,31 @@ mod tests {
             }
             panic!("median lateness over 300 us in every round: {medians:?} us");
         });
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn lower_thread_priority_changes_only_the_calling_thread() {
+        fn nice_of(tid: libc::pid_t) -> libc::c_int {
+            let id = libc::id_t::try_from(tid).unwrap_or_else(|e| panic!("{e}"));
+            // SAFETY: getpriority only reads its integer arguments.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, id) }
+        }
+        // SAFETY: gettid has no preconditions.
+        let main_tid = unsafe { libc::gettid() };
+        let before = nice_of(main_tid);
+        let helper = std::thread::spawn(|| {
+            lower_thread_priority().unwrap_or_else(|e| panic!("{e}"));
+            // SAFETY: as above.
+            nice_of(unsafe { libc::gettid() })
+        });
+        let helper_nice = helper.join().unwrap_or_else(|_| panic!("helper panicked"));
+        assert_eq!(helper_nice, HELPER_THREAD_NICE);
+        assert_eq!(
+            nice_of(main_tid),
+            before,
+            "the caller's siblings keep their priority"
+        );
     }
 
     #[test]

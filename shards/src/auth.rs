@@ -162,6 +162,12 @@ fn worker(
     throttle: &Mutex<Throttle>,
     clock: Clock,
 ) {
+    // Argon2 is slow on purpose and these threads share cores with the
+    // shards: at the lowest priority a burst of password CONNECTs costs
+    // established clients as little latency as the scheduler allows.
+    if let Err(e) = ringmq_net::os::lower_thread_priority() {
+        tracing::warn!("password verification thread keeps normal priority: {e}");
+    }
     let mut urandom = File::open("/dev/urandom").ok();
     loop {
         // The lock is held while waiting: the other helpers wait on the

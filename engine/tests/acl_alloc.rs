@@ -4,17 +4,17 @@
 //! routed to 100 `#` subscribers, half of whom may not read the topic,
 //! allocates nothing. Also checks the per-delivery check directly.
 
+mod alloc_broker;
 mod counting_alloc;
 
 use std::sync::Arc;
 
+use alloc_broker::{connect_as, drain, frame};
 use bytes::BytesMut;
 use counting_alloc::allocations_in;
 use ringmq_engine::acl::{parse, Acl, Action};
-use ringmq_engine::broker::{Broker, BrokerConfig, ConnId, Event};
-use ringmq_engine::codec::{
-    self, Connect, Packet, Protocol, Publish, QoS, Subscribe, SubscribeFilter,
-};
+use ringmq_engine::broker::{Broker, BrokerConfig, Event};
+use ringmq_engine::codec::{Packet, Protocol, Publish, QoS, Subscribe, SubscribeFilter};
 
 const ACL: &str = "\
 user reader
@@ -29,44 +29,6 @@ topic write sensors/#
 pattern read clients/%c/#
 ";
 
-fn frame(packet: &Packet, protocol: Protocol) -> Vec<u8> {
-    let mut b = BytesMut::new();
-    codec::encode(packet, protocol, &mut b).unwrap();
-    b.to_vec()
-}
-
-fn connect(broker: &mut Broker, id: &str, user: &str, protocol: Protocol) -> ConnId {
-    let conn = broker.accept(0).unwrap();
-    let c = Connect {
-        protocol,
-        clean_start: true,
-        keep_alive_s: 0,
-        client_id: id.as_bytes().to_vec().into(),
-        will: None,
-        username: Some(user.as_bytes().to_vec().into()),
-        password: None,
-        properties: Default::default(),
-    };
-    let mut buf = BytesMut::from(&frame(&Packet::Connect(Box::new(c)), protocol)[..]);
-    broker.handle_read(conn, &mut buf, 0);
-    conn
-}
-
-fn drain(broker: &mut Broker, conns: &[ConnId]) -> usize {
-    let mut transmits = 0;
-    while let Some(ev) = broker.poll_event() {
-        if let Event::Transmit(_) = ev {
-            transmits += 1;
-        }
-    }
-    for c in conns {
-        if let Some(out) = broker.outgoing(*c) {
-            out.clear();
-        }
-    }
-    transmits
-}
-
 fn run(protocol: Protocol) {
     let config = BrokerConfig {
         sys_interval_s: 0,
@@ -78,7 +40,7 @@ fn run(protocol: Protocol) {
     let mut subscribers = Vec::new();
     for i in 0..100 {
         let user = if i % 2 == 0 { "reader" } else { "blind" };
-        let conn = connect(&mut broker, &format!("sub-{i}"), user, protocol);
+        let conn = connect_as(&mut broker, &format!("sub-{i}"), Some(user), protocol, None);
         let sub = Subscribe {
             packet_id: 1,
             filters: vec![SubscribeFilter {
@@ -91,7 +53,7 @@ fn run(protocol: Protocol) {
         broker.handle_read(conn, &mut buf, 0);
         subscribers.push(conn);
     }
-    let publisher = connect(&mut broker, "pub", "pub", protocol);
+    let publisher = connect_as(&mut broker, "pub", Some("pub"), protocol, None);
     let mut all = subscribers.clone();
     all.push(publisher);
     drain(&mut broker, &all);

@@ -2,62 +2,17 @@
 //! section 4): after warm-up, a PUBLISH read from a connection and routed
 //! to 100 matching subscribers allocates nothing.
 
+mod alloc_broker;
 mod counting_alloc;
 
+use alloc_broker::{connect_as, drain, frame};
 use bytes::BytesMut;
 use counting_alloc::allocations_in;
 use ringmq_engine::broker::{Broker, BrokerConfig, ConnId, Event};
-use ringmq_engine::codec::{
-    self, Connect, Packet, Protocol, Publish, QoS, Subscribe, SubscribeFilter,
-};
-
-fn frame(packet: &Packet, protocol: Protocol) -> Vec<u8> {
-    let mut b = BytesMut::new();
-    codec::encode(packet, protocol, &mut b).unwrap();
-    b.to_vec()
-}
+use ringmq_engine::codec::{Packet, Protocol, Publish, QoS, Subscribe, SubscribeFilter};
 
 fn connect(broker: &mut Broker, id: &str, protocol: Protocol) -> ConnId {
-    connect_with_aliases(broker, id, protocol, None)
-}
-
-/// `topic_alias_maximum`: the client's Topic Alias Maximum (v5).
-fn connect_with_aliases(
-    broker: &mut Broker,
-    id: &str,
-    protocol: Protocol,
-    topic_alias_maximum: Option<u16>,
-) -> ConnId {
-    let conn = broker.accept(0).unwrap();
-    let mut c = Connect {
-        protocol,
-        clean_start: true,
-        keep_alive_s: 0,
-        client_id: id.as_bytes().to_vec().into(),
-        will: None,
-        username: None,
-        password: None,
-        properties: Default::default(),
-    };
-    c.properties.topic_alias_maximum = topic_alias_maximum;
-    let mut buf = BytesMut::from(&frame(&Packet::Connect(Box::new(c)), protocol)[..]);
-    broker.handle_read(conn, &mut buf, 0);
-    conn
-}
-
-fn drain(broker: &mut Broker, subscribers: &[ConnId]) -> usize {
-    let mut transmits = 0;
-    while let Some(ev) = broker.poll_event() {
-        if let Event::Transmit(_) = ev {
-            transmits += 1;
-        }
-    }
-    for c in subscribers {
-        if let Some(out) = broker.outgoing(*c) {
-            out.clear(); // keeps the capacity, as a runtime that wrote it out would
-        }
-    }
-    transmits
+    connect_as(broker, id, None, protocol, None)
 }
 
 fn run(protocol: Protocol) {
@@ -141,9 +96,10 @@ fn routing_with_outbound_topic_aliases_allocates_nothing() {
         let mut broker = Broker::new(config.clone(), 0, 1);
         let mut subscribers = Vec::new();
         for i in 0..100 {
-            let conn = connect_with_aliases(
+            let conn = connect_as(
                 &mut broker,
                 &format!("sub-{i}"),
+                None,
                 Protocol::V5,
                 Some(u16::MAX),
             );

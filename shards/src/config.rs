@@ -25,8 +25,8 @@ mod listener;
 
 pub use error::ConfigError;
 use error::{classify, line_of, mosquitto_line};
-pub use listener::Listener;
 use listener::ListenersPartial;
+pub use listener::{Listener, Protocol};
 
 /// The built-in defaults: `config/ringmq.toml`, compiled into the binary.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../../config/ringmq.toml");

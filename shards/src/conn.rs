@@ -224,6 +224,7 @@ pub async fn serve_accepted(
     stream: monoio::net::TcpStream,
     listener: Rc<ListenerCtx>,
 ) {
+    shard.count_accepted_socket();
     if let Err(e) = stream.set_nodelay(listener.nodelay) {
         tracing::debug!(shard = shard.id, error = %e, "TCP_NODELAY");
     }

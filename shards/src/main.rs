@@ -5,7 +5,9 @@
 //! Modules: [`cli`] (flags), [`config`] (TOML + overrides + validation),
 //! [`logging`], [`connlog`] (connect / disconnect lines), [`server`] (start-up, signals, shutdown), [`shard`] (one
 //! shard's runtime), [`conn`] (routing + engine glue of a connection),
-//! [`mesh`] (rings, wake-ups, full-ring policy), [`reload`] (SIGHUP
+//! [`mesh`] (rings, wake-ups, full-ring policy), [`metrics`] (snapshots
+//! of the shards, Prometheus text), [`http`] (`/metrics`, `/health`,
+//! `/ready`), [`reload`] (SIGHUP
 //! reload hooks), [`auth`] (password verification threads), [`passwd`] (the `ringmq passwd` command). The process
 //! clock is `ringmq_net::clock::Clock`.
 //!
@@ -21,8 +23,10 @@ mod cli;
 mod config;
 mod conn;
 mod connlog;
+mod http;
 mod logging;
 mod mesh;
+mod metrics;
 mod passwd;
 mod reload;
 mod server;

@@ -140,6 +140,9 @@ struct Outbound {
     /// Pushes that went over the overflow limit (each paused, or kept its
     /// producer paused).
     over_limit: u64,
+    /// Pushes that found the ring full (or messages already waiting in
+    /// the overflow queue) and were queued.
+    overflowed: u64,
 }
 
 struct Inbound {
@@ -168,6 +171,22 @@ pub struct MeshStats {
     /// were paused).
     pub pushes_over_limit: u64,
     pub overflow_messages: usize,
+}
+
+/// One outbound ring, as [`Mesh::rings`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// The receiving shard.
+    pub peer: ShardId,
+    /// Messages on the ring, not yet taken by the peer.
+    pub occupied_slots: usize,
+    pub capacity_slots: usize,
+    /// Messages waiting in the overflow queue for room on the ring.
+    pub overflow_messages: usize,
+    /// Pushes that went to the overflow queue (ring full), since start.
+    pub overflowed: u64,
+    /// Pushes past `ring_overflow_max_messages` (publisher paused), since start.
+    pub over_limit: u64,
 }
 
 /// One shard's end of the mesh: producers to every peer, consumers from
@@ -219,6 +238,7 @@ pub fn build(
                 space_wanted: space_wanted.clone(),
                 dirty: false,
                 over_limit: 0,
+                overflowed: 0,
             });
             meshes[to].inbound.push(Inbound {
                 peer: from as ShardId,
@@ -270,6 +290,7 @@ impl Mesh {
 
     fn queue(out: &mut Outbound, msg: RingMsg, limit: usize) -> PushOutcome {
         out.space_wanted.store(true, Ordering::SeqCst);
+        out.overflowed += 1;
         let below = out.overflow.len() < limit;
         out.overflow.push_back(msg);
         if below {
@@ -380,6 +401,22 @@ impl Mesh {
                 .iter()
                 .flatten()
                 .any(|o| !o.overflow.is_empty() && !o.producer.is_full())
+    }
+
+    /// The state of every outbound ring of this shard, by peer (`/metrics`).
+    pub fn rings(&self) -> impl Iterator<Item = RingStats> + '_ {
+        self.outbound.iter().enumerate().filter_map(|(peer, out)| {
+            let out = out.as_ref()?;
+            let capacity_slots = out.producer.buffer().capacity();
+            Some(RingStats {
+                peer: peer as ShardId,
+                occupied_slots: capacity_slots.saturating_sub(out.producer.slots()),
+                capacity_slots,
+                overflow_messages: out.overflow.len(),
+                overflowed: out.overflowed,
+                over_limit: out.over_limit,
+            })
+        })
     }
 
     /// Counters.

@@ -27,11 +27,12 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmq_net::listener::{bind_group, BindError};
+use ringmq_net::listener::{bind, bind_group, BindError, ListenerOptions};
 use ringmq_net::os::{self, SignalSet};
 
 use crate::config::Config;
 use crate::mesh::{self, RingMsg, ShardSignal};
+use crate::metrics::MetricsHub;
 use crate::reload::{self, Hooks, Reloadable};
 use crate::shard::{self, ShardInit, ShardListener, ShardSettings, StartReport};
 use crate::tls;
@@ -125,8 +126,24 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
 
     let mut listeners: Vec<Vec<ShardListener>> = (0..count).map(|_| Vec::new()).collect();
     let mut bound: Vec<String> = Vec::new();
+    let mut http_sockets = Vec::new();
     for (listener, shared) in config.listeners.iter().zip(&tls_shared) {
         let address = listener.bind;
+        if listener.protocol == crate::config::Protocol::Http {
+            // One socket, served by the HTTP thread (not by the shards).
+            let options = ListenerOptions {
+                reuse_port: false,
+                ..listener.options()
+            };
+            let socket = bind(address, &options).map_err(ServeError::Bind)?;
+            let local = socket
+                .local_addr()
+                .map_err(|source| ServeError::Bind(BindError { address, source }))?;
+            tracing::info!(listener = %format!("http://{local}"), "listener bound");
+            bound.push(local.to_string());
+            http_sockets.push(socket);
+            continue;
+        }
         let group = bind_group(address, usize::from(count), &listener.options())
             .map_err(ServeError::Bind)?;
         let local = group[0]
@@ -164,6 +181,15 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         "ring mesh built"
     );
 
+    // Asked by /metrics and the $SYS totals; wakes shards through the
+    // mesh's signals.
+    let clock = Clock::new();
+    let hub = MetricsHub::new(ring_signals.clone(), clock);
+    if !http_sockets.is_empty() {
+        crate::http::start(http_sockets, hub.clone(), r.ring_capacity_slots)
+            .map_err(|e| ServeError::Start(format!("cannot start the HTTP thread: {e}")))?;
+    }
+
     let settings = ShardSettings {
         driver: config.driver_config(),
         tls_handshake_budget_us_per_ms: r.tls_handshake_budget_us_per_ms,
@@ -173,7 +199,6 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         log_connections: r.log_connections,
         log_connections_max_lines_per_s: r.log_connections_max_lines_per_s,
     };
-    let clock = Clock::new();
     // Password file: loaded now (a bad one stops the start), re-read on SIGHUP.
     let auth = crate::auth::start(config, &mut hooks, clock).map_err(ServeError::Start)?;
     let exited = Arc::new(AtomicUsize::new(0));
@@ -197,6 +222,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             report: report_tx.clone(),
             acl: acl.clone(),
             auth: auth.clone(),
+            metrics: hub.clone(),
         };
         let notice = ExitNotice(exited.clone());
         let spawned = thread::Builder::new()
@@ -230,6 +256,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             return Err(ServeError::Start(e));
         }
     };
+    hub.set_serving(true);
     let addresses = bound.join(",");
     tracing::info!(addresses = %addresses, shards = count, io = %drivers, "listening");
 
@@ -253,6 +280,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             }
         }
     };
+    hub.set_serving(false);
     if died {
         tracing::error!("a shard stopped unexpectedly; stopping the others");
     } else {

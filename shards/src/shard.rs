@@ -15,7 +15,9 @@
 //!   connections closed, gives the memory they freed back to the OS
 //!   (`ringmq_net::alloc`);
 //! - the auth task: applies password verdicts from the helper threads
-//!   (`auth`), after a delay for repeat offenders.
+//!   (`auth`), after a delay for repeat offenders;
+//! - on shard 0, the `$SYS` totals task (`shard/metrics.rs`). The ring
+//!   task also answers snapshot requests (`crate::metrics`).
 //!
 //! The state those tasks share is [`state::Shard`]. After every `handle_*`
 //! call the caller runs [`Shard::drain_events`], which dispatches `Transmit`/`Close` to connection drivers and `ToShard`
@@ -40,6 +42,7 @@ use crate::mesh::{Mesh, RingMsg};
 use crate::reload::{Cached, Reloadable};
 use crate::tls::SharedTls;
 
+mod metrics;
 pub mod state;
 
 use state::Shard;
@@ -70,6 +73,8 @@ pub struct ShardInit {
     pub report: mpsc::Sender<StartReport>,
     /// The ACL (`[auth] acl_file`), reloaded on SIGHUP; `None`: none.
     pub acl: Option<Arc<Reloadable<Acl>>>,
+    /// Where snapshots are asked for (`/metrics`, `$SYS` totals).
+    pub metrics: Arc<crate::metrics::MetricsHub>,
 }
 
 /// One listener's socket for this shard, and what its connections need.
@@ -163,6 +168,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         cpu,
         acl,
         auth,
+        metrics,
         ..
     } = init;
     let mut monoio_listeners = Vec::with_capacity(listeners.len());
@@ -187,6 +193,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
             }
         }
     }
+    let sys_interval_s = broker_config.sys_interval_s;
     let mut broker = Broker::new(broker_config, id, count);
     let acl = acl.map(Cached::new);
     if let Some(cached) = &acl {
@@ -200,6 +207,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         settings,
         mesh,
         auth.map(|service| ShardAuth::new(id, service)),
+        metrics,
     ));
     if let Some(cached) = acl {
         monoio::spawn(crate::acl::follow_reloads(shard.clone(), cached));
@@ -213,6 +221,10 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     monoio::spawn(ring_task(shard.clone()));
     monoio::spawn(memory_release_task(shard.clone()));
     monoio::spawn(auth_task(shard.clone()));
+    if id == 0 && sys_interval_s > 0 {
+        monoio::spawn(metrics::sys_totals_task(shard.clone(), sys_interval_s));
+    }
+    shard.metrics.set_running(id, true);
     tracing::info!(shard = id, io = driver, cpu = ?cpu, "shard started");
     let _ = report.send(StartReport {
         shard: id,
@@ -236,8 +248,8 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     let mesh = shard.mesh.borrow().stats();
     tracing::info!(
         shard = id,
-        messages_received = stats.messages_received,
-        messages_sent = stats.messages_sent,
+        messages_received = stats.messages_received.iter().sum::<u64>(),
+        messages_sent = stats.messages_sent.iter().sum::<u64>(),
         ring_pushes_over_limit = mesh.pushes_over_limit,
         "shard stopped"
     );
@@ -351,6 +363,7 @@ async fn ring_task(shard: Rc<Shard>) {
     let budget = shard.settings.ring_batch_max_messages.max(1);
     let mut batch: Vec<RingMsg> = Vec::with_capacity(budget);
     loop {
+        shard.answer_metrics();
         let shutdown_requested = shard.mesh.borrow().signal().shutdown_requested();
         if shutdown_requested && !shard.stopping.get() {
             shard.begin_shutdown();
@@ -398,8 +411,11 @@ async fn ring_task(shard: Rc<Shard>) {
 async fn wait_for_ring_work(shard: &Shard) {
     poll_fn(|cx| {
         let mesh = shard.mesh.borrow();
-        let ready =
-            || mesh.has_work() || (mesh.signal().shutdown_requested() && !shard.stopping.get());
+        let ready = || {
+            mesh.has_work()
+                || shard.metrics_pending()
+                || (mesh.signal().shutdown_requested() && !shard.stopping.get())
+        };
         if ready() {
             return Poll::Ready(());
         }

@@ -314,6 +314,7 @@ impl Broker {
             return;
         };
         if codec::encode(packet, c.protocol, &mut c.out).is_ok() {
+            self.stats.packets_sent += 1;
             c.queue_transmit(conn, &mut self.events);
         }
     }

@@ -32,6 +32,7 @@ impl Broker {
             c.protocol = protocol;
             self.write_refusal(conn, reason);
         }
+        self.stats.connects_refused += 1;
         self.set_close_cause(conn, CloseCause::ConnectRefused(reason));
         self.close(conn, now_ms);
     }
@@ -39,6 +40,7 @@ impl Broker {
     /// Refuse a decoded CONNECT with `reason`, then close.
     pub(super) fn connack_refuse(&mut self, conn: ConnId, reason: ReasonCode, now_ms: u64) {
         self.stats.protocol_errors += 1;
+        self.stats.connects_refused += 1;
         self.write_refusal(conn, reason);
         self.set_close_cause(conn, CloseCause::ConnectRefused(reason));
         self.close(conn, now_ms);

@@ -286,6 +286,7 @@ impl Broker {
 
         ack.session_present = session_present;
         self.write_packet(conn, &Packet::ConnAck(ack));
+        self.stats.connects_accepted += 1;
         if self.config.log_connections {
             let username = self.sessions.get(session).and_then(|s| s.username.clone());
             self.record_connected(ConnectionRecord::Connected {
@@ -451,7 +452,8 @@ impl Broker {
                 content_type: will.properties.content_type,
             },
         };
-        self.stats.messages_received += 1;
+        self.stats
+            .count_received(publish.qos, publish.payload.len());
         if publish.retain {
             self.retain_local(&publish, now_ms, 0);
         }
@@ -488,6 +490,8 @@ impl Broker {
                     o.publish.properties.message_expiry_interval_s = stored;
                     if written.is_err() {
                         stats.dropped_too_large += 1;
+                    } else {
+                        stats.packets_sent += 1;
                     }
                     written.is_ok()
                 }
@@ -497,6 +501,7 @@ impl Broker {
                     let rel = Packet::PubRel(PubAck::new(o.packet_id));
                     let written = crate::codec::encode(&rel, protocol, &mut c.out).is_ok();
                     debug_assert!(written, "a PUBREL always encodes");
+                    stats.packets_sent += u64::from(written);
                     true
                 }
             }

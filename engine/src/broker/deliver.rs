@@ -174,7 +174,12 @@ impl Broker {
                 self.stats.dropped_too_large += 1;
                 return;
             }
-            self.stats.messages_sent += 1;
+            self.stats.count_sent(
+                QoS::AtMostOnce,
+                publish.payload.len(),
+                d.received_at_ms,
+                now_ms,
+            );
             c.queue_transmit(conn_id, &mut self.events);
             return;
         }
@@ -290,6 +295,12 @@ impl Broker {
             } else {
                 OutState::AwaitPubAck
             };
+            self.stats.count_sent(
+                q.publish.qos,
+                q.publish.payload.len(),
+                q.received_at_ms,
+                now_ms,
+            );
             s.inflight.push_back(Outbound {
                 packet_id: pid,
                 state,
@@ -297,7 +308,6 @@ impl Broker {
                 received_at_ms: q.received_at_ms,
                 shared_filter: q.shared_filter,
             });
-            self.stats.messages_sent += 1;
             wrote = true;
         }
         if wrote {
@@ -424,7 +434,7 @@ mod tests {
             };
             broker.deliver(session, &mut unencodable(qos), delivery, 0);
             let stats = broker.stats();
-            assert_eq!(stats.messages_sent, 0, "{qos:?}");
+            assert_eq!(stats.messages_sent, [0; 3], "{qos:?}");
             assert_eq!(stats.dropped_too_large, 1, "{qos:?}");
             assert!(
                 broker.outgoing(conn).is_some_and(|o| o.is_empty()),

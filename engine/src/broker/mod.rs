@@ -32,7 +32,7 @@
 //! (one message to one session, outbound acknowledgements), `backlog` (what
 //! waits behind a full outgoing buffer), `subscribe` (SUBSCRIBE, interest
 //! replication), `barrier` (cross-shard barriers), `violation` (protocol
-//! errors that end a connection), `timer`, `sys` (`$SYS`),
+//! errors that end a connection), `timer`, `stats` (counters and gauges), `sys` (`$SYS`), `sys_totals` (broker-wide `$SYS` with Mosquitto's names),
 //! `retained`, `compact` (owned copies of decoded data), `auth`, `acl`
 //! (applying the ACL), `config`,
 //! `slab`.
@@ -57,8 +57,10 @@ mod route;
 mod session;
 mod shared;
 mod slab;
+mod stats;
 mod subscribe;
 mod sys;
+mod sys_totals;
 mod timer;
 mod violation;
 
@@ -72,6 +74,8 @@ pub use auth::{AnonymousPolicy, Authenticator, Credentials};
 pub use config::{BrokerConfig, SharedPolicy};
 pub use connlog::{CloseCause, ConnectionRecord};
 pub use message::{owner_shard, route_connect, Event, Route, ShardMessage};
+pub use stats::{Gauges, LatencyHistogram, Stats, LATENCY_BUCKETS_MS};
+pub use sys_totals::{BrokerTotals, LoadAverages};
 
 use crate::acl::Acl;
 use crate::codec::{self, Decoded, Disconnect, Packet, ReasonCode};
@@ -94,45 +98,6 @@ pub const SHARDS_MAX: u16 = 64;
 
 /// Index of a session inside one shard.
 type SessionId = usize;
-
-/// Counters of one shard (also published under `$SYS`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub connections: u64,
-    pub messages_received: u64,
-    pub messages_sent: u64,
-    /// QoS 0 messages dropped because the subscriber did not keep up: its
-    /// outgoing buffer was full and its backlog held
-    /// `outgoing_queue_max_messages` messages.
-    pub dropped_qos0_queue_messages: u64,
-    /// As `dropped_qos0_queue_messages`, the backlog being at
-    /// `outgoing_queue_max_bytes`.
-    pub dropped_qos0_queue_bytes: u64,
-    /// Messages dropped because a session queue was full.
-    pub dropped_queue_full: u64,
-    /// Retained messages not stored because of the retained limits.
-    pub dropped_retained_limit: u64,
-    /// Shared-group messages from another shard whose group had no member here any more.
-    pub dropped_no_shared_member: u64,
-    /// Messages dropped because they exceeded a client's Maximum Packet Size
-    /// or the protocol's own limits (a PUBLISH that does not encode).
-    pub dropped_too_large: u64,
-    /// Messages dropped because their Message Expiry Interval passed.
-    pub dropped_expired: u64,
-    /// Deliveries withheld because the ACL denies the subscriber reading
-    /// the topic (a `#` subscriber does not get what it may not read).
-    pub dropped_not_authorized: u64,
-    /// PUBLISH packets (wills included) refused by the ACL or the
-    /// authenticator, or for a topic reserved for the broker (`$SYS`,
-    /// `$share/`).
-    pub publishes_not_authorized: u64,
-    /// Connections ended for a protocol violation (see `violation.rs`), a
-    /// packet that did not decode, or a refused CONNECT.
-    pub protocol_errors: u64,
-    /// Logins refused (bad user name or password, not authorized, bad
-    /// authentication method, server busy) and failed re-authentications.
-    pub logins_refused: u64,
-}
 
 /// One shard's broker.
 pub struct Broker {
@@ -226,6 +191,7 @@ impl Broker {
     pub fn accept(&mut self, now_ms: u64) -> Option<ConnId> {
         self.start_clock(now_ms);
         if self.conns.len() >= self.config.connections_max {
+            self.stats.connections_refused_limit += 1;
             return None;
         }
         let generation = self.generation();
@@ -267,8 +233,11 @@ impl Broker {
             } else {
                 None
             };
+            let before = buf.len();
             match codec::decode(buf, protocol, self.config.packet_size_max_bytes) {
                 Ok(Decoded::Packet(packet)) => {
+                    self.stats.packets_received += 1;
+                    self.stats.bytes_received += (before - buf.len()) as u64;
                     if let Some(c) = self.conns.get_mut(conn) {
                         c.last_packet_ms = now_ms;
                     }
@@ -426,10 +395,12 @@ impl Broker {
         self.events.pop_front()
     }
 
-    /// Bytes waiting to be written to `conn`. Take them with `split()`.
+    /// Bytes waiting to be written to `conn`. Take them all with
+    /// `split()` (they are counted as sent here).
     pub fn outgoing(&mut self, conn: ConnId) -> Option<&mut BytesMut> {
         let c = self.conns.get_mut(conn)?;
         c.transmit_queued = false;
+        self.stats.bytes_sent += c.out.len() as u64;
         Some(&mut c.out)
     }
 
@@ -456,12 +427,6 @@ impl Broker {
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
-    }
-
-    pub fn stats(&self) -> Stats {
-        let mut s = self.stats;
-        s.connections = self.conns.len() as u64;
-        s
     }
 
     /// Sessions on this shard, connected or not.

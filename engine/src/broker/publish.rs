@@ -21,7 +21,7 @@ impl Broker {
         mut p: Publish,
         now_ms: u64,
     ) -> Result<(), Violation> {
-        self.stats.messages_received += 1;
+        self.stats.count_received(p.qos, p.payload.len());
         let protocol = match self.conns.get(conn) {
             Some(c) => c.protocol,
             None => return Ok(()),

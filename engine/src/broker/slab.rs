@@ -48,6 +48,10 @@ impl<T> Slab<T> {
         self.len
     }
 
+    pub(crate) fn values(&self) -> impl Iterator<Item = &T> + '_ {
+        self.entries.iter().filter_map(Option::as_ref)
+    }
+
     pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
         self.entries.iter_mut().filter_map(Option::as_mut)
     }

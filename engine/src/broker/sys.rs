@@ -1,5 +1,6 @@
-//! `$SYS/broker/...`: the statistics each shard publishes as retained
-//! messages every `sys_interval_s`.
+//! `$SYS/broker/shards/{n}/...`: the statistics each shard publishes as
+//! retained messages every `sys_interval_s` (the broker-wide totals with
+//! Mosquitto's names are `sys_totals`).
 
 use bytes::Bytes;
 
@@ -26,11 +27,11 @@ impl Broker {
             ),
             (
                 format!("$SYS/broker/shards/{shard}/messages/received"),
-                stats.messages_received.to_string(),
+                stats.messages_received.iter().sum::<u64>().to_string(),
             ),
             (
                 format!("$SYS/broker/shards/{shard}/messages/sent"),
-                stats.messages_sent.to_string(),
+                stats.messages_sent.iter().sum::<u64>().to_string(),
             ),
             (
                 format!("$SYS/broker/shards/{shard}/retained/count"),
@@ -38,26 +39,11 @@ impl Broker {
             ),
             (
                 format!("$SYS/broker/shards/{shard}/messages/dropped"),
-                (stats.dropped_qos0_queue_messages
-                    + stats.dropped_qos0_queue_bytes
-                    + stats.dropped_queue_full
-                    + stats.dropped_no_shared_member
-                    + stats.dropped_too_large
-                    + stats.dropped_expired
-                    + stats.dropped_not_authorized)
-                    .to_string(),
+                stats.dropped_total().to_string(),
             ),
         ];
         // The same, per reason.
-        for (reason, count) in [
-            ("qos0_queue_messages", stats.dropped_qos0_queue_messages),
-            ("qos0_queue_bytes", stats.dropped_qos0_queue_bytes),
-            ("queue_full", stats.dropped_queue_full),
-            ("no_shared_member", stats.dropped_no_shared_member),
-            ("too_large", stats.dropped_too_large),
-            ("expired", stats.dropped_expired),
-            ("not_authorized", stats.dropped_not_authorized),
-        ] {
+        for (reason, count) in stats.drops() {
             items.push((
                 format!("$SYS/broker/shards/{shard}/messages/dropped/{reason}"),
                 count.to_string(),
@@ -70,6 +56,13 @@ impl Broker {
             ));
             items.push(("$SYS/broker/uptime".into(), format!("{uptime_s} seconds")));
         }
+        self.publish_sys_items(items, now_ms);
+    }
+
+    /// Publishes each `(topic, value)` as a retained message from the
+    /// broker (replicated to every shard, routed to subscribers here and
+    /// on the other shards).
+    pub(super) fn publish_sys_items(&mut self, items: Vec<(String, String)>, now_ms: u64) {
         for (topic, value) in items {
             let mut p = Publish {
                 retain: true,

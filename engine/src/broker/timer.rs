@@ -95,6 +95,7 @@ impl Broker {
             } => {
                 let due = matches!(self.sessions.get(session), Some(s) if s.generation == generation && s.conn.is_none());
                 if due {
+                    self.stats.sessions_expired += 1;
                     self.end_session(session, now_ms);
                 }
             }

@@ -9,6 +9,10 @@
 //! key_file = "/etc/ringmq/server.key"
 //! ```
 //!
+//! `protocol` is `mqtt` (TCP, TLS with a `tls` table), `ws` (WebSocket,
+//! wss with a `tls` table) or `http` (the `/metrics`, `/health` and
+//! `/ready` endpoints, module `http`; plain HTTP only).
+//!
 //! A file that sets `listener` replaces the built-in listener list as a
 //! whole; a key a `[[listener]]` table omits takes the value of the first
 //! built-in listener (`config/ringmq.toml`). The old single `[listener]`
@@ -36,6 +40,9 @@ pub enum Protocol {
     Mqtt,
     /// MQTT over WebSocket (wss with a `tls` table).
     Ws,
+    /// The operator's HTTP endpoints: `/metrics`, `/health`, `/ready`
+    /// (served by the `ringmq-http` thread, not by the shards).
+    Http,
 }
 
 impl fmt::Display for Protocol {
@@ -43,6 +50,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Mqtt => "mqtt",
             Protocol::Ws => "ws",
+            Protocol::Http => "http",
         })
     }
 }
@@ -155,6 +163,7 @@ impl Listener {
             (Protocol::Mqtt, true) => "mqtts",
             (Protocol::Ws, false) => "ws",
             (Protocol::Ws, true) => "wss",
+            (Protocol::Http, _) => "http",
         };
         format!("{scheme}://{}", self.bind)
     }
@@ -335,8 +344,16 @@ pub(super) fn complete(
             .protocol
             .or(template.protocol)
             .ok_or(missing("listener.protocol"))?;
+        if protocol == Protocol::Http && tls.is_some() {
+            return Err(invalid(
+                at("tls"),
+                "(set)",
+                "no tls table on an http listener (HTTPS is not supported; bind it to \
+                 127.0.0.1 or put a TLS proxy in front)",
+            ));
+        }
         let ws = match protocol {
-            Protocol::Mqtt => {
+            Protocol::Mqtt | Protocol::Http => {
                 for (key, set) in [
                     ("path", entry.path.is_some()),
                     ("allowed_origins", entry.allowed_origins.is_some()),

@@ -10,6 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ringmq_engine::auth::{AuthRequest, AuthVerdict};
@@ -23,6 +24,7 @@ use ringmq_net::wake::Notify;
 use crate::auth::{Done, ShardAuth};
 use crate::connlog::ConnLog;
 use crate::mesh::{Mesh, PushOutcome, RingMsg};
+use crate::metrics::MetricsHub;
 
 /// Runtime knobs of a shard (from `[runtime]` and `[listener]`).
 #[derive(Clone, Copy, Debug)]
@@ -91,6 +93,11 @@ pub struct Shard {
     /// Password verification on the helper threads; `None` without a
     /// password file.
     pub(super) auth: Option<ShardAuth>,
+    /// Where this shard answers snapshot requests (`metrics`).
+    pub(super) metrics: Arc<MetricsHub>,
+    /// Sockets accepted from this shard's listeners (hand-offs not
+    /// counted again by their owner).
+    pub(super) sockets_accepted: Cell<u64>,
 }
 
 impl Shard {
@@ -103,6 +110,7 @@ impl Shard {
         settings: ShardSettings,
         mesh: Mesh,
         auth: Option<ShardAuth>,
+        metrics: Arc<MetricsHub>,
     ) -> Shard {
         Shard {
             id,
@@ -129,6 +137,8 @@ impl Shard {
             drained: Notify::new(),
             closed_some: Notify::new(),
             auth,
+            metrics,
+            sockets_accepted: Cell::new(0),
         }
     }
 
@@ -209,6 +219,11 @@ impl Shard {
     /// Whether reads of a connection blocked on `peer` must stay paused.
     pub fn over_limit(&self, peer: ShardId) -> bool {
         self.mesh.borrow().over_limit(peer)
+    }
+
+    /// A socket was accepted from one of this shard's listeners.
+    pub fn count_accepted_socket(&self) {
+        self.sockets_accepted.set(self.sockets_accepted.get() + 1);
     }
 
     /// Registers a newly accepted connection's driver.
@@ -355,6 +370,7 @@ impl Shard {
         if self.stopping.replace(true) {
             return;
         }
+        self.metrics.set_running(self.id, false);
         tracing::debug!(
             shard = self.id,
             connections = self.conns.borrow().len(),

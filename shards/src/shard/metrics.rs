@@ -1,0 +1,66 @@
+//! A shard's side of the metrics (`crate::metrics`): answering a snapshot
+//! request from its ring task, and on shard 0 the broker-wide `$SYS`
+//! totals every `sys_interval_s` (Mosquitto's topic names, computed from
+//! every shard's snapshot: `Broker::publish_broker_totals`).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use ringmq_engine::broker::{BrokerTotals, LoadAverages};
+
+use super::state::Shard;
+use crate::metrics;
+
+impl Shard {
+    /// Whether a snapshot was asked of this shard and not given yet.
+    pub(super) fn metrics_pending(&self) -> bool {
+        self.metrics.pending(self.id)
+    }
+
+    /// Writes this shard's snapshot if one was asked for (never waits).
+    pub(super) fn answer_metrics(&self) {
+        if !self.metrics_pending() {
+            return;
+        }
+        let broker = self.broker.borrow();
+        let mesh = self.mesh.borrow();
+        self.metrics.answer(self.id, |s| {
+            s.stats = broker.stats();
+            s.gauges = broker.gauges();
+            s.sockets_accepted = self.sockets_accepted.get();
+            s.rings.clear();
+            s.rings.extend(mesh.rings());
+        });
+    }
+}
+
+/// Shard 0: every `sys_interval_s`, gathers every shard's snapshot and
+/// publishes the broker-wide `$SYS/broker/...` values. The values are as
+/// fresh as the snapshots (a shard that does not answer within
+/// `metrics::GATHER_TIMEOUT_MS` contributes its previous one).
+pub(super) async fn sys_totals_task(shard: Rc<Shard>, interval_s: u32) {
+    let mut load = LoadAverages::default();
+    let mut clients_maximum = 0;
+    loop {
+        monoio::time::sleep(Duration::from_secs(u64::from(interval_s))).await;
+        if shard.is_stopping() {
+            return;
+        }
+        let snapshots = shard.metrics.gather().await;
+        let (stats, gauges, sockets_accepted) = metrics::totals(&snapshots);
+        clients_maximum = gauges.sessions_online.max(clients_maximum);
+        let totals = BrokerTotals {
+            stats,
+            gauges,
+            sockets_accepted,
+            clients_maximum,
+        };
+        let now = shard.now_ms();
+        load.update(&totals, now);
+        shard
+            .broker
+            .borrow_mut()
+            .publish_broker_totals(&totals, &load, now);
+        shard.drain_events(None);
+    }
+}

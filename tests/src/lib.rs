@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod http;
 pub mod packet;
 
 /// How long the broker may take to print its "listening" line.

@@ -39,7 +39,9 @@ impl Shard {
 /// fresh as the snapshots (a shard that does not answer within
 /// `metrics::GATHER_TIMEOUT_MS` contributes its previous one).
 pub(super) async fn sys_totals_task(shard: Rc<Shard>, interval_s: u32) {
+    // Counting starts now: traffic before the first tick is in its rate.
     let mut load = LoadAverages::default();
+    load.update(&BrokerTotals::default(), shard.now_ms());
     let mut clients_maximum = 0;
     loop {
         monoio::time::sleep(Duration::from_secs(u64::from(interval_s))).await;

@@ -197,6 +197,15 @@ fn metrics_after_known_traffic_on_two_shards() {
             "{family} missing:\n{page}"
         );
     }
+    // Every family served is in the metrics reference, with its type.
+    let doc = include_str!("../../docs/operations.md");
+    for line in page.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = line.split_once(' ').unwrap_or((line, ""));
+        assert!(
+            doc.contains(&format!("| `{name}` | {kind} |")),
+            "{name} ({kind}) is not in docs/operations.md's metrics reference"
+        );
+    }
     let expect = [
         ("ringmq_shards", 2.0),
         ("ringmq_shard_up{shard=\"0\"}", 1.0),

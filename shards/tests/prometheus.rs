@@ -62,7 +62,8 @@ fn encode(s: &str) -> String {
 /// `GET path` over HTTP/1.0 (no chunked answer), the body, or an error
 /// (Prometheus not up yet).
 fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
@@ -102,7 +103,12 @@ fn prometheus_scrapes_what_was_sent() {
         }
     };
     let bin = binary(env!("CARGO_BIN_EXE_ringmq"));
-    let b = http::start(&bin, "prometheus", SHARDS, "[runtime]\nsys_interval_s = 0\n");
+    let b = http::start(
+        &bin,
+        "prometheus",
+        SHARDS,
+        "[runtime]\nsys_interval_s = 0\n",
+    );
 
     // Known traffic: 7 QoS 0 and 3 QoS 1 messages of 4 bytes, from a
     // publisher on shard 1 to a subscriber on shard 0.
@@ -141,7 +147,10 @@ fn prometheus_scrapes_what_was_sent() {
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap_or_else(|e| panic!("{e}"));
     let child = Command::new(&prometheus)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address={prom}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -166,7 +175,11 @@ fn prometheus_scrapes_what_was_sent() {
     let deadline = Instant::now() + SCRAPED_WITHIN;
     loop {
         let last: Vec<_> = want.iter().map(|(q, _)| (*q, query(prom, q))).collect();
-        if want.iter().zip(&last).all(|((_, w), (_, got))| *got == Some(*w)) {
+        if want
+            .iter()
+            .zip(&last)
+            .all(|((_, w), (_, got))| *got == Some(*w))
+        {
             break;
         }
         if Instant::now() > deadline {
@@ -182,7 +195,10 @@ fn prometheus_scrapes_what_was_sent() {
     }
     // A quantile over the scraped histogram is a number (the buckets are
     // cumulative and end with +Inf, or Prometheus would give NaN).
-    let p99 = query(prom, "histogram_quantile(0.99, ringmq_publish_latency_seconds_bucket)");
+    let p99 = query(
+        prom,
+        "histogram_quantile(0.99, ringmq_publish_latency_seconds_bucket)",
+    );
     assert!(p99.is_some_and(|v| v.is_finite() && v >= 0.0), "{p99:?}");
     drop(running);
     let (status, _) = b.broker.stop();

@@ -312,7 +312,8 @@ fn listener_errors_name_the_key_and_the_accepted_values() {
         e.contains("`listener[0].protocol`")
             && e.contains("unknown variant `gopher`")
             && e.contains("`mqtt`")
-            && e.contains("`ws`"),
+            && e.contains("`ws`")
+            && e.contains("`http`"),
         "{e}"
     );
     let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\npath = \"/mqtt\"\n");
@@ -358,6 +359,19 @@ fn listener_errors_name_the_key_and_the_accepted_values() {
     let e = err(&format!("{tls}certfile = \"x\"\n"));
     assert!(
         e.contains("unknown key `listener[0].tls.certfile`") && e.contains("`cert_file`"),
+        "{e}"
+    );
+    let http = "[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"http\"\n";
+    let c = load(http).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.listeners[0].protocol, listener::Protocol::Http);
+    assert_eq!(c.listeners[0].describe(), "http://127.0.0.1:1");
+    let e = err(&format!("{http}path = \"/x\"\n"));
+    assert!(e.contains("listener[0].path"), "{e}");
+    let e = err(&format!(
+        "{http}[listener.tls]\ncert_file = \"c\"\nkey_file = \"k\"\n"
+    ));
+    assert!(
+        e.contains("listener[0].tls") && e.contains("HTTPS is not supported"),
         "{e}"
     );
     let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\n[[listener]]\nbind = \"127.0.0.1:1\"\n");

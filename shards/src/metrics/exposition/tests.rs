@@ -104,36 +104,22 @@ fn every_family_has_help_and_type_before_its_samples() {
 #[test]
 fn values_are_broker_wide_sums_with_shard_labels_where_per_shard() {
     let page = page();
-    assert_eq!(
-        value(&page, "ringmq_messages_received_total{qos=\"0\"}"),
-        7.0
-    );
-    assert_eq!(
-        value(&page, "ringmq_messages_received_total{qos=\"1\"}"),
-        1.0
-    );
-    assert_eq!(value(&page, "ringmq_connections_accepted_total"), 4.0);
-    assert_eq!(value(&page, "ringmq_sessions{state=\"online\"}"), 5.0);
-    assert_eq!(
-        value(&page, "ringmq_retained_messages"),
-        2.0,
-        "a replica, not a sum"
-    );
-    assert_eq!(value(&page, "ringmq_shard_up{shard=\"0\"}"), 1.0);
-    assert_eq!(value(&page, "ringmq_shard_up{shard=\"1\"}"), 0.0);
-    assert_eq!(
-        value(&page, "ringmq_shard_messages_received_total{shard=\"1\"}"),
-        2.0
-    );
-    assert_eq!(
-        value(&page, "ringmq_ring_occupied_slots{from=\"0\",to=\"1\"}"),
-        4.0
-    );
-    assert_eq!(
-        value(&page, "ringmq_ring_overflowed_total{from=\"0\",to=\"1\"}"),
-        9.0
-    );
-    assert_eq!(value(&page, "ringmq_uptime_seconds"), 12.0);
+    for (series, want) in [
+        ("ringmq_messages_received_total{qos=\"0\"}", 7.0),
+        ("ringmq_messages_received_total{qos=\"1\"}", 1.0),
+        ("ringmq_connections_accepted_total", 4.0),
+        ("ringmq_sessions{state=\"online\"}", 5.0),
+        // A replica, not a sum.
+        ("ringmq_retained_messages", 2.0),
+        ("ringmq_shard_up{shard=\"0\"}", 1.0),
+        ("ringmq_shard_up{shard=\"1\"}", 0.0),
+        ("ringmq_shard_messages_received_total{shard=\"1\"}", 2.0),
+        ("ringmq_ring_occupied_slots{from=\"0\",to=\"1\"}", 4.0),
+        ("ringmq_ring_overflowed_total{from=\"0\",to=\"1\"}", 9.0),
+        ("ringmq_uptime_seconds", 12.0),
+    ] {
+        assert_eq!(value(&page, series), want, "{series}");
+    }
 }
 
 #[test]

@@ -343,3 +343,22 @@ fn ready_is_503_while_shutting_down_and_health_stays_200() {
     let status = broker.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn refusals_by_reason_are_counted() {
+    let bin = binary(env!("CARGO_BIN_EXE_ringmq"));
+    // One shard with room for one connection.
+    let b = http::start(&bin, "refused", 1, "[limits]\nconnections_max = 1\n");
+    let mut first = RawClient::connect_v311(b.mqtt, "first");
+    let mut second = RawClient::connect(b.mqtt);
+    assert!(second.expect_closed().is_empty(), "closed at once, no CONNACK");
+    let page = get(b.http, "/metrics").body;
+    let series = "ringmq_connections_refused_total{reason=\"connections_max\"}";
+    assert_eq!(value(&page, series), 1.0, "{page}");
+    assert_eq!(value(&page, "ringmq_connections_accepted_total"), 2.0);
+    assert_eq!(value(&page, "ringmq_connections"), 1.0);
+    first.send(&[0xc0, 0x00]);
+    assert_eq!(first.read_packet(), [0xd0, 0x00]);
+    let (status, _) = b.broker.stop();
+    assert!(status.success(), "{status:?}");
+}

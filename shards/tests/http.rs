@@ -351,7 +351,10 @@ fn refusals_by_reason_are_counted() {
     let b = http::start(&bin, "refused", 1, "[limits]\nconnections_max = 1\n");
     let mut first = RawClient::connect_v311(b.mqtt, "first");
     let mut second = RawClient::connect(b.mqtt);
-    assert!(second.expect_closed().is_empty(), "closed at once, no CONNACK");
+    assert!(
+        second.expect_closed().is_empty(),
+        "closed at once, no CONNACK"
+    );
     let page = get(b.http, "/metrics").body;
     let series = "ringmq_connections_refused_total{reason=\"connections_max\"}";
     assert_eq!(value(&page, series), 1.0, "{page}");

@@ -7,7 +7,8 @@
 //! They run on one thread of their own (`ringmq-http`, a small epoll
 //! monoio runtime), never on a shard: a scrape costs a shard only the
 //! snapshot it is asked for (`metrics`). Every connection is bounded:
-//! [`CONNECTIONS_MAX`] at once (more are answered 503 and closed), a head
+//! [`CONNECTIONS_MAX`] at once (more are answered 503 and closed, at most
+//! [`REFUSING_MAX`] of them at a time), a head
 //! of at most `REQUEST_HEAD_MAX_BYTES` that must arrive within
 //! [`REQUEST_TIMEOUT_MS`], [`IDLE_TIMEOUT_MS`] between keep-alive
 //! requests, [`WRITE_TIMEOUT_MS`] per answer. A malformed request gets its
@@ -40,6 +41,12 @@ pub const WRITE_TIMEOUT_MS: u64 = 10_000;
 /// After a refusal, what the client still sends is read and discarded
 /// for at most this long before the socket is closed, in ms.
 pub const CLOSE_LINGER_MS: u64 = 1_000;
+/// Connections over [`CONNECTIONS_MAX`] being answered 503 at once; past
+/// this a new connection is closed without an answer.
+pub const REFUSING_MAX: usize = 64;
+/// Writing a 503 to a connection over the limit may take this long, in
+/// ms (then it is closed, without lingering).
+pub const REFUSE_WRITE_TIMEOUT_MS: u64 = 100;
 /// Bytes read at once.
 const READ_CHUNK_BYTES: usize = 4096;
 
@@ -48,6 +55,7 @@ struct Ctx {
     hub: Arc<MetricsHub>,
     ring_capacity_slots: usize,
     open: Cell<usize>,
+    refusing: Cell<usize>,
 }
 
 /// Starts the HTTP thread on the bound `listeners` (non-blocking std
@@ -84,6 +92,7 @@ async fn run(
         hub,
         ring_capacity_slots,
         open: Cell::new(0),
+        refusing: Cell::new(0),
     });
     let mut tasks = Vec::new();
     for l in listeners {
@@ -102,7 +111,17 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<Ctx>) {
         match listener.accept().await {
             Ok((stream, _)) => {
                 if ctx.open.get() >= CONNECTIONS_MAX {
-                    monoio::spawn(refuse_busy(stream));
+                    // Dropped unanswered past REFUSING_MAX: a flood of
+                    // connections holds at most that many more sockets,
+                    // each for at most REFUSE_WRITE_TIMEOUT_MS.
+                    if ctx.refusing.get() < REFUSING_MAX {
+                        ctx.refusing.set(ctx.refusing.get() + 1);
+                        let ctx = ctx.clone();
+                        monoio::spawn(async move {
+                            refuse_busy(stream).await;
+                            ctx.refusing.set(ctx.refusing.get() - 1);
+                        });
+                    }
                     continue;
                 }
                 ctx.open.set(ctx.open.get() + 1);
@@ -120,10 +139,15 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<Ctx>) {
     }
 }
 
+/// Answers 503 to a connection over [`CONNECTIONS_MAX`] (best effort,
+/// within [`REFUSE_WRITE_TIMEOUT_MS`]) and closes it.
 async fn refuse_busy(mut stream: TcpStream) {
     let body = "too many HTTP connections\n";
     let bytes = answer(Status::ServiceUnavailable, "text/plain", body, false, false);
-    close_after(&mut stream, bytes).await;
+    let limit = Duration::from_millis(REFUSE_WRITE_TIMEOUT_MS);
+    if let Ok((Err(e), _)) = monoio::time::timeout(limit, stream.write_all(bytes)).await {
+        tracing::debug!(error = %e, "HTTP 503 not written");
+    }
 }
 
 /// Serves one connection's requests, in order, until it closes.

@@ -365,3 +365,42 @@ fn refusals_by_reason_are_counted() {
     let (status, _) = b.broker.stop();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn connections_over_the_limit_are_answered_503_and_the_rest_still_served() {
+    const CONNECTIONS_MAX: usize = 64; // shards/src/http.rs
+    let b = start("limit", "");
+    let mut idle: Vec<_> = (0..CONNECTIONS_MAX).map(|_| connect(b.http)).collect();
+    // The broker has taken them all once one of them is served.
+    assert!(idle[0]
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .is_ok());
+    assert_eq!(read_answer(&mut idle[0], false).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let over = loop {
+        let a = get(b.http, "/health");
+        if a.status == 503 || Instant::now() > deadline {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(over.status, 503, "{over:?}");
+    // The connections already open are still served, and closing some
+    // makes room again.
+    assert!(idle[1]
+        .write_all(b"GET /ready HTTP/1.1\r\nHost: t\r\n\r\n")
+        .is_ok());
+    assert_eq!(read_answer(&mut idle[1], false).status, 200);
+    idle.truncate(10);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(b.http, "/health").status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "no room after closing connections"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(idle);
+    let (status, _) = b.broker.stop();
+    assert!(status.success(), "{status:?}");
+}

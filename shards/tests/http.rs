@@ -404,3 +404,37 @@ fn connections_over_the_limit_are_answered_503_and_the_rest_still_served() {
     let (status, _) = b.broker.stop();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn refused_logins_are_auth_failures() {
+    let bin = binary(env!("CARGO_BIN_EXE_ringmq"));
+    let dir = std::env::temp_dir().join(format!("ringmq-http-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("passwd").display().to_string();
+    let args = ["passwd", "-c", "-b", &file, "alice", "secret"];
+    let (status, _, err) = ringmq_tests::run_to_exit(&bin, &args, Duration::from_secs(30));
+    assert!(status.success(), "{err}");
+    let b = http::start(
+        &bin,
+        "auth",
+        SHARDS,
+        &format!("[auth]\npassword_file = \"{file}\"\n"),
+    );
+    for (password, code) in [("wrong", 4u8), ("secret", 0)] {
+        let mut c = RawClient::connect(b.mqtt);
+        c.send(&packet::connect_login(
+            4,
+            "alice-1",
+            Some("alice"),
+            Some(password),
+        ));
+        assert_eq!(c.read_packet(), [0x20, 0x02, 0x00, code], "{password}");
+    }
+    let page = get(b.http, "/metrics").body;
+    assert_eq!(value(&page, "ringmq_auth_failures_total"), 1.0, "{page}");
+    let refused = "ringmq_connections_refused_total{reason=\"auth\"}";
+    assert_eq!(value(&page, refused), 1.0);
+    assert_eq!(value(&page, "ringmq_connects_total"), 1.0);
+    let (status, _) = b.broker.stop();
+    assert!(status.success(), "{status:?}");
+}

@@ -22,7 +22,7 @@ pub struct ClientConfig {
     pub connect_timeout_ms: u64,
     /// Reads pause while this many events wait for the consumer (at least 1).
     pub events_pause_at: usize,
-    /// Plain TCP or TLS.
+    /// Plain TCP, TLS, WebSocket or WebSocket over TLS.
     pub transport: Transport,
 }
 

@@ -26,8 +26,9 @@ pub struct MqttConnection {
 
 impl MqttConnection {
     /// Opens TCP to `addr` (binding `config.bind_ip` first if set), starts
-    /// TLS if `config.transport` says so, sends CONNECT and waits for
-    /// CONNACK (the TLS handshake runs within that wait). Must run inside a monoio runtime with
+    /// TLS and / or WebSocket if `config.transport` says so, sends CONNECT
+    /// and waits for CONNACK (the TLS handshake and the WebSocket upgrade
+    /// run within that wait). Must run inside a monoio runtime with
     /// timers enabled.
     pub async fn connect(
         addr: SocketAddr,
@@ -96,9 +97,9 @@ impl MqttConnection {
                         return Err(ConnectError::Timeout)
                     }
                     Event::Disconnected(reason) => {
-                        let tls_error = self.handler.tls_error.borrow_mut().take();
-                        return Err(match (protocol_error, tls_error) {
-                            (_, Some(e)) => ConnectError::Tls(e),
+                        let transport_error = self.handler.transport_error.borrow_mut().take();
+                        return Err(match (protocol_error, transport_error) {
+                            (_, Some(e)) => e,
                             (Some(e), None) => ConnectError::Protocol(e),
                             (None, None) => ConnectError::Closed(reason),
                         });
@@ -215,6 +216,17 @@ impl MqttConnection {
     pub fn close(&self) {
         self.handler.handle.close();
         self.handler.kick_timer();
+    }
+
+    /// MQTT bytes received so far (complete packets the client consumed;
+    /// TLS records and WebSocket frame headers not counted).
+    pub fn mqtt_bytes_received(&self) -> u64 {
+        self.handler.mqtt_bytes_in.get()
+    }
+
+    /// MQTT bytes handed to the transport so far (before TLS / WebSocket).
+    pub fn mqtt_bytes_sent(&self) -> u64 {
+        self.handler.mqtt_bytes_out.get()
     }
 
     /// The clock this connection uses for the engine's `now_ms`.

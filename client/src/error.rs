@@ -22,6 +22,8 @@ pub enum ConnectError {
     /// The TLS handshake failed (untrusted certificate, wrong name, the
     /// server refused our certificate, ...): rustls's error.
     Tls(String),
+    /// The WebSocket upgrade or a frame was refused: what was wrong.
+    WebSocket(String),
 }
 
 impl core::fmt::Display for ConnectError {
@@ -34,7 +36,7 @@ impl core::fmt::Display for ConnectError {
             }
             ConnectError::Protocol(e) => write!(f, "connect: protocol error: {e}"),
             ConnectError::Closed(r) => write!(f, "connect: closed before CONNACK ({r:?})"),
-            ConnectError::Tls(e) => write!(f, "connect: {e}"),
+            ConnectError::Tls(e) | ConnectError::WebSocket(e) => write!(f, "connect: {e}"),
         }
     }
 }

@@ -13,6 +13,9 @@ use ringmq_engine::client::Client;
 use ringmq_net::clock::Clock;
 use ringmq_net::conn::{CloseReason, DriverHandle, Handler};
 use ringmq_net::tls::TlsError;
+use ringmq_net::ws::WsError;
+
+use crate::error::ConnectError;
 use ringmq_net::wake::WakerSlot;
 
 /// A timer with no deadline still re-checks after this long, in ms (the
@@ -34,8 +37,9 @@ pub(crate) struct ClientHandler {
     /// Deadline the timer task sleeps until (ms on `clock`), if any.
     pub(crate) timer_armed_ms: Cell<Option<u64>>,
     pub(crate) closed: Cell<Option<CloseReason>>,
-    /// Why the TLS session failed, if it did (says why connecting failed).
-    pub(crate) tls_error: RefCell<Option<String>>,
+    /// Why the TLS or WebSocket session failed, if it did (says why
+    /// connecting failed).
+    pub(crate) transport_error: RefCell<Option<ConnectError>>,
     /// Arrival times of the queued events: `(n, ns)` means events up to
     /// the n-th ever queued arrived at `ns` (on `clock`). One entry per
     /// read (or timer / close / command) that queued events; bounded by
@@ -43,6 +47,10 @@ pub(crate) struct ClientHandler {
     pub(crate) arrivals: RefCell<VecDeque<(u64, u64)>>,
     pub(crate) events_queued_total: Cell<u64>,
     pub(crate) events_taken_total: Cell<u64>,
+    /// MQTT bytes the client consumed / handed to the driver (inside TLS
+    /// and WebSocket framing).
+    pub(crate) mqtt_bytes_in: Cell<u64>,
+    pub(crate) mqtt_bytes_out: Cell<u64>,
 }
 
 impl ClientHandler {
@@ -64,10 +72,12 @@ impl ClientHandler {
             timer_kick: Cell::new(false),
             timer_armed_ms: Cell::new(None),
             closed: Cell::new(None),
-            tls_error: RefCell::new(None),
+            transport_error: RefCell::new(None),
             arrivals: RefCell::new(VecDeque::new()),
             events_queued_total: Cell::new(0),
             events_taken_total: Cell::new(0),
+            mqtt_bytes_in: Cell::new(0),
+            mqtt_bytes_out: Cell::new(0),
         }
     }
 
@@ -121,7 +131,11 @@ impl Handler for ClientHandler {
         let now_ns = self.clock.now_ns();
         let mut client = self.client.borrow_mut();
         let pending_before = client.pending_events();
-        if client.handle_read(buf, now_ns / 1_000_000).is_err() {
+        let len_before = buf.len();
+        let read = client.handle_read(buf, now_ns / 1_000_000);
+        let consumed = len_before.saturating_sub(buf.len()) as u64;
+        self.mqtt_bytes_in.set(self.mqtt_bytes_in.get() + consumed);
+        if read.is_err() {
             // The error is also queued as a `ProtocolError` event and the
             // client has ended (`Disconnected`): `after_change` closes.
             debug_assert!(client.is_disconnected());
@@ -144,6 +158,8 @@ impl Handler for ClientHandler {
         // `reserve` reclaims it (no allocation per batch in steady state).
         let batch = out.split().freeze();
         drop(client);
+        let sent = self.mqtt_bytes_out.get() + batch.len() as u64;
+        self.mqtt_bytes_out.set(sent);
         // Room in the outgoing buffer again: a publisher may continue.
         self.wake_consumer();
         Some(batch)
@@ -154,7 +170,11 @@ impl Handler for ClientHandler {
     }
 
     fn on_tls_failed(&self, error: &TlsError) {
-        *self.tls_error.borrow_mut() = Some(error.to_string());
+        *self.transport_error.borrow_mut() = Some(ConnectError::Tls(error.to_string()));
+    }
+
+    fn on_ws_failed(&self, error: &WsError) {
+        *self.transport_error.borrow_mut() = Some(ConnectError::WebSocket(error.to_string()));
     }
 
     fn on_closed(&self, reason: CloseReason) {

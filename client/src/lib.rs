@@ -1,6 +1,6 @@
 //! ringmq-client: the MQTT client glue shared by loadgen, the tests and
 //! the bridges. It drives an engine [`Client`](ringmq_engine::client::Client)
-//! over a monoio `TcpStream` (plain, or TLS: [`transport`]) with the `ringmq_net::conn`
+//! over a monoio `TcpStream` (plain, TLS, WebSocket or both: [`transport`]) with the `ringmq_net::conn`
 //! driver (batched writes: one write per wake-up of whatever accumulated)
 //! plus a keep-alive timer task.
 //!
@@ -20,7 +20,7 @@
 //! receive path allocation-free.
 //!
 //! Modules: [`config`] (how to open a connection, what CONNACK said),
-//! [`error`] (why connecting failed), [`transport`] (TCP or TLS), [`connection`] ([`MqttConnection`]: commands,
+//! [`error`] (why connecting failed), [`transport`] (TCP, TLS, ws, wss), [`connection`] ([`MqttConnection`]: commands,
 //! events, close), `handler` (the state the driver's tasks, the timer task
 //! and the consumer share, and the timer task).
 #![deny(clippy::unwrap_used, clippy::expect_used)]

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::tls::{TlsError, TlsSession};
 use crate::wake::WakerSlot;
+use crate::ws::WsError;
 
 /// Limits of the connection driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +95,10 @@ pub trait Handler {
     /// the connection closes with [`CloseReason::TlsError`] next. A client
     /// keeps the error to say why connecting failed.
     fn on_tls_failed(&self, _error: &TlsError) {}
+    /// The WebSocket session failed (a refused upgrade, a bad frame); the
+    /// connection closes next. A client keeps the error to say why
+    /// connecting failed.
+    fn on_ws_failed(&self, _error: &WsError) {}
 }
 
 /// The flags and wake-ups the reader, the writer and [`DriverHandle`]

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::handle::{CloseReason, DriverHandle, Handler};
 use crate::tls::{TlsError, TlsSession};
-use crate::ws::{close_code, WsRead, WsSession};
+use crate::ws::{close_code, WsError, WsRead, WsSession};
 
 /// The runtime's handler behind a WebSocket session.
 pub(super) struct WsHandler<H> {
@@ -40,6 +40,7 @@ impl<H: Handler> Handler for WsHandler<H> {
             Ok(state) => state == WsRead::PeerClosed,
             Err(e) => {
                 tracing::debug!(error = %e, "WebSocket refused; closing the connection");
+                self.inner.on_ws_failed(&e);
                 buf.clear();
                 self.decoded.set(0);
                 self.handle.close();
@@ -85,5 +86,9 @@ impl<H: Handler> Handler for WsHandler<H> {
 
     fn on_tls_failed(&self, error: &TlsError) {
         self.inner.on_tls_failed(error);
+    }
+
+    fn on_ws_failed(&self, error: &WsError) {
+        self.inner.on_ws_failed(error);
     }
 }

@@ -29,7 +29,14 @@
 //!
 //! A session is `Send` and plain data: a connection handed to its owner
 //! shard carries it (with the partial header it may hold).
+//!
+//! The same session speaks the client side ([`WsSession::client`], module
+//! `client`: loadgen and the client crate): it sends the upgrade request,
+//! holds the MQTT bytes framed before the `101` until it arrives, masks
+//! what it sends (split into frames of at most `frame_max_bytes`) and
+//! refuses masked frames from the server.
 
+pub mod client;
 pub mod handshake;
 
 use bytes::BytesMut;
@@ -48,6 +55,7 @@ pub mod close_code {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
 }
 
+const FIN: u8 = 0x80;
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
 const OP_BINARY: u8 = 0x2;
@@ -87,6 +95,8 @@ pub enum WsError {
     Handshake(handshake::Refusal),
     /// A frame broke a rule; a close frame with this code is queued.
     Frame { code: u16, detail: &'static str },
+    /// Client side: the server's answer to the upgrade was not a valid `101`.
+    Upgrade(String),
 }
 
 impl std::fmt::Display for WsError {
@@ -98,6 +108,7 @@ impl std::fmt::Display for WsError {
             WsError::Frame { code, detail } => {
                 write!(f, "WebSocket frame refused ({code}): {detail}")
             }
+            WsError::Upgrade(e) => write!(f, "WebSocket upgrade failed: {e}"),
         }
     }
 }
@@ -146,6 +157,20 @@ pub struct WsSession {
     /// close frames.
     output: Vec<u8>,
     close_sent: bool,
+    /// The current frame is masked (client frames; the server's are not).
+    masked: bool,
+    /// Set on a client session.
+    client: Option<Box<ClientSide>>,
+}
+
+/// What only a client session has.
+#[derive(Debug)]
+struct ClientSide {
+    settings: client::WsClientSettings,
+    key: String,
+    masks: client::MaskKeys,
+    /// Frames made before the `101` arrived (sent once it has).
+    held: Vec<u8>,
 }
 
 impl WsSession {
@@ -166,7 +191,38 @@ impl WsSession {
             control: Vec::new(),
             output: Vec::new(),
             close_sent: false,
+            masked: false,
+            client: None,
         }
+    }
+
+    /// A client session: the upgrade request is queued at once
+    /// ([`WsSession::take_output`]); MQTT bytes framed before the server's
+    /// `101` are held and sent after it. Fails only without a system
+    /// random source (for the key and the masks).
+    pub fn client(settings: client::WsClientSettings) -> Result<WsSession, WsError> {
+        let random = client::system_random().map_err(WsError::Upgrade)?;
+        let mut key_bytes = [0u8; 16];
+        key_bytes.copy_from_slice(&random[..16]);
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&random[16..]);
+        let key = client::new_key(key_bytes);
+        let mut session = WsSession::new(std::sync::Arc::new(WsSettings {
+            handshake_max_bytes: settings.response_max_bytes,
+            // The decoder streams a frame's payload into the driver's read
+            // buffer (bounded there), so a server's large frame costs no
+            // more memory than several small ones.
+            frame_max_bytes: u64::MAX,
+            ..WsSettings::default()
+        }));
+        session.output = client::request(&settings, &key);
+        session.client = Some(Box::new(ClientSide {
+            settings,
+            key,
+            masks: client::MaskKeys::new(u64::from_be_bytes(seed)),
+            held: Vec::new(),
+        }));
+        Ok(session)
     }
 
     /// Whether the upgrade is still being read.
@@ -238,9 +294,11 @@ impl WsSession {
                 .min(end - r);
             if self.opcode == OP_BINARY || self.opcode == OP_CONTINUATION {
                 buf.copy_within(r..r + n, w);
-                for b in &mut buf[w..w + n] {
-                    *b ^= self.mask[self.mask_pos];
-                    self.mask_pos = (self.mask_pos + 1) & 3;
+                if self.masked {
+                    for b in &mut buf[w..w + n] {
+                        *b ^= self.mask[self.mask_pos];
+                        self.mask_pos = (self.mask_pos + 1) & 3;
+                    }
                 }
                 w += n;
             } else {
@@ -283,22 +341,23 @@ impl WsSession {
             .map(|p| scan_from + p + 4);
         let Some(head_len) = found else {
             if self.request.len() > limit {
-                return Err(self.refuse(handshake::Refusal {
-                    status: 400,
-                    reason: "Bad Request",
-                    detail: format!("upgrade request over {limit} bytes"),
-                }));
+                return Err(self.head_too_long(limit));
             }
             return Ok(buf.len());
         };
         if head_len > limit {
-            return Err(self.refuse(handshake::Refusal {
-                status: 400,
-                reason: "Bad Request",
-                detail: format!("upgrade request over {limit} bytes"),
-            }));
+            return Err(self.head_too_long(limit));
         }
         let head = std::mem::take(&mut self.request);
+        if let Some(side) = self.client.as_mut() {
+            if let Err(e) = client::check_response(&head[..head_len], &side.key) {
+                self.phase = Phase::Closed;
+                return Err(WsError::Upgrade(e));
+            }
+            self.output.append(&mut side.held);
+            self.phase = Phase::Open;
+            return Ok(from + (head_len - before));
+        }
         match handshake::judge(&head[..head_len], &self.settings) {
             Ok(accepted) => {
                 self.output.extend_from_slice(&accepted.response);
@@ -308,6 +367,19 @@ impl WsSession {
             }
             Err(refusal) => Err(self.refuse(refusal)),
         }
+    }
+
+    /// The request (server) or response (client) head is over `limit`.
+    fn head_too_long(&mut self, limit: usize) -> WsError {
+        if self.client.is_some() {
+            self.phase = Phase::Closed;
+            return WsError::Upgrade(format!("response head over {limit} bytes"));
+        }
+        self.refuse(handshake::Refusal {
+            status: 400,
+            reason: "Bad Request",
+            detail: format!("upgrade request over {limit} bytes"),
+        })
     }
 
     fn refuse(&mut self, refusal: handshake::Refusal) -> WsError {
@@ -337,8 +409,11 @@ impl WsSession {
             code: close_code::PROTOCOL_ERROR,
             detail,
         };
-        if !masked {
+        if self.client.is_none() && !masked {
             return Err(proto("client frames must be masked"));
+        }
+        if self.client.is_some() && masked {
+            return Err(proto("server frames must not be masked"));
         }
         if h[0] & 0x70 != 0 {
             return Err(proto("reserved bits set"));
@@ -355,7 +430,9 @@ impl WsSession {
             }
         };
         let mut mask = [0u8; 4];
-        mask.copy_from_slice(&h[2 + ext..need]);
+        if masked {
+            mask.copy_from_slice(&h[2 + ext..need]);
+        }
         match opcode {
             OP_BINARY if self.fragmented => {
                 return Err(proto("new message inside a fragmented one"))
@@ -385,6 +462,7 @@ impl WsSession {
             });
         }
         self.opcode = opcode;
+        self.masked = masked;
         self.mask = mask;
         self.mask_pos = 0;
         self.remaining = len;
@@ -398,7 +476,8 @@ impl WsSession {
         match self.opcode {
             OP_PING => {
                 let payload = std::mem::take(&mut self.control);
-                frame_into(&mut self.output, OP_PONG, &payload);
+                let mask = self.client.as_mut().map(|c| c.masks.next());
+                frame_into(&mut self.output, FIN | OP_PONG, &payload, mask);
             }
             OP_CLOSE => {
                 // Echo the client's status code (RFC 6455 5.5.1).
@@ -415,18 +494,37 @@ impl WsSession {
         Ok(WsRead::Open)
     }
 
-    /// Frames `payload` (MQTT bytes) as one binary frame into `out`.
-    /// Nothing is framed once the session is closed or still handshaking.
-    pub fn frame(&self, payload: &[u8], out: &mut Vec<u8>) {
-        if self.phase == Phase::Open && !payload.is_empty() {
-            frame_into(out, OP_BINARY, payload);
+    /// Frames `payload` (MQTT bytes) as one binary frame into `out`
+    /// (a client: masked frames of at most `frame_max_bytes` each, held
+    /// until the upgrade is done). Nothing is framed once the session is
+    /// closed, nor by a server still handshaking.
+    pub fn frame(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        if payload.is_empty() || self.phase == Phase::Closed {
+            return;
+        }
+        let open = self.phase == Phase::Open;
+        let Some(side) = self.client.as_mut() else {
+            if open {
+                frame_into(out, FIN | OP_BINARY, payload, None);
+            }
+            return;
+        };
+        let dest = if open { out } else { &mut side.held };
+        let chunk = side.settings.frame_max_bytes.max(1);
+        let mut pieces = payload.chunks(chunk).peekable();
+        let mut opcode = OP_BINARY;
+        while let Some(piece) = pieces.next() {
+            let fin = if pieces.peek().is_none() { FIN } else { 0 };
+            frame_into(dest, fin | opcode, piece, Some(side.masks.next()));
+            opcode = OP_CONTINUATION;
         }
     }
 
     /// Queues a close frame with `code`, once; the session is closed.
     pub fn queue_close(&mut self, code: u16) {
         if self.phase == Phase::Open && !self.close_sent {
-            frame_into(&mut self.output, OP_CLOSE, &code.to_be_bytes());
+            let mask = self.client.as_mut().map(|c| c.masks.next());
+            frame_into(&mut self.output, FIN | OP_CLOSE, &code.to_be_bytes(), mask);
             self.close_sent = true;
         }
         self.phase = Phase::Closed;
@@ -443,20 +541,28 @@ impl WsSession {
     }
 }
 
-/// One unmasked (server) frame, FIN set.
-fn frame_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.push(0x80 | opcode);
+/// One frame with first byte `head` (FIN and opcode): unmasked (server),
+/// or masked with `mask` (client).
+fn frame_into(out: &mut Vec<u8>, head: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    out.push(head);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     let len = payload.len();
     if len < 126 {
-        out.push(len as u8);
+        out.push(mask_bit | len as u8);
     } else if let Ok(short) = u16::try_from(len) {
-        out.push(126);
+        out.push(mask_bit | 126);
         out.extend_from_slice(&short.to_be_bytes());
     } else {
-        out.push(127);
+        out.push(mask_bit | 127);
         out.extend_from_slice(&(len as u64).to_be_bytes());
     }
-    out.extend_from_slice(payload);
+    match mask {
+        None => out.extend_from_slice(payload),
+        Some(m) => {
+            out.extend_from_slice(&m);
+            out.extend(payload.iter().zip(m.iter().cycle()).map(|(b, k)| b ^ k));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -269,7 +269,7 @@ fn text_frame_closes_1003() {
 
 #[test]
 fn large_server_frames_use_extended_length() {
-    let s = open();
+    let mut s = open();
     let mut out = Vec::new();
     s.frame(&[7u8; 300], &mut out);
     assert_eq!(&out[..4], &[0x82, 126, 1, 44]);

@@ -35,6 +35,12 @@ pub enum Command {
     Pubsub(PubSubArgs),
     /// Open many connections at a rate and hold them: connect latency and failures.
     Conn(ConnArgs),
+    /// Request/response round trips (MQTT 5): requests carry a Response Topic and
+    /// Correlation Data, loadgen's responders answer, requesters time the round trip.
+    Reqresp(ReqRespArgs),
+    /// Retained-message storm: store --topics retained messages, then time how long
+    /// --subs subscribers take to receive all of them.
+    Retained(RetainedArgs),
     /// Turn --json outputs into one self-contained HTML page (run metadata, latency and throughput charts, table).
     Report(ReportArgs),
 }
@@ -73,6 +79,10 @@ pub enum TransportKind {
     Tcp,
     /// TLS over TCP (default port 8883): --cafile or --insecure, --cert/--key for mutual TLS.
     Tls,
+    /// WebSocket (default port 8080, path --ws-path): HTTP upgrade, subprotocol mqtt.
+    Ws,
+    /// WebSocket over TLS (default port 8443): the TLS options as for tls.
+    Wss,
 }
 
 impl TransportKind {
@@ -81,7 +91,14 @@ impl TransportKind {
         match self {
             TransportKind::Tcp => 1883,
             TransportKind::Tls => 8883,
+            TransportKind::Ws => 8080,
+            TransportKind::Wss => 8443,
         }
+    }
+
+    /// Whether the TLS options apply.
+    pub fn is_tls(self) -> bool {
+        matches!(self, TransportKind::Tls | TransportKind::Wss)
     }
 }
 
@@ -91,12 +108,19 @@ pub struct ConnectArgs {
     /// Broker address (loadgen only connects here).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Broker port (default: 1883 for tcp, 8883 for tls).
+    /// Broker port (default: 1883 tcp, 8883 tls, 8080 ws, 8443 wss).
     #[arg(long)]
     pub port: Option<u16>,
     /// Transport of every connection.
     #[arg(long, value_enum, default_value = "tcp")]
     pub transport: TransportKind,
+    /// ws / wss: the request path of the WebSocket upgrade.
+    #[arg(long, value_name = "PATH", default_value = "/mqtt")]
+    pub ws_path: String,
+    /// ws / wss: largest WebSocket frame loadgen sends, in bytes; a longer
+    /// batch of MQTT bytes is split over several frames.
+    #[arg(long, value_name = "BYTES", default_value_t = 65_536)]
+    pub ws_frame_max: usize,
     /// TLS: PEM file of the CAs trusted to sign the broker's certificate
     /// (default: the system bundle, /etc/ssl/certs/ca-certificates.crt).
     #[arg(long, value_name = "FILE")]
@@ -136,6 +160,10 @@ pub struct ConnectArgs {
     /// clients (default: the CPUs this process may run on).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Pin worker thread i to the i-th CPU of this list (taskset syntax:
+    /// 0,2-3; cycled if --threads is larger). Default --threads: its length.
+    #[arg(long, value_name = "CPU_LIST")]
+    pub pin: Option<String>,
     /// Print one JSON line on stdout (the text summary then goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -187,6 +215,15 @@ pub struct MessageArgs {
     pub retain: bool,
 }
 
+/// What subscribers allow.
+#[derive(Args, Debug, Clone)]
+pub struct AliasArgs {
+    /// Subscribers' Topic Alias Maximum (MQTT 5): the broker may then send
+    /// topic aliases instead of repeated topic names (0 = none allowed).
+    #[arg(long, default_value_t = 0)]
+    pub topic_alias_max: u16,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct PubArgs {
     #[command(flatten)]
@@ -218,6 +255,8 @@ pub struct SubArgs {
     /// QoS of the subscriptions.
     #[arg(long, short = 'Q', default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
+    #[command(flatten)]
+    pub alias: AliasArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -240,6 +279,54 @@ pub struct PubSubArgs {
     /// How publishers and subscribers are wired.
     #[arg(long, value_enum, default_value = "fanout")]
     pub topology: Topology,
+    #[command(flatten)]
+    pub alias: AliasArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReqRespArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Requesters: each publishes requests (--rate each) and receives its replies.
+    #[arg(long, default_value_t = 10)]
+    pub requesters: u32,
+    /// Responders; several share the requests ($share/loadgen-resp/...).
+    #[arg(long, default_value_t = 1)]
+    pub responders: u32,
+    /// Requests go to <prefix>/req/<i>, replies to <prefix>/resp/<i>.
+    #[arg(long, default_value = "loadgen/rr")]
+    pub topic_prefix: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RetainedArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Retained messages stored first, one per topic <prefix>/<i>.
+    #[arg(long, default_value_t = 1000)]
+    pub topics: u64,
+    /// Subscribers that then subscribe to <prefix>/# at the same moment.
+    #[arg(long, default_value_t = 10)]
+    pub subs: u32,
+    /// Payload size in bytes (at least 24: loadgen's header).
+    #[arg(long = "size", short = 's', default_value_t = 64)]
+    pub size_bytes: usize,
+    /// QoS of the subscriptions (the retained messages are stored at QoS 1).
+    #[arg(long, short = 'Q', default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    #[arg(long, default_value = "loadgen/retained")]
+    /// Topics are <prefix>/<i>.
+    pub topic_prefix: String,
+    /// Seconds the whole run may take (storing, receiving) before it stops.
+    #[arg(long = "timeout", default_value_t = 30.0)]
+    pub timeout_s: f64,
+    /// Leave the retained messages on the broker (default: cleared at the end).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -339,6 +426,12 @@ mod tests {
         // --cert without --key is refused by the parser.
         assert!(Cli::try_parse_from(["loadgen", "--transport", "tls", "--cert", "c.pem"]).is_err());
         assert!(Cli::try_parse_from(["loadgen", "--transport", "quic"]).is_err());
+        let ws = Cli::try_parse_from(["loadgen", "--transport", "wss", "--ws-path", "/"]);
+        let ws = ws.unwrap_or_else(|e| panic!("{e}")).pubsub.connect;
+        assert_eq!(ws.transport, TransportKind::Wss);
+        assert_eq!(ws.transport.default_port(), 8443);
+        assert!(ws.transport.is_tls());
+        assert_eq!(ws.ws_path, "/");
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! What a run is and how its threads coordinate: the resolved [`Plan`]
 //! (shared read-only), the [`Shared`] atomics between the main thread and
 //! the workers, what a worker hands back ([`ThreadResult`]), and the two
-//! waits every worker does ([`wait_start`], [`wait_stop`]). The runner
+//! waits every worker does ([`wait_start`], [`wait_stop`]) and how a
+//! thread connects its clients ([`connect_all`]). The runner
 //! (`run`), the pub/sub workers (`worker`) and the conn scenario (`conn`)
 //! all build on this module; it uses none of them.
 
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringmq_client::{ClientConfig, Transport};
+use ringmq_client::{ClientConfig, MqttConnection, Transport};
 use ringmq_engine::client::ClientOptions;
 use ringmq_engine::codec::{Protocol, QoS};
 use ringmq_net::clock::Clock;
@@ -24,6 +26,8 @@ use crate::tracker::SeqTracker;
 /// Unsent bytes at which a publisher stops queueing and waits for its
 /// writer, in bytes.
 const PUBLISH_OUTGOING_MAX_BYTES: usize = 64 * 1024;
+/// Connects in progress at once per thread during setup.
+const SETUP_CONNECT_CONCURRENCY: usize = 64;
 /// Stop flag poll period of an idle thread, in ms.
 pub const STOP_POLL_MS: u64 = 5;
 /// `start_ns` before the start is known.
@@ -36,6 +40,8 @@ pub enum Scenario {
     Sub,
     PubSub,
     Conn,
+    ReqResp,
+    Retained,
 }
 
 impl Scenario {
@@ -45,6 +51,8 @@ impl Scenario {
             Scenario::Sub => "sub",
             Scenario::PubSub => "pubsub",
             Scenario::Conn => "conn",
+            Scenario::ReqResp => "reqresp",
+            Scenario::Retained => "retained",
         }
     }
 }
@@ -62,6 +70,9 @@ pub struct Plan {
     pub password: Option<Bytes>,
     pub keep_alive_s: u16,
     pub threads: usize,
+    /// CPUs the worker threads are pinned to (thread i on `pin[i % len]`);
+    /// empty: not pinned.
+    pub pin: Vec<usize>,
     pub warmup_ns: u64,
     pub duration_ns: u64,
     pub drain_ns: u64,
@@ -73,6 +84,8 @@ pub struct Plan {
     pub count: u64,
     pub inflight: u16,
     pub retain: bool,
+    /// Subscribers' Topic Alias Maximum (v5; 0 = none).
+    pub topic_alias_max: u16,
     pub pubs: u32,
     pub subs: u32,
     pub topology: Option<Topology>,
@@ -80,6 +93,16 @@ pub struct Plan {
     pub pub_topics: Vec<Bytes>,
     /// `sub` scenario: filter of each subscriber.
     pub sub_filters: Vec<Bytes>,
+    /// `reqresp`: responders, each requester's response topic, and the
+    /// filter responders subscribe to.
+    pub responders: u32,
+    pub resp_topics: Vec<Bytes>,
+    pub request_filter: Bytes,
+    /// `retained`: how many retained topics, under which prefix, and
+    /// whether they stay after the run.
+    pub retained_topics: u64,
+    pub retained_prefix: String,
+    pub retained_keep: bool,
     // conn scenario
     pub conn_count: u64,
     pub conn_rate_per_s: f64,
@@ -99,6 +122,9 @@ impl Plan {
         // An unpaced QoS 0 publisher stops at this much unsent data and
         // waits for the writer: the closed loop that paces it.
         o.outgoing_max_bytes = PUBLISH_OUTGOING_MAX_BYTES;
+        if role == "sub" {
+            o.topic_alias_max = self.topic_alias_max;
+        }
         o
     }
 
@@ -132,6 +158,11 @@ impl Plan {
     /// Subscribers handled by `thread`.
     pub fn subs_of(&self, thread: usize) -> impl Iterator<Item = u32> + '_ {
         (0..self.subs).filter(move |s| *s as usize % self.threads == thread)
+    }
+
+    /// `reqresp` responders handled by `thread`.
+    pub fn responders_of(&self, thread: usize) -> impl Iterator<Item = u32> + '_ {
+        (0..self.responders).filter(move |r| *r as usize % self.threads == thread)
     }
 
     /// Does subscriber `sub` receive publisher `publisher`'s messages?
@@ -180,6 +211,10 @@ impl Plan {
 
     /// Messages a correct broker delivers, given what each publisher sent.
     pub fn expected_received(&self, sent: &[u64]) -> u64 {
+        if self.scenario == Scenario::ReqResp {
+            // One reply per request.
+            return sent.iter().sum();
+        }
         match self.topology {
             Some(Topology::Shared) => sent.iter().sum(),
             Some(Topology::Pairs) => (0..self.subs.min(self.pubs))
@@ -225,6 +260,13 @@ pub struct Shared {
     /// attempt ended), ns on `clock`.
     pub pubs_end_ns: AtomicU64,
     pub live: Vec<Live>,
+    /// Each worker thread's kernel id (0 until it started), for the
+    /// self-check's CPU sampling.
+    pub tids: Vec<AtomicU64>,
+    /// `retained`: threads that stored their share / whose subscribers
+    /// are done (the scenario's two barriers).
+    pub retained_stored: AtomicUsize,
+    pub retained_received: AtomicUsize,
 }
 
 impl Shared {
@@ -242,6 +284,9 @@ impl Shared {
             pub_sent: (0..plan.pubs).map(|_| AtomicU64::new(0)).collect(),
             pubs_end_ns: AtomicU64::new(0),
             live: (0..plan.threads).map(|_| Live::default()).collect(),
+            tids: (0..plan.threads).map(|_| AtomicU64::new(0)).collect(),
+            retained_stored: AtomicUsize::new(0),
+            retained_received: AtomicUsize::new(0),
         }
     }
 
@@ -297,6 +342,40 @@ pub async fn wait_stop(shared: &Shared) {
     }
 }
 
+/// Connections of one role on a thread: (index, connection).
+pub type Conns = Vec<(u32, Rc<MqttConnection>)>;
+
+/// Connects `role` clients `indices`, [`SETUP_CONNECT_CONCURRENCY`] at a
+/// time.
+pub async fn connect_all(
+    plan: &Arc<Plan>,
+    shared: &Arc<Shared>,
+    role: &'static str,
+    indices: &[u32],
+) -> Result<Conns, String> {
+    let mut out = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(SETUP_CONNECT_CONCURRENCY) {
+        let tasks: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let options = plan.client_options(role, u64::from(i));
+                let config = plan.client_config(role);
+                let (addr, clock) = (plan.addr, shared.clock);
+                monoio::spawn(async move {
+                    MqttConnection::connect(addr, options, &config, clock).await
+                })
+            })
+            .collect();
+        for (task, &i) in tasks.into_iter().zip(chunk) {
+            match task.await {
+                Ok((conn, _)) => out.push((i, Rc::new(conn))),
+                Err(e) => return Err(format!("{role} {i} ({}): {e}", plan.addr)),
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 impl Plan {
     /// A small plan with every field set, for unit tests: 1 publisher and
@@ -312,6 +391,7 @@ impl Plan {
             password: None,
             keep_alive_s: 60,
             threads: 1,
+            pin: Vec::new(),
             warmup_ns: 1_000_000_000,
             duration_ns: 2_000_000_000,
             drain_ns: 1_000_000_000,
@@ -321,11 +401,18 @@ impl Plan {
             count: u64::MAX,
             inflight: 1,
             retain: false,
+            topic_alias_max: 0,
             pubs: 1,
             subs: 1,
             topology: Some(Topology::Fanout),
             pub_topics: vec![Bytes::from_static(b"t")],
             sub_filters: Vec::new(),
+            responders: 0,
+            resp_topics: Vec::new(),
+            request_filter: Bytes::new(),
+            retained_topics: 0,
+            retained_prefix: String::new(),
+            retained_keep: false,
             conn_count: 10,
             conn_rate_per_s: 10.0,
             conn_concurrency: 1,

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::selfcheck::SelfCheck;
 use crate::stats::Summary;
 use crate::svg::{
     escape, time_chart, Line, CHART_HEIGHT, CHART_WIDTH, MARGIN_BOTTOM, MARGIN_LEFT, MARGIN_RIGHT,
@@ -322,6 +323,8 @@ pub fn metadata(run: &Run) -> String {
          <dt>MQTT</dt><dd>{} (protocol level {}), QoS {}</dd>\
          <dt>parameters</dt><dd>{}</dd>\
          <dt>loss</dt><dd>lost {} · duplicated {} · reordered {} · errors {}</dd>\
+         <dt>scenario figures</dt><dd>{}</dd>\
+         <dt>loadgen self-check</dt><dd>{}</dd>\
          </dl></div>",
         escape(&run.name),
         or_unknown(&meta.date_utc),
@@ -338,9 +341,36 @@ pub fn metadata(run: &Run) -> String {
         m.lost.map_or("n/a".into(), |l| l.to_string()),
         m.duplicated,
         m.reordered,
-        m.errors
+        m.errors,
+        figures(m),
+        self_check(m.self_check.as_ref()),
     );
     s
+}
+
+/// The scenario's own figures, or a dash.
+fn figures(m: &Summary) -> String {
+    let f = m.scenario_figures();
+    if f.is_empty() {
+        return "—".into();
+    }
+    f.iter().map(|x| escape(x)).collect::<Vec<_>>().join(" · ")
+}
+
+/// The self-check as HTML: the verdict, the figures, the findings.
+fn self_check(check: Option<&SelfCheck>) -> String {
+    match check {
+        None => "not recorded (older file)".into(),
+        Some(c) if !c.bottleneck => format!("kept up ({})", escape(&c.figures())),
+        Some(c) => {
+            let findings: Vec<String> = c.findings.iter().map(|f| escape(f)).collect();
+            format!(
+                "<strong class=\"warn\">loadgen was the bottleneck</strong> ({}): {}",
+                escape(&c.figures()),
+                findings.join("; ")
+            )
+        }
+    }
 }
 
 fn fmt_us(v: f64, samples: u64) -> String {
@@ -476,7 +506,7 @@ pub fn page(title: &str, runs: &[Run]) -> String {
          table{{border-collapse:collapse;font-size:13px;margin-top:16px}}\
          th,td{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
          th{{background:#f3f3f3}}td:first-child,td:nth-child(2),td:nth-child(3){{text-align:left}}\
-         p.note{{color:#555;font-size:13px;max-width:1000px}}\
+         p.note{{color:#555;font-size:13px;max-width:1000px}}strong.warn{{color:#b00}}\
          svg.chart{{display:block;width:100%;height:auto}}\
          div.meta{{border-left:6px solid #888;padding:4px 12px;margin:12px 0;font-size:13px}}\
          div.meta h3{{margin:4px 0}}dl{{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:2px 12px;margin:0}}\

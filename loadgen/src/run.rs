@@ -22,6 +22,7 @@ use ringmq_net::clock::Clock;
 use crate::cli::{ConnectArgs, ProtocolVersion};
 use crate::plan::{Plan, Scenario, Shared, ThreadResult};
 use crate::progress::{Phase, Progress};
+use crate::selfcheck::CpuSampler;
 
 /// Progress line period, in ms.
 const PROGRESS_PERIOD_MS: u64 = 1_000;
@@ -77,6 +78,8 @@ pub struct Timeline {
     pub start_ns: u64,
     pub pubs_end_ns: u64,
     pub pub_sent: Vec<u64>,
+    /// Each worker thread's CPU use over the measured window, %.
+    pub thread_busy_pct: Vec<f64>,
 }
 
 fn sleep_ms(ms: u64) {
@@ -115,11 +118,33 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
     shared.start_ns.store(start_ns, Ordering::Release);
     progress.started(start_ns);
     let publish_end_ns = start_ns + plan.warmup_ns + plan.duration_ns;
+    let mut cpu = CpuSampler::default();
+    let tids: Vec<Option<u64>> = shared
+        .tids
+        .iter()
+        .map(|t| Some(t.load(Ordering::Relaxed)).filter(|t| *t != 0))
+        .collect();
     let mut drain_deadline: Option<u64> = None;
     let mut hold_deadline: Option<u64> = None;
     loop {
         sleep_ms(5);
         let now = clock.now_ns();
+        // The self-check's CPU window: the measured one (conn: until every
+        // connection opened).
+        if !cpu.started() && now >= start_ns + plan.warmup_ns {
+            cpu.begin(&tids, now);
+        }
+        let window_over = match plan.scenario {
+            Scenario::Conn => shared.opened_threads.load(Ordering::SeqCst) >= plan.threads,
+            Scenario::Sub => now >= publish_end_ns,
+            Scenario::Retained => shared.retained_received.load(Ordering::SeqCst) >= plan.threads,
+            Scenario::Pub | Scenario::PubSub | Scenario::ReqResp => {
+                now >= publish_end_ns || shared.pubs_finished.load(Ordering::SeqCst) >= plan.pubs
+            }
+        };
+        if window_over {
+            cpu.end(now);
+        }
         if now >= next_progress_ns {
             next_progress_ns += PROGRESS_PERIOD_MS * 1_000_000;
             let window = Window {
@@ -144,6 +169,8 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
             || shared.setup_failed.load(Ordering::SeqCst)
             || match plan.scenario {
                 Scenario::Sub => now >= publish_end_ns,
+                // Each thread stores, receives and clears, then returns.
+                Scenario::Retained => false,
                 Scenario::Conn => {
                     if shared.opened_threads.load(Ordering::SeqCst) < plan.threads {
                         false
@@ -152,7 +179,7 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
                         now >= *hold_deadline.get_or_insert(now + plan.duration_ns)
                     }
                 }
-                Scenario::Pub | Scenario::PubSub => {
+                Scenario::Pub | Scenario::PubSub | Scenario::ReqResp => {
                     if shared.pubs_finished.load(Ordering::SeqCst) < plan.pubs {
                         false
                     } else {
@@ -169,10 +196,12 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
                 }
             };
         if done {
+            cpu.end(now);
             shared.stop.store(true, Ordering::Release);
             progress.finish();
             return Timeline {
                 start_ns,
+                thread_busy_pct: cpu.busy_pct(),
                 ..Timeline::default()
             };
         }
@@ -209,9 +238,14 @@ impl Window {
     }
 }
 
+/// --port, or the transport's default.
+pub fn port_of(c: &ConnectArgs) -> u16 {
+    c.port.unwrap_or(c.transport.default_port())
+}
+
 /// Resolves --host/--port to one socket address.
 pub fn resolve(c: &ConnectArgs) -> Result<SocketAddr, String> {
-    let port = c.port.unwrap_or(c.transport.default_port());
+    let port = port_of(c);
     (c.host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| format!("--host {}: {e}", c.host))?

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::Meta;
+use crate::selfcheck::SelfCheck;
 use crate::series::{SecondPoint, Series};
 
 /// Latencies are recorded in ns from 1 ns to 60 s, 3 significant digits.
@@ -51,6 +52,9 @@ pub struct Recorder {
     /// Paced publishers: how late each send was against its intended time,
     /// ns (the generator's own lag, included in end-to-end latency).
     pub send_lag: Histogram<u64>,
+    /// Subscribers: from the read that brought a message to the moment
+    /// its task started taking it, ns (the self-check's receive backlog).
+    pub recv_backlog: Histogram<u64>,
     pub sent_total: u64,
     /// Sent with a latency origin inside the measured window.
     pub sent_measured: u64,
@@ -67,6 +71,12 @@ pub struct Recorder {
     pub conns_opened: u64,
     pub conns_failed: u64,
     pub conns_dropped: u64,
+    /// `retained`: messages a subscriber never received.
+    pub missing: u64,
+    /// MQTT bytes subscribers received / publishers sent, whole run
+    /// (inside TLS and WebSocket framing).
+    pub mqtt_bytes_received: u64,
+    pub mqtt_bytes_sent: u64,
     /// Per-second counts and latencies of the measured window.
     pub series: Series,
 }
@@ -82,6 +92,7 @@ impl Recorder {
             series,
             latency: new_histogram(),
             send_lag: new_histogram(),
+            recv_backlog: new_histogram(),
             sent_total: 0,
             sent_measured: 0,
             received_total: 0,
@@ -94,6 +105,9 @@ impl Recorder {
             conns_opened: 0,
             conns_failed: 0,
             conns_dropped: 0,
+            missing: 0,
+            mqtt_bytes_received: 0,
+            mqtt_bytes_sent: 0,
         }
     }
 
@@ -109,6 +123,7 @@ impl Recorder {
         // Same bounds on both sides: `add` cannot fail.
         let _ = self.latency.add(&other.latency);
         let _ = self.send_lag.add(&other.send_lag);
+        let _ = self.recv_backlog.add(&other.recv_backlog);
         self.sent_total += other.sent_total;
         self.sent_measured += other.sent_measured;
         self.received_total += other.received_total;
@@ -125,6 +140,9 @@ impl Recorder {
         self.conns_opened += other.conns_opened;
         self.conns_failed += other.conns_failed;
         self.conns_dropped += other.conns_dropped;
+        self.missing += other.missing;
+        self.mqtt_bytes_received += other.mqtt_bytes_received;
+        self.mqtt_bytes_sent += other.mqtt_bytes_sent;
         self.series.merge(&other.series);
     }
 }
@@ -145,7 +163,7 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<String>,
     pub broker: String,
-    /// "tcp" or "tls" (absent in files from before TLS: tcp).
+    /// "tcp", "tls", "ws" or "wss" (absent in files from before TLS: tcp).
     #[serde(default = "tcp")]
     pub transport: String,
     pub mqtt_version: u8,
@@ -172,7 +190,7 @@ pub struct Summary {
     /// What a correct broker delivers for `msgs_sent_total` (pubsub only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msgs_expected_total: Option<u64>,
-    /// "end_to_end", "publish_ack", "connect" or "none".
+    /// "end_to_end", "publish_ack", "connect", "round_trip", "retained_all" or "none".
     pub latency_kind: String,
     pub latency_samples: u64,
     pub latency_us_min: f64,
@@ -194,6 +212,12 @@ pub struct Summary {
     pub errors: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_samples: Vec<String>,
+    /// MQTT bytes (packets, inside TLS / WebSocket) subscribers received and
+    /// publishers sent over the whole run, CONNACK / SUBACK / acks included.
+    #[serde(default)]
+    pub mqtt_bytes_received_total: u64,
+    #[serde(default)]
+    pub mqtt_bytes_sent_total: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conns_requested: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,6 +228,12 @@ pub struct Summary {
     pub conns_dropped: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conns_per_s: Option<f64>,
+    /// `conn --rate` (0 = as fast as possible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conns_target_per_s: Option<f64>,
+    /// `shared`: unique messages each consumer of the group received.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_subscriber_received: Vec<u64>,
     /// Paced runs: lateness of sends against their intended times (the
     /// load generator's own lag; already part of the end-to-end latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,6 +251,9 @@ pub struct Summary {
     /// files: empty).
     #[serde(default)]
     pub meta: Meta,
+    /// Was loadgen itself the bottleneck (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_check: Option<SelfCheck>,
 }
 
 fn tcp() -> String {
@@ -258,125 +291,6 @@ impl Summary {
         self.send_lag_us_p50 = Some(h.value_at_quantile(0.5) as f64 / 1000.0);
         self.send_lag_us_p99 = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
         self.send_lag_us_max = Some(h.max() as f64 / 1000.0);
-    }
-
-    /// The human-readable summary.
-    pub fn text(&self) -> String {
-        let mut s = String::new();
-        let topo = self
-            .topology
-            .as_deref()
-            .map(|t| format!(" ({t})"))
-            .unwrap_or_default();
-        let version = match self.mqtt_version {
-            3 => "MQTT 3.1",
-            5 => "MQTT 5.0",
-            _ => "MQTT 3.1.1",
-        };
-        s += &format!(
-            "loadgen {}{} -> {} ({})  {}  threads {} ({})\n",
-            self.scenario, topo, self.broker, self.transport, version, self.threads, self.driver
-        );
-        if let Some(requested) = self.conns_requested {
-            s += &format!(
-                "  connections: requested {}  opened {}  failed {}  dropped while held {}  ({:.0} conn/s)\n",
-                requested,
-                self.conns_opened.unwrap_or(0),
-                self.conns_failed.unwrap_or(0),
-                self.conns_dropped.unwrap_or(0),
-                self.conns_per_s.unwrap_or(0.0)
-            );
-        } else if self.scenario == "sub" {
-            s += &format!(
-                "  {} subscribers, QoS {} subscriptions; measured {:.2} s after {:.2} s warm-up (by arrival time)\n",
-                self.subs, self.qos, self.measured_s, self.warmup_s
-            );
-            s += &format!(
-                "  received {:>12} msgs  {:>12.1} msg/s   ({} in total)\n",
-                self.msgs_received, self.msgs_per_s_received, self.msgs_received_total
-            );
-        } else {
-            let rate = if self.rate_msgs_per_s_per_pub > 0.0 {
-                format!("{} msg/s per publisher", self.rate_msgs_per_s_per_pub)
-            } else {
-                "unlimited rate".to_string()
-            };
-            s += &format!(
-                "  QoS {}  {} B payload  {} pub -> {} sub  {}\n",
-                self.qos, self.payload_bytes, self.pubs, self.subs, rate
-            );
-            s += &format!(
-                "  measured {:.2} s after {:.2} s warm-up\n",
-                self.measured_s, self.warmup_s
-            );
-            s += &format!(
-                "  sent     {:>12} msgs  {:>12.1} msg/s   ({} in total)\n",
-                self.msgs_sent, self.msgs_per_s_sent, self.msgs_sent_total
-            );
-            if self.scenario != "pub" {
-                let expected = self
-                    .msgs_expected_total
-                    .map(|e| format!(", {e} expected"))
-                    .unwrap_or_default();
-                s += &format!(
-                    "  received {:>12} msgs  {:>12.1} msg/s   ({} in total{})\n",
-                    self.msgs_received,
-                    self.msgs_per_s_received,
-                    self.msgs_received_total,
-                    expected
-                );
-            }
-        }
-        if self.latency_samples > 0 {
-            let what = match self.latency_kind.as_str() {
-                "end_to_end" if self.rate_msgs_per_s_per_pub > 0.0 => {
-                    "end-to-end, from the intended send time"
-                }
-                "end_to_end" => "end-to-end, from the send time",
-                "publish_ack" => "PUBLISH to PUBACK/PUBCOMP",
-                "connect" => "TCP connect to CONNACK",
-                other => other,
-            };
-            s += &format!(
-                "  latency µs ({what}): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  (n = {})\n",
-                self.latency_us_p50,
-                self.latency_us_p90,
-                self.latency_us_p99,
-                self.latency_us_p99_9,
-                self.latency_us_p99_99,
-                self.latency_us_max,
-                self.latency_samples
-            );
-        }
-        if let (Some(p50), Some(p99), Some(max)) = (
-            self.send_lag_us_p50,
-            self.send_lag_us_p99,
-            self.send_lag_us_max,
-        ) {
-            s += &format!(
-                "  send lag µs (loadgen's own lateness, part of the latency above): p50 {p50:.1}  p99 {p99:.1}  max {max:.1}\n"
-            );
-        }
-        if self.conns_requested.is_some() {
-            s += &format!("  errors {}", self.errors);
-        } else {
-            let lost = self.lost.map_or("n/a".to_string(), |l| l.to_string());
-            s += &format!(
-                "  lost {}  duplicated {}  reordered {}  errors {}",
-                lost, self.duplicated, self.reordered, self.errors
-            );
-        }
-        if self.qos > 0 && self.conns_requested.is_none() && self.scenario != "sub" {
-            s += &format!("  acked {}  ack failures {}", self.acked, self.ack_failures);
-        }
-        if self.foreign > 0 {
-            s += &format!("  non-loadgen payloads {}", self.foreign);
-        }
-        s.push('\n');
-        for e in &self.error_samples {
-            s += &format!("  error: {e}\n");
-        }
-        s
     }
 }
 

@@ -1,13 +1,12 @@
 //! One worker thread: its own monoio runtime (io_uring where the kernel
 //! allows, epoll otherwise) and its slice of the publishers and subscribers.
 //!
-//! Per publisher one task paces the sends; per subscriber one task drains
-//! the messages. Nothing on the per-message path allocates: payloads are
+//! Per publisher one task paces the sends (`publisher`); per subscriber one
+//! task drains the messages. Nothing on the per-message path allocates: payloads are
 //! stamped into a reused buffer, topics are shared `Bytes`, trackers and
 //! histograms are preallocated.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,33 +15,37 @@ use std::time::Duration;
 use bytes::Bytes;
 use ringmq_client::MqttConnection;
 use ringmq_engine::client::Event;
-use ringmq_engine::codec::{PublishProperties, QoS, SubscribeFilter, SubscriptionOptions};
-use ringmq_net::os::PreciseTimer;
+use ringmq_engine::codec::{QoS, SubscribeFilter, SubscriptionOptions};
 
-use crate::payload::{self, Header, PayloadWriter};
-use crate::plan::{wait_start, wait_stop, Plan, Scenario, Shared, ThreadResult, STOP_POLL_MS};
+use crate::payload;
+use crate::plan::{
+    connect_all, wait_start, wait_stop, Conns, Plan, Scenario, Shared, ThreadResult,
+};
+use crate::publisher::{publisher, PubCtx};
+use crate::reqresp::{responder, RespCtx};
 use crate::series::Series;
 use crate::stats::{Live, Recorder};
 use crate::tracker::{SeqTracker, Trackers};
 
-/// Connects in progress at once per thread during setup.
-const SETUP_CONNECT_CONCURRENCY: usize = 64;
 /// Topic filters per SUBSCRIBE packet.
 const FILTERS_PER_SUBSCRIBE: usize = 100;
 /// How long a SUBSCRIBE may wait for its SUBACK, in ms.
 const SUBACK_TIMEOUT_MS: u64 = 10_000;
-/// Above this gap to the next intended send time, in ns, a publisher naps
-/// on monoio's timer (1 ms granularity) while still taking its events; the
-/// last stretch is slept on a [`PreciseTimer`] (a timerfd, ~25 µs late).
-const COARSE_ABOVE_NS: u64 = 2_000_000;
-/// Below this gap, in ns, a publisher busy-waits on the clock instead
-/// (a timer costs more than the wait, and would overshoot it).
-const BUSY_BELOW_NS: u64 = 20_000;
 /// How long a thread waits for its connections to close at the end, in ms.
 const CLOSE_TIMEOUT_MS: u64 = 3_000;
 
 /// The thread's entry point: builds the runtime and runs its part.
 pub fn thread_main(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Option<ThreadResult> {
+    if let Some(tid) = crate::selfcheck::current_thread_id() {
+        shared.tids[t].store(tid, Ordering::Relaxed);
+    }
+    if let Some(cpu) = (!plan.pin.is_empty()).then(|| plan.pin[t % plan.pin.len()]) {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            shared.fail_setup(format!("thread {t}: cannot pin to CPU {cpu}: {e}"));
+            shared.threads_done.fetch_add(1, Ordering::SeqCst);
+            return None;
+        }
+    }
     let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build();
@@ -58,6 +61,7 @@ pub fn thread_main(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Option<Thr
     let result = runtime.block_on(async move {
         match plan.scenario {
             Scenario::Conn => crate::conn::conn_thread(t, plan, shared2).await,
+            Scenario::Retained => crate::retained::retained_thread(t, plan, shared2).await,
             _ => pubsub_thread(t, plan, shared2).await,
         }
     });
@@ -74,7 +78,7 @@ fn empty_result(rec: Recorder) -> ThreadResult {
 
 async fn pubsub_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> ThreadResult {
     let setup = setup(t, &plan, &shared).await;
-    let (sub_conns, pub_conns) = match setup {
+    let (sub_conns, pub_conns, resp_conns) = match setup {
         Ok(conns) => conns,
         Err(e) => {
             // Failure first: main must not see this thread as ready.
@@ -103,6 +107,17 @@ async fn pubsub_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thread
         };
         sub_tasks.push(monoio::spawn(subscriber(conn.clone(), ctx)));
     }
+    let mut resp_tasks = Vec::new();
+    for (index, conn) in &resp_conns {
+        let ctx = RespCtx {
+            index: *index,
+            thread: t,
+            plan: plan.clone(),
+            shared: shared.clone(),
+            rec: rec.clone(),
+        };
+        resp_tasks.push(monoio::spawn(responder(conn.clone(), ctx)));
+    }
     let mut pub_tasks = Vec::new();
     for (index, conn) in &pub_conns {
         let ctx = PubCtx {
@@ -116,12 +131,15 @@ async fn pubsub_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thread
         pub_tasks.push(monoio::spawn(publisher(conn.clone(), ctx)));
     }
     wait_stop(&shared).await;
-    for (_, conn) in &sub_conns {
+    for (_, conn) in sub_conns.iter().chain(&resp_conns) {
         conn.with_client(|c| c.disconnect(ringmq_engine::codec::ReasonCode::NORMAL_DISCONNECTION));
     }
     let mut trackers = Vec::new();
     for task in sub_tasks {
         trackers.extend(task.await);
+    }
+    for task in resp_tasks {
+        task.await;
     }
     for task in pub_tasks {
         task.await;
@@ -130,67 +148,82 @@ async fn pubsub_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thread
         let _ =
             monoio::time::timeout(Duration::from_millis(CLOSE_TIMEOUT_MS), conn.disconnect()).await;
     }
-    let recorder = std::mem::take(&mut *rec.borrow_mut());
+    let mut recorder = std::mem::take(&mut *rec.borrow_mut());
+    let bytes = |conns: &Conns, f: fn(&MqttConnection) -> u64| -> u64 {
+        conns.iter().map(|(_, c)| f(c)).sum()
+    };
+    recorder.mqtt_bytes_received = bytes(&sub_conns, MqttConnection::mqtt_bytes_received);
+    if plan.scenario == Scenario::ReqResp {
+        // The replies reach the requesters.
+        recorder.mqtt_bytes_received += bytes(&pub_conns, MqttConnection::mqtt_bytes_received);
+    }
+    recorder.mqtt_bytes_sent = bytes(&pub_conns, MqttConnection::mqtt_bytes_sent);
     ThreadResult { recorder, trackers }
 }
 
-type Conns = Vec<(u32, Rc<MqttConnection>)>;
-
-/// Connects and subscribes this thread's subscribers, then connects its
-/// publishers.
-async fn setup(t: usize, plan: &Arc<Plan>, shared: &Arc<Shared>) -> Result<(Conns, Conns), String> {
+/// Connects and subscribes this thread's subscribers (and reqresp's
+/// responders), then connects its publishers (reqresp: subscribed to their
+/// response topics).
+async fn setup(
+    t: usize,
+    plan: &Arc<Plan>,
+    shared: &Arc<Shared>,
+) -> Result<(Conns, Conns, Conns), String> {
     let subs: Vec<u32> = plan.subs_of(t).collect();
     let sub_conns = connect_all(plan, shared, "sub", &subs).await?;
-    let qos = plan.qos;
     for (index, conn) in &sub_conns {
-        let filters = plan.filters_of(*index);
-        let subscribed = monoio::time::timeout(
-            Duration::from_millis(SUBACK_TIMEOUT_MS),
-            subscribe(conn, &filters, qos),
+        subscribe_in_time(
+            conn,
+            &plan.filters_of(*index),
+            plan.qos,
+            "subscriber",
+            *index,
         )
-        .await;
-        match subscribed {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("subscriber {index}: {e}")),
-            Err(_) => {
-                return Err(format!(
-                    "subscriber {index}: no SUBACK within {SUBACK_TIMEOUT_MS} ms"
-                ))
-            }
-        }
+        .await?;
+    }
+    let resps: Vec<u32> = plan.responders_of(t).collect();
+    let resp_conns = connect_all(plan, shared, "resp", &resps).await?;
+    for (index, conn) in &resp_conns {
+        let filter = [plan.request_filter.clone()];
+        subscribe_in_time(conn, &filter, plan.qos, "responder", *index).await?;
     }
     let pubs: Vec<u32> = plan.pubs_of(t).collect();
     let pub_conns = connect_all(plan, shared, "pub", &pubs).await?;
-    Ok((sub_conns, pub_conns))
-}
-
-async fn connect_all(
-    plan: &Arc<Plan>,
-    shared: &Arc<Shared>,
-    role: &'static str,
-    indices: &[u32],
-) -> Result<Conns, String> {
-    let mut out = Vec::with_capacity(indices.len());
-    for chunk in indices.chunks(SETUP_CONNECT_CONCURRENCY) {
-        let tasks: Vec<_> = chunk
-            .iter()
-            .map(|&i| {
-                let options = plan.client_options(role, u64::from(i));
-                let config = plan.client_config(role);
-                let (addr, clock) = (plan.addr, shared.clock);
-                monoio::spawn(async move {
-                    MqttConnection::connect(addr, options, &config, clock).await
-                })
-            })
-            .collect();
-        for (task, &i) in tasks.into_iter().zip(chunk) {
-            match task.await {
-                Ok((conn, _)) => out.push((i, Rc::new(conn))),
-                Err(e) => return Err(format!("{role} {i} ({}): {e}", plan.addr)),
-            }
+    for (index, conn) in &pub_conns {
+        if let Some(topic) = plan.resp_topics.get(*index as usize) {
+            subscribe_in_time(
+                conn,
+                std::slice::from_ref(topic),
+                plan.qos,
+                "requester",
+                *index,
+            )
+            .await?;
         }
     }
-    Ok(out)
+    Ok((sub_conns, pub_conns, resp_conns))
+}
+
+/// [`subscribe`] within [`SUBACK_TIMEOUT_MS`]; errors name the client.
+async fn subscribe_in_time(
+    conn: &MqttConnection,
+    filters: &[Bytes],
+    qos: QoS,
+    role: &str,
+    index: u32,
+) -> Result<(), String> {
+    let subscribed = monoio::time::timeout(
+        Duration::from_millis(SUBACK_TIMEOUT_MS),
+        subscribe(conn, filters, qos),
+    )
+    .await;
+    match subscribed {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{role} {index}: {e}")),
+        Err(_) => Err(format!(
+            "{role} {index}: no SUBACK within {SUBACK_TIMEOUT_MS} ms"
+        )),
+    }
 }
 
 async fn subscribe(conn: &MqttConnection, filters: &[Bytes], qos: QoS) -> Result<(), String> {
@@ -264,11 +297,16 @@ async fn subscriber(conn: Rc<MqttConnection>, ctx: SubCtx) -> Vec<(u32, u32, Seq
         let mut ended = false;
         {
             let mut rec = ctx.rec.borrow_mut();
+            let taking_ns = ctx.shared.clock.now_ns();
             // `now_ns`: when the read that brought the event completed.
             while let Some((event, now_ns)) = conn.poll_event_timed() {
                 match event {
                     Event::Message(m) => {
                         received += 1;
+                        if now_ns >= measure_start_ns && now_ns < measure_end_ns {
+                            let backlog_ns = taking_ns.saturating_sub(now_ns);
+                            rec.recv_backlog.saturating_record(backlog_ns.max(1));
+                        }
                         let measured = if from_origin {
                             None
                         } else {
@@ -350,229 +388,4 @@ fn record_message(
             }
         }
     }
-}
-
-struct PubCtx {
-    index: u32,
-    thread: usize,
-    start_ns: u64,
-    plan: Arc<Plan>,
-    shared: Arc<Shared>,
-    rec: Rc<RefCell<Recorder>>,
-}
-
-/// Sends one publisher's messages at its pace, then waits for its acks.
-async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
-    let plan = &*ctx.plan;
-    let shared = &*ctx.shared;
-    let live = &shared.live[ctx.thread];
-    let clock = shared.clock;
-    let Some(topic) = plan.pub_topics.get(ctx.index as usize).cloned() else {
-        return;
-    };
-    let record_acks = plan.scenario == Scenario::Pub && plan.qos != QoS::AtMostOnce;
-    let mut ack_origins: HashMap<u16, u64> = HashMap::with_capacity(usize::from(plan.inflight) * 2);
-    let mut writer = PayloadWriter::new(plan.size_bytes);
-    let measure_start_ns = ctx.start_ns + plan.warmup_ns;
-    let end_ns = measure_start_ns + plan.duration_ns;
-    let paced = plan.rate_per_pub > 0.0;
-    let interval_ns = if paced { 1e9 / plan.rate_per_pub } else { 0.0 };
-    // Publishers are staggered over one interval so their sends interleave.
-    let offset_ns = interval_ns * f64::from(ctx.index) / f64::from(plan.pubs.max(1));
-    let first_ns = ctx.start_ns as f64 + offset_ns;
-    let intended = |seq: u64| (first_ns + seq as f64 * interval_ns) as u64;
-    let mut timer = match PreciseTimer::new() {
-        Ok(t) => Some(t),
-        Err(e) => {
-            ctx.rec.borrow_mut().error(live, || {
-                format!(
-                    "publisher {}: no precise timer ({e}); pacing at 1 ms",
-                    ctx.index
-                )
-            });
-            None
-        }
-    };
-    // Wait for the common start (paced publishers would send nothing
-    // before it anyway; unpaced ones must not start early).
-    let now_ns = clock.now_ns();
-    if now_ns < ctx.start_ns {
-        monoio::time::sleep(Duration::from_nanos(ctx.start_ns - now_ns)).await;
-    }
-    let mut seq = 0u64;
-    let mut disconnected = false;
-    'run: loop {
-        if drain_publisher_events(&conn, &ctx, &mut ack_origins, record_acks) {
-            disconnected = true;
-            break;
-        }
-        let now_ns = clock.now_ns();
-        if seq >= plan.count || now_ns >= end_ns || shared.stopped() {
-            break;
-        }
-        // Messages due by now (all of them when unpaced).
-        let due = if !paced {
-            plan.count
-        } else if (now_ns as f64) < first_ns {
-            0
-        } else {
-            ((((now_ns as f64 - first_ns) / interval_ns) as u64) + 1).min(plan.count)
-        };
-        let mut burst = 0u64;
-        let mut blocked = false;
-        let mut sent_measured = 0u64;
-        // The borrow ends with this block, before any await: the thread's
-        // other tasks record into the same recorder.
-        {
-            let mut rec_lag = ctx.rec.borrow_mut();
-            while seq < due {
-                if !conn.client().can_publish(plan.qos) {
-                    blocked = true;
-                    break;
-                }
-                let origin_ns = if paced { intended(seq) } else { clock.now_ns() };
-                if origin_ns >= end_ns {
-                    break;
-                }
-                let payload = writer.stamp(Header {
-                    publisher: ctx.index,
-                    seq,
-                    origin_ns,
-                });
-                let published = conn.with_client(|c| {
-                    c.publish(
-                        topic.clone(),
-                        payload,
-                        plan.qos,
-                        plan.retain,
-                        PublishProperties::default(),
-                    )
-                });
-                match published {
-                    Ok(packet_id) => {
-                        if let (true, Some(id)) = (record_acks, packet_id) {
-                            ack_origins.insert(id, origin_ns);
-                        }
-                        seq += 1;
-                        burst += 1;
-                        if origin_ns >= measure_start_ns {
-                            sent_measured += 1;
-                            rec_lag.series.sent(origin_ns, 1);
-                            if paced {
-                                let lag_ns = clock.now_ns().saturating_sub(origin_ns);
-                                rec_lag.send_lag.saturating_record(lag_ns.max(1));
-                            }
-                        }
-                    }
-                    Err(e) if e.is_would_block() => {
-                        blocked = true;
-                        break;
-                    }
-                    Err(e) => {
-                        rec_lag.error(live, || format!("publisher {}: {e}", ctx.index));
-                        break 'run;
-                    }
-                }
-            }
-        }
-        if burst > 0 {
-            let mut rec = ctx.rec.borrow_mut();
-            rec.sent_total += burst;
-            rec.sent_measured += sent_measured;
-            Live::add(&live.sent, burst);
-        }
-        if blocked {
-            // Window or outgoing buffer full: an ack or a finished write wakes us.
-            conn.wait().await;
-            continue;
-        }
-        if !paced {
-            // Not blocked, so the count or the time is up: the top decides.
-            continue;
-        }
-        // Caught up: wait for the next intended send time.
-        let next_ns = intended(seq).min(end_ns);
-        let now_ns = clock.now_ns();
-        let gap_ns = next_ns.saturating_sub(now_ns);
-        if gap_ns > COARSE_ABOVE_NS {
-            let nap = Duration::from_nanos(gap_ns - COARSE_ABOVE_NS);
-            monoio::select! {
-                _ = monoio::time::sleep(nap) => {},
-                _ = conn.wait() => {},
-            }
-        } else if gap_ns > BUSY_BELOW_NS {
-            let slept = match timer.as_mut() {
-                Some(t) => t.sleep(Duration::from_nanos(gap_ns)).await.is_ok(),
-                None => false,
-            };
-            if !slept {
-                timer = None;
-                monoio::time::sleep(Duration::from_nanos(gap_ns)).await;
-            }
-        } else {
-            while clock.now_ns() < next_ns {
-                std::hint::spin_loop();
-            }
-        }
-    }
-    // Final count first: the main thread's drain compares against it.
-    shared.pub_sent[ctx.index as usize].store(seq, Ordering::SeqCst);
-    shared
-        .pubs_end_ns
-        .fetch_max(clock.now_ns(), Ordering::SeqCst);
-    shared.pubs_finished.fetch_add(1, Ordering::SeqCst);
-    // QoS 1/2: wait for the outstanding acknowledgements (bounded by --drain).
-    let drain_end_ns = clock.now_ns() + plan.drain_ns;
-    while !disconnected && conn.client().inflight() > 0 && clock.now_ns() < drain_end_ns {
-        monoio::select! {
-            _ = monoio::time::sleep(Duration::from_millis(STOP_POLL_MS)) => {},
-            _ = conn.wait() => {},
-        }
-        disconnected = drain_publisher_events(&conn, &ctx, &mut ack_origins, record_acks);
-    }
-}
-
-/// Takes a publisher's events; true if the connection ended.
-fn drain_publisher_events(
-    conn: &MqttConnection,
-    ctx: &PubCtx,
-    ack_origins: &mut HashMap<u16, u64>,
-    record_acks: bool,
-) -> bool {
-    let live = &ctx.shared.live[ctx.thread];
-    let mut ended = false;
-    let mut rec = ctx.rec.borrow_mut();
-    // `acked_ns`: when the read that brought the ack completed.
-    while let Some((event, acked_ns)) = conn.poll_event_timed() {
-        match event {
-            Event::PubAcked { packet_id, reason } => {
-                rec.acked += 1;
-                if reason.is_error() {
-                    rec.ack_failures += 1;
-                }
-                if record_acks {
-                    let measure_start_ns = ctx.start_ns + ctx.plan.warmup_ns;
-                    if let Some(origin) = ack_origins
-                        .remove(&packet_id)
-                        .filter(|origin| *origin >= measure_start_ns)
-                    {
-                        let latency_ns = acked_ns.saturating_sub(origin).max(1);
-                        rec.latency.saturating_record(latency_ns);
-                        rec.series.latency(acked_ns, latency_ns);
-                    }
-                }
-            }
-            Event::Disconnected(reason) => {
-                ended = true;
-                if !ctx.shared.stopped() {
-                    rec.error(live, || {
-                        format!("publisher {} disconnected: {reason:?}", ctx.index)
-                    });
-                }
-            }
-            Event::ProtocolError(e) => rec.error(live, || format!("publisher {}: {e}", ctx.index)),
-            _ => {}
-        }
-    }
-    ended || conn.is_closed()
 }

@@ -9,32 +9,18 @@
 //! The broker binary is `RINGMQ_BIN`, else the `ringmq` built next to this
 //! loadgen; a missing binary fails the test.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use ringmq_tests::{binary, Broker};
+use common::{ok, ringmq, LOADGEN};
+use ringmq_tests::Broker;
 use serde_json::Value;
-
-const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long Chromium may take to render the screenshot, in s.
 const CHROMIUM_TIMEOUT_S: u64 = 60;
-
-fn ok<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
-    r.unwrap_or_else(|e| panic!("{e:?}"))
-}
-
-fn ringmq() -> PathBuf {
-    let sibling = Path::new(LOADGEN).with_file_name("ringmq");
-    let bin = binary(&sibling.display().to_string());
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build -p ringmq` (or set RINGMQ_BIN)",
-        bin.display()
-    );
-    bin
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("loadgen-report-{name}-{}", std::process::id()));

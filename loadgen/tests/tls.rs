@@ -7,58 +7,12 @@
 //! loadgen (`cargo test --workspace` and `tests/run-all.sh` build both);
 //! a missing binary fails the test with the command that builds it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use ringmq_tests::{binary, Broker};
-use serde_json::Value;
+use std::path::PathBuf;
 
-const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
-
-fn ok<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
-    r.unwrap_or_else(|e| panic!("{e:?}"))
-}
-
-fn ringmq() -> PathBuf {
-    let sibling = Path::new(LOADGEN).with_file_name("ringmq");
-    let bin = binary(&sibling.display().to_string());
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build -p ringmq` (or set RINGMQ_BIN)",
-        bin.display()
-    );
-    bin
-}
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = ok(CertificateParams::new(Vec::<String>::new()));
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = ok(KeyPair::generate());
-    let cert = ok(params.self_signed(&key));
-    Ca { cert, key }
-}
-
-/// Writes a certificate signed by `ca` and its key: `<name>.pem`, `<name>.key`.
-fn leaf(dir: &Path, name: &str, ca: &Ca, cn: &str, sans: &[&str]) {
-    let mut params = ok(CertificateParams::new(
-        sans.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-    ));
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let key = ok(KeyPair::generate());
-    let cert = ok(params.signed_by(&key, &ca.cert, &ca.key));
-    ok(std::fs::write(dir.join(format!("{name}.pem")), cert.pem()));
-    ok(std::fs::write(
-        dir.join(format!("{name}.key")),
-        key.serialize_pem(),
-    ));
-}
+use common::{ca, leaf, loadgen, ok, ringmq, summary, u64_of};
+use ringmq_tests::Broker;
 
 /// Certificates and configs for one test, in a fresh directory.
 struct Setup {
@@ -125,22 +79,6 @@ impl Drop for Setup {
             eprintln!("cannot remove {}: {e}", self.dir.display());
         }
     }
-}
-
-fn loadgen(args: &[&str]) -> Output {
-    ok(Command::new(LOADGEN).args(args).output())
-}
-
-/// The JSON summary of a successful run.
-fn summary(out: &Output) -> Value {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{:?}\n{stderr}", out.status);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ok(serde_json::from_str(stdout.trim()))
-}
-
-fn u64_of(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("{key} in {v}"))
 }
 
 #[test]

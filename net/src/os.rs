@@ -1,7 +1,8 @@
 //! The raw OS calls the runtime needs, each wrapped in a safe function:
 //! the CPU affinity mask, process signal masks and synchronous signal
 //! waiting, `shutdown(2)` on a socket, the open-file limit
-//! ([`raise_fd_limit`]) and a sub-millisecond `timerfd` sleep for pacing
+//! ([`raise_fd_limit`]), the clock tick of `/proc`'s CPU times
+//! ([`clock_ticks_per_s`]) and a sub-millisecond `timerfd` sleep for pacing
 //! ([`PreciseTimer`]). Linux (and other Unix) only.
 
 use std::io;
@@ -264,6 +265,14 @@ pub fn lower_thread_priority() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Clock ticks per second of the CPU times in `/proc/.../stat`
+/// (`sysconf(_SC_CLK_TCK)`; 100, Linux's USER_HZ, if unknown).
+pub fn clock_ticks_per_s() -> u64 {
+    // SAFETY: sysconf only reads its integer argument.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
 }
 
 /// Raises this process's open-file limit so that `wanted` descriptors fit:

@@ -123,3 +123,25 @@ fn older_files_say_unknown_and_draw_no_time_charts() {
     assert!(!html.contains("throughput-over-time"));
     assert!(html.contains("latency-percentiles"));
 }
+
+#[test]
+fn metadata_shows_scenario_figures_and_the_self_check() {
+    let mut run = described("ringmq", 5, 1);
+    run.summary.per_subscriber_received = vec![40, 60];
+    run.summary.self_check = Some(SelfCheck::judge(vec![97.0], None, None));
+    let html = metadata(&run);
+    assert!(
+        html.contains("shared group: 2 consumers received min 40, max 60 (max/min 1.50)"),
+        "{html}"
+    );
+    assert!(html.contains("loadgen was the bottleneck"), "{html}");
+    assert!(html.contains("thread 0 was 97% busy"), "{html}");
+    run.summary.self_check = Some(SelfCheck::judge(vec![12.0], Some(50.0), None));
+    let html = metadata(&run);
+    assert!(
+        html.contains("kept up (threads busy 12%; send lag p99 50 µs)"),
+        "{html}"
+    );
+    run.summary.self_check = None;
+    assert!(metadata(&run).contains("not recorded (older file)"));
+}

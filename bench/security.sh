@@ -29,6 +29,9 @@
 # LOADGEN_CORE (0), CPU_RATE (1000), CPU_SUBS (50), CPU_WINDOW_S (5),
 # HS_COUNT (2000), FLOW_RATE (1000), FLOW_SUBS (10), FLOW_S (6),
 # STORM_RATE (300), AUTH_COUNT (100), AUTH_FLOW_S (10), OUT (result lines, default /tmp/security-bench.txt),
+# NICE (0; e.g. -20 as root on a machine busy with other jobs: brokers and
+# loadgen then preempt those jobs, which a quiet machine gives for free;
+# the brokers' own helper threads still lower themselves to nice 19),
 # PROFILE (release; debug for a quick check of the script itself).
 # Needs: release builds (cargo build --release -p ringmq -p loadgen), mosquitto
 # and mosquitto_passwd from ../shared/peers/install-peers.sh, openssl, python3.
@@ -40,7 +43,7 @@ BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}"
 CPU_RATE="${CPU_RATE:-1000}" CPU_SUBS="${CPU_SUBS:-50}" CPU_WINDOW_S="${CPU_WINDOW_S:-5}"
 HS_COUNT="${HS_COUNT:-2000}" FLOW_RATE="${FLOW_RATE:-1000}" FLOW_SUBS="${FLOW_SUBS:-10}"
 FLOW_S="${FLOW_S:-6}" STORM_RATE="${STORM_RATE:-300}" AUTH_COUNT="${AUTH_COUNT:-100}" AUTH_FLOW_S="${AUTH_FLOW_S:-10}"
-OUT="${OUT:-/tmp/security-bench.txt}"
+OUT="${OUT:-/tmp/security-bench.txt}" NICE="${NICE:-0}"
 tdir="${CARGO_TARGET_DIR:-target}/${PROFILE:-release}"
 MOSQUITTO="${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}"
 brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
@@ -66,7 +69,7 @@ trap cleanup EXIT
 : > "$OUT"
 say() { echo "$*" | tee -a "$OUT"; }
 
-say "security bench $(date -u +%FT%TZ) on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)); broker core $BROKER_CORE, loadgen core $LOADGEN_CORE; shared machine: other jobs run meanwhile"
+say "security bench $(date -u +%FT%TZ) (load average $(cut -d' ' -f1-3 /proc/loadavg), nice $NICE) on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)); broker core $BROKER_CORE, loadgen core $LOADGEN_CORE; shared machine: other jobs run meanwhile"
 say "brokers: ringmq ($("$tdir/ringmq" --version 2>/dev/null | head -1)), mosquitto ($("$MOSQUITTO" -h 2>&1 | head -1 | sed 's/^mosquitto //'))"
 
 # --- one certificate, one password, one ACL for both brokers -----------------
@@ -124,9 +127,9 @@ CONF
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_broker() {
   case "$1" in
-    ringmq) taskset -c "$BROKER_CORE" "$tdir/ringmq" serve --config "$work/ringmq.toml" --log-level warn \
+    ringmq) nice -n "$NICE" taskset -c "$BROKER_CORE" "$tdir/ringmq" serve --config "$work/ringmq.toml" --log-level warn \
               >"$work/ringmq.log" 2>&1 & ;;
-    mosquitto) taskset -c "$BROKER_CORE" "$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 & ;;
+    mosquitto) nice -n "$NICE" taskset -c "$BROKER_CORE" "$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 & ;;
   esac
   broker_pid=$!
   local deadline=$(( $(date +%s) + 15 ))
@@ -138,7 +141,7 @@ start_broker() {
 }
 stop_broker() { kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; broker_pid=""; sleep 0.5; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-LG=(taskset -c "$LOADGEN_CORE" "$tdir/loadgen")
+LG=(nice -n "$NICE" taskset -c "$LOADGEN_CORE" "$tdir/loadgen")
 TLS=(--port "$PORT" --transport tls --cafile "$work/ca.pem" --server-name localhost --threads 1 --json -q)
 AUTH=(-u "$USER_NAME" -P "$PASSWORD")
 # j FILE KEY: a field of loadgen's JSON line.

@@ -3,21 +3,16 @@
 //! client side: upgrade with subprotocol `mqtt`, masked binary frames) are
 //! byte transforms in the connection driver, wrapped around the TCP stream.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use monoio::net::TcpStream;
 use ringmq_net::conn::{ConnTls, Connection};
-use ringmq_net::tls::{HandshakeBudget, TlsSession};
+use ringmq_net::tls::TlsSession;
 use ringmq_net::ws::client::WsClientSettings;
 use ringmq_net::ws::WsSession;
 use rustls::pki_types::ServerName;
 
 use crate::error::ConnectError;
-
-/// Handshake work a client connection may do per millisecond, in µs: all
-/// of it (the budget exists to protect a broker shard's other clients).
-const CLIENT_HANDSHAKE_BUDGET_US_PER_MS: u64 = 1_000;
 
 /// The transport of a client connection.
 #[derive(Clone, Debug, Default)]
@@ -46,12 +41,12 @@ impl TlsTransport {
     fn connection(&self, stream: TcpStream) -> Result<Connection, ConnectError> {
         let session = TlsSession::client(self.config.clone(), self.server_name.clone())
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
-        let budget = Rc::new(HandshakeBudget::new(CLIENT_HANDSHAKE_BUDGET_US_PER_MS));
         Ok(Connection::with_tls(
             stream,
             ConnTls {
                 session: Box::new(session),
-                budget,
+                // A client runs its handshake in the driver.
+                pool: None,
             },
         ))
     }

@@ -60,9 +60,11 @@
 //! batch and writes the records, together with whatever the session queued
 //! on its own (handshake flights, alerts, session tickets, close_notify).
 //! Both tasks share the session through a `RefCell` never borrowed across
-//! an await. A handshake step first waits for the shard's
-//! [`HandshakeBudget`](crate::tls::HandshakeBudget). The session moves
-//! with the fd in a hand-off (it is `Send`).
+//! an await. A server session arrives established: before routing or
+//! driving, [`Connection::handshake`] runs the handshake's steps on the
+//! helper threads ([`crate::tls::offload`]); the driver finishes a
+//! handshake itself only for client sessions. The session moves with the
+//! fd in a hand-off (it is `Send`).
 //!
 //! Files: this one has [`Connection`] (accept, routing reads, hand-off,
 //! spawning the tasks); `handle` the driver's types and [`DriverHandle`];
@@ -105,6 +107,12 @@ pub struct Connection {
     /// hold the fd): the fd can no longer be handed off.
     read_in_flight: bool,
     tls: Option<ConnTls>,
+    /// The TLS session is on a helper thread (a handshake step whose
+    /// future was dropped): the connection can only be closed.
+    tls_away: bool,
+    /// Plaintext that arrived with the client's last handshake flight,
+    /// handed out before anything read later.
+    early_plain: BytesMut,
     ws: Option<Box<WsSession>>,
 }
 
@@ -115,6 +123,8 @@ impl Connection {
             stream,
             read_in_flight: false,
             tls: None,
+            tls_away: false,
+            early_plain: BytesMut::new(),
             ws: None,
         }
     }
@@ -125,13 +135,15 @@ impl Connection {
             stream,
             read_in_flight: false,
             tls: Some(tls),
+            tls_away: false,
+            early_plain: BytesMut::new(),
             ws: None,
         }
     }
 
     /// Adopts a socket handed over by another shard: non-blocking mode, then
     /// registration with this thread's monoio driver; `tls` is the session
-    /// that came with it (and this shard's budget).
+    /// that came with it.
     pub fn from_owned_fd(fd: OwnedFd, tls: Option<ConnTls>) -> io::Result<Self> {
         let std_stream = std::net::TcpStream::from(fd);
         std_stream.set_nonblocking(true)?;
@@ -139,6 +151,8 @@ impl Connection {
             stream: TcpStream::from_std(std_stream)?,
             read_in_flight: false,
             tls,
+            tls_away: false,
+            early_plain: BytesMut::new(),
             ws: None,
         })
     }
@@ -175,16 +189,101 @@ impl Connection {
         self.stream.local_addr().ok()
     }
 
+    /// Runs a server TLS handshake to its end before the driver starts:
+    /// reads ciphertext (at most `chunk_bytes` per read), hands each step
+    /// to the session's helper threads
+    /// ([`HandshakePool`](crate::tls::offload::HandshakePool); inline if it
+    /// has none), and writes what the session queued (its flights, or the
+    /// alert of a failure). Plaintext that came with the client's last
+    /// flight is kept for the next read or the driver. Returns at once on
+    /// a plain connection or an established session. The peer closing is
+    /// `UnexpectedEof`; a TLS failure is `InvalidData`.
+    ///
+    /// Dropping the future while a step is on a helper thread leaves the
+    /// connection without its session: it can then only be closed
+    /// ([`Connection::spawn_driver`] closes it at once).
+    pub async fn handshake(&mut self, chunk_bytes: usize) -> io::Result<()> {
+        if self.tls_away {
+            return Err(tls_lost());
+        }
+        self.read_in_flight = true;
+        let out = self.run_handshake(chunk_bytes).await;
+        self.read_in_flight = false;
+        out
+    }
+
+    async fn run_handshake(&mut self, chunk_bytes: usize) -> io::Result<()> {
+        loop {
+            match &self.tls {
+                Some(tls) if tls.session.is_handshaking() => {}
+                _ => return Ok(()),
+            }
+            let (result, cipher) =
+                read_bounded(&mut self.stream, BytesMut::new(), chunk_bytes).await;
+            match result {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            let Some(mut tls) = self.tls.take() else {
+                return Ok(());
+            };
+            self.tls_away = true;
+            let result = match &tls.pool {
+                None => decrypt(&mut tls.session, None, &cipher, &mut self.early_plain).0,
+                Some(pool) => match pool.submit(tls.session, cipher) {
+                    Ok(pending) => {
+                        let step = pending.await;
+                        tls.session = step.session;
+                        self.early_plain.unsplit(step.plain);
+                        step.result
+                    }
+                    Err((session, cipher)) => {
+                        tls.session = session;
+                        let stats = pool.stats().clone();
+                        decrypt(
+                            &mut tls.session,
+                            Some(&stats),
+                            &cipher,
+                            &mut self.early_plain,
+                        )
+                        .0
+                    }
+                },
+            };
+            let mut out = Vec::new();
+            tls.session.take_output(&mut out);
+            self.tls = Some(tls);
+            self.tls_away = false;
+            if !out.is_empty() {
+                let (written, _) = self.stream.write_all(out).await;
+                written?;
+            }
+            match result {
+                Err(e) => {
+                    tracing::debug!(error = %e, "TLS handshake refused");
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+                Ok(TlsRead::PeerClosed) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(TlsRead::Open) => {}
+            }
+        }
+    }
+
     /// Reads once, appending at most `chunk_bytes` to `buf`. `Ok(0)` is EOF.
     /// Used before the driver starts (routing a new connection). On a TLS
     /// connection it runs the handshake (reads and writes) until plaintext
     /// arrives, and appends only plaintext; a TLS failure is an
-    /// `InvalidData` error (the alert was sent).
+    /// `InvalidData` error (the alert was sent). Plaintext kept by
+    /// [`Connection::handshake`] comes first.
     pub async fn read_chunk(
         &mut self,
         buf: BytesMut,
         chunk_bytes: usize,
     ) -> (io::Result<usize>, BytesMut) {
+        if self.tls_away {
+            return (Err(tls_lost()), buf);
+        }
         self.read_in_flight = true;
         let out = if self.ws.is_some() {
             self.read_ws_chunk(buf, chunk_bytes).await
@@ -203,6 +302,13 @@ impl Connection {
     ) -> (io::Result<usize>, BytesMut) {
         match &mut self.tls {
             None => read_bounded(&mut self.stream, buf, chunk_bytes).await,
+            Some(_) if !self.early_plain.is_empty() => {
+                let mut buf = buf;
+                let n = self.early_plain.len();
+                buf.extend_from_slice(&self.early_plain);
+                self.early_plain = BytesMut::new();
+                (Ok(n), buf)
+            }
             Some(tls) => read_tls_chunk(&mut self.stream, tls, buf, chunk_bytes).await,
         }
     }
@@ -269,12 +375,15 @@ impl Connection {
 
     /// Gives up the socket (and its TLS and WebSocket sessions) for a
     /// hand-off to another shard. Refused (the connection is returned) if a read was abandoned
-    /// mid-flight, because its operation may still reference the fd.
-    #[allow(clippy::type_complexity)]
+    /// mid-flight, because its operation may still reference the fd, or if
+    /// plaintext read during the handshake is still unread.
+    // The refusal hands the whole connection back (a move of a few
+    // hundred bytes, on a path that by construction is not taken).
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
     pub fn into_owned_fd(
         self,
     ) -> Result<(OwnedFd, Option<Box<TlsSession>>, Option<Box<WsSession>>), Connection> {
-        if self.read_in_flight {
+        if self.read_in_flight || self.tls_away || !self.early_plain.is_empty() {
             return Err(self);
         }
         let raw = self.stream.into_raw_fd();
@@ -287,19 +396,29 @@ impl Connection {
 
     /// Starts the reader and writer tasks on the current monoio runtime.
     /// `initial` holds bytes already read (they are handed to
-    /// [`Handler::on_bytes`] before the first read).
+    /// [`Handler::on_bytes`] before the first read; on WebSocket, already
+    /// decoded), followed by the plaintext the handshake kept. A
+    /// connection whose session was lost in an abandoned handshake step
+    /// is closed at once (`CloseReason::Local`).
     pub fn spawn_driver<H: Handler + 'static>(
         self,
-        initial: BytesMut,
+        mut initial: BytesMut,
         handler: Rc<H>,
         handle: DriverHandle,
         config: DriverConfig,
     ) {
+        if self.tls_away {
+            drop(self);
+            handler.on_closed(CloseReason::Local);
+            return;
+        }
         let fd = self.stream.as_raw_fd();
+        let decoded = initial.len();
+        initial.unsplit(self.early_plain);
         let tls = self.tls.map(|t| {
             Rc::new(DriverTls {
                 session: RefCell::new(t.session),
-                budget: t.budget,
+                stats: t.pool.map(|p| p.stats().clone()),
                 close_notify_queued: Cell::new(false),
             })
         });
@@ -314,7 +433,7 @@ impl Connection {
             inner: handler,
             session: RefCell::new(ws),
             handle: handle.clone(),
-            decoded: Cell::new(initial.len()),
+            decoded: Cell::new(decoded),
         });
         spawn_tasks(
             read_half, write_half, fd, initial, ws_handler, handle, config, tls,
@@ -362,10 +481,8 @@ async fn read_tls_chunk(
             Ok(_) => {}
             Err(e) => return (Err(e), plain),
         }
-        if tls.session.is_handshaking() {
-            tls.budget.wait_turn().await;
-        }
-        let (result, _) = decrypt(&mut tls.session, &tls.budget, &cipher, &mut plain);
+        let stats = tls.pool.as_ref().map(|p| p.stats().clone());
+        let (result, _) = decrypt(&mut tls.session, stats.as_deref(), &cipher, &mut plain);
         if tls.session.wants_write() {
             let mut out = Vec::new();
             tls.session.take_output(&mut out);
@@ -385,6 +502,10 @@ async fn read_tls_chunk(
         };
         return (result, plain);
     }
+}
+
+fn tls_lost() -> io::Error {
+    io::Error::other("TLS session lost in an abandoned handshake step")
 }
 
 #[cfg(test)]

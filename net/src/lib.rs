@@ -19,7 +19,8 @@
 //! - [`clock`]: the one process clock (`now_ms` for the engine, `now_ns`
 //!   for latency stamps), copied to every thread.
 //! - [`tls`]: TLS (rustls, `ring` provider) as a byte transform between
-//!   the socket and the engine, and the per-shard handshake budget.
+//!   the socket and the engine, and the helper threads that run server
+//!   handshakes off the shards (`tls::offload`).
 //! - [`connect`]: outgoing TCP connections (from a chosen source address).
 //! - [`alloc`]: gives freed heap memory back to the OS (mimalloc's
 //!   `mi_collect`) after a burst of closed connections.

@@ -275,6 +275,21 @@ pub fn clock_ticks_per_s() -> u64 {
     u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
 }
 
+/// CPU time of the calling thread, in microseconds (0 where unknown).
+pub fn thread_cpu_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000).saturating_add(nanos / 1000)
+}
+
 /// Raises this process's open-file limit so that `wanted` descriptors fit:
 /// the soft limit to the hard one, and the hard one too where the process
 /// may (root, `CAP_SYS_RESOURCE`). Returns the resulting soft limit.

@@ -119,9 +119,9 @@ section! {
         log_connections_max_lines_per_s: u32,
         /// `text` or `json`.
         log_format: LogFormat,
-        /// Microseconds of each millisecond a shard may spend on TLS
-        /// handshakes (the rest is for established connections).
-        tls_handshake_budget_us_per_ms: u64,
+        /// Helper threads that run TLS server handshakes (started only
+        /// if a listener has TLS).
+        tls_handshake_threads: usize,
         /// Where to write the process id ("" = nowhere), for `ringmq reload`.
         pid_file: String,
     }
@@ -255,8 +255,8 @@ pub mod bounds {
     pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
     /// `runtime.log_connections_max_lines_per_s`.
     pub const LOG_CONNECTIONS_MAX_LINES_PER_S: (u32, u32) = (1, 1_000_000);
-    /// `runtime.tls_handshake_budget_us_per_ms`.
-    pub const TLS_HANDSHAKE_BUDGET_US_PER_MS: (u64, u64) = (1, 1000);
+    /// `runtime.tls_handshake_threads`.
+    pub const TLS_HANDSHAKE_THREADS: (usize, usize) = (1, ringmq_net::tls::offload::THREADS_MAX);
     /// `runtime.shutdown_grace_ms`, `runtime.close_flush_timeout_ms` and
     /// `runtime.close_linger_ms`.
     pub const TIMEOUT_MS: (u64, u64) = (0, 600_000);
@@ -414,9 +414,9 @@ impl Config {
             bounds::LOG_CONNECTIONS_MAX_LINES_PER_S,
         )?;
         in_range(
-            "runtime.tls_handshake_budget_us_per_ms",
-            r.tls_handshake_budget_us_per_ms,
-            bounds::TLS_HANDSHAKE_BUDGET_US_PER_MS,
+            "runtime.tls_handshake_threads",
+            r.tls_handshake_threads,
+            bounds::TLS_HANDSHAKE_THREADS,
         )?;
         if tracing_subscriber::EnvFilter::try_new(&r.log_level).is_err() {
             return Err(invalid(

@@ -240,7 +240,7 @@ pub async fn serve_accepted(
                         stream,
                         ConnTls {
                             session: Box::new(session),
-                            budget: shard.tls_budget.clone(),
+                            pool: shard.tls_pool.clone(),
                         },
                     ),
                     tls.use_identity_as_username,
@@ -258,11 +258,33 @@ pub async fn serve_accepted(
     let Some(ctx) = accept(&shard, &conn, use_identity_as_username) else {
         return;
     };
+    let chunk = shard.settings.driver.read_chunk_bytes;
+    if conn.is_tls() {
+        // The handshake's crypto runs on the helper threads; the engine's
+        // CONNECT timeout (or a shutdown) cuts a handshake that drags on.
+        let handshake = monoio::select! {
+            r = conn.handshake(chunk) => Some(r),
+            _ = ctx.origin.handle.closed() => None,
+        };
+        match handshake {
+            Some(Ok(())) => {}
+            // Closed by the engine: the driver flushes and shuts down (or
+            // just closes, if the session was away on a helper thread).
+            None => return drive(conn, BytesMut::new(), ctx),
+            Some(Err(e)) => {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => CloseReason::PeerClosed,
+                    std::io::ErrorKind::InvalidData => CloseReason::TlsError,
+                    kind => CloseReason::ReadError(kind),
+                };
+                return ctx.on_closed(reason);
+            }
+        }
+    }
     if shard.count <= 1 {
         drive(conn, BytesMut::new(), ctx);
         return;
     }
-    let chunk = shard.settings.driver.read_chunk_bytes;
     let packet_size_max_bytes = shard.broker.borrow().config().packet_size_max_bytes;
     let mut buf = BytesMut::new();
     let owner = loop {
@@ -348,7 +370,7 @@ pub fn adopt_handoff(
     let use_identity_as_username = tls.as_ref().is_some_and(|t| t.use_identity_as_username);
     let tls = tls.map(|t| ConnTls {
         session: t.session,
-        budget: shard.tls_budget.clone(),
+        pool: shard.tls_pool.clone(),
     });
     let conn = match Connection::from_owned_fd(fd, tls) {
         Ok(conn) => match ws {

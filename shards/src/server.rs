@@ -37,6 +37,7 @@ use crate::reload::{self, Hooks, Reloadable};
 use crate::shard::{self, ShardInit, ShardListener, ShardSettings, StartReport};
 use crate::tls;
 use ringmq_net::clock::Clock;
+use ringmq_net::tls::offload::HandshakePool;
 
 /// How long the shards may take to start (build runtimes, adopt
 /// listeners) before start-up is declared failed.
@@ -192,7 +193,6 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
 
     let settings = ShardSettings {
         driver: config.driver_config(),
-        tls_handshake_budget_us_per_ms: r.tls_handshake_budget_us_per_ms,
         ring_batch_max_messages: r.ring_batch_max_messages,
         route_buffer_max_bytes: config.read_buffer_max_bytes(),
         shutdown_grace_ms: r.shutdown_grace_ms,
@@ -201,6 +201,15 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     };
     // Password file: loaded now (a bad one stops the start), re-read on SIGHUP.
     let auth = crate::auth::start(config, &mut hooks, clock).map_err(ServeError::Start)?;
+    // TLS handshakes run on helper threads, never on a shard.
+    let tls_pool = if tls_shared.iter().any(Option::is_some) {
+        Some(
+            HandshakePool::start(r.tls_handshake_threads, "ringmq-tls")
+                .map_err(ServeError::Start)?,
+        )
+    } else {
+        None
+    };
     let exited = Arc::new(AtomicUsize::new(0));
     let (report_tx, report_rx) = mpsc::channel::<StartReport>();
     let mut threads = Vec::with_capacity(usize::from(count));
@@ -223,6 +232,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             acl: acl.clone(),
             auth: auth.clone(),
             metrics: hub.clone(),
+            tls_pool: tls_pool.clone(),
         };
         let notice = ExitNotice(exited.clone());
         let spawned = thread::Builder::new()
@@ -293,6 +303,15 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         if t.is_finished() {
             let _ = t.join();
         }
+    }
+    if let Some(pool) = &tls_pool {
+        let c = pool.stats().counts();
+        tracing::info!(
+            steps_on_helper_threads = c.offloaded_steps,
+            steps_on_shards = c.inline_steps,
+            longest_step_on_a_shard_us = c.inline_step_max_us,
+            "TLS handshake work"
+        );
     }
     match (died, outcome) {
         (true, _) => Err(ServeError::ShardDied),

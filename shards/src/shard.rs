@@ -75,6 +75,8 @@ pub struct ShardInit {
     pub acl: Option<Arc<Reloadable<Acl>>>,
     /// Where snapshots are asked for (`/metrics`, `$SYS` totals).
     pub metrics: Arc<crate::metrics::MetricsHub>,
+    /// TLS handshake threads (shared by all shards), if a listener has TLS.
+    pub tls_pool: Option<Arc<ringmq_net::tls::offload::HandshakePool>>,
 }
 
 /// One listener's socket for this shard, and what its connections need.
@@ -169,6 +171,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         acl,
         auth,
         metrics,
+        tls_pool,
         ..
     } = init;
     let mut monoio_listeners = Vec::with_capacity(listeners.len());
@@ -208,6 +211,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         mesh,
         auth.map(|service| ShardAuth::new(id, service)),
         metrics,
+        tls_pool,
     ));
     if let Some(cached) = acl {
         monoio::spawn(crate::acl::follow_reloads(shard.clone(), cached));

@@ -3,8 +3,10 @@
 //! handed off with their WebSocket session), a small WebSocket client here
 //! (RFC 6455 client side: masked frames, split as a test chooses), over
 //! TCP and over rustls with certificates made by rcgen; and MQTT.js in
-//! Node over ws:// and wss:// (`tests/node`, installed by `.ci/run` with
-//! `npm ci`; with CI=true a missing node or MQTT.js fails the test).
+//! Node over ws:// and wss://, and in headless Chromium over ws://
+//! (`tests/node`, installed by `.ci/run` with `npm ci`, and Debian's
+//! `chromium`; with CI=true a missing node, MQTT.js or chromium fails the
+//! test).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -416,6 +418,74 @@ fn mqtt_js_over_ws_and_wss() {
             s.broker.log()
         );
     }
+}
+
+/// Debian's Chromium, which `.ci/run` installs.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// MQTT.js's browser build in a real browser: headless Chromium loads a
+/// page served by `tests/node/browser_pubsub.mjs` (driven through the
+/// DevTools protocol), which connects to the ws listener (two shards, so
+/// connections are routed and handed off), subscribes, publishes QoS 0 and
+/// 1 and checks what it receives. The listener's Origin allow-list names
+/// the page's origin, as a deployment serving a web app would.
+#[test]
+fn mqtt_js_in_headless_chromium_over_ws() {
+    let dir = node_dir().and_then(|dir| {
+        if Path::new(CHROMIUM).exists() {
+            Ok(dir)
+        } else {
+            Err(format!("{CHROMIUM} is not installed"))
+        }
+    });
+    let dir = match dir {
+        Ok(dir) => dir,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{why}; .ci/run must install chromium, node and run npm ci --prefix tests/node"
+            );
+            eprintln!("SKIPPED (not in CI): {why}");
+            return;
+        }
+    };
+    // A free port for the page (the broker must know its origin).
+    let http_port = ok(ok(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port();
+    let test_dir = std::env::temp_dir().join(format!("ringmq-ws-{}-browser", std::process::id()));
+    ok(std::fs::create_dir_all(&test_dir));
+    let config = test_dir.join("ringmq.toml");
+    ok(std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"ws\"\npath = \"/mqtt\"\n\
+             allowed_origins = [\"http://127.0.0.1:{http_port}\"]\n"
+        ),
+    ));
+    let config = config.display().to_string();
+    let mut args = vec!["serve", "--config", &config, "--shards", "2"];
+    let io = std::env::var("RINGMQ_TEST_IO").ok();
+    if let Some(io) = io.as_deref() {
+        args.extend_from_slice(&["--io", io]);
+    }
+    let broker = Broker::start_with_args(&binary(env!("CARGO_BIN_EXE_ringmq")), &args);
+    let url = format!("ws://127.0.0.1:{}/mqtt", broker.addr().port());
+    let out = ok(Command::new("node")
+        .arg(dir.join("browser_pubsub.mjs"))
+        .arg(&url)
+        .arg(http_port.to_string())
+        .arg(CHROMIUM)
+        .output());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("HeadlessChrome") && stdout.ends_with("OK\n"),
+        "MQTT.js in Chromium over {url}: {}\nstdout: {stdout}\nstderr: {}\nbroker log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        broker.log()
+    );
+    // The browser's connections reached the broker as MQTT 5 and 3.1.1.
+    let log = broker.log();
+    assert!(log.contains("browser-sub"), "no connect line; log:\n{log}");
 }
 
 /// One shard: no routing read, so the upgrade, frames and refusals all go

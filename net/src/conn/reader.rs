@@ -172,15 +172,9 @@ async fn read_loop<H: Handler>(
             deliver(handler, &mut buf, &mut packet_started);
             continue;
         };
-        if tls.session.borrow().is_handshaking() {
-            tls.budget.wait_turn().await;
-            if shared.closing.get() {
-                continue;
-            }
-        }
         let (result, established) = decrypt(
             &mut tls.session.borrow_mut(),
-            &tls.budget,
+            tls.stats.as_deref(),
             &cipher,
             &mut buf,
         );

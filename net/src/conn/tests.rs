@@ -3,7 +3,6 @@
 //! instead of hanging it.
 
 use super::*;
-use crate::tls::HandshakeBudget;
 use bytes::Bytes;
 use monoio::time::Instant;
 use std::cell::RefCell;
@@ -404,7 +403,7 @@ fn a_started_packet_that_stalls_is_cut_after_the_timeout() {
 }
 
 /// Echo over TLS, with the hand-off in the middle: the "accepting shard"
-/// runs the handshake and reads the first plaintext, gives up fd and
+/// runs the handshake (on a helper thread) and reads the first plaintext, gives up fd and
 /// session, the "owner" adopts both and drives the connection.
 #[test]
 fn tls_handshake_then_handoff_then_echo() {
@@ -434,15 +433,24 @@ fn tls_handshake_then_handoff_then_echo() {
                 assert_eq!(rest, b"then!");
             });
             let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
-            let budget = Rc::new(HandshakeBudget::new(500));
             let session = TlsSession::new(server_config).unwrap_or_else(|e| panic!("{e}"));
+            let pool = crate::tls::offload::HandshakePool::start(1, "test-tls")
+                .unwrap_or_else(|e| panic!("{e}"));
             let mut conn = Connection::with_tls(
                 stream,
                 ConnTls {
                     session: Box::new(session),
-                    budget: budget.clone(),
+                    pool: Some(pool.clone()),
                 },
             );
+            // The handshake runs on the pool's thread; the plaintext that
+            // may come with the client's Finished is kept for the read.
+            conn.handshake(64)
+                .await
+                .unwrap_or_else(|e| panic!("handshake: {e}"));
+            let counts = pool.stats().counts();
+            assert!(counts.offloaded_steps >= 1, "{counts:?}");
+            assert_eq!(counts.inline_steps, 0, "{counts:?}");
             let (n, first) = conn.read_chunk(BytesMut::new(), 64).await;
             assert_eq!(n.unwrap_or_else(|e| panic!("{e}")), 5);
             assert_eq!(&first[..], b"first");
@@ -450,8 +458,14 @@ fn tls_handshake_then_handoff_then_echo() {
                 .into_owned_fd()
                 .unwrap_or_else(|_| panic!("no op in flight"));
             let session = session.unwrap_or_else(|| panic!("TLS session lost in the hand-off"));
-            let adopted = Connection::from_owned_fd(fd, Some(ConnTls { session, budget }))
-                .unwrap_or_else(|e| panic!("{e}"));
+            let adopted = Connection::from_owned_fd(
+                fd,
+                Some(ConnTls {
+                    session,
+                    pool: None,
+                }),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
             let echo = Rc::new(Echo {
                 consume: true,
                 ..Echo::default()
@@ -496,7 +510,7 @@ fn plaintext_on_a_tls_connection_is_refused() {
                 stream,
                 ConnTls {
                     session: Box::new(session),
-                    budget: Rc::new(HandshakeBudget::new(500)),
+                    pool: None,
                 },
             );
             let echo = Rc::new(Echo {

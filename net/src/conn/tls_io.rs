@@ -1,43 +1,54 @@
 //! TLS inside the driver (the `crate::tls` session as a byte transform):
-//! the session of a routed or handed-off connection ([`ConnTls`]), the
-//! state both driver tasks share ([`DriverTls`]), decryption charged to the
-//! shard's handshake budget, and the writer's next encrypted batch.
+//! the session of an accepted, routed or handed-off connection
+//! ([`ConnTls`]), the state both driver tasks share ([`DriverTls`]),
+//! decryption, and the writer's next encrypted batch.
+//!
+//! A server session reaches the driver with its handshake done
+//! ([`crate::conn::Connection::handshake`] runs it on the helper threads);
+//! the driver still finishes a handshake inline (a client session, or a
+//! server session handed to the driver directly) and records such a
+//! server step in the pool's [`HandshakeStats`].
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use super::handle::Handler;
-use crate::tls::{HandshakeBudget, TlsError, TlsRead, TlsSession};
+use crate::tls::offload::{HandshakePool, HandshakeStats};
+use crate::tls::{TlsError, TlsRead, TlsSession};
 
-/// The TLS side of a connection: its session and its shard's budget.
+/// The TLS side of a connection: its session, and for a server session the
+/// helper threads that run its handshake.
 pub struct ConnTls {
     pub session: Box<TlsSession>,
-    pub budget: Rc<HandshakeBudget>,
+    pub pool: Option<Arc<HandshakePool>>,
 }
 
 /// The TLS state both driver tasks share.
 pub(super) struct DriverTls {
     pub(super) session: RefCell<Box<TlsSession>>,
-    pub(super) budget: Rc<HandshakeBudget>,
+    pub(super) stats: Option<Arc<HandshakeStats>>,
     pub(super) close_notify_queued: Cell<bool>,
 }
 
-/// Feeds one read's ciphertext to the session, charging the handshake
-/// budget while the handshake runs (the caller waited for
-/// [`HandshakeBudget::wait_turn`] first). Returns the outcome and whether
-/// the handshake finished with this read.
+/// Feeds one read's ciphertext to the session on this thread. Returns the
+/// outcome and whether the handshake finished with this read; a server
+/// handshake step is recorded in `stats`.
 pub(super) fn decrypt(
     session: &mut TlsSession,
-    budget: &HandshakeBudget,
+    stats: Option<&HandshakeStats>,
     cipher: &[u8],
     plain: &mut BytesMut,
 ) -> (Result<TlsRead, TlsError>, bool) {
     if !session.is_handshaking() {
         return (session.read(cipher, plain), false);
     }
-    let result = budget.charge(|| session.read(cipher, plain));
+    let started_us = crate::os::thread_cpu_us();
+    let result = session.read(cipher, plain);
+    if let (Some(stats), true) = (stats, session.is_server()) {
+        stats.record_inline(crate::os::thread_cpu_us().saturating_sub(started_us));
+    }
     let established = result.is_ok() && !session.is_handshaking();
     (result, established)
 }

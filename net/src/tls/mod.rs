@@ -16,19 +16,18 @@
 //! handshake (routing needs the decrypted CONNECT) carries its session
 //! with the socket.
 //!
-//! [`HandshakeBudget`] bounds the handshake work a shard does per
-//! millisecond, so a burst of new TLS clients cannot stall established
-//! connections on the same shard (docs/architecture.md, "TLS").
+//! Server handshakes run on helper threads ([`offload::HandshakePool`]), so
+//! a burst of new TLS clients cannot stall established connections on the
+//! same shard (docs/architecture.md, "TLS").
 
 pub mod client;
 pub mod config;
 pub mod identity;
+pub mod offload;
 
-use std::cell::Cell;
 use std::fmt;
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rustls::pki_types::ServerName;
@@ -171,6 +170,11 @@ impl TlsSession {
         self.conn.send_close_notify();
     }
 
+    /// Whether this is the server side of a connection.
+    pub fn is_server(&self) -> bool {
+        matches!(self.conn, Connection::Server(_))
+    }
+
     /// Whether the handshake is still going on.
     pub fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
@@ -205,61 +209,6 @@ impl TlsSession {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .unwrap_or_else(|| "-".into());
         format!("tls={version} suite={suite} sni={sni} alpn={alpn}")
-    }
-}
-
-/// A shard's budget for TLS handshake work: at most `budget_us_per_ms`
-/// microseconds of every millisecond. A handshake step (one
-/// [`TlsSession::read`] while handshaking) that finds the budget spent
-/// waits for the next millisecond on the timer, so the established
-/// connections that are ready run first. `!Sync`: one per shard thread.
-#[derive(Debug)]
-pub struct HandshakeBudget {
-    budget_us_per_ms: u64,
-    origin: Instant,
-    window_ms: Cell<u64>,
-    spent_us: Cell<u64>,
-}
-
-impl HandshakeBudget {
-    /// A budget of `budget_us_per_ms` (at least 1, at most 1000).
-    pub fn new(budget_us_per_ms: u64) -> HandshakeBudget {
-        HandshakeBudget {
-            budget_us_per_ms: budget_us_per_ms.clamp(1, 1000),
-            origin: Instant::now(),
-            window_ms: Cell::new(0),
-            spent_us: Cell::new(0),
-        }
-    }
-
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// Waits until this millisecond's budget has room.
-    pub async fn wait_turn(&self) {
-        loop {
-            let now_ms = self.now_us() / 1000;
-            if now_ms != self.window_ms.get() {
-                self.window_ms.set(now_ms);
-                self.spent_us.set(0);
-            }
-            if self.spent_us.get() < self.budget_us_per_ms {
-                return;
-            }
-            // The timer fires in a later loop turn: connections ready now
-            // run before this handshake goes on.
-            monoio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-
-    /// Runs one handshake step and charges its time to the budget.
-    pub fn charge<T>(&self, step: impl FnOnce() -> T) -> T {
-        let started = self.now_us();
-        let out = step();
-        let spent = self.now_us().saturating_sub(started);
-        self.spent_us.set(self.spent_us.get().saturating_add(spent));
-        out
     }
 }
 

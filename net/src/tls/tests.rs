@@ -307,37 +307,106 @@ pub(crate) fn server_and_client(test: &str) -> (TlsSettings, Arc<ClientConfig>) 
     (s.settings, client)
 }
 
-/// The budget: steps run at once while this millisecond has budget left;
-/// once a step overspent it, the next one waits for a later millisecond
-/// (a timer, so other tasks run first).
+/// The helper threads run whole server handshakes (TLS 1.2 and 1.3, SNI,
+/// ALPN, a required client certificate): each step goes to the pool with
+/// its session and comes back with it, on another thread; a client without
+/// a certificate is refused there. Nothing runs inline.
 #[test]
-fn handshake_budget_defers_steps_past_the_budget() {
-    let mut rt = ok(monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build());
-    rt.block_on(async {
-        let budget = HandshakeBudget::new(100);
-        // Align to the start of a millisecond window.
-        budget.wait_turn().await;
-        monoio::time::sleep(std::time::Duration::from_millis(1)).await;
-        let start = std::time::Instant::now();
-        budget.wait_turn().await;
-        assert!(
-            start.elapsed() < std::time::Duration::from_micros(500),
-            "budget left: no wait"
-        );
-        // A step of 300 µs overspends the 100 µs budget.
-        budget.charge(|| {
-            let busy = std::time::Instant::now();
-            while busy.elapsed() < std::time::Duration::from_micros(300) {
-                std::hint::spin_loop();
+fn handshake_steps_run_on_the_pool() {
+    let mut s = setup("pool");
+    s.settings.require_client_cert = true;
+    let loaded = ok(load(&s.settings));
+    let pool = ok(offload::HandshakePool::start(2, "test-tls"));
+    let mut rt = ok(monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().build());
+    let here = std::thread::current().id();
+    let cases = [
+        (
+            &rustls::version::TLS12,
+            "tls=1.2",
+            "localhost",
+            "sni=localhost",
+        ),
+        (
+            &rustls::version::TLS13,
+            "tls=1.3",
+            "other.example",
+            "sni=other.example",
+        ),
+    ];
+    for (version, tls, name, sni) in cases {
+        let alice = leaf(&s.client_ca, "alice", &[]);
+        let (mut client, server) = connect(&s, &loaded, name, Some(alice), &[version], &[b"mqtt"]);
+        ok(client.writer().write_all(b"hello"));
+        let (server, plain) = rt.block_on(pool_pump(&pool, &mut client, Box::new(server)));
+        let server = ok(server);
+        assert!(!server.is_handshaking() && !client.is_handshaking());
+        let described = server.describe();
+        assert!(described.contains(tls), "{described}");
+        assert!(described.contains(sni), "{described}");
+        assert!(described.contains("alpn=mqtt"), "{described}");
+        assert_eq!(server.peer_identity().as_deref(), Some("alice"));
+        assert_eq!(&plain[..], b"hello");
+    }
+    // Required client certificate missing: the pool's step fails.
+    let (mut client, server) = connect(
+        &s,
+        &loaded,
+        "localhost",
+        None,
+        &[&rustls::version::TLS13],
+        &[],
+    );
+    ok(client.writer().write_all(b"x"));
+    let (refused, _) = rt.block_on(pool_pump(&pool, &mut client, Box::new(server)));
+    assert!(
+        refused.is_err(),
+        "handshake without the required certificate"
+    );
+    let counts = pool.stats().counts();
+    assert!(counts.offloaded_steps >= 5, "{counts:?}");
+    assert_eq!(counts.inline_steps, 0, "{counts:?}");
+    assert_eq!(std::thread::current().id(), here);
+}
+
+/// [`pump`] with every server step on `pool` (and the plaintext the server
+/// received).
+async fn pool_pump(
+    pool: &offload::HandshakePool,
+    client: &mut ClientConnection,
+    mut server: Box<TlsSession>,
+) -> (Result<Box<TlsSession>, TlsError>, BytesMut) {
+    let mut plain = BytesMut::new();
+    for _ in 0..32 {
+        let mut to_server = Vec::new();
+        while client.wants_write() {
+            ok(client.write_tls(&mut to_server));
+        }
+        if !to_server.is_empty() {
+            let submitted = pool.submit(server, BytesMut::from(&to_server[..]));
+            let step = match submitted {
+                Ok(pending) => pending.await,
+                Err(_) => panic!("the pool refused a step"),
+            };
+            server = step.session;
+            plain.unsplit(step.plain);
+            if let Err(e) = step.result {
+                return (Err(e), plain);
             }
-        });
-        let before = budget.window_ms.get();
-        budget.wait_turn().await;
-        assert!(
-            budget.window_ms.get() > before,
-            "the next step ran in the same millisecond as an overspent budget"
-        );
-    });
+        }
+        let mut to_client = Vec::new();
+        server.take_output(&mut to_client);
+        if to_client.is_empty() && to_server.is_empty() {
+            break;
+        }
+        let mut input = &to_client[..];
+        while !input.is_empty() {
+            if client.read_tls(&mut input).is_err() {
+                break;
+            }
+            if let Err(e) = client.process_new_packets() {
+                panic!("client: {e}");
+            }
+        }
+    }
+    (Ok(server), plain)
 }

@@ -18,7 +18,7 @@ use ringmq_engine::broker::{Broker, ConnId, Event, ShardId};
 use ringmq_engine::codec::ReasonCode;
 use ringmq_net::clock::Clock;
 use ringmq_net::conn::{CloseReason, DriverConfig, DriverHandle};
-use ringmq_net::tls::HandshakeBudget;
+use ringmq_net::tls::offload::HandshakePool;
 use ringmq_net::wake::Notify;
 
 use crate::auth::{Done, ShardAuth};
@@ -30,8 +30,6 @@ use crate::metrics::MetricsHub;
 #[derive(Clone, Copy, Debug)]
 pub struct ShardSettings {
     pub driver: DriverConfig,
-    /// `runtime.tls_handshake_budget_us_per_ms`.
-    pub tls_handshake_budget_us_per_ms: u64,
     pub ring_batch_max_messages: usize,
     /// Most bytes read while routing a new connection before giving up
     /// and serving it locally (the engine then judges the CONNECT).
@@ -71,8 +69,9 @@ pub struct Shard {
     pub broker: RefCell<Broker>,
     pub clock: Clock,
     pub settings: ShardSettings,
-    /// TLS handshake work allowed per millisecond on this shard.
-    pub tls_budget: Rc<HandshakeBudget>,
+    /// The helper threads that run TLS server handshakes (shared by all
+    /// shards; `None` without a TLS listener).
+    pub tls_pool: Option<Arc<HandshakePool>>,
     /// Connect / disconnect lines (`connlog`).
     pub connlog: ConnLog,
     /// The driver of every accepted connection, by engine id.
@@ -114,6 +113,7 @@ impl Shard {
         mesh: Mesh,
         auth: Option<ShardAuth>,
         metrics: Arc<MetricsHub>,
+        tls_pool: Option<Arc<HandshakePool>>,
     ) -> Shard {
         Shard {
             id,
@@ -121,9 +121,7 @@ impl Shard {
             broker: RefCell::new(broker),
             clock,
             settings,
-            tls_budget: Rc::new(HandshakeBudget::new(
-                settings.tls_handshake_budget_us_per_ms,
-            )),
+            tls_pool,
             connlog: ConnLog::new(
                 id,
                 settings.log_connections,

@@ -1,0 +1,237 @@
+//! Server handshakes off the shards: a small pool of helper threads runs
+//! the expensive handshake steps (ECDHE, the certificate signature, the
+//! client-certificate check with mTLS) while the shard goes on serving its
+//! established connections.
+//!
+//! ```text
+//!   shard: read ciphertext ──(session, cipher)──▶ helper thread (nice 19)
+//!          await Pending    ◀──(session, plaintext, outcome)── TlsSession::read
+//!          write the session's output, read again until established
+//! ```
+//!
+//! Why a pool and not a budget on the shard: one handshake step (the
+//! ClientHello: key exchange plus signature, ~200 µs with ECDSA P-256 and
+//! about 1 ms with RSA-2048 on a 2020s x86 core) cannot be split, so a
+//! shard that runs it inline delays every ready connection by that much,
+//! and dozens of ClientHellos arriving together queue their steps
+//! back to back. On the pool the shard only moves the session (a `Box`)
+//! and the ciphertext in and out: a few microseconds per step.
+//!
+//! - The session moves whole: a `TlsSession` is `Send`, and while it is on
+//!   a helper thread the shard holds only the [`Pending`] future, so no
+//!   lock guards a session.
+//! - Helper threads run at the lowest priority
+//!   ([`crate::os::lower_thread_priority`]), like the password verifiers:
+//!   a shard that wakes preempts them at once, yet they progress when the
+//!   shard is busy.
+//! - The queue is bounded by the connections themselves: each connection
+//!   has at most one step in flight, and the engine bounds the connections
+//!   (`limits.connections_max`); a handshake that never completes is cut by
+//!   the CONNECT timeout like any connection that sends no CONNECT.
+//! - The reply comes back through a lock-free one-message channel and wakes
+//!   the waiting task through an [`AtomicWaker`] (register, then re-check;
+//!   the helper sends, then wakes): no lost wake-up, and no lock the shard
+//!   and a low-priority helper share (no priority inversion). Any
+//!   executor whose wakers are `Send` can await [`Pending`] (monoio's are,
+//!   with its `sync` feature), so a native io_uring loop can use the pool
+//!   as it is.
+//! - [`HandshakeStats`] counts the steps run on the pool and the server
+//!   handshake steps that ran inline on a shard anyway (with the longest
+//!   one's thread CPU time), so tests and operators can check that the
+//!   shards stay out of handshake crypto.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::thread;
+
+use atomic_waker::AtomicWaker;
+use bytes::BytesMut;
+
+use super::{TlsError, TlsRead, TlsSession};
+
+/// Most helper threads a pool may have.
+pub const THREADS_MAX: usize = 64;
+
+/// One handshake step done by a helper thread.
+pub struct Step {
+    pub session: Box<TlsSession>,
+    /// The plaintext the step produced (TLS 1.3 clients may send their
+    /// first application data with their Finished).
+    pub plain: BytesMut,
+    pub result: Result<TlsRead, TlsError>,
+}
+
+/// A step for a helper thread, and the way back: a one-message channel
+/// (lock-free, so a helper preempted at nice 19 can never hold a lock the
+/// shard waits for) and the waiting task's waker.
+struct Job {
+    session: Box<TlsSession>,
+    cipher: BytesMut,
+    reply: Sender<Step>,
+    waker: Arc<AtomicWaker>,
+}
+
+/// Counters shared by the pool and the drivers that use it.
+#[derive(Debug, Default)]
+pub struct HandshakeStats {
+    offloaded_steps: AtomicU64,
+    inline_steps: AtomicU64,
+    inline_step_max_us: AtomicU64,
+}
+
+/// A snapshot of [`HandshakeStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HandshakeCounts {
+    /// Handshake steps the helper threads ran.
+    pub offloaded_steps: u64,
+    /// Server handshake steps that ran on a shard (the driver's fallback).
+    pub inline_steps: u64,
+    /// The longest of those, in microseconds of the shard thread's CPU.
+    pub inline_step_max_us: u64,
+}
+
+impl HandshakeStats {
+    /// The current counts.
+    pub fn counts(&self) -> HandshakeCounts {
+        HandshakeCounts {
+            offloaded_steps: self.offloaded_steps.load(Ordering::Relaxed),
+            inline_steps: self.inline_steps.load(Ordering::Relaxed),
+            inline_step_max_us: self.inline_step_max_us.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records a server handshake step that ran on the calling (shard)
+    /// thread and took `cpu_us` of its CPU time.
+    pub fn record_inline(&self, cpu_us: u64) {
+        self.inline_steps.fetch_add(1, Ordering::Relaxed);
+        self.inline_step_max_us.fetch_max(cpu_us, Ordering::Relaxed);
+    }
+}
+
+/// The helper threads and their queue, shared by every shard.
+pub struct HandshakePool {
+    jobs: Sender<Job>,
+    stats: Arc<HandshakeStats>,
+}
+
+impl std::fmt::Debug for HandshakePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandshakePool")
+            .field("stats", &self.stats.counts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandshakePool {
+    /// Starts `threads` (1..=[`THREADS_MAX`]) helper threads named
+    /// `{name}-{i}`.
+    pub fn start(threads: usize, name: &str) -> Result<Arc<HandshakePool>, String> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let stats = Arc::new(HandshakeStats::default());
+        for i in 0..threads.clamp(1, THREADS_MAX) {
+            let (rx, stats) = (rx.clone(), stats.clone());
+            thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || worker(&rx, &stats))
+                .map_err(|e| format!("cannot spawn TLS handshake thread {i}: {e}"))?;
+        }
+        Ok(Arc::new(HandshakePool { jobs, stats }))
+    }
+
+    /// The pool's counters.
+    pub fn stats(&self) -> &Arc<HandshakeStats> {
+        &self.stats
+    }
+
+    /// Hands one step (feed `cipher` to `session`) to a helper thread. The
+    /// session comes back with the step's outcome through the returned
+    /// future; `Err` gives both back if the helper threads are gone.
+    #[allow(clippy::result_large_err)]
+    pub fn submit(
+        &self,
+        session: Box<TlsSession>,
+        cipher: BytesMut,
+    ) -> Result<Pending, (Box<TlsSession>, BytesMut)> {
+        let (reply, done) = mpsc::channel();
+        let waker = Arc::new(AtomicWaker::new());
+        let job = Job {
+            session,
+            cipher,
+            reply,
+            waker: waker.clone(),
+        };
+        match self.jobs.send(job) {
+            Ok(()) => Ok(Pending { done, waker }),
+            Err(mpsc::SendError(job)) => Err((job.session, job.cipher)),
+        }
+    }
+}
+
+/// A step on its way back from a helper thread.
+pub struct Pending {
+    done: Receiver<Step>,
+    waker: Arc<AtomicWaker>,
+}
+
+impl Future for Pending {
+    type Output = Step;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step> {
+        if let Ok(step) = self.done.try_recv() {
+            return Poll::Ready(step);
+        }
+        self.waker.register(cx.waker());
+        // A helper thread never drops a job unanswered (it sends, then
+        // wakes), so an empty channel means "not yet".
+        match self.done.try_recv() {
+            Ok(step) => Poll::Ready(step),
+            Err(_) => Poll::Pending,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A helper that panicked while holding the lock leaves a valid
+    // receiver: go on with it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn worker(rx: &Mutex<Receiver<Job>>, stats: &HandshakeStats) {
+    if let Err(e) = crate::os::lower_thread_priority() {
+        tracing::warn!("TLS handshake thread keeps normal priority: {e}");
+    }
+    loop {
+        // The lock is held while waiting: the other helpers wait on the
+        // mutex instead of on the channel, which is the same thing.
+        let job = lock(rx).recv();
+        let Ok(Job {
+            mut session,
+            cipher,
+            reply,
+            waker,
+        }) = job
+        else {
+            return; // the pool was dropped
+        };
+        let mut plain = BytesMut::new();
+        let result = session.read(&cipher, &mut plain);
+        stats.offloaded_steps.fetch_add(1, Ordering::Relaxed);
+        // The task may have gone (connection closed meanwhile): the step
+        // and its session are dropped here.
+        if reply
+            .send(Step {
+                session,
+                plain,
+                result,
+            })
+            .is_ok()
+        {
+            waker.wake();
+        }
+    }
+}

@@ -13,6 +13,7 @@
 //! - [`acl`]: the ACL file, compiled into per-user tries, specialised per session.
 //! - [`auth`]: password file (argon2id), SCRAM-SHA-256, failed-login throttle.
 //! - [`broker`]: one shard's broker state machine (sessions, router replica, retained).
+//! - [`persist`]: durable state: the records a shard stores and their encoding.
 //! - [`client`]: the client-side state machine used by loadgen, tests and wasm.
 // The property table macro (codec/property_macro.rs) walks 27 rows per
 // property struct, one nested expansion per row and per packet kind it
@@ -26,4 +27,5 @@ pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod persist;
 pub mod topic;

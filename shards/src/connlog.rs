@@ -230,6 +230,9 @@ fn describe(cause: Option<CloseCause>, transport: Option<CloseReason>) -> String
         Some(CloseCause::TakenOver) => "session taken over by a new connection".to_string(),
         Some(CloseCause::ServerShutdown) => "server shutdown".to_string(),
         Some(CloseCause::Limit(rc)) => format!("broker limit, 0x{:02X} sent", rc.0),
+        Some(CloseCause::StorageFailed) => {
+            "durable storage failed, acknowledgement not sent".to_string()
+        }
         Some(CloseCause::ProtocolViolation { reason, what, .. }) => {
             format!("protocol violation ({what}), 0x{:02X} sent", reason.0)
         }

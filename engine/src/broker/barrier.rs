@@ -1,20 +1,31 @@
-//! Cross-shard barriers: acknowledgements to a client wait until every
-//! other shard has applied an interest or retained update, so that a client
-//! that saw SUBACK (or PUBACK of a retained message) can rely on it from
-//! any shard. Rings are FIFO, so an Ack means everything before it arrived.
+//! Barriers: acknowledgements to a client wait until every other shard has
+//! applied an interest, retained or publish update, so that a client that
+//! saw SUBACK (or PUBACK of a retained message) can rely on it from any
+//! shard, and, with `BrokerConfig::durable`, until the state they promise
+//! is on disk (this shard's open persist batch, `persist.rs`; another
+//! shard answers only once its own batch holding the delivery is written).
+//! Rings are FIFO, so an Ack means everything before it arrived.
 //!
 //! A handler that broadcasts takes a token from [`Broker::new_barrier_token`],
 //! counts the acknowledgements its broadcasts ask for (returned by the
 //! broadcasting functions), and passes both to [`Broker::open_barrier`].
+//! A barrier that ends with a persist failure turns the acknowledgement
+//! held right behind it into a refusal (`refuse.rs`).
 
 use super::conn::{ConnState, Held};
 use super::{Broker, ConnId, Event, ShardId, ShardMessage};
+use crate::persist::PersistFailure;
 
-/// A barrier still waiting for acknowledgements from other shards.
+/// A barrier still waiting for acknowledgements from other shards or for
+/// a local persist batch.
 pub(super) struct Barrier {
     conn: ConnId,
     generation: u64,
     acks_remaining: u32,
+    /// Waiting for this shard's open persist batch.
+    batch_pending: bool,
+    /// The first failure reported (locally or by another shard).
+    failure: Option<PersistFailure>,
 }
 
 impl Broker {
@@ -25,9 +36,10 @@ impl Broker {
     }
 
     /// Hold `conn`'s next acknowledgements until `acks` Acks for `token`
-    /// arrive. Nothing to wait for when `acks` is 0.
-    pub(super) fn open_barrier(&mut self, conn: ConnId, token: u64, acks: u32) {
-        if acks == 0 {
+    /// arrive and, with `wait_batch`, the open persist batch is written.
+    /// Nothing to wait for when `acks` is 0 and `wait_batch` false.
+    pub(super) fn open_barrier(&mut self, conn: ConnId, token: u64, acks: u32, wait_batch: bool) {
+        if acks == 0 && !wait_batch {
             return;
         }
         let Some(c) = self.conns.get_mut(conn) else {
@@ -41,8 +53,14 @@ impl Broker {
                 conn,
                 generation,
                 acks_remaining: acks,
+                batch_pending: wait_batch,
+                failure: None,
             },
         );
+        if wait_batch {
+            let batch = self.persist.open_batch;
+            self.persist.waiting.push_back((batch, token));
+        }
     }
 
     /// Whether `conn` holds more than `barrier_held_max_entries` entries.
@@ -52,26 +70,61 @@ impl Broker {
             .is_some_and(|c| c.held.len() > self.config.barrier_held_max_entries)
     }
 
-    /// Answer a message from `origin` that carried a non-zero `barrier`.
-    pub(super) fn ack_barrier(&mut self, origin: ShardId, barrier: u64) {
+    /// Answer a message from `origin` that carried a non-zero `barrier`
+    /// (`failure`: this shard could not store what the message brought).
+    pub(super) fn ack_barrier(
+        &mut self,
+        origin: ShardId,
+        barrier: u64,
+        failure: Option<PersistFailure>,
+    ) {
         if barrier != 0 && origin < self.shard_count && origin != self.shard {
             self.events.push_back(Event::ToShard {
                 shard: origin,
-                msg: ShardMessage::Ack { barrier },
+                msg: ShardMessage::Ack { barrier, failure },
             });
         }
     }
 
     /// Another shard applied the message that carried `token`.
-    pub(super) fn barrier_acked(&mut self, token: u64, now_ms: u64) {
+    pub(super) fn barrier_acked(
+        &mut self,
+        token: u64,
+        failure: Option<PersistFailure>,
+        now_ms: u64,
+    ) {
         let Some(b) = self.barriers.get_mut(&token) else {
             return;
         };
         b.acks_remaining = b.acks_remaining.saturating_sub(1);
-        if b.acks_remaining > 0 {
+        b.failure = b.failure.or(failure);
+        self.barrier_progress(token, now_ms);
+    }
+
+    /// This shard's batch that `token` waited for is written (or failed).
+    pub(super) fn barrier_batch_done(
+        &mut self,
+        token: u64,
+        failure: Option<PersistFailure>,
+        now_ms: u64,
+    ) {
+        let Some(b) = self.barriers.get_mut(&token) else {
+            return;
+        };
+        b.batch_pending = false;
+        b.failure = b.failure.or(failure);
+        self.barrier_progress(token, now_ms);
+    }
+
+    /// Release what `token` held once nothing is left to wait for.
+    fn barrier_progress(&mut self, token: u64, now_ms: u64) {
+        let Some(b) = self.barriers.get(&token) else {
+            return;
+        };
+        if b.acks_remaining > 0 || b.batch_pending {
             return;
         }
-        let (conn, generation) = (b.conn, b.generation);
+        let (conn, generation, failure) = (b.conn, b.generation, b.failure);
         self.barriers.remove(&token);
         let Some(c) = self.conns.get_mut(conn) else {
             return;
@@ -79,8 +132,23 @@ impl Broker {
         if c.generation != generation {
             return;
         }
-        c.held
-            .retain(|h| !matches!(h, Held::Wait(t) if *t == token));
+        let Some(i) = c
+            .held
+            .iter()
+            .position(|h| matches!(h, Held::Wait(t) if *t == token))
+        else {
+            return;
+        };
+        match failure {
+            Some(f) => {
+                if let Some(h) = c.held.get_mut(i) {
+                    *h = Held::Refuse(f);
+                }
+            }
+            None => {
+                c.held.remove(i);
+            }
+        }
         self.flush_held(conn, now_ms);
     }
 
@@ -105,6 +173,18 @@ impl Broker {
                     options,
                     subscription_id,
                 }) => self.send_retained(session, &filter, options, subscription_id, now_ms),
+                Some(Held::Refuse(failure)) => {
+                    // The acknowledgement right behind the barrier is the
+                    // one it held (the handler wrote it next).
+                    if matches!(c.held.front(), Some(Held::Packet(_))) {
+                        if let Some(Held::Packet(p)) = c.held.pop_front() {
+                            self.refuse_ack(conn, session, p, failure, now_ms);
+                        }
+                    }
+                }
+                Some(Held::Publish(packet_id)) => {
+                    self.send_held_publish(conn, session, packet_id, now_ms)
+                }
                 _ => return,
             }
         }

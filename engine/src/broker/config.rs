@@ -139,6 +139,12 @@ pub struct BrokerConfig {
     /// Keep connection records (`Broker::poll_connection_record`): who
     /// connected and why each connection ended. Off: nothing recorded.
     pub log_connections: bool,
+    /// Durable storage (`storage = "disk"`): the broker records what must
+    /// survive a restart as `PersistOp`s (`Broker::take_persist_batch`) and
+    /// holds the acknowledgements that promise it until the runtime
+    /// reports the batch written (`crate::persist`, docs/storage.md). Off:
+    /// nothing is recorded or held.
+    pub durable: bool,
 }
 
 impl BrokerConfig {
@@ -182,6 +188,7 @@ impl Default for BrokerConfig {
             shared_policy: SharedPolicy::RoundRobin,
             shared_group_policies: Vec::new(),
             log_connections: false,
+            durable: false,
         }
     }
 }

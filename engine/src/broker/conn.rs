@@ -13,6 +13,7 @@ use super::{Broker, CloseCause, ConnId, Event, SessionId};
 use crate::codec::{
     self, Disconnect, EncodeError, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions,
 };
+use crate::persist::PersistFailure;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ConnState {
@@ -74,6 +75,12 @@ pub(super) enum Held {
         options: SubscriptionOptions,
         subscription_id: Option<u32>,
     },
+    /// The barrier before it ended with a persist failure: the
+    /// acknowledgement behind it is refused (`refuse.rs`).
+    Refuse(PersistFailure),
+    /// Send the inflight QoS 2 PUBLISH with this packet id (held until its
+    /// record is on disk, so that a restart resends it with the same id).
+    Publish(u16),
 }
 
 /// "No slot" in [`OutAliases`]' recency list.

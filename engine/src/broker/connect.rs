@@ -7,7 +7,9 @@ use super::auth::Credentials;
 use super::authenticate::FirstStep;
 use super::compact::compact_will;
 use super::conn::ConnState;
+use super::deliver::write_outbound;
 use super::pending_auth::Admitted;
+use super::persist::persisted;
 use super::route::Source;
 use super::session::{OutState, Session};
 use super::timer::{keep_alive_grace_ms, Timer};
@@ -253,6 +255,7 @@ impl Broker {
             s.username = username;
             s.acl = acl;
         }
+        self.persist_session(session);
 
         let conn_generation = {
             let Some(c) = self.conns.get_mut(conn) else {
@@ -355,34 +358,73 @@ impl Broker {
         };
         s.conn = None;
         s.generation = generation;
+        s.offline_since_ms = now_ms;
         if !publish_will {
             s.will = None;
         }
+        self.persist_session(session);
+        self.arm_will(session, generation, 0, now_ms);
+        self.redispatch_shared(session, now_ms);
+        self.arm_expiry(session, generation, 0, now_ms);
+    }
+
+    /// The offline session `session` has a will: publish it if due
+    /// (`offline_ms` after the connection ended), else arm its timer. The
+    /// will goes at the earlier of its delay and the session end ([MQTT-3.1.3-9]).
+    pub(super) fn arm_will(
+        &mut self,
+        session: SessionId,
+        generation: u64,
+        offline_ms: u64,
+        now_ms: u64,
+    ) {
+        let Some(s) = self.sessions.get(session) else {
+            return;
+        };
         let expiry_s = s.expiry_interval_s;
-        let will_delay_s = s
+        let Some(delay_s) = s
             .will
             .as_ref()
-            .map(|w| w.properties.will_delay_interval_s.unwrap_or(0));
-        if let Some(delay_s) = will_delay_s {
-            // The will goes at the earlier of its delay and the session end ([MQTT-3.1.3-9]).
-            if delay_s == 0 || expiry_s == 0 {
-                self.publish_will(session, now_ms);
-            } else {
-                let due = now_ms + u64::from(delay_s.min(expiry_s)) * 1000;
-                self.arm(
-                    due,
-                    Timer::Will {
-                        session,
-                        generation,
-                    },
-                );
-            }
+            .map(|w| w.properties.will_delay_interval_s.unwrap_or(0))
+        else {
+            return;
+        };
+        let wait_ms = u64::from(delay_s.min(expiry_s)) * 1000;
+        if wait_ms <= offline_ms {
+            self.publish_will(session, now_ms);
+        } else {
+            let due = now_ms + (wait_ms - offline_ms);
+            self.arm(
+                due,
+                Timer::Will {
+                    session,
+                    generation,
+                },
+            );
         }
-        self.redispatch_shared(session, now_ms);
-        if expiry_s == 0 {
+    }
+
+    /// The offline session `session` ends now if its expiry passed
+    /// (`offline_ms` after the connection ended), else arm its timer.
+    pub(super) fn arm_expiry(
+        &mut self,
+        session: SessionId,
+        generation: u64,
+        offline_ms: u64,
+        now_ms: u64,
+    ) {
+        let Some(s) = self.sessions.get(session) else {
+            return;
+        };
+        let expiry_s = s.expiry_interval_s;
+        if expiry_s == u32::MAX {
+            return;
+        }
+        let wait_ms = u64::from(expiry_s) * 1000;
+        if expiry_s == 0 || wait_ms <= offline_ms {
             self.end_session(session, now_ms);
-        } else if expiry_s != u32::MAX {
-            let due = now_ms + u64::from(expiry_s) * 1000;
+        } else {
+            let due = now_ms + (wait_ms - offline_ms);
             self.arm(
                 due,
                 Timer::SessionExpiry {
@@ -403,12 +445,13 @@ impl Broker {
         {
             self.publish_will(session, now_ms);
         }
+        self.persist_session_end(session);
         let subs = match self.sessions.get_mut(session) {
             Some(s) => std::mem::take(&mut s.subscriptions),
             None => return,
         };
-        for filter in subs {
-            self.remove_subscription(session, &filter);
+        for sub in subs {
+            self.remove_subscription(session, &sub.filter);
         }
         if let Some(s) = self.sessions.remove(session) {
             if self.by_client_id.get(&s.client_id) == Some(&session) {
@@ -421,6 +464,7 @@ impl Broker {
         let Some(will) = self.sessions.get_mut(session).and_then(|s| s.will.take()) else {
             return;
         };
+        self.persist_session(session);
         let (client_id, username) = match self.sessions.get(session) {
             Some(s) => (s.client_id.clone(), s.username.clone()),
             None => return,
@@ -457,7 +501,8 @@ impl Broker {
         if publish.retain {
             self.retain_local(&publish, now_ms, 0);
         }
-        self.route(&mut publish, Source::Local(Some(session)), now_ms, now_ms);
+        let source = Source::Local(Some(session));
+        self.route(&mut publish, source, now_ms, now_ms, 0);
     }
 
     /// On resume: resend unacknowledged PUBLISH with DUP=1 and PUBREL for
@@ -471,6 +516,9 @@ impl Broker {
         };
         let protocol = c.protocol;
         let stats = &mut self.stats;
+        let durable = persisted(&self.persist, s);
+        let persist = &mut self.persist;
+        let client_id = &s.client_id;
         // An entry whose PUBLISH no longer encodes (over the protocol's
         // limits in the protocol of this connection) is dropped, which frees
         // its slot of the inflight window.
@@ -478,18 +526,12 @@ impl Broker {
             match o.state {
                 OutState::AwaitPubAck | OutState::AwaitPubRec => {
                     o.publish.dup = true;
-                    // [MQTT-3.3.2-6]: the expiry interval left, not the one received.
-                    // Delivery has started, so an expired message is still completed (1 s).
-                    let stored = o.publish.properties.message_expiry_interval_s;
-                    if let Some(interval_s) = stored {
-                        let waited_s = now_ms.saturating_sub(o.received_at_ms) / 1000;
-                        let left_s = u64::from(interval_s).saturating_sub(waited_s).max(1);
-                        o.publish.properties.message_expiry_interval_s = Some(left_s as u32);
-                    }
-                    let written = c.write_publish(&mut o.publish);
-                    o.publish.properties.message_expiry_interval_s = stored;
+                    let written = write_outbound(c, &mut o.publish, o.received_at_ms, now_ms);
                     if written.is_err() {
                         stats.dropped_too_large += 1;
+                        if durable {
+                            persist.delete_message(client_id, o.seq);
+                        }
                     } else {
                         stats.packets_sent += 1;
                     }

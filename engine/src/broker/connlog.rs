@@ -38,6 +38,10 @@ pub enum CloseCause {
     ServerShutdown,
     /// A broker limit (the reason code sent), not a protocol violation.
     Limit(ReasonCode),
+    /// Durable storage failed and the acknowledgement due has no refusal
+    /// code in the client's protocol (v3.1.1 PUBACK / PUBREC, PUBCOMP):
+    /// closed unacknowledged, so that the client sends again.
+    StorageFailed,
 }
 
 /// One record: a connection accepted by CONNACK, or a connection ended.

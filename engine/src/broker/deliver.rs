@@ -17,11 +17,13 @@
 use bytes::Bytes;
 
 use super::backlog::Backlogged;
-use super::conn::ConnState;
+use super::conn::{Conn, ConnState, Held};
+use super::persist::persisted;
 use super::session::{OutState, Outbound, Queued};
 use super::{Broker, ConnId, SessionId};
 use crate::acl::Action;
-use crate::codec::{self, Packet, PubAck, Publish, QoS, ReasonCode};
+use crate::codec::{self, EncodeError, Packet, PubAck, Publish, QoS, ReasonCode};
+use crate::persist::MessageStage;
 
 /// How one message goes to one session.
 pub(super) struct Delivery {
@@ -77,6 +79,27 @@ fn remaining_expiry(p: &Publish, received_at_ms: u64, now_ms: u64) -> Result<Opt
             }
         }
     }
+}
+
+/// Write an outbound QoS 1/2 PUBLISH (its packet id and DUP set) with the
+/// Message Expiry Interval left ([MQTT-3.3.2-6]); once delivery has
+/// started an expired message is still completed (1 s left). Nothing is
+/// written on an error (over the protocol's limits).
+pub(super) fn write_outbound(
+    c: &mut Conn,
+    publish: &mut Publish,
+    received_at_ms: u64,
+    now_ms: u64,
+) -> Result<(), EncodeError> {
+    let stored = publish.properties.message_expiry_interval_s;
+    if let Some(interval_s) = stored {
+        let waited_s = now_ms.saturating_sub(received_at_ms) / 1000;
+        let left_s = u64::from(interval_s).saturating_sub(waited_s).max(1);
+        publish.properties.message_expiry_interval_s = Some(left_s as u32);
+    }
+    let written = c.write_publish(publish);
+    publish.properties.message_expiry_interval_s = stored;
+    written
 }
 
 impl Broker {
@@ -193,10 +216,21 @@ impl Broker {
         queued.retain = d.retain;
         queued.dup = false;
         queued.packet_id = 0;
+        let seq = if persisted(&self.persist, s) {
+            let seq = self.persist.seq();
+            let filter = d.shared_filter.as_ref();
+            let (stage, at) = (MessageStage::Queued, d.received_at_ms);
+            self.persist
+                .put_message(&s.client_id, seq, stage, &queued, at, filter);
+            seq
+        } else {
+            0
+        };
         s.queue.push_back(Queued {
             publish: queued,
             received_at_ms: d.received_at_ms,
             shared_filter: d.shared_filter,
+            seq,
         });
         if online {
             self.drain_queue(session, now_ms);
@@ -263,55 +297,80 @@ impl Broker {
             return;
         }
         let window = c.inflight_window(self.config.inflight_max);
+        let durable = persisted(&self.persist, s);
         let mut wrote = false;
+        // QoS 2 PUBLISHes of a stored session held until their inflight
+        // record (with the packet id) is on disk: a restart then resends
+        // them with the same id, so the client never takes one twice.
+        let mut held: Vec<u16> = Vec::new();
         while s.inflight.len() < window {
             let Some(mut q) = s.queue.pop_front() else {
                 break;
             };
-            let Ok(expiry) = remaining_expiry(&q.publish, q.received_at_ms, now_ms) else {
-                self.stats.dropped_expired += 1;
-                continue;
-            };
-            if codec::publish_encoded_len(&q.publish, c.protocol)
+            let dropped = if remaining_expiry(&q.publish, q.received_at_ms, now_ms).is_err() {
+                Some(&mut self.stats.dropped_expired)
+            } else if codec::publish_encoded_len(&q.publish, c.protocol)
                 > c.client_packet_size_max_bytes as usize
             {
-                self.stats.dropped_too_large += 1;
+                Some(&mut self.stats.dropped_too_large)
+            } else {
+                None
+            };
+            if let Some(counter) = dropped {
+                *counter += 1;
+                if durable {
+                    self.persist.delete_message(&s.client_id, q.seq);
+                }
                 continue;
             }
             let pid = s.next_packet_id();
             q.publish.packet_id = pid;
-            let stored_expiry = q.publish.properties.message_expiry_interval_s;
-            q.publish.properties.message_expiry_interval_s = expiry;
-            let written = c.write_publish(&mut q.publish);
-            q.publish.properties.message_expiry_interval_s = stored_expiry;
-            if written.is_err() {
+            let hold = durable && q.publish.qos == QoS::ExactlyOnce;
+            if hold {
+                held.push(pid);
+            } else if write_outbound(c, &mut q.publish, q.received_at_ms, now_ms).is_err() {
                 // Over the protocol's limits: dropped, and the packet id
                 // is not taken (it never entered the inflight window).
                 self.stats.dropped_too_large += 1;
+                if durable {
+                    self.persist.delete_message(&s.client_id, q.seq);
+                }
                 continue;
+            } else {
+                let (qos, len) = (q.publish.qos, q.publish.payload.len());
+                self.stats.count_sent(qos, len, q.received_at_ms, now_ms);
+                wrote = true;
             }
             let state = if q.publish.qos == QoS::ExactlyOnce {
                 OutState::AwaitPubRec
             } else {
                 OutState::AwaitPubAck
             };
-            self.stats.count_sent(
-                q.publish.qos,
-                q.publish.payload.len(),
-                q.received_at_ms,
-                now_ms,
-            );
+            if durable {
+                let (stage, at) = (MessageStage::PublishSent(pid), q.received_at_ms);
+                let filter = q.shared_filter.as_ref();
+                let client_id = &s.client_id;
+                self.persist
+                    .put_message(client_id, q.seq, stage, &q.publish, at, filter);
+            }
             s.inflight.push_back(Outbound {
                 packet_id: pid,
                 state,
                 publish: q.publish,
                 received_at_ms: q.received_at_ms,
                 shared_filter: q.shared_filter,
+                seq: q.seq,
             });
-            wrote = true;
         }
         if wrote {
             c.queue_transmit(conn_id, &mut self.events);
+        }
+        if !held.is_empty() {
+            let token = self.new_barrier_token();
+            self.open_barrier(conn_id, token, 0, true);
+            if let Some(c) = self.conns.get_mut(conn_id) {
+                c.held.extend(held.into_iter().map(Held::Publish));
+            }
         }
     }
 
@@ -333,7 +392,11 @@ impl Broker {
             .iter()
             .position(|o| o.packet_id == pid && o.state == awaited)
         {
-            s.inflight.remove(i);
+            if let Some(o) = s.inflight.remove(i) {
+                if persisted(&self.persist, s) {
+                    self.persist.delete_message(&s.client_id, o.seq);
+                }
+            }
             self.drain_queue(session, now_ms);
         }
     }
@@ -354,17 +417,36 @@ impl Broker {
             .inflight
             .iter()
             .position(|o| o.packet_id == pid && o.state != OutState::AwaitPubAck);
+        let durable = persisted(&self.persist, s);
         match found {
             Some(i) if reason.is_error() => {
                 // The receiver refused it: the flow ends here (MQTT 5.0 4.3.3).
-                s.inflight.remove(i);
+                if let Some(o) = s.inflight.remove(i) {
+                    if durable {
+                        self.persist.delete_message(&s.client_id, o.seq);
+                    }
+                }
                 self.drain_queue(session, now_ms);
             }
             Some(i) => {
-                if let Some(o) = s.inflight.get_mut(i) {
-                    o.state = OutState::AwaitPubComp;
+                let Some(o) = s.inflight.get_mut(i) else {
+                    return;
+                };
+                o.state = OutState::AwaitPubComp;
+                if !durable {
+                    self.write_packet(conn, &Packet::PubRel(PubAck::new(pid)));
+                    return;
                 }
-                self.write_packet(conn, &Packet::PubRel(PubAck::new(pid)));
+                // The PUBREL waits for the record of its stage: a restart
+                // before it would send the PUBLISH again, which a client
+                // that had the PUBREL would take as a new message.
+                let (stage, at) = (MessageStage::PubRelSent(pid), o.received_at_ms);
+                let (seq, publish) = (o.seq, &o.publish);
+                self.persist
+                    .put_message(&s.client_id, seq, stage, publish, at, None);
+                let token = self.new_barrier_token();
+                self.open_barrier(conn, token, 0, true);
+                self.write_ack(conn, Packet::PubRel(PubAck::new(pid)));
             }
             None => {
                 let mut rel = PubAck::new(pid);

@@ -1,37 +1,50 @@
 //! What crosses a shard's boundary: the messages between shards
-//! ([`ShardMessage`]), the events for the runtime ([`Event`]), and which
-//! shard owns a client id ([`owner_shard`], [`route_connect`]).
+//! ([`ShardMessage`], handled in `ring.rs`), the events for the runtime
+//! ([`Event`]), and which shard owns a client id ([`owner_shard`],
+//! [`route_connect`]).
 
 use bytes::Bytes;
 
 use super::{ConnId, ShardId};
 use crate::auth::AuthRequest;
 use crate::codec::{self, Packet, Protocol, Publish};
+use crate::persist::PersistFailure;
 
 /// A message between shards (carried on the SPSC rings).
 #[derive(Clone, Debug)]
 pub enum ShardMessage {
-    /// Deliver to this shard's local non-shared subscribers.
+    /// Deliver to this shard's local non-shared subscribers. A non-zero
+    /// `barrier` (durable brokers, QoS 1/2) asks the receiver to answer
+    /// `origin` with [`ShardMessage::Ack`] once what it stored is on disk.
     Publish {
         publish: Publish,
         received_at_ms: u64,
+        origin: ShardId,
+        barrier: u64,
     },
     /// Deliver to one local member of the shared subscription `filter`
     /// (`$share/{group}/{filter}`), chosen by the sending shard. `key`:
-    /// the hash the hash policies choose by (0 for the others).
+    /// the hash the hash policies choose by (0 for the others). `origin`
+    /// and `barrier` as for `Publish`.
     SharedPublish {
         filter: Bytes,
         publish: Publish,
         received_at_ms: u64,
         key: u64,
+        origin: ShardId,
+        barrier: u64,
     },
     /// The receiver is the home shard of the shared subscription `filter`
     /// (policies `round_robin` and `sticky`): it chooses the member
-    /// broker-wide and delivers or forwards a [`ShardMessage::SharedPublish`].
+    /// broker-wide and delivers or forwards a [`ShardMessage::SharedPublish`]
+    /// (with the same `origin` and `barrier`, answered by the shard that
+    /// delivers).
     SharedRoute {
         filter: Bytes,
         publish: Publish,
         received_at_ms: u64,
+        origin: ShardId,
+        barrier: u64,
     },
     /// Shard `shard` now has `count` local subscriptions on `filter`
     /// (a plain or a `$share/...` filter). Absolute, so re-sending is harmless.
@@ -50,8 +63,13 @@ pub enum ShardMessage {
         origin: ShardId,
         barrier: u64,
     },
-    /// The receiver has applied the message that carried `barrier`.
-    Ack { barrier: u64 },
+    /// The receiver has applied the message that carried `barrier`; with
+    /// `failure`, it could not store what the message brought (durable
+    /// brokers), and the acknowledgement held by the barrier is refused.
+    Ack {
+        barrier: u64,
+        failure: Option<PersistFailure>,
+    },
 }
 
 /// What the runtime must do next.

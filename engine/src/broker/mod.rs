@@ -24,14 +24,17 @@
 //! shard keeps of the others ([`ShardMessage::Interest`]).
 //!
 //! Files, one concern each: `message` (what crosses the shard: ring
-//! messages, events, ownership), `conn` (a connection and writing to it),
+//! messages, events, ownership), `ring` (handling ring messages), `conn`
+//! (a connection and writing to it),
 //! `session` (a session, its inflight window and queue), `connect`
 //! (CONNECT, takeover, will, expiry), `connack` (refusals, fitting the
 //! CONNACK), `authenticate` / `pending_auth` (authentication in progress), `publish` (inbound PUBLISH), `route`
 //! (the trie walk), `shared` (shared groups and their chooser), `deliver`
 //! (one message to one session, outbound acknowledgements), `backlog` (what
 //! waits behind a full outgoing buffer), `subscribe` (SUBSCRIBE, interest
-//! replication), `barrier` (cross-shard barriers), `violation` (protocol
+//! replication), `barrier` (barriers: other shards, the persist batch),
+//! `persist` / `refuse` / `restore` (durable state: recording, failed
+//! writes, recovery), `violation` (protocol
 //! errors that end a connection), `timer`, `stats` (counters and gauges), `sys` (`$SYS`), `sys_totals` (broker-wide `$SYS` with Mosquitto's names),
 //! `retained`, `compact` (owned copies of decoded data), `auth`, `acl`
 //! (applying the ACL), `config`,
@@ -51,8 +54,12 @@ mod connlog;
 mod deliver;
 mod message;
 mod pending_auth;
+mod persist;
 mod publish;
+mod refuse;
+mod restore;
 mod retained;
+mod ring;
 mod route;
 mod session;
 mod shared;
@@ -83,7 +90,7 @@ use crate::topic::TopicTrie;
 use barrier::Barrier;
 use conn::{Conn, ConnState};
 use retained::RetainedStore;
-use route::{Match, RouteNode, Source};
+use route::{Match, RouteNode};
 use session::{OutState, Session};
 use slab::Slab;
 use timer::Timer;
@@ -136,6 +143,9 @@ pub struct Broker {
     /// until that connection's CONNECT ([`Broker::set_certificate_identity`]).
     /// Empty unless a TLS listener has `use_identity_as_username`.
     certificate_identities: HashMap<ConnId, Bytes>,
+    /// Durable state: recording (persist.rs) and restoring (restore.rs).
+    persist: persist::PersistState,
+    restoring: Option<Box<restore::Restoring>>,
 }
 
 impl Broker {
@@ -152,6 +162,7 @@ impl Broker {
         let auth = Box::new(AnonymousPolicy {
             allow_anonymous: config.allow_anonymous,
         });
+        let persist = persist::PersistState::new(config.durable);
         Broker {
             config,
             shard,
@@ -177,6 +188,8 @@ impl Broker {
             barriers: HashMap::new(),
             next_barrier: 0,
             certificate_identities: HashMap::new(),
+            persist,
+            restoring: None,
         }
     }
 
@@ -307,53 +320,6 @@ impl Broker {
         if self.conns.get(conn).is_some() {
             self.certificate_identities
                 .insert(conn, Bytes::copy_from_slice(identity.as_bytes()));
-        }
-    }
-
-    /// A message from another shard's ring.
-    pub fn handle_shard_message(&mut self, msg: ShardMessage, now_ms: u64) {
-        self.start_clock(now_ms);
-        match msg {
-            ShardMessage::Publish {
-                mut publish,
-                received_at_ms,
-            } => {
-                self.route(&mut publish, Source::Shard, received_at_ms, now_ms);
-            }
-            ShardMessage::SharedPublish {
-                filter,
-                mut publish,
-                received_at_ms,
-                key,
-            } => {
-                self.deliver_shared_local(&filter, &mut publish, received_at_ms, key, now_ms);
-            }
-            ShardMessage::SharedRoute {
-                filter,
-                mut publish,
-                received_at_ms,
-            } => {
-                self.route_shared_home(&filter, &mut publish, received_at_ms, now_ms);
-            }
-            ShardMessage::Interest {
-                filter,
-                shard,
-                count,
-                barrier,
-            } => {
-                self.apply_interest(&filter, shard, count);
-                self.ack_barrier(shard, barrier);
-            }
-            ShardMessage::Retain {
-                publish,
-                received_at_ms,
-                origin,
-                barrier,
-            } => {
-                self.store_retained(publish, received_at_ms);
-                self.ack_barrier(origin, barrier);
-            }
-            ShardMessage::Ack { barrier } => self.barrier_acked(barrier, now_ms),
         }
     }
 

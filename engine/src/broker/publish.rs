@@ -4,6 +4,7 @@
 //! sections 3.3, 3.4-3.7, 4.3). Routing is in `route.rs`.
 
 use super::compact::compact_publish;
+use super::persist::persisted;
 use super::retained::Retained;
 use super::route::Source;
 use super::violation::Violation;
@@ -81,6 +82,7 @@ impl Broker {
             // the connection kept, as Mosquitto does ([MQTT-3.3.5-2]).
             self.stats.publishes_not_authorized += 1;
         }
+        let recorded_before = self.persist.recorded;
         let packet_id = p.packet_id;
         let qos = p.qos;
         if qos == QoS::ExactlyOnce {
@@ -97,24 +99,42 @@ impl Broker {
             }
             if allowed {
                 s.inbound_qos2.push(packet_id);
+                if persisted(&self.persist, s) {
+                    self.persist.inbound_qos2(&s.client_id, packet_id, true);
+                }
             }
         }
         let mut matched = true;
+        // The acknowledgement of a QoS 1/2 message waits for the other
+        // shards that must acknowledge it, and, with `durable`, for this
+        // shard's batch holding what it changed here (`barrier.rs`).
+        let mut token = 0;
+        let mut acks = 0;
         if allowed {
             p.dup = false;
-            if p.retain {
-                // The acknowledgement of a retained QoS 1/2 message waits until
-                // every shard stored it, so a subscriber on any shard that
-                // subscribes after the publisher saw PUBACK gets it.
-                let token = if qos != QoS::AtMostOnce && self.shard_count > 1 {
-                    self.new_barrier_token()
-                } else {
-                    0
-                };
-                let acks = self.retain_local(&p, now_ms, token);
-                self.open_barrier(conn, token, acks);
+            if qos != QoS::AtMostOnce && self.shard_count > 1 && (p.retain || self.persist.on) {
+                token = self.new_barrier_token();
             }
-            matched = self.route(&mut p, Source::Local(Some(session)), now_ms, now_ms);
+            if p.retain {
+                // Every shard stores a retained message before its
+                // acknowledgement, so a subscriber on any shard that
+                // subscribes after the publisher saw PUBACK gets it.
+                acks += self.retain_local(&p, now_ms, token);
+            }
+            // With `durable`, shards that get the message answer once the
+            // deliveries it made there are on disk.
+            let route_token = if self.persist.on { token } else { 0 };
+            let source = Source::Local(Some(session));
+            let routed = self.route(&mut p, source, now_ms, now_ms, route_token);
+            matched = routed.matched;
+            acks += routed.acks;
+        }
+        if qos != QoS::AtMostOnce {
+            let wait_batch = self.recorded_since(recorded_before);
+            if token == 0 && wait_batch {
+                token = self.new_barrier_token();
+            }
+            self.open_barrier(conn, token, acks, wait_batch);
         }
         let reason = match refusal {
             Some(reason) if protocol.is_v5() => reason,
@@ -162,6 +182,7 @@ impl Broker {
                 }
             }
         }
+        self.persist_retained(&stored, now_ms);
         self.store_retained(stored, now_ms);
         acks
     }
@@ -181,6 +202,9 @@ impl Broker {
     }
 
     /// PUBREL from the client: the inbound QoS 2 flow ends with PUBCOMP.
+    /// With `durable` the PUBCOMP waits until the packet id's record is
+    /// deleted; the delete is recorded even for an id not found, so that a
+    /// PUBREL sent again after a failed write deletes it then.
     pub(super) fn handle_pubrel(&mut self, conn: ConnId, session: SessionId, pid: u16) {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
@@ -191,6 +215,11 @@ impl Broker {
                 s.inbound_qos2.swap_remove(i);
             }
             None => comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+        }
+        if persisted(&self.persist, s) {
+            self.persist.inbound_qos2(&s.client_id, pid, false);
+            let token = self.new_barrier_token();
+            self.open_barrier(conn, token, 0, true);
         }
         self.write_ack(conn, Packet::PubComp(comp));
     }

@@ -107,13 +107,15 @@ impl RetainedStore {
         collect(&self.root, &levels, true, out);
     }
 
-    /// Drop retained messages whose Message Expiry Interval has passed.
-    pub(crate) fn remove_expired(&mut self, now_ms: u64) {
+    /// Drop retained messages whose Message Expiry Interval has passed;
+    /// returns their topics.
+    pub(crate) fn remove_expired(&mut self, now_ms: u64) -> Vec<Bytes> {
         let mut expired = Vec::new();
         gather_expired(&self.root, now_ms, &mut expired);
-        for topic in expired {
-            self.clear(&topic);
+        for topic in &expired {
+            self.clear(topic);
         }
+        expired
     }
 }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::config::SharedPolicy;
 use super::deliver::Delivery;
 use super::message::fnv;
+use super::persist::persisted;
 use super::session::{window_of, OutState, Queued, Session};
 use super::shared::{LocalSub, Pick, SharedGroup};
 use super::{Broker, Event, SessionId, ShardId, ShardMessage};
@@ -52,6 +53,17 @@ pub(super) struct SharedOut {
     home: bool,
 }
 
+/// What routing a publish did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Routed {
+    /// A subscription matched, here or on another shard (for v5 PUBACK /
+    /// PUBREC 0x10 No matching subscribers).
+    pub(super) matched: bool,
+    /// Messages sent to other shards carrying the barrier token given to
+    /// `route` (0 without one): the Acks to wait for.
+    pub(super) acks: u32,
+}
+
 /// One match of a publish, gathered during the trie walk.
 #[derive(Clone, Copy)]
 pub(super) struct Match {
@@ -67,15 +79,16 @@ pub(super) struct Match {
 impl Broker {
     /// Route a publish: one trie walk gives local subscribers, the other
     /// shards to forward to, and a member for each matching shared group.
-    /// Returns whether any subscription matched, here or on another shard
-    /// (for v5 PUBACK / PUBREC 0x10 No matching subscribers).
+    /// A non-zero `barrier` goes with the forwarded copies: each receiver
+    /// acknowledges it (`barrier.rs`).
     pub(super) fn route(
         &mut self,
         publish: &mut Publish,
         source: Source,
         received_at_ms: u64,
         now_ms: u64,
-    ) -> bool {
+        barrier: u64,
+    ) -> Routed {
         let mut matches = std::mem::take(&mut self.scratch_matches);
         let mut shared_remote = std::mem::take(&mut self.scratch_shared_remote);
         let mut shared_filters = std::mem::take(&mut self.scratch_shared_filters);
@@ -155,6 +168,8 @@ impl Broker {
         }
 
         let mut matched = !shared_remote.is_empty();
+        let mut sent = 0u32;
+        let origin = self.shard;
         // Other shards: one copy each, however many subscribers they have.
         if local_origin {
             let mut mask = remote_mask & !(1u64 << self.shard);
@@ -165,15 +180,21 @@ impl Broker {
                 let msg = ShardMessage::Publish {
                     publish: publish.clone(),
                     received_at_ms,
+                    origin,
+                    barrier,
                 };
                 self.events.push_back(Event::ToShard { shard, msg });
+                sent += 1;
             }
             for out in shared_remote.drain(..) {
+                sent += 1;
                 let msg = if out.home {
                     ShardMessage::SharedRoute {
                         filter: out.filter,
                         publish: publish.clone(),
                         received_at_ms,
+                        origin,
+                        barrier,
                     }
                 } else {
                     ShardMessage::SharedPublish {
@@ -181,6 +202,8 @@ impl Broker {
                         publish: publish.clone(),
                         received_at_ms,
                         key: out.key,
+                        origin,
+                        barrier,
                     }
                 };
                 self.events.push_back(Event::ToShard {
@@ -235,7 +258,10 @@ impl Broker {
         self.scratch_matches = matches;
         self.scratch_shared_remote = shared_remote;
         self.scratch_shared_filters = shared_filters;
-        matched
+        Routed {
+            matched,
+            acks: if barrier != 0 { sent } else { 0 },
+        }
     }
 
     /// A shared-group delivery chosen by another shard: pick a local member.
@@ -258,14 +284,16 @@ impl Broker {
 
     /// This shard is the home of the group `full_filter` (`round_robin`,
     /// `sticky`): choose its member broker-wide, deliver here or send it to
-    /// the member's shard.
+    /// the member's shard. Returns whether it went on to another shard
+    /// (with `origin` and `barrier`, which that shard answers).
     pub(super) fn route_shared_home(
         &mut self,
         full_filter: &Bytes,
         publish: &mut Publish,
         received_at_ms: u64,
+        (origin, barrier): (ShardId, u64),
         now_ms: u64,
-    ) {
+    ) -> bool {
         match self.pick_shared(full_filter, &publish.topic, true, None, 0) {
             Some(Pick::Local(member)) => {
                 self.deliver_to_member(member, full_filter, publish, received_at_ms, now_ms)
@@ -276,11 +304,15 @@ impl Broker {
                     publish: publish.clone(),
                     received_at_ms,
                     key: 0,
+                    origin,
+                    barrier,
                 };
                 self.events.push_back(Event::ToShard { shard, msg });
+                return true;
             }
             None => self.stats.dropped_no_shared_member += 1,
         }
+        false
     }
 
     /// Deliver a shared-group message to `member` of this shard.
@@ -360,13 +392,19 @@ impl Broker {
         {
             return;
         }
+        let durable = persisted(&self.persist, s);
         let mut keep = std::collections::VecDeque::new();
         for o in s.inflight.drain(..) {
             // Only QoS 1 in flight moves: a QoS 2 delivery in progress must be
             // completed to the same client ([MQTT-4.8.2-4], [MQTT-4.8.2-5]).
             let qos1 = o.state == OutState::AwaitPubAck;
             match &o.shared_filter {
-                Some(f) if qos1 => moved.push((f.clone(), o.publish, o.received_at_ms)),
+                Some(f) if qos1 => {
+                    if durable {
+                        self.persist.delete_message(&s.client_id, o.seq);
+                    }
+                    moved.push((f.clone(), o.publish, o.received_at_ms));
+                }
                 _ => keep.push_back(o),
             }
         }
@@ -374,7 +412,12 @@ impl Broker {
         let mut keep_q = std::collections::VecDeque::new();
         for q in s.queue.drain(..) {
             match q.shared_filter {
-                Some(f) => moved.push((f, q.publish, q.received_at_ms)),
+                Some(f) => {
+                    if durable {
+                        self.persist.delete_message(&s.client_id, q.seq);
+                    }
+                    moved.push((f, q.publish, q.received_at_ms));
+                }
                 None => keep_q.push_back(q),
             }
         }
@@ -392,12 +435,24 @@ impl Broker {
                     self.deliver(m.session, &mut publish, delivery, now_ms);
                 }
                 None => {
-                    // No other member: it stays with this session.
+                    // No other member: it stays with this session (at the
+                    // end of its queue, so under a new record).
                     if let Some(s) = self.sessions.get_mut(session) {
+                        let seq = if durable {
+                            let seq = self.persist.seq();
+                            let stage = crate::persist::MessageStage::Queued;
+                            let (at, f) = (received_at_ms, Some(&filter));
+                            self.persist
+                                .put_message(&s.client_id, seq, stage, &publish, at, f);
+                            seq
+                        } else {
+                            0
+                        };
                         s.queue.push_back(Queued {
                             publish,
                             received_at_ms,
                             shared_filter: Some(filter),
+                            seq,
                         });
                     }
                 }

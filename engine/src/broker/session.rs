@@ -11,6 +11,7 @@ use super::slab::Slab;
 use super::{ConnId, SessionId};
 use crate::acl::{Action, SessionAcl};
 use crate::codec::{Protocol, Publish, Will};
+use crate::persist::StoredSubscription;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(clippy::enum_variant_names)] // named after the packet awaited
@@ -28,6 +29,8 @@ pub(super) struct Outbound {
     pub(super) received_at_ms: u64,
     /// The `$share/...` filter it was delivered through, for re-dispatch.
     pub(super) shared_filter: Option<Bytes>,
+    /// Its message record's sequence number (0: not stored; `persist.rs`).
+    pub(super) seq: u64,
 }
 
 /// A message waiting for the inflight window or for the client to return.
@@ -35,6 +38,8 @@ pub(super) struct Queued {
     pub(super) publish: Publish,
     pub(super) received_at_ms: u64,
     pub(super) shared_filter: Option<Bytes>,
+    /// Its message record's sequence number (0: not stored; `persist.rs`).
+    pub(super) seq: u64,
 }
 
 pub(super) struct Session {
@@ -42,9 +47,9 @@ pub(super) struct Session {
     pub(super) username: Option<Bytes>,
     pub(super) conn: Option<ConnId>,
     pub(super) protocol: Protocol,
-    /// Filters this session subscribed with (the router trie holds the
-    /// options); used to enforce the per-session limit and to clean up.
-    pub(super) subscriptions: Vec<Bytes>,
+    /// What this session subscribed to (the router trie holds the same
+    /// options): the per-session limit, clean-up, and its stored record.
+    pub(super) subscriptions: Vec<StoredSubscription>,
     /// Seconds the session outlives its connection; `u32::MAX` = never.
     pub(super) expiry_interval_s: u32,
     pub(super) inflight: VecDeque<Outbound>,
@@ -57,6 +62,10 @@ pub(super) struct Session {
     /// This client's view of the ACL; `None` when no ACL is installed
     /// (everything allowed).
     pub(super) acl: Option<SessionAcl>,
+    /// Its records are in the store (`persist.rs`): its end deletes them.
+    pub(super) stored: bool,
+    /// When it lost its connection (engine ms; meaningful while offline).
+    pub(super) offline_since_ms: u64,
 }
 
 /// The state of a session's inflight window, as seen by a sender.
@@ -119,7 +128,20 @@ impl Session {
             will: None,
             generation,
             acl: None,
+            stored: false,
+            offline_since_ms: 0,
         }
+    }
+
+    /// The index of the subscription on `filter`, if any.
+    pub(super) fn subscription(&self, filter: &[u8]) -> Option<usize> {
+        self.subscriptions.iter().position(|x| x.filter == filter)
+    }
+
+    /// Packet ids are allocated after `packet_id` next (restored inflight
+    /// messages keep theirs).
+    pub(super) fn allocate_after(&mut self, packet_id: u16) {
+        self.next_packet_id = packet_id.wrapping_add(1);
     }
 
     /// Whether this session's inflight window (see [`Conn::inflight_window`])

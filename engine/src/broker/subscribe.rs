@@ -16,6 +16,7 @@ use crate::codec::{
     Packet, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
     Unsubscribe,
 };
+use crate::persist::StoredSubscription;
 use crate::topic;
 
 impl Broker {
@@ -66,7 +67,7 @@ impl Broker {
                 reasons.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }
-            let exists = s.subscriptions.contains(&f.filter);
+            let exists = s.subscription(&f.filter).is_some();
             if !exists && s.subscriptions.len() >= self.config.subscriptions_per_session_max {
                 reasons.push(ReasonCode::QUOTA_EXCEEDED);
                 continue;
@@ -81,8 +82,12 @@ impl Broker {
         }
         // The SUBACK waits until every other shard has applied the interest
         // change, so a publish on any shard after the client saw SUBACK
-        // reaches it.
-        self.open_barrier(conn, token, acks);
+        // reaches it, and with `durable` until the session's record with the
+        // new subscriptions is on disk.
+        let recorded_before = self.persist.recorded;
+        self.persist_session(session);
+        let wait_batch = self.recorded_since(recorded_before);
+        self.open_barrier(conn, token, acks, wait_batch);
         let ack = SubAck {
             packet_id: sub.packet_id,
             reasons,
@@ -163,8 +168,9 @@ impl Broker {
         for filter in unsub.filters {
             let existed = self.remove_subscription(session, &filter);
             if let Some(s) = self.sessions.get_mut(session) {
-                s.subscriptions.retain(|x| *x != filter);
+                s.subscriptions.retain(|x| x.filter != filter);
             }
+            self.persist_session(session);
             reasons.push(if existed {
                 ReasonCode::SUCCESS
             } else {
@@ -234,8 +240,18 @@ impl Broker {
             None => 0,
         };
         if let Some(s) = self.sessions.get_mut(session) {
-            if !s.subscriptions.contains(&filter) {
-                s.subscriptions.push(filter);
+            let stored = StoredSubscription {
+                filter,
+                options,
+                subscription_id,
+            };
+            match s.subscription(&stored.filter) {
+                Some(i) => {
+                    if let Some(x) = s.subscriptions.get_mut(i) {
+                        *x = stored;
+                    }
+                }
+                None => s.subscriptions.push(stored),
             }
         }
         (is_new, acks)

@@ -71,7 +71,7 @@ impl Broker {
                 ..Publish::default()
             };
             self.retain_local(&p, now_ms, 0);
-            self.route(&mut p, Source::Local(None), now_ms, now_ms);
+            self.route(&mut p, Source::Local(None), now_ms, now_ms, 0);
         }
     }
 }

@@ -101,7 +101,8 @@ impl Broker {
             }
             Timer::Sys => {
                 self.publish_sys(now_ms);
-                self.retained.remove_expired(now_ms);
+                let expired = self.retained.remove_expired(now_ms);
+                self.persist_retained_expired(expired);
                 self.arm_sys(now_ms);
             }
         }

@@ -3,6 +3,8 @@
 //! delivered synchronously between shards, no sockets and no sleeping.
 #![allow(dead_code)]
 
+pub mod store;
+
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
@@ -61,6 +63,13 @@ pub struct Sim {
     /// answering them at once (to test what happens meanwhile).
     pub defer_auth: bool,
     pub auth_asks: Vec<AuthAsk>,
+    /// The configuration every shard was built with (for `restart`).
+    pub config: BrokerConfig,
+    /// The simulated durable store (`BrokerConfig::durable`): `pump` hands
+    /// it every persist batch (see `store.rs`).
+    pub disk: store::FakeStore,
+    /// Wall-clock milliseconds at engine time 0 of the current brokers.
+    pub wall_base_ms: u64,
 }
 
 pub fn opts(qos: u8) -> SubscriptionOptions {
@@ -122,6 +131,9 @@ impl Sim {
             store: None,
             defer_auth: false,
             auth_asks: Vec::new(),
+            config,
+            disk: store::FakeStore::default(),
+            wall_base_ms: 0,
         }
     }
 
@@ -311,11 +323,57 @@ impl Sim {
                         }
                     }
                 }
+                progressed |= self.disk.take(shard, &mut self.brokers, self.now_ms);
             }
             if !progressed {
                 return;
             }
         }
+    }
+
+    /// The process dies (every connection gone, nothing flushed) and a new
+    /// one starts `downtime_ms` later: new brokers restore what the store
+    /// holds. Returns the records that failed to restore.
+    pub fn restart(&mut self, downtime_ms: u64) -> Vec<ringmq_engine::persist::RestoreError> {
+        self.now_ms += downtime_ms;
+        self.start_again()
+    }
+
+    /// As `restart`, the new process's engine clock starting again at
+    /// 1,000 ms (the wall clock, given with `set_wall_clock`, goes on).
+    pub fn restart_fresh_epoch(
+        &mut self,
+        downtime_ms: u64,
+    ) -> Vec<ringmq_engine::persist::RestoreError> {
+        let wall_now = self.wall_base_ms + self.now_ms + downtime_ms;
+        self.now_ms = 1_000;
+        self.wall_base_ms = wall_now - self.now_ms;
+        self.start_again()
+    }
+
+    fn start_again(&mut self) -> Vec<ringmq_engine::persist::RestoreError> {
+        self.wires.clear();
+        let shards = self.brokers.len() as u16;
+        self.brokers = (0..shards)
+            .map(|s| Broker::new(self.config.clone(), s, shards))
+            .collect();
+        for b in &mut self.brokers {
+            b.set_wall_clock(self.now_ms, self.wall_base_ms + self.now_ms);
+        }
+        let errors = self.disk.restore_into(&mut self.brokers, self.now_ms);
+        self.pump();
+        errors
+    }
+
+    /// The store answers its held batches (of `shard`, or all) with `result`.
+    pub fn complete_disk(
+        &mut self,
+        shard: Option<usize>,
+        result: Result<(), ringmq_engine::persist::PersistFailure>,
+    ) {
+        self.disk
+            .complete(shard, result, &mut self.brokers, self.now_ms);
+        self.pump();
     }
 
     /// The client stops (`true`) or resumes reading its socket; resuming

@@ -17,6 +17,8 @@ fn publish(qos: QoS, seq: u32) -> RingMsg {
             properties: PublishProperties::default(),
         },
         received_at_ms: u64::from(seq),
+        origin: 0,
+        barrier: 0,
     })
 }
 

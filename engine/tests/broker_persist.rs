@@ -1,0 +1,437 @@
+//! Durable storage, engine side (issue #13): acknowledgements held until
+//! the store has written their batch, refusals when it fails, and a
+//! restart that restores sessions, queues, inflight QoS 2 state, inbound
+//! QoS 2 ids and retained messages from what the store kept. The store is
+//! `sim/store.rs` (writes at once, fails, or holds batches).
+
+mod sim;
+
+use bytes::Bytes;
+use ringmq_engine::broker::{owner_shard, BrokerConfig};
+use ringmq_engine::codec::{Connect, Packet, Protocol, PubAck, ReasonCode};
+use ringmq_engine::persist::{Keyspace, PersistFailure, RestoreError};
+use sim::store::Mode;
+use sim::*;
+
+fn both() -> [Protocol; 2] {
+    [V3, V5]
+}
+
+fn durable() -> BrokerConfig {
+    BrokerConfig {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+/// A CONNECT whose session outlives the connection (v5: one hour).
+fn persistent(v: Protocol, id: &str) -> Connect {
+    let mut c = connect_packet(v, id, false);
+    if v == V5 {
+        c.properties.session_expiry_interval_s = Some(3600);
+    }
+    c
+}
+
+/// A client id that `owner_shard` puts on `shard` of `shards`.
+fn id_on(shard: u16, shards: u16, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|id| owner_shard(id.as_bytes(), shards) == shard)
+        .unwrap()
+}
+
+/// A stored session `id` subscribed to `filter`, then offline.
+fn offline_subscriber(sim: &mut Sim, v: Protocol, id: &str, filter: &str, qos: u8) {
+    let (c, _) = sim.connect_with(persistent(v, id));
+    assert!(!sim.subscribe(c, filter, qos).is_error());
+    sim.disconnect(c);
+}
+
+fn send_publish(sim: &mut Sim, c: C, topic: &str, payload: &str, qos: u8, pid: u16) {
+    let mut p = publish(topic, payload, qos);
+    p.packet_id = pid;
+    sim.send(c, Packet::Publish(p));
+}
+
+fn acks(sim: &mut Sim, c: C) -> Vec<Packet> {
+    sim.recv(c)
+        .into_iter()
+        .filter(|p| {
+            matches!(
+                p,
+                Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_)
+            )
+        })
+        .collect()
+}
+
+fn ack_of(p: &Packet) -> (u16, ReasonCode) {
+    match p {
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubComp(a) => (a.packet_id, a.reason),
+        other => panic!("not an acknowledgement: {other:?}"),
+    }
+}
+
+#[test]
+fn without_durable_nothing_is_recorded_or_held() {
+    for v in both() {
+        let mut sim = Sim::new(2);
+        offline_subscriber(&mut sim, v, "sub", "t/#", 2);
+        let (p, _) = sim.connect_with(persistent(v, "pub"));
+        for qos in [1, 2] {
+            sim.pub_simple(p, "t/a", "x", qos); // acknowledged at once
+        }
+        let mut retained = publish("t/r", "kept", 1);
+        retained.retain = true;
+        sim.publish(p, retained);
+        for b in &mut sim.brokers {
+            assert!(b.take_persist_batch().is_none(), "{v:?}");
+        }
+        assert_eq!(sim.disk.batches, 0);
+    }
+}
+
+#[test]
+fn puback_and_pubrec_wait_for_the_batch() {
+    for v in both() {
+        let mut sim = Sim::with_config(1, durable());
+        offline_subscriber(&mut sim, v, "sub", "t", 2);
+        let p = sim.connect(v, "pub", true);
+        sim.disk.mode = Mode::Hold;
+        send_publish(&mut sim, p, "t", "one", 1, 7);
+        send_publish(&mut sim, p, "t", "two", 2, 8);
+        assert!(
+            acks(&mut sim, p).is_empty(),
+            "{v:?}: acknowledged before the write"
+        );
+        sim.complete_disk(None, Ok(()));
+        let got: Vec<_> = acks(&mut sim, p).iter().map(ack_of).collect();
+        assert_eq!(
+            got,
+            [(7, ReasonCode::SUCCESS), (8, ReasonCode::SUCCESS)],
+            "{v:?}"
+        );
+        // Both are on disk, in the subscriber's session.
+        assert_eq!(sim.disk.keys(Keyspace::Messages).len(), 2);
+    }
+}
+
+#[test]
+fn a_publish_nobody_stores_is_acknowledged_at_once() {
+    let mut sim = Sim::with_config(1, durable());
+    let p = sim.connect(V5, "pub", true);
+    sim.disk.mode = Mode::Hold;
+    send_publish(&mut sim, p, "nobody", "x", 1, 3);
+    let got: Vec<_> = acks(&mut sim, p).iter().map(ack_of).collect();
+    assert_eq!(got, [(3, ReasonCode::NO_MATCHING_SUBSCRIBERS)]);
+    assert!(sim.disk.held.is_empty());
+}
+
+#[test]
+fn v5_refusals_say_why_the_write_failed() {
+    for (failure, code) in [
+        (PersistFailure::DiskFull, ReasonCode::QUOTA_EXCEEDED),
+        (PersistFailure::Io, ReasonCode::UNSPECIFIED_ERROR),
+    ] {
+        let mut sim = Sim::with_config(1, durable());
+        offline_subscriber(&mut sim, V5, "sub", "t", 2);
+        let (p, _) = sim.connect_with(persistent(V5, "pub"));
+        sim.disk.mode = Mode::Fail(failure);
+        send_publish(&mut sim, p, "t", "one", 1, 1);
+        send_publish(&mut sim, p, "t", "two", 2, 2);
+        let got: Vec<_> = acks(&mut sim, p).iter().map(ack_of).collect();
+        assert_eq!(got, [(1, code), (2, code)], "{failure:?}");
+        // SUBACK: every filter refused with the same code.
+        let reasons = sim.subscribe_with(p, &[("a", opts(1)), ("b", opts(2))], None);
+        assert_eq!(reasons, [code, code], "{failure:?}");
+        // The refused QoS 2 id is forgotten: sent again, it is a new message.
+        sim.disk.mode = Mode::Write;
+        send_publish(&mut sim, p, "t", "two", 2, 2);
+        let got: Vec<_> = acks(&mut sim, p).iter().map(ack_of).collect();
+        assert_eq!(got, [(2, ReasonCode::SUCCESS)]);
+        assert!(!sim.is_closed(p));
+    }
+}
+
+#[test]
+fn v311_has_no_refusal_code_so_the_connection_closes_unacknowledged() {
+    for qos in [1, 2] {
+        let mut sim = Sim::with_config(1, durable());
+        offline_subscriber(&mut sim, V3, "sub", "t", 2);
+        let p = sim.connect(V3, "pub", true);
+        sim.disk.mode = Mode::Fail(PersistFailure::DiskFull);
+        send_publish(&mut sim, p, "t", "x", qos, 5);
+        assert!(acks(&mut sim, p).is_empty(), "QoS {qos}");
+        assert!(sim.is_closed(p), "QoS {qos}");
+    }
+    // A refused SUBACK is v3.1.1's 0x80 per filter.
+    let mut sim = Sim::with_config(1, durable());
+    let (c, _) = sim.connect_with(persistent(V3, "s"));
+    sim.disk.mode = Mode::Fail(PersistFailure::Io);
+    assert_eq!(sim.subscribe(c, "t", 1), ReasonCode::UNSPECIFIED_ERROR);
+}
+
+#[test]
+fn suback_waits_for_the_session_record() {
+    for v in both() {
+        let mut sim = Sim::with_config(1, durable());
+        let (c, _) = sim.connect_with(persistent(v, "s"));
+        sim.disk.mode = Mode::Hold;
+        let sub = Packet::Subscribe(ringmq_engine::codec::Subscribe {
+            packet_id: 4,
+            filters: vec![ringmq_engine::codec::SubscribeFilter {
+                filter: Bytes::from_static(b"t/+"),
+                options: opts(1),
+            }],
+            properties: Default::default(),
+        });
+        sim.send(c, sub);
+        assert!(sim.recv(c).is_empty(), "{v:?}: SUBACK before the write");
+        sim.complete_disk(None, Ok(()));
+        assert!(matches!(
+            sim.expect(c, |p| matches!(p, Packet::SubAck(_))),
+            Packet::SubAck(_)
+        ));
+    }
+}
+
+#[test]
+fn cross_shard_ack_waits_for_the_other_shards_batch() {
+    for (result, code) in [
+        (Ok(()), ReasonCode::SUCCESS),
+        (Err(PersistFailure::DiskFull), ReasonCode::QUOTA_EXCEEDED),
+    ] {
+        let mut sim = Sim::with_config(2, durable());
+        let sub = id_on(1, 2, "sub");
+        let publisher = id_on(0, 2, "pub");
+        offline_subscriber(&mut sim, V5, &sub, "t", 1);
+        let p = sim.connect(V5, &publisher, true);
+        sim.disk.mode = Mode::Hold;
+        send_publish(&mut sim, p, "t", "x", 1, 9);
+        // Only the subscriber's shard stored something.
+        assert!(sim.disk.held.iter().all(|(shard, _)| *shard == 1));
+        sim.complete_disk(Some(0), Ok(()));
+        assert!(
+            acks(&mut sim, p).is_empty(),
+            "acknowledged before shard 1 wrote"
+        );
+        sim.complete_disk(Some(1), result);
+        let got: Vec<_> = acks(&mut sim, p).iter().map(ack_of).collect();
+        assert_eq!(got, [(9, code)]);
+    }
+}
+
+#[test]
+fn outbound_qos2_is_sent_once_its_packet_id_is_stored() {
+    let mut sim = Sim::with_config(1, durable());
+    let (s, _) = sim.connect_with(persistent(V5, "sub"));
+    sim.subscribe(s, "t", 2);
+    let p = sim.connect(V5, "pub", true);
+    sim.disk.mode = Mode::Hold;
+    send_publish(&mut sim, p, "t", "x", 2, 1);
+    assert!(
+        sim.recv(s).is_empty(),
+        "QoS 2 PUBLISH before its record was written"
+    );
+    sim.complete_disk(None, Ok(()));
+    assert_eq!(sim.payloads(s), ["x"]);
+}
+
+/// A restart restores a stored session with its subscription, its queue,
+/// its inflight QoS 2 message (resent with DUP and the same packet id),
+/// and retained messages; acknowledged messages stay gone.
+#[test]
+fn restart_restores_sessions_queues_inflight_and_retained() {
+    for v in both() {
+        let mut sim = Sim::with_config(2, durable());
+        let sub = id_on(1, 2, "sub");
+        offline_subscriber(&mut sim, v, &sub, "q/#", 2);
+        let (p, _) = sim.connect_with(persistent(v, &id_on(0, 2, "pub")));
+        sim.pub_simple(p, "q/1", "one", 1);
+        sim.pub_simple(p, "q/2", "two", 2);
+        sim.pub_simple(p, "q/3", "three", 1);
+        let mut retained = publish("r", "kept", 1);
+        retained.retain = true;
+        sim.publish(p, retained);
+        // The subscriber takes the three, acknowledges "one" only.
+        let (s, ack) = sim.connect_with(persistent(v, &sub));
+        assert!(ack.session_present);
+        let got = sim.recv(s);
+        let pubs: Vec<_> = got
+            .iter()
+            .filter_map(|p| match p {
+                Packet::Publish(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pubs.len(), 3, "{v:?}: {got:?}");
+        let pid_of = |payload: &[u8]| {
+            let found = pubs.iter().find(|p| &p.payload[..] == payload);
+            found.map(|p| p.packet_id).unwrap()
+        };
+        sim.send(s, Packet::PubAck(PubAck::new(pid_of(b"one"))));
+        let two_pid = pid_of(b"two");
+
+        assert!(sim.restart(5_000).is_empty());
+        let (s, ack) = sim.connect_with(persistent(v, &sub));
+        assert!(ack.session_present, "{v:?}: session back after the restart");
+        let again: Vec<_> = sim
+            .recv(s)
+            .into_iter()
+            .filter_map(|p| match p {
+                Packet::Publish(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let seen: Vec<_> = again
+            .iter()
+            .map(|p| (String::from_utf8_lossy(&p.payload).into_owned(), p.dup))
+            .collect();
+        assert_eq!(
+            seen,
+            [("two".to_string(), true), ("three".to_string(), true)],
+            "{v:?}"
+        );
+        assert_eq!(
+            again[0].packet_id, two_pid,
+            "QoS 2 resent with its packet id"
+        );
+        // Completing it ends it: nothing comes back after another restart.
+        sim.send(s, Packet::PubRec(PubAck::new(two_pid)));
+        sim.expect(s, |p| matches!(p, Packet::PubRel(_)));
+        sim.send(s, Packet::PubComp(PubAck::new(two_pid)));
+        sim.send(s, Packet::PubAck(PubAck::new(again[1].packet_id)));
+        assert!(sim.restart(1_000).is_empty());
+        let (s, ack) = sim.connect_with(persistent(v, &sub));
+        assert!(ack.session_present);
+        assert!(
+            sim.recv(s).is_empty(),
+            "{v:?}: completed messages came back"
+        );
+        // The subscription works from the other shard, and the retained
+        // message is back.
+        let p2 = sim.connect(v, &id_on(0, 2, "p2-"), true);
+        sim.pub_simple(p2, "q/4", "four", 1);
+        assert_eq!(sim.payloads(s), ["four"]);
+        let late = sim.connect(v, &id_on(0, 2, "late"), true);
+        sim.subscribe(late, "r", 1);
+        assert_eq!(sim.payloads(late), ["kept"]);
+    }
+}
+
+/// A QoS 2 PUBLISH re-sent with DUP after a restart is recognised by its
+/// stored packet id: acknowledged, not delivered twice.
+#[test]
+fn inbound_qos2_survives_a_restart() {
+    for v in both() {
+        let mut sim = Sim::with_config(1, durable());
+        offline_subscriber(&mut sim, v, "sub", "x", 2);
+        let (p, _) = sim.connect_with(persistent(v, "pub"));
+        send_publish(&mut sim, p, "x", "once", 2, 9);
+        sim.expect(p, |x| matches!(x, Packet::PubRec(a) if a.packet_id == 9));
+        assert!(sim.restart(1_000).is_empty());
+        let (p, _) = sim.connect_with(persistent(v, "pub"));
+        let mut again = publish("x", "once", 2);
+        again.packet_id = 9;
+        again.dup = true;
+        sim.send(p, Packet::Publish(again));
+        sim.expect(p, |x| matches!(x, Packet::PubRec(a) if a.packet_id == 9));
+        sim.send(p, Packet::PubRel(PubAck::new(9)));
+        let comp = sim.expect(p, |x| matches!(x, Packet::PubComp(_)));
+        assert_eq!(ack_of(&comp), (9, ReasonCode::SUCCESS));
+        assert!(sim.disk.keys(Keyspace::InboundQos2).is_empty());
+        let (s, _) = sim.connect_with(persistent(v, "sub"));
+        assert_eq!(sim.payloads(s), ["once"], "{v:?}");
+    }
+}
+
+/// Message expiry counts the downtime, also when the new process's
+/// engine clock starts again near 0 (`Broker::set_wall_clock`).
+#[test]
+fn message_expiry_counts_the_downtime() {
+    for fresh_epoch in [false, true] {
+        let mut sim = Sim::with_config(1, durable());
+        offline_subscriber(&mut sim, V5, "sub", "e", 1);
+        let p = sim.connect(V5, "pub", true);
+        for (payload, expiry_s) in [("short", 10), ("long", 100)] {
+            let mut m = publish("e", payload, 1);
+            m.properties = props_expiry(expiry_s);
+            sim.publish(p, m);
+        }
+        if fresh_epoch {
+            assert!(sim.restart_fresh_epoch(20_000).is_empty());
+        } else {
+            assert!(sim.restart(20_000).is_empty());
+        }
+        let (s, _) = sim.connect_with(persistent(V5, "sub"));
+        let got = sim.messages(s);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(&got[0].payload[..], b"long");
+        assert_eq!(got[0].properties.message_expiry_interval_s, Some(80));
+    }
+}
+
+#[test]
+fn session_expiry_counts_the_downtime() {
+    for (downtime_ms, present) in [(5_000, true), (30_000, false)] {
+        let mut sim = Sim::with_config(1, durable());
+        let mut c = persistent(V5, "s");
+        c.properties.session_expiry_interval_s = Some(10);
+        let (s, _) = sim.connect_with(c.clone());
+        sim.subscribe(s, "t", 1);
+        sim.disconnect(s);
+        assert!(sim.restart(downtime_ms).is_empty());
+        let (_, ack) = sim.connect_with(c);
+        assert_eq!(ack.session_present, present, "after {downtime_ms} ms");
+    }
+}
+
+/// A torn last record (a value cut short) is reported; the rest restores.
+#[test]
+fn a_torn_record_is_reported_and_the_others_restore() {
+    let mut sim = Sim::with_config(1, durable());
+    offline_subscriber(&mut sim, V5, "sub", "t", 1);
+    let p = sim.connect(V5, "pub", true);
+    sim.pub_simple(p, "t", "queued", 1);
+    let mut retained = publish("r", "kept", 1);
+    retained.retain = true;
+    sim.publish(p, retained);
+    let key = (Keyspace::Retained, Bytes::from_static(b"r"));
+    let value = sim.disk.records[&key].clone();
+    sim.disk.records.insert(key, value.slice(..value.len() - 3));
+    let errors = sim.restart(1_000);
+    assert_eq!(errors, [RestoreError::Truncated("publish")]);
+    let (s, ack) = sim.connect_with(persistent(V5, "sub"));
+    assert!(ack.session_present);
+    assert_eq!(sim.payloads(s), ["queued"]);
+    assert_eq!(sim.brokers[0].retained_count(), 0);
+}
+
+#[test]
+fn ended_sessions_and_cleared_retained_messages_leave_no_records() {
+    for v in both() {
+        let mut sim = Sim::with_config(1, durable());
+        offline_subscriber(&mut sim, v, "sub", "t", 2);
+        let (p, _) = sim.connect_with(persistent(v, "pub"));
+        sim.pub_simple(p, "t", "x", 1);
+        let mut retained = publish("r", "kept", 1);
+        retained.retain = true;
+        sim.publish(p, retained);
+        let mut clear = publish("r", "", 1);
+        clear.retain = true;
+        sim.publish(p, clear);
+        assert!(sim.disk.keys(Keyspace::Retained).is_empty());
+        // Clean start ends the stored session and its queue.
+        let (s, _) = sim.connect_with(connect_packet(v, "sub", true));
+        sim.disconnect(s);
+        sim.disconnect(p);
+        let (p, _) = sim.connect_with(connect_packet(v, "pub", true));
+        sim.disconnect(p);
+        assert!(
+            sim.disk.records.is_empty(),
+            "{v:?}: {:?}",
+            sim.disk.records.keys()
+        );
+    }
+}

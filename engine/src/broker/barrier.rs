@@ -86,32 +86,24 @@ impl Broker {
         }
     }
 
-    /// Another shard applied the message that carried `token`.
-    pub(super) fn barrier_acked(
+    /// Another shard applied the message that carried `token` (`remote`),
+    /// or this shard's batch that `token` waited for is written; with
+    /// `failure`, what it promised could not be stored.
+    pub(super) fn barrier_answered(
         &mut self,
         token: u64,
+        remote: bool,
         failure: Option<PersistFailure>,
         now_ms: u64,
     ) {
         let Some(b) = self.barriers.get_mut(&token) else {
             return;
         };
-        b.acks_remaining = b.acks_remaining.saturating_sub(1);
-        b.failure = b.failure.or(failure);
-        self.barrier_progress(token, now_ms);
-    }
-
-    /// This shard's batch that `token` waited for is written (or failed).
-    pub(super) fn barrier_batch_done(
-        &mut self,
-        token: u64,
-        failure: Option<PersistFailure>,
-        now_ms: u64,
-    ) {
-        let Some(b) = self.barriers.get_mut(&token) else {
-            return;
-        };
-        b.batch_pending = false;
+        if remote {
+            b.acks_remaining = b.acks_remaining.saturating_sub(1);
+        } else {
+            b.batch_pending = false;
+        }
         b.failure = b.failure.or(failure);
         self.barrier_progress(token, now_ms);
     }

@@ -363,15 +363,16 @@ impl Broker {
             s.will = None;
         }
         self.persist_session(session);
-        self.arm_will(session, generation, 0, now_ms);
+        // Unacknowledged shared-group messages go to another member first.
         self.redispatch_shared(session, now_ms);
-        self.arm_expiry(session, generation, 0, now_ms);
+        self.arm_offline(session, generation, 0, now_ms);
     }
 
-    /// The offline session `session` has a will: publish it if due
-    /// (`offline_ms` after the connection ended), else arm its timer. The
-    /// will goes at the earlier of its delay and the session end ([MQTT-3.1.3-9]).
-    pub(super) fn arm_will(
+    /// The timers of the offline session `session`, whose connection ended
+    /// `offline_ms` ago: its will is published if due, else armed (it goes
+    /// at the earlier of its delay and the session end, [MQTT-3.1.3-9]);
+    /// then the session ends if its expiry passed, else that is armed.
+    pub(super) fn arm_offline(
         &mut self,
         session: SessionId,
         generation: u64,
@@ -382,57 +383,40 @@ impl Broker {
             return;
         };
         let expiry_s = s.expiry_interval_s;
-        let Some(delay_s) = s
+        let will_delay_s = s
             .will
             .as_ref()
-            .map(|w| w.properties.will_delay_interval_s.unwrap_or(0))
-        else {
-            return;
-        };
-        let wait_ms = u64::from(delay_s.min(expiry_s)) * 1000;
-        if wait_ms <= offline_ms {
-            self.publish_will(session, now_ms);
-        } else {
-            let due = now_ms + (wait_ms - offline_ms);
-            self.arm(
-                due,
-                Timer::Will {
-                    session,
-                    generation,
-                },
-            );
+            .map(|w| w.properties.will_delay_interval_s.unwrap_or(0));
+        if let Some(delay_s) = will_delay_s {
+            let wait_ms = u64::from(delay_s.min(expiry_s)) * 1000;
+            let timer = Timer::Will {
+                session,
+                generation,
+            };
+            if self.due_or_arm(wait_ms, offline_ms, now_ms, timer) {
+                self.publish_will(session, now_ms);
+            }
         }
-    }
-
-    /// The offline session `session` ends now if its expiry passed
-    /// (`offline_ms` after the connection ended), else arm its timer.
-    pub(super) fn arm_expiry(
-        &mut self,
-        session: SessionId,
-        generation: u64,
-        offline_ms: u64,
-        now_ms: u64,
-    ) {
-        let Some(s) = self.sessions.get(session) else {
-            return;
-        };
-        let expiry_s = s.expiry_interval_s;
         if expiry_s == u32::MAX {
             return;
         }
-        let wait_ms = u64::from(expiry_s) * 1000;
-        if expiry_s == 0 || wait_ms <= offline_ms {
+        let timer = Timer::SessionExpiry {
+            session,
+            generation,
+        };
+        if self.due_or_arm(u64::from(expiry_s) * 1000, offline_ms, now_ms, timer) {
             self.end_session(session, now_ms);
-        } else {
-            let due = now_ms + (wait_ms - offline_ms);
-            self.arm(
-                due,
-                Timer::SessionExpiry {
-                    session,
-                    generation,
-                },
-            );
         }
+    }
+
+    /// Whether `wait_ms` after a connection that ended `offline_ms` ago is
+    /// now or past; if not, `timer` is armed for the time left.
+    fn due_or_arm(&mut self, wait_ms: u64, offline_ms: u64, now_ms: u64, timer: Timer) -> bool {
+        if wait_ms <= offline_ms {
+            return true;
+        }
+        self.arm(now_ms + (wait_ms - offline_ms), timer);
+        false
     }
 
     /// Remove a session and all its subscriptions (its will, if still

@@ -200,7 +200,7 @@ impl Broker {
                 break;
             }
             self.persist.waiting.pop_front();
-            self.barrier_batch_done(token, failure, now_ms);
+            self.barrier_answered(token, false, failure, now_ms);
         }
         while let Some(&(batch, origin, token)) = self.persist.owed_acks.front() {
             if batch > id {

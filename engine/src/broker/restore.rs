@@ -155,8 +155,7 @@ impl Broker {
         // Timers once every session is back: a will due now reaches the
         // restored subscribers of this shard.
         for (session, generation, offline_ms) in offline {
-            self.arm_will(session, generation, offline_ms, now_ms);
-            self.arm_expiry(session, generation, offline_ms, now_ms);
+            self.arm_offline(session, generation, offline_ms, now_ms);
         }
         // Orphans (their session's record was lost or ended): deleted.
         for (client_id, msgs) in messages {

@@ -65,7 +65,9 @@ impl Broker {
                 self.store_retained(publish, received_at_ms);
                 self.answer_barrier(origin, barrier, recorded_before);
             }
-            ShardMessage::Ack { barrier, failure } => self.barrier_acked(barrier, failure, now_ms),
+            ShardMessage::Ack { barrier, failure } => {
+                self.barrier_answered(barrier, true, failure, now_ms)
+            }
         }
     }
 }

@@ -1,0 +1,30 @@
+//! Ranges enforced on configuration values (inclusive).
+
+/// `auth.verify_threads`.
+pub const VERIFY_THREADS: (usize, usize) = (1, 64);
+/// `auth.verify_queue_max_requests`.
+pub const VERIFY_QUEUE_MAX_REQUESTS: (usize, usize) = (1, 1 << 20);
+/// `runtime.ring_capacity_slots`.
+pub const RING_CAPACITY_SLOTS: (usize, usize) = (2, 1 << 20);
+/// `runtime.ring_overflow_max_messages`.
+pub const RING_OVERFLOW_MAX_MESSAGES: (usize, usize) = (0, 1 << 24);
+/// `runtime.ring_batch_max_messages`.
+pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
+/// `runtime.read_chunk_bytes`.
+pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
+/// `runtime.log_connections_max_lines_per_s`.
+pub const LOG_CONNECTIONS_MAX_LINES_PER_S: (u32, u32) = (1, 1_000_000);
+/// `runtime.tls_handshake_budget_us_per_ms`.
+pub const TLS_HANDSHAKE_BUDGET_US_PER_MS: (u64, u64) = (1, 1000);
+/// `runtime.shutdown_grace_ms`, `runtime.close_flush_timeout_ms` and
+/// `runtime.close_linger_ms`.
+pub const TIMEOUT_MS: (u64, u64) = (0, 600_000);
+/// `runtime.packet_complete_timeout_ms`: 0 would cut every packet
+/// split across two reads.
+pub const PACKET_COMPLETE_TIMEOUT_MS: (u64, u64) = (100, 600_000);
+/// `limits.packet_size_max_bytes`: the largest MQTT packet is the
+/// largest remaining length (268_435_455) plus a 5-byte fixed header
+/// (section 2.1.4).
+pub const PACKET_SIZE_MAX_BYTES: (u32, u32) = (16, 268_435_460);
+/// `storage.fsync_interval_ms`.
+pub const FSYNC_INTERVAL_MS: (u64, u64) = (1, 60_000);

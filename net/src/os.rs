@@ -138,6 +138,24 @@ pub fn signal_process(pid: i32, signal: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes an exclusive, non-blocking advisory lock (`flock(2)`) on `file`,
+/// held until the file is closed (or the process ends, however it ends).
+/// `Ok(false)`: another open file description holds it (another process
+/// uses the same data directory).
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) takes plain integers; the descriptor is valid for
+    // the duration of the call because `file` is borrowed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        _ => Err(err),
+    }
+}
+
 /// The direction(s) [`shutdown`] ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shutdown {

@@ -46,6 +46,43 @@ pub enum Command {
     /// Add, change or delete a user of a password file (argon2id), like
     /// mosquitto_passwd.
     Passwd(PasswdArgs),
+    /// Look into a data directory (`storage = "disk"`): inspect, compact,
+    /// export. Refused while a broker runs on it.
+    Storage(StorageArgs),
+}
+
+/// Options of `ringmq storage`.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    #[command(subcommand)]
+    pub command: StorageCommand,
+    /// The data directory (wins over the configuration's `storage.data_dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file whose `storage.data_dir` to use.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The `storage` subcommands. Exit codes: 0 success, 1 the directory
+/// cannot be opened or read, 2 a configuration error.
+#[derive(Debug, Clone, Subcommand)]
+pub enum StorageCommand {
+    /// Counts and sizes per keyspace, the stored sessions (client id,
+    /// queued messages, bytes) and retained topics, damaged records.
+    Inspect {
+        /// Most sessions, retained topics and damaged records listed.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+    },
+    /// Rewrite the store without deleted and overwritten records.
+    Compact,
+    /// Every record as one JSON object per line (values in hex).
+    Export {
+        /// Write to FILE instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Options of `reload`.

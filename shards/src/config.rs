@@ -19,12 +19,16 @@ use ringmq_engine::broker::{BrokerConfig, SharedPolicy, SHARDS_MAX};
 use ringmq_net::conn::DriverConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::storage::Fsync;
+
 mod effective;
 mod error;
 mod listener;
+mod storage;
 
 pub use error::ConfigError;
 use error::{classify, line_of, mosquitto_line};
+pub use storage::StorageMode;
 use listener::ListenersPartial;
 pub use listener::{Listener, Protocol};
 
@@ -159,6 +163,21 @@ section! {
     }
 }
 
+section! {
+    /// `[storage]`: where sessions and retained messages are kept
+    /// (docs/storage.md).
+    Storage / StoragePartial in "storage" {
+        /// `memory` (lost on restart) or `disk`.
+        storage: StorageMode,
+        /// Directory of the store (`disk` only), created if missing.
+        data_dir: String,
+        /// When a write is made durable (`always`, `interval`, `never`).
+        fsync: Fsync,
+        /// `interval`: at most this long between a write and its fsync.
+        fsync_interval_ms: u64,
+    }
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -205,6 +224,8 @@ struct PartialConfig {
     auth: AuthPartial,
     #[serde(default)]
     shared_subscriptions: SharedSubscriptionsPartial,
+    #[serde(default)]
+    storage: StoragePartial,
 }
 
 impl PartialConfig {
@@ -215,6 +236,7 @@ impl PartialConfig {
             runtime: self.runtime.over(base.runtime),
             auth: self.auth.over(base.auth),
             shared_subscriptions: self.shared_subscriptions.over(base.shared_subscriptions),
+            storage: self.storage.over(base.storage),
         }
     }
 }
@@ -228,6 +250,7 @@ pub struct Config {
     pub runtime: Runtime,
     pub auth: Auth,
     pub shared_subscriptions: SharedSubscriptions,
+    pub storage: Storage,
 }
 
 /// Command-line values that override the files.
@@ -240,34 +263,7 @@ pub struct Overrides {
 }
 
 /// Ranges enforced on `[runtime]` and `[listener]` values (inclusive).
-pub mod bounds {
-    /// `auth.verify_threads`.
-    pub const VERIFY_THREADS: (usize, usize) = (1, 64);
-    /// `auth.verify_queue_max_requests`.
-    pub const VERIFY_QUEUE_MAX_REQUESTS: (usize, usize) = (1, 1 << 20);
-    /// `runtime.ring_capacity_slots`.
-    pub const RING_CAPACITY_SLOTS: (usize, usize) = (2, 1 << 20);
-    /// `runtime.ring_overflow_max_messages`.
-    pub const RING_OVERFLOW_MAX_MESSAGES: (usize, usize) = (0, 1 << 24);
-    /// `runtime.ring_batch_max_messages`.
-    pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
-    /// `runtime.read_chunk_bytes`.
-    pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
-    /// `runtime.log_connections_max_lines_per_s`.
-    pub const LOG_CONNECTIONS_MAX_LINES_PER_S: (u32, u32) = (1, 1_000_000);
-    /// `runtime.tls_handshake_threads`.
-    pub const TLS_HANDSHAKE_THREADS: (usize, usize) = (1, ringmq_net::tls::offload::THREADS_MAX);
-    /// `runtime.shutdown_grace_ms`, `runtime.close_flush_timeout_ms` and
-    /// `runtime.close_linger_ms`.
-    pub const TIMEOUT_MS: (u64, u64) = (0, 600_000);
-    /// `runtime.packet_complete_timeout_ms`: 0 would cut every packet
-    /// split across two reads.
-    pub const PACKET_COMPLETE_TIMEOUT_MS: (u64, u64) = (100, 600_000);
-    /// `limits.packet_size_max_bytes`: the largest MQTT packet is the
-    /// largest remaining length (268_435_455) plus a 5-byte fixed header
-    /// (section 2.1.4).
-    pub const PACKET_SIZE_MAX_BYTES: (u32, u32) = (16, 268_435_460);
-}
+pub mod bounds;
 
 fn parse_partial(text: &str, origin: &str) -> Result<PartialConfig, ConfigError> {
     let deserializer = toml::Deserializer::new(text);
@@ -348,12 +344,14 @@ impl Config {
         let runtime = merged.runtime.complete()?;
         let auth = merged.auth.complete()?;
         let shared_subscriptions = merged.shared_subscriptions.complete()?;
+        let storage = merged.storage.complete()?;
         let config = Config {
             listeners,
             limits,
             runtime,
             auth,
             shared_subscriptions,
+            storage,
         };
         config.validate()?;
         Ok(config)
@@ -493,7 +491,7 @@ impl Config {
             a.verify_queue_max_requests,
             bounds::VERIFY_QUEUE_MAX_REQUESTS,
         )?;
-        Ok(())
+        self.storage.validate()
     }
 
     /// Shards to run: `runtime.shards`, or one per allowed CPU if 0.
@@ -534,6 +532,7 @@ impl Config {
             connect_timeout_ms: l.connect_timeout_ms,
             sys_interval_s: self.runtime.sys_interval_s,
             log_connections: self.runtime.log_connections,
+            durable: self.storage.storage == StorageMode::Disk,
             // Names checked by `validate`.
             shared_policy: SharedPolicy::from_name(&self.shared_subscriptions.policy)
                 .unwrap_or_default(),

@@ -31,6 +31,7 @@ mod passwd;
 mod reload;
 mod server;
 mod shard;
+mod storage;
 mod tls;
 
 use std::process::ExitCode;
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Acl(args)) => acl::run(args),
+        Some(Command::Storage(args)) => storage::tool::run(&args),
         Some(Command::Reload(args)) => {
             reload::send(args.config.as_deref(), args.pid_file.as_deref())
         }

@@ -42,6 +42,9 @@ use ringmq_net::tls::offload::HandshakePool;
 /// How long the shards may take to start (build runtimes, adopt
 /// listeners) before start-up is declared failed.
 pub const STARTUP_TIMEOUT_MS: u64 = 10_000;
+/// The same with `storage = "disk"`, where a shard first loads its stored
+/// sessions and retained messages.
+pub const STORAGE_STARTUP_TIMEOUT_MS: u64 = 600_000;
 /// Extra time the main thread gives the shards beyond `shutdown_grace_ms`.
 pub const SHUTDOWN_MARGIN_MS: u64 = 1_000;
 
@@ -210,6 +213,14 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     } else {
         None
     };
+    // Storage on disk: opened and read back before any shard starts; each
+    // shard loads its share before it accepts.
+    let storage = crate::storage::start(config, count).map_err(ServeError::Start)?;
+    let (writer, shares) = match storage {
+        Some(s) => (Some(s.writer), s.recovered.into_shards()),
+        None => (None, Vec::new()),
+    };
+    let mut shares = shares.into_iter();
     let exited = Arc::new(AtomicUsize::new(0));
     let (report_tx, report_rx) = mpsc::channel::<StartReport>();
     let mut threads = Vec::with_capacity(usize::from(count));
@@ -233,6 +244,9 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             auth: auth.clone(),
             metrics: hub.clone(),
             tls_pool: tls_pool.clone(),
+            storage: writer
+                .as_ref()
+                .map(|w| (w.for_shard(i as u16), shares.next().unwrap_or_default())),
         };
         let notice = ExitNotice(exited.clone());
         let spawned = thread::Builder::new()
@@ -253,7 +267,13 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     }
     drop(report_tx);
 
-    let drivers = match wait_started(&report_rx, count) {
+    // Loading stored records is part of a shard's start.
+    let startup_ms = if writer.is_some() {
+        STORAGE_STARTUP_TIMEOUT_MS
+    } else {
+        STARTUP_TIMEOUT_MS
+    };
+    let drivers = match wait_started(&report_rx, count, startup_ms) {
         Ok(d) => d,
         Err(e) => {
             stop_all(&ring_signals);
@@ -313,6 +333,11 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             "TLS handshake work"
         );
     }
+    if let Some(writer) = writer {
+        if !writer.finish(Duration::from_millis(SHUTDOWN_MARGIN_MS)) {
+            tracing::warn!("storage writer still busy after the shutdown margin; exiting anyway");
+        }
+    }
     match (died, outcome) {
         (true, _) => Err(ServeError::ShardDied),
         (false, Stopped::Forced) => Err(ServeError::Forced),
@@ -337,8 +362,12 @@ fn stop_all(signals: &[ShardSignal]) {
 }
 
 /// Collects one start report per shard; the summary of drivers in use.
-fn wait_started(reports: &mpsc::Receiver<StartReport>, count: u16) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_millis(STARTUP_TIMEOUT_MS);
+fn wait_started(
+    reports: &mpsc::Receiver<StartReport>,
+    count: u16,
+    timeout_ms: u64,
+) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let mut drivers: Vec<&'static str> = vec![""; usize::from(count)];
     for _ in 0..count {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -356,9 +385,7 @@ fn wait_started(reports: &mpsc::Receiver<StartReport>, count: u16) -> Result<Str
                 result: Err(e),
             }) => return Err(format!("shard {shard}: {e}")),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                return Err(format!(
-                    "shards did not start within {STARTUP_TIMEOUT_MS} ms"
-                ))
+                return Err(format!("shards did not start within {timeout_ms} ms"))
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err("a shard exited during start-up".into())

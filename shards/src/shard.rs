@@ -17,7 +17,13 @@
 //! - the auth task: applies password verdicts from the helper threads
 //!   (`auth`), after a delay for repeat offenders;
 //! - on shard 0, the `$SYS` totals task (`shard/metrics.rs`). The ring
-//!   task also answers snapshot requests (`crate::metrics`).
+//!   task also answers snapshot requests (`crate::metrics`);
+//! - the persist task (`storage = "disk"`): applies the storage writer's
+//!   completions (`storage::writer`).
+//!
+//! With storage on disk, the shard first loads its stored records into its
+//! engine (`storage::restore`), then starts accepting; at shutdown it
+//! waits (within the grace period) until its last writes are stored.
 //!
 //! The state those tasks share is [`state::Shard`]. After every `handle_*`
 //! call the caller runs [`Shard::drain_events`], which dispatches `Transmit`/`Close` to connection drivers and `ToShard`
@@ -40,6 +46,8 @@ use crate::config::IoMode;
 use crate::conn::{self, ListenerCtx, ListenerTls};
 use crate::mesh::{Mesh, RingMsg};
 use crate::reload::{Cached, Reloadable};
+use crate::storage::restore::ShardRecords;
+use crate::storage::ShardStore;
 use crate::tls::SharedTls;
 
 mod metrics;
@@ -77,6 +85,9 @@ pub struct ShardInit {
     pub metrics: Arc<crate::metrics::MetricsHub>,
     /// TLS handshake threads (shared by all shards), if a listener has TLS.
     pub tls_pool: Option<Arc<ringmq_net::tls::offload::HandshakePool>>,
+    /// The storage writer and this shard's stored records (`storage =
+    /// "disk"`); `None` in memory.
+    pub storage: Option<(ShardStore, ShardRecords)>,
 }
 
 /// One listener's socket for this shard, and what its connections need.
@@ -172,6 +183,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         auth,
         metrics,
         tls_pool,
+        storage,
         ..
     } = init;
     let mut monoio_listeners = Vec::with_capacity(listeners.len());
@@ -202,6 +214,10 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     if let Some(cached) = &acl {
         broker.set_acl(Some(cached.get()));
     }
+    let store = storage.map(|(store, records)| {
+        crate::storage::restore::into_broker(&mut broker, id, records, clock.now_ms());
+        store
+    });
     let shard = Rc::new(Shard::new(
         id,
         count,
@@ -212,6 +228,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         auth.map(|service| ShardAuth::new(id, service)),
         metrics,
         tls_pool,
+        store,
     ));
     if let Some(cached) = acl {
         monoio::spawn(crate::acl::follow_reloads(shard.clone(), cached));
@@ -229,6 +246,9 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         monoio::spawn(metrics::sys_totals_task(shard.clone(), sys_interval_s));
     }
     shard.metrics.set_running(id, true);
+    monoio::spawn(persist_task(shard.clone()));
+    // What restoring produced (timers, messages to other shards).
+    shard.drain_events(None);
     tracing::info!(shard = id, io = driver, cpu = ?cpu, "shard started");
     let _ = report.send(StartReport {
         shard: id,
@@ -248,6 +268,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
             );
         }
     }
+    flush_storage(&shard, Duration::from_millis(STORAGE_FLUSH_MAX_MS)).await;
     let stats = shard.broker.borrow().stats();
     let mesh = shard.mesh.borrow().stats();
     tracing::info!(
@@ -360,6 +381,45 @@ async fn auth_task(shard: Rc<Shard>) {
             monoio::time::sleep(Duration::from_millis(done.delay_ms)).await;
             shard.apply_auth(done);
         });
+    }
+}
+
+/// Applies the storage writer's completions as they come back.
+async fn persist_task(shard: Rc<Shard>) {
+    loop {
+        let done = shard.next_persisted().await;
+        shard.apply_persisted(done);
+    }
+}
+
+/// At shutdown, how long a shard waits for its last writes to be stored,
+/// in milliseconds (within `server::SHUTDOWN_MARGIN_MS`, which the main
+/// thread allows beyond the grace period).
+const STORAGE_FLUSH_MAX_MS: u64 = 500;
+
+/// How often the shutdown checks whether the last writes are stored, in
+/// milliseconds (the persist task applies the completions meanwhile).
+const FLUSH_POLL_MS: u64 = 1;
+
+/// At shutdown: hands the engine's last writes to the storage writer and
+/// waits until every batch of this shard is stored, at most `limit`.
+async fn flush_storage(shard: &Shard, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        shard.submit_persist();
+        let left = shard.persist_in_flight();
+        if left == 0 {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(
+                shard = shard.id,
+                batches = left,
+                "shutdown: storage batches still being written after the grace period"
+            );
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(FLUSH_POLL_MS)).await;
     }
 }
 

@@ -14,8 +14,8 @@ pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
 pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
 /// `runtime.log_connections_max_lines_per_s`.
 pub const LOG_CONNECTIONS_MAX_LINES_PER_S: (u32, u32) = (1, 1_000_000);
-/// `runtime.tls_handshake_budget_us_per_ms`.
-pub const TLS_HANDSHAKE_BUDGET_US_PER_MS: (u64, u64) = (1, 1000);
+/// `runtime.tls_handshake_threads`.
+pub const TLS_HANDSHAKE_THREADS: (usize, usize) = (1, ringmq_net::tls::offload::THREADS_MAX);
 /// `runtime.shutdown_grace_ms`, `runtime.close_flush_timeout_ms` and
 /// `runtime.close_linger_ms`.
 pub const TIMEOUT_MS: (u64, u64) = (0, 600_000);

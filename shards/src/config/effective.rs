@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Auth, Config, Limits, Listener, Runtime, SharedSubscriptions};
+use super::{Auth, Config, Limits, Listener, Runtime, SharedSubscriptions, Storage};
 
 /// What `check-config` prints: the configuration as a TOML file.
 #[derive(Serialize)]
@@ -13,6 +13,7 @@ struct Effective<'a> {
     runtime: &'a Runtime,
     auth: &'a Auth,
     shared_subscriptions: &'a SharedSubscriptions,
+    storage: &'a Storage,
 }
 
 impl Config {
@@ -27,6 +28,7 @@ impl Config {
             runtime: &self.runtime,
             auth: &self.auth,
             shared_subscriptions: &self.shared_subscriptions,
+            storage: &self.storage,
         };
         let body = toml::to_string(&effective).unwrap_or_else(|e| {
             // Every value is a bool, a string, a map of strings or an

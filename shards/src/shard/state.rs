@@ -25,6 +25,8 @@ use crate::auth::{Done, ShardAuth};
 use crate::connlog::ConnLog;
 use crate::mesh::{Mesh, PushOutcome, RingMsg};
 use crate::metrics::MetricsHub;
+use crate::storage::writer::Done as Persisted;
+use crate::storage::ShardStore;
 
 /// Runtime knobs of a shard (from `[runtime]` and `[listener]`).
 #[derive(Clone, Copy, Debug)]
@@ -97,6 +99,8 @@ pub struct Shard {
     /// Sockets accepted from this shard's listeners (hand-offs not
     /// counted again by their owner).
     pub(super) sockets_accepted: Cell<u64>,
+    /// The storage writer (`storage = "disk"`); `None` in memory.
+    pub(super) store: Option<ShardStore>,
 }
 
 impl Shard {
@@ -114,6 +118,7 @@ impl Shard {
         auth: Option<ShardAuth>,
         metrics: Arc<MetricsHub>,
         tls_pool: Option<Arc<HandshakePool>>,
+        store: Option<ShardStore>,
     ) -> Shard {
         Shard {
             id,
@@ -140,6 +145,7 @@ impl Shard {
             auth,
             metrics,
             sockets_accepted: Cell::new(0),
+            store,
         }
     }
 
@@ -189,6 +195,50 @@ impl Shard {
         self.write_connection_records(None);
         self.mesh.borrow_mut().publish_wakeups();
         self.rearm_timer();
+        self.submit_persist();
+    }
+
+    /// Hands the writes the engine gathered to the storage writer
+    /// (`storage = "disk"`), unless this shard already has its limit of
+    /// batches in flight: the engine then keeps gathering, and the next
+    /// completion submits everything at once (`storage::writer`).
+    pub(super) fn submit_persist(&self) {
+        let Some(store) = &self.store else { return };
+        if !store.has_room() {
+            return;
+        }
+        let batch = self.broker.borrow_mut().take_persist_batch();
+        if let Some(batch) = batch {
+            store.submit(batch);
+        }
+    }
+
+    /// Applies storage completions (`first` and any others waiting): the
+    /// acknowledgements that waited on them are sent, or refused if the
+    /// write failed; then dispatches what that caused.
+    pub fn apply_persisted(&self, first: Persisted) {
+        let now = self.now_ms();
+        let mut next = Some(first);
+        while let Some(done) = next {
+            self.broker
+                .borrow_mut()
+                .handle_persisted(done.id, done.result, now);
+            next = self.store.as_ref().and_then(ShardStore::try_next);
+        }
+        self.drain_events(None);
+    }
+
+    /// The next storage completion (pending forever in memory mode).
+    pub async fn next_persisted(&self) -> Persisted {
+        match &self.store {
+            Some(store) => store.next().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Storage batches of this shard not yet completed.
+    pub fn persist_in_flight(&self) -> usize {
+        self.store.as_ref().map_or(0, ShardStore::in_flight)
     }
 
     /// Pushes `msg` to `peer` under the full-ring policy (`mesh` docs).

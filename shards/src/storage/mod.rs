@@ -22,16 +22,16 @@ pub mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use ringmq_engine::persist::{Keyspace, PersistBatch, PersistFailure};
+use ringmq_engine::persist::Keyspace;
 pub use db::Store;
 pub use recover::Recovered;
 pub use writer::{Fsync, ShardStore, Writer};
 
 use crate::config::{Config, StorageMode};
 
-/// The store opened at start-up, what it held, and its writer thread.
+/// What the store held at start-up, and its writer thread (which keeps
+/// the store open).
 pub struct Started {
-    pub store: Arc<Store>,
     pub recovered: Recovered,
     pub writer: Writer,
 }
@@ -72,7 +72,6 @@ pub fn start(config: &Config, shard_count: u16) -> Result<Option<Started>, Strin
     let store = Arc::new(store);
     let writer = Writer::start(store.clone(), s.fsync, s.fsync_interval_ms)?;
     Ok(Some(Started {
-        store,
         recovered,
         writer,
     }))

@@ -245,7 +245,8 @@ impl Sqlite {
     fn open(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("mkdir");
         let conn = rusqlite::Connection::open(dir.join("store.sqlite")).expect("sqlite open");
-        conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
         for t in ["sessions", "messages"] {
             conn.execute(
                 &format!("CREATE TABLE IF NOT EXISTS {t} (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID"),
@@ -275,8 +276,16 @@ impl Store for Sqlite {
         let tx = self.conn.transaction().expect("tx");
         for op in ops {
             let (sql, k, v) = match op {
-                Op::Put(Ks::Sessions, k, v) => ("INSERT OR REPLACE INTO sessions VALUES (?1, ?2)", k, Some(v)),
-                Op::Put(Ks::Messages, k, v) => ("INSERT OR REPLACE INTO messages VALUES (?1, ?2)", k, Some(v)),
+                Op::Put(Ks::Sessions, k, v) => (
+                    "INSERT OR REPLACE INTO sessions VALUES (?1, ?2)",
+                    k,
+                    Some(v),
+                ),
+                Op::Put(Ks::Messages, k, v) => (
+                    "INSERT OR REPLACE INTO messages VALUES (?1, ?2)",
+                    k,
+                    Some(v),
+                ),
                 Op::Del(Ks::Sessions, k) => ("DELETE FROM sessions WHERE k = ?1", k, None),
                 Op::Del(Ks::Messages, k) => ("DELETE FROM messages WHERE k = ?1", k, None),
             };
@@ -386,7 +395,10 @@ fn fill(store: &mut dyn Store) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let base = PathBuf::from(args.next().expect("usage: storage_stores DIR [SECONDS] [STORE]"));
+    let base = PathBuf::from(
+        args.next()
+            .expect("usage: storage_stores DIR [SECONDS] [STORE]"),
+    );
     let seconds: u64 = args.next().map_or(3, |s| s.parse().expect("seconds"));
     let only = args.next();
     for (name, open) in openers() {

@@ -19,8 +19,6 @@ use ringmq_engine::broker::{BrokerConfig, SharedPolicy, SHARDS_MAX};
 use ringmq_net::conn::DriverConfig;
 use serde::{Deserialize, Serialize};
 
-pub use crate::storage::Fsync;
-
 mod effective;
 mod error;
 mod listener;
@@ -28,9 +26,9 @@ mod storage;
 
 pub use error::ConfigError;
 use error::{classify, line_of, mosquitto_line};
-pub use storage::StorageMode;
 use listener::ListenersPartial;
 pub use listener::{Listener, Protocol};
+pub use storage::{Fsync, StorageMode};
 
 /// The built-in defaults: `config/ringmq.toml`, compiled into the binary.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../../config/ringmq.toml");

@@ -88,7 +88,10 @@ fn read_until(s: &mut TcpStream, deadline: Instant) -> io::Result<(u8, Vec<u8>)>
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn ack(kind: u8, pid: u16) -> Vec<u8> {
@@ -374,7 +377,10 @@ fn acknowledged_messages_survive_kill_9() {
         started.elapsed().as_secs_f64(),
         dups.len()
     );
-    assert!(acked1 > 0 && acked2 > 0 && ackedr > 0, "no load went through");
+    assert!(
+        acked1 > 0 && acked2 > 0 && ackedr > 0,
+        "no load went through"
+    );
     assert_eq!(lost1, 0, "acknowledged QoS 1 messages lost");
     assert_eq!(lost2, 0, "acknowledged QoS 2 messages lost");
     assert!(dups.is_empty(), "QoS 2 duplicates: {dups:?}");

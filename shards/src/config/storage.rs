@@ -4,6 +4,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{bounds, in_range, invalid, ConfigError, Storage};
 
+/// `storage.fsync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    Always,
+    Interval,
+    Never,
+}
+
 /// `storage.storage`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

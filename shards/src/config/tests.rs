@@ -489,3 +489,29 @@ fn verify_bounds_accept_both_ends_and_refuse_beyond() {
         assert!(e.contains("auth.verify_queue_max_requests"), "{e}");
     }
 }
+
+#[test]
+fn storage_keys_are_checked_and_name_what_was_expected() {
+    let c = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.storage.storage, StorageMode::Memory);
+    assert!(!c.broker_config().durable, "memory is not durable");
+    let disk = load("[storage]\nstorage = \"disk\"\ndata_dir = \"/tmp/x\"\nfsync = \"interval\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(disk.broker_config().durable);
+    assert_eq!(disk.storage.fsync, Fsync::Interval);
+    let (lo, hi) = bounds::FSYNC_INTERVAL_MS;
+    assert!(load(&format!("[storage]\nfsync_interval_ms = {lo}\n")).is_ok());
+    assert!(load(&format!("[storage]\nfsync_interval_ms = {hi}\n")).is_ok());
+    assert!(err(&format!("[storage]\nfsync_interval_ms = {}\n", hi + 1))
+        .contains("`storage.fsync_interval_ms`: 60001 (expected 1..=60000)"));
+    assert!(err("[storage]\nfsync_interval_ms = 0\n").contains("`storage.fsync_interval_ms`"));
+    let e = err("[storage]\nstorage = \"disk\"\ndata_dir = \"\"\n");
+    assert!(
+        e.contains("`storage.data_dir`") && e.contains("a directory"),
+        "{e}"
+    );
+    let e = err("[storage]\nfsync = \"sometimes\"\n");
+    assert!(e.contains("storage.fsync") && e.contains("always"), "{e}");
+    let e = err("[storage]\nstorage = \"tape\"\n");
+    assert!(e.contains("storage.storage") && e.contains("disk"), "{e}");
+}

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use fjall::{PartitionCreateOptions, PartitionHandle, PersistMode};
 
-use ringmq_engine::persist::{Keyspace, PersistFailure};
 use super::record;
+use ringmq_engine::persist::{Keyspace, PersistFailure};
 
 /// On-disk format this build writes and reads (docs/storage.md, Upgrading).
 pub const FORMAT_VERSION: u32 = 1;
@@ -223,6 +223,8 @@ pub fn failure_of(e: &fjall::Error) -> PersistFailure {
 }
 
 #[cfg(test)]
+// A failed unwrap in a test is that test failing.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -258,7 +260,10 @@ mod tests {
             assert_eq!(store.shard_count().unwrap(), Some(3));
         }
         let e = Store::open(&dir).err().unwrap();
-        assert!(e.contains("format version 99") && e.contains("reads version 1"), "{e}");
+        assert!(
+            e.contains("format version 99") && e.contains("reads version 1"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -267,7 +272,10 @@ mod tests {
         let file = scratch("file");
         std::fs::write(&file, b"not a directory").unwrap();
         let e = Store::open(&file).err().unwrap();
-        assert!(e.contains("storage.data_dir") && e.contains(&file.display().to_string()), "{e}");
+        assert!(
+            e.contains("storage.data_dir") && e.contains(&file.display().to_string()),
+            "{e}"
+        );
         std::fs::remove_file(&file).unwrap();
     }
 

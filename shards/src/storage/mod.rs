@@ -22,10 +22,10 @@ pub mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use ringmq_engine::persist::Keyspace;
 pub use db::Store;
 pub use recover::Recovered;
-pub use writer::{Fsync, ShardStore, Writer};
+use ringmq_engine::persist::Keyspace;
+pub use writer::{ShardStore, Writer};
 
 use crate::config::{Config, StorageMode};
 
@@ -71,8 +71,5 @@ pub fn start(config: &Config, shard_count: u16) -> Result<Option<Started>, Strin
     }
     let store = Arc::new(store);
     let writer = Writer::start(store.clone(), s.fsync, s.fsync_interval_ms)?;
-    Ok(Some(Started {
-        recovered,
-        writer,
-    }))
+    Ok(Some(Started { recovered, writer }))
 }

@@ -125,13 +125,18 @@ pub fn show_key(key: &[u8]) -> String {
 }
 
 #[cfg(test)]
+// A failed unwrap in a test is that test failing.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn sealed_record_opens_and_damage_is_located() {
         let sealed = seal("messages", b"\x00\x01a\x00", b"hello");
-        assert_eq!(open("messages", b"\x00\x01a\x00", &sealed), Ok(&b"hello"[..]));
+        assert_eq!(
+            open("messages", b"\x00\x01a\x00", &sealed),
+            Ok(&b"hello"[..])
+        );
         // A flipped bit, a cut value, another key, another keyspace: all caught.
         let mut flipped = sealed.clone();
         flipped[5] ^= 0x10;

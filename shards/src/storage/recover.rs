@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fjall::PartitionHandle;
 
-use ringmq_engine::persist::Keyspace;
 use super::db::Store;
 use super::record::{self, show_key, Route};
+use ringmq_engine::persist::Keyspace;
 
 /// One checked record.
 #[derive(Clone, Debug)]
@@ -45,10 +45,7 @@ pub struct Recovered {
 /// Calls `each(keyspace, key, stored value)` for every record of every
 /// engine keyspace, in key order. A read error the store cannot step over
 /// stops the scan with a message naming the keyspace and the last key read.
-pub fn scan(
-    store: &Store,
-    mut each: impl FnMut(Keyspace, &[u8], &[u8]),
-) -> Result<(), String> {
+pub fn scan(store: &Store, mut each: impl FnMut(Keyspace, &[u8], &[u8])) -> Result<(), String> {
     for space in Keyspace::ALL {
         scan_part(store.part(space), space, &mut each)?;
     }
@@ -152,6 +149,8 @@ impl Recovered {
 }
 
 #[cfg(test)]
+// A failed unwrap in a test is that test failing.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::storage::db::Write;

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use crate::cli::{StorageArgs, StorageCommand};
 use crate::config::{Config, Overrides};
 
-use ringmq_engine::persist::Keyspace;
 use super::db::Store;
 use super::record::{self, client_id_of, show_key};
 use super::recover::scan;
+use ringmq_engine::persist::Keyspace;
 
 /// Per client id: what is stored for it.
 #[derive(Default)]
@@ -80,9 +80,18 @@ pub fn inspect(dir: &Path, limit: usize) -> Result<String, String> {
     out.push_str("keyspace       records        bytes  damaged\n");
     for space in Keyspace::ALL {
         let (n, b, d) = counts.get(space.name()).copied().unwrap_or_default();
-        out.push_str(&format!("{:<12} {:>9} {:>12} {:>8}\n", space.name(), n, b, d));
+        out.push_str(&format!(
+            "{:<12} {:>9} {:>12} {:>8}\n",
+            space.name(),
+            n,
+            b,
+            d
+        ));
     }
-    let sessions = clients.values().filter(|r| r.session_bytes.is_some()).count();
+    let sessions = clients
+        .values()
+        .filter(|r| r.session_bytes.is_some())
+        .count();
     out.push_str(&format!(
         "\nsessions: {sessions} (client id, queued/in-flight messages, inbound QoS 2 ids, bytes)\n"
     ));
@@ -104,12 +113,18 @@ pub fn inspect(dir: &Path, limit: usize) -> Result<String, String> {
     if clients.len() > limit {
         out.push_str(&format!("  ... {} more (--limit)\n", clients.len() - limit));
     }
-    out.push_str(&format!("\nretained messages: {} (topic, bytes)\n", retained.len()));
+    out.push_str(&format!(
+        "\nretained messages: {} (topic, bytes)\n",
+        retained.len()
+    ));
     for (topic, bytes) in retained.iter().take(limit) {
         out.push_str(&format!("  {}  {} bytes\n", show_key(topic), bytes));
     }
     if retained.len() > limit {
-        out.push_str(&format!("  ... {} more (--limit)\n", retained.len() - limit));
+        out.push_str(&format!(
+            "  ... {} more (--limit)\n",
+            retained.len() - limit
+        ));
     }
     if !damaged.is_empty() {
         out.push_str(&format!("\ndamaged records: {}\n", damaged.len()));
@@ -236,4 +251,6 @@ pub fn run(args: &StorageArgs) -> ExitCode {
 }
 
 #[cfg(test)]
+// A failed unwrap in a test is that test failing.
+#[allow(clippy::unwrap_used)]
 mod tests;

@@ -37,20 +37,12 @@ use std::time::{Duration, Instant};
 use atomic_waker::AtomicWaker;
 use ringmq_engine::broker::ShardId;
 
-use ringmq_engine::persist::{PersistBatch, PersistFailure};
 use super::db::{failure_of, Store};
+use crate::config::Fsync;
+use ringmq_engine::persist::{PersistBatch, PersistFailure};
 
 /// Batches of one shard submitted and not yet completed, at most.
 pub const IN_FLIGHT_MAX_BATCHES: usize = 2;
-
-/// `storage.fsync`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fsync {
-    Always,
-    Interval,
-    Never,
-}
 
 /// A batch on its way to the writer.
 struct Job {
@@ -235,7 +227,10 @@ impl ShardStore {
             wake: self.wake.clone(),
         };
         if self.jobs.send(job).is_err() {
-            tracing::error!(shard = self.shard, "the storage writer is gone; batch refused");
+            tracing::error!(
+                shard = self.shard,
+                "the storage writer is gone; batch refused"
+            );
             let failed = Done {
                 id,
                 result: Err(PersistFailure::Io),
@@ -270,4 +265,6 @@ impl ShardStore {
 }
 
 #[cfg(test)]
+// A failed unwrap in a test is that test failing.
+#[allow(clippy::unwrap_used)]
 mod tests;

@@ -73,10 +73,7 @@ fn export_writes_one_json_object_per_record() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let temp = rows
-        .iter()
-        .find(|r| r["topic"] == "home/temp")
-        .expect("home/temp exported");
+    let temp = rows.iter().find(|r| r["topic"] == "home/temp").unwrap();
     assert_eq!(temp["keyspace"], "retained");
     assert_eq!(temp["value"], "32312e35"); // "21.5"
     assert_eq!(temp["bytes"], 4);
@@ -86,7 +83,10 @@ fn export_writes_one_json_object_per_record() {
         .count();
     assert_eq!(msgs, 2);
     let bad = rows.iter().find(|r| r["topic"] == "home/bad").unwrap();
-    assert!(bad["damaged"].as_str().unwrap().contains("checksum"), "{bad}");
+    assert!(
+        bad["damaged"].as_str().unwrap().contains("checksum"),
+        "{bad}"
+    );
     assert!(bad.get("value").is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,8 +3,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::*;
-use ringmq_engine::persist::{Keyspace, PersistOp};
 use crate::storage::record;
+use ringmq_engine::persist::{Keyspace, PersistOp};
 
 fn scratch(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!(
@@ -38,7 +38,11 @@ fn wait(store: &ShardStore) -> Done {
 
 fn stored(store: &Store, key: &str) -> Option<Vec<u8>> {
     let v = store.part(Keyspace::Retained).get(key).unwrap()?;
-    Some(record::open("retained", key.as_bytes(), &v).unwrap().to_vec())
+    Some(
+        record::open("retained", key.as_bytes(), &v)
+            .unwrap()
+            .to_vec(),
+    )
 }
 
 #[test]
@@ -52,7 +56,10 @@ fn batches_complete_in_order_and_land_in_the_store_in_every_mode() {
             assert!(shard.has_room() || shard.in_flight() > 0);
             shard.submit(PersistBatch {
                 id,
-                ops: vec![put(&format!("t/{id}"), &format!("v{id}")), put("last", &id.to_string())],
+                ops: vec![
+                    put(&format!("t/{id}"), &format!("v{id}")),
+                    put("last", &id.to_string()),
+                ],
             });
             if !shard.has_room() {
                 let done = wait(&shard);
@@ -64,7 +71,11 @@ fn batches_complete_in_order_and_land_in_the_store_in_every_mode() {
             ids.push(wait(&shard).id);
         }
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-        assert_eq!(stored(&store, "last").as_deref(), Some(&b"20"[..]), "{fsync:?}");
+        assert_eq!(
+            stored(&store, "last").as_deref(),
+            Some(&b"20"[..]),
+            "{fsync:?}"
+        );
         assert_eq!(stored(&store, "t/7").as_deref(), Some(&b"v7"[..]));
         drop(shard);
         assert!(writer.finish(Duration::from_secs(10)));

@@ -228,20 +228,9 @@ pub fn failure_of(e: &fjall::Error) -> PersistFailure {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ringmq-storage-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        dir
-    }
-
     #[test]
     fn second_open_of_a_directory_is_refused_while_the_first_holds_it() {
-        let dir = scratch("lock");
+        let dir = crate::storage::scratch_dir("lock");
         let first = Store::open(&dir).unwrap();
         let e = Store::open(&dir).err().unwrap();
         assert!(e.contains("in use by another process"), "{e}");
@@ -252,7 +241,7 @@ mod tests {
 
     #[test]
     fn another_format_version_is_refused_with_both_versions_named() {
-        let dir = scratch("version");
+        let dir = crate::storage::scratch_dir("version");
         {
             let store = Store::open(&dir).unwrap();
             store.put_meta(META_FORMAT, &99u32.to_be_bytes()).unwrap();
@@ -269,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_file_where_the_directory_should_be_is_a_clear_error() {
-        let file = scratch("file");
+        let file = crate::storage::scratch_dir("file");
         std::fs::write(&file, b"not a directory").unwrap();
         let e = Store::open(&file).err().unwrap();
         assert!(
@@ -281,7 +270,7 @@ mod tests {
 
     #[test]
     fn writes_survive_reopening_and_deletes_remove() {
-        let dir = scratch("reopen");
+        let dir = crate::storage::scratch_dir("reopen");
         {
             let store = Store::open(&dir).unwrap();
             let w: Vec<Write> = vec![

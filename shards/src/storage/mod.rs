@@ -73,3 +73,16 @@ pub fn start(config: &Config, shard_count: u16) -> Result<Option<Started>, Strin
     let writer = Writer::start(store.clone(), s.fsync, s.fsync_interval_ms)?;
     Ok(Some(Started { recovered, writer }))
 }
+
+/// A fresh directory name under the system's temporary directory, for
+/// tests (unique per process and call).
+#[cfg(test)]
+pub(crate) fn scratch_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "ringmq-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ))
+}

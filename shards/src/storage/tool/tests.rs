@@ -1,16 +1,6 @@
 use super::*;
 use crate::storage::db::Write as StoreWrite;
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "ringmq-tool-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ))
-}
-
 fn client_key(id: &str, tail: &[u8]) -> Vec<u8> {
     let mut k = (id.len() as u16).to_be_bytes().to_vec();
     k.extend_from_slice(id.as_bytes());
@@ -21,7 +11,7 @@ fn client_key(id: &str, tail: &[u8]) -> Vec<u8> {
 /// Two sessions (one with two queued messages and an inbound QoS 2 id),
 /// two retained messages, one damaged retained record.
 fn filled(name: &str) -> std::path::PathBuf {
-    let dir = scratch(name);
+    let dir = crate::storage::scratch_dir(name);
     let store = Store::open(&dir).unwrap();
     let s1 = client_key("dev-1", &[]);
     let s2 = client_key("dev-2", &[]);

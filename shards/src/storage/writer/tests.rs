@@ -6,16 +6,6 @@ use super::*;
 use crate::storage::record;
 use ringmq_engine::persist::{Keyspace, PersistOp};
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "ringmq-writer-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ))
-}
-
 fn put(key: &str, value: &str) -> PersistOp {
     PersistOp {
         keyspace: Keyspace::Retained,
@@ -48,7 +38,7 @@ fn stored(store: &Store, key: &str) -> Option<Vec<u8>> {
 #[test]
 fn batches_complete_in_order_and_land_in_the_store_in_every_mode() {
     for fsync in [Fsync::Always, Fsync::Interval, Fsync::Never] {
-        let dir = scratch("modes");
+        let dir = crate::storage::scratch_dir("modes");
         let store = Arc::new(Store::open(&dir).unwrap());
         let writer = Writer::start(store.clone(), fsync, 20).unwrap();
         let shard = writer.for_shard(0);
@@ -86,7 +76,7 @@ fn batches_complete_in_order_and_land_in_the_store_in_every_mode() {
 
 #[test]
 fn a_batch_with_a_delete_removes_the_key() {
-    let dir = scratch("delete");
+    let dir = crate::storage::scratch_dir("delete");
     let store = Arc::new(Store::open(&dir).unwrap());
     let writer = Writer::start(store.clone(), Fsync::Always, 1000).unwrap();
     let shard = writer.for_shard(1);
@@ -114,7 +104,7 @@ fn a_batch_with_a_delete_removes_the_key() {
 
 #[test]
 fn a_batch_for_a_stopped_writer_fails_instead_of_hanging() {
-    let dir = scratch("gone");
+    let dir = crate::storage::scratch_dir("gone");
     let store = Arc::new(Store::open(&dir).unwrap());
     let writer = Writer::start(store.clone(), Fsync::Never, 1000).unwrap();
     let shard = writer.for_shard(0);

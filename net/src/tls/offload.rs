@@ -28,10 +28,14 @@
 //!   has at most one step in flight, and the engine bounds the connections
 //!   (`limits.connections_max`); a handshake that never completes is cut by
 //!   the CONNECT timeout like any connection that sends no CONNECT.
-//! - The reply comes back through a lock-free one-message channel and wakes
-//!   the waiting task through an [`AtomicWaker`] (register, then re-check;
-//!   the helper sends, then wakes): no lost wake-up, and no lock the shard
-//!   and a low-priority helper share (no priority inversion). Any
+//! - The reply comes back through a [`Slot`]: one atomic pointer the
+//!   helper publishes the finished step with (a single store) and the shard
+//!   takes it with (a single swap), then the helper wakes the waiting task
+//!   through an [`AtomicWaker`] (register, then re-check: no lost
+//!   wake-up). Nothing the shard waits on can be held by a helper: a helper
+//!   preempted at nice 19 on a busy core, even for a long time, never
+//!   stalls a shard (a mutex, or a channel whose receiver waits for a
+//!   sender's half-written slot, would be a priority inversion). Any
 //!   executor whose wakers are `Send` can await [`Pending`] (monoio's are,
 //!   with its `sync` feature), so a native io_uring loop can use the pool
 //!   as it is.
@@ -42,6 +46,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr;
+use std::sync::atomic::AtomicPtr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -65,14 +71,49 @@ pub struct Step {
     pub result: Result<TlsRead, TlsError>,
 }
 
-/// A step for a helper thread, and the way back: a one-message channel
-/// (lock-free, so a helper preempted at nice 19 can never hold a lock the
-/// shard waits for) and the waiting task's waker.
+/// Where a helper thread leaves a finished step: null until then.
+struct Slot {
+    step: AtomicPtr<Step>,
+    waker: AtomicWaker,
+}
+
+impl Slot {
+    /// Publishes `step` (once per slot).
+    fn put(&self, step: Step) {
+        let new = Box::into_raw(Box::new(step));
+        let old = self.step.swap(new, Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: a non-null pointer in the slot always comes from
+            // `Box::into_raw` above and is owned by the slot; swapping it
+            // out transfers that ownership here.
+            drop(unsafe { Box::from_raw(old) });
+        }
+    }
+
+    /// Takes the step, if published.
+    fn take(&self) -> Option<Step> {
+        let p = self.step.swap(ptr::null_mut(), Ordering::AcqRel);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: as in `put`: the pointer came from `Box::into_raw` and
+        // the swap gave this caller sole ownership of it.
+        Some(*unsafe { Box::from_raw(p) })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // A step finished for a task that went away (connection closed).
+        drop(self.take());
+    }
+}
+
+/// A step for a helper thread, and the slot it goes back through.
 struct Job {
     session: Box<TlsSession>,
     cipher: BytesMut,
-    reply: Sender<Step>,
-    waker: Arc<AtomicWaker>,
+    slot: Arc<Slot>,
 }
 
 /// Counters shared by the pool and the drivers that use it.
@@ -157,16 +198,17 @@ impl HandshakePool {
         session: Box<TlsSession>,
         cipher: BytesMut,
     ) -> Result<Pending, (Box<TlsSession>, BytesMut)> {
-        let (reply, done) = mpsc::channel();
-        let waker = Arc::new(AtomicWaker::new());
+        let slot = Arc::new(Slot {
+            step: AtomicPtr::new(ptr::null_mut()),
+            waker: AtomicWaker::new(),
+        });
         let job = Job {
             session,
             cipher,
-            reply,
-            waker: waker.clone(),
+            slot: slot.clone(),
         };
         match self.jobs.send(job) {
-            Ok(()) => Ok(Pending { done, waker }),
+            Ok(()) => Ok(Pending { slot }),
             Err(mpsc::SendError(job)) => Err((job.session, job.cipher)),
         }
     }
@@ -174,23 +216,22 @@ impl HandshakePool {
 
 /// A step on its way back from a helper thread.
 pub struct Pending {
-    done: Receiver<Step>,
-    waker: Arc<AtomicWaker>,
+    slot: Arc<Slot>,
 }
 
 impl Future for Pending {
     type Output = Step;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step> {
-        if let Ok(step) = self.done.try_recv() {
+        if let Some(step) = self.slot.take() {
             return Poll::Ready(step);
         }
-        self.waker.register(cx.waker());
-        // A helper thread never drops a job unanswered (it sends, then
-        // wakes), so an empty channel means "not yet".
-        match self.done.try_recv() {
-            Ok(step) => Poll::Ready(step),
-            Err(_) => Poll::Pending,
+        self.slot.waker.register(cx.waker());
+        // A helper thread answers every job (it puts, then wakes), so an
+        // empty slot means "not yet".
+        match self.slot.take() {
+            Some(step) => Poll::Ready(step),
+            None => Poll::Pending,
         }
     }
 }
@@ -212,8 +253,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, stats: &HandshakeStats) {
         let Ok(Job {
             mut session,
             cipher,
-            reply,
-            waker,
+            slot,
         }) = job
         else {
             return; // the pool was dropped
@@ -221,17 +261,13 @@ fn worker(rx: &Mutex<Receiver<Job>>, stats: &HandshakeStats) {
         let mut plain = BytesMut::new();
         let result = session.read(&cipher, &mut plain);
         stats.offloaded_steps.fetch_add(1, Ordering::Relaxed);
-        // The task may have gone (connection closed meanwhile): the step
-        // and its session are dropped here.
-        if reply
-            .send(Step {
-                session,
-                plain,
-                result,
-            })
-            .is_ok()
-        {
-            waker.wake();
-        }
+        // If the task has gone (connection closed meanwhile), the last
+        // `Arc` of the slot drops the step with its session.
+        slot.put(Step {
+            session,
+            plain,
+            result,
+        });
+        slot.waker.wake();
     }
 }

@@ -435,3 +435,35 @@ fn ended_sessions_and_cleared_retained_messages_leave_no_records() {
         );
     }
 }
+
+/// A CONNACK that created, resumed or ended a stored session waits for
+/// that write; refused (and the connection closed) when it fails.
+#[test]
+fn connack_waits_for_the_session_record() {
+    for v in both() {
+        let mut sim = Sim::with_config(1, durable());
+        sim.disk.mode = Mode::Hold;
+        // A session not kept beyond its connection: nothing to wait for.
+        let (c, ack) = sim.connect_with(connect_packet(v, "clean", true));
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        sim.disconnect(c);
+        let c = sim.open(0, v);
+        sim.send(c, Packet::Connect(Box::new(persistent(v, "s"))));
+        assert!(sim.recv(c).is_empty(), "{v:?}: CONNACK before the write");
+        sim.complete_disk(None, Ok(()));
+        let ack = sim.expect(c, |p| matches!(p, Packet::ConnAck(_)));
+        assert!(matches!(ack, Packet::ConnAck(a) if a.reason == ReasonCode::SUCCESS));
+        sim.disk.mode = Mode::Write;
+        sim.disconnect(c);
+        sim.disk.mode = Mode::Fail(PersistFailure::DiskFull);
+        let (c, ack) = sim.connect_with(persistent(v, "s"));
+        let refused = if v == V5 {
+            ReasonCode::QUOTA_EXCEEDED
+        } else {
+            ReasonCode::SERVER_UNAVAILABLE
+        };
+        assert_eq!(ack.reason, refused, "{v:?}");
+        assert!(!ack.session_present);
+        assert!(sim.is_closed(c));
+    }
+}

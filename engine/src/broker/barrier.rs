@@ -177,6 +177,9 @@ impl Broker {
                 Some(Held::Publish(packet_id)) => {
                     self.send_held_publish(conn, session, packet_id, now_ms)
                 }
+                Some(Held::Resume { session_present }) => {
+                    self.resume(conn, session, session_present, now_ms)
+                }
                 _ => return,
             }
         }

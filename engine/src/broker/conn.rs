@@ -61,6 +61,9 @@ pub(super) struct Conn {
     pub(super) close_cause: Option<CloseCause>,
     /// The client id once connected (`connlog`, when logging).
     pub(super) client_id: Option<Bytes>,
+    /// Its CONNACK waits in `held` (durable storage): nothing else is
+    /// written to it meanwhile (QoS 1/2 messages wait in the session queue).
+    pub(super) connack_held: bool,
 }
 
 /// An item of a connection's held queue (see [`Broker::write_ack`]).
@@ -81,6 +84,10 @@ pub(super) enum Held {
     /// Send the inflight QoS 2 PUBLISH with this packet id (held until its
     /// record is on disk, so that a restart resends it with the same id).
     Publish(u16),
+    /// The held CONNACK was sent: resend inflight messages, drain the queue.
+    Resume {
+        session_present: bool,
+    },
 }
 
 /// "No slot" in [`OutAliases`]' recency list.
@@ -254,6 +261,7 @@ impl Conn {
             enhanced_auth: false,
             close_cause: None,
             client_id: None,
+            connack_held: false,
         }
     }
 

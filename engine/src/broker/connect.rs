@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::auth::Credentials;
 use super::authenticate::FirstStep;
 use super::compact::compact_will;
-use super::conn::ConnState;
+use super::conn::{ConnState, Held};
 use super::deliver::write_outbound;
 use super::pending_auth::Admitted;
 use super::persist::persisted;
@@ -205,6 +205,7 @@ impl Broker {
         // Expiry 0) ends with that connection, so Clean Start 0 finds no
         // session and gets a new one with Session Present 0
         // ([MQTT-3.1.2-6], [MQTT-3.2.2-3]; 5.0 section 3.1.4).
+        let recorded_before = self.persist.recorded;
         let existing = self.by_client_id.get(&client_id).copied();
         let kept = existing
             .and_then(|session| self.sessions.get(session))
@@ -288,7 +289,21 @@ impl Broker {
         }
 
         ack.session_present = session_present;
-        self.write_packet(conn, &Packet::ConnAck(ack));
+        // With `durable`, a CONNACK that created, resumed or ended a
+        // stored session waits until that is written (`barrier.rs`);
+        // nothing is sent to the client before it.
+        let held = self.recorded_since(recorded_before);
+        if held {
+            let token = self.new_barrier_token();
+            self.open_barrier(conn, token, 0, true);
+            if let Some(c) = self.conns.get_mut(conn) {
+                c.connack_held = true;
+                c.held.push_back(Held::Packet(Packet::ConnAck(ack)));
+                c.held.push_back(Held::Resume { session_present });
+            }
+        } else {
+            self.write_packet(conn, &Packet::ConnAck(ack));
+        }
         self.stats.connects_accepted += 1;
         if self.config.log_connections {
             let username = self.sessions.get(session).and_then(|s| s.username.clone());
@@ -301,6 +316,23 @@ impl Broker {
                 session_present,
                 username,
             });
+        }
+        if !held {
+            self.resume(conn, session, session_present, now_ms);
+        }
+    }
+
+    /// After the CONNACK: inflight messages again (when the session was
+    /// resumed), then the queue.
+    pub(super) fn resume(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        session_present: bool,
+        now_ms: u64,
+    ) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.connack_held = false;
         }
         if session_present {
             self.resend_inflight(conn, session, now_ms);

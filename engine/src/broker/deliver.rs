@@ -145,7 +145,7 @@ impl Broker {
             .and_then(|c| self.conns.get_mut(c).map(|conn| (c, conn)));
         let online = conn
             .as_ref()
-            .is_some_and(|(_, c)| !matches!(c.state, ConnState::Closing));
+            .is_some_and(|(_, c)| !matches!(c.state, ConnState::Closing) && !c.connack_held);
         if d.qos == QoS::AtMostOnce {
             // QoS 0 is not queued for offline sessions (documented policy).
             let Some((conn_id, c)) = conn else { return };
@@ -293,7 +293,7 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn_id) else {
             return;
         };
-        if !matches!(c.state, ConnState::Active(_)) {
+        if !matches!(c.state, ConnState::Active(_)) || c.connack_held {
             return;
         }
         let window = c.inflight_window(self.config.inflight_max);

@@ -65,6 +65,14 @@ impl PersistState {
 
     fn push(&mut self, keyspace: Keyspace, key: Bytes, value: Option<Bytes>) {
         self.recorded += 1;
+        // The same record again (a message queued then sent at once): the
+        // newer value replaces the older op, ops applying in order anyway.
+        if let Some(last) = self.ops.last_mut() {
+            if last.keyspace == keyspace && last.key == key {
+                last.value = value;
+                return;
+            }
+        }
         self.ops.push(PersistOp {
             keyspace,
             key,

@@ -12,7 +12,9 @@
 //!   client sends the PUBLISH (or PUBREL) again on its next connection.
 //! - A refused PUBREC also forgets the inbound packet id: the client's
 //!   resend is then a new message, routed and stored again.
-//! - Anything else (UNSUBACK, CONNACK) is sent as it is.
+//! - CONNACK (a stored session created, resumed or ended): refused with
+//!   that code (v3.1.1: 3, server unavailable), then the connection closes.
+//! - Anything else (UNSUBACK, PUBREL) is sent as it is.
 
 use super::conn::ConnState;
 use super::deliver::write_outbound;
@@ -64,6 +66,12 @@ impl Broker {
                 self.close_unacknowledged(conn, now_ms);
             }
             Packet::PubAck(_) | Packet::PubComp(_) => self.close_unacknowledged(conn, now_ms),
+            Packet::ConnAck(_) => {
+                // v5 0x97 / 0x80; v3.1.1 return code 3 (server unavailable).
+                self.write_refusal(conn, code);
+                self.set_close_cause(conn, CloseCause::ConnectRefused(code));
+                self.close(conn, now_ms);
+            }
             other => self.write_packet(conn, &other),
         }
     }

@@ -7,7 +7,9 @@
 #
 # Env: RATE (publishes/s, default 2400), SUBS (default 100) -> RATE*SUBS
 # deliveries/s; WINDOW_S (measured seconds, default 10); REPEATS (default 3);
-# PORT (default 18900); BROKER_CORE (1) / LOADGEN_CORE (0); RINGMQ_FLAGS (e.g. "--io epoll").
+# PORT (default 18900); BROKER_CORE (1) / LOADGEN_CORE (0); RINGMQ_FLAGS (e.g. "--io epoll",
+# "--io native"); SYSCALLS=1 also counts the broker's system calls over the window
+# (perf stat: raw_syscalls:sys_enter, syscalls:sys_enter_io_uring_enter) per delivery.
 # Each run: broker pinned to BROKER_CORE, loadgen (one thread) to
 # LOADGEN_CORE; broker utime+stime from /proc/PID/stat is sampled after the
 # warm-up and again WINDOW_S later; loadgen's received count over the same
@@ -45,7 +47,12 @@ for b in "${brokers[@]}"; do
     lg=$!
     sleep 3.5                              # connect + warm-up
     t0=$(cpu_ticks "$pid"); s0=$(date +%s.%N)
-    sleep "$WINDOW_S"
+    if [[ "${SYSCALLS:-0}" == 1 ]]; then
+      perf stat -x, -e raw_syscalls:sys_enter -e syscalls:sys_enter_io_uring_enter \
+        -p "$pid" -o "$out.perf" -- sleep "$WINDOW_S" >/dev/null 2>&1 || sleep "$WINDOW_S"
+    else
+      sleep "$WINDOW_S"
+    fi
     t1=$(cpu_ticks "$pid"); s1=$(date +%s.%N)
     wait "$lg" || true
     kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
@@ -57,13 +64,27 @@ rate = j.get("msgs_per_s_received") or 0
 delivered = rate * (s1 - s0)
 cpu_s = (t1 - t0) / hz
 us = cpu_s * 1e6 / delivered if delivered else float("nan")
-print(f"{us:.3f} {rate:.0f} {cpu_s / (s1 - s0) * 100:.0f} {j.get('latency_us_p50')} {j.get('latency_us_p99')} {j.get('lost', 0)}")
+sys_note = ""
+try:
+    counts = {}
+    for row in open(sys.argv[1] + ".perf"):
+        f = row.strip().split(",")
+        if len(f) > 2 and f[0].isdigit():
+            counts[f[2]] = int(f[0])
+    if delivered and counts:
+        total = counts.get("raw_syscalls:sys_enter", 0)
+        enters = counts.get("syscalls:sys_enter_io_uring_enter", 0)
+        sys_note = f",_{total / delivered:.3f}_syscalls/delivery_({enters / delivered:.3f}_io_uring_enter)"
+except OSError:
+    pass
+print(f"{us:.3f} {rate:.0f} {cpu_s / (s1 - s0) * 100:.0f} {j.get('latency_us_p50')} {j.get('latency_us_p99')} {j.get('lost', 0)} {sys_note or '-'}")
 PY
 )
-    read -r us rate util p50 p99 lost <<<"$line"
-    echo "$b run $r: ${us} µs CPU/delivery, ${rate} deliveries/s, broker core ${util}%, p50 ${p50} µs, p99 ${p99} µs, lost ${lost}"
+    read -r us rate util p50 p99 lost sysc <<<"$line"
+    [[ "$sysc" == "-" ]] && sysc="" || sysc="${sysc//_/ }"
+    echo "$b run $r: ${us} µs CPU/delivery, ${rate} deliveries/s, broker core ${util}%, p50 ${p50} µs, p99 ${p99} µs, lost ${lost}${sysc}"
     results+=("$us")
-    rm -f "$out"
+    rm -f "$out" "$out.perf"
     sleep 1
   done
   med=$(printf '%s\n' "${results[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')

@@ -8,6 +8,10 @@ cargo test --workspace
 # The black-box tests again on the portable epoll driver (the fallback for
 # kernels without io_uring and the code path non-Linux systems use).
 RINGMQ_TEST_IO=epoll cargo test -p ringmq --tests
+# And on the native io_uring shard loop (io = "native"; a shard falls back to
+# monoio, with a log line, where the kernel refuses io_uring features).
+RINGMQ_TEST_IO=native cargo test -p ringmq --tests
 # The conformance runner uses the debug binary the tests just built.
 cargo build -p ringmq
 RINGMQ_BIN="${CARGO_TARGET_DIR:-target}/debug/ringmq" bash tests/run-conformance.sh
+RINGMQ_FLAGS="--io native" RINGMQ_BIN="${CARGO_TARGET_DIR:-target}/debug/ringmq" bash tests/run-conformance.sh

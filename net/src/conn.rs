@@ -96,7 +96,7 @@ pub use handle::{CloseReason, DriverConfig, DriverHandle, Handler};
 pub use tls_io::ConnTls;
 
 use reader::{read_bounded, reader_task};
-use tls_io::{decrypt, DriverTls};
+pub(crate) use tls_io::{decrypt, tls_output, DriverTls};
 use writer::writer_task;
 use ws_io::WsHandler;
 

@@ -51,5 +51,7 @@ pub mod connect;
 pub mod listener;
 pub mod os;
 pub mod tls;
+#[cfg(target_os = "linux")]
+pub mod uring;
 pub mod wake;
 pub mod ws;

@@ -72,6 +72,12 @@ impl Notify {
         self.slot.wake();
     }
 
+    /// Whether the flag was set, clearing it (for a loop that polls
+    /// instead of awaiting: the native shard loop).
+    pub fn take(&self) -> bool {
+        self.set.replace(false)
+    }
+
     /// Waits until the flag is set, then clears it.
     pub async fn wait(&self) {
         self.slot.wait_until(|| self.set.get()).await;

@@ -301,6 +301,17 @@ impl ShardAuth {
         }
     }
 
+    /// A verdict that has arrived, if any (the native loop's poll).
+    pub fn try_next(&self) -> Option<Done> {
+        self.reply_rx.try_recv().ok()
+    }
+
+    /// Wakes `waker` when the next verdict arrives (the native loop
+    /// registers before it sleeps, then looks again with `try_next`).
+    pub fn register(&self, waker: &std::task::Waker) {
+        self.wake.register(waker);
+    }
+
     /// The next verdict for this shard (register, then re-check: no lost
     /// wake-up).
     pub async fn next(&self) -> Done {

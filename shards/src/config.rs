@@ -196,15 +196,15 @@ pub enum IoMode {
     Uring,
     /// The portable readiness (epoll) driver.
     Epoll,
+    /// The native io_uring shard loop; `auto` where refused (logged).
+    Native,
 }
 
 impl fmt::Display for IoMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            IoMode::Auto => "auto",
-            IoMode::Uring => "uring",
-            IoMode::Epoll => "epoll",
-        })
+        // The names `--io` and `runtime.io` take (lowercase).
+        let value = clap::ValueEnum::to_possible_value(self);
+        f.write_str(value.as_ref().map_or("?", |v| v.get_name()))
     }
 }
 

@@ -29,7 +29,7 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use ringmq_engine::broker::{route_connect, ConnId, Route};
+use ringmq_engine::broker::{route_connect, ConnId, Route, ShardId};
 use ringmq_engine::codec::{check_frame, FrameCheck};
 use ringmq_net::conn::{CloseReason, ConnTls, Connection, DriverHandle, Handler};
 use ringmq_net::tls::{LoadedTls, TlsSession};
@@ -174,39 +174,53 @@ fn reserve_for_partial_packet(buf: &mut BytesMut, packet_size_max_bytes: u32, ch
     *buf = exact;
 }
 
+/// What the engine and the connection log learn about a new connection.
+pub struct NewConn {
+    pub peer: Option<std::net::SocketAddr>,
+    pub local: Option<std::net::SocketAddr>,
+    pub tls: bool,
+    pub websocket: bool,
+    /// Take the user name from the client certificate.
+    pub use_identity_as_username: bool,
+}
+
+impl NewConn {
+    fn of(conn: &Connection, use_identity_as_username: bool) -> NewConn {
+        NewConn {
+            peer: conn.peer_addr(),
+            local: conn.local_addr(),
+            tls: conn.is_tls(),
+            websocket: conn.is_websocket(),
+            use_identity_as_username,
+        }
+    }
+}
+
 /// Accepts a connection in the engine and registers its runtime side.
 /// `None`: the engine refused it (connection limit) or the shard stops;
 /// dropping the connection closes the socket.
-fn accept(
-    shard: &Rc<Shard>,
-    conn: &Connection,
-    use_identity_as_username: bool,
-) -> Option<Rc<ConnCtx>> {
+pub fn accept(shard: &Rc<Shard>, new: NewConn) -> Option<Rc<ConnCtx>> {
     if shard.is_stopping() {
         return None;
     }
     let now = shard.now_ms();
     let accepted = shard.broker.borrow_mut().accept(now);
     let Some(id) = accepted else {
-        tracing::debug!(shard = shard.id, peer = ?conn.peer_addr(), "connection refused: connections_max reached");
+        tracing::debug!(shard = shard.id, peer = ?new.peer, "connection refused: connections_max reached");
         shard.drain_events(None);
         return None;
     };
-    shard.connlog.accepted(
-        id,
-        conn.peer_addr(),
-        conn.local_addr(),
-        conn.is_tls(),
-        conn.is_websocket(),
-    );
+    shard
+        .connlog
+        .accepted(id, new.peer, new.local, new.tls, new.websocket);
     let handle = DriverHandle::new();
     shard.register(id, handle.clone());
-    shard.remember_peer(id, conn.peer_addr());
+    shard.remember_peer(id, new.peer);
     let ctx = Rc::new(ConnCtx {
         shard: shard.clone(),
         id,
         origin: Origin::new(handle),
-        use_identity_as_username,
+        use_identity_as_username: new.use_identity_as_username,
     });
     shard.drain_events(None);
     Some(ctx)
@@ -216,6 +230,23 @@ fn drive(conn: Connection, initial: BytesMut, ctx: Rc<ConnCtx>) {
     let handle = ctx.origin.handle.clone();
     let config = ctx.shard.settings.driver;
     conn.spawn_driver(initial, ctx, handle, config);
+}
+
+/// The TLS session of a connection accepted on a TLS listener, with the
+/// certificates in force now (a reload applies to the connections accepted
+/// after it); `None` (logged) if it cannot start.
+pub fn start_tls(shard: &Shard, listener: &str, tls: &ListenerTls) -> Option<ConnTls> {
+    let files = tls.files.get();
+    match TlsSession::new(files.config.clone()) {
+        Ok(session) => Some(ConnTls {
+            session: Box::new(session),
+            pool: shard.tls_pool.clone(),
+        }),
+        Err(e) => {
+            tracing::warn!(shard = shard.id, listener = %listener, error = %e, "cannot start a TLS session");
+            None
+        }
+    }
 }
 
 /// A socket from this shard's `listener`.
@@ -230,32 +261,18 @@ pub async fn serve_accepted(
     }
     let (mut conn, use_identity_as_username) = match &listener.tls {
         None => (Connection::new(stream), false),
-        Some(tls) => {
-            // The certificates in force now: a reload applies to the
-            // connections accepted after it.
-            let files = tls.files.get();
-            match TlsSession::new(files.config.clone()) {
-                Ok(session) => (
-                    Connection::with_tls(
-                        stream,
-                        ConnTls {
-                            session: Box::new(session),
-                            pool: shard.tls_pool.clone(),
-                        },
-                    ),
-                    tls.use_identity_as_username,
-                ),
-                Err(e) => {
-                    tracing::warn!(shard = shard.id, listener = %listener.name, error = %e, "cannot start a TLS session");
-                    return;
-                }
-            }
-        }
+        Some(tls) => match start_tls(&shard, &listener.name, tls) {
+            Some(session) => (
+                Connection::with_tls(stream, session),
+                tls.use_identity_as_username,
+            ),
+            None => return,
+        },
     };
     if let Some(ws) = &listener.ws {
         conn = conn.with_websocket(Box::new(WsSession::new(ws.clone())));
     }
-    let Some(ctx) = accept(&shard, &conn, use_identity_as_username) else {
+    let Some(ctx) = accept(&shard, NewConn::of(&conn, use_identity_as_username)) else {
         return;
     };
     let chunk = shard.settings.driver.read_chunk_bytes;
@@ -317,30 +334,13 @@ pub async fn serve_accepted(
     };
     match conn.into_owned_fd() {
         Ok((fd, session, ws)) => {
-            tracing::trace!(
-                shard = shard.id,
-                owner,
-                bytes = buf.len(),
-                "handing connection to its owner"
-            );
-            ctx.on_closed(CloseReason::Local);
             let tls = session.map(|session| {
                 Box::new(HandoffTls {
                     session,
                     use_identity_as_username,
                 })
             });
-            shard.send(
-                owner,
-                RingMsg::Handoff {
-                    fd,
-                    bytes: buf,
-                    tls,
-                    ws,
-                },
-                None,
-            );
-            shard.publish_wakeups();
+            hand_off(&shard, owner, &*ctx, fd, buf, tls, ws);
         }
         Err(conn) => {
             // Unreachable by construction (no read is abandoned before a
@@ -353,6 +353,29 @@ pub async fn serve_accepted(
             drive(conn, buf, ctx);
         }
     }
+}
+
+/// Hands a routed connection to its `owner`: closes it in this engine
+/// (through its `handler`) and pushes the socket, the bytes read and the
+/// sessions to the owner over the ring.
+pub fn hand_off(
+    shard: &Shard,
+    owner: ShardId,
+    handler: &dyn Handler,
+    fd: OwnedFd,
+    bytes: BytesMut,
+    tls: Option<Box<HandoffTls>>,
+    ws: Option<Box<WsSession>>,
+) {
+    tracing::trace!(
+        shard = shard.id,
+        owner,
+        bytes = bytes.len(),
+        "handing connection to its owner"
+    );
+    handler.on_closed(CloseReason::Local);
+    shard.send(owner, RingMsg::Handoff { fd, bytes, tls, ws }, None);
+    shard.publish_wakeups();
 }
 
 /// A connection handed over by another shard: adopt the socket (and its
@@ -382,7 +405,7 @@ pub fn adopt_handoff(
             return;
         }
     };
-    if let Some(ctx) = accept(shard, &conn, use_identity_as_username) {
+    if let Some(ctx) = accept(shard, NewConn::of(&conn, use_identity_as_username)) {
         drive(conn, bytes, ctx);
     }
 }

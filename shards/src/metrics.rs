@@ -171,37 +171,63 @@ impl MetricsHub {
     /// caller's monoio runtime) for the answers, at most
     /// [`GATHER_TIMEOUT_MS`].
     pub async fn gather(&self) -> Vec<ShardSnapshot> {
-        let wanted: Vec<u64> = self
-            .slots
-            .iter()
-            .map(|s| s.requested.fetch_add(1, Ordering::SeqCst) + 1)
-            .collect();
-        let answered = |i: usize| self.slots[i].answered.load(Ordering::SeqCst) >= wanted[i];
+        let gathering = self.ask();
         let mut waited_ms = 0;
         loop {
-            let mut all = true;
-            for (i, signal) in self.signals.iter().enumerate() {
-                if !answered(i) {
-                    all = false;
-                    signal.wake();
-                }
-            }
-            if all || waited_ms >= GATHER_TIMEOUT_MS {
-                break;
+            if let Some(snapshots) = self.poll(&gathering, waited_ms) {
+                return snapshots;
             }
             monoio::time::sleep(Duration::from_millis(GATHER_POLL_MS)).await;
             waited_ms += GATHER_POLL_MS;
         }
-        self.slots
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| {
-                let mut s = lock(&slot.snapshot).clone();
-                s.fresh = s.generation >= wanted[i];
-                s
-            })
-            .collect()
     }
+
+    /// Asks every shard for a snapshot (the first step of [`gather`],
+    /// for a caller that polls: the native shard loop).
+    pub fn ask(&self) -> Gathering {
+        Gathering {
+            wanted: self
+                .slots
+                .iter()
+                .map(|s| s.requested.fetch_add(1, Ordering::SeqCst) + 1)
+                .collect(),
+        }
+    }
+
+    /// The snapshots once every shard answered or `waited_ms` reached
+    /// [`GATHER_TIMEOUT_MS`]; until then `None`, after waking the shards
+    /// that have not answered. Call every [`GATHER_POLL_MS`].
+    pub fn poll(&self, gathering: &Gathering, waited_ms: u64) -> Option<Vec<ShardSnapshot>> {
+        let wanted = &gathering.wanted;
+        let answered = |i: usize| self.slots[i].answered.load(Ordering::SeqCst) >= wanted[i];
+        let mut all = true;
+        for (i, signal) in self.signals.iter().enumerate() {
+            if !answered(i) {
+                all = false;
+                signal.wake();
+            }
+        }
+        if !all && waited_ms < GATHER_TIMEOUT_MS {
+            return None;
+        }
+        Some(
+            self.slots
+                .iter()
+                .enumerate()
+                .map(|(i, slot)| {
+                    let mut s = lock(&slot.snapshot).clone();
+                    s.fresh = s.generation >= wanted[i];
+                    s
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A snapshot request in progress ([`MetricsHub::ask`]).
+pub struct Gathering {
+    /// The generation each shard must answer.
+    wanted: Vec<u64>,
 }
 
 /// Broker-wide sums of the snapshots.

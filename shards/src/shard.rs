@@ -51,6 +51,8 @@ use crate::storage::ShardStore;
 use crate::tls::SharedTls;
 
 mod metrics;
+#[cfg(target_os = "linux")]
+pub mod native;
 pub mod state;
 
 use state::Shard;
@@ -116,59 +118,125 @@ pub fn run(init: ShardInit) {
             tracing::warn!(shard, cpu, error = %e, "cannot pin shard to its CPU; running unpinned");
         }
     }
-    let report = init.report.clone();
-    let fail = |e: String| {
-        let _ = report.send(StartReport {
-            shard,
-            result: Err(e),
-        });
-    };
     match init.io {
-        IoMode::Auto => {
-            let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-                .with_entries(URING_ENTRIES)
-                .enable_timer()
-                .build();
-            match built {
-                Ok(monoio::FusionRuntime::Uring(mut rt)) => {
-                    rt.block_on(shard_main(init, "io_uring"))
-                }
-                Ok(monoio::FusionRuntime::Legacy(mut rt)) => rt.block_on(shard_main(init, "epoll")),
-                Err(e) => fail(format!("cannot start the I/O runtime: {e}")),
-            }
-        }
-        IoMode::Uring => {
-            if !monoio::utils::detect_uring() {
-                return fail(
-                    "io = \"uring\" but this kernel does not offer io_uring (or the operations ringmq needs); \
-                     use io = \"auto\" or \"epoll\""
-                        .into(),
-                );
-            }
-            let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .with_entries(URING_ENTRIES)
-                .enable_timer()
-                .build();
-            match built {
-                Ok(mut rt) => rt.block_on(shard_main(init, "io_uring")),
-                Err(e) => fail(format!(
-                    "io = \"uring\" but io_uring could not be set up: {e}"
-                )),
-            }
-        }
-        IoMode::Epoll => {
-            let built = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .build();
-            match built {
-                Ok(mut rt) => rt.block_on(shard_main(init, "epoll")),
-                Err(e) => fail(format!("cannot start the epoll runtime: {e}")),
-            }
+        IoMode::Native => run_native(init),
+        IoMode::Auto => run_auto(init),
+        IoMode::Uring => run_uring(init),
+        IoMode::Epoll => run_epoll(init),
+    }
+}
+
+/// Tells the main thread that this shard could not start.
+fn fail(init: &ShardInit, e: String) {
+    if init
+        .report
+        .send(StartReport {
+            shard: init.id,
+            result: Err(e),
+        })
+        .is_err()
+    {
+        tracing::debug!(shard = init.id, "start-up report not read");
+    }
+}
+
+/// `io = "native"`: the native io_uring loop, or monoio (`auto`) with a
+/// log line when the kernel refuses what it needs or a listener needs
+/// what it does not do yet (WebSocket).
+#[cfg(target_os = "linux")]
+fn run_native(init: ShardInit) {
+    let shard = init.id;
+    let tls_or_ws = init
+        .listeners
+        .iter()
+        .any(|l| l.ws.is_some() || l.tls.is_some());
+    if tls_or_ws || init.storage.is_some() {
+        // TLS handshakes on helper threads, WebSocket and the storage
+        // writer's completions are driven by the monoio path's tasks only.
+        tracing::warn!(
+            shard,
+            "io = \"native\" does not serve TLS or WebSocket listeners or storage = \"disk\" yet; this shard runs on monoio (as io = \"auto\")"
+        );
+        return run_auto(init);
+    }
+    match native::driver(&init) {
+        Ok(driver) => native::run(init, driver),
+        Err(e) => {
+            tracing::warn!(
+                shard,
+                error = %e,
+                "io = \"native\": io_uring refused a feature the native loop needs; this shard runs on monoio (as io = \"auto\")"
+            );
+            run_auto(init)
         }
     }
 }
 
-async fn shard_main(init: ShardInit, driver: &'static str) {
+#[cfg(not(target_os = "linux"))]
+fn run_native(init: ShardInit) {
+    tracing::warn!(
+        shard = init.id,
+        "io = \"native\" needs Linux io_uring; this shard runs on monoio (as io = \"auto\")"
+    );
+    run_auto(init)
+}
+
+fn run_auto(init: ShardInit) {
+    let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(URING_ENTRIES)
+        .enable_timer()
+        .build();
+    match built {
+        Ok(monoio::FusionRuntime::Uring(mut rt)) => rt.block_on(shard_main(init, "io_uring")),
+        Ok(monoio::FusionRuntime::Legacy(mut rt)) => rt.block_on(shard_main(init, "epoll")),
+        Err(e) => fail(&init, format!("cannot start the I/O runtime: {e}")),
+    }
+}
+
+fn run_uring(init: ShardInit) {
+    if !monoio::utils::detect_uring() {
+        return fail(
+            &init,
+            "io = \"uring\" but this kernel does not offer io_uring (or the operations ringmq needs); \
+             use io = \"auto\" or \"epoll\""
+                .into(),
+        );
+    }
+    let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(URING_ENTRIES)
+        .enable_timer()
+        .build();
+    match built {
+        Ok(mut rt) => rt.block_on(shard_main(init, "io_uring")),
+        Err(e) => fail(
+            &init,
+            format!("io = \"uring\" but io_uring could not be set up: {e}"),
+        ),
+    }
+}
+
+fn run_epoll(init: ShardInit) {
+    let built = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build();
+    match built {
+        Ok(mut rt) => rt.block_on(shard_main(init, "epoll")),
+        Err(e) => fail(&init, format!("cannot start the epoll runtime: {e}")),
+    }
+}
+
+/// What both backends build the same way from a [`ShardInit`].
+struct Parts {
+    shard: Rc<Shard>,
+    listeners: Vec<(std::net::TcpListener, ListenerCtx)>,
+    acl: Option<Cached<Acl>>,
+    report: mpsc::Sender<StartReport>,
+    cpu: Option<usize>,
+}
+
+/// The shard state (its engine with the ACL in force) and each listener's
+/// socket and context.
+fn into_parts(init: ShardInit) -> Parts {
     let ShardInit {
         id,
         count,
@@ -186,29 +254,21 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         storage,
         ..
     } = init;
-    let mut monoio_listeners = Vec::with_capacity(listeners.len());
-    for l in listeners {
-        let ctx = Rc::new(ListenerCtx {
-            name: l.name,
-            nodelay: l.nodelay,
-            ws: l.ws,
-            tls: l.tls.map(|t| ListenerTls {
-                files: Cached::new(t.files),
-                use_identity_as_username: t.use_identity_as_username,
-            }),
-        });
-        match monoio::net::TcpListener::from_std(l.socket) {
-            Ok(l) => monoio_listeners.push((l, ctx)),
-            Err(e) => {
-                let _ = report.send(StartReport {
-                    shard: id,
-                    result: Err(format!("cannot adopt listener: {e}")),
-                });
-                return;
-            }
-        }
-    }
-    let sys_interval_s = broker_config.sys_interval_s;
+    let listeners = listeners
+        .into_iter()
+        .map(|l| {
+            let ctx = ListenerCtx {
+                name: l.name,
+                nodelay: l.nodelay,
+                ws: l.ws,
+                tls: l.tls.map(|t| ListenerTls {
+                    files: Cached::new(t.files),
+                    use_identity_as_username: t.use_identity_as_username,
+                }),
+            };
+            (l.socket, ctx)
+        })
+        .collect();
     let mut broker = Broker::new(broker_config, id, count);
     let acl = acl.map(Cached::new);
     if let Some(cached) = &acl {
@@ -230,6 +290,39 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         tls_pool,
         store,
     ));
+    Parts {
+        shard,
+        listeners,
+        acl,
+        report,
+        cpu,
+    }
+}
+
+async fn shard_main(init: ShardInit, driver: &'static str) {
+    let settings = init.settings;
+    let sys_interval_s = init.broker_config.sys_interval_s;
+    let Parts {
+        shard,
+        listeners,
+        acl,
+        report,
+        cpu,
+    } = into_parts(init);
+    let id = shard.id;
+    let mut monoio_listeners = Vec::with_capacity(listeners.len());
+    for (socket, ctx) in listeners {
+        match monoio::net::TcpListener::from_std(socket) {
+            Ok(l) => monoio_listeners.push((l, Rc::new(ctx))),
+            Err(e) => {
+                let _ = report.send(StartReport {
+                    shard: id,
+                    result: Err(format!("cannot adopt listener: {e}")),
+                });
+                return;
+            }
+        }
+    }
     if let Some(cached) = acl {
         monoio::spawn(crate::acl::follow_reloads(shard.clone(), cached));
     }
@@ -269,10 +362,15 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         }
     }
     flush_storage(&shard, Duration::from_millis(STORAGE_FLUSH_MAX_MS)).await;
+    log_stopped(&shard);
+}
+
+/// The shard's last log line: its totals.
+fn log_stopped(shard: &Shard) {
     let stats = shard.broker.borrow().stats();
     let mesh = shard.mesh.borrow().stats();
     tracing::info!(
-        shard = id,
+        shard = shard.id,
         messages_received = stats.messages_received.iter().sum::<u64>(),
         messages_sent = stats.messages_sent.iter().sum::<u64>(),
         ring_pushes_over_limit = mesh.pushes_over_limit,

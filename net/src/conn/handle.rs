@@ -99,6 +99,18 @@ pub trait Handler {
     /// connection closes next. A client keeps the error to say why
     /// connecting failed.
     fn on_ws_failed(&self, _error: &WsError) {}
+    /// The native backend only: after [`Handler::on_bytes`], whether the
+    /// connection must leave this driver (a hand-off to another shard).
+    /// The driver then stops delivering, and once nothing is in flight
+    /// returns the socket and the bytes read (`uring::Event::Detached`).
+    fn detach_requested(&self) -> bool {
+        false
+    }
+    /// The handler as `Any`, so that the runtime can recognise its own
+    /// handler type in a detached connection (native backend).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// The flags and wake-ups the reader, the writer and [`DriverHandle`]
@@ -116,6 +128,21 @@ pub(super) struct Shared {
     pub(super) tls_failed: Cell<bool>,
     pub(super) writer: WakerSlot,
     pub(super) reader: WakerSlot,
+    /// Native backend: where to queue this connection for attention.
+    #[cfg(target_os = "linux")]
+    pub(super) native: std::cell::OnceCell<NativeLink>,
+    /// Native backend: already queued since the last attention.
+    #[cfg(target_os = "linux")]
+    pub(super) queued: Cell<bool>,
+}
+
+/// A native-loop connection's place: the loop's ready list, its slab slot
+/// and generation.
+#[cfg(target_os = "linux")]
+pub(super) struct NativeLink {
+    ready: Rc<crate::uring::ReadyList>,
+    slot: u32,
+    gen: u32,
 }
 
 /// The runtime's side of a driven connection: cheap to clone, `!Send`.
@@ -136,6 +163,7 @@ impl DriverHandle {
     pub fn transmit(&self) {
         self.shared.transmit.set(true);
         self.shared.writer.wake();
+        self.queue();
     }
 
     /// Flush what is waiting, then shut the socket; the reader then ends and
@@ -144,11 +172,13 @@ impl DriverHandle {
         self.shared.closing.set(true);
         self.shared.writer.wake();
         self.shared.reader.wake();
+        self.queue();
     }
 
     /// Backpressure lifted: the reader asks [`Handler::reads_paused`] again.
     pub fn resume_reads(&self) {
         self.shared.reader.wake();
+        self.queue();
     }
 
     /// [`DriverHandle::close`] was called.
@@ -167,6 +197,64 @@ impl DriverHandle {
             .reader
             .wait_until(|| self.shared.closing.get())
             .await;
+    }
+}
+
+/// The native loop's side of the handle (`crate::uring`).
+#[cfg(target_os = "linux")]
+impl DriverHandle {
+    /// Ties the handle to a native loop's slab entry.
+    pub(crate) fn link_native(&self, ready: Rc<crate::uring::ReadyList>, slot: u32, gen: u32) {
+        if self
+            .shared
+            .native
+            .set(NativeLink { ready, slot, gen })
+            .is_err()
+        {
+            tracing::error!("a driver handle was linked to a native loop twice");
+        }
+        // Anything asked before the link is acted on at the next flush.
+        self.shared.queued.set(false);
+        self.queue();
+    }
+
+    /// Queues the connection for the native loop's next flush (once).
+    pub(crate) fn queue(&self) {
+        let Some(link) = self.shared.native.get() else {
+            return;
+        };
+        if !self.shared.queued.replace(true) {
+            link.ready.list.borrow_mut().push((link.slot, link.gen));
+        }
+    }
+
+    pub(crate) fn clear_queued(&self) {
+        self.shared.queued.set(false);
+    }
+
+    /// Takes (clears) the transmit request.
+    pub(crate) fn take_transmit(&self) -> bool {
+        self.shared.transmit.replace(false)
+    }
+
+    pub(crate) fn mark_transmit(&self) {
+        self.shared.transmit.set(true);
+    }
+
+    pub(crate) fn mark_closing(&self) {
+        self.shared.closing.set(true);
+    }
+
+    pub(crate) fn mark_ended(&self) {
+        self.shared.ended.set(true);
+    }
+
+    pub(crate) fn set_tls_failed(&self) {
+        self.shared.tls_failed.set(true);
+    }
+
+    pub(crate) fn tls_failed(&self) -> bool {
+        self.shared.tls_failed.get()
     }
 }
 

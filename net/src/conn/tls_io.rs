@@ -25,17 +25,35 @@ pub struct ConnTls {
     pub pool: Option<Arc<HandshakePool>>,
 }
 
-/// The TLS state both driver tasks share.
-pub(super) struct DriverTls {
-    pub(super) session: RefCell<Box<TlsSession>>,
-    pub(super) stats: Option<Arc<HandshakeStats>>,
-    pub(super) close_notify_queued: Cell<bool>,
+/// The TLS state both driver tasks share (or the native loop's entry).
+pub(crate) struct DriverTls {
+    pub(crate) session: RefCell<Box<TlsSession>>,
+    pub(crate) stats: Option<Arc<HandshakeStats>>,
+    pub(crate) close_notify_queued: Cell<bool>,
+}
+
+impl DriverTls {
+    /// The driver's state for a connection's session (native loop).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn new(tls: ConnTls) -> DriverTls {
+        DriverTls {
+            session: RefCell::new(tls.session),
+            stats: tls.pool.map(|p| p.stats().clone()),
+            close_notify_queued: Cell::new(false),
+        }
+    }
+
+    /// The session, for a hand-off.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn into_session(self) -> Box<TlsSession> {
+        self.session.into_inner()
+    }
 }
 
 /// Feeds one read's ciphertext to the session on this thread. Returns the
 /// outcome and whether the handshake finished with this read; a server
 /// handshake step is recorded in `stats`.
-pub(super) fn decrypt(
+pub(crate) fn decrypt(
     session: &mut TlsSession,
     stats: Option<&HandshakeStats>,
     cipher: &[u8],
@@ -55,7 +73,7 @@ pub(super) fn decrypt(
 
 /// The next TLS batch: the handler's plaintext encrypted, plus whatever the
 /// session queued itself; on close, a close_notify alert once.
-pub(super) fn tls_output<H: Handler>(
+pub(crate) fn tls_output<H: Handler + ?Sized>(
     tls: &DriverTls,
     handler: &H,
     closing: bool,

@@ -39,30 +39,50 @@ impl Shard {
 /// fresh as the snapshots (a shard that does not answer within
 /// `metrics::GATHER_TIMEOUT_MS` contributes its previous one).
 pub(super) async fn sys_totals_task(shard: Rc<Shard>, interval_s: u32) {
-    // Counting starts now: traffic before the first tick is in its rate.
-    let mut load = LoadAverages::default();
-    load.update(&BrokerTotals::default(), shard.now_ms());
-    let mut clients_maximum = 0;
+    let mut totals = SysTotals::new(&shard);
     loop {
         monoio::time::sleep(Duration::from_secs(u64::from(interval_s))).await;
         if shard.is_stopping() {
             return;
         }
         let snapshots = shard.metrics.gather().await;
-        let (stats, gauges, sockets_accepted) = metrics::totals(&snapshots);
-        clients_maximum = gauges.sessions_online.max(clients_maximum);
+        totals.publish(&shard, &snapshots);
+    }
+}
+
+/// What the `$SYS` totals carry from one tick to the next.
+pub(super) struct SysTotals {
+    load: LoadAverages,
+    clients_maximum: u64,
+}
+
+impl SysTotals {
+    /// Counting starts now: traffic before the first tick is in its rate.
+    pub(super) fn new(shard: &Shard) -> SysTotals {
+        let mut load = LoadAverages::default();
+        load.update(&BrokerTotals::default(), shard.now_ms());
+        SysTotals {
+            load,
+            clients_maximum: 0,
+        }
+    }
+
+    /// Publishes the broker-wide values computed from `snapshots`.
+    pub(super) fn publish(&mut self, shard: &Shard, snapshots: &[metrics::ShardSnapshot]) {
+        let (stats, gauges, sockets_accepted) = metrics::totals(snapshots);
+        self.clients_maximum = gauges.sessions_online.max(self.clients_maximum);
         let totals = BrokerTotals {
             stats,
             gauges,
             sockets_accepted,
-            clients_maximum,
+            clients_maximum: self.clients_maximum,
         };
         let now = shard.now_ms();
-        load.update(&totals, now);
+        self.load.update(&totals, now);
         shard
             .broker
             .borrow_mut()
-            .publish_broker_totals(&totals, &load, now);
+            .publish_broker_totals(&totals, &self.load, now);
         shard.drain_events(None);
     }
 }

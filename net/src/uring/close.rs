@@ -1,0 +1,198 @@
+//! The end of a native-loop connection: write failures, the end of its
+//! receive, the report to the handler (exactly once), freeing the slab
+//! entry once nothing is in flight, detaching for a hand-off, and the
+//! per-connection deadlines (`uring` module docs: close, hand-off).
+
+use std::io;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use super::conn::{shut, Phase, Recv};
+use super::{Driver, Event, TimerKind};
+use crate::conn::{CloseReason, DriverTls};
+use crate::os::Shutdown;
+
+impl Driver {
+    /// A write failed (or timed out): abrupt close, reported once the
+    /// receive has ended.
+    pub(super) fn write_failed(&mut self, slot: u32, gen: u32, kind: io::ErrorKind) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if c.phase == Phase::Ended {
+            return;
+        }
+        c.write_failed.get_or_insert(kind);
+        c.handle.mark_closing();
+        shut(&c.fd, Shutdown::Both);
+        c.phase = Phase::Lingering;
+        if c.recv == Recv::Idle {
+            self.finish(slot, gen);
+        }
+    }
+
+    /// A receive ended with EOF (0) or an error.
+    pub(super) fn recv_ended(&mut self, slot: u32, gen: u32, result: i32) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let errno = -result;
+        if result < 0 && (errno == libc::ENOBUFS || errno == libc::ECANCELED) {
+            // Out of provided buffers (recycled by now: re-arm), or the
+            // cancel of a pause or hand-off.
+            if c.recv == Recv::Idle && c.phase != Phase::Ended {
+                self.after_recv(slot, gen);
+            }
+            self.try_detach(slot, gen);
+            self.try_free(slot, gen);
+            return;
+        }
+        if c.recv != Recv::Idle {
+            return; // a multishot receive reports its end without MORE
+        }
+        match c.phase {
+            Phase::Open => {
+                let reason = if result == 0 {
+                    CloseReason::PeerClosed
+                } else {
+                    CloseReason::ReadError(io::Error::from_raw_os_error(errno).kind())
+                };
+                if c.detaching {
+                    // The peer left while routing: still detach (the owner
+                    // reads EOF) would waste a hand-off; end here.
+                    c.detaching = false;
+                }
+                self.end(slot, gen, reason);
+            }
+            Phase::Flushing => {
+                // The peer closed while we flush: the flush deadline or the
+                // send's completion ends it; report once the send is done.
+                if c.sending.is_none() {
+                    self.finish(slot, gen);
+                }
+            }
+            Phase::Lingering => self.finish(slot, gen),
+            Phase::Ended => self.try_free(slot, gen),
+        }
+    }
+
+    /// A graceful or abrupt close is complete: report it.
+    pub(super) fn finish(&mut self, slot: u32, gen: u32) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let reason = if c.handle.tls_failed() {
+            CloseReason::TlsError
+        } else {
+            c.write_failed
+                .map_or(CloseReason::Local, CloseReason::WriteError)
+        };
+        self.end(slot, gen, reason);
+    }
+
+    /// Reports the close to the handler (once) and frees the entry when no
+    /// operation is in flight.
+    pub(super) fn end(&mut self, slot: u32, gen: u32, reason: CloseReason) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if c.phase == Phase::Ended {
+            return;
+        }
+        c.phase = Phase::Ended;
+        c.buf = BytesMut::new();
+        // End whatever is in flight (a receive completes with 0, a send
+        // fails); the peer gets FIN after the bytes already queued.
+        if c.recv != Recv::Idle || c.sending.is_some() {
+            shut(&c.fd, Shutdown::Both);
+        }
+        c.handle.mark_ended();
+        let handler = c.handler.clone();
+        handler.on_closed(reason);
+        self.try_free(slot, gen);
+    }
+
+    /// Frees an ended entry once nothing is in flight (closing its fd).
+    pub(super) fn try_free(&mut self, slot: u32, gen: u32) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if c.phase != Phase::Ended || c.recv != Recv::Idle || c.sending.is_some() {
+            return;
+        }
+        self.slots[slot as usize].conn = None;
+        self.free.push(slot);
+        self.live -= 1;
+    }
+
+    /// Detaches a connection whose handler asked for it once nothing is in
+    /// flight (module docs: hand-off).
+    pub(super) fn try_detach(&mut self, slot: u32, gen: u32) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if !c.detaching || c.phase != Phase::Open || c.recv != Recv::Idle || c.sending.is_some() {
+            return;
+        }
+        let Some(c) = self.slots[slot as usize].conn.take() else {
+            return;
+        };
+        self.free.push(slot);
+        self.live -= 1;
+        let tls = c
+            .tls
+            .and_then(|t| Rc::try_unwrap(t).ok())
+            .map(DriverTls::into_session);
+        self.events.push(Event::Detached {
+            handler: c.handler,
+            fd: c.fd,
+            bytes: c.buf,
+            tls,
+        });
+    }
+
+    pub(super) fn on_timer(&mut self, slot: u32, gen: u32, kind: TimerKind) {
+        let now = self.now_ms;
+        let timeout = self.config.packet_complete_timeout_ms;
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        match (kind, c.phase) {
+            (TimerKind::PacketComplete, Phase::Open) => {
+                let due = c.packet_started_ms.is_some_and(|s| s + timeout <= now);
+                if due && !c.paused {
+                    self.end(slot, gen, CloseReason::PacketTimeout);
+                } else if let Some(started) = c.packet_started_ms {
+                    // Paused time does not count: look again later.
+                    let at = if c.paused {
+                        now + timeout
+                    } else {
+                        started + timeout
+                    };
+                    if c.paused {
+                        c.packet_started_ms = Some(now);
+                    }
+                    self.timers.push(std::cmp::Reverse((
+                        at,
+                        slot,
+                        gen,
+                        TimerKind::PacketComplete,
+                    )));
+                }
+            }
+            (TimerKind::CloseFlush, Phase::Flushing) => {
+                self.write_failed(slot, gen, io::ErrorKind::TimedOut);
+            }
+            (TimerKind::CloseLinger, Phase::Lingering) => {
+                if c.recv == Recv::Idle {
+                    self.finish(slot, gen);
+                } else {
+                    // Ends the pending receive with 0 bytes.
+                    shut(&c.fd, Shutdown::Read);
+                }
+            }
+            _ => {}
+        }
+    }
+}

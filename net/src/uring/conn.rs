@@ -1,0 +1,485 @@
+//! One connection of the native loop: its slab entry ([`Conn`]) and the
+//! driver's handling of its receives, sends, close and timers (module
+//! docs of `uring`).
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use io_uring::{cqueue, opcode, types};
+
+use super::{raw, token, Driver, Op, TimerKind, PARTIAL_COPY_MAX_BYTES, SCRATCH_BYTES};
+use crate::conn::{decrypt, tls_output, DriverTls};
+use crate::conn::{CloseReason, ConnTls, DriverHandle, Handler};
+use crate::os::{self, Shutdown};
+use crate::tls::TlsRead;
+
+/// The state of a connection's multishot receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Recv {
+    /// None in flight.
+    Idle,
+    Armed,
+    /// A cancel was submitted (paused reads or a hand-off).
+    Cancelling,
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    Open,
+    /// Closing: flushing the last output (bounded by the flush deadline).
+    Flushing,
+    /// FIN sent; discarding input until EOF or the linger deadline.
+    Lingering,
+    /// `on_closed` was called; freed once nothing is in flight.
+    Ended,
+}
+
+/// A connection's slab entry.
+pub(super) struct Conn {
+    pub(super) fd: OwnedFd,
+    pub(super) handler: Rc<dyn Handler>,
+    pub(super) handle: DriverHandle,
+    /// The partial frame the handler left (plaintext); empty when idle.
+    pub(super) buf: BytesMut,
+    pub(super) tls: Option<Rc<DriverTls>>,
+    /// The batch being sent and how much of it the kernel took; kept here
+    /// until the send's completion arrives.
+    pub(super) sending: Option<(Bytes, usize)>,
+    pub(super) recv: Recv,
+    pub(super) phase: Phase,
+    /// When the packet left incomplete in `buf` started (ms).
+    pub(super) packet_started_ms: Option<u64>,
+    /// The handler asked to be detached (hand-off); no more deliveries.
+    pub(super) detaching: bool,
+    /// Reads are paused (the handler said so); input is kept in `buf`.
+    pub(super) paused: bool,
+    pub(super) write_failed: Option<io::ErrorKind>,
+}
+
+impl Conn {
+    pub(super) fn new(
+        fd: OwnedFd,
+        handler: Rc<dyn Handler>,
+        handle: DriverHandle,
+        tls: Option<ConnTls>,
+    ) -> Conn {
+        Conn {
+            fd,
+            handler,
+            handle,
+            buf: BytesMut::new(),
+            tls: tls.map(|t| Rc::new(DriverTls::new(t))),
+            sending: None,
+            recv: Recv::Idle,
+            phase: Phase::Open,
+            packet_started_ms: None,
+            detaching: false,
+            paused: false,
+            write_failed: None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Conn {
+    /// Bytes of a partial frame held.
+    pub(super) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Capacity of the buffer held.
+    pub(super) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+pub(super) fn shut(fd: &OwnedFd, how: Shutdown) {
+    if let Err(e) = os::shutdown(raw(fd), how) {
+        tracing::trace!(?how, error = %e, "shutdown");
+    }
+}
+
+impl Driver {
+    pub(super) fn conn(&mut self, slot: u32, gen: u32) -> Option<&mut Conn> {
+        let entry = self.slots.get_mut(slot as usize)?;
+        if entry.gen != gen {
+            return None;
+        }
+        entry.conn.as_mut()
+    }
+
+    /// A new connection's first steps: TLS established already (hand-off),
+    /// the bytes read before it came here, the first receive.
+    pub(super) fn start_conn(&mut self, slot: u32, gen: u32, initial: BytesMut) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if let Some(tls) = &c.tls {
+            let session = tls.session.borrow();
+            if !session.is_handshaking() {
+                c.handler.on_tls_established(&session);
+            }
+        }
+        if !initial.is_empty() && !c.handle.is_closing() {
+            c.buf = initial;
+            self.deliver_buf(slot, gen);
+        }
+        self.attend(slot, gen);
+    }
+
+    /// Acts on whatever the connection's handle asked for (flush docs).
+    pub(super) fn attend(&mut self, slot: u32, gen: u32) {
+        let now = self.now_ms;
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        c.handle.clear_queued();
+        if c.phase == Phase::Ended {
+            return;
+        }
+        if c.handle.is_closing() && c.phase == Phase::Open {
+            c.phase = Phase::Flushing;
+            let at = now + self.config.close_flush_timeout_ms;
+            self.timers
+                .push(std::cmp::Reverse((at, slot, gen, TimerKind::CloseFlush)));
+        }
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if c.phase == Phase::Open && c.paused && !c.detaching && !c.handler.reads_paused() {
+            c.paused = false;
+            // Frames left unread while paused go first (reader docs).
+            if !c.buf.is_empty() {
+                self.deliver_buf(slot, gen);
+            }
+        }
+        self.pump_send(slot, gen);
+        self.arm_recv(slot, gen);
+    }
+
+    /// Starts the next send if none is in flight and output waits; when a
+    /// closing connection has nothing left, sends FIN and lingers.
+    fn pump_send(&mut self, slot: u32, gen: u32) {
+        let now = self.now_ms;
+        let linger_ms = self.config.close_linger_ms;
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if c.sending.is_some() || c.phase == Phase::Ended || c.phase == Phase::Lingering {
+            return;
+        }
+        let closing = c.phase == Phase::Flushing;
+        if !c.handle.take_transmit() && !closing {
+            return;
+        }
+        let batch = match &c.tls {
+            None => Ok(c.handler.take_outgoing()),
+            Some(tls) => tls_output(tls, &*c.handler, closing),
+        };
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS encryption failed; closing the connection");
+                self.write_failed(slot, gen, io::ErrorKind::InvalidData);
+                return;
+            }
+        };
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        match batch {
+            Some(batch) if !batch.is_empty() => {
+                c.sending = Some((batch, 0));
+                self.submit_send(slot, gen);
+            }
+            _ if closing => {
+                // Everything flushed: FIN, then discard until EOF or linger.
+                shut(&c.fd, Shutdown::Write);
+                c.phase = Phase::Lingering;
+                self.timers.push(std::cmp::Reverse((
+                    now + linger_ms,
+                    slot,
+                    gen,
+                    TimerKind::CloseLinger,
+                )));
+            }
+            _ => {}
+        }
+    }
+
+    fn submit_send(&mut self, slot: u32, gen: u32) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let Some((bytes, sent)) = &c.sending else {
+            return;
+        };
+        let rest = &bytes[*sent..];
+        let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+        // SAFETY (buffer lifetime): `rest` points into the `Bytes` held in
+        // this slab entry's `sending` until this send's completion is
+        // handled (`on_send`), and a slab entry is never freed while a send
+        // is in flight (`try_free`); `Bytes` never moves its heap data.
+        let sqe = opcode::Send::new(types::Fd(raw(&c.fd)), rest.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(token(Op::Send, slot, gen));
+        self.push(sqe);
+    }
+
+    pub(super) fn on_send(&mut self, slot: u32, gen: u32, result: i32) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let Some((bytes, sent)) = c.sending.as_mut() else {
+            return;
+        };
+        if result < 0 {
+            c.sending = None;
+            let kind = io::Error::from_raw_os_error(-result).kind();
+            self.write_failed(slot, gen, kind);
+            self.try_free(slot, gen);
+            return;
+        }
+        *sent += result as usize;
+        if *sent < bytes.len() && result > 0 {
+            self.submit_send(slot, gen);
+            return;
+        }
+        c.sending = None;
+        if c.phase == Phase::Ended {
+            self.try_free(slot, gen);
+            return;
+        }
+        // The engine asked to be called again if more waited behind it.
+        if c.phase == Phase::Open {
+            c.handle.mark_transmit();
+        }
+        self.pump_send(slot, gen);
+        self.arm_recv(slot, gen);
+    }
+
+    /// Keeps a multishot receive in flight while the connection wants input.
+    fn arm_recv(&mut self, slot: u32, gen: u32) {
+        let group = self.bufs.group;
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let wanted = match c.phase {
+            Phase::Open => !c.paused && !c.detaching,
+            Phase::Flushing | Phase::Lingering => true,
+            Phase::Ended => false,
+        };
+        if !wanted || c.recv != Recv::Idle {
+            return;
+        }
+        c.recv = Recv::Armed;
+        // The receive selects a buffer of the provided ring (no pointer
+        // into the slab entry); the fd stays open until it completes
+        // (`try_free`).
+        let sqe = opcode::RecvMulti::new(types::Fd(raw(&c.fd)), group)
+            .build()
+            .user_data(token(Op::Recv, slot, gen));
+        self.push(sqe);
+    }
+
+    pub(super) fn cancel_recv(&mut self, slot: u32, gen: u32) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if c.recv != Recv::Armed {
+            return;
+        }
+        c.recv = Recv::Cancelling;
+        let sqe = opcode::AsyncCancel::new(token(Op::Recv, slot, gen))
+            .build()
+            .user_data(token(Op::Cancel, slot, gen));
+        self.push(sqe);
+    }
+
+    pub(super) fn on_recv(&mut self, slot: u32, gen: u32, result: i32, flags: u32) {
+        let bid = cqueue::buffer_select(flags);
+        let data_len = usize::try_from(result).unwrap_or(0);
+        // Copy the kernel buffer out and recycle it at once, whatever
+        // happens to the connection.
+        let mut chunk = std::mem::take(&mut self.scratch);
+        chunk.clear();
+        let stale = self.conn(slot, gen).is_none();
+        if let Some(bid) = bid {
+            if !stale {
+                if let Some(data) = self.bufs.filled(bid, data_len) {
+                    // Reuses the scratch allocation unless the engine still
+                    // holds frames of it.
+                    chunk.reserve(SCRATCH_BYTES.max(data.len()));
+                    chunk.extend_from_slice(data);
+                }
+            }
+            self.bufs.recycle(bid);
+        }
+        let Some(c) = self.conn(slot, gen) else {
+            self.scratch = chunk;
+            return;
+        };
+        if !cqueue::more(flags) {
+            c.recv = Recv::Idle;
+        }
+        if result <= 0 {
+            self.scratch = chunk;
+            self.recv_ended(slot, gen, result);
+            return;
+        }
+        match c.phase {
+            Phase::Open => {}
+            // Input after a close is discarded (graceful close).
+            _ => {
+                self.scratch = chunk;
+                self.after_recv(slot, gen);
+                return;
+            }
+        }
+        match c.tls.clone() {
+            None => {
+                if c.buf.is_empty() && !c.detaching && !c.paused {
+                    // The common case: the engine reads the scratch buffer
+                    // and only a partial frame it leaves stays behind.
+                    c.buf = std::mem::take(&mut chunk);
+                    self.deliver_buf(slot, gen);
+                    if let Some(c) = self.conn(slot, gen) {
+                        chunk = keep_partial(&mut c.buf);
+                    }
+                } else {
+                    c.buf.extend_from_slice(&chunk);
+                    self.deliver_buf(slot, gen);
+                }
+            }
+            Some(tls) => self.decrypt_into(slot, gen, &tls, &chunk),
+        }
+        chunk.clear();
+        self.scratch = chunk;
+        self.after_recv(slot, gen);
+    }
+
+    /// TLS: decrypt one receive into the connection's plaintext buffer.
+    fn decrypt_into(&mut self, slot: u32, gen: u32, tls: &DriverTls, cipher: &[u8]) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let (result, established) = decrypt(
+            &mut tls.session.borrow_mut(),
+            tls.stats.as_deref(),
+            cipher,
+            &mut c.buf,
+        );
+        if tls.session.borrow().wants_write() {
+            // Handshake flight, alert or ticket.
+            c.handle.mark_transmit();
+            c.handle.queue();
+        }
+        let peer_closed = match result {
+            Ok(state) => state == TlsRead::PeerClosed,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS session failed; closing the connection");
+                c.handler.on_tls_failed(&e);
+                c.write_failed = None;
+                c.handle.set_tls_failed();
+                c.handle.close();
+                return;
+            }
+        };
+        if established {
+            c.handler.on_tls_established(&tls.session.borrow());
+        }
+        if !c.buf.is_empty() {
+            self.deliver_buf(slot, gen);
+        }
+        if peer_closed {
+            self.end(slot, gen, CloseReason::PeerClosed);
+        }
+    }
+
+    /// After a receive: pause or detach if the handler asked, enforce the
+    /// buffer limit, keep the receive armed.
+    pub(super) fn after_recv(&mut self, slot: u32, gen: u32) {
+        let max = self.config.read_buffer_max_bytes;
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if c.phase == Phase::Open && c.buf.len() >= max {
+            self.end(slot, gen, CloseReason::ReadBufferFull);
+            return;
+        }
+        if c.phase == Phase::Open && (c.paused || c.detaching) {
+            self.cancel_recv(slot, gen);
+            self.try_detach(slot, gen);
+            return;
+        }
+        self.attend(slot, gen);
+    }
+
+    /// Hands the connection's buffer to its handler (reader docs: the
+    /// started-packet clock), unless paused or detaching.
+    fn deliver_buf(&mut self, slot: u32, gen: u32) {
+        let now = self.now_ms;
+        let timeout = self.config.packet_complete_timeout_ms;
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        if c.detaching || c.phase != Phase::Open {
+            return;
+        }
+        if c.handler.reads_paused() {
+            c.paused = true;
+            return;
+        }
+        let before = c.buf.len();
+        c.handler.on_bytes(&mut c.buf);
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let started = match (c.packet_started_ms, c.buf.len()) {
+            (_, 0) => None,
+            (Some(started), left) if left >= before => Some(started),
+            _ => Some(now),
+        };
+        if started.is_some() && started != c.packet_started_ms {
+            self.timers.push(std::cmp::Reverse((
+                now + timeout,
+                slot,
+                gen,
+                TimerKind::PacketComplete,
+            )));
+        }
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        c.packet_started_ms = started;
+        if c.handler.detach_requested() {
+            c.detaching = true;
+        } else if c.handler.reads_paused() {
+            c.paused = true;
+        }
+    }
+}
+
+/// After the engine read from the scratch buffer now in `buf`: keeps only
+/// the partial frame it left (a small one copied into its own buffer, so
+/// an idle connection does not pin the scratch allocation) and returns the
+/// scratch buffer for the next receive (empty).
+fn keep_partial(buf: &mut BytesMut) -> BytesMut {
+    let mut used = std::mem::take(buf);
+    if used.is_empty() {
+        return used;
+    }
+    if used.len() <= PARTIAL_COPY_MAX_BYTES && used.capacity() <= SCRATCH_BYTES {
+        *buf = BytesMut::from(&used[..]);
+        used.clear();
+        return used;
+    }
+    // A large partial frame keeps the allocation, as does one the handler
+    // gave an exact buffer for the rest of its packet.
+    *buf = used;
+    BytesMut::new()
+}

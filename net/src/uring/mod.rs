@@ -1,0 +1,569 @@
+//! The native io_uring backend: one event loop per shard, directly on the
+//! `io-uring` crate, driving every connection of the shard without a task
+//! per connection (DESIGN.md section 3; the monoio driver in [`crate::conn`]
+//! stays the portable fallback).
+//!
+//! ```text
+//!   shard loop turn (crate `ringmq`, shard::native):
+//!     mesh, auth verdicts, engine timer ... ─▶ Handler calls ─▶ DriverHandle::transmit/close
+//!                                                                 │ (slot queued once)
+//!     Driver::flush: for each queued connection take_outgoing() ─▶ one SEND SQE each
+//!     Driver::submit_and_wait(deadline): ONE io_uring_enter submits them all and sleeps
+//!     Driver::complete: CQEs ─▶ accept (multishot) ─▶ Event::Accepted
+//!                              recv (multishot, provided buffer) ─▶ Handler::on_bytes
+//!                              send done ─▶ next batch (appended meanwhile) or close step
+//!                              eventfd read ─▶ the loop looks at its rings again
+//!     Driver::fire_timers(now): packet-complete, close flush/linger, accept back-off
+//! ```
+//!
+//! - Receive: one multishot `IORING_OP_RECV` per connection, selecting
+//!   from the shard's provided-buffer ring ([`bufring`]); the bytes are
+//!   copied into a shard-wide scratch buffer for the engine and the kernel
+//!   buffer is recycled at once. Only a partial frame the engine leaves
+//!   stays with the connection. An idle connection holds no buffer and no
+//!   task: a slab entry ([`conn`]), its `DriverHandle` and its handler.
+//! - Send: at most one `IORING_OP_SEND` in flight per connection; while it
+//!   is, new output accumulates in the engine's buffer for that connection
+//!   and leaves as one batch when the send completes. The `Bytes` of a send
+//!   stay in the slab entry until its completion arrives.
+//! - Timers: one heap of deadlines for the whole shard (entries only while
+//!   a packet is half-received or a connection is closing); the loop sleeps
+//!   in `io_uring_enter` with the earliest deadline as its timeout
+//!   (`IORING_ENTER_EXT_ARG`), so keep-alive and idle connections cost
+//!   nothing per connection.
+//! - Close: the same graceful sequence as the monoio driver (`conn` module
+//!   docs): flush (bounded by `close_flush_timeout_ms`), `shutdown(SHUT_WR)`,
+//!   discard input until EOF or `close_linger_ms`, then `shutdown(SHUT_RD)`
+//!   ends the receive; the fd is closed only once no operation on it is in
+//!   flight, and [`Handler::on_closed`] is called exactly once.
+//! - Hand-off: a handler that asks to be detached
+//!   ([`Handler::detach_requested`], the routing step of a new connection)
+//!   gets its receive cancelled; once nothing is in flight the fd, the
+//!   bytes read and the TLS session come back as [`Event::Detached`].
+//! - TLS rides the same byte transform as the monoio driver
+//!   ([`crate::conn::ConnTls`]: decrypt what a receive delivered, encrypt
+//!   each batch) and an established session leaves with a detached fd;
+//!   the hand-over of handshake steps to the helper threads
+//!   (`crate::tls::offload`) is not driven here yet, so the shard runs TLS
+//!   and WebSocket listeners on monoio.
+//!
+//! Requirements (checked by [`Driver::new`], which the shard reports and
+//! falls back from): Linux 6.0 or later (multishot receive), provided
+//! buffer rings (5.19), `IORING_FEAT_EXT_ARG` (5.11).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Waker;
+
+use bytes::BytesMut;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use crate::conn::{ConnTls, DriverConfig, DriverHandle, Handler};
+use crate::tls::TlsSession;
+
+mod bufring;
+mod close;
+mod conn;
+#[cfg(test)]
+mod tests;
+mod waker;
+
+use bufring::BufRing;
+use conn::Conn;
+use waker::EventFd;
+
+/// Sizes of one shard's ring and receive buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UringLimits {
+    /// Submission queue entries (the completion queue gets twice as many).
+    pub ring_entries: u32,
+    /// Provided receive buffers per shard (a power of two, at most 32768).
+    pub recv_buffers: u16,
+    /// Size of each provided receive buffer, in bytes.
+    pub recv_buffer_bytes: u32,
+}
+
+impl Default for UringLimits {
+    fn default() -> Self {
+        UringLimits {
+            ring_entries: 4096,
+            recv_buffers: 256,
+            recv_buffer_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Scratch buffer the engine reads from, in bytes (holds one receive).
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// A partial frame up to this size is copied into its own exact buffer;
+/// a larger one keeps the scratch allocation it arrived in (bytes).
+const PARTIAL_COPY_MAX_BYTES: usize = 4 * 1024;
+/// Back-off after an accept error such as EMFILE, in milliseconds.
+const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
+/// The buffer group id of the shard's provided buffers.
+const BUF_GROUP: u16 = 0;
+
+/// What the operation behind a completion was (low byte of `user_data`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Op {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Cancel = 4,
+    Wake = 5,
+}
+
+/// `user_data`: generation (32 bits) | slot (24 bits) | op (8 bits). A
+/// completion for a slot reused since carries the old generation and is
+/// ignored.
+fn token(op: Op, slot: u32, gen: u32) -> u64 {
+    (u64::from(gen) << 32) | (u64::from(slot & 0x00FF_FFFF) << 8) | op as u64
+}
+
+fn untoken(data: u64) -> (u8, u32, u32) {
+    (
+        (data & 0xFF) as u8,
+        ((data >> 8) & 0x00FF_FFFF) as u32,
+        (data >> 32) as u32,
+    )
+}
+
+/// Most connections one shard's slab addresses (24-bit slot numbers).
+pub const CONNECTIONS_MAX_PER_SHARD: usize = 0x00FF_FFFF;
+
+/// What the loop must act on after [`Driver::complete`].
+pub enum Event {
+    /// A listener accepted a connection.
+    Accepted { listener: usize, fd: OwnedFd },
+    /// An accept failed (logged by the caller); retried after a back-off.
+    AcceptFailed { listener: usize, error: io::Error },
+    /// A connection whose handler asked to be detached, with nothing in
+    /// flight any more: its socket, the plaintext read so far and its TLS
+    /// session. Its handler's `on_closed` was not called.
+    Detached {
+        handler: Rc<dyn Handler>,
+        fd: OwnedFd,
+        bytes: BytesMut,
+        tls: Option<Box<TlsSession>>,
+    },
+}
+
+/// Kinds of per-connection deadline in the timer heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    PacketComplete,
+    CloseFlush,
+    CloseLinger,
+    AcceptRetry,
+}
+
+/// One shard's native loop state (module docs).
+pub struct Driver {
+    ring: IoUring,
+    bufs: BufRing,
+    wake: Arc<EventFd>,
+    /// Target of the in-flight eventfd read (8 bytes, boxed: stable).
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    listeners: Vec<Listener>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    ready: Rc<ReadyList>,
+    timers: BinaryHeap<Reverse<(u64, u32, u32, TimerKind)>>,
+    scratch: BytesMut,
+    cqes: Vec<(u64, i32, u32)>,
+    events: Vec<Event>,
+    config: DriverConfig,
+    now_ms: u64,
+}
+
+struct Listener {
+    fd: RawFd,
+    armed: bool,
+    stopped: bool,
+}
+
+struct Slot {
+    gen: u32,
+    conn: Option<Conn>,
+}
+
+/// Connections whose handle asked for attention (transmit, close, resume
+/// reads) since the last flush: (slot, generation), each at most once.
+#[derive(Default)]
+pub(crate) struct ReadyList {
+    pub(crate) list: std::cell::RefCell<Vec<(u32, u32)>>,
+}
+
+/// Whether this kernel is recent enough for the native loop (multishot
+/// receive: Linux 6.0).
+fn kernel_supports_multishot_recv() -> bool {
+    // SAFETY: uname fills the zeroed struct it is given.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return false;
+    }
+    // SAFETY: uname NUL-terminates `release`.
+    let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
+    let release = release.to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 0)
+}
+
+impl Driver {
+    /// Sets up the ring, the provided buffers and the wake-up eventfd; an
+    /// error says which io_uring feature the kernel (or a sandbox) refused.
+    pub fn new(limits: UringLimits, config: DriverConfig) -> io::Result<Driver> {
+        if !kernel_supports_multishot_recv() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "multishot receive needs Linux 6.0 or later",
+            ));
+        }
+        let cq = limits.ring_entries.saturating_mul(2);
+        let ring = IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_single_issuer()
+            .setup_coop_taskrun()
+            .build(limits.ring_entries)
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_cqsize(cq)
+                    .build(limits.ring_entries)
+            })
+            .map_err(|e| io::Error::new(e.kind(), format!("io_uring_setup: {e}")))?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring lacks IORING_FEAT_EXT_ARG (Linux 5.11)",
+            ));
+        }
+        let bufs = BufRing::new(
+            &ring.submitter(),
+            limits.recv_buffers,
+            limits.recv_buffer_bytes,
+            BUF_GROUP,
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("provided buffer ring: {e}")))?;
+        let mut driver = Driver {
+            ring,
+            bufs,
+            wake: EventFd::new()?,
+            wake_buf: Box::new(0),
+            wake_armed: false,
+            listeners: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            ready: Rc::new(ReadyList::default()),
+            timers: BinaryHeap::new(),
+            scratch: BytesMut::new(),
+            cqes: Vec::new(),
+            events: Vec::new(),
+            config,
+            now_ms: 0,
+        };
+        driver.arm_wake();
+        Ok(driver)
+    }
+
+    /// A waker other threads call to end this loop's sleep.
+    pub fn waker(&self) -> Waker {
+        self.wake.waker()
+    }
+
+    /// Live connections (not yet freed).
+    pub fn connections(&self) -> usize {
+        self.live
+    }
+
+    /// Starts accepting on `fd` (a listening socket the caller keeps open
+    /// until [`Driver::stop_accepting`] and the loop's end); returns its
+    /// index for [`Event::Accepted`].
+    pub fn add_listener(&mut self, fd: RawFd) -> usize {
+        self.listeners.push(Listener {
+            fd,
+            armed: false,
+            stopped: false,
+        });
+        let index = self.listeners.len() - 1;
+        self.arm_accept(index);
+        index
+    }
+
+    /// Stops accepting on every listener (pending accepts are cancelled;
+    /// sockets accepted meanwhile are closed).
+    pub fn stop_accepting(&mut self) {
+        for index in 0..self.listeners.len() {
+            self.listeners[index].stopped = true;
+            if self.listeners[index].armed {
+                let cancel = opcode::AsyncCancel::new(token(Op::Accept, index as u32, 0))
+                    .build()
+                    .user_data(token(Op::Cancel, 0, 0));
+                self.push(cancel);
+            }
+        }
+    }
+
+    /// Drives a new connection: `initial` holds bytes already read (given to
+    /// the handler first). Returns `false` (dropping the socket) if the
+    /// slab is full.
+    pub fn add(
+        &mut self,
+        fd: OwnedFd,
+        handler: Rc<dyn Handler>,
+        handle: DriverHandle,
+        initial: BytesMut,
+        tls: Option<ConnTls>,
+    ) -> bool {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None if self.slots.len() < CONNECTIONS_MAX_PER_SHARD => {
+                self.slots.push(Slot { gen: 0, conn: None });
+                (self.slots.len() - 1) as u32
+            }
+            None => return false,
+        };
+        let entry = &mut self.slots[slot as usize];
+        entry.gen = entry.gen.wrapping_add(1);
+        let gen = entry.gen;
+        handle.link_native(self.ready.clone(), slot, gen);
+        entry.conn = Some(Conn::new(fd, handler, handle, tls));
+        self.live += 1;
+        self.start_conn(slot, gen, initial);
+        true
+    }
+
+    /// Processes the connections whose handles asked for attention: sends
+    /// their output, starts closes, resumes reads. Call before sleeping.
+    pub fn flush(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        loop {
+            let batch = std::mem::take(&mut *self.ready.list.borrow_mut());
+            if batch.is_empty() {
+                break;
+            }
+            for (slot, gen) in batch {
+                self.attend(slot, gen);
+            }
+        }
+        self.bufs.publish();
+    }
+
+    /// Whether connections wait for [`Driver::flush`].
+    pub fn has_ready(&self) -> bool {
+        !self.ready.list.borrow().is_empty()
+    }
+
+    /// The earliest timer deadline, in ms on the caller's clock.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((at, ..))| *at)
+    }
+
+    /// Submits everything queued with one `io_uring_enter` and waits until
+    /// a completion arrives or `timeout_ms` passes (`Some(0)`: no wait).
+    pub fn submit_and_wait(&mut self, timeout_ms: Option<u64>) -> io::Result<()> {
+        let result = match timeout_ms {
+            Some(0) => self.ring.submit(),
+            None => self.ring.submit_and_wait(1),
+            Some(ms) => {
+                let ts = types::Timespec::new()
+                    .sec(ms / 1000)
+                    .nsec(((ms % 1000) * 1_000_000) as u32);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Handles every completion that arrived; returns what the shard loop
+    /// must act on (accepted sockets, detached connections).
+    pub fn complete(&mut self, now_ms: u64) -> std::vec::Drain<'_, Event> {
+        self.now_ms = now_ms;
+        loop {
+            let mut cqes = std::mem::take(&mut self.cqes);
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            if cqes.is_empty() {
+                self.cqes = cqes;
+                break;
+            }
+            for (data, result, flags) in cqes.drain(..) {
+                self.dispatch(data, result, flags);
+            }
+            self.cqes = cqes;
+            self.bufs.publish();
+        }
+        self.events.drain(..)
+    }
+
+    /// Fires the timers due at `now_ms`.
+    pub fn fire_timers(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        while let Some(Reverse((at, slot, gen, kind))) = self.timers.peek().copied() {
+            if at > now_ms {
+                break;
+            }
+            self.timers.pop();
+            if kind == TimerKind::AcceptRetry {
+                self.arm_accept(slot as usize);
+                continue;
+            }
+            self.on_timer(slot, gen, kind);
+        }
+    }
+
+    /// Gives back the spare capacity of the slab and lists (after a burst
+    /// of closes).
+    pub fn shrink_memory(&mut self) {
+        // Trailing free slots go (nothing is in flight for a free slot, so
+        // no completion can name one later).
+        while matches!(self.slots.last(), Some(s) if s.conn.is_none()) {
+            self.slots.pop();
+        }
+        let len = self.slots.len();
+        self.free.retain(|&s| (s as usize) < len);
+        self.slots.shrink_to_fit();
+        self.free.shrink_to_fit();
+        self.timers.shrink_to_fit();
+        self.cqes.shrink_to_fit();
+        self.scratch = BytesMut::new();
+    }
+
+    fn dispatch(&mut self, data: u64, result: i32, flags: u32) {
+        let (op, slot, gen) = untoken(data);
+        match op {
+            x if x == Op::Accept as u8 => self.on_accept(slot as usize, result, flags),
+            x if x == Op::Recv as u8 => self.on_recv(slot, gen, result, flags),
+            x if x == Op::Send as u8 => self.on_send(slot, gen, result),
+            x if x == Op::Wake as u8 => {
+                self.wake_armed = false;
+                self.arm_wake();
+            }
+            _ => {} // cancellations: their target's completion says it all
+        }
+    }
+
+    fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
+        let Some(listener) = self.listeners.get_mut(index) else {
+            return;
+        };
+        if !cqueue::more(flags) {
+            listener.armed = false;
+        }
+        let stopped = listener.stopped;
+        if result >= 0 {
+            // SAFETY: a successful accept completion's result is a new
+            // descriptor that nothing else owns.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(result) };
+            if stopped {
+                return; // dropping it closes it
+            }
+            self.events.push(Event::Accepted {
+                listener: index,
+                fd,
+            });
+        } else if -result != libc::ECANCELED && !stopped {
+            let errno = -result;
+            self.events.push(Event::AcceptFailed {
+                listener: index,
+                error: io::Error::from_raw_os_error(errno),
+            });
+            if matches!(
+                errno,
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+            ) {
+                let at = self.now_ms + ACCEPT_ERROR_BACKOFF_MS;
+                self.timers
+                    .push(Reverse((at, index as u32, 0, TimerKind::AcceptRetry)));
+                return;
+            }
+        }
+        if !self.listeners[index].armed {
+            self.arm_accept(index);
+        }
+    }
+
+    fn arm_accept(&mut self, index: usize) {
+        let Some(listener) = self.listeners.get_mut(index) else {
+            return;
+        };
+        if listener.armed || listener.stopped {
+            return;
+        }
+        listener.armed = true;
+        let sqe = opcode::AcceptMulti::new(types::Fd(listener.fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(token(Op::Accept, index as u32, 0));
+        self.push(sqe);
+    }
+
+    fn arm_wake(&mut self) {
+        if self.wake_armed {
+            return;
+        }
+        self.wake_armed = true;
+        let buf: *mut u64 = &mut *self.wake_buf;
+        // SAFETY: the read targets `wake_buf`, a boxed u64 that lives (at
+        // the same address) as long as the driver, and the driver's ring is
+        // torn down (ending the read) before the box is freed: `ring` is
+        // declared before `wake_buf`, so it drops first.
+        let sqe = opcode::Read::new(types::Fd(self.wake.raw()), buf.cast(), 8)
+            .build()
+            .user_data(token(Op::Wake, 0, 0));
+        self.push(sqe);
+    }
+
+    /// Queues one SQE, submitting what is queued first if the queue is full.
+    fn push(&mut self, sqe: squeue::Entry) {
+        loop {
+            // SAFETY: every SQE built in this module points only at memory
+            // that outlives its completion (see each builder's SAFETY note:
+            // send buffers stay in their slab entry, the eventfd target is
+            // boxed, receives use the provided-buffer ring).
+            let pushed = unsafe { self.ring.submission().push(&sqe) };
+            if pushed.is_ok() {
+                return;
+            }
+            if let Err(e) = self.ring.submit() {
+                tracing::warn!(error = %e, "io_uring_enter (submission queue full)");
+            }
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.bufs.unregister(&self.ring.submitter());
+    }
+}
+
+/// The fd of a slab entry (for `AsRawFd` users in `conn`).
+fn raw(fd: &OwnedFd) -> RawFd {
+    fd.as_raw_fd()
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the browser package: wasm/pkg (client + in-tab broker) and
+# wasm/pkg-client (client only), each an ES module for `--target web`
+# (ringmq_wasm.js, ringmq_wasm.d.ts, ringmq_wasm_bg.wasm), optimised by
+# wasm-opt, and prints the .wasm sizes, raw and gzipped.
+#
+# Needs: the wasm32-unknown-unknown target (rustup), wasm-bindgen-cli at
+# exactly the version of the wasm-bindgen crate in Cargo.lock (installed
+# here with cargo install when missing or different), and wasm-opt
+# (Debian package `binaryen`). Usage: bash wasm/build.sh [--no-install]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir="${CARGO_TARGET_DIR:-target}"
+
+# The CLI must match the crate exactly: the generated glue and the
+# crate's custom sections are versioned together.
+version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+[ -n "$version" ] || { echo "wasm-bindgen not found in Cargo.lock" >&2; exit 1; }
+installed=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
+if [ "$installed" != "$version" ]; then
+  if [ "${1:-}" = "--no-install" ]; then
+    echo "wasm-bindgen-cli $version needed (found: ${installed:-none})" >&2
+    exit 1
+  fi
+  echo "installing wasm-bindgen-cli $version (found: ${installed:-none})"
+  # --locked first (the CLI's own lock file); a registry mirror missing a
+  # version pinned there makes that fail, so then resolve afresh.
+  cargo install --quiet --locked --version "$version" wasm-bindgen-cli \
+    || cargo install --quiet --version "$version" wasm-bindgen-cli
+fi
+command -v wasm-opt >/dev/null || { echo "wasm-opt missing: apt-get install binaryen" >&2; exit 1; }
+
+# build FEATURES OUT_DIR
+build() {
+  cargo build --quiet -p ringmq-wasm --target wasm32-unknown-unknown --profile wasm \
+    --no-default-features --features "$1"
+  wasm-bindgen --target web --out-dir "$2" \
+    "$target_dir/wasm32-unknown-unknown/wasm/ringmq_wasm.wasm"
+  # -Oz: size first (the engine's hot paths are small loops either way).
+  # The feature flags are those of the Rust target (Rust >= 1.82 emits
+  # bulk-memory, sign-ext, nontrapping float-to-int, multivalue).
+  wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-mutable-globals --enable-multivalue --enable-reference-types \
+    --strip-debug --strip-producers \
+    -o "$2/ringmq_wasm_bg.wasm" "$2/ringmq_wasm_bg.wasm"
+  local raw gz
+  raw=$(stat -c %s "$2/ringmq_wasm_bg.wasm")
+  gz=$(gzip -9 -c "$2/ringmq_wasm_bg.wasm" | wc -c)
+  printf '%-14s %-15s %8d bytes raw  %8d bytes gzip -9\n' "$2" "$1" "$raw" "$gz"
+}
+
+build client,broker wasm/pkg
+build client wasm/pkg-client

@@ -1,0 +1,215 @@
+//! The in-tab broker's side of its connections: one `MessagePort` per
+//! client (`createClientPort`), or many clients multiplexed on one
+//! `BroadcastChannel` (`listenBroadcastChannel`), with the framing of
+//! `client::transport` (the two sides share its constants).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use std::cell::RefCell;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{BroadcastChannel, MessageChannel, MessageEvent, MessagePort};
+
+use super::driver::{self, Shared, State};
+use crate::framing::{port_input, Input, CHANNEL_TO_BROKER, CHANNEL_TO_CLIENT, PORT_CLOSE};
+use crate::js;
+
+/// Where a connection's bytes go.
+pub enum Endpoint {
+    Port {
+        port: MessagePort,
+        _on_message: Closure<dyn FnMut(MessageEvent)>,
+    },
+    Channel {
+        channel: Rc<Listener>,
+        id: String,
+    },
+}
+
+impl Endpoint {
+    pub fn send(&self, bytes: &[u8]) -> Result<(), JsValue> {
+        match self {
+            Endpoint::Port { port, .. } => port.post_message(&js::uint8array(bytes)),
+            Endpoint::Channel { channel, id } => {
+                channel
+                    .channel
+                    .post_message(&to_client(id, "data", Some(bytes)))
+            }
+        }
+    }
+
+    /// Tells the client the connection is over, and stops listening.
+    pub fn close(self) {
+        match &self {
+            Endpoint::Port { port, .. } => {
+                if port.post_message(&JsValue::from_str(PORT_CLOSE)).is_err() {
+                    // The other side is gone already.
+                }
+            }
+            Endpoint::Channel { channel, id } => {
+                if channel
+                    .channel
+                    .post_message(&to_client(id, "close", None))
+                    .is_err()
+                {
+                    // The channel was closed (broker closing).
+                }
+            }
+        }
+        self.detach();
+    }
+
+    /// Stops listening (the client closed, or the broker is closing).
+    pub fn detach(self) {
+        match self {
+            Endpoint::Port { port, .. } => {
+                port.set_onmessage(None);
+                port.close();
+            }
+            Endpoint::Channel { channel, id } => {
+                channel.conns.borrow_mut().remove(&id);
+            }
+        }
+    }
+}
+
+/// A new MessagePort connection; returns the client's end.
+pub fn client_port(shared: &Shared) -> Result<MessagePort, JsValue> {
+    let pair = MessageChannel::new()?;
+    let mine = pair.port1();
+    let weak = Rc::downgrade(shared);
+    // The connection id is known only after accept; the closure reads it
+    // from this cell.
+    let conn_cell: Rc<std::cell::Cell<Option<usize>>> = Rc::default();
+    let cell = conn_cell.clone();
+    let on_message = Closure::wrap(Box::new(move |e: MessageEvent| {
+        let (Some(shared), Some(conn)) = (weak.upgrade(), cell.get()) else {
+            return;
+        };
+        match port_input(&e.data()) {
+            Input::Data(bytes) => driver::on_data(&shared, conn, &bytes),
+            Input::Closed { .. } | Input::Open => driver::on_closed(&shared, conn),
+        }
+    }) as Box<dyn FnMut(MessageEvent)>);
+    mine.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    let endpoint = Endpoint::Port {
+        port: mine,
+        _on_message: on_message,
+    };
+    let calls = {
+        let mut s = shared.borrow_mut();
+        let conn = driver::accept(&mut s, endpoint)
+            .ok_or_else(|| js::error("the broker is full or closed (maxConnections)", None))?;
+        conn_cell.set(Some(conn));
+        driver::pump(&mut s, &Rc::downgrade(shared))
+    };
+    driver::run(calls);
+    Ok(pair.port2())
+}
+
+/// A `message` event handler bound to JS.
+type Handler = Closure<dyn FnMut(MessageEvent)>;
+
+/// One BroadcastChannel the broker listens on, and its connections by id.
+pub struct Listener {
+    pub channel: BroadcastChannel,
+    pub conns: RefCell<HashMap<String, usize>>,
+    on_message: RefCell<Option<Handler>>,
+}
+
+impl Listener {
+    /// Stops listening and closes the channel.
+    pub fn close(&self) {
+        self.channel.set_onmessage(None);
+        self.channel.close();
+        drop(self.on_message.borrow_mut().take());
+    }
+}
+
+/// Starts accepting clients on the BroadcastChannel `name`.
+pub fn listen_channel(shared: &Shared, name: &str) -> Result<Rc<Listener>, JsValue> {
+    let listener = Rc::new(Listener {
+        channel: BroadcastChannel::new(name)?,
+        conns: RefCell::default(),
+        on_message: RefCell::default(),
+    });
+    let weak_state = Rc::downgrade(shared);
+    let weak_listener = Rc::downgrade(&listener);
+    let on_message = Closure::wrap(Box::new(move |e: MessageEvent| {
+        if let (Some(shared), Some(listener)) = (weak_state.upgrade(), weak_listener.upgrade()) {
+            on_channel_message(&shared, &listener, &e.data());
+        }
+    }) as Box<dyn FnMut(MessageEvent)>);
+    listener
+        .channel
+        .set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    *listener.on_message.borrow_mut() = Some(on_message);
+    Ok(listener)
+}
+
+fn on_channel_message(shared: &Shared, listener: &Rc<Listener>, m: &JsValue) {
+    if js::get(m, "ringmq").as_string().as_deref() != Some(CHANNEL_TO_BROKER) {
+        return;
+    }
+    let Some(id) = js::get(m, "id").as_string() else {
+        return;
+    };
+    let known = listener.conns.borrow().get(&id).copied();
+    match (js::get(m, "type").as_string().as_deref(), known) {
+        (Some("open"), None) => {
+            let endpoint = Endpoint::Channel {
+                channel: listener.clone(),
+                id: id.clone(),
+            };
+            let accepted = driver::accept(&mut shared.borrow_mut(), endpoint);
+            match accepted {
+                Some(conn) => {
+                    listener.conns.borrow_mut().insert(id, conn);
+                    let calls = driver::pump(&mut shared.borrow_mut(), &Rc::downgrade(shared));
+                    driver::run(calls);
+                }
+                None => {
+                    if listener
+                        .channel
+                        .post_message(&to_client(&id, "close", None))
+                        .is_err()
+                    {
+                        // Channel closed: the client finds out by its timeout.
+                    }
+                }
+            }
+        }
+        (Some("data"), Some(conn)) => match js::get(m, "data").dyn_into::<js_sys::Uint8Array>() {
+            Ok(a) => driver::on_data(shared, conn, &a.to_vec()),
+            Err(_) => driver::on_closed(shared, conn),
+        },
+        (Some("close"), Some(conn)) => driver::on_closed(shared, conn),
+        _ => {}
+    }
+}
+
+/// A broker-to-client BroadcastChannel message.
+fn to_client(id: &str, kind: &str, data: Option<&[u8]>) -> JsValue {
+    let m = js::object();
+    js::set(&m, "ringmq", CHANNEL_TO_CLIENT);
+    js::set(&m, "id", id);
+    js::set(&m, "type", kind);
+    if let Some(d) = data {
+        js::set(&m, "data", js::uint8array(d));
+    }
+    m
+}
+
+/// Closes every connection and listener (broker shutdown).
+pub fn close_all(s: &mut State, listeners: &[Rc<Listener>]) {
+    let links: Vec<_> = s.links.drain().collect();
+    let now = js::now_ms();
+    for (conn, link) in links {
+        link.endpoint.close();
+        s.broker.handle_closed(conn, now);
+    }
+    for l in listeners {
+        l.close();
+    }
+}

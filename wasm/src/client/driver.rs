@@ -1,0 +1,580 @@
+//! The client's driver: one engine [`Client`] per connection, fed by the
+//! transport's event handlers and the keep-alive timer, and what lives
+//! across connections (subscriptions to restore, unacknowledged publishes
+//! to resend, promises waiting for acknowledgements, reconnection).
+//!
+//! Every input ends in [`pump`]: write what the engine produced, act on its
+//! events, re-arm the timer. JS callbacks and promise settlements are
+//! collected while the state is borrowed and made after it is released
+//! ([`Calls`]), so an application callback may call back into the client.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+
+use bytes::{Bytes, BytesMut};
+use js_sys::Function;
+use ringmq_engine::client::{Client, DisconnectReason, Event};
+use ringmq_engine::codec::{
+    PublishProperties, QoS, ReasonCode, SubscribeFilter, SubscribeProperties,
+};
+use wasm_bindgen::prelude::*;
+
+use super::options::Settings;
+use super::transport::{Target, Transport};
+use crate::framing::Input;
+use crate::{js, props};
+
+/// A promise's settle functions.
+pub struct Waiter {
+    pub resolve: Function,
+    pub reject: Function,
+}
+
+/// JS calls to make once the state is released: `(function, arguments)`.
+pub type Calls = Vec<(Function, Vec<JsValue>)>;
+
+/// A QoS 1/2 publish not yet acknowledged (or waiting for the window).
+pub struct Pending {
+    pub seq: u64,
+    pub topic: Bytes,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: PublishProperties,
+    pub waiter: Waiter,
+}
+
+/// A subscription to restore when a reconnection finds no session.
+#[derive(Clone)]
+pub struct Subscription {
+    pub filter: SubscribeFilter,
+    pub properties: SubscribeProperties,
+}
+
+/// Application callbacks (`on(name, fn)`).
+#[derive(Default)]
+pub struct Handlers {
+    pub message: Option<Function>,
+    pub connect: Option<Function>,
+    pub disconnect: Option<Function>,
+    pub error: Option<Function>,
+    pub reconnecting: Option<Function>,
+}
+
+/// Everything one `MqttClient` holds.
+#[derive(Default)]
+pub struct Inner {
+    pub settings: Option<Settings>,
+    pub target: Option<Target>,
+    pub engine: Option<Client>,
+    transport: Option<Transport>,
+    read_buf: BytesMut,
+    timer: Option<js::Timer>,
+    reconnect_timer: Option<js::Timer>,
+    pub handlers: Handlers,
+    pub connect_waiter: Option<Waiter>,
+    pub disconnect_waiter: Option<Waiter>,
+    /// Outbound QoS 1/2 by packet id on the current connection.
+    pub inflight: HashMap<u16, Pending>,
+    /// Publishes waiting for room in the window (or for a reconnection).
+    pub queue: VecDeque<Pending>,
+    pub subacks: HashMap<u16, (Waiter, Vec<Subscription>)>,
+    pub unsubacks: HashMap<u16, (Waiter, Vec<Bytes>)>,
+    pub subscriptions: Vec<Subscription>,
+    /// Open `request`s by correlation data.
+    pub requests: HashMap<Bytes, Waiter>,
+    /// Reconnection attempts since the last CONNACK.
+    attempt: u32,
+    /// `disconnect()` was called: no reconnection.
+    pub closing: bool,
+    /// A CONNACK was received on some connection of this client.
+    pub connected_once: bool,
+    /// The current connection got its CONNACK (a `disconnect` event is due
+    /// when it ends).
+    up: bool,
+    pub seq: u64,
+}
+
+pub type Shared = Rc<RefCell<Inner>>;
+
+impl Inner {
+    pub fn is_connected(&self) -> bool {
+        self.engine.as_ref().is_some_and(Client::is_connected)
+    }
+
+    /// Lost the connection but will try again (publishes may be queued).
+    pub fn is_reconnecting(&self) -> bool {
+        self.engine.is_none() && self.connected_once && !self.closing && self.settings.is_some()
+    }
+
+    pub fn queue_max_messages(&self) -> usize {
+        self.settings.as_ref().map_or(0, |s| s.queue_max_messages)
+    }
+}
+
+/// Starts one connection attempt to the stored target.
+pub fn start_attempt(shared: &Shared) {
+    let weak = Rc::downgrade(shared);
+    let mut calls = Calls::new();
+    {
+        let mut inner = shared.borrow_mut();
+        let (Some(settings), Some(target)) = (&inner.settings, &inner.target) else {
+            return;
+        };
+        let engine = Client::new(settings.engine.clone());
+        let sink_weak = weak.clone();
+        let opened = Transport::open(target, move |input| on_input(&sink_weak, input));
+        match opened {
+            Ok(t) => {
+                inner.engine = Some(engine);
+                inner.transport = Some(t);
+                inner.read_buf.clear();
+                if inner.timer.is_none() {
+                    inner.timer = Some(new_timer(weak.clone(), on_timer));
+                }
+            }
+            Err(e) => {
+                let detail = e.as_string().unwrap_or_else(|| format!("{e:?}"));
+                attempt_failed(&mut inner, &weak, &detail, &mut calls);
+            }
+        }
+    }
+    run(calls);
+}
+
+fn new_timer(weak: Weak<RefCell<Inner>>, f: fn(&Shared)) -> js::Timer {
+    js::Timer::new(Closure::wrap(Box::new(move || {
+        if let Some(shared) = weak.upgrade() {
+            f(&shared);
+        }
+    }) as Box<dyn FnMut()>))
+}
+
+fn on_timer(shared: &Shared) {
+    let calls = {
+        let mut inner = shared.borrow_mut();
+        if let Some(t) = inner.timer.as_mut() {
+            t.fired();
+        }
+        if let Some(engine) = inner.engine.as_mut() {
+            engine.handle_timeout(js::now_ms());
+        }
+        pump(&mut inner, &Rc::downgrade(shared))
+    };
+    run(calls);
+}
+
+fn on_reconnect_timer(shared: &Shared) {
+    {
+        let mut inner = shared.borrow_mut();
+        if let Some(t) = inner.reconnect_timer.as_mut() {
+            t.fired();
+        }
+        if inner.closing || inner.engine.is_some() {
+            return;
+        }
+    }
+    start_attempt(shared);
+}
+
+fn on_input(weak: &Weak<RefCell<Inner>>, input: Input) {
+    let Some(shared) = weak.upgrade() else { return };
+    let calls = {
+        let mut inner = shared.borrow_mut();
+        let now = js::now_ms();
+        let mut calls = Calls::new();
+        let inner = &mut *inner;
+        let Some(engine) = inner.engine.as_mut() else {
+            return; // input of a connection already over
+        };
+        match input {
+            Input::Open => {
+                if let Err(e) = engine.connect(now) {
+                    error_event(&inner.handlers, &format!("connect: {e}"), &mut calls);
+                }
+            }
+            Input::Data(bytes) => {
+                inner.read_buf.extend_from_slice(&bytes);
+                // A protocol error is also reported as events (below).
+                if let Err(e) = engine.handle_read(&mut inner.read_buf, now) {
+                    error_event(
+                        &inner.handlers,
+                        &format!("protocol error from the server: {e}"),
+                        &mut calls,
+                    );
+                }
+            }
+            Input::Closed { detail } => {
+                if let Some(d) = detail.filter(|_| !inner.closing) {
+                    error_event(&inner.handlers, &d, &mut calls);
+                }
+                engine.handle_close(now);
+            }
+        }
+        calls.extend(pump(inner, weak));
+        calls
+    };
+    run(calls);
+}
+
+/// Makes the collected calls (outside any borrow).
+pub fn run(calls: Calls) {
+    for (f, args) in calls {
+        js::call(&f, &args);
+    }
+}
+
+fn error_event(h: &Handlers, message: &str, calls: &mut Calls) {
+    if let Some(f) = &h.error {
+        calls.push((f.clone(), vec![js::error(message, None)]));
+    }
+}
+
+/// Writes, acts on events, re-arms the timer; returns the JS calls to make.
+pub fn pump(inner: &mut Inner, weak: &Weak<RefCell<Inner>>) -> Calls {
+    let mut calls = Calls::new();
+    loop {
+        flush(inner, &mut calls);
+        let Some(event) = inner.engine.as_mut().and_then(Client::poll_event) else {
+            break;
+        };
+        match event {
+            Event::Connected {
+                session_present,
+                properties,
+            } => on_connected(inner, session_present, &properties, &mut calls),
+            Event::Message(p) => {
+                let waiter = p
+                    .properties
+                    .correlation_data
+                    .as_ref()
+                    .and_then(|c| inner.requests.remove(c));
+                let args = props::message_args(&p);
+                if let Some(w) = waiter {
+                    let msg = js::object();
+                    js::set(&msg, "topic", args[0].clone());
+                    js::set(&msg, "payload", args[1].clone());
+                    js::set(&msg, "packet", args[2].clone());
+                    calls.push((w.resolve, vec![msg]));
+                } else if let Some(f) = &inner.handlers.message {
+                    calls.push((f.clone(), args.to_vec()));
+                }
+            }
+            Event::SubAck(ack) => {
+                if let Some((w, subs)) = inner.subacks.remove(&ack.packet_id) {
+                    for (sub, reason) in subs.into_iter().zip(&ack.reasons) {
+                        if reason.0 < 0x80 {
+                            inner
+                                .subscriptions
+                                .retain(|s| s.filter.filter != sub.filter.filter);
+                            inner.subscriptions.push(sub);
+                        }
+                    }
+                    calls.push((w.resolve, vec![codes(&ack.reasons)]));
+                }
+            }
+            Event::UnsubAck(ack) => {
+                if let Some((w, filters)) = inner.unsubacks.remove(&ack.packet_id) {
+                    inner
+                        .subscriptions
+                        .retain(|s| !filters.contains(&s.filter.filter));
+                    calls.push((w.resolve, vec![codes(&ack.reasons)]));
+                }
+            }
+            Event::PubAcked { packet_id, reason } => {
+                if let Some(p) = inner.inflight.remove(&packet_id) {
+                    calls.push((p.waiter.resolve, vec![reason.0.into()]));
+                }
+                drain_queue(inner, &mut calls);
+            }
+            Event::ProtocolError(e) => {
+                error_event(&inner.handlers, &format!("protocol error: {e}"), &mut calls)
+            }
+            Event::Disconnected(reason) => {
+                flush(inner, &mut calls);
+                on_lost(inner, weak, reason, &mut calls);
+            }
+        }
+    }
+    let now = js::now_ms();
+    let deadline = inner.engine.as_ref().and_then(Client::poll_timeout);
+    if let Some(t) = inner.timer.as_mut() {
+        t.arm(deadline, now);
+    }
+    calls
+}
+
+fn codes(reasons: &[ReasonCode]) -> JsValue {
+    let a: js_sys::Array = reasons.iter().map(|r| JsValue::from(r.0)).collect();
+    a.into()
+}
+
+fn flush(inner: &mut Inner, calls: &mut Calls) {
+    let (Some(engine), Some(t)) = (inner.engine.as_mut(), inner.transport.as_ref()) else {
+        return;
+    };
+    let out = engine.outgoing();
+    if out.is_empty() {
+        return;
+    }
+    let bytes = out.split();
+    if let Err(e) = t.send(&bytes) {
+        let detail = e.as_string().unwrap_or_else(|| format!("{e:?}"));
+        error_event(&inner.handlers, &format!("write failed: {detail}"), calls);
+        if let Some(engine) = inner.engine.as_mut() {
+            engine.handle_close(js::now_ms());
+        }
+    }
+}
+
+fn on_connected(
+    inner: &mut Inner,
+    session_present: bool,
+    p: &ringmq_engine::codec::ConnAckProperties,
+    calls: &mut Calls,
+) {
+    let reconnected = inner.connected_once;
+    inner.connected_once = true;
+    inner.up = true;
+    inner.attempt = 0;
+    let info = js::object();
+    js::set(&info, "sessionPresent", session_present);
+    js::set(&info, "reconnected", reconnected);
+    if let Some(id) = &p.assigned_client_identifier {
+        js::set(&info, "assignedClientIdentifier", js::string(id));
+    }
+    if let Some(w) = inner.connect_waiter.take() {
+        calls.push((w.resolve, vec![info.clone()]));
+    }
+    if let Some(f) = &inner.handlers.connect {
+        calls.push((f.clone(), vec![info]));
+    }
+    if reconnected && !session_present {
+        // The broker kept nothing: subscribe again, one SUBSCRIBE per filter
+        // (each may carry its own subscription identifier).
+        let subs = inner.subscriptions.clone();
+        for s in subs {
+            let Some(engine) = inner.engine.as_mut() else {
+                return;
+            };
+            if let Err(e) =
+                engine.subscribe_with_properties(vec![s.filter.clone()], s.properties.clone())
+            {
+                error_event(&inner.handlers, &format!("resubscribe: {e}"), calls);
+            }
+        }
+    }
+    // Unacknowledged publishes of the lost connection go first (they were
+    // moved to the front of the queue), then those queued meanwhile.
+    drain_queue(inner, calls);
+}
+
+/// Publishes queued messages while the window has room.
+pub fn drain_queue(inner: &mut Inner, calls: &mut Calls) {
+    while let Some(p) = inner.queue.pop_front() {
+        let Some(engine) = inner.engine.as_mut().filter(|e| e.is_connected()) else {
+            inner.queue.push_front(p);
+            return;
+        };
+        match engine.publish(
+            p.topic.clone(),
+            p.payload.clone(),
+            p.qos,
+            p.retain,
+            p.properties.clone(),
+        ) {
+            Ok(Some(id)) => {
+                inner.inflight.insert(id, p);
+            }
+            Ok(None) => calls.push((p.waiter.resolve, vec![0u8.into()])),
+            Err(e) if e.is_would_block() => {
+                inner.queue.push_front(p);
+                return;
+            }
+            Err(e) => calls.push((
+                p.waiter.reject,
+                vec![js::error(&format!("publish: {e}"), None)],
+            )),
+        }
+    }
+}
+
+/// Rejects every waiting promise with `message`.
+pub fn reject_all(inner: &mut Inner, message: &str, calls: &mut Calls) {
+    let err = || vec![js::error(message, None)];
+    let mut pending: Vec<Pending> = inner.inflight.drain().map(|(_, p)| p).collect();
+    pending.extend(inner.queue.drain(..));
+    for p in pending {
+        calls.push((p.waiter.reject, err()));
+    }
+    for (_, (w, _)) in inner.subacks.drain() {
+        calls.push((w.reject, err()));
+    }
+    for (_, (w, _)) in inner.unsubacks.drain() {
+        calls.push((w.reject, err()));
+    }
+    for (_, w) in inner.requests.drain() {
+        calls.push((w.reject, err()));
+    }
+    if let Some(w) = inner.connect_waiter.take() {
+        calls.push((w.reject, err()));
+    }
+}
+
+/// Whether a refusal will not heal by retrying (credentials, authorization).
+fn refusal_is_final(reason: DisconnectReason) -> bool {
+    matches!(
+        reason,
+        DisconnectReason::ConnectRefused(r) if matches!(r.0, 0x84 | 0x85 | 0x86 | 0x87 | 0x8C)
+    )
+}
+
+fn describe(reason: DisconnectReason) -> (String, Option<u8>) {
+    match reason {
+        DisconnectReason::ConnectRefused(r) => (
+            format!("connection refused (reason 0x{:02X})", r.0),
+            Some(r.0),
+        ),
+        DisconnectReason::ConnectTimeout => ("no CONNACK in time".into(), None),
+        DisconnectReason::Server(r) => (
+            format!("disconnected by the server (reason 0x{:02X})", r.0),
+            Some(r.0),
+        ),
+        DisconnectReason::Client(r) => ("disconnected by the client".into(), Some(r.0)),
+        DisconnectReason::KeepAliveTimeout => ("no PINGRESP in time".into(), None),
+        DisconnectReason::TransportClosed => ("connection closed".into(), None),
+        DisconnectReason::ProtocolError(r) => {
+            (format!("protocol error (reason 0x{:02X})", r.0), Some(r.0))
+        }
+    }
+}
+
+fn on_lost(
+    inner: &mut Inner,
+    weak: &Weak<RefCell<Inner>>,
+    reason: DisconnectReason,
+    calls: &mut Calls,
+) {
+    if let Some(t) = inner.transport.take() {
+        t.close();
+    }
+    inner.engine = None;
+    let (text, code) = describe(reason);
+    if std::mem::take(&mut inner.up) {
+        if let Some(f) = &inner.handlers.disconnect {
+            let info = js::object();
+            js::set(&info, "reason", text.as_str());
+            if let Some(c) = code {
+                js::set(&info, "reasonCode", c);
+            }
+            calls.push((f.clone(), vec![info]));
+        }
+    }
+    let retry = !inner.closing
+        && inner.connected_once
+        && !refusal_is_final(reason)
+        && inner.target.as_ref().is_some_and(Target::can_reconnect);
+    if retry {
+        // Unacknowledged QoS 1/2 publishes go out again after reconnecting,
+        // before anything queued since (oldest first).
+        let mut resend: Vec<Pending> = inner.inflight.drain().map(|(_, p)| p).collect();
+        resend.sort_by_key(|p| p.seq);
+        for p in resend.into_iter().rev() {
+            inner.queue.push_front(p);
+        }
+        for (_, (w, _)) in inner.subacks.drain() {
+            calls.push((
+                w.reject,
+                vec![js::error("connection lost before SUBACK", None)],
+            ));
+        }
+        for (_, (w, _)) in inner.unsubacks.drain() {
+            calls.push((
+                w.reject,
+                vec![js::error("connection lost before UNSUBACK", None)],
+            ));
+        }
+        inner.attempt += 1;
+        let delay = inner
+            .settings
+            .as_ref()
+            .and_then(|s| s.backoff.delay_ms(inner.attempt));
+        if let Some(delay) = delay {
+            if let Some(f) = &inner.handlers.reconnecting {
+                let info = js::object();
+                js::set(&info, "attempt", inner.attempt);
+                js::set(&info, "delayMs", delay as f64);
+                calls.push((f.clone(), vec![info]));
+            }
+            if inner.reconnect_timer.is_none() {
+                inner.reconnect_timer = Some(new_timer(weak.clone(), on_reconnect_timer));
+            }
+            let now = js::now_ms();
+            if let Some(t) = inner.reconnect_timer.as_mut() {
+                t.arm(Some(now + delay), now);
+            }
+            return;
+        }
+        error_event(&inner.handlers, "reconnection attempts exhausted", calls);
+    }
+    if let Some(t) = inner.timer.as_mut() {
+        t.disarm();
+    }
+    let message = if inner.closing {
+        "disconnected".to_string()
+    } else {
+        text
+    };
+    if let Some(w) = inner.connect_waiter.take() {
+        let err = js::error(&message, code);
+        calls.push((w.reject, vec![err]));
+    }
+    reject_all(inner, &message, calls);
+    // The application may connect again.
+    inner.settings = None;
+    inner.connected_once = false;
+    inner.attempt = 0;
+    if let Some(w) = inner.disconnect_waiter.take() {
+        calls.push((w.resolve, vec![JsValue::UNDEFINED]));
+    }
+}
+
+/// An attempt could not even start (bad URL, port function threw).
+fn attempt_failed(inner: &mut Inner, weak: &Weak<RefCell<Inner>>, detail: &str, calls: &mut Calls) {
+    error_event(&inner.handlers, detail, calls);
+    on_lost(inner, weak, DisconnectReason::TransportClosed, calls);
+}
+
+/// `disconnect()`: DISCONNECT with `reason` on a live connection, or stop
+/// an attempt / a pending reconnection. Settles `disconnect_waiter`.
+pub fn close(shared: &Shared, reason: ReasonCode) {
+    let weak = Rc::downgrade(shared);
+    let calls = {
+        let mut inner = shared.borrow_mut();
+        inner.closing = true;
+        if let Some(t) = inner.reconnect_timer.as_mut() {
+            t.disarm();
+        }
+        let live = inner
+            .engine
+            .as_ref()
+            .is_some_and(|e| !matches!(e.state(), ringmq_engine::client::State::Idle));
+        if live {
+            if let Some(engine) = inner.engine.as_mut() {
+                engine.disconnect(reason);
+            }
+            pump(&mut inner, &weak)
+        } else {
+            let mut calls = Calls::new();
+            on_lost(
+                &mut inner,
+                &weak,
+                DisconnectReason::Client(reason),
+                &mut calls,
+            );
+            calls
+        }
+    };
+    run(calls);
+}

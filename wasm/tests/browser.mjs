@@ -1,0 +1,170 @@
+// Runs the wasm package's scenarios (wasm/tests/scenarios.js) in headless
+// Chromium (Debian's /usr/bin/chromium, driven by puppeteer-core from
+// tests/node), against the in-tab broker and against the real ringmq
+// binary over ws://. Started by wasm/tests/run.sh after wasm/build.sh.
+//
+//   node wasm/tests/browser.mjs [--bench]
+//
+// Environment: RINGMQ_BIN (default $CARGO_TARGET_DIR/debug/ringmq or
+// target/debug/ringmq), CHROMIUM (default /usr/bin/chromium).
+// Exit status 0 only if every scenario passed.
+
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { readFile, mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, normalize, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '../..'));
+const require = createRequire(join(root, 'tests/node/package.json'));
+const puppeteer = require('puppeteer-core');
+const bench = process.argv.includes('--bench');
+const chromium = process.env.CHROMIUM || '/usr/bin/chromium';
+const targetDir = process.env.CARGO_TARGET_DIR || join(root, 'target');
+const ringmqBin = process.env.RINGMQ_BIN || join(targetDir, 'debug/ringmq');
+const SCENARIO_TIMEOUT_MS = 60_000;
+
+// Only these trees are served (the page, the package, MQTT.js's bundle).
+const SERVED = ['/wasm/tests/', '/wasm/pkg/', '/wasm/examples/', '/tests/node/node_modules/mqtt/dist/'];
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
+
+function serve() {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (!SERVED.some((p) => path.startsWith(p))) {
+      res.writeHead(404).end();
+      return;
+    }
+    try {
+      const body = await readFile(join(root, path));
+      res.writeHead(200, { 'content-type': TYPES[extname(path)] || 'application/octet-stream', 'cache-control': 'no-store' });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+// Starts ringmq with one ws listener on `port` (0: any); resolves with
+// { child, port } once its "listening addresses=" line appears.
+async function startRingmq(dir, port) {
+  const config = join(dir, 'ringmq.toml');
+  await writeFile(config, `[[listener]]\nbind = "127.0.0.1:${port}"\nprotocol = "ws"\n`);
+  const child = spawn(ringmqBin, ['serve', '--config', config, '--shards', '2'], {
+    env: { ...process.env, RUST_LOG: 'info' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('ringmq did not start:\n' + log)), 15_000);
+    child.on('exit', (code) => reject(new Error(`ringmq exited (${code}):\n${log}`)));
+    child.stderr.on('data', (d) => {
+      log += d;
+      const m = /addresses=?"?([0-9.]+):(\d+)/.exec(log);
+      if (m && /listening/.test(log)) {
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        resolve({ child, port: Number(m[2]) });
+      }
+    });
+  });
+}
+
+function stop(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  });
+}
+
+async function open(browser, base) {
+  const page = await browser.newPage();
+  const logs = [];
+  page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push('[pageerror] ' + e.message));
+  await page.goto(base + '/wasm/tests/page.html');
+  await page.waitForFunction('window.ready || window.loadError', { timeout: 20_000 });
+  const err = await page.evaluate('window.loadError');
+  if (err) throw new Error('page did not load: ' + err);
+  page.logs = logs;
+  return page;
+}
+
+const results = [];
+
+async function run(page, name, arg = {}) {
+  const t0 = Date.now();
+  try {
+    const out = await Promise.race([
+      page.evaluate((n, a) => window.scenarios[n](a), name, arg),
+      new Promise((_, rej) => setTimeout(() => rej(new Error('timed out')), SCENARIO_TIMEOUT_MS)),
+    ]);
+    results.push([name, true]);
+    console.log(`ok   ${name} (${Date.now() - t0} ms) ${JSON.stringify(out)}`);
+    return out;
+  } catch (e) {
+    results.push([name, false]);
+    console.log(`FAIL ${name}: ${e.message}\n${page.logs.slice(-20).join('\n')}`);
+    return null;
+  }
+}
+
+async function main() {
+  for (const [what, path] of [['chromium', chromium], ['ringmq binary', ringmqBin], ['wasm/pkg (run wasm/build.sh)', join(root, 'wasm/pkg/ringmq_wasm.js')]]) {
+    if (!existsSync(path)) throw new Error(`${what} missing: ${path}`);
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'ringmq-wasm-'));
+  const server = await serve();
+  const base = `http://127.0.0.1:${server.address().port}`;
+  let ringmq = await startRingmq(dir, 0);
+  const url = `ws://127.0.0.1:${ringmq.port}/mqtt`;
+  const browser = await puppeteer.launch({
+    executablePath: chromium,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=${join(dir, 'chromium')}`],
+  });
+  try {
+    const page = await open(browser, base);
+    if (bench) {
+      const out = await page.evaluate(() => window.bench.all());
+      console.log(JSON.stringify(out, null, 2));
+      return;
+    }
+    for (const name of ['inTabQos', 'inTabRetainWillEvents', 'inTabSessionExpiry', 'inTabShared', 'inTabAuthAclRequest', 'inTabReconnect', 'mqttjsInTab']) {
+      await run(page, name);
+    }
+    await run(page, 'wsRingmq', { url });
+    await run(page, 'mqttjsInterop', { url });
+    // Two pages of one origin over a BroadcastChannel.
+    const guest = await open(browser, base);
+    const name = 'ringmq-test-' + process.pid;
+    await run(page, 'channelHost', { name });
+    await run(guest, 'channelGuest', { name });
+    await run(page, 'channelHostCheck');
+    await run(guest, 'channelGuestCheck');
+    // ringmq goes away and comes back on the same port.
+    await run(page, 'wsReconnectStart', { url });
+    await stop(ringmq.child);
+    await run(page, 'wsReconnectLost');
+    ringmq = await startRingmq(dir, ringmq.port);
+    await run(page, 'wsReconnectBack', { url });
+  } finally {
+    await browser.close();
+    await stop(ringmq.child);
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  const failed = results.filter(([, ok]) => !ok).map(([n]) => n);
+  console.log(`${results.length - failed.length} passed, ${failed.length} failed${failed.length ? ': ' + failed.join(', ') : ''}`);
+  if (failed.length) process.exit(1);
+}
+
+main().catch((e) => {
+  console.error(e.stack || String(e));
+  process.exit(1);
+});

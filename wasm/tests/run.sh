@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The wasm package's browser tests (tests/run-all.sh runs this): builds
+# wasm/pkg with wasm/build.sh, then runs wasm/tests/browser.mjs in headless
+# Chromium against the in-tab broker and the ringmq debug binary (built by
+# the caller). Needs chromium, node with tests/node's packages
+# (puppeteer-core, MQTT.js), wasm-bindgen-cli and wasm-opt: .ci/run
+# installs them. Without them this prints SKIPPED, except with CI=true,
+# where a missing tool fails.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+missing=()
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=("chromium (apt-get install chromium)")
+command -v node >/dev/null || missing+=("node (apt-get install nodejs npm)")
+[ -d tests/node/node_modules/puppeteer-core ] || missing+=("puppeteer-core (npm ci --prefix tests/node)")
+command -v wasm-opt >/dev/null || missing+=("wasm-opt (apt-get install binaryen)")
+rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
+  || missing+=("the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown)")
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "${CI:-}" = "true" ]; then
+    printf 'wasm browser tests: missing %s\n' "${missing[@]}" >&2
+    exit 1
+  fi
+  printf 'SKIPPED wasm browser tests: missing %s\n' "${missing[@]}"
+  exit 0
+fi
+# Installing wasm-bindgen-cli is .ci/run's job; locally build.sh offers it.
+bash wasm/build.sh
+node wasm/tests/browser.mjs "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite (the README's test command): unit, property, scenario
 # and black-box tests of every crate, then the black-box MQTT conformance
-# runner (../shared/conformance.py) against the real ringmq binary.
+# runner (../shared/conformance.py) against the real ringmq binary, and the
+# wasm package's tests in headless Chromium (wasm/tests/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
@@ -15,3 +16,6 @@ RINGMQ_TEST_IO=native cargo test -p ringmq --tests
 cargo build -p ringmq
 RINGMQ_BIN="${CARGO_TARGET_DIR:-target}/debug/ringmq" bash tests/run-conformance.sh
 RINGMQ_FLAGS="--io native" RINGMQ_BIN="${CARGO_TARGET_DIR:-target}/debug/ringmq" bash tests/run-conformance.sh
+# The browser package in headless Chromium: builds wasm/pkg, then the
+# client and the in-tab broker, and the client against this ringmq over ws://.
+RINGMQ_BIN="${CARGO_TARGET_DIR:-target}/debug/ringmq" bash wasm/tests/run.sh

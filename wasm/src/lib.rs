@@ -10,7 +10,9 @@
 //!
 //! Modules: `js` (host bindings: clock, timers, random bytes, option
 //! objects), `props` (MQTT 5 publish properties <-> JS objects),
-//! `client` (the client), `broker` (the in-tab broker).
+//! `client` (the client), `broker` (the in-tab broker), `types` (the
+//! TypeScript definitions of the option and event objects), `framing`
+//! (the message framing of ports and channels).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 #[cfg(feature = "broker")]
@@ -20,3 +22,4 @@ pub mod client;
 pub mod framing;
 pub mod js;
 pub mod props;
+mod types;

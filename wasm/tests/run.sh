@@ -15,6 +15,9 @@ command -v node >/dev/null || missing+=("node (apt-get install nodejs npm)")
 command -v wasm-opt >/dev/null || missing+=("wasm-opt (apt-get install binaryen)")
 rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
   || missing+=("the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown)")
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+[ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" = "$want" ] \
+  || missing+=("wasm-bindgen-cli $want (cargo install --locked --version $want wasm-bindgen-cli)")
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${CI:-}" = "true" ]; then
     printf 'wasm browser tests: missing %s\n' "${missing[@]}" >&2
@@ -23,6 +26,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf 'SKIPPED wasm browser tests: missing %s\n' "${missing[@]}"
   exit 0
 fi
-# Installing wasm-bindgen-cli is .ci/run's job; locally build.sh offers it.
-bash wasm/build.sh
+bash wasm/build.sh --no-install
 node wasm/tests/browser.mjs "$@"

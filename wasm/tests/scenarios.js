@@ -123,7 +123,6 @@ export async function inTabRetainWillEvents() {
   await until(() => late.got.some((m) => m.topic === 'will/w4'), 'the will on DISCONNECT 0x04');
   await sleep(50);
   assert(!late.got.some((m) => m.topic === 'will/w0'), 'no will after a normal DISCONNECT');
-  assert(dying.c.connected === false, 'client saw its transport close');
   await until(() => gone.includes('w0') && gone.includes('dying'), 'clientDisconnected events');
   for (const id of ['pub', 'late', 'none', 'dying', 'w4', 'w0']) assert(connected.includes(id), 'clientConnected ' + id);
   assert(seen.some(([t, v]) => t === 'state/lamp' && v === 'on'), 'message event');
@@ -132,7 +131,9 @@ export async function inTabRetainWillEvents() {
   broker.publish('state/door', 'open', { qos: 1, retain: true });
   await until(() => late.got.some((m) => m.topic === 'state/door'), 'broker.publish delivery');
   eq(broker.stats().retained, 2, 'retained count');
-  await Promise.all([pub.c.disconnect(), late.c.disconnect(), none.c.disconnect()]);
+  // `dying` never learns that the broker side went away (a MessagePort has
+  // no close event); its DISCONNECT goes nowhere.
+  await Promise.all([pub.c.disconnect(), late.c.disconnect(), none.c.disconnect(), dying.c.disconnect()]);
   broker.close();
   return { connected: connected.length, events: seen.length };
 }
@@ -291,6 +292,7 @@ export async function mqttjsInterop({ url }) {
 export class PortWebSocket {
   constructor(port) {
     this.port = port;
+    Object.assign(this, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
     this.binaryType = 'arraybuffer';
     this.readyState = 0;
     this.bufferedAmount = 0;

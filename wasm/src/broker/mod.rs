@@ -38,7 +38,9 @@ impl InTabBroker {
     /// (argon2id lines), `acl` (ACL file text), `sysInterval` (s, 0 = no
     /// `$SYS`), `sharedPolicy`. Throws on a bad option.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue) -> Result<InTabBroker, JsValue> {
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "BrokerOptions | undefined")] options: JsValue,
+    ) -> Result<InTabBroker, JsValue> {
         let parsed = options::parse(&options)?;
         let log_connections = true;
         let config = ringmq_engine::broker::BrokerConfig {
@@ -88,7 +90,14 @@ impl InTabBroker {
     /// Registers `handler` for `event`: `clientConnected(info)`,
     /// `clientDisconnected(info)`, `message(topic, payload, packet)` (every
     /// message published to a topic not starting with `$`).
-    pub fn on(&self, event: &str, handler: Option<Function>) -> Result<(), JsValue> {
+    pub fn on(
+        &self,
+        event: &str,
+        #[wasm_bindgen(
+            unchecked_param_type = "MessageHandler | ((info: ClientInfo) => void) | null"
+        )]
+        handler: Option<Function>,
+    ) -> Result<(), JsValue> {
         let calls = {
             let mut s = self.shared.borrow_mut();
             match event {
@@ -113,8 +122,8 @@ impl InTabBroker {
     pub fn publish(
         &self,
         topic: String,
-        payload: JsValue,
-        options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Payload")] payload: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PublishOptions | undefined")] options: JsValue,
     ) -> Result<(), JsValue> {
         let payload = js::bytes_of(&payload, "payload")?;
         let qos = js::opt_uint(&options, "qos", 1)?.unwrap_or(0) as u8;
@@ -148,6 +157,7 @@ impl InTabBroker {
 
     /// Counters and sizes: `{ connections, sessions, retained,
     /// messagesReceived, messagesSent, dropped..., protocolErrors, loginsRefused }`.
+    #[wasm_bindgen(unchecked_return_type = "BrokerStats")]
     pub fn stats(&self) -> JsValue {
         let s = self.shared.borrow();
         let st = s.broker.stats();

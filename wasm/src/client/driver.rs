@@ -103,9 +103,10 @@ impl Inner {
         self.engine.as_ref().is_some_and(Client::is_connected)
     }
 
-    /// Lost the connection but will try again (publishes may be queued).
+    /// Lost the connection and trying again (publishes may be queued):
+    /// between attempts, or during one.
     pub fn is_reconnecting(&self) -> bool {
-        self.engine.is_none() && self.connected_once && !self.closing && self.settings.is_some()
+        self.connected_once && !self.closing && self.settings.is_some() && !self.is_connected()
     }
 
     pub fn queue_max_messages(&self) -> usize {

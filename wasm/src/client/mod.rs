@@ -65,7 +65,12 @@ impl MqttClient {
     /// Registers `handler` for `event`: `message(topic, payload, packet)`,
     /// `connect(info)`, `disconnect(info)`, `error(error)`,
     /// `reconnecting(info)`. One handler per event; a new one replaces it.
-    pub fn on(&self, event: &str, handler: Option<Function>) -> Result<(), JsValue> {
+    pub fn on(
+        &self,
+        event: &str,
+        #[wasm_bindgen(unchecked_param_type = "MessageHandler | ((info: any) => void) | null")]
+        handler: Option<Function>,
+    ) -> Result<(), JsValue> {
         let mut inner = self.shared.borrow_mut();
         let h = &mut inner.handlers;
         let slot = match event {
@@ -84,7 +89,12 @@ impl MqttClient {
     /// function returning a `MessagePort`, or `{ broadcastChannel: name }`).
     /// Resolves with `{ sessionPresent, reconnected, assignedClientIdentifier? }`
     /// at the CONNACK; rejects when refused (`reasonCode`) or unreachable.
-    pub fn connect(&self, target: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<ConnectInfo>")]
+    pub fn connect(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ConnectTarget")] target: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ConnectOptions | undefined")] options: JsValue,
+    ) -> Promise {
         let parsed =
             Target::from_js(&target).and_then(|t| options::parse(&options).map(|s| (t, s)));
         let (target, settings) = match parsed {
@@ -120,7 +130,13 @@ impl MqttClient {
     /// `options`: `{ qos, retain, properties }` (see `props`). While the
     /// window is full, or while reconnecting, QoS 1/2 messages wait in a
     /// queue of `queueMaxMessages`.
-    pub fn publish(&self, topic: String, payload: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
+    pub fn publish(
+        &self,
+        topic: String,
+        #[wasm_bindgen(unchecked_param_type = "Payload")] payload: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PublishOptions | undefined")] options: JsValue,
+    ) -> Promise {
         let parsed = (|| -> Result<_, JsValue> {
             let payload = js::bytes_of(&payload, "payload")?;
             let qos = options::qos_of(&options)?;
@@ -171,7 +187,12 @@ impl MqttClient {
     /// `options` `{ qos, noLocal, retainAsPublished, retainHandling,
     /// subscriptionIdentifier, userProperties }`; resolves with the SUBACK
     /// reason codes (granted QoS, or a failure code >= 0x80), one per filter.
-    pub fn subscribe(&self, filters: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<number[]>")]
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | string[]")] filters: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "SubscribeOptions | undefined")] options: JsValue,
+    ) -> Promise {
         let parsed = (|| -> Result<Vec<Subscription>, JsValue> {
             let so = SubscriptionOptions {
                 qos: options::qos_of(&options)?,
@@ -237,7 +258,11 @@ impl MqttClient {
 
     /// Unsubscribes from `filters` (a string or an array); resolves with the
     /// UNSUBACK reason codes (v3.1.1: `[0, ...]`).
-    pub fn unsubscribe(&self, filters: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<number[]>")]
+    pub fn unsubscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | string[]")] filters: JsValue,
+    ) -> Promise {
         let filters = match filter_list(&filters) {
             Ok(f) => f,
             Err(e) => return rejected(e),
@@ -267,7 +292,12 @@ impl MqttClient {
     /// Sends DISCONNECT with `reasonCode` (default 0; 0x04 asks the broker
     /// to publish the will) and closes; no reconnection follows. Resolves
     /// once closed; waiting operations are rejected.
-    pub fn disconnect(&self, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn disconnect(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "{ reasonCode?: number } | undefined")]
+        options: JsValue,
+    ) -> Promise {
         let code = match js::opt_uint(&options, "reasonCode", 255) {
             Ok(c) => c.unwrap_or(0) as u8,
             Err(e) => return rejected(e),
@@ -290,7 +320,13 @@ impl MqttClient {
     /// publishes with Response Topic and Correlation Data, and resolves with
     /// the first message carrying that correlation data:
     /// `{ topic, payload, packet }`. Rejects after `timeoutMs` (10 s).
-    pub fn request(&self, topic: String, payload: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Message>")]
+    pub fn request(
+        &self,
+        topic: String,
+        #[wasm_bindgen(unchecked_param_type = "Payload")] payload: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RequestOptions | undefined")] options: JsValue,
+    ) -> Promise {
         let parsed = (|| -> Result<_, JsValue> {
             let qos = options::qos_of(&options)?.as_u8();
             let timeout = js::opt_uint(&options, "timeoutMs", 3_600_000)?

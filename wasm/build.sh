@@ -6,8 +6,12 @@
 #
 # Needs: the wasm32-unknown-unknown target (rustup), wasm-bindgen-cli at
 # exactly the version of the wasm-bindgen crate in Cargo.lock (installed
-# here with cargo install when missing or different), and wasm-opt
-# (Debian package `binaryen`). Usage: bash wasm/build.sh [--no-install]
+# here with cargo install when missing or different), and wasm-opt from
+# binaryen >= 116: npm's `binaryen` in tests/node (npm ci --prefix
+# tests/node), or a system wasm-opt that new. Debian 12's binaryen (108)
+# writes wasm-bindgen's externref table with the wrong type: the module
+# then fails to instantiate ("WebAssembly.Table.set(): ... must be null").
+# Usage: bash wasm/build.sh [--no-install]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-target}"
@@ -28,7 +32,14 @@ if [ "$installed" != "$version" ]; then
   cargo install --quiet --locked --version "$version" wasm-bindgen-cli \
     || cargo install --quiet --version "$version" wasm-bindgen-cli
 fi
-command -v wasm-opt >/dev/null || { echo "wasm-opt missing: apt-get install binaryen" >&2; exit 1; }
+wasm_opt=tests/node/node_modules/.bin/wasm-opt
+if [ ! -x "$wasm_opt" ]; then
+  wasm_opt=$(command -v wasm-opt || true)
+  if [ -z "$wasm_opt" ] || [ "$("$wasm_opt" --version | awk '{ print $3 }')" -lt 116 ]; then
+    echo "wasm-opt from binaryen >= 116 needed: npm ci --prefix tests/node" >&2
+    exit 1
+  fi
+fi
 
 # build FEATURES OUT_DIR
 build() {
@@ -39,7 +50,7 @@ build() {
   # -Oz: size first (the engine's hot paths are small loops either way).
   # The feature flags are those of the Rust target (Rust >= 1.82 emits
   # bulk-memory, sign-ext, nontrapping float-to-int, multivalue).
-  wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+  "$wasm_opt" -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
     --enable-mutable-globals --enable-multivalue --enable-reference-types \
     --strip-debug --strip-producers \
     -o "$2/ringmq_wasm_bg.wasm" "$2/ringmq_wasm_bg.wasm"

@@ -74,21 +74,28 @@ async function startRingmq(dir, port) {
   });
 }
 
+// Stops ringmq: SIGTERM, then SIGKILL if it is still there after 2 s
+// (a graceful stop waits for its clients; the test wants it gone).
 function stop(child) {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once('exit', resolve);
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
+    child.once('exit', () => { clearTimeout(kill); resolve(); });
     child.kill('SIGTERM');
   });
 }
 
 async function open(browser, base) {
+  const dbg = (m) => process.env.DEBUG && console.error('open: ' + m);
+  dbg('newPage');
   const page = await browser.newPage();
+  dbg('goto');
   const logs = [];
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push('[pageerror] ' + e.message));
   await page.goto(base + '/wasm/tests/page.html');
-  await page.waitForFunction('window.ready || window.loadError', { timeout: 20_000 });
+  dbg('loaded');
+  await page.waitForFunction('window.ready || window.loadError', { timeout: 20_000, polling: 100 });
   const err = await page.evaluate('window.loadError');
   if (err) throw new Error('page did not load: ' + err);
   page.logs = logs;
@@ -97,7 +104,11 @@ async function open(browser, base) {
 
 const results = [];
 
+// ONLY=name1,name2 runs just those scenarios (debugging).
+const only = process.env.ONLY ? process.env.ONLY.split(',') : null;
+
 async function run(page, name, arg = {}) {
+  if (only && !only.includes(name)) return null;
   const t0 = Date.now();
   try {
     const out = await Promise.race([
@@ -119,9 +130,13 @@ async function main() {
     if (!existsSync(path)) throw new Error(`${what} missing: ${path}`);
   }
   const dir = await mkdtemp(join(tmpdir(), 'ringmq-wasm-'));
+  const step = (m) => process.env.DEBUG && console.error('step: ' + m);
+  step('server');
   const server = await serve();
   const base = `http://127.0.0.1:${server.address().port}`;
+  step('ringmq');
   let ringmq = await startRingmq(dir, 0);
+  step('chromium');
   const url = `ws://127.0.0.1:${ringmq.port}/mqtt`;
   const browser = await puppeteer.launch({
     executablePath: chromium,
@@ -129,7 +144,9 @@ async function main() {
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=${join(dir, 'chromium')}`],
   });
   try {
+    step('page');
     const page = await open(browser, base);
+    step('scenarios');
     if (bench) {
       const out = await page.evaluate(() => window.bench.all());
       console.log(JSON.stringify(out, null, 2));

@@ -12,7 +12,7 @@ missing=()
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=("chromium (apt-get install chromium)")
 command -v node >/dev/null || missing+=("node (apt-get install nodejs npm)")
 [ -d tests/node/node_modules/puppeteer-core ] || missing+=("puppeteer-core (npm ci --prefix tests/node)")
-command -v wasm-opt >/dev/null || missing+=("wasm-opt (apt-get install binaryen)")
+[ -x tests/node/node_modules/.bin/wasm-opt ] || missing+=("wasm-opt (npm's binaryen: npm ci --prefix tests/node)")
 rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
   || missing+=("the wasm32-unknown-unknown target (rustup target add wasm32-unknown-unknown)")
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)

@@ -25,7 +25,7 @@ use ringmq_engine::client::{Client, Event as ClientEvent};
 use ringmq_engine::codec::{QoS, ReasonCode, SubscribeFilter, SubscriptionOptions};
 use wasm_bindgen::prelude::*;
 
-use super::links::Endpoint;
+use super::endpoint::Endpoint;
 use super::options::Users;
 use crate::{js, props};
 
@@ -419,4 +419,18 @@ pub fn start_observer(s: &mut State) -> Result<(), JsValue> {
         read: BytesMut::new(),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn passwords_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret!"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

@@ -1,78 +1,18 @@
-//! The in-tab broker's side of its connections: one `MessagePort` per
-//! client (`createClientPort`), or many clients multiplexed on one
-//! `BroadcastChannel` (`listenBroadcastChannel`), with the framing of
-//! `client::transport` (the two sides share its constants).
-
-use std::collections::HashMap;
-use std::rc::Rc;
+//! Accepting connections: one `MessagePort` per client
+//! (`createClientPort`), or many clients multiplexed on one
+//! `BroadcastChannel` (`listenBroadcastChannel`).
 
 use std::cell::RefCell;
+use std::rc::Rc;
+
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, MessageChannel, MessageEvent, MessagePort};
 
-use super::driver::{self, Shared, State};
-use crate::framing::{port_input, Input, CHANNEL_TO_BROKER, CHANNEL_TO_CLIENT, PORT_CLOSE};
+use super::driver::{self, Shared};
+use super::endpoint::{to_client, Endpoint, Listener};
+use crate::framing::{port_input, Input, CHANNEL_TO_BROKER};
 use crate::js;
-
-/// Where a connection's bytes go.
-pub enum Endpoint {
-    Port {
-        port: MessagePort,
-        _on_message: Closure<dyn FnMut(MessageEvent)>,
-    },
-    Channel {
-        channel: Rc<Listener>,
-        id: String,
-    },
-}
-
-impl Endpoint {
-    pub fn send(&self, bytes: &[u8]) -> Result<(), JsValue> {
-        match self {
-            Endpoint::Port { port, .. } => port.post_message(&js::uint8array(bytes)),
-            Endpoint::Channel { channel, id } => {
-                channel
-                    .channel
-                    .post_message(&to_client(id, "data", Some(bytes)))
-            }
-        }
-    }
-
-    /// Tells the client the connection is over, and stops listening.
-    pub fn close(self) {
-        match &self {
-            Endpoint::Port { port, .. } => {
-                if port.post_message(&JsValue::from_str(PORT_CLOSE)).is_err() {
-                    // The other side is gone already.
-                }
-            }
-            Endpoint::Channel { channel, id } => {
-                if channel
-                    .channel
-                    .post_message(&to_client(id, "close", None))
-                    .is_err()
-                {
-                    // The channel was closed (broker closing).
-                }
-            }
-        }
-        self.detach();
-    }
-
-    /// Stops listening (the client closed, or the broker is closing).
-    pub fn detach(self) {
-        match self {
-            Endpoint::Port { port, .. } => {
-                port.set_onmessage(None);
-                port.close();
-            }
-            Endpoint::Channel { channel, id } => {
-                channel.conns.borrow_mut().remove(&id);
-            }
-        }
-    }
-}
 
 /// A new MessagePort connection; returns the client's end.
 pub fn client_port(shared: &Shared) -> Result<MessagePort, JsValue> {
@@ -106,25 +46,6 @@ pub fn client_port(shared: &Shared) -> Result<MessagePort, JsValue> {
     };
     driver::run(calls);
     Ok(pair.port2())
-}
-
-/// A `message` event handler bound to JS.
-type Handler = Closure<dyn FnMut(MessageEvent)>;
-
-/// One BroadcastChannel the broker listens on, and its connections by id.
-pub struct Listener {
-    pub channel: BroadcastChannel,
-    pub conns: RefCell<HashMap<String, usize>>,
-    on_message: RefCell<Option<Handler>>,
-}
-
-impl Listener {
-    /// Stops listening and closes the channel.
-    pub fn close(&self) {
-        self.channel.set_onmessage(None);
-        self.channel.close();
-        drop(self.on_message.borrow_mut().take());
-    }
 }
 
 /// Starts accepting clients on the BroadcastChannel `name`.
@@ -186,30 +107,5 @@ fn on_channel_message(shared: &Shared, listener: &Rc<Listener>, m: &JsValue) {
         },
         (Some("close"), Some(conn)) => driver::on_closed(shared, conn),
         _ => {}
-    }
-}
-
-/// A broker-to-client BroadcastChannel message.
-fn to_client(id: &str, kind: &str, data: Option<&[u8]>) -> JsValue {
-    let m = js::object();
-    js::set(&m, "ringmq", CHANNEL_TO_CLIENT);
-    js::set(&m, "id", id);
-    js::set(&m, "type", kind);
-    if let Some(d) = data {
-        js::set(&m, "data", js::uint8array(d));
-    }
-    m
-}
-
-/// Closes every connection and listener (broker shutdown).
-pub fn close_all(s: &mut State, listeners: &[Rc<Listener>]) {
-    let links: Vec<_> = s.links.drain().collect();
-    let now = js::now_ms();
-    for (conn, link) in links {
-        link.endpoint.close();
-        s.broker.handle_closed(conn, now);
-    }
-    for l in listeners {
-        l.close();
     }
 }

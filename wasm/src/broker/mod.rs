@@ -5,6 +5,7 @@
 //! `links` are its connections, `options` reads the constructor's options.
 
 mod driver;
+mod endpoint;
 mod links;
 mod options;
 
@@ -20,7 +21,7 @@ use web_sys::MessagePort;
 
 use crate::js;
 use driver::{Handlers, Shared, State};
-use links::Listener;
+use endpoint::Listener;
 
 pub use driver::constant_time_eq;
 
@@ -197,12 +198,25 @@ impl InTabBroker {
             let now = js::now_ms();
             s.broker.shutdown(now);
             let mut calls = driver::pump(&mut s, &Rc::downgrade(&self.shared));
-            links::close_all(&mut s, &self.listeners);
+            close_all(&mut s, &self.listeners);
             s.observer = None;
             calls.extend(driver::pump(&mut s, &Rc::downgrade(&self.shared)));
             calls
         };
         self.listeners.clear();
         driver::run(calls);
+    }
+}
+
+/// Closes every connection and listener (broker shutdown).
+fn close_all(s: &mut State, listeners: &[Rc<Listener>]) {
+    let links: Vec<_> = s.links.drain().collect();
+    let now = js::now_ms();
+    for (conn, link) in links {
+        link.endpoint.close();
+        s.broker.handle_closed(conn, now);
+    }
+    for l in listeners {
+        l.close();
     }
 }

@@ -27,4 +27,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 0
 fi
 bash wasm/build.sh --no-install
-node wasm/tests/browser.mjs "$@"
+# A hung browser must not hang the suite: 10 minutes at most.
+timeout -k 10 600 node wasm/tests/browser.mjs "$@"

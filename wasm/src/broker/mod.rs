@@ -171,8 +171,16 @@ impl InTabBroker {
             s.broker.session_count().saturating_sub(observer as usize) as f64,
         );
         js::set(&o, "retained", s.broker.retained_count() as f64);
-        js::set(&o, "messagesReceived", st.messages_received as f64);
-        js::set(&o, "messagesSent", st.messages_sent as f64);
+        js::set(
+            &o,
+            "messagesReceived",
+            st.messages_received.iter().sum::<u64>() as f64,
+        );
+        js::set(
+            &o,
+            "messagesSent",
+            st.messages_sent.iter().sum::<u64>() as f64,
+        );
         js::set(&o, "droppedQueueFull", st.dropped_queue_full as f64);
         js::set(&o, "droppedExpired", st.dropped_expired as f64);
         js::set(&o, "droppedNotAuthorized", st.dropped_not_authorized as f64);

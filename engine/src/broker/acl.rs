@@ -24,7 +24,7 @@ impl Broker {
         for s in self.sessions.values_mut() {
             s.acl = acl
                 .as_deref()
-                .map(|a| a.session(s.username.as_deref(), &s.client_id));
+                .map(|a| Box::new(a.session(s.username.as_deref(), &s.client_id)));
         }
         self.acl = acl;
     }
@@ -39,8 +39,10 @@ impl Broker {
         &self,
         username: Option<&[u8]>,
         client_id: &[u8],
-    ) -> Option<SessionAcl> {
-        self.acl.as_deref().map(|a| a.session(username, client_id))
+    ) -> Option<Box<SessionAcl>> {
+        self.acl
+            .as_deref()
+            .map(|a| Box::new(a.session(username, client_id)))
     }
 
     /// May `session` do `action` on `topic`? True without an ACL.

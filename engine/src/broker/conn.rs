@@ -31,15 +31,20 @@ pub(super) struct Conn {
     pub(super) transmit_queued: bool,
     /// Close after this long without a packet; 0 = keep-alive off.
     pub(super) keep_alive_ms: u64,
+    /// The last packet's time once active; the accept time before.
     pub(super) last_packet_ms: u64,
-    /// Inbound topic aliases, index = alias - 1.
-    pub(super) aliases: Vec<Option<Bytes>>,
+    /// Its place in the deadline wheel (`deadlines.rs`), if any.
+    pub(super) deadline: Option<DeadlineSlot>,
+    /// Inbound topic aliases, index = alias - 1; made on the first alias
+    /// (an empty box does not allocate).
+    pub(super) aliases: Box<[Option<Bytes>]>,
     pub(super) client_packet_size_max_bytes: u32,
     pub(super) client_receive_maximum: u16,
     pub(super) generation: u64,
     /// Outbound topic aliases (v5, when the client allows them), least
-    /// recently used replaced first.
-    pub(super) aliases_out: OutAliases,
+    /// recently used replaced first; made on the first PUBLISH that uses
+    /// one (boxed: most connections never do).
+    pub(super) aliases_out: Option<Box<OutAliases>>,
     /// min(our topic_alias_outbound_max, the client's Topic Alias Maximum).
     pub(super) aliases_out_max: u16,
     /// Acknowledgements held back, in order, behind a cross-shard barrier.
@@ -64,6 +69,14 @@ pub(super) struct Conn {
     /// Its CONNACK waits in `held` (durable storage): nothing else is
     /// written to it meanwhile (QoS 1/2 messages wait in the session queue).
     pub(super) connack_held: bool,
+}
+
+/// Where a connection sits in the deadline wheel (`deadlines.rs`): its
+/// bucket and its index in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct DeadlineSlot {
+    pub(super) tick: u64,
+    pub(super) index: u32,
 }
 
 /// An item of a connection's held queue (see [`Broker::write_ack`]).
@@ -247,11 +260,12 @@ impl Conn {
             transmit_queued: false,
             keep_alive_ms: 0,
             last_packet_ms: now_ms,
-            aliases: Vec::new(),
+            deadline: None,
+            aliases: Box::default(),
             client_packet_size_max_bytes: u32::MAX,
             client_receive_maximum: u16::MAX,
             generation,
-            aliases_out: OutAliases::default(),
+            aliases_out: None,
             aliases_out_max: 0,
             held: VecDeque::new(),
             backlog: VecDeque::new(),
@@ -294,7 +308,8 @@ impl Conn {
         if self.aliases_out_max == 0 {
             return codec::encode_publish(p, self.protocol, &mut self.out).map(drop);
         }
-        let result = match self.aliases_out.choose(&p.topic, self.aliases_out_max) {
+        let aliases_out = self.aliases_out.get_or_insert_with(Box::default);
+        let result = match aliases_out.choose(&p.topic, self.aliases_out_max) {
             AliasUse::Known(alias) => {
                 let topic = std::mem::take(&mut p.topic);
                 p.properties.topic_alias = Some(alias);
@@ -307,8 +322,7 @@ impl Conn {
                 let result = codec::encode_publish(p, self.protocol, &mut self.out);
                 if result.is_ok() {
                     // Only once the client will see the topic with its alias.
-                    self.aliases_out
-                        .commit(&p.topic, alias, self.aliases_out_max);
+                    aliases_out.commit(&p.topic, alias, self.aliases_out_max);
                 }
                 result
             }
@@ -373,6 +387,7 @@ impl Broker {
             return;
         }
         c.state = ConnState::Closing;
+        self.unschedule_deadline(conn);
         if let ConnState::Active(session) = state {
             self.detach_session(session, true, now_ms);
         }

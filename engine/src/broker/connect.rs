@@ -12,7 +12,7 @@ use super::pending_auth::Admitted;
 use super::persist::persisted;
 use super::route::Source;
 use super::session::{OutState, Session};
-use super::timer::{keep_alive_grace_ms, Timer};
+use super::timer::Timer;
 use super::{owner_shard, Broker, CloseCause, ConnId, ConnectionRecord, Event, SessionId};
 use crate::acl::Action;
 use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, Protocol, PubAck, ReasonCode};
@@ -252,13 +252,13 @@ impl Broker {
             s.conn = Some(conn);
             s.protocol = protocol;
             s.expiry_interval_s = expiry_interval_s;
-            s.will = connect.will.map(compact_will);
+            s.will = connect.will.map(|w| Box::new(compact_will(w)));
             s.username = username;
             s.acl = acl;
         }
         self.persist_session(session);
 
-        let conn_generation = {
+        {
             let Some(c) = self.conns.get_mut(conn) else {
                 return;
             };
@@ -266,7 +266,7 @@ impl Broker {
             c.enhanced_auth = enhanced_auth;
             c.keep_alive_ms = u64::from(keep_alive_s) * 1000;
             c.last_packet_ms = now_ms;
-            c.aliases = Vec::new(); // made on first alias (v5 only reaches it)
+            c.aliases = Box::default(); // made on first alias (v5 only reaches it)
             c.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
             c.aliases_out_max = if v5 {
                 self.config
@@ -275,18 +275,9 @@ impl Broker {
             } else {
                 0
             };
-            c.generation
-        };
-        if keep_alive_s > 0 {
-            let due = now_ms + keep_alive_grace_ms(u64::from(keep_alive_s) * 1000);
-            self.arm(
-                due,
-                Timer::KeepAlive {
-                    conn,
-                    generation: conn_generation,
-                },
-            );
         }
+        // Keep-alive from now on (or none with 0) instead of the CONNECT timeout.
+        self.schedule_deadline(conn);
 
         ack.session_present = session_present;
         // With `durable`, a CONNACK that created, resumed or ended a
@@ -567,5 +558,35 @@ impl Broker {
         if !c.out.is_empty() {
             c.queue_transmit(conn, &mut self.events);
         }
+    }
+}
+
+/// Protocol level of a CONNECT at the start of `buf`, if visible: used to
+/// answer a CONNECT that fails to decode in the client's own version.
+pub(super) fn peek_connect_level(buf: &[u8]) -> Option<u8> {
+    let mut i = 1;
+    loop {
+        let b = *buf.get(i)?;
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if i > 4 {
+            return None;
+        }
+    }
+    let name_len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
+    buf.get(i + 2 + name_len).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_level() {
+        let connect = [0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0];
+        assert_eq!(peek_connect_level(&connect), Some(5));
+        assert_eq!(peek_connect_level(&connect[..5]), None);
     }
 }

@@ -35,7 +35,8 @@
 //! replication), `barrier` (barriers: other shards, the persist batch),
 //! `persist` / `refuse` / `restore` (durable state: recording, failed
 //! writes, recovery), `violation` (protocol
-//! errors that end a connection), `timer`, `stats` (counters and gauges), `sys` (`$SYS`), `sys_totals` (broker-wide `$SYS` with Mosquitto's names),
+//! errors that end a connection), `timer`, `deadlines` (the connection
+//! deadline wheel), `stats` (counters and gauges), `sys` (`$SYS`), `sys_totals` (broker-wide `$SYS` with Mosquitto's names),
 //! `retained`, `compact` (owned copies of decoded data), `auth`, `acl`
 //! (applying the ACL), `config`,
 //! `slab`.
@@ -51,6 +52,7 @@ mod conn;
 mod connack;
 mod connect;
 mod connlog;
+mod deadlines;
 mod deliver;
 mod message;
 mod pending_auth;
@@ -80,6 +82,7 @@ use bytes::{Bytes, BytesMut};
 pub use auth::{AnonymousPolicy, Authenticator, Credentials};
 pub use config::{BrokerConfig, SharedPolicy};
 pub use connlog::{CloseCause, ConnectionRecord};
+pub use deadlines::DEADLINE_TICK_MS;
 pub use message::{owner_shard, route_connect, Event, Route, ShardMessage};
 pub use stats::{Gauges, LatencyHistogram, Stats, LATENCY_BUCKETS_MS};
 pub use sys_totals::{BrokerTotals, LoadAverages};
@@ -128,6 +131,8 @@ pub struct Broker {
     /// Connection records for the log (`connlog`), when `log_connections`.
     connection_records: VecDeque<ConnectionRecord>,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    /// Connection deadlines: CONNECT timeout, keep-alive (deadlines.rs).
+    deadlines: deadlines::DeadlineWheel,
     next_generation: u64,
     stats: Stats,
     started_ms: Option<u64>,
@@ -177,6 +182,7 @@ impl Broker {
             events: VecDeque::new(),
             connection_records: VecDeque::new(),
             timers: BinaryHeap::new(),
+            deadlines: deadlines::DeadlineWheel::new(),
             next_generation: 1,
             assigned_ids: 0,
             stats: Stats::default(),
@@ -209,8 +215,7 @@ impl Broker {
         }
         let generation = self.generation();
         let conn = self.conns.insert(Conn::new(generation, now_ms));
-        let deadline = now_ms + self.config.connect_timeout_ms;
-        self.arm(deadline, Timer::ConnectTimeout { conn, generation });
+        self.schedule_deadline(conn);
         Some(conn)
     }
 
@@ -242,7 +247,7 @@ impl Broker {
                 return;
             }
             let level = if state == ConnState::AwaitConnect {
-                peek_connect_level(buf)
+                connect::peek_connect_level(buf)
             } else {
                 None
             };
@@ -251,8 +256,12 @@ impl Broker {
                 Ok(Decoded::Packet(packet)) => {
                     self.stats.packets_received += 1;
                     self.stats.bytes_received += (before - buf.len()) as u64;
+                    // While connecting, `last_packet_ms` stays the accept
+                    // time (the CONNECT timeout counts from it).
                     if let Some(c) = self.conns.get_mut(conn) {
-                        c.last_packet_ms = now_ms;
+                        if matches!(c.state, ConnState::Active(_)) {
+                            c.last_packet_ms = now_ms;
+                        }
                     }
                     if let Err(v) = self.handle_packet(conn, packet, now_ms) {
                         self.violation(conn, v, now_ms);
@@ -306,6 +315,7 @@ impl Broker {
             self.detach_session(session, true, now_ms);
         }
         self.record_closed(conn);
+        self.unschedule_deadline(conn);
         self.conns.remove(conn);
         self.certificate_identities.remove(&conn);
     }
@@ -333,6 +343,7 @@ impl Broker {
             self.timers.pop();
             self.fire(timer, now_ms);
         }
+        self.check_deadlines(now_ms);
     }
 
     /// Server shutdown: v5 clients get DISCONNECT 0x8B, all connections close.
@@ -372,7 +383,11 @@ impl Broker {
 
     /// The earliest time `handle_timeout` must be called, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((due, _))| *due)
+        let timer = self.timers.peek().map(|Reverse((due, _))| *due);
+        match (timer, self.next_deadline_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Gives back memory the tables kept at their high-water mark (the
@@ -387,6 +402,7 @@ impl Broker {
         self.events.shrink_to_fit();
         self.connection_records.shrink_to_fit();
         self.barriers.shrink_to_fit();
+        self.timers.shrink_to_fit();
     }
 
     // ----- queries ---------------------------------------------------------
@@ -495,35 +511,5 @@ impl Broker {
         self.detach_session(session, publish_will, now_ms);
         self.events.push_back(Event::Close(conn));
         Ok(())
-    }
-}
-
-/// Protocol level of a CONNECT at the start of `buf`, if visible: used to
-/// answer a CONNECT that fails to decode in the client's own version.
-fn peek_connect_level(buf: &[u8]) -> Option<u8> {
-    let mut i = 1;
-    loop {
-        let b = *buf.get(i)?;
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        if i > 4 {
-            return None;
-        }
-    }
-    let name_len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
-    buf.get(i + 2 + name_len).copied()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peek_level() {
-        let connect = [0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0];
-        assert_eq!(peek_connect_level(&connect), Some(5));
-        assert_eq!(peek_connect_level(&connect[..5]), None);
     }
 }

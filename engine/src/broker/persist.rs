@@ -243,7 +243,7 @@ impl Broker {
                 None => Some(self.persist.wall(s.offline_since_ms)),
             },
             username: s.username.clone(),
-            will: s.will.clone(),
+            will: s.will.as_deref().cloned(),
             subscriptions: s.subscriptions.clone(),
         };
         let value = record.encode().or_else(|| {

@@ -35,7 +35,9 @@ impl Broker {
                 };
                 if c.aliases.len() < alias_max {
                     // The table is made on first use: most connections never alias.
-                    c.aliases.resize(alias_max, None);
+                    let mut table = std::mem::take(&mut c.aliases).into_vec();
+                    table.resize(alias_max, None);
+                    c.aliases = table.into_boxed_slice();
                 }
                 // [MQTT-3.3.2-8], [MQTT-3.3.2-9]: 0 or above our maximum.
                 let Some(slot) = c.aliases.get_mut(usize::from(alias).wrapping_sub(1)) else {

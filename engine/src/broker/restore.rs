@@ -193,7 +193,7 @@ impl Broker {
         );
         s.username = record.username;
         s.acl = self.session_acl(s.username.as_deref(), &client_id);
-        s.will = record.will;
+        s.will = record.will.map(Box::new);
         s.stored = true;
         s.inbound_qos2 = pids;
         msgs.sort_unstable_by_key(|(seq, _)| *seq);

@@ -57,11 +57,12 @@ pub(super) struct Session {
     next_packet_id: u16,
     /// QoS 2 packet ids received and PUBREC'd, awaiting PUBREL.
     pub(super) inbound_qos2: Vec<u16>,
-    pub(super) will: Option<Will>,
+    /// Boxed: most sessions have none, and a will is large.
+    pub(super) will: Option<Box<Will>>,
     pub(super) generation: u64,
     /// This client's view of the ACL; `None` when no ACL is installed
-    /// (everything allowed).
-    pub(super) acl: Option<SessionAcl>,
+    /// (everything allowed). Boxed: one pointer without an ACL.
+    pub(super) acl: Option<Box<SessionAcl>>,
     /// Its records are in the store (`persist.rs`): its end deletes them.
     pub(super) stored: bool,
     /// When it lost its connection (engine ms; meaningful while offline).
@@ -163,5 +164,23 @@ impl Session {
         }
         self.next_packet_id = pid.wrapping_add(1);
         pid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection holds one `Conn` and one `Session` slot (plus the
+    /// client-id map entry and a deadline wheel entry): rare parts (wills,
+    /// ACL views, topic alias tables, authentication in progress) are
+    /// boxed so that an idle connection pays a pointer for each
+    /// (docs/benchmarks.md, memory per idle connection).
+    #[test]
+    fn connection_and_session_records_stay_small() {
+        let (conn, session) = (std::mem::size_of::<Conn>(), std::mem::size_of::<Session>());
+        eprintln!("Conn {conn} bytes, Session {session} bytes");
+        assert!(conn <= 320, "Conn is {conn} bytes");
+        assert!(session <= 256, "Session is {session} bytes");
     }
 }

@@ -1,18 +1,16 @@
-//! The broker's timers: connect timeout, keep-alive, delayed will, session
-//! expiry and the periodic `$SYS` publish, in one heap ordered by due time.
-//! A timer names its target with a generation, so one whose connection or
-//! session moved on meanwhile is ignored when it fires.
+//! The broker's timers: delayed will, session expiry and the periodic
+//! `$SYS` publish, in one heap ordered by due time. A timer names its
+//! target with a generation, so one whose session moved on meanwhile is
+//! ignored when it fires. Connection deadlines (CONNECT timeout,
+//! keep-alive) are not here but in the wheel of `deadlines.rs`: one entry
+//! per connection, removed when it closes.
 
 use std::cmp::Reverse;
 
-use super::conn::ConnState;
-use super::{Broker, CloseCause, ConnId, SessionId};
-use crate::codec::ReasonCode;
+use super::{Broker, SessionId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Timer {
-    ConnectTimeout { conn: ConnId, generation: u64 },
-    KeepAlive { conn: ConnId, generation: u64 },
     Will { session: SessionId, generation: u64 },
     SessionExpiry { session: SessionId, generation: u64 },
     Sys,
@@ -47,36 +45,6 @@ impl Broker {
 
     pub(super) fn fire(&mut self, timer: Timer, now_ms: u64) {
         match timer {
-            Timer::ConnectTimeout { conn, generation } => {
-                if let Some(c) = self.conns.get(conn) {
-                    // Also bounds an authentication that never ends (a slow
-                    // store, a SCRAM client that stops answering).
-                    let connecting =
-                        matches!(c.state, ConnState::AwaitConnect | ConnState::Authenticating);
-                    if c.generation == generation && connecting {
-                        self.set_close_cause(conn, CloseCause::ConnectTimeout);
-                        self.close(conn, now_ms);
-                    }
-                }
-            }
-            Timer::KeepAlive { conn, generation } => {
-                let Some(c) = self.conns.get(conn) else {
-                    return;
-                };
-                if c.generation != generation
-                    || c.keep_alive_ms == 0
-                    || c.state == ConnState::Closing
-                {
-                    return;
-                }
-                let deadline = c.last_packet_ms + keep_alive_grace_ms(c.keep_alive_ms);
-                if deadline <= now_ms {
-                    self.set_close_cause(conn, CloseCause::KeepAliveTimeout);
-                    self.disconnect_with(conn, ReasonCode::KEEP_ALIVE_TIMEOUT, now_ms);
-                } else {
-                    self.arm(deadline, Timer::KeepAlive { conn, generation });
-                }
-            }
             Timer::Will {
                 session,
                 generation,

@@ -96,7 +96,8 @@ async fn read_loop<H: Handler>(
     loop {
         if shared.closing.get() {
             drop(buf);
-            return linger(read_half, shared).await;
+            // Boxed: once per connection, not part of every task's size.
+            return Box::pin(linger(read_half, shared)).await;
         }
         if handler.reads_paused() {
             shared
@@ -140,7 +141,11 @@ async fn read_loop<H: Handler>(
             None => Some(read.await),
             Some(started) => monoio::select! {
                 r = read => Some(r),
-                _ = monoio::time::sleep_until(started + packet_timeout) => None,
+                // Boxed (as every timer of the driver): a monoio `Sleep` is
+                // cache-line padded, and inline it would make every
+                // connection's task several times larger for this rare
+                // wait (docs/benchmarks.md, memory per idle connection).
+                _ = Box::pin(monoio::time::sleep_until(started + packet_timeout)) => None,
             },
         };
         let Some((result, returned)) = completed else {

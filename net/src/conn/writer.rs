@@ -65,7 +65,8 @@ pub(super) async fn writer_task<H: Handler>(
             continue;
         }
         if shared.closing.get() {
-            close_gracefully(shared, fd, config.close_linger_ms).await;
+            // Boxed: once per connection, not part of every task's size.
+            Box::pin(close_gracefully(shared, fd, config.close_linger_ms)).await;
             return;
         }
     }
@@ -82,7 +83,9 @@ async fn abort_write(handle: &DriverHandle, close_flush_timeout_ms: u64) -> io::
         return io::ErrorKind::ConnectionAborted;
     }
     monoio::select! {
-        _ = monoio::time::sleep(Duration::from_millis(close_flush_timeout_ms)) => io::ErrorKind::TimedOut,
+        // Boxed: inline, a `Sleep` makes every connection's task larger
+        // (`reader` module, packet timeout).
+        _ = Box::pin(monoio::time::sleep(Duration::from_millis(close_flush_timeout_ms))) => io::ErrorKind::TimedOut,
         _ = shared.reader_or_writer_wait(|| shared.ended.get()) => io::ErrorKind::ConnectionAborted,
     }
 }
@@ -94,7 +97,7 @@ async fn close_gracefully(shared: &Shared, fd: RawFd, close_linger_ms: u64) {
     shut_down(fd, Shutdown::Write);
     writer_done(shared);
     monoio::select! {
-        _ = monoio::time::sleep(Duration::from_millis(close_linger_ms)) => {
+        _ = Box::pin(monoio::time::sleep(Duration::from_millis(close_linger_ms))) => {
             // The reader still holds its half, so `fd` is open.
             shut_down(fd, Shutdown::Read);
         }

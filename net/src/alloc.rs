@@ -32,3 +32,44 @@ pub fn release_free_memory() {
     // may be called from any thread at any time after process start.
     unsafe { mi_collect(true) }
 }
+
+/// Whether [`keep_small_pages`] turned transparent huge pages off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugePages {
+    /// Off for this process (`prctl(PR_SET_THP_DISABLE)`).
+    Disabled,
+    /// Left as they were: `MIMALLOC_ALLOW_THP` is set in the environment
+    /// (the operator chose), or not Linux.
+    Unchanged,
+    /// The kernel refused the `prctl` (the error); huge pages stay allowed.
+    Failed(std::io::ErrorKind),
+}
+
+/// Turns transparent huge pages off for this process, unless the
+/// environment sets `MIMALLOC_ALLOW_THP` (then mimalloc's own option
+/// decides). Call it first thing in `main`, before the heap grows.
+///
+/// Why: mimalloc asks the kernel for huge pages on its segments
+/// (`madvise(MADV_HUGEPAGE)`), so a 2 MiB page becomes resident as soon as
+/// one small object in it is touched, and stays resident while one object
+/// in it lives. For a broker made of many small per-connection objects that
+/// raised RSS at start (10.3 instead of 4.7 MiB) and, above all, kept it
+/// high after connections closed (docs/benchmarks.md, "Memory given back
+/// after closes"). mimalloc's `MIMALLOC_ALLOW_THP=0` does the same, but only
+/// from the environment.
+pub fn keep_small_pages() -> HugePages {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return HugePages::Unchanged;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE takes an integer flag and three zero
+        // arguments; it only sets a flag on this process's memory map.
+        if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+            return HugePages::Failed(std::io::Error::last_os_error().kind());
+        }
+        HugePages::Disabled
+    }
+    #[cfg(not(target_os = "linux"))]
+    HugePages::Unchanged
+}

@@ -106,6 +106,8 @@ fn load(args: &ServeArgs) -> Result<Config, ExitCode> {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
+    // Before the heap grows (ringmq_net::alloc docs).
+    let huge_pages = ringmq_net::alloc::keep_small_pages();
     let config = match load(args) {
         Ok(c) => c,
         Err(code) => return code,
@@ -115,6 +117,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
         &config.runtime.log_level,
         config.runtime.log_format,
     );
+    if let ringmq_net::alloc::HugePages::Failed(kind) = huge_pages {
+        tracing::warn!(error = ?kind, "cannot turn transparent huge pages off; memory given back after closes may stay resident");
+    }
     match server::serve(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,35 +1,60 @@
 #!/usr/bin/env bash
-# Broker memory per idle connection: RSS with N idle MQTT connections held
-# (CONNECT done, keep-alive 60 s, nothing else) minus RSS before, divided by N;
-# then RSS CLOSE_WAIT_S seconds after they all closed (memory given back).
+# Broker memory per idle connection, idle CPU, and memory given back:
+# RSS before, with N idle MQTT connections held (CONNECT done, keep-alive
+# KEEP_ALIVE_S, nothing else), and CLOSE_WAIT_S seconds after they all
+# closed; the broker's CPU over CPU_WINDOW_S seconds while they are held.
 #
 #   bench/idle-memory.sh [BROKER...]     BROKER: ringmq | mosquitto   (default both)
-# Env: N (connections, default 10000; the open-file limit bounds it), PORT (18950),
-# RINGMQ_FLAGS (e.g. "--io epoll"), CLOSE_WAIT_S (3), RINGMQ_BIN (another build).
+# Env: N (connections, default 10000; above ~28,000 loadgen spreads them over
+# source addresses 127.0.0.2, .3, ...), PORT (18950), RINGMQ_FLAGS (e.g.
+# "--io epoll"), CLOSE_WAIT_S (3), CPU_WINDOW_S (10), KEEP_ALIVE_S (60),
+# RATE (connections per second, 5000), RINGMQ_BIN / LOADGEN_BIN (other builds).
 # Needs target/release/{ringmq,loadgen}; mosquitto from ../shared/peers.
+# The open-file limit is raised to fit N (soft to hard; the hard limit too
+# when running as root).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 N="${N:-10000}" PORT="${PORT:-18950}" CLOSE_WAIT_S="${CLOSE_WAIT_S:-3}"
+CPU_WINDOW_S="${CPU_WINDOW_S:-10}" KEEP_ALIVE_S="${KEEP_ALIVE_S:-60}" RATE="${RATE:-5000}"
 tdir="${CARGO_TARGET_DIR:-target}/release"
+loadgen="${LOADGEN_BIN:-$tdir/loadgen}"
 brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+huge_kib() { awk '/^AnonHugePages/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+fds=$(( N + 1024 ))
+if [[ $(ulimit -Hn) != unlimited && $(ulimit -Hn) -lt $fds ]]; then
+  ulimit -Hn "$fds" 2>/dev/null || { echo "idle-memory: cannot raise the hard open-file limit ($(ulimit -Hn)) to $fds for N=$N" >&2; exit 2; }
+fi
 ulimit -n "$(ulimit -Hn)"
+connect_s=$(( N / RATE + 1 ))
 for b in "${brokers[@]}"; do
   case "$b" in
     ringmq) "${RINGMQ_BIN:-$tdir/ringmq}" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
     *) pid=$("$root/../shared/peers/start-peer.sh" "$b" "$PORT") ;;
   esac
   before=$(rss_kib "$pid")
-  "$tdir/loadgen" conn --port "$PORT" --count "$N" --rate 5000 --duration 6 --keep-alive 60 -q >/tmp/idle-loadgen.log 2>&1 &
+  "$loadgen" conn --port "$PORT" --count "$N" --rate "$RATE" --duration $(( CPU_WINDOW_S + 4 )) \
+    --keep-alive "$KEEP_ALIVE_S" -q >/tmp/idle-loadgen.log 2>&1 &
   lg=$!
-  sleep $(( N / 5000 + 4 ))
+  # Held: every connection established (counted by the kernel), then 2 s.
+  for _ in $(seq 1 $(( connect_s * 10 + 600 ))); do
+    up=$(ss -Htn state established "( sport = :$PORT )" | wc -l)
+    [[ $up -ge $N ]] && break
+    sleep 0.2
+  done
+  sleep 2
   held=$(rss_kib "$pid")
+  t0=$(cpu_ticks "$pid"); sleep "$CPU_WINDOW_S"; t1=$(cpu_ticks "$pid")
+  held_huge=$(huge_kib "$pid")
   wait "$lg" || true
   sleep "$CLOSE_WAIT_S"
   after=$(rss_kib "$pid")
+  after_huge=$(huge_kib "$pid")
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-  python3 -c "import sys; b,h,a,n=map(int,sys.argv[1:]); print(f'$b: RSS {b/1024:.1f} MiB idle, {h/1024:.1f} MiB with {n} connections: {(h-b)*1024/n:.0f} bytes per connection; {a/1024:.1f} MiB ${CLOSE_WAIT_S} s after they closed ({(a-b)*100/b:+.0f}% of idle)')" "$before" "$held" "$after" "$N"
+  python3 -c "import sys,os; b,h,a,n,c,w,hh,ah=map(int,sys.argv[1:]); hz=os.sysconf('SC_CLK_TCK'); print(f'$b: RSS {b/1024:.1f} MiB idle, {h/1024:.1f} MiB with {n} connections: {(h-b)*1024/n:.0f} bytes per connection; CPU {c*100/hz/w:.2f}% of a core over {w} s held; {a/1024:.1f} MiB ${CLOSE_WAIT_S} s after they closed ({(a-b)*100/b:+.0f}% of idle); AnonHugePages {hh/1024:.1f} MiB held, {ah/1024:.1f} MiB after')" \
+    "$before" "$held" "$after" "$N" "$(( t1 - t0 ))" "$CPU_WINDOW_S" "$held_huge" "$after_huge"
   grep -E "connected|fail" /tmp/idle-loadgen.log | tail -2 || true
   sleep 1
 done

@@ -20,6 +20,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The ALPN protocol name offered (OASIS registered `mqtt`).
 pub const ALPN_MQTT: &[u8] = b"mqtt";
+/// ALPN protocol id of HTTP/1.1, which browsers offer for `wss://`.
+pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 
 /// Largest PEM file read, in bytes (a chain of a few certificates is a
 /// few KiB; this only stops a wrong path such as a disk image).
@@ -75,6 +77,10 @@ pub struct TlsSettings {
     /// Certificates chosen by SNI; the default one above serves any other
     /// name and clients that send none.
     pub sni: Vec<SniCertificate>,
+    /// ALPN protocols accepted, in the server's order of preference
+    /// (`[ALPN_MQTT]` for MQTT listeners; WebSocket listeners add
+    /// `ALPN_HTTP_1_1`).
+    pub alpn: Vec<Vec<u8>>,
 }
 
 /// A built configuration and the file contents it came from.
@@ -277,10 +283,11 @@ pub fn load(settings: &TlsSettings) -> Result<LoadedTls, TlsConfigError> {
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(Arc::new(SniResolver { default, by_name }));
-    // A client that offers ALPN must offer `mqtt` (RFC 7301 section 3.2:
-    // no overlap is a no_application_protocol alert); one that offers no
-    // ALPN at all is accepted (most MQTT clients do not send it).
-    config.alpn_protocols = vec![ALPN_MQTT.to_vec()];
+    // A client that offers ALPN must offer one of the listener's protocols
+    // (RFC 7301 section 3.2: no overlap is a no_application_protocol alert);
+    // one that offers no ALPN at all is accepted (most MQTT clients do not
+    // send it).
+    config.alpn_protocols = settings.alpn.clone();
     Ok(LoadedTls {
         config: Arc::new(config),
         files,

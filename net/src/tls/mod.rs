@@ -33,7 +33,10 @@ use bytes::BytesMut;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
-pub use config::{load, LoadedTls, SniCertificate, TlsConfigError, TlsSettings, TlsVersion};
+pub use config::{
+    load, LoadedTls, SniCertificate, TlsConfigError, TlsSettings, TlsVersion, ALPN_HTTP_1_1,
+    ALPN_MQTT,
+};
 
 /// Why a TLS session failed; the alert for the peer (if any) is queued in
 /// the session's output.

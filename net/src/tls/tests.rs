@@ -77,6 +77,7 @@ fn setup(test: &str) -> Setup {
             cert_file: write(&d, "other.pem", &sni_cert),
             key_file: write(&d, "other.key", &sni_key),
         }],
+        alpn: vec![ALPN_MQTT.to_vec()],
     };
     Setup {
         server_ca,
@@ -200,6 +201,24 @@ fn alpn_mqtt_is_chosen_and_a_foreign_alpn_is_refused() {
     ok(client.write_tls(&mut hello));
     let refused = server.read(&hello, &mut BytesMut::new());
     assert!(refused.is_err(), "h2-only client accepted");
+}
+
+/// A `wss://` listener accepts what browsers offer (`http/1.1`, next to
+/// `h2` they cannot use for WebSocket) and still accepts `mqtt`.
+#[test]
+fn a_websocket_listener_accepts_the_browsers_http_1_1_alpn() {
+    let mut s = setup("alpn-ws");
+    s.settings.alpn = vec![ALPN_HTTP_1_1.to_vec(), ALPN_MQTT.to_vec()];
+    let loaded = ok(load(&s.settings));
+    let all = [&rustls::version::TLS13, &rustls::version::TLS12];
+    for (offered, chosen) in [
+        (&[&b"h2"[..], b"http/1.1"][..], &b"http/1.1"[..]),
+        (&[&b"mqtt"[..]][..], &b"mqtt"[..]),
+    ] {
+        let (mut client, mut server) = connect(&s, &loaded, "localhost", None, &all, offered);
+        ok(pump(&mut client, &mut server));
+        assert_eq!(client.alpn_protocol(), Some(chosen));
+    }
 }
 
 #[test]

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ringmq_net::listener::ListenerOptions;
-use ringmq_net::tls::{SniCertificate, TlsSettings, TlsVersion};
+use ringmq_net::tls::{SniCertificate, TlsSettings, TlsVersion, ALPN_HTTP_1_1, ALPN_MQTT};
 use ringmq_net::ws::WsSettings;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -336,14 +336,14 @@ pub(super) fn complete(
         if backlog_connections == 0 {
             return Err(invalid(at("backlog_connections"), 0, "at least 1"));
         }
-        let tls = match entry.tls {
-            None => None,
-            Some(t) => Some(complete_tls(t, &at)?),
-        };
         let protocol = entry
             .protocol
             .or(template.protocol)
             .ok_or(missing("listener.protocol"))?;
+        let tls = match entry.tls {
+            None => None,
+            Some(t) => Some(complete_tls(t, protocol, &at)?),
+        };
         if protocol == Protocol::Http && tls.is_some() {
             return Err(invalid(
                 at("tls"),
@@ -432,7 +432,11 @@ pub(super) fn complete(
     Ok(listeners)
 }
 
-fn complete_tls(t: TlsPartial, at: &dyn Fn(&str) -> String) -> Result<TlsListener, ConfigError> {
+fn complete_tls(
+    t: TlsPartial,
+    protocol: Protocol,
+    at: &dyn Fn(&str) -> String,
+) -> Result<TlsListener, ConfigError> {
     if t.require_client_cert && t.client_ca_file.is_none() {
         return Err(invalid(
             at("tls.require_client_cert"),
@@ -483,7 +487,19 @@ fn complete_tls(t: TlsPartial, at: &dyn Fn(&str) -> String) -> Result<TlsListene
             require_client_cert: t.require_client_cert,
             versions,
             sni,
+            alpn: alpn_for(protocol),
         },
         use_identity_as_username: t.use_identity_as_username,
     })
+}
+
+/// The ALPN protocols a TLS listener accepts (RFC 7301): `mqtt` on MQTT
+/// listeners; on WebSocket listeners also `http/1.1`, which browsers offer
+/// for `wss://` (a client offering neither is refused, one offering no ALPN
+/// at all is accepted).
+fn alpn_for(protocol: Protocol) -> Vec<Vec<u8>> {
+    match protocol {
+        Protocol::Mqtt | Protocol::Http => vec![ALPN_MQTT.to_vec()],
+        Protocol::Ws => vec![ALPN_HTTP_1_1.to_vec(), ALPN_MQTT.to_vec()],
+    }
 }

@@ -303,6 +303,23 @@ fn tls_table_is_parsed_with_defaults() {
     assert!(tls.settings.require_client_cert && tls.use_identity_as_username);
     assert_eq!(tls.settings.sni[0].server_names, vec!["a.example"]);
     assert_eq!(c.listeners[0].describe(), "mqtts://127.0.0.1:8883");
+    assert_eq!(tls.settings.alpn, vec![b"mqtt".to_vec()]);
+}
+
+#[test]
+fn a_wss_listener_also_accepts_the_browsers_alpn() {
+    let c = load(
+        "[[listener]]\nbind = \"127.0.0.1:8884\"\nprotocol = \"ws\"\n\
+         [listener.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let Some(tls) = &c.listeners[0].tls else {
+        panic!("no tls")
+    };
+    assert_eq!(
+        tls.settings.alpn,
+        vec![b"http/1.1".to_vec(), b"mqtt".to_vec()]
+    );
 }
 
 #[test]

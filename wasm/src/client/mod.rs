@@ -231,28 +231,20 @@ impl MqttClient {
         };
         let shared = self.shared.clone();
         promise(move |waiter| {
-            let calls = {
-                let mut inner = shared.borrow_mut();
-                let properties = subs
-                    .first()
-                    .map(|s| s.properties.clone())
-                    .unwrap_or_default();
-                let filters = subs.iter().map(|s| s.filter.clone()).collect();
-                match inner.engine.as_mut().filter(|e| e.is_connected()) {
-                    None => vec![(waiter.reject, vec![js::error("not connected", None)])],
-                    Some(engine) => match engine.subscribe_with_properties(filters, properties) {
-                        Ok(id) => {
-                            inner.subacks.insert(id, (waiter, subs));
-                            driver::pump(&mut inner, &Rc::downgrade(&shared))
-                        }
-                        Err(e) => vec![(
-                            waiter.reject,
-                            vec![js::error(&format!("subscribe: {e}"), None)],
-                        )],
-                    },
-                }
-            };
-            driver::run(calls);
+            let properties = subs
+                .first()
+                .map(|s| s.properties.clone())
+                .unwrap_or_default();
+            let filters = subs.iter().map(|s| s.filter.clone()).collect();
+            start_request(
+                &shared,
+                waiter,
+                "subscribe",
+                |engine| engine.subscribe_with_properties(filters, properties),
+                |inner, id, waiter| {
+                    inner.subacks.insert(id, (waiter, subs));
+                },
+            );
         })
     }
 
@@ -269,23 +261,16 @@ impl MqttClient {
         };
         let shared = self.shared.clone();
         promise(move |waiter| {
-            let calls = {
-                let mut inner = shared.borrow_mut();
-                match inner.engine.as_mut().filter(|e| e.is_connected()) {
-                    None => vec![(waiter.reject, vec![js::error("not connected", None)])],
-                    Some(engine) => match engine.unsubscribe(filters.clone()) {
-                        Ok(id) => {
-                            inner.unsubacks.insert(id, (waiter, filters));
-                            driver::pump(&mut inner, &Rc::downgrade(&shared))
-                        }
-                        Err(e) => vec![(
-                            waiter.reject,
-                            vec![js::error(&format!("unsubscribe: {e}"), None)],
-                        )],
-                    },
-                }
-            };
-            driver::run(calls);
+            let sent = filters.clone();
+            start_request(
+                &shared,
+                waiter,
+                "unsubscribe",
+                |engine| engine.unsubscribe(sent),
+                |inner, id, waiter| {
+                    inner.unsubacks.insert(id, (waiter, filters));
+                },
+            );
         })
     }
 
@@ -427,4 +412,32 @@ fn filter_list(v: &JsValue) -> Result<Vec<Bytes>, JsValue> {
         return Err(bad());
     }
     Ok(list)
+}
+
+/// Sends a request the broker acknowledges by packet id (SUBSCRIBE,
+/// UNSUBSCRIBE): rejects `waiter` when not connected or when the engine
+/// refuses the request (`what: error`), else files it with `file` under the
+/// packet id, to be settled by the acknowledgement, and sends.
+fn start_request<E: std::fmt::Display>(
+    shared: &Shared,
+    waiter: Waiter,
+    what: &str,
+    send: impl FnOnce(&mut ringmq_engine::client::Client) -> Result<u16, E>,
+    file: impl FnOnce(&mut driver::Inner, u16, Waiter),
+) {
+    let calls = {
+        let mut inner = shared.borrow_mut();
+        let sent = match inner.engine.as_mut().filter(|e| e.is_connected()) {
+            None => Err("not connected".to_string()),
+            Some(engine) => send(engine).map_err(|e| format!("{what}: {e}")),
+        };
+        match sent {
+            Ok(id) => {
+                file(&mut inner, id, waiter);
+                driver::pump(&mut inner, &Rc::downgrade(shared))
+            }
+            Err(message) => vec![(waiter.reject, vec![js::error(&message, None)])],
+        }
+    };
+    driver::run(calls);
 }

@@ -119,29 +119,15 @@ use rustls_pki_types::pem::PemObject;
 fn pump(client: &mut ClientConnection, server: &mut TlsSession) -> Result<BytesMut, TlsError> {
     let mut plain = BytesMut::new();
     for _ in 0..32 {
-        let mut to_server = Vec::new();
-        while client.wants_write() {
-            ok(client.write_tls(&mut to_server));
-        }
+        let to_server = client_output(client);
         if !to_server.is_empty() {
             // Split into small reads, as a socket may deliver it.
             for chunk in to_server.chunks(100) {
                 server.read(chunk, &mut plain)?;
             }
         }
-        let mut to_client = Vec::new();
-        server.take_output(&mut to_client);
-        if to_client.is_empty() && to_server.is_empty() {
+        if !server_output_to_client(server, client) && to_server.is_empty() {
             break;
-        }
-        let mut input = &to_client[..];
-        while !input.is_empty() {
-            if client.read_tls(&mut input).is_err() {
-                break;
-            }
-            if let Err(e) = client.process_new_packets() {
-                panic!("client: {e}");
-            }
         }
     }
     Ok(plain)
@@ -387,6 +373,32 @@ fn handshake_steps_run_on_the_pool() {
     assert_eq!(std::thread::current().id(), here);
 }
 
+/// Everything the client has to send.
+fn client_output(client: &mut ClientConnection) -> Vec<u8> {
+    let mut out = Vec::new();
+    while client.wants_write() {
+        ok(client.write_tls(&mut out));
+    }
+    out
+}
+
+/// Feeds what the server wrote to the client (panics on a client error);
+/// returns whether there was anything.
+fn server_output_to_client(server: &mut TlsSession, client: &mut ClientConnection) -> bool {
+    let mut to_client = Vec::new();
+    server.take_output(&mut to_client);
+    let mut input = &to_client[..];
+    while !input.is_empty() {
+        if client.read_tls(&mut input).is_err() {
+            break;
+        }
+        if let Err(e) = client.process_new_packets() {
+            panic!("client: {e}");
+        }
+    }
+    !to_client.is_empty()
+}
+
 /// [`pump`] with every server step on `pool` (and the plaintext the server
 /// received).
 async fn pool_pump(
@@ -396,10 +408,7 @@ async fn pool_pump(
 ) -> (Result<Box<TlsSession>, TlsError>, BytesMut) {
     let mut plain = BytesMut::new();
     for _ in 0..32 {
-        let mut to_server = Vec::new();
-        while client.wants_write() {
-            ok(client.write_tls(&mut to_server));
-        }
+        let to_server = client_output(client);
         if !to_server.is_empty() {
             let submitted = pool.submit(server, BytesMut::from(&to_server[..]));
             let step = match submitted {
@@ -412,19 +421,8 @@ async fn pool_pump(
                 return (Err(e), plain);
             }
         }
-        let mut to_client = Vec::new();
-        server.take_output(&mut to_client);
-        if to_client.is_empty() && to_server.is_empty() {
+        if !server_output_to_client(&mut server, client) && to_server.is_empty() {
             break;
-        }
-        let mut input = &to_client[..];
-        while !input.is_empty() {
-            if client.read_tls(&mut input).is_err() {
-                break;
-            }
-            if let Err(e) = client.process_new_packets() {
-                panic!("client: {e}");
-            }
         }
     }
     (Ok(server), plain)

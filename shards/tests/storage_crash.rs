@@ -1,7 +1,13 @@
 //! Durable storage under `kill -9` (issue 13): QoS 1 and QoS 2 publishers
-//! and retained publishes under load, persistent subscribers (v3.1.1, clean
-//! session 0), the broker killed with SIGKILL at a random moment of each
-//! round and restarted on the same `data_dir` with `fsync = "always"`.
+//! and retained publishes under load, persistent subscribers, the broker
+//! killed with SIGKILL at a random moment of each round and restarted on
+//! the same `data_dir`. Three runs: MQTT 3.1.1 clients (clean session 0)
+//! with `fsync = "always"`; MQTT 5 clients (Session Expiry Interval) with
+//! `always`; MQTT 5 clients with `fsync = "interval"`. `interval` promises
+//! the same as `always` against a killed process (every acknowledged write
+//! was handed to the OS before the acknowledgement; only a power loss or
+//! kernel crash may lose the last `fsync_interval_ms`, which a kill cannot
+//! show), so the same is asserted for all three.
 //!
 //! Asserted after the last round:
 //! - every QoS 1 message whose PUBACK the publisher saw, and every QoS 2
@@ -11,24 +17,25 @@
 //!   re-send, not a new message; anything else seen twice is a duplicate);
 //! - each retained topic holds the last acknowledged value, or one sent
 //!   after it (a publish the broker stored but could not acknowledge
-//!   before it was killed).
+//!   before it was killed);
+//! - every restart reads the store without a damaged record.
 //!
-//! Bounded: `ROUNDS` rounds of at most `ROUND_LOAD_MAX_MS` of load each,
-//! every read with a timeout; prints rounds, messages and losses.
+//! Bounded: `rounds` rounds (12 for the 3.1.1 run, 6 for each other) of at
+//! most `ROUND_LOAD_MAX_MS` of load each, every read with a timeout; prints
+//! rounds, messages and losses.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmq_tests::packet::{connect_v311, frame, publish_v311, subscribe_v311};
+use ringmq_tests::wire::{ack_packet, ack_reason, is_timeout, parse_publish, Conn, Version};
 use ringmq_tests::{binary, Broker};
 
-const ROUNDS: u32 = 12;
 /// Load before the kill: uniformly between these, in milliseconds.
 const ROUND_LOAD_MIN_MS: u64 = 150;
 const ROUND_LOAD_MAX_MS: u64 = 1_200;
@@ -41,6 +48,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// After the last round: how long the subscribers may take to receive
 /// everything acknowledged.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// MQTT 5 sessions' Session Expiry Interval.
+const EXPIRY_S: u32 = 3_600;
 
 fn bin() -> PathBuf {
     binary(env!("CARGO_BIN_EXE_ringmq"))
@@ -59,70 +68,13 @@ impl Rng {
     }
 }
 
-/// One MQTT packet: first byte and body.
-fn read_packet(s: &mut TcpStream) -> io::Result<(u8, Vec<u8>)> {
-    let mut first = [0u8; 1];
-    s.read_exact(&mut first)?;
-    let mut len = 0usize;
-    for i in 0..4 {
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b)?;
-        len |= usize::from(b[0] & 0x7f) << (7 * i);
-        if b[0] & 0x80 == 0 {
-            let mut body = vec![0u8; len];
-            s.read_exact(&mut body)?;
-            return Ok((first[0], body));
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "bad length"))
-}
-
-/// Reads a packet, waiting through read timeouts until `deadline`.
-fn read_until(s: &mut TcpStream, deadline: Instant) -> io::Result<(u8, Vec<u8>)> {
-    loop {
-        match read_packet(s) {
-            Err(e) if is_timeout(&e) && Instant::now() < deadline => continue,
-            other => return other,
-        }
-    }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-fn ack(kind: u8, pid: u16) -> Vec<u8> {
-    frame(kind, &pid.to_be_bytes())
-}
-
-/// Connects with CONNECT v3.1.1 and waits for CONNACK 0.
-fn connect(addr: SocketAddr, id: &str, clean: bool) -> io::Result<TcpStream> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_nodelay(true)?;
-    s.set_read_timeout(Some(POLL))?;
-    s.write_all(&connect_v311(id, clean, 60))?;
-    let (first, body) = read_until(&mut s, Instant::now() + Duration::from_secs(10))?;
-    if first != 0x20 || body.get(1) != Some(&0) {
-        return Err(io::Error::other(format!("CONNACK {first:02x} {body:02x?}")));
-    }
-    Ok(s)
-}
-
-/// A PUBLISH's topic, packet id and payload.
-fn parse_publish(first: u8, body: &[u8]) -> Option<(String, u16, Vec<u8>)> {
-    let qos = (first >> 1) & 3;
-    let tlen = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
-    let topic = String::from_utf8(body.get(2..2 + tlen)?.to_vec()).ok()?;
-    let mut at = 2 + tlen;
-    let mut pid = 0;
-    if qos > 0 {
-        pid = u16::from_be_bytes([*body.get(at)?, *body.get(at + 1)?]);
-        at += 2;
-    }
-    Some((topic, pid, body.get(at..)?.to_vec()))
+/// One run: the protocol of every client, the fsync mode, the rounds.
+#[derive(Clone, Copy)]
+struct Run {
+    name: &'static str,
+    version: Version,
+    fsync: &'static str,
+    rounds: u32,
 }
 
 /// What a persistent subscriber has received (kept across rounds, like a
@@ -139,43 +91,41 @@ struct Subscriber {
 /// Runs a persistent subscriber until `stop` or the connection ends.
 fn subscribe_round(
     addr: SocketAddr,
+    version: Version,
     id: &str,
     filter: &str,
     qos: u8,
     state: &Mutex<Subscriber>,
     stop: &AtomicBool,
 ) -> io::Result<()> {
-    let mut s = connect(addr, id, false)?;
+    let mut s = Conn::open(addr, version, id, false, EXPIRY_S, POLL)?;
     if !state.lock().unwrap().subscribed {
-        s.write_all(&subscribe_v311(1, filter, qos))?;
-        let (first, _) = read_until(&mut s, Instant::now() + Duration::from_secs(10))?;
-        assert_eq!(first, 0x90, "SUBACK expected");
+        assert_eq!(s.subscribe(1, filter, qos)?, qos, "SUBACK");
         state.lock().unwrap().subscribed = true;
     }
     while !stop.load(Ordering::Relaxed) {
-        let (first, body) = match read_packet(&mut s) {
+        let (first, body) = match s.read() {
             Err(e) if is_timeout(&e) => continue,
             other => other?,
         };
         let mut st = state.lock().unwrap();
         match first >> 4 {
             3 => {
-                let Some((_topic, pid, payload)) = parse_publish(first, &body) else {
+                let Some(p) = parse_publish(version, first, &body) else {
                     panic!("bad PUBLISH {body:02x?}")
                 };
-                let payload = String::from_utf8_lossy(&payload).into_owned();
-                let q = (first >> 1) & 3;
-                let resend = q == 2 && st.awaiting_rel.contains(&pid);
-                if !resend && !st.received.insert(payload.clone()) && q == 2 {
+                let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                let resend = p.qos == 2 && st.awaiting_rel.contains(&p.packet_id);
+                if !resend && !st.received.insert(payload.clone()) && p.qos == 2 {
                     st.duplicates.push(payload);
                 }
+                if p.qos == 2 {
+                    st.awaiting_rel.insert(p.packet_id);
+                }
                 drop(st);
-                match q {
-                    1 => s.write_all(&ack(0x40, pid))?,
-                    2 => {
-                        state.lock().unwrap().awaiting_rel.insert(pid);
-                        s.write_all(&ack(0x50, pid))?;
-                    }
+                match p.qos {
+                    1 => s.send(&ack_packet(0x40, p.packet_id))?,
+                    2 => s.send(&ack_packet(0x50, p.packet_id))?,
                     _ => {}
                 }
             }
@@ -183,7 +133,7 @@ fn subscribe_round(
                 let pid = u16::from_be_bytes([body[0], body[1]]);
                 st.awaiting_rel.remove(&pid);
                 drop(st);
-                s.write_all(&ack(0x70, pid))?;
+                s.send(&ack_packet(0x70, pid))?;
             }
             _ => {}
         }
@@ -205,13 +155,14 @@ struct Publisher {
 /// with a window of `WINDOW`, until `stop` or the connection ends.
 fn publish_round(
     addr: SocketAddr,
+    version: Version,
     name: &str,
     qos: u8,
     retain: bool,
     state: &Mutex<Publisher>,
     stop: &AtomicBool,
 ) -> io::Result<()> {
-    let mut s = connect(addr, name, true)?;
+    let mut s = Conn::open(addr, version, name, true, 0, POLL)?;
     // packet id -> (topic, payload)
     let mut in_flight: HashMap<u16, (String, String)> = HashMap::new();
     let mut pid: u16 = 0;
@@ -234,26 +185,29 @@ fn publish_round(
             }
             drop(st);
             pid = pid % 60_000 + 1;
-            s.write_all(&publish_v311(&topic, payload.as_bytes(), qos, pid, retain))?;
+            s.publish(&topic, payload.as_bytes(), qos, pid, retain)?;
             in_flight.insert(pid, (topic, payload));
         }
-        let (first, body) = match read_packet(&mut s) {
+        let (first, body) = match s.read() {
             Err(e) if is_timeout(&e) => continue,
             other => other?,
         };
         let id = u16::from_be_bytes([body[0], body[1]]);
         match first >> 4 {
-            // PUBACK (QoS 1), PUBREC (QoS 2): the broker has the message.
+            // PUBACK (QoS 1), PUBREC (QoS 2): the broker has the message
+            // (unless a 5.0 reason code refuses it).
             4 | 5 => {
                 if let Some((topic, payload)) = in_flight.remove(&id) {
-                    let mut st = state.lock().unwrap();
-                    if retain {
-                        st.acked_retained.insert(topic, payload.clone());
+                    if ack_reason(&body) < 0x80 {
+                        let mut st = state.lock().unwrap();
+                        if retain {
+                            st.acked_retained.insert(topic, payload.clone());
+                        }
+                        st.acked.push(payload);
                     }
-                    st.acked.push(payload);
                 }
                 if first >> 4 == 5 {
-                    s.write_all(&frame(0x62, &id.to_be_bytes()))?;
+                    s.send(&ack_packet(0x62, id))?;
                 }
             }
             _ => {}
@@ -262,22 +216,66 @@ fn publish_round(
     Ok(())
 }
 
-fn config(dir: &Path) -> PathBuf {
+fn config(dir: &Path, fsync: &str) -> PathBuf {
     let path = dir.join("ringmq.toml");
     let text = format!(
-        "[storage]\nstorage = \"disk\"\ndata_dir = \"{}\"\nfsync = \"always\"\n",
+        "[storage]\nstorage = \"disk\"\ndata_dir = \"{}\"\nfsync = \"{fsync}\"\n\
+         fsync_interval_ms = 100\n",
         dir.join("data").display()
     );
     std::fs::write(&path, text).unwrap();
     path
 }
 
+/// Starts the broker on the run's data directory; the store must open
+/// without a damaged record.
+fn start(cfg: &str) -> Broker {
+    let broker = Broker::start(&bin(), &["-c", cfg]);
+    let log = broker.log();
+    assert!(
+        log.contains("storage opened") && log.contains("damaged=0"),
+        "{log}"
+    );
+    broker
+}
+
 #[test]
 fn acknowledged_messages_survive_kill_9() {
-    let dir = std::env::temp_dir().join(format!("ringmq-crash-{}", std::process::id()));
+    crash(Run {
+        name: "v311-always",
+        version: Version::V311,
+        fsync: "always",
+        rounds: 12,
+    });
+}
+
+#[test]
+fn v5_acknowledged_messages_survive_kill_9() {
+    crash(Run {
+        name: "v5-always",
+        version: Version::V5,
+        fsync: "always",
+        rounds: 6,
+    });
+}
+
+#[test]
+fn fsync_interval_acknowledged_messages_survive_kill_9() {
+    crash(Run {
+        name: "v5-interval",
+        version: Version::V5,
+        fsync: "interval",
+        rounds: 6,
+    });
+}
+
+fn crash(run: Run) {
+    let dir =
+        std::env::temp_dir().join(format!("ringmq-crash-{}-{}", run.name, std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let cfg = config(&dir);
+    let cfg = config(&dir, run.fsync);
     let cfg = cfg.to_str().unwrap();
+    let version = run.version;
     let seed = std::env::var("RINGMQ_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -287,7 +285,10 @@ fn acknowledged_messages_survive_kill_9() {
                 .map_or(1, |d| d.as_nanos() as u64)
                 | 1
         });
-    println!("crash test seed {seed} (RINGMQ_CRASH_SEED to repeat)");
+    println!(
+        "crash test {} seed {seed} (RINGMQ_CRASH_SEED to repeat)",
+        run.name
+    );
     let mut rng = Rng(seed);
     let sub1 = Arc::new(Mutex::new(Subscriber::default()));
     let sub2 = Arc::new(Mutex::new(Subscriber::default()));
@@ -296,8 +297,8 @@ fn acknowledged_messages_survive_kill_9() {
     let pubr = Arc::new(Mutex::new(Publisher::default()));
     let started = Instant::now();
 
-    for round in 0..=ROUNDS {
-        let broker = Broker::start(&bin(), &["-c", cfg]);
+    for round in 0..=run.rounds {
+        let broker = start(cfg);
         let addr = broker.addr();
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -308,7 +309,7 @@ fn acknowledged_messages_survive_kill_9() {
             let stop = stop.clone();
             threads.push(thread::spawn(move || {
                 // The connection ends with the kill: not an error here.
-                let _ended = subscribe_round(addr, id, filter, qos, &st, &stop);
+                let _ended = subscribe_round(addr, version, id, filter, qos, &st, &stop);
             }));
         }
         // Publishers start once both subscriptions exist (SUBACK seen).
@@ -317,7 +318,7 @@ fn acknowledged_messages_survive_kill_9() {
             assert!(Instant::now() < subscribed, "subscribers did not subscribe");
             thread::sleep(Duration::from_millis(10));
         }
-        if round == ROUNDS {
+        if round == run.rounds {
             // Last round: no load, no kill; wait for everything acknowledged.
             let deadline = Instant::now() + DRAIN_LIMIT;
             loop {
@@ -327,7 +328,7 @@ fn acknowledged_messages_survive_kill_9() {
                 }
                 thread::sleep(Duration::from_millis(50));
             }
-            check_retained(addr, &pubr);
+            check_retained(addr, version, &pubr);
             stop.store(true, Ordering::Relaxed);
             for t in threads {
                 t.join().unwrap();
@@ -343,7 +344,7 @@ fn acknowledged_messages_survive_kill_9() {
         ] {
             let stop = stop.clone();
             threads.push(thread::spawn(move || {
-                let _ended = publish_round(addr, name, qos, retain, &st, &stop);
+                let _ended = publish_round(addr, version, name, qos, retain, &st, &stop);
             }));
         }
         let load = ROUND_LOAD_MIN_MS + rng.next() % (ROUND_LOAD_MAX_MS - ROUND_LOAD_MIN_MS);
@@ -357,8 +358,8 @@ fn acknowledged_messages_survive_kill_9() {
         }
         // Retained state after every kill, not only at the end.
         if round % 4 == 3 {
-            let b = Broker::start(&bin(), &["-c", cfg]);
-            check_retained(b.addr(), &pubr);
+            let b = start(cfg);
+            check_retained(b.addr(), version, &pubr);
             let mut b = b;
             b.signal(libc::SIGKILL);
             b.wait_exit(Duration::from_secs(10));
@@ -372,8 +373,12 @@ fn acknowledged_messages_survive_kill_9() {
     let acked2 = pub2.lock().unwrap().acked.len();
     let ackedr = pubr.lock().unwrap().acked.len();
     println!(
-        "crash test: {ROUNDS} kill -9 rounds in {:.1} s; acknowledged QoS 1 {acked1}, QoS 2 \
-         {acked2}, retained {ackedr}; lost QoS 1 {lost1}, QoS 2 {lost2}; QoS 2 duplicates {}",
+        "crash test {} (fsync {}): {} kill -9 rounds in {:.1} s; acknowledged QoS 1 \
+         {acked1}, QoS 2 {acked2}, retained {ackedr}; lost QoS 1 {lost1}, QoS 2 {lost2}; QoS 2 \
+         duplicates {}",
+        run.name,
+        run.fsync,
+        run.rounds,
         started.elapsed().as_secs_f64(),
         dups.len()
     );
@@ -396,17 +401,23 @@ fn missing(p: &Mutex<Publisher>, s: &Mutex<Subscriber>) -> usize {
 
 /// Subscribes afresh to the retained topics: each holds its last
 /// acknowledged value or one sent after it.
-fn check_retained(addr: SocketAddr, p: &Mutex<Publisher>) {
-    let mut s = connect(addr, "crash-retained-check", true).unwrap();
-    s.write_all(&subscribe_v311(1, "crash/ret/#", 0)).unwrap();
+fn check_retained(addr: SocketAddr, version: Version, p: &Mutex<Publisher>) {
+    let mut s = Conn::open(addr, version, "crash-retained-check", true, 0, POLL).unwrap();
+    s.send(&ringmq_tests::wire::subscribe_packet(
+        version,
+        1,
+        "crash/ret/#",
+        0,
+    ))
+    .unwrap();
     let p = p.lock().unwrap();
     let mut got: HashMap<String, String> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     while got.len() < p.acked_retained.len() && Instant::now() < deadline {
-        match read_packet(&mut s) {
+        match s.read() {
             Ok((first, body)) if first >> 4 == 3 => {
-                let (topic, _, payload) = parse_publish(first, &body).unwrap();
-                got.insert(topic, String::from_utf8_lossy(&payload).into_owned());
+                let m = parse_publish(version, first, &body).unwrap();
+                got.insert(m.topic, String::from_utf8_lossy(&m.payload).into_owned());
             }
             Ok(_) => {}
             Err(e) if is_timeout(&e) => {}

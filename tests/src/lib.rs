@@ -20,6 +20,9 @@
 //! - [`RawClient`]: a blocking TCP client with read timeouts for raw-packet
 //!   tests with byte-exact expectations.
 //! - [`packet`]: builders for the MQTT packets those tests send.
+//! - [`wire`]: a protocol-aware blocking client (3.1.1 and 5.0: packet ids,
+//!   Session Present, reason codes) for tests that play a client across
+//!   broker restarts.
 //! - [`client_id_on_shard`]: client ids that hash to a chosen shard.
 //!
 //! `RINGMQ_TEST_IO=epoll` (or `uring`) runs the suites on that I/O driver
@@ -38,6 +41,7 @@ use std::time::{Duration, Instant};
 
 pub mod http;
 pub mod packet;
+pub mod wire;
 
 /// How long the broker may take to print its "listening" line.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);

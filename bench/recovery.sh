@@ -54,7 +54,8 @@ stop_broker() { # SIGTERM (or $1) and wait
 }
 cleanup() {
   if [[ -n "$poller_pid" ]]; then kill "$poller_pid" 2>/dev/null || true; fi
-  stop_broker KILL; rm -rf "$work"
+  stop_broker KILL
+  cp "$work/broker.log" "$OUT.broker.log" 2>/dev/null || true; rm -rf "$work"
 }
 trap cleanup EXIT
 : > "$OUT"

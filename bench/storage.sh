@@ -47,7 +47,10 @@ work="$(mktemp -d /tmp/storage-bench.XXXXXX)"
 chmod 777 "$work"
 broker_pid="" sub_pid=""
 stop_pid() { if [[ -n "$1" ]]; then kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
-cleanup() { stop_pid "$sub_pid"; stop_pid "$broker_pid"; rm -rf "$work"; }
+cleanup() {
+  stop_pid "$sub_pid"; stop_pid "$broker_pid"
+  cp "$work/broker.log" "$OUT.broker.log" 2>/dev/null || true; rm -rf "$work"
+}
 trap cleanup EXIT
 : > "$OUT"
 say() { echo "$*" | tee -a "$OUT"; }

@@ -1,4 +1,4 @@
-//! Returning freed heap memory to the operating system.
+//! Returning freed heap memory to the operating system, off the shards.
 //!
 //! The `ringmq` binary's global allocator is mimalloc. mimalloc keeps the
 //! pages of freed blocks and purges them (gives them back to the kernel)
@@ -7,30 +7,127 @@
 //! then went quiet keeps their buffers resident indefinitely: 100
 //! connections that each held a 1 MiB partial packet left about 95 MiB
 //! of RSS behind after they closed (docs/benchmarks.md). [`release_free_memory`]
-//! runs that housekeeping now, on the calling thread.
+//! runs the calling thread's housekeeping now.
+//!
+//! The purge itself (`madvise` over every freed range of every arena) is
+//! process-wide, and mimalloc runs it on whichever thread allocates or
+//! frees a page once the purge delay has expired: under connection churn
+//! that was a shard, inside an ordinary allocation, for 2-3 ms at a time
+//! (`perf` during 300 TLS handshakes/s: `_mi_malloc_generic` ->
+//! `_mi_arenas_collect` -> `madvise`; docs/benchmarks.md, "TLS handshake
+//! storm"), stalling every connection of the shard. [`start_purger`]
+//! moves it to a helper thread at the lowest priority: allocations never
+//! reach the (very long) purge delay it sets, and the helper purges what
+//! was freed once per [`PURGE_INTERVAL_MS`].
+
+use std::ffi::{c_int, c_long};
+use std::time::Duration;
 
 // libmimalloc-sys builds and links mimalloc's C library (the same one the
 // `mimalloc` global allocator uses). Its Rust bindings declare `mi_collect`
-// only under the "extended" feature, which pulls in another crate for C
-// types; `void mi_collect(bool force)` needs none, so it is declared here.
+// and the option functions only under the "extended" feature, which pulls
+// in another crate for C types; these need none, so they are declared here.
 use libmimalloc_sys as _;
 
 extern "C" {
     /// mimalloc.h: `void mi_collect(bool force)`.
     fn mi_collect(force: bool);
+    /// mimalloc.h: `long mi_option_get(mi_option_t option)`.
+    fn mi_option_get(option: c_int) -> c_long;
+    /// mimalloc.h: `void mi_option_set(mi_option_t option, long value)`.
+    fn mi_option_set(option: c_int, value: c_long);
 }
 
-/// Frees what the calling thread's allocator heap holds in empty pages and
-/// purges free memory of the allocator's arenas back to the OS (mimalloc's
-/// `mi_collect(true)`). Costs a walk over the thread's heap pages: call it
-/// after a burst of frees (connections closed), not per operation. Without
-/// mimalloc as the global allocator it only tidies mimalloc's own (unused)
-/// heap.
+/// mimalloc.h (v3): `mi_option_purge_delay`, the 16th entry of
+/// `mi_option_e` (a test checks it reads back mimalloc's default).
+const MI_OPTION_PURGE_DELAY: c_int = 15;
+
+/// mimalloc v3's own purge delay, in milliseconds.
+pub const MIMALLOC_PURGE_DELAY_MS: c_long = 1_000;
+
+/// The purge delay [`start_purger`] sets, in milliseconds (one hour):
+/// longer than any gap between the helper's purges, so no allocation on a
+/// shard ever finds an expired purge to run.
+pub const DEFERRED_PURGE_DELAY_MS: c_long = 3_600_000;
+
+/// How often the purge helper gives freed memory back, in milliseconds
+/// (mimalloc's own delay, so memory goes back as soon as it did before).
+pub const PURGE_INTERVAL_MS: u64 = 1_000;
+
+/// Runs the calling thread's allocator housekeeping: frees the empty pages
+/// its heap holds (blocks freed by this thread or by others) back to the
+/// allocator's arenas, where the purge helper ([`start_purger`]) gives
+/// them back to the OS. Without the helper (tests, other binaries) the
+/// purge happens on the next allocation after mimalloc's delay. Costs a
+/// walk over the thread's heap pages: call it after a burst of frees
+/// (connections closed), not per operation. Without mimalloc as the
+/// global allocator it only tidies mimalloc's own (unused) heap.
 pub fn release_free_memory() {
     // SAFETY: mi_collect takes a plain bool, touches only mimalloc's own
     // state for the calling thread (and its arenas, under their locks), and
-    // may be called from any thread at any time after process start.
-    unsafe { mi_collect(true) }
+    // may be called from any thread at any time after process start. Not
+    // forced: a forced collect also purges every arena (madvise) here.
+    unsafe { mi_collect(false) }
+}
+
+/// Whether [`start_purger`] took the purge off the other threads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Purger {
+    /// The helper thread runs; allocations no longer purge.
+    Started,
+    /// `MIMALLOC_PURGE_DELAY` is set in the environment: the operator's
+    /// choice stands, mimalloc purges as it was told.
+    Unchanged,
+    /// The thread could not be spawned (the error); mimalloc purges on its
+    /// own as before.
+    Failed(String),
+}
+
+/// Starts the purge helper (thread `ringmq-purge`, nice 19 like the other
+/// helpers): sets mimalloc's purge delay to [`DEFERRED_PURGE_DELAY_MS`],
+/// then every [`PURGE_INTERVAL_MS`] purges what every thread freed
+/// (`mi_collect(true)`: the helper's own tiny heap, then all arenas). Call
+/// it once, after the process blocked the signals it waits for (threads
+/// inherit the mask). The helper never holds anything a shard
+/// waits for: mimalloc lets one thread purge at a time and the others
+/// skip, and the arenas' bitmaps are atomic.
+pub fn start_purger() -> Purger {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return Purger::Unchanged;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("ringmq-purge".into())
+        .spawn(|| {
+            if let Err(e) = crate::os::lower_thread_priority() {
+                tracing::warn!("memory purge thread keeps normal priority: {e}");
+            }
+            loop {
+                std::thread::sleep(Duration::from_millis(PURGE_INTERVAL_MS));
+                // SAFETY: as in `release_free_memory`; forced, so the
+                // arenas' freed ranges are purged whatever their delay.
+                unsafe { mi_collect(true) }
+            }
+        });
+    match spawned {
+        Ok(_) => {
+            set_purge_delay_ms(DEFERRED_PURGE_DELAY_MS);
+            Purger::Started
+        }
+        Err(e) => Purger::Failed(e.to_string()),
+    }
+}
+
+/// mimalloc's purge delay now, in milliseconds.
+pub fn purge_delay_ms() -> c_long {
+    // SAFETY: mi_option_get reads one option by its index, which is a
+    // valid `mi_option_e` value (see MI_OPTION_PURGE_DELAY).
+    unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
+}
+
+fn set_purge_delay_ms(ms: c_long) {
+    // SAFETY: mi_option_set stores one option by its valid index; mimalloc
+    // reads it at each purge decision, so it may change at any time.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
 }
 
 /// Whether [`keep_small_pages`] turned transparent huge pages off.
@@ -72,4 +169,20 @@ pub fn keep_small_pages() -> HugePages {
     }
     #[cfg(not(target_os = "linux"))]
     HugePages::Unchanged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_index_reads_mimallocs_default() {
+        // The index is declared by hand: mimalloc v3's default purge delay
+        // (1000 ms) proves it names `mi_option_purge_delay` (no other
+        // option defaults to 1000), unless the environment overrides it.
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        assert_eq!(purge_delay_ms(), MIMALLOC_PURGE_DELAY_MS);
+    }
 }

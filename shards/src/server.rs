@@ -99,6 +99,13 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     let count = config.shard_count(cpus.len());
     let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP])
         .map_err(ServeError::Signals)?;
+    // Freed memory goes back to the OS from a helper thread, not from
+    // inside a shard's allocations (ringmq_net::alloc docs). Spawned after
+    // the signals are blocked, like every other thread: a thread that
+    // existed before would take SIGINT asynchronously and die of it.
+    if let ringmq_net::alloc::Purger::Failed(e) = ringmq_net::alloc::start_purger() {
+        tracing::warn!(error = %e, "cannot start the memory purge thread; shards purge freed memory themselves");
+    }
 
     // Removed again when `serve` returns, however it returns.
     let _pid_file = match config.runtime.pid_file.as_str() {

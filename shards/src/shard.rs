@@ -12,7 +12,8 @@
 //!   `handle_timeout`; re-armed whenever an engine call moves the deadline
 //!   earlier;
 //! - the memory release task: a second (`MEMORY_RELEASE_DELAY_MS`) after
-//!   connections closed, gives the memory they freed back to the OS
+//!   connections closed, frees the memory they held to the allocator's
+//!   arenas, which the purge helper gives back to the OS
 //!   (`ringmq_net::alloc`);
 //! - the auth task: applies password verdicts from the helper threads
 //!   (`auth`), after a delay for repeat offenders;
@@ -419,11 +420,12 @@ const MEMORY_RELEASE_DELAY_MS: u64 = 1_000;
 
 /// Gives freed memory back to the OS some time after connections closed:
 /// shrinks the tables kept at their high-water mark (engine and shard),
-/// then runs the allocator's housekeeping. The allocator only purges freed
-/// pages when this thread next runs it, which a quiet shard may not do for
-/// a long time: without this, RSS stays at its peak after a burst of
-/// connections has gone (docs/benchmarks.md, "Memory held by stalled
-/// partial packets, and given back after closes").
+/// then runs this thread's allocator housekeeping. The allocator only
+/// frees this heap's empty pages when this thread next runs it, which a
+/// quiet shard may not do for a long time: without this, RSS stays at its
+/// peak after a burst of connections has gone (docs/benchmarks.md, "Memory
+/// held by stalled partial packets, and given back after closes"). The
+/// purge (`madvise`) runs on the purge helper, not here.
 async fn memory_release_task(shard: Rc<Shard>) {
     loop {
         shard.closed_some.wait().await;

@@ -24,14 +24,28 @@
 #          its measured window), and that flow's p99 over the window.
 #   storm  the p99 of a running pub/sub flow (FLOW_SUBS subscribers,
 #          FLOW_RATE msg/s) alone, and while STORM_RATE TLS handshakes per
-#          second arrive.
+#          second arrive (the storm's clients stay connected STORM_HOLD_S
+#          after the last one opened, so that they all close after the
+#          flow's window: closing them together is not a handshake storm);
+#          also the flow's p99 for each second of its window.
 # Env: BENCHES ("cpu hs auth storm"), REPEATS (3), PORT (18950), BROKER_CORE (1),
-# LOADGEN_CORE (0), CPU_RATE (1000), CPU_SUBS (50), CPU_WINDOW_S (5),
+# LOADGEN_CORE (0), STORM_CORE (LOADGEN_CORE: where the clients other than
+# the established flow run: storm, CONNECT burst, handshakes), CPU_RATE (1000), CPU_SUBS (50), CPU_WINDOW_S (5),
 # HS_COUNT (2000), FLOW_RATE (1000), FLOW_SUBS (10), FLOW_S (6),
-# STORM_RATE (300), AUTH_COUNT (100), AUTH_FLOW_S (10), OUT (result lines, default /tmp/security-bench.txt),
+# STORM_RATE (300), STORM_HOLD_S (3), AUTH_COUNT (100), AUTH_FLOW_S (10), OUT (result lines, default /tmp/security-bench.txt),
 # NICE (0; e.g. -20 as root on a machine busy with other jobs: brokers and
 # loadgen then preempt those jobs, which a quiet machine gives for free;
-# the brokers' own helper threads still lower themselves to nice 19),
+# the brokers' own helper threads still lower themselves to nice 19; with
+# Linux autogroups the script's session group gets the same nice),
+# RT (unset; e.g. 10 as root, on a machine busy with other jobs: the
+# brokers' event-loop threads, ringmq's shards and Mosquitto's one thread,
+# and the established flow's loadgen run SCHED_FIFO at priority RT, and
+# ringmq's helper threads (TLS, password, memory purge) and the other
+# loadgen clients (storm, CONNECT burst, handshakes) at priority 1: other
+# jobs then cannot delay them by a scheduler slice (several ms) the way
+# they can even at nice -20, and among the bench's own threads the order
+# stays the one a quiet machine gives: a waking event loop preempts the
+# helpers at once, the flow preempts the storm client),
 # PROFILE (release; debug for a quick check of the script itself).
 # Needs: release builds (cargo build --release -p ringmq -p loadgen), mosquitto
 # and mosquitto_passwd from ../shared/peers/install-peers.sh, openssl, python3.
@@ -39,10 +53,10 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 BENCHES="${BENCHES:-cpu hs auth storm}" REPEATS="${REPEATS:-3}" PORT="${PORT:-18950}"
-BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}"
+BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}" STORM_CORE="${STORM_CORE:-$LOADGEN_CORE}"
 CPU_RATE="${CPU_RATE:-1000}" CPU_SUBS="${CPU_SUBS:-50}" CPU_WINDOW_S="${CPU_WINDOW_S:-5}"
 HS_COUNT="${HS_COUNT:-2000}" FLOW_RATE="${FLOW_RATE:-1000}" FLOW_SUBS="${FLOW_SUBS:-10}"
-FLOW_S="${FLOW_S:-6}" STORM_RATE="${STORM_RATE:-300}" AUTH_COUNT="${AUTH_COUNT:-100}" AUTH_FLOW_S="${AUTH_FLOW_S:-10}"
+FLOW_S="${FLOW_S:-6}" STORM_RATE="${STORM_RATE:-300}" STORM_HOLD_S="${STORM_HOLD_S:-3}" RT="${RT:-}" AUTH_COUNT="${AUTH_COUNT:-100}" AUTH_FLOW_S="${AUTH_FLOW_S:-10}"
 OUT="${OUT:-/tmp/security-bench.txt}" NICE="${NICE:-0}"
 tdir="${CARGO_TARGET_DIR:-target}/${PROFILE:-release}"
 MOSQUITTO="${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}"
@@ -57,6 +71,15 @@ if [[ " ${brokers[*]} " == *" mosquitto "* ]]; then
     || { echo "security.sh: mosquitto not installed (../shared/peers/install-peers.sh)" >&2; exit 1; }
 fi
 
+# Linux autogroups (sched_autogroup_enabled): a nice value only ranks
+# threads within their session's group, and each session's group gets an
+# equal share of a core whatever its members' nice, so NICE alone would
+# not let the brokers preempt other sessions' jobs. This script and its
+# children are one session group: give the group the same nice.
+if [[ $NICE -lt 0 && -w /proc/self/autogroup ]]; then
+  echo "$NICE" > /proc/self/autogroup 2>/dev/null \
+    || echo "security.sh: cannot set the autogroup's nice; other sessions' jobs keep an equal share" >&2
+fi
 work="$(mktemp -d /tmp/security-bench.XXXXXX)"
 # Mosquitto started as root drops to its own user: it must read these files.
 chmod 755 "$work"
@@ -69,7 +92,7 @@ trap cleanup EXIT
 : > "$OUT"
 say() { echo "$*" | tee -a "$OUT"; }
 
-say "security bench $(date -u +%FT%TZ) (load average $(cut -d' ' -f1-3 /proc/loadavg), nice $NICE) on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)); broker core $BROKER_CORE, loadgen core $LOADGEN_CORE; shared machine: other jobs run meanwhile"
+say "security bench $(date -u +%FT%TZ) (load average $(cut -d' ' -f1-3 /proc/loadavg), nice $NICE, SCHED_FIFO ${RT:-off}) on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)); broker core $BROKER_CORE, loadgen core $LOADGEN_CORE (storm clients: $STORM_CORE); shared machine: other jobs run meanwhile"
 say "brokers: ringmq ($("$tdir/ringmq" --version 2>/dev/null | head -1)), mosquitto ($("$MOSQUITTO" -h 2>&1 | head -1 | sed 's/^mosquitto //'))"
 
 # --- one certificate, one password, one ACL for both brokers -----------------
@@ -124,6 +147,18 @@ log_type error
 log_type warning
 CONF
 
+# realtime_loop_threads BROKER: SCHED_FIFO (priority RT) for the broker's
+# event-loop threads, once they exist; helper threads keep their policy.
+realtime_loop_threads() {
+  sleep 0.3
+  local t
+  for t in /proc/"$broker_pid"/task/*; do
+    case "$(cat "$t/comm" 2>/dev/null)" in
+      ringmq-shard*|mosquitto) chrt -f -p "$RT" "${t##*/}" >/dev/null ;;
+      ringmq-tls*|ringmq-auth*|ringmq-purge) chrt -f -p 1 "${t##*/}" >/dev/null ;;
+    esac
+  done
+}
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_broker() {
   case "$1" in
@@ -132,6 +167,7 @@ start_broker() {
     mosquitto) nice -n "$NICE" taskset -c "$BROKER_CORE" "$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 & ;;
   esac
   broker_pid=$!
+  [[ -n $RT ]] && realtime_loop_threads "$1"
   local deadline=$(( $(date +%s) + 15 ))
   until port_open "$PORT"; do
     kill -0 "$broker_pid" 2>/dev/null || { echo "security.sh: $1 exited:" >&2; cat "$work/$1.log" >&2; exit 1; }
@@ -142,13 +178,19 @@ start_broker() {
 stop_broker() { kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; broker_pid=""; sleep 0.5; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 LG=(nice -n "$NICE" taskset -c "$LOADGEN_CORE" "$tdir/loadgen")
+# Clients other than the established flow: below the flow with RT.
+LG_LOW=(${RT:+chrt -f 1} nice -n "$NICE" taskset -c "$STORM_CORE" "$tdir/loadgen")
 TLS=(--port "$PORT" --transport tls --cafile "$work/ca.pem" --server-name localhost --threads 1 --json -q)
 AUTH=(-u "$USER_NAME" -P "$PASSWORD")
 # j FILE KEY: a field of loadgen's JSON line.
 j() { python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]).get(sys.argv[2]))' "$1" "$2"; }
+# per_second FILE: the flow's p99 for each second of its window.
+per_second() { python3 -c 'import json,sys
+j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print(" ".join(str(round(p.get("latency_us_p99") or 0)) for p in j.get("per_second", [])))' "$1"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 flow() { # flow OUTFILE SECONDS: the established pub/sub flow (authenticated, TLS)
-  "${LG[@]}" pubsub "${TLS[@]}" "${AUTH[@]}" --pubs 1 --subs "$FLOW_SUBS" --rate "$FLOW_RATE" --qos 0 \
+  ${RT:+chrt -f "$RT"} "${LG[@]}" pubsub "${TLS[@]}" "${AUTH[@]}" --pubs 1 --subs "$FLOW_SUBS" --rate "$FLOW_RATE" --qos 0 \
     --size 64 --warmup 1 --duration "$2" --drain 1 --topic "bench/flow/%i" --client-prefix "flow-$$" >"$1" 2>/dev/null
 }
 
@@ -193,7 +235,7 @@ PY
       start_broker "$b"
       out="$work/hs.json"
       t0=$(cpu_ticks "$broker_pid"); s0=$(date +%s.%N)
-      "${LG[@]}" conn "${TLS[@]}" --count "$HS_COUNT" --rate 0 --concurrency 64 --duration 0 \
+      "${LG_LOW[@]}" conn "${TLS[@]}" --count "$HS_COUNT" --rate 0 --concurrency 64 --duration 0 \
         --keep-alive 60 --client-prefix "hs-$$-$r" >"$out" 2>/dev/null || true
       t1=$(cpu_ticks "$broker_pid"); s1=$(date +%s.%N)
       stop_broker
@@ -225,7 +267,7 @@ PY
       fl=$!
       sleep 2
       t0=$(cpu_ticks "$broker_pid"); s0=$(date +%s.%N)
-      "${LG[@]}" conn "${TLS[@]}" "${AUTH[@]}" --count "$AUTH_COUNT" --rate 0 --concurrency 32 --duration 0 \
+      "${LG_LOW[@]}" conn "${TLS[@]}" "${AUTH[@]}" --count "$AUTH_COUNT" --rate 0 --concurrency 32 --duration 0 \
         --client-prefix "auth-$$-$r" >"$conn_out" 2>/dev/null || true
       t1=$(cpu_ticks "$broker_pid"); s1=$(date +%s.%N)
       util=$(python3 -c "print(round(($t1 - $t0) / $hz / ($s1 - $s0) * 100))")
@@ -251,13 +293,14 @@ PY
       flow "$work/storm.json" "$FLOW_S" &
       fl=$!
       sleep 1
-      "${LG[@]}" conn "${TLS[@]}" --count $(( STORM_RATE * FLOW_S )) --rate "$STORM_RATE" --concurrency 64 \
-        --duration 0 --client-prefix "storm-$$-$r" >"$work/storm-conn.json" 2>/dev/null || true
+      "${LG_LOW[@]}" conn "${TLS[@]}" --count $(( STORM_RATE * FLOW_S )) --rate "$STORM_RATE" --concurrency 64 \
+        --duration "$STORM_HOLD_S" --client-prefix "storm-$$-$r" >"$work/storm-conn.json" 2>/dev/null || true
       wait "$fl" || true
       stop_broker
       base=$(j "$work/base.json" latency_us_p99); storm=$(j "$work/storm.json" latency_us_p99)
       hs=$(python3 -c "print(round($(j "$work/storm-conn.json" conns_per_s)))")
       say "$b storm run $r: flow p99 ${base} µs alone, ${storm} µs with ${hs} TLS handshakes/s arriving (lost $(j "$work/base.json" lost) / $(j "$work/storm.json" lost))"
+      say "$b storm run $r: flow p99 per second (µs), alone: $(per_second "$work/base.json"); with the storm: $(per_second "$work/storm.json")"
       base_all+=("$base"); storm_all+=("$storm"); hs_all+=("$hs")
     done
     say "$b storm median: flow p99 $(median "${base_all[@]}") µs alone, $(median "${storm_all[@]}") µs with $(median "${hs_all[@]}") handshakes/s"

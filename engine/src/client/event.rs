@@ -80,6 +80,9 @@ pub enum ClientError {
     PacketTooLarge { size_bytes: usize, max_bytes: u32 },
     /// The codec refused the packet (a field longer than 65_535 bytes, ...).
     Encode(EncodeError),
+    /// `resend_publish` / `resend_pubrel`: packet id 0, an id already in
+    /// use on this connection, or a QoS 0 message.
+    ResendInvalid { packet_id: u16 },
 }
 
 impl ClientError {

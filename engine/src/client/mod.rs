@@ -27,10 +27,12 @@
 //! Commands take no time argument; they use the latest `now_ms` the client
 //! was given, which can only make a PINGREQ come early, never late.
 //!
-//! One `Client` is one network connection. Session state is not carried to a
-//! new connection: with `clean_start = false` a server's stored session is
-//! accepted (its queued messages arrive as `Message` events), but publishes
-//! that were in flight on an earlier connection are not resent.
+//! One `Client` is one network connection. With `clean_start = false` a
+//! server's stored session is accepted (its queued messages arrive as
+//! `Message` events); the caller carries its own unacknowledged publishes
+//! to the next connection: [`Client::outbound_step`] on the old client,
+//! then [`Client::resend_publish`] / [`Client::resend_pubrel`] on the new
+//! one when the server kept the session (`outbound.rs`).
 //!
 //! The publish and receive paths allocate nothing in steady state: payloads
 //! and topics are `Bytes` (refcounted slices of the caller's read buffer on
@@ -39,6 +41,7 @@
 
 mod event;
 mod options;
+mod outbound;
 mod packet_ids;
 mod receive;
 #[cfg(test)]
@@ -49,9 +52,9 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use crate::codec::{
-    decode, encode, encode_publish, publish_encoded_len, Connect, ConnectProperties, Decoded,
-    Disconnect, Packet, Protocol, Publish, PublishProperties, QoS, ReasonCode, Subscribe,
-    SubscribeFilter, SubscribeProperties, Unsubscribe, UnsubscribeProperties,
+    decode, encode, Connect, ConnectProperties, Decoded, Disconnect, Packet, Protocol, Publish,
+    PublishProperties, QoS, ReasonCode, Subscribe, SubscribeFilter, SubscribeProperties,
+    Unsubscribe, UnsubscribeProperties,
 };
 
 pub use event::{ClientError, DisconnectReason, Event, ProtocolError, ReadProgress};
@@ -59,8 +62,9 @@ pub use options::{
     ClientOptions, CONNECT_TIMEOUT_MS_DEFAULT, CONTROL_INFLIGHT_MAX, OUTGOING_MAX_BYTES_DEFAULT,
     PACKET_SIZE_MAX_BYTES_DEFAULT, RECEIVE_MAXIMUM_MAX,
 };
+pub use outbound::OutboundStep;
 
-use packet_ids::{ControlKind, IdSet, OutState, PacketIds};
+use packet_ids::{ControlKind, IdSet, PacketIds};
 
 /// Longest topic name, in bytes (a two-byte length prefix, section 1.5.4).
 const TOPIC_LEN_MAX_BYTES: usize = 65_535;
@@ -299,25 +303,7 @@ impl Client {
         retain: bool,
         properties: PublishProperties,
     ) -> Result<Option<u16>, ClientError> {
-        if self.state != State::Connected {
-            return Err(ClientError::NotConnected);
-        }
-        if self.outgoing.len() >= self.options.outgoing_max_bytes {
-            return Err(ClientError::OutgoingFull {
-                outgoing_max_bytes: self.options.outgoing_max_bytes,
-            });
-        }
-        if qos > self.server.maximum_qos {
-            return Err(ClientError::QoSNotSupported {
-                maximum_qos: self.server.maximum_qos,
-            });
-        }
-        if retain && !self.server.retain_available {
-            return Err(ClientError::RetainNotSupported);
-        }
-        if !topic_name_is_valid(&topic, properties.topic_alias.is_some()) {
-            return Err(ClientError::InvalidTopic);
-        }
+        self.check_publish(&topic, qos, retain, &properties)?;
         let packet_id = if qos == QoS::AtMostOnce {
             0
         } else {
@@ -337,23 +323,7 @@ impl Client {
             payload,
             properties,
         };
-        let protocol = self.options.protocol;
-        if self.server.packet_size_max_bytes < PACKET_SIZE_UNLIMITED_BYTES {
-            let size_bytes = publish_encoded_len(&publish, protocol);
-            if size_bytes > self.server.packet_size_max_bytes as usize {
-                return Err(ClientError::PacketTooLarge {
-                    size_bytes,
-                    max_bytes: self.server.packet_size_max_bytes,
-                });
-            }
-        }
-        encode_publish(&publish, protocol, &mut self.outgoing).map_err(ClientError::Encode)?;
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.ids.set_out_state(packet_id, OutState::AwaitPubAck),
-            QoS::ExactlyOnce => self.ids.set_out_state(packet_id, OutState::AwaitPubRec),
-        }
-        self.last_sent_ms = self.now_ms;
+        self.write_publish(&publish)?;
         Ok((packet_id != 0).then_some(packet_id))
     }
 

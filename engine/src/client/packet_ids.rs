@@ -99,6 +99,11 @@ impl PacketIds {
         self.control.iter().position(|(i, _)| *i == id)
     }
 
+    /// Whether a SUBSCRIBE / UNSUBSCRIBE awaits its ack under `id`.
+    pub(crate) fn is_control(&self, id: u16) -> bool {
+        self.control_position(id).is_some()
+    }
+
     /// Registers a SUBSCRIBE / UNSUBSCRIBE id; false when the table is full.
     pub(crate) fn insert_control(&mut self, id: u16, kind: ControlKind) -> bool {
         if self.control.len() >= CONTROL_INFLIGHT_MAX {

@@ -1,12 +1,17 @@
 // In-browser benchmarks of the in-tab broker (node wasm/tests/browser.mjs
-// --bench): messages per second from one publisher to N subscribers, and
-// round-trip latency (publish -> delivery back to the publisher), with the
-// WASM client and with MQTT.js (through PortWebSocket) in the same run.
+// --bench [--runs N]): messages per second from one publisher to N
+// subscribers, and round-trip latency (publish -> delivery back to the
+// publisher), with the WASM client and with MQTT.js (through
+// PortWebSocket) against the same broker in the same run; each
+// measurement repeated `runs` times (the clients' order alternating from
+// run to run) and reported as the median, with the spread.
 
 import { PortWebSocket, sleep, until } from './scenarios.js';
 
 const R = () => window.ringmq;
-const MESSAGES = 20_000;
+const MESSAGES = 10_000;
+const SUBSCRIBERS = [1, 4, 16];
+const ROUNDS = 1000;
 const PAYLOAD = new Uint8Array(64);
 
 function median(xs) {
@@ -83,7 +88,7 @@ async function roundTrip(kind) {
   c.onMessage(() => arrived && arrived());
   await c.subscribe('rt');
   const times = [];
-  for (let i = 0; i < 1000; i++) {
+  for (let i = 0; i < ROUNDS; i++) {
     const t0 = performance.now();
     await new Promise((res) => { arrived = res; c.publish('rt', PAYLOAD, 0); });
     times.push(performance.now() - t0);
@@ -93,12 +98,32 @@ async function roundTrip(kind) {
   return { kind, rounds: times.length, medianMs: median(times), p99Ms: percentile(times, 0.99) };
 }
 
-export async function all() {
-  const out = [];
-  for (const kind of ['wasm', 'mqttjs']) {
-    for (const subs of [1, 4]) out.push(await fanout(kind, subs));
-    out.push(await roundTrip(kind));
-    await sleep(100);
+// Every measurement `runs` times; medians (and min / max) per client
+// kind and subscriber count, the round trip's median and p99 as the
+// medians of the runs' values.
+export async function all({ runs = 5 } = {}) {
+  const fan = {};
+  const rt = {};
+  for (let r = 0; r < runs; r++) {
+    const kinds = r % 2 ? ['mqttjs', 'wasm'] : ['wasm', 'mqttjs'];
+    for (const kind of kinds) {
+      for (const subs of SUBSCRIBERS) {
+        const x = await fanout(kind, subs);
+        (fan[`${kind} ${subs}`] ||= []).push(x.deliveredPerSecond);
+      }
+      const y = await roundTrip(kind);
+      (rt[kind] ||= []).push(y);
+      await sleep(100);
+    }
   }
-  return out;
+  const fanout_ = Object.entries(fan).map(([key, v]) => {
+    const [kind, subs] = key.split(' ');
+    return { kind, subscribers: Number(subs), messages: MESSAGES, runs: v.length,
+      deliveredPerSecondMedian: median(v), min: Math.min(...v), max: Math.max(...v) };
+  });
+  const roundTrip_ = Object.entries(rt).map(([kind, v]) => ({
+    kind, rounds: ROUNDS, runs: v.length,
+    medianMs: median(v.map((x) => x.medianMs)), p99Ms: median(v.map((x) => x.p99Ms)),
+  }));
+  return { fanout: fanout_, roundTrip: roundTrip_, timerResolution: crossOriginIsolated ? 'isolated (5 us)' : 'not isolated (100 us)' };
 }

@@ -3,7 +3,7 @@
 // tests/node), against the in-tab broker and against the real ringmq
 // binary over ws://. Started by wasm/tests/run.sh after wasm/build.sh.
 //
-//   node wasm/tests/browser.mjs [--bench]
+//   node wasm/tests/browser.mjs [--bench [--runs N]]
 //
 // Environment: RINGMQ_BIN (default $CARGO_TARGET_DIR/debug/ringmq or
 // target/debug/ringmq), CHROMIUM (default /usr/bin/chromium).
@@ -22,6 +22,8 @@ const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '../..'));
 const require = createRequire(join(root, 'tests/node/package.json'));
 const puppeteer = require('puppeteer-core');
 const bench = process.argv.includes('--bench');
+const runsAt = process.argv.indexOf('--runs');
+const benchRuns = runsAt > 0 ? Number(process.argv[runsAt + 1]) : 5;
 const chromium = process.env.CHROMIUM || '/usr/bin/chromium';
 const targetDir = process.env.CARGO_TARGET_DIR || join(root, 'target');
 const ringmqBin = process.env.RINGMQ_BIN || join(targetDir, 'debug/ringmq');
@@ -40,7 +42,13 @@ function serve() {
     }
     try {
       const body = await readFile(join(root, path));
-      res.writeHead(200, { 'content-type': TYPES[extname(path)] || 'application/octet-stream', 'cache-control': 'no-store' });
+      const headers = { 'content-type': TYPES[extname(path)] || 'application/octet-stream', 'cache-control': 'no-store' };
+      if (bench) {
+        // Cross-origin isolation: performance.now() at 5 us, not 100 us.
+        headers['cross-origin-opener-policy'] = 'same-origin';
+        headers['cross-origin-embedder-policy'] = 'require-corp';
+      }
+      res.writeHead(200, headers);
       res.end(body);
     } catch {
       res.writeHead(404).end();
@@ -72,6 +80,20 @@ async function startRingmq(dir, port) {
       }
     });
   });
+}
+
+// Starts ringmq again on `port` (the client's URL): a few tries, 300 ms
+// apart, should the port not be free yet; 20 s at most in all.
+async function restartOn(dir, port) {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    try {
+      return await startRingmq(dir, port);
+    } catch (e) {
+      if (Date.now() > end) throw e;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
 }
 
 // Stops ringmq: SIGTERM, then SIGKILL if it is still there after 2 s
@@ -141,6 +163,8 @@ async function main() {
   const browser = await puppeteer.launch({
     executablePath: chromium,
     headless: true,
+    // A benchmark's evaluate runs for minutes (CDP's default bound: 180 s).
+    protocolTimeout: bench ? 900_000 : 180_000,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=${join(dir, 'chromium')}`],
   });
   try {
@@ -148,15 +172,19 @@ async function main() {
     const page = await open(browser, base);
     step('scenarios');
     if (bench) {
-      const out = await page.evaluate(() => window.bench.all());
+      // The benchmark's own bound: 10 minutes (run.sh does not run it).
+      page.setDefaultTimeout(600_000);
+      const out = await page.evaluate((runs) => window.bench.all({ runs }), benchRuns);
       console.log(JSON.stringify(out, null, 2));
+      console.log(`chromium ${await browser.version()}, ${benchRuns} runs`);
       return;
     }
-    for (const name of ['inTabQos', 'inTabRetainWillEvents', 'inTabSessionExpiry', 'inTabShared', 'inTabAuthAclRequest', 'inTabReconnect', 'mqttjsInTab']) {
+    for (const name of ['inTabQos', 'inTabRetainWillEvents', 'inTabSessionExpiry', 'inTabShared', 'inTabAuthAclRequest', 'inTabReconnect', 'inTabExactlyOnce', 'workerClient', 'mqttjsInTab']) {
       await run(page, name);
     }
     await run(page, 'wsRingmq', { url });
     await run(page, 'mqttjsInterop', { url });
+    await run(page, 'wsExactlyOnce', { url });
     // Two pages of one origin over a BroadcastChannel.
     const guest = await open(browser, base);
     const name = 'ringmq-test-' + process.pid;
@@ -164,14 +192,11 @@ async function main() {
     await run(guest, 'channelGuest', { name });
     await run(page, 'channelHostCheck');
     await run(guest, 'channelGuestCheck');
-    // ringmq goes away and comes back on the same port: WS_RECONNECT=1
-    // (not in the default run yet: it did not finish in the first runs
-    // here, see docs/wasm.md; the in-tab reconnection test above runs).
-    if (process.env.WS_RECONNECT) {
-      await run(page, 'wsReconnectStart', { url });
+    // ringmq goes away and comes back on the same port (a new process).
+    if (await run(page, 'wsReconnectStart', { url })) {
       await stop(ringmq.child);
       await run(page, 'wsReconnectLost');
-      ringmq = await startRingmq(dir, ringmq.port);
+      ringmq = await restartOn(dir, ringmq.port);
       await run(page, 'wsReconnectBack', { url });
     }
   } finally {

@@ -384,33 +384,3 @@ export async function channelGuestCheck() {
   await guest.c.disconnect();
   return { ok: true };
 }
-
-// Reconnection to ringmq: the test stops the binary, then starts it again.
-let wsReconnect = null;
-export async function wsReconnectStart({ url }) {
-  const c = new (R().MqttClient)();
-  const got = inbox(c);
-  const events = [];
-  c.on('connect', (i) => events.push(['connect', i.reconnected]));
-  c.on('reconnecting', (i) => events.push(['reconnecting', i.attempt]));
-  await c.connect(url, { clientId: 'rc', reconnect: { initialDelayMs: 100, maxDelayMs: 400 } });
-  await c.subscribe('rc/#', { qos: 1 });
-  wsReconnect = { c, got, events };
-  return { ok: true };
-}
-
-export async function wsReconnectLost() {
-  const { events } = wsReconnect;
-  await until(() => events.filter((e) => e[0] === 'reconnecting').length >= 2, 'two failed attempts', 10000);
-  return { attempts: events.filter((e) => e[0] === 'reconnecting').length };
-}
-
-export async function wsReconnectBack({ url }) {
-  const { c, got, events } = wsReconnect;
-  await until(() => events.some((e) => e[0] === 'connect' && e[1]), 'reconnected to ringmq', 10000);
-  const p = await client(url, { clientId: 'rc-pub' });
-  await p.c.publish('rc/x', 'after restart', { qos: 1 });
-  await until(() => got.length === 1, 'delivery after resubscribing');
-  await Promise.all([c.disconnect(), p.c.disconnect()]);
-  return { events };
-}

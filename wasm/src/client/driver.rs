@@ -9,110 +9,18 @@
 //! ([`Calls`]), so an application callback may call back into the client.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 
-use bytes::{Bytes, BytesMut};
-use js_sys::Function;
-use ringmq_engine::client::{Client, DisconnectReason, Event};
-use ringmq_engine::codec::{
-    PublishProperties, QoS, ReasonCode, SubscribeFilter, SubscribeProperties,
-};
+use ringmq_engine::client::{Client, DisconnectReason, Event, State};
+use ringmq_engine::codec::ReasonCode;
 use wasm_bindgen::prelude::*;
 
-use super::options::Settings;
+use super::reason::{describe, refusal_is_final};
+use super::resend;
+use super::state::{Calls, Handlers, Inner, Pending, Shared};
 use super::transport::{Target, Transport};
 use crate::framing::Input;
 use crate::{js, props};
-
-/// A promise's settle functions.
-pub struct Waiter {
-    pub resolve: Function,
-    pub reject: Function,
-}
-
-/// JS calls to make once the state is released: `(function, arguments)`.
-pub type Calls = Vec<(Function, Vec<JsValue>)>;
-
-/// A QoS 1/2 publish not yet acknowledged (or waiting for the window).
-pub struct Pending {
-    pub seq: u64,
-    pub topic: Bytes,
-    pub payload: Bytes,
-    pub qos: QoS,
-    pub retain: bool,
-    pub properties: PublishProperties,
-    pub waiter: Waiter,
-}
-
-/// A subscription to restore when a reconnection finds no session.
-#[derive(Clone)]
-pub struct Subscription {
-    pub filter: SubscribeFilter,
-    pub properties: SubscribeProperties,
-}
-
-/// Application callbacks (`on(name, fn)`).
-#[derive(Default)]
-pub struct Handlers {
-    pub message: Option<Function>,
-    pub connect: Option<Function>,
-    pub disconnect: Option<Function>,
-    pub error: Option<Function>,
-    pub reconnecting: Option<Function>,
-}
-
-/// Everything one `MqttClient` holds.
-#[derive(Default)]
-pub struct Inner {
-    pub settings: Option<Settings>,
-    pub target: Option<Target>,
-    pub engine: Option<Client>,
-    transport: Option<Transport>,
-    read_buf: BytesMut,
-    timer: Option<js::Timer>,
-    reconnect_timer: Option<js::Timer>,
-    pub handlers: Handlers,
-    pub connect_waiter: Option<Waiter>,
-    pub disconnect_waiter: Option<Waiter>,
-    /// Outbound QoS 1/2 by packet id on the current connection.
-    pub inflight: HashMap<u16, Pending>,
-    /// Publishes waiting for room in the window (or for a reconnection).
-    pub queue: VecDeque<Pending>,
-    pub subacks: HashMap<u16, (Waiter, Vec<Subscription>)>,
-    pub unsubacks: HashMap<u16, (Waiter, Vec<Bytes>)>,
-    pub subscriptions: Vec<Subscription>,
-    /// Open `request`s by correlation data.
-    pub requests: HashMap<Bytes, Waiter>,
-    /// Reconnection attempts since the last CONNACK.
-    attempt: u32,
-    /// `disconnect()` was called: no reconnection.
-    pub closing: bool,
-    /// A CONNACK was received on some connection of this client.
-    pub connected_once: bool,
-    /// The current connection got its CONNACK (a `disconnect` event is due
-    /// when it ends).
-    up: bool,
-    pub seq: u64,
-}
-
-pub type Shared = Rc<RefCell<Inner>>;
-
-impl Inner {
-    pub fn is_connected(&self) -> bool {
-        self.engine.as_ref().is_some_and(Client::is_connected)
-    }
-
-    /// Lost the connection and trying again (publishes may be queued):
-    /// between attempts, or during one.
-    pub fn is_reconnecting(&self) -> bool {
-        self.connected_once && !self.closing && self.settings.is_some() && !self.is_connected()
-    }
-
-    pub fn queue_max_messages(&self) -> usize {
-        self.settings.as_ref().map_or(0, |s| s.queue_max_messages)
-    }
-}
 
 /// Starts one connection attempt to the stored target.
 pub fn start_attempt(shared: &Shared) {
@@ -123,7 +31,16 @@ pub fn start_attempt(shared: &Shared) {
         let (Some(settings), Some(target)) = (&inner.settings, &inner.target) else {
             return;
         };
-        let engine = Client::new(settings.engine.clone());
+        let mut options = settings.engine.clone();
+        // A reconnection asks for the session back when the broker may
+        // keep one (v5: a Session Expiry Interval; v3: Clean Session 0
+        // already), so that unacknowledged publishes can be resent under
+        // their packet ids (exactly once for QoS 2).
+        if inner.connected_once && options.session_expiry_s.unwrap_or(0) > 0 {
+            options.clean_start = false;
+        }
+        let open_deadline_ms = js::now_ms().saturating_add(options.connect_timeout_ms);
+        let engine = Client::new(options);
         let sink_weak = weak.clone();
         let opened = Transport::open(target, move |input| on_input(&sink_weak, input));
         match opened {
@@ -131,9 +48,12 @@ pub fn start_attempt(shared: &Shared) {
                 inner.engine = Some(engine);
                 inner.transport = Some(t);
                 inner.read_buf.clear();
-                if inner.timer.is_none() {
-                    inner.timer = Some(new_timer(weak.clone(), on_timer));
-                }
+                inner.open_deadline_ms = open_deadline_ms;
+                let now = js::now_ms();
+                inner
+                    .timer
+                    .get_or_insert_with(|| new_timer(weak.clone(), on_timer))
+                    .arm(Some(open_deadline_ms), now);
             }
             Err(e) => {
                 let detail = e.as_string().unwrap_or_else(|| format!("{e:?}"));
@@ -154,14 +74,28 @@ fn new_timer(weak: Weak<RefCell<Inner>>, f: fn(&Shared)) -> js::Timer {
 
 fn on_timer(shared: &Shared) {
     let calls = {
-        let mut inner = shared.borrow_mut();
+        let mut guard = shared.borrow_mut();
+        let inner = &mut *guard;
         if let Some(t) = inner.timer.as_mut() {
             t.fired();
         }
+        let now = js::now_ms();
+        let deadline = inner.open_deadline_ms;
+        let mut calls = Calls::new();
         if let Some(engine) = inner.engine.as_mut() {
-            engine.handle_timeout(js::now_ms());
+            if engine.state() == State::Idle && now >= deadline {
+                error_event(
+                    &inner.handlers,
+                    "the transport did not open within connectTimeoutMs",
+                    &mut calls,
+                );
+                engine.handle_close(now);
+            } else {
+                engine.handle_timeout(now);
+            }
         }
-        pump(&mut inner, &Rc::downgrade(shared))
+        calls.extend(pump(inner, &Rc::downgrade(shared)));
+        calls
     };
     run(calls);
 }
@@ -287,7 +221,7 @@ pub fn pump(inner: &mut Inner, weak: &Weak<RefCell<Inner>>) -> Calls {
                 if let Some(p) = inner.inflight.remove(&packet_id) {
                     calls.push((p.waiter.resolve, vec![reason.0.into()]));
                 }
-                drain_queue(inner, &mut calls);
+                resend::drain_queue(inner, &mut calls);
             }
             Event::ProtocolError(e) => {
                 error_event(&inner.handlers, &format!("protocol error: {e}"), &mut calls)
@@ -299,7 +233,11 @@ pub fn pump(inner: &mut Inner, weak: &Weak<RefCell<Inner>>) -> Calls {
         }
     }
     let now = js::now_ms();
-    let deadline = inner.engine.as_ref().and_then(Client::poll_timeout);
+    // Not open yet (Idle): the open deadline.
+    let deadline = inner.engine.as_ref().and_then(|e| match e.state() {
+        State::Idle => Some(inner.open_deadline_ms),
+        _ => e.poll_timeout(),
+    });
     if let Some(t) = inner.timer.as_mut() {
         t.arm(deadline, now);
     }
@@ -344,6 +282,10 @@ fn on_connected(
     js::set(&info, "reconnected", reconnected);
     if let Some(id) = &p.assigned_client_identifier {
         js::set(&info, "assignedClientIdentifier", js::string(id));
+        // Reconnections present the assigned id (to find the session).
+        if let Some(s) = inner.settings.as_mut() {
+            s.engine.client_id = id.clone();
+        }
     }
     if let Some(w) = inner.connect_waiter.take() {
         calls.push((w.resolve, vec![info.clone()]));
@@ -366,39 +308,10 @@ fn on_connected(
             }
         }
     }
+    resend::resume(inner, session_present, calls);
     // Unacknowledged publishes of the lost connection go first (they were
     // moved to the front of the queue), then those queued meanwhile.
-    drain_queue(inner, calls);
-}
-
-/// Publishes queued messages while the window has room.
-pub fn drain_queue(inner: &mut Inner, calls: &mut Calls) {
-    while let Some(p) = inner.queue.pop_front() {
-        let Some(engine) = inner.engine.as_mut().filter(|e| e.is_connected()) else {
-            inner.queue.push_front(p);
-            return;
-        };
-        match engine.publish(
-            p.topic.clone(),
-            p.payload.clone(),
-            p.qos,
-            p.retain,
-            p.properties.clone(),
-        ) {
-            Ok(Some(id)) => {
-                inner.inflight.insert(id, p);
-            }
-            Ok(None) => calls.push((p.waiter.resolve, vec![0u8.into()])),
-            Err(e) if e.is_would_block() => {
-                inner.queue.push_front(p);
-                return;
-            }
-            Err(e) => calls.push((
-                p.waiter.reject,
-                vec![js::error(&format!("publish: {e}"), None)],
-            )),
-        }
-    }
+    resend::drain_queue(inner, calls);
 }
 
 /// Rejects every waiting promise with `message`.
@@ -423,34 +336,6 @@ pub fn reject_all(inner: &mut Inner, message: &str, calls: &mut Calls) {
     }
 }
 
-/// Whether a refusal will not heal by retrying (credentials, authorization).
-fn refusal_is_final(reason: DisconnectReason) -> bool {
-    matches!(
-        reason,
-        DisconnectReason::ConnectRefused(r) if matches!(r.0, 0x84 | 0x85 | 0x86 | 0x87 | 0x8C)
-    )
-}
-
-fn describe(reason: DisconnectReason) -> (String, Option<u8>) {
-    match reason {
-        DisconnectReason::ConnectRefused(r) => (
-            format!("connection refused (reason 0x{:02X})", r.0),
-            Some(r.0),
-        ),
-        DisconnectReason::ConnectTimeout => ("no CONNACK in time".into(), None),
-        DisconnectReason::Server(r) => (
-            format!("disconnected by the server (reason 0x{:02X})", r.0),
-            Some(r.0),
-        ),
-        DisconnectReason::Client(r) => ("disconnected by the client".into(), Some(r.0)),
-        DisconnectReason::KeepAliveTimeout => ("no PINGRESP in time".into(), None),
-        DisconnectReason::TransportClosed => ("connection closed".into(), None),
-        DisconnectReason::ProtocolError(r) => {
-            (format!("protocol error (reason 0x{:02X})", r.0), Some(r.0))
-        }
-    }
-}
-
 fn on_lost(
     inner: &mut Inner,
     weak: &Weak<RefCell<Inner>>,
@@ -460,7 +345,7 @@ fn on_lost(
     if let Some(t) = inner.transport.take() {
         t.close();
     }
-    inner.engine = None;
+    let engine = inner.engine.take();
     let (text, code) = describe(reason);
     if std::mem::take(&mut inner.up) {
         if let Some(f) = &inner.handlers.disconnect {
@@ -479,7 +364,17 @@ fn on_lost(
     if retry {
         // Unacknowledged QoS 1/2 publishes go out again after reconnecting,
         // before anything queued since (oldest first).
-        let mut resend: Vec<Pending> = inner.inflight.drain().map(|(_, p)| p).collect();
+        let mut resend: Vec<Pending> = inner
+            .inflight
+            .drain()
+            .map(|(id, mut p)| {
+                p.resume = engine
+                    .as_ref()
+                    .and_then(|e| e.outbound_step(id))
+                    .map(|step| (id, step));
+                p
+            })
+            .collect();
         resend.sort_by_key(|p| p.seq);
         for p in resend.into_iter().rev() {
             inner.queue.push_front(p);
@@ -560,7 +455,7 @@ pub fn close(shared: &Shared, reason: ReasonCode) {
         let live = inner
             .engine
             .as_ref()
-            .is_some_and(|e| !matches!(e.state(), ringmq_engine::client::State::Idle));
+            .is_some_and(|e| !matches!(e.state(), State::Idle));
         if live {
             if let Some(engine) = inner.engine.as_mut() {
                 engine.disconnect(reason);

@@ -7,6 +7,9 @@
 pub mod backoff;
 mod driver;
 mod options;
+mod reason;
+mod resend;
+mod state;
 pub mod transport;
 
 use std::cell::RefCell;
@@ -21,7 +24,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::{js, props};
-use driver::{Calls, Pending, Shared, Subscription, Waiter};
+use state::{Calls, Inner, Pending, Shared, Subscription, Waiter};
 use transport::Target;
 
 /// Longest a `request` waits for its response by default.
@@ -58,7 +61,7 @@ impl MqttClient {
     #[wasm_bindgen(constructor)]
     pub fn new() -> MqttClient {
         MqttClient {
-            shared: Rc::new(RefCell::new(driver::Inner::default())),
+            shared: Rc::new(RefCell::new(Inner::default())),
         }
     }
 
@@ -172,9 +175,10 @@ impl MqttClient {
                         retain,
                         properties,
                         waiter,
+                        resume: None,
                     });
                     let mut calls = Calls::new();
-                    driver::drain_queue(&mut inner, &mut calls);
+                    resend::drain_queue(&mut inner, &mut calls);
                     calls.extend(driver::pump(&mut inner, &Rc::downgrade(&shared)));
                     calls
                 }
@@ -423,7 +427,7 @@ fn start_request<E: std::fmt::Display>(
     waiter: Waiter,
     what: &str,
     send: impl FnOnce(&mut ringmq_engine::client::Client) -> Result<u16, E>,
-    file: impl FnOnce(&mut driver::Inner, u16, Waiter),
+    file: impl FnOnce(&mut Inner, u16, Waiter),
 ) {
     let calls = {
         let mut inner = shared.borrow_mut();

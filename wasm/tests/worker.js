@@ -1,0 +1,67 @@
+// The WASM client in a dedicated worker talking to the page's in-tab
+// broker over a transferred MessagePort (createClientPort()). The worker
+// is the example's own, wasm/examples/worker.js, so the example is what
+// is tested. Run by wasm/tests/browser.mjs.
+
+import { sleep, until } from './scenarios.js';
+
+const R = () => window.ringmq;
+const text = (payload) => new TextDecoder().decode(payload);
+
+function eq(got, want, what) {
+  const g = JSON.stringify(got);
+  const w = JSON.stringify(want);
+  if (g !== w) throw new Error(`${what}: expected ${w}, got ${g}`);
+}
+
+function within(ms, promise, what) {
+  return Promise.race([promise, sleep(ms).then(() => { throw new Error('timed out: ' + what); })]);
+}
+
+export async function workerClient() {
+  const broker = new (R().InTabBroker)({ sysInterval: 0 });
+  const connected = [];
+  broker.on('clientConnected', (i) => connected.push(i.clientId));
+  const worker = new Worker('/wasm/examples/worker.js', { type: 'module' });
+  const errors = [];
+  try {
+    const ready = new Promise((resolve, reject) => {
+      worker.onmessage = (e) => {
+        if (e.data.error) {
+          errors.push(e.data.error);
+          reject(new Error('worker: ' + e.data.error));
+        } else if (e.data.ready) {
+          resolve(e.data);
+        }
+      };
+      worker.onerror = (e) => reject(new Error('worker failed to load: ' + (e.message || 'error event')));
+    });
+    const port = broker.createClientPort();
+    worker.postMessage({ port, clientId: 'in-worker' }, [port]);
+    const r = await within(15_000, ready, 'the worker connecting');
+    eq(r.codes, [2], "the worker's SUBACK");
+    eq(connected, ['in-worker'], 'the broker saw the worker connect');
+
+    const page = new (R().MqttClient)();
+    const got = [];
+    page.on('message', (topic, payload, packet) => got.push([topic, text(payload), packet.qos]));
+    await page.connect(broker.createClientPort(), { clientId: 'page' });
+    await page.subscribe('page/#', { qos: 2 });
+    // Request/response served by the worker.
+    for (const n of [3, 12, 1000]) {
+      const answer = await page.request('worker/square', String(n), { qos: 1, timeoutMs: 5000 });
+      eq(text(answer.payload), String(n * n), `square of ${n} from the worker`);
+    }
+    // QoS 2 both ways through the worker.
+    eq(await page.publish('worker/echo', 'ping', { qos: 2 }), 0, 'PUBCOMP from the broker');
+    await until(() => got.length === 1, 'the echo from the worker');
+    eq(got, [['page/echo', 'ping', 2]], 'echo at QoS 2');
+    eq(broker.stats().connections, 2, 'page and worker connected');
+    eq(errors, [], 'no error reported by the worker');
+    await page.disconnect();
+    return { connected };
+  } finally {
+    worker.terminate();
+    broker.close();
+  }
+}

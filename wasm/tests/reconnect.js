@@ -6,16 +6,9 @@
 // (a new process: no session kept) subscribes again and gets messages.
 // Every wait is bounded.
 
-import { until } from './scenarios.js';
+import { eq, text, until } from './scenarios.js';
 
 const R = () => window.ringmq;
-const text = (payload) => new TextDecoder().decode(payload);
-
-function eq(got, want, what) {
-  const g = JSON.stringify(got);
-  const w = JSON.stringify(want);
-  if (g !== w) throw new Error(`${what}: expected ${w}, got ${g}`);
-}
 
 let state = null;
 

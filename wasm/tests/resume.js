@@ -8,16 +8,9 @@
 // port pair) and over ws:// to the ringmq binary (a WebSocket subclass
 // installed as window.WebSocket for the scenario).
 
-import { sleep, until } from './scenarios.js';
+import { eq, sleep, text, until } from './scenarios.js';
 
 const R = () => window.ringmq;
-const text = (payload) => new TextDecoder().decode(payload);
-
-function eq(got, want, what) {
-  const g = JSON.stringify(got);
-  const w = JSON.stringify(want);
-  if (g !== w) throw new Error(`${what}: expected ${w}, got ${g}`);
-}
 
 // Splits a byte stream into whole MQTT packets (fixed header, Remaining
 // Length as a Variable Byte Integer, body).

@@ -5,13 +5,13 @@
 
 const R = () => window.ringmq;
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const text = (payload) => new TextDecoder().decode(payload);
+export const text = (payload) => new TextDecoder().decode(payload);
 
 function assert(cond, what) {
   if (!cond) throw new Error('check failed: ' + what);
 }
 
-function eq(got, want, what) {
+export function eq(got, want, what) {
   const g = JSON.stringify(got);
   const w = JSON.stringify(want);
   if (g !== w) throw new Error(`${what}: expected ${w}, got ${g}`);

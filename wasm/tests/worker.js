@@ -3,16 +3,9 @@
 // is the example's own, wasm/examples/worker.js, so the example is what
 // is tested. Run by wasm/tests/browser.mjs.
 
-import { sleep, until } from './scenarios.js';
+import { eq, sleep, text, until } from './scenarios.js';
 
 const R = () => window.ringmq;
-const text = (payload) => new TextDecoder().decode(payload);
-
-function eq(got, want, what) {
-  const g = JSON.stringify(got);
-  const w = JSON.stringify(want);
-  if (g !== w) throw new Error(`${what}: expected ${w}, got ${g}`);
-}
 
 function within(ms, promise, what) {
   return Promise.race([promise, sleep(ms).then(() => { throw new Error('timed out: ' + what); })]);

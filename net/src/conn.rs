@@ -94,6 +94,7 @@ mod ws_io;
 
 pub use handle::{CloseReason, DriverConfig, DriverHandle, Handler};
 pub use tls_io::ConnTls;
+pub use ws_io::websocket_handler;
 
 use reader::{read_bounded, reader_task};
 pub(crate) use tls_io::{decrypt, tls_output, DriverTls};
@@ -431,7 +432,7 @@ impl Connection {
         };
         let ws_handler = Rc::new(WsHandler {
             inner: handler,
-            session: RefCell::new(ws),
+            session: RefCell::new(Some(ws)),
             handle: handle.clone(),
             decoded: Cell::new(decoded),
         });

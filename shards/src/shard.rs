@@ -141,25 +141,12 @@ fn fail(init: &ShardInit, e: String) {
     }
 }
 
-/// `io = "native"`: the native io_uring loop, or monoio (`auto`) with a
-/// log line when the kernel refuses what it needs or a listener needs
-/// what it does not do yet (WebSocket).
+/// `io = "native"`: the native io_uring loop (every listener kind: MQTT,
+/// TLS, ws, wss; storage in memory or on disk), or monoio (`auto`) with a
+/// log line when the kernel or a sandbox refuses what it needs.
 #[cfg(target_os = "linux")]
 fn run_native(init: ShardInit) {
     let shard = init.id;
-    let tls_or_ws = init
-        .listeners
-        .iter()
-        .any(|l| l.ws.is_some() || l.tls.is_some());
-    if tls_or_ws || init.storage.is_some() {
-        // TLS handshakes on helper threads, WebSocket and the storage
-        // writer's completions are driven by the monoio path's tasks only.
-        tracing::warn!(
-            shard,
-            "io = \"native\" does not serve TLS or WebSocket listeners or storage = \"disk\" yet; this shard runs on monoio (as io = \"auto\")"
-        );
-        return run_auto(init);
-    }
     match native::driver(&init) {
         Ok(driver) => native::run(init, driver),
         Err(e) => {
@@ -505,22 +492,29 @@ const FLUSH_POLL_MS: u64 = 1;
 /// waits until every batch of this shard is stored, at most `limit`.
 async fn flush_storage(shard: &Shard, limit: Duration) {
     let deadline = std::time::Instant::now() + limit;
-    loop {
-        shard.submit_persist();
-        let left = shard.persist_in_flight();
-        if left == 0 {
-            return;
-        }
-        if std::time::Instant::now() >= deadline {
-            tracing::warn!(
-                shard = shard.id,
-                batches = left,
-                "shutdown: storage batches still being written after the grace period"
-            );
-            return;
-        }
+    while !storage_flushed(shard, deadline) {
         monoio::time::sleep(Duration::from_millis(FLUSH_POLL_MS)).await;
     }
+}
+
+/// One look of the shutdown's storage flush (both backends): hands the
+/// engine's last writes to the writer; `true` once every batch of this
+/// shard is stored, or when `deadline` has passed (logged).
+fn storage_flushed(shard: &Shard, deadline: std::time::Instant) -> bool {
+    shard.submit_persist();
+    let left = shard.persist_in_flight();
+    if left == 0 {
+        return true;
+    }
+    if std::time::Instant::now() >= deadline {
+        tracing::warn!(
+            shard = shard.id,
+            batches = left,
+            "shutdown: storage batches still being written after the grace period"
+        );
+        return true;
+    }
+    false
 }
 
 async fn ring_task(shard: Rc<Shard>) {

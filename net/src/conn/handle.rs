@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::tls::{TlsError, TlsSession};
 use crate::wake::WakerSlot;
-use crate::ws::WsError;
+use crate::ws::{WsError, WsSession};
 
 /// Limits of the connection driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,8 +107,15 @@ pub trait Handler {
         false
     }
     /// The handler as `Any`, so that the runtime can recognise its own
-    /// handler type in a detached connection (native backend).
+    /// handler type in a detached connection (native backend; a byte
+    /// transform's handler answers with the handler it wraps).
     fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+    /// The native backend only: when the connection is detached, the
+    /// WebSocket session a transform handler runs (`ws_io`), to travel
+    /// with the socket.
+    fn take_ws_session(&self) -> Option<Box<WsSession>> {
         None
     }
 }

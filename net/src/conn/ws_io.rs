@@ -5,6 +5,13 @@
 //! inner handler leaves in the buffer stay at its front, already decoded:
 //! the driver's buffer limit and started-packet timeout apply to them as
 //! on TCP.
+//!
+//! Both backends use it: the monoio driver's tasks
+//! ([`crate::conn::Connection::spawn_driver`]) and the native io_uring loop
+//! ([`websocket_handler`]), where the layer is transparent to a hand-off:
+//! it forwards [`Handler::detach_requested`] and [`Handler::as_any`] to the
+//! handler it wraps and gives up its session with
+//! [`Handler::take_ws_session`].
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -16,20 +23,43 @@ use crate::tls::{TlsError, TlsSession};
 use crate::ws::{close_code, WsError, WsRead, WsSession};
 
 /// The runtime's handler behind a WebSocket session.
-pub(super) struct WsHandler<H> {
+pub(super) struct WsHandler<H: ?Sized> {
     pub(super) inner: Rc<H>,
-    pub(super) session: RefCell<Box<WsSession>>,
+    /// `None` once taken for a hand-off (the driver calls nothing else
+    /// after that).
+    pub(super) session: RefCell<Option<Box<WsSession>>>,
     pub(super) handle: DriverHandle,
     /// Bytes at the front of the driver's buffer that are already decoded
     /// (MQTT bytes the inner handler left, or that routing decoded).
     pub(super) decoded: Cell<usize>,
 }
 
-impl<H: Handler> Handler for WsHandler<H> {
+/// Wraps `inner` (the runtime's handler) in a WebSocket session for the
+/// native loop; `decoded` bytes at the front of the driver's first buffer
+/// are MQTT bytes already decoded (a hand-off's).
+pub fn websocket_handler(
+    inner: Rc<dyn Handler>,
+    session: Box<WsSession>,
+    handle: DriverHandle,
+    decoded: usize,
+) -> Rc<dyn Handler> {
+    Rc::new(WsHandler {
+        inner,
+        session: RefCell::new(Some(session)),
+        handle,
+        decoded: Cell::new(decoded),
+    })
+}
+
+impl<H: Handler + ?Sized> Handler for WsHandler<H> {
     fn on_bytes(&self, buf: &mut BytesMut) {
         let from = self.decoded.get().min(buf.len());
         let (result, wants_write) = {
             let mut session = self.session.borrow_mut();
+            let Some(session) = session.as_mut() else {
+                buf.clear();
+                return;
+            };
             let result = session.read(buf, from);
             (result, session.wants_write())
         };
@@ -59,6 +89,7 @@ impl<H: Handler> Handler for WsHandler<H> {
     fn take_outgoing(&self) -> Option<Bytes> {
         let plain = self.inner.take_outgoing();
         let mut session = self.session.borrow_mut();
+        let session = session.as_mut()?;
         let mut out = Vec::new();
         session.take_output(&mut out);
         if let Some(plain) = plain {
@@ -90,5 +121,17 @@ impl<H: Handler> Handler for WsHandler<H> {
 
     fn on_ws_failed(&self, error: &WsError) {
         self.inner.on_ws_failed(error);
+    }
+
+    fn detach_requested(&self) -> bool {
+        self.inner.detach_requested()
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        self.inner.as_any()
+    }
+
+    fn take_ws_session(&self) -> Option<Box<WsSession>> {
+        self.session.borrow_mut().take()
     }
 }

@@ -37,8 +37,15 @@
 //!   stalls a shard (a mutex, or a channel whose receiver waits for a
 //!   sender's half-written slot, would be a priority inversion). Any
 //!   executor whose wakers are `Send` can await [`Pending`] (monoio's are,
-//!   with its `sync` feature), so a native io_uring loop can use the pool
-//!   as it is.
+//!   with its `sync` feature).
+//! - An event loop without futures (the native io_uring loop,
+//!   `crate::uring`) gets its steps back through a [`StepInbox`] instead:
+//!   [`HandshakePool::submit_to`] tags the step with the loop's own
+//!   connection token, the helper pushes the finished step onto the
+//!   inbox's lock-free stack (a compare-and-swap loop: a helper preempted
+//!   in it holds nothing the loop waits for) and wakes the loop's waker;
+//!   the loop takes every finished step with one swap
+//!   ([`StepInbox::take_all`]).
 //! - [`HandshakeStats`] counts the steps run on the pool and the server
 //!   handshake steps that ran inline on a shard anyway (with the longest
 //!   one's thread CPU time), so tests and operators can check that the
@@ -51,7 +58,7 @@ use std::sync::atomic::AtomicPtr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 
 use atomic_waker::AtomicWaker;
@@ -109,11 +116,96 @@ impl Drop for Slot {
     }
 }
 
-/// A step for a helper thread, and the slot it goes back through.
+/// Where a finished step goes back to.
+enum Reply {
+    /// The [`Pending`] future of one step.
+    Slot(Arc<Slot>),
+    /// An event loop's inbox, tagged with the loop's token for the
+    /// connection.
+    Inbox(Arc<StepInbox>, u64),
+}
+
+/// A step for a helper thread, and where it goes back to.
 struct Job {
     session: Box<TlsSession>,
     cipher: BytesMut,
-    slot: Arc<Slot>,
+    reply: Reply,
+}
+
+/// Finished steps of one event loop (module docs): a lock-free stack the
+/// helper threads push onto, and the loop's waker.
+pub struct StepInbox {
+    head: AtomicPtr<InboxNode>,
+    waker: Waker,
+}
+
+struct InboxNode {
+    tag: u64,
+    step: Step,
+    next: *mut InboxNode,
+}
+
+impl std::fmt::Debug for StepInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepInbox").finish_non_exhaustive()
+    }
+}
+
+impl StepInbox {
+    /// An empty inbox whose pushes wake `waker`.
+    pub fn new(waker: Waker) -> Arc<StepInbox> {
+        Arc::new(StepInbox {
+            head: AtomicPtr::new(ptr::null_mut()),
+            waker,
+        })
+    }
+
+    /// Pushes a finished step (helper thread), then wakes the loop.
+    fn push(&self, tag: u64, step: Step) {
+        let node = Box::into_raw(Box::new(InboxNode {
+            tag,
+            step,
+            next: ptr::null_mut(),
+        }));
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            // SAFETY: `node` came from `Box::into_raw` above and is not
+            // visible to any other thread until the exchange succeeds.
+            unsafe { (*node).next = head };
+            match self
+                .head
+                .compare_exchange_weak(head, node, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(current) => head = current,
+            }
+        }
+        self.waker.wake_by_ref();
+    }
+
+    /// Appends every finished step to `out`, oldest first, with the tag it
+    /// was submitted with.
+    pub fn take_all(&self, out: &mut Vec<(u64, Step)>) {
+        let mut p = self.head.swap(ptr::null_mut(), Ordering::AcqRel);
+        let start = out.len();
+        while !p.is_null() {
+            // SAFETY: every node on the stack came from `Box::into_raw` in
+            // `push`; the swap took the whole list out of the shared head,
+            // so this thread owns each node exactly once.
+            let node = unsafe { Box::from_raw(p) };
+            p = node.next;
+            out.push((node.tag, node.step));
+        }
+        out[start..].reverse();
+    }
+}
+
+impl Drop for StepInbox {
+    fn drop(&mut self) {
+        // Steps finished for a loop that has gone: drop their sessions.
+        let mut rest = Vec::new();
+        self.take_all(&mut rest);
+    }
 }
 
 /// Counters shared by the pool and the drivers that use it.
@@ -205,12 +297,34 @@ impl HandshakePool {
         let job = Job {
             session,
             cipher,
-            slot: slot.clone(),
+            reply: Reply::Slot(slot.clone()),
         };
         match self.jobs.send(job) {
             Ok(()) => Ok(Pending { slot }),
             Err(mpsc::SendError(job)) => Err((job.session, job.cipher)),
         }
+    }
+
+    /// Hands one step to a helper thread like [`HandshakePool::submit`],
+    /// for an event loop without futures: the finished step is pushed onto
+    /// `inbox` with `tag` (module docs). `Err` gives both back if the
+    /// helper threads are gone.
+    #[allow(clippy::result_large_err)]
+    pub fn submit_to(
+        &self,
+        session: Box<TlsSession>,
+        cipher: BytesMut,
+        inbox: &Arc<StepInbox>,
+        tag: u64,
+    ) -> Result<(), (Box<TlsSession>, BytesMut)> {
+        let job = Job {
+            session,
+            cipher,
+            reply: Reply::Inbox(inbox.clone(), tag),
+        };
+        self.jobs
+            .send(job)
+            .map_err(|mpsc::SendError(job)| (job.session, job.cipher))
     }
 }
 
@@ -253,7 +367,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, stats: &HandshakeStats) {
         let Ok(Job {
             mut session,
             cipher,
-            slot,
+            reply,
         }) = job
         else {
             return; // the pool was dropped
@@ -261,13 +375,20 @@ fn worker(rx: &Mutex<Receiver<Job>>, stats: &HandshakeStats) {
         let mut plain = BytesMut::new();
         let result = session.read(&cipher, &mut plain);
         stats.offloaded_steps.fetch_add(1, Ordering::Relaxed);
-        // If the task has gone (connection closed meanwhile), the last
-        // `Arc` of the slot drops the step with its session.
-        slot.put(Step {
+        let step = Step {
             session,
             plain,
             result,
-        });
-        slot.waker.wake();
+        };
+        match reply {
+            // If the task has gone (connection closed meanwhile), the last
+            // `Arc` of the slot drops the step with its session.
+            Reply::Slot(slot) => {
+                slot.put(step);
+                slot.waker.wake();
+            }
+            // A loop that no longer knows the tag drops the step.
+            Reply::Inbox(inbox, tag) => inbox.push(tag, step),
+        }
     }
 }

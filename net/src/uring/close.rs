@@ -4,13 +4,13 @@
 //! per-connection deadlines (`uring` module docs: close, hand-off).
 
 use std::io;
-use std::rc::Rc;
 
 use bytes::BytesMut;
 
 use super::conn::{shut, Phase, Recv};
+use super::tls::NativeTls;
 use super::{Driver, Event, TimerKind};
-use crate::conn::{CloseReason, DriverTls};
+use crate::conn::CloseReason;
 use crate::os::Shutdown;
 
 impl Driver {
@@ -140,15 +140,14 @@ impl Driver {
         };
         self.free.push(slot);
         self.live -= 1;
-        let tls = c
-            .tls
-            .and_then(|t| Rc::try_unwrap(t).ok())
-            .map(DriverTls::into_session);
+        let tls = c.tls.and_then(NativeTls::into_session);
+        let ws = c.handler.take_ws_session();
         self.events.push(Event::Detached {
             handler: c.handler,
             fd: c.fd,
             bytes: c.buf,
             tls,
+            ws,
         });
     }
 

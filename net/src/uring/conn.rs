@@ -9,6 +9,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use io_uring::{cqueue, opcode, types};
 
+use super::tls::NativeTls;
 use super::{raw, token, Driver, Op, TimerKind, PARTIAL_COPY_MAX_BYTES, SCRATCH_BYTES};
 use crate::conn::{decrypt, tls_output, DriverTls};
 use crate::conn::{CloseReason, ConnTls, DriverHandle, Handler};
@@ -44,7 +45,7 @@ pub(super) struct Conn {
     pub(super) handle: DriverHandle,
     /// The partial frame the handler left (plaintext); empty when idle.
     pub(super) buf: BytesMut,
-    pub(super) tls: Option<Rc<DriverTls>>,
+    pub(super) tls: Option<NativeTls>,
     /// The batch being sent and how much of it the kernel took; kept here
     /// until the send's completion arrives.
     pub(super) sending: Option<(Bytes, usize)>,
@@ -71,7 +72,7 @@ impl Conn {
             handler,
             handle,
             buf: BytesMut::new(),
-            tls: tls.map(|t| Rc::new(DriverTls::new(t))),
+            tls: tls.map(NativeTls::new),
             sending: None,
             recv: Recv::Idle,
             phase: Phase::Open,
@@ -117,7 +118,7 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        if let Some(tls) = &c.tls {
+        if let Some(NativeTls::Ready(tls)) = &c.tls {
             let session = tls.session.borrow();
             if !session.is_handshaking() {
                 c.handler.on_tls_established(&session);
@@ -172,12 +173,13 @@ impl Driver {
             return;
         }
         let closing = c.phase == Phase::Flushing;
-        if !c.handle.take_transmit() && !closing {
-            return;
-        }
-        let batch = match &c.tls {
+        let batch = match &mut c.tls {
+            // Handshaking: only the session's own flight (or alert) leaves;
+            // the handler's output, if any, waits for the session.
+            Some(NativeTls::Handshake(h)) => Ok(h.flight()),
+            _ if !c.handle.take_transmit() && !closing => return,
             None => Ok(c.handler.take_outgoing()),
-            Some(tls) => tls_output(tls, &*c.handler, closing),
+            Some(NativeTls::Ready(tls)) => tls_output(tls, &*c.handler, closing),
         };
         let batch = match batch {
             Ok(batch) => batch,
@@ -252,6 +254,12 @@ impl Driver {
         c.sending = None;
         if c.phase == Phase::Ended {
             self.try_free(slot, gen);
+            return;
+        }
+        if c.detaching {
+            // The last bytes of this shard's session (a TLS ticket) are
+            // out: the connection may leave now.
+            self.try_detach(slot, gen);
             return;
         }
         // The engine asked to be called again if more waited behind it.
@@ -340,7 +348,7 @@ impl Driver {
                 return;
             }
         }
-        match c.tls.clone() {
+        match &c.tls {
             None => {
                 if c.buf.is_empty() && !c.detaching && !c.paused {
                     // The common case: the engine reads the scratch buffer
@@ -355,7 +363,11 @@ impl Driver {
                     self.deliver_buf(slot, gen);
                 }
             }
-            Some(tls) => self.decrypt_into(slot, gen, &tls, &chunk),
+            Some(NativeTls::Ready(tls)) => {
+                let tls = tls.clone();
+                self.decrypt_into(slot, gen, &tls, &chunk);
+            }
+            Some(NativeTls::Handshake(_)) => self.handshake_input(slot, gen, &chunk),
         }
         chunk.clear();
         self.scratch = chunk;
@@ -363,7 +375,7 @@ impl Driver {
     }
 
     /// TLS: decrypt one receive into the connection's plaintext buffer.
-    fn decrypt_into(&mut self, slot: u32, gen: u32, tls: &DriverTls, cipher: &[u8]) {
+    pub(super) fn decrypt_into(&mut self, slot: u32, gen: u32, tls: &DriverTls, cipher: &[u8]) {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
@@ -421,7 +433,7 @@ impl Driver {
 
     /// Hands the connection's buffer to its handler (reader docs: the
     /// started-packet clock), unless paused or detaching.
-    fn deliver_buf(&mut self, slot: u32, gen: u32) {
+    pub(super) fn deliver_buf(&mut self, slot: u32, gen: u32) {
         let now = self.now_ms;
         let timeout = self.config.packet_complete_timeout_ms;
         let Some(c) = self.conn(slot, gen) else {

@@ -42,10 +42,13 @@
 //!   bytes read and the TLS session come back as [`Event::Detached`].
 //! - TLS rides the same byte transform as the monoio driver
 //!   ([`crate::conn::ConnTls`]: decrypt what a receive delivered, encrypt
-//!   each batch) and an established session leaves with a detached fd;
-//!   the hand-over of handshake steps to the helper threads
-//!   (`crate::tls::offload`) is not driven here yet, so the shard runs TLS
-//!   and WebSocket listeners on monoio.
+//!   each batch); a server handshake's steps go to the helper threads
+//!   (`crate::tls::offload`) and come back through the driver's
+//!   `StepInbox`, taken in [`Driver::complete`] ([`tls`] module). An
+//!   established session leaves with a detached fd.
+//! - WebSocket is the handler adapter both backends share
+//!   ([`crate::conn::websocket_handler`]); its session leaves with a
+//!   detached fd too ([`Handler::take_ws_session`]).
 //!
 //! Requirements (checked by [`Driver::new`], which the shard reports and
 //! falls back from): Linux 6.0 or later (multishot receive), provided
@@ -63,13 +66,16 @@ use bytes::BytesMut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::conn::{ConnTls, DriverConfig, DriverHandle, Handler};
+use crate::tls::offload::{Step, StepInbox};
 use crate::tls::TlsSession;
+use crate::ws::WsSession;
 
 mod bufring;
 mod close;
 mod conn;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod waker;
 
 use bufring::BufRing;
@@ -116,6 +122,9 @@ enum Op {
     Send = 3,
     Cancel = 4,
     Wake = 5,
+    /// Not an io_uring operation: the tag of a TLS handshake step on a
+    /// helper thread (`tls` module).
+    Handshake = 6,
 }
 
 /// `user_data`: generation (32 bits) | slot (24 bits) | op (8 bits). A
@@ -143,13 +152,16 @@ pub enum Event {
     /// An accept failed (logged by the caller); retried after a back-off.
     AcceptFailed { listener: usize, error: io::Error },
     /// A connection whose handler asked to be detached, with nothing in
-    /// flight any more: its socket, the plaintext read so far and its TLS
-    /// session. Its handler's `on_closed` was not called.
+    /// flight any more: its socket, the plaintext read so far (MQTT bytes,
+    /// decoded from WebSocket frames on a WebSocket connection), its TLS
+    /// session and its WebSocket session. Its handler's `on_closed` was
+    /// not called.
     Detached {
         handler: Rc<dyn Handler>,
         fd: OwnedFd,
         bytes: BytesMut,
         tls: Option<Box<TlsSession>>,
+        ws: Option<Box<WsSession>>,
     },
 }
 
@@ -179,6 +191,9 @@ pub struct Driver {
     scratch: BytesMut,
     cqes: Vec<(u64, i32, u32)>,
     events: Vec<Event>,
+    /// TLS handshake steps the helper threads finished (`tls` module).
+    steps_inbox: Arc<StepInbox>,
+    steps: Vec<(u64, Step)>,
     config: DriverConfig,
     now_ms: u64,
 }
@@ -254,10 +269,13 @@ impl Driver {
             BUF_GROUP,
         )
         .map_err(|e| io::Error::new(e.kind(), format!("provided buffer ring: {e}")))?;
+        let wake = EventFd::new()?;
         let mut driver = Driver {
             ring,
             bufs,
-            wake: EventFd::new()?,
+            steps_inbox: StepInbox::new(wake.waker()),
+            steps: Vec::new(),
+            wake,
             wake_buf: Box::new(0),
             wake_armed: false,
             listeners: Vec::new(),
@@ -418,6 +436,8 @@ impl Driver {
             self.cqes = cqes;
             self.bufs.publish();
         }
+        self.take_steps();
+        self.bufs.publish();
         self.events.drain(..)
     }
 

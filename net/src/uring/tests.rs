@@ -246,3 +246,95 @@ fn a_detached_connection_comes_back_with_its_socket_and_bytes() {
         "the bytes read before the detach go first"
     );
 }
+
+/// A TLS connection on the native loop: the server handshake's steps run
+/// on the helper threads (none inline on the loop's thread), the client's
+/// lines are echoed through the session, and a detach hands back the
+/// established session with the socket.
+#[test]
+fn tls_handshake_on_helper_threads_then_echo_and_detach() {
+    let Some(mut rig) = Rig::new() else { return };
+    let (settings, client_config) = crate::tls::tests::server_and_client("native");
+    let loaded = crate::tls::load(&settings).unwrap_or_else(|e| panic!("{e}"));
+    let pool =
+        crate::tls::offload::HandshakePool::start(1, "test-tls").unwrap_or_else(|e| panic!("{e}"));
+    let addr = rig
+        .listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("addr: {e}"));
+    let (to_client, from_test) = std::sync::mpsc::channel::<()>();
+    let (to_test, from_client) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let name =
+            rustls::pki_types::ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
+        let conn =
+            rustls::ClientConnection::new(client_config, name).unwrap_or_else(|e| panic!("{e}"));
+        let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+        sock.set_read_timeout(Some(TEST_TIMEOUT))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        tls.write_all(b"hello\n").unwrap_or_else(|e| panic!("{e}"));
+        let mut line = [0u8; 6];
+        tls.read_exact(&mut line).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&line, b"hello\n");
+        to_test.send(()).unwrap_or_else(|e| panic!("{e}"));
+        // Wait until the test has detached the connection, then use it
+        // again: the session continues on the socket.
+        from_test.recv().unwrap_or_else(|e| panic!("{e}"));
+        tls.write_all(b"again\n").unwrap_or_else(|e| panic!("{e}"));
+        let mut again = [0u8; 6];
+        tls.read_exact(&mut again).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&again, b"again\n");
+    });
+    rig.turn_until("accept", |r| {
+        r.events.iter().any(|e| matches!(e, Event::Accepted { .. }))
+    });
+    let Some(Event::Accepted { fd, .. }) = rig.events.pop() else {
+        panic!("expected an accepted socket")
+    };
+    let echo = Rc::new(Echo::default());
+    let session =
+        crate::tls::TlsSession::new(loaded.config.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let tls = crate::conn::ConnTls {
+        session: Box::new(session),
+        pool: Some(pool.clone()),
+    };
+    assert!(rig.driver.add(
+        fd,
+        echo.clone(),
+        echo.handle.clone(),
+        BytesMut::new(),
+        Some(tls)
+    ));
+    rig.turn_until("first line echoed", |_| from_client.try_recv().is_ok());
+    let counts = pool.stats().counts();
+    assert!(counts.offloaded_steps >= 1, "{counts:?}");
+    assert_eq!(counts.inline_steps, 0, "no handshake step on the loop");
+    echo.detach.set(true);
+    to_client
+        .send(())
+        .unwrap_or_else(|e| panic!("client gone: {e}"));
+    rig.turn_until("detached", |r| {
+        r.events.iter().any(|e| matches!(e, Event::Detached { .. }))
+    });
+    let Some(Event::Detached { fd, bytes, tls, .. }) = rig.events.pop() else {
+        panic!("expected a detached connection")
+    };
+    let session = tls.unwrap_or_else(|| panic!("the session comes back with the socket"));
+    assert!(!session.is_handshaking());
+    let again = Rc::new(Echo::default());
+    let tls = crate::conn::ConnTls {
+        session,
+        pool: Some(pool.clone()),
+    };
+    assert!(rig
+        .driver
+        .add(fd, again.clone(), again.handle.clone(), bytes, Some(tls)));
+    let deadline = Instant::now() + TEST_TIMEOUT;
+    while !peer.is_finished() {
+        assert!(Instant::now() < deadline, "client did not finish");
+        rig.turn();
+    }
+    peer.join()
+        .unwrap_or_else(|_| panic!("client thread panicked"));
+}

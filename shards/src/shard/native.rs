@@ -15,9 +15,11 @@
 //!
 //! The shard state ([`Shard`]), the engine calls, the mesh protocol and the
 //! connection handler ([`crate::conn::ConnCtx`]) are the monoio path's;
-//! only the driving differs. TLS and WebSocket listeners are not served
-//! here yet: a shard configured with one runs on monoio (`shard::run` logs
-//! it).
+//! only the driving differs. Every listener kind is served (TLS and
+//! WebSocket through the byte transforms the monoio path uses:
+//! `ringmq_net::uring` and `native::route`), and storage on disk (the
+//! writer's completions are applied each turn, the last batches flushed
+//! at shutdown).
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use ringmq_net::uring::{Driver, Event, UringLimits};
 
 use super::metrics::SysTotals;
 use super::{ShardInit, StartReport, MEMORY_RELEASE_DELAY_MS, OVERFLOW_RECHECK_MS};
+use super::{FLUSH_POLL_MS, STORAGE_FLUSH_MAX_MS};
 use crate::acl::ACL_RELOAD_POLL_MS;
 use crate::auth::Done;
 use crate::mesh::RingMsg;
@@ -54,6 +57,9 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         cpu,
     } = super::into_parts(init);
     let id = shard.id;
+    // What restoring stored records produced (timers, messages to other
+    // shards).
+    shard.drain_events(None);
     let mut sockets = Vec::with_capacity(listeners.len());
     let mut contexts = Vec::with_capacity(listeners.len());
     for (socket, ctx) in listeners {
@@ -108,14 +114,7 @@ pub fn run(init: ShardInit, mut driver: Driver) {
             match msg {
                 RingMsg::Engine(msg) => shard.broker.borrow_mut().handle_shard_message(msg, now),
                 RingMsg::Handoff { fd, bytes, tls, ws } => {
-                    if ws.is_some() {
-                        tracing::error!(
-                            shard = id,
-                            "WebSocket hand-off on the native loop; closing it"
-                        );
-                        continue;
-                    }
-                    route::adopt(&shard, &mut driver, fd, bytes, tls);
+                    route::adopt(&shard, &mut driver, fd, bytes, tls, ws);
                 }
             }
         }
@@ -135,6 +134,7 @@ pub fn run(init: ShardInit, mut driver: Driver) {
             overflow_check_at = None;
         }
         poll_auth(&shard, &mut delayed, now);
+        shard.poll_persisted(None);
         let due = shard.broker.borrow().poll_timeout();
         if due.is_some_and(|d| d <= now) {
             shard.broker.borrow_mut().handle_timeout(now);
@@ -214,13 +214,15 @@ pub fn run(init: ShardInit, mut driver: Driver) {
                     fd,
                     bytes,
                     tls,
-                } => route::hand_off(&shard, handler, fd, bytes, tls),
+                    ws,
+                } => route::hand_off(&shard, handler, fd, bytes, tls, ws),
             }
         }
         driver.fire_timers(now);
     }
     drop(driver);
     drop(sockets);
+    flush_storage(&shard);
     super::log_stopped(&shard);
 }
 
@@ -237,10 +239,25 @@ fn sleep_safely(shard: &Shard, waker: &Waker, delayed: &mut Vec<(u64, Done)>, no
             delayed.push((now + done.delay_ms, done));
         }
     }
+    if shard.poll_persisted(Some(waker)) {
+        return false;
+    }
     let mesh = shard.mesh.borrow();
     mesh.signal().register(waker);
     let shutdown = mesh.signal().shutdown_requested() && !shard.stopping.get();
     !(verdict_due || mesh.has_work() || shutdown || shard.metrics_pending())
+}
+
+/// At shutdown, once the connections are gone: the engine's last writes
+/// stored (at most `STORAGE_FLUSH_MAX_MS`; `shard::flush_storage` on the
+/// monoio path). The loop has ended, so this thread just polls.
+fn flush_storage(shard: &Shard) {
+    let limit = std::time::Duration::from_millis(STORAGE_FLUSH_MAX_MS);
+    let deadline = std::time::Instant::now() + limit;
+    while !super::storage_flushed(shard, deadline) {
+        std::thread::sleep(std::time::Duration::from_millis(FLUSH_POLL_MS));
+        shard.poll_persisted(None);
+    }
 }
 
 /// Shard 0's `$SYS` totals on the native loop: every `sys_interval_s` ask

@@ -236,6 +236,25 @@ impl Shard {
         }
     }
 
+    /// The native loop's side of the storage completions: applies those
+    /// waiting; with `waker`, registers it first and looks again (register,
+    /// then re-check). Returns whether any was applied.
+    pub fn poll_persisted(&self, waker: Option<&std::task::Waker>) -> bool {
+        let Some(store) = &self.store else {
+            return false;
+        };
+        if let Some(waker) = waker {
+            store.register(waker);
+        }
+        match store.try_next() {
+            Some(done) => {
+                self.apply_persisted(done);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Storage batches of this shard not yet completed.
     pub fn persist_in_flight(&self) -> usize {
         self.store.as_ref().map_or(0, ShardStore::in_flight)

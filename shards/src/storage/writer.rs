@@ -248,6 +248,12 @@ impl ShardStore {
         Some(done)
     }
 
+    /// Wakes `waker` when the next completion arrives (the native loop
+    /// registers before it sleeps, then looks again with `try_next`).
+    pub fn register(&self, waker: &std::task::Waker) {
+        self.wake.register(waker);
+    }
+
     /// The next completion (register, then re-check: no lost wake-up).
     pub async fn next(&self) -> Done {
         poll_fn(|cx| {

@@ -3,12 +3,14 @@
 //! monoio path in `crate::conn`, module docs there), adopt hand-offs.
 //!
 //! Routing runs inside the driver: [`Routing`] wraps the connection's
-//! handler and looks at the first bytes (plaintext, after the TLS
-//! handshake) with `route_connect` before the engine sees anything. When
-//! another shard owns the client id it asks the driver to detach the
-//! connection; `uring::Event::Detached` then brings back the socket, the
-//! bytes read and the TLS session, and [`hand_off`] closes the connection
-//! in this engine and pushes `RingMsg::Handoff` to the owner.
+//! handler and looks at the first bytes (plaintext after the TLS
+//! handshake, MQTT bytes after the WebSocket layer, which wraps it in
+//! turn: `ringmq_net::conn::websocket_handler`) with `route_connect`
+//! before the engine sees anything. When another shard owns the client id
+//! it asks the driver to detach the connection; `uring::Event::Detached`
+//! then brings back the socket, the bytes read and the TLS and WebSocket
+//! sessions, and [`hand_off`] closes the connection in this engine and
+//! pushes `RingMsg::Handoff` to the owner.
 
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
@@ -16,9 +18,10 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use ringmq_engine::broker::{route_connect, Route, ShardId};
-use ringmq_net::conn::{CloseReason, ConnTls, Handler};
+use ringmq_net::conn::{websocket_handler, CloseReason, ConnTls, Handler};
 use ringmq_net::tls::{TlsError, TlsSession};
 use ringmq_net::uring::Driver;
+use ringmq_net::ws::WsSession;
 
 use crate::conn::{accept, start_tls, ConnCtx, ListenerCtx, NewConn};
 use crate::mesh::HandoffTls;
@@ -82,7 +85,8 @@ impl Handler for Routing {
 }
 
 /// A socket accepted on `listener`: start its TLS session, accept it in
-/// the engine, drive it (through [`Routing`] with more than one shard).
+/// the engine, drive it (through [`Routing`] with more than one shard,
+/// under a WebSocket session on a WebSocket listener).
 pub fn serve_accepted(shard: &Rc<Shard>, driver: &mut Driver, fd: OwnedFd, listener: &ListenerCtx) {
     let sock = socket2::SockRef::from(&fd);
     if let Err(e) = sock.set_nodelay(listener.nodelay) {
@@ -101,13 +105,13 @@ pub fn serve_accepted(shard: &Rc<Shard>, driver: &mut Driver, fd: OwnedFd, liste
         peer,
         local,
         tls: tls.is_some(),
-        websocket: false,
+        websocket: listener.ws.is_some(),
         use_identity_as_username,
     };
     let Some(ctx) = accept(shard, new) else {
         return;
     };
-    let handler: Rc<dyn Handler> = if shard.count <= 1 {
+    let mut handler: Rc<dyn Handler> = if shard.count <= 1 {
         ctx.clone()
     } else {
         Rc::new(Routing {
@@ -116,6 +120,10 @@ pub fn serve_accepted(shard: &Rc<Shard>, driver: &mut Driver, fd: OwnedFd, liste
             owner: Cell::new(None),
         })
     };
+    if let Some(settings) = &listener.ws {
+        let session = Box::new(WsSession::new(settings.clone()));
+        handler = websocket_handler(handler, session, ctx.origin.handle.clone(), 0);
+    }
     drive(shard, driver, fd, &ctx, handler, BytesMut::new(), tls);
 }
 
@@ -141,13 +149,15 @@ fn drive(
 }
 
 /// A connection the driver detached because [`Routing`] found its owner:
-/// close it in this engine and hand the socket to the owner.
+/// close it in this engine and hand the socket (with its sessions) to the
+/// owner.
 pub fn hand_off(
     shard: &Rc<Shard>,
     handler: Rc<dyn Handler>,
     fd: OwnedFd,
     bytes: BytesMut,
     tls: Option<Box<TlsSession>>,
+    ws: Option<Box<WsSession>>,
 ) {
     let routing = handler.as_any().and_then(|a| a.downcast_ref::<Routing>());
     let Some((owner, use_identity_as_username)) =
@@ -167,17 +177,19 @@ pub fn hand_off(
             use_identity_as_username,
         })
     });
-    crate::conn::hand_off(shard, owner, &*handler, fd, bytes, tls, None);
+    crate::conn::hand_off(shard, owner, &*handler, fd, bytes, tls, ws);
 }
 
 /// A connection handed over by another shard: accept it here and drive it
-/// with the bytes already read.
+/// with the bytes already read (decoded MQTT bytes on WebSocket) and the
+/// sessions that came with it.
 pub fn adopt(
     shard: &Rc<Shard>,
     driver: &mut Driver,
     fd: OwnedFd,
     bytes: BytesMut,
     tls: Option<Box<HandoffTls>>,
+    ws: Option<Box<WsSession>>,
 ) {
     if shard.is_stopping() {
         return; // dropping the fd closes the socket
@@ -192,11 +204,18 @@ pub fn adopt(
         peer: sock.peer_addr().ok().and_then(|a| a.as_socket()),
         local: sock.local_addr().ok().and_then(|a| a.as_socket()),
         tls: tls.is_some(),
-        websocket: false,
+        websocket: ws.is_some(),
         use_identity_as_username,
     };
     let Some(ctx) = accept(shard, new) else {
         return;
     };
-    drive(shard, driver, fd, &ctx, ctx.clone(), bytes, tls);
+    let handler: Rc<dyn Handler> = match ws {
+        None => ctx.clone(),
+        Some(session) => {
+            let decoded = bytes.len();
+            websocket_handler(ctx.clone(), session, ctx.origin.handle.clone(), decoded)
+        }
+    };
+    drive(shard, driver, fd, &ctx, handler, bytes, tls);
 }

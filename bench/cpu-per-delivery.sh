@@ -10,6 +10,10 @@
 # PORT (default 18900); BROKER_CORE (1) / LOADGEN_CORE (0); RINGMQ_FLAGS (e.g. "--io epoll",
 # "--io native"); SYSCALLS=1 also counts the broker's system calls over the window
 # (perf stat: raw_syscalls:sys_enter, syscalls:sys_enter_io_uring_enter) per delivery.
+# TRANSPORT=tls|wss (ringmq only; default tcp): the broker gets one TLS (or wss)
+# listener with a self-signed ECDSA P-256 certificate openssl makes in a temporary
+# directory, and loadgen connects with --transport tls|wss --insecure (every
+# connection does a full handshake; the window starts after the warm-up).
 # Each run: broker pinned to BROKER_CORE, loadgen (one thread) to
 # LOADGEN_CORE; broker utime+stime from /proc/PID/stat is sampled after the
 # warm-up and again WINDOW_S later; loadgen's received count over the same
@@ -28,11 +32,28 @@ hz=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+TRANSPORT="${TRANSPORT:-tcp}"
+listen_args=(--listen "127.0.0.1:$PORT")
+if [[ "$TRANSPORT" != tcp ]]; then
+  case "$TRANSPORT" in tls) proto=mqtt ;; wss) proto=ws ;; *) echo "TRANSPORT: tcp, tls or wss" >&2; exit 2 ;; esac
+  tlsdir=$(mktemp -d -t cpd-tls.XXXXXX)
+  trap 'rm -rf "$tlsdir"' EXIT
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$tlsdir/key.pem" -out "$tlsdir/cert.pem" >/dev/null 2>&1
+  printf '[[listener]]\nbind = "127.0.0.1:%s"\nprotocol = "%s"\n[listener.tls]\ncert_file = "%s"\nkey_file = "%s"\n' \
+    "$PORT" "$proto" "$tlsdir/cert.pem" "$tlsdir/key.pem" >"$tlsdir/ringmq.toml"
+  listen_args=(--config "$tlsdir/ringmq.toml")
+fi
+loadgen_transport=(--transport "$TRANSPORT")
+[[ "$TRANSPORT" == tcp ]] || loadgen_transport+=(--insecure)
+
 start_broker() {
   case "$1" in
-    ringmq) taskset -c "$BROKER_CORE" "$tdir/ringmq" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >/tmp/cpd-ringmq.log 2>&1 &
+    ringmq) taskset -c "$BROKER_CORE" "$tdir/ringmq" "${listen_args[@]}" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >/tmp/cpd-ringmq.log 2>&1 &
             echo $! ; sleep 1 ;;
-    *) local pid; pid=$("$PEERS/start-peer.sh" "$1" "$PORT"); taskset -pc "$BROKER_CORE" "$pid" >/dev/null; echo "$pid" ;;
+    *) [[ "$TRANSPORT" == tcp ]] || { echo "TRANSPORT=$TRANSPORT: ringmq only" >&2; exit 2; }
+       local pid; pid=$("$PEERS/start-peer.sh" "$1" "$PORT"); taskset -pc "$BROKER_CORE" "$pid" >/dev/null; echo "$pid" ;;
   esac
 }
 
@@ -41,7 +62,7 @@ for b in "${brokers[@]}"; do
   for r in $(seq "$REPEATS"); do
     pid=$(start_broker "$b")
     out=$(mktemp)
-    taskset -c "$LOADGEN_CORE" "$tdir/loadgen" pubsub --port "$PORT" --topology fanout --pubs 1 --subs "$SUBS" \
+    taskset -c "$LOADGEN_CORE" "$tdir/loadgen" pubsub --port "$PORT" "${loadgen_transport[@]}" --topology fanout --pubs 1 --subs "$SUBS" \
       --qos 0 --size 64 --rate "$RATE" --threads 1 --warmup 3 --duration "$WINDOW_S" --drain 1 --json -q \
       --topic "cpd/%i" >"$out" 2>/dev/null &
     lg=$!

@@ -25,8 +25,9 @@
 //!   broker restarts.
 //! - [`client_id_on_shard`]: client ids that hash to a chosen shard.
 //!
-//! `RINGMQ_TEST_IO=epoll` (or `uring`) runs the suites on that I/O driver
-//! instead of `auto`.
+//! `RINGMQ_TEST_IO=epoll` (or `uring`, `native`) runs the suites on that
+//! I/O driver instead of `auto`; with `native`, [`Broker::start_with_args`]
+//! checks that the shards really run the native loop.
 //!
 //! Every wait is bounded ([`STARTUP_TIMEOUT`], [`READ_TIMEOUT`],
 //! [`STOP_TIMEOUT`]), so a broken broker fails a test instead of hanging it.
@@ -123,12 +124,30 @@ impl Broker {
                 panic!("broker did not report listening within {STARTUP_TIMEOUT:?}; log:\n{log}");
             }
         };
-        Broker {
+        let broker = Broker {
             child: Some(child),
             addr: addrs[0],
             addrs,
             log,
+        };
+        broker.check_native_loop(args);
+        broker
+    }
+
+    /// With `--io native`, every shard must run the native loop (it serves
+    /// every listener kind and storage mode), unless the kernel refused
+    /// io_uring, which the shard logs: a suite run on `native` must not
+    /// pass on the monoio fallback unnoticed.
+    fn check_native_loop(&self, args: &[&str]) {
+        let native = args.windows(2).any(|w| w == ["--io", "native"]);
+        let log = self.log();
+        if !native || log.contains("io_uring refused a feature the native loop needs") {
+            return;
         }
+        assert!(
+            log.contains("native io_uring") && !log.contains("this shard runs on monoio"),
+            "io = native must run the native loop; log:\n{log}"
+        );
     }
 
     /// Where it listens.

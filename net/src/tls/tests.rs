@@ -301,14 +301,17 @@ fn changed_files_lists_what_differs() {
 /// For the driver tests: server settings (no client CA) and a client
 /// configuration that trusts the server, both TLS versions.
 pub(crate) fn server_and_client(test: &str) -> (TlsSettings, Arc<ClientConfig>) {
+    server_and_client_versions(test, &[&rustls::version::TLS13, &rustls::version::TLS12])
+}
+
+/// [`server_and_client`] with a client that offers only `versions`.
+pub(crate) fn server_and_client_versions(
+    test: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (TlsSettings, Arc<ClientConfig>) {
     let mut s = setup(test);
     s.settings.client_ca_file = None;
-    let client = client_config(
-        &s.server_ca,
-        None,
-        &[&rustls::version::TLS13, &rustls::version::TLS12],
-        &[b"mqtt"],
-    );
+    let client = client_config(&s.server_ca, None, versions, &[b"mqtt"]);
     (s.settings, client)
 }
 

@@ -247,14 +247,19 @@ fn a_detached_connection_comes_back_with_its_socket_and_bytes() {
     );
 }
 
-/// A TLS connection on the native loop: the server handshake's steps run
-/// on the helper threads (none inline on the loop's thread), the client's
-/// lines are echoed through the session, and a detach hands back the
-/// established session with the socket.
+/// A TLS connection on the native loop (TLS 1.2 and 1.3): the server
+/// handshake's steps run on the helper threads (none inline on the loop's
+/// thread), the client's lines are echoed through the session, and a
+/// detach hands back the established session with the socket.
 #[test]
 fn tls_handshake_on_helper_threads_then_echo_and_detach() {
+    tls_echo_and_detach("native12", &rustls::version::TLS12);
+    tls_echo_and_detach("native13", &rustls::version::TLS13);
+}
+
+fn tls_echo_and_detach(test: &str, version: &'static rustls::SupportedProtocolVersion) {
     let Some(mut rig) = Rig::new() else { return };
-    let (settings, client_config) = crate::tls::tests::server_and_client("native");
+    let (settings, client_config) = crate::tls::tests::server_and_client_versions(test, &[version]);
     let loaded = crate::tls::load(&settings).unwrap_or_else(|e| panic!("{e}"));
     let pool =
         crate::tls::offload::HandshakePool::start(1, "test-tls").unwrap_or_else(|e| panic!("{e}"));

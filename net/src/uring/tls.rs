@@ -169,7 +169,10 @@ impl Driver {
             result,
         } = step;
         if session.wants_write() {
-            // The flight (or alert) leaves with the next send.
+            // The flight (or alert) leaves with the next send; marked as
+            // output to send, since once established the session's output
+            // leaves only with a transmit (TLS 1.2: the server's Finished).
+            c.handle.mark_transmit();
             c.handle.queue();
         }
         let established = result.is_ok() && !session.is_handshaking();

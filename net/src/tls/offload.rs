@@ -38,8 +38,7 @@
 //!   sender's half-written slot, would be a priority inversion). Any
 //!   executor whose wakers are `Send` can await [`Pending`] (monoio's are,
 //!   with its `sync` feature).
-//! - An event loop without futures (the native io_uring loop,
-//!   `crate::uring`) gets its steps back through a [`StepInbox`] instead:
+//! - An event loop without futures (the native io_uring loop) gets its steps back through a [`StepInbox`] instead:
 //!   [`HandshakePool::submit_to`] tags the step with the loop's own
 //!   connection token, the helper pushes the finished step onto the
 //!   inbox's lock-free stack (a compare-and-swap loop: a helper preempted

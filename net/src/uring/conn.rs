@@ -84,6 +84,13 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Not closing: input still goes to the handler.
+    pub(super) fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+}
+
 #[cfg(test)]
 impl Conn {
     /// Bytes of a partial frame held.

@@ -177,7 +177,7 @@ impl Driver {
         }
         let established = result.is_ok() && !session.is_handshaking();
         h.session = Some(session);
-        if c.phase != super::conn::Phase::Open {
+        if !c.is_open() {
             return;
         }
         match result {

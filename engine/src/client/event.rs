@@ -83,6 +83,9 @@ pub enum ClientError {
     /// `resend_publish` / `resend_pubrel`: packet id 0, an id already in
     /// use on this connection, or a QoS 0 message.
     ResendInvalid { packet_id: u16 },
+    /// `acknowledge`: no inbound message with this packet id awaits its
+    /// acknowledgement (already acknowledged, or `manual_acks` is off).
+    NotAwaitingAck { packet_id: u16 },
 }
 
 impl ClientError {

@@ -114,6 +114,8 @@ pub struct Client {
     ids: PacketIds,
     /// Inbound QoS 2 packet ids whose PUBREL has not arrived.
     inbound_qos2: IdSet,
+    /// Inbound QoS 1/2 ids the caller has not acknowledged (`manual_acks`).
+    awaiting_ack: IdSet,
     /// Inbound topic aliases (index = alias - 1), sized at connect.
     topic_aliases: Vec<Option<Bytes>>,
     server: ServerLimits,
@@ -141,6 +143,7 @@ impl Client {
             events: VecDeque::new(),
             ids: PacketIds::new(),
             inbound_qos2: IdSet::default(),
+            awaiting_ack: IdSet::default(),
             topic_aliases: Vec::new(),
             server: ServerLimits::default(),
             inflight_max,
@@ -519,6 +522,7 @@ impl Client {
         self.state = State::Disconnected;
         self.ping_sent_ms = None;
         self.inbound_qos2.clear();
+        self.awaiting_ack.clear();
         self.events.push_back(Event::Disconnected(reason));
     }
 

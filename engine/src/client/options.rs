@@ -66,6 +66,11 @@ pub struct ClientOptions {
     pub pingresp_timeout_ms: u64,
     /// v5: User Properties sent in CONNECT.
     pub user_properties: UserProperties,
+    /// Inbound QoS 1 / 2 messages are not acknowledged when read: the caller
+    /// sends each PUBACK / PUBREC with [`Client::acknowledge`](super::Client::acknowledge)
+    /// once it has taken the message over (a bridge: once its own broker
+    /// accepted it). PUBCOMP still answers PUBREL by itself.
+    pub manual_acks: bool,
 }
 
 impl ClientOptions {
@@ -89,6 +94,7 @@ impl ClientOptions {
             connect_timeout_ms: CONNECT_TIMEOUT_MS_DEFAULT,
             pingresp_timeout_ms: 0,
             user_properties: UserProperties::new(),
+            manual_acks: false,
         }
     }
 }

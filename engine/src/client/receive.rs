@@ -4,8 +4,8 @@
 //! and UNSUBSCRIBE, PINGRESP and DISCONNECT.
 
 use super::packet_ids::{ControlKind, OutState};
-use super::{Client, DisconnectReason, Event, ProtocolError, State};
-use crate::codec::{encode, ConnAck, Packet, PubAck, Publish, QoS, ReasonCode};
+use super::{Client, ClientError, DisconnectReason, Event, ProtocolError, State};
+use crate::codec::{encode, ConnAck, EncodeError, Packet, PubAck, Publish, QoS, ReasonCode};
 
 impl Client {
     /// Queues PUBACK / PUBREC / PUBREL / PUBCOMP.
@@ -15,14 +15,47 @@ impl Client {
         packet_id: u16,
         reason: ReasonCode,
     ) -> Result<(), ProtocolError> {
+        self.write_ack(make, packet_id, reason)
+            .map_err(ProtocolError::Encode)
+    }
+
+    fn write_ack(
+        &mut self,
+        make: fn(PubAck) -> Packet,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) -> Result<(), EncodeError> {
         let ack = PubAck {
             reason,
             ..PubAck::new(packet_id)
         };
-        encode(&make(ack), self.options.protocol, &mut self.outgoing)
-            .map_err(ProtocolError::Encode)?;
+        encode(&make(ack), self.options.protocol, &mut self.outgoing)?;
         self.last_sent_ms = self.now_ms;
         Ok(())
+    }
+
+    /// With [`ClientOptions::manual_acks`](super::ClientOptions::manual_acks):
+    /// acknowledges the inbound message `packet_id` (a `Message` event) now
+    /// that the caller has taken it over: PUBACK for QoS 1, PUBREC for QoS 2,
+    /// with `reason` (v5; v3 acknowledgements carry none). A failure code
+    /// (>= 0x80) ends a QoS 2 flow: no PUBREL is expected for it.
+    pub fn acknowledge(&mut self, packet_id: u16, reason: ReasonCode) -> Result<(), ClientError> {
+        if self.state != State::Connected {
+            return Err(ClientError::NotConnected);
+        }
+        if !self.awaiting_ack.remove(packet_id) {
+            return Err(ClientError::NotAwaitingAck { packet_id });
+        }
+        let make = if self.inbound_qos2.contains(packet_id) {
+            if reason.is_error() {
+                self.inbound_qos2.remove(packet_id);
+            }
+            Packet::PubRec
+        } else {
+            Packet::PubAck
+        };
+        self.write_ack(make, packet_id, reason)
+            .map_err(ClientError::Encode)
     }
 
     pub(super) fn handle_packet(&mut self, packet: Packet) -> Result<(), ProtocolError> {
@@ -109,8 +142,17 @@ impl Client {
     fn handle_publish(&mut self, mut publish: Publish) -> Result<(), ProtocolError> {
         self.resolve_topic_alias(&mut publish)?;
         let packet_id = publish.packet_id;
+        let manual = self.options.manual_acks;
         match publish.qos {
             QoS::AtMostOnce => {}
+            // A resend of a message the caller still holds: its coming
+            // acknowledgement answers both; deliver nothing.
+            QoS::AtLeastOnce | QoS::ExactlyOnce if self.awaiting_ack.contains(packet_id) => {
+                return Ok(())
+            }
+            QoS::AtLeastOnce if manual => {
+                self.awaiting_ack.insert(packet_id);
+            }
             QoS::AtLeastOnce => self.send_ack(Packet::PubAck, packet_id, ReasonCode::SUCCESS)?,
             QoS::ExactlyOnce => {
                 if self.inbound_qos2.contains(packet_id) {
@@ -122,7 +164,11 @@ impl Client {
                     return Err(ProtocolError::ReceiveMaximumExceeded);
                 }
                 self.inbound_qos2.insert(packet_id);
-                self.send_ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS)?;
+                if manual {
+                    self.awaiting_ack.insert(packet_id);
+                } else {
+                    self.send_ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS)?;
+                }
             }
         }
         self.events.push_back(Event::Message(publish));

@@ -1,7 +1,7 @@
 //! The raw OS calls the runtime needs, each wrapped in a safe function:
 //! the CPU affinity mask, process signal masks and synchronous signal
 //! waiting, `shutdown(2)` on a socket, the open-file limit
-//! ([`raise_fd_limit`]), the clock tick of `/proc`'s CPU times
+//! ([`raise_fd_limit`]), free space on a filesystem ([`free_bytes`]), the clock tick of `/proc`'s CPU times
 //! ([`clock_ticks_per_s`]) and a sub-millisecond `timerfd` sleep for pacing
 //! ([`PreciseTimer`]). Linux (and other Unix) only.
 
@@ -154,6 +154,26 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
         Some(libc::EWOULDBLOCK) => Ok(false),
         _ => Err(err),
     }
+}
+
+/// Bytes an unprivileged user may still write on the filesystem holding
+/// `path` (`statvfs(3)`: available blocks times the fragment size).
+pub fn free_bytes(path: &std::path::Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut st = MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call and
+    // `st` points to writable memory of the size statvfs expects.
+    if unsafe { libc::statvfs(c_path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    // The field types differ between targets (u64 here, u32 on some).
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize));
+    Ok(free)
 }
 
 /// The direction(s) [`shutdown`] ends.

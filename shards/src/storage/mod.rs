@@ -20,7 +20,6 @@ pub mod tool;
 pub mod writer;
 
 use std::path::Path;
-use std::sync::Arc;
 
 pub use db::Store;
 pub use recover::Recovered;
@@ -69,8 +68,7 @@ pub fn start(config: &Config, shard_count: u16) -> Result<Option<Started>, Strin
     if previous != Some(shard_count) {
         store.set_shard_count(shard_count)?;
     }
-    let store = Arc::new(store);
-    let writer = Writer::start(store.clone(), s.fsync, s.fsync_interval_ms)?;
+    let writer = Writer::start(store, s.fsync, s.fsync_interval_ms)?;
     Ok(Some(Started { recovered, writer }))
 }
 

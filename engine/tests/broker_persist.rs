@@ -8,7 +8,7 @@ mod sim;
 
 use bytes::Bytes;
 use ringmq_engine::broker::{owner_shard, BrokerConfig};
-use ringmq_engine::codec::{Connect, Packet, Protocol, PubAck, ReasonCode};
+use ringmq_engine::codec::{Connect, Packet, Protocol, PubAck, QoS, ReasonCode};
 use ringmq_engine::persist::{Keyspace, PersistFailure, RestoreError};
 use sim::store::Mode;
 use sim::*;
@@ -465,5 +465,46 @@ fn connack_waits_for_the_session_record() {
         assert_eq!(ack.reason, refused, "{v:?}");
         assert!(!ack.session_present);
         assert!(sim.is_closed(c));
+    }
+}
+
+/// A SUBSCRIBE whose SUBACK is refused (the session record could not be
+/// written) leaves nothing behind: no message for the new filter, the
+/// replaced subscription keeps its old options, no retained message after
+/// the refusal, and the stored session has only what was acknowledged.
+#[test]
+fn a_refused_suback_leaves_no_subscription_behind() {
+    for v in both() {
+        let mut sim = Sim::with_config(2, durable());
+        let sub_id = id_on(0, 2, "sub");
+        let (s, _) = sim.connect_with(persistent(v, &sub_id));
+        assert_eq!(sim.subscribe(s, "kept", 1), ReasonCode(1));
+        let p = sim.connect(V5, &id_on(1, 2, "pub"), true);
+        let mut retained = publish("t/r", "retained", 1);
+        retained.retain = true;
+        sim.publish(p, retained);
+        sim.disk.mode = Mode::Fail(PersistFailure::DiskFull);
+        let reasons = sim.subscribe_with(s, &[("t/#", opts(1)), ("kept", opts(2))], None);
+        assert!(reasons.iter().all(|r| r.is_error()), "{v:?}: {reasons:?}");
+        assert!(
+            sim.messages(s).is_empty(),
+            "{v:?}: retained message sent for a refused subscription"
+        );
+        sim.disk.mode = Mode::Write;
+        sim.pub_simple(p, "t/a", "refused", 1);
+        sim.pub_simple(p, "kept", "still", 2);
+        let got = sim.messages(s);
+        let got: Vec<_> = got.iter().map(|m| (&m.payload[..], m.qos)).collect();
+        assert_eq!(got, [(&b"still"[..], QoS::AtLeastOnce)], "{v:?}");
+        // What is stored is what was acknowledged.
+        sim.disconnect(s);
+        assert!(sim.restart(1_000).is_empty());
+        let (s, ack) = sim.connect_with(persistent(v, &sub_id));
+        assert!(ack.session_present);
+        let p = sim.connect(V5, &id_on(1, 2, "pub"), true);
+        sim.pub_simple(p, "t/b", "refused", 1);
+        sim.pub_simple(p, "kept", "after", 2);
+        let got: Vec<_> = sim.messages(s).iter().map(|m| m.qos).collect();
+        assert_eq!(got, [QoS::AtLeastOnce], "{v:?}");
     }
 }

@@ -12,7 +12,7 @@
 //! A barrier that ends with a persist failure turns the acknowledgement
 //! held right behind it into a refusal (`refuse.rs`).
 
-use super::conn::{ConnState, Held};
+use super::conn::{ConnState, Held, SubUndo};
 use super::{Broker, ConnId, Event, ShardId, ShardMessage};
 use crate::persist::PersistFailure;
 
@@ -26,6 +26,8 @@ pub(super) struct Barrier {
     batch_pending: bool,
     /// The first failure reported (locally or by another shard).
     failure: Option<PersistFailure>,
+    /// What to undo if the SUBACK it holds is refused (`subscribe.rs`).
+    undo: Vec<SubUndo>,
 }
 
 impl Broker {
@@ -33,6 +35,14 @@ impl Broker {
     pub(super) fn new_barrier_token(&mut self) -> u64 {
         self.next_barrier += 1;
         self.next_barrier
+    }
+
+    /// A SUBACK held by barrier `token` refuses, if the barrier fails,
+    /// what `undo` lists (`subscribe.rs`).
+    pub(super) fn on_refusal_undo(&mut self, token: u64, undo: Vec<SubUndo>) {
+        if let Some(b) = self.barriers.get_mut(&token) {
+            b.undo = undo;
+        }
     }
 
     /// Hold `conn`'s next acknowledgements until `acks` Acks for `token`
@@ -55,6 +65,7 @@ impl Broker {
                 acks_remaining: acks,
                 batch_pending: wait_batch,
                 failure: None,
+                undo: Vec::new(),
             },
         );
         if wait_batch {
@@ -116,8 +127,10 @@ impl Broker {
         if b.acks_remaining > 0 || b.batch_pending {
             return;
         }
+        let Some(b) = self.barriers.remove(&token) else {
+            return;
+        };
         let (conn, generation, failure) = (b.conn, b.generation, b.failure);
-        self.barriers.remove(&token);
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
@@ -134,7 +147,7 @@ impl Broker {
         match failure {
             Some(f) => {
                 if let Some(h) = c.held.get_mut(i) {
-                    *h = Held::Refuse(f);
+                    *h = Held::Refuse(f, b.undo);
                 }
             }
             None => {
@@ -165,13 +178,16 @@ impl Broker {
                     options,
                     subscription_id,
                 }) => self.send_retained(session, &filter, options, subscription_id, now_ms),
-                Some(Held::Refuse(failure)) => {
+                Some(Held::Refuse(failure, undo)) => {
                     // The acknowledgement right behind the barrier is the
                     // one it held (the handler wrote it next).
                     if matches!(c.held.front(), Some(Held::Packet(_))) {
                         if let Some(Held::Packet(p)) = c.held.pop_front() {
                             self.refuse_ack(conn, session, p, failure, now_ms);
                         }
+                    }
+                    if !undo.is_empty() {
+                        self.undo_subscribe(conn, session, undo);
                     }
                 }
                 Some(Held::Publish(packet_id)) => {

@@ -13,7 +13,7 @@ use super::{Broker, CloseCause, ConnId, Event, SessionId};
 use crate::codec::{
     self, Disconnect, EncodeError, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions,
 };
-use crate::persist::PersistFailure;
+use crate::persist::{PersistFailure, StoredSubscription};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ConnState {
@@ -79,6 +79,16 @@ pub(super) struct DeadlineSlot {
     pub(super) index: u32,
 }
 
+/// A subscription a held SUBSCRIBE set: undone if its SUBACK is refused,
+/// so that no message flows for a subscription the client was told failed.
+#[derive(Debug)]
+pub(super) struct SubUndo {
+    /// What the SUBSCRIBE set.
+    pub(super) set: StoredSubscription,
+    /// What it replaced (same filter), if anything.
+    pub(super) previous: Option<StoredSubscription>,
+}
+
 /// An item of a connection's held queue (see [`Broker::write_ack`]).
 #[allow(clippy::large_enum_variant)] // rare (cross-shard barriers only), not worth a Box
 pub(super) enum Held {
@@ -92,8 +102,9 @@ pub(super) enum Held {
         subscription_id: Option<u32>,
     },
     /// The barrier before it ended with a persist failure: the
-    /// acknowledgement behind it is refused (`refuse.rs`).
-    Refuse(PersistFailure),
+    /// acknowledgement behind it is refused (`refuse.rs`), and the
+    /// subscriptions of a refused SUBACK undone.
+    Refuse(PersistFailure, Vec<SubUndo>),
     /// Send the inflight QoS 2 PUBLISH with this packet id (held until its
     /// record is on disk, so that a restart resends it with the same id).
     Publish(u16),

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::backlog::Backlogged;
-use super::conn::Held;
+use super::conn::{Held, SubUndo};
 use super::retained::{is_expired, Retained};
 use super::route::RouteNode;
 use super::shared::{LocalSub, SharedGroup};
@@ -36,6 +36,8 @@ impl Broker {
         let mut reasons = Vec::with_capacity(sub.filters.len());
         // (filter, options, is_new) of each accepted non-shared subscription.
         let mut accepted: Vec<(Bytes, SubscriptionOptions, bool)> = Vec::new();
+        // What to undo if the SUBACK is refused (a failed write).
+        let mut undo: Vec<SubUndo> = Vec::new();
         for f in sub.filters {
             let shared = match topic::parse_shared(&f.filter) {
                 Ok(s) => s,
@@ -67,13 +69,26 @@ impl Broker {
                 reasons.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }
-            let exists = s.subscription(&f.filter).is_some();
-            if !exists && s.subscriptions.len() >= self.config.subscriptions_per_session_max {
+            let previous = s
+                .subscription(&f.filter)
+                .and_then(|i| s.subscriptions.get(i))
+                .cloned();
+            if previous.is_none()
+                && s.subscriptions.len() >= self.config.subscriptions_per_session_max
+            {
                 reasons.push(ReasonCode::QUOTA_EXCEEDED);
                 continue;
             }
             let (is_new, interest_acks) =
                 self.add_subscription(session, f.filter.clone(), f.options, subscription_id, token);
+            if self.persist.on {
+                let set = StoredSubscription {
+                    filter: f.filter.clone(),
+                    options: f.options,
+                    subscription_id,
+                };
+                undo.push(SubUndo { set, previous });
+            }
             acks += interest_acks;
             reasons.push(ReasonCode(f.options.qos.as_u8()));
             if shared.is_none() {
@@ -88,6 +103,7 @@ impl Broker {
         self.persist_session(session);
         let wait_batch = self.recorded_since(recorded_before);
         self.open_barrier(conn, token, acks, wait_batch);
+        self.on_refusal_undo(token, undo);
         let ack = SubAck {
             packet_id: sub.packet_id,
             reasons,
@@ -117,6 +133,46 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// The SUBACK of a SUBSCRIBE was refused (its session record could not
+    /// be stored): each subscription it set goes back to what it replaced
+    /// (or is removed), unless a later SUBSCRIBE changed it again, and the
+    /// retained messages held for it are not sent. The session record is
+    /// rewritten as it is now.
+    pub(super) fn undo_subscribe(&mut self, conn: ConnId, session: SessionId, undo: Vec<SubUndo>) {
+        for SubUndo { set, previous } in undo {
+            let current = self.sessions.get(session).and_then(|s| {
+                s.subscription(&set.filter)
+                    .and_then(|i| s.subscriptions.get(i))
+            });
+            if current != Some(&set) {
+                continue;
+            }
+            match previous {
+                Some(p) => {
+                    self.add_subscription(session, p.filter, p.options, p.subscription_id, 0);
+                }
+                None => {
+                    self.remove_subscription(session, &set.filter);
+                    if let Some(s) = self.sessions.get_mut(session) {
+                        s.subscriptions.retain(|x| x.filter != set.filter);
+                    }
+                }
+            }
+            // Its retained messages are held right behind the SUBACK.
+            if let Some(c) = self.conns.get_mut(conn) {
+                let mut i = 0;
+                while let Some(Held::Retained { filter, .. }) = c.held.get(i) {
+                    if *filter == set.filter {
+                        c.held.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
+        self.persist_session(session);
     }
 
     /// The retained messages matching a new subscription, to its session:

@@ -508,3 +508,69 @@ fn a_refused_suback_leaves_no_subscription_behind() {
         assert_eq!(got, [QoS::AtLeastOnce], "{v:?}");
     }
 }
+
+/// A will due at the restart (its delay passed while the broker was down)
+/// reaches a restored persistent subscriber on another shard: timers of
+/// restored sessions wait until every shard has restored.
+#[test]
+fn a_will_due_at_the_restart_reaches_restored_subscribers_on_every_shard() {
+    for (will_shard, sub_shard) in [(0, 1), (1, 0)] {
+        let mut sim = Sim::with_config(2, durable());
+        let sub_id = id_on(sub_shard, 2, "sub");
+        offline_subscriber(&mut sim, V5, &sub_id, "wills/#", 1);
+        let mut c = persistent(V5, &id_on(will_shard, 2, "dying"));
+        c.will = Some(will("wills/dying", "gone", 1, Some(60)));
+        let (w, _) = sim.connect_with(c);
+        sim.drop_conn(w);
+        assert!(sim.restart(120_000).is_empty());
+        let (s, ack) = sim.connect_with(persistent(V5, &sub_id));
+        assert!(ack.session_present);
+        assert_eq!(sim.payloads(s), ["gone"], "will on shard {will_shard}");
+    }
+}
+
+/// Until every other shard has restored, the restored sessions' timers
+/// wait; a client that takes its session back meanwhile keeps its will.
+#[test]
+fn restored_timers_wait_for_every_shard_and_skip_a_resumed_session() {
+    let mut sim = Sim::with_config(2, durable());
+    let id = id_on(0, 2, "dying");
+    let mut c = persistent(V5, &id);
+    c.will = Some(will("wills/dying", "gone", 1, Some(60)));
+    let (w, _) = sim.connect_with(c.clone());
+    sim.drop_conn(w);
+    sim.now_ms += 120_000;
+    let shards = sim.brokers.len() as u16;
+    sim.brokers = (0..shards)
+        .map(|s| ringmq_engine::broker::Broker::new(durable(), s, shards))
+        .collect();
+    let wall = sim.wall_base_ms + sim.now_ms;
+    for b in &mut sim.brokers {
+        b.set_wall_clock(sim.now_ms, wall);
+    }
+    // A live subscriber on the same shard, before anything is restored.
+    let watcher = sim.connect(V5, &id_on(0, 2, "watch"), true);
+    assert_eq!(sim.subscribe(watcher, "wills/#", 1), ReasonCode(1));
+    let records: Vec<_> = sim.disk.records.clone().into_iter().collect();
+    let now = sim.now_ms;
+    for ((space, key), value) in &records {
+        sim.brokers[0].restore(*space, key, value, now).unwrap();
+    }
+    sim.brokers[0].finish_restore(now);
+    sim.pump();
+    // Shard 1 has not restored yet: the due will is not published.
+    assert!(
+        sim.messages(watcher).is_empty(),
+        "will before every shard restored"
+    );
+    // The client comes back first: its session is resumed, no will.
+    let (back, ack) = sim.connect_with(c);
+    assert!(ack.session_present);
+    sim.brokers[1].finish_restore(now);
+    sim.pump();
+    assert!(
+        sim.messages(watcher).is_empty(),
+        "will of a resumed session"
+    );
+    assert!(!sim.is_closed(back));
+}

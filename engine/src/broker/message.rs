@@ -70,6 +70,11 @@ pub enum ShardMessage {
         barrier: u64,
         failure: Option<PersistFailure>,
     },
+    /// Shard `shard` has restored its stored sessions and announced their
+    /// subscriptions (sent after those `Interest` messages, so the ring's
+    /// order says they arrived). Once every other shard said so, the
+    /// receiver arms the will and expiry timers of its restored sessions.
+    Restored { shard: ShardId },
 }
 
 /// What the runtime must do next.

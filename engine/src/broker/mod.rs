@@ -151,6 +151,9 @@ pub struct Broker {
     /// Durable state: recording (persist.rs) and restoring (restore.rs).
     persist: persist::PersistState,
     restoring: Option<Box<restore::Restoring>>,
+    /// Will and expiry timers of restored sessions wait until every shard
+    /// has restored (restore.rs).
+    restore_gate: restore::Gate,
 }
 
 impl Broker {
@@ -196,6 +199,7 @@ impl Broker {
             certificate_identities: HashMap::new(),
             persist,
             restoring: None,
+            restore_gate: restore::Gate::default(),
         }
     }
 

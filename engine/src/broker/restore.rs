@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use super::session::{OutState, Outbound, Queued, Session};
-use super::{owner_shard, Broker, SessionId};
+use super::{owner_shard, Broker, Event, SessionId, ShardId, ShardMessage};
 use crate::codec::{Publish, QoS};
 use crate::persist::{
     check_inbound_qos2, split_client_key, Keyspace, MessageRecord, MessageStage, RestoreError,
@@ -28,6 +28,22 @@ pub(super) struct Restoring {
     sessions: Vec<(Bytes, SessionRecord)>,
     messages: HashMap<Bytes, Vec<(u64, MessageRecord)>>,
     inbound: HashMap<Bytes, Vec<u16>>,
+}
+
+/// Timers of restored sessions held until every shard has restored: a
+/// will due at the restart must reach the restored subscribers of every
+/// shard, so it waits until each other shard announced its restored
+/// subscriptions ([`ShardMessage::Restored`], behind its `Interest`
+/// messages on the ring).
+#[derive(Default)]
+pub(super) struct Gate {
+    /// `finish_restore` ran here.
+    finished: bool,
+    /// Other shards that sent `Restored` (each sends it once).
+    peers_restored: u16,
+    /// (session, generation, offline for ms) of the restored sessions, until
+    /// the gate opens.
+    deferred: Vec<(SessionId, u64, u64)>,
 }
 
 /// What is left of a stored message's expiry at `now_ms`: the engine time
@@ -128,14 +144,64 @@ impl Broker {
 
     /// Every record is in: rebuild the sessions, their subscriptions (in
     /// the router, announced to the other shards with `ToShard` events),
-    /// queues, inflight windows and inbound QoS 2 ids, and arm their will
-    /// and expiry timers. A session whose expiry passed during the
-    /// downtime ends now (its will published); records without a session
-    /// are deleted with the first batch. Then drain `poll_event`.
+    /// queues, inflight windows and inbound QoS 2 ids; records without a
+    /// session are deleted with the first batch. Then tell every other
+    /// shard ([`ShardMessage::Restored`]); the will and expiry timers of
+    /// the restored sessions are armed once every other shard has said the
+    /// same (at once with one shard), so that a will due at the restart (a
+    /// session whose expiry passed during the downtime ends then, its will
+    /// published) reaches the restored subscribers of every shard. Call it
+    /// on every shard, with or without records; then drain `poll_event`.
     pub fn finish_restore(&mut self, now_ms: u64) {
         self.start_clock(now_ms);
-        let Some(restoring) = self.restoring.take() else {
+        if self.restore_gate.finished {
             return;
+        }
+        self.restore_gate.finished = true;
+        let offline = self.rebuild_restored(now_ms);
+        self.restore_gate.deferred = offline;
+        for shard in 0..self.shard_count {
+            if shard != self.shard {
+                let msg = ShardMessage::Restored { shard: self.shard };
+                self.events.push_back(Event::ToShard { shard, msg });
+            }
+        }
+        self.open_restore_gate(now_ms);
+    }
+
+    /// Shard `shard` has restored (its subscriptions' interest is in).
+    pub(super) fn peer_restored(&mut self, shard: ShardId, now_ms: u64) {
+        if shard != self.shard && shard < self.shard_count {
+            self.restore_gate.peers_restored = self.restore_gate.peers_restored.saturating_add(1);
+        }
+        self.open_restore_gate(now_ms);
+    }
+
+    /// Arms the deferred timers once this shard and every other one have
+    /// restored. A session whose client came back meanwhile is skipped
+    /// (its timers are its connection's business now).
+    fn open_restore_gate(&mut self, now_ms: u64) {
+        let gate = &self.restore_gate;
+        if !gate.finished || gate.peers_restored < self.shard_count.saturating_sub(1) {
+            return;
+        }
+        let deferred = std::mem::take(&mut self.restore_gate.deferred);
+        for (session, generation, offline_ms) in deferred {
+            let current = self
+                .sessions
+                .get(session)
+                .is_some_and(|s| s.generation == generation && s.conn.is_none());
+            if current {
+                self.arm_offline(session, generation, offline_ms, now_ms);
+            }
+        }
+    }
+
+    /// The records gathered by `restore` as sessions (offline, as listed
+    /// for their timers) and retained state.
+    fn rebuild_restored(&mut self, now_ms: u64) -> Vec<(SessionId, u64, u64)> {
+        let Some(restoring) = self.restoring.take() else {
+            return Vec::new();
         };
         let Restoring {
             sessions,
@@ -152,11 +218,6 @@ impl Broker {
             let pids = inbound.remove(&client_id).unwrap_or_default();
             offline.extend(self.restore_session(client_id, record, msgs, pids, now_wall, now_ms));
         }
-        // Timers once every session is back: a will due now reaches the
-        // restored subscribers of this shard.
-        for (session, generation, offline_ms) in offline {
-            self.arm_offline(session, generation, offline_ms, now_ms);
-        }
         // Orphans (their session's record was lost or ended): deleted.
         for (client_id, msgs) in messages {
             for (seq, _) in msgs {
@@ -168,6 +229,7 @@ impl Broker {
                 self.persist.inbound_qos2(&client_id, pid, false);
             }
         }
+        offline
     }
 
     /// One session back, offline; returns it with its generation and how

@@ -68,6 +68,7 @@ impl Broker {
             ShardMessage::Ack { barrier, failure } => {
                 self.barrier_answered(barrier, true, failure, now_ms)
             }
+            ShardMessage::Restored { shard } => self.peer_restored(shard, now_ms),
         }
     }
 }

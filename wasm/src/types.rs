@@ -138,6 +138,40 @@ export interface ClientInfo {
   sessionPresent: boolean;
 }
 
+/** One topic mapping of a bridge (Mosquitto's `topic pattern direction qos local-prefix remote-prefix`). */
+export interface BridgeTopic {
+  /** Topic filter, without the prefixes (`+` and `#` allowed; not `$share/`). */
+  pattern: string;
+  /** 'out' (default): in-tab -> external; 'in': external -> in-tab; 'both' (MQTT 5 only). */
+  direction?: 'in' | 'out' | 'both';
+  /** QoS of the bridge's subscriptions (0): the largest QoS forwarded. */
+  qos?: 0 | 1 | 2;
+  /** Prefix of the topics in the in-tab broker (''). */
+  localPrefix?: string;
+  /** Prefix of the topics on the external broker (''). */
+  remotePrefix?: string;
+}
+
+/** `addBridge` options: those of `connect` for the external connection, plus `url` and `topics`. */
+export interface BridgeOptions extends ConnectOptions {
+  /** ws:// or wss:// URL of the external broker. */
+  url: string;
+  /** 1 to 256 mappings. */
+  topics: BridgeTopic[];
+}
+
+export interface BridgeStats {
+  connected: boolean;
+  /** External messages the in-tab broker accepted / could not publish. */
+  forwardedIn: number; droppedIn: number;
+  /** In-tab messages the external broker acknowledged / refused (reason >= 0x80). */
+  forwardedOut: number; refusedOut: number;
+  /** In-tab messages dropped: QoS 0 while disconnected, queue full (queueMaxMessages), bridge closed. */
+  droppedOut: number;
+  /** Outbound QoS 1/2 messages waiting for the connection or their acknowledgement. */
+  queued: number;
+}
+
 export interface BrokerStats {
   connections: number; sessions: number; retained: number;
   messagesReceived: number; messagesSent: number;

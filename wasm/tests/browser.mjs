@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname, normalize, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { bridgeSuite } from './bridge.mjs';
 
 const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '../..'));
 const require = createRequire(join(root, 'tests/node/package.json'));
@@ -57,6 +58,12 @@ function serve() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
+// Every ringmq started, killed when this process exits however it exits.
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
 // Starts ringmq with one ws listener on `port` (0: any); resolves with
 // { child, port } once its "listening addresses=" line appears.
 async function startRingmq(dir, port) {
@@ -66,10 +73,18 @@ async function startRingmq(dir, port) {
     env: { ...process.env, RUST_LOG: 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   let log = '';
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('ringmq did not start:\n' + log)), 15_000);
-    child.on('exit', (code) => reject(new Error(`ringmq exited (${code}):\n${log}`)));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('ringmq did not start:\n' + log));
+    }, 15_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`ringmq exited (${code}):\n${log}`));
+    });
     child.stderr.on('data', (d) => {
       log += d;
       const m = /addresses=?"?([0-9.]+):(\d+)/.exec(log);
@@ -147,6 +162,40 @@ async function run(page, name, arg = {}) {
   }
 }
 
+// Runs scenario `name` in `page`; throws (with the page's last logs) when
+// it fails or takes longer than SCENARIO_TIMEOUT_MS.
+async function call(page, name, arg = {}) {
+  let timer;
+  try {
+    return await Promise.race([
+      page.evaluate((n, a) => window.scenarios[n](a), name, arg),
+      new Promise((_, rej) => {
+        timer = setTimeout(() => rej(new Error(`${name} timed out`)), SCENARIO_TIMEOUT_MS);
+      }),
+    ]);
+  } catch (e) {
+    throw new Error(`${name}: ${e.message}\n${page.logs.slice(-20).join('\n')}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// Records test `name` run by node-side `fn`; its result, or null if it failed.
+async function check(name, fn) {
+  if (only && !only.includes(name)) return null;
+  const t0 = Date.now();
+  try {
+    const out = await fn();
+    results.push([name, true]);
+    console.log(`ok   ${name} (${Date.now() - t0} ms) ${JSON.stringify(out)}`);
+    return out ?? true;
+  } catch (e) {
+    results.push([name, false]);
+    console.log(`FAIL ${name}: ${e.message}`);
+    return null;
+  }
+}
+
 async function main() {
   for (const [what, path] of [['chromium', chromium], ['ringmq binary', ringmqBin], ['wasm/pkg (run wasm/build.sh)', join(root, 'wasm/pkg/ringmq_wasm.js')]]) {
     if (!existsSync(path)) throw new Error(`${what} missing: ${path}`);
@@ -192,6 +241,18 @@ async function main() {
     await run(guest, 'channelGuest', { name });
     await run(page, 'channelHostCheck');
     await run(guest, 'channelGuestCheck');
+    // The in-tab broker bridged to ringmq (wasm/tests/bridge.mjs), which
+    // is restarted on the same port in the middle.
+    const bridgePage = await open(browser, base);
+    await bridgeSuite({
+      page: (n, a) => call(bridgePage, n, a),
+      check,
+      url,
+      stop: () => stop(ringmq.child),
+      start: async () => {
+        ringmq = await restartOn(dir, ringmq.port);
+      },
+    });
     // ringmq goes away and comes back on the same port (a new process).
     if (await run(page, 'wsReconnectStart', { url })) {
       await stop(ringmq.child);

@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 missing=()
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=("chromium (apt-get install chromium)")
+ringmq_bin="${RINGMQ_BIN:-${CARGO_TARGET_DIR:-target}/debug/ringmq}"
+[ -x "$ringmq_bin" ] || missing+=("the ringmq binary $ringmq_bin (cargo build -p ringmq)")
 command -v node >/dev/null || missing+=("node (apt-get install nodejs npm)")
 [ -d tests/node/node_modules/puppeteer-core ] || missing+=("puppeteer-core (npm ci --prefix tests/node)")
 [ -x tests/node/node_modules/.bin/wasm-opt ] || missing+=("wasm-opt (npm's binaryen: npm ci --prefix tests/node)")

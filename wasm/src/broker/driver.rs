@@ -9,9 +9,10 @@
 //! constant time, or the password file through the engine's
 //! `auth::decide`: argon2id, SCRAM-SHA-256), and connection records become
 //! `clientConnected` / `clientDisconnected` callbacks. The `observer` is an
-//! engine client inside the broker (no transport: bytes are handed over in
-//! memory) that subscribes to `#` for the `message` callback and publishes
-//! for `broker.publish`.
+//! engine client inside the broker (`internal`: no transport, bytes are
+//! handed over in memory) that subscribes to `#` for the `message`
+//! callback and publishes for `broker.publish`; each bridge's local side is
+//! another (`bridge::local`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,16 +22,15 @@ use bytes::{Bytes, BytesMut};
 use js_sys::Function;
 use ringmq_engine::auth::{self, AuthRequest, AuthVerdict};
 use ringmq_engine::broker::{Broker, ConnId, ConnectionRecord, Event};
-use ringmq_engine::client::{Client, Event as ClientEvent};
+use ringmq_engine::client::Event as ClientEvent;
 use ringmq_engine::codec::{QoS, ReasonCode, SubscribeFilter, SubscriptionOptions};
 use wasm_bindgen::prelude::*;
 
+use super::bridge::local::{self, Local};
 use super::endpoint::Endpoint;
+use super::internal::{Internal, INTERNAL_USERNAME};
 use super::options::Users;
 use crate::{js, props};
-
-/// User name of the observer (it is never checked against `users`).
-pub const OBSERVER_USERNAME: &str = "$in-tab";
 
 /// JS calls to make once the state is released.
 pub type Calls = Vec<(Function, Vec<JsValue>)>;
@@ -40,13 +40,6 @@ pub type Calls = Vec<(Function, Vec<JsValue>)>;
 pub struct Link {
     pub endpoint: Endpoint,
     pub read: BytesMut,
-}
-
-/// The broker's own client (see the module docs).
-pub struct Observer {
-    pub conn: ConnId,
-    pub client: Client,
-    read: BytesMut,
 }
 
 #[derive(Default)]
@@ -61,9 +54,29 @@ pub struct State {
     pub links: HashMap<ConnId, Link>,
     pub users: Users,
     pub handlers: Handlers,
-    pub observer: Option<Observer>,
+    pub observer: Option<Internal>,
+    /// The local sides of the bridges (`addBridge`).
+    pub bridges: Vec<Local>,
     pub timer: Option<js::Timer>,
     pub closed: bool,
+}
+
+impl State {
+    /// The internal client on connection `conn` (the observer or a bridge).
+    pub fn internal_mut(&mut self, conn: ConnId) -> Option<&mut Internal> {
+        let observer = self.observer.as_mut().filter(|o| o.conn == conn);
+        observer.or_else(|| {
+            self.bridges
+                .iter_mut()
+                .map(|b| &mut b.internal)
+                .find(|i| i.conn == conn)
+        })
+    }
+
+    pub fn is_internal(&self, conn: ConnId) -> bool {
+        self.observer.as_ref().is_some_and(|o| o.conn == conn)
+            || self.bridges.iter().any(|b| b.internal.conn == conn)
+    }
 }
 
 pub type Shared = Rc<RefCell<State>>;
@@ -131,6 +144,9 @@ fn on_timer(shared: &Shared) {
         if let Some(o) = s.observer.as_mut() {
             o.client.handle_timeout(now);
         }
+        for b in &mut s.bridges {
+            b.internal.client.handle_timeout(now);
+        }
         pump(&mut s, &Rc::downgrade(shared))
     };
     run(calls);
@@ -150,6 +166,9 @@ pub fn pump(s: &mut State, weak: &Weak<RefCell<State>>) -> Calls {
             record_event(s, record, &mut calls);
         }
         progressed |= observer_events(s, &mut calls);
+        let mut wake = Vec::new();
+        progressed |= local::poll(&mut s.bridges, &mut wake);
+        calls.extend(wake.into_iter().map(|f| (f, Vec::new())));
         if !progressed {
             break;
         }
@@ -163,11 +182,17 @@ pub fn pump(s: &mut State, weak: &Weak<RefCell<State>>) -> Calls {
         })
             as Box<dyn FnMut()>)));
     }
-    let observer_deadline = s.observer.as_ref().and_then(|o| o.client.poll_timeout());
-    let deadline = match (s.broker.poll_timeout(), observer_deadline) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let internal_deadlines = s
+        .observer
+        .iter()
+        .chain(s.bridges.iter().map(|b| &b.internal))
+        .filter_map(|i| i.client.poll_timeout());
+    let deadline = s
+        .broker
+        .poll_timeout()
+        .into_iter()
+        .chain(internal_deadlines)
+        .min();
     let deadline = if s.closed { None } else { deadline };
     if let Some(t) = s.timer.as_mut() {
         t.arm(deadline, js::now_ms());
@@ -184,10 +209,8 @@ fn handle_event(s: &mut State, event: Event) {
             if let Some(link) = s.links.remove(&conn) {
                 link.endpoint.close();
             }
-            if s.observer.as_ref().is_some_and(|o| o.conn == conn) {
-                if let Some(o) = s.observer.as_mut() {
-                    o.client.handle_close(now);
-                }
+            if let Some(i) = s.internal_mut(conn) {
+                i.client.handle_close(now);
             }
             s.broker.handle_closed(conn, now);
         }
@@ -199,10 +222,9 @@ fn handle_event(s: &mut State, event: Event) {
             request,
             ..
         } => {
-            let observer = s.observer.as_ref().is_some_and(|o| o.conn == conn);
-            let verdict = if observer {
+            let verdict = if s.is_internal(conn) {
                 AuthVerdict::Accept {
-                    username: Bytes::from_static(OBSERVER_USERNAME.as_bytes()),
+                    username: Bytes::from_static(INTERNAL_USERNAME.as_bytes()),
                     data: None,
                 }
             } else {
@@ -268,12 +290,8 @@ fn transmit(s: &mut State, conn: ConnId) {
         return;
     }
     let bytes = out.split();
-    if let Some(o) = s.observer.as_mut().filter(|o| o.conn == conn) {
-        o.read.extend_from_slice(&bytes);
-        // A protocol error ends the observer (reported by its events).
-        if o.client.handle_read(&mut o.read, js::now_ms()).is_err() {
-            o.read.clear();
-        }
+    if let Some(i) = s.internal_mut(conn) {
+        i.receive(&bytes);
         s.broker.handle_writable(conn, js::now_ms());
         return;
     }
@@ -293,7 +311,7 @@ fn transmit(s: &mut State, conn: ConnId) {
 }
 
 fn record_event(s: &State, record: ConnectionRecord, calls: &mut Calls) {
-    let observer = |conn: ConnId| s.observer.as_ref().is_some_and(|o| o.conn == conn);
+    let observer = |conn: ConnId| s.is_internal(conn);
     match record {
         ConnectionRecord::Connected {
             conn,
@@ -337,20 +355,17 @@ fn record_event(s: &State, record: ConnectionRecord, calls: &mut Calls) {
     }
 }
 
-/// Hands the observer's outgoing bytes to the broker; true if any.
+/// Hands the internal clients' outgoing bytes to the broker; true if any.
 fn observer_to_broker(s: &mut State) -> bool {
-    let Some(o) = s.observer.as_mut() else {
-        return false;
-    };
-    let out = o.client.outgoing();
-    if out.is_empty() {
-        return false;
+    let mut any = false;
+    for i in s
+        .observer
+        .iter_mut()
+        .chain(s.bridges.iter_mut().map(|b| &mut b.internal))
+    {
+        any |= i.hand_to(&mut s.broker);
     }
-    let bytes = out.split();
-    let conn = o.conn;
-    let mut buf = BytesMut::from(&bytes[..]);
-    s.broker.handle_read(conn, &mut buf, js::now_ms());
-    true
+    any
 }
 
 /// The observer's events: messages for the `message` callback.
@@ -397,27 +412,8 @@ pub fn start_observer(s: &mut State) -> Result<(), JsValue> {
     if s.observer.is_some() {
         return Ok(());
     }
-    let now = js::now_ms();
-    let conn = s
-        .broker
-        .accept(now)
-        .ok_or_else(|| js::error("the broker is full or closed", None))?;
     let id = format!("$in-tab-{}", js::hex(&js::random_bytes(8)));
-    let mut options = ringmq_engine::client::ClientOptions::new(
-        ringmq_engine::codec::Protocol::V5,
-        Bytes::from(id.into_bytes()),
-    );
-    options.keep_alive_s = 0;
-    options.username = Some(Bytes::from_static(OBSERVER_USERNAME.as_bytes()));
-    let mut client = Client::new(options);
-    client
-        .connect(now)
-        .map_err(|e| js::error(&format!("observer: {e}"), None))?;
-    s.observer = Some(Observer {
-        conn,
-        client,
-        read: BytesMut::new(),
-    });
+    s.observer = Some(Internal::start(&mut s.broker, id)?);
     Ok(())
 }
 

@@ -4,8 +4,10 @@
 //! and of other tabs of the origin (BroadcastChannel). `driver` runs it,
 //! `links` are its connections, `options` reads the constructor's options.
 
+pub mod bridge;
 mod driver;
 mod endpoint;
+mod internal;
 mod links;
 mod options;
 
@@ -56,6 +58,7 @@ impl InTabBroker {
             users: parsed.users,
             handlers: Handlers::default(),
             observer: None,
+            bridges: Vec::new(),
             timer: None,
             closed: false,
         }));
@@ -156,6 +159,20 @@ impl InTabBroker {
         Ok(())
     }
 
+    /// Bridges this broker to an external broker over WebSocket: `options`
+    /// are `MqttClient.connect`'s (`clientId`, `username`, `password`,
+    /// `keepAlive`, `cleanStart`, `sessionExpiryInterval`, `reconnect`,
+    /// `queueMaxMessages`, ...) plus `url` and `topics`
+    /// (`[{ pattern, direction, qos, localPrefix, remotePrefix }]`).
+    /// Returns the bridge's handle; throws on a bad option.
+    #[wasm_bindgen(js_name = addBridge)]
+    pub fn add_bridge(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "BridgeOptions")] options: JsValue,
+    ) -> Result<bridge::Bridge, JsValue> {
+        bridge::add(&self.shared, &options)
+    }
+
     /// Counters and sizes: `{ connections, sessions, retained,
     /// messagesReceived, messagesSent, dropped..., protocolErrors, loginsRefused }`.
     #[wasm_bindgen(unchecked_return_type = "BrokerStats")]
@@ -197,6 +214,10 @@ impl InTabBroker {
     /// Shuts down: v5 clients get DISCONNECT 0x8B (server shutting down),
     /// every connection is closed, listeners stop. Idempotent.
     pub fn close(&mut self) {
+        if self.shared.borrow().closed {
+            return;
+        }
+        bridge::close_all(&self.shared);
         let calls = {
             let mut s = self.shared.borrow_mut();
             if s.closed {

@@ -45,6 +45,7 @@ pub fn start_attempt(shared: &Shared) {
         let opened = Transport::open(target, move |input| on_input(&sink_weak, input));
         match opened {
             Ok(t) => {
+                inner.generation += 1;
                 inner.engine = Some(engine);
                 inner.transport = Some(t);
                 inner.read_buf.clear();
@@ -179,6 +180,21 @@ pub fn pump(inner: &mut Inner, weak: &Weak<RefCell<Inner>>) -> Calls {
                 session_present,
                 properties,
             } => on_connected(inner, session_present, &properties, &mut calls),
+            // A bridge: the owner takes the message, and acknowledges it
+            // once it took it over; `message` is only its wake-up call.
+            Event::Message(p)
+                if inner
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| e.options().manual_acks) =>
+            {
+                if inner.received.is_empty() {
+                    if let Some(f) = &inner.handlers.message {
+                        calls.push((f.clone(), Vec::new()));
+                    }
+                }
+                inner.received.push_back((inner.generation, p));
+            }
             Event::Message(p) => {
                 let waiter = p
                     .properties
@@ -413,6 +429,10 @@ fn on_lost(
             return;
         }
         error_event(&inner.handlers, "reconnection attempts exhausted", calls);
+    } else if !inner.closing && inner.connected_once && refusal_is_final(reason) {
+        // Not retried (a refusal that retrying cannot fix): say so, or the
+        // application would not know that reconnection stopped.
+        error_event(&inner.handlers, &format!("not reconnecting: {text}"), calls);
     }
     if let Some(t) = inner.timer.as_mut() {
         t.disarm();

@@ -6,10 +6,10 @@
 
 pub mod backoff;
 mod driver;
-mod options;
+pub(crate) mod options;
 mod reason;
 mod resend;
-mod state;
+pub(crate) mod state;
 pub mod transport;
 
 use std::cell::RefCell;
@@ -18,7 +18,8 @@ use std::rc::Rc;
 use bytes::Bytes;
 use js_sys::{Array, Function, Promise};
 use ringmq_engine::codec::{
-    ReasonCode, RetainHandling, SubscribeFilter, SubscribeProperties, SubscriptionOptions,
+    PublishProperties, QoS, ReasonCode, RetainHandling, SubscribeFilter, SubscribeProperties,
+    SubscriptionOptions,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
@@ -33,7 +34,7 @@ const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// An MQTT 5 / 3.1.1 client (see docs/wasm.md for the whole API).
 #[wasm_bindgen]
 pub struct MqttClient {
-    shared: Shared,
+    pub(crate) shared: Shared,
 }
 
 impl Default for MqttClient {
@@ -104,6 +105,11 @@ impl MqttClient {
             Ok(v) => v,
             Err(e) => return rejected(e),
         };
+        self.connect_with(target, settings)
+    }
+
+    /// `connect` with parsed settings (the bridge sets `manual_acks`).
+    pub(crate) fn connect_with(&self, target: Target, settings: options::Settings) -> Promise {
         {
             let mut inner = self.shared.borrow_mut();
             if inner.settings.is_some() {
@@ -153,37 +159,14 @@ impl MqttClient {
         };
         let shared = self.shared.clone();
         promise(move |waiter| {
-            let calls = {
-                let mut inner = shared.borrow_mut();
-                let can_queue =
-                    inner.is_connected() || (inner.is_reconnecting() && qos.as_u8() > 0);
-                if !can_queue {
-                    vec![(waiter.reject, vec![js::error("not connected", None)])]
-                } else if inner.queue.len() >= inner.queue_max_messages() {
-                    vec![(
-                        waiter.reject,
-                        vec![js::error("publish queue full (queueMaxMessages)", None)],
-                    )]
-                } else {
-                    inner.seq += 1;
-                    let seq = inner.seq;
-                    inner.queue.push_back(Pending {
-                        seq,
-                        topic: Bytes::from(topic.into_bytes()),
-                        payload,
-                        qos,
-                        retain,
-                        properties,
-                        waiter,
-                        resume: None,
-                    });
-                    let mut calls = Calls::new();
-                    resend::drain_queue(&mut inner, &mut calls);
-                    calls.extend(driver::pump(&mut inner, &Rc::downgrade(&shared)));
-                    calls
-                }
+            let message = Message {
+                topic: Bytes::from(topic.into_bytes()),
+                payload,
+                qos,
+                retain,
+                properties,
             };
-            driver::run(calls);
+            enqueue(&shared, message, waiter);
         })
     }
 
@@ -392,6 +375,74 @@ impl MqttClient {
             result
         })
     }
+}
+
+/// What `publish` sends.
+pub(crate) struct Message {
+    pub topic: Bytes,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: PublishProperties,
+}
+
+/// Publishes `m` now, or queues it (QoS 1/2: window full or reconnecting);
+/// `waiter` is settled with the acknowledgement's reason code, or rejected
+/// when not connected (QoS 0) or when the queue is full (`queueMaxMessages`).
+pub(crate) fn enqueue(shared: &Shared, m: Message, waiter: Waiter) {
+    let calls = {
+        let mut inner = shared.borrow_mut();
+        let can_queue = inner.is_connected() || (inner.is_reconnecting() && m.qos.as_u8() > 0);
+        if !can_queue {
+            vec![(waiter.reject, vec![js::error("not connected", None)])]
+        } else if inner.queue.len() >= inner.queue_max_messages() {
+            vec![(
+                waiter.reject,
+                vec![js::error("publish queue full (queueMaxMessages)", None)],
+            )]
+        } else {
+            inner.seq += 1;
+            let seq = inner.seq;
+            inner.queue.push_back(Pending {
+                seq,
+                topic: m.topic,
+                payload: m.payload,
+                qos: m.qos,
+                retain: m.retain,
+                properties: m.properties,
+                waiter,
+                resume: None,
+            });
+            let mut calls = Calls::new();
+            resend::drain_queue(&mut inner, &mut calls);
+            calls.extend(driver::pump(&mut inner, &Rc::downgrade(shared)));
+            calls
+        }
+    };
+    driver::run(calls);
+}
+
+/// `manual_acks` (a bridge, hence the broker feature): acknowledges
+/// message `packet_id` of connection `generation` with `reason`, unless
+/// that connection is over (the broker then sends the message again if it
+/// kept the session).
+#[cfg(feature = "broker")]
+pub(crate) fn acknowledge(shared: &Shared, generation: u64, packet_id: u16, reason: ReasonCode) {
+    let calls = {
+        let mut inner = shared.borrow_mut();
+        let current = inner.generation == generation;
+        match inner.engine.as_mut().filter(|_| current) {
+            Some(engine) => {
+                if engine.acknowledge(packet_id, reason).is_err() {
+                    // Not connected any more, or acknowledged already:
+                    // nothing is owed on this connection.
+                }
+                driver::pump(&mut inner, &Rc::downgrade(shared))
+            }
+            None => Calls::new(),
+        }
+    };
+    driver::run(calls);
 }
 
 /// Filters from a string or an array of strings (at least one).

@@ -15,6 +15,7 @@ use crate::{js, props};
 pub const QUEUE_MAX_MESSAGES_DEFAULT: u64 = 10_000;
 
 /// Everything `connect` was given.
+#[derive(Clone)]
 pub struct Settings {
     pub engine: ClientOptions,
     pub backoff: Backoff,

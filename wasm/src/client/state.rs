@@ -11,7 +11,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use js_sys::Function;
 use ringmq_engine::client::{Client, OutboundStep};
-use ringmq_engine::codec::{PublishProperties, QoS, SubscribeFilter, SubscribeProperties};
+use ringmq_engine::codec::{Publish, PublishProperties, QoS, SubscribeFilter, SubscribeProperties};
 use wasm_bindgen::JsValue;
 
 use super::options::Settings;
@@ -95,6 +95,12 @@ pub struct Inner {
     /// when it ends).
     pub(super) up: bool,
     pub seq: u64,
+    /// Connection attempts made (tells a late acknowledgement from the
+    /// connection its message came on).
+    pub generation: u64,
+    /// `manual_acks` (a bridge): messages received, with the generation of
+    /// their connection, for the owner to take and acknowledge.
+    pub received: VecDeque<(u64, Publish)>,
 }
 
 pub type Shared = Rc<RefCell<Inner>>;

@@ -19,3 +19,10 @@ RINGMQ_FLAGS="--io native" RINGMQ_BIN="${CARGO_TARGET_DIR:-target}/debug/ringmq"
 # The browser package in headless Chromium: builds wasm/pkg, then the
 # client and the in-tab broker, and the client against this ringmq over ws://.
 RINGMQ_BIN="${CARGO_TARGET_DIR:-target}/debug/ringmq" bash wasm/tests/run.sh
+# The OpenTelemetry build (feature `otel`, off by default): its unit tests
+# (traceparent parsing, the shard tracer, the export queue) and the
+# black-box test against a binary built with it and an OTLP/HTTP receiver
+# inside the test. Last, because it replaces the debug binary with the otel
+# build. The engine's trace-hook feature's own tests run first.
+cargo test -p ringmq-engine --features trace-hook --lib
+cargo test -p ringmq --features otel --bins --test otel

@@ -23,9 +23,10 @@ mod effective;
 mod error;
 mod listener;
 mod storage;
+mod tracing;
 
 pub use error::ConfigError;
-use error::{classify, line_of, mosquitto_line};
+use error::{classify, in_range, invalid, line_of, mosquitto_line};
 use listener::ListenersPartial;
 pub use listener::{Listener, Protocol};
 pub use storage::{Fsync, StorageMode};
@@ -176,6 +177,21 @@ section! {
     }
 }
 
+section! {
+    /// `[tracing]`: OpenTelemetry export of routed publishes (feature
+    /// `otel`; docs/operations.md, "Tracing").
+    Tracing / TracingPartial in "tracing" {
+        /// OTLP/HTTP traces URL; "" = tracing off.
+        endpoint: String,
+        service_name: String,
+        sampling_ratio: f64,
+        queue_max_spans: usize,
+        batch_max_spans: usize,
+        export_interval_ms: u64,
+        export_timeout_ms: u64,
+    }
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -224,6 +240,8 @@ struct PartialConfig {
     shared_subscriptions: SharedSubscriptionsPartial,
     #[serde(default)]
     storage: StoragePartial,
+    #[serde(default)]
+    tracing: TracingPartial,
 }
 
 impl PartialConfig {
@@ -235,6 +253,7 @@ impl PartialConfig {
             auth: self.auth.over(base.auth),
             shared_subscriptions: self.shared_subscriptions.over(base.shared_subscriptions),
             storage: self.storage.over(base.storage),
+            tracing: self.tracing.over(base.tracing),
         }
     }
 }
@@ -249,6 +268,7 @@ pub struct Config {
     pub auth: Auth,
     pub shared_subscriptions: SharedSubscriptions,
     pub storage: Storage,
+    pub tracing: Tracing,
 }
 
 /// Command-line values that override the files.
@@ -343,6 +363,7 @@ impl Config {
         let auth = merged.auth.complete()?;
         let shared_subscriptions = merged.shared_subscriptions.complete()?;
         let storage = merged.storage.complete()?;
+        let tracing = merged.tracing.complete()?;
         let config = Config {
             listeners,
             limits,
@@ -350,6 +371,7 @@ impl Config {
             auth,
             shared_subscriptions,
             storage,
+            tracing,
         };
         config.validate()?;
         Ok(config)
@@ -489,7 +511,8 @@ impl Config {
             a.verify_queue_max_requests,
             bounds::VERIFY_QUEUE_MAX_REQUESTS,
         )?;
-        self.storage.validate()
+        self.storage.validate()?;
+        self.tracing.validate()
     }
 
     /// Shards to run: `runtime.shards`, or one per allowed CPU if 0.
@@ -566,29 +589,6 @@ impl Config {
     pub fn read_buffer_max_bytes(&self) -> usize {
         (self.limits.packet_size_max_bytes as usize).saturating_add(self.runtime.read_chunk_bytes)
     }
-}
-
-fn invalid(
-    key: &'static str,
-    value: impl fmt::Display,
-    expected: impl Into<String>,
-) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        value: value.to_string(),
-        expected: expected.into(),
-    }
-}
-
-fn in_range<T: PartialOrd + fmt::Display + Copy>(
-    key: &'static str,
-    v: T,
-    (lo, hi): (T, T),
-) -> Result<(), ConfigError> {
-    if v < lo || v > hi {
-        return Err(invalid(key, v, format!("{lo}..={hi}")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

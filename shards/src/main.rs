@@ -27,6 +27,8 @@ mod http;
 mod logging;
 mod mesh;
 mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 mod passwd;
 mod reload;
 mod server;

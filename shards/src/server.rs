@@ -228,6 +228,10 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         None => (None, Vec::new()),
     };
     let mut shares = shares.into_iter();
+    // OpenTelemetry (`[tracing]`, feature `otel`): the exporter thread
+    // starts before the shards that feed it.
+    #[cfg(feature = "otel")]
+    let otel = crate::otel::Tracing::start(&config.tracing).map_err(ServeError::Start)?;
     let exited = Arc::new(AtomicUsize::new(0));
     let (report_tx, report_rx) = mpsc::channel::<StartReport>();
     let mut threads = Vec::with_capacity(usize::from(count));
@@ -251,6 +255,8 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             auth: auth.clone(),
             metrics: hub.clone(),
             tls_pool: tls_pool.clone(),
+            #[cfg(feature = "otel")]
+            tracing: otel.clone(),
             storage: writer
                 .as_ref()
                 .map(|w| (w.for_shard(i as u16), shares.next().unwrap_or_default())),
@@ -344,6 +350,11 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         if !writer.finish(Duration::from_millis(SHUTDOWN_MARGIN_MS)) {
             tracing::warn!("storage writer still busy after the shutdown margin; exiting anyway");
         }
+    }
+    // The shards' last spans are queued: send them.
+    #[cfg(feature = "otel")]
+    if let Some(otel) = &otel {
+        otel.shutdown();
     }
     match (died, outcome) {
         (true, _) => Err(ServeError::ShardDied),

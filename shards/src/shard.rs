@@ -91,6 +91,8 @@ pub struct ShardInit {
     /// The storage writer and this shard's stored records (`storage =
     /// "disk"`); `None` in memory.
     pub storage: Option<(ShardStore, ShardRecords)>,
+    #[cfg(feature = "otel")]
+    pub tracing: Option<Arc<crate::otel::Tracing>>,
 }
 
 /// One listener's socket for this shard, and what its connections need.
@@ -225,6 +227,8 @@ struct Parts {
 /// The shard state (its engine with the ACL in force) and each listener's
 /// socket and context.
 fn into_parts(init: ShardInit) -> Parts {
+    #[cfg(feature = "otel")]
+    let tracing = init.tracing.clone();
     let ShardInit {
         id,
         count,
@@ -258,6 +262,8 @@ fn into_parts(init: ShardInit) -> Parts {
         })
         .collect();
     let mut broker = Broker::new(broker_config, id, count);
+    #[cfg(feature = "otel")]
+    crate::otel::install(&mut broker, tracing.as_ref(), id);
     let acl = acl.map(Cached::new);
     if let Some(cached) = &acl {
         broker.set_acl(Some(cached.get()));

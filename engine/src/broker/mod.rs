@@ -37,7 +37,8 @@
 //! writes, recovery), `violation` (protocol
 //! errors that end a connection), `timer`, `deadlines` (the connection
 //! deadline wheel), `stats` (counters and gauges), `sys` (`$SYS`), `sys_totals` (broker-wide `$SYS` with Mosquitto's names),
-//! `retained`, `compact` (owned copies of decoded data), `auth`, `acl`
+//! `retained`, `compact` (owned copies of decoded data), `trace_hook` (the
+//! publish tracing hook, feature `trace-hook`), `auth`, `acl`
 //! (applying the ACL), `config`,
 //! `slab`.
 
@@ -71,6 +72,8 @@ mod subscribe;
 mod sys;
 mod sys_totals;
 mod timer;
+#[cfg(feature = "trace-hook")]
+mod trace_hook;
 mod violation;
 
 use std::cmp::Reverse;
@@ -86,6 +89,8 @@ pub use deadlines::DEADLINE_TICK_MS;
 pub use message::{owner_shard, route_connect, Event, Route, ShardMessage};
 pub use stats::{Gauges, LatencyHistogram, Stats, LATENCY_BUCKETS_MS};
 pub use sys_totals::{BrokerTotals, LoadAverages};
+#[cfg(feature = "trace-hook")]
+pub use trace_hook::{PublishRouted, PublishStart, PublishTracer};
 
 use crate::acl::Acl;
 use crate::codec::{self, Decoded, Disconnect, Packet, ReasonCode};
@@ -154,6 +159,9 @@ pub struct Broker {
     /// Will and expiry timers of restored sessions wait until every shard
     /// has restored (restore.rs).
     restore_gate: restore::Gate,
+    /// The publish tracer (`trace_hook.rs`, feature `trace-hook`).
+    #[cfg(feature = "trace-hook")]
+    tracer: Option<Box<dyn PublishTracer>>,
 }
 
 impl Broker {
@@ -200,6 +208,8 @@ impl Broker {
             persist,
             restoring: None,
             restore_gate: restore::Gate::default(),
+            #[cfg(feature = "trace-hook")]
+            tracer: None,
         }
     }
 

@@ -114,6 +114,8 @@ impl Broker {
         let mut acks = 0;
         if allowed {
             p.dup = false;
+            #[cfg(feature = "trace-hook")]
+            let traced = self.trace_start(session, &mut p);
             if qos != QoS::AtMostOnce && self.shard_count > 1 && (p.retain || self.persist.on) {
                 token = self.new_barrier_token();
             }
@@ -130,6 +132,10 @@ impl Broker {
             let routed = self.route(&mut p, source, now_ms, now_ms, route_token);
             matched = routed.matched;
             acks += routed.acks;
+            #[cfg(feature = "trace-hook")]
+            if traced {
+                self.trace_finish(routed);
+            }
         }
         if qos != QoS::AtMostOnce {
             let wait_batch = self.recorded_since(recorded_before);

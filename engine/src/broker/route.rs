@@ -62,6 +62,12 @@ pub(super) struct Routed {
     /// Messages sent to other shards carrying the barrier token given to
     /// `route` (0 without one): the Acks to wait for.
     pub(super) acks: u32,
+    /// Deliveries to this shard's sessions (the tracing hook's count).
+    #[cfg(feature = "trace-hook")]
+    pub(super) deliveries: u32,
+    /// Copies sent to other shards (the tracing hook's count).
+    #[cfg(feature = "trace-hook")]
+    pub(super) forwarded: u32,
 }
 
 /// One match of a publish, gathered during the trie walk.
@@ -229,6 +235,8 @@ impl Broker {
         let mut ids = std::mem::take(&mut self.scratch_subscription_ids);
         std::mem::swap(&mut ids, &mut publish.properties.subscription_identifiers);
         let mut i = 0;
+        #[cfg(feature = "trace-hook")]
+        let mut deliveries = 0u32;
         while let Some(first) = matches.get(i).copied() {
             let mut qos = 0u8;
             let mut rap = false;
@@ -251,6 +259,10 @@ impl Broker {
                 shared_filter: first.shared.and_then(|k| shared_filters.get(k)).cloned(),
             };
             self.deliver(first.session, publish, delivery, now_ms);
+            #[cfg(feature = "trace-hook")]
+            {
+                deliveries += 1;
+            }
         }
         std::mem::swap(&mut ids, &mut publish.properties.subscription_identifiers);
         ids.clear();
@@ -261,6 +273,10 @@ impl Broker {
         Routed {
             matched,
             acks: if barrier != 0 { sent } else { 0 },
+            #[cfg(feature = "trace-hook")]
+            deliveries,
+            #[cfg(feature = "trace-hook")]
+            forwarded: sent,
         }
     }
 

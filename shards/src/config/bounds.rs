@@ -28,3 +28,11 @@ pub const PACKET_COMPLETE_TIMEOUT_MS: (u64, u64) = (100, 600_000);
 pub const PACKET_SIZE_MAX_BYTES: (u32, u32) = (16, 268_435_460);
 /// `storage.fsync_interval_ms`.
 pub const FSYNC_INTERVAL_MS: (u64, u64) = (1, 60_000);
+/// `tracing.queue_max_spans`.
+pub const TRACING_QUEUE_MAX_SPANS: (usize, usize) = (1, 1 << 20);
+/// `tracing.batch_max_spans` (and at most `tracing.queue_max_spans`).
+pub const TRACING_BATCH_MAX_SPANS: (usize, usize) = (1, 1 << 16);
+/// `tracing.export_interval_ms`.
+pub const TRACING_EXPORT_INTERVAL_MS: (u64, u64) = (10, 600_000);
+/// `tracing.export_timeout_ms`.
+pub const TRACING_EXPORT_TIMEOUT_MS: (u64, u64) = (100, 600_000);

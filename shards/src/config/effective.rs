@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Auth, Config, Limits, Listener, Runtime, SharedSubscriptions, Storage};
+use super::{Auth, Config, Limits, Listener, Runtime, SharedSubscriptions, Storage, Tracing};
 
 /// What `check-config` prints: the configuration as a TOML file.
 #[derive(Serialize)]
@@ -14,6 +14,7 @@ struct Effective<'a> {
     auth: &'a Auth,
     shared_subscriptions: &'a SharedSubscriptions,
     storage: &'a Storage,
+    tracing: &'a Tracing,
 }
 
 impl Config {
@@ -29,6 +30,7 @@ impl Config {
             auth: &self.auth,
             shared_subscriptions: &self.shared_subscriptions,
             storage: &self.storage,
+            tracing: &self.tracing,
         };
         let body = toml::to_string(&effective).unwrap_or_else(|e| {
             // Every value is a bool, a string, a map of strings or an

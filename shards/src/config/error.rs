@@ -267,3 +267,26 @@ pub(super) fn classify(
         message: message.replace('\n', "; "),
     }
 }
+
+pub(super) fn invalid(
+    key: &'static str,
+    value: impl fmt::Display,
+    expected: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
+
+pub(super) fn in_range<T: PartialOrd + fmt::Display + Copy>(
+    key: &'static str,
+    v: T,
+    (lo, hi): (T, T),
+) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(invalid(key, v, format!("{lo}..={hi}")));
+    }
+    Ok(())
+}

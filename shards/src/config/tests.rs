@@ -532,3 +532,63 @@ fn storage_keys_are_checked_and_name_what_was_expected() {
     let e = err("[storage]\nstorage = \"tape\"\n");
     assert!(e.contains("storage.storage") && e.contains("disk"), "{e}");
 }
+
+#[test]
+fn tracing_values_are_checked() {
+    let off = Config::defaults().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!off.tracing.enabled());
+    for (text, key) in [
+        (
+            "[tracing]\nsampling_ratio = 1.5\n",
+            "tracing.sampling_ratio",
+        ),
+        (
+            "[tracing]\nsampling_ratio = -0.1\n",
+            "tracing.sampling_ratio",
+        ),
+        (
+            "[tracing]\nqueue_max_spans = 0\n",
+            "tracing.queue_max_spans",
+        ),
+        (
+            "[tracing]\nqueue_max_spans = 10\nbatch_max_spans = 11\n",
+            "tracing.batch_max_spans",
+        ),
+        (
+            "[tracing]\nexport_interval_ms = 1\n",
+            "tracing.export_interval_ms",
+        ),
+        (
+            "[tracing]\nexport_timeout_ms = 0\n",
+            "tracing.export_timeout_ms",
+        ),
+        ("[tracing]\nservice_name = \" \"\n", "tracing.service_name"),
+        (
+            "[tracing]\nendpoint = \"127.0.0.1:4318\"\n",
+            "tracing.endpoint",
+        ),
+        ("[tracing]\nendpoint = \"http://\"\n", "tracing.endpoint"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}
+
+/// A build without the `otel` feature refuses an endpoint, naming the
+/// feature, instead of silently not tracing.
+#[cfg(not(feature = "otel"))]
+#[test]
+fn a_tracing_endpoint_needs_the_otel_feature() {
+    let e = err("[tracing]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\n");
+    assert!(e.contains("--features otel"), "{e}");
+}
+
+#[cfg(feature = "otel")]
+#[test]
+fn a_tracing_endpoint_is_accepted_with_the_otel_feature() {
+    let c =
+        load("[tracing]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\nsampling_ratio = 0.25\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.tracing.enabled());
+    assert_eq!(c.tracing.sampling_ratio, 0.25);
+}

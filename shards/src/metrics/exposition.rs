@@ -371,7 +371,32 @@ pub fn render(snapshots: &[ShardSnapshot], meta: &Meta) -> String {
             }
         }
     }
+    #[cfg(feature = "otel")]
+    tracing_families(&mut o);
     o.text
+}
+
+/// OpenTelemetry export (feature `otel`; zeros while `[tracing]` is off).
+#[cfg(feature = "otel")]
+fn tracing_families(o: &mut Out) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &crate::otel::COUNTERS;
+    o.single(
+        "ringmq_tracing_spans_exported_total",
+        "counter",
+        "Spans the OTLP collector accepted.",
+        c.exported.load(Relaxed),
+    );
+    o.by(
+        "ringmq_tracing_spans_dropped_total",
+        "counter",
+        "Spans not exported, by reason: queue_full (tracing.queue_max_spans reached; the shard never waits), export_failed (the collector refused or could not be reached).",
+        "reason",
+        &[
+            ("queue_full", c.dropped_queue_full.load(Relaxed)),
+            ("export_failed", c.export_failed.load(Relaxed)),
+        ],
+    );
 }
 
 #[cfg(test)]

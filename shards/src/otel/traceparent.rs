@@ -27,6 +27,7 @@ pub struct TraceParent {
 
 impl TraceParent {
     /// The sampled flag (bit 0 of trace-flags).
+    #[cfg(test)]
     pub fn sampled(&self) -> bool {
         self.flags & 1 == 1
     }

@@ -93,13 +93,6 @@ fn publish(topic: &str, qos: QoS, user: &[(&str, &str)]) -> Publish {
     p
 }
 
-fn received(c: &mut RawClient) -> Publish {
-    match decode(c.read_packet()) {
-        Packet::Publish(p) => p,
-        p => panic!("not a PUBLISH: {p:?}"),
-    }
-}
-
 /// Without a tracing endpoint nothing changes on the wire (any build).
 #[test]
 fn without_an_endpoint_publishes_pass_byte_for_byte() {
@@ -237,6 +230,13 @@ mod traced {
             if stream.write_all(answer).is_err() || tx.send((head, request)).is_err() {
                 return;
             }
+        }
+    }
+
+    fn received(c: &mut RawClient) -> Publish {
+        match decode(c.read_packet()) {
+            Packet::Publish(p) => p,
+            p => panic!("not a PUBLISH: {p:?}"),
         }
     }
 

@@ -110,6 +110,14 @@ fn provider(exporter: Keep, ratio: f64) -> SdkTracerProvider {
         .build()
 }
 
+fn shard_tracer(provider: &SdkTracerProvider, shard: ShardId) -> ShardTracer {
+    ShardTracer {
+        tracer: provider.tracer("test"),
+        shard,
+        current: None,
+    }
+}
+
 fn route(t: &mut ShardTracer, user: &mut Vec<(Bytes, Bytes)>) -> bool {
     let started = t.start(PublishStart {
         client_id: b"pub-1",
@@ -132,11 +140,7 @@ fn route(t: &mut ShardTracer, user: &mut Vec<(Bytes, Bytes)>) -> bool {
 fn a_shard_tracer_continues_the_trace_and_hands_it_on() {
     let kept = Keep::default();
     let provider = provider(kept.clone(), 1.0);
-    let mut t = ShardTracer {
-        tracer: provider.tracer("test"),
-        shard: 1,
-        current: None,
-    };
+    let mut t = shard_tracer(&provider, 1);
     let mut user = props(&[("traceparent", PARENT), ("tracestate", "k=v")]);
     assert!(route(&mut t, &mut user));
     // Without a traceparent: a new root, and subscribers get one.
@@ -181,11 +185,7 @@ fn a_shard_tracer_continues_the_trace_and_hands_it_on() {
 fn an_unsampled_publisher_is_not_recorded_but_still_handed_on() {
     let kept = Keep::default();
     let provider = provider(kept.clone(), 1.0);
-    let mut t = ShardTracer {
-        tracer: provider.tracer("test"),
-        shard: 0,
-        current: None,
-    };
+    let mut t = shard_tracer(&provider, 0);
     let unsampled = PARENT.replace("-01", "-00");
     let mut user = props(&[("traceparent", &unsampled)]);
     assert!(route(&mut t, &mut user));

@@ -1,5 +1,5 @@
 //! Command line: `ringmq [serve] [--config FILE] [--listen ADDR:PORT]...
-//! [--port PORT] [--shards N] [--io auto|uring|epoll] [--log-level FILTER]
+//! [--port PORT] [--shards N] [--io auto|native|uring|epoll] [--log-level FILTER]
 //! [-v]`. `serve` is the default subcommand: `ringmq --shards 2` serves too.
 //! Mosquitto's habits work: `-c FILE`, `-p PORT`, `-v`; `--version` (`-V`)
 //! on the binary and on every subcommand.
@@ -142,7 +142,8 @@ pub struct ServeArgs {
     /// Number of shards (threads, one per core); 0 = one per CPU.
     #[arg(long, value_name = "N")]
     pub shards: Option<u16>,
-    /// I/O driver.
+    /// I/O backend: auto (the native io_uring loop, else monoio on
+    /// io_uring, else epoll), native, uring or epoll (monoio).
     #[arg(long, value_enum, value_name = "DRIVER")]
     pub io: Option<IoMode>,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter.

@@ -202,17 +202,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// Which monoio driver the shards run on.
+/// Which I/O backend the shards run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum IoMode {
-    /// io_uring where the kernel allows it, else epoll.
+    /// The native io_uring shard loop where the kernel accepts its setup,
+    /// else monoio on io_uring, else monoio on epoll (logged at start-up).
     Auto,
-    /// io_uring, or fail at start-up.
+    /// monoio on io_uring, or fail at start-up.
     Uring,
-    /// The portable readiness (epoll) driver.
+    /// monoio on the portable readiness (epoll) driver.
     Epoll,
-    /// The native io_uring shard loop; `auto` where refused (logged).
+    /// The native io_uring shard loop; monoio (io_uring, else epoll) where
+    /// refused, with a warning.
     Native,
 }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use ringmq_net::listener::{bind, bind_group, BindError, ListenerOptions};
 use ringmq_net::os::{self, SignalSet};
 
-use crate::config::Config;
+use crate::config::{Config, IoMode};
 use crate::mesh::{self, RingMsg, ShardSignal};
 use crate::metrics::MetricsHub;
 use crate::reload::{self, Hooks, Reloadable};
@@ -245,6 +245,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             mesh,
             clock,
             io: r.io,
+            refused: None,
             cpu: if r.pin_cores {
                 Some(cpus[i % cpus.len()])
             } else {
@@ -286,7 +287,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     } else {
         STARTUP_TIMEOUT_MS
     };
-    let drivers = match wait_started(&report_rx, count, startup_ms) {
+    let (drivers, refused) = match wait_started(&report_rx, count, startup_ms) {
         Ok(d) => d,
         Err(e) => {
             stop_all(&ring_signals);
@@ -300,6 +301,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         }
     };
     hub.set_serving(true);
+    log_io_choice(r.io, &drivers, refused.as_deref());
     let addresses = bound.join(",");
     tracing::info!(addresses = %addresses, shards = count, io = %drivers, "listening");
 
@@ -379,28 +381,33 @@ fn stop_all(signals: &[ShardSignal]) {
     }
 }
 
-/// Collects one start report per shard; the summary of drivers in use.
+/// Collects one start report per shard: the summary of drivers in use,
+/// and why the native loop was refused if a shard fell back from it.
 fn wait_started(
     reports: &mpsc::Receiver<StartReport>,
     count: u16,
     timeout_ms: u64,
-) -> Result<String, String> {
+) -> Result<(String, Option<String>), String> {
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let mut drivers: Vec<&'static str> = vec![""; usize::from(count)];
+    let mut refusal = None;
     for _ in 0..count {
         let left = deadline.saturating_duration_since(Instant::now());
         match reports.recv_timeout(left) {
             Ok(StartReport {
                 shard,
                 result: Ok(driver),
+                refused,
             }) => {
                 if let Some(slot) = drivers.get_mut(usize::from(shard)) {
                     *slot = driver;
                 }
+                refusal = refusal.or(refused);
             }
             Ok(StartReport {
                 shard,
                 result: Err(e),
+                ..
             }) => return Err(format!("shard {shard}: {e}")),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 return Err(format!("shards did not start within {timeout_ms} ms"))
@@ -413,7 +420,32 @@ fn wait_started(
     let mut kinds = drivers.clone();
     kinds.sort_unstable();
     kinds.dedup();
-    Ok(kinds.join("+"))
+    Ok((kinds.join("+"), refusal))
+}
+
+/// The one start-up line saying which I/O backend the shards run on and
+/// why: what `runtime.io` asked for and, when the native loop was refused,
+/// the kernel's answer (a warning then: the fallback serves, but slower).
+fn log_io_choice(mode: IoMode, drivers: &str, refused: Option<&str>) {
+    match refused {
+        None => tracing::info!(
+            io = %drivers,
+            runtime_io = %mode,
+            "I/O backend: {}",
+            match mode {
+                IoMode::Auto => "the native io_uring loop (the kernel accepted its io_uring setup)",
+                IoMode::Native => "the native io_uring loop, as configured",
+                IoMode::Uring => "monoio on io_uring, as configured",
+                IoMode::Epoll => "monoio on epoll, as configured",
+            }
+        ),
+        Some(why) => tracing::warn!(
+            io = %drivers,
+            runtime_io = %mode,
+            refused = %why,
+            "I/O backend: the native io_uring loop was refused; the portable monoio fallback serves"
+        ),
+    }
 }
 
 enum Stopped {

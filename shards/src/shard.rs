@@ -76,6 +76,9 @@ pub struct ShardInit {
     pub mesh: Mesh,
     pub clock: Clock,
     pub io: IoMode,
+    /// Why the native loop was refused, when this shard fell back to
+    /// monoio (set by the shard itself; the start-up report carries it).
+    pub refused: Option<String>,
     /// CPU to pin to, if pinning.
     pub cpu: Option<usize>,
     /// Password verification threads (shared by all shards), if a
@@ -111,6 +114,8 @@ pub struct StartReport {
     pub shard: ShardId,
     /// The I/O driver in use, or why the shard could not start.
     pub result: Result<&'static str, String>,
+    /// Why the native loop was refused, if this shard fell back from it.
+    pub refused: Option<String>,
 }
 
 /// Runs a shard on the current thread until it has shut down.
@@ -136,6 +141,7 @@ fn fail(init: &ShardInit, e: String) {
         .send(StartReport {
             shard: init.id,
             result: Err(e),
+            refused: init.refused.clone(),
         })
         .is_err()
     {
@@ -144,10 +150,10 @@ fn fail(init: &ShardInit, e: String) {
 }
 
 /// `io = "native"`: the native io_uring loop (every listener kind: MQTT,
-/// TLS, ws, wss; storage in memory or on disk), or monoio (`auto`) with a
-/// log line when the kernel or a sandbox refuses what it needs.
+/// TLS, ws, wss; storage in memory or on disk), or monoio (as `auto` falls
+/// back) with a log line when the kernel or a sandbox refuses what it needs.
 #[cfg(target_os = "linux")]
-fn run_native(init: ShardInit) {
+fn run_native(mut init: ShardInit) {
     let shard = init.id;
     match native::driver(&init) {
         Ok(driver) => native::run(init, driver),
@@ -155,23 +161,47 @@ fn run_native(init: ShardInit) {
             tracing::warn!(
                 shard,
                 error = %e,
-                "io = \"native\": io_uring refused a feature the native loop needs; this shard runs on monoio (as io = \"auto\")"
+                "io = \"native\": io_uring refused a feature the native loop needs; this shard runs on monoio"
             );
-            run_auto(init)
+            init.refused = Some(e.to_string());
+            run_monoio(init)
         }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn run_native(init: ShardInit) {
+fn run_native(mut init: ShardInit) {
     tracing::warn!(
         shard = init.id,
-        "io = \"native\" needs Linux io_uring; this shard runs on monoio (as io = \"auto\")"
+        "io = \"native\" needs Linux io_uring; this shard runs on monoio"
     );
-    run_auto(init)
+    init.refused = Some("not Linux".into());
+    run_monoio(init)
 }
 
-fn run_auto(init: ShardInit) {
+/// `io = "auto"` (the default): the native io_uring loop where the kernel
+/// accepts its setup, else monoio (io_uring, else epoll). The main thread
+/// logs the choice and the refusal once (`server`), not every shard.
+#[cfg(target_os = "linux")]
+fn run_auto(mut init: ShardInit) {
+    match native::driver(&init) {
+        Ok(driver) => native::run(init, driver),
+        Err(e) => {
+            tracing::debug!(shard = init.id, error = %e, "native io_uring loop refused");
+            init.refused = Some(e.to_string());
+            run_monoio(init)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_auto(mut init: ShardInit) {
+    init.refused = Some("not Linux".into());
+    run_monoio(init)
+}
+
+/// monoio on io_uring where the kernel allows it, else on epoll.
+fn run_monoio(init: ShardInit) {
     let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .with_entries(URING_ENTRIES)
         .enable_timer()
@@ -222,6 +252,8 @@ struct Parts {
     acl: Option<Cached<Acl>>,
     report: mpsc::Sender<StartReport>,
     cpu: Option<usize>,
+    /// Why the native loop was refused, if this shard fell back from it.
+    refused: Option<String>,
 }
 
 /// The shard state (its engine with the ACL in force) and each listener's
@@ -244,6 +276,7 @@ fn into_parts(init: ShardInit) -> Parts {
         metrics,
         tls_pool,
         storage,
+        refused,
         ..
     } = init;
     let listeners = listeners
@@ -290,6 +323,7 @@ fn into_parts(init: ShardInit) -> Parts {
         acl,
         report,
         cpu,
+        refused,
     }
 }
 
@@ -302,6 +336,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         acl,
         report,
         cpu,
+        refused,
     } = into_parts(init);
     let id = shard.id;
     let mut monoio_listeners = Vec::with_capacity(listeners.len());
@@ -312,6 +347,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
                 let _ = report.send(StartReport {
                     shard: id,
                     result: Err(format!("cannot adopt listener: {e}")),
+                    refused,
                 });
                 return;
             }
@@ -340,6 +376,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     let _ = report.send(StartReport {
         shard: id,
         result: Ok(driver),
+        refused,
     });
 
     shard.shutdown_started.wait().await;

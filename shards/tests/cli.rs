@@ -142,7 +142,7 @@ fn epoll_driver_serves_and_says_so() {
 }
 
 #[test]
-fn auto_driver_logs_what_each_shard_uses() {
+fn auto_driver_logs_what_each_shard_uses_and_why() {
     let broker = Broker::start(&bin(), &["--io", "auto"]);
     let log = broker.log();
     let started = log.lines().filter(|l| l.contains("shard started")).count();
@@ -152,6 +152,36 @@ fn auto_driver_logs_what_each_shard_uses() {
             .filter(|l| l.contains("shard started"))
             .all(|l| l.contains("io=")),
         "log: {log}"
+    );
+    // One line for the whole broker says which backend and why: the
+    // native loop, or the fallback with the kernel's refusal.
+    let choice: Vec<&str> = log.lines().filter(|l| l.contains("I/O backend")).collect();
+    assert_eq!(choice.len(), 1, "log: {log}");
+    assert!(choice[0].contains("runtime_io=auto"), "log: {log}");
+    assert!(
+        (choice[0].contains("io=native io_uring") && choice[0].contains("accepted"))
+            || (choice[0].contains("was refused") && choice[0].contains("refused=")),
+        "log: {log}"
+    );
+    let (status, _) = broker.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn the_default_backend_is_the_native_loop_where_io_uring_allows_it() {
+    // No `--io`, no config file: `auto`. Broker::start checks that every
+    // shard runs the native loop unless the broker logged a refusal.
+    let broker = Broker::start_with_args(
+        &bin(),
+        &["serve", "--listen", "127.0.0.1:0", "--shards", "2"],
+    );
+    let mut c = RawClient::connect_v311(broker.addr(), "default-backend");
+    c.send(&packet::PINGREQ);
+    c.expect(&packet::PINGRESP);
+    assert!(
+        broker.log().contains("runtime_io=auto"),
+        "log: {}",
+        broker.log()
     );
     let (status, _) = broker.stop();
     assert!(status.success());

@@ -55,6 +55,7 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         acl,
         report,
         cpu,
+        ..
     } = super::into_parts(init);
     let id = shard.id;
     // What restoring stored records produced (timers, messages to other
@@ -82,6 +83,7 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         .send(StartReport {
             shard: id,
             result: Ok("native io_uring"),
+            refused: None,
         })
         .is_err()
     {

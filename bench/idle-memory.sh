@@ -4,7 +4,9 @@
 # KEEP_ALIVE_S, nothing else), and CLOSE_WAIT_S seconds after they all
 # closed; the broker's CPU over CPU_WINDOW_S seconds while they are held.
 #
-#   bench/idle-memory.sh [BROKER...]     BROKER: ringmq | mosquitto   (default both)
+#   bench/idle-memory.sh [BROKER...]     BROKER: ringmq | ringmq-native | mosquitto
+#                                        (default ringmq mosquitto; ringmq-native is
+#                                        ringmq with `--io native`, the io_uring loop)
 # Env: N (connections, default 10000; above ~28,000 loadgen spreads them over
 # source addresses 127.0.0.2, .3, ...), PORT (18950), RINGMQ_FLAGS (e.g.
 # "--io epoll"), CLOSE_WAIT_S (3), CPU_WINDOW_S (10), KEEP_ALIVE_S (60),
@@ -32,6 +34,7 @@ connect_s=$(( N / RATE + 1 ))
 for b in "${brokers[@]}"; do
   case "$b" in
     ringmq) "${RINGMQ_BIN:-$tdir/ringmq}" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
+    ringmq-native) "${RINGMQ_BIN:-$tdir/ringmq}" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn --io native ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
     *) pid=$("$root/../shared/peers/start-peer.sh" "$b" "$PORT") ;;
   esac
   before=$(rss_kib "$pid")

@@ -93,10 +93,7 @@ impl Handler for ConnCtx {
         let batch = {
             let mut broker = self.shard.broker.borrow_mut();
             broker.handle_writable(self.id, now);
-            broker
-                .outgoing(self.id)
-                .filter(|out| !out.is_empty())
-                .map(|out| out.split().freeze())
+            broker.take_outgoing(self.id)
         };
         self.shard.drain_events(None);
         batch

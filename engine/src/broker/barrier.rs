@@ -55,7 +55,7 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        c.held.push_back(Held::Wait(token));
+        c.rare_mut().held.push_back(Held::Wait(token));
         let generation = c.generation;
         self.barriers.insert(
             token,
@@ -76,9 +76,9 @@ impl Broker {
 
     /// Whether `conn` holds more than `barrier_held_max_entries` entries.
     pub(super) fn held_over_limit(&self, conn: ConnId) -> bool {
-        self.conns
-            .get(conn)
-            .is_some_and(|c| c.held.len() > self.config.barrier_held_max_entries)
+        self.conns.get(conn).is_some_and(|c| {
+            c.rare().map_or(0, |r| r.held.len()) > self.config.barrier_held_max_entries
+        })
     }
 
     /// Answer a message from `origin` that carried a non-zero `barrier`
@@ -137,8 +137,10 @@ impl Broker {
         if c.generation != generation {
             return;
         }
-        let Some(i) = c
-            .held
+        let Some(held) = c.rare_mut_if_any().map(|r| &mut r.held) else {
+            return;
+        };
+        let Some(i) = held
             .iter()
             .position(|h| matches!(h, Held::Wait(t) if *t == token))
         else {
@@ -146,12 +148,12 @@ impl Broker {
         };
         match failure {
             Some(f) => {
-                if let Some(h) = c.held.get_mut(i) {
+                if let Some(h) = held.get_mut(i) {
                     *h = Held::Refuse(f, b.undo);
                 }
             }
             None => {
-                c.held.remove(i);
+                held.remove(i);
             }
         }
         self.flush_held(conn, now_ms);
@@ -167,11 +169,14 @@ impl Broker {
                 ConnState::Active(s) => s,
                 _ => return,
             };
-            match c.held.front() {
+            let Some(held) = c.rare_mut_if_any().map(|r| &mut r.held) else {
+                return;
+            };
+            match held.front() {
                 None | Some(Held::Wait(_)) => return,
                 Some(_) => {}
             }
-            match c.held.pop_front() {
+            match held.pop_front() {
                 Some(Held::Packet(p)) => self.write_packet(conn, &p),
                 Some(Held::Retained {
                     filter,
@@ -181,8 +186,8 @@ impl Broker {
                 Some(Held::Refuse(failure, undo)) => {
                     // The acknowledgement right behind the barrier is the
                     // one it held (the handler wrote it next).
-                    if matches!(c.held.front(), Some(Held::Packet(_))) {
-                        if let Some(Held::Packet(p)) = c.held.pop_front() {
+                    if matches!(held.front(), Some(Held::Packet(_))) {
+                        if let Some(Held::Packet(p)) = held.pop_front() {
                             self.refuse_ack(conn, session, p, failure, now_ms);
                         }
                     }
@@ -194,7 +199,10 @@ impl Broker {
                     self.send_held_publish(conn, session, packet_id, now_ms)
                 }
                 Some(Held::Resume { session_present }) => {
-                    self.resume(conn, session, session_present, now_ms)
+                    self.resume(conn, session, session_present, now_ms);
+                    if let Some(c) = self.conns.get_mut(conn) {
+                        c.release_held_connack();
+                    }
                 }
                 _ => return,
             }

@@ -3,6 +3,7 @@
 //! the broker writes to it or closes it.
 
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU64;
 
 use bytes::{Bytes, BytesMut};
 
@@ -35,18 +36,36 @@ pub(super) struct Conn {
     pub(super) last_packet_ms: u64,
     /// Its place in the deadline wheel (`deadlines.rs`), if any.
     pub(super) deadline: Option<DeadlineSlot>,
-    /// Inbound topic aliases, index = alias - 1; made on the first alias
-    /// (an empty box does not allocate).
-    pub(super) aliases: Box<[Option<Bytes>]>,
     pub(super) client_packet_size_max_bytes: u32,
     pub(super) client_receive_maximum: u16,
+    /// min(our topic_alias_outbound_max, the client's Topic Alias Maximum).
+    pub(super) aliases_out_max: u16,
     pub(super) generation: u64,
     /// Outbound topic aliases (v5, when the client allows them), least
     /// recently used replaced first; made on the first PUBLISH that uses
     /// one (boxed: most connections never do).
     pub(super) aliases_out: Option<Box<OutAliases>>,
-    /// min(our topic_alias_outbound_max, the client's Topic Alias Maximum).
-    pub(super) aliases_out_max: u16,
+    /// An authentication in progress (CONNECT or re-authentication); boxed,
+    /// so an idle connection pays one pointer for it.
+    pub(super) auth: Option<Box<PendingAuth>>,
+    /// What most connections never need ([`ConnRare`]): made on first use,
+    /// dropped again by [`Conn::trim_rare`] once it holds nothing.
+    rare: Option<Box<ConnRare>>,
+    /// Authenticated with SCRAM-SHA-256 (v5 enhanced authentication), so
+    /// AUTH packets may re-authenticate it.
+    pub(super) enhanced_auth: bool,
+    /// Its CONNACK waits in `held` (durable storage): nothing else is
+    /// written to it meanwhile (QoS 1/2 messages wait in the session queue).
+    pub(super) connack_held: bool,
+}
+
+/// The parts of a connection that an idle one does not use, boxed together
+/// behind [`Conn::rare`] so that it pays one pointer for all of them
+/// (docs/benchmarks.md, memory per idle connection).
+#[derive(Default)]
+pub(super) struct ConnRare {
+    /// Inbound topic aliases, index = alias - 1; made on the first alias.
+    pub(super) aliases: Box<[Option<Bytes>]>,
     /// Acknowledgements held back, in order, behind a cross-shard barrier.
     pub(super) held: VecDeque<Held>,
     /// What waits behind a full outgoing buffer, in order (`deliver.rs`).
@@ -56,26 +75,32 @@ pub(super) struct Conn {
     pub(super) backlog_messages: usize,
     /// Their topic and payload bytes, against `outgoing_queue_max_bytes`.
     pub(super) backlog_bytes: usize,
-    /// An authentication in progress (CONNECT or re-authentication); boxed,
-    /// so an idle connection pays one pointer for it.
-    pub(super) auth: Option<Box<PendingAuth>>,
-    /// Authenticated with SCRAM-SHA-256 (v5 enhanced authentication), so
-    /// AUTH packets may re-authenticate it.
-    pub(super) enhanced_auth: bool,
     /// Why the engine ends this connection (`connlog`, when logging).
     pub(super) close_cause: Option<CloseCause>,
     /// The client id once connected (`connlog`, when logging).
     pub(super) client_id: Option<Bytes>,
-    /// Its CONNACK waits in `held` (durable storage): nothing else is
-    /// written to it meanwhile (QoS 1/2 messages wait in the session queue).
-    pub(super) connack_held: bool,
+}
+
+impl ConnRare {
+    /// Holds nothing worth a box: no queued item, no buffer kept for
+    /// reuse, nothing to log.
+    fn is_vacant(&self) -> bool {
+        self.aliases.is_empty()
+            && self.held.is_empty()
+            && self.held.capacity() == 0
+            && self.backlog.is_empty()
+            && self.backlog.capacity() == 0
+            && self.close_cause.is_none()
+            && self.client_id.is_none()
+    }
 }
 
 /// Where a connection sits in the deadline wheel (`deadlines.rs`): its
 /// bucket and its index in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct DeadlineSlot {
-    pub(super) tick: u64,
+    /// Never 0 (`tick_of`), so that `Option<DeadlineSlot>` takes no more room.
+    pub(super) tick: NonZeroU64,
     pub(super) index: u32,
 }
 
@@ -272,22 +297,63 @@ impl Conn {
             keep_alive_ms: 0,
             last_packet_ms: now_ms,
             deadline: None,
-            aliases: Box::default(),
             client_packet_size_max_bytes: u32::MAX,
             client_receive_maximum: u16::MAX,
+            aliases_out_max: 0,
             generation,
             aliases_out: None,
-            aliases_out_max: 0,
-            held: VecDeque::new(),
-            backlog: VecDeque::new(),
-            backlog_messages: 0,
-            backlog_bytes: 0,
             auth: None,
+            rare: None,
             enhanced_auth: false,
-            close_cause: None,
-            client_id: None,
             connack_held: false,
         }
+    }
+
+    /// Its rarely used parts, if any were ever needed.
+    pub(super) fn rare(&self) -> Option<&ConnRare> {
+        self.rare.as_deref()
+    }
+
+    /// Its rarely used parts, made now if they were not yet.
+    pub(super) fn rare_mut(&mut self) -> &mut ConnRare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Its rarely used parts, if any were ever needed (mutable).
+    pub(super) fn rare_mut_if_any(&mut self) -> Option<&mut ConnRare> {
+        self.rare.as_deref_mut()
+    }
+
+    /// Drops the rarely used parts once they hold nothing (after a held
+    /// CONNACK went out, for instance). A backlog keeps its buffer, so a
+    /// slow subscriber does not allocate it again for every burst.
+    pub(super) fn trim_rare(&mut self) {
+        if self.rare.as_ref().is_some_and(|r| r.is_vacant()) {
+            self.rare = None;
+        }
+    }
+
+    /// After a held CONNACK went out (durable storage): unless more waits,
+    /// the held queue's buffer and the box go, so that an idle connection
+    /// of a stored session costs what any other does. (A connection that
+    /// keeps using barriers keeps its buffer: see `barrier.rs`.)
+    pub(super) fn release_held_connack(&mut self) {
+        if let Some(rare) = self.rare.as_deref_mut() {
+            if rare.held.is_empty() {
+                rare.held = VecDeque::new();
+            }
+        }
+        self.trim_rare();
+    }
+
+    /// Acknowledgements wait behind a barrier (`barrier.rs`).
+    pub(super) fn has_held(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| !r.held.is_empty())
+    }
+
+    /// Messages wait behind a full outgoing buffer (`deliver.rs`).
+    pub(super) fn has_backlog(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| !r.backlog.is_empty())
     }
 
     /// The outbound QoS 1/2 window: the smaller of our `inflight_max` and
@@ -363,7 +429,7 @@ impl Broker {
     /// behind any held ones so that acknowledgements keep their order.
     pub(super) fn write_ack(&mut self, conn: ConnId, packet: Packet) {
         match self.conns.get_mut(conn) {
-            Some(c) if !c.held.is_empty() => c.held.push_back(Held::Packet(packet)),
+            Some(c) if c.has_held() => c.rare_mut().held.push_back(Held::Packet(packet)),
             Some(_) => self.write_packet(conn, &packet),
             None => {}
         }

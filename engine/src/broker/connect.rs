@@ -266,7 +266,9 @@ impl Broker {
             c.enhanced_auth = enhanced_auth;
             c.keep_alive_ms = u64::from(keep_alive_s) * 1000;
             c.last_packet_ms = now_ms;
-            c.aliases = Box::default(); // made on first alias (v5 only reaches it)
+            if let Some(rare) = c.rare_mut_if_any() {
+                rare.aliases = Box::default(); // made on first alias (v5 only reaches it)
+            }
             c.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
             c.aliases_out_max = if v5 {
                 self.config
@@ -289,8 +291,9 @@ impl Broker {
             self.open_barrier(conn, token, 0, true);
             if let Some(c) = self.conns.get_mut(conn) {
                 c.connack_held = true;
-                c.held.push_back(Held::Packet(Packet::ConnAck(ack)));
-                c.held.push_back(Held::Resume { session_present });
+                let rare = c.rare_mut();
+                rare.held.push_back(Held::Packet(Packet::ConnAck(ack)));
+                rare.held.push_back(Held::Resume { session_present });
             }
         } else {
             self.write_packet(conn, &Packet::ConnAck(ack));
@@ -521,6 +524,13 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
+        if s.qos.inflight.is_empty() {
+            // Nothing to resend (and no `&mut` of QoS state it may not have).
+            if !c.out.is_empty() {
+                c.queue_transmit(conn, &mut self.events);
+            }
+            return;
+        }
         let protocol = c.protocol;
         let stats = &mut self.stats;
         let durable = persisted(&self.persist, s);
@@ -529,7 +539,7 @@ impl Broker {
         // An entry whose PUBLISH no longer encodes (over the protocol's
         // limits in the protocol of this connection) is dropped, which frees
         // its slot of the inflight window.
-        s.inflight.retain_mut(|o| {
+        s.qos.inflight.retain_mut(|o| {
             match o.state {
                 OutState::AwaitPubAck | OutState::AwaitPubRec => {
                     o.publish.dup = true;

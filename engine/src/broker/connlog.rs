@@ -79,7 +79,7 @@ impl Broker {
             return;
         }
         if let Some(c) = self.conns.get_mut(conn) {
-            c.close_cause.get_or_insert(cause);
+            c.rare_mut().close_cause.get_or_insert(cause);
         }
     }
 
@@ -92,7 +92,7 @@ impl Broker {
         } = &record
         {
             if let Some(c) = self.conns.get_mut(*conn) {
-                c.client_id = Some(client_id.clone());
+                c.rare_mut().client_id = Some(client_id.clone());
             }
         }
         self.connection_records.push_back(record);
@@ -106,10 +106,14 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
+        let (client_id, cause) = match c.rare_mut_if_any() {
+            Some(rare) => (rare.client_id.take(), rare.close_cause.take()),
+            None => (None, None),
+        };
         let record = ConnectionRecord::Closed {
             conn,
-            client_id: c.client_id.take(),
-            cause: c.close_cause,
+            client_id,
+            cause,
         };
         self.connection_records.push_back(record);
     }

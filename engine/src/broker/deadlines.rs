@@ -20,6 +20,7 @@
 //! most one tick after it.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 
 use super::conn::{Conn, ConnState, DeadlineSlot};
 use super::timer::keep_alive_grace_ms;
@@ -83,6 +84,9 @@ impl Broker {
             return;
         };
         let tick = tick_of(due.ms());
+        let Some(nonzero) = NonZeroU64::new(tick) else {
+            return; // `tick_of` is at least 1
+        };
         let bucket = self.deadlines.entry(tick).or_default();
         let Ok(index) = u32::try_from(bucket.len()) else {
             // More than 4 billion connections in one tick cannot happen
@@ -91,7 +95,10 @@ impl Broker {
             return;
         };
         bucket.push(conn);
-        c.deadline = Some(DeadlineSlot { tick, index });
+        c.deadline = Some(DeadlineSlot {
+            tick: nonzero,
+            index,
+        });
     }
 
     /// Takes `conn` out of the wheel (closed, or no deadline any more).
@@ -99,7 +106,7 @@ impl Broker {
         let Some(slot) = self.conns.get_mut(conn).and_then(|c| c.deadline.take()) else {
             return;
         };
-        let Some(bucket) = self.deadlines.get_mut(&slot.tick) else {
+        let Some(bucket) = self.deadlines.get_mut(&slot.tick.get()) else {
             return;
         };
         let i = slot.index as usize;
@@ -113,7 +120,7 @@ impl Broker {
             }
         }
         if bucket.is_empty() {
-            self.deadlines.remove(&slot.tick);
+            self.deadlines.remove(&slot.tick.get());
         }
     }
 

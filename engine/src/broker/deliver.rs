@@ -153,17 +153,18 @@ impl Broker {
                 return;
             }
             if !from_backlog
-                && (!c.backlog.is_empty() || c.out.len() >= self.config.outgoing_buffer_max_bytes)
+                && (c.has_backlog() || c.out.len() >= self.config.outgoing_buffer_max_bytes)
             {
                 // Behind a full buffer (or behind what already waits, to
                 // keep the order): the backlog, unless this subscriber is
                 // that far behind.
                 let bytes = publish.topic.len() + publish.payload.len();
-                if c.backlog_messages >= self.config.outgoing_queue_max_messages {
+                let rare = c.rare_mut();
+                if rare.backlog_messages >= self.config.outgoing_queue_max_messages {
                     self.stats.dropped_qos0_queue_messages += 1;
                     return;
                 }
-                if c.backlog_bytes + bytes > self.config.outgoing_queue_max_bytes {
+                if rare.backlog_bytes + bytes > self.config.outgoing_queue_max_bytes {
                     self.stats.dropped_qos0_queue_bytes += 1;
                     return;
                 }
@@ -172,9 +173,9 @@ impl Broker {
                 queued.retain = d.retain;
                 queued.dup = false;
                 queued.packet_id = 0;
-                c.backlog_messages += 1;
-                c.backlog_bytes += bytes;
-                c.backlog.push_back(Backlogged {
+                rare.backlog_messages += 1;
+                rare.backlog_bytes += bytes;
+                rare.backlog.push_back(Backlogged {
                     publish: queued,
                     received_at_ms: d.received_at_ms,
                     retained: false,
@@ -207,7 +208,7 @@ impl Broker {
             return;
         }
         // QoS 1/2: into the session queue, then as much as the window allows.
-        if s.queue.len() >= self.config.session_queue_max_messages {
+        if s.qos.queue.len() >= self.config.session_queue_max_messages {
             self.stats.dropped_queue_full += 1;
             return;
         }
@@ -226,7 +227,7 @@ impl Broker {
         } else {
             0
         };
-        s.queue.push_back(Queued {
+        s.qos.queue.push_back(Queued {
             publish: queued,
             received_at_ms: d.received_at_ms,
             shared_filter: d.shared_filter,
@@ -251,7 +252,7 @@ impl Broker {
             if c.out.len() >= self.config.outgoing_buffer_max_bytes {
                 return;
             }
-            let Some(head) = c.backlog.front() else {
+            let Some(head) = c.rare().and_then(|r| r.backlog.front()) else {
                 return;
             };
             if head.publish.qos != QoS::AtMostOnce {
@@ -261,17 +262,18 @@ impl Broker {
                 let full = self
                     .sessions
                     .get(session)
-                    .is_none_or(|s| s.queue.len() >= queue_max);
+                    .is_none_or(|s| s.qos.queue.len() >= queue_max);
                 if full {
                     return;
                 }
             }
-            let Some(mut b) = c.backlog.pop_front() else {
+            let rare = c.rare_mut();
+            let Some(mut b) = rare.backlog.pop_front() else {
                 return;
             };
             if !b.retained {
-                c.backlog_messages -= 1;
-                c.backlog_bytes -= b.bytes();
+                rare.backlog_messages -= 1;
+                rare.backlog_bytes -= b.bytes();
             }
             let delivery = Delivery {
                 qos: b.publish.qos,
@@ -293,7 +295,8 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn_id) else {
             return;
         };
-        if !matches!(c.state, ConnState::Active(_)) || c.connack_held {
+        if !matches!(c.state, ConnState::Active(_)) || c.connack_held || s.qos.queue.is_empty() {
+            // (An empty queue: no `&mut` of a session's QoS state it may not have.)
             return;
         }
         let window = c.inflight_window(self.config.inflight_max);
@@ -303,8 +306,8 @@ impl Broker {
         // record (with the packet id) is on disk: a restart then resends
         // them with the same id, so the client never takes one twice.
         let mut held: Vec<u16> = Vec::new();
-        while s.inflight.len() < window {
-            let Some(mut q) = s.queue.pop_front() else {
+        while s.qos.inflight.len() < window {
+            let Some(mut q) = s.qos.queue.pop_front() else {
                 break;
             };
             let dropped = if remaining_expiry(&q.publish, q.received_at_ms, now_ms).is_err() {
@@ -353,7 +356,7 @@ impl Broker {
                 self.persist
                     .put_message(client_id, q.seq, stage, &q.publish, at, filter);
             }
-            s.inflight.push_back(Outbound {
+            s.qos.inflight.push_back(Outbound {
                 packet_id: pid,
                 state,
                 publish: q.publish,
@@ -369,7 +372,9 @@ impl Broker {
             let token = self.new_barrier_token();
             self.open_barrier(conn_id, token, 0, true);
             if let Some(c) = self.conns.get_mut(conn_id) {
-                c.held.extend(held.into_iter().map(Held::Publish));
+                c.rare_mut()
+                    .held
+                    .extend(held.into_iter().map(Held::Publish));
             }
         }
     }
@@ -388,11 +393,12 @@ impl Broker {
             return;
         };
         if let Some(i) = s
+            .qos
             .inflight
             .iter()
             .position(|o| o.packet_id == pid && o.state == awaited)
         {
-            if let Some(o) = s.inflight.remove(i) {
+            if let Some(o) = s.qos.inflight.remove(i) {
                 if persisted(&self.persist, s) {
                     self.persist.delete_message(&s.client_id, o.seq);
                 }
@@ -414,6 +420,7 @@ impl Broker {
             return;
         };
         let found = s
+            .qos
             .inflight
             .iter()
             .position(|o| o.packet_id == pid && o.state != OutState::AwaitPubAck);
@@ -421,7 +428,7 @@ impl Broker {
         match found {
             Some(i) if reason.is_error() => {
                 // The receiver refused it: the flow ends here (MQTT 5.0 4.3.3).
-                if let Some(o) = s.inflight.remove(i) {
+                if let Some(o) = s.qos.inflight.remove(i) {
                     if durable {
                         self.persist.delete_message(&s.client_id, o.seq);
                     }
@@ -429,7 +436,7 @@ impl Broker {
                 self.drain_queue(session, now_ms);
             }
             Some(i) => {
-                let Some(o) = s.inflight.get_mut(i) else {
+                let Some(o) = s.qos.inflight.get_mut(i) else {
                     return;
                 };
                 o.state = OutState::AwaitPubComp;
@@ -526,7 +533,10 @@ mod tests {
             let Some(s) = broker.sessions.get(session) else {
                 panic!("session gone")
             };
-            assert!(s.inflight.is_empty() && s.queue.is_empty(), "{qos:?}");
+            assert!(
+                s.qos.inflight.is_empty() && s.qos.queue.is_empty(),
+                "{qos:?}"
+            );
         }
     }
 

@@ -105,6 +105,10 @@ use timer::Timer;
 use violation::Violation;
 
 /// Index of a connection inside one shard.
+/// Batches shorter than this (bytes) leave with their whole outgoing
+/// buffer ([`Broker::take_outgoing`]).
+pub const OUT_SPLIT_MIN_BYTES: usize = 64;
+
 pub type ConnId = usize;
 /// Index of a shard, `0..shard_count`.
 pub type ShardId = u16;
@@ -310,7 +314,7 @@ impl Broker {
     pub fn handle_writable(&mut self, conn: ConnId, now_ms: u64) {
         self.pump_backlog(conn, now_ms);
         if let Some(c) = self.conns.get_mut(conn) {
-            if !c.backlog.is_empty() && !c.out.is_empty() {
+            if c.has_backlog() && !c.out.is_empty() {
                 // The runtime takes the buffer now; the event brings it back
                 // for the rest once this batch is written.
                 c.transmit_queued = true;
@@ -393,6 +397,23 @@ impl Broker {
         c.transmit_queued = false;
         self.stats.bytes_sent += c.out.len() as u64;
         Some(&mut c.out)
+    }
+
+    /// Everything waiting to be written to `conn`, as one batch (`None`
+    /// when nothing waits); counted as sent. A batch of at least
+    /// [`OUT_SPLIT_MIN_BYTES`] leaves the buffer's spare room behind for
+    /// the next one (no allocation per batch); a smaller one (a CONNACK,
+    /// a PINGRESP, an acknowledgement) takes the buffer with it, so that
+    /// an idle connection keeps no outgoing buffer at all.
+    pub fn take_outgoing(&mut self, conn: ConnId) -> Option<Bytes> {
+        let out = self.outgoing(conn)?;
+        if out.is_empty() {
+            return None;
+        }
+        if out.len() < OUT_SPLIT_MIN_BYTES {
+            return Some(std::mem::take(out).freeze());
+        }
+        Some(out.split().freeze())
     }
 
     /// The earliest time `handle_timeout` must be called, if any.

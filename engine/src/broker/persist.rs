@@ -140,13 +140,13 @@ impl PersistState {
 
     /// Every record of `s` deleted (the session ended or is no longer kept).
     fn purge(&mut self, s: &Session) {
-        for o in &s.inflight {
+        for o in &s.qos.inflight {
             self.delete_message(&s.client_id, o.seq);
         }
-        for q in &s.queue {
+        for q in &s.qos.queue {
             self.delete_message(&s.client_id, q.seq);
         }
-        for pid in &s.inbound_qos2 {
+        for pid in &s.qos.inbound_qos2 {
             self.inbound_qos2(&s.client_id, *pid, false);
         }
         self.push(Keyspace::Sessions, session_key(&s.client_id), None);

@@ -33,14 +33,15 @@ impl Broker {
                 let Some(c) = self.conns.get_mut(conn) else {
                     return Ok(());
                 };
-                if c.aliases.len() < alias_max {
+                let rare = c.rare_mut();
+                if rare.aliases.len() < alias_max {
                     // The table is made on first use: most connections never alias.
-                    let mut table = std::mem::take(&mut c.aliases).into_vec();
+                    let mut table = std::mem::take(&mut rare.aliases).into_vec();
                     table.resize(alias_max, None);
-                    c.aliases = table.into_boxed_slice();
+                    rare.aliases = table.into_boxed_slice();
                 }
                 // [MQTT-3.3.2-8], [MQTT-3.3.2-9]: 0 or above our maximum.
-                let Some(slot) = c.aliases.get_mut(usize::from(alias).wrapping_sub(1)) else {
+                let Some(slot) = rare.aliases.get_mut(usize::from(alias).wrapping_sub(1)) else {
                     return Err(Violation::TopicAliasInvalid);
                 };
                 if p.topic.is_empty() {
@@ -91,16 +92,16 @@ impl Broker {
             let Some(s) = self.sessions.get_mut(session) else {
                 return Ok(());
             };
-            if s.inbound_qos2.contains(&packet_id) {
+            if s.qos.inbound_qos2.contains(&packet_id) {
                 // A resend of a message we already routed: acknowledge only ([MQTT-4.3.3-10]).
                 self.write_ack(conn, Packet::PubRec(PubAck::new(packet_id)));
                 return Ok(());
             }
-            if s.inbound_qos2.len() >= usize::from(self.config.receive_maximum) {
+            if s.qos.inbound_qos2.len() >= usize::from(self.config.receive_maximum) {
                 return Err(Violation::ReceiveMaximumExceeded);
             }
             if allowed {
-                s.inbound_qos2.push(packet_id);
+                s.qos.inbound_qos2.push(packet_id);
                 if persisted(&self.persist, s) {
                     self.persist.inbound_qos2(&s.client_id, packet_id, true);
                 }
@@ -218,9 +219,9 @@ impl Broker {
             return;
         };
         let mut comp = PubAck::new(pid);
-        match s.inbound_qos2.iter().position(|p| *p == pid) {
+        match s.qos.inbound_qos2.iter().position(|p| *p == pid) {
             Some(i) => {
-                s.inbound_qos2.swap_remove(i);
+                s.qos.inbound_qos2.swap_remove(i);
             }
             None => comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
         }

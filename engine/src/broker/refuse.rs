@@ -86,8 +86,8 @@ impl Broker {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
-        if let Some(i) = s.inbound_qos2.iter().position(|p| *p == packet_id) {
-            s.inbound_qos2.swap_remove(i);
+        if let Some(i) = s.qos.inbound_qos2.iter().position(|p| *p == packet_id) {
+            s.qos.inbound_qos2.swap_remove(i);
             if persisted(&self.persist, s) {
                 self.persist.inbound_qos2(&s.client_id, packet_id, false);
             }
@@ -114,6 +114,7 @@ impl Broker {
             return;
         }
         let Some(o) = s
+            .qos
             .inflight
             .iter_mut()
             .find(|o| o.packet_id == packet_id && o.state == OutState::AwaitPubRec)

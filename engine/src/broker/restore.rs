@@ -257,7 +257,7 @@ impl Broker {
         s.acl = self.session_acl(s.username.as_deref(), &client_id);
         s.will = record.will.map(Box::new);
         s.stored = true;
-        s.inbound_qos2 = pids;
+        s.qos.inbound_qos2 = pids;
         msgs.sort_unstable_by_key(|(seq, _)| *seq);
         let mut last_pid = 0;
         for (seq, m) in msgs {
@@ -276,7 +276,7 @@ impl Broker {
                         self.persist.delete_message(&client_id, seq);
                         continue;
                     };
-                    s.queue.push_back(Queued {
+                    s.qos.queue.push_back(Queued {
                         publish,
                         received_at_ms,
                         shared_filter,
@@ -290,13 +290,13 @@ impl Broker {
                 MessageStage::PublishSent(pid) => (pid, OutState::AwaitPubAck),
                 MessageStage::PubRelSent(pid) => (pid, OutState::AwaitPubComp),
             };
-            if s.inflight.iter().any(|o| o.packet_id == packet_id) {
+            if s.qos.inflight.iter().any(|o| o.packet_id == packet_id) {
                 // Two records with one packet id: the later one is stale.
                 self.persist.delete_message(&client_id, seq);
                 continue;
             }
             last_pid = packet_id;
-            s.inflight.push_back(Outbound {
+            s.qos.inflight.push_back(Outbound {
                 packet_id,
                 state,
                 publish,

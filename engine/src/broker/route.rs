@@ -112,7 +112,7 @@ impl Broker {
             let load = |sid| {
                 sessions
                     .get(sid)
-                    .map_or(0, |s: &Session| s.inflight.len() + s.queue.len())
+                    .map_or(0, |s: &Session| s.qos.inflight.len() + s.qos.queue.len())
             };
             let this_shard = self.shard;
             let publisher_id = match source {
@@ -375,7 +375,7 @@ impl Broker {
         let load = |sid| {
             sessions
                 .get(sid)
-                .map_or(0, |s: &Session| s.inflight.len() + s.queue.len())
+                .map_or(0, |s: &Session| s.qos.inflight.len() + s.qos.queue.len())
         };
         g.pick(with_remote, exclude, key, window, load)
     }
@@ -403,14 +403,14 @@ impl Broker {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
-        if !s.inflight.iter().any(|o| o.shared_filter.is_some())
-            && !s.queue.iter().any(|q| q.shared_filter.is_some())
+        if !s.qos.inflight.iter().any(|o| o.shared_filter.is_some())
+            && !s.qos.queue.iter().any(|q| q.shared_filter.is_some())
         {
             return;
         }
         let durable = persisted(&self.persist, s);
         let mut keep = std::collections::VecDeque::new();
-        for o in s.inflight.drain(..) {
+        for o in s.qos.inflight.drain(..) {
             // Only QoS 1 in flight moves: a QoS 2 delivery in progress must be
             // completed to the same client ([MQTT-4.8.2-4], [MQTT-4.8.2-5]).
             let qos1 = o.state == OutState::AwaitPubAck;
@@ -424,9 +424,9 @@ impl Broker {
                 _ => keep.push_back(o),
             }
         }
-        s.inflight = keep;
+        s.qos.inflight = keep;
         let mut keep_q = std::collections::VecDeque::new();
-        for q in s.queue.drain(..) {
+        for q in s.qos.queue.drain(..) {
             match q.shared_filter {
                 Some(f) => {
                     if durable {
@@ -437,7 +437,7 @@ impl Broker {
                 None => keep_q.push_back(q),
             }
         }
-        s.queue = keep_q;
+        s.qos.queue = keep_q;
         for (filter, mut publish, received_at_ms) in moved {
             publish.dup = false;
             match self.pick_shared_member(&filter, &publish.topic, Some(session)) {
@@ -464,7 +464,7 @@ impl Broker {
                         } else {
                             0
                         };
-                        s.queue.push_back(Queued {
+                        s.qos.queue.push_back(Queued {
                             publish,
                             received_at_ms,
                             shared_filter: Some(filter),

@@ -52,11 +52,9 @@ pub(super) struct Session {
     pub(super) subscriptions: Vec<StoredSubscription>,
     /// Seconds the session outlives its connection; `u32::MAX` = never.
     pub(super) expiry_interval_s: u32,
-    pub(super) inflight: VecDeque<Outbound>,
-    pub(super) queue: VecDeque<Queued>,
+    /// Its QoS 1/2 state ([`SessionQos`]), made on first use.
+    pub(super) qos: LazyQos,
     next_packet_id: u16,
-    /// QoS 2 packet ids received and PUBREC'd, awaiting PUBREL.
-    pub(super) inbound_qos2: Vec<u16>,
     /// Boxed: most sessions have none, and a will is large.
     pub(super) will: Option<Box<Will>>,
     pub(super) generation: u64,
@@ -67,6 +65,51 @@ pub(super) struct Session {
     pub(super) stored: bool,
     /// When it lost its connection (engine ms; meaningful while offline).
     pub(super) offline_since_ms: u64,
+}
+
+/// A session's QoS 1/2 messages in flight and queued and the QoS 2 packet
+/// ids it received: boxed behind [`LazyQos`], so that a session that never
+/// had any pays one pointer (docs/benchmarks.md, memory per idle
+/// connection).
+pub(super) struct SessionQos {
+    pub(super) inflight: VecDeque<Outbound>,
+    pub(super) queue: VecDeque<Queued>,
+    /// QoS 2 packet ids received and PUBREC'd, awaiting PUBREL.
+    pub(super) inbound_qos2: Vec<u16>,
+}
+
+/// What a session without QoS 1/2 state reads.
+static NO_QOS: SessionQos = SessionQos {
+    inflight: VecDeque::new(),
+    queue: VecDeque::new(),
+    inbound_qos2: Vec::new(),
+};
+
+/// A session's [`SessionQos`], allocated on the first mutable access:
+/// reading one that was never made sees empty queues. Code that may take
+/// `&mut` of a session that has none (a resume, a pump of its queue)
+/// checks first, so that an idle session stays without one.
+#[derive(Default)]
+pub(super) struct LazyQos(Option<Box<SessionQos>>);
+
+impl std::ops::Deref for LazyQos {
+    type Target = SessionQos;
+
+    fn deref(&self) -> &SessionQos {
+        self.0.as_deref().unwrap_or(&NO_QOS)
+    }
+}
+
+impl std::ops::DerefMut for LazyQos {
+    fn deref_mut(&mut self) -> &mut SessionQos {
+        self.0.get_or_insert_with(|| {
+            Box::new(SessionQos {
+                inflight: VecDeque::new(),
+                queue: VecDeque::new(),
+                inbound_qos2: Vec::new(),
+            })
+        })
+    }
 }
 
 /// The state of a session's inflight window, as seen by a sender.
@@ -122,10 +165,8 @@ impl Session {
             protocol,
             subscriptions: Vec::new(),
             expiry_interval_s,
-            inflight: VecDeque::new(),
-            queue: VecDeque::new(),
+            qos: LazyQos::default(),
             next_packet_id: 1,
-            inbound_qos2: Vec::new(),
             will: None,
             generation,
             acl: None,
@@ -150,7 +191,7 @@ impl Session {
     pub(super) fn window(&self, conns: &Slab<Conn>, inflight_max: u16) -> Window {
         match self.conn.and_then(|c| conns.get(c)) {
             None => Window::Offline,
-            Some(c) if self.inflight.len() < c.inflight_window(inflight_max) => Window::Open,
+            Some(c) if self.qos.inflight.len() < c.inflight_window(inflight_max) => Window::Open,
             Some(_) => Window::Full,
         }
     }
@@ -159,7 +200,7 @@ impl Session {
     /// the message in `inflight` under it.
     pub(super) fn next_packet_id(&mut self) -> u16 {
         let mut pid = self.next_packet_id;
-        while pid == 0 || self.inflight.iter().any(|o| o.packet_id == pid) {
+        while pid == 0 || self.qos.inflight.iter().any(|o| o.packet_id == pid) {
             pid = pid.wrapping_add(1);
         }
         self.next_packet_id = pid.wrapping_add(1);
@@ -173,14 +214,16 @@ mod tests {
 
     /// Every connection holds one `Conn` and one `Session` slot (plus the
     /// client-id map entry and a deadline wheel entry): rare parts (wills,
-    /// ACL views, topic alias tables, authentication in progress) are
-    /// boxed so that an idle connection pays a pointer for each
+    /// ACL views, topic alias tables, authentication in progress, held
+    /// acknowledgements and the backlog in `ConnRare`, QoS 1/2 state in
+    /// `SessionQos`) are boxed so that an idle connection pays a pointer
+    /// for each
     /// (docs/benchmarks.md, memory per idle connection).
     #[test]
     fn connection_and_session_records_stay_small() {
         let (conn, session) = (std::mem::size_of::<Conn>(), std::mem::size_of::<Session>());
         eprintln!("Conn {conn} bytes, Session {session} bytes");
-        assert!(conn <= 320, "Conn is {conn} bytes");
-        assert!(session <= 256, "Session is {session} bytes");
+        assert!(conn <= 128, "Conn is {conn} bytes");
+        assert!(session <= 152, "Session is {session} bytes");
     }
 }

@@ -279,12 +279,12 @@ impl Broker {
                 g.sessions_offline += 1;
             }
             g.subscriptions += s.subscriptions.len() as u64;
-            g.inflight_messages += s.inflight.len() as u64;
-            g.queued_messages += s.queue.len() as u64;
+            g.inflight_messages += s.qos.inflight.len() as u64;
+            g.queued_messages += s.qos.queue.len() as u64;
         }
         for c in self.conns.values() {
             if c.state != ConnState::Closing {
-                g.backlog_messages += c.backlog_messages as u64;
+                g.backlog_messages += c.rare().map_or(0, |r| r.backlog_messages) as u64;
             }
         }
         g

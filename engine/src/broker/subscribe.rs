@@ -122,9 +122,9 @@ impl Broker {
             if !send {
                 continue;
             }
-            let held = self.conns.get_mut(conn).filter(|c| !c.held.is_empty());
+            let held = self.conns.get_mut(conn).filter(|c| c.has_held());
             match held {
-                Some(c) => c.held.push_back(Held::Retained {
+                Some(c) => c.rare_mut().held.push_back(Held::Retained {
                     filter,
                     options,
                     subscription_id,
@@ -161,11 +161,16 @@ impl Broker {
                 }
             }
             // Its retained messages are held right behind the SUBACK.
-            if let Some(c) = self.conns.get_mut(conn) {
+            if let Some(held) = self
+                .conns
+                .get_mut(conn)
+                .and_then(|c| c.rare_mut_if_any())
+                .map(|r| &mut r.held)
+            {
                 let mut i = 0;
-                while let Some(Held::Retained { filter, .. }) = c.held.get(i) {
+                while let Some(Held::Retained { filter, .. }) = held.get(i) {
                     if *filter == set.filter {
-                        c.held.remove(i);
+                        held.remove(i);
                     } else {
                         i += 1;
                     }
@@ -204,7 +209,7 @@ impl Broker {
             r.publish.retain = true;
             r.publish.dup = false;
             r.publish.packet_id = 0;
-            c.backlog.push_back(Backlogged {
+            c.rare_mut().backlog.push_back(Backlogged {
                 publish: r.publish,
                 received_at_ms: r.received_at_ms,
                 retained: true,

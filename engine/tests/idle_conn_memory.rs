@@ -1,0 +1,165 @@
+//! The engine's heap per idle connection stays small (issue 11: 0.5 KiB of
+//! broker RSS per idle connection): 4,096 clients connect to one `Broker`
+//! (CONNECT handled, CONNACK written and taken by the "runtime"), then the
+//! live heap is compared with before, for MQTT 3.1.1 and MQTT 5 clients.
+//! What is counted is every byte the engine allocated and still holds,
+//! spare capacity of its tables included (4,096 is a power of two, so the
+//! slabs are full and the hash tables at their usual load).
+//!
+//! The broker's RSS per idle connection (`bench/idle-memory.sh`) adds the
+//! runtime's own share; see docs/benchmarks.md.
+
+#![allow(unsafe_code)] // the counting allocator below
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use bytes::BytesMut;
+use ringmq_engine::broker::{Broker, BrokerConfig};
+use ringmq_engine::codec::{self, Connect, Packet, Protocol};
+
+/// The most heap bytes the engine may keep for one idle connection
+/// (its `Conn` and `Session` slab slots, the client-id map entry and id,
+/// its place in the deadline wheel, its outgoing buffer), table slack
+/// included.
+const IDLE_CONN_HEAP_MAX_BYTES: usize = 448;
+
+const CONNECTIONS: usize = 4096;
+
+struct LiveBytes;
+
+thread_local! {
+    // `const` initialisers: touching them from the allocator never
+    // allocates. Per thread, so the harness's threads do not count.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+fn add(bytes: isize) {
+    // `try_with`: during thread teardown the slot may be gone.
+    if LIVE.try_with(|n| n.set(n.get() + bytes)).is_err() {
+        // Nothing of the measuring thread happens then.
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so `System` upholds the GlobalAlloc contract; the bookkeeping
+// only touches a thread-local `Cell`, which neither allocates nor unwinds.
+unsafe impl GlobalAlloc for LiveBytes {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        add(layout.size() as isize);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        add(layout.size() as isize);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        add(new_size as isize - layout.size() as isize);
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract; `ptr`
+        // came from `System` with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        add(-(layout.size() as isize));
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: LiveBytes = LiveBytes;
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
+/// Heap bytes per connection `CONNECTIONS` idle clients of `protocol`
+/// leave in a broker, and what stays after they all closed.
+fn per_idle_connection(protocol: Protocol) -> (usize, isize) {
+    let mut broker = Broker::new(
+        BrokerConfig {
+            sys_interval_s: 0,
+            ..BrokerConfig::default()
+        },
+        0,
+        1,
+    );
+    // Client ids and CONNECT frames are made before measuring, and read
+    // from one buffer, as the runtime's shard-wide read buffer.
+    let frames: Vec<BytesMut> = (0..CONNECTIONS)
+        .map(|i| {
+            let connect = Connect {
+                protocol,
+                clean_start: true,
+                keep_alive_s: 60,
+                client_id: format!("loadgen-1234-conn-{i}").into(),
+                will: None,
+                username: None,
+                password: None,
+                properties: Default::default(),
+            };
+            let mut buf = BytesMut::new();
+            codec::encode(&Packet::Connect(Box::new(connect)), protocol, &mut buf)
+                .expect("a CONNECT encodes");
+            buf
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(CONNECTIONS);
+    let mut read = BytesMut::with_capacity(4096);
+    // Once, so that the buffer is shared (`split_to`) before measuring.
+    read.extend_from_slice(&frames[0]);
+    drop(read.split_to(read.len()).freeze());
+    let before = live();
+    for frame in &frames {
+        let conn = broker.accept(0).expect("below connections_max");
+        ids.push(conn);
+        read.extend_from_slice(frame);
+        broker.handle_read(conn, &mut read, 0);
+        assert!(read.is_empty(), "the CONNECT was read whole");
+        while broker.poll_event().is_some() {}
+        // The runtime takes the CONNACK (as `take_outgoing` does).
+        let out = broker.take_outgoing(conn).expect("a CONNACK was written");
+        drop(out); // sent
+    }
+    let held = live() - before;
+    for &conn in &ids {
+        broker.handle_closed(conn, 1);
+        while broker.poll_event().is_some() {}
+    }
+    broker.shrink_memory();
+    let after = live() - before;
+    (held as usize / CONNECTIONS, after)
+}
+
+#[test]
+fn an_idle_v3_1_1_connection_keeps_little_engine_heap() {
+    let (per_conn, after) = per_idle_connection(Protocol::V3_1_1);
+    eprintln!("MQTT 3.1.1: {per_conn} heap bytes per idle connection, {after} after all closed");
+    assert!(
+        per_conn <= IDLE_CONN_HEAP_MAX_BYTES,
+        "{per_conn} bytes per idle v3.1.1 connection (at most {IDLE_CONN_HEAP_MAX_BYTES})"
+    );
+    assert!(
+        after <= 4096,
+        "{after} bytes stayed after every connection closed"
+    );
+}
+
+#[test]
+fn an_idle_v5_connection_keeps_little_engine_heap() {
+    let (per_conn, after) = per_idle_connection(Protocol::V5);
+    eprintln!("MQTT 5: {per_conn} heap bytes per idle connection, {after} after all closed");
+    assert!(
+        per_conn <= IDLE_CONN_HEAP_MAX_BYTES,
+        "{per_conn} bytes per idle v5 connection (at most {IDLE_CONN_HEAP_MAX_BYTES})"
+    );
+    assert!(
+        after <= 4096,
+        "{after} bytes stayed after every connection closed"
+    );
+}

@@ -51,6 +51,9 @@ pub(super) struct Conn {
     /// What most connections never need ([`ConnRare`]): made on first use,
     /// dropped again by [`Conn::trim_rare`] once it holds nothing.
     rare: Option<Box<ConnRare>>,
+    /// The client id once connected (`connlog`, when logging: the default
+    /// of the broker binary, so not in `rare`).
+    pub(super) client_id: Option<Bytes>,
     /// Authenticated with SCRAM-SHA-256 (v5 enhanced authentication), so
     /// AUTH packets may re-authenticate it.
     pub(super) enhanced_auth: bool,
@@ -75,10 +78,9 @@ pub(super) struct ConnRare {
     pub(super) backlog_messages: usize,
     /// Their topic and payload bytes, against `outgoing_queue_max_bytes`.
     pub(super) backlog_bytes: usize,
-    /// Why the engine ends this connection (`connlog`, when logging).
+    /// Why the engine ends this connection (`connlog`, when logging; set
+    /// once, at its end).
     pub(super) close_cause: Option<CloseCause>,
-    /// The client id once connected (`connlog`, when logging).
-    pub(super) client_id: Option<Bytes>,
 }
 
 impl ConnRare {
@@ -91,7 +93,6 @@ impl ConnRare {
             && self.backlog.is_empty()
             && self.backlog.capacity() == 0
             && self.close_cause.is_none()
-            && self.client_id.is_none()
     }
 }
 
@@ -304,6 +305,7 @@ impl Conn {
             aliases_out: None,
             auth: None,
             rare: None,
+            client_id: None,
             enhanced_auth: false,
             connack_held: false,
         }

@@ -92,7 +92,7 @@ impl Broker {
         } = &record
         {
             if let Some(c) = self.conns.get_mut(*conn) {
-                c.rare_mut().client_id = Some(client_id.clone());
+                c.client_id = Some(client_id.clone());
             }
         }
         self.connection_records.push_back(record);
@@ -106,13 +106,10 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        let (client_id, cause) = match c.rare_mut_if_any() {
-            Some(rare) => (rare.client_id.take(), rare.close_cause.take()),
-            None => (None, None),
-        };
+        let cause = c.rare_mut_if_any().and_then(|r| r.close_cause.take());
         let record = ConnectionRecord::Closed {
             conn,
-            client_id,
+            client_id: c.client_id.take(),
             cause,
         };
         self.connection_records.push_back(record);

@@ -11,9 +11,11 @@ use std::task::{Poll, Waker};
 /// The waiter re-checks its condition after every wake-up (spurious wakes
 /// are harmless); the notifier changes the condition first, then calls
 /// [`WakerSlot::wake`].
+/// A `Cell`, not a `RefCell`: every connection has two (16 bytes each,
+/// not 24), and no borrow is ever held across a call.
 #[derive(Default)]
 pub struct WakerSlot {
-    waker: RefCell<Option<Waker>>,
+    waker: Cell<Option<Waker>>,
 }
 
 impl WakerSlot {
@@ -24,16 +26,16 @@ impl WakerSlot {
 
     /// Stores `waker` (replacing an older one of another task).
     pub fn register(&self, waker: &Waker) {
-        let mut slot = self.waker.borrow_mut();
-        match slot.as_ref() {
-            Some(current) if current.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
+        let keep = match self.waker.take() {
+            Some(current) if current.will_wake(waker) => current,
+            _ => waker.clone(),
+        };
+        self.waker.set(Some(keep));
     }
 
     /// Wakes the registered task, if any, and empties the slot.
     pub fn wake(&self) {
-        let waker = self.waker.borrow_mut().take();
+        let waker = self.waker.take();
         if let Some(waker) = waker {
             waker.wake();
         }

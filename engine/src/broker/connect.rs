@@ -524,13 +524,6 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        if s.qos.inflight.is_empty() {
-            // Nothing to resend (and no `&mut` of QoS state it may not have).
-            if !c.out.is_empty() {
-                c.queue_transmit(conn, &mut self.events);
-            }
-            return;
-        }
         let protocol = c.protocol;
         let stats = &mut self.stats;
         let durable = persisted(&self.persist, s);
@@ -539,32 +532,35 @@ impl Broker {
         // An entry whose PUBLISH no longer encodes (over the protocol's
         // limits in the protocol of this connection) is dropped, which frees
         // its slot of the inflight window.
-        s.qos.inflight.retain_mut(|o| {
-            match o.state {
-                OutState::AwaitPubAck | OutState::AwaitPubRec => {
-                    o.publish.dup = true;
-                    let written = write_outbound(c, &mut o.publish, o.received_at_ms, now_ms);
-                    if written.is_err() {
-                        stats.dropped_too_large += 1;
-                        if durable {
-                            persist.delete_message(client_id, o.seq);
+        // Only with something in flight: no `&mut` of QoS state it may not have.
+        if !s.qos.inflight.is_empty() {
+            s.qos.inflight.retain_mut(|o| {
+                match o.state {
+                    OutState::AwaitPubAck | OutState::AwaitPubRec => {
+                        o.publish.dup = true;
+                        let written = write_outbound(c, &mut o.publish, o.received_at_ms, now_ms);
+                        if written.is_err() {
+                            stats.dropped_too_large += 1;
+                            if durable {
+                                persist.delete_message(client_id, o.seq);
+                            }
+                        } else {
+                            stats.packets_sent += 1;
                         }
-                    } else {
-                        stats.packets_sent += 1;
+                        written.is_ok()
                     }
-                    written.is_ok()
+                    OutState::AwaitPubComp => {
+                        // A PUBREL without properties always encodes; were it
+                        // not to, the entry stays for the next resume.
+                        let rel = Packet::PubRel(PubAck::new(o.packet_id));
+                        let written = crate::codec::encode(&rel, protocol, &mut c.out).is_ok();
+                        debug_assert!(written, "a PUBREL always encodes");
+                        stats.packets_sent += u64::from(written);
+                        true
+                    }
                 }
-                OutState::AwaitPubComp => {
-                    // A PUBREL without properties always encodes; were it
-                    // not to, the entry stays for the next resume.
-                    let rel = Packet::PubRel(PubAck::new(o.packet_id));
-                    let written = crate::codec::encode(&rel, protocol, &mut c.out).is_ok();
-                    debug_assert!(written, "a PUBREL always encodes");
-                    stats.packets_sent += u64::from(written);
-                    true
-                }
-            }
-        });
+            });
+        }
         if !c.out.is_empty() {
             c.queue_transmit(conn, &mut self.events);
         }

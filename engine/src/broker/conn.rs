@@ -60,6 +60,11 @@ pub(super) struct Conn {
     /// Its CONNACK waits in `held` (durable storage): nothing else is
     /// written to it meanwhile (QoS 1/2 messages wait in the session queue).
     pub(super) connack_held: bool,
+    /// Listed in `Broker::out_kept`: its outgoing buffer is kept while it
+    /// is busy (`out_release.rs`).
+    pub(super) out_kept: bool,
+    /// It took a batch since the last walk of `out_kept`.
+    pub(super) out_used: bool,
 }
 
 /// The parts of a connection that an idle one does not use, boxed together
@@ -308,6 +313,8 @@ impl Conn {
             client_id: None,
             enhanced_auth: false,
             connack_held: false,
+            out_kept: false,
+            out_used: false,
         }
     }
 

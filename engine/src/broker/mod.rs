@@ -56,6 +56,7 @@ mod connlog;
 mod deadlines;
 mod deliver;
 mod message;
+mod out_release;
 mod pending_auth;
 mod persist;
 mod publish;
@@ -104,11 +105,9 @@ use slab::Slab;
 use timer::Timer;
 use violation::Violation;
 
-/// Index of a connection inside one shard.
-/// Batches shorter than this (bytes) leave with their whole outgoing
-/// buffer ([`Broker::take_outgoing`]).
-pub const OUT_SPLIT_MIN_BYTES: usize = 64;
+pub use out_release::OUT_RELEASE_AFTER_MS;
 
+/// Index of a connection inside one shard.
 pub type ConnId = usize;
 /// Index of a shard, `0..shard_count`.
 pub type ShardId = u16;
@@ -142,6 +141,13 @@ pub struct Broker {
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     /// Connection deadlines: CONNECT timeout, keep-alive (deadlines.rs).
     deadlines: deadlines::DeadlineWheel,
+    /// Connections keeping their outgoing buffer, with their generation,
+    /// and when to walk them to release quiet ones (out_release.rs).
+    out_kept: Vec<(ConnId, u64)>,
+    out_release_due_ms: Option<u64>,
+    /// The latest time the broker was given (for timers armed where no
+    /// time is passed in).
+    clock_ms: u64,
     next_generation: u64,
     stats: Stats,
     started_ms: Option<u64>,
@@ -198,6 +204,9 @@ impl Broker {
             connection_records: VecDeque::new(),
             timers: BinaryHeap::new(),
             deadlines: deadlines::DeadlineWheel::new(),
+            out_kept: Vec::new(),
+            out_release_due_ms: None,
+            clock_ms: 0,
             next_generation: 1,
             assigned_ids: 0,
             stats: Stats::default(),
@@ -227,6 +236,7 @@ impl Broker {
     /// A new socket. `None` when `connections_max` is reached: close it.
     pub fn accept(&mut self, now_ms: u64) -> Option<ConnId> {
         self.start_clock(now_ms);
+        self.clock_ms = now_ms;
         if self.conns.len() >= self.config.connections_max {
             self.stats.connections_refused_limit += 1;
             return None;
@@ -239,6 +249,7 @@ impl Broker {
 
     /// Bytes read from `conn`: every complete frame in `buf` is consumed.
     pub fn handle_read(&mut self, conn: ConnId, buf: &mut BytesMut, now_ms: u64) {
+        self.clock_ms = now_ms;
         loop {
             let (state, protocol) = match self.conns.get(conn) {
                 Some(c) => (c.state, c.protocol),
@@ -312,6 +323,7 @@ impl Broker {
     /// full), up to `outgoing_buffer_max_bytes`. More left waiting is
     /// announced with another `Transmit`.
     pub fn handle_writable(&mut self, conn: ConnId, now_ms: u64) {
+        self.clock_ms = now_ms;
         self.pump_backlog(conn, now_ms);
         if let Some(c) = self.conns.get_mut(conn) {
             if c.has_backlog() && !c.out.is_empty() {
@@ -354,6 +366,7 @@ impl Broker {
     /// Run every timer due at `now_ms`.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.start_clock(now_ms);
+        self.clock_ms = now_ms;
         while let Some(Reverse((due, timer))) = self.timers.peek().copied() {
             if due > now_ms {
                 break;
@@ -362,6 +375,7 @@ impl Broker {
             self.fire(timer, now_ms);
         }
         self.check_deadlines(now_ms);
+        self.release_quiet_buffers(now_ms);
     }
 
     /// Server shutdown: v5 clients get DISCONNECT 0x8B, all connections close.
@@ -399,30 +413,13 @@ impl Broker {
         Some(&mut c.out)
     }
 
-    /// Everything waiting to be written to `conn`, as one batch (`None`
-    /// when nothing waits); counted as sent. A batch of at least
-    /// [`OUT_SPLIT_MIN_BYTES`] leaves the buffer's spare room behind for
-    /// the next one (no allocation per batch); a smaller one (a CONNACK,
-    /// a PINGRESP, an acknowledgement) takes the buffer with it, so that
-    /// an idle connection keeps no outgoing buffer at all.
-    pub fn take_outgoing(&mut self, conn: ConnId) -> Option<Bytes> {
-        let out = self.outgoing(conn)?;
-        if out.is_empty() {
-            return None;
-        }
-        if out.len() < OUT_SPLIT_MIN_BYTES {
-            return Some(std::mem::take(out).freeze());
-        }
-        Some(out.split().freeze())
-    }
-
     /// The earliest time `handle_timeout` must be called, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
         let timer = self.timers.peek().map(|Reverse((due, _))| *due);
-        match (timer, self.next_deadline_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.next_deadline_ms(), self.out_release_due_ms]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Gives back memory the tables kept at their high-water mark (the
@@ -438,6 +435,7 @@ impl Broker {
         self.connection_records.shrink_to_fit();
         self.barriers.shrink_to_fit();
         self.timers.shrink_to_fit();
+        self.out_kept.shrink_to_fit();
     }
 
     // ----- queries ---------------------------------------------------------

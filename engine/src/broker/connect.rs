@@ -26,7 +26,7 @@ impl Broker {
             self.assigned_ids += 1;
             let id = format!("ringmq-{}-{}", self.shard, self.assigned_ids);
             if owner_shard(id.as_bytes(), self.shard_count) == self.shard
-                && !self.by_client_id.contains_key(id.as_bytes())
+                && !self.by_client_id.contains(&self.sessions, id.as_bytes())
             {
                 return Bytes::from(id);
             }
@@ -206,7 +206,7 @@ impl Broker {
         // session and gets a new one with Session Present 0
         // ([MQTT-3.1.2-6], [MQTT-3.2.2-3]; 5.0 section 3.1.4).
         let recorded_before = self.persist.recorded;
-        let existing = self.by_client_id.get(&client_id).copied();
+        let existing = self.by_client_id.get(&self.sessions, &client_id);
         let kept = existing
             .and_then(|session| self.sessions.get(session))
             .is_some_and(|s| s.expiry_interval_s > 0);
@@ -244,7 +244,7 @@ impl Broker {
                     expiry_interval_s,
                     generation,
                 ));
-                self.by_client_id.insert(client_id.clone(), session);
+                self.by_client_id.insert(&self.sessions, session);
                 session
             }
         };
@@ -464,9 +464,7 @@ impl Broker {
             self.remove_subscription(session, &sub.filter);
         }
         if let Some(s) = self.sessions.remove(session) {
-            if self.by_client_id.get(&s.client_id) == Some(&session) {
-                self.by_client_id.remove(&s.client_id);
-            }
+            self.by_client_id.remove(&s.client_id, session);
         }
     }
 

@@ -491,7 +491,7 @@ mod tests {
         let mut buf = BytesMut::new();
         assert!(codec::encode(&Packet::Connect(Box::new(connect)), Protocol::V5, &mut buf).is_ok());
         broker.handle_read(conn, &mut buf, 0);
-        let Some(&session) = broker.by_client_id.get(&b"c"[..]) else {
+        let Some(session) = broker.by_client_id.get(&broker.sessions, b"c") else {
             panic!("no session")
         };
         if let Some(out) = broker.outgoing(conn) {

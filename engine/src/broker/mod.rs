@@ -47,6 +47,7 @@ mod auth;
 mod authenticate;
 mod backlog;
 mod barrier;
+mod client_ids;
 mod compact;
 mod config;
 mod conn;
@@ -128,7 +129,8 @@ pub struct Broker {
     // Connections (conn.rs) and sessions (session.rs, connect.rs).
     conns: Slab<Conn>,
     sessions: Slab<Session>,
-    by_client_id: HashMap<Bytes, SessionId>,
+    /// Sessions by client id (client_ids.rs).
+    by_client_id: client_ids::ClientIds,
     /// Assigned client ids so far (connect.rs).
     assigned_ids: u64,
     /// This shard's replica of the subscriptions (route.rs, subscribe.rs).
@@ -197,7 +199,7 @@ impl Broker {
             acl: None,
             conns: Slab::default(),
             sessions: Slab::default(),
-            by_client_id: HashMap::new(),
+            by_client_id: client_ids::ClientIds::default(),
             router: TopicTrie::new(),
             retained: RetainedStore::default(),
             events: VecDeque::new(),
@@ -430,7 +432,7 @@ impl Broker {
     pub fn shrink_memory(&mut self) {
         self.conns.shrink();
         self.sessions.shrink();
-        self.by_client_id.shrink_to_fit();
+        self.by_client_id.shrink_to_fit(&self.sessions);
         self.events.shrink_to_fit();
         self.connection_records.shrink_to_fit();
         self.barriers.shrink_to_fit();

@@ -222,7 +222,7 @@ impl Broker {
     /// The session record of `client_id` as the session is now: written,
     /// or deleted when the session ended or is no longer kept.
     fn flush_session_record(&mut self, client_id: &Bytes) {
-        let session = self.by_client_id.get(client_id).copied();
+        let session = self.by_client_id.get(&self.sessions, client_id);
         let Some(s) = session.and_then(|sid| self.sessions.get_mut(sid)) else {
             self.persist
                 .push(Keyspace::Sessions, session_key(client_id), None);

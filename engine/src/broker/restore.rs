@@ -243,7 +243,7 @@ impl Broker {
         now_wall: u64,
         now_ms: u64,
     ) -> Option<(SessionId, u64, u64)> {
-        if self.by_client_id.contains_key(&client_id) {
+        if self.by_client_id.contains(&self.sessions, &client_id) {
             return None; // the same record twice: the first one stands
         }
         let generation = self.generation();
@@ -313,7 +313,7 @@ impl Broker {
         };
         s.offline_since_ms = now_ms.saturating_sub(offline_ms);
         let session: SessionId = self.sessions.insert(s);
-        self.by_client_id.insert(client_id, session);
+        self.by_client_id.insert(&self.sessions, session);
         for sub in record.subscriptions {
             let (filter, options, id) = (sub.filter, sub.options, sub.subscription_id);
             self.add_subscription(session, filter, options, id, 0);

@@ -7,13 +7,11 @@
 mod alloc_broker;
 mod counting_alloc;
 
-use alloc_broker::{connect_as, drain, frame};
+use alloc_broker::{connect_as, drain, frame, subscribe};
 use bytes::BytesMut;
 use counting_alloc::allocations_in;
 use ringmq_engine::broker::{Broker, BrokerConfig, ConnId, Event};
-use ringmq_engine::codec::{
-    Packet, Protocol, PubAck, Publish, QoS, Subscribe, SubscribeFilter, SubscriptionOptions,
-};
+use ringmq_engine::codec::{Packet, Protocol, PubAck, Publish, QoS, Subscribe, SubscribeFilter};
 
 fn connect(broker: &mut Broker, id: &str, protocol: Protocol) -> ConnId {
     connect_as(broker, id, None, protocol, None)
@@ -28,20 +26,12 @@ fn run(protocol: Protocol) {
     let mut subscribers = Vec::new();
     for i in 0..100 {
         let conn = connect(&mut broker, &format!("sub-{i}"), protocol);
-        let sub = Subscribe {
-            packet_id: 1,
-            filters: vec![SubscribeFilter {
-                filter: if i % 2 == 0 {
-                    "sensors/+/temp".into()
-                } else {
-                    "sensors/#".into()
-                },
-                options: Default::default(),
-            }],
-            properties: Default::default(),
+        let filter = if i % 2 == 0 {
+            "sensors/+/temp"
+        } else {
+            "sensors/#"
         };
-        let mut buf = BytesMut::from(&frame(&Packet::Subscribe(sub), protocol)[..]);
-        broker.handle_read(conn, &mut buf, 0);
+        subscribe(&mut broker, conn, filter, QoS::AtMostOnce, protocol);
         subscribers.push(conn);
     }
     let publisher = connect(&mut broker, "pub", protocol);
@@ -167,29 +157,18 @@ fn routing_with_outbound_topic_aliases_allocates_nothing() {
 /// PUBLISH) and dropping it once written, the subscribers' PUBACKs read.
 /// Returns the allocations of the 100 measured rounds (one message each).
 fn qos1_allocations_per_message(protocol: Protocol, subscribers: usize) -> usize {
-    let config = BrokerConfig {
+    let no_sys = BrokerConfig {
         sys_interval_s: 0,
         ..BrokerConfig::default()
     };
-    let mut broker = Broker::new(config, 0, 1);
-    let mut subs = Vec::new();
-    for i in 0..subscribers {
-        let conn = connect(&mut broker, &format!("sub-{i}"), protocol);
-        let sub = Subscribe {
-            packet_id: 1,
-            filters: vec![SubscribeFilter {
-                filter: "sensors/#".into(),
-                options: SubscriptionOptions {
-                    qos: QoS::AtLeastOnce,
-                    ..Default::default()
-                },
-            }],
-            properties: Default::default(),
-        };
-        let mut buf = BytesMut::from(&frame(&Packet::Subscribe(sub), protocol)[..]);
-        broker.handle_read(conn, &mut buf, 0);
-        subs.push(conn);
-    }
+    let mut broker = Broker::new(no_sys, 0, 1);
+    let subs: Vec<ConnId> = (0..subscribers)
+        .map(|i| {
+            let conn = connect(&mut broker, &format!("sub-{i}"), protocol);
+            subscribe(&mut broker, conn, "sensors/#", QoS::AtLeastOnce, protocol);
+            conn
+        })
+        .collect();
     let publisher = connect(&mut broker, "pub", protocol);
     drain(&mut broker, &subs);
     drain(&mut broker, &[publisher]);

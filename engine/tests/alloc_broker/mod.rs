@@ -5,7 +5,9 @@
 
 use bytes::BytesMut;
 use ringmq_engine::broker::{Broker, ConnId, Event};
-use ringmq_engine::codec::{self, Connect, Packet, Protocol};
+use ringmq_engine::codec::{
+    self, Connect, Packet, Protocol, QoS, Subscribe, SubscribeFilter, SubscriptionOptions,
+};
 
 pub fn frame(packet: &Packet, protocol: Protocol) -> Vec<u8> {
     let mut b = BytesMut::new();
@@ -37,6 +39,24 @@ pub fn connect_as(
     let mut buf = BytesMut::from(&frame(&Packet::Connect(Box::new(c)), protocol)[..]);
     broker.handle_read(conn, &mut buf, 0);
     conn
+}
+
+/// Subscribes `conn` to `filter` at `qos` (its SUBACK stays in the
+/// outgoing buffer).
+pub fn subscribe(broker: &mut Broker, conn: ConnId, filter: &str, qos: QoS, protocol: Protocol) {
+    let sub = Subscribe {
+        packet_id: 1,
+        filters: vec![SubscribeFilter {
+            filter: filter.to_owned().into(),
+            options: SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+        }],
+        properties: Default::default(),
+    };
+    let mut buf = BytesMut::from(&frame(&Packet::Subscribe(sub), protocol)[..]);
+    broker.handle_read(conn, &mut buf, 0);
 }
 
 /// Takes every event and clears the outgoing buffers of `conns` (keeping

@@ -14,21 +14,54 @@
 //! module writes nothing.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use ringmq_engine::broker::{CloseCause, ConnId, ConnectionRecord, ShardId};
 use ringmq_engine::codec::Protocol;
 use ringmq_net::conn::CloseReason;
 
+use crate::conn_table::ConnTable;
+
 /// Length of the rate limit's window, in ms.
 const WINDOW_MS: u64 = 1000;
 
-/// Where a connection came from.
+/// Where a connection came from, kept as addresses (no allocation per
+/// connection; the text is made only for a line that is written). An
+/// IPv6 address keeps no flow label or scope id.
 struct Meta {
-    peer: String,
-    listener: String,
+    peer: Option<(IpAddr, u16)>,
+    local: Option<(IpAddr, u16)>,
+    tls: bool,
+    websocket: bool,
+}
+
+fn compact(addr: Option<SocketAddr>) -> Option<(IpAddr, u16)> {
+    addr.map(|a| (a.ip(), a.port()))
+}
+
+impl Meta {
+    /// The remote address and the listener's URL, as the lines say them.
+    fn text(meta: Option<&Meta>) -> (String, String) {
+        let Some(m) = meta else {
+            return ("unknown".into(), "unknown".into());
+        };
+        let scheme = match (m.websocket, m.tls) {
+            (false, false) => "mqtt",
+            (false, true) => "mqtts",
+            (true, false) => "ws",
+            (true, true) => "wss",
+        };
+        let peer = m.peer.map_or_else(
+            || "unknown".to_string(),
+            |p| SocketAddr::from(p).to_string(),
+        );
+        let listener = match m.local {
+            Some(l) => format!("{scheme}://{}", SocketAddr::from(l)),
+            None => format!("{scheme}://unknown"),
+        };
+        (peer, listener)
+    }
 }
 
 /// One shard's connection log.
@@ -39,7 +72,7 @@ pub struct ConnLog {
     window_start_ms: Cell<u64>,
     lines_in_window: Cell<u32>,
     suppressed: Cell<u64>,
-    meta: RefCell<HashMap<ConnId, Meta>>,
+    meta: RefCell<ConnTable<Meta>>,
 }
 
 impl ConnLog {
@@ -51,7 +84,7 @@ impl ConnLog {
             window_start_ms: Cell::new(0),
             lines_in_window: Cell::new(0),
             suppressed: Cell::new(0),
-            meta: RefCell::new(HashMap::new()),
+            meta: RefCell::new(ConnTable::default()),
         }
     }
 
@@ -68,18 +101,11 @@ impl ConnLog {
         if !self.enabled {
             return;
         }
-        let scheme = match (websocket, tls) {
-            (false, false) => "mqtt",
-            (false, true) => "mqtts",
-            (true, false) => "ws",
-            (true, true) => "wss",
-        };
         let meta = Meta {
-            peer: peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
-            listener: local.map_or_else(
-                || format!("{scheme}://unknown"),
-                |l| format!("{scheme}://{l}"),
-            ),
+            peer: compact(peer),
+            local: compact(local),
+            tls,
+            websocket,
         };
         self.meta.borrow_mut().insert(conn, meta);
     }
@@ -133,10 +159,8 @@ impl ConnLog {
                 if !self.admit(now_ms) {
                     return;
                 }
-                let meta = self.meta.borrow();
-                let (peer, listener) = meta.get(&conn).map_or(("unknown", "unknown"), |m| {
-                    (m.peer.as_str(), m.listener.as_str())
-                });
+                let (peer, listener) = Meta::text(self.meta.borrow().get(conn));
+                let (peer, listener) = (peer.as_str(), listener.as_str());
                 let username = username.as_ref().map_or_else(|| "-".to_string(), text);
                 tracing::info!(
                     shard = self.shard,
@@ -156,7 +180,7 @@ impl ConnLog {
                 client_id,
                 cause,
             } => {
-                let meta = self.meta.borrow_mut().remove(&conn);
+                let meta = self.meta.borrow_mut().remove(conn);
                 // A connection that never connected and that the engine did
                 // not end (handed to another shard, a port probe) is no
                 // operator's business.
@@ -166,9 +190,8 @@ impl ConnLog {
                 if !self.admit(now_ms) {
                     return;
                 }
-                let (peer, listener) = meta.as_ref().map_or(("unknown", "unknown"), |m| {
-                    (m.peer.as_str(), m.listener.as_str())
-                });
+                let (peer, listener) = Meta::text(meta.as_ref());
+                let (peer, listener) = (peer.as_str(), listener.as_str());
                 let client_id = client_id.as_ref().map_or_else(|| "-".to_string(), text);
                 match cause {
                     Some(CloseCause::ProtocolViolation {

@@ -22,6 +22,7 @@ mod auth;
 mod cli;
 mod config;
 mod conn;
+mod conn_table;
 mod connlog;
 mod http;
 mod logging;

@@ -7,7 +7,6 @@
 //! connection.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use ringmq_net::tls::offload::HandshakePool;
 use ringmq_net::wake::Notify;
 
 use crate::auth::{Done, ShardAuth};
+use crate::conn_table::ConnTable;
 use crate::connlog::ConnLog;
 use crate::mesh::{Mesh, PushOutcome, RingMsg};
 use crate::metrics::MetricsHub;
@@ -77,7 +77,7 @@ pub struct Shard {
     /// Connect / disconnect lines (`connlog`).
     pub connlog: ConnLog,
     /// The driver of every accepted connection, by engine id.
-    pub(super) conns: RefCell<HashMap<ConnId, DriverHandle>>,
+    pub(super) conns: RefCell<ConnTable<DriverHandle>>,
     pub(super) mesh: RefCell<Mesh>,
     /// Connections paused because the overflow towards that peer is over
     /// its limit.
@@ -132,7 +132,7 @@ impl Shard {
                 settings.log_connections,
                 settings.log_connections_max_lines_per_s,
             ),
-            conns: RefCell::new(HashMap::new()),
+            conns: RefCell::new(ConnTable::default()),
             mesh: RefCell::new(mesh),
             paused: RefCell::new(Vec::new()),
             timer_armed_ms: Cell::new(None),
@@ -167,7 +167,7 @@ impl Shard {
             let event = self.broker.borrow_mut().poll_event();
             let Some(event) = event else { break };
             match event {
-                Event::Transmit(id) => match self.conns.borrow().get(&id) {
+                Event::Transmit(id) => match self.conns.borrow().get(id) {
                     Some(handle) => handle.transmit(),
                     None => tracing::debug!(
                         shard = self.id,
@@ -175,7 +175,7 @@ impl Shard {
                         "transmit for an unknown connection"
                     ),
                 },
-                Event::Close(id) => match self.conns.borrow().get(&id) {
+                Event::Close(id) => match self.conns.borrow().get(id) {
                     Some(handle) => handle.close(),
                     None => tracing::debug!(
                         shard = self.id,
@@ -357,7 +357,7 @@ impl Shard {
         self.broker
             .borrow_mut()
             .handle_auth_result(done.conn, done.token, done.verdict, now);
-        if let Some(handle) = self.conns.borrow().get(&done.conn) {
+        if let Some(handle) = self.conns.borrow().get(done.conn) {
             handle.resume_reads();
         }
         self.drain_events(None);
@@ -375,7 +375,7 @@ impl Shard {
     /// once per accepted id), dispatch what that caused.
     pub fn connection_closed(&self, id: ConnId, reason: CloseReason) {
         tracing::trace!(shard = self.id, conn = id, ?reason, "connection closed");
-        self.conns.borrow_mut().remove(&id);
+        self.conns.borrow_mut().remove(id);
         if let Some(auth) = &self.auth {
             auth.forget(id);
         }

@@ -46,6 +46,8 @@
 # they can even at nice -20, and among the bench's own threads the order
 # stays the one a quiet machine gives: a waking event loop preempts the
 # helpers at once, the flow preempts the storm client),
+# IO (unset: ringmq's default driver; e.g. native: `[runtime] io = "native"`,
+# the native io_uring shard loop),
 # PROFILE (release; debug for a quick check of the script itself).
 # Needs: release builds (cargo build --release -p ringmq -p loadgen), mosquitto
 # and mosquitto_passwd from ../shared/peers/install-peers.sh, openssl, python3.
@@ -57,7 +59,7 @@ BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}" STORM_CORE="${
 CPU_RATE="${CPU_RATE:-1000}" CPU_SUBS="${CPU_SUBS:-50}" CPU_WINDOW_S="${CPU_WINDOW_S:-5}"
 HS_COUNT="${HS_COUNT:-2000}" FLOW_RATE="${FLOW_RATE:-1000}" FLOW_SUBS="${FLOW_SUBS:-10}"
 FLOW_S="${FLOW_S:-6}" STORM_RATE="${STORM_RATE:-300}" STORM_HOLD_S="${STORM_HOLD_S:-3}" RT="${RT:-}" AUTH_COUNT="${AUTH_COUNT:-100}" AUTH_FLOW_S="${AUTH_FLOW_S:-10}"
-OUT="${OUT:-/tmp/security-bench.txt}" NICE="${NICE:-0}"
+OUT="${OUT:-/tmp/security-bench.txt}" NICE="${NICE:-0}" IO="${IO:-}"
 tdir="${CARGO_TARGET_DIR:-target}/${PROFILE:-release}"
 MOSQUITTO="${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}"
 brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
@@ -93,7 +95,7 @@ trap cleanup EXIT
 say() { echo "$*" | tee -a "$OUT"; }
 
 say "security bench $(date -u +%FT%TZ) (load average $(cut -d' ' -f1-3 /proc/loadavg), nice $NICE, SCHED_FIFO ${RT:-off}) on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)); broker core $BROKER_CORE, loadgen core $LOADGEN_CORE (storm clients: $STORM_CORE); shared machine: other jobs run meanwhile"
-say "brokers: ringmq ($("$tdir/ringmq" --version 2>/dev/null | head -1)), mosquitto ($("$MOSQUITTO" -h 2>&1 | head -1 | sed 's/^mosquitto //'))"
+say "brokers: ringmq ($("$tdir/ringmq" --version 2>/dev/null | head -1), io ${IO:-default}), mosquitto ($("$MOSQUITTO" -h 2>&1 | head -1 | sed 's/^mosquitto //'))"
 
 # --- one certificate, one password, one ACL for both brokers -----------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
@@ -121,6 +123,7 @@ fi
 {
   echo "[runtime]"
   echo "shards = 1"
+  [[ -n $IO ]] && echo "io = \"$IO\""
   echo "[auth]"
   echo "allow_anonymous = true"
   [[ $ringmq_auth == yes ]] && echo "password_file = \"$work/ringmq.passwd\""

@@ -66,9 +66,16 @@
 //! handshake itself only for client sessions. The session moves with the
 //! fd in a hand-off (it is `Send`).
 //!
+//! - Close work is paced: each close step (the closing flush, the FIN, the
+//!   report to [`Handler::on_closed`]) first asks the shard's
+//!   [`pace::ClosePacer`] for a turn, which admits at most
+//!   [`pace::CLOSE_STEPS_PER_TURN`] per turn of the runtime, so that a
+//!   burst of closes cannot hold up the connections that stay open.
+//!
 //! Files: this one has [`Connection`] (accept, routing reads, hand-off,
 //! spawning the tasks); `handle` the driver's types and [`DriverHandle`];
-//! `reader` and `writer` the two tasks; `tls_io` TLS inside the driver.
+//! `reader` and `writer` the two tasks; `tls_io` TLS inside the driver;
+//! `pace` the close budget both backends use.
 //!
 //! See the crate docs for how a native io_uring backend (multishot receive,
 //! provided buffers) would replace this module behind the same seam.
@@ -87,6 +94,7 @@ use crate::tls::{TlsRead, TlsSession};
 use crate::ws::{WsRead, WsSession};
 
 mod handle;
+pub mod pace;
 mod reader;
 mod tls_io;
 mod writer;

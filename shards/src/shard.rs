@@ -393,11 +393,13 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         }
     }
     flush_storage(&shard, Duration::from_millis(STORAGE_FLUSH_MAX_MS)).await;
-    log_stopped(&shard);
+    log_stopped(&shard, ringmq_net::conn::pace::pacer().deferred());
 }
 
 /// The shard's last log line: its totals.
-fn log_stopped(shard: &Shard) {
+/// `close_steps_deferred`: close steps that waited for a later loop turn
+/// (`ringmq_net::conn::pace`).
+fn log_stopped(shard: &Shard, close_steps_deferred: u64) {
     let stats = shard.broker.borrow().stats();
     let mesh = shard.mesh.borrow().stats();
     tracing::info!(
@@ -405,6 +407,7 @@ fn log_stopped(shard: &Shard) {
         messages_received = stats.messages_received.iter().sum::<u64>(),
         messages_sent = stats.messages_sent.iter().sum::<u64>(),
         ring_pushes_over_limit = mesh.pushes_over_limit,
+        close_steps_deferred,
         "shard stopped"
     );
 }

@@ -1,7 +1,8 @@
 //! The reader task: bounded, adaptive reads handed to
 //! [`Handler::on_bytes`] (decrypted first on TLS), backpressure, the
 //! started-packet timeout, and the reader's part of a graceful close
-//! (`conn` module docs).
+//! (`conn` module docs); its report of the close waits for a turn of the
+//! shard's close budget (`pace`).
 
 use std::io;
 use std::rc::Rc;
@@ -14,6 +15,7 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use super::handle::{CloseReason, DriverConfig, DriverHandle, Handler, Shared};
+use super::pace;
 use super::tls_io::{decrypt, DriverTls};
 use crate::tls::TlsRead;
 
@@ -57,6 +59,9 @@ pub(super) async fn reader_task<H: Handler>(
         tls.as_deref(),
     )
     .await;
+    // Reporting the close (the engine ends the session, then the socket
+    // and the sessions are dropped) is a close step (`pace`).
+    pace::pacer().admit().await;
     handle.shared.ended.set(true);
     handle.shared.writer.wake();
     drop(read_half);

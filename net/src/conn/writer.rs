@@ -1,6 +1,8 @@
 //! The writer task: one write per wake-up of everything that accumulated
 //! (encrypted first on TLS), the bounded close flush, and the graceful
 //! close (FIN, linger, end of the reader's receive; `conn` module docs).
+//! The closing flush and the FIN each wait for a turn of the shard's close
+//! budget (`pace`).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -11,6 +13,7 @@ use monoio::io::{AsyncWriteRentExt, OwnedWriteHalf};
 use monoio::net::TcpStream;
 
 use super::handle::{DriverConfig, DriverHandle, Handler, Shared};
+use super::pace;
 use super::tls_io::{tls_output, DriverTls};
 use crate::os::{self, Shutdown};
 
@@ -25,11 +28,19 @@ pub(super) async fn writer_task<H: Handler>(
     tls: Option<Rc<DriverTls>>,
 ) {
     let shared = &handle.shared;
+    // The closing flush waited for its turn (`pace`).
+    let mut close_admitted = false;
     loop {
         shared
             .writer
             .wait_until(|| shared.transmit.get() || shared.closing.get() || shared.ended.get())
             .await;
+        if shared.closing.get() && !close_admitted && !shared.ended.get() {
+            // The closing flush (the last bytes, close_notify) is a close
+            // step: at most `CLOSE_STEPS_PER_TURN` per turn of the shard.
+            pace::pacer().admit().await;
+            close_admitted = true;
+        }
         if shared.ended.get() {
             // The reader called on_closed: the id may be reused; hands off.
             return;
@@ -65,6 +76,11 @@ pub(super) async fn writer_task<H: Handler>(
             continue;
         }
         if shared.closing.get() {
+            // The FIN is the next close step.
+            pace::pacer().admit().await;
+            if shared.ended.get() {
+                return;
+            }
             // Boxed: once per connection, not part of every task's size.
             Box::pin(close_gracefully(shared, fd, config.close_linger_ms)).await;
             return;

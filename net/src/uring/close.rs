@@ -2,6 +2,16 @@
 //! receive, the report to the handler (exactly once), freeing the slab
 //! entry once nothing is in flight, detaching for a hand-off, and the
 //! per-connection deadlines (`uring` module docs: close, hand-off).
+//!
+//! Pacing: the expensive steps of a close (the closing flush with its TLS
+//! close_notify, the FIN, the report to the handler with the slab entry's
+//! drop) each take one unit of the turn's budget,
+//! [`CLOSE_STEPS_PER_TURN`](crate::conn::pace::CLOSE_STEPS_PER_TURN);
+//! without one the connection waits, in order, in `close_waiting`, and the
+//! next turns' [`Driver::flush`] resumes it before anything else. A burst
+//! of closes then costs the connections that stay open at most one
+//! budget's worth of close work per turn (`crate::conn::pace` explains
+//! why).
 
 use std::io;
 
@@ -108,9 +118,62 @@ impl Driver {
             shut(&c.fd, Shutdown::Both);
         }
         c.handle.mark_ended();
+        c.unreported = Some(reason);
+        self.report(slot, gen);
+    }
+
+    /// Reports an ended connection's close to its handler and frees the
+    /// entry: a close step (module docs), else queued for a later turn.
+    fn report(&mut self, slot: u32, gen: u32) {
+        if !self.close_step(slot, gen) {
+            return;
+        }
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let Some(reason) = c.unreported.take() else {
+            return;
+        };
         let handler = c.handler.clone();
         handler.on_closed(reason);
         self.try_free(slot, gen);
+    }
+
+    /// Takes one close step of this turn's budget for the connection, or
+    /// queues it (once) for a later turn and returns `false`.
+    pub(super) fn close_step(&mut self, slot: u32, gen: u32) -> bool {
+        if self.close_steps_left > 0 {
+            self.close_steps_left -= 1;
+            return true;
+        }
+        let Some(c) = self.conn(slot, gen) else {
+            return false;
+        };
+        if !c.close_waiting {
+            c.close_waiting = true;
+            self.close_waiting.push_back((slot, gen));
+            self.close_steps_deferred += 1;
+        }
+        false
+    }
+
+    /// Runs the close steps that waited, in order, while the turn's budget
+    /// lasts (called by [`Driver::flush`] first).
+    pub(super) fn resume_closes(&mut self) {
+        while self.close_steps_left > 0 {
+            let Some((slot, gen)) = self.close_waiting.pop_front() else {
+                break;
+            };
+            let Some(c) = self.conn(slot, gen) else {
+                continue;
+            };
+            c.close_waiting = false;
+            if c.unreported.is_some() {
+                self.report(slot, gen);
+            } else {
+                self.attend(slot, gen);
+            }
+        }
     }
 
     /// Frees an ended entry once nothing is in flight (closing its fd).
@@ -118,7 +181,11 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        if c.phase != Phase::Ended || c.recv != Recv::Idle || c.sending.is_some() {
+        if c.phase != Phase::Ended
+            || c.recv != Recv::Idle
+            || c.sending.is_some()
+            || c.unreported.is_some()
+        {
             return;
         }
         self.slots[slot as usize].conn = None;

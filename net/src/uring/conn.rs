@@ -58,6 +58,10 @@ pub(super) struct Conn {
     /// Reads are paused (the handler said so); input is kept in `buf`.
     pub(super) paused: bool,
     pub(super) write_failed: Option<io::ErrorKind>,
+    /// Ended, the report to the handler waiting for its close step.
+    pub(super) unreported: Option<CloseReason>,
+    /// Queued in the driver's `close_waiting` for its next close step.
+    pub(super) close_waiting: bool,
 }
 
 impl Conn {
@@ -80,6 +84,8 @@ impl Conn {
             detaching: false,
             paused: false,
             write_failed: None,
+            unreported: None,
+            close_waiting: false,
         }
     }
 }
@@ -180,6 +186,14 @@ impl Driver {
             return;
         }
         let closing = c.phase == Phase::Flushing;
+        // A closing connection's next send (its last bytes, close_notify)
+        // or its FIN is a close step (`close` module: pacing).
+        if closing && !self.close_step(slot, gen) {
+            return;
+        }
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
         let batch = match &mut c.tls {
             // Handshaking: only the session's own flight (or alert) leaves;
             // the handler's output, if any, waits for the session.

@@ -35,7 +35,10 @@
 //!   docs): flush (bounded by `close_flush_timeout_ms`), `shutdown(SHUT_WR)`,
 //!   discard input until EOF or `close_linger_ms`, then `shutdown(SHUT_RD)`
 //!   ends the receive; the fd is closed only once no operation on it is in
-//!   flight, and [`Handler::on_closed`] is called exactly once.
+//!   flight, and [`Handler::on_closed`] is called exactly once. Its steps
+//!   (the closing flush, the FIN, the report and free) are paced as on
+//!   monoio: at most `CLOSE_STEPS_PER_TURN` per loop turn, the rest wait
+//!   in order for the next turns ([`close`] module).
 //! - Hand-off: a handler that asks to be detached
 //!   ([`Handler::detach_requested`], the routing step of a new connection)
 //!   gets its receive cancelled; once nothing is in flight the fd, the
@@ -55,7 +58,7 @@
 //! buffer rings (5.19), `IORING_FEAT_EXT_ARG` (5.11).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -65,6 +68,7 @@ use std::task::Waker;
 use bytes::BytesMut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use crate::conn::pace::CLOSE_STEPS_PER_TURN;
 use crate::conn::{ConnTls, DriverConfig, DriverHandle, Handler};
 use crate::tls::offload::{Step, StepInbox};
 use crate::tls::TlsSession;
@@ -196,6 +200,14 @@ pub struct Driver {
     steps: Vec<(u64, Step)>,
     config: DriverConfig,
     now_ms: u64,
+    /// Close steps this turn may still run (`close` module: pacing);
+    /// reset by [`Driver::flush`].
+    close_steps_left: u32,
+    /// Connections whose next close step waits for a later turn, in
+    /// order.
+    close_waiting: VecDeque<(u32, u32)>,
+    /// Close steps that waited for a later turn so far.
+    close_steps_deferred: u64,
 }
 
 struct Listener {
@@ -289,6 +301,9 @@ impl Driver {
             events: Vec::new(),
             config,
             now_ms: 0,
+            close_steps_left: CLOSE_STEPS_PER_TURN,
+            close_waiting: VecDeque::new(),
+            close_steps_deferred: 0,
         };
         driver.arm_wake();
         Ok(driver)
@@ -362,9 +377,13 @@ impl Driver {
     }
 
     /// Processes the connections whose handles asked for attention: sends
-    /// their output, starts closes, resumes reads. Call before sleeping.
+    /// their output, starts closes, resumes reads; a new turn's close
+    /// budget goes first to the close steps that waited. Call once per
+    /// turn, before sleeping.
     pub fn flush(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+        self.close_steps_left = CLOSE_STEPS_PER_TURN;
+        self.resume_closes();
         loop {
             let batch = std::mem::take(&mut *self.ready.list.borrow_mut());
             if batch.is_empty() {
@@ -377,9 +396,15 @@ impl Driver {
         self.bufs.publish();
     }
 
-    /// Whether connections wait for [`Driver::flush`].
+    /// Whether connections wait for [`Driver::flush`] (attention asked,
+    /// or a close step left for the next turn).
     pub fn has_ready(&self) -> bool {
-        !self.ready.list.borrow().is_empty()
+        !self.ready.list.borrow().is_empty() || !self.close_waiting.is_empty()
+    }
+
+    /// Close steps that waited for a later turn so far (`close` module).
+    pub fn close_steps_deferred(&self) -> u64 {
+        self.close_steps_deferred
     }
 
     /// The earliest timer deadline, in ms on the caller's clock.

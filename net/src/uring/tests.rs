@@ -151,6 +151,9 @@ impl Rig {
                 Ok(n) => got.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                // io_uring's task work (the ring is this thread's) may
+                // interrupt the client's blocking read.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => panic!("client read: {e}"),
             }
             r.turn();
@@ -342,4 +345,71 @@ fn tls_echo_and_detach(test: &str, version: &'static rustls::SupportedProtocolVe
     }
     peer.join()
         .unwrap_or_else(|_| panic!("client thread panicked"));
+}
+
+/// A shard closing many connections in one turn runs at most
+/// `CLOSE_STEPS_PER_TURN` close steps in it, still sends an open
+/// connection's output in that turn, and completes every close (FIN, one
+/// report each) over the next turns (`close` module: pacing).
+#[test]
+fn a_burst_of_closes_is_paced_and_yields_to_open_connections() {
+    use super::conn::Phase;
+    use crate::conn::pace::CLOSE_STEPS_PER_TURN;
+    const CLOSES: usize = 40;
+    let Some(mut rig) = Rig::new() else { return };
+    let mut closing: Vec<(TcpStream, Rc<Echo>)> = (0..CLOSES).map(|_| rig.connect()).collect();
+    let (mut open_client, open) = rig.connect();
+    // Every close is asked for in the same turn, the open connection's
+    // output behind them.
+    for (_, echo) in &closing {
+        echo.handle.close();
+    }
+    open.out.borrow_mut().extend_from_slice(b"still here\n");
+    open.handle.transmit();
+    let now = rig.now();
+    rig.driver.flush(now);
+    let phases: Vec<(Phase, bool)> = rig
+        .driver
+        .slots
+        .iter()
+        .filter_map(|s| s.conn.as_ref())
+        .map(|c| (c.phase, c.sending.is_some()))
+        .collect();
+    let fin_sent = phases
+        .iter()
+        .filter(|(p, _)| *p == Phase::Lingering)
+        .count();
+    let waiting = phases.iter().filter(|(p, _)| *p == Phase::Flushing).count();
+    assert_eq!(fin_sent, CLOSE_STEPS_PER_TURN as usize, "one turn's budget");
+    assert_eq!(waiting, CLOSES - fin_sent, "the rest wait for later turns");
+    assert_eq!(
+        phases
+            .iter()
+            .filter(|(p, sending)| *p == Phase::Open && *sending)
+            .count(),
+        1,
+        "the open connection's output left in the same turn"
+    );
+    assert!(
+        rig.driver.has_ready(),
+        "the loop must not sleep on waiting closes"
+    );
+    assert_eq!(rig.driver.close_steps_deferred(), waiting as u64);
+    let (got, eof) = rig.read(&mut open_client, 11);
+    assert_eq!(got, b"still here\n");
+    assert!(!eof);
+    for (client, _) in &mut closing {
+        let (got, eof) = rig.read(client, usize::MAX);
+        assert!(
+            got.is_empty() && eof,
+            "every closing connection gets its FIN"
+        );
+    }
+    // The clients close too: the lingering ends with their FIN.
+    let echoes: Vec<Rc<Echo>> = closing.into_iter().map(|(_, e)| e).collect();
+    rig.turn_until("every close reported", |r| r.driver.connections() == 1);
+    for echo in &echoes {
+        assert_eq!(*echo.closed.borrow(), vec![CloseReason::Local], "once each");
+    }
+    assert!(open.closed.borrow().is_empty());
 }

@@ -222,10 +222,11 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         }
         driver.fire_timers(now);
     }
+    let close_steps_deferred = driver.close_steps_deferred();
     drop(driver);
     drop(sockets);
     flush_storage(&shard);
-    super::log_stopped(&shard);
+    super::log_stopped(&shard, close_steps_deferred);
 }
 
 /// Registers the loop's waker where other threads signal work (mesh,

@@ -35,7 +35,7 @@ use std::io::{self, Write};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most close steps (a closing flush, a FIN, a close report) one shard
 /// runs per loop turn; the rest wait for the next turn (module docs).
@@ -43,9 +43,10 @@ use std::time::Duration;
 /// looks at the shard's completions to ~0.1 ms.
 pub const CLOSE_STEPS_PER_TURN: u32 = 16;
 
-/// Wait between two batches when the socket pair could not be made (out
-/// of descriptors), in milliseconds: the runtime's timers then mark the
-/// turns.
+/// Wait between two batches where the socket pair marks no turn (out of
+/// descriptors, or the epoll driver), in milliseconds: the runtime's
+/// timers then mark the turns. Also how long a count of admitted steps
+/// lasts with no pacer running.
 const FALLBACK_TURN_MS: u64 = 1;
 
 /// One waiting close step.
@@ -60,8 +61,13 @@ struct Ticket {
 /// A shard's close budget (module docs). `!Send`: one per shard thread.
 pub struct ClosePacer {
     budget: u32,
-    /// Steps admitted since the pacer last saw a turn end.
+    /// Steps admitted since the pacer last saw a turn end (or, with no
+    /// pacer running, since `window_at`).
     used: Cell<u32>,
+    /// When the first step of the current count was admitted.
+    window_at: Cell<Option<Instant>>,
+    /// How long a count lasts with no pacer running.
+    window: Duration,
     waiting: RefCell<VecDeque<Rc<Ticket>>>,
     /// The pacer task is running.
     pacing: Cell<bool>,
@@ -86,10 +92,21 @@ impl ClosePacer {
         ClosePacer {
             budget: budget.max(1),
             used: Cell::new(0),
+            window_at: Cell::new(None),
+            window: Duration::from_millis(FALLBACK_TURN_MS),
             waiting: RefCell::new(VecDeque::new()),
             pacing: Cell::new(false),
             deferred: Cell::new(0),
             turns: Cell::new(0),
+        }
+    }
+
+    /// The same, with counts lasting `window` when no pacer runs (tests:
+    /// a slow machine must not reset a count within one turn).
+    pub fn with_window(budget: u32, window: Duration) -> ClosePacer {
+        ClosePacer {
+            window,
+            ..ClosePacer::new(budget)
         }
     }
 
@@ -116,9 +133,23 @@ impl ClosePacer {
 
     /// A unit of this turn's budget, or a place in the queue.
     fn take_or_queue(&self) -> Admit {
-        if self.waiting.borrow().is_empty() && self.used.get() < self.budget {
-            self.used.set(self.used.get() + 1);
-            return Admit { ticket: None };
+        if self.waiting.borrow().is_empty() {
+            // Occasional closes with no pacer running: a count older than
+            // a turn's worth of time is stale (else every `budget`-th close
+            // would wait for a turn of its own).
+            let now = Instant::now();
+            let fresh = self
+                .window_at
+                .get()
+                .is_some_and(|at| now.duration_since(at) < self.window);
+            if !fresh {
+                self.used.set(0);
+                self.window_at.set(Some(now));
+            }
+            if self.used.get() < self.budget {
+                self.used.set(self.used.get() + 1);
+                return Admit { ticket: None };
+            }
         }
         let ticket = Rc::new(Ticket::default());
         self.waiting.borrow_mut().push_back(ticket.clone());
@@ -132,6 +163,7 @@ impl ClosePacer {
     /// are still waiting.
     fn next_turn(&self) -> bool {
         self.used.set(0);
+        self.window_at.set(Some(Instant::now()));
         let mut waiting = self.waiting.borrow_mut();
         while self.used.get() < self.budget {
             let Some(ticket) = waiting.pop_front() else {
@@ -285,7 +317,7 @@ mod tests {
 
     #[test]
     fn admits_a_budget_per_turn_in_arrival_order() {
-        let pacer = ClosePacer::new(4);
+        let pacer = ClosePacer::with_window(4, Duration::from_secs(3600));
         let mut steps: Vec<Admit> = (0..10).map(|_| pacer.take_or_queue()).collect();
         let admitted = |steps: &mut Vec<Admit>| -> Vec<usize> {
             (0..steps.len()).filter(|&i| ready(&mut steps[i])).collect()
@@ -303,8 +335,19 @@ mod tests {
         assert_eq!(admitted(&mut steps), vec![0, 1, 2, 3, 4, 5, 6, 7]);
         assert!(!pacer.next_turn(), "the last one was admitted");
         assert_eq!(admitted(&mut steps).len(), 9);
-        // With the queue empty, the budget of the turn still counts.
+        // With the queue empty, the budget of the turn still counts ...
         assert_eq!(pacer.used.get(), 1);
+        let mut more: Vec<Admit> = (0..4).map(|_| pacer.take_or_queue()).collect();
+        assert_eq!(
+            admitted(&mut more),
+            vec![0, 1, 2],
+            "three left in this turn"
+        );
+        // ... until its window has passed with no pacer running.
+        let quick = ClosePacer::with_window(1, Duration::ZERO);
+        let mut spaced: Vec<Admit> = (0..3).map(|_| quick.take_or_queue()).collect();
+        assert_eq!(admitted(&mut spaced), vec![0, 1, 2]);
+        assert_eq!(quick.deferred(), 0);
     }
 
     /// A shard closing many connections in one turn still runs a
@@ -336,7 +379,7 @@ mod tests {
     async fn burst_yields(driver: &'static str) {
         const CLOSES: usize = 40;
         const BUDGET: u32 = 16;
-        let pacer = Rc::new(ClosePacer::new(BUDGET));
+        let pacer = Rc::new(ClosePacer::with_window(BUDGET, Duration::from_secs(3600)));
         let log: Rc<RefCell<Vec<String>>> = Rc::default();
         let (tx, rx) =
             std::os::unix::net::UnixStream::pair().unwrap_or_else(|e| panic!("pair: {e}"));

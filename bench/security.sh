@@ -46,6 +46,8 @@
 # they can even at nice -20, and among the bench's own threads the order
 # stays the one a quiet machine gives: a waking event loop preempts the
 # helpers at once, the flow preempts the storm client),
+# PERF_STORM (unset; a path prefix: `perf record -T` of the broker during
+# each storm round, to PREFIX.BROKER.ROUND),
 # IO (unset: ringmq's default driver; e.g. native: `[runtime] io = "native"`,
 # the native io_uring shard loop),
 # PROFILE (release; debug for a quick check of the script itself).
@@ -293,6 +295,11 @@ PY
       flow "$work/base.json" "$FLOW_S"
       stop_broker
       start_broker "$b"
+      if [[ -n ${PERF_STORM:-} ]]; then
+        # Samples of the broker's threads (timestamps, no call graphs)
+        # over the flow's window with the storm.
+        perf record -q -F 2999 -T -p "$broker_pid" -o "$PERF_STORM.$b.$r" -- sleep $(( FLOW_S + 2 )) >/dev/null 2>&1 &
+      fi
       flow "$work/storm.json" "$FLOW_S" &
       fl=$!
       sleep 1

@@ -1,13 +1,14 @@
 //! The raw OS calls the runtime needs, each wrapped in a safe function:
 //! the CPU affinity mask, process signal masks and synchronous signal
 //! waiting, `shutdown(2)` on a socket, the open-file limit
-//! ([`raise_fd_limit`]), free space on a filesystem ([`free_bytes`]), the clock tick of `/proc`'s CPU times
+//! ([`raise_fd_limit`]) and the descriptor table's size
+//! ([`reserve_fd_table`]), free space on a filesystem ([`free_bytes`]), the clock tick of `/proc`'s CPU times
 //! ([`clock_ticks_per_s`]) and a sub-millisecond `timerfd` sleep for pacing
 //! ([`PreciseTimer`]). Linux (and other Unix) only.
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use monoio::net::TcpStream;
@@ -143,7 +144,6 @@ pub fn signal_process(pid: i32, signal: libc::c_int) -> io::Result<()> {
 /// `Ok(false)`: another open file description holds it (another process
 /// uses the same data directory).
 pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
     // SAFETY: flock(2) takes plain integers; the descriptor is valid for
     // the duration of the call because `file` is borrowed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
@@ -363,6 +363,49 @@ pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
     Ok(limit.rlim_cur as u64)
 }
 
+/// Grows this process's descriptor table now so that `fds` descriptors
+/// fit (at most the soft open-file limit); returns how many were reserved.
+///
+/// The kernel grows the table by doubling when a new descriptor does not
+/// fit, and in a process with more than one thread each growth first waits
+/// for an RCU grace period (`expand_fdtable`: `synchronize_rcu`), several
+/// milliseconds in which the thread that opened the descriptor sleeps and
+/// every other thread opening one waits too. For a broker that thread is a
+/// shard accepting a connection: its established connections stalled for
+/// 1.5-10 ms as the table grew past 64, 128, ..., 1,024 descriptors during
+/// a storm of new TLS connections (docs/benchmarks.md, handshake storm); a
+/// single-threaded server (Mosquitto) never waits. Called before the
+/// process starts its threads, the growth happens once, without the wait.
+/// The table never shrinks: it costs the kernel ~8 bytes per slot.
+pub fn reserve_fd_table(fds: u64) -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // rlim_t is u64 on Linux but not on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    let fds = fds.min(limit.rlim_cur as u64);
+    if fds < 2 {
+        return Ok(fds);
+    }
+    let probe = std::fs::File::open("/dev/null")?;
+    let highest = libc::c_int::try_from(fds - 1).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_DUPFD_CLOEXEC duplicates an open descriptor (`probe`'s)
+    // onto the lowest free number >= `highest`; nothing else is touched.
+    let dup = unsafe { libc::fcntl(probe.as_raw_fd(), libc::F_DUPFD_CLOEXEC, highest) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a new descriptor that nothing else owns; dropping
+    // the OwnedFd closes it (the table keeps its size).
+    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) });
+    Ok(fds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,5 +488,21 @@ mod tests {
     #[test]
     fn raise_fd_limit_reports_a_limit() {
         assert!(raise_fd_limit(64).unwrap_or(0) >= 64);
+    }
+
+    /// The table's size is what `/proc/self/status` calls `FDSize`.
+    #[test]
+    fn reserve_fd_table_grows_the_descriptor_table() {
+        let fd_size = || -> u64 {
+            let status = std::fs::read_to_string("/proc/self/status")
+                .unwrap_or_else(|e| panic!("status: {e}"));
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("FDSize:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no FDSize in {status}"))
+        };
+        let reserved = reserve_fd_table(2048).unwrap_or_else(|e| panic!("reserve: {e}"));
+        assert!(fd_size() >= reserved, "FDSize {} < {reserved}", fd_size());
     }
 }

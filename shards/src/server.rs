@@ -93,10 +93,31 @@ impl Drop for ExitNotice {
     }
 }
 
+/// Most descriptors the broker reserves room for at start-up
+/// (`os::reserve_fd_table`; ~0.5 MiB of kernel memory). Past it the table
+/// still grows as connections arrive (each doubling then costs a shard one
+/// RCU wait).
+const FD_TABLE_RESERVE_MAX: u64 = 65_536;
+
+/// Descriptors beyond the connections: listeners, rings' wake-ups, files.
+const FD_TABLE_SPARE: u64 = 256;
+
 /// Runs the broker until SIGINT/SIGTERM; returns once it has shut down.
 pub fn serve(config: &Config) -> Result<(), ServeError> {
     let cpus = os::allowed_cpus();
     let count = config.shard_count(cpus.len());
+    // Before the first thread: the descriptor table grows once, without
+    // the RCU wait each later growth would cost a shard (os docs).
+    let fds = (count as u64)
+        .saturating_mul(u64::try_from(config.limits.connections_max).unwrap_or(u64::MAX))
+        .saturating_add(FD_TABLE_SPARE)
+        .min(FD_TABLE_RESERVE_MAX);
+    match os::reserve_fd_table(fds) {
+        Ok(reserved) => tracing::debug!(reserved, "descriptor table reserved"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reserve the descriptor table; it grows as connections arrive")
+        }
+    }
     let signals = SignalSet::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP])
         .map_err(ServeError::Signals)?;
     // Freed memory goes back to the OS from a helper thread, not from

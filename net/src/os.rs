@@ -332,14 +332,7 @@ pub fn thread_cpu_us() -> u64 {
 /// the soft limit to the hard one, and the hard one too where the process
 /// may (root, `CAP_SYS_RESOURCE`). Returns the resulting soft limit.
 pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut limit = fd_limit()?;
     if limit.rlim_max < wanted as libc::rlim_t {
         let higher = libc::rlimit {
             rlim_cur: wanted as libc::rlim_t,
@@ -363,6 +356,19 @@ pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
     Ok(limit.rlim_cur as u64)
 }
 
+/// The open-file limit (soft and hard).
+fn fd_limit() -> io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit)
+}
+
 /// Grows this process's descriptor table now so that `fds` descriptors
 /// fit (at most the soft open-file limit); returns how many were reserved.
 ///
@@ -378,14 +384,7 @@ pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
 /// process starts its threads, the growth happens once, without the wait.
 /// The table never shrinks: it costs the kernel ~8 bytes per slot.
 pub fn reserve_fd_table(fds: u64) -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let limit = fd_limit()?;
     // rlim_t is u64 on Linux but not on every platform.
     #[allow(clippy::unnecessary_cast)]
     let fds = fds.min(limit.rlim_cur as u64);

@@ -396,9 +396,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     log_stopped(&shard, ringmq_net::conn::pace::pacer().deferred());
 }
 
-/// The shard's last log line: its totals.
-/// `close_steps_deferred`: close steps that waited for a later loop turn
-/// (`ringmq_net::conn::pace`).
+/// The shard's last log line: its totals (and close steps that waited).
 fn log_stopped(shard: &Shard, close_steps_deferred: u64) {
     let stats = shard.broker.borrow().stats();
     let mesh = shard.mesh.borrow().stats();

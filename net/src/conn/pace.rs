@@ -24,9 +24,9 @@
 //! are as fast as before on an idle shard. Close work is only ever
 //! delayed, never dropped: every waiting step is admitted in order.
 //!
-//! The native io_uring loop (`crate::uring`) applies the same budget with
-//! its own per-turn counter; it needs no socket pair because it owns its
-//! loop.
+//! The native io_uring loop applies the same budget with its own per-turn
+//! counter (its `close` module); it needs no socket pair because it owns
+//! its loop.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

@@ -22,8 +22,36 @@ use super::tls::NativeTls;
 use super::{Driver, Event, TimerKind};
 use crate::conn::CloseReason;
 use crate::os::Shutdown;
+use std::cmp::Reverse;
 
 impl Driver {
+    /// Whether connections wait for [`Driver::flush`] (attention asked,
+    /// or a close step left for the next turn).
+    pub fn has_ready(&self) -> bool {
+        !self.ready.list.borrow().is_empty() || !self.close_waiting.is_empty()
+    }
+
+    /// Close steps that waited for a later turn so far (`close` module).
+    pub fn close_steps_deferred(&self) -> u64 {
+        self.close_steps_deferred
+    }
+
+    /// Fires the timers due at `now_ms`.
+    pub fn fire_timers(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        while let Some(Reverse((at, slot, gen, kind))) = self.timers.peek().copied() {
+            if at > now_ms {
+                break;
+            }
+            self.timers.pop();
+            if kind == TimerKind::AcceptRetry {
+                self.arm_accept(slot as usize);
+                continue;
+            }
+            self.on_timer(slot, gen, kind);
+        }
+    }
+
     /// A write failed (or timed out): abrupt close, reported once the
     /// receive has ended.
     pub(super) fn write_failed(&mut self, slot: u32, gen: u32, kind: io::ErrorKind) {

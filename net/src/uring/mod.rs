@@ -396,17 +396,6 @@ impl Driver {
         self.bufs.publish();
     }
 
-    /// Whether connections wait for [`Driver::flush`] (attention asked,
-    /// or a close step left for the next turn).
-    pub fn has_ready(&self) -> bool {
-        !self.ready.list.borrow().is_empty() || !self.close_waiting.is_empty()
-    }
-
-    /// Close steps that waited for a later turn so far (`close` module).
-    pub fn close_steps_deferred(&self) -> u64 {
-        self.close_steps_deferred
-    }
-
     /// The earliest timer deadline, in ms on the caller's clock.
     pub fn next_deadline_ms(&self) -> Option<u64> {
         self.timers.peek().map(|Reverse((at, ..))| *at)
@@ -464,22 +453,6 @@ impl Driver {
         self.take_steps();
         self.bufs.publish();
         self.events.drain(..)
-    }
-
-    /// Fires the timers due at `now_ms`.
-    pub fn fire_timers(&mut self, now_ms: u64) {
-        self.now_ms = now_ms;
-        while let Some(Reverse((at, slot, gen, kind))) = self.timers.peek().copied() {
-            if at > now_ms {
-                break;
-            }
-            self.timers.pop();
-            if kind == TimerKind::AcceptRetry {
-                self.arm_accept(slot as usize);
-                continue;
-            }
-            self.on_timer(slot, gen, kind);
-        }
     }
 
     /// Gives back the spare capacity of the slab and lists (after a burst

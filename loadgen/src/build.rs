@@ -176,6 +176,7 @@ fn base_plan(scenario: Scenario, c: &ConnectArgs, t: Option<&TimingArgs>) -> Res
         conn_count: 0,
         conn_rate_per_s: 0.0,
         conn_concurrency: 1,
+        conn_churn: false,
         conns_per_source: u64::MAX,
     })
 }
@@ -369,7 +370,12 @@ pub fn conn_plan(a: &ConnArgs) -> Result<Plan, String> {
             a.rate_per_s
         ));
     }
-    plan.duration_ns = seconds_to_ns("--duration", a.duration_s)?;
+    plan.duration_ns = if a.churn {
+        0
+    } else {
+        seconds_to_ns("--duration", a.duration_s)?
+    };
+    plan.conn_churn = a.churn;
     plan.conn_count = a.count;
     plan.conn_rate_per_s = a.rate_per_s;
     plan.conn_concurrency = a.concurrency.max(1);
@@ -391,9 +397,16 @@ pub fn conn_plan(a: &ConnArgs) -> Result<Plan, String> {
             return Err("--count needs more than 250 source addresses".into());
         }
     }
-    // Each connection is one descriptor; 64 more for the runtime and stdio.
-    match ringmq_net::os::raise_fd_limit(a.count + 64) {
-        Ok(limit) if limit < a.count + 64 => {
+    // Each open connection is one descriptor; 64 more for the runtime and
+    // stdio. Churn holds none: at most --concurrency per thread are open.
+    let open = if a.churn {
+        a.count
+            .min((plan.conn_concurrency as u64).saturating_mul(plan.threads as u64))
+    } else {
+        a.count
+    };
+    match ringmq_net::os::raise_fd_limit(open + 64) {
+        Ok(limit) if limit < open + 64 => {
             return Err(format!(
                 "--count {} needs more open files than the limit of {limit} (raise `ulimit -n`)",
                 a.count

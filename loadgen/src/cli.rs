@@ -342,9 +342,15 @@ pub struct ConnArgs {
     /// Seconds to hold the connections open after the last one opened.
     #[arg(long = "duration", short = 'd', default_value_t = 10.0)]
     pub duration_s: f64,
-    /// Connects in progress at once per thread.
+    /// Connects in progress at once per thread (with --churn: cycles).
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Connection churn: each connection, once CONNACKed, SUBSCRIBEs to a
+    /// topic of its own (QoS 0), waits for the SUBACK, sends DISCONNECT and
+    /// waits for the close; `conn/s` then counts whole cycles and the
+    /// latency is a cycle's. Nothing is held (--duration is ignored).
+    #[arg(long)]
+    pub churn: bool,
     /// Connections per source address before moving on to the next
     /// (127.0.0.2, 127.0.0.3, ...; loopback hosts only). Default: 50_000
     /// capped by the ephemeral port range.

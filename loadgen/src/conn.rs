@@ -1,5 +1,7 @@
 //! The `conn` scenario: open many connections at a rate, hold them with
-//! keep-alive for --duration, report connect latency and failures.
+//! keep-alive for --duration, report connect latency and failures. With
+//! `--churn`, each connection instead subscribes, disconnects and closes
+//! at once (CONNECT, SUBSCRIBE, DISCONNECT per cycle; cycle latency).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -7,8 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ringmq_client::{ClientConfig, MqttConnection};
-use ringmq_engine::codec::ReasonCode;
+use ringmq_engine::codec::{QoS, ReasonCode};
 
 use crate::plan::{wait_start, wait_stop, Plan, Shared, ThreadResult};
 use crate::stats::{Live, Recorder};
@@ -70,19 +73,28 @@ pub async fn conn_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thre
             conns.clone(),
             in_progress.clone(),
         );
+        let churn = plan.conn_churn.then(|| churn_filter(&plan, index));
         monoio::spawn(async move {
             let live = &shared2.live[t];
             let t0 = clock.now_ns();
-            let result = MqttConnection::connect(addr, options, &config, clock).await;
+            let result = match MqttConnection::connect(addr, options, &config, clock).await {
+                Ok((conn, _)) => match &churn {
+                    Some(filter) => churn_cycle(conn, filter).await.map(|()| None),
+                    None => Ok(Some(conn)),
+                },
+                Err(e) => Err(e.to_string()),
+            };
             let elapsed_ns = clock.now_ns().saturating_sub(t0).max(1);
             in_progress2.set(in_progress2.get() - 1);
             let mut rec = rec2.borrow_mut();
             match result {
-                Ok((conn, _)) => {
+                Ok(held) => {
                     rec.conns_opened += 1;
                     rec.latency.saturating_record(elapsed_ns);
-                    Live::add(&live.conns_open, 1);
-                    conns2.borrow_mut().push(Rc::new(conn));
+                    if let Some(conn) = held {
+                        Live::add(&live.conns_open, 1);
+                        conns2.borrow_mut().push(Rc::new(conn));
+                    }
                 }
                 Err(e) => {
                     rec.conns_failed += 1;
@@ -122,4 +134,25 @@ pub async fn conn_thread(t: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Thre
         recorder,
         trackers: Vec::new(),
     }
+}
+
+/// Connection `index`'s own churn topic filter.
+fn churn_filter(plan: &Plan, index: u64) -> Bytes {
+    Bytes::from(format!("{}/churn/{index}", plan.client_prefix))
+}
+
+/// The rest of a churn cycle on a connected client: SUBSCRIBE (QoS 0,
+/// SUBACK within the usual limit), then DISCONNECT and wait for the close.
+async fn churn_cycle(conn: MqttConnection, filter: &Bytes) -> Result<(), String> {
+    crate::worker::subscribe_in_time(
+        &conn,
+        std::slice::from_ref(filter),
+        QoS::AtMostOnce,
+        "churn",
+        0,
+    )
+    .await?;
+    let closed =
+        monoio::time::timeout(Duration::from_millis(CLOSE_TIMEOUT_MS), conn.disconnect()).await;
+    closed.map_err(|_| format!("not closed within {CLOSE_TIMEOUT_MS} ms of DISCONNECT"))
 }

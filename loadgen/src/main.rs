@@ -235,6 +235,7 @@ fn summarize(
         Scenario::ReqResp => "round_trip",
         Scenario::Retained => "retained_all",
         Scenario::Pub if plan.qos != QoS::AtMostOnce => "publish_ack",
+        Scenario::Conn if plan.conn_churn => "churn_cycle",
         Scenario::Conn => "connect",
         _ => "none",
     };
@@ -282,6 +283,7 @@ fn parameters(plan: &Plan) -> std::collections::BTreeMap<String, String> {
         put("count", plan.conn_count.to_string());
         put("rate_conns_per_s", plan.conn_rate_per_s.to_string());
         put("concurrency", plan.conn_concurrency.to_string());
+        put("churn", plan.conn_churn.to_string());
         return p;
     }
     put("qos", plan.qos.as_u8().to_string());

@@ -107,6 +107,8 @@ pub struct Plan {
     pub conn_count: u64,
     pub conn_rate_per_s: f64,
     pub conn_concurrency: usize,
+    /// `conn --churn`: connect, subscribe, disconnect per connection.
+    pub conn_churn: bool,
     pub conns_per_source: u64,
 }
 
@@ -416,6 +418,7 @@ impl Plan {
             conn_count: 10,
             conn_rate_per_s: 10.0,
             conn_concurrency: 1,
+            conn_churn: false,
             conns_per_source: u64::MAX,
         }
     }

@@ -26,8 +26,13 @@ impl Summary {
                 Some(t) if t > 0.0 => format!(" of {t:.0} targeted"),
                 _ => " (unlimited rate)".into(),
             };
+            let unit = if self.latency_kind == "churn_cycle" {
+                "churn cycles/s: CONNECT, SUBSCRIBE, DISCONNECT"
+            } else {
+                "conn/s"
+            };
             s += &format!(
-                "  connections: requested {}  opened {}  failed {}  dropped while held {}  ({:.0} conn/s{target})\n",
+                "  connections: requested {}  opened {}  failed {}  dropped while held {}  ({:.0} {unit}{target})\n",
                 requested,
                 self.conns_opened.unwrap_or(0),
                 self.conns_failed.unwrap_or(0),
@@ -109,6 +114,7 @@ impl Summary {
                 "round_trip" => "request to its reply, from the intended send time",
                 "retained_all" => "per subscriber, SUBSCRIBE to its last retained message",
                 "connect" => "TCP connect to CONNACK",
+                "churn_cycle" => "TCP connect to the close after SUBSCRIBE, SUBACK, DISCONNECT",
                 other => other,
             };
             s += &format!(
@@ -204,14 +210,19 @@ impl Summary {
         let mut v = Vec::new();
         let p = |q: f64| format!("{q:.1} µs");
         match self.latency_kind.as_str() {
-            "connect" => v.push(format!(
-                "opened {} of {} at {:.0} conn/s (target {}), connect p50 {} p99 {}",
+            "connect" | "churn_cycle" => v.push(format!(
+                "opened {} of {} at {:.0} conn/s (target {}), {} p50 {} p99 {}",
                 self.conns_opened.unwrap_or(0),
                 self.conns_requested.unwrap_or(0),
                 self.conns_per_s.unwrap_or(0.0),
                 match self.conns_target_per_s {
                     Some(t) if t > 0.0 => format!("{t:.0} conn/s"),
                     _ => "unlimited".into(),
+                },
+                if self.latency_kind == "churn_cycle" {
+                    "connect-subscribe-disconnect cycle"
+                } else {
+                    "connect"
                 },
                 p(self.latency_us_p50),
                 p(self.latency_us_p99)

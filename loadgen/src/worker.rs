@@ -205,7 +205,7 @@ async fn setup(
 }
 
 /// [`subscribe`] within [`SUBACK_TIMEOUT_MS`]; errors name the client.
-async fn subscribe_in_time(
+pub(crate) async fn subscribe_in_time(
     conn: &MqttConnection,
     filters: &[Bytes],
     qos: QoS,

@@ -1,6 +1,7 @@
 //! loadgen's scenarios against the real broker, each small and bounded:
 //! fan-in, shared-subscription distribution, QoS 2 with an inflight window,
-//! connection storms at a target rate, request/response round trips,
+//! connection storms at a target rate, connection churn (connect,
+//! subscribe, disconnect), request/response round trips,
 //! retained-message storms, subscribers' topic aliases (bytes on the wire),
 //! several pinned threads and the self-check.
 
@@ -133,6 +134,36 @@ fn connection_storm_reports_target_and_achieved_rate() {
     assert!(achieved > 0.0 && achieved <= 520.0, "{s}");
     assert_eq!(u64_of(&s, "latency_samples"), 100, "{s}");
     assert!(f64_of(&s, "latency_us_p99") >= f64_of(&s, "latency_us_p50"));
+}
+
+#[test]
+fn churn_cycles_connect_subscribe_and_disconnect() {
+    let b = broker();
+    let args = [
+        "conn",
+        "--churn",
+        "--count",
+        "200",
+        "--rate",
+        "0",
+        "--concurrency",
+        "8",
+        "--threads",
+        "1",
+    ];
+    let s = run(&b, &args);
+    // Every cycle completed: CONNACK, SUBACK without a refusal, and the
+    // close after DISCONNECT (a failed step counts in conns_failed).
+    assert_eq!(u64_of(&s, "conns_opened"), 200, "{s}");
+    assert_eq!(u64_of(&s, "conns_failed"), 0, "{s}");
+    assert_eq!(s["latency_kind"], "churn_cycle", "{s}");
+    assert_eq!(s["meta"]["parameters"]["churn"], "true", "{s}");
+    assert_eq!(u64_of(&s, "latency_samples"), 200, "{s}");
+    assert!(f64_of(&s, "conns_per_s") > 0.0, "{s}");
+    // The broker still serves afterwards.
+    let mut c = ringmq_tests::RawClient::connect_v311(b.addr(), "after-churn");
+    c.send(&ringmq_tests::packet::PINGREQ);
+    c.expect(&ringmq_tests::packet::PINGRESP);
 }
 
 #[test]

@@ -18,7 +18,8 @@
 #
 # Env: COUNT (20000), CONCURRENCY (64), REPEATS (3), PORT (18970), BROKER_CORE (1),
 # LOADGEN_CORE (0), RT (unset; e.g. 10 as root: SCHED_FIFO for the broker's
-# event loop and loadgen), RINGMQ_FLAGS (e.g. "--io epoll"), OUT (/tmp/churn-bench.txt).
+# event loop and loadgen), RINGMQ_FLAGS (e.g. "--io epoll"), OUT (/tmp/churn-bench.txt),
+# PROFILE (release; debug to check the script).
 # Needs: release builds (cargo build --release -p ringmq -p loadgen), mosquitto
 # (../shared/peers/install-peers.sh or Debian's package), python3.
 set -euo pipefail
@@ -27,7 +28,7 @@ cd "$root"
 COUNT="${COUNT:-20000}" CONCURRENCY="${CONCURRENCY:-64}" REPEATS="${REPEATS:-3}"
 PORT="${PORT:-18970}" BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}" RT="${RT:-}"
 OUT="${OUT:-/tmp/churn-bench.txt}"
-tdir="${CARGO_TARGET_DIR:-target}/release"
+tdir="${CARGO_TARGET_DIR:-target}/${PROFILE:-release}"
 brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
 work="$(mktemp -d /tmp/churn-bench.XXXXXX)"
 # shellcheck source=bench/one-core.sh

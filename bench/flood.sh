@@ -17,7 +17,7 @@
 # Env: PUBS (4), SUBS (4), SIZE (64), WINDOW_S (measured seconds, 5), REPEATS (3),
 # PORT (18960), BROKER_CORE (1), LOADGEN_CORE (0), RT (unset; e.g. 10 as root:
 # SCHED_FIFO for the broker's event loop and loadgen), RINGMQ_FLAGS (e.g.
-# "--io epoll"), OUT (/tmp/flood-bench.txt).
+# "--io epoll"), OUT (/tmp/flood-bench.txt), PROFILE (release; debug to check the script).
 # Needs: release builds (cargo build --release -p ringmq -p loadgen), mosquitto
 # (../shared/peers/install-peers.sh or Debian's package), python3.
 set -euo pipefail
@@ -26,7 +26,7 @@ cd "$root"
 PUBS="${PUBS:-4}" SUBS="${SUBS:-4}" SIZE="${SIZE:-64}" WINDOW_S="${WINDOW_S:-5}" REPEATS="${REPEATS:-3}"
 PORT="${PORT:-18960}" BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}" RT="${RT:-}"
 OUT="${OUT:-/tmp/flood-bench.txt}"
-tdir="${CARGO_TARGET_DIR:-target}/release"
+tdir="${CARGO_TARGET_DIR:-target}/${PROFILE:-release}"
 brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
 work="$(mktemp -d /tmp/flood-bench.XXXXXX)"
 # shellcheck source=bench/one-core.sh

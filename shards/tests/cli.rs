@@ -188,6 +188,64 @@ fn the_default_backend_is_the_native_loop_where_io_uring_allows_it() {
 }
 
 #[test]
+fn where_io_uring_is_refused_auto_falls_back_to_monoio_epoll_with_one_warning() {
+    // A sandbox that refuses io_uring_setup (seccomp, as Docker's default
+    // profile does): the native loop and monoio's io_uring are refused,
+    // monoio on epoll serves, and one line says so with the kernel's answer.
+    let broker = Broker::start_with_io_uring_refused(
+        &bin(),
+        &["serve", "--listen", "127.0.0.1:0", "--shards", "2"],
+    );
+    let log = broker.log();
+    let choice: Vec<&str> = log.lines().filter(|l| l.contains("I/O backend")).collect();
+    assert_eq!(choice.len(), 1, "log: {log}");
+    assert!(choice[0].contains("WARN"), "log: {log}");
+    assert!(choice[0].contains("was refused"), "log: {log}");
+    assert!(choice[0].contains("io=epoll"), "log: {log}");
+    assert!(choice[0].contains("runtime_io=auto"), "log: {log}");
+    assert!(choice[0].contains("Operation not permitted"), "log: {log}");
+    // It serves: a publish crosses from one client to another (the clients
+    // land on either shard, so hand-off and rings run on epoll too).
+    let mut sub = RawClient::connect_v311(broker.addr(), "fallback-sub");
+    sub.send(&packet::subscribe_v311(1, "fallback/t", 0));
+    sub.expect(&[0x90, 0x03, 0x00, 0x01, 0x00]);
+    let mut publisher = RawClient::connect_v311(broker.addr(), "fallback-pub");
+    let publish = packet::publish_v311("fallback/t", b"hello", 0, 0, false);
+    publisher.send(&publish);
+    sub.expect(&publish);
+    let (status, _) = broker.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn native_refused_falls_back_with_a_warning_per_shard() {
+    let broker = Broker::start_with_io_uring_refused(
+        &bin(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "2",
+            "--io",
+            "native",
+        ],
+    );
+    let log = broker.log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("io_uring refused a feature the native loop needs"))
+        .count();
+    assert_eq!(warnings, 2, "log: {log}");
+    assert!(log.contains("runtime_io=native"), "log: {log}");
+    let mut c = RawClient::connect_v311(broker.addr(), "native-refused");
+    c.send(&packet::PINGREQ);
+    c.expect(&packet::PINGRESP);
+    let (status, _) = broker.stop();
+    assert!(status.success());
+}
+
+#[test]
 fn sighup_reloads_without_stopping_the_broker() {
     let broker = Broker::start(&bin(), &[]);
     broker.signal(libc::SIGHUP);

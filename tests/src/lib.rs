@@ -60,6 +60,70 @@ pub fn binary(default: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(default))
 }
 
+/// `io_uring_setup`'s system call number (the same on every architecture:
+/// io_uring came after the numbers were unified).
+#[cfg(target_os = "linux")]
+const NR_IO_URING_SETUP: u32 = 425;
+
+/// Installs a seccomp filter on the calling process that fails
+/// `io_uring_setup` with EPERM and allows every other system call.
+#[cfg(target_os = "linux")]
+fn refuse_io_uring_setup() -> io::Result<()> {
+    // Classic BPF: load the syscall number (offset 0 of seccomp_data),
+    // EPERM for io_uring_setup, allow the rest.
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    let filter = [
+        libc::sock_filter {
+            code: LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: JEQ_K,
+            jt: 0,
+            jf: 1,
+            k: NR_IO_URING_SETUP,
+        },
+        libc::sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        },
+        libc::sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_ALLOW,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: plain prctl calls; `prog` points at `filter`, both alive for
+    // the call (the kernel copies the program).
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// A running broker process.
 pub struct Broker {
     child: Option<Child>,
@@ -89,7 +153,27 @@ impl Broker {
     /// Starts `bin` with exactly `args`; they must make it listen on one
     /// address whose "listening addresses=..." log line gives the port.
     pub fn start_with_args(bin: &PathBuf, args: &[&str]) -> Broker {
-        let mut child = Command::new(bin)
+        Broker::start_command(Command::new(bin), bin, args)
+    }
+
+    /// [`Broker::start_with_args`] in a sandbox that refuses io_uring: a
+    /// seccomp filter makes `io_uring_setup` fail with EPERM, as Docker's
+    /// default profile and `kernel.io_uring_disabled` do, so the broker
+    /// must fall back to monoio on epoll.
+    #[cfg(target_os = "linux")]
+    pub fn start_with_io_uring_refused(bin: &PathBuf, args: &[&str]) -> Broker {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(bin);
+        // SAFETY: the hook runs in the forked child before exec and only
+        // makes two prctl calls on data it owns (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(refuse_io_uring_setup);
+        }
+        Broker::start_command(cmd, bin, args)
+    }
+
+    fn start_command(mut cmd: Command, bin: &PathBuf, args: &[&str]) -> Broker {
+        let mut child = cmd
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -172,7 +172,7 @@ impl Broker {
         Broker::start_command(cmd, bin, args)
     }
 
-    fn start_command(mut cmd: Command, bin: &PathBuf, args: &[&str]) -> Broker {
+    fn start_command(mut cmd: Command, bin: &std::path::Path, args: &[&str]) -> Broker {
         let mut child = cmd
             .args(args)
             .env("RUST_LOG", "info")

@@ -144,7 +144,7 @@ fn churn_filter(plan: &Plan, index: u64) -> Bytes {
 /// The rest of a churn cycle on a connected client: SUBSCRIBE (QoS 0,
 /// SUBACK within the usual limit), then DISCONNECT and wait for the close.
 async fn churn_cycle(conn: MqttConnection, filter: &Bytes) -> Result<(), String> {
-    crate::worker::subscribe_in_time(
+    crate::subscribe::subscribe_in_time(
         &conn,
         std::slice::from_ref(filter),
         QoS::AtMostOnce,

@@ -32,6 +32,7 @@ mod run;
 mod selfcheck;
 mod series;
 mod stats;
+mod subscribe;
 mod svg;
 mod text;
 mod tracker;

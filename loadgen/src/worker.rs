@@ -12,10 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ringmq_client::MqttConnection;
 use ringmq_engine::client::Event;
-use ringmq_engine::codec::{QoS, SubscribeFilter, SubscriptionOptions};
 
 use crate::payload;
 use crate::plan::{
@@ -27,10 +25,6 @@ use crate::series::Series;
 use crate::stats::{Live, Recorder};
 use crate::tracker::{SeqTracker, Trackers};
 
-/// Topic filters per SUBSCRIBE packet.
-const FILTERS_PER_SUBSCRIBE: usize = 100;
-/// How long a SUBSCRIBE may wait for its SUBACK, in ms.
-const SUBACK_TIMEOUT_MS: u64 = 10_000;
 /// How long a thread waits for its connections to close at the end, in ms.
 const CLOSE_TIMEOUT_MS: u64 = 3_000;
 
@@ -172,7 +166,7 @@ async fn setup(
     let subs: Vec<u32> = plan.subs_of(t).collect();
     let sub_conns = connect_all(plan, shared, "sub", &subs).await?;
     for (index, conn) in &sub_conns {
-        subscribe_in_time(
+        crate::subscribe::subscribe_in_time(
             conn,
             &plan.filters_of(*index),
             plan.qos,
@@ -185,13 +179,13 @@ async fn setup(
     let resp_conns = connect_all(plan, shared, "resp", &resps).await?;
     for (index, conn) in &resp_conns {
         let filter = [plan.request_filter.clone()];
-        subscribe_in_time(conn, &filter, plan.qos, "responder", *index).await?;
+        crate::subscribe::subscribe_in_time(conn, &filter, plan.qos, "responder", *index).await?;
     }
     let pubs: Vec<u32> = plan.pubs_of(t).collect();
     let pub_conns = connect_all(plan, shared, "pub", &pubs).await?;
     for (index, conn) in &pub_conns {
         if let Some(topic) = plan.resp_topics.get(*index as usize) {
-            subscribe_in_time(
+            crate::subscribe::subscribe_in_time(
                 conn,
                 std::slice::from_ref(topic),
                 plan.qos,
@@ -202,72 +196,6 @@ async fn setup(
         }
     }
     Ok((sub_conns, pub_conns, resp_conns))
-}
-
-/// [`subscribe`] within [`SUBACK_TIMEOUT_MS`]; errors name the client.
-pub(crate) async fn subscribe_in_time(
-    conn: &MqttConnection,
-    filters: &[Bytes],
-    qos: QoS,
-    role: &str,
-    index: u32,
-) -> Result<(), String> {
-    let subscribed = monoio::time::timeout(
-        Duration::from_millis(SUBACK_TIMEOUT_MS),
-        subscribe(conn, filters, qos),
-    )
-    .await;
-    match subscribed {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("{role} {index}: {e}")),
-        Err(_) => Err(format!(
-            "{role} {index}: no SUBACK within {SUBACK_TIMEOUT_MS} ms"
-        )),
-    }
-}
-
-async fn subscribe(conn: &MqttConnection, filters: &[Bytes], qos: QoS) -> Result<(), String> {
-    for chunk in filters.chunks(FILTERS_PER_SUBSCRIBE) {
-        let list = chunk
-            .iter()
-            .map(|f| SubscribeFilter {
-                filter: f.clone(),
-                options: SubscriptionOptions {
-                    qos,
-                    ..SubscriptionOptions::default()
-                },
-            })
-            .collect();
-        let id = conn
-            .with_client(|c| c.subscribe(list))
-            .map_err(|e| format!("SUBSCRIBE: {e}"))?;
-        loop {
-            match conn.next_event().await {
-                Some(Event::SubAck(ack)) if ack.packet_id == id => {
-                    if let Some((i, r)) = ack.reasons.iter().enumerate().find(|(_, r)| r.is_error())
-                    {
-                        let filter = chunk
-                            .get(i)
-                            .map(|f| String::from_utf8_lossy(f).into_owned());
-                        return Err(format!(
-                            "subscription to {:?} refused (reason 0x{:02X})",
-                            filter.unwrap_or_default(),
-                            r.0
-                        ));
-                    }
-                    break;
-                }
-                Some(Event::Disconnected(r)) => {
-                    return Err(format!("disconnected while subscribing: {r:?}"))
-                }
-                Some(Event::ProtocolError(e)) => return Err(format!("protocol error: {e}")),
-                None => return Err("connection closed while subscribing".into()),
-                // Retained or stray messages before the run: not counted.
-                Some(_) => {}
-            }
-        }
-    }
-    Ok(())
 }
 
 struct SubCtx {

@@ -39,8 +39,9 @@ use std::time::{Duration, Instant};
 
 /// Most close steps (a closing flush, a FIN, a close report) one shard
 /// runs per loop turn; the rest wait for the next turn (module docs).
-/// At the measured ~5 µs per step this bounds the close work between two
-/// looks at the shard's completions to ~0.1 ms.
+/// At ~15 µs per graceful TLS close (three steps; docs/benchmarks.md,
+/// handshake storm) this bounds the close work between two looks at the
+/// shard's completions to ~0.1 ms.
 pub const CLOSE_STEPS_PER_TURN: u32 = 16;
 
 /// Wait between two batches where the socket pair marks no turn (out of

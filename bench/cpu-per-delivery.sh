@@ -77,8 +77,9 @@ for b in "${brokers[@]}"; do
     t1=$(cpu_ticks "$pid"); s1=$(date +%s.%N)
     wait "$lg" || true
     kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-    line=$(python3 - "$out" "$t0" "$t1" "$s0" "$s1" "$hz" <<'PY'
+    line=$(PYTHONPATH="$root/bench" python3 - "$out" "$t0" "$t1" "$s0" "$s1" "$hz" <<'PY'
 import json, sys
+import perfstat
 j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 t0, t1, s0, s1, hz = map(float, sys.argv[2:7])
 rate = j.get("msgs_per_s_received") or 0
@@ -86,18 +87,11 @@ delivered = rate * (s1 - s0)
 cpu_s = (t1 - t0) / hz
 us = cpu_s * 1e6 / delivered if delivered else float("nan")
 sys_note = ""
-try:
-    counts = {}
-    for row in open(sys.argv[1] + ".perf"):
-        f = row.strip().split(",")
-        if len(f) > 2 and f[0].isdigit():
-            counts[f[2]] = int(f[0])
-    if delivered and counts:
-        total = counts.get("raw_syscalls:sys_enter", 0)
-        enters = counts.get("syscalls:sys_enter_io_uring_enter", 0)
-        sys_note = f",_{total / delivered:.3f}_syscalls/delivery_({enters / delivered:.3f}_io_uring_enter)"
-except OSError:
-    pass
+counts = perfstat.counts(sys.argv[1] + ".perf")
+if delivered and counts:
+    total = counts.get("raw_syscalls:sys_enter", 0)
+    enters = counts.get("syscalls:sys_enter_io_uring_enter", 0)
+    sys_note = f",_{total / delivered:.3f}_syscalls/delivery_({enters / delivered:.3f}_io_uring_enter)"
 print(f"{us:.3f} {rate:.0f} {cpu_s / (s1 - s0) * 100:.0f} {j.get('latency_us_p50')} {j.get('latency_us_p99')} {j.get('lost', 0)} {sys_note or '-'}")
 PY
 )

@@ -161,6 +161,8 @@ fn base_plan(scenario: Scenario, c: &ConnectArgs, t: Option<&TimingArgs>) -> Res
         count: u64::MAX,
         inflight: 1,
         retain: false,
+        burst: 1,
+        write_each: false,
         topic_alias_max: 0,
         pubs: 0,
         subs: 0,
@@ -181,6 +183,9 @@ fn base_plan(scenario: Scenario, c: &ConnectArgs, t: Option<&TimingArgs>) -> Res
     })
 }
 
+/// Largest --burst: messages a paced publisher sends back to back.
+const BURST_MAX_MESSAGES: u32 = 65_536;
+
 fn apply_message(plan: &mut Plan, m: &MessageArgs) -> Result<(), String> {
     plan.qos = QoS::from_u8(m.qos).ok_or("--qos must be 0, 1 or 2")?;
     if m.size_bytes < payload::HEADER_BYTES || m.size_bytes > cli::PAYLOAD_MAX_BYTES {
@@ -200,11 +205,19 @@ fn apply_message(plan: &mut Plan, m: &MessageArgs) -> Result<(), String> {
     if m.inflight == 0 {
         return Err("--inflight must be at least 1".into());
     }
+    if m.burst == 0 || m.burst > BURST_MAX_MESSAGES {
+        return Err(format!(
+            "--burst must be between 1 and {BURST_MAX_MESSAGES} messages, got {}",
+            m.burst
+        ));
+    }
     plan.size_bytes = m.size_bytes;
     plan.rate_per_pub = m.rate_per_pub;
     plan.count = if m.count == 0 { u64::MAX } else { m.count };
     plan.inflight = m.inflight;
     plan.retain = m.retain;
+    plan.burst = m.burst;
+    plan.write_each = m.write_each;
     Ok(())
 }
 

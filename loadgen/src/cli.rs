@@ -213,6 +213,16 @@ pub struct MessageArgs {
     /// Set the retain flag on publishes.
     #[arg(long)]
     pub retain: bool,
+    /// Paced publishers send their messages in bursts of this many, back to
+    /// back, every this many intervals (same average --rate; latency counts
+    /// from the burst's intended time). 1 = evenly paced.
+    #[arg(long, default_value_t = 1, value_name = "MESSAGES")]
+    pub burst: u32,
+    /// Each message its own socket write: a publisher waits until its last
+    /// message was handed to the socket before queueing the next (default:
+    /// messages due together share one write).
+    #[arg(long)]
+    pub write_each: bool,
 }
 
 /// What subscribers allow.

@@ -294,6 +294,8 @@ fn parameters(plan: &Plan) -> std::collections::BTreeMap<String, String> {
     put("rate_msgs_per_s_per_pub", plan.rate_per_pub.to_string());
     put("inflight", plan.inflight.to_string());
     put("retain", plan.retain.to_string());
+    put("burst", plan.burst.to_string());
+    put("write_each", plan.write_each.to_string());
     if plan.scenario == Scenario::Retained {
         put("retained_topics", plan.retained_topics.to_string());
         put("subs", plan.subs.to_string());

@@ -84,6 +84,10 @@ pub struct Plan {
     pub count: u64,
     pub inflight: u16,
     pub retain: bool,
+    /// Paced publishers: messages per burst (1 = evenly paced).
+    pub burst: u32,
+    /// Each message its own socket write.
+    pub write_each: bool,
     /// Subscribers' Topic Alias Maximum (v5; 0 = none).
     pub topic_alias_max: u16,
     pub pubs: u32,
@@ -403,6 +407,8 @@ impl Plan {
             count: u64::MAX,
             inflight: 1,
             retain: false,
+            burst: 1,
+            write_each: false,
             topic_alias_max: 0,
             pubs: 1,
             subs: 1,

@@ -58,7 +58,10 @@ pub async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
     // Publishers are staggered over one interval so their sends interleave.
     let offset_ns = interval_ns * f64::from(ctx.index) / f64::from(plan.pubs.max(1));
     let first_ns = ctx.start_ns as f64 + offset_ns;
-    let intended = |seq: u64| (first_ns + seq as f64 * interval_ns) as u64;
+    // Bursts: messages burst*k .. burst*(k+1) are all due at the first one's
+    // time (burst 1: evenly paced).
+    let burst_len = u64::from(plan.burst.max(1));
+    let intended = |seq: u64| (first_ns + (seq - seq % burst_len) as f64 * interval_ns) as u64;
     let mut timer = match PreciseTimer::new() {
         Ok(t) => Some(t),
         Err(e) => {
@@ -94,7 +97,10 @@ pub async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
         } else if (now_ns as f64) < first_ns {
             0
         } else {
-            ((((now_ns as f64 - first_ns) / interval_ns) as u64) + 1).min(plan.count)
+            let reached = (((now_ns as f64 - first_ns) / interval_ns) as u64) + 1;
+            // Whole bursts: the burst that started by now is due entirely.
+            let bursts = reached.div_ceil(burst_len);
+            bursts.saturating_mul(burst_len).min(plan.count)
         };
         let mut burst = 0u64;
         let mut blocked = false;
@@ -143,6 +149,11 @@ pub async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
                                 rec_lag.send_lag.saturating_record(lag_ns.max(1));
                             }
                         }
+                        if plan.write_each {
+                            // Hand this message to the socket on its own
+                            // before queueing the next one.
+                            break;
+                        }
                     }
                     Err(e) if e.is_would_block() => {
                         blocked = true;
@@ -160,6 +171,15 @@ pub async fn publisher(conn: Rc<MqttConnection>, ctx: PubCtx) {
             rec.sent_total += burst;
             rec.sent_measured += sent_measured;
             Live::add(&live.sent, burst);
+        }
+        if plan.write_each {
+            // Wait until the writer took the last message (one write each).
+            while !conn.is_closed() && !conn.with_client(|c| c.outgoing().is_empty()) {
+                conn.wait().await;
+            }
+            if !blocked && seq < due {
+                continue;
+            }
         }
         if blocked {
             // Window or outgoing buffer full: an ack or a finished write wakes us.

@@ -109,6 +109,7 @@ section! {
         ring_capacity_slots: usize,
         ring_overflow_max_messages: usize,
         ring_batch_max_messages: usize,
+        native_gather_us: u32,
         read_chunk_bytes: usize,
         packet_complete_timeout_ms: u64,
         close_flush_timeout_ms: u64,
@@ -403,6 +404,8 @@ impl Config {
             r.ring_batch_max_messages,
             bounds::RING_BATCH_MAX_MESSAGES,
         )?;
+        let gather = ("runtime.native_gather_us", r.native_gather_us);
+        in_range(gather.0, gather.1, bounds::NATIVE_GATHER_US)?;
         in_range(
             "runtime.read_chunk_bytes",
             r.read_chunk_bytes,

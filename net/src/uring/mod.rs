@@ -77,6 +77,7 @@ use crate::ws::WsSession;
 mod bufring;
 mod close;
 mod conn;
+mod enter;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -84,6 +85,7 @@ mod waker;
 
 use bufring::BufRing;
 use conn::Conn;
+use enter::{kernel_supports_multishot_recv, supports_min_wait};
 use waker::EventFd;
 
 /// Sizes of one shard's ring and receive buffers.
@@ -95,6 +97,15 @@ pub struct UringLimits {
     pub recv_buffers: u16,
     /// Size of each provided receive buffer, in bytes.
     pub recv_buffer_bytes: u32,
+    /// Gathering (kernels with io_uring's minimum-wait timeout, 6.13+): a
+    /// loop that sleeps wakes once this many completions are pending...
+    pub gather_completions: u32,
+    /// ... or, if fewer, once this many microseconds have passed since it
+    /// went to sleep and at least one is (0: wake for every completion).
+    /// A completion arriving later than this into a sleep wakes the loop at
+    /// once, so the delay added to any message is at most this, and an idle
+    /// loop is not woken by it.
+    pub gather_wait_us: u32,
 }
 
 impl Default for UringLimits {
@@ -103,9 +114,19 @@ impl Default for UringLimits {
             ring_entries: 4096,
             recv_buffers: 256,
             recv_buffer_bytes: 16 * 1024,
+            gather_completions: GATHER_COMPLETIONS_DEFAULT,
+            gather_wait_us: GATHER_WAIT_US_DEFAULT,
         }
     }
 }
+
+/// Default [`UringLimits::gather_completions`].
+pub const GATHER_COMPLETIONS_DEFAULT: u32 = 32;
+/// Default [`UringLimits::gather_wait_us`], in microseconds.
+pub const GATHER_WAIT_US_DEFAULT: u32 = 100;
+/// Longest single sleep when nothing has a deadline, in milliseconds (the
+/// minimum-wait timeout needs a finite timeout not to end the sleep).
+const SLEEP_MAX_MS: u64 = 60_000;
 
 /// Scratch buffer the engine reads from, in bytes (holds one receive).
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -208,6 +229,9 @@ pub struct Driver {
     close_waiting: VecDeque<(u32, u32)>,
     /// Close steps that waited for a later turn so far.
     close_steps_deferred: u64,
+    /// (completions, µs) of [`UringLimits`]' gathering, where the kernel
+    /// has the minimum-wait timeout; `None`: wake for every completion.
+    gather: Option<(u32, u32)>,
 }
 
 struct Listener {
@@ -228,24 +252,6 @@ pub(crate) struct ReadyList {
     pub(crate) list: std::cell::RefCell<Vec<(u32, u32)>>,
 }
 
-/// Whether this kernel is recent enough for the native loop (multishot
-/// receive: Linux 6.0).
-fn kernel_supports_multishot_recv() -> bool {
-    // SAFETY: uname fills the zeroed struct it is given.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uts` is a valid, writable utsname.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return false;
-    }
-    // SAFETY: uname NUL-terminates `release`.
-    let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
-    let release = release.to_string_lossy();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (6, 0)
-}
-
 impl Driver {
     /// Sets up the ring, the provided buffers and the wake-up eventfd; an
     /// error says which io_uring feature the kernel (or a sandbox) refused.
@@ -257,11 +263,23 @@ impl Driver {
             ));
         }
         let cq = limits.ring_entries.saturating_mul(2);
-        let ring = IoUring::builder()
+        // Deferred task work (6.1): completions are run only when this
+        // thread asks for them, and a sleeping loop is woken only once as
+        // many as it waits for are pending (the gathering below); the
+        // taskrun flag tells it that some are pending before it sleeps.
+        let mut ring = IoUring::builder()
             .setup_cqsize(cq)
             .setup_single_issuer()
-            .setup_coop_taskrun()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
             .build(limits.ring_entries)
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_cqsize(cq)
+                    .setup_single_issuer()
+                    .setup_coop_taskrun()
+                    .build(limits.ring_entries)
+            })
             .or_else(|_| {
                 IoUring::builder()
                     .setup_cqsize(cq)
@@ -274,6 +292,10 @@ impl Driver {
                 "io_uring lacks IORING_FEAT_EXT_ARG (Linux 5.11)",
             ));
         }
+        let gather = (limits.gather_wait_us > 0
+            && limits.gather_completions > 1
+            && supports_min_wait(&mut ring))
+        .then_some((limits.gather_completions, limits.gather_wait_us));
         let bufs = BufRing::new(
             &ring.submitter(),
             limits.recv_buffers,
@@ -304,6 +326,7 @@ impl Driver {
             close_steps_left: CLOSE_STEPS_PER_TURN,
             close_waiting: VecDeque::new(),
             close_steps_deferred: 0,
+            gather,
         };
         driver.arm_wake();
         Ok(driver)
@@ -399,34 +422,6 @@ impl Driver {
     /// The earliest timer deadline, in ms on the caller's clock.
     pub fn next_deadline_ms(&self) -> Option<u64> {
         self.timers.peek().map(|Reverse((at, ..))| *at)
-    }
-
-    /// Submits everything queued with one `io_uring_enter` and waits until
-    /// a completion arrives or `timeout_ms` passes (`Some(0)`: no wait).
-    pub fn submit_and_wait(&mut self, timeout_ms: Option<u64>) -> io::Result<()> {
-        let result = match timeout_ms {
-            Some(0) => self.ring.submit(),
-            None => self.ring.submit_and_wait(1),
-            Some(ms) => {
-                let ts = types::Timespec::new()
-                    .sec(ms / 1000)
-                    .nsec(((ms % 1000) * 1_000_000) as u32);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
-            }
-        };
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
     }
 
     /// Handles every completion that arrived; returns what the shard loop

@@ -413,3 +413,45 @@ fn a_burst_of_closes_is_paced_and_yields_to_open_connections() {
     }
     assert!(open.closed.borrow().is_empty());
 }
+
+/// Gathering (`UringLimits::gather_wait_us`) never holds a lone wake-up:
+/// a loop asleep longer than the gather wait wakes at once for one
+/// completion (here the eventfd waker another thread calls), and an idle
+/// loop sleeps until its timeout, not for the gather wait only.
+#[test]
+fn gathering_wakes_at_once_for_a_late_completion_and_sleeps_when_idle() {
+    let Some(mut rig) = Rig::new() else { return };
+    // Idle: the whole timeout is slept (a gather timer ending the sleep
+    // early would spin an idle shard).
+    let started = Instant::now();
+    rig.driver
+        .submit_and_wait(Some(50))
+        .unwrap_or_else(|e| panic!("submit: {e}"));
+    let slept = started.elapsed();
+    assert!(
+        slept >= Duration::from_millis(45),
+        "idle sleep ended after {slept:?}, before its 50 ms timeout"
+    );
+    let now = rig.now();
+    rig.driver.complete(now).for_each(drop);
+    // A wake-up 30 ms into a 5 s sleep (far past the gather wait) ends it
+    // at once, although fewer completions than gathered for are pending.
+    let waker = rig.driver.waker();
+    let wake_at = Instant::now() + Duration::from_millis(30);
+    let other = std::thread::spawn(move || {
+        std::thread::sleep(wake_at.saturating_duration_since(Instant::now()));
+        waker.wake_by_ref();
+    });
+    let started = Instant::now();
+    rig.driver
+        .submit_and_wait(Some(5_000))
+        .unwrap_or_else(|e| panic!("submit: {e}"));
+    let slept = started.elapsed();
+    other
+        .join()
+        .unwrap_or_else(|_| panic!("waker thread panicked"));
+    assert!(
+        slept >= Duration::from_millis(25) && slept < Duration::from_millis(1_000),
+        "woken after {slept:?}, expected about 30 ms"
+    );
+}

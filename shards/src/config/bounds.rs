@@ -10,6 +10,8 @@ pub const RING_CAPACITY_SLOTS: (usize, usize) = (2, 1 << 20);
 pub const RING_OVERFLOW_MAX_MESSAGES: (usize, usize) = (0, 1 << 24);
 /// `runtime.ring_batch_max_messages`.
 pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
+/// `runtime.native_gather_us`.
+pub const NATIVE_GATHER_US: (u32, u32) = (0, 10_000);
 /// `runtime.read_chunk_bytes`.
 pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
 /// `runtime.log_connections_max_lines_per_s`.

@@ -42,7 +42,11 @@ mod route;
 /// The driver for a shard, or why the kernel refused it (the caller falls
 /// back to monoio).
 pub fn driver(init: &ShardInit) -> std::io::Result<Driver> {
-    Driver::new(UringLimits::default(), init.settings.driver)
+    let limits = UringLimits {
+        gather_wait_us: init.settings.native_gather_us,
+        ..UringLimits::default()
+    };
+    Driver::new(limits, init.settings.driver)
 }
 
 /// Runs the shard on `driver` until it has shut down.

@@ -33,6 +33,8 @@ use crate::storage::ShardStore;
 pub struct ShardSettings {
     pub driver: DriverConfig,
     pub ring_batch_max_messages: usize,
+    /// `runtime.native_gather_us` (`UringLimits::gather_wait_us`).
+    pub native_gather_us: u32,
     /// Most bytes read while routing a new connection before giving up
     /// and serving it locally (the engine then judges the CONNECT).
     pub route_buffer_max_bytes: usize,

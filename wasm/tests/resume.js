@@ -4,7 +4,9 @@
 // chosen packet (the PUBLISH, PUBREC, PUBREL or PUBCOMP of a QoS 2 flow,
 // the PUBLISH or PUBACK of QoS 1). The client reconnects with its session
 // and resends under the original packet id; the subscriber must see the
-// message exactly once. Over MessagePorts to the in-tab broker (a proxy
+// message exactly once. The same for the receiving client: its
+// connection cut at its PUBREC (the broker sends the PUBLISH again) or at
+// the broker's PUBREL; its callback must see the message once. Over MessagePorts to the in-tab broker (a proxy
 // port pair) and over ws:// to the ringmq binary (a WebSocket subclass
 // installed as window.WebSocket for the scenario).
 
@@ -200,6 +202,39 @@ function cases() {
   ];
 }
 
+// The receiver side: the subscriber's connection is cut (its PUBREC to
+// the broker lost, or the broker's PUBREL to it); it reconnects with its
+// session, the broker sends the PUBLISH again (DUP) or the PUBREL, and
+// the message must reach the `message` callback once.
+async function runReceiverCase({ cut, connectTo, publisherTarget, options, topic }) {
+  const sub = new (R().MqttClient)();
+  const got = [];
+  const events = [];
+  sub.on('message', (t, payload, packet) => got.push([t, text(payload), packet.qos]));
+  sub.on('connect', (i) => events.push(['connect', i.reconnected, i.sessionPresent]));
+  await sub.connect(connectTo(cut), { reconnect: { initialDelayMs: 10, maxDelayMs: 200 }, ...options });
+  eq(await sub.subscribe('eo/#', { qos: 2 }), [2], 'SUBACK');
+  const pub = new (R().MqttClient)();
+  await pub.connect(publisherTarget, { clientId: options.clientId + '-pub' });
+  cut.armed = true;
+  await pub.publish(topic, 'once', { qos: 2 });
+  await until(() => cut.done, `${cut.name}: the connection was cut`, 5000);
+  await until(() => events.length >= 2, `${cut.name}: the subscriber reconnected`, 5000);
+  // Time for the broker's resend, and for a second delivery if there were one.
+  await sleep(300);
+  const deliveries = got.filter(([t]) => t === topic).length;
+  await Promise.all([pub.disconnect(), sub.disconnect()]);
+  return { deliveries, events };
+}
+
+function receiverCases() {
+  return [
+    ['receiver qos2 PUBREC lost', plan('up', 5), V5_SESSION, true],
+    ['receiver qos2 PUBREL lost', plan('down', 6), V5_SESSION, true],
+    ['receiver qos2 v3.1.1 PUBREC lost', plan('up', 5), V311_SESSION, true],
+  ];
+}
+
 async function runAll(make) {
   const out = {};
   let n = 0;
@@ -212,6 +247,16 @@ async function runAll(make) {
     close();
     eq(got.reason, reason, `${name}: the publish's reason code`);
     eq(got.deliveries, deliveries, `${name}: deliveries to the subscriber`);
+    eq(got.events.at(-1), ['connect', true, kept], `${name}: reconnected, session ${kept ? '' : 'not '}kept`);
+    out[name] = got.deliveries;
+  }
+  for (const [name, cut, options, kept] of receiverCases()) {
+    const { target, subscriberTarget, close } = make();
+    const topic = `eo/${n++}`;
+    const own = { ...options, clientId: `${options.clientId}-r${n}` };
+    const got = await runReceiverCase({ cut, connectTo: target, publisherTarget: subscriberTarget, options: own, topic });
+    close();
+    eq(got.deliveries, 1, `${name}: deliveries to the subscriber's callback`);
     eq(got.events.at(-1), ['connect', true, kept], `${name}: reconnected, session ${kept ? '' : 'not '}kept`);
     out[name] = got.deliveries;
   }

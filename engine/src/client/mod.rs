@@ -32,7 +32,12 @@
 //! `Message` events); the caller carries its own unacknowledged publishes
 //! to the next connection: [`Client::outbound_step`] on the old client,
 //! then [`Client::resend_publish`] / [`Client::resend_pubrel`] on the new
-//! one when the server kept the session (`outbound.rs`).
+//! one when the server kept the session (`outbound.rs`). The receiver side
+//! of QoS 2 travels the same way: [`Client::inbound_qos2_ids`] on the old
+//! client, [`Client::resume_inbound_qos2`] on the new one before `connect`
+//! (kept if the CONNACK says Session Present, dropped otherwise), so that a
+//! message the server sends again (DUP) because its PUBREC was lost is
+//! acknowledged and not delivered a second time.
 //!
 //! The publish and receive paths allocate nothing in steady state: payloads
 //! and topics are `Bytes` (refcounted slices of the caller's read buffer on
@@ -191,6 +196,14 @@ impl Client {
     /// Inbound QoS 2 messages awaiting PUBREL.
     pub fn inbound_qos2_pending(&self) -> u16 {
         self.inbound_qos2.len()
+    }
+
+    /// The packet ids of inbound QoS 2 messages delivered (as `Message`
+    /// events) whose PUBREL has not arrived, lowest first. Still answers
+    /// after the connection ended, which is when a caller asks: it hands
+    /// them to the next connection with [`Client::resume_inbound_qos2`].
+    pub fn inbound_qos2_ids(&self) -> Vec<u16> {
+        self.inbound_qos2.ids()
     }
 
     /// Events queued and not yet taken with `poll_event`.
@@ -518,10 +531,13 @@ impl Client {
     }
 
     /// Ends the connection with `reason` and reports it.
+    ///
+    /// `inbound_qos2` is kept: the server may still hold those messages in
+    /// the session, and the caller carries the ids to the next connection
+    /// (`inbound_qos2_ids` / `resume_inbound_qos2`).
     fn finish(&mut self, reason: DisconnectReason) {
         self.state = State::Disconnected;
         self.ping_sent_ms = None;
-        self.inbound_qos2.clear();
         self.awaiting_ack.clear();
         self.events.push_back(Event::Disconnected(reason));
     }

@@ -180,6 +180,22 @@ impl IdSet {
         false
     }
 
+    /// The ids present, lowest first.
+    pub(crate) fn ids(&self) -> Vec<u16> {
+        let mut out = Vec::with_capacity(usize::from(self.len));
+        for (i, w) in self.words.iter().enumerate() {
+            let mut w = *w;
+            while w != 0 {
+                let bit = w.trailing_zeros() as usize;
+                w &= w - 1;
+                if let Ok(id) = u16::try_from(i * 64 + bit) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
     /// Removes `id`; false if it was absent.
     pub(crate) fn remove(&mut self, id: u16) -> bool {
         if !self.contains(id) {
@@ -253,6 +269,9 @@ mod tests {
         assert!(!set.insert(7));
         assert!(set.insert(65_535));
         assert_eq!(set.len(), 2);
+        assert!(set.insert(64));
+        assert_eq!(set.ids(), vec![7, 64, 65_535]);
+        assert!(set.remove(64));
         assert!(set.remove(7));
         assert!(!set.remove(7));
         set.clear();

@@ -58,6 +58,27 @@ impl Client {
             .map_err(ClientError::Encode)
     }
 
+    /// Carries the receiver side of QoS 2 over from an earlier connection
+    /// of the same session: `ids` (from [`Client::inbound_qos2_ids`] on the
+    /// old client) are messages already delivered whose PUBREL has not
+    /// arrived. Call before `connect` (only valid in [`State::Idle`]). If the
+    /// CONNACK says Session Present, a PUBLISH the server sends again under
+    /// one of these ids (DUP: it did not get the PUBREC) is answered with
+    /// PUBREC and not delivered again, and its PUBREL completes it; if the
+    /// server kept no session they are forgotten. Packet id 0 is refused.
+    pub fn resume_inbound_qos2(&mut self, ids: &[u16]) -> Result<(), ClientError> {
+        if self.state != State::Idle {
+            return Err(ClientError::AlreadyStarted);
+        }
+        if let Some(&packet_id) = ids.iter().find(|&&id| id == 0) {
+            return Err(ClientError::ResendInvalid { packet_id });
+        }
+        for &id in ids {
+            self.inbound_qos2.insert(id);
+        }
+        Ok(())
+    }
+
     pub(super) fn handle_packet(&mut self, packet: Packet) -> Result<(), ProtocolError> {
         if self.state == State::Connecting {
             return match packet {
@@ -113,6 +134,11 @@ impl Client {
         }
         if connack.session_present && self.options.clean_start {
             return Err(ProtocolError::SessionPresentWithCleanStart);
+        }
+        if !connack.session_present {
+            // A new session: ids carried from an earlier connection
+            // (`resume_inbound_qos2`) name nothing the server still holds.
+            self.inbound_qos2.clear();
         }
         let p = &connack.properties;
         if let Some(receive_maximum) = p.receive_maximum {

@@ -818,3 +818,5 @@ fn input_split_at_every_byte_gives_the_same_result() {
 }
 
 mod manual_acks;
+
+mod receive_resume;

@@ -40,7 +40,10 @@ pub fn start_attempt(shared: &Shared) {
             options.clean_start = false;
         }
         let open_deadline_ms = js::now_ms().saturating_add(options.connect_timeout_ms);
-        let engine = Client::new(options);
+        let mut engine = Client::new(options);
+        if let Err(e) = engine.resume_inbound_qos2(&inner.inbound_qos2) {
+            error_event(&inner.handlers, &format!("resume: {e}"), &mut calls);
+        }
         let sink_weak = weak.clone();
         let opened = Transport::open(target, move |input| on_input(&sink_weak, input));
         match opened {
@@ -377,6 +380,13 @@ fn on_lost(
         && inner.connected_once
         && !refusal_is_final(reason)
         && inner.target.as_ref().is_some_and(Target::can_reconnect);
+    // Exactly-once on receive across the reconnection (the engine drops
+    // them if the next CONNACK says the session is new).
+    match (&engine, retry) {
+        (Some(e), true) => inner.inbound_qos2 = e.inbound_qos2_ids(),
+        (None, true) => {} // no engine was made: the ids stay as they were
+        (_, false) => inner.inbound_qos2.clear(),
+    }
     if retry {
         // Unacknowledged QoS 1/2 publishes go out again after reconnecting,
         // before anything queued since (oldest first).

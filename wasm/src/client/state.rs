@@ -101,6 +101,11 @@ pub struct Inner {
     /// `manual_acks` (a bridge): messages received, with the generation of
     /// their connection, for the owner to take and acknowledge.
     pub received: VecDeque<(u64, Publish)>,
+    /// Inbound QoS 2 messages of the lost connection delivered but not
+    /// released (no PUBREL yet): handed to the next connection's engine,
+    /// which keeps them if the broker kept the session, so that a resend
+    /// (DUP) is acknowledged and not delivered again.
+    pub(super) inbound_qos2: Vec<u16>,
 }
 
 pub type Shared = Rc<RefCell<Inner>>;

@@ -4,6 +4,7 @@
 // publisher. State lives in window.B between steps.
 
 import { until, sleep } from './scenarios.js';
+import { plan, cuttingWebSocket } from './resume.js';
 
 const R = () => window.ringmq;
 const text = (payload) => new TextDecoder().decode(payload);
@@ -134,4 +135,112 @@ export async function bridgeClose() {
   eq(bridge.stats().forwardedOut, out, 'nothing forwarded after close');
   broker.close();
   return bridge.stats();
+}
+
+// At least once out, exactly once for QoS 2 both ways, across a cut of
+// the external connection in the middle of a stream (ringmq keeps the
+// bridge's session: the cut is in the page, a WebSocket subclass).
+// Out: the connection is cut where ringmq's PUBREC to the bridge is lost,
+// and 30 more messages are published in the tab while the bridge is
+// down, with a queue of 4 (`queueMaxMessages`): none may be lost (they
+// stay unacknowledged in the in-tab broker until ringmq took them), no
+// QoS 2 one may arrive twice. In: the bridge's PUBREC to ringmq is lost
+// in a stream of 20 QoS 2 messages; ringmq sends them again after the
+// reconnection and each must reach the in-tab subscriber once.
+export async function bridgeCutMidStream({ url }) {
+  const MqttClient = R().MqttClient;
+  // The external side's own clients, on native WebSockets (made before
+  // the cutting class is installed).
+  const extSub = new MqttClient();
+  const extGot = [];
+  extSub.on('message', (topic, payload, packet) => extGot.push([topic, text(payload), packet.qos]));
+  await extSub.connect(url, { clientId: 'cut-ext-sub' });
+  eq(await extSub.subscribe('cut/out/#', { qos: 2 }), [2], 'external SUBACK');
+  const extPub = new MqttClient();
+  await extPub.connect(url, { clientId: 'cut-ext-pub' });
+  const plans = [];
+  const restore = cuttingWebSocket({ hits: (d, packet) => plans.some((p) => p.hits(d, packet)) });
+  const broker = new (R().InTabBroker)({ sysInterval: 0 });
+  try {
+    const events = [];
+    const bridge = broker.addBridge({
+      url,
+      clientId: 'cut-bridge-' + Math.random().toString(16).slice(2),
+      cleanStart: false,
+      sessionExpiryInterval: 300,
+      reconnect: { initialDelayMs: 300, maxDelayMs: 600 },
+      queueMaxMessages: 4,
+      topics: [
+        { pattern: 'out/#', direction: 'out', qos: 2, remotePrefix: 'cut/' },
+        { pattern: 'in/#', direction: 'in', qos: 2, localPrefix: 'from/', remotePrefix: 'cut/' },
+      ],
+    });
+    for (const name of ['connect', 'disconnect']) bridge.on(name, (info) => events.push([name, info]));
+    bridge.on('error', () => {});
+    const sub = await localClient(broker, 'cut-sub');
+    eq(await sub.c.subscribe('from/#', { qos: 2 }), [2], 'in-tab SUBACK');
+    const pub = await localClient(broker, 'cut-pub');
+    await until(() => bridge.connected, 'the bridge to connect', 10_000);
+    // The bridge subscribes once connected: probe until it is in place.
+    for (let t = 0; !sub.got.some((m) => m.topic === 'from/in/probe'); t++) {
+      if (t > 100) throw new Error('timed out waiting for the inbound subscription');
+      await extPub.publish('cut/in/probe', 'p', { qos: 0 });
+      await sleep(50);
+    }
+
+    // Out.
+    const out = plan('down', 5);
+    plans.push(out);
+    const sent = [];
+    const publish = async (i) => {
+      const qos = i % 2 ? 1 : 2;
+      sent.push([`cut/out/q${qos}`, `m${i}`, qos]);
+      await pub.c.publish(`out/q${qos}`, `m${i}`, { qos });
+    };
+    let i = 0;
+    out.armed = true;
+    for (; i < 10; i++) await publish(i);
+    await until(() => events.some((e) => e[0] === 'disconnect'), 'the cut', 5000);
+    eq(out.done, true, 'cut at the PUBREC');
+    for (const end = i + 30; i < end; i++) await publish(i);
+    const down = bridge.stats();
+    const missing = () => sent.filter(([t, m]) => !extGot.some(([gt, gm]) => gt === t && gm === m)).map((x) => x[1]);
+    try {
+      await until(() => missing().length === 0, 'every message on ringmq', 15_000);
+    } catch (e) {
+      throw new Error(`${e.message}: missing ${missing()}, stats ${JSON.stringify(bridge.stats())}`);
+    }
+    await until(() => bridge.stats().queued === 0, 'nothing left queued', 5000);
+    await sleep(200);
+    const twice = sent.filter(([t, m, q]) => q === 2 && extGot.filter(([gt, gm]) => gt === t && gm === m).length !== 1);
+    eq(twice.map((x) => x[1]), [], 'QoS 2 messages delivered other than once on ringmq');
+    const afterOut = bridge.stats();
+    eq(afterOut.droppedOut, 0, 'nothing dropped');
+
+    // In.
+    const inCut = plan('up', 5);
+    plans.push(inCut);
+    inCut.armed = true;
+    const connects = events.filter((e) => e[0] === 'connect').length;
+    const names = [];
+    for (let k = 0; k < 20; k++) {
+      names.push(`n${k}`);
+      await extPub.publish('cut/in/x', `n${k}`, { qos: 2 });
+    }
+    await until(() => events.filter((e) => e[0] === 'connect').length > connects, 'the bridge to reconnect', 10_000);
+    eq(inCut.done, true, 'cut at the bridge\'s PUBREC');
+    const count = (n) => sub.got.filter((m) => m.topic === 'from/in/x' && m.text === n).length;
+    await until(() => names.every((n) => count(n) >= 1), 'every inbound message in the tab', 15_000);
+    await sleep(300);
+    eq(names.filter((n) => count(n) !== 1), [], 'inbound QoS 2 messages delivered other than once');
+    const reconnected = events.filter((e) => e[0] === 'connect').map((e) => [e[1].reconnected, e[1].sessionPresent]);
+    eq(reconnected.slice(1), [[true, true], [true, true]], 'reconnected twice with the session');
+    await bridge.close();
+    await Promise.all([sub.c.disconnect(), pub.c.disconnect()]);
+    return { queuedWhileDown: down.queued, out: sent.length, in: names.length, stats: afterOut };
+  } finally {
+    restore();
+    broker.close();
+    await Promise.all([extSub.disconnect(), extPub.disconnect()]);
+  }
 }

@@ -7,6 +7,8 @@
 // - in: native publishes on tab1/cmd/# (QoS 1 and 2) reach the in-tab
 //   subscriber as remote/cmd/#;
 // - both: chat/# crosses each way exactly once (no echo);
+// - the external connection is cut mid-stream (ringmq keeps the session):
+//   nothing lost out, QoS 2 once each way (bridgeCutMidStream, in the page);
 // - the binary is stopped and started again on the same port: the bridge
 //   reports disconnect, queues in-tab QoS 1 messages (QoS 0 ones are
 //   dropped and counted), reconnects, resubscribes and delivers the queue.
@@ -108,6 +110,11 @@ export async function bridgeSuite({ page, check, url, stop, start }) {
       eq([after.forwardedIn, after.forwardedOut], [before.forwardedIn, before.forwardedOut], 'no forwarding after the exchange');
       return after;
     });
+
+    // A cut of the external connection mid-stream, ringmq keeping the
+    // session: no loss out (even past queueMaxMessages), QoS 2 exactly
+    // once both ways (wasm/tests/bridge.js).
+    await check('bridgeCutMidStream', () => page('bridgeCutMidStream', { url }));
 
     await check('bridgeRestart', async () => {
       const before = await page('bridgeStats');

@@ -228,7 +228,7 @@ async function main() {
       console.log(`chromium ${await browser.version()}, ${benchRuns} runs`);
       return;
     }
-    for (const name of ['inTabQos', 'inTabRetainWillEvents', 'inTabSessionExpiry', 'inTabShared', 'inTabAuthAclRequest', 'inTabReconnect', 'inTabExactlyOnce', 'workerClient', 'mqttjsInTab']) {
+    for (const name of ['inTabQos', 'inTabRetainWillEvents', 'inTabSessionExpiry', 'inTabShared', 'inTabAuthAclRequest', 'inTabReconnect', 'inTabPortReconnect', 'inTabExactlyOnce', 'workerClient', 'mqttjsInTab']) {
       await run(page, name);
     }
     await run(page, 'wsRingmq', { url });

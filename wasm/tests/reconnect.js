@@ -65,3 +65,46 @@ export async function wsReconnectBack({ url }) {
   state = null;
   return { events: events.length, got };
 }
+
+// One MessagePort, several connections (wasm/src/broker/ports.rs): a
+// client connected with a plain port (not a port function) is taken over
+// by another client with its id (the broker ends its connection with
+// "close"); it reconnects over the same port ("open"), gets its session
+// back and receives on it; disconnect() ("close") frees the port. The
+// connection counts show that nothing is left behind.
+export async function inTabPortReconnect() {
+  const broker = new (R().InTabBroker)({ sysInterval: 0 });
+  try {
+    const c = new (R().MqttClient)();
+    const events = [];
+    const got = [];
+    c.on('connect', (i) => events.push(['connect', i.reconnected, i.sessionPresent]));
+    c.on('disconnect', (i) => events.push(['disconnect', i.reasonCode ?? null]));
+    c.on('message', (t, payload) => got.push([t, text(payload)]));
+    const port = broker.createClientPort();
+    await c.connect(port, { clientId: 'pr', sessionExpiryInterval: 300, reconnect: { initialDelayMs: 20, maxDelayMs: 100 } });
+    eq(await c.subscribe('pr/#', { qos: 1 }), [1], 'SUBACK');
+    const intruder = new (R().MqttClient)();
+    const intruderEvents = [];
+    intruder.on('disconnect', (i) => intruderEvents.push(i.reasonCode ?? null));
+    await intruder.connect(broker.createClientPort(), { clientId: 'pr', cleanStart: false, sessionExpiryInterval: 300, reconnect: false });
+    // The first client was taken over (0x8E), reconnected over its port
+    // and took the session back from the intruder.
+    await until(() => events.filter((e) => e[0] === 'connect').length === 2, 'the reconnection over the same port', 5000);
+    eq(events, [['connect', false, false], ['disconnect', 0x8e], ['connect', true, true]], 'taken over, then back with the session');
+    await until(() => intruderEvents.length === 1, 'the intruder taken over in turn', 5000);
+    eq(c.connected, true, 'connected again');
+    const p = new (R().MqttClient)();
+    await p.connect(broker.createClientPort(), { clientId: 'pr-pub' });
+    eq(await p.publish('pr/x', 'over the same port', { qos: 1 }), 0, 'PUBACK (a subscriber)');
+    await until(() => got.length === 1, 'the message on the second connection', 2000);
+    eq(got, [['pr/x', 'over the same port']], 'received');
+    eq(broker.stats().connections, 2, 'the client and the publisher, nothing else');
+    await c.disconnect();
+    await until(() => broker.stats().connections === 1, 'the client gone', 2000);
+    await p.disconnect();
+    return { events, sessions: broker.stats().sessions };
+  } finally {
+    broker.close();
+  }
+}

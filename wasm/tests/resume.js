@@ -54,7 +54,7 @@ const TYPES = { 3: 'PUBLISH', 4: 'PUBACK', 5: 'PUBREC', 6: 'PUBREL', 7: 'PUBCOMP
 // A cut: once armed, the first packet of `type` going `dir` ('up': client -> broker,
 // 'down': broker -> client) is not forwarded and the connection ends.
 // One cut per plan; later connections pass everything.
-function plan(dir, type) {
+export function plan(dir, type) {
   return {
     dir, type, done: false, armed: false, name: `${TYPES[type]} ${dir === 'up' ? 'to the broker' : 'to the client'} lost`,
     hits(d, packet) {
@@ -100,7 +100,7 @@ function cuttingPorts(broker, cut) {
 // Installs a WebSocket subclass as window.WebSocket that applies `cut`
 // to the next connections the WASM client opens (wasm-bindgen resolves
 // `WebSocket` when it constructs one); returns the function restoring it.
-function cuttingWebSocket(cut) {
+export function cuttingWebSocket(cut) {
   const Native = window.WebSocket;
   class CutWebSocket extends Native {
     constructor(url, protocols) {

@@ -1,7 +1,8 @@
 // The WASM client in a dedicated worker talking to the page's in-tab
 // broker over a transferred MessagePort (createClientPort()). The worker
 // is the example's own, wasm/examples/worker.js, so the example is what
-// is tested. Run by wasm/tests/browser.mjs.
+// is tested; its connection is taken over once and it reconnects over the
+// same port. Run by wasm/tests/browser.mjs.
 
 import { eq, sleep, text, until } from './scenarios.js';
 
@@ -49,6 +50,22 @@ export async function workerClient() {
     eq(await page.publish('worker/echo', 'ping', { qos: 2 }), 0, 'PUBCOMP from the broker');
     await until(() => got.length === 1, 'the echo from the worker');
     eq(got, [['page/echo', 'ping', 2]], 'echo at QoS 2');
+    eq(broker.stats().connections, 2, 'page and worker connected');
+    // The worker's connection is taken over by a page client with its id:
+    // the worker reconnects over the port it was given (one port, one
+    // connection after the other), takes its id back and serves again.
+    const intruder = new (R().MqttClient)();
+    await intruder.connect(broker.createClientPort(), { clientId: 'in-worker', reconnect: false });
+    await until(() => connected.length === 4, 'the worker reconnecting over its port', 10_000);
+    eq(connected, ['in-worker', 'page', 'in-worker', 'in-worker'], 'worker, page, intruder, worker again');
+    await until(() => !intruder.connected, 'the intruder taken over', 5000);
+    // Its subscription is made again right after its CONNACK: a request
+    // racing it goes unanswered, so try a few times.
+    let again = null;
+    for (let i = 0; i < 5 && !again; i++) {
+      again = await page.request('worker/square', '7', { qos: 1, timeoutMs: 1000 }).catch(() => null);
+    }
+    eq(again && text(again.payload), '49', 'served after reconnecting over the same port');
     eq(broker.stats().connections, 2, 'page and worker connected');
     eq(errors, [], 'no error reported by the worker');
     await page.disconnect();

@@ -27,7 +27,7 @@ use ringmq_engine::codec::{QoS, ReasonCode, SubscribeFilter, SubscriptionOptions
 use wasm_bindgen::prelude::*;
 
 use super::bridge::local::{self, Local};
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, Ports};
 use super::internal::{Internal, INTERNAL_USERNAME};
 use super::options::Users;
 use crate::{js, props};
@@ -58,6 +58,8 @@ pub struct State {
     /// The local sides of the bridges (`addBridge`).
     pub bridges: Vec<Local>,
     pub timer: Option<js::Timer>,
+    /// The ports of `createClientPort`.
+    pub ports: Ports,
     pub closed: bool,
 }
 
@@ -207,7 +209,9 @@ fn handle_event(s: &mut State, event: Event) {
         Event::Close(conn) => {
             transmit(s, conn);
             if let Some(link) = s.links.remove(&conn) {
+                let port = link.endpoint.port_id();
                 link.endpoint.close();
+                port_ended(s, port);
             }
             if let Some(i) = s.internal_mut(conn) {
                 i.client.handle_close(now);
@@ -301,7 +305,9 @@ fn transmit(s: &mut State, conn: ConnId) {
         .is_some_and(|l| l.endpoint.send(&bytes).is_err());
     if failed {
         if let Some(link) = s.links.remove(&conn) {
+            let port = link.endpoint.port_id();
             link.endpoint.detach();
+            port_ended(s, port);
         }
         s.broker.handle_closed(conn, js::now_ms());
         return;
@@ -407,13 +413,22 @@ fn observer_events(s: &mut State, calls: &mut Calls) -> bool {
     any
 }
 
+/// The port carrying a connection the broker ended (`Endpoint::close`),
+/// or whose port failed: it waits for a reconnection.
+fn port_ended(s: &mut State, port: Option<u64>) {
+    if let Some(id) = port {
+        let idle_max = s.broker.config().connections_max;
+        s.ports.ended(id, idle_max);
+    }
+}
+
 /// Starts the observer (idempotent): a v5 session subscribed to `#`.
 pub fn start_observer(s: &mut State) -> Result<(), JsValue> {
     if s.observer.is_some() {
         return Ok(());
     }
     let id = format!("$in-tab-{}", js::hex(&js::random_bytes(8)));
-    s.observer = Some(Internal::start(&mut s.broker, id)?);
+    s.observer = Some(Internal::start(&mut s.broker, id, false)?);
     Ok(())
 }
 

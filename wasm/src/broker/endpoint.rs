@@ -1,11 +1,12 @@
-//! A connection's endpoint on the broker's side: a `MessagePort` of its
-//! own, or an id on a shared `BroadcastChannel` ([`Listener`]), with the
-//! framing of `crate::framing`.
+//! A connection's endpoint on the broker's side: a `MessagePort` (one of
+//! the broker's [`Ports`]), or an id on a shared `BroadcastChannel`
+//! ([`Listener`]), with the framing of `crate::framing`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
+use ringmq_engine::broker::ConnId;
 use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, MessageEvent, MessagePort};
 
@@ -14,9 +15,10 @@ use crate::js;
 
 /// Where a connection's bytes go.
 pub enum Endpoint {
+    /// Port `id` of the broker's `Ports`, which owns its handler.
     Port {
+        id: u64,
         port: MessagePort,
-        _on_message: Closure<dyn FnMut(MessageEvent)>,
     },
     Channel {
         channel: Rc<Listener>,
@@ -36,7 +38,16 @@ impl Endpoint {
         }
     }
 
-    /// Tells the client the connection is over, and stops listening.
+    /// The broker's port this connection is on.
+    pub fn port_id(&self) -> Option<u64> {
+        match self {
+            Endpoint::Port { id, .. } => Some(*id),
+            Endpoint::Channel { .. } => None,
+        }
+    }
+
+    /// Tells the client the connection is over, and stops listening (a
+    /// port stays open for a reconnection: `ports::ended`).
     pub fn close(self) {
         match &self {
             Endpoint::Port { port, .. } => {
@@ -57,13 +68,11 @@ impl Endpoint {
         self.detach();
     }
 
-    /// Stops listening (the client closed, or the broker is closing).
+    /// Stops listening (the client closed, or the broker is closing). A
+    /// port's fate is decided by `ports`.
     pub fn detach(self) {
         match self {
-            Endpoint::Port { port, .. } => {
-                port.set_onmessage(None);
-                port.close();
-            }
+            Endpoint::Port { .. } => {}
             Endpoint::Channel { channel, id } => {
                 channel.conns.borrow_mut().remove(&id);
             }
@@ -73,6 +82,103 @@ impl Endpoint {
 
 /// A `message` event handler bound to JS.
 pub type Handler = Closure<dyn FnMut(MessageEvent)>;
+
+/// A port of `createClientPort` (`ports`).
+struct Port {
+    port: MessagePort,
+    /// The connection it carries now (none while idle).
+    conn: Option<ConnId>,
+    _on_message: Handler,
+}
+
+/// The broker's ports, each serving one connection after the other; see
+/// `ports`. Idle ones (no connection) are bounded by `maxConnections`.
+#[derive(Default)]
+pub struct Ports {
+    ports: HashMap<u64, Port>,
+    /// Ports without a connection, oldest first.
+    idle: VecDeque<u64>,
+    next_id: u64,
+}
+
+impl Ports {
+    /// The connection on port `id` ended (by the broker, or the client's
+    /// `"reset"`): the port waits for an `"open"`, within the bound on
+    /// idle ports (`idle_max`, the broker's `maxConnections`).
+    pub fn ended(&mut self, id: u64, idle_max: usize) {
+        let Some(p) = self.ports.get_mut(&id) else {
+            return;
+        };
+        p.conn = None;
+        if !self.idle.contains(&id) {
+            self.idle.push_back(id);
+        }
+        while self.idle.len() > idle_max.max(1) {
+            if let Some(oldest) = self.idle.pop_front() {
+                self.remove(oldest);
+            }
+        }
+    }
+
+    /// A new port's id.
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Registers port `id` carrying connection `conn`; `on_message` is its
+    /// handler, kept as long as the port.
+    pub fn insert(&mut self, id: u64, port: MessagePort, conn: ConnId, on_message: Handler) {
+        self.ports.insert(
+            id,
+            Port {
+                port,
+                conn: Some(conn),
+                _on_message: on_message,
+            },
+        );
+    }
+
+    /// The connection port `id` carries (`Some(None)`: idle; `None`: no
+    /// such port).
+    pub fn conn(&self, id: u64) -> Option<Option<ConnId>> {
+        self.ports.get(&id).map(|p| p.conn)
+    }
+
+    pub fn port(&self, id: u64) -> Option<MessagePort> {
+        self.ports.get(&id).map(|p| p.port.clone())
+    }
+
+    /// Port `id` carries connection `conn` now.
+    pub fn connected(&mut self, id: u64, conn: ConnId) {
+        self.idle.retain(|&i| i != id);
+        if let Some(p) = self.ports.get_mut(&id) {
+            p.conn = Some(conn);
+        }
+    }
+
+    /// Stops listening on port `id` and closes it.
+    pub fn remove(&mut self, id: u64) {
+        self.idle.retain(|&i| i != id);
+        if let Some(p) = self.ports.remove(&id) {
+            p.port.set_onmessage(None);
+            p.port.close();
+        }
+    }
+
+    /// Broker shutdown: every port is told and closed (their connections
+    /// were closed already).
+    pub fn close_all(&mut self) {
+        for (_, p) in self.ports.drain() {
+            if p.conn.is_none() && p.port.post_message(&JsValue::from_str(PORT_CLOSE)).is_err() {
+                // The other side is gone already.
+            }
+            p.port.set_onmessage(None);
+            p.port.close();
+        }
+        self.idle.clear();
+    }
+}
 
 /// One BroadcastChannel the broker listens on, and its connections by id.
 pub struct Listener {

@@ -26,8 +26,14 @@ pub struct Internal {
 
 impl Internal {
     /// Accepts a connection for a v5 client `client_id` (clean start, no
-    /// keep-alive) and queues its CONNECT.
-    pub fn start(broker: &mut Broker, client_id: String) -> Result<Internal, JsValue> {
+    /// keep-alive) and queues its CONNECT. `manual_acks`: the messages the
+    /// broker delivers to it are acknowledged by `Client::acknowledge` (a
+    /// bridge, once the external broker took them).
+    pub fn start(
+        broker: &mut Broker,
+        client_id: String,
+        manual_acks: bool,
+    ) -> Result<Internal, JsValue> {
         let now = js::now_ms();
         let conn = broker
             .accept(now)
@@ -35,6 +41,7 @@ impl Internal {
         let mut options = ClientOptions::new(Protocol::V5, Bytes::from(client_id.into_bytes()));
         options.keep_alive_s = 0;
         options.username = Some(Bytes::from_static(INTERNAL_USERNAME.as_bytes()));
+        options.manual_acks = manual_acks;
         let mut client = Client::new(options);
         if let Err(e) = client.connect(now) {
             broker.handle_closed(conn, now);

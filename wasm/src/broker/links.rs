@@ -1,52 +1,18 @@
-//! Accepting connections: one `MessagePort` per client
-//! (`createClientPort`), or many clients multiplexed on one
-//! `BroadcastChannel` (`listenBroadcastChannel`).
+//! Accepting connections from many clients multiplexed on one
+//! `BroadcastChannel` (`listenBroadcastChannel`); ports
+//! (`createClientPort`) are in `ports`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{BroadcastChannel, MessageChannel, MessageEvent, MessagePort};
+use web_sys::{BroadcastChannel, MessageEvent};
 
 use super::driver::{self, Shared};
 use super::endpoint::{to_client, Endpoint, Listener};
-use crate::framing::{port_input, Input, CHANNEL_TO_BROKER};
+use crate::framing::CHANNEL_TO_BROKER;
 use crate::js;
-
-/// A new MessagePort connection; returns the client's end.
-pub fn client_port(shared: &Shared) -> Result<MessagePort, JsValue> {
-    let pair = MessageChannel::new()?;
-    let mine = pair.port1();
-    let weak = Rc::downgrade(shared);
-    // The connection id is known only after accept; the closure reads it
-    // from this cell.
-    let conn_cell: Rc<std::cell::Cell<Option<usize>>> = Rc::default();
-    let cell = conn_cell.clone();
-    let on_message = Closure::wrap(Box::new(move |e: MessageEvent| {
-        let (Some(shared), Some(conn)) = (weak.upgrade(), cell.get()) else {
-            return;
-        };
-        match port_input(&e.data()) {
-            Input::Data(bytes) => driver::on_data(&shared, conn, &bytes),
-            Input::Closed { .. } | Input::Open => driver::on_closed(&shared, conn),
-        }
-    }) as Box<dyn FnMut(MessageEvent)>);
-    mine.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    let endpoint = Endpoint::Port {
-        port: mine,
-        _on_message: on_message,
-    };
-    let calls = {
-        let mut s = shared.borrow_mut();
-        let conn = driver::accept(&mut s, endpoint)
-            .ok_or_else(|| js::error("the broker is full or closed (maxConnections)", None))?;
-        conn_cell.set(Some(conn));
-        driver::pump(&mut s, &Rc::downgrade(shared))
-    };
-    driver::run(calls);
-    Ok(pair.port2())
-}
 
 /// Starts accepting clients on the BroadcastChannel `name`.
 pub fn listen_channel(shared: &Shared, name: &str) -> Result<Rc<Listener>, JsValue> {

@@ -10,6 +10,7 @@ mod endpoint;
 mod internal;
 mod links;
 mod options;
+mod ports;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -60,6 +61,7 @@ impl InTabBroker {
             observer: None,
             bridges: Vec::new(),
             timer: None,
+            ports: Default::default(),
             closed: false,
         }));
         // Arms the first timer ($SYS, if on).
@@ -76,7 +78,7 @@ impl InTabBroker {
     /// (it is transferable). Throws when `maxConnections` are open.
     #[wasm_bindgen(js_name = createClientPort)]
     pub fn create_client_port(&self) -> Result<MessagePort, JsValue> {
-        links::client_port(&self.shared)
+        ports::client_port(&self.shared)
     }
 
     /// Accepts clients of any tab of this origin that connect with
@@ -245,6 +247,7 @@ fn close_all(s: &mut State, listeners: &[Rc<Listener>]) {
         link.endpoint.close();
         s.broker.handle_closed(conn, now);
     }
+    s.ports.close_all();
     for l in listeners {
         l.close();
     }

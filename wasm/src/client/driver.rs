@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::*;
 use super::reason::{describe, refusal_is_final};
 use super::resend;
 use super::state::{Calls, Handlers, Inner, Pending, Shared};
-use super::transport::{Target, Transport};
+use super::transport::Transport;
 use crate::framing::Input;
 use crate::{js, props};
 
@@ -28,7 +28,7 @@ pub fn start_attempt(shared: &Shared) {
     let mut calls = Calls::new();
     {
         let mut inner = shared.borrow_mut();
-        let (Some(settings), Some(target)) = (&inner.settings, &inner.target) else {
+        let (Some(settings), Some(target)) = (&inner.settings, inner.target.clone()) else {
             return;
         };
         let mut options = settings.engine.clone();
@@ -40,12 +40,15 @@ pub fn start_attempt(shared: &Shared) {
             options.clean_start = false;
         }
         let open_deadline_ms = js::now_ms().saturating_add(options.connect_timeout_ms);
+        if options.client_id != inner.inbound_qos2_client_id {
+            inner.inbound_qos2.clear();
+        }
         let mut engine = Client::new(options);
         if let Err(e) = engine.resume_inbound_qos2(&inner.inbound_qos2) {
             error_event(&inner.handlers, &format!("resume: {e}"), &mut calls);
         }
         let sink_weak = weak.clone();
-        let opened = Transport::open(target, move |input| on_input(&sink_weak, input));
+        let opened = Transport::open(&target, move |input| on_input(&sink_weak, input));
         match opened {
             Ok(t) => {
                 inner.generation += 1;
@@ -361,9 +364,8 @@ fn on_lost(
     reason: DisconnectReason,
     calls: &mut Calls,
 ) {
-    if let Some(t) = inner.transport.take() {
-        t.close();
-    }
+    // Closed below: kept for the next connection if there is one (a port).
+    let mut transport = inner.transport.take();
     let engine = inner.engine.take();
     let (text, code) = describe(reason);
     if std::mem::take(&mut inner.up) {
@@ -376,16 +378,19 @@ fn on_lost(
             calls.push((f.clone(), vec![info]));
         }
     }
-    let retry = !inner.closing
-        && inner.connected_once
-        && !refusal_is_final(reason)
-        && inner.target.as_ref().is_some_and(Target::can_reconnect);
+    let retry = !inner.closing && inner.connected_once && !refusal_is_final(reason);
     // Exactly-once on receive across the reconnection (the engine drops
-    // them if the next CONNACK says the session is new).
-    match (&engine, retry) {
-        (Some(e), true) => inner.inbound_qos2 = e.inbound_qos2_ids(),
-        (None, true) => {} // no engine was made: the ids stay as they were
-        (_, false) => inner.inbound_qos2.clear(),
+    // them if the next CONNACK says the session is new), also into a later
+    // `connect` under the same client id (a bridge starting again after its
+    // client gave up); `disconnect()` ends them.
+    if inner.closing {
+        inner.inbound_qos2.clear();
+    } else if let Some(e) = &engine {
+        inner.inbound_qos2 = e.inbound_qos2_ids();
+        inner.inbound_qos2_client_id = inner.settings.as_ref().map_or_else(
+            || e.options().client_id.clone(),
+            |s| s.engine.client_id.clone(),
+        );
     }
     if retry {
         // Unacknowledged QoS 1/2 publishes go out again after reconnecting,
@@ -436,6 +441,9 @@ fn on_lost(
             if let Some(t) = inner.reconnect_timer.as_mut() {
                 t.arm(Some(now + delay), now);
             }
+            if let Some(t) = transport.take() {
+                t.end_for_reconnect();
+            }
             return;
         }
         error_event(&inner.handlers, "reconnection attempts exhausted", calls);
@@ -443,6 +451,9 @@ fn on_lost(
         // Not retried (a refusal that retrying cannot fix): say so, or the
         // application would not know that reconnection stopped.
         error_event(&inner.handlers, &format!("not reconnecting: {text}"), calls);
+    }
+    if let Some(t) = transport.take() {
+        t.close();
     }
     if let Some(t) = inner.timer.as_mut() {
         t.disarm();

@@ -378,6 +378,7 @@ impl MqttClient {
 }
 
 /// What `publish` sends.
+#[derive(Clone)]
 pub(crate) struct Message {
     pub topic: Bytes,
     pub payload: Bytes,
@@ -420,6 +421,15 @@ pub(crate) fn enqueue(shared: &Shared, m: Message, waiter: Waiter) {
         }
     };
     driver::run(calls);
+}
+
+/// Whether `enqueue` would take a QoS 1/2 message now (connected or
+/// reconnecting, and room in the queue) instead of rejecting it.
+#[cfg(feature = "broker")]
+pub(crate) fn can_take(shared: &Shared) -> bool {
+    let inner = shared.borrow();
+    (inner.is_connected() || inner.is_reconnecting())
+        && inner.queue.len() < inner.queue_max_messages()
 }
 
 /// `manual_acks` (a bridge, hence the broker feature): acknowledges

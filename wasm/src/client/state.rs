@@ -106,6 +106,9 @@ pub struct Inner {
     /// which keeps them if the broker kept the session, so that a resend
     /// (DUP) is acknowledged and not delivered again.
     pub(super) inbound_qos2: Vec<u16>,
+    /// The client id whose session those ids belong to: a later `connect`
+    /// under another id starts without them.
+    pub(super) inbound_qos2_client_id: Bytes,
 }
 
 pub type Shared = Rc<RefCell<Inner>>;

@@ -11,7 +11,13 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, BroadcastChannel, MessageEvent, MessagePort, WebSocket};
 
-use crate::framing::{port_input, Input, CHANNEL_TO_BROKER, CHANNEL_TO_CLIENT, PORT_CLOSE};
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::framing::{
+    port_message, Input, PortMessage, CHANNEL_TO_BROKER, CHANNEL_TO_CLIENT, PORT_CLOSE,
+    PORT_INVALID, PORT_OPEN, PORT_RESET,
+};
 use crate::js;
 
 /// Where to connect, as the application gave it.
@@ -19,8 +25,10 @@ use crate::js;
 pub enum Target {
     /// `ws://` or `wss://` URL.
     WebSocket(String),
-    /// A port, used for one connection only.
-    Port(MessagePort),
+    /// A port (the in-tab broker's `createClientPort`), with the number of
+    /// connections made over it: the first starts at once, each later one
+    /// (a reconnection) with `"open"` (`framing`).
+    Port(MessagePort, Rc<Cell<u32>>),
     /// A function returning a fresh `MessagePort` per connection attempt
     /// (what makes reconnection possible over ports).
     PortFactory(js_sys::Function),
@@ -41,7 +49,7 @@ impl Target {
             ));
         }
         if let Some(port) = v.dyn_ref::<MessagePort>() {
-            return Ok(Target::Port(port.clone()));
+            return Ok(Target::Port(port.clone(), Rc::default()));
         }
         if let Some(f) = v.dyn_ref::<js_sys::Function>() {
             return Ok(Target::PortFactory(f.clone()));
@@ -52,11 +60,6 @@ impl Target {
         Err(js::type_error(
             "connect target: a ws:// or wss:// URL, a MessagePort, a function returning a MessagePort, or { broadcastChannel: name }",
         ))
-    }
-
-    /// Whether another connection can be made to this target.
-    pub fn can_reconnect(&self) -> bool {
-        !matches!(self, Target::Port(_))
     }
 }
 
@@ -71,7 +74,12 @@ pub struct Transport {
 
 enum Kind {
     WebSocket(WebSocket),
-    Port(MessagePort),
+    /// `reusable`: the application's port (not one from a port function),
+    /// kept for the next connection when this one ends.
+    Port {
+        port: MessagePort,
+        reusable: bool,
+    },
     Channel {
         channel: BroadcastChannel,
         id: String,
@@ -88,13 +96,17 @@ impl Transport {
     ) -> Result<Transport, JsValue> {
         match target {
             Target::WebSocket(url) => open_websocket(url, sink),
-            Target::Port(port) => Ok(open_port(port.clone(), sink)),
+            Target::Port(port, uses) => {
+                let reopen = uses.get() > 0;
+                uses.set(uses.get().saturating_add(1));
+                open_port(port.clone(), sink, reopen, true)
+            }
             Target::PortFactory(f) => {
                 let port = f
                     .call0(&JsValue::NULL)?
                     .dyn_into::<MessagePort>()
                     .map_err(|_| js::type_error("the port function must return a MessagePort"))?;
-                Ok(open_port(port, sink))
+                open_port(port, sink, false, false)
             }
             Target::Channel(name) => open_channel(name, sink),
         }
@@ -104,11 +116,29 @@ impl Transport {
     pub fn send(&self, bytes: &[u8]) -> Result<(), JsValue> {
         match &self.kind {
             Kind::WebSocket(ws) => ws.send_with_u8_array(bytes),
-            Kind::Port(port) => port.post_message(&js::uint8array(bytes)),
+            Kind::Port { port, .. } => port.post_message(&js::uint8array(bytes)),
             Kind::Channel { channel, id } => {
                 channel.post_message(&channel_message(id, "data", Some(bytes)))
             }
         }
+    }
+
+    /// Ends the connection (after what was sent so far) and detaches the
+    /// handlers, keeping the application's port for the next connection
+    /// (`"reset"`); the others close as with [`Transport::close`].
+    pub fn end_for_reconnect(&self) {
+        if let Kind::Port {
+            port,
+            reusable: true,
+        } = &self.kind
+        {
+            port.set_onmessage(None);
+            if port.post_message(&JsValue::from_str(PORT_RESET)).is_err() {
+                // The port is unusable: the next attempt times out.
+            }
+            return;
+        }
+        self.close();
     }
 
     /// Closes the connection (after what was sent so far) and detaches the
@@ -124,7 +154,7 @@ impl Transport {
                     debug_assert!(false, "WebSocket.close() without arguments");
                 }
             }
-            Kind::Port(port) => {
+            Kind::Port { port, .. } => {
                 port.set_onmessage(None);
                 if port.post_message(&JsValue::from_str(PORT_CLOSE)).is_err() {
                     // The port is already unusable: nothing left to tell.
@@ -189,21 +219,45 @@ fn open_websocket(
     })
 }
 
-fn open_port(port: MessagePort, sink: impl FnMut(Input) + Clone + 'static) -> Transport {
+/// `reopen`: a later connection over the same port: it starts with
+/// `"open"`, and what arrives before the broker's `"open"` belongs to the
+/// earlier connection (dropped).
+fn open_port(
+    port: MessagePort,
+    sink: impl FnMut(Input) + Clone + 'static,
+    reopen: bool,
+    reusable: bool,
+) -> Result<Transport, JsValue> {
     let mut s = sink.clone();
-    let on_message =
-        Closure::wrap(Box::new(move |e: MessageEvent| s(port_input(&e.data())))
-            as Box<dyn FnMut(MessageEvent)>);
+    let mut started = !reopen;
+    let on_message = Closure::wrap(Box::new(move |e: MessageEvent| {
+        match port_message(&e.data()) {
+            PortMessage::Open if !started => {
+                started = true;
+                s(Input::Open);
+            }
+            _ if !started => {} // the earlier connection's
+            PortMessage::Data(bytes) => s(Input::Data(bytes)),
+            PortMessage::Close => s(Input::Closed { detail: None }),
+            PortMessage::Open | PortMessage::Reset | PortMessage::Invalid => s(Input::Closed {
+                detail: Some(PORT_INVALID.into()),
+            }),
+        }
+    }) as Box<dyn FnMut(MessageEvent)>);
     // Setting onmessage starts the port.
     port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    let mut s = sink;
-    js::defer(0, move || s(Input::Open));
-    Transport {
-        kind: Kind::Port(port),
+    if reopen {
+        port.post_message(&JsValue::from_str(PORT_OPEN))?;
+    } else {
+        let mut s = sink;
+        js::defer(0, move || s(Input::Open));
+    }
+    Ok(Transport {
+        kind: Kind::Port { port, reusable },
         _on_message: on_message,
         _on_open: None,
         _on_close: None,
-    }
+    })
 }
 
 fn open_channel(

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use js_sys::Function;
 use ringmq_engine::client::Event as ClientEvent;
 use ringmq_engine::codec::{
-    Publish, PublishProperties, ReasonCode, RetainHandling, SubscribeFilter, SubscriptionOptions,
+    Publish, PublishProperties, QoS, ReasonCode, RetainHandling, SubscribeFilter,
+    SubscriptionOptions,
 };
 
 use super::topics::{self, Mapping};
@@ -128,6 +129,21 @@ impl Local {
         }
     }
 
+    /// The external broker acknowledged outbound message `local_id`:
+    /// acknowledge it to the in-tab broker (PUBACK / PUBREC; the local side
+    /// is in `manual_acks` mode). Not awaited any more (the local side
+    /// ended): nothing is owed.
+    pub fn acknowledge(&mut self, local_id: u16) {
+        if self
+            .internal
+            .client
+            .acknowledge(local_id, ReasonCode::SUCCESS)
+            .is_err()
+        {
+            // Not connected any more, or acknowledged already.
+        }
+    }
+
     fn refuse(&mut self, remote: RemoteId, p: &Publish, why: &str) {
         bump(&self.stats.dropped_in);
         self.out.errors.push(format!(
@@ -173,7 +189,13 @@ impl Local {
                 ClientEvent::Connected { .. } => self.subscribe(),
                 ClientEvent::Message(p) => match topics::to_remote(&self.mappings, &p.topic) {
                     Some((topic, _)) => self.out.outbox.push_back((topic, p)),
-                    None => bump(&self.stats.dropped_out),
+                    None => {
+                        bump(&self.stats.dropped_out);
+                        // Nothing will send it: done with it here.
+                        if p.qos != QoS::AtMostOnce {
+                            self.acknowledge(p.packet_id);
+                        }
+                    }
                 },
                 ClientEvent::PubAcked { packet_id, reason } => {
                     if let Some(remote) = self.pending.remove(&packet_id) {

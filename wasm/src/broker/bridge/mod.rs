@@ -17,6 +17,7 @@
 
 pub mod local;
 mod options;
+mod outbound;
 pub mod topics;
 
 use std::cell::{Cell, RefCell};
@@ -33,9 +34,10 @@ use super::internal::Internal;
 use crate::client::options::Settings;
 use crate::client::state::Waiter;
 use crate::client::transport::Target;
-use crate::client::{acknowledge, enqueue, Message, MqttClient};
+use crate::client::{acknowledge, can_take, enqueue, Message, MqttClient};
 use crate::js;
 use local::{bump, Local, RemoteId, Stats};
+use outbound::Outbound;
 use topics::Mapping;
 
 /// The user's handlers (`bridge.on`).
@@ -50,6 +52,9 @@ struct Handlers {
 /// A JS function bound to a Rust closure that may be re-entered.
 type Callback = Closure<dyn Fn(JsValue)>;
 
+/// The same with two arguments: a local packet id (bound) and a value.
+type Callback2 = Closure<dyn Fn(JsValue, JsValue)>;
+
 pub struct Core {
     id: u64,
     broker: Weak<RefCell<driver::State>>,
@@ -61,9 +66,17 @@ pub struct Core {
     handlers: RefCell<Handlers>,
     /// Called by either side when it has something for the bridge.
     wake: Function,
-    /// Settle functions of the outbound publishes (counters only).
+    /// Settle functions of the outbound QoS 0 publishes (counters only).
     out_waiter: (Function, Function),
+    /// Settle functions of the outbound QoS 1/2 publishes, called with the
+    /// local packet id bound first (`Function::bind1`).
+    out_acked: (Function, Function),
+    /// Outbound QoS 1/2 messages until the external broker acknowledged
+    /// them (`outbound`).
+    outbound: RefCell<Outbound>,
     closures: RefCell<Vec<Callback>>,
+    /// Kept alive as long as the bridge (`out_acked`).
+    _closures2: Vec<Callback2>,
     busy: Cell<bool>,
     again: Cell<bool>,
     /// `connect_loop` is running.
@@ -90,6 +103,19 @@ fn function(c: &Callback) -> Function {
     c.as_ref().unchecked_ref::<Function>().clone()
 }
 
+fn callback2(weak: &Weak<Core>, f: fn(&Rc<Core>, JsValue, JsValue)) -> Callback2 {
+    let weak = weak.clone();
+    Closure::wrap(Box::new(move |a: JsValue, b: JsValue| {
+        if let Some(core) = weak.upgrade() {
+            f(&core, a, b);
+        }
+    }) as Box<dyn Fn(JsValue, JsValue)>)
+}
+
+fn function2(c: &Callback2) -> Function {
+    c.as_ref().unchecked_ref::<Function>().clone()
+}
+
 /// `InTabBroker.addBridge(options)`.
 pub fn add(shared: &Shared, options: &JsValue) -> Result<Bridge, JsValue> {
     let parsed = options::parse(options)?;
@@ -112,6 +138,9 @@ pub fn add(shared: &Shared, options: &JsValue) -> Result<Bridge, JsValue> {
         });
         let dropped = callback(weak, |core, _| bump(&core.stats.dropped_out));
         let core_fns = (function(&wake), function(&ok), function(&dropped));
+        let acked = callback2(weak, Core::out_acked);
+        let rejected = callback2(weak, Core::out_rejected);
+        let acked_fns = (function2(&acked), function2(&rejected));
         Core {
             id,
             broker: Rc::downgrade(shared),
@@ -123,7 +152,10 @@ pub fn add(shared: &Shared, options: &JsValue) -> Result<Bridge, JsValue> {
             handlers: RefCell::default(),
             wake: core_fns.0,
             out_waiter: (core_fns.1, core_fns.2),
+            out_acked: acked_fns,
+            outbound: RefCell::default(),
             closures: RefCell::new(vec![wake, ok, dropped]),
+            _closures2: vec![acked, rejected],
             busy: Cell::new(false),
             again: Cell::new(false),
             connecting: Cell::new(false),
@@ -134,7 +166,9 @@ pub fn add(shared: &Shared, options: &JsValue) -> Result<Bridge, JsValue> {
     let calls = {
         let mut s = shared.borrow_mut();
         let client_id = format!("$in-tab-bridge-{id}-{}", js::hex(&js::random_bytes(4)));
-        let internal = Internal::start(&mut s.broker, client_id)?;
+        // Manual acknowledgements: an outbound message stays unacknowledged
+        // in the in-tab broker until the external broker took it.
+        let internal = Internal::start(&mut s.broker, client_id, true)?;
         s.bridges.push(Local::new(
             id,
             internal,
@@ -169,6 +203,8 @@ impl Core {
         let on_connect = callback(&weak, |core, info| {
             core.subscribe_missing();
             core.emit(|h| &h.connect, info);
+            // Outbound messages waiting for the connection go now.
+            core.wake();
         });
         let on_disconnect = callback(&weak, |core, info| {
             core.emit(|h| &h.disconnect, info);
@@ -300,10 +336,6 @@ impl Core {
             );
         }
         for (topic, p) in outputs.outbox {
-            let waiter = Waiter {
-                resolve: self.out_waiter.0.clone(),
-                reject: self.out_waiter.1.clone(),
-            };
             let properties = ringmq_engine::codec::PublishProperties {
                 topic_alias: None,
                 subscription_identifiers: Vec::new(),
@@ -316,8 +348,79 @@ impl Core {
                 retain: p.retain,
                 properties,
             };
+            if p.qos == QoS::AtMostOnce {
+                let waiter = Waiter {
+                    resolve: self.out_waiter.0.clone(),
+                    reject: self.out_waiter.1.clone(),
+                };
+                enqueue(&self.remote.shared, message, waiter);
+            } else {
+                self.outbound.borrow_mut().push(p.packet_id, message);
+            }
+        }
+        self.send_waiting();
+    }
+
+    /// Hands waiting outbound QoS 1/2 messages to the external client,
+    /// oldest first, as long as it takes them (no borrow of `outbound` is
+    /// held while it runs: a rejection comes back at once).
+    fn send_waiting(&self) {
+        while !self.closed.get() && can_take(&self.remote.shared) {
+            let Some((id, message)) = self.outbound.borrow_mut().next() else {
+                break;
+            };
+            let id = JsValue::from(id);
+            let waiter = Waiter {
+                resolve: self.out_acked.0.bind1(&JsValue::NULL, &id).unchecked_into(),
+                reject: self.out_acked.1.bind1(&JsValue::NULL, &id).unchecked_into(),
+            };
             enqueue(&self.remote.shared, message, waiter);
         }
+    }
+
+    /// The external broker acknowledged outbound message `id` (local
+    /// packet id) with `code`: count it, acknowledge it in the tab (the
+    /// in-tab broker may then send the next), send what waits.
+    fn out_acked(self: &Rc<Self>, id: JsValue, code: JsValue) {
+        let Some(id) = id.as_f64().and_then(|v| u16::try_from(v as u32).ok()) else {
+            return;
+        };
+        if !self.outbound.borrow_mut().acknowledged(id) {
+            return;
+        }
+        let refused = code.as_f64().is_some_and(|c| c >= 128.0);
+        bump(if refused {
+            &self.stats.refused_out
+        } else {
+            &self.stats.forwarded_out
+        });
+        if let Some(broker) = self.broker.upgrade() {
+            let calls = {
+                let mut s = broker.borrow_mut();
+                if let Some(b) = s.bridges.iter_mut().find(|b| b.id == self.id) {
+                    b.acknowledge(id);
+                }
+                driver::pump(&mut s, &Rc::downgrade(&broker))
+            };
+            driver::run(calls);
+        }
+        self.wake();
+    }
+
+    /// The external client dropped outbound message `id` (it gave up
+    /// reconnecting, or the bridge is closing): kept to be sent again,
+    /// unless the bridge is closed.
+    fn out_rejected(self: &Rc<Self>, id: JsValue, _error: JsValue) {
+        let Some(id) = id.as_f64().and_then(|v| u16::try_from(v as u32).ok()) else {
+            return;
+        };
+        if self.closed.get() {
+            if self.outbound.borrow_mut().acknowledged(id) {
+                bump(&self.stats.dropped_out);
+            }
+            return;
+        }
+        self.outbound.borrow_mut().rejected(id);
     }
 
     /// Ends both sides: the local client leaves the in-tab broker, the
@@ -326,6 +429,12 @@ impl Core {
     fn close(self: &Rc<Self>) -> Promise {
         if self.closed.replace(true) {
             return Promise::resolve(&JsValue::UNDEFINED);
+        }
+        // Not handed to the external client: dropped (what it holds is
+        // counted as its rejections arrive).
+        let waiting = self.outbound.borrow_mut().drop_waiting();
+        for _ in 0..waiting {
+            bump(&self.stats.dropped_out);
         }
         if let Some(broker) = self.broker.upgrade() {
             let calls = {
@@ -443,7 +552,7 @@ impl Bridge {
         }
         let queued = {
             let inner = self.core.remote.shared.borrow();
-            inner.queue.len() + inner.inflight.len()
+            inner.queue.len() + inner.inflight.len() + self.core.outbound.borrow().waiting()
         };
         js::set(&o, "queued", queued as f64);
         o

@@ -9,6 +9,7 @@
 //!   payloadFormatIndicator?: 0 | 1, subscriptionIdentifiers?: number[] (received only) }
 //! ```
 
+use bytes::Bytes;
 use ringmq_engine::codec::{Publish, PublishProperties};
 use wasm_bindgen::JsValue;
 
@@ -70,9 +71,28 @@ pub fn publish_properties_to(p: &PublishProperties) -> JsValue {
     o
 }
 
+/// The JS string of the latest topic handed to a `message` callback: a
+/// subscriber usually gets many messages on one topic in a row, and a JS
+/// string is immutable, so it is decoded from UTF-8 once per run.
+#[derive(Default)]
+pub struct TopicCache(Option<(Bytes, JsValue)>);
+
+impl TopicCache {
+    pub fn get(&mut self, topic: &Bytes) -> JsValue {
+        match &self.0 {
+            Some((t, v)) if t == topic => v.clone(),
+            _ => {
+                let v = js::string(topic);
+                self.0 = Some((topic.clone(), v.clone()));
+                v
+            }
+        }
+    }
+}
+
 /// The `(topic, payload, packet)` arguments of a `message` callback:
 /// `packet` is `{ qos, retain, dup, properties }`.
-pub fn message_args(publish: &Publish) -> [JsValue; 3] {
+pub fn message_args(publish: &Publish, topics: &mut TopicCache) -> [JsValue; 3] {
     let packet = js::object();
     js::set(&packet, "qos", publish.qos.as_u8());
     js::set(&packet, "retain", publish.retain);
@@ -83,7 +103,7 @@ pub fn message_args(publish: &Publish) -> [JsValue; 3] {
         publish_properties_to(&publish.properties),
     );
     [
-        js::string(&publish.topic),
+        topics.get(&publish.topic),
         js::uint8array(&publish.payload).into(),
         packet,
     ]

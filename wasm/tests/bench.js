@@ -53,7 +53,7 @@ async function mqttjsClient(broker, id) {
 // One publisher, `subs` subscribers, QoS 1 publishes in windows of 100
 // (so the publisher cannot outrun the broker without bound): delivered
 // messages per second.
-async function fanout(kind, subs) {
+export async function fanout(kind, subs) {
   const make = kind === 'wasm' ? wasmClient : mqttjsClient;
   const broker = new (R().InTabBroker)({ sysInterval: 0 });
   let delivered = 0;

@@ -4,6 +4,10 @@
 // binary over ws://. Started by wasm/tests/run.sh after wasm/build.sh.
 //
 //   node wasm/tests/browser.mjs [--bench [--runs N]]
+//   node wasm/tests/browser.mjs --profile KIND SUBSCRIBERS
+//     (one fan-out of wasm/tests/bench.js, KIND wasm or mqttjs, under
+//     Chrome's CPU profiler; prints where the time went, by function and
+//     by category: wasm code, the JS glue, the rest)
 //
 // Environment: RINGMQ_BIN (default $CARGO_TARGET_DIR/debug/ringmq or
 // target/debug/ringmq), CHROMIUM (default /usr/bin/chromium).
@@ -22,7 +26,9 @@ import { bridgeSuite } from './bridge.mjs';
 const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '../..'));
 const require = createRequire(join(root, 'tests/node/package.json'));
 const puppeteer = require('puppeteer-core');
-const bench = process.argv.includes('--bench');
+const profileAt = process.argv.indexOf('--profile');
+const profile = profileAt > 0 ? { kind: process.argv[profileAt + 1] || 'wasm', subs: Number(process.argv[profileAt + 2] || 16) } : null;
+const bench = process.argv.includes('--bench') || profile !== null;
 const runsAt = process.argv.indexOf('--runs');
 const benchRuns = runsAt > 0 ? Number(process.argv[runsAt + 1]) : 5;
 const chromium = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -141,6 +147,39 @@ async function open(browser, base) {
 
 const results = [];
 
+// One fan-out under the CPU profiler (CDP Profiler, 100 us sampling):
+// self time by function (top 25) and by category.
+async function profileFanout(page, { kind, subs }) {
+  const cdp = await page.createCDPSession();
+  await cdp.send('Profiler.enable');
+  await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
+  await cdp.send('Profiler.start');
+  const out = await page.evaluate((k, n) => window.bench.fanout(k, n), kind, subs);
+  const { profile: prof } = await cdp.send('Profiler.stop');
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const deltas = prof.timeDeltas;
+  prof.samples.forEach((id, i) => {
+    const f = byId.get(id).callFrame;
+    const name = `${f.functionName || '(anonymous)'} ${f.url.split('/').pop()}${f.functionName ? '' : ':' + (f.lineNumber + 1)}`;
+    self.set(name, (self.get(name) || 0) + (deltas[i] || 0));
+  });
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const category = (name) => (/wasm-function|\.wasm|^\$/.test(name) ? 'wasm code'
+    : /ringmq_wasm\.js/.test(name) ? 'JS glue (ringmq_wasm.js)'
+      : /mqtt\.min\.js/.test(name) ? 'MQTT.js'
+        : /^\((idle|program|garbage collector)\)/.test(name) ? name.split(' ')[0] : 'other JS');
+  const cats = new Map();
+  for (const [name, us] of self) cats.set(category(name), (cats.get(category(name)) || 0) + us);
+  console.log(JSON.stringify(out));
+  console.log('by category (share of samples):');
+  for (const [c, us] of [...cats].sort((a, b) => b[1] - a[1])) console.log(`  ${(100 * us / total).toFixed(1).padStart(5)}%  ${c}`);
+  console.log('top functions by self time:');
+  for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+    console.log(`  ${(100 * us / total).toFixed(1).padStart(5)}%  ${name}`);
+  }
+}
+
 // ONLY=name1,name2 runs just those scenarios (debugging).
 const only = process.env.ONLY ? process.env.ONLY.split(',') : null;
 
@@ -220,6 +259,11 @@ async function main() {
     step('page');
     const page = await open(browser, base);
     step('scenarios');
+    if (profile) {
+      page.setDefaultTimeout(600_000);
+      await profileFanout(page, profile);
+      return;
+    }
     if (bench) {
       // The benchmark's own bound: 10 minutes (run.sh does not run it).
       page.setDefaultTimeout(600_000);

@@ -60,6 +60,8 @@ pub struct State {
     pub timer: Option<js::Timer>,
     /// The ports of `createClientPort`.
     pub ports: Ports,
+    /// The `message` event's latest topic string.
+    pub topics: props::TopicCache,
     pub closed: bool,
 }
 
@@ -197,7 +199,7 @@ pub fn pump(s: &mut State, weak: &Weak<RefCell<State>>) -> Calls {
         .min();
     let deadline = if s.closed { None } else { deadline };
     if let Some(t) = s.timer.as_mut() {
-        t.arm(deadline, js::now_ms());
+        t.arm(deadline);
     }
     calls
 }
@@ -385,7 +387,7 @@ fn observer_events(s: &mut State, calls: &mut Calls) -> bool {
         match event {
             ClientEvent::Message(p) => {
                 if let Some(f) = &s.handlers.message {
-                    calls.push((f.clone(), props::message_args(&p).to_vec()));
+                    calls.push((f.clone(), props::message_args(&p, &mut s.topics).to_vec()));
                 }
             }
             ClientEvent::Connected { .. } => {

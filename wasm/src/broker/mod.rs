@@ -62,6 +62,7 @@ impl InTabBroker {
             bridges: Vec::new(),
             timer: None,
             ports: Default::default(),
+            topics: Default::default(),
             closed: false,
         }));
         // Arms the first timer ($SYS, if on).

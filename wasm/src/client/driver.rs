@@ -56,11 +56,10 @@ pub fn start_attempt(shared: &Shared) {
                 inner.transport = Some(t);
                 inner.read_buf.clear();
                 inner.open_deadline_ms = open_deadline_ms;
-                let now = js::now_ms();
                 inner
                     .timer
                     .get_or_insert_with(|| new_timer(weak.clone(), on_timer))
-                    .arm(Some(open_deadline_ms), now);
+                    .arm(Some(open_deadline_ms));
             }
             Err(e) => {
                 let detail = e.as_string().unwrap_or_else(|| format!("{e:?}"));
@@ -173,11 +172,12 @@ fn error_event(h: &Handlers, message: &str, calls: &mut Calls) {
     }
 }
 
-/// Writes, acts on events, re-arms the timer; returns the JS calls to make.
+/// Acts on events, re-arms the timer, and has what the engine wrote sent
+/// at the end of the task (one write for all the commands and answers of
+/// one task: [`flush_task`]); returns the JS calls to make.
 pub fn pump(inner: &mut Inner, weak: &Weak<RefCell<Inner>>) -> Calls {
     let mut calls = Calls::new();
     loop {
-        flush(inner, &mut calls);
         let Some(event) = inner.engine.as_mut().and_then(Client::poll_event) else {
             break;
         };
@@ -207,7 +207,7 @@ pub fn pump(inner: &mut Inner, weak: &Weak<RefCell<Inner>>) -> Calls {
                     .correlation_data
                     .as_ref()
                     .and_then(|c| inner.requests.remove(c));
-                let args = props::message_args(&p);
+                let args = props::message_args(&p, &mut inner.topics);
                 if let Some(w) = waiter {
                     let msg = js::object();
                     js::set(&msg, "topic", args[0].clone());
@@ -254,16 +254,62 @@ pub fn pump(inner: &mut Inner, weak: &Weak<RefCell<Inner>>) -> Calls {
             }
         }
     }
-    let now = js::now_ms();
     // Not open yet (Idle): the open deadline.
     let deadline = inner.engine.as_ref().and_then(|e| match e.state() {
         State::Idle => Some(inner.open_deadline_ms),
         _ => e.poll_timeout(),
     });
     if let Some(t) = inner.timer.as_mut() {
-        t.arm(deadline, now);
+        t.arm(deadline);
     }
+    schedule_flush(inner, weak);
     calls
+}
+
+/// Queues [`flush_task`] if the engine has bytes to write and none is
+/// queued.
+fn schedule_flush(inner: &mut Inner, weak: &Weak<RefCell<Inner>>) {
+    let pending = inner
+        .engine
+        .as_mut()
+        .is_some_and(|e| !e.outgoing().is_empty());
+    if !pending || inner.flush_scheduled || inner.transport.is_none() {
+        return;
+    }
+    let f = inner
+        .flush_fn
+        .get_or_insert_with(|| {
+            let weak = weak.clone();
+            Closure::wrap(Box::new(move || {
+                if let Some(shared) = weak.upgrade() {
+                    flush_task(&shared);
+                }
+            }) as Box<dyn FnMut()>)
+        })
+        .as_ref()
+        .unchecked_ref::<js_sys::Function>()
+        .clone();
+    inner.flush_scheduled = true;
+    js::microtask(&f);
+}
+
+/// The microtask: writes what the engine produced during the task (a
+/// burst of publishes goes out as one transport message, which the
+/// in-tab broker then reads and routes in one go), moves queued publishes
+/// into the room made, and pumps again.
+fn flush_task(shared: &Shared) {
+    let weak = Rc::downgrade(shared);
+    let calls = {
+        let mut guard = shared.borrow_mut();
+        let inner = &mut *guard;
+        inner.flush_scheduled = false;
+        let mut calls = Calls::new();
+        flush(inner, &mut calls);
+        resend::drain_queue(inner, &mut calls);
+        calls.extend(pump(inner, &weak));
+        calls
+    };
+    run(calls);
 }
 
 fn codes(reasons: &[ReasonCode]) -> JsValue {
@@ -439,7 +485,7 @@ fn on_lost(
             }
             let now = js::now_ms();
             if let Some(t) = inner.reconnect_timer.as_mut() {
-                t.arm(Some(now + delay), now);
+                t.arm(Some(now + delay));
             }
             if let Some(t) = transport.take() {
                 t.end_for_reconnect();

@@ -68,6 +68,12 @@ pub struct Inner {
     pub(super) transport: Option<Transport>,
     pub(super) read_buf: BytesMut,
     pub(super) timer: Option<js::Timer>,
+    /// `queueMicrotask` of [`Inner::flush_fn`] is pending: what the engine
+    /// writes until then goes out in one transport write.
+    pub(super) flush_scheduled: bool,
+    pub(super) flush_fn: Option<wasm_bindgen::closure::Closure<dyn FnMut()>>,
+    /// The `message` callback's latest topic string.
+    pub(super) topics: crate::props::TopicCache,
     pub(super) reconnect_timer: Option<js::Timer>,
     pub handlers: Handlers,
     pub connect_waiter: Option<Waiter>,

@@ -2,7 +2,8 @@
 // the page that started it (wasm/examples/worker.html; also loaded by the
 // browser tests, wasm/tests/worker.js). The page sends
 // { port, clientId } with the port transferred (a MessagePort from
-// broker.createClientPort()); the worker connects over it and serves:
+// broker.createClientPort()); the worker connects over it (and
+// reconnects over the same port if the connection ends) and serves:
 //   worker/square  request/response: answers n * n to the response topic
 //                  with the request's correlation data;
 //   worker/echo    publishes the payload back on page/echo at QoS 2.

@@ -76,7 +76,9 @@ impl InTabBroker {
 
     /// A new connection: returns the `MessagePort` to hand to a client
     /// (`MqttClient.connect(port)`), here, in a worker or another frame
-    /// (it is transferable). Throws when `maxConnections` are open.
+    /// (it is transferable). The client's reconnections go over the same
+    /// port (one connection at a time); `disconnect()` ends the port.
+    /// Throws when `maxConnections` are open.
     #[wasm_bindgen(js_name = createClientPort)]
     pub fn create_client_port(&self) -> Result<MessagePort, JsValue> {
         ports::client_port(&self.shared)

@@ -4,16 +4,20 @@
 # KEEP_ALIVE_S, nothing else), and CLOSE_WAIT_S seconds after they all
 # closed; the broker's CPU over CPU_WINDOW_S seconds while they are held.
 #
-#   bench/idle-memory.sh [BROKER...]     BROKER: ringmq | ringmq-native | mosquitto
-#                                        (default ringmq mosquitto; ringmq-native is
-#                                        ringmq with `--io native`, the io_uring loop)
-# Env: N (connections, default 10000; above ~28,000 loadgen spreads them over
-# source addresses 127.0.0.2, .3, ...), PORT (18950), RINGMQ_FLAGS (e.g.
+#   bench/idle-memory.sh [BROKER...]     BROKER: ringmq | ringmq-native | ringmq-monoio | mosquitto
+#                                        (default ringmq mosquitto; ringmq runs the default
+#                                        `--io auto`, ringmq-native `--io native` (the
+#                                        io_uring shard loop), ringmq-monoio `--io uring`)
+# Env: N (connections, default 10000; up to 100,000 and more: above ~28,000
+# loadgen spreads them over source addresses 127.0.0.2, .3, ..., past the
+# ephemeral-port range of one address), PORT (18950), RINGMQ_FLAGS (e.g.
 # "--io epoll"), CLOSE_WAIT_S (3), CPU_WINDOW_S (10), KEEP_ALIVE_S (60),
 # RATE (connections per second, 5000), RINGMQ_BIN / LOADGEN_BIN (other builds).
 # Needs target/release/{ringmq,loadgen}; mosquitto from ../shared/peers.
-# The open-file limit is raised to fit N (soft to hard; the hard limit too
-# when running as root).
+# The open-file limit is raised to fit N (N + 1024 for the broker and for
+# loadgen each): the soft limit to the hard one, the hard one too where the
+# process may (CAP_SYS_RESOURCE); otherwise the script stops and says the
+# largest N that fits.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -27,7 +31,10 @@ huge_kib() { awk '/^AnonHugePages/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/nu
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 fds=$(( N + 1024 ))
 if [[ $(ulimit -Hn) != unlimited && $(ulimit -Hn) -lt $fds ]]; then
-  ulimit -Hn "$fds" 2>/dev/null || { echo "idle-memory: cannot raise the hard open-file limit ($(ulimit -Hn)) to $fds for N=$N" >&2; exit 2; }
+  ulimit -Hn "$fds" 2>/dev/null || {
+    echo "idle-memory: N=$N needs $fds open files in the broker and in loadgen each; the hard limit is $(ulimit -Hn) and cannot be raised here (raising it needs CAP_SYS_RESOURCE): the largest N that fits is $(( $(ulimit -Hn) - 1024 ))" >&2
+    exit 2
+  }
 fi
 ulimit -n "$(ulimit -Hn)"
 connect_s=$(( N / RATE + 1 ))
@@ -35,6 +42,7 @@ for b in "${brokers[@]}"; do
   case "$b" in
     ringmq) "${RINGMQ_BIN:-$tdir/ringmq}" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
     ringmq-native) "${RINGMQ_BIN:-$tdir/ringmq}" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn --io native ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
+    ringmq-monoio) "${RINGMQ_BIN:-$tdir/ringmq}" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn --io uring ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
     *) pid=$("$root/../shared/peers/start-peer.sh" "$b" "$PORT") ;;
   esac
   before=$(rss_kib "$pid")

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::{Driver, Event, UringLimits};
+
+/// `uring::Slot` at the time of writing (`a_connection_slot_stays_small`).
+const SLOT_MAX_BYTES: usize = 152;
 use crate::conn::{CloseReason, DriverConfig, DriverHandle, Handler};
 
 /// Echoes every complete line (`\n`-terminated); leaves a partial one.
@@ -453,5 +456,18 @@ fn gathering_wakes_at_once_for_a_late_completion_and_sleeps_when_idle() {
     assert!(
         slept >= Duration::from_millis(25) && slept < Duration::from_millis(1_000),
         "woken after {slept:?}, expected about 30 ms"
+    );
+}
+
+/// An idle connection's slab entry on the native loop (docs/benchmarks.md,
+/// memory per idle connection): at most its size at the time of writing,
+/// so that a field added to every connection is a decision, not a drift.
+#[test]
+fn a_connection_slot_stays_small() {
+    let slot = std::mem::size_of::<super::Slot>();
+    eprintln!("uring::Slot {slot} bytes");
+    assert!(
+        slot <= SLOT_MAX_BYTES,
+        "uring::Slot is {slot} bytes (at most {SLOT_MAX_BYTES})"
     );
 }

@@ -6,7 +6,7 @@ use std::io;
 
 use io_uring::IoUring;
 
-use super::{Driver, SLEEP_MAX_MS};
+use super::{Driver, GATHER_BUSY_COMPLETIONS, SLEEP_MAX_MS};
 
 /// The running kernel's (major, minor) version; (0, 0) if unknown.
 pub(super) fn kernel_version() -> (u32, u32) {
@@ -114,6 +114,11 @@ impl Driver {
             // take them now; gathering more would only add a sleep while
             // the receivers go idle.
             (ms, Some(_)) if self.work_pending() => enter(&mut self.ring, 1, 0, ms),
+            // A quiet turn: wake for the next completion (see
+            // `GATHER_BUSY_COMPLETIONS`).
+            (ms, Some(_)) if self.last_completions < GATHER_BUSY_COMPLETIONS => {
+                enter(&mut self.ring, 1, 0, ms)
+            }
             // A minimum wait without a finite timeout would end the sleep.
             (ms, Some((completions, us))) => enter(
                 &mut self.ring,

@@ -1,7 +1,8 @@
 // Runs the wasm package's scenarios (wasm/tests/scenarios.js) in headless
 // Chromium (Debian's /usr/bin/chromium, driven by puppeteer-core from
 // tests/node), against the in-tab broker and against the real ringmq
-// binary over ws://. Started by wasm/tests/run.sh after wasm/build.sh.
+// binary over ws://, and the React and Vue examples (wasm/tests/frameworks.js).
+// Started by wasm/tests/run.sh after wasm/build.sh and wasm/examples/build.sh.
 //
 //   node wasm/tests/browser.mjs [--bench [--runs N]]
 //   node wasm/tests/browser.mjs --profile KIND SUBSCRIBERS
@@ -236,7 +237,9 @@ async function check(name, fn) {
 }
 
 async function main() {
-  for (const [what, path] of [['chromium', chromium], ['ringmq binary', ringmqBin], ['wasm/pkg (run wasm/build.sh)', join(root, 'wasm/pkg/ringmq_wasm.js')]]) {
+  for (const [what, path] of [['chromium', chromium], ['ringmq binary', ringmqBin], ['wasm/pkg (run wasm/build.sh)', join(root, 'wasm/pkg/ringmq_wasm.js')],
+    ['the React example bundle (run wasm/examples/build.sh)', join(root, 'wasm/examples/react/dist/app.js')],
+    ['the Vue example bundle (run wasm/examples/build.sh)', join(root, 'wasm/examples/vue/dist/app.js')]]) {
     if (!existsSync(path)) throw new Error(`${what} missing: ${path}`);
   }
   const dir = await mkdtemp(join(tmpdir(), 'ringmq-wasm-'));
@@ -272,7 +275,7 @@ async function main() {
       console.log(`chromium ${await browser.version()}, ${benchRuns} runs`);
       return;
     }
-    for (const name of ['inTabQos', 'inTabRetainWillEvents', 'inTabSessionExpiry', 'inTabShared', 'inTabAuthAclRequest', 'inTabReconnect', 'inTabPortReconnect', 'inTabExactlyOnce', 'workerClient', 'mqttjsInTab']) {
+    for (const name of ['inTabQos', 'inTabRetainWillEvents', 'inTabSessionExpiry', 'inTabShared', 'inTabAuthAclRequest', 'inTabReconnect', 'inTabPortReconnect', 'inTabExactlyOnce', 'workerClient', 'mqttjsInTab', 'reactApp', 'vueApp']) {
       await run(page, name);
     }
     await run(page, 'wsRingmq', { url });

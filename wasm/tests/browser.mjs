@@ -148,6 +148,49 @@ async function open(browser, base) {
 
 const results = [];
 
+// wasm/examples/FW/index.html?url= (the bundle as a user opens it) on
+// ringmq: it connects and subscribes, a message an MQTT.js client
+// publishes on ringmq shows in the rendered list, and what is typed into
+// the page's form and submitted (puppeteer's keyboard and click) reaches
+// the MQTT.js client and the list. Unmounting is checked in-tab
+// (wasm/tests/frameworks.js), where the broker reports the client gone.
+async function examplePageOnRingmq(browser, base, fw, url) {
+  const mqtt = require('mqtt');
+  const topic = `frameworks/${fw}/${process.pid}`;
+  const other = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: `${fw}-other`, reconnectPeriod: 0, connectTimeout: 5000 });
+  const page = await browser.newPage();
+  const logs = [];
+  page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push('[pageerror] ' + e.message));
+  try {
+    const got = [];
+    other.on('message', (t, p) => got.push(`${t}: ${p}`));
+    await other.subscribeAsync(topic, { qos: 1 });
+    await page.goto(`${base}/wasm/examples/${fw}/index.html?url=${encodeURIComponent(url)}&topic=${encodeURIComponent(topic)}&clientId=${fw}-page`);
+    const sel = (id) => `[data-testid=${id}]`;
+    const textOf = (id) => page.$eval(sel(id), (e) => e.textContent).catch(() => null);
+    const wait = async (pred, what, ms = 10_000) => {
+      const end = Date.now() + ms;
+      while (!(await pred())) {
+        if (Date.now() > end) throw new Error(`${fw}: timed out waiting for ${what}\n${logs.slice(-10).join('\n')}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await wait(async () => (await textOf('status')) === 'connected' && (await textOf('suback')) === '[1]', 'status connected and SUBACK [1]');
+    const listed = () => page.$$eval(`${sel('messages')} li`, (lis) => lis.map((li) => li.textContent));
+    await other.publishAsync(topic, 'from MQTT.js', { qos: 1 });
+    await wait(async () => (await listed()).includes(`${topic}: from MQTT.js`), "MQTT.js's message in the list");
+    await page.type(`${sel('publish')} input[name=payload]`, 'typed on the page');
+    await page.click(`${sel('publish')} button`);
+    await wait(async () => got.includes(`${topic}: typed on the page`), "the form's message at the MQTT.js client");
+    await wait(async () => (await listed()).includes(`${topic}: typed on the page`), "the form's message in the list");
+    return { listed: (await listed()).length };
+  } finally {
+    await page.close();
+    await other.endAsync();
+  }
+}
+
 // One fan-out under the CPU profiler (CDP Profiler, 100 us sampling):
 // self time by function (top 25) and by category.
 async function profileFanout(page, { kind, subs }) {
@@ -281,6 +324,10 @@ async function main() {
     await run(page, 'wsRingmq', { url });
     await run(page, 'mqttjsInterop', { url });
     await run(page, 'wsExactlyOnce', { url });
+    // The examples' own pages (index.html?url=) on ringmq over ws://.
+    for (const fw of ['react', 'vue']) {
+      await check(`${fw}PageWs`, () => examplePageOnRingmq(browser, base, fw, url));
+    }
     // Two pages of one origin over a BroadcastChannel.
     const guest = await open(browser, base);
     const name = 'ringmq-test-' + process.pid;

@@ -9,27 +9,14 @@
 // component): a new target means a new connection. `options` are
 // connect's options (docs/wasm.md) plus `maxMessages` (how many received
 // messages `messages` keeps, the newest last; default 100); they are read
-// when the connection is made. Unmounting disconnects (DISCONNECT 0x00:
-// no will, no reconnection).
-//
-// The package is an ES module built by wasm-bindgen --target web: init()
-// must run once before any MqttClient. The .wasm is imported as a file
-// (esbuild --loader:.wasm=file copies it next to the bundle) and fetched
-// relative to the bundle.
+// when the connection is made. publish/subscribe called before the
+// CONNACK wait for it. Unmounting disconnects (DISCONNECT 0x00: no will,
+// no reconnection). The connection itself is ../session.js.
 
 import { useCallback, useEffect, useRef, useState } from 'react';
-import init, { MqttClient } from '../../pkg/ringmq_wasm.js';
-import wasmUrl from '../../pkg/ringmq_wasm_bg.wasm';
+import { DEFAULT_MAX_MESSAGES, openSession } from '../session.js';
 
-let loaded = null;
-function loadRingmq() {
-  loaded ??= init({ module_or_path: new URL(wasmUrl, import.meta.url) });
-  return loaded;
-}
-
-const DEFAULT_MAX_MESSAGES = 100;
-let seq = 0; // message ids (list keys)
-const notConnected = () => Promise.reject(new Error('useMqtt: not connected (unmounted or connection failed)'));
+const notConnected = () => Promise.reject(new Error('useMqtt: not connected (unmounted)'));
 
 export function useMqtt(target, options = {}) {
   const [status, setStatus] = useState('connecting');
@@ -37,57 +24,26 @@ export function useMqtt(target, options = {}) {
   const [messages, setMessages] = useState([]);
   const optionsRef = useRef(options);
   optionsRef.current = options;
-  // Resolves with the client at its first CONNACK (rejects if that fails
-  // or the component goes first): subscribe/publish called before wait.
-  const clientRef = useRef(null);
+  // The current connection's `ready` promise (null once unmounted).
+  const readyRef = useRef(null);
 
   useEffect(() => {
     const { maxMessages = DEFAULT_MAX_MESSAGES, ...connectOptions } = optionsRef.current;
-    let closed = false;
-    let client = null;
-    let established = false;
-    setStatus('connecting');
     setError(null);
     setMessages([]);
-    const ready = loadRingmq().then(async () => {
-      if (closed) throw new Error('useMqtt: unmounted before connecting');
-      client = new MqttClient();
-      client.on('connect', () => !closed && setStatus('connected'));
-      client.on('reconnecting', () => !closed && setStatus('reconnecting'));
-      client.on('disconnect', () => !closed && setStatus('disconnected'));
-      client.on('error', (e) => !closed && setError(String(e && e.message ? e.message : e)));
-      client.on('message', (topic, payload, packet) => {
-        if (closed) return;
-        const m = { id: ++seq, topic, payload: new TextDecoder().decode(payload), bytes: payload, qos: packet.qos, retain: packet.retain, properties: packet.properties };
-        setMessages((list) => [...list, m].slice(-maxMessages));
-      });
-      await client.connect(target, connectOptions);
-      established = true;
-      if (closed) {
-        await client.disconnect();
-        throw new Error('useMqtt: unmounted while connecting');
-      }
-      return client;
+    const session = openSession(target, connectOptions, {
+      status: setStatus,
+      error: setError,
+      message: (m) => setMessages((list) => [...list, m].slice(-maxMessages)),
     });
-    ready.catch((e) => {
-      if (!closed) {
-        setStatus('failed');
-        setError(String(e && e.message ? e.message : e));
-      }
-    });
-    clientRef.current = ready;
+    readyRef.current = session.ready;
     return () => {
-      closed = true;
-      clientRef.current = null;
-      // A connection still being made is closed once it is (above);
-      // disconnect() also ends a reconnection in progress.
-      if (established) {
-        client.disconnect().catch((e) => console.warn('useMqtt: disconnect failed', e));
-      }
+      readyRef.current = null;
+      session.close();
     };
   }, [target]);
 
-  const withClient = useCallback((fn) => (clientRef.current ? clientRef.current.then(fn) : notConnected()), []);
+  const withClient = useCallback((fn) => (readyRef.current ? readyRef.current.then(fn) : notConnected()), []);
   const publish = useCallback((topic, payload, opts) => withClient((c) => c.publish(topic, payload, opts)), [withClient]);
   const subscribe = useCallback((filter, opts) => withClient((c) => c.subscribe(filter, opts)), [withClient]);
   const unsubscribe = useCallback((filter) => withClient((c) => c.unsubscribe(filter)), [withClient]);

@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 # the kernel accepts its setup; the black-box harness fails a test whose
 # broker fell back to monoio without logging the kernel's refusal).
 cargo test --workspace
+# The engine's scenario tests again (virtual time, engine/tests/sim) with the
+# in-tab broker's configuration (`BrokerConfig::in_tab`, the wasm package's
+# limits): the in-tab broker is the same engine with one shard and smaller
+# bounds, and must pass the same scenarios.
+RINGMQ_SIM_PROFILE=in-tab cargo test -p ringmq-engine --tests
 # The black-box tests again on the portable monoio fallback, epoll driver
 # (kernels or sandboxes without io_uring, and the code path non-Linux
 # systems use).

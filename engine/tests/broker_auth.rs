@@ -41,7 +41,7 @@ fn store() -> UserStore {
 fn closed_config() -> BrokerConfig {
     BrokerConfig {
         allow_anonymous: false,
-        ..Default::default()
+        ..base()
     }
 }
 
@@ -123,7 +123,7 @@ fn anonymous_refused_and_no_store_refuses_every_name() {
 /// in; one with a user name must still give its password.
 #[test]
 fn anonymous_allowed_still_checks_given_names() {
-    let mut sim = Sim::with_store(1, BrokerConfig::default(), store());
+    let mut sim = Sim::with_store(1, base(), store());
     let (_, ack) = sim.connect_with(login(V5, "anon", None, None));
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
     let (_, ack) = sim.connect_with(login(V5, "b", Some("bob"), Some("wrong")));

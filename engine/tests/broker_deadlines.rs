@@ -86,7 +86,7 @@ fn one_wheel_entry_per_connection_and_none_after_close() {
 fn deadlines_due_in_one_tick_share_one_wakeup() {
     let no_sys = BrokerConfig {
         sys_interval_s: 0,
-        ..BrokerConfig::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, no_sys);
     let mut conns = Vec::new();

@@ -20,7 +20,7 @@ fn both() -> [Protocol; 2] {
 fn durable() -> BrokerConfig {
     BrokerConfig {
         durable: true,
-        ..Default::default()
+        ..base()
     }
 }
 

@@ -212,7 +212,7 @@ fn invalid_filter_reason_per_filter() {
     for v in [V3, V5] {
         let cfg = BrokerConfig {
             topic_levels_max: 3,
-            ..Default::default()
+            ..base()
         };
         let mut sim = Sim::with_config(1, cfg);
         let s = sim.connect(v, "s", true);
@@ -442,7 +442,7 @@ fn topic_alias_inbound() {
     assert!(got
         .iter()
         .all(|m| &m.topic[..] == b"alias/t" && m.properties.topic_alias.is_none()));
-    let max = BrokerConfig::default().topic_alias_max;
+    let max = base().topic_alias_max;
     let mut bad = publish("", "bad", 0);
     bad.properties.topic_alias = Some(max + 1);
     sim.send(p, Packet::Publish(bad));
@@ -463,7 +463,7 @@ fn topic_alias_inbound() {
 fn maximum_packet_size_both_directions() {
     let cfg = BrokerConfig {
         packet_size_max_bytes: 1000,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let mut c = connect_packet(V5, "small", true);
@@ -514,7 +514,7 @@ fn client_receive_maximum() {
 fn server_receive_maximum() {
     let cfg = BrokerConfig {
         receive_maximum: 3,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let p = sim.connect(V5, "p", true);
@@ -710,7 +710,7 @@ fn malformed_packet_isolated() {
 fn offline_queue_limit() {
     let cfg = BrokerConfig {
         session_queue_max_messages: 5,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let s = sim.connect(V3, "q", false);
@@ -734,7 +734,7 @@ fn offline_queue_limit() {
 fn subscription_limit() {
     let cfg = BrokerConfig {
         subscriptions_per_session_max: 2,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let s = sim.connect(V5, "s", true);
@@ -764,7 +764,7 @@ fn subscription_limit() {
 fn topic_levels_limit() {
     let cfg = BrokerConfig {
         topic_levels_max: 3,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let s = sim.connect(V5, "s", true);
@@ -785,7 +785,7 @@ fn topic_levels_limit() {
 /// 257: SUBACK failure, and a PUBLISH closes the connection (v5: DISCONNECT 0x90).
 #[test]
 fn topic_levels_default_limit_at_n_and_n_plus_1() {
-    let n = BrokerConfig::default().topic_levels_max;
+    let n = base().topic_levels_max;
     assert_eq!(n, 256);
     let levels = |k: usize| vec!["l"; k].join("/");
     for v in [V3, V5] {
@@ -926,7 +926,7 @@ fn held_acknowledgements_are_bounded_at_n_and_n_plus_1() {
     let max = 5;
     let cfg = BrokerConfig {
         barrier_held_max_entries: max,
-        ..Default::default()
+        ..base()
     };
     for v in [V3, V5] {
         for publishes in [max - 3, max - 2] {
@@ -1150,7 +1150,7 @@ fn topic_alias_outbound() {
     // Off when the broker's own limit is 0.
     let cfg = BrokerConfig {
         topic_alias_outbound_max: 0,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let mut c = connect_packet(V5, "s", true);
@@ -1174,7 +1174,7 @@ fn topic_alias_outbound() {
 fn topic_alias_outbound_table_is_bounded_and_replaced_lru() {
     let cfg = BrokerConfig {
         topic_alias_outbound_max: 3,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let mut c = connect_packet(V5, "s", true);
@@ -1256,8 +1256,8 @@ fn acknowledgements_wait_for_other_shards() {
         }
         (out, ring)
     }
-    let mut a = Broker::new(BrokerConfig::default(), 0, 2);
-    let mut b = Broker::new(BrokerConfig::default(), 1, 2);
+    let mut a = Broker::new(base(), 0, 2);
+    let mut b = Broker::new(base(), 1, 2);
     let conn = a.accept(0).unwrap();
     let connect = Connect {
         client_id: Bytes::from_static(b"x"),

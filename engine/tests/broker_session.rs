@@ -171,7 +171,7 @@ fn zero_length_client_id_persistent_refused_v311() {
 fn client_id_length_limit() {
     let cfg = BrokerConfig {
         client_id_max_bytes: 8,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let (_, ok) = sim.connect_with(connect_packet(V5, "12345678", true));
@@ -412,7 +412,7 @@ fn keep_alive_zero_is_off() {
 fn server_keep_alive() {
     let cfg = BrokerConfig {
         keep_alive_max_s: 30,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let mut c = connect_packet(V5, "ska", true);
@@ -482,7 +482,7 @@ fn session_expiry_interval_and_disconnect_update() {
 /// v5 CONNACK properties: Receive Maximum, Maximum Packet Size, Topic Alias Maximum.
 #[test]
 fn connack_v5_properties() {
-    let cfg = BrokerConfig::default();
+    let cfg = base();
     let mut sim = Sim::with_config(1, cfg.clone());
     let (_, ack) = sim.connect_with(connect_packet(V5, "props", true));
     assert_eq!(ack.properties.receive_maximum, Some(cfg.receive_maximum));
@@ -516,7 +516,7 @@ fn enhanced_auth_unknown_method() {
 fn anonymous_refused_when_disabled() {
     let cfg = BrokerConfig {
         allow_anonymous: false,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let (_, ack) = sim.connect_with(connect_packet(V5, "anon", true));
@@ -525,12 +525,31 @@ fn anonymous_refused_when_disabled() {
     assert_eq!(ack.reason.v3_connack_code(), 5);
 }
 
+/// The scenario tests' profile variable (`RINGMQ_SIM_PROFILE`, sim/mod.rs)
+/// accepts only the names it lists: a typo fails the run, naming them,
+/// instead of quietly running the native profile again.
+#[test]
+fn an_unknown_sim_profile_fails_loudly() {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "connect_then_connack_success_and_ping"])
+        .env(PROFILE_VAR, "in_tab")
+        .output()
+        .expect("run the test binary");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unknown RINGMQ_SIM_PROFILE=\"in_tab\"; accepted values: native, in-tab"),
+        "{text}"
+    );
+}
+
 /// connections_max is enforced at accept.
 #[test]
 fn connection_limit() {
     let cfg = BrokerConfig {
         connections_max: 2,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let _a = sim.open(0, V3);
@@ -561,7 +580,7 @@ fn shutdown_disconnects_everyone() {
 fn certificate_identity_authenticates_the_connect() {
     let cfg = BrokerConfig {
         allow_anonymous: false,
-        ..Default::default()
+        ..base()
     };
     for v in both() {
         let mut sim = Sim::with_config(1, cfg.clone());

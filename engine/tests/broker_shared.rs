@@ -21,7 +21,7 @@ fn id_on(prefix: &str, shard: usize, shards: usize) -> String {
 fn with_policy(policy: SharedPolicy) -> BrokerConfig {
     BrokerConfig {
         shared_policy: policy,
-        ..BrokerConfig::default()
+        ..base()
     }
 }
 
@@ -247,7 +247,7 @@ fn per_group_policy_overrides_the_default() {
     let config = BrokerConfig {
         shared_policy: SharedPolicy::RoundRobin,
         shared_group_policies: vec![("pinned".into(), SharedPolicy::Sticky)],
-        ..BrokerConfig::default()
+        ..base()
     };
     let mut sim = Sim::with_config(2, config);
     let shards = 2;

@@ -162,7 +162,7 @@ fn packet_identifier_presence() {
     expect_close(&fr(0x82, &cat(&[&[0, 0], &s(b"a"), &[0]])));
     expect_close(&fr(0xA2, &cat(&[&[0, 0], &s(b"a")])));
     expect_close(&fr(0x32, &cat(&[&s(b"a"), &[0, 0], b"x"])));
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let (s1, _) = raw.connect("s", true);
     raw.send(s1, &fr(0x82, &cat(&[&[0, 1], &s(b"q/#"), &[2]])));
     raw.frames(s1);
@@ -216,7 +216,7 @@ fn acknowledgements_carry_the_packet_identifier() {
         c,
         |p| matches!(p, Packet::PubRel(a) if a.packet_id == out.packet_id),
     );
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let (r, _) = raw.connect("r", true);
     raw.send(r, &fr(0x82, &cat(&[&[0xAB, 0xCD], &s(b"a"), &[1]])));
     assert_eq!(raw.frames(r), [vec![0x90, 3, 0xAB, 0xCD, 1]]);
@@ -273,7 +273,7 @@ fn wrong_protocol_name_disconnects() {
 /// connection is closed.
 #[test]
 fn unsupported_protocol_level() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     for level in [0u8, 3, 6, 9] {
         let r = raw.open();
         raw.send(
@@ -528,7 +528,7 @@ fn client_identifier_rules() {
     expect_connect_refused(&connect4(0x02, &s(&[b'c', 0xFF])));
     let cfg = BrokerConfig {
         client_id_max_bytes: 23,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     for id in [
@@ -585,7 +585,7 @@ fn malformed_connect_closed_without_connack() {
         connect4(0x42, &cat(&[&cid, &s(b"pw")])),
         connect4(0x02, &s(&[0xFF])),
     ] {
-        let mut raw = Raw::new(BrokerConfig::default());
+        let mut raw = Raw::new(base());
         let r = raw.open();
         raw.send(r, &bytes);
         assert!(raw.closed(r));
@@ -619,7 +619,7 @@ fn same_client_id_disconnects_the_existing_client() {
 /// the first packet even when queued messages are waiting.
 #[test]
 fn connack_first_and_zero() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let (a, frames) = raw.connect("q", false);
     assert_eq!(frames, [vec![0x20, 2, 0, 0]]);
     raw.send(a, &fr(0x82, &cat(&[&[0, 1], &s(b"q"), &[1]])));
@@ -871,7 +871,7 @@ fn subscribe_and_unsubscribe_payload_rules() {
 /// or 0x80, and each filter handled on its own.
 #[test]
 fn suback_return_codes() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     raw.broker.set_authenticator(Box::new(Acl));
     let (s1, _) = raw.connect("s", true);
     let filters: [(&[u8], u8); 5] = [
@@ -961,7 +961,7 @@ fn delivery_qos_is_the_minimum() {
 /// answers them all, also when nothing was deleted.
 #[test]
 fn unsubscribe_exact_match() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let (s1, _) = raw.connect("s", true);
     for f in [&b"a/+"[..], b"b/#", b"c"] {
         raw.send(s1, &fr(0x82, &cat(&[&[0, 1], &s(f), &[1]])));
@@ -1020,7 +1020,7 @@ fn unsubscribe_completes_started_deliveries() {
 /// [MQTT-3.12.4-1]: PINGREQ gets PINGRESP.
 #[test]
 fn pingreq_gets_pingresp() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let (c, _) = raw.connect("c", true);
     raw.send(c, &[0xC0, 0x00, 0xC0, 0x00]);
     assert_eq!(raw.frames(c), [vec![0xD0, 0], vec![0xD0, 0]]);
@@ -1251,7 +1251,7 @@ fn topic_filter_validity() {
 /// same byte from a 3.1.1 client is malformed ([MQTT-3.6.1-1]) and closes the connection.
 #[test]
 fn mqtt_3_1_connack_reserved_byte_and_pubrel_with_dup() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     // CleanSession 0: the session outlives the connection.
     let connect31 = fr(0x10, &cat(&[&s(b"MQIsdp"), &[3, 0x00, 0, 60], &s(b"old")]));
     let r1 = raw.open();

@@ -199,7 +199,7 @@ fn zero_width_no_break_space_is_not_stripped() {
 /// Remaining Lengths are minimal.
 #[test]
 fn variable_byte_integers_are_minimal() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let s1 = raw.connect("s");
     raw.subscribe(s1, "big", 0);
     let p = raw.connect("p");
@@ -267,7 +267,7 @@ fn reserved_fixed_header_flags() {
 /// QoS 0, DUP 0 and no Packet Identifier, even when the message came in as a DUP QoS 2.
 #[test]
 fn qos0_publish_wire_form() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let s1 = raw.connect("s");
     raw.subscribe(s1, "t", 0);
     let p = raw.connect("p");
@@ -356,7 +356,7 @@ fn acknowledgements_carry_the_packet_identifier() {
 /// [MQTT-2.2.2-1]: a packet without properties carries Property Length 0.
 #[test]
 fn no_properties_is_property_length_zero() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let c = raw.connect("c");
     let sub = Subscribe {
         packet_id: 0x0102,
@@ -462,7 +462,7 @@ fn protocol_name_must_be_mqtt() {
 /// [MQTT-3.1.2-2]: an unsupported protocol version closes the connection, no session.
 #[test]
 fn unsupported_protocol_version_closes() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     for level in [0u8, 2, 6, 7, 255] {
         let r = raw.open();
         raw.send(
@@ -764,7 +764,7 @@ fn connack_fits_the_client_maximum_packet_size() {
 fn outbound_topic_aliases_respect_the_client_maximum() {
     let cfg = BrokerConfig {
         topic_alias_outbound_max: 10,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let none = sim.connect(V5, "none", true);
@@ -917,7 +917,7 @@ fn connect_payload_fields_in_order() {
 fn client_identifier_rules() {
     let cfg = BrokerConfig {
         client_id_max_bytes: 23,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let c = raw_first(&mut sim, &connect5(0x02, &[], &s(&[b'a', 0xFF])));
@@ -1025,7 +1025,7 @@ fn failed_authentication_closes() {
 /// closes the first with DISCONNECT 0x8E, the last packet written to it.
 #[test]
 fn takeover_disconnects_the_existing_client() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let (old, _) = raw.connect_with(persistent("same", 100));
     raw.subscribe(old, "t", 1);
     let p = raw.connect("p");
@@ -1074,7 +1074,7 @@ fn nothing_processed_after_a_refused_connect() {
 /// acknowledge flags have bits 7-1 clear.
 #[test]
 fn connack_first_with_clean_flags() {
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     let (a, ack) = raw.connect_with(persistent("q", 100));
     assert!(!ack.session_present);
     raw.subscribe(a, "q", 1);
@@ -1112,7 +1112,7 @@ fn connack_reason_codes_are_from_the_table() {
     ];
     let cfg = BrokerConfig {
         client_id_max_bytes: 4,
-        ..Default::default()
+        ..base()
     };
     let mut seen = Vec::new();
     let cid = s(b"c");
@@ -1387,7 +1387,7 @@ fn inbound_topic_alias_range() {
 fn topic_alias_refused_when_maximum_is_zero() {
     let cfg = BrokerConfig {
         topic_alias_max: 0,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let (c, ack) = sim.connect_with(connect_packet(V5, "c", true));
@@ -1493,7 +1493,7 @@ fn client_publish_with_subscription_identifier_refused() {
 fn receive_maximum_exceeded() {
     let cfg = BrokerConfig {
         receive_maximum: 4,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let (c, ack) = sim.connect_with(connect_packet(V5, "c", true));
@@ -1633,7 +1633,7 @@ fn ack_reason_codes_are_from_their_tables() {
 #[test]
 fn no_diagnostic_properties_beyond_the_client_maximum_packet_size() {
     const MAX: u32 = 24;
-    let mut raw = Raw::new(BrokerConfig::default());
+    let mut raw = Raw::new(base());
     raw.broker.set_authenticator(Box::new(Acl));
     let mut c = connect_packet(V5, "small", true);
     c.properties.maximum_packet_size_bytes = Some(MAX);
@@ -1715,7 +1715,7 @@ fn no_diagnostic_properties_beyond_the_client_maximum_packet_size() {
 fn packet_size_limit_at_n_and_n_plus_1() {
     let cfg = BrokerConfig {
         packet_size_max_bytes: 64,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let (c, ack) = sim.connect_with(connect_packet(V5, "c", true));
@@ -1958,7 +1958,7 @@ fn pingreq_gets_pingresp() {
 fn no_disconnect_before_connack() {
     let cfg = BrokerConfig {
         client_id_max_bytes: 4,
-        ..Default::default()
+        ..base()
     };
     let mut raw = Raw::new(cfg);
     raw.broker.set_authenticator(Box::new(Acl));
@@ -1990,7 +1990,7 @@ fn server_disconnect_reason_and_properties() {
     let cfg = BrokerConfig {
         receive_maximum: 1,
         packet_size_max_bytes: 100,
-        ..Default::default()
+        ..base()
     };
     let mut sim = Sim::with_config(1, cfg);
     let mut seen = Vec::new();

@@ -148,6 +148,27 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The in-tab broker's limits (the wasm package's `InTabBroker`, one
+    /// shard inside a browser tab, docs/wasm.md): [`BrokerConfig::default`]
+    /// with smaller memory bounds, because a tab has far less memory than a
+    /// server and shares it with the page. At most 1024 connections,
+    /// 16 MiB queued for one subscriber (`outgoing_queue_max_bytes`),
+    /// 1000 messages queued for an offline session, and 10,000 retained
+    /// messages of at most 64 MiB in all; everything else as the native
+    /// default. Page options override single keys
+    /// (`wasm/src/broker/options.rs`); the engine's scenario tests run with
+    /// this base too (`RINGMQ_SIM_PROFILE=in-tab`, engine/tests/sim).
+    pub fn in_tab() -> BrokerConfig {
+        BrokerConfig {
+            connections_max: 1024,
+            session_queue_max_messages: 1000,
+            outgoing_queue_max_bytes: 16 * 1024 * 1024,
+            retained_messages_max: 10_000,
+            retained_bytes_max: 64 * 1024 * 1024,
+            ..BrokerConfig::default()
+        }
+    }
+
     /// The policy of the shared group named `group`.
     pub fn shared_policy_for(&self, group: &[u8]) -> SharedPolicy {
         self.shared_group_policies

@@ -113,9 +113,56 @@ pub fn will(topic: &str, payload: &str, qos: u8, delay_s: Option<u32>) -> Will {
     w
 }
 
+/// The environment variable that selects the configuration profile the
+/// scenario tests start from (see [`base`]).
+pub const PROFILE_VAR: &str = "RINGMQ_SIM_PROFILE";
+
+/// A profile: its name and the configuration it starts from.
+pub type Profile = (&'static str, fn() -> BrokerConfig);
+
+/// The accepted values of [`PROFILE_VAR`] and the configuration each names.
+pub const PROFILES: &[Profile] = &[
+    ("native", BrokerConfig::default),
+    ("in-tab", BrokerConfig::in_tab),
+];
+
+/// The configuration the scenario tests start from: the native broker's
+/// defaults, or with `RINGMQ_SIM_PROFILE=in-tab` the in-tab broker's
+/// (`BrokerConfig::in_tab`, the wasm package's limits), so the same
+/// scenarios run against both. Tests that set fields build their config as
+/// `BrokerConfig { field: x, ..base() }`. An unknown profile panics: a
+/// typo must not quietly run the native profile twice.
+pub fn base() -> BrokerConfig {
+    match std::env::var(PROFILE_VAR) {
+        Err(std::env::VarError::NotPresent) => BrokerConfig::default(),
+        Err(std::env::VarError::NotUnicode(v)) => {
+            panic!(
+                "{PROFILE_VAR}={v:?} is not UTF-8; accepted values: {}",
+                profile_names()
+            )
+        }
+        Ok(name) => match PROFILES.iter().find(|(n, _)| *n == name) {
+            Some((_, config)) => config(),
+            None => panic!(
+                "unknown {PROFILE_VAR}={name:?}; accepted values: {}",
+                profile_names()
+            ),
+        },
+    }
+}
+
+fn profile_names() -> String {
+    PROFILES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Sim {
+    /// `shards` brokers with the profile's configuration ([`base`]).
     pub fn new(shards: u16) -> Sim {
-        Sim::with_config(shards, BrokerConfig::default())
+        Sim::with_config(shards, base())
     }
 
     pub fn with_config(shards: u16, config: BrokerConfig) -> Sim {

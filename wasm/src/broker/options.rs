@@ -80,16 +80,11 @@ const LIMITS: &[(&str, u64, Setter)] = &[
 ];
 
 /// Limits for a tab: a browser tab is not a server, so fewer connections
-/// and smaller queues than the native defaults; everything else as native.
+/// and smaller queues than the native defaults; everything else as native
+/// ([`BrokerConfig::in_tab`], which the engine's scenario tests also run
+/// with).
 pub fn tab_defaults() -> BrokerConfig {
-    BrokerConfig {
-        connections_max: 1024,
-        session_queue_max_messages: 1000,
-        outgoing_queue_max_bytes: 16 * 1024 * 1024,
-        retained_messages_max: 10_000,
-        retained_bytes_max: 64 * 1024 * 1024,
-        ..BrokerConfig::default()
-    }
+    BrokerConfig::in_tab()
 }
 
 pub fn parse(o: &JsValue) -> Result<Parsed, JsValue> {

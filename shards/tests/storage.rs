@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ringmq_tests::packet::{connect_v311, publish_v311, subscribe_v311, DISCONNECT};
-use ringmq_tests::{binary, run_to_exit, Broker, RawClient};
+use ringmq_tests::packet::{connect_v311, publish_v311, subscribe_v311};
+use ringmq_tests::{binary, disk_storage_config, run_to_exit, Broker, RawClient};
 
 fn bin() -> PathBuf {
     binary(env!("CARGO_BIN_EXE_ringmq"))
@@ -21,13 +21,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn config(dir: &Path, data_dir: &Path) -> PathBuf {
-    let path = dir.join("ringmq.toml");
-    let text = format!(
-        "[storage]\nstorage = \"disk\"\ndata_dir = \"{}\"\n",
-        data_dir.display()
-    );
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-    path
+    disk_storage_config(dir, data_dir, "")
 }
 
 #[test]
@@ -64,13 +58,7 @@ fn stored_state_survives_a_restart_and_the_tools_show_it() {
     let broker = Broker::start(&bin(), &["-c", cfg]);
     // A persistent subscriber, then offline; a retained message and a QoS 1
     // message for it, both acknowledged.
-    let mut sub = RawClient::connect(broker.addr());
-    sub.send(&connect_v311("keeper", false, 60));
-    sub.expect(&[0x20, 0x02, 0x00, 0x00]);
-    sub.send(&subscribe_v311(1, "kept/#", 1));
-    sub.expect(&[0x90, 0x03, 0x00, 0x01, 0x01]);
-    sub.send(&DISCONNECT);
-    drop(sub);
+    RawClient::park_subscriber(broker.addr(), "keeper", "kept/#");
     let mut p = RawClient::connect(broker.addr());
     p.send(&connect_v311("writer", true, 60));
     p.expect(&[0x20, 0x02, 0x00, 0x00]);

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ringmq_tests::packet::{connect_v311, publish_v311, subscribe_v311, DISCONNECT};
-use ringmq_tests::{binary, run_to_exit, Broker, RawClient};
+use ringmq_tests::packet::{connect_v311, publish_v311, subscribe_v311};
+use ringmq_tests::{binary, disk_storage_config, run_to_exit, Broker, RawClient};
 
 fn bin() -> PathBuf {
     binary(env!("CARGO_BIN_EXE_ringmq"))
@@ -79,23 +79,12 @@ fn damaged_records_are_reported_with_their_location_and_the_rest_loads() {
     let dir = std::env::temp_dir().join(format!("ringmq-storage-damage-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     let data = dir.join("data");
-    let cfg = dir.join("ringmq.toml");
-    let text = format!(
-        "[storage]\nstorage = \"disk\"\ndata_dir = \"{}\"\n",
-        data.display()
-    );
-    std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = disk_storage_config(&dir, &data, "");
     let cfg = cfg.to_str().unwrap_or_default();
     let data_arg = data.to_str().unwrap_or_default();
 
     let broker = Broker::start(&bin(), &["-c", cfg]);
-    let mut sub = RawClient::connect(broker.addr());
-    sub.send(&connect_v311("keeper", false, 60));
-    sub.expect(&[0x20, 0x02, 0x00, 0x00]);
-    sub.send(&subscribe_v311(1, "q/#", 1));
-    sub.expect(&[0x90, 0x03, 0x00, 0x01, 0x01]);
-    sub.send(&DISCONNECT);
-    drop(sub);
+    RawClient::park_subscriber(broker.addr(), "keeper", "q/#");
     let mut p = RawClient::connect(broker.addr());
     p.send(&connect_v311("writer", true, 60));
     p.expect(&[0x20, 0x02, 0x00, 0x00]);

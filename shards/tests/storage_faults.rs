@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ringmq_tests::packet::{connect_v311, connect_v5, frame, publish_v311, subscribe_v311};
-use ringmq_tests::{binary, Broker, RawClient};
+use ringmq_tests::{binary, disk_storage_config, Broker, RawClient};
 
 fn bin() -> PathBuf {
     binary(env!("CARGO_BIN_EXE_ringmq"))
@@ -121,23 +121,12 @@ fn a_full_disk_refuses_what_needs_storage_keeps_serving_and_recovers() {
         }
     };
     let data = mount.0.join("data");
-    let cfg = root.join("ringmq.toml");
-    let text = format!(
-        "[storage]\nstorage = \"disk\"\ndata_dir = \"{}\"\nfsync = \"always\"\n",
-        data.display()
-    );
-    std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = disk_storage_config(&root, &data, "fsync = \"always\"\n");
     let cfg = cfg.to_str().unwrap_or_default();
     let broker = Broker::start(&bin(), &["-c", cfg]);
 
     // A stored session subscribed to data/#, offline.
-    let mut keeper = RawClient::connect(broker.addr());
-    keeper.send(&connect_v311("keeper", false, 60));
-    keeper.expect(&[0x20, 0x02, 0x00, 0x00]);
-    keeper.send(&subscribe_v311(1, "data/#", 1));
-    keeper.expect(&[0x90, 0x03, 0x00, 0x01, 0x01]);
-    keeper.send(&[0xe0, 0x00]);
-    drop(keeper);
+    RawClient::park_subscriber(broker.addr(), "keeper", "data/#");
     // Clients that store nothing: a clean QoS 0 subscriber.
     let mut watch = RawClient::connect(broker.addr());
     watch.send(&connect_v311("watch", true, 60));

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use ringmq_tests::wire::{
     ack_packet, ack_reason, is_timeout, parse_publish, publish_packet, Conn, Publish, Version,
 };
-use ringmq_tests::{binary, Broker};
+use ringmq_tests::{binary, disk_storage_config, Broker};
 
 /// Persistent subscribers of each protocol version.
 const CLIENTS_PER_VERSION: usize = 4;
@@ -70,14 +70,7 @@ fn start(cfg: &Path, shards: u16) -> Broker {
 }
 
 fn config(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.join("ringmq.toml");
-    let text = format!(
-        "[storage]\nstorage = \"disk\"\ndata_dir = \"{}\"\nfsync = \"always\"\n",
-        dir.join("data").display()
-    );
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-    path
+    disk_storage_config(dir, &dir.join("data"), "fsync = \"always\"\n")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -35,7 +35,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -489,6 +489,31 @@ impl RawClient {
         c.expect(&[0x20, 0x02, 0x00, 0x00]);
         c
     }
+
+    /// Leaves a persistent v3.1.1 session (clean session off) subscribed to
+    /// `filter` at QoS 1 and disconnects, so that messages queue for it.
+    pub fn park_subscriber(addr: SocketAddr, client_id: &str, filter: &str) {
+        let mut c = RawClient::connect(addr);
+        c.send(&packet::connect_v311(client_id, false, 60));
+        c.expect(&[0x20, 0x02, 0x00, 0x00]);
+        c.send(&packet::subscribe_v311(1, filter, 1));
+        c.expect(&[0x90, 0x03, 0x00, 0x01, 0x01]);
+        c.send(&packet::DISCONNECT);
+    }
+}
+
+/// Writes `dir/ringmq.toml` with `storage = "disk"` in `data_dir` and the
+/// `storage_extra` lines (e.g. `fsync = "always"\n`) in the same table;
+/// returns its path.
+pub fn disk_storage_config(dir: &Path, data_dir: &Path, storage_extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("ringmq.toml");
+    let text = format!(
+        "[storage]\nstorage = \"disk\"\ndata_dir = \"{}\"\n{storage_extra}",
+        data_dir.display()
+    );
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    path
 }
 
 /// Lower-case hex with spaces, for readable assertion failures.

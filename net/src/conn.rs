@@ -100,6 +100,8 @@ mod tls_io;
 mod writer;
 mod ws_io;
 
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) use handle::shared_bytes;
 pub use handle::{CloseReason, DriverConfig, DriverHandle, Handler};
 pub use tls_io::ConnTls;
 pub use ws_io::websocket_handler;

@@ -133,14 +133,23 @@ pub(super) struct Shared {
     pub(super) write_failed: Cell<Option<io::ErrorKind>>,
     /// The reader closed the connection because its TLS session failed.
     pub(super) tls_failed: Cell<bool>,
-    pub(super) writer: WakerSlot,
-    pub(super) reader: WakerSlot,
+    /// The monoio tasks' wake-ups, made when a task first waits: the
+    /// native loop has no tasks, so its connections never make them
+    /// (32 bytes less per connection; docs/benchmarks.md).
+    wakers: std::cell::OnceCell<Box<Wakers>>,
     /// Native backend: where to queue this connection for attention.
     #[cfg(target_os = "linux")]
     pub(super) native: std::cell::OnceCell<NativeLink>,
     /// Native backend: already queued since the last attention.
     #[cfg(target_os = "linux")]
     pub(super) queued: Cell<bool>,
+}
+
+/// The wake-ups of a monoio-driven connection's two tasks.
+#[derive(Default)]
+struct Wakers {
+    writer: WakerSlot,
+    reader: WakerSlot,
 }
 
 /// A native-loop connection's place: the loop's ready list, its slab slot
@@ -169,7 +178,7 @@ impl DriverHandle {
     /// Output is waiting: wake the writer (coalesces with earlier calls).
     pub fn transmit(&self) {
         self.shared.transmit.set(true);
-        self.shared.writer.wake();
+        self.shared.wake_writer();
         self.queue();
     }
 
@@ -177,14 +186,14 @@ impl DriverHandle {
     /// calls [`Handler::on_closed`].
     pub fn close(&self) {
         self.shared.closing.set(true);
-        self.shared.writer.wake();
-        self.shared.reader.wake();
+        self.shared.wake_writer();
+        self.shared.wake_reader();
         self.queue();
     }
 
     /// Backpressure lifted: the reader asks [`Handler::reads_paused`] again.
     pub fn resume_reads(&self) {
-        self.shared.reader.wake();
+        self.shared.wake_reader();
         self.queue();
     }
 
@@ -201,7 +210,7 @@ impl DriverHandle {
     /// Resolves once [`DriverHandle::close`] has been called.
     pub async fn closed(&self) {
         self.shared
-            .reader
+            .reader()
             .wait_until(|| self.shared.closing.get())
             .await;
     }
@@ -266,9 +275,39 @@ impl DriverHandle {
 }
 
 impl Shared {
+    /// Where the writer task waits (made on first use).
+    pub(super) fn writer(&self) -> &WakerSlot {
+        &self.wakers.get_or_init(Box::default).writer
+    }
+
+    /// Where the reader task waits (made on first use).
+    pub(super) fn reader(&self) -> &WakerSlot {
+        &self.wakers.get_or_init(Box::default).reader
+    }
+
+    /// Wakes the writer task, if one waits.
+    pub(super) fn wake_writer(&self) {
+        if let Some(w) = self.wakers.get() {
+            w.writer.wake();
+        }
+    }
+
+    /// Wakes the reader task, if one waits.
+    pub(super) fn wake_reader(&self) {
+        if let Some(w) = self.wakers.get() {
+            w.reader.wake();
+        }
+    }
+
     /// The writer task waits here while its write is in flight; it is woken
     /// through the writer slot like any other writer wait.
     pub(super) async fn reader_or_writer_wait(&self, ready: impl FnMut() -> bool) {
-        self.writer.wait_until(ready).await;
+        self.writer().wait_until(ready).await;
     }
+}
+
+/// Size of one connection's shared flags (`a_connection_slot_stays_small`).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn shared_bytes() -> usize {
+    std::mem::size_of::<Shared>()
 }

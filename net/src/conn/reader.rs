@@ -63,7 +63,7 @@ pub(super) async fn reader_task<H: Handler>(
     // and the sessions are dropped) is a close step (`pace`).
     pace::pacer().admit().await;
     handle.shared.ended.set(true);
-    handle.shared.writer.wake();
+    handle.shared.wake_writer();
     drop(read_half);
     handler.on_closed(reason);
 }
@@ -106,7 +106,7 @@ async fn read_loop<H: Handler>(
         }
         if handler.reads_paused() {
             shared
-                .reader
+                .reader()
                 .wait_until(|| shared.closing.get() || !handler.reads_paused())
                 .await;
             // The peer cannot complete a packet we do not read: its time
@@ -192,7 +192,7 @@ async fn read_loop<H: Handler>(
         if tls.session.borrow().wants_write() {
             // Handshake flight, alert or ticket: the writer sends it.
             shared.transmit.set(true);
-            shared.writer.wake();
+            shared.wake_writer();
         }
         let peer_closed = match result {
             Ok(state) => state == TlsRead::PeerClosed,
@@ -247,7 +247,10 @@ async fn linger(read_half: &mut OwnedReadHalf<TcpStream>, shared: &Shared) -> Cl
             Ok(_) => {}
         }
     }
-    shared.reader.wait_until(|| shared.writer_done.get()).await;
+    shared
+        .reader()
+        .wait_until(|| shared.writer_done.get())
+        .await;
     if shared.tls_failed.get() {
         return CloseReason::TlsError;
     }

@@ -32,7 +32,7 @@ pub(super) async fn writer_task<H: Handler>(
     let mut close_admitted = false;
     loop {
         shared
-            .writer
+            .writer()
             .wait_until(|| shared.transmit.get() || shared.closing.get() || shared.ended.get())
             .await;
         if shared.closing.get() && !close_admitted && !shared.ended.get() {
@@ -117,14 +117,14 @@ async fn close_gracefully(shared: &Shared, fd: RawFd, close_linger_ms: u64) {
             // The reader still holds its half, so `fd` is open.
             shut_down(fd, Shutdown::Read);
         }
-        _ = shared.writer.wait_until(|| shared.ended.get()) => {}
+        _ = shared.writer().wait_until(|| shared.ended.get()) => {}
     }
 }
 
 /// Tells the reader the writer is done (it may report the close).
 fn writer_done(shared: &Shared) {
     shared.writer_done.set(true);
-    shared.reader.wake();
+    shared.wake_reader();
 }
 
 fn shut_down(fd: RawFd, how: Shutdown) {

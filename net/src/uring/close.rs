@@ -139,7 +139,7 @@ impl Driver {
             return;
         }
         c.phase = Phase::Ended;
-        c.buf = BytesMut::new();
+        c.put_buf(BytesMut::new());
         // End whatever is in flight (a receive completes with 0, a send
         // fails); the peer gets FIN after the bytes already queued.
         if c.recv != Recv::Idle || c.sending.is_some() {
@@ -235,12 +235,15 @@ impl Driver {
         };
         self.free.push(slot);
         self.live -= 1;
-        let tls = c.tls.and_then(NativeTls::into_session);
+        let (bytes, tls) = match c.rare {
+            Some(r) => (r.buf, r.tls.and_then(NativeTls::into_session)),
+            None => (BytesMut::new(), None),
+        };
         let ws = c.handler.take_ws_session();
         self.events.push(Event::Detached {
             handler: c.handler,
             fd: c.fd,
-            bytes: c.buf,
+            bytes,
             tls,
             ws,
         });
@@ -254,10 +257,10 @@ impl Driver {
         };
         match (kind, c.phase) {
             (TimerKind::PacketComplete, Phase::Open) => {
-                let due = c.packet_started_ms.is_some_and(|s| s + timeout <= now);
+                let due = c.packet_started_ms().is_some_and(|s| s + timeout <= now);
                 if due && !c.paused {
                     self.end(slot, gen, CloseReason::PacketTimeout);
-                } else if let Some(started) = c.packet_started_ms {
+                } else if let Some(started) = c.packet_started_ms() {
                     // Paused time does not count: look again later.
                     let at = if c.paused {
                         now + timeout
@@ -265,7 +268,7 @@ impl Driver {
                         started + timeout
                     };
                     if c.paused {
-                        c.packet_started_ms = Some(now);
+                        c.set_packet_started_ms(Some(now));
                     }
                     self.timers.push(std::cmp::Reverse((
                         at,

@@ -38,30 +38,42 @@ pub(super) enum Phase {
     Ended,
 }
 
-/// A connection's slab entry.
+/// A connection's slab entry: what an idle plain-TCP connection needs,
+/// with the rest boxed behind [`Conn::rare`] (docs/benchmarks.md, memory
+/// per idle connection; `a_connection_slot_stays_small`).
 pub(super) struct Conn {
     pub(super) fd: OwnedFd,
     pub(super) handler: Rc<dyn Handler>,
     pub(super) handle: DriverHandle,
-    /// The partial frame the handler left (plaintext); empty when idle.
-    pub(super) buf: BytesMut,
-    pub(super) tls: Option<NativeTls>,
     /// The batch being sent and how much of it the kernel took; kept here
     /// until the send's completion arrives.
     pub(super) sending: Option<(Bytes, usize)>,
+    /// The partial frame, its clock and the TLS state: made on first use,
+    /// dropped again by [`Conn::put_buf`] once it holds nothing.
+    pub(super) rare: Option<Box<ConnRare>>,
     pub(super) recv: Recv,
     pub(super) phase: Phase,
-    /// When the packet left incomplete in `buf` started (ms).
-    pub(super) packet_started_ms: Option<u64>,
     /// The handler asked to be detached (hand-off); no more deliveries.
     pub(super) detaching: bool,
-    /// Reads are paused (the handler said so); input is kept in `buf`.
+    /// Reads are paused (the handler said so); input is kept in the
+    /// partial-frame buffer.
     pub(super) paused: bool,
     pub(super) write_failed: Option<io::ErrorKind>,
     /// Ended, the report to the handler waiting for its close step.
     pub(super) unreported: Option<CloseReason>,
     /// Queued in the driver's `close_waiting` for its next close step.
     pub(super) close_waiting: bool,
+}
+
+/// The parts of a connection's slab entry that an idle plain-TCP
+/// connection does not hold (boxed behind [`Conn::rare`]).
+#[derive(Default)]
+pub(super) struct ConnRare {
+    /// The partial frame the handler left (plaintext).
+    pub(super) buf: BytesMut,
+    pub(super) tls: Option<NativeTls>,
+    /// When the packet left incomplete in `buf` started (ms).
+    pub(super) packet_started_ms: Option<u64>,
 }
 
 impl Conn {
@@ -75,12 +87,15 @@ impl Conn {
             fd,
             handler,
             handle,
-            buf: BytesMut::new(),
-            tls: tls.map(NativeTls::new),
             sending: None,
+            rare: tls.map(|tls| {
+                Box::new(ConnRare {
+                    tls: Some(NativeTls::new(tls)),
+                    ..ConnRare::default()
+                })
+            }),
             recv: Recv::Idle,
             phase: Phase::Open,
-            packet_started_ms: None,
             detaching: false,
             paused: false,
             write_failed: None,
@@ -88,25 +103,77 @@ impl Conn {
             close_waiting: false,
         }
     }
-}
 
-impl Conn {
     /// Not closing: input still goes to the handler.
     pub(super) fn is_open(&self) -> bool {
         self.phase == Phase::Open
+    }
+
+    /// Bytes of a partial frame held.
+    pub(super) fn buffered(&self) -> usize {
+        self.rare.as_ref().map_or(0, |r| r.buf.len())
+    }
+
+    /// The partial-frame buffer (the rare part is made if need be).
+    pub(super) fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.rare.get_or_insert_with(Box::default).buf
+    }
+
+    /// Takes the partial frame held (empty if none).
+    pub(super) fn take_buf(&mut self) -> BytesMut {
+        self.rare
+            .as_mut()
+            .map_or_else(BytesMut::new, |r| std::mem::take(&mut r.buf))
+    }
+
+    /// Keeps `buf` as the partial frame if it holds bytes; an empty one is
+    /// dropped with its allocation, and the rare part too once it holds
+    /// nothing else.
+    pub(super) fn put_buf(&mut self, buf: BytesMut) {
+        if !buf.is_empty() {
+            let held = self.buf_mut();
+            if held.is_empty() {
+                *held = buf;
+            } else {
+                held.unsplit(buf);
+            }
+            return;
+        }
+        if let Some(r) = &mut self.rare {
+            r.buf = BytesMut::new();
+            if r.tls.is_none() && r.packet_started_ms.is_none() {
+                self.rare = None;
+            }
+        }
+    }
+
+    /// The TLS state, if the connection runs TLS.
+    pub(super) fn tls(&self) -> Option<&NativeTls> {
+        self.rare.as_ref()?.tls.as_ref()
+    }
+
+    /// When the packet left incomplete started (ms), if one is.
+    pub(super) fn packet_started_ms(&self) -> Option<u64> {
+        self.rare.as_ref()?.packet_started_ms
+    }
+
+    /// Sets (or clears) the clock of the partial frame.
+    pub(super) fn set_packet_started_ms(&mut self, started: Option<u64>) {
+        match (&mut self.rare, started) {
+            (Some(r), _) => r.packet_started_ms = started,
+            (None, None) => {}
+            (None, Some(_)) => {
+                self.rare.get_or_insert_with(Box::default).packet_started_ms = started;
+            }
+        }
     }
 }
 
 #[cfg(test)]
 impl Conn {
-    /// Bytes of a partial frame held.
-    pub(super) fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
     /// Capacity of the buffer held.
     pub(super) fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.rare.as_ref().map_or(0, |r| r.buf.capacity())
     }
 }
 
@@ -131,14 +198,14 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        if let Some(NativeTls::Ready(tls)) = &c.tls {
+        if let Some(NativeTls::Ready(tls)) = c.tls() {
             let session = tls.session.borrow();
             if !session.is_handshaking() {
                 c.handler.on_tls_established(&session);
             }
         }
         if !initial.is_empty() && !c.handle.is_closing() {
-            c.buf = initial;
+            c.put_buf(initial);
             self.deliver_buf(slot, gen);
         }
         self.attend(slot, gen);
@@ -166,7 +233,7 @@ impl Driver {
         if c.phase == Phase::Open && c.paused && !c.detaching && !c.handler.reads_paused() {
             c.paused = false;
             // Frames left unread while paused go first (reader docs).
-            if !c.buf.is_empty() {
+            if c.buffered() > 0 {
                 self.deliver_buf(slot, gen);
             }
         }
@@ -194,7 +261,7 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        let batch = match &mut c.tls {
+        let batch = match c.rare.as_deref_mut().and_then(|r| r.tls.as_mut()) {
             // Handshaking: only the session's own flight (or alert) leaves;
             // the handler's output, if any, waits for the session.
             Some(NativeTls::Handshake(h)) => Ok(h.flight()),
@@ -369,23 +436,24 @@ impl Driver {
                 return;
             }
         }
-        match &c.tls {
+        match c.tls() {
             None => {
-                if c.buf.is_empty() && !c.detaching && !c.paused {
+                if c.buffered() == 0 && !c.detaching && !c.paused {
                     // The common case: the engine reads the scratch buffer
                     // and only a partial frame it leaves stays behind.
-                    c.buf = std::mem::take(&mut chunk);
-                    self.deliver_buf(slot, gen);
+                    let mut buf = std::mem::take(&mut chunk);
+                    self.deliver(slot, gen, &mut buf);
+                    chunk = keep_partial(&mut buf);
                     if let Some(c) = self.conn(slot, gen) {
-                        chunk = keep_partial(&mut c.buf);
+                        c.put_buf(buf);
                     }
                 } else {
-                    c.buf.extend_from_slice(&chunk);
+                    c.buf_mut().extend_from_slice(&chunk);
                     self.deliver_buf(slot, gen);
                 }
             }
             Some(NativeTls::Ready(tls)) => {
-                let tls = tls.clone();
+                let tls = Rc::clone(tls);
                 self.decrypt_into(slot, gen, &tls, &chunk);
             }
             Some(NativeTls::Handshake(_)) => self.handshake_input(slot, gen, &chunk),
@@ -404,7 +472,7 @@ impl Driver {
             &mut tls.session.borrow_mut(),
             tls.stats.as_deref(),
             cipher,
-            &mut c.buf,
+            c.buf_mut(),
         );
         if tls.session.borrow().wants_write() {
             // Handshake flight, alert or ticket.
@@ -425,7 +493,7 @@ impl Driver {
         if established {
             c.handler.on_tls_established(&tls.session.borrow());
         }
-        if !c.buf.is_empty() {
+        if c.buffered() > 0 {
             self.deliver_buf(slot, gen);
         }
         if peer_closed {
@@ -440,7 +508,7 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        if c.phase == Phase::Open && c.buf.len() >= max {
+        if c.phase == Phase::Open && c.buffered() >= max {
             self.end(slot, gen, CloseReason::ReadBufferFull);
             return;
         }
@@ -452,9 +520,23 @@ impl Driver {
         self.attend(slot, gen);
     }
 
-    /// Hands the connection's buffer to its handler (reader docs: the
-    /// started-packet clock), unless paused or detaching.
+    /// Hands the connection's partial-frame buffer to its handler
+    /// ([`Driver::deliver`]) and keeps what it leaves.
     pub(super) fn deliver_buf(&mut self, slot: u32, gen: u32) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let mut buf = c.take_buf();
+        self.deliver(slot, gen, &mut buf);
+        if let Some(c) = self.conn(slot, gen) {
+            c.put_buf(buf);
+        }
+    }
+
+    /// Hands `buf` (the connection's input) to its handler (reader docs:
+    /// the started-packet clock), unless paused or detaching; the caller
+    /// keeps what is left as the connection's partial frame.
+    pub(super) fn deliver(&mut self, slot: u32, gen: u32, buf: &mut BytesMut) {
         let now = self.now_ms;
         let timeout = self.config.packet_complete_timeout_ms;
         let Some(c) = self.conn(slot, gen) else {
@@ -467,17 +549,17 @@ impl Driver {
             c.paused = true;
             return;
         }
-        let before = c.buf.len();
-        c.handler.on_bytes(&mut c.buf);
+        let before = buf.len();
+        c.handler.on_bytes(buf);
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        let started = match (c.packet_started_ms, c.buf.len()) {
+        let started = match (c.packet_started_ms(), buf.len()) {
             (_, 0) => None,
             (Some(started), left) if left >= before => Some(started),
             _ => Some(now),
         };
-        if started.is_some() && started != c.packet_started_ms {
+        if started.is_some() && started != c.packet_started_ms() {
             self.timers.push(std::cmp::Reverse((
                 now + timeout,
                 slot,
@@ -488,7 +570,7 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        c.packet_started_ms = started;
+        c.set_packet_started_ms(started);
         if c.handler.detach_requested() {
             c.detaching = true;
         } else if c.handler.reads_paused() {

@@ -93,7 +93,8 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        let Some(NativeTls::Handshake(h)) = &mut c.tls else {
+        let Some(NativeTls::Handshake(h)) = c.rare.as_deref_mut().and_then(|r| r.tls.as_mut())
+        else {
             return;
         };
         h.cipher.extend_from_slice(cipher);
@@ -113,7 +114,8 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        let Some(NativeTls::Handshake(h)) = &mut c.tls else {
+        let Some(NativeTls::Handshake(h)) = c.rare.as_deref_mut().and_then(|r| r.tls.as_mut())
+        else {
             return;
         };
         if h.cipher.is_empty() {
@@ -160,7 +162,8 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        let Some(NativeTls::Handshake(h)) = &mut c.tls else {
+        let Some(NativeTls::Handshake(h)) = c.rare.as_deref_mut().and_then(|r| r.tls.as_mut())
+        else {
             return;
         };
         let Step {
@@ -199,7 +202,7 @@ impl Driver {
             self.submit_step(slot, gen);
             return;
         }
-        let Some(NativeTls::Handshake(h)) = c.tls.take() else {
+        let Some(NativeTls::Handshake(h)) = c.rare.as_deref_mut().and_then(|r| r.tls.take()) else {
             return;
         };
         let Handshake {
@@ -214,13 +217,13 @@ impl Driver {
             session,
             pool: Some(pool),
         }));
-        c.tls = Some(NativeTls::Ready(tls.clone()));
+        c.rare.get_or_insert_with(Box::default).tls = Some(NativeTls::Ready(tls.clone()));
         c.handler.on_tls_established(&tls.session.borrow());
         // TLS 1.3: application data that came with the client's Finished.
-        c.buf.unsplit(plain);
+        c.buf_mut().unsplit(plain);
         if !cipher.is_empty() {
             self.decrypt_into(slot, gen, &tls, &cipher);
-        } else if !c.buf.is_empty() {
+        } else if c.buffered() > 0 {
             self.deliver_buf(slot, gen);
         }
         self.after_recv(slot, gen);

@@ -89,7 +89,7 @@ impl Broker {
             return;
         };
         c.state = ConnState::Authenticating;
-        c.auth = Some(Box::new(PendingAuth {
+        c.set_auth(Box::new(PendingAuth {
             token,
             phase: Phase::Verifying,
             admitted: Some(Box::new(admitted)),
@@ -108,7 +108,7 @@ impl Broker {
     pub(super) fn refuse_login(&mut self, conn: ConnId, reason: ReasonCode, now_ms: u64) {
         self.stats.logins_refused += 1;
         if let Some(c) = self.conns.get_mut(conn) {
-            c.auth = None;
+            c.take_auth();
         }
         self.write_refusal(conn, reason);
         self.set_close_cause(conn, super::CloseCause::ConnectRefused(reason));
@@ -121,8 +121,7 @@ impl Broker {
     pub fn auth_pending(&self, conn: ConnId) -> bool {
         self.conns.get(conn).is_some_and(|c| {
             c.state == ConnState::Authenticating
-                && c.auth
-                    .as_ref()
+                && c.auth()
                     .is_some_and(|p| matches!(p.phase, Phase::Verifying))
         })
     }
@@ -142,13 +141,12 @@ impl Broker {
             return;
         };
         let current = c
-            .auth
-            .as_ref()
+            .auth()
             .is_some_and(|p| p.token == token && matches!(p.phase, Phase::Verifying));
         if !current || c.state == ConnState::Closing {
             return;
         }
-        let Some(mut pending) = c.auth.take() else {
+        let Some(mut pending) = c.take_auth() else {
             return;
         };
         let reauth = pending.admitted.is_none();
@@ -162,7 +160,7 @@ impl Broker {
             AuthVerdict::Continue { data, state } => {
                 pending.phase = Phase::AwaitClient(state);
                 if let Some(c) = self.conns.get_mut(conn) {
-                    c.auth = Some(pending);
+                    c.set_auth(pending);
                 }
                 // [MQTT-4.12.0-2]: the server's AUTH during authentication is 0x18.
                 self.write_auth(conn, ReasonCode::CONTINUE_AUTHENTICATION, Some(data));
@@ -203,13 +201,13 @@ impl Broker {
         if !c.enhanced_auth || !same_method {
             return Err(Violation::UnexpectedPacket);
         }
-        match (&c.auth, auth.reason) {
+        match (c.auth(), auth.reason) {
             (None, ReasonCode::REAUTHENTICATE) => {
                 let token = self.generation();
                 let data = auth.properties.authentication_data.unwrap_or_default();
                 let client_id = self.client_id_of(conn);
                 if let Some(c) = self.conns.get_mut(conn) {
-                    c.auth = Some(Box::new(PendingAuth {
+                    c.set_auth(Box::new(PendingAuth {
                         token,
                         phase: Phase::Verifying,
                         admitted: None,
@@ -249,7 +247,7 @@ impl Broker {
         if auth.reason != ReasonCode::CONTINUE_AUTHENTICATION {
             return Err(ReasonCode::PROTOCOL_ERROR);
         }
-        let Some(pending) = c.auth.as_mut() else {
+        let Some(pending) = c.auth_mut() else {
             return Err(ReasonCode::PROTOCOL_ERROR);
         };
         let Phase::AwaitClient(state) = std::mem::replace(&mut pending.phase, Phase::Verifying)
@@ -270,7 +268,7 @@ impl Broker {
     fn ask_again(&mut self, conn: ConnId, request: AuthRequest) {
         let token = self.generation();
         let client_id = self.client_id_of(conn);
-        if let Some(p) = self.conns.get_mut(conn).and_then(|c| c.auth.as_mut()) {
+        if let Some(p) = self.conns.get_mut(conn).and_then(|c| c.auth_mut()) {
             p.token = token;
             p.phase = Phase::Verifying;
             self.events.push_back(Event::Authenticate {
@@ -310,7 +308,7 @@ impl Broker {
         let Some(c) = self.conns.get(conn) else {
             return Bytes::new();
         };
-        if let Some(a) = c.auth.as_ref().and_then(|p| p.admitted.as_ref()) {
+        if let Some(a) = c.auth().and_then(|p| p.admitted.as_ref()) {
             return a.client_id.clone();
         }
         match c.state {

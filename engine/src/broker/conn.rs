@@ -30,8 +30,9 @@ pub(super) struct Conn {
     pub(super) protocol: Protocol,
     pub(super) out: BytesMut,
     pub(super) transmit_queued: bool,
-    /// Close after this long without a packet; 0 = keep-alive off.
-    pub(super) keep_alive_ms: u64,
+    /// Close after 1.5 times this long without a packet, in seconds (the
+    /// CONNECT's keep-alive); 0 = keep-alive off.
+    pub(super) keep_alive_s: u16,
     /// The last packet's time once active; the accept time before.
     pub(super) last_packet_ms: u64,
     /// Its place in the deadline wheel (`deadlines.rs`), if any.
@@ -41,19 +42,9 @@ pub(super) struct Conn {
     /// min(our topic_alias_outbound_max, the client's Topic Alias Maximum).
     pub(super) aliases_out_max: u16,
     pub(super) generation: u64,
-    /// Outbound topic aliases (v5, when the client allows them), least
-    /// recently used replaced first; made on the first PUBLISH that uses
-    /// one (boxed: most connections never do).
-    pub(super) aliases_out: Option<Box<OutAliases>>,
-    /// An authentication in progress (CONNECT or re-authentication); boxed,
-    /// so an idle connection pays one pointer for it.
-    pub(super) auth: Option<Box<PendingAuth>>,
     /// What most connections never need ([`ConnRare`]): made on first use,
     /// dropped again by [`Conn::trim_rare`] once it holds nothing.
     rare: Option<Box<ConnRare>>,
-    /// The client id once connected (`connlog`, when logging: the default
-    /// of the broker binary, so not in `rare`).
-    pub(super) client_id: Option<Bytes>,
     /// Authenticated with SCRAM-SHA-256 (v5 enhanced authentication), so
     /// AUTH packets may re-authenticate it.
     pub(super) enhanced_auth: bool,
@@ -86,6 +77,16 @@ pub(super) struct ConnRare {
     /// Why the engine ends this connection (`connlog`, when logging; set
     /// once, at its end).
     pub(super) close_cause: Option<CloseCause>,
+    /// The client id of the session it left when it stopped being active
+    /// (`connlog`, when logging: its close record names it; while active
+    /// the session's own id is used).
+    pub(super) client_id: Option<Bytes>,
+    /// Outbound topic aliases (v5, when the client allows them), least
+    /// recently used replaced first; made on the first PUBLISH that uses
+    /// one.
+    pub(super) aliases_out: Option<Box<OutAliases>>,
+    /// An authentication in progress (CONNECT or re-authentication).
+    pub(super) auth: Option<Box<PendingAuth>>,
 }
 
 impl ConnRare {
@@ -98,6 +99,9 @@ impl ConnRare {
             && self.backlog.is_empty()
             && self.backlog.capacity() == 0
             && self.close_cause.is_none()
+            && self.client_id.is_none()
+            && self.aliases_out.is_none()
+            && self.auth.is_none()
     }
 }
 
@@ -300,17 +304,14 @@ impl Conn {
             protocol: Protocol::V3_1_1,
             out: BytesMut::new(),
             transmit_queued: false,
-            keep_alive_ms: 0,
+            keep_alive_s: 0,
             last_packet_ms: now_ms,
             deadline: None,
             client_packet_size_max_bytes: u32::MAX,
             client_receive_maximum: u16::MAX,
             aliases_out_max: 0,
             generation,
-            aliases_out: None,
-            auth: None,
             rare: None,
-            client_id: None,
             enhanced_auth: false,
             connack_held: false,
             out_kept: false,
@@ -331,6 +332,28 @@ impl Conn {
     /// Its rarely used parts, if any were ever needed (mutable).
     pub(super) fn rare_mut_if_any(&mut self) -> Option<&mut ConnRare> {
         self.rare.as_deref_mut()
+    }
+
+    /// The authentication in progress, if any.
+    pub(super) fn auth(&self) -> Option<&PendingAuth> {
+        self.rare()?.auth.as_deref()
+    }
+
+    /// The authentication in progress, if any (mutable).
+    pub(super) fn auth_mut(&mut self) -> Option<&mut PendingAuth> {
+        self.rare_mut_if_any()?.auth.as_deref_mut()
+    }
+
+    /// Starts (or replaces) the authentication in progress.
+    pub(super) fn set_auth(&mut self, pending: Box<PendingAuth>) {
+        self.rare_mut().auth = Some(pending);
+    }
+
+    /// Ends the authentication in progress: what it was, if any.
+    pub(super) fn take_auth(&mut self) -> Option<Box<PendingAuth>> {
+        let pending = self.rare_mut_if_any()?.auth.take();
+        self.trim_rare();
+        pending
     }
 
     /// Drops the rarely used parts once they hold nothing (after a held
@@ -394,7 +417,11 @@ impl Conn {
         if self.aliases_out_max == 0 {
             return codec::encode_publish(p, self.protocol, &mut self.out).map(drop);
         }
-        let aliases_out = self.aliases_out.get_or_insert_with(Box::default);
+        let aliases_out = self
+            .rare
+            .get_or_insert_with(Box::default)
+            .aliases_out
+            .get_or_insert_with(Box::default);
         let result = match aliases_out.choose(&p.topic, self.aliases_out_max) {
             AliasUse::Known(alias) => {
                 let topic = std::mem::take(&mut p.topic);
@@ -472,7 +499,7 @@ impl Broker {
         if state == ConnState::Closing {
             return;
         }
-        c.state = ConnState::Closing;
+        self.set_closing(conn);
         self.unschedule_deadline(conn);
         if let ConnState::Active(session) = state {
             self.detach_session(session, true, now_ms);

@@ -212,7 +212,7 @@ impl Broker {
             .is_some_and(|s| s.expiry_interval_s > 0);
         let old_session_ends = connect.clean_start || !kept;
         if let Some(session) = existing {
-            if let Some(old) = self.sessions.get(session).and_then(|s| s.conn) {
+            if let Some(old) = self.sessions.get(session).and_then(|s| s.conn()) {
                 self.take_over(old, session, old_session_ends, now_ms);
             }
         }
@@ -249,7 +249,7 @@ impl Broker {
             }
         };
         if let Some(s) = self.sessions.get_mut(session) {
-            s.conn = Some(conn);
+            s.set_conn(Some(conn));
             s.protocol = protocol;
             s.expiry_interval_s = expiry_interval_s;
             s.will = connect.will.map(|w| Box::new(compact_will(w)));
@@ -264,7 +264,7 @@ impl Broker {
             };
             c.state = ConnState::Active(session);
             c.enhanced_auth = enhanced_auth;
-            c.keep_alive_ms = u64::from(keep_alive_s) * 1000;
+            c.keep_alive_s = keep_alive_s;
             c.last_packet_ms = now_ms;
             if let Some(rare) = c.rare_mut_if_any() {
                 rare.aliases = Box::default(); // made on first alias (v5 only reaches it)
@@ -346,9 +346,7 @@ impl Broker {
             };
             self.write_packet(old, &Packet::Disconnect(d));
         }
-        if let Some(c) = self.conns.get_mut(old) {
-            c.state = ConnState::Closing;
-        }
+        self.set_closing(old);
         self.set_close_cause(old, CloseCause::TakenOver);
         self.events.push_back(Event::Close(old));
         // The old connection ended abnormally: its will is due now if the
@@ -365,7 +363,7 @@ impl Broker {
             }
         }
         if let Some(s) = self.sessions.get_mut(session) {
-            s.conn = None;
+            s.set_conn(None);
             s.will = None;
         }
         if session_ends {
@@ -382,7 +380,7 @@ impl Broker {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
-        s.conn = None;
+        s.set_conn(None);
         s.generation = generation;
         s.offline_since_ms = now_ms;
         if !publish_will {
@@ -451,7 +449,7 @@ impl Broker {
         if self
             .sessions
             .get(session)
-            .is_some_and(|s| s.will.is_some() && s.conn.is_none())
+            .is_some_and(|s| s.will.is_some() && s.conn().is_none())
         {
             self.publish_will(session, now_ms);
         }

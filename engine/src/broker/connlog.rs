@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 
+use super::conn::ConnState;
 use super::{Broker, ConnId};
 use crate::codec::{DecodeError, Protocol, ReasonCode};
 
@@ -87,18 +88,32 @@ impl Broker {
         if !self.config.log_connections {
             return;
         }
-        if let ConnectionRecord::Connected {
-            conn, client_id, ..
-        } = &record
-        {
-            if let Some(c) = self.conns.get_mut(*conn) {
-                c.client_id = Some(client_id.clone());
-            }
-        }
         self.connection_records.push_back(record);
     }
 
-    /// `conn` is gone: its record, if logging.
+    /// `conn` stops being active (DISCONNECT, take-over, closed by the
+    /// broker): it is closing from now on. When logging, it keeps its
+    /// session's client id for its close record (the session may be
+    /// resumed by another connection, or end, before that record).
+    pub(super) fn set_closing(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let was = std::mem::replace(&mut c.state, ConnState::Closing);
+        let ConnState::Active(session) = was else {
+            return;
+        };
+        if !self.config.log_connections {
+            return;
+        }
+        let client_id = self.sessions.get(session).map(|s| s.client_id.clone());
+        if let (Some(c), Some(id)) = (self.conns.get_mut(conn), client_id) {
+            c.rare_mut().client_id = Some(id);
+        }
+    }
+
+    /// `conn` is gone: its record, if logging. Call it before its session
+    /// is detached (the record names the session's client id).
     pub(super) fn record_closed(&mut self, conn: ConnId) {
         if !self.config.log_connections {
             return;
@@ -106,10 +121,17 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        let cause = c.rare_mut_if_any().and_then(|r| r.close_cause.take());
+        let state = c.state;
+        let (cause, kept) = c
+            .rare_mut_if_any()
+            .map_or((None, None), |r| (r.close_cause.take(), r.client_id.take()));
+        let client_id = match state {
+            ConnState::Active(session) => self.sessions.get(session).map(|s| s.client_id.clone()),
+            _ => kept,
+        };
         let record = ConnectionRecord::Closed {
             conn,
-            client_id: c.client_id.take(),
+            client_id,
             cause,
         };
         self.connection_records.push_back(record);

@@ -56,8 +56,8 @@ fn due_of(c: &Conn, connect_timeout_ms: u64) -> Option<Due> {
         ConnState::AwaitConnect | ConnState::Authenticating => {
             Some(Due::Connect(c.last_packet_ms + connect_timeout_ms))
         }
-        ConnState::Active(_) if c.keep_alive_ms > 0 => Some(Due::KeepAlive(
-            c.last_packet_ms + keep_alive_grace_ms(c.keep_alive_ms),
+        ConnState::Active(_) if c.keep_alive_s > 0 => Some(Due::KeepAlive(
+            c.last_packet_ms + keep_alive_grace_ms(u64::from(c.keep_alive_s) * 1000),
         )),
         ConnState::Active(_) | ConnState::Closing => None,
     }

@@ -141,7 +141,7 @@ impl Broker {
             }
         }
         let conn = s
-            .conn
+            .conn()
             .and_then(|c| self.conns.get_mut(c).map(|conn| (c, conn)));
         let online = conn
             .as_ref()
@@ -291,7 +291,7 @@ impl Broker {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
-        let Some(conn_id) = s.conn else { return };
+        let Some(conn_id) = s.conn() else { return };
         let Some(c) = self.conns.get_mut(conn_id) else {
             return;
         };
@@ -550,7 +550,7 @@ mod tests {
         let mut p = unencodable(QoS::AtMostOnce);
         assert!(c.write_publish(&mut p).is_err());
         assert!(c.out.is_empty());
-        let no_alias = match &c.aliases_out {
+        let no_alias = match c.rare().and_then(|r| r.aliases_out.as_ref()) {
             None => true,
             Some(a) => a.is_empty(),
         };

@@ -342,11 +342,14 @@ impl Broker {
         let Some(c) = self.conns.get(conn) else {
             return;
         };
-        if let ConnState::Active(session) = c.state {
+        let state = c.state;
+        // Before the session is detached (and perhaps ends): the record
+        // names its client id.
+        self.record_closed(conn);
+        if let ConnState::Active(session) = state {
             // Not a DISCONNECT we saw: the will is published ([MQTT-3.1.2-8]).
             self.detach_session(session, true, now_ms);
         }
-        self.record_closed(conn);
         self.unschedule_deadline(conn);
         self.conns.remove(conn);
         self.certificate_identities.remove(&conn);
@@ -539,9 +542,7 @@ impl Broker {
         // Reason 0x04 keeps the will; any other normal DISCONNECT deletes it
         // ([MQTT-3.1.2-10], [MQTT-3.14.4-3]).
         let publish_will = d.reason == ReasonCode::DISCONNECT_WITH_WILL;
-        if let Some(c) = self.conns.get_mut(conn) {
-            c.state = ConnState::Closing;
-        }
+        self.set_closing(conn);
         self.set_close_cause(conn, CloseCause::ClientDisconnect(d.reason));
         self.detach_session(session, publish_will, now_ms);
         self.events.push_back(Event::Close(conn));

@@ -238,7 +238,7 @@ impl Broker {
         let record = SessionRecord {
             protocol: s.protocol,
             expiry_interval_s: s.expiry_interval_s,
-            offline_since_wall_ms: match s.conn {
+            offline_since_wall_ms: match s.conn() {
                 Some(_) => None,
                 None => Some(self.persist.wall(s.offline_since_ms)),
             },

@@ -190,7 +190,7 @@ impl Broker {
             let current = self
                 .sessions
                 .get(session)
-                .is_some_and(|s| s.generation == generation && s.conn.is_none());
+                .is_some_and(|s| s.generation == generation && s.conn().is_none());
             if current {
                 self.arm_offline(session, generation, offline_ms, now_ms);
             }

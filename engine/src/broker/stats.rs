@@ -273,7 +273,7 @@ impl Broker {
             ..Gauges::default()
         };
         for s in self.sessions.values() {
-            if s.conn.is_some() {
+            if s.conn().is_some() {
                 g.sessions_online += 1;
             } else {
                 g.sessions_offline += 1;

@@ -192,7 +192,7 @@ impl Broker {
         subscription_id: Option<u32>,
         now_ms: u64,
     ) {
-        let Some(conn) = self.sessions.get(session).and_then(|s| s.conn) else {
+        let Some(conn) = self.sessions.get(session).and_then(|s| s.conn()) else {
             return;
         };
         let mut found: Vec<Retained> = Vec::new();

@@ -50,7 +50,7 @@ impl Broker {
                 generation,
             } => {
                 let due = match self.sessions.get(session) {
-                    Some(s) if s.generation == generation && s.conn.is_none() => s.will.is_some(),
+                    Some(s) if s.generation == generation && s.conn().is_none() => s.will.is_some(),
                     _ => false,
                 };
                 if due {
@@ -61,7 +61,7 @@ impl Broker {
                 session,
                 generation,
             } => {
-                let due = matches!(self.sessions.get(session), Some(s) if s.generation == generation && s.conn.is_none());
+                let due = matches!(self.sessions.get(session), Some(s) if s.generation == generation && s.conn().is_none());
                 if due {
                     self.stats.sessions_expired += 1;
                     self.end_session(session, now_ms);

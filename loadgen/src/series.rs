@@ -98,9 +98,11 @@ impl Series {
         }
     }
 
-    /// One message received at `now_ns`, with its latency if it has one.
-    pub fn received(&mut self, now_ns: u64, latency_ns: Option<u64>) {
-        if let Some(s) = self.at(now_ns) {
+    /// One message received, counted in the second of `at_ns` (when it was
+    /// sent if its payload says so, else when it arrived), with its latency
+    /// if it has one.
+    pub fn received(&mut self, at_ns: u64, latency_ns: Option<u64>) {
+        if let Some(s) = self.at(at_ns) {
             s.received += 1;
             if let Some(ns) = latency_ns {
                 s.latency[bucket(ns)] = s.latency[bucket(ns)].saturating_add(1);

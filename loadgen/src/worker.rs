@@ -300,7 +300,10 @@ fn record_message(
                 rec.received_measured += 1;
                 let latency_ns = now_ns.saturating_sub(h.origin_ns).max(1);
                 rec.latency.saturating_record(latency_ns);
-                rec.series.received(now_ns, Some(latency_ns));
+                // In the second it was sent, like the count above: a
+                // message still in flight when the window ends is in
+                // `msgs_received` and in the series alike.
+                rec.series.received(h.origin_ns, Some(latency_ns));
             }
         }
         Some(in_window) => {

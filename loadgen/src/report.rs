@@ -5,7 +5,6 @@
 //! metadata block (date, command, broker and its version, machine, MQTT
 //! version, QoS, parameters, loss); then a summary table of every run.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::selfcheck::SelfCheck;
@@ -127,52 +126,45 @@ pub fn chart(runs: &[Run]) -> String {
     let px = |x: f64| MARGIN_LEFT + x / x_max * plot_w;
     let py = |y: f64| MARGIN_TOP + (y_hi - y) / (y_hi - y_lo) * plot_h;
     let mut s = String::new();
-    let _ = write!(
-        s,
+    s.push_str(&format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart latency-percentiles" width="100%" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(
-        s,
+    ));
+    s.push_str(&format!(
         r#"<rect x="0" y="0" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" fill="white"/>"#
-    );
+    ));
     for n in 0..=(x_max as u32) {
         let x = px(f64::from(n));
-        let _ = write!(
-            s,
+        s.push_str(&format!(
             r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
             MARGIN_TOP,
             MARGIN_TOP + plot_h,
             MARGIN_TOP + plot_h + 18.0,
             percentile_label(n)
-        );
+        ));
     }
     for d in (y_lo as i32)..=(y_hi as i32) {
         let y = py(f64::from(d));
-        let _ = write!(
-            s,
+        s.push_str(&format!(
             r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
             MARGIN_LEFT,
             MARGIN_LEFT + plot_w,
             MARGIN_LEFT - 6.0,
             y + 4.0,
             latency_label(d)
-        );
+        ));
     }
-    let _ = write!(
-        s,
+    s.push_str(&format!(
         r##"<rect x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>"##
-    );
-    let _ = write!(
-        s,
+    ));
+    s.push_str(&format!(
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile (log scale of nines)</text>"#,
         MARGIN_LEFT + plot_w / 2.0,
         CHART_HEIGHT - 12.0
-    );
-    let _ = write!(
-        s,
+    ));
+    s.push_str(&format!(
         r#"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">latency (log scale)</text>"#,
         MARGIN_TOP + plot_h / 2.0
-    );
+    ));
     for (i, points) in &series {
         let color = runs.get(*i).map_or(0, |r| r.color);
         let color = PALETTE[color % PALETTE.len()];
@@ -181,22 +173,20 @@ pub fn chart(runs: &[Run]) -> String {
             .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
             .collect();
         if !path.is_empty() {
-            let _ = write!(
-                s,
+            s.push_str(&format!(
                 r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
                 path.join(" ")
-            );
+            ));
         }
         let ly = MARGIN_TOP + 10.0 + *i as f64 * 20.0;
         let lx = MARGIN_LEFT + plot_w + 15.0;
         let name = runs.get(*i).map(|r| escape(&r.name)).unwrap_or_default();
-        let _ = write!(
-            s,
+        s.push_str(&format!(
             r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{name}</text>"#,
             lx + 24.0,
             lx + 30.0,
             ly + 4.0
-        );
+        ));
     }
     s.push_str("</svg>");
     s
@@ -312,8 +302,7 @@ pub fn metadata(run: &Run) -> String {
     };
     let color = PALETTE[run.color % PALETTE.len()];
     let mut s = String::new();
-    let _ = write!(
-        s,
+    s.push_str(&format!(
         "<div class=\"meta\" style=\"border-left-color:{color}\"><h3>{}</h3><dl>\
          <dt>date (UTC)</dt><dd>{}</dd>\
          <dt>command</dt><dd><code>{}</code></dd>\
@@ -344,7 +333,7 @@ pub fn metadata(run: &Run) -> String {
         m.errors,
         figures(m),
         self_check(m.self_check.as_ref()),
-    );
+    ));
     s
 }
 
@@ -399,8 +388,7 @@ pub fn table(runs: &[Run]) -> String {
             (None, _) => m.scenario.clone(),
         };
         let n = m.latency_samples;
-        let _ = write!(
-            s,
+        s.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{:.0}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -425,7 +413,7 @@ pub fn table(runs: &[Run]) -> String {
             m.duplicated,
             m.reordered,
             m.errors
-        );
+        ));
     }
     s.push_str("</tbody></table>");
     s
@@ -481,19 +469,17 @@ pub fn page(title: &str, runs: &[Run]) -> String {
                 summary: r.summary.clone(),
             })
             .collect();
-        let _ = write!(
-            charts,
+        charts.push_str(&format!(
             "<h2>{}</h2><h3>Latency by percentile</h3>{}",
             escape(key),
             chart(&group)
-        );
+        ));
         if group.iter().any(|r| !r.summary.per_second.is_empty()) {
-            let _ = write!(
-                charts,
+            charts.push_str(&format!(
                 "<h3>Throughput over time</h3>{}<h3>Latency over time</h3>{}",
                 throughput_chart(&group),
                 latency_time_chart(&group)
-            );
+            ));
         }
     }
     let mut runs_meta = String::new();

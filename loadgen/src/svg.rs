@@ -1,8 +1,6 @@
 //! SVG and HTML pieces shared by the report's charts: the chart geometry,
 //! the run colours, HTML escaping, and the linear over-time chart.
 
-use std::fmt::Write as _;
-
 /// The viewBox width; the SVG itself spans the page width.
 pub const CHART_WIDTH: f64 = 1400.0;
 pub const CHART_HEIGHT: f64 = 560.0;
@@ -53,42 +51,38 @@ pub fn time_chart(
     let px = |x: f64| MARGIN_LEFT + x / x_max * plot_w;
     let py = |y: f64| MARGIN_TOP + (1.0 - y / y_max) * plot_h;
     let mut s = String::new();
-    let _ = write!(
-        s,
+    s.push_str(&format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart {class}" width="100%" viewBox="0 0 {CHART_WIDTH} {TIME_CHART_HEIGHT}" font-family="sans-serif" font-size="12"><rect x="0" y="0" width="{CHART_WIDTH}" height="{TIME_CHART_HEIGHT}" fill="white"/>"#
-    );
+    ));
     const Y_TICKS: u32 = 5;
     for t in 0..=Y_TICKS {
         let v = y_max * f64::from(t) / f64::from(Y_TICKS);
         let y = py(v);
-        let _ = write!(
-            s,
+        s.push_str(&format!(
             r##"<line x1="{MARGIN_LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
             MARGIN_LEFT + plot_w,
             MARGIN_LEFT - 6.0,
             y + 4.0,
             short_number(v)
-        );
+        ));
     }
     let x_step = (x_max / 10.0).ceil().max(1.0);
     let mut x = 0.0;
     while x <= x_max {
-        let _ = write!(
-            s,
+        s.push_str(&format!(
             r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{x}</text>"#,
             px(x),
             MARGIN_TOP + plot_h + 18.0
-        );
+        ));
         x += x_step;
     }
-    let _ = write!(
-        s,
+    s.push_str(&format!(
         r##"<rect x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/><text x="{:.1}" y="{:.1}" text-anchor="middle">seconds of the measured window</text><text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
         MARGIN_LEFT + plot_w / 2.0,
         TIME_CHART_HEIGHT - 12.0,
         MARGIN_TOP + plot_h / 2.0,
         escape(y_label)
-    );
+    ));
     for l in lines {
         let color = PALETTE[l.run % PALETTE.len()];
         let dash = if l.dashed {
@@ -103,33 +97,30 @@ pub fn time_chart(
             path.push(format!("{:.1},{:.1}", px(x + 1.0), py(y)));
         }
         if !path.is_empty() {
-            let _ = write!(
-                s,
+            s.push_str(&format!(
                 r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
                 path.join(" ")
-            );
+            ));
         }
     }
     for (i, (color, name)) in names.iter().enumerate() {
         let color = PALETTE[color % PALETTE.len()];
         let ly = MARGIN_TOP + 10.0 + i as f64 * 20.0;
         let lx = MARGIN_LEFT + plot_w + 15.0;
-        let _ = write!(
-            s,
+        s.push_str(&format!(
             r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"#,
             lx + 24.0,
             lx + 30.0,
             ly + 4.0,
             escape(name)
-        );
+        ));
     }
-    let _ = write!(
-        s,
+    s.push_str(&format!(
         r##"<text x="{:.1}" y="{:.1}" fill="#555">{}</text></svg>"##,
         MARGIN_LEFT + plot_w + 15.0,
         MARGIN_TOP + 30.0 + names.len() as f64 * 20.0,
         escape(legend)
-    );
+    ));
     s
 }
 

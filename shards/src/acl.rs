@@ -90,7 +90,7 @@ pub async fn follow_reloads(shard: Rc<Shard>, cached: Cached<Acl>) {
         let latest = cached.get();
         if !Arc::ptr_eq(&latest, &current) {
             shard.broker.borrow_mut().set_acl(Some(latest.clone()));
-            tracing::debug!(
+            tracing::info!(
                 shard = shard.id,
                 rules = latest.rules().len(),
                 "ACL reloaded"

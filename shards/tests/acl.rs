@@ -282,8 +282,10 @@ fn broker_applies_the_acl_and_reloads_it_on_sighup() {
     .unwrap_or_else(|e| panic!("{e}"));
     broker.signal(libc::SIGHUP);
     wait_for_log(&broker, "reload: applied");
-    // Shards pick it up within ACL_RELOAD_POLL_MS (250 ms).
-    std::thread::sleep(Duration::from_millis(600));
+    // Each shard picks it up at its next look (every ACL_RELOAD_POLL_MS,
+    // 250 ms) and says so; the messages below are judged by the new rules
+    // only after both did.
+    wait_for_log_lines(&broker, "ACL reloaded", 2);
     publish_qos1(&mut root, 5, "alice/secret/z", false);
     publish_qos1(&mut root, 6, "alice/end2", false);
     for w in &mut watchers {
@@ -302,11 +304,16 @@ fn broker_applies_the_acl_and_reloads_it_on_sighup() {
 }
 
 fn wait_for_log(broker: &Broker, needle: &str) {
+    wait_for_log_lines(broker, needle, 1);
+}
+
+/// Waits until `count` lines of the broker's log contain `needle`.
+fn wait_for_log_lines(broker: &Broker, needle: &str, count: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !broker.log().contains(needle) {
+    while broker.log().lines().filter(|l| l.contains(needle)).count() < count {
         assert!(
             std::time::Instant::now() < deadline,
-            "no `{needle}` in the log:\n{}",
+            "fewer than {count} lines with `{needle}` in the log:\n{}",
             broker.log()
         );
         std::thread::sleep(Duration::from_millis(20));

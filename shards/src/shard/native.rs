@@ -346,7 +346,7 @@ fn reload_acl(
         return;
     }
     shard.broker.borrow_mut().set_acl(Some(latest.clone()));
-    tracing::debug!(
+    tracing::info!(
         shard = shard.id,
         rules = latest.rules().len(),
         "ACL reloaded"

@@ -41,6 +41,7 @@ mod v4 {
         pub publishes: mpsc::UnboundedReceiver<Publish>,
         pub session_present: bool,
         pub ended: mpsc::UnboundedReceiver<String>,
+        acks: mpsc::UnboundedReceiver<Ack>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -68,11 +69,18 @@ mod v4 {
         };
         let (tx, publishes) = mpsc::unbounded_channel();
         let (end_tx, ended) = mpsc::unbounded_channel();
+        let (ack_tx, acks) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = tx.send(p);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ack_tx.send(Ack::Sub);
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        let _ = ack_tx.send(Ack::Pub);
                     }
                     Ok(Event::Incoming(Packet::Disconnect)) => {
                         let _ = end_tx.send("disconnect".to_string());
@@ -91,6 +99,7 @@ mod v4 {
             publishes,
             session_present,
             ended,
+            acks,
             task,
         }
     }
@@ -116,11 +125,14 @@ mod v4 {
             self.task.abort();
         }
 
-        pub async fn subscribe(&self, filter: &str, qos: QoS) {
+        /// Subscribes and waits for the SUBACK: from then on a message
+        /// published on any shard reaches this client.
+        pub async fn subscribe(&mut self, filter: &str, qos: QoS) {
             self.client
                 .subscribe(filter, qos)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
+            wait_ack(&mut self.acks, Ack::Sub).await;
         }
 
         pub async fn publish(&self, topic: &str, qos: QoS, retain: bool, payload: &[u8]) {
@@ -128,6 +140,13 @@ mod v4 {
                 .publish(topic, qos, retain, payload.to_vec())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
+        }
+
+        /// Publishes at QoS 1 and waits for the PUBACK (a retained message
+        /// is then on every shard).
+        pub async fn publish_acked(&mut self, topic: &str, retain: bool, payload: &[u8]) {
+            self.publish(topic, QoS::AtLeastOnce, retain, payload).await;
+            wait_ack(&mut self.acks, Ack::Pub).await;
         }
 
         pub async fn disconnect(self) {
@@ -150,6 +169,7 @@ mod v5 {
         pub client: AsyncClient,
         pub publishes: mpsc::UnboundedReceiver<Publish>,
         pub ended: mpsc::UnboundedReceiver<String>,
+        acks: mpsc::UnboundedReceiver<Ack>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -171,11 +191,18 @@ mod v5 {
         }
         let (tx, publishes) = mpsc::unbounded_channel();
         let (end_tx, ended) = mpsc::unbounded_channel();
+        let (ack_tx, acks) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = tx.send(p);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ack_tx.send(Ack::Sub);
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        let _ = ack_tx.send(Ack::Pub);
                     }
                     Ok(Event::Incoming(Packet::Disconnect(d))) => {
                         let _ = end_tx.send(format!("disconnect {:?}", d.reason_code));
@@ -193,6 +220,7 @@ mod v5 {
             client,
             publishes,
             ended,
+            acks,
             task,
         }
     }
@@ -206,11 +234,14 @@ mod v5 {
             }
         }
 
-        pub async fn subscribe(&self, filter: &str, qos: QoS) {
+        /// Subscribes and waits for the SUBACK: from then on a message
+        /// published on any shard reaches this client.
+        pub async fn subscribe(&mut self, filter: &str, qos: QoS) {
             self.client
                 .subscribe(filter, qos)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
+            wait_ack(&mut self.acks, Ack::Sub).await;
         }
 
         pub async fn publish(&self, topic: &str, qos: QoS, payload: &[u8]) {
@@ -233,10 +264,27 @@ mod v5 {
     }
 }
 
-/// Subscriptions are acknowledged asynchronously by rumqttc; give the
-/// SUBACK (and the interest update to the other shard) time to land.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// An acknowledgement the event loop task saw (rumqttc's `subscribe` and
+/// `publish` only queue the request).
+#[derive(Debug, PartialEq)]
+enum Ack {
+    Sub,
+    Pub,
+}
+
+/// Waits for the next acknowledgement of kind `want` (earlier ones of the
+/// other kind are dropped). The broker sends SUBACK, and a retained QoS 1
+/// message's PUBACK, only once every shard applied the change (its
+/// cross-shard barrier), so waiting for them replaces guessing a delay.
+async fn wait_ack(acks: &mut mpsc::UnboundedReceiver<Ack>, want: Ack) {
+    loop {
+        match timeout(RECV_TIMEOUT, acks.recv()).await {
+            Ok(Some(got)) if got == want => return,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("event loop ended before {want:?}ACK"),
+            Err(_) => panic!("no {want:?}ACK within {RECV_TIMEOUT:?}"),
+        }
+    }
 }
 
 #[test]
@@ -247,7 +295,6 @@ fn v311_qos_0_1_2_across_shards() {
         use rumqttc::QoS;
         let mut sub = v4::connect(v4::options(&client_id_on_shard("q-sub", 0, SHARDS), port)).await;
         sub.subscribe("q/#", QoS::ExactlyOnce).await;
-        settle().await;
         let publisher =
             v4::connect(v4::options(&client_id_on_shard("q-pub", 1, SHARDS), port)).await;
         for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
@@ -277,7 +324,6 @@ fn v5_qos_0_1_2_across_shards() {
         let mut sub =
             v5::connect(v5::options(&client_id_on_shard("q5-sub", 1, SHARDS), port)).await;
         sub.subscribe("q5/+", QoS::ExactlyOnce).await;
-        settle().await;
         let publisher =
             v5::connect(v5::options(&client_id_on_shard("q5-pub", 0, SHARDS), port)).await;
         for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
@@ -306,7 +352,6 @@ fn v311_and_v5_clients_talk_to_each_other() {
         let mut sub = v5::connect(v5::options("mixed-sub", port)).await;
         sub.subscribe("mixed", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
             .await;
-        settle().await;
         let publisher = v4::connect(v4::options("mixed-pub", port)).await;
         publisher
             .publish("mixed", rumqttc::QoS::AtLeastOnce, false, b"hi")
@@ -323,12 +368,9 @@ fn retained_message_is_delivered_on_subscribe() {
     let port = broker.port();
     run(async move {
         use rumqttc::QoS;
-        let publisher =
+        let mut publisher =
             v4::connect(v4::options(&client_id_on_shard("ret-pub", 0, SHARDS), port)).await;
-        publisher
-            .publish("ret/a", QoS::AtLeastOnce, true, b"last value")
-            .await;
-        settle().await;
+        publisher.publish_acked("ret/a", true, b"last value").await;
         publisher.disconnect().await;
         let mut sub =
             v4::connect(v4::options(&client_id_on_shard("ret-sub", 1, SHARDS), port)).await;
@@ -356,7 +398,6 @@ fn will_is_published_when_a_client_vanishes() {
         ))
         .await;
         watcher.subscribe("wills/#", QoS::AtLeastOnce).await;
-        settle().await;
         let mut o = v4::options(&client_id_on_shard("will-dies", 1, SHARDS), port);
         o.set_last_will(v4::will("wills/dies", b"gone"));
         let dying = v4::connect(o).await;
@@ -382,20 +423,18 @@ fn persistent_session_resumes_with_queued_qos1_messages() {
         let id = client_id_on_shard("persist", 1, SHARDS);
         let mut o = v4::options(&id, port);
         o.set_clean_session(false);
-        let first = v4::connect(o.clone()).await;
+        let mut first = v4::connect(o.clone()).await;
         assert!(!first.session_present);
         first.subscribe("persist/t", QoS::AtLeastOnce).await;
-        settle().await;
         first.disconnect().await;
-        let publisher = v4::connect(v4::options(
+        let mut publisher = v4::connect(v4::options(
             &client_id_on_shard("persist-pub", 0, SHARDS),
             port,
         ))
         .await;
         publisher
-            .publish("persist/t", QoS::AtLeastOnce, false, b"while away")
+            .publish_acked("persist/t", false, b"while away")
             .await;
-        settle().await;
         publisher.disconnect().await;
         let mut again = v4::connect(o).await;
         assert!(again.session_present, "session resumed");
@@ -425,7 +464,6 @@ fn takeover_disconnects_the_old_connection() {
             );
             new.subscribe("takeover/t", rumqttc::v5::mqttbytes::QoS::AtMostOnce)
                 .await;
-            settle().await;
             let p = v4::connect(v4::options(&format!("takeover-pub-{owner}"), port)).await;
             p.publish(
                 "takeover/t",
@@ -452,7 +490,6 @@ fn shared_subscription_delivers_each_message_once_across_shards() {
         let mut b = v5::connect(v5::options(&client_id_on_shard("share-b", 1, SHARDS), port)).await;
         a.subscribe("$share/g/jobs/#", QoS::AtLeastOnce).await;
         b.subscribe("$share/g/jobs/#", QoS::AtLeastOnce).await;
-        settle().await;
         let publisher = v5::connect(v5::options("share-pub", port)).await;
         for i in 0..MESSAGES {
             publisher
@@ -511,7 +548,6 @@ fn tiny_rings_apply_backpressure_without_losing_qos1() {
         let mut sub =
             v4::connect(v4::options(&client_id_on_shard("bp-sub", 0, SHARDS), port)).await;
         sub.subscribe("bp/#", QoS::AtLeastOnce).await;
-        settle().await;
         let publisher =
             v4::connect(v4::options(&client_id_on_shard("bp-pub", 1, SHARDS), port)).await;
         let sender = publisher.client.clone();

@@ -410,6 +410,19 @@ impl RawClient {
         assert_eq!(hex(&got), hex(expected), "bytes from the broker");
     }
 
+    /// [`RawClient::expect`] with `limit` instead of [`READ_TIMEOUT`], for
+    /// an answer that comes after a bulk of work whose time grows with the
+    /// machine's load (a debug broker storing thousands of messages).
+    pub fn expect_within(&mut self, expected: &[u8], limit: Duration) {
+        self.stream
+            .set_read_timeout(Some(limit))
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.expect(expected);
+        self.stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Reads one whole MQTT packet (fixed header included).
     pub fn read_packet(&mut self) -> Vec<u8> {
         self.try_read_packet()

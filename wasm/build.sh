@@ -11,10 +11,23 @@
 # tests/node), or a system wasm-opt that new. Debian 12's binaryen (108)
 # writes wasm-bindgen's externref table with the wrong type: the module
 # then fails to instantiate ("WebAssembly.Table.set(): ... must be null").
-# Usage: bash wasm/build.sh [--no-install]
+# Usage: bash wasm/build.sh [--no-install | --cargo-only]
+# --cargo-only: only the two cargo builds, nothing else needed or written
+# (tests/run-all.sh runs them ahead, in the background, so that the
+# browser tests find them done).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-target}"
+
+# The packages: features, output folder.
+packages=("client,broker wasm/pkg" "client wasm/pkg-client")
+if [ "${1:-}" = "--cargo-only" ]; then
+  for p in "${packages[@]}"; do
+    cargo build --quiet -p ringmq-wasm --target wasm32-unknown-unknown --profile wasm \
+      --no-default-features --features "${p%% *}"
+  done
+  exit 0
+fi
 
 # The CLI must match the crate exactly: the generated glue and the
 # crate's custom sections are versioned together.
@@ -60,5 +73,7 @@ build() {
   printf '%-14s %-15s %8d bytes raw  %8d bytes gzip -9\n' "$2" "$1" "$raw" "$gz"
 }
 
-build client,broker wasm/pkg
-build client wasm/pkg-client
+for p in "${packages[@]}"; do
+  # shellcheck disable=SC2086
+  build $p
+done

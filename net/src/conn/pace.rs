@@ -356,25 +356,7 @@ mod tests {
     /// close steps (on io_uring and on epoll).
     #[test]
     fn a_burst_of_closes_yields_to_a_ready_connection() {
-        let mut legacy = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap_or_else(|e| panic!("legacy runtime: {e}"));
-        legacy.block_on(burst_yields("epoll"));
-        #[cfg(target_os = "linux")]
-        if monoio::utils::detect_uring() {
-            let mut uring = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .enable_timer()
-                .build()
-                .unwrap_or_else(|e| panic!("io_uring runtime: {e}"));
-            uring.block_on(burst_yields("io_uring"));
-        } else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "io_uring unavailable on CI"
-            );
-            eprintln!("SKIPPED (io_uring part): io_uring unavailable");
-        }
+        crate::conn::tests::on_each_runtime(burst_yields);
     }
 
     async fn burst_yields(driver: &'static str) {

@@ -5,16 +5,19 @@
 # wasm package's tests in headless Chromium (wasm/tests/run.sh).
 #
 # Laid out for a 2-core CI machine (docs/operations.md, "Time"):
-# - every test binary is built once, with the workspace's feature set; the
-#   passes in another setting (the engine's in-tab profile, the black-box
-#   suite on epoll) run those same binaries (tests/run-built.py) instead of
-#   `cargo test -p ...`, which resolves features for one package and
-#   rebuilds it and part of its dependencies;
-# - the builds the last two steps need (the otel and trace-hook features,
-#   the wasm package) run ahead in the background at the lowest CPU
-#   priority (nice 19), on the cores the test passes leave idle; they only
-#   prepare: the last steps run the same cargo commands as before, which
-#   then find their work done (or do it and report its errors);
+# - every test binary is built once, with the workspace's feature set, and
+#   every pass runs those binaries (tests/run-built.py): the default one,
+#   and those in another setting (the engine's in-tab profile, the
+#   black-box suite on epoll), where `cargo test -p ...` would resolve
+#   features for one package and rebuild it and part of its dependencies;
+# - the builds the last steps need (the otel and trace-hook features, the
+#   wasm package) run ahead in the background at the lowest CPU priority
+#   (nice 19), on the cores the test passes leave idle while they wait on
+#   sockets; they only prepare: the last steps run the same cargo commands
+#   as before, which then find their work done (or do it and report its
+#   errors). Cargo holds its build lock only while it builds, so the
+#   background build never waits for a test pass, and no pass calls cargo
+#   meanwhile;
 # - the three conformance runs run at once (each is mostly waiting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,14 +38,8 @@ step() { printf '\n== run-all: %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 step "build every test binary (the workspace's features)"
 cargo test --workspace --no-run --message-format=json-render-diagnostics >"$work/build.json"
 
-# On the default backend (io = "auto": the native io_uring shard loop where
-# the kernel accepts its setup; the black-box harness fails a test whose
-# broker fell back to monoio without logging the kernel's refusal).
-step "workspace tests"
-cargo test --workspace
-
-# The broker binary those tests used, kept aside: the otel build below
-# replaces target/debug/ringmq. Every later pass runs this copy.
+# The broker binary the black-box tests run, kept aside (RINGMQ_BIN): the
+# otel build below replaces target/debug/ringmq.
 bin="$work/ringmq"
 cp "$target/debug/ringmq" "$bin"
 
@@ -56,6 +53,13 @@ setsid nice -n 19 bash -c '
   fi
 ' >"$work/prep.log" 2>&1 &
 prep=$!
+
+# What `cargo test --workspace` runs (its doc tests at the end), on the
+# default backend (io = "auto": the native io_uring shard loop where the
+# kernel accepts its setup; the black-box harness fails a test whose broker
+# fell back to monoio without logging the kernel's refusal).
+step "workspace tests"
+RINGMQ_BIN="$bin" python3 tests/run-built.py "$work/build.json" --all
 
 # The engine's scenario tests again (virtual time, engine/tests/sim) with the
 # in-tab broker's configuration (`BrokerConfig::in_tab`, the wasm package's
@@ -116,4 +120,7 @@ RINGMQ_BIN="$bin" bash wasm/tests/run.sh
 step "otel and trace-hook features"
 cargo test -p ringmq-engine --features trace-hook --lib
 cargo test -p ringmq --features otel --bins --test otel
+
+step "doc tests"
+cargo test --workspace --doc
 step "done"

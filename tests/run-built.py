@@ -3,11 +3,12 @@
 (the environment: RINGMQ_TEST_IO=epoll, RINGMQ_SIM_PROFILE=in-tab), without
 building anything.
 
-    python3 tests/run-built.py BUILD_JSON DIR [DIR ...] [-- TEST_ARGS ...]
+    python3 tests/run-built.py BUILD_JSON (--all | DIR [DIR ...]) [-- TEST_ARGS ...]
 
 BUILD_JSON is what `cargo test --workspace --no-run --message-format=json`
 printed (tests/run-all.sh keeps it). For each package directory DIR
-(`engine`, `shards`, ...), every test executable of that package runs in
+(`engine`, `shards`, ...; --all: every package BUILD_JSON lists, by
+directory name), every test executable of that package runs in
 turn: its library's and binaries' unit tests and its tests/*.rs, i.e. what
 `cargo test -p PACKAGE --tests` runs, in the package's directory and with
 CARGO_MANIFEST_DIR set, as cargo runs them. TEST_ARGS go to each binary
@@ -68,6 +69,8 @@ def main(argv):
     build_json, dirs = argv[0], [d.rstrip("/") for d in argv[1:]]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     bins = executables(build_json, root)
+    if dirs == ["--all"]:
+        dirs = sorted({b[0] for b in bins})
     failed = []
     for d in dirs:
         mine = [b for b in bins if b[0] == d]

@@ -28,13 +28,21 @@ const WINDOW_MS: u64 = 1000;
 
 /// Where a connection came from, kept as addresses (no allocation per
 /// connection; the text is made only for a line that is written). An
-/// IPv6 address keeps no flow label or scope id.
+/// IPv6 address keeps no flow label or scope id. The local address is one
+/// of the few the shard's listeners answer on, kept once in
+/// [`ConnLog::locals`]: 24 bytes per connection, not 42.
 struct Meta {
     peer: Option<(IpAddr, u16)>,
-    local: Option<(IpAddr, u16)>,
+    /// Its index in `ConnLog::locals` plus one; 0: unknown.
+    local: u16,
     tls: bool,
     websocket: bool,
 }
+
+/// Most distinct local addresses one shard's log keeps (listeners times
+/// the host addresses they answer on); a connection on another one is
+/// logged with an unknown listener address.
+const LOCALS_MAX: usize = 1024;
 
 fn compact(addr: Option<SocketAddr>) -> Option<(IpAddr, u16)> {
     addr.map(|a| (a.ip(), a.port()))
@@ -42,7 +50,7 @@ fn compact(addr: Option<SocketAddr>) -> Option<(IpAddr, u16)> {
 
 impl Meta {
     /// The remote address and the listener's URL, as the lines say them.
-    fn text(meta: Option<&Meta>) -> (String, String) {
+    fn text(meta: Option<&Meta>, locals: &[(IpAddr, u16)]) -> (String, String) {
         let Some(m) = meta else {
             return ("unknown".into(), "unknown".into());
         };
@@ -56,8 +64,11 @@ impl Meta {
             || "unknown".to_string(),
             |p| SocketAddr::from(p).to_string(),
         );
-        let listener = match m.local {
-            Some(l) => format!("{scheme}://{}", SocketAddr::from(l)),
+        let local = usize::from(m.local)
+            .checked_sub(1)
+            .and_then(|i| locals.get(i));
+        let listener = match local {
+            Some(&l) => format!("{scheme}://{}", SocketAddr::from(l)),
             None => format!("{scheme}://unknown"),
         };
         (peer, listener)
@@ -73,6 +84,9 @@ pub struct ConnLog {
     lines_in_window: Cell<u32>,
     suppressed: Cell<u64>,
     meta: RefCell<ConnTable<Meta>>,
+    /// The local addresses connections arrived on, each once (at most
+    /// [`LOCALS_MAX`]).
+    locals: RefCell<Vec<(IpAddr, u16)>>,
 }
 
 impl ConnLog {
@@ -85,6 +99,7 @@ impl ConnLog {
             lines_in_window: Cell::new(0),
             suppressed: Cell::new(0),
             meta: RefCell::new(ConnTable::default()),
+            locals: RefCell::new(Vec::new()),
         }
     }
 
@@ -103,11 +118,26 @@ impl ConnLog {
         }
         let meta = Meta {
             peer: compact(peer),
-            local: compact(local),
+            local: compact(local).map_or(0, |l| self.local_index(l)),
             tls,
             websocket,
         };
         self.meta.borrow_mut().insert(conn, meta);
+    }
+
+    /// `local`'s index in [`ConnLog::locals`] plus one (added if new and
+    /// there is room; 0 if not).
+    fn local_index(&self, local: (IpAddr, u16)) -> u16 {
+        let mut locals = self.locals.borrow_mut();
+        let index = match locals.iter().position(|&l| l == local) {
+            Some(i) => i,
+            None if locals.len() < LOCALS_MAX => {
+                locals.push(local);
+                locals.len() - 1
+            }
+            None => return 0,
+        };
+        u16::try_from(index + 1).unwrap_or(0)
     }
 
     /// Gives back the spare capacity of the address table (after a burst
@@ -159,7 +189,8 @@ impl ConnLog {
                 if !self.admit(now_ms) {
                     return;
                 }
-                let (peer, listener) = Meta::text(self.meta.borrow().get(conn));
+                let (peer, listener) =
+                    Meta::text(self.meta.borrow().get(conn), &self.locals.borrow());
                 let (peer, listener) = (peer.as_str(), listener.as_str());
                 let username = username.as_ref().map_or_else(|| "-".to_string(), text);
                 tracing::info!(
@@ -190,7 +221,7 @@ impl ConnLog {
                 if !self.admit(now_ms) {
                     return;
                 }
-                let (peer, listener) = Meta::text(meta.as_ref());
+                let (peer, listener) = Meta::text(meta.as_ref(), &self.locals.borrow());
                 let (peer, listener) = (peer.as_str(), listener.as_str());
                 let client_id = client_id.as_ref().map_or_else(|| "-".to_string(), text);
                 match cause {
@@ -272,5 +303,43 @@ fn describe(cause: Option<CloseCause>, transport: Option<CloseReason>) -> String
             Some(CloseReason::TlsError) => "TLS error".to_string(),
             Some(CloseReason::Local) | None => "closed by the broker".to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn a_connection_entry_stays_small_and_names_its_listener() {
+        let entry = std::mem::size_of::<Option<Meta>>();
+        assert!(entry <= 24, "a connection's log entry is {entry} bytes");
+        let log = ConnLog::new(0, true, 100);
+        let listener = addr("127.0.0.1:1883");
+        log.accepted(
+            1,
+            Some(addr("127.0.0.5:40000")),
+            Some(listener),
+            false,
+            false,
+        );
+        log.accepted(2, Some(addr("[::1]:40001")), Some(listener), true, false);
+        log.accepted(3, None, Some(addr("[::1]:8883")), true, true);
+        assert_eq!(log.locals.borrow().len(), 2, "each local address once");
+        let text = |conn| Meta::text(log.meta.borrow().get(conn), &log.locals.borrow());
+        assert_eq!(
+            text(1),
+            ("127.0.0.5:40000".into(), "mqtt://127.0.0.1:1883".into())
+        );
+        assert_eq!(
+            text(2),
+            ("[::1]:40001".into(), "mqtts://127.0.0.1:1883".into())
+        );
+        assert_eq!(text(3), ("unknown".into(), "wss://[::1]:8883".into()));
+        assert_eq!(text(4), ("unknown".into(), "unknown".into()));
     }
 }

@@ -281,7 +281,7 @@ impl Broker {
     }
 
     fn reauth_succeeded(&mut self, conn: ConnId, username: Bytes, data: Option<Bytes>) {
-        if let Some(ConnState::Active(session)) = self.conns.get(conn).map(|c| c.state) {
+        if let Some(session) = self.conns.get(conn).and_then(|c| c.state.session()) {
             if let Some(s) = self.sessions.get_mut(session) {
                 s.username = Some(Bytes::copy_from_slice(&username));
             }
@@ -311,13 +311,13 @@ impl Broker {
         if let Some(a) = c.auth().and_then(|p| p.admitted.as_ref()) {
             return a.client_id.clone();
         }
-        match c.state {
-            ConnState::Active(session) => self
+        match c.state.session() {
+            Some(session) => self
                 .sessions
                 .get(session)
                 .map(|s| s.client_id.clone())
                 .unwrap_or_default(),
-            _ => Bytes::new(),
+            None => Bytes::new(),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! A barrier that ends with a persist failure turns the acknowledgement
 //! held right behind it into a refusal (`refuse.rs`).
 
-use super::conn::{ConnState, Held, SubUndo};
+use super::conn::{Held, SubUndo};
 use super::{Broker, ConnId, Event, ShardId, ShardMessage};
 use crate::persist::PersistFailure;
 
@@ -165,9 +165,8 @@ impl Broker {
             let Some(c) = self.conns.get_mut(conn) else {
                 return;
             };
-            let session = match c.state {
-                ConnState::Active(s) => s,
-                _ => return,
+            let Some(session) = c.state.session() else {
+                return;
             };
             let Some(held) = c.rare_mut_if_any().map(|r| &mut r.held) else {
                 return;

@@ -21,8 +21,27 @@ pub(super) enum ConnState {
     AwaitConnect,
     /// CONNECT received; its authentication is in progress (`Conn::auth`).
     Authenticating,
-    Active(SessionId),
+    /// Its session's slab key in 4 bytes (a shard never holds 2^32
+    /// sessions), so that the state takes 8 bytes, not 16
+    /// ([`ConnState::active`], [`ConnState::session`]).
+    Active(u32),
     Closing,
+}
+
+impl ConnState {
+    /// Active, attached to `session`.
+    pub(super) fn active(session: SessionId) -> ConnState {
+        // A key over 32 bits cannot occur; it would name no session.
+        ConnState::Active(u32::try_from(session).unwrap_or(u32::MAX))
+    }
+
+    /// The session of an active connection.
+    pub(super) fn session(self) -> Option<SessionId> {
+        match self {
+            ConnState::Active(session) => Some(session as SessionId),
+            _ => None,
+        }
+    }
 }
 
 pub(super) struct Conn {
@@ -501,7 +520,7 @@ impl Broker {
         }
         self.set_closing(conn);
         self.unschedule_deadline(conn);
-        if let ConnState::Active(session) = state {
+        if let Some(session) = state.session() {
             self.detach_session(session, true, now_ms);
         }
         self.events.push_back(Event::Close(conn));

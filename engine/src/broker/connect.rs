@@ -238,8 +238,13 @@ impl Broker {
                 session
             }
             None => {
+                // Its own copy of the id, not a second handle on
+                // `client_id`: cloning a `Bytes` made from a copy gives it
+                // a shared header (another allocation, for as long as the
+                // session lives; docs/benchmarks.md, memory per idle
+                // connection).
                 let session = self.sessions.insert(Session::new(
-                    client_id.clone(),
+                    Bytes::copy_from_slice(&client_id),
                     protocol,
                     expiry_interval_s,
                     generation,
@@ -262,7 +267,7 @@ impl Broker {
             let Some(c) = self.conns.get_mut(conn) else {
                 return;
             };
-            c.state = ConnState::Active(session);
+            c.state = ConnState::active(session);
             c.enhanced_auth = enhanced_auth;
             c.keep_alive_s = keep_alive_s;
             c.last_packet_ms = now_ms;

@@ -100,7 +100,7 @@ impl Broker {
             return;
         };
         let was = std::mem::replace(&mut c.state, ConnState::Closing);
-        let ConnState::Active(session) = was else {
+        let Some(session) = was.session() else {
             return;
         };
         if !self.config.log_connections {
@@ -125,9 +125,9 @@ impl Broker {
         let (cause, kept) = c
             .rare_mut_if_any()
             .map_or((None, None), |r| (r.close_cause.take(), r.client_id.take()));
-        let client_id = match state {
-            ConnState::Active(session) => self.sessions.get(session).map(|s| s.client_id.clone()),
-            _ => kept,
+        let client_id = match state.session() {
+            Some(session) => self.sessions.get(session).map(|s| s.client_id.clone()),
+            None => kept,
         };
         let record = ConnectionRecord::Closed {
             conn,

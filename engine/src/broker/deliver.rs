@@ -246,7 +246,7 @@ impl Broker {
             let Some(c) = self.conns.get_mut(conn) else {
                 return;
             };
-            let ConnState::Active(session) = c.state else {
+            let Some(session) = c.state.session() else {
                 return;
             };
             if c.out.len() >= self.config.outgoing_buffer_max_bytes {

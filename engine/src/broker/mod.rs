@@ -346,7 +346,7 @@ impl Broker {
         // Before the session is detached (and perhaps ends): the record
         // names its client id.
         self.record_closed(conn);
-        if let ConnState::Active(session) = state {
+        if let Some(session) = state.session() {
             // Not a DISCONNECT we saw: the will is published ([MQTT-3.1.2-8]).
             self.detach_session(session, true, now_ms);
         }
@@ -493,7 +493,7 @@ impl Broker {
                 self.refuse_login(conn, ReasonCode::PROTOCOL_ERROR, now_ms);
                 return Ok(());
             }
-            (ConnState::Active(session), packet) => (session, packet),
+            (ConnState::Active(session), packet) => (session as SessionId, packet),
             (ConnState::AwaitConnect, _) => return Err(Violation::NotConnect),
             (ConnState::Closing, _) => return Ok(()),
         };

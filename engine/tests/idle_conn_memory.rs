@@ -86,8 +86,9 @@ fn live() -> isize {
 }
 
 /// Heap bytes per connection `CONNECTIONS` idle clients of `protocol`
-/// leave in a broker, and what stays after they all closed.
-fn per_idle_connection(protocol: Protocol) -> (usize, isize) {
+/// (with `username` in their CONNECT, if any) leave in a broker, and what
+/// stays after they all closed.
+fn per_idle_connection(protocol: Protocol, username: Option<&str>) -> (usize, isize) {
     let mut broker = Broker::new(
         BrokerConfig {
             sys_interval_s: 0,
@@ -108,7 +109,7 @@ fn per_idle_connection(protocol: Protocol) -> (usize, isize) {
                 keep_alive_s: 60,
                 client_id: format!("loadgen-1234-conn-{i}").into(),
                 will: None,
-                username: None,
+                username: username.map(|u| bytes::Bytes::copy_from_slice(u.as_bytes())),
                 password: None,
                 properties: Default::default(),
             };
@@ -158,7 +159,7 @@ fn per_idle_connection(protocol: Protocol) -> (usize, isize) {
 }
 
 fn check(protocol: Protocol) {
-    let (per_conn, after) = per_idle_connection(protocol);
+    let (per_conn, after) = per_idle_connection(protocol, None);
     eprintln!("{protocol:?}: {per_conn} heap bytes per idle connection, {after} after all closed");
     assert!(
         per_conn <= IDLE_CONN_HEAP_MAX_BYTES,
@@ -178,4 +179,25 @@ fn an_idle_v3_1_1_connection_keeps_little_engine_heap() {
 #[test]
 fn an_idle_v5_connection_keeps_little_engine_heap() {
     check(Protocol::V5);
+}
+
+/// A user name costs an idle connection its bytes and no more: the
+/// session keeps its own copy, and the connection log's record gets
+/// another (a second handle on the session's `Bytes` would give it a
+/// shared header for life: 24 bytes more).
+#[test]
+fn a_user_name_costs_an_idle_connection_only_its_bytes() {
+    let name = "device-user";
+    let (without, _) = per_idle_connection(Protocol::V3_1_1, None);
+    let (with, after) = per_idle_connection(Protocol::V3_1_1, Some(name));
+    eprintln!("with a user name: {with} heap bytes per idle connection ({without} without)");
+    assert!(
+        with <= without + name.len(),
+        "{with} bytes per idle connection with a {}-byte user name, {without} without",
+        name.len()
+    );
+    assert!(
+        after <= 4096,
+        "{after} bytes stayed after every connection closed"
+    );
 }

@@ -305,7 +305,12 @@ impl Broker {
         }
         self.stats.connects_accepted += 1;
         if self.config.log_connections {
-            let username = self.sessions.get(session).and_then(|s| s.username.clone());
+            // A copy for the record: a second handle on the session's
+            // `Bytes` would give it a shared header for life.
+            let username = self
+                .sessions
+                .get(session)
+                .and_then(|s| s.username.as_deref().map(Bytes::copy_from_slice));
             self.record_connected(ConnectionRecord::Connected {
                 conn,
                 client_id: client_id.clone(),

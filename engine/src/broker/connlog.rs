@@ -106,7 +106,13 @@ impl Broker {
         if !self.config.log_connections {
             return;
         }
-        let client_id = self.sessions.get(session).map(|s| s.client_id.clone());
+        // Copies: a second handle on the session's `Bytes` would give it a
+        // shared header for the rest of its life (an offline session may
+        // live long).
+        let client_id = self
+            .sessions
+            .get(session)
+            .map(|s| Bytes::copy_from_slice(&s.client_id));
         if let (Some(c), Some(id)) = (self.conns.get_mut(conn), client_id) {
             c.rare_mut().client_id = Some(id);
         }
@@ -126,7 +132,10 @@ impl Broker {
             .rare_mut_if_any()
             .map_or((None, None), |r| (r.close_cause.take(), r.client_id.take()));
         let client_id = match state.session() {
-            Some(session) => self.sessions.get(session).map(|s| s.client_id.clone()),
+            Some(session) => self
+                .sessions
+                .get(session)
+                .map(|s| Bytes::copy_from_slice(&s.client_id)),
             None => kept,
         };
         let record = ConnectionRecord::Closed {

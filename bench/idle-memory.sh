@@ -12,7 +12,9 @@
 # loadgen spreads them over source addresses 127.0.0.2, .3, ..., past the
 # ephemeral-port range of one address), PORT (18950), RINGMQ_FLAGS (e.g.
 # "--io epoll"), CLOSE_WAIT_S (3), CPU_WINDOW_S (10), KEEP_ALIVE_S (60),
-# RATE (connections per second, 5000), RINGMQ_BIN / LOADGEN_BIN (other builds).
+# RATE (connections per second, 5000), RINGMQ_BIN / LOADGEN_BIN (other builds),
+# SMAPS=1 (also print where the RSS lies: /proc/PID/smaps grouped by mapping,
+# at each of the three points).
 # Needs target/release/{ringmq,loadgen}; mosquitto from ../shared/peers.
 # The open-file limit is raised to fit N (N + 1024 for the broker and for
 # loadgen each): the soft limit to the hard one, the hard one too where the
@@ -29,6 +31,7 @@ brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 huge_kib() { awk '/^AnonHugePages/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+smaps() { [[ ${SMAPS:-0} == 1 ]] && python3 "$root/bench/smaps_summary.py" "$1" "$2" || true; }
 fds=$(( N + 1024 ))
 if [[ $(ulimit -Hn) != unlimited && $(ulimit -Hn) -lt $fds ]]; then
   ulimit -Hn "$fds" 2>/dev/null || {
@@ -46,6 +49,7 @@ for b in "${brokers[@]}"; do
     *) pid=$("$root/../shared/peers/start-peer.sh" "$b" "$PORT") ;;
   esac
   before=$(rss_kib "$pid")
+  smaps "$pid" "$b idle"
   "$loadgen" conn --port "$PORT" --count "$N" --rate "$RATE" --duration $(( CPU_WINDOW_S + 4 )) \
     --keep-alive "$KEEP_ALIVE_S" -q >/tmp/idle-loadgen.log 2>&1 &
   lg=$!
@@ -57,12 +61,14 @@ for b in "${brokers[@]}"; do
   done
   sleep 2
   held=$(rss_kib "$pid")
+  smaps "$pid" "$b held"
   t0=$(cpu_ticks "$pid"); sleep "$CPU_WINDOW_S"; t1=$(cpu_ticks "$pid")
   held_huge=$(huge_kib "$pid")
   wait "$lg" || true
   sleep "$CLOSE_WAIT_S"
   after=$(rss_kib "$pid")
   after_huge=$(huge_kib "$pid")
+  smaps "$pid" "$b after"
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   python3 -c "import sys,os; b,h,a,n,c,w,hh,ah=map(int,sys.argv[1:]); hz=os.sysconf('SC_CLK_TCK'); print(f'$b: RSS {b/1024:.1f} MiB idle, {h/1024:.1f} MiB with {n} connections: {(h-b)*1024/n:.0f} bytes per connection; CPU {c*100/hz/w:.2f}% of a core over {w} s held; {a/1024:.1f} MiB ${CLOSE_WAIT_S} s after they closed ({(a-b)*100/b:+.0f}% of idle); AnonHugePages {hh/1024:.1f} MiB held, {ah/1024:.1f} MiB after')" \
     "$before" "$held" "$after" "$N" "$(( t1 - t0 ))" "$CPU_WINDOW_S" "$held_huge" "$after_huge"

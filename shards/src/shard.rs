@@ -326,7 +326,8 @@ const MEMORY_RELEASE_DELAY_MS: u64 = 1_000;
 
 /// Gives freed memory back to the OS some time after connections closed:
 /// shrinks the tables kept at their high-water mark (engine and shard),
-/// then runs this thread's allocator housekeeping. The allocator only
+/// then runs this thread's allocator housekeeping (forced, purge included,
+/// once the shard has no connection left: nothing waits on it then). The allocator only
 /// frees this heap's empty pages when this thread next runs it, which a
 /// quiet shard may not do for a long time: without this, RSS stays at its
 /// peak after a burst of connections has gone (docs/benchmarks.md, "Memory
@@ -338,7 +339,11 @@ async fn memory_release_task(shard: Rc<Shard>) {
         monoio::time::sleep(Duration::from_millis(MEMORY_RELEASE_DELAY_MS)).await;
         shard.broker.borrow_mut().shrink_memory();
         shard.shrink_memory();
-        ringmq_net::alloc::release_free_memory();
+        if shard.conns.borrow().is_empty() {
+            ringmq_net::alloc::release_all_free_memory();
+        } else {
+            ringmq_net::alloc::release_free_memory();
+        }
     }
 }
 

@@ -8,10 +8,47 @@
 //! the kernel once per batch ([`BufRing::publish`]). Both the ring of
 //! descriptors and the buffers are anonymous mappings: pages the kernel
 //! never wrote to cost no RSS.
+//!
+//! Giving the pages back: the kernel takes the buffers in ring order, so
+//! traffic cycles through all of them and every page of the mapping
+//! becomes resident (4 MiB per shard with the default 256 x 16 KiB), and
+//! stays so after the connections have gone. After a burst of closes the
+//! shard calls [`Driver::release_receive_buffers`] (through
+//! `Driver::shrink_memory`), which gives them back with `MADV_DONTNEED`:
+//! the mapping stays, and the next receive into a buffer faults in a
+//! zeroed page. That is only sound while no buffer holds bytes we have
+//! not taken yet and the kernel cannot be writing into one, which holds
+//! between two `io_uring_enter` calls of this thread when:
+//!
+//! - the ring runs its deferred work only when we ask
+//!   (`IORING_SETUP_DEFER_TASKRUN`, with `SINGLE_ISSUER`): a multishot
+//!   receive copies into a buffer when its socket's poll wake-up has
+//!   queued task work and that work runs, and with deferred task work it
+//!   runs only inside `io_uring_enter` of the submitter task
+//!   (`io_uring/tw.c`, `__io_run_local_work`: `WARN_ON_ONCE(
+//!   ctx->submitter_task != current)`), or inline when the receive is
+//!   submitted, also inside our `io_uring_enter`. Without it, task work
+//!   also runs whenever this thread returns to user space from any
+//!   syscall or interrupt, so a buffer could be filled between our check
+//!   and the `madvise`: no release then;
+//! - no multishot receive runs on an io-wq worker: since Linux 6.10
+//!   `io_wq_submit_work` only re-arms a multishot request's poll on a
+//!   pollable non-blocking file (a socket) and never issues it there
+//!   ("Don't allow any multishot execution from io-wq", `io_uring.c`);
+//!   checked in a 6.13+ source, so the release needs 6.13 (the kernel
+//!   version the gathering's minimum wait needs too);
+//! - the completion queue is empty and has not overflowed: every
+//!   completion that handed us a buffer has been taken, and its buffer
+//!   copied out and recycled (`on_recv` recycles at once).
+//!
+//! Otherwise the pages stay resident (the release is skipped, not
+//! forced).
 
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
+
+use super::Driver;
 
 /// One descriptor of the ring, as `struct io_uring_buf` (16 bytes). The
 /// first descriptor's `resv` field doubles as the ring's tail.
@@ -160,10 +197,86 @@ impl BufRing {
         tail.store(self.tail, Ordering::Release);
     }
 
+    /// Gives every buffer's pages back to the kernel (`MADV_DONTNEED` over
+    /// the buffer mapping; the descriptors stay). A buffer read after this
+    /// holds zeros until the kernel writes into it again.
+    ///
+    /// # Safety
+    ///
+    /// No buffer may hold bytes not yet taken with [`BufRing::filled`],
+    /// and the kernel must not be writing into any buffer during the call
+    /// (module docs: when that holds).
+    pub(super) unsafe fn release_pages(&self) -> io::Result<()> {
+        // SAFETY: `ptr`/`len` are the buffer mapping mmap returned
+        // (private, anonymous: DONTNEED only drops its pages, the range
+        // stays mapped and reads back as zeros); the caller guarantees no
+        // content of it is still needed or being written.
+        let rc = unsafe {
+            libc::madvise(
+                self.bufs.ptr.as_ptr().cast(),
+                self.bufs.len,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Pages of the buffer mapping resident now (`mincore`).
+    #[cfg(test)]
+    pub(super) fn resident_pages(&self) -> usize {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let mut vec = vec![0u8; self.bufs.len.div_ceil(page)];
+        // SAFETY: the range is our mapping; `vec` has one byte per page.
+        let rc = unsafe {
+            libc::mincore(
+                self.bufs.ptr.as_ptr().cast(),
+                self.bufs.len,
+                vec.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        vec.iter().filter(|&&b| b & 1 == 1).count()
+    }
+
     /// Unregisters the ring (before the mappings go).
     pub(super) fn unregister(&self, submitter: &io_uring::Submitter<'_>) {
         if let Err(e) = submitter.unregister_buf_ring(self.group) {
             tracing::debug!(error = %e, "unregister provided buffers");
+        }
+    }
+}
+
+impl Driver {
+    /// Gives the provided buffers' pages back to the kernel where that is
+    /// sound (module docs); returns whether it did. Called by
+    /// [`Driver::shrink_memory`], after a burst of closes: a busy shard
+    /// touches the pages again as the ring cycles (a page fault per page,
+    /// at most once per release).
+    pub(super) fn release_receive_buffers(&mut self) -> bool {
+        if !self.recv_copy_in_enter {
+            return false;
+        }
+        // Every completion naming a buffer has been taken (its buffer
+        // recycled), and none waits in the kernel's overflow list. Nothing
+        // between this check and the madvise enters io_uring.
+        if !self.ring.completion().is_empty() || self.ring.submission().cq_overflow() {
+            return false;
+        }
+        // SAFETY: `recv_copy_in_enter`: this ring runs receives (and their
+        // copies into buffers) only inside this thread's io_uring_enter,
+        // never on io-wq, and this thread is here, not there; the queue is
+        // empty, so every buffer the kernel filled has been taken and
+        // recycled (module docs).
+        match unsafe { self.bufs.release_pages() } {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "madvise(MADV_DONTNEED) on the receive buffers");
+                false
+            }
         }
     }
 }

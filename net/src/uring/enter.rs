@@ -6,7 +6,39 @@ use std::io;
 
 use io_uring::IoUring;
 
-use super::{Driver, GATHER_BUSY_COMPLETIONS, SLEEP_MAX_MS};
+use super::{Driver, UringLimits, GATHER_BUSY_COMPLETIONS, SLEEP_MAX_MS};
+
+/// Sets up the shard's ring; `true` with it if the ring defers its task
+/// work to this thread's `io_uring_enter` (`IORING_SETUP_DEFER_TASKRUN`
+/// with `SINGLE_ISSUER`, Linux 6.1), the setup tried first.
+pub(super) fn build_ring(limits: &UringLimits) -> io::Result<(IoUring, bool)> {
+    let cq = limits.ring_entries.saturating_mul(2);
+    // Deferred task work (6.1): completions are run only when this
+    // thread asks for them, and a sleeping loop is woken only once as
+    // many as it waits for are pending (the gathering); the taskrun flag
+    // tells it that some are pending before it sleeps.
+    let deferred = IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .build(limits.ring_entries);
+    if let Ok(ring) = deferred {
+        return Ok((ring, true));
+    }
+    IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_single_issuer()
+        .setup_coop_taskrun()
+        .build(limits.ring_entries)
+        .or_else(|_| {
+            IoUring::builder()
+                .setup_cqsize(cq)
+                .build(limits.ring_entries)
+        })
+        .map(|ring| (ring, false))
+        .map_err(|e| io::Error::new(e.kind(), format!("io_uring_setup: {e}")))
+}
 
 /// The running kernel's (major, minor) version; (0, 0) if unknown.
 pub(super) fn kernel_version() -> (u32, u32) {

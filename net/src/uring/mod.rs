@@ -85,7 +85,7 @@ mod waker;
 
 use bufring::BufRing;
 use conn::Conn;
-use enter::{kernel_supports_multishot_recv, supports_min_wait};
+use enter::{build_ring, kernel_supports_multishot_recv, kernel_version, supports_min_wait};
 use waker::EventFd;
 
 /// Sizes of one shard's ring and receive buffers.
@@ -243,6 +243,10 @@ pub struct Driver {
     /// Completions the last [`Driver::complete`] took: the loop gathers
     /// only after a turn that took at least [`GATHER_BUSY_COMPLETIONS`].
     last_completions: u32,
+    /// Receives copy into the provided buffers only inside this thread's
+    /// `io_uring_enter` (deferred task work, no multishot on io-wq): their
+    /// pages may be given back between turns (`bufring` module docs).
+    recv_copy_in_enter: bool,
 }
 
 struct Listener {
@@ -273,30 +277,7 @@ impl Driver {
                 "multishot receive needs Linux 6.0 or later",
             ));
         }
-        let cq = limits.ring_entries.saturating_mul(2);
-        // Deferred task work (6.1): completions are run only when this
-        // thread asks for them, and a sleeping loop is woken only once as
-        // many as it waits for are pending (the gathering below); the
-        // taskrun flag tells it that some are pending before it sleeps.
-        let mut ring = IoUring::builder()
-            .setup_cqsize(cq)
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .build(limits.ring_entries)
-            .or_else(|_| {
-                IoUring::builder()
-                    .setup_cqsize(cq)
-                    .setup_single_issuer()
-                    .setup_coop_taskrun()
-                    .build(limits.ring_entries)
-            })
-            .or_else(|_| {
-                IoUring::builder()
-                    .setup_cqsize(cq)
-                    .build(limits.ring_entries)
-            })
-            .map_err(|e| io::Error::new(e.kind(), format!("io_uring_setup: {e}")))?;
+        let (mut ring, deferred) = build_ring(&limits)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -316,6 +297,8 @@ impl Driver {
         .map_err(|e| io::Error::new(e.kind(), format!("provided buffer ring: {e}")))?;
         let wake = EventFd::new()?;
         let mut driver = Driver {
+            // `bufring` module docs: when the buffers' pages may be given back.
+            recv_copy_in_enter: deferred && kernel_version() >= (6, 13),
             ring,
             bufs,
             steps_inbox: StepInbox::new(wake.waker()),
@@ -465,8 +448,9 @@ impl Driver {
         self.events.drain(..)
     }
 
-    /// Gives back the spare capacity of the slab and lists (after a burst
-    /// of closes).
+    /// Gives back the spare capacity of the slab and lists, and the pages
+    /// of the receive buffers where the kernel allows (after a burst of
+    /// closes; `bufring` module docs).
     pub fn shrink_memory(&mut self) {
         // Trailing free slots go (nothing is in flight for a free slot, so
         // no completion can name one later).
@@ -479,7 +463,9 @@ impl Driver {
         self.free.shrink_to_fit();
         self.timers.shrink_to_fit();
         self.cqes.shrink_to_fit();
+        self.close_waiting.shrink_to_fit();
         self.scratch = BytesMut::new();
+        self.release_receive_buffers();
     }
 
     fn dispatch(&mut self, data: u64, result: i32, flags: u32) {

@@ -483,3 +483,48 @@ fn a_connection_slot_stays_small() {
         "the driver handle's shared state is {shared} bytes (at most {SHARED_MAX_BYTES})"
     );
 }
+
+/// The receive buffers' pages go back to the kernel after closes where the
+/// kernel allows it (`bufring` module docs), and receiving still works
+/// (into zeroed pages); elsewhere they stay resident, as documented.
+#[test]
+fn the_receive_buffers_pages_are_given_back_after_closes() {
+    let Some(mut rig) = Rig::new() else { return };
+    let buffers = usize::from(UringLimits::default().recv_buffers);
+    let (mut client, _echo) = rig.connect();
+    // One receive per line: the ring hands out its buffers in turn, so
+    // more lines than buffers touch every buffer's first page.
+    for i in 0..buffers + 8 {
+        let line = format!("{i:06}\n");
+        client
+            .write_all(line.as_bytes())
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        let (got, _) = rig.read(&mut client, line.len());
+        assert_eq!(got, line.as_bytes());
+    }
+    let touched = rig.driver.bufs.resident_pages();
+    assert!(
+        touched >= buffers,
+        "{touched} pages resident, expected every buffer's first"
+    );
+    drop(client);
+    rig.turn_until("slot freed", |r| r.driver.connections() == 0);
+    rig.driver.shrink_memory();
+    let after = rig.driver.bufs.resident_pages();
+    if rig.driver.recv_copy_in_enter {
+        assert_eq!(after, 0, "every page given back ({touched} before)");
+    } else {
+        eprintln!("the kernel runs receives outside io_uring_enter here: buffers kept");
+        assert_eq!(after, touched, "kept where the release is not sound");
+    }
+    // Receiving after the release: the kernel writes into fresh pages.
+    let (mut client, _echo) = rig.connect();
+    client
+        .write_all(b"after release\n")
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let (got, _) = rig.read(&mut client, 14);
+    assert_eq!(got, b"after release\n");
+    if rig.driver.recv_copy_in_enter {
+        assert!(rig.driver.bufs.resident_pages() > 0);
+    }
+}

@@ -154,7 +154,11 @@ pub fn run(init: ShardInit, mut driver: Driver) {
             shard.broker.borrow_mut().shrink_memory();
             shard.shrink_memory();
             driver.shrink_memory();
-            ringmq_net::alloc::release_free_memory();
+            if driver.connections() == 0 {
+                ringmq_net::alloc::release_all_free_memory();
+            } else {
+                ringmq_net::alloc::release_free_memory();
+            }
         }
         if let (Some(cached), true) = (&acl, acl_check_at <= now) {
             acl_check_at = now + ACL_RELOAD_POLL_MS;

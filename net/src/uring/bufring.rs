@@ -31,12 +31,13 @@
 //!   also runs whenever this thread returns to user space from any
 //!   syscall or interrupt, so a buffer could be filled between our check
 //!   and the `madvise`: no release then;
-//! - no multishot receive runs on an io-wq worker: since Linux 6.10
+//! - no multishot receive runs on an io-wq worker (a request goes there
+//!   when its poll cannot be armed, e.g. an atomic allocation failed):
 //!   `io_wq_submit_work` only re-arms a multishot request's poll on a
 //!   pollable non-blocking file (a socket) and never issues it there
-//!   ("Don't allow any multishot execution from io-wq", `io_uring.c`);
-//!   checked in a 6.13+ source, so the release needs 6.13 (the kernel
-//!   version the gathering's minimum wait needs too);
+//!   ("Don't allow any multishot execution from io-wq", `io_uring.c`).
+//!   Read in a 6.13+ source (it has the minimum-wait timeout); older
+//!   kernels may issue the receive on io-wq, so the release needs 6.13;
 //! - the completion queue is empty and has not overflowed: every
 //!   completion that handed us a buffer has been taken, and its buffer
 //!   copied out and recycled (`on_recv` recycles at once).

@@ -179,7 +179,9 @@ pub fn run(init: ShardInit, mut driver: Driver) {
             }
         }
 
+        shard.freeze_clock(now);
         driver.flush(now);
+        shard.thaw_clock();
         let busy = popped >= budget
             || driver.has_ready()
             || !sleep_safely(&shard, &waker, &mut delayed, now);
@@ -206,7 +208,9 @@ pub fn run(init: ShardInit, mut driver: Driver) {
             break;
         }
         let now = shard.now_ms();
+        shard.freeze_clock(now);
         events.extend(driver.complete(now));
+        shard.thaw_clock();
         for event in events.drain(..) {
             match event {
                 Event::Accepted { listener, fd } => {

@@ -16,7 +16,8 @@
 # Env: BROKERS ("ringmq ringmq-uring flashmq mosquitto"; ringmq: the default
 # backend (--io auto: the native io_uring loop where the kernel allows it),
 # ringmq-uring / ringmq-epoll: the monoio backends, ringmq-native: --io
-# native, ringmq-native:US: that with runtime.native_gather_us = US; also
+# native, ringmq-native:US: that with runtime.native_gather_us = US,
+# ringmq-hold:US: the default backend with runtime.native_hold_us = US; also
 # rumqttd),
 # REPEATS (3), WINDOW_S (8, measured seconds), WARMUP_S (3), PORT (32100: the
 # first of the ports used, one per broker start),
@@ -60,7 +61,7 @@ for tool in "$tdir/ringmq" "$tdir/loadgen" python3 taskset; do
 done
 for b in "${brokers[@]}"; do
   case "$b" in
-    ringmq|ringmq-uring|ringmq-epoll|ringmq-native|ringmq-native:[0-9]*) ;;
+    ringmq|ringmq-uring|ringmq-epoll|ringmq-native|ringmq-native:[0-9]*|ringmq-hold:[0-9]*) ;;
     flashmq) [[ -x "$FLASHMQ" ]] || { echo "cpu-scenarios.sh: no FlashMQ at $FLASHMQ (FLASHMQ_SRC=DIR bench/peers/flashmq.sh)" >&2; exit 1; } ;;
     mosquitto) [[ -x "$MOSQUITTO" ]] || { echo "cpu-scenarios.sh: mosquitto not installed (../shared/peers/install-peers.sh)" >&2; exit 1; } ;;
     rumqttd) [[ -x "$RUMQTTD" ]] || { echo "cpu-scenarios.sh: rumqttd not installed (../shared/peers/install-peers.sh)" >&2; exit 1; } ;;
@@ -132,6 +133,17 @@ realtime_loop_threads() {
 # that the previous broker's closing connections never stand in the way.
 next_port=$PORT
 start_broker() {
+  # The ports are in the ephemeral range: another program's connection may
+  # hold one; then the next port is tried.
+  local try
+  for try in 1 2 3 4 5; do
+    start_broker_once "$1" && return 0
+    [[ $? == 3 ]] || exit 1
+  done
+  echo "cpu-scenarios.sh: $1: no free port from $PORT on" >&2
+  exit 1
+}
+start_broker_once() {
   local pin=(taskset -c "$BROKER_CORE")
   port=$next_port
   next_port=$((next_port + 1))
@@ -145,6 +157,10 @@ start_broker() {
       printf '[runtime]\nnative_gather_us = %s\n' "${1#*:}" >"$work/ringmq-gather.toml"
       "${pin[@]}" "$tdir/ringmq" --config "$work/ringmq-gather.toml" --listen "127.0.0.1:$port" --shards 1 --io native \
         --log-level warn ${RINGMQ_FLAGS:-} >"$work/broker.log" 2>&1 & ;;
+    ringmq-hold:*)
+      printf '[runtime]\nnative_hold_us = %s\n' "${1#*:}" >"$work/ringmq-hold.toml"
+      "${pin[@]}" "$tdir/ringmq" --config "$work/ringmq-hold.toml" --listen "127.0.0.1:$port" --shards 1 \
+        --log-level warn ${RINGMQ_FLAGS:-} >"$work/broker.log" 2>&1 & ;;
     flashmq) "${pin[@]}" "$FLASHMQ" --config-file "$work/flashmq.conf" >"$work/broker.log" 2>&1 & ;;
     mosquitto) "${pin[@]}" "$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/broker.log" 2>&1 & ;;
     rumqttd) broker_pid="$(RUMQTTD="$RUMQTTD" RUN_DIR="$work" "${pin[@]}" bash "$root/../shared/peers/start-peer.sh" rumqttd "$port")" ;;
@@ -152,7 +168,10 @@ start_broker() {
   [[ $1 == rumqttd ]] || broker_pid=$!
   local deadline=$(( $(date +%s) + 15 ))
   until port_open "$port"; do
-    kill -0 "$broker_pid" 2>/dev/null || { echo "cpu-scenarios.sh: $1 exited:" >&2; cat "$work/broker.log" >&2; exit 1; }
+    if ! kill -0 "$broker_pid" 2>/dev/null; then
+      grep -qi "address already in use" "$work/broker.log" && { broker_pid=""; return 3; }
+      echo "cpu-scenarios.sh: $1 exited:" >&2; cat "$work/broker.log" >&2; exit 1
+    fi
     [[ $(date +%s) -lt $deadline ]] || { echo "cpu-scenarios.sh: $1 did not listen" >&2; exit 1; }
     sleep 0.1
   done

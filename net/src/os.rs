@@ -207,6 +207,14 @@ pub fn shutdown(fd: RawFd, how: Shutdown) -> io::Result<()> {
     Ok(())
 }
 
+/// [`shutdown`] whose failure is only traced (the peer may be gone
+/// already); same contract.
+pub fn shutdown_traced(fd: RawFd, how: Shutdown) {
+    if let Err(e) = shutdown(fd, how) {
+        tracing::trace!(?how, error = %e, "shutdown");
+    }
+}
+
 /// A one-shot timer with nanosecond resolution for pacing (monoio's own
 /// timer wheel has 1 ms granularity, and a task that re-wakes itself runs
 /// again before anything else on monoio, so it cannot spin politely).

@@ -110,6 +110,7 @@ section! {
         ring_overflow_max_messages: usize,
         ring_batch_max_messages: usize,
         native_gather_us: u32,
+        native_hold_us: u32,
         read_chunk_bytes: usize,
         packet_complete_timeout_ms: u64,
         close_flush_timeout_ms: u64,
@@ -406,26 +407,20 @@ impl Config {
         )?;
         let gather = ("runtime.native_gather_us", r.native_gather_us);
         in_range(gather.0, gather.1, bounds::NATIVE_GATHER_US)?;
+        let hold = ("runtime.native_hold_us", r.native_hold_us);
+        in_range(hold.0, hold.1, bounds::NATIVE_HOLD_US)?;
         in_range(
             "runtime.read_chunk_bytes",
             r.read_chunk_bytes,
             bounds::READ_CHUNK_BYTES,
         )?;
-        in_range(
-            "runtime.shutdown_grace_ms",
-            r.shutdown_grace_ms,
-            bounds::TIMEOUT_MS,
-        )?;
-        in_range(
-            "runtime.close_flush_timeout_ms",
-            r.close_flush_timeout_ms,
-            bounds::TIMEOUT_MS,
-        )?;
-        in_range(
-            "runtime.close_linger_ms",
-            r.close_linger_ms,
-            bounds::TIMEOUT_MS,
-        )?;
+        for (key, ms) in [
+            ("runtime.shutdown_grace_ms", r.shutdown_grace_ms),
+            ("runtime.close_flush_timeout_ms", r.close_flush_timeout_ms),
+            ("runtime.close_linger_ms", r.close_linger_ms),
+        ] {
+            in_range(key, ms, bounds::TIMEOUT_MS)?;
+        }
         in_range(
             "runtime.packet_complete_timeout_ms",
             r.packet_complete_timeout_ms,

@@ -17,11 +17,11 @@ use std::io;
 
 use bytes::BytesMut;
 
-use super::conn::{shut, Phase, Recv};
+use super::conn::{Phase, Recv};
 use super::tls::NativeTls;
-use super::{Driver, Event, TimerKind};
+use super::{raw, Driver, Event, TimerKind};
 use crate::conn::CloseReason;
-use crate::os::Shutdown;
+use crate::os::{shutdown_traced, Shutdown};
 use std::cmp::Reverse;
 
 impl Driver {
@@ -63,7 +63,7 @@ impl Driver {
         }
         c.write_failed.get_or_insert(kind);
         c.handle.mark_closing();
-        shut(&c.fd, Shutdown::Both);
+        shutdown_traced(raw(&c.fd), Shutdown::Both);
         c.phase = Phase::Lingering;
         if c.recv == Recv::Idle {
             self.finish(slot, gen);
@@ -143,7 +143,7 @@ impl Driver {
         // End whatever is in flight (a receive completes with 0, a send
         // fails); the peer gets FIN after the bytes already queued.
         if c.recv != Recv::Idle || c.sending.is_some() {
-            shut(&c.fd, Shutdown::Both);
+            shutdown_traced(raw(&c.fd), Shutdown::Both);
         }
         c.handle.mark_ended();
         c.unreported = Some(reason);
@@ -286,7 +286,7 @@ impl Driver {
                     self.finish(slot, gen);
                 } else {
                     // Ends the pending receive with 0 bytes.
-                    shut(&c.fd, Shutdown::Read);
+                    shutdown_traced(raw(&c.fd), Shutdown::Read);
                 }
             }
             _ => {}

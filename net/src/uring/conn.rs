@@ -13,7 +13,7 @@ use super::tls::NativeTls;
 use super::{raw, token, Driver, Op, TimerKind, PARTIAL_COPY_MAX_BYTES, SCRATCH_BYTES};
 use crate::conn::{decrypt, tls_output, DriverTls};
 use crate::conn::{CloseReason, ConnTls, DriverHandle, Handler};
-use crate::os::{self, Shutdown};
+use crate::os::{shutdown_traced, Shutdown};
 use crate::tls::TlsRead;
 
 /// The state of a connection's multishot receive.
@@ -177,12 +177,6 @@ impl Conn {
     }
 }
 
-pub(super) fn shut(fd: &OwnedFd, how: Shutdown) {
-    if let Err(e) = os::shutdown(raw(fd), how) {
-        tracing::trace!(?how, error = %e, "shutdown");
-    }
-}
-
 impl Driver {
     pub(super) fn conn(&mut self, slot: u32, gen: u32) -> Option<&mut Conn> {
         let entry = self.slots.get_mut(slot as usize)?;
@@ -287,7 +281,7 @@ impl Driver {
             }
             _ if closing => {
                 // Everything flushed: FIN, then discard until EOF or linger.
-                shut(&c.fd, Shutdown::Write);
+                shutdown_traced(raw(&c.fd), Shutdown::Write);
                 c.phase = Phase::Lingering;
                 self.timers.push(std::cmp::Reverse((
                     now + linger_ms,
@@ -354,12 +348,14 @@ impl Driver {
         if c.phase == Phase::Open {
             c.handle.mark_transmit();
         }
-        self.pump_send(slot, gen);
+        if !self.wait_for_release(slot, gen) {
+            self.pump_send(slot, gen);
+        }
         self.arm_recv(slot, gen);
     }
 
     /// Keeps a multishot receive in flight while the connection wants input.
-    fn arm_recv(&mut self, slot: u32, gen: u32) {
+    pub(super) fn arm_recv(&mut self, slot: u32, gen: u32) {
         let group = self.bufs.group;
         let Some(c) = self.conn(slot, gen) else {
             return;
@@ -517,7 +513,9 @@ impl Driver {
             self.try_detach(slot, gen);
             return;
         }
-        self.attend(slot, gen);
+        if !self.wait_for_release(slot, gen) {
+            self.attend(slot, gen);
+        }
     }
 
     /// Hands the connection's partial-frame buffer to its handler

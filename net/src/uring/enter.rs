@@ -3,6 +3,7 @@
 //! `UringLimits`), and what the running kernel supports.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use io_uring::IoUring;
 
@@ -39,6 +40,9 @@ pub(super) fn build_ring(limits: &UringLimits) -> io::Result<(IoUring, bool)> {
         .map(|ring| (ring, false))
         .map_err(|e| io::Error::new(e.kind(), format!("io_uring_setup: {e}")))
 }
+
+/// [`SLEEP_MAX_MS`] as a duration.
+const SLEEP_MAX: Duration = Duration::from_millis(SLEEP_MAX_MS);
 
 /// The running kernel's (major, minor) version; (0, 0) if unknown.
 pub(super) fn kernel_version() -> (u32, u32) {
@@ -91,11 +95,11 @@ pub(super) fn enter(
     ring: &mut IoUring,
     want: u32,
     min_wait_us: u32,
-    timeout_ms: Option<u64>,
+    timeout: Option<Duration>,
 ) -> io::Result<usize> {
-    let ts = timeout_ms.map(|ms| KernelTimespec {
-        tv_sec: (ms / 1000) as i64,
-        tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+    let ts = timeout.map(|t| KernelTimespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
     });
     let arg = GetEventsArg {
         sigmask: 0,
@@ -122,7 +126,7 @@ pub(super) fn enter(
 /// older kernels refuse a non-zero `min_wait_usec` with EINVAL). The probe
 /// waits for nothing.
 pub(super) fn supports_min_wait(ring: &mut IoUring) -> bool {
-    kernel_version() >= (6, 13) && enter(ring, 0, 1, Some(0)).is_ok()
+    kernel_version() >= (6, 13) && enter(ring, 0, 1, Some(Duration::ZERO)).is_ok()
 }
 
 impl Driver {
@@ -138,9 +142,15 @@ impl Driver {
     /// are already pending, the wait ends once `gather_completions` are
     /// pending, or `gather_wait_us` after it began with at least one
     /// pending, or at the first completion after that.
+    /// Held output (`hold` module) ends the wait at its release.
     pub fn submit_and_wait(&mut self, timeout_ms: Option<u64>) -> io::Result<()> {
-        let result = match (timeout_ms, self.gather) {
-            (Some(0), _) => enter(&mut self.ring, 0, 0, None),
+        let mut timeout = timeout_ms.map(Duration::from_millis);
+        if let Some(due) = self.hold.due() {
+            let left = due.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        let result = match (timeout, self.gather) {
+            (Some(t), _) if t.is_zero() => enter(&mut self.ring, 0, 0, None),
             (ms, None) => enter(&mut self.ring, 1, 0, ms),
             // Completions already pending (deferred ones flag the SQ ring):
             // take them now; gathering more would only add a sleep while
@@ -156,7 +166,7 @@ impl Driver {
                 &mut self.ring,
                 completions,
                 us,
-                Some(ms.unwrap_or(SLEEP_MAX_MS).min(SLEEP_MAX_MS)),
+                Some(ms.map_or(SLEEP_MAX, |t| t.min(SLEEP_MAX))),
             ),
         };
         match result {

@@ -78,6 +78,7 @@ mod bufring;
 mod close;
 mod conn;
 mod enter;
+mod hold;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -106,6 +107,9 @@ pub struct UringLimits {
     /// once, so the delay added to any message is at most this, and an idle
     /// loop is not woken by it.
     pub gather_wait_us: u32,
+    /// Holding (`hold` module): a busy shard's fan-out output waits at
+    /// most this many microseconds, to leave in fewer sends (0: never).
+    pub hold_us: u32,
 }
 
 impl Default for UringLimits {
@@ -116,6 +120,7 @@ impl Default for UringLimits {
             recv_buffer_bytes: 16 * 1024,
             gather_completions: GATHER_COMPLETIONS_DEFAULT,
             gather_wait_us: GATHER_WAIT_US_DEFAULT,
+            hold_us: HOLD_US_DEFAULT,
         }
     }
 }
@@ -124,6 +129,8 @@ impl Default for UringLimits {
 pub const GATHER_COMPLETIONS_DEFAULT: u32 = 32;
 /// Default [`UringLimits::gather_wait_us`], in microseconds.
 pub const GATHER_WAIT_US_DEFAULT: u32 = 100;
+/// Default [`UringLimits::hold_us`], in microseconds.
+pub const HOLD_US_DEFAULT: u32 = 200;
 /// Completions one turn must have taken for the next sleep to gather.
 /// A lightly loaded loop (a few completions per wake-up: request/response
 /// round trips, shard-to-shard hand-offs) wakes for each completion:
@@ -247,6 +254,8 @@ pub struct Driver {
     /// `io_uring_enter` (deferred task work, no multishot on io-wq): their
     /// pages may be given back between turns (`bufring` module docs).
     recv_copy_in_enter: bool,
+    /// Output held while the shard is busy (`hold` module).
+    hold: hold::Hold,
 }
 
 struct Listener {
@@ -322,6 +331,7 @@ impl Driver {
             close_steps_deferred: 0,
             gather,
             last_completions: 0,
+            hold: hold::Hold::new(limits.hold_us),
         };
         driver.arm_wake();
         Ok(driver)
@@ -396,21 +406,13 @@ impl Driver {
 
     /// Processes the connections whose handles asked for attention: sends
     /// their output, starts closes, resumes reads; a new turn's close
-    /// budget goes first to the close steps that waited. Call once per
-    /// turn, before sleeping.
+    /// budget goes first to the close steps that waited; a busy fan-out
+    /// is held (`hold` module). Call once per turn, before sleeping.
     pub fn flush(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
         self.close_steps_left = CLOSE_STEPS_PER_TURN;
         self.resume_closes();
-        loop {
-            let batch = std::mem::take(&mut *self.ready.list.borrow_mut());
-            if batch.is_empty() {
-                break;
-            }
-            for (slot, gen) in batch {
-                self.attend(slot, gen);
-            }
-        }
+        self.attend_ready();
         self.bufs.publish();
     }
 

@@ -12,6 +12,8 @@ pub const RING_OVERFLOW_MAX_MESSAGES: (usize, usize) = (0, 1 << 24);
 pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
 /// `runtime.native_gather_us`.
 pub const NATIVE_GATHER_US: (u32, u32) = (0, 10_000);
+/// `runtime.native_hold_us`.
+pub const NATIVE_HOLD_US: (u32, u32) = (0, 10_000);
 /// `runtime.read_chunk_bytes`.
 pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
 /// `runtime.log_connections_max_lines_per_s`.

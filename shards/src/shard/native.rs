@@ -44,6 +44,7 @@ mod route;
 pub fn driver(init: &ShardInit) -> std::io::Result<Driver> {
     let limits = UringLimits {
         gather_wait_us: init.settings.native_gather_us,
+        hold_us: init.settings.native_hold_us,
         ..UringLimits::default()
     };
     Driver::new(limits, init.settings.driver)

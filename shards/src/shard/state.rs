@@ -35,6 +35,8 @@ pub struct ShardSettings {
     pub ring_batch_max_messages: usize,
     /// `runtime.native_gather_us` (`UringLimits::gather_wait_us`).
     pub native_gather_us: u32,
+    /// `runtime.native_hold_us` (`UringLimits::hold_us`).
+    pub native_hold_us: u32,
     /// Most bytes read while routing a new connection before giving up
     /// and serving it locally (the engine then judges the CONNECT).
     pub route_buffer_max_bytes: usize,

@@ -278,7 +278,7 @@ impl Broker {
                 return;
             }
             let level = if state == ConnState::AwaitConnect {
-                connect::peek_connect_level(buf)
+                codec::peek_connect_level(buf)
             } else {
                 None
             };

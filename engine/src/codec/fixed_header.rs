@@ -93,3 +93,34 @@ pub fn check_frame(buf: &[u8], packet_size_max_bytes: u32) -> Result<FrameCheck,
         Err(needed_bytes) => FrameCheck::Incomplete { needed_bytes },
     })
 }
+
+/// Protocol level of a CONNECT at the start of `buf`, if visible: used to
+/// answer a CONNECT that fails to decode in the client's own version.
+pub(crate) fn peek_connect_level(buf: &[u8]) -> Option<u8> {
+    let mut i = 1;
+    loop {
+        let b = *buf.get(i)?;
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if i > 4 {
+            return None;
+        }
+    }
+    let name_len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
+    buf.get(i + 2 + name_len).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_level() {
+        let connect = [0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0];
+        assert_eq!(peek_connect_level(&connect), Some(5));
+        let truncated = [0x10, 12, 0, 4, b'M'];
+        assert_eq!(peek_connect_level(&truncated), None);
+    }
+}

@@ -38,6 +38,7 @@ mod writer;
 pub use decode::{decode, decode_packet, Decoded};
 pub use encode::{encode, encode_publish, encode_to_bytes, encoded_len, publish_encoded_len};
 pub use error::{DecodeError, EncodeError};
+pub(crate) use fixed_header::peek_connect_level;
 pub use fixed_header::{check_frame, FrameCheck};
 pub use packet::*;
 pub use properties::{

@@ -111,6 +111,7 @@ section! {
         ring_batch_max_messages: usize,
         native_gather_us: u32,
         native_hold_us: u32,
+        native_direct_fds: u32,
         read_chunk_bytes: usize,
         packet_complete_timeout_ms: u64,
         close_flush_timeout_ms: u64,
@@ -409,6 +410,8 @@ impl Config {
         in_range(gather.0, gather.1, bounds::NATIVE_GATHER_US)?;
         let hold = ("runtime.native_hold_us", r.native_hold_us);
         in_range(hold.0, hold.1, bounds::NATIVE_HOLD_US)?;
+        let direct = ("runtime.native_direct_fds", r.native_direct_fds);
+        in_range(direct.0, direct.1, bounds::NATIVE_DIRECT_FDS)?;
         in_range(
             "runtime.read_chunk_bytes",
             r.read_chunk_bytes,

@@ -227,6 +227,7 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         ring_batch_max_messages: r.ring_batch_max_messages,
         native_gather_us: r.native_gather_us,
         native_hold_us: r.native_hold_us,
+        native_direct_fds: r.native_direct_fds,
         route_buffer_max_bytes: config.read_buffer_max_bytes(),
         shutdown_grace_ms: r.shutdown_grace_ms,
         log_connections: r.log_connections,

@@ -172,6 +172,29 @@ impl Broker {
         Broker::start_command(cmd, bin, args)
     }
 
+    /// [`Broker::start_with_args`] with the broker's open-file limit (soft
+    /// and hard `RLIMIT_NOFILE`) set to `limit` descriptors before exec.
+    #[cfg(target_os = "linux")]
+    pub fn start_with_fd_limit(bin: &PathBuf, args: &[&str], limit: u64) -> Broker {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(bin);
+        let rlimit = libc::rlimit {
+            rlim_cur: limit as libc::rlim_t,
+            rlim_max: limit as libc::rlim_t,
+        };
+        // SAFETY: the hook runs in the forked child before exec and makes
+        // one setrlimit call on a struct it owns (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Broker::start_command(cmd, bin, args)
+    }
+
     fn start_command(mut cmd: Command, bin: &std::path::Path, args: &[&str]) -> Broker {
         let mut child = cmd
             .args(args)

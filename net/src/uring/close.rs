@@ -18,10 +18,11 @@ use std::io;
 use bytes::BytesMut;
 
 use super::conn::{Phase, Recv};
+use super::direct::FdRef;
 use super::tls::NativeTls;
-use super::{raw, Driver, Event, TimerKind};
+use super::{Driver, Event, TimerKind};
 use crate::conn::CloseReason;
-use crate::os::{shutdown_traced, Shutdown};
+use crate::os::Shutdown;
 use std::cmp::Reverse;
 
 impl Driver {
@@ -63,9 +64,10 @@ impl Driver {
         }
         c.write_failed.get_or_insert(kind);
         c.handle.mark_closing();
-        shutdown_traced(raw(&c.fd), Shutdown::Both);
         c.phase = Phase::Lingering;
-        if c.recv == Recv::Idle {
+        let idle = c.recv == Recv::Idle;
+        self.shutdown_conn(slot, gen, Shutdown::Both);
+        if idle {
             self.finish(slot, gen);
         }
     }
@@ -142,11 +144,12 @@ impl Driver {
         c.put_buf(BytesMut::new());
         // End whatever is in flight (a receive completes with 0, a send
         // fails); the peer gets FIN after the bytes already queued.
-        if c.recv != Recv::Idle || c.sending.is_some() {
-            shutdown_traced(raw(&c.fd), Shutdown::Both);
-        }
+        let in_flight = c.recv != Recv::Idle || c.sending.is_some();
         c.handle.mark_ended();
         c.unreported = Some(reason);
+        if in_flight {
+            self.shutdown_conn(slot, gen, Shutdown::Both);
+        }
         self.report(slot, gen);
     }
 
@@ -213,10 +216,15 @@ impl Driver {
             || c.recv != Recv::Idle
             || c.sending.is_some()
             || c.unreported.is_some()
+            || c.installing
         {
             return;
         }
-        self.slots[slot as usize].conn = None;
+        if let Some(c) = self.slots[slot as usize].conn.take() {
+            if let FdRef::Direct(direct) = c.fd.get() {
+                self.close_direct(direct);
+            }
+        }
         self.free.push(slot);
         self.live -= 1;
     }
@@ -227,10 +235,24 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
-        if !c.detaching || c.phase != Phase::Open || c.recv != Recv::Idle || c.sending.is_some() {
+        if !c.detaching
+            || c.phase != Phase::Open
+            || c.recv != Recv::Idle
+            || c.sending.is_some()
+            || c.installing
+        {
+            return;
+        }
+        if let FdRef::Direct(direct) = c.fd.get() {
+            // The owner shard needs a process descriptor (`direct` module).
+            c.installing = true;
+            self.install(slot, gen, direct);
             return;
         }
         let Some(c) = self.slots[slot as usize].conn.take() else {
+            return;
+        };
+        let Ok(fd) = c.fd.into_plain() else {
             return;
         };
         self.free.push(slot);
@@ -242,7 +264,7 @@ impl Driver {
         let ws = c.handler.take_ws_session();
         self.events.push(Event::Detached {
             handler: c.handler,
-            fd: c.fd,
+            fd,
             bytes,
             tls,
             ws,
@@ -286,7 +308,7 @@ impl Driver {
                     self.finish(slot, gen);
                 } else {
                     // Ends the pending receive with 0 bytes.
-                    shutdown_traced(raw(&c.fd), Shutdown::Read);
+                    self.shutdown_conn(slot, gen, Shutdown::Read);
                 }
             }
             _ => {}

@@ -3,17 +3,17 @@
 //! docs of `uring`).
 
 use std::io;
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use io_uring::{cqueue, opcode, types};
+use io_uring::{cqueue, opcode};
 
+use super::direct::{on_fd, ConnFd};
 use super::tls::NativeTls;
-use super::{raw, token, Driver, Op, TimerKind, PARTIAL_COPY_MAX_BYTES, SCRATCH_BYTES};
+use super::{token, Driver, Op, TimerKind, PARTIAL_COPY_MAX_BYTES, SCRATCH_BYTES};
 use crate::conn::{decrypt, tls_output, DriverTls};
 use crate::conn::{CloseReason, ConnTls, DriverHandle, Handler};
-use crate::os::{shutdown_traced, Shutdown};
+use crate::os::Shutdown;
 use crate::tls::TlsRead;
 
 /// The state of a connection's multishot receive.
@@ -42,7 +42,8 @@ pub(super) enum Phase {
 /// with the rest boxed behind [`Conn::rare`] (docs/benchmarks.md, memory
 /// per idle connection; `a_connection_slot_stays_small`).
 pub(super) struct Conn {
-    pub(super) fd: OwnedFd,
+    /// A process descriptor or a slot of the direct table.
+    pub(super) fd: ConnFd,
     pub(super) handler: Rc<dyn Handler>,
     pub(super) handle: DriverHandle,
     /// The batch being sent and how much of it the kernel took; kept here
@@ -63,6 +64,9 @@ pub(super) struct Conn {
     pub(super) unreported: Option<CloseReason>,
     /// Queued in the driver's `close_waiting` for its next close step.
     pub(super) close_waiting: bool,
+    /// Detaching: the process descriptor for its direct slot is being
+    /// made (`direct` module).
+    pub(super) installing: bool,
 }
 
 /// The parts of a connection's slab entry that an idle plain-TCP
@@ -78,7 +82,7 @@ pub(super) struct ConnRare {
 
 impl Conn {
     pub(super) fn new(
-        fd: OwnedFd,
+        fd: ConnFd,
         handler: Rc<dyn Handler>,
         handle: DriverHandle,
         tls: Option<ConnTls>,
@@ -101,6 +105,7 @@ impl Conn {
             write_failed: None,
             unreported: None,
             close_waiting: false,
+            installing: false,
         }
     }
 
@@ -166,14 +171,6 @@ impl Conn {
                 self.rare.get_or_insert_with(Box::default).packet_started_ms = started;
             }
         }
-    }
-}
-
-#[cfg(test)]
-impl Conn {
-    /// Capacity of the buffer held.
-    pub(super) fn buffer_capacity(&self) -> usize {
-        self.rare.as_ref().map_or(0, |r| r.buf.capacity())
     }
 }
 
@@ -281,8 +278,8 @@ impl Driver {
             }
             _ if closing => {
                 // Everything flushed: FIN, then discard until EOF or linger.
-                shutdown_traced(raw(&c.fd), Shutdown::Write);
                 c.phase = Phase::Lingering;
+                self.shutdown_conn(slot, gen, Shutdown::Write);
                 self.timers.push(std::cmp::Reverse((
                     now + linger_ms,
                     slot,
@@ -307,10 +304,10 @@ impl Driver {
         // this slab entry's `sending` until this send's completion is
         // handled (`on_send`), and a slab entry is never freed while a send
         // is in flight (`try_free`); `Bytes` never moves its heap data.
-        let sqe = opcode::Send::new(types::Fd(raw(&c.fd)), rest.as_ptr(), len)
+        let sqe = on_fd!(&c.fd, |fd| opcode::Send::new(fd, rest.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(token(Op::Send, slot, gen));
+            .build())
+        .user_data(token(Op::Send, slot, gen));
         self.push(sqe);
     }
 
@@ -372,9 +369,11 @@ impl Driver {
         // The receive selects a buffer of the provided ring (no pointer
         // into the slab entry); the fd stays open until it completes
         // (`try_free`).
-        let sqe = opcode::RecvMulti::new(types::Fd(raw(&c.fd)), group)
-            .build()
-            .user_data(token(Op::Recv, slot, gen));
+        let sqe = on_fd!(&c.fd, |fd| opcode::RecvMulti::new(fd, group).build()).user_data(token(
+            Op::Recv,
+            slot,
+            gen,
+        ));
         self.push(sqe);
     }
 

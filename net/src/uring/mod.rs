@@ -60,13 +60,13 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
 
 use bytes::BytesMut;
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::conn::pace::CLOSE_STEPS_PER_TURN;
 use crate::conn::{ConnTls, DriverConfig, DriverHandle, Handler};
@@ -74,9 +74,11 @@ use crate::tls::offload::{Step, StepInbox};
 use crate::tls::TlsSession;
 use crate::ws::WsSession;
 
+mod accept;
 mod bufring;
 mod close;
 mod conn;
+mod direct;
 mod enter;
 mod hold;
 #[cfg(test)]
@@ -84,8 +86,11 @@ mod tests;
 mod tls;
 mod waker;
 
+use accept::Listener;
 use bufring::BufRing;
 use conn::Conn;
+use direct::DirectTable;
+pub use direct::{DirectFd, Socket};
 use enter::{build_ring, kernel_supports_multishot_recv, kernel_version, supports_min_wait};
 use waker::EventFd;
 
@@ -110,6 +115,9 @@ pub struct UringLimits {
     /// Holding (`hold` module): a busy shard's fan-out output waits at
     /// most this many microseconds, to leave in fewer sends (0: never).
     pub hold_us: u32,
+    /// Slots of the shard's table of direct descriptors (`direct` module;
+    /// lowered to the open-file limit; 0: process descriptors only).
+    pub direct_fds: u32,
 }
 
 impl Default for UringLimits {
@@ -121,6 +129,7 @@ impl Default for UringLimits {
             gather_completions: GATHER_COMPLETIONS_DEFAULT,
             gather_wait_us: GATHER_WAIT_US_DEFAULT,
             hold_us: HOLD_US_DEFAULT,
+            direct_fds: DIRECT_FDS_DEFAULT,
         }
     }
 }
@@ -131,6 +140,12 @@ pub const GATHER_COMPLETIONS_DEFAULT: u32 = 32;
 pub const GATHER_WAIT_US_DEFAULT: u32 = 100;
 /// Default [`UringLimits::hold_us`], in microseconds.
 pub const HOLD_US_DEFAULT: u32 = 200;
+/// Default [`UringLimits::direct_fds`], in table slots (the kernel keeps
+/// about 8 bytes per slot).
+pub const DIRECT_FDS_DEFAULT: u32 = 65_536;
+/// Largest [`UringLimits::direct_fds`] (the kernel's
+/// `IORING_MAX_FIXED_FILES`).
+pub const DIRECT_FDS_MAX: u32 = 1 << 20;
 /// Completions one turn must have taken for the next sleep to gather.
 /// A lightly loaded loop (a few completions per wake-up: request/response
 /// round trips, shard-to-shard hand-offs) wakes for each completion:
@@ -148,8 +163,6 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// A partial frame up to this size is copied into its own exact buffer;
 /// a larger one keeps the scratch allocation it arrived in (bytes).
 const PARTIAL_COPY_MAX_BYTES: usize = 4 * 1024;
-/// Back-off after an accept error such as EMFILE, in milliseconds.
-const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
 /// The buffer group id of the shard's provided buffers.
 const BUF_GROUP: u16 = 0;
 
@@ -165,6 +178,10 @@ enum Op {
     /// Not an io_uring operation: the tag of a TLS handshake step on a
     /// helper thread (`tls` module).
     Handshake = 6,
+    /// A direct socket's process descriptor for a hand-off (`direct`).
+    Install = 7,
+    /// The close of a direct table's slot (`slot`: the table's slot).
+    Close = 8,
 }
 
 /// `user_data`: generation (32 bits) | slot (24 bits) | op (8 bits). A
@@ -188,7 +205,7 @@ pub const CONNECTIONS_MAX_PER_SHARD: usize = 0x00FF_FFFF;
 /// What the loop must act on after [`Driver::complete`].
 pub enum Event {
     /// A listener accepted a connection.
-    Accepted { listener: usize, fd: OwnedFd },
+    Accepted { listener: usize, socket: Socket },
     /// An accept failed (logged by the caller); retried after a back-off.
     AcceptFailed { listener: usize, error: io::Error },
     /// A connection whose handler asked to be detached, with nothing in
@@ -256,12 +273,10 @@ pub struct Driver {
     recv_copy_in_enter: bool,
     /// Output held while the shard is busy (`hold` module).
     hold: hold::Hold,
-}
-
-struct Listener {
-    fd: RawFd,
-    armed: bool,
-    stopped: bool,
+    /// The ring's table of direct descriptors (`direct` module).
+    direct: Option<DirectTable>,
+    /// Why the table asked for is not there.
+    direct_error: Option<io::Error>,
 }
 
 struct Slot {
@@ -305,7 +320,13 @@ impl Driver {
         )
         .map_err(|e| io::Error::new(e.kind(), format!("provided buffer ring: {e}")))?;
         let wake = EventFd::new()?;
+        let (direct, direct_error) = match DirectTable::register(&ring, limits.direct_fds) {
+            Ok(table) => (table, None),
+            Err(e) => (None, Some(e)),
+        };
         let mut driver = Driver {
+            direct,
+            direct_error,
             // `bufring` module docs: when the buffers' pages may be given back.
             recv_copy_in_enter: deferred && kernel_version() >= (6, 13),
             ring,
@@ -347,40 +368,12 @@ impl Driver {
         self.live
     }
 
-    /// Starts accepting on `fd` (a listening socket the caller keeps open
-    /// until [`Driver::stop_accepting`] and the loop's end); returns its
-    /// index for [`Event::Accepted`].
-    pub fn add_listener(&mut self, fd: RawFd) -> usize {
-        self.listeners.push(Listener {
-            fd,
-            armed: false,
-            stopped: false,
-        });
-        let index = self.listeners.len() - 1;
-        self.arm_accept(index);
-        index
-    }
-
-    /// Stops accepting on every listener (pending accepts are cancelled;
-    /// sockets accepted meanwhile are closed).
-    pub fn stop_accepting(&mut self) {
-        for index in 0..self.listeners.len() {
-            self.listeners[index].stopped = true;
-            if self.listeners[index].armed {
-                let cancel = opcode::AsyncCancel::new(token(Op::Accept, index as u32, 0))
-                    .build()
-                    .user_data(token(Op::Cancel, 0, 0));
-                self.push(cancel);
-            }
-        }
-    }
-
     /// Drives a new connection: `initial` holds bytes already read (given to
     /// the handler first). Returns `false` (dropping the socket) if the
     /// slab is full.
     pub fn add(
         &mut self,
-        fd: OwnedFd,
+        socket: Socket,
         handler: Rc<dyn Handler>,
         handle: DriverHandle,
         initial: BytesMut,
@@ -398,6 +391,8 @@ impl Driver {
         entry.gen = entry.gen.wrapping_add(1);
         let gen = entry.gen;
         handle.link_native(self.ready.clone(), slot, gen);
+        let fd = self.conn_fd(socket);
+        let entry = &mut self.slots[slot as usize];
         entry.conn = Some(Conn::new(fd, handler, handle, tls));
         self.live += 1;
         self.start_conn(slot, gen, initial);
@@ -410,6 +405,7 @@ impl Driver {
     /// is held (`hold` module). Call once per turn, before sleeping.
     pub fn flush(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+        self.close_orphans();
         self.close_steps_left = CLOSE_STEPS_PER_TURN;
         self.resume_closes();
         self.attend_ready();
@@ -473,7 +469,9 @@ impl Driver {
     fn dispatch(&mut self, data: u64, result: i32, flags: u32) {
         let (op, slot, gen) = untoken(data);
         match op {
-            x if x == Op::Accept as u8 => self.on_accept(slot as usize, result, flags),
+            x if x == Op::Accept as u8 => self.on_accept(slot as usize, gen, result, flags),
+            x if x == Op::Install as u8 => self.on_install(slot, gen, result),
+            x if x == Op::Close as u8 => self.on_close(slot),
             x if x == Op::Recv as u8 => self.on_recv(slot, gen, result, flags),
             x if x == Op::Send as u8 => self.on_send(slot, gen, result),
             x if x == Op::Wake as u8 => {
@@ -482,61 +480,6 @@ impl Driver {
             }
             _ => {} // cancellations: their target's completion says it all
         }
-    }
-
-    fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
-        let Some(listener) = self.listeners.get_mut(index) else {
-            return;
-        };
-        if !cqueue::more(flags) {
-            listener.armed = false;
-        }
-        let stopped = listener.stopped;
-        if result >= 0 {
-            // SAFETY: a successful accept completion's result is a new
-            // descriptor that nothing else owns.
-            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(result) };
-            if stopped {
-                return; // dropping it closes it
-            }
-            self.events.push(Event::Accepted {
-                listener: index,
-                fd,
-            });
-        } else if -result != libc::ECANCELED && !stopped {
-            let errno = -result;
-            self.events.push(Event::AcceptFailed {
-                listener: index,
-                error: io::Error::from_raw_os_error(errno),
-            });
-            if matches!(
-                errno,
-                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
-            ) {
-                let at = self.now_ms + ACCEPT_ERROR_BACKOFF_MS;
-                self.timers
-                    .push(Reverse((at, index as u32, 0, TimerKind::AcceptRetry)));
-                return;
-            }
-        }
-        if !self.listeners[index].armed {
-            self.arm_accept(index);
-        }
-    }
-
-    fn arm_accept(&mut self, index: usize) {
-        let Some(listener) = self.listeners.get_mut(index) else {
-            return;
-        };
-        if listener.armed || listener.stopped {
-            return;
-        }
-        listener.armed = true;
-        let sqe = opcode::AcceptMulti::new(types::Fd(listener.fd))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(token(Op::Accept, index as u32, 0));
-        self.push(sqe);
     }
 
     fn arm_wake(&mut self) {
@@ -577,9 +520,4 @@ impl Drop for Driver {
     fn drop(&mut self) {
         self.bufs.unregister(&self.ring.submitter());
     }
-}
-
-/// The fd of a slab entry (for `AsRawFd` users in `conn`).
-fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }

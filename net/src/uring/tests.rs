@@ -5,13 +5,15 @@
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Driver, Event, UringLimits};
+use super::{Driver, Event, Socket, UringLimits};
+
+mod direct;
 
 /// `uring::Slot` at the time of writing (`a_connection_slot_stays_small`):
 /// 96 bytes, 152 before the partial frame, its clock and the TLS state
@@ -21,6 +23,7 @@ const SLOT_MAX_BYTES: usize = 96;
 /// connection: 32 bytes at the time of writing.
 const SHARED_MAX_BYTES: usize = 32;
 use crate::conn::{CloseReason, DriverConfig, DriverHandle, Handler};
+use crate::tls::TlsSession;
 
 /// Echoes every complete line (`\n`-terminated); leaves a partial one.
 #[derive(Default)]
@@ -141,14 +144,52 @@ impl Rig {
         self.turn_until("accept", |r| {
             r.events.iter().any(|e| matches!(e, Event::Accepted { .. }))
         });
-        let Some(Event::Accepted { fd, .. }) = self.events.pop() else {
-            panic!("expected an accepted socket")
+        let socket = match self.events.pop() {
+            Some(Event::Accepted { socket, .. }) => socket,
+            Some(Event::AcceptFailed { error, .. }) => panic!("accept failed: {error}"),
+            _ => panic!("expected an accepted socket"),
         };
         let echo = Rc::new(Echo::default());
-        assert!(self
-            .driver
-            .add(fd, echo.clone(), echo.handle.clone(), BytesMut::new(), None));
+        assert!(self.driver.add(
+            socket,
+            echo.clone(),
+            echo.handle.clone(),
+            BytesMut::new(),
+            None
+        ));
         (client, echo)
+    }
+
+    /// Asks `echo`'s connection to detach after `line`, which the client
+    /// sends; returns what the driver hands back (socket, bytes, TLS).
+    fn detach(
+        &mut self,
+        client: &mut TcpStream,
+        echo: &Echo,
+        line: &[u8],
+    ) -> (OwnedFd, BytesMut, Option<Box<TlsSession>>) {
+        echo.detach.set(true);
+        client
+            .write_all(line)
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        self.turn_until("detached", |r| {
+            r.events.iter().any(|e| matches!(e, Event::Detached { .. }))
+        });
+        let Some(Event::Detached { fd, bytes, tls, .. }) = self.events.pop() else {
+            panic!("expected a detached connection")
+        };
+        assert_eq!(&bytes[..], line);
+        assert!(echo.closed.borrow().is_empty(), "a detach is not a close");
+        (fd, bytes, tls)
+    }
+
+    /// Drives a detached socket again (as the owner shard adopts it).
+    fn adopt(&mut self, fd: OwnedFd, bytes: BytesMut) -> Rc<Echo> {
+        let again = Rc::new(Echo::default());
+        let handle = again.handle.clone();
+        let socket = Socket::Plain(fd);
+        assert!(self.driver.add(socket, again.clone(), handle, bytes, None));
+        again
     }
 
     /// Reads from `client` while turning the loop until `want` bytes came
@@ -201,7 +242,7 @@ fn echoes_across_split_writes_and_idle_connections_hold_no_buffer() {
         .slots
         .iter()
         .filter_map(|s| s.conn.as_ref())
-        .map(|c| c.buffer_capacity())
+        .map(|c| c.rare.as_ref().map_or(0, |r| r.buf.capacity()))
         .sum();
     assert_eq!(held, 0, "an idle connection holds no buffer");
     assert!(echo.closed.borrow().is_empty());
@@ -236,25 +277,11 @@ fn a_peer_close_is_reported_once_and_frees_the_slot() {
 fn a_detached_connection_comes_back_with_its_socket_and_bytes() {
     let Some(mut rig) = Rig::new() else { return };
     let (mut client, echo) = rig.connect();
-    echo.detach.set(true);
-    client
-        .write_all(b"CONNECT\n")
-        .unwrap_or_else(|e| panic!("write: {e}"));
-    rig.turn_until("detached", |r| {
-        r.events.iter().any(|e| matches!(e, Event::Detached { .. }))
-    });
-    let Some(Event::Detached { fd, bytes, tls, .. }) = rig.events.pop() else {
-        panic!("expected a detached connection")
-    };
-    assert_eq!(&bytes[..], b"CONNECT\n");
+    let (fd, bytes, tls) = rig.detach(&mut client, &echo, b"CONNECT\n");
     assert!(tls.is_none());
-    assert!(echo.closed.borrow().is_empty(), "a detach is not a close");
     assert_eq!(rig.driver.connections(), 0);
     // The socket still works: adopt it again and echo.
-    let again = Rc::new(Echo::default());
-    assert!(rig
-        .driver
-        .add(fd, again.clone(), again.handle.clone(), bytes, None));
+    rig.adopt(fd, bytes);
     let (got, _) = rig.read(&mut client, 8);
     assert_eq!(
         got, b"CONNECT\n",
@@ -309,7 +336,7 @@ fn tls_echo_and_detach(test: &str, version: &'static rustls::SupportedProtocolVe
     rig.turn_until("accept", |r| {
         r.events.iter().any(|e| matches!(e, Event::Accepted { .. }))
     });
-    let Some(Event::Accepted { fd, .. }) = rig.events.pop() else {
+    let Some(Event::Accepted { socket, .. }) = rig.events.pop() else {
         panic!("expected an accepted socket")
     };
     let echo = Rc::new(Echo::default());
@@ -320,7 +347,7 @@ fn tls_echo_and_detach(test: &str, version: &'static rustls::SupportedProtocolVe
         pool: Some(pool.clone()),
     };
     assert!(rig.driver.add(
-        fd,
+        socket,
         echo.clone(),
         echo.handle.clone(),
         BytesMut::new(),
@@ -347,9 +374,13 @@ fn tls_echo_and_detach(test: &str, version: &'static rustls::SupportedProtocolVe
         session,
         pool: Some(pool.clone()),
     };
-    assert!(rig
-        .driver
-        .add(fd, again.clone(), again.handle.clone(), bytes, Some(tls)));
+    assert!(rig.driver.add(
+        Socket::Plain(fd),
+        again.clone(),
+        again.handle.clone(),
+        bytes,
+        Some(tls)
+    ));
     let deadline = Instant::now() + TEST_TIMEOUT;
     while !peer.is_finished() {
         assert!(Instant::now() < deadline, "client did not finish");

@@ -14,6 +14,8 @@ pub const RING_BATCH_MAX_MESSAGES: (usize, usize) = (1, 1 << 16);
 pub const NATIVE_GATHER_US: (u32, u32) = (0, 10_000);
 /// `runtime.native_hold_us`.
 pub const NATIVE_HOLD_US: (u32, u32) = (0, 10_000);
+/// `runtime.native_direct_fds` (the kernel's largest registered table).
+pub const NATIVE_DIRECT_FDS: (u32, u32) = (0, ringmq_net::uring::DIRECT_FDS_MAX);
 /// `runtime.read_chunk_bytes`.
 pub const READ_CHUNK_BYTES: (usize, usize) = (64, 16 << 20);
 /// `runtime.log_connections_max_lines_per_s`.

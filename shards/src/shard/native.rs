@@ -45,6 +45,7 @@ pub fn driver(init: &ShardInit) -> std::io::Result<Driver> {
     let limits = UringLimits {
         gather_wait_us: init.settings.native_gather_us,
         hold_us: init.settings.native_hold_us,
+        direct_fds: init.settings.native_direct_fds,
         ..UringLimits::default()
     };
     Driver::new(limits, init.settings.driver)
@@ -69,6 +70,14 @@ pub fn run(init: ShardInit, mut driver: Driver) {
     let mut sockets = Vec::with_capacity(listeners.len());
     let mut contexts = Vec::with_capacity(listeners.len());
     for (socket, ctx) in listeners {
+        // Sockets accepted into the direct table take the listener's
+        // TCP_NODELAY (Linux copies it to accepted sockets; a direct socket
+        // has no descriptor for setsockopt).
+        if ctx.nodelay && driver.direct_slots() > 0 {
+            if let Err(e) = socket2::SockRef::from(&socket).set_nodelay(true) {
+                tracing::warn!(shard = id, listener = %ctx.name, error = %e, "TCP_NODELAY on the listener");
+            }
+        }
         // Stays open (and owned here) until the loop has ended.
         driver.add_listener(socket.as_raw_fd());
         sockets.push(socket);
@@ -83,7 +92,15 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         gathering: None,
         polled_at: 0,
     });
-    tracing::info!(shard = id, io = "native io_uring", cpu = ?cpu, "shard started");
+    if let Some(e) = driver.direct_error() {
+        // One line for the broker (every shard's ring has the same kernel).
+        if id == 0 {
+            tracing::warn!(error = %e, "no direct descriptors (runtime.native_direct_fds): connections use process descriptors");
+        } else {
+            tracing::debug!(shard = id, error = %e, "no direct descriptors");
+        }
+    }
+    tracing::info!(shard = id, io = "native io_uring", cpu = ?cpu, direct_fds = driver.direct_slots(), "shard started");
     if report
         .send(StartReport {
             shard: id,
@@ -214,10 +231,10 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         shard.thaw_clock();
         for event in events.drain(..) {
             match event {
-                Event::Accepted { listener, fd } => {
+                Event::Accepted { listener, socket } => {
                     shard.count_accepted_socket();
                     if let Some(ctx) = contexts.get(listener) {
-                        route::serve_accepted(&shard, &mut driver, fd, ctx);
+                        route::serve_accepted(&shard, &mut driver, socket, ctx);
                     }
                 }
                 Event::AcceptFailed { listener, error } => {

@@ -37,6 +37,8 @@ pub struct ShardSettings {
     pub native_gather_us: u32,
     /// `runtime.native_hold_us` (`UringLimits::hold_us`).
     pub native_hold_us: u32,
+    /// `runtime.native_direct_fds` (`UringLimits::direct_fds`).
+    pub native_direct_fds: u32,
     /// Most bytes read while routing a new connection before giving up
     /// and serving it locally (the engine then judges the CONNECT).
     pub route_buffer_max_bytes: usize,

@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use ringmq_engine::broker::{route_connect, Route, ShardId};
 use ringmq_net::conn::{websocket_handler, CloseReason, ConnTls, Handler};
 use ringmq_net::tls::{TlsError, TlsSession};
-use ringmq_net::uring::Driver;
+use ringmq_net::uring::{Driver, Socket};
 use ringmq_net::ws::WsSession;
 
 use crate::conn::{accept, start_tls, ConnCtx, ListenerCtx, NewConn};
@@ -87,13 +87,21 @@ impl Handler for Routing {
 /// A socket accepted on `listener`: start its TLS session, accept it in
 /// the engine, drive it (through [`Routing`] with more than one shard,
 /// under a WebSocket session on a WebSocket listener).
-pub fn serve_accepted(shard: &Rc<Shard>, driver: &mut Driver, fd: OwnedFd, listener: &ListenerCtx) {
-    let sock = socket2::SockRef::from(&fd);
-    if let Err(e) = sock.set_nodelay(listener.nodelay) {
+///
+/// A direct socket (`ringmq_net::uring::Socket`) has its listener's
+/// `TCP_NODELAY` (set on the listener by the loop), its peer address from
+/// the accept and its listener's address as the local one.
+pub fn serve_accepted(
+    shard: &Rc<Shard>,
+    driver: &mut Driver,
+    socket: Socket,
+    listener: &ListenerCtx,
+) {
+    if let Err(e) = socket.set_nodelay(listener.nodelay) {
         tracing::debug!(shard = shard.id, error = %e, "TCP_NODELAY");
     }
-    let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
-    let local = sock.local_addr().ok().and_then(|a| a.as_socket());
+    let peer = socket.peer_addr();
+    let local = socket.local_addr();
     let (tls, use_identity_as_username) = match &listener.tls {
         None => (None, false),
         Some(tls) => match start_tls(shard, &listener.name, tls) {
@@ -124,7 +132,7 @@ pub fn serve_accepted(shard: &Rc<Shard>, driver: &mut Driver, fd: OwnedFd, liste
         let session = Box::new(WsSession::new(settings.clone()));
         handler = websocket_handler(handler, session, ctx.origin.handle.clone(), 0);
     }
-    drive(shard, driver, fd, &ctx, handler, BytesMut::new(), tls);
+    drive(shard, driver, socket, &ctx, handler, BytesMut::new(), tls);
 }
 
 /// Gives an accepted connection to the driver (closing it in the engine
@@ -132,14 +140,14 @@ pub fn serve_accepted(shard: &Rc<Shard>, driver: &mut Driver, fd: OwnedFd, liste
 fn drive(
     shard: &Shard,
     driver: &mut Driver,
-    fd: OwnedFd,
+    socket: Socket,
     ctx: &ConnCtx,
     handler: Rc<dyn Handler>,
     bytes: BytesMut,
     tls: Option<ConnTls>,
 ) {
     let handle = ctx.origin.handle.clone();
-    if !driver.add(fd, handler.clone(), handle, bytes, tls) {
+    if !driver.add(socket, handler.clone(), handle, bytes, tls) {
         tracing::warn!(
             shard = shard.id,
             "connection refused: the shard's connection slab is full"
@@ -182,7 +190,8 @@ pub fn hand_off(
 
 /// A connection handed over by another shard: accept it here and drive it
 /// with the bytes already read (decoded MQTT bytes on WebSocket) and the
-/// sessions that came with it.
+/// sessions that came with it (the driver moves the socket into its direct
+/// table if it has room: `ringmq_net::uring::Socket`).
 pub fn adopt(
     shard: &Rc<Shard>,
     driver: &mut Driver,
@@ -217,5 +226,5 @@ pub fn adopt(
             websocket_handler(ctx.clone(), session, ctx.origin.handle.clone(), decoded)
         }
     };
-    drive(shard, driver, fd, &ctx, handler, bytes, tls);
+    drive(shard, driver, Socket::Plain(fd), &ctx, handler, bytes, tls);
 }

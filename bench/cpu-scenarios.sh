@@ -27,11 +27,16 @@
 # over the window), FLASHMQ (binary; default ~/.cache/mqtt-peers/bin/flashmq,
 # built by bench/peers/flashmq.sh), FLASHMQ_NODELAY (1: tcp_nodelay true),
 # RINGMQ_FLAGS (extra flags for both ringmq variants), OUT (a file the
-# lines are appended to too).
+# lines are appended to too), RX_THREAD (1: loadgen --rx-thread, the
+# default; 0: subscribers on loadgen's one worker thread, as before
+# 2026-11-30 15:10 UTC).
 #
 # Each run: the broker pinned to BROKER_CORE (ringmq --shards 1, FlashMQ
-# thread_count 1, Mosquitto single-threaded), loadgen (one thread) to
-# LOADGEN_CORE. After the warm-up the broker's utime+stime
+# thread_count 1, Mosquitto single-threaded), loadgen to LOADGEN_CORE: its
+# publisher on one worker thread and, with RX_THREAD=1, every subscriber on
+# a second thread (epoll, kernel receive timestamps: latency ends when the
+# bytes reached the subscriber's socket, not when loadgen got to them; one
+# SCHED_FIFO priority below the publisher, which preempts it). After the warm-up the broker's utime+stime
 # (/proc/PID/stat) and its threads' voluntary context switches (sleeps:
 # wake-ups) are sampled, and again WINDOW_S later; loadgen's received rate
 # over its measured window times WINDOW_S gives the deliveries. Prints one
@@ -44,7 +49,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 REPEATS="${REPEATS:-3}" WINDOW_S="${WINDOW_S:-8}" WARMUP_S="${WARMUP_S:-3}" PORT="${PORT:-32100}"
-BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}" RT="${RT:-}"
+BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}" RT="${RT:-}" RX_THREAD="${RX_THREAD:-1}"
 BROKERS="${BROKERS:-ringmq ringmq-uring flashmq mosquitto}"
 PEERS_DIR="${PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mqtt-peers}"
 FLASHMQ="${FLASHMQ:-$PEERS_DIR/bin/flashmq}" FLASHMQ_NODELAY="${FLASHMQ_NODELAY:-1}"
@@ -190,8 +195,9 @@ sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_swit
 
 say "cpu-scenarios $(date -u +%FT%TZ): load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)), kernel $(uname -r); broker core $BROKER_CORE, loadgen core $LOADGEN_CORE, SCHED_FIFO ${RT:-off}; shared machine: other jobs may run meanwhile"
 say "brokers: ${brokers[*]} ($("$tdir/ringmq" --version 2>/dev/null | head -1); FlashMQ $(cat "$PEERS_DIR/flashmq.version" 2>/dev/null || echo '?') tcp_nodelay $nodelay; $("$MOSQUITTO" -h 2>&1 | head -1))"
+rx_flag=""; [[ $RX_THREAD == 1 ]] && rx_flag="--rx-thread"
 for s in "${scenarios[@]}"; do
-  args=$(scenario_args "$s")
+  args="$(scenario_args "$s") $rx_flag"
   say "scenario $s: loadgen pubsub --topology fanout $args --size 64 --threads 1 --warmup $WARMUP_S --duration $WINDOW_S"
   declare -A results=()
   for r in $(seq "$REPEATS"); do

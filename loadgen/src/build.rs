@@ -152,6 +152,7 @@ fn base_plan(scenario: Scenario, c: &ConnectArgs, t: Option<&TimingArgs>) -> Res
         keep_alive_s: c.keep_alive_s,
         threads,
         pin,
+        rx_thread: false,
         warmup_ns,
         duration_ns,
         drain_ns,
@@ -302,6 +303,13 @@ pub fn pubsub_plan(a: &PubSubArgs) -> Result<Plan, String> {
             ));
         }
     }
+    if a.rx_thread && !matches!(plan.transport, ringmq_client::Transport::Tcp) {
+        return Err(format!(
+            "--rx-thread needs --transport tcp (kernel receive times date TCP segments, not {} records)",
+            plan.transport.name()
+        ));
+    }
+    plan.rx_thread = a.rx_thread;
     plan.pubs = pubs;
     plan.subs = subs;
     plan.topology = Some(a.topology);

@@ -291,6 +291,12 @@ pub struct PubSubArgs {
     pub topology: Topology,
     #[command(flatten)]
     pub alias: AliasArgs,
+    /// All subscribers on one extra thread of their own (epoll, large reads),
+    /// latency measured to the kernel's receive time of each read
+    /// (SO_TIMESTAMPNS) instead of when loadgen processed it; publishers
+    /// keep --threads and, under SCHED_FIFO, preempt it. TCP only.
+    #[arg(long)]
+    pub rx_thread: bool,
 }
 
 #[derive(Args, Debug, Clone)]

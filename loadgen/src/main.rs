@@ -29,6 +29,8 @@ mod report;
 mod reqresp;
 mod retained;
 mod run;
+#[cfg(target_os = "linux")]
+mod rxthread;
 mod selfcheck;
 mod series;
 mod stats;
@@ -241,6 +243,9 @@ fn summarize(
         _ => "none",
     };
     s.set_latency(kind, &rec.latency);
+    if plan.rx_thread {
+        s.receive_time = Some("kernel".into());
+    }
     if plan.rate_per_pub > 0.0 {
         s.set_send_lag(&rec.send_lag);
     }

@@ -73,6 +73,9 @@ pub struct Plan {
     /// CPUs the worker threads are pinned to (thread i on `pin[i % len]`);
     /// empty: not pinned.
     pub pin: Vec<usize>,
+    /// `--rx-thread`: the subscribers on one more thread (`rxthread`),
+    /// latency measured to the kernel's receive timestamps.
+    pub rx_thread: bool,
     pub warmup_ns: u64,
     pub duration_ns: u64,
     pub drain_ns: u64,
@@ -161,9 +164,17 @@ impl Plan {
         (0..self.pubs).filter(move |p| *p as usize % self.threads == thread)
     }
 
-    /// Subscribers handled by `thread`.
+    /// Subscribers handled by worker `thread` (none with `--rx-thread`:
+    /// that thread has them all).
     pub fn subs_of(&self, thread: usize) -> impl Iterator<Item = u32> + '_ {
-        (0..self.subs).filter(move |s| *s as usize % self.threads == thread)
+        let subs = if self.rx_thread { 0 } else { self.subs };
+        (0..subs).filter(move |s| *s as usize % self.threads == thread)
+    }
+
+    /// Threads that report to the main thread: the workers, and the
+    /// receiving thread with `--rx-thread` (index `threads`).
+    pub fn thread_total(&self) -> usize {
+        self.threads + usize::from(self.rx_thread)
     }
 
     /// `reqresp` responders handled by `thread`.
@@ -289,8 +300,10 @@ impl Shared {
             threads_done: AtomicUsize::new(0),
             pub_sent: (0..plan.pubs).map(|_| AtomicU64::new(0)).collect(),
             pubs_end_ns: AtomicU64::new(0),
-            live: (0..plan.threads).map(|_| Live::default()).collect(),
-            tids: (0..plan.threads).map(|_| AtomicU64::new(0)).collect(),
+            live: (0..plan.thread_total()).map(|_| Live::default()).collect(),
+            tids: (0..plan.thread_total())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             retained_stored: AtomicUsize::new(0),
             retained_received: AtomicUsize::new(0),
         }
@@ -398,6 +411,7 @@ impl Plan {
             keep_alive_s: 60,
             threads: 1,
             pin: Vec::new(),
+            rx_thread: false,
             warmup_ns: 1_000_000_000,
             duration_ns: 2_000_000_000,
             drain_ns: 1_000_000_000,

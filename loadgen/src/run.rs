@@ -49,6 +49,20 @@ pub fn run(plan: Arc<Plan>, quiet: bool) -> Result<(Vec<ThreadResult>, Timeline)
             .map_err(|e| format!("spawning worker thread: {e}"))?;
         handles.push(handle);
     }
+    #[cfg(not(target_os = "linux"))]
+    if plan.rx_thread {
+        return Err("--rx-thread needs Linux (SO_TIMESTAMPNS, epoll)".into());
+    }
+    #[cfg(target_os = "linux")]
+    if plan.rx_thread {
+        let t = plan.threads;
+        let (plan, shared) = (plan.clone(), shared.clone());
+        let handle = std::thread::Builder::new()
+            .name("loadgen-rx".into())
+            .spawn(move || crate::rxthread::rx_thread_main(t, plan, shared))
+            .map_err(|e| format!("spawning the receiving thread: {e}"))?;
+        handles.push(handle);
+    }
     let timeline = coordinate(&plan, &shared, quiet);
     let mut results = Vec::new();
     for h in handles {
@@ -95,7 +109,7 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
     let mut next_progress_ns = begin_ns + PROGRESS_PERIOD_MS * 1_000_000;
     let clients = u64::from(plan.pubs) + u64::from(plan.subs);
     let setup_deadline = begin_ns + (SETUP_TIMEOUT_MS + clients) * 1_000_000;
-    while shared.ready.load(Ordering::SeqCst) < plan.threads {
+    while shared.ready.load(Ordering::SeqCst) < plan.thread_total() {
         if shared.setup_failed.load(Ordering::SeqCst) {
             shared.stop.store(true, Ordering::SeqCst);
             progress.finish();
@@ -158,7 +172,7 @@ fn coordinate(plan: &Plan, shared: &Shared, quiet: bool) -> Timeline {
         }
         // Safety nets: every run ends by itself, even if a thread failed or
         // a publisher is stuck.
-        let all_threads_gone = shared.threads_done.load(Ordering::SeqCst) >= plan.threads;
+        let all_threads_gone = shared.threads_done.load(Ordering::SeqCst) >= plan.thread_total();
         let overdue = plan.scenario != Scenario::Conn
             && now > publish_end_ns + plan.drain_ns + RUN_OVERDUE_NS;
         if overdue {

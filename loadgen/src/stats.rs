@@ -192,6 +192,11 @@ pub struct Summary {
     pub msgs_expected_total: Option<u64>,
     /// "end_to_end", "publish_ack", "connect", "round_trip", "retained_all" or "none".
     pub latency_kind: String,
+    /// Where end-to-end latency ends: "kernel" (`--rx-thread`: the
+    /// kernel's receive time of the read that brought the message); absent:
+    /// when loadgen's subscriber task processed that read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_time: Option<String>,
     pub latency_samples: u64,
     pub latency_us_min: f64,
     pub latency_us_mean: f64,

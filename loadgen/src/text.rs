@@ -117,6 +117,10 @@ impl Summary {
                 "churn_cycle" => "TCP connect to the close after SUBSCRIBE, SUBACK, DISCONNECT",
                 other => other,
             };
+            let what = match self.receive_time.as_deref() {
+                Some("kernel") => format!("{what} to the kernel's receive time"),
+                _ => what.to_string(),
+            };
             s += &format!(
                 "  latency µs ({what}): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  (n = {})\n",
                 self.latency_us_p50,

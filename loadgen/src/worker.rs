@@ -279,7 +279,7 @@ async fn subscriber(conn: Rc<MqttConnection>, ctx: SubCtx) -> Vec<(u32, u32, Seq
 /// Accounts one received message. `measured_by_arrival`: `None` to measure
 /// by the payload's origin (same-process publisher), or whether the arrival
 /// time fell in the measured window (publishers elsewhere).
-fn record_message(
+pub(crate) fn record_message(
     rec: &mut Recorder,
     trackers: &mut Trackers,
     payload: &[u8],

@@ -3,7 +3,8 @@
 //! connection storms at a target rate, connection churn (connect,
 //! subscribe, disconnect), request/response round trips,
 //! retained-message storms, subscribers' topic aliases (bytes on the wire),
-//! several pinned threads and the self-check.
+//! several pinned threads and the self-check; subscribers on the receiving
+//! thread with kernel receive times (`--rx-thread`).
 
 mod common;
 
@@ -345,10 +346,64 @@ fn bad_scenario_options_are_refused() {
             vec!["retained", "--topic-prefix", "a/#"],
             "without wildcards",
         ),
+        (
+            vec!["pubsub", "--rx-thread", "--transport", "ws"],
+            "--rx-thread needs --transport tcp",
+        ),
     ] {
         let out = loadgen(&args);
         assert!(!out.status.success(), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_receiving_thread_measures_to_the_kernel_receive_time() {
+    let b = broker();
+    // QoS 0 fan-out in bursts, and QoS 1 (the thread sends the PUBACKs).
+    for qos in ["0", "1"] {
+        let args = [
+            "pubsub",
+            "--rx-thread",
+            "--qos",
+            qos,
+            "--pubs",
+            "2",
+            "--subs",
+            "20",
+            "--rate",
+            "200",
+            "--burst",
+            "5",
+            "--warmup",
+            "0.3",
+            "--duration",
+            "1",
+            "--threads",
+            "1",
+        ];
+        let s = run(&b, &args);
+        complete(&s);
+        assert_eq!(s["receive_time"], "kernel", "{s}");
+        assert_eq!(
+            u64_of(&s, "msgs_expected_total"),
+            u64_of(&s, "msgs_sent_total") * 20,
+            "{s}"
+        );
+        assert!(u64_of(&s, "latency_samples") > 0, "{s}");
+        let (p50, max) = (f64_of(&s, "latency_us_p50"), f64_of(&s, "latency_us_max"));
+        // On loopback, well under the run; never negative or zero.
+        assert!(p50 > 0.0 && max < 1_000_000.0, "{s}");
+        assert_eq!(u64_of(&s, "duplicated") + u64_of(&s, "reordered"), 0, "{s}");
+        // The worker thread and the receiving thread.
+        let busy = s["self_check"]["thread_busy_pct"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert_eq!(busy, 2, "{s}");
+        assert!(
+            s["self_check"]["recv_backlog_us_p99"].as_f64().is_some(),
+            "{s}"
+        );
     }
 }

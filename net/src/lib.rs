@@ -50,6 +50,8 @@ pub mod conn;
 pub mod connect;
 pub mod listener;
 pub mod os;
+#[cfg(target_os = "linux")]
+pub mod rxsock;
 pub mod tls;
 #[cfg(target_os = "linux")]
 pub mod uring;

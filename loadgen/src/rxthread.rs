@@ -59,6 +59,8 @@ struct Sub {
     trackers: Trackers,
     /// MQTT bytes the client consumed.
     mqtt_bytes_in: u64,
+    /// Reads that came without a kernel receive time (dated when read).
+    unstamped_reads: u64,
     /// Registered for EPOLLOUT too (outgoing bytes waiting).
     want_write: bool,
     closed: bool,
@@ -116,6 +118,12 @@ fn run(t: usize, plan: &Plan, shared: &Shared) -> Option<ThreadResult> {
     receive(t, plan, shared, &mut subs, &epoll, start_ns, &mut rec);
     close_all(&mut subs, &shared.live[t], &mut rec);
     rec.mqtt_bytes_received = subs.iter().map(|s| s.mqtt_bytes_in).sum();
+    let unstamped: u64 = subs.iter().map(|s| s.unstamped_reads).sum();
+    if unstamped > 0 {
+        rec.error(&shared.live[t], || {
+            format!("{unstamped} reads came without a kernel receive time (SO_TIMESTAMPNS): dated when read")
+        });
+    }
     let trackers = subs
         .into_iter()
         .flat_map(|s| {
@@ -158,6 +166,7 @@ fn connect_sub(plan: &Plan, shared: &Shared, index: u32) -> Result<Sub, String> 
         buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
         trackers: Trackers::default(),
         mqtt_bytes_in: 0,
+        unstamped_reads: 0,
         want_write: false,
         closed: false,
     };
@@ -333,7 +342,9 @@ impl Sub {
                 }
                 Ok((n, stamp)) => {
                     let now_ns = clock.now_ns();
-                    // Without a kernel stamp: when this thread read it.
+                    // Without a kernel stamp: when this thread read it
+                    // (counted, and reported as an error at the end).
+                    self.unstamped_reads += u64::from(stamp.is_none());
                     let arrived_ns =
                         stamp.map_or(now_ns, |s| rxsock::to_clock_ns(s, offset_ns, now_ns));
                     let before = self.buf.len();

@@ -204,6 +204,9 @@ mod tests {
         let mut tx = TcpStream::connect(listener.local_addr()?)?;
         let (rx, _) = listener.accept()?;
         enable_rx_timestamps(rx.as_raw_fd())?;
+        // The kernel turns receive timestamping on through deferred work
+        // (a static key) when the first socket asks: give it a moment.
+        std::thread::sleep(std::time::Duration::from_millis(50));
         let epoll = Epoll::new()?;
         epoll.add(rx.as_raw_fd(), 7)?;
         let sent_ns = clock.now_ns();

@@ -17,8 +17,9 @@
 # backend (--io auto: the native io_uring loop where the kernel allows it),
 # ringmq-uring / ringmq-epoll: the monoio backends, ringmq-native: --io
 # native, ringmq-native:US: that with runtime.native_gather_us = US,
-# ringmq-hold:US: the default backend with runtime.native_hold_us = US; also
-# rumqttd),
+# ringmq-hold:US: the default backend with runtime.native_hold_us = US,
+# ringmq-direct:N: the default backend with runtime.native_direct_fds = N
+# (0: no direct descriptors); also rumqttd),
 # REPEATS (3), WINDOW_S (8, measured seconds), WARMUP_S (3), PORT (32100: the
 # first of the ports used, one per broker start),
 # BROKER_CORE (1), LOADGEN_CORE (0), RT (unset; e.g. 10 as root: SCHED_FIFO
@@ -66,7 +67,7 @@ for tool in "$tdir/ringmq" "$tdir/loadgen" python3 taskset; do
 done
 for b in "${brokers[@]}"; do
   case "$b" in
-    ringmq|ringmq-uring|ringmq-epoll|ringmq-native|ringmq-native:[0-9]*|ringmq-hold:[0-9]*) ;;
+    ringmq|ringmq-uring|ringmq-epoll|ringmq-native|ringmq-native:[0-9]*|ringmq-hold:[0-9]*|ringmq-direct:[0-9]*) ;;
     flashmq) [[ -x "$FLASHMQ" ]] || { echo "cpu-scenarios.sh: no FlashMQ at $FLASHMQ (FLASHMQ_SRC=DIR bench/peers/flashmq.sh)" >&2; exit 1; } ;;
     mosquitto) [[ -x "$MOSQUITTO" ]] || { echo "cpu-scenarios.sh: mosquitto not installed (../shared/peers/install-peers.sh)" >&2; exit 1; } ;;
     rumqttd) [[ -x "$RUMQTTD" ]] || { echo "cpu-scenarios.sh: rumqttd not installed (../shared/peers/install-peers.sh)" >&2; exit 1; } ;;
@@ -165,6 +166,10 @@ start_broker_once() {
     ringmq-hold:*)
       printf '[runtime]\nnative_hold_us = %s\n' "${1#*:}" >"$work/ringmq-hold.toml"
       "${pin[@]}" "$tdir/ringmq" --config "$work/ringmq-hold.toml" --listen "127.0.0.1:$port" --shards 1 \
+        --log-level warn ${RINGMQ_FLAGS:-} >"$work/broker.log" 2>&1 & ;;
+    ringmq-direct:*)
+      printf '[runtime]\nnative_direct_fds = %s\n' "${1#*:}" >"$work/ringmq-direct.toml"
+      "${pin[@]}" "$tdir/ringmq" --config "$work/ringmq-direct.toml" --listen "127.0.0.1:$port" --shards 1 \
         --log-level warn ${RINGMQ_FLAGS:-} >"$work/broker.log" 2>&1 & ;;
     flashmq) "${pin[@]}" "$FLASHMQ" --config-file "$work/flashmq.conf" >"$work/broker.log" 2>&1 & ;;
     mosquitto) "${pin[@]}" "$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/broker.log" 2>&1 & ;;

@@ -12,7 +12,8 @@
 # loadgen spreads them over source addresses 127.0.0.2, .3, ..., past the
 # ephemeral-port range of one address), PORT (18950), RINGMQ_FLAGS (e.g.
 # "--io epoll"), CLOSE_WAIT_S (3), CPU_WINDOW_S (10), KEEP_ALIVE_S (60),
-# RATE (connections per second, 5000), RINGMQ_BIN / LOADGEN_BIN (other builds),
+# RATE (connections per second, 5000), SETTLE_S (2: seconds between the
+# last connection established and the held RSS and CPU window), RINGMQ_BIN / LOADGEN_BIN (other builds),
 # SMAPS=1 (also print where the RSS lies: /proc/PID/smaps grouped by mapping,
 # at each of the three points), TRAFFIC_S (0; N > 0: after that, a pub/sub
 # run of N s, 4 publishers x 1,000 msg/s -> 4 subscribers, each message its
@@ -21,37 +22,71 @@
 # WARM=1 (take the idle figure after one connection came and went: the code
 # and library pages the first connection touches are then counted in the
 # start, not in what is "given back"; the plain figure is WARM=0).
+# THREADS=1 (also print the broker's CPU ticks per thread over the
+# window), SHARDS (ringmq's --shards, default 1), PER_PROC (connections per loadgen
+# process; default: what one process may open, hard limit - 1024).
 # Needs target/release/{ringmq,loadgen}; mosquitto from ../shared/peers.
-# The open-file limit is raised to fit N (N + 1024 for the broker and for
-# loadgen each): the soft limit to the hard one, the hard one too where the
-# process may (CAP_SYS_RESOURCE); otherwise the script stops and says the
-# largest N that fits.
+# The open-file limit: the soft limit is raised to the hard one (the hard
+# one too where the process may, CAP_SYS_RESOURCE). Past what one process
+# may open (hard limit - 1024), the connections are split over several
+# loadgen processes, each to its own listener port (PORT, PORT+1, ...: one
+# ephemeral port range per destination port, and ringmq listens on all of
+# them), with client ids idle0-conn-<i>, idle1-conn-<i>, ...; the RSS per
+# connection is over all of them. A broker that holds one descriptor per
+# connection (mosquitto, ringmq-monoio, ringmq with
+# RINGMQ_FLAGS="--io epoll") then cannot take N, and the script stops and
+# says so; ringmq's native loop holds its connections as direct
+# descriptors in each shard's ring (runtime.native_direct_fds, each table
+# at most the open-file limit), so it needs SHARDS x (hard limit - 1024)
+# >= N: e.g. N=100000 SHARDS=6 under a hard limit of 20,000.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 N="${N:-10000}" PORT="${PORT:-18950}" CLOSE_WAIT_S="${CLOSE_WAIT_S:-3}"
 CPU_WINDOW_S="${CPU_WINDOW_S:-10}" KEEP_ALIVE_S="${KEEP_ALIVE_S:-60}" RATE="${RATE:-5000}"
+SETTLE_S="${SETTLE_S:-2}"
 tdir="${CARGO_TARGET_DIR:-target}/release"
 loadgen="${LOADGEN_BIN:-$tdir/loadgen}"
 brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 huge_kib() { awk '/^AnonHugePages/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# "tid name ticks" per thread, sorted by tid (THREADS=1).
+threads() { for t in /proc/"$1"/task/*; do echo "${t##*/} $(tr -d ' ' <"$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done 2>/dev/null | sort; }
 smaps() { [[ ${SMAPS:-0} == 1 ]] && python3 "$root/bench/smaps_summary.py" "$1" "$2" || true; }
+SHARDS="${SHARDS:-1}"
 fds=$(( N + 1024 ))
 if [[ $(ulimit -Hn) != unlimited && $(ulimit -Hn) -lt $fds ]]; then
-  ulimit -Hn "$fds" 2>/dev/null || {
-    echo "idle-memory: N=$N needs $fds open files in the broker and in loadgen each; the hard limit is $(ulimit -Hn) and cannot be raised here (raising it needs CAP_SYS_RESOURCE): the largest N that fits is $(( $(ulimit -Hn) - 1024 ))" >&2
-    exit 2
-  }
+  ulimit -Hn "$fds" 2>/dev/null || true
 fi
 ulimit -n "$(ulimit -Hn)"
+hard=$(ulimit -Hn); [[ $hard == unlimited ]] && hard=$(( fds * 2 ))
+# Connections per loadgen process, and the processes (one port each).
+per_proc=${PER_PROC:-$(( hard - 1024 ))}; [[ $per_proc -gt $N ]] && per_proc=$N
+procs=$(( (N + per_proc - 1) / per_proc ))
 connect_s=$(( N / RATE + 1 ))
+listens=(); for ((i = 0; i < procs; i++)); do listens+=(--listen "127.0.0.1:$(( PORT + i ))"); done
 for b in "${brokers[@]}"; do
+  direct=0
   case "$b" in
-    ringmq) "${RINGMQ_BIN:-$tdir/ringmq}" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
-    ringmq-native) "${RINGMQ_BIN:-$tdir/ringmq}" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn --io native ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
-    ringmq-monoio) "${RINGMQ_BIN:-$tdir/ringmq}" --listen "127.0.0.1:$PORT" --shards 1 --log-level warn --io uring ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
+    ringmq|ringmq-native) [[ " ${RINGMQ_FLAGS:-} " != *" --io epoll "* && " ${RINGMQ_FLAGS:-} " != *" --io uring "* ]] && direct=1 ;;
+  esac
+  if [[ $procs -gt 1 && $b != ringmq* ]]; then
+    echo "idle-memory: $b: N=$N is split over $procs loadgen processes on ports $PORT-$(( PORT + procs - 1 )); only ringmq listens on several ports here (and $b would need $fds open files, the hard limit is $hard)" >&2
+    continue
+  fi
+  if [[ $fds -gt $hard && $direct == 0 ]]; then
+    echo "idle-memory: $b: N=$N needs $fds open files in one process; the hard limit is $hard and cannot be raised here (raising it needs CAP_SYS_RESOURCE): the largest N that fits is $(( hard - 1024 ))" >&2
+    continue
+  fi
+  if [[ $direct == 1 && $(( SHARDS * (hard - 1024) )) -lt $N ]]; then
+    echo "idle-memory: $b: N=$N needs SHARDS >= $(( (N + hard - 1025) / (hard - 1024) )) (each shard's table of direct descriptors is at most the open-file limit, $hard)" >&2
+    continue
+  fi
+  case "$b" in
+    ringmq) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
+    ringmq-native) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn --io native ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
+    ringmq-monoio) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn --io uring ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
     *) pid=$("$root/../shared/peers/start-peer.sh" "$b" "$PORT") ;;
   esac
   if [[ ${WARM:-0} == 1 ]]; then
@@ -60,21 +95,34 @@ for b in "${brokers[@]}"; do
   fi
   before=$(rss_kib "$pid")
   smaps "$pid" "$b idle"
-  "$loadgen" conn --port "$PORT" --count "$N" --rate "$RATE" --duration $(( CPU_WINDOW_S + 4 )) \
-    --keep-alive "$KEEP_ALIVE_S" -q >/tmp/idle-loadgen.log 2>&1 &
-  lg=$!
-  # Held: every connection established (counted by the kernel), then 2 s.
+  # Each process holds its connections for as long as the last one
+  # needs to connect, plus the CPU window.
+  lgs=()
+  for ((i = 0; i < procs; i++)); do
+    count=$(( N - i * per_proc )); [[ $count -gt $per_proc ]] && count=$per_proc
+    "$loadgen" conn --port "$(( PORT + i ))" --count "$count" --rate "$(( RATE / procs + 1 ))" \
+      --duration $(( CPU_WINDOW_S + SETTLE_S + 2 + (procs > 1 ? connect_s + 10 : 0) )) --client-prefix "idle$i" \
+      --keep-alive "$KEEP_ALIVE_S" -q >"/tmp/idle-loadgen.$i.log" 2>&1 &
+    lgs+=($!)
+  done
+  # Held: every connection established (counted by the kernel), then
+  # SETTLE_S.
   for _ in $(seq 1 $(( connect_s * 10 + 600 ))); do
-    up=$(ss -Htn state established "( sport = :$PORT )" | wc -l)
+    up=$(ss -Htn state established "( sport >= :$PORT and sport < :$(( PORT + procs )) )" | wc -l)
     [[ $up -ge $N ]] && break
     sleep 0.2
   done
-  sleep 2
+  sleep "$SETTLE_S"
   held=$(rss_kib "$pid")
   smaps "$pid" "$b held"
+  threads "$pid" >"/tmp/idle-threads.0"
   t0=$(cpu_ticks "$pid"); sleep "$CPU_WINDOW_S"; t1=$(cpu_ticks "$pid")
+  if [[ ${THREADS:-0} == 1 ]]; then
+    threads "$pid" | join -a 1 - <(sort "/tmp/idle-threads.0") |
+      awk '{d = $3 - ($5 == "" ? 0 : $5); if (d > 0) t[$2] += d} END {for (n in t) printf "  thread %s: %d ticks\n", n, t[n]}' | sort -k3 -rn
+  fi
   held_huge=$(huge_kib "$pid")
-  wait "$lg" || true
+  for lg in "${lgs[@]}"; do wait "$lg" || true; done
   sleep "$CLOSE_WAIT_S"
   after=$(rss_kib "$pid")
   after_huge=$(huge_kib "$pid")
@@ -90,6 +138,7 @@ for b in "${brokers[@]}"; do
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   python3 -c "import sys,os; b,h,a,n,c,w,hh,ah=map(int,sys.argv[1:]); hz=os.sysconf('SC_CLK_TCK'); print(f'$b: RSS {b/1024:.1f} MiB idle, {h/1024:.1f} MiB with {n} connections: {(h-b)*1024/n:.0f} bytes per connection; CPU {c*100/hz/w:.2f}% of a core over {w} s held; {a/1024:.1f} MiB ${CLOSE_WAIT_S} s after they closed ({(a-b)*100/b:+.0f}% of idle); AnonHugePages {hh/1024:.1f} MiB held, {ah/1024:.1f} MiB after$traffic')" \
     "$before" "$held" "$after" "$N" "$(( t1 - t0 ))" "$CPU_WINDOW_S" "$held_huge" "$after_huge"
-  grep -E "connected|fail" /tmp/idle-loadgen.log | tail -2 || true
+  for ((i = 0; i < procs; i++)); do grep -hE "connected|fail" "/tmp/idle-loadgen.$i.log" | tail -2 || true; done
+  [[ $b == ringmq* ]] && { grep -E "WARN|ERROR" /tmp/idle-ringmq.log | grep -v "connection log" | head -3 || true; }
   sleep 1
 done

@@ -51,6 +51,7 @@ impl Driver {
             }
             self.on_timer(slot, gen, kind);
         }
+        self.shrink_timers_if_sparse();
     }
 
     /// A write failed (or timed out): abrupt close, reported once the

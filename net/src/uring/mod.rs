@@ -81,6 +81,7 @@ mod conn;
 mod direct;
 mod enter;
 mod hold;
+mod memory;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -277,6 +278,9 @@ pub struct Driver {
     direct: Option<DirectTable>,
     /// Why the table asked for is not there.
     direct_error: Option<io::Error>,
+    /// The highest generation of a slot dropped from the slab's tail: a
+    /// slot pushed again starts there (`memory` module: generations).
+    gen_floor: u32,
 }
 
 struct Slot {
@@ -353,6 +357,7 @@ impl Driver {
             gather,
             last_completions: 0,
             hold: hold::Hold::new(limits.hold_us),
+            gen_floor: 0,
         };
         driver.arm_wake();
         Ok(driver)
@@ -382,7 +387,10 @@ impl Driver {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None if self.slots.len() < CONNECTIONS_MAX_PER_SHARD => {
-                self.slots.push(Slot { gen: 0, conn: None });
+                self.slots.push(Slot {
+                    gen: self.new_slot_gen(),
+                    conn: None,
+                });
                 (self.slots.len() - 1) as u32
             }
             None => return false,
@@ -444,26 +452,6 @@ impl Driver {
         self.take_steps();
         self.bufs.publish();
         self.events.drain(..)
-    }
-
-    /// Gives back the spare capacity of the slab and lists, and the pages
-    /// of the receive buffers where the kernel allows (after a burst of
-    /// closes; `bufring` module docs).
-    pub fn shrink_memory(&mut self) {
-        // Trailing free slots go (nothing is in flight for a free slot, so
-        // no completion can name one later).
-        while matches!(self.slots.last(), Some(s) if s.conn.is_none()) {
-            self.slots.pop();
-        }
-        let len = self.slots.len();
-        self.free.retain(|&s| (s as usize) < len);
-        self.slots.shrink_to_fit();
-        self.free.shrink_to_fit();
-        self.timers.shrink_to_fit();
-        self.cqes.shrink_to_fit();
-        self.close_waiting.shrink_to_fit();
-        self.scratch = BytesMut::new();
-        self.release_receive_buffers();
     }
 
     fn dispatch(&mut self, data: u64, result: i32, flags: u32) {

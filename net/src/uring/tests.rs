@@ -27,10 +27,10 @@ use crate::tls::TlsSession;
 
 /// Echoes every complete line (`\n`-terminated); leaves a partial one.
 #[derive(Default)]
-struct Echo {
+pub(super) struct Echo {
     handle: DriverHandle,
     out: RefCell<Vec<u8>>,
-    closed: RefCell<Vec<CloseReason>>,
+    pub(super) closed: RefCell<Vec<CloseReason>>,
     /// Ask to be detached after the first bytes.
     detach: Cell<bool>,
 }
@@ -67,15 +67,15 @@ impl Handler for Echo {
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Rig {
-    driver: Driver,
+pub(super) struct Rig {
+    pub(super) driver: Driver,
     listener: TcpListener,
     clock: Instant,
     events: Vec<Event>,
 }
 
 impl Rig {
-    fn new() -> Option<Rig> {
+    pub(super) fn new() -> Option<Rig> {
         Rig::with_limits(UringLimits::default())
     }
 
@@ -107,12 +107,12 @@ impl Rig {
         })
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
     }
 
     /// One loop turn (at most 10 ms asleep).
-    fn turn(&mut self) {
+    pub(super) fn turn(&mut self) {
         let now = self.now();
         self.driver.flush(now);
         self.driver
@@ -123,7 +123,7 @@ impl Rig {
         self.driver.fire_timers(now);
     }
 
-    fn turn_until(&mut self, what: &str, mut done: impl FnMut(&mut Rig) -> bool) {
+    pub(super) fn turn_until(&mut self, what: &str, mut done: impl FnMut(&mut Rig) -> bool) {
         let deadline = Instant::now() + TEST_TIMEOUT;
         while !done(self) {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -132,7 +132,7 @@ impl Rig {
     }
 
     /// Connects a client and drives the accepted socket with a new `Echo`.
-    fn connect(&mut self) -> (TcpStream, Rc<Echo>) {
+    pub(super) fn connect(&mut self) -> (TcpStream, Rc<Echo>) {
         let addr = self
             .listener
             .local_addr()
@@ -194,7 +194,7 @@ impl Rig {
 
     /// Reads from `client` while turning the loop until `want` bytes came
     /// (or EOF).
-    fn read(&mut self, client: &mut TcpStream, want: usize) -> (Vec<u8>, bool) {
+    pub(super) fn read(&mut self, client: &mut TcpStream, want: usize) -> (Vec<u8>, bool) {
         let mut got = Vec::new();
         let mut eof = false;
         self.turn_until("client bytes", |r| {

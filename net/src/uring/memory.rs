@@ -1,0 +1,212 @@
+//! Giving memory back after a burst of connections has gone: the slab's
+//! vacant tail, the timer heap's stale entries, spare capacity, and the
+//! receive buffers' pages ([`bufring`](super::bufring) module docs).
+//!
+//! The shard calls [`Driver::shrink_memory`] about a second after closes
+//! (never on the publish path); [`Driver::fire_timers`] also lets go of
+//! the timer heap's spare capacity once it has emptied well below its
+//! peak ([`shrunk_capacity`]: hysteresis, so churn does not reallocate
+//! back and forth).
+//!
+//! Generations: a slot dropped from the tail and pushed again later starts
+//! above every generation it had before (`gen_floor`), so a stale
+//! `(slot, generation)` pair (a timer, a `DriverHandle` of a closed
+//! connection, a ready-list entry) can never name the new connection.
+
+use std::cmp::Reverse;
+
+use super::{Driver, TimerKind};
+
+/// Below this capacity (entries) a container is not shrunk: small ones
+/// cost little and would only be reallocated again.
+pub(crate) const SHRINK_MIN_CAPACITY: usize = 1024;
+
+/// The capacity to shrink to when a container holds fewer than a quarter
+/// of its capacity and that is above [`SHRINK_MIN_CAPACITY`]: twice its
+/// length (room to grow again without a reallocation), never below the
+/// minimum. `None`: keep it. A shrunk container must grow past twice its
+/// length before it is reallocated again, and shrinks again only below an
+/// eighth of its old capacity, so churn around one size does not thrash.
+pub(crate) fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > SHRINK_MIN_CAPACITY && len < capacity / 4)
+        .then(|| len.saturating_mul(2).max(SHRINK_MIN_CAPACITY))
+}
+
+impl Driver {
+    /// Gives back the spare capacity of the slab and lists, the timer
+    /// heap's entries for connections that have gone, and the pages of
+    /// the receive buffers where the kernel allows (after a burst of
+    /// closes). O(slots + timers): the shard calls it at most about once
+    /// a second, after closes.
+    pub fn shrink_memory(&mut self) {
+        // A closed connection's close and packet timers stay in the heap
+        // until due (`close_flush_timeout_ms`, `close_linger_ms`: 2 s
+        // each by default); firing they find no connection and do
+        // nothing. After 18,500 closes they held 850 KB past the release.
+        let slots = &self.slots;
+        self.timers.retain(|&Reverse((_, slot, gen, kind))| {
+            kind == TimerKind::AcceptRetry
+                || slots
+                    .get(slot as usize)
+                    .is_some_and(|s| s.gen == gen && s.conn.is_some())
+        });
+        // Trailing free slots go (nothing is in flight for a free slot, so
+        // no completion can name one later; module docs: generations).
+        while matches!(self.slots.last(), Some(s) if s.conn.is_none()) {
+            if let Some(s) = self.slots.pop() {
+                self.gen_floor = self.gen_floor.max(s.gen);
+            }
+        }
+        let len = self.slots.len();
+        self.free.retain(|&s| (s as usize) < len);
+        self.slots.shrink_to_fit();
+        self.free.shrink_to_fit();
+        self.timers.shrink_to_fit();
+        self.cqes.shrink_to_fit();
+        self.close_waiting.shrink_to_fit();
+        self.scratch = bytes::BytesMut::new();
+        self.release_receive_buffers();
+    }
+
+    /// After timers fired: the heap's spare capacity goes once it holds
+    /// under a quarter of it ([`shrunk_capacity`]). Two comparisons when
+    /// nothing is to be done.
+    pub(super) fn shrink_timers_if_sparse(&mut self) {
+        if let Some(to) = shrunk_capacity(self.timers.len(), self.timers.capacity()) {
+            self.timers.shrink_to(to);
+        }
+    }
+
+    /// The generation a slot pushed at the end of the slab starts from.
+    pub(super) fn new_slot_gen(&self) -> u32 {
+        self.gen_floor
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_shrinks_only_when_well_below_its_capacity() {
+        // Small containers are left alone.
+        assert_eq!(shrunk_capacity(0, SHRINK_MIN_CAPACITY), None);
+        // A quarter or more in use: kept.
+        assert_eq!(shrunk_capacity(8192, 32768), None);
+        // Below a quarter: twice the length, never under the minimum.
+        assert_eq!(shrunk_capacity(8191, 32768), Some(16382));
+        assert_eq!(shrunk_capacity(0, 32768), Some(SHRINK_MIN_CAPACITY));
+        // Hysteresis: the shrunk size is not shrunk again at that length,
+        // and regrowing to it needs no reallocation.
+        let to = shrunk_capacity(3000, 16384).unwrap_or(0);
+        assert_eq!(to, 6000);
+        assert_eq!(shrunk_capacity(3000, to), None);
+        assert_eq!(shrunk_capacity(1500, to), None, "a quarter: kept");
+        assert_eq!(shrunk_capacity(1499, to), Some(2998));
+    }
+}
+
+/// The driver against real sockets (the `tests` module's rig).
+#[cfg(test)]
+mod driver_tests {
+    use std::cmp::Reverse;
+    use std::io::Write;
+
+    use super::super::tests::Rig;
+    use super::super::TimerKind;
+    use super::SHRINK_MIN_CAPACITY;
+
+    /// After closes the heap keeps only the timers of connections that are
+    /// still there; the open connection's pending timer survives and
+    /// still works, and the vacant tail of the slab goes.
+    #[test]
+    fn a_closed_connections_timers_go_and_an_open_ones_stay() {
+        let Some(mut rig) = Rig::new() else { return };
+        // The connection that stays takes slot 0; the one that closes
+        // slot 1, the tail.
+        let (mut stays, _stays_echo) = rig.connect();
+        let (mut goes, goes_echo) = rig.connect();
+        // A partial line: its packet timer (the handler left bytes).
+        stays
+            .write_all(b"hal")
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        rig.turn_until("packet timer", |r| {
+            r.driver
+                .timers
+                .iter()
+                .any(|Reverse(t)| t.3 == TimerKind::PacketComplete)
+        });
+        // A local close: flush and linger timers, then the peer's close.
+        goes.write_all(b"close\n")
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        let (_, eof) = rig.read(&mut goes, usize::MAX);
+        assert!(eof);
+        drop(goes);
+        rig.turn_until("close reported", |_| !goes_echo.closed.borrow().is_empty());
+        rig.turn_until("slot freed", |r| r.driver.connections() == 1);
+        let stale = rig.driver.timers.len();
+        assert!(stale >= 2, "the closed connection's timers wait ({stale})");
+        rig.driver.shrink_memory();
+        let left: Vec<_> = rig
+            .driver
+            .timers
+            .iter()
+            .map(|Reverse(t)| (t.1, t.3))
+            .collect();
+        assert_eq!(left, vec![(0, TimerKind::PacketComplete)]);
+        assert_eq!(rig.driver.slots.len(), 1, "the vacant tail goes");
+        // The open connection is untouched: its line completes.
+        stays
+            .write_all(b"lo\n")
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        let (got, eof) = rig.read(&mut stays, 6);
+        assert_eq!(got, b"hallo\n");
+        assert!(!eof);
+    }
+
+    /// A slot dropped from the tail and pushed again starts above its old
+    /// generation: what still names the closed connection (a timer, a
+    /// handle) cannot reach the new one.
+    #[test]
+    fn a_slot_pushed_again_after_a_shrink_gets_a_new_generation() {
+        let Some(mut rig) = Rig::new() else { return };
+        let (client, echo) = rig.connect();
+        let old_gen = rig.driver.slots[0].gen;
+        drop(client);
+        rig.turn_until("close reported", |_| !echo.closed.borrow().is_empty());
+        rig.turn_until("slot freed", |r| r.driver.connections() == 0);
+        rig.driver.shrink_memory();
+        assert!(rig.driver.slots.is_empty());
+        let (_client, _echo) = rig.connect();
+        assert_eq!(rig.driver.slots.len(), 1, "slot 0 again");
+        assert!(
+            rig.driver.conn(0, old_gen).is_none(),
+            "the old name is stale"
+        );
+        assert!(rig.driver.slots[0].gen > old_gen);
+        assert!(rig.driver.conn(0, rig.driver.slots[0].gen).is_some());
+    }
+
+    /// Once timers have fired and the heap holds under a quarter of its
+    /// capacity, the capacity goes too (without a release step).
+    #[test]
+    fn the_timer_heap_lets_go_of_its_capacity_after_firing() {
+        let Some(mut rig) = Rig::new() else { return };
+        let now = rig.now();
+        // Timers for connections long gone (as after a burst of closes).
+        for slot in 0..8 * SHRINK_MIN_CAPACITY as u32 {
+            rig.driver
+                .timers
+                .push(Reverse((now, slot, 1, TimerKind::CloseLinger)));
+        }
+        let peak = rig.driver.timers.capacity();
+        assert!(peak >= 8 * SHRINK_MIN_CAPACITY);
+        rig.driver.fire_timers(now);
+        assert!(rig.driver.timers.is_empty());
+        let after = rig.driver.timers.capacity();
+        assert!(
+            after <= 2 * SHRINK_MIN_CAPACITY,
+            "capacity {after} after firing (was {peak})"
+        );
+    }
+}

@@ -149,6 +149,25 @@ fn set_purge_delay_ms(ms: c_long) {
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
 }
 
+/// Below this capacity (entries) a container is not shrunk
+/// ([`shrunk_capacity`]): small ones cost little and would only be
+/// reallocated again.
+pub const SHRINK_MIN_CAPACITY: usize = 1024;
+
+/// The capacity to shrink a container to once it holds fewer than a
+/// quarter of its capacity and that is above [`SHRINK_MIN_CAPACITY`]:
+/// twice its length (room to grow again without a reallocation), never
+/// below the minimum. `None`: keep it. A shrunk container must grow past
+/// twice its length before it is reallocated again, and shrinks again
+/// only below an eighth of its old capacity, so churn around one size
+/// does not thrash. For queues and heaps that a burst of connections grew
+/// (the native loop's timer heap, the close pacer's queue); never called
+/// per message.
+pub fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > SHRINK_MIN_CAPACITY && len < capacity / 4)
+        .then(|| len.saturating_mul(2).max(SHRINK_MIN_CAPACITY))
+}
+
 /// Whether [`keep_small_pages`] turned transparent huge pages off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HugePages {
@@ -203,5 +222,23 @@ mod tests {
             return;
         }
         assert_eq!(purge_delay_ms(), MIMALLOC_PURGE_DELAY_MS);
+    }
+
+    #[test]
+    fn a_container_shrinks_only_when_well_below_its_capacity() {
+        // Small containers are left alone.
+        assert_eq!(shrunk_capacity(0, SHRINK_MIN_CAPACITY), None);
+        // A quarter or more in use: kept.
+        assert_eq!(shrunk_capacity(8192, 32768), None);
+        // Below a quarter: twice the length, never under the minimum.
+        assert_eq!(shrunk_capacity(8191, 32768), Some(16382));
+        assert_eq!(shrunk_capacity(0, 32768), Some(SHRINK_MIN_CAPACITY));
+        // Hysteresis: the shrunk size is not shrunk again at that length,
+        // and regrowing to it needs no reallocation.
+        let to = shrunk_capacity(3000, 16384).unwrap_or(0);
+        assert_eq!(to, 6000);
+        assert_eq!(shrunk_capacity(3000, to), None);
+        assert_eq!(shrunk_capacity(1500, to), None, "a quarter: kept");
+        assert_eq!(shrunk_capacity(1499, to), Some(2998));
     }
 }

@@ -5,7 +5,7 @@
 //! The shard calls [`Driver::shrink_memory`] about a second after closes
 //! (never on the publish path); [`Driver::fire_timers`] also lets go of
 //! the timer heap's spare capacity once it has emptied well below its
-//! peak ([`shrunk_capacity`]: hysteresis, so churn does not reallocate
+//! peak ([`crate::alloc::shrunk_capacity`]: hysteresis, so churn does not reallocate
 //! back and forth).
 //!
 //! Generations: a slot dropped from the tail and pushed again later starts
@@ -16,21 +16,7 @@
 use std::cmp::Reverse;
 
 use super::{Driver, TimerKind};
-
-/// Below this capacity (entries) a container is not shrunk: small ones
-/// cost little and would only be reallocated again.
-pub(crate) const SHRINK_MIN_CAPACITY: usize = 1024;
-
-/// The capacity to shrink to when a container holds fewer than a quarter
-/// of its capacity and that is above [`SHRINK_MIN_CAPACITY`]: twice its
-/// length (room to grow again without a reallocation), never below the
-/// minimum. `None`: keep it. A shrunk container must grow past twice its
-/// length before it is reallocated again, and shrinks again only below an
-/// eighth of its old capacity, so churn around one size does not thrash.
-pub(crate) fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
-    (capacity > SHRINK_MIN_CAPACITY && len < capacity / 4)
-        .then(|| len.saturating_mul(2).max(SHRINK_MIN_CAPACITY))
-}
+use crate::alloc::shrunk_capacity;
 
 impl Driver {
     /// Gives back the spare capacity of the slab and lists, the timer
@@ -83,29 +69,6 @@ impl Driver {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_container_shrinks_only_when_well_below_its_capacity() {
-        // Small containers are left alone.
-        assert_eq!(shrunk_capacity(0, SHRINK_MIN_CAPACITY), None);
-        // A quarter or more in use: kept.
-        assert_eq!(shrunk_capacity(8192, 32768), None);
-        // Below a quarter: twice the length, never under the minimum.
-        assert_eq!(shrunk_capacity(8191, 32768), Some(16382));
-        assert_eq!(shrunk_capacity(0, 32768), Some(SHRINK_MIN_CAPACITY));
-        // Hysteresis: the shrunk size is not shrunk again at that length,
-        // and regrowing to it needs no reallocation.
-        let to = shrunk_capacity(3000, 16384).unwrap_or(0);
-        assert_eq!(to, 6000);
-        assert_eq!(shrunk_capacity(3000, to), None);
-        assert_eq!(shrunk_capacity(1500, to), None, "a quarter: kept");
-        assert_eq!(shrunk_capacity(1499, to), Some(2998));
-    }
-}
-
 /// The driver against real sockets (the `tests` module's rig).
 #[cfg(test)]
 mod driver_tests {
@@ -114,7 +77,7 @@ mod driver_tests {
 
     use super::super::tests::Rig;
     use super::super::TimerKind;
-    use super::SHRINK_MIN_CAPACITY;
+    use crate::alloc::SHRINK_MIN_CAPACITY;
 
     /// After closes the heap keeps only the timers of connections that are
     /// still there; the open connection's pending timer survives and

@@ -21,7 +21,11 @@
 # ring and all of it becomes resident; RSS CLOSE_WAIT_S s after it ended),
 # WARM=1 (take the idle figure after one connection came and went: the code
 # and library pages the first connection touches are then counted in the
-# start, not in what is "given back"; the plain figure is WARM=0).
+# start, not in what is "given back"; the plain figure is WARM=0),
+# START_WAIT_S (0; N > 0: then wait N s more before taking the idle figure:
+# 11 takes it after the broker's first $SYS publish (sys_interval_s 10),
+# whose retained messages and load averages (libm's exp) are the idle
+# broker's own steady state, not memory the connections kept).
 # THREADS=1 (also print the broker's CPU ticks per thread over the
 # window), SHARDS (ringmq's --shards, default 1), PER_PROC (connections per loadgen
 # process; default: what one process may open, hard limit - 1024).
@@ -93,6 +97,7 @@ for b in "${brokers[@]}"; do
     "$loadgen" conn --port "$PORT" --count 1 --rate 10 --duration 1 -q >/dev/null 2>&1 || true
     sleep "$CLOSE_WAIT_S"
   fi
+  [[ ${START_WAIT_S:-0} -gt 0 ]] && sleep "$START_WAIT_S"
   before=$(rss_kib "$pid")
   smaps "$pid" "$b idle"
   # Each process holds its connections for as long as the last one

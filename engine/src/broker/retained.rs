@@ -54,7 +54,17 @@ fn levels(topic: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
 impl RetainedStore {
     /// Store (or, with an empty payload, clear) the retained message of a
     /// topic. Returns false when a new topic would exceed the limits.
-    pub(crate) fn set(&mut self, r: Retained, count_max: usize, bytes_max: usize) -> bool {
+    ///
+    /// Replacing a topic's message keeps the old message's topic (the
+    /// tree's level keys are slices of it already) and, when equal, its
+    /// payload: the new copies are dropped here, so a topic updated again
+    /// and again (the `$SYS` statistics every `sys_interval_s`) leaves at
+    /// most a new payload behind, not a new topic copy and its shared
+    /// header each time. Such long-lived blocks, allocated while many
+    /// connections were open, each kept a 64 KiB allocator page resident
+    /// after the connections closed (docs/benchmarks.md, "Memory given
+    /// back after closes").
+    pub(crate) fn set(&mut self, mut r: Retained, count_max: usize, bytes_max: usize) -> bool {
         let topic = r.publish.topic.clone();
         if r.publish.payload.is_empty() {
             self.clear(&topic);
@@ -76,6 +86,14 @@ impl RetainedStore {
             self.count += 1;
         }
         self.payload_bytes = self.payload_bytes - old_bytes + new_bytes;
+        if let Some(old) = node.value.take() {
+            if old.publish.topic == r.publish.topic {
+                r.publish.topic = old.publish.topic;
+            }
+            if old.publish.payload == r.publish.payload {
+                r.publish.payload = old.publish.payload;
+            }
+        }
         node.value = Some(r);
         true
     }
@@ -228,6 +246,43 @@ mod tests {
         assert!(s.set(r("a/b", ""), 100, 1000));
         assert_eq!(s.count, 5);
         assert_eq!(topics(&s, "a/+"), ["a/x"]);
+    }
+
+    /// A topic's next message keeps the stored topic, and the stored
+    /// payload when it is the same; a changed payload replaces it.
+    #[test]
+    fn a_replaced_message_keeps_the_stored_topic_and_an_equal_payload() {
+        let owned = |topic: &str, payload: &str| Retained {
+            publish: Publish {
+                topic: Bytes::copy_from_slice(topic.as_bytes()),
+                payload: Bytes::copy_from_slice(payload.as_bytes()),
+                retain: true,
+                ..Publish::default()
+            },
+            received_at_ms: 0,
+        };
+        let stored = |s: &RetainedStore| {
+            let mut out = Vec::new();
+            s.matching(b"$SYS/broker/uptime", &mut out);
+            let [r] = <[Retained; 1]>::try_from(out).unwrap_or_else(|o| panic!("{}", o.len()));
+            r.publish
+        };
+        let mut s = RetainedStore::default();
+        assert!(s.set(owned("$SYS/broker/uptime", "10 seconds"), 100, 1000));
+        let first = stored(&s);
+        assert!(s.set(owned("$SYS/broker/uptime", "10 seconds"), 100, 1000));
+        let same = stored(&s);
+        assert_eq!(same.topic.as_ptr(), first.topic.as_ptr(), "topic kept");
+        assert_eq!(
+            same.payload.as_ptr(),
+            first.payload.as_ptr(),
+            "equal payload kept"
+        );
+        assert!(s.set(owned("$SYS/broker/uptime", "20 seconds"), 100, 1000));
+        let next = stored(&s);
+        assert_eq!(next.topic.as_ptr(), first.topic.as_ptr(), "topic kept");
+        assert_eq!(&next.payload[..], b"20 seconds");
+        assert_eq!((s.count, s.payload_bytes), (1, 10));
     }
 
     #[test]

@@ -283,7 +283,7 @@ impl Broker {
     fn reauth_succeeded(&mut self, conn: ConnId, username: Bytes, data: Option<Bytes>) {
         if let Some(session) = self.conns.get(conn).and_then(|c| c.state.session()) {
             if let Some(s) = self.sessions.get_mut(session) {
-                s.username = Some(Bytes::copy_from_slice(&username));
+                s.username = Some(Box::from(&username[..]));
             }
         }
         self.write_auth(conn, ReasonCode::SUCCESS, data);
@@ -315,7 +315,7 @@ impl Broker {
             Some(session) => self
                 .sessions
                 .get(session)
-                .map(|s| s.client_id.clone())
+                .map(|s| Bytes::copy_from_slice(&s.client_id))
                 .unwrap_or_default(),
             None => Bytes::new(),
         }

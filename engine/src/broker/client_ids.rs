@@ -92,10 +92,9 @@ impl ClientIds {
 mod tests {
     use super::*;
     use crate::codec::Protocol;
-    use bytes::Bytes;
 
     fn session(id: &str) -> Session {
-        Session::new(Bytes::from(id.to_owned()), Protocol::V5, 0, 1)
+        Session::new(Box::from(id.as_bytes()), Protocol::V5, 0, 1)
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl Broker {
         let v5 = protocol.is_v5();
         let enhanced_auth = v5 && connect.properties.authentication_method.is_some();
         // Own copy (a slice would pin the read buffer).
-        let username = username.as_deref().map(Bytes::copy_from_slice);
+        let username: Option<Box<[u8]>> = username.as_deref().map(Box::from);
         let acl = self.session_acl(username.as_deref(), &client_id);
         if let (Some(acl), Some(will)) = (&acl, &connect.will) {
             // A will the client could not publish itself is refused up
@@ -239,12 +239,11 @@ impl Broker {
             }
             None => {
                 // Its own copy of the id, not a second handle on
-                // `client_id`: cloning a `Bytes` made from a copy gives it
-                // a shared header (another allocation, for as long as the
-                // session lives; docs/benchmarks.md, memory per idle
-                // connection).
+                // `client_id` (a `Bytes` clone would keep the CONNECT's
+                // copy and its shared header for as long as the session
+                // lives; docs/benchmarks.md, memory per idle connection).
                 let session = self.sessions.insert(Session::new(
-                    Bytes::copy_from_slice(&client_id),
+                    Box::from(&client_id[..]),
                     protocol,
                     expiry_interval_s,
                     generation,
@@ -465,7 +464,7 @@ impl Broker {
         }
         self.persist_session_end(session);
         let subs = match self.sessions.get_mut(session) {
-            Some(s) => std::mem::take(&mut s.subscriptions),
+            Some(s) => s.subscriptions.take(),
             None => return,
         };
         for sub in subs {
@@ -482,7 +481,10 @@ impl Broker {
         };
         self.persist_session(session);
         let (client_id, username) = match self.sessions.get(session) {
-            Some(s) => (s.client_id.clone(), s.username.clone()),
+            Some(s) => (
+                Bytes::copy_from_slice(&s.client_id),
+                s.username.as_deref().map(Bytes::copy_from_slice),
+            ),
             None => return,
         };
         // Checked again: the ACL may have been reloaded since CONNECT.

@@ -87,10 +87,10 @@ impl PersistState {
     }
 
     /// The session of `client_id` changed: its record is rewritten.
-    pub(super) fn session_changed(&mut self, client_id: &Bytes) {
+    pub(super) fn session_changed(&mut self, client_id: &[u8]) {
         self.recorded += 1;
-        if !self.dirty_sessions.contains(client_id) {
-            self.dirty_sessions.push(client_id.clone());
+        if !self.dirty_sessions.iter().any(|d| d[..] == *client_id) {
+            self.dirty_sessions.push(Bytes::copy_from_slice(client_id));
         }
     }
 
@@ -242,9 +242,9 @@ impl Broker {
                 Some(_) => None,
                 None => Some(self.persist.wall(s.offline_since_ms)),
             },
-            username: s.username.clone(),
+            username: s.username.as_deref().map(Bytes::copy_from_slice),
             will: s.will.as_deref().cloned(),
-            subscriptions: s.subscriptions.clone(),
+            subscriptions: s.subscriptions.to_vec(),
         };
         let value = record.encode().or_else(|| {
             // A will over the protocol's limits cannot be published

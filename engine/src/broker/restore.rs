@@ -248,12 +248,12 @@ impl Broker {
         }
         let generation = self.generation();
         let mut s = Session::new(
-            client_id.clone(),
+            Box::from(&client_id[..]),
             record.protocol,
             record.expiry_interval_s,
             generation,
         );
-        s.username = record.username;
+        s.username = record.username.as_deref().map(Box::from);
         s.acl = self.session_acl(s.username.as_deref(), &client_id);
         s.will = record.will.map(Box::new);
         s.stored = true;

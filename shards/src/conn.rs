@@ -61,23 +61,18 @@ pub struct ListenerTls {
 /// the shard and nothing holds this but the driver's tasks.
 pub struct ConnCtx {
     pub shard: Rc<Shard>,
-    /// Its engine id ([`ConnCtx::id`]) in 4 bytes, so that with the flag
-    /// below the context takes 32 bytes, an `Rc` in mimalloc's 48-byte
-    /// class (56 while the id took 8; docs/benchmarks.md, memory per idle
-    /// connection).
-    conn: u32,
     /// The driver handle and the overflow pause, lent to the shard while
-    /// it handles this connection's input.
+    /// it handles this connection's input, with the connection's engine id
+    /// and its `use_identity_as_username` flag (24 bytes in all, an `Rc`
+    /// in mimalloc's 40-byte class: 56 while the id took 8 bytes and the
+    /// flag its own; docs/benchmarks.md, memory per idle connection).
     pub origin: Origin,
-    /// Take the user name from the client certificate (TLS listeners with
-    /// `use_identity_as_username`).
-    pub use_identity_as_username: bool,
 }
 
 impl ConnCtx {
     /// The connection's engine id.
     pub fn id(&self) -> ConnId {
-        self.conn as ConnId
+        self.origin.conn()
     }
 }
 
@@ -133,7 +128,7 @@ impl Handler for ConnCtx {
 
     fn on_tls_established(&self, session: &TlsSession) {
         tracing::debug!(shard = self.shard.id, conn = self.id(), tls = %session.describe(), "TLS established");
-        if !self.use_identity_as_username {
+        if !self.origin.use_identity_as_username() {
             return;
         }
         match session.peer_identity() {
@@ -218,11 +213,12 @@ pub fn accept(shard: &Rc<Shard>, new: NewConn) -> Option<Rc<ConnCtx>> {
         shard.drain_events(None);
         return None;
     };
+    let handle = DriverHandle::new();
     // Engine ids are slab keys below the shard's connection count.
-    let Ok(conn) = u32::try_from(id) else {
+    let Some(origin) = Origin::new(handle.clone(), id, new.use_identity_as_username) else {
         tracing::warn!(
             shard = shard.id,
-            "connection refused: connection id over 32 bits"
+            "connection refused: connection id of 2^31 or more"
         );
         shard.broker.borrow_mut().handle_closed(id, now);
         shard.drain_events(None);
@@ -231,14 +227,11 @@ pub fn accept(shard: &Rc<Shard>, new: NewConn) -> Option<Rc<ConnCtx>> {
     shard
         .connlog
         .accepted(id, new.peer, new.local, new.tls, new.websocket);
-    let handle = DriverHandle::new();
-    shard.register(id, handle.clone());
+    shard.register(id, handle);
     shard.remember_peer(id, new.peer);
     let ctx = Rc::new(ConnCtx {
         shard: shard.clone(),
-        conn,
-        origin: Origin::new(handle),
-        use_identity_as_username: new.use_identity_as_username,
+        origin,
     });
     shard.drain_events(None);
     Some(ctx)
@@ -493,11 +486,11 @@ mod tests {
         assert_eq!(header.capacity(), capacity);
     }
 
-    /// One per connection, in an `Rc` (16 bytes of counts): 32 bytes keep
-    /// it in mimalloc's 48-byte class.
+    /// One per connection, in an `Rc` (16 bytes of counts): 24 bytes keep
+    /// it in mimalloc's 40-byte class.
     #[test]
     fn a_connection_context_stays_small() {
         let size = std::mem::size_of::<ConnCtx>();
-        assert!(size <= 32, "ConnCtx is {size} bytes");
+        assert!(size <= 24, "ConnCtx is {size} bytes");
     }
 }

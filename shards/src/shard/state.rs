@@ -57,15 +57,45 @@ pub struct Origin {
     /// Set when a message this connection produced went over the overflow
     /// limit towards this peer: reads pause until that overflow shrinks.
     pub blocked_on: Cell<Option<ShardId>>,
+    /// The connection's engine id (below 2^31) and, in the top bit, its
+    /// `use_identity_as_username` flag: both in the 4 bytes the two fields
+    /// above leave over, so that `ConnCtx` takes 24 bytes, an `Rc` in
+    /// mimalloc's 40-byte class (docs/benchmarks.md, memory per idle
+    /// connection; `a_connection_context_stays_small`).
+    conn_and_flag: u32,
 }
 
+/// The flag bit of [`Origin::conn_and_flag`].
+const IDENTITY_AS_USERNAME: u32 = 1 << 31;
+
 impl Origin {
-    /// A connection not blocked on any peer.
-    pub fn new(handle: DriverHandle) -> Self {
-        Origin {
+    /// Connection `conn` (below 2^31: [`Origin::new`] refuses more), not
+    /// blocked on any peer.
+    pub fn new(handle: DriverHandle, conn: ConnId, use_identity_as_username: bool) -> Option<Self> {
+        let conn = u32::try_from(conn)
+            .ok()
+            .filter(|&c| c < IDENTITY_AS_USERNAME)?;
+        let flag = if use_identity_as_username {
+            IDENTITY_AS_USERNAME
+        } else {
+            0
+        };
+        Some(Origin {
             handle,
             blocked_on: Cell::new(None),
-        }
+            conn_and_flag: conn | flag,
+        })
+    }
+
+    /// The connection's engine id.
+    pub fn conn(&self) -> ConnId {
+        (self.conn_and_flag & !IDENTITY_AS_USERNAME) as ConnId
+    }
+
+    /// Take the user name from the client certificate (TLS listeners with
+    /// `use_identity_as_username`).
+    pub fn use_identity_as_username(&self) -> bool {
+        self.conn_and_flag & IDENTITY_AS_USERNAME != 0
     }
 }
 

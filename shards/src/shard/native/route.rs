@@ -169,7 +169,7 @@ pub fn hand_off(
 ) {
     let routing = handler.as_any().and_then(|a| a.downcast_ref::<Routing>());
     let Some((owner, use_identity_as_username)) =
-        routing.and_then(|r| Some((r.owner.get()?, r.ctx.use_identity_as_username)))
+        routing.and_then(|r| Some((r.owner.get()?, r.ctx.origin.use_identity_as_username())))
     else {
         // Only `Routing` asks to be detached.
         tracing::error!(

@@ -16,9 +16,10 @@ use super::{Driver, Event, Socket, UringLimits};
 mod direct;
 
 /// `uring::Slot` at the time of writing (`a_connection_slot_stays_small`):
-/// 96 bytes, 152 before the partial frame, its clock and the TLS state
-/// moved behind `Conn::rare`.
-const SLOT_MAX_BYTES: usize = 96;
+/// 88 bytes, 152 before the partial frame, its clock and the TLS state
+/// moved behind `Conn::rare`, 96 while the send in flight kept its offset
+/// beside its `Bytes`.
+const SLOT_MAX_BYTES: usize = 88;
 /// The `DriverHandle`'s shared flags (`conn::handle::Shared`), one per
 /// connection: 32 bytes at the time of writing.
 const SHARED_MAX_BYTES: usize = 32;

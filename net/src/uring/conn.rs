@@ -401,6 +401,7 @@ impl Driver {
         chunk.clear();
         let stale = self.conn(slot, gen).is_none();
         if let Some(bid) = bid {
+            self.received = true;
             if !stale {
                 if let Some(data) = self.bufs.filled(bid, data_len) {
                     // Reuses the scratch allocation unless the engine still

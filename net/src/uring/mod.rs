@@ -272,6 +272,9 @@ pub struct Driver {
     /// `io_uring_enter` (deferred task work, no multishot on io-wq): their
     /// pages may be given back between turns (`bufring` module docs).
     recv_copy_in_enter: bool,
+    /// A receive took a provided buffer since the last
+    /// [`Driver::take_receive_activity`].
+    received: bool,
     /// Output held while the shard is busy (`hold` module).
     hold: hold::Hold,
     /// The ring's table of direct descriptors (`direct` module).
@@ -333,6 +336,7 @@ impl Driver {
             direct_error,
             // `bufring` module docs: when the buffers' pages may be given back.
             recv_copy_in_enter: deferred && kernel_version() >= (6, 13),
+            received: false,
             ring,
             bufs,
             steps_inbox: StepInbox::new(wake.waker()),

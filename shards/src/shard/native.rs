@@ -5,6 +5,7 @@
 //!   rings (bounded batch) ─▶ engine / adopt hand-offs ─▶ drain_events
 //!   auth verdicts (delayed ones wait in a list) ─▶ engine
 //!   engine deadline due ─▶ handle_timeout;  memory release; ACL reload
+//!   receives quiet for a second ─▶ give the receive buffers' pages back
 //!   driver.flush        (every connection's output ─▶ one SEND each)
 //!   register the eventfd waker on the mesh signal and the auth inbox,
 //!   look once more, then ONE io_uring_enter: submit all, sleep until a
@@ -119,6 +120,9 @@ pub fn run(init: ShardInit, mut driver: Driver) {
     // Verdicts held back for repeat offenders: (due ms, verdict).
     let mut delayed: Vec<(u64, Done)> = Vec::new();
     let mut release_at: Option<u64> = None;
+    // When receiving went quiet long enough to give the receive buffers'
+    // pages back (set again by every turn that received).
+    let mut recv_quiet_at: Option<u64> = None;
     let mut acl_check_at = shard.now_ms() + ACL_RELOAD_POLL_MS;
     let mut overflow_check_at: Option<u64> = None;
     let mut stop_at: Option<u64> = None;
@@ -178,6 +182,10 @@ pub fn run(init: ShardInit, mut driver: Driver) {
                 ringmq_net::alloc::release_free_memory();
             }
         }
+        if recv_quiet_at.is_some_and(|at| at <= now) {
+            recv_quiet_at = None;
+            driver.release_idle_receive_buffers();
+        }
         if let (Some(cached), true) = (&acl, acl_check_at <= now) {
             acl_check_at = now + ACL_RELOAD_POLL_MS;
             reload_acl(&shard, cached, &mut acl_current);
@@ -208,6 +216,7 @@ pub fn run(init: ShardInit, mut driver: Driver) {
             driver.next_deadline_ms(),
             delayed.iter().map(|(at, _)| *at).min(),
             release_at,
+            recv_quiet_at,
             acl.as_ref().map(|_| acl_check_at),
             overflow_check_at,
             stop_at,
@@ -229,6 +238,9 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         shard.freeze_clock(now);
         events.extend(driver.complete(now));
         shard.thaw_clock();
+        if driver.take_receive_activity() {
+            recv_quiet_at = Some(now + MEMORY_RELEASE_DELAY_MS);
+        }
         for event in events.drain(..) {
             match event {
                 Event::Accepted { listener, socket } => {

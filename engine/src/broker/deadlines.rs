@@ -33,9 +33,10 @@ use crate::codec::ReasonCode;
 pub const DEADLINE_TICK_MS: u64 = 100;
 
 /// The buckets: tick -> connections whose deadline falls in
-/// `((tick - 1) * DEADLINE_TICK_MS, tick * DEADLINE_TICK_MS]`. Empty
-/// buckets are removed, so memory follows the connections.
-pub(super) type DeadlineWheel = BTreeMap<u64, Vec<ConnId>>;
+/// `((tick - 1) * DEADLINE_TICK_MS, tick * DEADLINE_TICK_MS]`, each id in
+/// 4 bytes (memory per idle connection). Empty buckets are removed, so
+/// memory follows the connections.
+pub(super) type DeadlineWheel = BTreeMap<u64, Vec<u32>>;
 
 /// The tick whose bucket is due at or after `due_ms` (never before it).
 fn tick_of(due_ms: u64) -> u64 {
@@ -87,6 +88,11 @@ impl Broker {
         let Some(nonzero) = NonZeroU64::new(tick) else {
             return; // `tick_of` is at least 1
         };
+        let Ok(id) = u32::try_from(conn) else {
+            // Connection ids are slab keys far below 2^32
+            // (`connections_max`); leave it out rather than alias another.
+            return;
+        };
         let bucket = self.deadlines.entry(tick).or_default();
         let Ok(index) = u32::try_from(bucket.len()) else {
             // More than 4 billion connections in one tick cannot happen
@@ -94,7 +100,7 @@ impl Broker {
             // corrupt the slots.
             return;
         };
-        bucket.push(conn);
+        bucket.push(id);
         c.deadline = Some(DeadlineSlot {
             tick: nonzero,
             index,
@@ -110,11 +116,12 @@ impl Broker {
             return;
         };
         let i = slot.index as usize;
-        if bucket.get(i) == Some(&conn) {
+        if bucket.get(i).is_some_and(|&id| id as ConnId == conn) {
             bucket.swap_remove(i);
             // The last entry moved into the hole: tell it.
             if let Some(&moved) = bucket.get(i) {
-                if let Some(s) = self.conns.get_mut(moved).and_then(|m| m.deadline.as_mut()) {
+                let moved = self.conns.get_mut(moved as ConnId);
+                if let Some(s) = moved.and_then(|m| m.deadline.as_mut()) {
                     s.index = slot.index;
                 }
             }
@@ -139,6 +146,7 @@ impl Broker {
                 break;
             }
             for conn in entry.remove() {
+                let conn = conn as ConnId;
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.deadline = None;
                     self.check_deadline(conn, now_ms);

@@ -12,7 +12,7 @@
 //! is one timer for all listed connections, armed only while the list is
 //! not empty: an idle broker is not woken for it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{Broker, ConnId};
 
@@ -26,11 +26,15 @@ impl Broker {
     /// for the next batch (no allocation per batch) until the connection
     /// has been quiet for [`OUT_RELEASE_AFTER_MS`] (module docs).
     pub fn take_outgoing(&mut self, conn: ConnId) -> Option<Bytes> {
-        let out = self.outgoing(conn)?;
-        if out.is_empty() {
+        // As `outgoing`, without making a buffer for a connection that
+        // has none.
+        let c = self.conns.get_mut(conn)?;
+        c.transmit_queued = false;
+        if c.out.is_empty() {
             return None;
         }
-        let batch = out.split().freeze();
+        self.stats.bytes_sent += c.out.len() as u64;
+        let batch = c.out.buf().split().freeze();
         if let Some(c) = self.conns.get_mut(conn) {
             c.out_used = true;
             if !c.out_kept {
@@ -58,7 +62,7 @@ impl Broker {
                         c.out_used = false;
                         true
                     } else {
-                        c.out = BytesMut::new();
+                        c.out.release();
                         c.out_kept = false;
                         false
                     }

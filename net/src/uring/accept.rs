@@ -31,6 +31,9 @@ pub(super) struct Listener {
     /// The multishot accept is in flight (no direct table).
     armed: bool,
     stopped: bool,
+    /// Backing off after an accept error: nothing is re-armed (nor
+    /// another error reported) until the retry timer.
+    backing_off: bool,
     /// With a direct table: the single-shot accepts.
     pending: Vec<PendingAccept>,
 }
@@ -82,6 +85,7 @@ impl Driver {
             local,
             armed: false,
             stopped: false,
+            backing_off: false,
             pending,
         });
         let index = self.listeners.len() - 1;
@@ -157,7 +161,8 @@ impl Driver {
                 table.release(slot);
             }
             let errno = -result;
-            if errno != libc::ECANCELED && !stopped {
+            let backing_off = self.listeners[index].backing_off;
+            if errno != libc::ECANCELED && !stopped && !backing_off {
                 self.events.push(Event::AcceptFailed {
                     listener: index,
                     error: io::Error::from_raw_os_error(errno),
@@ -166,6 +171,9 @@ impl Driver {
                     errno,
                     libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
                 ) {
+                    // One report and one retry for all the accepts in
+                    // flight that fail alike.
+                    self.listeners[index].backing_off = true;
                     let at = self.now_ms + ACCEPT_ERROR_BACKOFF_MS;
                     self.timers
                         .push(Reverse((at, index as u32, 0, TimerKind::AcceptRetry)));
@@ -176,13 +184,21 @@ impl Driver {
         self.arm_accept(index);
     }
 
+    /// The back-off after an accept error is over: accept again.
+    pub(super) fn retry_accept(&mut self, index: usize) {
+        if let Some(listener) = self.listeners.get_mut(index) {
+            listener.backing_off = false;
+        }
+        self.arm_accept(index);
+    }
+
     /// Arms the listener's accepts that are not in flight (unless it was
-    /// stopped).
+    /// stopped or backs off).
     pub(super) fn arm_accept(&mut self, index: usize) {
         let Some(listener) = self.listeners.get_mut(index) else {
             return;
         };
-        if listener.stopped {
+        if listener.stopped || listener.backing_off {
             return;
         }
         let fd = listener.fd;

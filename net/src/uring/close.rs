@@ -46,7 +46,7 @@ impl Driver {
             }
             self.timers.pop();
             if kind == TimerKind::AcceptRetry {
-                self.arm_accept(slot as usize);
+                self.retry_accept(slot as usize);
                 continue;
             }
             self.on_timer(slot, gen, kind);
@@ -218,6 +218,7 @@ impl Driver {
             || c.sending.is_some()
             || c.unreported.is_some()
             || c.installing
+            || c.shutdowns > 0
         {
             return;
         }

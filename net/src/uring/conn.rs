@@ -68,6 +68,8 @@ pub(super) struct Conn {
     /// Detaching: the process descriptor for its direct slot is being
     /// made (`direct` module).
     pub(super) installing: bool,
+    /// Shutdowns of a direct socket in flight (`direct` module).
+    pub(super) shutdowns: u8,
 }
 
 /// The parts of a connection's slab entry that an idle plain-TCP
@@ -107,6 +109,7 @@ impl Conn {
             unreported: None,
             close_waiting: false,
             installing: false,
+            shutdowns: 0,
         }
     }
 

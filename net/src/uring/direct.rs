@@ -395,6 +395,13 @@ impl Driver {
         }
         // SAFETY: as above.
         let fd = unsafe { OwnedFd::from_raw_fd(result) };
+        if c.phase != super::conn::Phase::Open || c.shutdowns > 0 {
+            // Closing began meanwhile (on the slot, whose shutdown may be
+            // in flight): it ends there; the new descriptor goes.
+            drop(fd);
+            self.try_free(slot, gen);
+            return;
+        }
         if let FdRef::Direct(direct) = std::mem::replace(&mut c.fd, ConnFd::plain(fd)).get() {
             self.close_direct(direct);
         }
@@ -403,7 +410,9 @@ impl Driver {
     }
 
     /// `shutdown(2)` of a connection's socket: a direct one's runs in the
-    /// ring (its completion is not waited for).
+    /// ring, on io-wq, which looks the slot up only when it runs: the slot
+    /// is closed (and may be reused) only after it completed
+    /// (`Conn::shutdowns`, `try_free`).
     pub(super) fn shutdown_conn(&mut self, slot: u32, gen: u32, how: crate::os::Shutdown) {
         let Some(c) = self.conn(slot, gen) else {
             return;
@@ -420,9 +429,20 @@ impl Driver {
             crate::os::Shutdown::Write => libc::SHUT_WR,
             crate::os::Shutdown::Both => libc::SHUT_RDWR,
         };
+        c.shutdowns = c.shutdowns.saturating_add(1);
         let sqe = opcode::Shutdown::new(types::Fixed(direct), how)
             .build()
-            .user_data(token(Op::Cancel, slot, gen));
+            .user_data(token(Op::Shutdown, slot, gen));
         self.push(sqe);
+    }
+
+    /// A direct socket's shutdown completed (its result does not matter:
+    /// the peer may be gone).
+    pub(super) fn on_shutdown(&mut self, slot: u32, gen: u32) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        c.shutdowns = c.shutdowns.saturating_sub(1);
+        self.try_free(slot, gen);
     }
 }

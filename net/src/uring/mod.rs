@@ -183,6 +183,9 @@ enum Op {
     Install = 7,
     /// The close of a direct table's slot (`slot`: the table's slot).
     Close = 8,
+    /// A direct socket's `shutdown` (it runs on io-wq, and looks the slot
+    /// up only there: the slot is not closed before it completes).
+    Shutdown = 9,
 }
 
 /// `user_data`: generation (32 bits) | slot (24 bits) | op (8 bits). A
@@ -464,6 +467,7 @@ impl Driver {
             x if x == Op::Accept as u8 => self.on_accept(slot as usize, gen, result, flags),
             x if x == Op::Install as u8 => self.on_install(slot, gen, result),
             x if x == Op::Close as u8 => self.on_close(slot),
+            x if x == Op::Shutdown as u8 => self.on_shutdown(slot, gen),
             x if x == Op::Recv as u8 => self.on_recv(slot, gen, result, flags),
             x if x == Op::Send as u8 => self.on_send(slot, gen, result),
             x if x == Op::Wake as u8 => {

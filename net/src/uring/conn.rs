@@ -11,10 +11,9 @@ use io_uring::{cqueue, opcode};
 use super::direct::{on_fd, ConnFd};
 use super::tls::NativeTls;
 use super::{token, Driver, Op, TimerKind, PARTIAL_COPY_MAX_BYTES, SCRATCH_BYTES};
-use crate::conn::{decrypt, tls_output, DriverTls};
+use crate::conn::tls_output;
 use crate::conn::{CloseReason, ConnTls, DriverHandle, Handler};
 use crate::os::Shutdown;
-use crate::tls::TlsRead;
 
 /// The state of a connection's multishot receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -463,44 +462,6 @@ impl Driver {
         self.after_recv(slot, gen);
     }
 
-    /// TLS: decrypt one receive into the connection's plaintext buffer.
-    pub(super) fn decrypt_into(&mut self, slot: u32, gen: u32, tls: &DriverTls, cipher: &[u8]) {
-        let Some(c) = self.conn(slot, gen) else {
-            return;
-        };
-        let (result, established) = decrypt(
-            &mut tls.session.borrow_mut(),
-            tls.stats.as_deref(),
-            cipher,
-            c.buf_mut(),
-        );
-        if tls.session.borrow().wants_write() {
-            // Handshake flight, alert or ticket.
-            c.handle.mark_transmit();
-            c.handle.queue();
-        }
-        let peer_closed = match result {
-            Ok(state) => state == TlsRead::PeerClosed,
-            Err(e) => {
-                tracing::debug!(error = %e, "TLS session failed; closing the connection");
-                c.handler.on_tls_failed(&e);
-                c.write_failed = None;
-                c.handle.set_tls_failed();
-                c.handle.close();
-                return;
-            }
-        };
-        if established {
-            c.handler.on_tls_established(&tls.session.borrow());
-        }
-        if c.buffered() > 0 {
-            self.deliver_buf(slot, gen);
-        }
-        if peer_closed {
-            self.end(slot, gen, CloseReason::PeerClosed);
-        }
-    }
-
     /// After a receive: pause or detach if the handler asked, enforce the
     /// buffer limit, keep the receive armed.
     pub(super) fn after_recv(&mut self, slot: u32, gen: u32) {
@@ -556,6 +517,13 @@ impl Driver {
         let Some(c) = self.conn(slot, gen) else {
             return;
         };
+        if c.handler.detach_requested() {
+            // Leaving for its owner shard, where the clock of what is left
+            // runs: a timer here would only wake this loop once, for
+            // nothing (every hand-off's, packet_complete_timeout_ms later).
+            c.detaching = true;
+            return;
+        }
         let started = match (c.packet_started_ms(), buf.len()) {
             (_, 0) => None,
             (Some(started), left) if left >= before => Some(started),
@@ -573,9 +541,7 @@ impl Driver {
             return;
         };
         c.set_packet_started_ms(started);
-        if c.handler.detach_requested() {
-            c.detaching = true;
-        } else if c.handler.reads_paused() {
+        if c.handler.reads_paused() {
             c.paused = true;
         }
     }

@@ -281,6 +281,9 @@ fn a_detached_connection_comes_back_with_its_socket_and_bytes() {
     let (fd, bytes, tls) = rig.detach(&mut client, &echo, b"CONNECT\n");
     assert!(tls.is_none());
     assert_eq!(rig.driver.connections(), 0);
+    // Its unread bytes leave with it: no packet clock stays behind to wake
+    // the loop (every hand-off's did, 30 s later).
+    assert_eq!(rig.driver.next_deadline_ms(), None);
     // The socket still works: adopt it again and echo.
     rig.adopt(fd, bytes);
     let (got, _) = rig.read(&mut client, 8);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::{token, Driver, Op};
-use crate::conn::{CloseReason, ConnTls, DriverTls};
+use crate::conn::{decrypt, CloseReason, ConnTls, DriverTls};
 use crate::tls::offload::{HandshakePool, Step};
 use crate::tls::{TlsRead, TlsSession};
 
@@ -227,5 +227,45 @@ impl Driver {
             self.deliver_buf(slot, gen);
         }
         self.after_recv(slot, gen);
+    }
+}
+
+impl Driver {
+    /// TLS: decrypt one receive into the connection's plaintext buffer.
+    pub(super) fn decrypt_into(&mut self, slot: u32, gen: u32, tls: &DriverTls, cipher: &[u8]) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        let (result, established) = decrypt(
+            &mut tls.session.borrow_mut(),
+            tls.stats.as_deref(),
+            cipher,
+            c.buf_mut(),
+        );
+        if tls.session.borrow().wants_write() {
+            // Handshake flight, alert or ticket.
+            c.handle.mark_transmit();
+            c.handle.queue();
+        }
+        let peer_closed = match result {
+            Ok(state) => state == TlsRead::PeerClosed,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS session failed; closing the connection");
+                c.handler.on_tls_failed(&e);
+                c.write_failed = None;
+                c.handle.set_tls_failed();
+                c.handle.close();
+                return;
+            }
+        };
+        if established {
+            c.handler.on_tls_established(&tls.session.borrow());
+        }
+        if c.buffered() > 0 {
+            self.deliver_buf(slot, gen);
+        }
+        if peer_closed {
+            self.end(slot, gen, CloseReason::PeerClosed);
+        }
     }
 }

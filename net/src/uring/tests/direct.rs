@@ -89,17 +89,27 @@ fn a_direct_connection_detaches_with_a_process_descriptor_and_is_adopted_back() 
     let Some(mut rig) = rig_with_table(64) else {
         return;
     };
+    // What the shard loop does for `nodelay = true`: a direct socket has
+    // no descriptor for setsockopt, and Linux copies it from the listener.
+    socket2::SockRef::from(&rig.listener)
+        .set_nodelay(true)
+        .unwrap_or_else(|e| panic!("TCP_NODELAY: {e}"));
     let (mut client, echo) = rig.connect();
     assert_eq!(direct_conns(&rig), 1);
     let (fd, bytes, _) = rig.detach(&mut client, &echo, b"CONNECT\n");
     // The slot it had is closed and free again.
     rig.turn_until("slot free", |r| slots_held(r) == Some(0));
-    // A real descriptor: the socket answers getpeername.
+    // A real descriptor: the socket answers getpeername, and it has the
+    // listener's TCP_NODELAY.
     assert!(
         Socket::Plain(fd.try_clone().unwrap_or_else(|e| panic!("dup: {e}")))
             .peer_addr()
             .is_some()
     );
+    let nodelay = socket2::SockRef::from(&fd)
+        .nodelay()
+        .unwrap_or_else(|e| panic!("getsockopt: {e}"));
+    assert!(nodelay, "TCP_NODELAY is inherited from the listener");
     // Adopted (as from another shard): moved into the table, the process
     // descriptor closed, the bytes read go first.
     rig.adopt(fd, bytes);

@@ -47,7 +47,7 @@ impl ConnState {
 pub(super) struct Conn {
     pub(super) state: ConnState,
     pub(super) protocol: Protocol,
-    pub(super) out: OutBuf,
+    pub(super) out: BytesMut,
     pub(super) transmit_queued: bool,
     /// Close after 1.5 times this long without a packet, in seconds (the
     /// CONNECT's keep-alive); 0 = keep-alive off.
@@ -75,41 +75,6 @@ pub(super) struct Conn {
     pub(super) out_kept: bool,
     /// It took a batch since the last walk of `out_kept`.
     pub(super) out_used: bool,
-}
-
-/// A connection's outgoing buffer, boxed: 8 bytes in `Conn`, not the 32 of
-/// a `BytesMut` (memory per idle connection). Made on the first write,
-/// dropped with its allocation when a quiet connection's buffer is
-/// released (`out_release.rs`), so that an idle connection pays one
-/// pointer.
-#[derive(Default)]
-pub(super) struct OutBuf(Option<Box<BytesMut>>);
-
-impl OutBuf {
-    /// Bytes waiting.
-    pub(super) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |b| b.len())
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The buffer to write into (made if need be).
-    pub(super) fn buf(&mut self) -> &mut BytesMut {
-        self.0.get_or_insert_with(Box::default)
-    }
-
-    /// Drops the buffer, its allocation and the box.
-    pub(super) fn release(&mut self) {
-        self.0 = None;
-    }
-
-    /// Whether a buffer is made (tests).
-    #[cfg(test)]
-    pub(super) fn is_made(&self) -> bool {
-        self.0.is_some()
-    }
 }
 
 /// The parts of a connection that an idle one does not use, boxed together
@@ -356,7 +321,7 @@ impl Conn {
         Conn {
             state: ConnState::AwaitConnect,
             protocol: Protocol::V3_1_1,
-            out: OutBuf::default(),
+            out: BytesMut::new(),
             transmit_queued: false,
             keep_alive_s: 0,
             last_packet_ms: now_ms,
@@ -469,7 +434,7 @@ impl Conn {
     /// message for this client and must not count it as sent.
     pub(super) fn write_publish(&mut self, p: &mut Publish) -> Result<(), EncodeError> {
         if self.aliases_out_max == 0 {
-            return codec::encode_publish(p, self.protocol, self.out.buf()).map(drop);
+            return codec::encode_publish(p, self.protocol, &mut self.out).map(drop);
         }
         let aliases_out = self
             .rare
@@ -480,20 +445,20 @@ impl Conn {
             AliasUse::Known(alias) => {
                 let topic = std::mem::take(&mut p.topic);
                 p.properties.topic_alias = Some(alias);
-                let result = codec::encode_publish(p, self.protocol, self.out.buf());
+                let result = codec::encode_publish(p, self.protocol, &mut self.out);
                 p.topic = topic;
                 result
             }
             AliasUse::Set(alias) => {
                 p.properties.topic_alias = Some(alias);
-                let result = codec::encode_publish(p, self.protocol, self.out.buf());
+                let result = codec::encode_publish(p, self.protocol, &mut self.out);
                 if result.is_ok() {
                     // Only once the client will see the topic with its alias.
                     aliases_out.commit(&p.topic, alias, self.aliases_out_max);
                 }
                 result
             }
-            AliasUse::None => codec::encode_publish(p, self.protocol, self.out.buf()),
+            AliasUse::None => codec::encode_publish(p, self.protocol, &mut self.out),
         };
         p.properties.topic_alias = None;
         result.map(drop)
@@ -509,7 +474,7 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        if codec::encode(packet, c.protocol, c.out.buf()).is_ok() {
+        if codec::encode(packet, c.protocol, &mut c.out).is_ok() {
             self.stats.packets_sent += 1;
             c.queue_transmit(conn, &mut self.events);
         }

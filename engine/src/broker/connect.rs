@@ -561,7 +561,7 @@ impl Broker {
                         // A PUBREL without properties always encodes; were it
                         // not to, the entry stays for the next resume.
                         let rel = Packet::PubRel(PubAck::new(o.packet_id));
-                        let written = crate::codec::encode(&rel, protocol, c.out.buf()).is_ok();
+                        let written = crate::codec::encode(&rel, protocol, &mut c.out).is_ok();
                         debug_assert!(written, "a PUBREL always encodes");
                         stats.packets_sent += u64::from(written);
                         true

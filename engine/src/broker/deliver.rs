@@ -470,7 +470,6 @@ mod tests {
 
     use super::*;
     use crate::broker::BrokerConfig;
-    use crate::broker::OUT_RELEASE_AFTER_MS;
     use crate::codec::{Connect, Protocol};
 
     /// A broker with one connected v5 client "c", its connection and session.
@@ -557,37 +556,5 @@ mod tests {
         };
         assert!(no_alias);
         assert_eq!(p.properties.topic_alias, None);
-    }
-
-    /// A quiet connection gives its outgoing buffer back box and all (an
-    /// idle connection keeps one pointer for it), and the next write makes
-    /// a new one.
-    #[test]
-    fn a_quiet_connections_outgoing_buffer_goes_with_its_box() {
-        let (mut broker, conn, session) = connected();
-        let delivery = || Delivery {
-            qos: QoS::AtMostOnce,
-            retain: false,
-            received_at_ms: 0,
-            shared_filter: None,
-        };
-        let mut p = Publish {
-            topic: Bytes::from_static(b"t"),
-            payload: Bytes::from_static(b"x"),
-            ..Publish::default()
-        };
-        broker.deliver(session, &mut p, delivery(), 0);
-        assert!(broker.take_outgoing(conn).is_some());
-        let made = |b: &Broker| b.conns.get(conn).is_some_and(|c| c.out.is_made());
-        assert!(made(&broker));
-        broker.handle_timeout(OUT_RELEASE_AFTER_MS);
-        broker.handle_timeout(2 * OUT_RELEASE_AFTER_MS);
-        assert!(!made(&broker), "released after two quiet walks");
-        // Asking for output of a connection without a buffer makes none.
-        assert!(broker.take_outgoing(conn).is_none());
-        assert!(!made(&broker));
-        broker.deliver(session, &mut p, delivery(), 2 * OUT_RELEASE_AFTER_MS);
-        assert!(made(&broker));
-        assert!(broker.take_outgoing(conn).is_some_and(|b| !b.is_empty()));
     }
 }

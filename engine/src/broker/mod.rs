@@ -415,7 +415,7 @@ impl Broker {
         let c = self.conns.get_mut(conn)?;
         c.transmit_queued = false;
         self.stats.bytes_sent += c.out.len() as u64;
-        Some(c.out.buf())
+        Some(&mut c.out)
     }
 
     /// The earliest time `handle_timeout` must be called, if any.

@@ -12,7 +12,7 @@
 //! is one timer for all listed connections, armed only while the list is
 //! not empty: an idle broker is not woken for it.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{Broker, ConnId};
 
@@ -26,15 +26,11 @@ impl Broker {
     /// for the next batch (no allocation per batch) until the connection
     /// has been quiet for [`OUT_RELEASE_AFTER_MS`] (module docs).
     pub fn take_outgoing(&mut self, conn: ConnId) -> Option<Bytes> {
-        // As `outgoing`, without making a buffer for a connection that
-        // has none.
-        let c = self.conns.get_mut(conn)?;
-        c.transmit_queued = false;
-        if c.out.is_empty() {
+        let out = self.outgoing(conn)?;
+        if out.is_empty() {
             return None;
         }
-        self.stats.bytes_sent += c.out.len() as u64;
-        let batch = c.out.buf().split().freeze();
+        let batch = out.split().freeze();
         if let Some(c) = self.conns.get_mut(conn) {
             c.out_used = true;
             if !c.out_kept {
@@ -62,7 +58,7 @@ impl Broker {
                         c.out_used = false;
                         true
                     } else {
-                        c.out.release();
+                        c.out = BytesMut::new();
                         c.out_kept = false;
                         false
                     }

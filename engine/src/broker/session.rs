@@ -292,9 +292,8 @@ mod tests {
         // connection id took 4 bytes; `Session` 144 before its client id
         // and user name became boxed slices (16 bytes each, not 32), its
         // subscriptions one pointer (not a 24-byte `Vec`) and its
-        // connection id a plain `u32` with a sentinel; `Conn` 96 before
-        // its outgoing buffer was boxed (`OutBuf`).
-        assert!(conn <= 72, "Conn is {conn} bytes");
+        // connection id a plain `u32` with a sentinel.
+        assert!(conn <= 96, "Conn is {conn} bytes");
         assert!(session <= 96, "Session is {session} bytes");
     }
 }

@@ -29,11 +29,12 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use ringmq_engine::client::{Client, Event};
-use ringmq_engine::codec::{ReasonCode, SubscribeFilter, SubscriptionOptions};
+use ringmq_engine::codec::ReasonCode;
 
 use crate::plan::{Plan, Scenario, Shared, ThreadResult, NOT_STARTED, STOP_POLL_MS};
 use crate::series::Series;
 use crate::stats::{Live, Recorder};
+use crate::subscribe::subscribe_lists;
 use crate::tracker::{SeqTracker, Trackers};
 use ringmq_net::rxsock::{self, Epoll};
 
@@ -47,8 +48,6 @@ const SETUP_STEP_TIMEOUT_MS: u64 = 10_000;
 const TIMER_CHECK_MS: u64 = 100;
 /// How long the DISCONNECTs at the end may take to write, in ms.
 const CLOSE_TIMEOUT_MS: u64 = 3_000;
-/// Topic filters per SUBSCRIBE packet.
-const FILTERS_PER_SUBSCRIBE: usize = 100;
 
 /// One subscriber owned by the thread.
 struct Sub {
@@ -182,17 +181,7 @@ fn connect_sub(plan: &Plan, shared: &Shared, index: u32) -> Result<Sub, String> 
     })
     .map_err(|e| err(&e))?;
     let filters = plan.filters_of(index);
-    for chunk in filters.chunks(FILTERS_PER_SUBSCRIBE) {
-        let list = chunk
-            .iter()
-            .map(|f| SubscribeFilter {
-                filter: f.clone(),
-                options: SubscriptionOptions {
-                    qos: plan.qos,
-                    ..SubscriptionOptions::default()
-                },
-            })
-            .collect();
+    for (_, list) in subscribe_lists(&filters, plan.qos) {
         let id = sub.client.subscribe(list).map_err(|e| err(&e))?;
         sub.exchange(shared, |e| match e {
             Event::SubAck(ack) if ack.packet_id == id => {

@@ -35,8 +35,13 @@ pub async fn subscribe_in_time(
     }
 }
 
-async fn subscribe(conn: &MqttConnection, filters: &[Bytes], qos: QoS) -> Result<(), String> {
-    for chunk in filters.chunks(FILTERS_PER_SUBSCRIBE) {
+/// The filter lists of the SUBSCRIBE packets for `filters` at `qos`, at
+/// most `FILTERS_PER_SUBSCRIBE` each, with the filters each list holds.
+pub fn subscribe_lists(
+    filters: &[Bytes],
+    qos: QoS,
+) -> impl Iterator<Item = (&[Bytes], Vec<SubscribeFilter>)> {
+    filters.chunks(FILTERS_PER_SUBSCRIBE).map(move |chunk| {
         let list = chunk
             .iter()
             .map(|f| SubscribeFilter {
@@ -47,6 +52,12 @@ async fn subscribe(conn: &MqttConnection, filters: &[Bytes], qos: QoS) -> Result
                 },
             })
             .collect();
+        (chunk, list)
+    })
+}
+
+async fn subscribe(conn: &MqttConnection, filters: &[Bytes], qos: QoS) -> Result<(), String> {
+    for (chunk, list) in subscribe_lists(filters, qos) {
         let id = conn
             .with_client(|c| c.subscribe(list))
             .map_err(|e| format!("SUBSCRIBE: {e}"))?;

@@ -574,6 +574,20 @@ fn a_connection_slot_stays_small() {
     );
 }
 
+/// Echoes more lines than the ring has buffers, one receive each: the
+/// ring hands out its buffers in turn, so every buffer's first page is
+/// touched.
+fn touch_every_buffer(rig: &mut Rig, client: &mut TcpStream, buffers: usize) {
+    for i in 0..buffers + 8 {
+        let line = format!("{i:06}\n");
+        client
+            .write_all(line.as_bytes())
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        let (got, _) = rig.read(client, line.len());
+        assert_eq!(got, line.as_bytes());
+    }
+}
+
 /// The receive buffers' pages go back to the kernel after closes where the
 /// kernel allows it (`bufring` module docs), and receiving still works
 /// (into zeroed pages); elsewhere they stay resident, as documented.
@@ -582,16 +596,7 @@ fn the_receive_buffers_pages_are_given_back_after_closes() {
     let Some(mut rig) = Rig::new() else { return };
     let buffers = usize::from(UringLimits::default().recv_buffers);
     let (mut client, _echo) = rig.connect();
-    // One receive per line: the ring hands out its buffers in turn, so
-    // more lines than buffers touch every buffer's first page.
-    for i in 0..buffers + 8 {
-        let line = format!("{i:06}\n");
-        client
-            .write_all(line.as_bytes())
-            .unwrap_or_else(|e| panic!("write: {e}"));
-        let (got, _) = rig.read(&mut client, line.len());
-        assert_eq!(got, line.as_bytes());
-    }
+    touch_every_buffer(&mut rig, &mut client, buffers);
     let touched = rig.driver.bufs.resident_pages();
     assert!(
         touched >= buffers,
@@ -628,14 +633,7 @@ fn the_receive_buffers_pages_are_given_back_while_connections_idle() {
     let buffers = usize::from(UringLimits::default().recv_buffers);
     let (mut client, _echo) = rig.connect();
     assert!(!rig.driver.take_receive_activity(), "nothing received yet");
-    for i in 0..buffers + 8 {
-        let line = format!("{i:06}\n");
-        client
-            .write_all(line.as_bytes())
-            .unwrap_or_else(|e| panic!("write: {e}"));
-        let (got, _) = rig.read(&mut client, line.len());
-        assert_eq!(got, line.as_bytes());
-    }
+    touch_every_buffer(&mut rig, &mut client, buffers);
     assert!(rig.driver.take_receive_activity());
     assert!(!rig.driver.take_receive_activity(), "taken");
     let touched = rig.driver.bufs.resident_pages();

@@ -323,6 +323,11 @@ pub fn clock_ticks_per_s() -> u64 {
 
 /// CPU time of the calling thread, in microseconds (0 where unknown).
 pub fn thread_cpu_us() -> u64 {
+    thread_cpu_ns() / 1000
+}
+
+/// CPU time of the calling thread, in nanoseconds (0 where unknown).
+pub fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -333,7 +338,7 @@ pub fn thread_cpu_us() -> u64 {
     }
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(1_000_000).saturating_add(nanos / 1000)
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
 /// Raises this process's open-file limit so that `wanted` descriptors fit:
@@ -365,7 +370,7 @@ pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
 }
 
 /// The open-file limit (soft and hard).
-fn fd_limit() -> io::Result<libc::rlimit> {
+pub(crate) fn fd_limit() -> io::Result<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -46,17 +46,10 @@ const IORING_OP_FIXED_FD_INSTALL: u8 = 54;
 /// `IOSQE_FIXED_FILE`: the SQE's fd is a slot of the registered table.
 const IOSQE_FIXED_FILE: u8 = 1;
 
-/// The open-file limit (soft), the largest table the kernel registers.
+/// The open-file limit (soft), the largest table the kernel registers
+/// (0 where unknown).
 fn open_file_limit() -> u32 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    u32::try_from(limit.rlim_cur).unwrap_or(u32::MAX)
+    crate::os::fd_limit().map_or(0, |limit| u32::try_from(limit.rlim_cur).unwrap_or(u32::MAX))
 }
 
 /// One shard's table of direct descriptors (module docs).

@@ -73,7 +73,7 @@ impl Hold {
             off: HOLD_BUSY_OFF_PERCENT,
             fanout_min: HOLD_FANOUT_MIN,
             sample_start: Instant::now(),
-            sample_cpu_ns: thread_cpu_ns(),
+            sample_cpu_ns: crate::os::thread_cpu_ns(),
             held: Vec::new(),
             due: None,
         }
@@ -87,7 +87,7 @@ impl Hold {
         }
         let wall = now.saturating_duration_since(self.sample_start);
         if wall >= Duration::from_millis(HOLD_SAMPLE_MS) {
-            let cpu = thread_cpu_ns();
+            let cpu = crate::os::thread_cpu_ns();
             let used = cpu.saturating_sub(self.sample_cpu_ns);
             let wall_ns = u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX).max(1);
             let percent = used.saturating_mul(100) / wall_ns;
@@ -193,20 +193,4 @@ impl Driver {
     pub(super) fn holding(&self) -> bool {
         self.hold.due.is_some()
     }
-}
-
-/// CPU time of the calling thread, in nanoseconds (0 if unavailable).
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return 0;
-    }
-    u64::try_from(ts.tv_sec)
-        .unwrap_or(0)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
 }

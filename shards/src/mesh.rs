@@ -21,12 +21,31 @@
 //! `sync` feature (the owner thread's eventfd), so a parked shard costs
 //! nothing until a peer has work for it.
 //!
+//! # Rings that grow (and shrink back)
+//!
+//! A ring starts at [`RING_INITIAL_SLOTS`] slots (or
+//! `ring_capacity_slots` if that is smaller) and doubles when a push finds
+//! it full, up to `ring_capacity_slots`: the producer makes the larger
+//! ring, sends its consumer end down the old ring as the old ring's last
+//! message ([`Slot::Next`], in the one slot kept free for it), and pushes
+//! on the new ring from then on; the consumer switches rings when it pops
+//! that message, so the order is kept and the old ring is freed once it
+//! is drained. [`Mesh::shrink_memory`] (the shard's memory release, after
+//! closes) goes back to the initial size the same way for every ring that
+//! is empty. A ring's slots become resident once messages have cycled
+//! through them, and a slot is one [`RingMsg`] (~300 bytes): at the full
+//! size the mesh of 6 shards holds 30 rings of 1,024 slots, ~9 MB, which
+//! connection hand-offs alone used to make resident (docs/benchmarks.md,
+//! memory per idle connection at 100,000 connections); a ring grows only
+//! when its peer falls behind by more than the initial size.
+//!
 //! # Full-ring policy
 //!
 //! A push never blocks, never panics and never grows without bound:
 //!
 //! 1. If the peer's ring has room (and nothing is queued before it), the
-//!    message goes on the ring.
+//!    message goes on the ring (a ring below its full size grows first,
+//!    above).
 //! 2. Otherwise it is appended to a local overflow queue for that peer
 //!    (FIFO after the ring, so per-publisher order is kept), which the ring
 //!    task moves onto the ring on its next turn. The producer sets the
@@ -65,9 +84,10 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 /// What travels on a ring. Small, `Send`, no allocation per message: the
 /// engine's payloads are `Bytes` (refcounted), a hand-off moves an fd.
-// Slots are allocated once per ring and moved by value: boxing the engine
-// message to shrink the enum would allocate per message instead. A slot is
-// `size_of::<RingMsg>()` bytes (logged at start-up at debug level).
+// Slots are allocated per ring (module docs: rings that grow) and moved by
+// value: boxing the engine message to shrink the enum would allocate per
+// message instead. A slot is `size_of::<RingMsg>()` bytes (logged at
+// start-up at debug level).
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RingMsg {
@@ -131,8 +151,22 @@ impl ShardSignal {
     }
 }
 
+/// Slots a ring starts with (module docs: rings that grow).
+pub const RING_INITIAL_SLOTS: usize = 64;
+
+/// What a ring slot holds: a message, or the consumer end of the ring that
+/// replaces this one (module docs: rings that grow).
+// Large on purpose, as `RingMsg`.
+#[allow(clippy::large_enum_variant)]
+enum Slot {
+    Msg(RingMsg),
+    Next(Consumer<Slot>),
+}
+
 struct Outbound {
-    producer: Producer<RingMsg>,
+    producer: Producer<Slot>,
+    /// The ring's largest size (`ring_capacity_slots`).
+    capacity_max: usize,
     overflow: VecDeque<RingMsg>,
     space_wanted: Arc<AtomicBool>,
     /// Pushed to since the last `publish_wakeups`.
@@ -147,8 +181,51 @@ struct Outbound {
 
 struct Inbound {
     peer: ShardId,
-    consumer: Consumer<RingMsg>,
+    consumer: Consumer<Slot>,
     space_wanted: Arc<AtomicBool>,
+}
+
+impl Outbound {
+    /// Puts `msg` on the ring, growing a ring below its full size that
+    /// has only the slot for [`Slot::Next`] left; gives `msg` back if the
+    /// ring is full.
+    // The message given back is moved, as `rtrb::PushError` moves it.
+    #[allow(clippy::result_large_err)]
+    #[inline]
+    fn try_push(&mut self, msg: RingMsg) -> Result<(), RingMsg> {
+        // The capacity is the producer's own field (no shared cache line);
+        // the head is read only when the cached one says there is no room.
+        let capacity = self.producer.buffer().capacity();
+        let growable = capacity < self.capacity_max;
+        let chunk = match self
+            .producer
+            .write_chunk_uninit(if growable { 2 } else { 1 })
+        {
+            Ok(chunk) => chunk,
+            Err(_) if growable => {
+                self.switch_ring(capacity.saturating_mul(2).min(self.capacity_max));
+                match self.producer.write_chunk_uninit(1) {
+                    Ok(chunk) => chunk,
+                    Err(_) => return Err(msg),
+                }
+            }
+            Err(_) => return Err(msg),
+        };
+        chunk.fill_from_iter(std::iter::once(Slot::Msg(msg)));
+        Ok(())
+    }
+
+    /// Replaces the ring with one of `slots` slots: its consumer end goes
+    /// down the old ring (which must have a free slot: a ring below its
+    /// full size keeps one, and an empty ring has them all); without room
+    /// the old ring stays.
+    fn switch_ring(&mut self, slots: usize) {
+        let (producer, consumer) = RingBuffer::new(slots);
+        if self.producer.push(Slot::Next(consumer)).is_ok() {
+            self.producer = producer;
+            self.dirty = true;
+        }
+    }
 }
 
 /// Result of [`Mesh::push`].
@@ -230,10 +307,11 @@ pub fn build(
             if from == to {
                 continue;
             }
-            let (producer, consumer) = RingBuffer::new(capacity_slots);
+            let (producer, consumer) = RingBuffer::new(capacity_slots.min(RING_INITIAL_SLOTS));
             let space_wanted = Arc::new(AtomicBool::new(false));
             meshes[from].outbound[to] = Some(Outbound {
                 producer,
+                capacity_max: capacity_slots,
                 overflow: VecDeque::new(),
                 space_wanted: space_wanted.clone(),
                 dirty: false,
@@ -265,12 +343,12 @@ impl Mesh {
             return PushOutcome::InvalidPeer;
         };
         let msg = if out.overflow.is_empty() {
-            match out.producer.push(msg) {
+            match out.try_push(msg) {
                 Ok(()) => {
                     out.dirty = true;
                     return PushOutcome::Sent;
                 }
-                Err(rtrb::PushError::Full(back)) => back,
+                Err(back) => back,
             }
         } else {
             msg
@@ -312,9 +390,9 @@ impl Mesh {
     pub fn flush_overflow(&mut self) {
         for out in self.outbound.iter_mut().flatten() {
             while let Some(msg) = out.overflow.pop_front() {
-                match out.producer.push(msg) {
+                match out.try_push(msg) {
                     Ok(()) => out.dirty = true,
-                    Err(rtrb::PushError::Full(back)) => {
+                    Err(back) => {
                         out.overflow.push_front(back);
                         break;
                     }
@@ -368,11 +446,14 @@ impl Mesh {
             let mut from_this = 0;
             while popped < budget {
                 match inbound.consumer.pop() {
-                    Ok(msg) => {
+                    Ok(Slot::Msg(msg)) => {
                         batch.push(msg);
                         popped += 1;
                         from_this += 1;
                     }
+                    // The old ring is drained: the rest is on the new one
+                    // (the old one is freed here).
+                    Ok(Slot::Next(next)) => inbound.consumer = next,
                     Err(_) => break,
                 }
             }
@@ -417,6 +498,19 @@ impl Mesh {
                 over_limit: out.over_limit,
             })
         })
+    }
+
+    /// Puts every empty ring that grew back at its initial size, so that
+    /// the memory a burst made resident is freed (module docs: rings that
+    /// grow). For the shard's memory release, after closes.
+    pub fn shrink_memory(&mut self) {
+        for out in self.outbound.iter_mut().flatten() {
+            let initial = out.capacity_max.min(RING_INITIAL_SLOTS);
+            let capacity = out.producer.buffer().capacity();
+            if capacity > initial && out.overflow.is_empty() && out.producer.slots() == capacity {
+                out.switch_ring(initial);
+            }
+        }
     }
 
     /// Counters.

@@ -202,14 +202,17 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     let r = &config.runtime;
     let (meshes, ring_signals) =
         mesh::build(count, r.ring_capacity_slots, r.ring_overflow_max_messages);
-    let ring_bytes = usize::from(count)
+    // Each ring starts at `mesh::RING_INITIAL_SLOTS` and grows up to
+    // `ring_capacity_slots` (mesh docs): the most the mesh may take.
+    let ring_bytes_max = usize::from(count)
         * usize::from(count.saturating_sub(1))
         * r.ring_capacity_slots
         * std::mem::size_of::<RingMsg>();
     tracing::debug!(
         shards = count,
-        ring_bytes,
+        ring_bytes_max,
         slot_bytes = std::mem::size_of::<RingMsg>(),
+        initial_slots = r.ring_capacity_slots.min(mesh::RING_INITIAL_SLOTS),
         "ring mesh built"
     );
 

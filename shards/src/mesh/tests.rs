@@ -148,9 +148,20 @@ impl Wake for Unpark {
 /// park ever waits for its (generous) timeout, which a lost wake-up would.
 #[test]
 fn cross_thread_wakeups_are_not_lost() {
+    wakeups_are_not_lost(RING_INITIAL_SLOTS, false);
+}
+
+/// The same while the ring grows from its initial size to 4 times it, and
+/// the producer shrinks it back whenever it finds it empty.
+#[test]
+fn cross_thread_wakeups_are_not_lost_while_the_ring_grows_and_shrinks() {
+    wakeups_are_not_lost(4 * RING_INITIAL_SLOTS, true);
+}
+
+fn wakeups_are_not_lost(capacity_slots: usize, shrink: bool) {
     const MESSAGES: u32 = 20_000;
     const PARK_TIMEOUT: Duration = Duration::from_secs(2);
-    let (mut meshes, _signals) = build(2, 64, 1 << 20);
+    let (mut meshes, _signals) = build(2, capacity_slots, 1 << 20);
     let mut consumer = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
     let mut producer = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -190,6 +201,9 @@ fn cross_thread_wakeups_are_not_lost() {
             s += 1;
         }
         producer.flush_overflow();
+        if shrink && s % 7 == 0 {
+            producer.shrink_memory();
+        }
         producer.publish_wakeups();
         if s % 101 == 0 {
             std::thread::yield_now();
@@ -236,4 +250,71 @@ fn qos0_past_the_overflow_limit_is_queued_in_order_not_dropped() {
     }
     assert_eq!(got, (0..100).collect::<Vec<_>>());
     assert!(!m0.over_limit(1));
+}
+
+fn capacity(m: &Mesh, peer: ShardId) -> usize {
+    m.rings()
+        .find(|r| r.peer == peer)
+        .map_or(0, |r| r.capacity_slots)
+}
+
+/// A ring starts small, doubles when a push finds it full (one slot kept
+/// for the switch) up to `ring_capacity_slots`, then overflows as before;
+/// every message arrives in order across the switches, and once the
+/// consumer has drained it the ring goes back to its initial size.
+#[test]
+fn a_ring_grows_on_demand_and_shrinks_back_when_empty() {
+    let (mut meshes, _signals) = build(2, 4 * RING_INITIAL_SLOTS, 4);
+    let mut m1 = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    let mut m0 = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    assert_eq!(capacity(&m0, 1), RING_INITIAL_SLOTS);
+    // Nothing popped: the rings of 64, 128 and 256 slots hold 63 + 127 +
+    // 256 messages (the last ring is at the full size and keeps no slot).
+    let on_rings = (RING_INITIAL_SLOTS - 1) + (2 * RING_INITIAL_SLOTS - 1) + 4 * RING_INITIAL_SLOTS;
+    let mut s = 0u32;
+    while m0.push(1, publish(QoS::AtMostOnce, s)) == PushOutcome::Sent {
+        s += 1;
+    }
+    assert_eq!(s as usize, on_rings, "then the overflow queue");
+    assert_eq!(capacity(&m0, 1), 4 * RING_INITIAL_SLOTS);
+    // Empty only once the consumer has drained it: no shrink before.
+    m0.shrink_memory();
+    assert_eq!(capacity(&m0, 1), 4 * RING_INITIAL_SLOTS);
+    let mut got = Vec::new();
+    let mut batch = Vec::new();
+    for _ in 0..1000 {
+        m0.flush_overflow();
+        if m1.pop_batch(16, &mut batch) == 0 && m0.stats().overflow_messages == 0 {
+            break;
+        }
+        got.extend(batch.drain(..).map(|m| seq_of(&m)));
+    }
+    assert_eq!(got, (0..=s).collect::<Vec<_>>());
+    m0.shrink_memory();
+    assert_eq!(capacity(&m0, 1), RING_INITIAL_SLOTS);
+    // After the switch (its message still on the old ring) messages keep
+    // their order.
+    for k in 0..10 {
+        assert_eq!(
+            m0.push(1, publish(QoS::AtMostOnce, 1000 + k)),
+            PushOutcome::Sent
+        );
+    }
+    assert_eq!(m1.pop_batch(64, &mut batch), 10);
+    let after: Vec<u32> = batch.drain(..).map(|m| seq_of(&m)).collect();
+    assert_eq!(after, (1000..1010).collect::<Vec<_>>());
+    assert!(!m1.has_work());
+}
+
+/// A ring configured below the initial size never grows (nor keeps a slot
+/// for a switch).
+#[test]
+fn a_ring_smaller_than_the_initial_size_keeps_its_size() {
+    let (mut meshes, _signals) = build(2, 8, 4);
+    let mut s = 0u32;
+    while meshes[0].push(1, publish(QoS::AtMostOnce, s)) == PushOutcome::Sent {
+        s += 1;
+    }
+    assert_eq!(s, 8);
+    assert_eq!(capacity(&meshes[0], 1), 8);
 }

@@ -448,11 +448,16 @@ impl Shard {
     }
 
     /// Gives back the spare capacity of the runtime's connection tables
-    /// (after a burst of closes; `memory_release_task`).
+    /// and of the rings to the other shards that grew (after a burst of
+    /// closes; `memory_release_task`). The peers are woken to switch to
+    /// the smaller rings (they free the old ones).
     pub fn shrink_memory(&self) {
         self.conns.borrow_mut().shrink_to_fit();
         self.paused.borrow_mut().shrink_to_fit();
         self.connlog.shrink_memory();
+        let mut mesh = self.mesh.borrow_mut();
+        mesh.shrink_memory();
+        mesh.publish_wakeups();
     }
 
     /// Writes the engine's connection records (`connlog`); `transport` is

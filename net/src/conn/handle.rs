@@ -137,9 +137,10 @@ pub(super) struct Shared {
     /// native loop has no tasks, so its connections never make them
     /// (32 bytes less per connection; docs/benchmarks.md).
     wakers: std::cell::OnceCell<Box<Wakers>>,
-    /// Native backend: where to queue this connection for attention.
+    /// Native backend: where to queue this connection for attention (set
+    /// once, by `link_native`).
     #[cfg(target_os = "linux")]
-    pub(super) native: std::cell::OnceCell<NativeLink>,
+    pub(super) native: Cell<Option<NativeLink>>,
     /// Native backend: already queued since the last attention.
     #[cfg(target_os = "linux")]
     pub(super) queued: Cell<bool>,
@@ -152,13 +153,15 @@ struct Wakers {
     reader: WakerSlot,
 }
 
-/// A native-loop connection's place: the loop's ready list, its slab slot
-/// and generation.
+/// A native-loop connection's place: its slab slot and generation (8
+/// bytes; the loop's ready list is its thread's, `uring::READY`, so the
+/// shared flags fit in 24 bytes and their `Rc` in mimalloc's 40-byte class,
+/// not 48; docs/benchmarks.md, memory per idle connection).
 #[cfg(target_os = "linux")]
+#[derive(Clone, Copy)]
 pub(super) struct NativeLink {
-    ready: Rc<crate::uring::ReadyList>,
     slot: u32,
-    gen: u32,
+    gen: std::num::NonZeroU32,
 }
 
 /// The runtime's side of a driven connection: cheap to clone, `!Send`.
@@ -219,16 +222,18 @@ impl DriverHandle {
 /// The native loop's side of the handle (`crate::uring`).
 #[cfg(target_os = "linux")]
 impl DriverHandle {
-    /// Ties the handle to a native loop's slab entry.
-    pub(crate) fn link_native(&self, ready: Rc<crate::uring::ReadyList>, slot: u32, gen: u32) {
-        if self
-            .shared
-            .native
-            .set(NativeLink { ready, slot, gen })
-            .is_err()
-        {
+    /// Ties the handle to a native loop's slab entry (generations are
+    /// never 0: `uring::Driver::add`).
+    pub(crate) fn link_native(&self, slot: u32, gen: u32) {
+        let Some(gen) = std::num::NonZeroU32::new(gen) else {
+            tracing::error!("a driver handle was linked with generation 0");
+            return;
+        };
+        if self.shared.native.get().is_some() {
             tracing::error!("a driver handle was linked to a native loop twice");
+            return;
         }
+        self.shared.native.set(Some(NativeLink { slot, gen }));
         // Anything asked before the link is acted on at the next flush.
         self.shared.queued.set(false);
         self.queue();
@@ -240,7 +245,7 @@ impl DriverHandle {
             return;
         };
         if !self.shared.queued.replace(true) {
-            link.ready.list.borrow_mut().push((link.slot, link.gen));
+            crate::uring::queue_ready(link.slot, link.gen.get());
         }
     }
 

@@ -29,7 +29,7 @@ impl Driver {
     /// Whether connections wait for [`Driver::flush`] (attention asked,
     /// or a close step left for the next turn).
     pub fn has_ready(&self) -> bool {
-        !self.ready.list.borrow().is_empty() || !self.close_waiting.is_empty()
+        super::ready_waiting() || !self.close_waiting.is_empty()
     }
 
     /// Close steps that waited for a later turn so far (`close` module).

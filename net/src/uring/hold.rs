@@ -140,8 +140,10 @@ impl Driver {
             self.hold.held.clear();
         }
         loop {
-            let batch = std::mem::take(&mut *self.ready.list.borrow_mut());
+            // The list and `ready_spare` swap allocations: none per turn.
+            let mut batch = super::take_ready(std::mem::take(&mut self.ready_spare));
             if batch.is_empty() {
+                self.ready_spare = batch;
                 break;
             }
             // A hold starts with a fan-out; once started, everything that
@@ -158,12 +160,8 @@ impl Driver {
                     self.attend(slot, gen);
                 }
             }
-            let mut list = self.ready.list.borrow_mut();
-            if list.is_empty() {
-                // Keep the allocation (no allocation per turn).
-                *list = batch;
-                list.clear();
-            }
+            batch.clear();
+            self.ready_spare = batch;
         }
         if !self.hold.held.is_empty() && self.hold.due.is_none() {
             self.hold.due = Some(now + self.hold.limit);

@@ -247,7 +247,8 @@ pub struct Driver {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
-    ready: Rc<ReadyList>,
+    /// The ready list's other allocation (`hold::attend_ready`).
+    ready_spare: Vec<(u32, u32)>,
     timers: BinaryHeap<Reverse<(u64, u32, u32, TimerKind)>>,
     scratch: BytesMut,
     cqes: Vec<(u64, i32, u32)>,
@@ -294,17 +295,50 @@ struct Slot {
     conn: Option<Conn>,
 }
 
-/// Connections whose handle asked for attention (transmit, close, resume
-/// reads) since the last flush: (slot, generation), each at most once.
-#[derive(Default)]
-pub(crate) struct ReadyList {
-    pub(crate) list: std::cell::RefCell<Vec<(u32, u32)>>,
+thread_local! {
+    /// Connections whose handle asked for attention (transmit, close,
+    /// resume reads) since the last flush: (slot, generation), each at most
+    /// once. One per thread, not one per driver behind an `Rc` in every
+    /// handle (8 bytes per connection): a thread runs at most one native
+    /// loop ([`Driver::new`]).
+    static READY: std::cell::RefCell<Vec<(u32, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A [`Driver`] lives on this thread.
+    static LOOP_ON_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Queues a connection of this thread's loop for its next flush.
+#[inline]
+pub(crate) fn queue_ready(slot: u32, gen: u32) {
+    READY.with(|r| r.borrow_mut().push((slot, gen)));
+}
+
+/// Takes the ready list, leaving `spare` (empty) in its place; `spare`
+/// back if the list is empty.
+fn take_ready(spare: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    READY.with(|r| {
+        let mut list = r.borrow_mut();
+        if list.is_empty() {
+            return spare;
+        }
+        std::mem::replace(&mut *list, spare)
+    })
+}
+
+/// Whether a connection waits in the ready list.
+fn ready_waiting() -> bool {
+    READY.with(|r| !r.borrow().is_empty())
 }
 
 impl Driver {
     /// Sets up the ring, the provided buffers and the wake-up eventfd; an
     /// error says which io_uring feature the kernel (or a sandbox) refused.
     pub fn new(limits: UringLimits, config: DriverConfig) -> io::Result<Driver> {
+        if LOOP_ON_THREAD.with(std::cell::Cell::get) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a native loop already runs on this thread (one per thread: its ready list is the thread's)",
+            ));
+        }
         if !kernel_supports_multishot_recv() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -351,7 +385,7 @@ impl Driver {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            ready: Rc::new(ReadyList::default()),
+            ready_spare: Vec::new(),
             timers: BinaryHeap::new(),
             scratch: BytesMut::new(),
             cqes: Vec::new(),
@@ -367,6 +401,8 @@ impl Driver {
             gen_floor: 0,
         };
         driver.arm_wake();
+        LOOP_ON_THREAD.with(|on| on.set(true));
+        READY.with(|r| r.borrow_mut().clear());
         Ok(driver)
     }
 
@@ -403,9 +439,10 @@ impl Driver {
             None => return false,
         };
         let entry = &mut self.slots[slot as usize];
-        entry.gen = entry.gen.wrapping_add(1);
+        // Never 0 (`DriverHandle::link_native`).
+        entry.gen = entry.gen.wrapping_add(1).max(1);
         let gen = entry.gen;
-        handle.link_native(self.ready.clone(), slot, gen);
+        handle.link_native(slot, gen);
         let fd = self.conn_fd(socket);
         let entry = &mut self.slots[slot as usize];
         entry.conn = Some(Conn::new(fd, handler, handle, tls));
@@ -515,5 +552,7 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         self.bufs.unregister(&self.ring.submitter());
+        READY.with(|r| *r.borrow_mut() = Vec::new());
+        LOOP_ON_THREAD.with(|on| on.set(false));
     }
 }

@@ -222,6 +222,21 @@ fn wakeups_are_not_lost(capacity_slots: usize, shrink: bool) {
     eprintln!("consumer woken {wakes} times");
 }
 
+/// Moves everything `from` queued for shard 1 to `to`, in batches of 16;
+/// the sequence numbers in the order they arrived.
+fn drain(from: &mut Mesh, to: &mut Mesh) -> Vec<u32> {
+    let mut got = Vec::new();
+    let mut batch = Vec::new();
+    for _ in 0..1000 {
+        from.flush_overflow();
+        if to.pop_batch(16, &mut batch) == 0 && from.stats().overflow_messages == 0 {
+            break;
+        }
+        got.extend(batch.drain(..).map(|m| seq_of(&m)));
+    }
+    got
+}
+
 #[test]
 fn qos0_past_the_overflow_limit_is_queued_in_order_not_dropped() {
     // ring of 2 slots, overflow of 2 messages: a QoS 0 burst of 100 far
@@ -239,15 +254,7 @@ fn qos0_past_the_overflow_limit_is_queued_in_order_not_dropped() {
     }
     assert_eq!(over, 96, "2 on the ring, 2 queued below the limit");
     assert!(m0.over_limit(1));
-    let mut got = Vec::new();
-    let mut batch = Vec::new();
-    for _ in 0..1000 {
-        m0.flush_overflow();
-        if m1.pop_batch(16, &mut batch) == 0 && m0.stats().overflow_messages == 0 {
-            break;
-        }
-        got.extend(batch.drain(..).map(|m| seq_of(&m)));
-    }
+    let got = drain(&mut m0, &mut m1);
     assert_eq!(got, (0..100).collect::<Vec<_>>());
     assert!(!m0.over_limit(1));
 }
@@ -280,15 +287,7 @@ fn a_ring_grows_on_demand_and_shrinks_back_when_empty() {
     // Empty only once the consumer has drained it: no shrink before.
     m0.shrink_memory();
     assert_eq!(capacity(&m0, 1), 4 * RING_INITIAL_SLOTS);
-    let mut got = Vec::new();
-    let mut batch = Vec::new();
-    for _ in 0..1000 {
-        m0.flush_overflow();
-        if m1.pop_batch(16, &mut batch) == 0 && m0.stats().overflow_messages == 0 {
-            break;
-        }
-        got.extend(batch.drain(..).map(|m| seq_of(&m)));
-    }
+    let got = drain(&mut m0, &mut m1);
     assert_eq!(got, (0..=s).collect::<Vec<_>>());
     m0.shrink_memory();
     assert_eq!(capacity(&m0, 1), RING_INITIAL_SLOTS);
@@ -300,6 +299,7 @@ fn a_ring_grows_on_demand_and_shrinks_back_when_empty() {
             PushOutcome::Sent
         );
     }
+    let mut batch = Vec::new();
     assert_eq!(m1.pop_batch(64, &mut batch), 10);
     let after: Vec<u32> = batch.drain(..).map(|m| seq_of(&m)).collect();
     assert_eq!(after, (1000..1010).collect::<Vec<_>>());

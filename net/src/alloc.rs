@@ -19,6 +19,13 @@
 //! moves it to a helper thread at the lowest priority: allocations never
 //! reach the (very long) purge delay it sets, and the helper purges what
 //! was freed once per [`PURGE_INTERVAL_MS`].
+//!
+//! What a purge cannot give back is memory mimalloc handed out again
+//! before the purge came: a range freed and reused within the second stays
+//! resident even where its new owner never writes. For a grown table that
+//! is its unused half; [`large_blocks_from_os`] maps such large blocks
+//! from the OS for themselves instead (resident only where written,
+//! unmapped when freed).
 
 use std::ffi::{c_int, c_long};
 use std::time::Duration;
@@ -41,6 +48,21 @@ extern "C" {
 /// mimalloc.h (v3): `mi_option_purge_delay`, the 16th entry of
 /// `mi_option_e` (a test checks it reads back mimalloc's default).
 const MI_OPTION_PURGE_DELAY: c_int = 15;
+
+/// mimalloc.h (v3): `mi_option_arena_max_object_size`, the 46th entry of
+/// `mi_option_e`, in KiB (a test checks it reads back mimalloc's default).
+const MI_OPTION_ARENA_MAX_OBJECT_SIZE: c_int = 45;
+
+/// mimalloc v3's own largest arena object, in KiB (2 GiB on 64-bit):
+/// below it, every allocation lives in mimalloc's arenas.
+pub const MIMALLOC_ARENA_MAX_OBJECT_KIB: c_long = 2 * 1024 * 1024;
+
+/// The largest object [`large_blocks_from_os`] leaves in mimalloc's
+/// arenas, in KiB: a medium page (512 KiB, blocks up to ~84 KiB). Larger
+/// ones, the 4 MiB pages of 84-512 KiB blocks and every single block over
+/// 512 KiB (grown tables, large partial packets), are mapped from the OS
+/// for themselves and unmapped when freed.
+pub const ARENA_MAX_OBJECT_KIB: c_long = 512;
 
 /// mimalloc v3's own purge delay, in milliseconds.
 pub const MIMALLOC_PURGE_DELAY_MS: c_long = 1_000;
@@ -168,6 +190,52 @@ pub fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
         .then(|| len.saturating_mul(2).max(SHRINK_MIN_CAPACITY))
 }
 
+/// Whether [`large_blocks_from_os`] changed where large blocks come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LargeBlocks {
+    /// Objects over [`ARENA_MAX_OBJECT_KIB`] are mapped from the OS.
+    FromOs,
+    /// `MIMALLOC_ARENA_MAX_OBJECT_SIZE` is set in the environment: the
+    /// operator's choice stands.
+    Unchanged,
+}
+
+/// Makes mimalloc map every object over [`ARENA_MAX_OBJECT_KIB`] (and the
+/// 4 MiB pages of 84-512 KiB blocks) from the OS for itself, instead of
+/// carving it out of its arenas, unless the environment sets
+/// `MIMALLOC_ARENA_MAX_OBJECT_SIZE`. Call it first thing in `main`, before
+/// the heap grows (objects allocated before stay where they are).
+///
+/// Why: the purge helper ([`start_purger`]) gives freed arena ranges back
+/// once a second, and until then mimalloc hands them out again as they
+/// are, resident. A table that grows (a `Vec` doubling to 32,768 entries
+/// when a shard passes 16,384 connections) is then placed over ranges
+/// that earlier, freed tables and pages had made resident, and its unused
+/// part (up to half of it) stays resident although nothing ever touches it;
+/// a fresh mapping becomes resident only where it is written. With six
+/// shards filling at once this was about 43 MB of the 100,000 idle
+/// connections' RSS (docs/benchmarks.md, "Freed memory the allocator keeps
+/// committed"). A mapping of its own also goes back to the OS the moment
+/// it is freed (`munmap`), with no purge to wait for. The cost is a
+/// `mmap` per large object or large page: a table's growth, a large
+/// packet; nothing per message or per small connection.
+pub fn large_blocks_from_os() -> LargeBlocks {
+    if std::env::var_os("MIMALLOC_ARENA_MAX_OBJECT_SIZE").is_some() {
+        return LargeBlocks::Unchanged;
+    }
+    // SAFETY: mi_option_set stores one option by its valid index
+    // (MI_OPTION_ARENA_MAX_OBJECT_SIZE); mimalloc reads it at each arena
+    // allocation, so it may change at any time.
+    unsafe { mi_option_set(MI_OPTION_ARENA_MAX_OBJECT_SIZE, ARENA_MAX_OBJECT_KIB) };
+    LargeBlocks::FromOs
+}
+
+/// The largest object mimalloc carves out of its arenas now, in KiB.
+pub fn arena_max_object_kib() -> c_long {
+    // SAFETY: mi_option_get reads one option by its valid index.
+    unsafe { mi_option_get(MI_OPTION_ARENA_MAX_OBJECT_SIZE) }
+}
+
 /// Whether [`keep_small_pages`] turned transparent huge pages off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HugePages {
@@ -222,6 +290,66 @@ mod tests {
             return;
         }
         assert_eq!(purge_delay_ms(), MIMALLOC_PURGE_DELAY_MS);
+    }
+
+    /// Whether every 4 KiB page of `len` bytes from `p` (rounded in to
+    /// whole pages) is still mapped: `mincore` fails with ENOMEM over a
+    /// range that has an unmapped page in it.
+    #[cfg(target_os = "linux")]
+    fn mapped(p: *mut u8, len: usize) -> bool {
+        let start = (p as usize).next_multiple_of(4096);
+        let end = (p as usize + len) & !4095;
+        let mut resident = vec![0u8; (end - start) / 4096];
+        // SAFETY: mincore only reads the page tables of the range and writes
+        // one byte per page into `resident`, which has room for every page.
+        let rc = unsafe {
+            libc::mincore(
+                start as *mut libc::c_void,
+                end - start,
+                resident.as_mut_ptr(),
+            )
+        };
+        rc == 0
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_freed_large_block_goes_back_to_the_os_at_once() {
+        const LEN: usize = 8 << 20;
+        // One test for the option: the setting below is process-wide.
+        if std::env::var_os("MIMALLOC_ARENA_MAX_OBJECT_SIZE").is_some() {
+            return;
+        }
+        // The index is declared by hand: mimalloc v3's default (2 GiB in
+        // KiB, no other option's default) proves it names
+        // `mi_option_arena_max_object_size`.
+        assert_eq!(arena_max_object_kib(), MIMALLOC_ARENA_MAX_OBJECT_KIB);
+        let touch = |p: *mut u8| {
+            assert!(!p.is_null());
+            // SAFETY: p is a live allocation of LEN bytes.
+            unsafe { std::ptr::write_bytes(p, 1, LEN) };
+        };
+        // mimalloc's default: the block is carved out of an arena, whose
+        // range stays mapped (and resident, until a purge) after the free.
+        // SAFETY: mi_malloc/mi_free pair on mimalloc's own heap.
+        let in_arena = unsafe { libmimalloc_sys::mi_malloc(LEN) }.cast::<u8>();
+        touch(in_arena);
+        // SAFETY: allocated above by mi_malloc, freed once.
+        unsafe { libmimalloc_sys::mi_free(in_arena.cast()) };
+        assert!(
+            mapped(in_arena, LEN),
+            "an arena block stays mapped after its free"
+        );
+
+        assert_eq!(large_blocks_from_os(), LargeBlocks::FromOs);
+        assert_eq!(arena_max_object_kib(), ARENA_MAX_OBJECT_KIB);
+        // SAFETY: as above.
+        let own = unsafe { libmimalloc_sys::mi_malloc(LEN) }.cast::<u8>();
+        touch(own);
+        assert!(mapped(own, LEN));
+        // SAFETY: allocated above by mi_malloc, freed once.
+        unsafe { libmimalloc_sys::mi_free(own.cast()) };
+        assert!(!mapped(own, LEN), "a large block is unmapped when freed");
     }
 
     #[test]

@@ -111,6 +111,7 @@ fn load(args: &ServeArgs) -> Result<Config, ExitCode> {
 fn serve(args: &ServeArgs) -> ExitCode {
     // Before the heap grows (ringmq_net::alloc docs).
     let huge_pages = ringmq_net::alloc::keep_small_pages();
+    let large_blocks = ringmq_net::alloc::large_blocks_from_os();
     let config = match load(args) {
         Ok(c) => c,
         Err(code) => return code,
@@ -123,6 +124,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
     if let ringmq_net::alloc::HugePages::Failed(kind) = huge_pages {
         tracing::warn!(error = ?kind, "cannot turn transparent huge pages off; memory given back after closes may stay resident");
     }
+    tracing::debug!(
+        ?large_blocks,
+        arena_max_object_kib = ringmq_net::alloc::arena_max_object_kib(),
+        "allocator: large blocks"
+    );
     match server::serve(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

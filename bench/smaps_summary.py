@@ -4,10 +4,13 @@
     bench/smaps_summary.py PID [LABEL]
 
 Groups: the executable's code and data (file-backed), other files (shared
-libraries), the heap, thread stacks, and anonymous mappings by size: the
-native loop's provided-buffer ring (a 4 MiB mapping per shard with the
-default 256 x 16 KiB buffers), mimalloc's arenas (mappings of 32 MiB and
-more) and the rest. Prints one line, KiB per group (groups under 64 KiB
+libraries), the heap, thread stacks, and anonymous mappings by size:
+mappings of exactly 4 MiB ("4mib-maps": the native loop's provided-buffer
+ring, one per shard with the default 256 x 16 KiB buffers, and mimalloc's
+large pages of 84-512 KiB blocks, which the broker maps from the OS:
+`ringmq_net::alloc::large_blocks_from_os`), mimalloc's arenas (mappings of
+32 MiB and more) and the rest ("anon": among them mimalloc's blocks over
+512 KiB, each mapped for itself). Prints one line, KiB per group (groups under 64 KiB
 left out). Used by bench/idle-memory.sh with SMAPS=1.
 """
 import re
@@ -29,7 +32,7 @@ with open(f"/proc/{pid}/smaps") as smaps:
             elif name:
                 current = name.strip("[]").split(":")[0]
             elif size == 4 << 20:
-                current = "buffer-ring"
+                current = "4mib-maps"
             elif size >= 32 << 20:
                 current = "arena"
             else:

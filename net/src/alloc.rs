@@ -292,30 +292,44 @@ mod tests {
         assert_eq!(purge_delay_ms(), MIMALLOC_PURGE_DELAY_MS);
     }
 
-    /// Whether every 4 KiB page of `len` bytes from `p` (rounded in to
-    /// whole pages) is still mapped: `mincore` fails with ENOMEM over a
-    /// range that has an unmapped page in it.
+    /// The 4 KiB pages of `len` bytes from `p` (rounded in to whole
+    /// pages) that are resident, or `None` where part of the range is not
+    /// mapped (`mincore` fails with ENOMEM there).
     #[cfg(target_os = "linux")]
-    fn mapped(p: *mut u8, len: usize) -> bool {
+    fn resident_pages(p: *mut u8, len: usize) -> Option<usize> {
         let start = (p as usize).next_multiple_of(4096);
         let end = (p as usize + len) & !4095;
-        let mut resident = vec![0u8; (end - start) / 4096];
+        let mut pages = vec![0u8; (end - start) / 4096];
         // SAFETY: mincore only reads the page tables of the range and writes
-        // one byte per page into `resident`, which has room for every page.
-        let rc = unsafe {
-            libc::mincore(
-                start as *mut libc::c_void,
-                end - start,
-                resident.as_mut_ptr(),
-            )
-        };
-        rc == 0
+        // one byte per page into `pages`, which has room for every page.
+        let rc =
+            unsafe { libc::mincore(start as *mut libc::c_void, end - start, pages.as_mut_ptr()) };
+        (rc == 0).then(|| pages.iter().filter(|&&b| b & 1 == 1).count())
+    }
+
+    /// Allocates `len` bytes with mimalloc, writes the first `written`.
+    #[cfg(target_os = "linux")]
+    fn mi_block(len: usize, written: usize) -> *mut u8 {
+        // SAFETY: a plain allocation on mimalloc's own heap.
+        let p = unsafe { libmimalloc_sys::mi_malloc(len) }.cast::<u8>();
+        assert!(!p.is_null());
+        // SAFETY: p is a live allocation of len >= written bytes.
+        unsafe { std::ptr::write_bytes(p, 1, written) };
+        p
+    }
+
+    /// Frees a block from [`mi_block`].
+    #[cfg(target_os = "linux")]
+    fn mi_release(p: *mut u8) {
+        // SAFETY: p came from mi_malloc and is freed once.
+        unsafe { libmimalloc_sys::mi_free(p.cast()) }
     }
 
     #[test]
     #[cfg(target_os = "linux")]
-    fn a_freed_large_block_goes_back_to_the_os_at_once() {
+    fn a_large_block_is_resident_only_where_written_and_unmapped_when_freed() {
         const LEN: usize = 8 << 20;
+        const WRITTEN: usize = 1 << 20;
         // One test for the option: the setting below is process-wide.
         if std::env::var_os("MIMALLOC_ARENA_MAX_OBJECT_SIZE").is_some() {
             return;
@@ -324,32 +338,42 @@ mod tests {
         // KiB, no other option's default) proves it names
         // `mi_option_arena_max_object_size`.
         assert_eq!(arena_max_object_kib(), MIMALLOC_ARENA_MAX_OBJECT_KIB);
-        let touch = |p: *mut u8| {
-            assert!(!p.is_null());
-            // SAFETY: p is a live allocation of LEN bytes.
-            unsafe { std::ptr::write_bytes(p, 1, LEN) };
-        };
-        // mimalloc's default: the block is carved out of an arena, whose
-        // range stays mapped (and resident, until a purge) after the free.
-        // SAFETY: mi_malloc/mi_free pair on mimalloc's own heap.
-        let in_arena = unsafe { libmimalloc_sys::mi_malloc(LEN) }.cast::<u8>();
-        touch(in_arena);
-        // SAFETY: allocated above by mi_malloc, freed once.
-        unsafe { libmimalloc_sys::mi_free(in_arena.cast()) };
+        // mimalloc's default, the reason for the policy: a block carved out
+        // of an arena stays mapped and resident after its free (until a
+        // purge), and the next block placed there (a table that grew) is
+        // resident beyond what its owner writes.
+        let first = mi_block(LEN, LEN);
+        mi_release(first);
         assert!(
-            mapped(in_arena, LEN),
+            resident_pages(first, LEN).is_some(),
             "an arena block stays mapped after its free"
+        );
+        let second = mi_block(LEN, WRITTEN);
+        let tail = resident_pages(second.wrapping_add(WRITTEN), LEN - WRITTEN);
+        mi_release(second);
+        assert!(
+            tail.is_some_and(|n| n > 0),
+            "the reused arena range is resident beyond what was written: {tail:?}"
         );
 
         assert_eq!(large_blocks_from_os(), LargeBlocks::FromOs);
         assert_eq!(arena_max_object_kib(), ARENA_MAX_OBJECT_KIB);
-        // SAFETY: as above.
-        let own = unsafe { libmimalloc_sys::mi_malloc(LEN) }.cast::<u8>();
-        touch(own);
-        assert!(mapped(own, LEN));
-        // SAFETY: allocated above by mi_malloc, freed once.
-        unsafe { libmimalloc_sys::mi_free(own.cast()) };
-        assert!(!mapped(own, LEN), "a large block is unmapped when freed");
+        let first = mi_block(LEN, LEN);
+        assert_eq!(resident_pages(first, LEN), Some(LEN / 4096));
+        mi_release(first);
+        assert_eq!(
+            resident_pages(first, LEN),
+            None,
+            "a large block is unmapped when freed"
+        );
+        let second = mi_block(LEN, WRITTEN);
+        let tail = resident_pages(second.wrapping_add(WRITTEN), LEN - WRITTEN);
+        mi_release(second);
+        assert_eq!(
+            tail,
+            Some(0),
+            "a large block is resident only where written"
+        );
     }
 
     #[test]

@@ -16,6 +16,9 @@
 #   BENCH_NICE=-10  (niceness of brokers and loadgen, so that other work on a
 #                    shared machine preempts them less; ignored if not allowed)
 #   OUT=bench/results/<timestamp>   SKIP_INSTALL=1   SKIP_BUILD=1   CROSS_CHECK=1
+#   RX_THREAD=1  (loadgen --rx-thread: subscribers on a second loadgen thread,
+#                 latency to the kernel's receive time, as bench/cpu-scenarios.sh;
+#                 0 = every client on loadgen's one thread, as before 2026-11-30)
 # Output in $OUT: results.md (table), report.html, runs/*.json, results.tsv, logs.
 set -euo pipefail
 
@@ -28,6 +31,8 @@ REPEATS="${REPEATS:-3}"
 DURATION="${DURATION:-5}"
 WARMUP="${WARMUP:-2}"
 DRAIN="${DRAIN:-2}"
+RX_THREAD="${RX_THREAD:-1}"
+RX_FLAG=""; [ "$RX_THREAD" = 1 ] && RX_FLAG="--rx-thread"
 BROKERS="${BROKERS:-mosquitto rumqttd ringmq}"
 SCENARIOS="${SCENARIOS:-fanout pairs fanin pairs-max}"
 BROKER_CPU="${BROKER_CPU:-1}"
@@ -195,7 +200,7 @@ for broker in $AVAILABLE; do
       fi
       before=$(cpu_ticks "$bpid")
       # shellcheck disable=SC2086
-      if ! "${PRIO[@]}" taskset -c "$LOADGEN_CPU" "$LOADGEN" pubsub --port "$port" $args \
+      if ! "${PRIO[@]}" taskset -c "$LOADGEN_CPU" "$LOADGEN" pubsub --port "$port" $args $RX_FLAG \
           --warmup "$WARMUP" --duration "$DURATION" --drain "$DRAIN" \
           --client-prefix "cmp-$broker-$scenario-$r" --label "$broker" --json -q \
           > "$json" 2> "$OUT/logs/loadgen-$broker-$scenario-$r.log"; then

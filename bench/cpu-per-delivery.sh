@@ -14,8 +14,11 @@
 # listener with a self-signed ECDSA P-256 certificate openssl makes in a temporary
 # directory, and loadgen connects with --transport tls|wss --insecure (every
 # connection does a full handshake; the window starts after the warm-up).
-# Each run: broker pinned to BROKER_CORE, loadgen (one thread) to
-# LOADGEN_CORE; broker utime+stime from /proc/PID/stat is sampled after the
+# RX_THREAD (1, TCP only: loadgen --rx-thread, its subscribers on a second
+# thread with kernel receive timestamps, as bench/cpu-scenarios.sh; 0: every
+# subscriber on loadgen's one worker thread, as before 2026-11-30 19:00 UTC).
+# Each run: broker pinned to BROKER_CORE, loadgen (its publisher on one
+# worker thread) to LOADGEN_CORE; broker utime+stime from /proc/PID/stat is sampled after the
 # warm-up and again WINDOW_S later; loadgen's received count over the same
 # window (its JSON) divides it. Prints one line per run and the median.
 # Needs: target/release/{ringmq,loadgen} (cargo build --release -p ringmq -p loadgen),
@@ -24,7 +27,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 RATE="${RATE:-2400}" SUBS="${SUBS:-100}" WINDOW_S="${WINDOW_S:-10}" REPEATS="${REPEATS:-3}"
-PORT="${PORT:-18900}" BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}"
+PORT="${PORT:-18900}" BROKER_CORE="${BROKER_CORE:-1}" LOADGEN_CORE="${LOADGEN_CORE:-0}" RX_THREAD="${RX_THREAD:-1}"
 PEERS="$root/../shared/peers"
 tdir="${CARGO_TARGET_DIR:-target}/release"
 brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
@@ -47,6 +50,8 @@ if [[ "$TRANSPORT" != tcp ]]; then
 fi
 loadgen_transport=(--transport "$TRANSPORT")
 [[ "$TRANSPORT" == tcp ]] || loadgen_transport+=(--insecure)
+# --rx-thread reads TCP only.
+[[ "$TRANSPORT" != tcp || "$RX_THREAD" != 1 ]] || loadgen_transport+=(--rx-thread)
 
 start_broker() {
   case "$1" in

@@ -142,8 +142,11 @@ impl Driver {
     /// are already pending, the wait ends once `gather_completions` are
     /// pending, or `gather_wait_us` after it began with at least one
     /// pending, or at the first completion after that.
-    /// Held output (`hold` module) ends the wait at its release.
+    /// Held output (`hold` module) ends the wait when the hold must be
+    /// looked at again.
     pub fn submit_and_wait(&mut self, timeout_ms: Option<u64>) -> io::Result<()> {
+        let queued = self.ring.submission().len();
+        self.hold.entering(queued);
         let mut timeout = timeout_ms.map(Duration::from_millis);
         if let Some(due) = self.hold.due() {
             let left = due.saturating_duration_since(Instant::now());

@@ -5,25 +5,43 @@
 //! loopback also the receiving socket's TCP processing and its reader's
 //! wake-up), whatever its size: a publish fanned out to 100 subscribers
 //! is 100 sends (85% of the shard's time in `io_send` in an evenly paced
-//! fan-out, docs/benchmarks.md). While the shard's thread is busy (its
-//! CPU time over the last [`HOLD_SAMPLE_MS`] at least
-//! [`HOLD_BUSY_ON_PERCENT`] of the wall time; it stays busy until that
-//! falls under [`HOLD_BUSY_OFF_PERCENT`]), a turn in which at least
-//! [`HOLD_FANOUT_MIN`] connections ask for attention starts a hold: they,
-//! and every connection that asks until the hold ends, are attended
-//! together `hold_us` after it started, each connection's output of the
-//! publishes in between leaving as one send.
+//! fan-out, docs/benchmarks.md). Holding a fan-out's output until the
+//! next input has been routed sends each subscriber the messages of both
+//! in one send; holding longer than that only adds latency. So a hold
+//! lasts as long as input is expected to come, and at most `hold_us`:
 //!
-//! - The added latency is at most `hold_us` per message, and only while
-//!   busy with a fan-out: a shard that is lightly loaded or idle, or
-//!   serves a few connections (gathering batches those), attends every
-//!   connection in the turn that asked (its first turn after a quiet
-//!   spell samples the CPU again, and idle shards are not woken to
-//!   sample).
+//! - The shard must be busy: its thread's CPU time over the last
+//!   [`HOLD_SAMPLE_MS`] at least [`HOLD_BUSY_ON_PERCENT`] of the wall
+//!   time (it stays busy until that falls under [`HOLD_BUSY_OFF_PERCENT`]).
+//! - A turn in which at least [`HOLD_FANOUT_MIN`] connections ask for
+//!   attention (a fan-out) with nothing held is a *lead*. The time from a
+//!   lead to the next turn with input (a receive that reached a handler,
+//!   or messages from other shards: [`Driver::note_input`]) is measured
+//!   every time; a lead holds only if the last such time says the next
+//!   input comes within `hold_us` of the lead's arrival (estimated as the
+//!   start of the `io_uring_enter` that took it when that one was sending
+//!   a fan-out, the lead may have waited through it). Otherwise it is
+//!   sent at once: an evenly paced publisher slower than `hold_us`, or
+//!   bursts that arrive whole, gain nothing from a hold.
+//! - The lead, and every connection that asks for attention until the
+//!   release, are attended together at the release: when input arrives
+//!   and the next input, expected one gap (the time since the input
+//!   before) later, would come after the deadline (the lead's arrival +
+//!   `hold_us`); when input stays quiet for [`HOLD_QUIET_FACTOR`] of that
+//!   gap (plus [`HOLD_QUIET_MIN_US`]) past its expected time; at the
+//!   deadline at the latest. Each connection's output of the inputs in
+//!   between leaves as one send.
+//! - So the added latency is at most `hold_us` per message, and only
+//!   while busy with a fan-out whose next input is expected within it: a
+//!   shard that is lightly loaded or idle, or serves a few connections
+//!   (gathering batches those), attends every connection in the turn that
+//!   asked (its first turn after a quiet spell samples the CPU again, and
+//!   idle shards are not woken to sample).
 //! - During a hold, a connection whose send completes, or whose input
 //!   asks for an answer, waits for the same release instead of sending
 //!   at once.
-//! - The loop's sleep ends at the release (`Driver::submit_and_wait`).
+//! - The loop's sleep ends at the next time the hold must be looked at
+//!   (`Driver::submit_and_wait`).
 
 use std::time::{Duration, Instant};
 
@@ -38,10 +56,18 @@ pub const HOLD_BUSY_ON_PERCENT: u64 = 15;
 /// [`HOLD_BUSY_ON_PERCENT`]: holding itself lowers the share).
 pub const HOLD_BUSY_OFF_PERCENT: u64 = 8;
 /// Connections asking for attention in one turn from which a busy shard
-/// starts a hold: a fan-out (a publish to many subscribers is a send to
+/// may start a hold: a fan-out (a publish to many subscribers is a send to
 /// each of them). With fewer, gathering already batches their output
 /// (`UringLimits::gather_wait_us`), and holding would only add latency.
 pub const HOLD_FANOUT_MIN: usize = 16;
+/// A hold ends when input stays quiet past its expected time by this
+/// fraction (percent) of the gap it was expected after...
+pub const HOLD_QUIET_FACTOR: u32 = 50;
+/// ... plus this many microseconds (the jitter of a wake-up).
+pub const HOLD_QUIET_MIN_US: u64 = 20;
+/// A busy fan-out waits at least this long (µs, at most the limit) for
+/// the rest of a burst whose first messages started it.
+pub const HOLD_FIRST_WAIT_US: u64 = 100;
 
 /// The holding state of one driver.
 pub(super) struct Hold {
@@ -60,26 +86,56 @@ pub(super) struct Hold {
     /// Connections held, (slot, generation), each once (their handle's
     /// queued flag stays set until attended).
     held: Vec<(u32, u32)>,
-    /// When the held connections are attended.
+    /// When the held connections are attended at the latest (the lead's
+    /// arrival + the limit); `None`: no hold under way.
+    deadline: Option<Instant>,
+    /// When the loop must look at the hold next (at most `deadline`): the
+    /// release unless input came before.
     due: Option<Instant>,
+    /// The last turn with input during the hold (the lead's first).
+    last_input: Instant,
+    /// When the last input arrived (estimated: `attend_ready`), and the
+    /// time between it and the one before.
+    input_at: Instant,
+    input_gap: Duration,
+    /// Input arrived since the last [`Driver::attend_ready`].
+    input: bool,
+    /// The last lead whose next input has not come yet.
+    lead_at: Option<Instant>,
+    /// The time from the last measured lead to the next input.
+    follow: Option<Duration>,
+    /// When the last `io_uring_enter` began, and whether it submitted a
+    /// fan-out's sends (input it took may have waited through them).
+    enter_began: Instant,
+    enter_sent_fanout: bool,
 }
 
 impl Hold {
     pub(super) fn new(limit_us: u32) -> Hold {
+        let now = Instant::now();
         Hold {
             limit: Duration::from_micros(u64::from(limit_us)),
             busy: false,
             on: HOLD_BUSY_ON_PERCENT,
             off: HOLD_BUSY_OFF_PERCENT,
             fanout_min: HOLD_FANOUT_MIN,
-            sample_start: Instant::now(),
+            sample_start: now,
             sample_cpu_ns: crate::os::thread_cpu_ns(),
             held: Vec::new(),
+            deadline: None,
             due: None,
+            last_input: now,
+            input_at: now,
+            input_gap: Duration::ZERO,
+            input: false,
+            lead_at: None,
+            follow: None,
+            enter_began: now,
+            enter_sent_fanout: false,
         }
     }
 
-    /// Whether output is held now (samples the CPU share once a
+    /// Whether the shard counts as busy now (samples the CPU share once a
     /// [`HOLD_SAMPLE_MS`] window has passed).
     fn active(&mut self, now: Instant) -> bool {
         if self.limit.is_zero() {
@@ -102,6 +158,14 @@ impl Hold {
         self.busy
     }
 
+    /// The latest time the loop may sleep to while input is expected
+    /// `gap` after `at`: its expected time plus the quiet margin, capped
+    /// by the deadline.
+    fn quiet_after(&self, at: Instant, gap: Duration, deadline: Instant) -> Instant {
+        let margin = gap * HOLD_QUIET_FACTOR / 100 + Duration::from_micros(HOLD_QUIET_MIN_US);
+        (at + gap + margin).min(deadline)
+    }
+
     /// Sets the busy thresholds (percent of a sample's wall time).
     #[cfg(test)]
     pub(super) fn set_thresholds(&mut self, on: u64, off: u64, fanout_min: usize) {
@@ -116,20 +180,73 @@ impl Hold {
         self.busy
     }
 
-    /// When the loop must wake to release held connections.
+    /// When the loop must wake to look at the hold.
     pub(super) fn due(&self) -> Option<Instant> {
         self.due
+    }
+
+    /// An `io_uring_enter` begins, submitting `queued` entries.
+    pub(super) fn entering(&mut self, queued: usize) {
+        if self.limit.is_zero() {
+            return;
+        }
+        self.enter_began = Instant::now();
+        self.enter_sent_fanout = queued >= self.fanout_min;
     }
 }
 
 impl Driver {
+    /// Input arrived for this turn from outside the driver (messages from
+    /// other shards): it ends a hold's quiet spell as a receive does.
+    pub fn note_input(&mut self) {
+        self.hold.input = true;
+    }
+
+    /// A receive handed bytes to a handler (`hold` module: input).
+    pub(super) fn noted_receive(&mut self) {
+        self.hold.input = true;
+    }
+
     /// Attends the connections that asked for attention, or holds them
     /// (module docs); returns after the ready list is empty.
     pub(super) fn attend_ready(&mut self) {
         let now = Instant::now();
         let busy = self.hold.active(now);
-        let release = !busy || self.hold.due.is_some_and(|due| due <= now);
-        if release && !self.hold.held.is_empty() {
+        let input = std::mem::take(&mut self.hold.input);
+        // When this turn's input arrived: now, unless it was taken at the
+        // end of a fan-out's sends (it may have waited through them); then
+        // when the inputs' pattern expects it, within that enter.
+        let arrived = if input && self.hold.enter_sent_fanout {
+            (self.hold.input_at + self.hold.input_gap)
+                .min(now)
+                .max(self.hold.enter_began)
+        } else {
+            now
+        };
+        if input {
+            self.hold.input_gap = arrived.saturating_duration_since(self.hold.input_at);
+            self.hold.input_at = arrived;
+            if let Some(lead) = self.hold.lead_at.take() {
+                self.hold.follow = Some(arrived.saturating_duration_since(lead));
+            }
+        }
+        let mut release = !busy;
+        if let Some(deadline) = self.hold.deadline {
+            if input && !release {
+                let gap = arrived.saturating_duration_since(self.hold.last_input);
+                self.hold.last_input = arrived;
+                if arrived + gap > deadline {
+                    // The next input would come too late to join.
+                    release = true;
+                } else {
+                    let quiet = self.hold.quiet_after(arrived, gap, deadline);
+                    self.hold.due = Some(self.hold.due.map_or(quiet, |due| due.max(quiet)));
+                }
+            }
+            release |= self.hold.due.is_some_and(|due| due <= now);
+        }
+        if release && self.hold.deadline.is_some() {
+            self.hold.deadline = None;
             self.hold.due = None;
             let held = std::mem::take(&mut self.hold.held);
             for &(slot, gen) in &held {
@@ -139,6 +256,7 @@ impl Driver {
             self.hold.held = held;
             self.hold.held.clear();
         }
+        let mut first = true;
         loop {
             // The list and `ready_spare` swap allocations: none per turn.
             let mut batch = super::take_ready(std::mem::take(&mut self.ready_spare));
@@ -146,14 +264,26 @@ impl Driver {
                 self.ready_spare = batch;
                 break;
             }
-            // A hold starts with a fan-out; once started, everything that
-            // asks for attention joins it until its release.
-            let hold = busy
-                && !release
-                && (self.hold.due.is_some()
-                    || !self.hold.held.is_empty()
-                    || batch.len() >= self.hold.fanout_min);
-            if hold {
+            if first && self.hold.deadline.is_none() && batch.len() >= self.hold.fanout_min {
+                // A lead: hold it if the next input is expected in time.
+                self.hold.lead_at = Some(arrived);
+                let deadline = arrived + self.hold.limit;
+                if busy && now < deadline {
+                    // At least the first wait (the rest of a burst), longer
+                    // if the next input is expected before the deadline.
+                    let first = (now + Duration::from_micros(HOLD_FIRST_WAIT_US)).min(deadline);
+                    let expected = self
+                        .hold
+                        .follow
+                        .filter(|f| arrived + *f <= deadline)
+                        .map_or(first, |f| self.hold.quiet_after(arrived, f, deadline));
+                    self.hold.deadline = Some(deadline);
+                    self.hold.due = Some(first.max(expected));
+                    self.hold.last_input = arrived;
+                }
+            }
+            first = false;
+            if self.hold.deadline.is_some() {
                 self.hold.held.extend_from_slice(&batch);
             } else {
                 for &(slot, gen) in &batch {
@@ -162,9 +292,6 @@ impl Driver {
             }
             batch.clear();
             self.ready_spare = batch;
-        }
-        if !self.hold.held.is_empty() && self.hold.due.is_none() {
-            self.hold.due = Some(now + self.hold.limit);
         }
     }
 
@@ -189,6 +316,6 @@ impl Driver {
     /// Whether a hold is under way: a connection's next send waits for
     /// its release.
     pub(super) fn holding(&self) -> bool {
-        self.hold.due.is_some()
+        self.hold.deadline.is_some()
     }
 }

@@ -113,8 +113,9 @@ pub struct UringLimits {
     /// once, so the delay added to any message is at most this, and an idle
     /// loop is not woken by it.
     pub gather_wait_us: u32,
-    /// Holding (`hold` module): a busy shard's fan-out output waits at
-    /// most this many microseconds, to leave in fewer sends (0: never).
+    /// Holding (`hold` module): a busy shard's fan-out output waits for
+    /// the input expected next, at most this many microseconds, to leave
+    /// in fewer sends (0: never).
     pub hold_us: u32,
     /// Slots of the shard's table of direct descriptors (`direct` module;
     /// lowered to the open-file limit; 0: process descriptors only).
@@ -140,7 +141,7 @@ pub const GATHER_COMPLETIONS_DEFAULT: u32 = 32;
 /// Default [`UringLimits::gather_wait_us`], in microseconds.
 pub const GATHER_WAIT_US_DEFAULT: u32 = 100;
 /// Default [`UringLimits::hold_us`], in microseconds.
-pub const HOLD_US_DEFAULT: u32 = 200;
+pub const HOLD_US_DEFAULT: u32 = 500;
 /// Default [`UringLimits::direct_fds`], in table slots (the kernel keeps
 /// about 8 bytes per slot).
 pub const DIRECT_FDS_DEFAULT: u32 = 65_536;

@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use super::{Driver, Event, Socket, UringLimits};
 
 mod direct;
+mod hold;
 
 /// `uring::Slot` at the time of writing (`a_connection_slot_stays_small`):
 /// 88 bytes, 152 before the partial frame, its clock and the TLS state
@@ -501,57 +502,6 @@ fn gathering_wakes_at_once_for_a_late_completion_and_sleeps_when_idle() {
     assert!(
         slept >= Duration::from_millis(25) && slept < Duration::from_millis(1_000),
         "woken after {slept:?}, expected about 30 ms"
-    );
-}
-
-/// Holding (`UringLimits::hold_us`): a shard that is not busy sends at
-/// once however long the hold; a busy one sends what several turns
-/// produced for a connection as one send, at most the hold after the
-/// first of it.
-#[test]
-fn output_is_held_only_while_busy_and_at_most_the_hold() {
-    const HOLD: Duration = Duration::from_millis(300);
-    let limits = UringLimits {
-        hold_us: HOLD.as_micros() as u32,
-        ..UringLimits::default()
-    };
-    let Some(mut rig) = Rig::with_limits(limits) else {
-        return;
-    };
-    let (mut client, echo) = rig.connect();
-    // Not busy (this test's thread sleeps in the loop most of the time).
-    let started = Instant::now();
-    client
-        .write_all(b"a\n")
-        .unwrap_or_else(|e| panic!("write: {e}"));
-    let (got, _) = rig.read(&mut client, 2);
-    assert_eq!(got, b"a\n");
-    assert!(
-        started.elapsed() < HOLD / 2,
-        "a quiet shard held output for {:?}",
-        started.elapsed()
-    );
-    // Busy (every sample counts as busy, a fan-out of one connection
-    // starts a hold): output queued 50 ms apart leaves together, once the
-    // hold after the first has passed.
-    rig.driver.hold.set_thresholds(0, 0, 1);
-    rig.turn_until("a busy sample", |r| r.driver.hold.is_busy());
-    let started = Instant::now();
-    let send = |line: &[u8]| {
-        echo.out.borrow_mut().extend_from_slice(line);
-        echo.handle.transmit();
-    };
-    send(b"b\n");
-    rig.turn_until("50 ms", |_| started.elapsed() >= Duration::from_millis(50));
-    assert!(rig.driver.holding());
-    send(b"c\n");
-    // The first read that returns anything has both lines.
-    let (first, _) = rig.read(&mut client, 1);
-    let waited = started.elapsed();
-    assert_eq!(first, b"b\nc\n", "both lines in the first read (one send)");
-    assert!(
-        waited >= HOLD - Duration::from_millis(20) && waited < HOLD * 3,
-        "held for {waited:?}, expected about {HOLD:?}"
     );
 }
 

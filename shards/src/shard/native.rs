@@ -148,6 +148,8 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         }
         if popped > 0 {
             shard.drain_events(None);
+            // Input for a held fan-out (`ringmq_net::uring` hold).
+            driver.note_input();
         }
         shard.mesh.borrow_mut().flush_overflow();
         shard.mesh.borrow_mut().publish_wakeups();

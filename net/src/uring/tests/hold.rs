@@ -1,0 +1,181 @@
+//! Holding a busy fan-out's output (`hold` module) against real sockets,
+//! as the broker uses it: input on one connection (a publisher) gives
+//! output to another (a subscriber) in the same turn. Never while the
+//! shard is not busy; a fan-out held until the next input it expects and
+//! released as soon as that input has been routed; at most the hold;
+//! only the first wait when no input is expected in time. A "fan-out"
+//! here is two connections (the tests lower `fanout_min`), and the gaps
+//! are hundreds of milliseconds so that a loaded machine does not blur
+//! them.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::super::{Event, UringLimits};
+use super::{Echo, Rig};
+use crate::conn::{DriverHandle, Handler};
+
+/// A publisher: every complete line it reads becomes output of each of
+/// `to`.
+struct Relay {
+    handle: DriverHandle,
+    to: Vec<Rc<Echo>>,
+}
+
+impl Handler for Relay {
+    fn on_bytes(&self, buf: &mut BytesMut) {
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line = buf.split_to(end + 1);
+            for to in &self.to {
+                to.out.borrow_mut().extend_from_slice(&line);
+                to.handle.transmit();
+            }
+        }
+    }
+
+    fn take_outgoing(&self) -> Option<Bytes> {
+        None
+    }
+
+    fn on_closed(&self, _reason: crate::conn::CloseReason) {}
+}
+
+/// Subscribers (`Echo`s whose clients never write) and a publisher whose
+/// lines go to each of them: (publisher, the subscribers' clients).
+fn fanout(rig: &mut Rig, subscribers: usize) -> (TcpStream, Vec<TcpStream>) {
+    let (clients, echoes): (Vec<_>, Vec<_>) = (0..subscribers).map(|_| rig.connect()).unzip();
+    let addr = rig
+        .listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("addr: {e}"));
+    let publisher = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+    rig.turn_until("accept", |r| {
+        r.events.iter().any(|e| matches!(e, Event::Accepted { .. }))
+    });
+    let Some(Event::Accepted { socket, .. }) = rig.events.pop() else {
+        panic!("expected an accepted socket")
+    };
+    let relay = Rc::new(Relay {
+        handle: DriverHandle::default(),
+        to: echoes,
+    });
+    let handle = relay.handle.clone();
+    assert!(rig.driver.add(socket, relay, handle, BytesMut::new(), None));
+    // Settle the new connections' first attention.
+    for _ in 0..3 {
+        rig.turn();
+    }
+    (publisher, clients)
+}
+
+/// The hold of these tests.
+const HOLD: Duration = Duration::from_millis(300);
+/// The gap between inputs that the hold expects to merge (under `HOLD`).
+const GAP: Duration = Duration::from_millis(200);
+
+fn rig() -> Option<Rig> {
+    Rig::with_limits(UringLimits {
+        hold_us: HOLD.as_micros() as u32,
+        ..UringLimits::default()
+    })
+}
+
+fn write(client: &mut TcpStream, line: &[u8]) {
+    client
+        .write_all(line)
+        .unwrap_or_else(|e| panic!("write: {e}"));
+}
+
+/// Turns the loop until `at` (the driver keeps its sleeps short).
+fn turn_until_time(rig: &mut Rig, at: Instant) {
+    rig.turn_until("the next write's time", |_| Instant::now() >= at);
+}
+
+/// A shard that is not busy sends at once however long the hold.
+#[test]
+fn a_quiet_shard_never_holds() {
+    let Some(mut rig) = rig() else { return };
+    let (mut publisher, mut clients) = fanout(&mut rig, 2);
+    let client = &mut clients[0];
+    for line in [&b"a\n"[..], b"b\n"] {
+        let started = Instant::now();
+        write(&mut publisher, line);
+        let (got, _) = rig.read(client, 2);
+        assert_eq!(got, line);
+        assert!(
+            started.elapsed() < HOLD / 2,
+            "a quiet shard held output for {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Busy: once the gap between inputs is known to be under the hold, a
+/// fan-out waits for the next input and leaves with it in one send, as
+/// soon as it arrived (not at the hold's end); one that waited for input
+/// that did not come leaves at most the hold after it arrived; one whose
+/// next input is expected too late leaves after the first wait only.
+#[test]
+fn a_busy_fanout_waits_for_the_input_it_expects_and_no_longer() {
+    let Some(mut rig) = rig() else { return };
+    // A fan-out to two subscribers; the publisher alone (its input queues
+    // it during a hold) is not one.
+    let (mut publisher, mut clients) = fanout(&mut rig, 2);
+    let client = &mut clients[0];
+    rig.driver.hold.set_thresholds(0, 0, 2);
+    rig.turn_until("a busy sample", |r| r.driver.hold.is_busy());
+    // The first fan-out: nothing known about the next input yet, so only
+    // the first wait (the rest of a burst).
+    let started = Instant::now();
+    write(&mut publisher, b"a\n");
+    let (got, _) = rig.read(client, 2);
+    assert_eq!(got, b"a\n");
+    assert!(
+        started.elapsed() < GAP / 2,
+        "no input expected, held for {:?}",
+        started.elapsed()
+    );
+    // GAP later: the time from the last fan-out to the next input is
+    // known now (GAP, under the hold), so this one waits for the next.
+    turn_until_time(&mut rig, started + GAP);
+    let b_at = Instant::now();
+    write(&mut publisher, b"b\n");
+    rig.turn_until("b held", |r| r.driver.holding());
+    turn_until_time(&mut rig, b_at + GAP);
+    assert!(rig.driver.holding(), "still waiting for the next input");
+    write(&mut publisher, b"c\n");
+    let (got, _) = rig.read(client, 4);
+    let waited = b_at.elapsed();
+    assert_eq!(got, b"b\nc\n", "both lines in the first read (one send)");
+    assert!(
+        waited < HOLD - Duration::from_millis(50),
+        "released {waited:?} after b: at c's arrival (about {GAP:?}), not the hold's end"
+    );
+    // The next fan-out expects input GAP later again; none comes: it
+    // leaves at the latest the hold after it arrived.
+    let d_at = Instant::now();
+    write(&mut publisher, b"d\n");
+    let (got, _) = rig.read(client, 2);
+    let waited = d_at.elapsed();
+    assert_eq!(got, b"d\n");
+    assert!(
+        waited >= GAP && waited < HOLD + Duration::from_millis(150),
+        "held for {waited:?}: between the expected input and the hold ({HOLD:?})"
+    );
+    // d's next input came later than the hold: e expects none in time
+    // and leaves after the first wait only.
+    turn_until_time(&mut rig, d_at + HOLD + Duration::from_millis(100));
+    let e_at = Instant::now();
+    write(&mut publisher, b"e\n");
+    let (got, _) = rig.read(client, 2);
+    assert_eq!(got, b"e\n");
+    assert!(
+        e_at.elapsed() < GAP / 2,
+        "no input expected in time, held for {:?}",
+        e_at.elapsed()
+    );
+}

@@ -24,6 +24,8 @@
 //! - [`connect`]: outgoing TCP connections (from a chosen source address).
 //! - [`alloc`]: gives freed heap memory back to the OS (mimalloc's
 //!   `mi_collect`) after a burst of closed connections.
+//! - [`opslab`]: makes monoio's io_uring driver drop the pages of its
+//!   operation slab after such a burst (it keeps them otherwise).
 //!
 //! The MQTT client connection that loadgen, the tests and bridges use is
 //! the `ringmq-client` crate, built on [`conn`] and [`connect`].
@@ -49,6 +51,7 @@ pub mod clock;
 pub mod conn;
 pub mod connect;
 pub mod listener;
+pub mod opslab;
 pub mod os;
 #[cfg(target_os = "linux")]
 pub mod rxsock;

@@ -231,14 +231,18 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     if let Some(cached) = acl {
         monoio::spawn(crate::acl::follow_reloads(shard.clone(), cached));
     }
+    let mut rearm_accepts = Vec::with_capacity(monoio_listeners.len());
     for (listener, ctx) in monoio_listeners {
         let stop = Rc::new(Notify::new());
         shard.stop_accepting.borrow_mut().push(stop.clone());
-        monoio::spawn(accept_task(shard.clone(), listener, ctx, stop));
+        let rearm = Rc::new(Notify::new());
+        rearm_accepts.push(rearm.clone());
+        monoio::spawn(accept_task(shard.clone(), listener, ctx, stop, rearm));
     }
     monoio::spawn(timer_task(shard.clone()));
     monoio::spawn(ring_task(shard.clone()));
-    monoio::spawn(memory_release_task(shard.clone()));
+    let uring = (driver == "io_uring").then_some(rearm_accepts);
+    monoio::spawn(memory_release_task(shard.clone(), uring));
     monoio::spawn(auth_task(shard.clone()));
     if id == 0 && sys_interval_s > 0 {
         monoio::spawn(metrics::sys_totals_task(shard.clone(), sys_interval_s));
@@ -285,18 +289,44 @@ fn log_stopped(shard: &Shard, close_steps_deferred: u64) {
     );
 }
 
+/// What woke the accept task.
+enum AcceptWake {
+    Accepted(std::io::Result<(monoio::net::TcpStream, std::net::SocketAddr)>),
+    Stop,
+    Rearm,
+}
+
+/// Accepts connections until `stop`. `rearm` (the memory release task, on
+/// monoio's io_uring driver) ends the pending accept and issues a new one,
+/// so that its entry in monoio's operation slab moves out of the pages a
+/// burst grew (`ringmq_net::opslab`). The accept is cancelled, not
+/// dropped: a connection the kernel accepted meanwhile still arrives here.
 async fn accept_task(
     shard: Rc<Shard>,
     listener: monoio::net::TcpListener,
     ctx: Rc<ListenerCtx>,
     stop: Rc<Notify>,
+    rearm: Rc<Notify>,
 ) {
+    let mut canceller = monoio::io::Canceller::new();
     loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => Some(r),
-            _ = stop.wait() => None,
+        let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));
+        let woke = monoio::select! {
+            r = &mut accept => AcceptWake::Accepted(r),
+            _ = stop.wait() => AcceptWake::Stop,
+            _ = rearm.wait() => AcceptWake::Rearm,
         };
-        let Some(result) = accepted else { break };
+        let result = match woke {
+            AcceptWake::Accepted(r) => r,
+            AcceptWake::Stop => break,
+            AcceptWake::Rearm => {
+                canceller = canceller.cancel();
+                match accept.await {
+                    Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => continue,
+                    r => r,
+                }
+            }
+        };
         match result {
             Ok((stream, _peer)) => {
                 monoio::spawn(conn::serve_accepted(shard.clone(), stream, ctx.clone()));
@@ -332,13 +362,28 @@ const MEMORY_RELEASE_DELAY_MS: u64 = 1_000;
 /// quiet shard may not do for a long time: without this, RSS stays at its
 /// peak after a burst of connections has gone (docs/benchmarks.md, "Memory
 /// held by stalled partial packets, and given back after closes"). The
-/// purge (`madvise`) runs on the purge helper, not here.
-async fn memory_release_task(shard: Rc<Shard>) {
+/// purge (`madvise`) runs on the purge helper, not here. On monoio's
+/// io_uring driver (`uring`: the listeners' accept re-arm flags), it first
+/// makes monoio drop the pages its operation slab grew to during the burst
+/// (`ringmq_net::opslab`).
+async fn memory_release_task(shard: Rc<Shard>, uring: Option<Vec<Rc<Notify>>>) {
     loop {
         shard.closed_some.wait().await;
         monoio::time::sleep(Duration::from_millis(MEMORY_RELEASE_DELAY_MS)).await;
         shard.broker.borrow_mut().shrink_memory();
         shard.shrink_memory();
+        if let Some(rearm_accepts) = &uring {
+            let rearm = || rearm_accepts.iter().for_each(|accept| accept.notify());
+            match ringmq_net::opslab::compact_op_slab(rearm).await {
+                Ok(0) => {}
+                Ok(ops) => {
+                    tracing::debug!(shard = shard.id, ops, "monoio operation slab compacted")
+                }
+                Err(e) => {
+                    tracing::debug!(shard = shard.id, error = %e, "monoio operation slab not compacted")
+                }
+            }
+        }
         if shard.conns.borrow().is_empty() {
             ringmq_net::alloc::release_all_free_memory();
         } else {

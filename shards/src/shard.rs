@@ -374,11 +374,15 @@ async fn memory_release_task(shard: Rc<Shard>, uring: Option<Vec<Rc<Notify>>>) {
         shard.shrink_memory();
         if let Some(rearm_accepts) = &uring {
             let rearm = || rearm_accepts.iter().for_each(|accept| accept.notify());
+            let started = std::time::Instant::now();
             match ringmq_net::opslab::compact_op_slab(rearm).await {
                 Ok(0) => {}
-                Ok(ops) => {
-                    tracing::debug!(shard = shard.id, ops, "monoio operation slab compacted")
-                }
+                Ok(ops) => tracing::debug!(
+                    shard = shard.id,
+                    ops,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "monoio operation slab compacted"
+                ),
                 Err(e) => {
                     tracing::debug!(shard = shard.id, error = %e, "monoio operation slab not compacted")
                 }

@@ -58,11 +58,13 @@ const MI_OPTION_ARENA_MAX_OBJECT_SIZE: c_int = 45;
 pub const MIMALLOC_ARENA_MAX_OBJECT_KIB: c_long = 2 * 1024 * 1024;
 
 /// The largest object [`large_blocks_from_os`] leaves in mimalloc's
-/// arenas, in KiB: a medium page (512 KiB, blocks up to ~84 KiB). Larger
-/// ones, the 4 MiB pages of 84-512 KiB blocks and every single block over
-/// 512 KiB (grown tables, large partial packets), are mapped from the OS
-/// for themselves and unmapped when freed.
-pub const ARENA_MAX_OBJECT_KIB: c_long = 512;
+/// arenas, in KiB (2 MiB): small and medium pages (blocks up to ~84 KiB)
+/// and single blocks up to 2 MiB, among them a packet of up to the default
+/// `packet_size_max_bytes` (1 MiB) while it is assembled, so large
+/// publishes reuse resident memory as before. Larger ones, every block
+/// over 2 MiB (grown tables) and the 4 MiB pages of 84-512 KiB blocks, are
+/// mapped from the OS for themselves and unmapped when freed.
+pub const ARENA_MAX_OBJECT_KIB: c_long = 2 * 1024;
 
 /// mimalloc v3's own purge delay, in milliseconds.
 pub const MIMALLOC_PURGE_DELAY_MS: c_long = 1_000;
@@ -200,8 +202,8 @@ pub enum LargeBlocks {
     Unchanged,
 }
 
-/// Makes mimalloc map every object over [`ARENA_MAX_OBJECT_KIB`] (and the
-/// 4 MiB pages of 84-512 KiB blocks) from the OS for itself, instead of
+/// Makes mimalloc map every object over [`ARENA_MAX_OBJECT_KIB`] (2 MiB,
+/// and the 4 MiB pages of 84-512 KiB blocks) from the OS for itself, instead of
 /// carving it out of its arenas, unless the environment sets
 /// `MIMALLOC_ARENA_MAX_OBJECT_SIZE`. Call it first thing in `main`, before
 /// the heap grows (objects allocated before stay where they are).
@@ -217,8 +219,10 @@ pub enum LargeBlocks {
 /// connections' RSS (docs/benchmarks.md, "Freed memory the allocator keeps
 /// committed"). A mapping of its own also goes back to the OS the moment
 /// it is freed (`munmap`), with no purge to wait for. The cost is a
-/// `mmap` per large object or large page: a table's growth, a large
-/// packet; nothing per message or per small connection.
+/// `mmap`, its page faults and a `munmap` per such block: a table's
+/// growth; nothing per message or per connection. Not lower than 2 MiB:
+/// with 512 KiB, each 900,000-byte publish (its assembly buffer a block of
+/// its own) cost 41% more broker CPU (docs/benchmarks.md).
 pub fn large_blocks_from_os() -> LargeBlocks {
     if std::env::var_os("MIMALLOC_ARENA_MAX_OBJECT_SIZE").is_some() {
         return LargeBlocks::Unchanged;

@@ -336,7 +336,7 @@ fn the_broker_maps_large_blocks_from_the_os() {
     let expected = if std::env::var_os("MIMALLOC_ARENA_MAX_OBJECT_SIZE").is_some() {
         "large_blocks=Unchanged"
     } else {
-        "large_blocks=FromOs arena_max_object_kib=512"
+        "large_blocks=FromOs arena_max_object_kib=2048"
     };
     let deadline = Instant::now() + TEST_LIMIT;
     loop {

@@ -160,17 +160,30 @@ pub fn start_purger() -> Purger {
     }
 }
 
+/// One of mimalloc's options now; `option` is one of the `MI_OPTION_*`
+/// indexes above.
+fn option(option: c_int) -> c_long {
+    // SAFETY: mi_option_get reads one option by its index, and every
+    // caller passes one of the `MI_OPTION_*` constants, valid `mi_option_e`
+    // values (the tests read back mimalloc's defaults through them).
+    unsafe { mi_option_get(option) }
+}
+
+/// Sets one of mimalloc's options; `option` as in [`option`].
+fn set_option(option: c_int, value: c_long) {
+    // SAFETY: mi_option_set stores one option by its valid index (as in
+    // `option`); mimalloc reads the options it uses here at each purge
+    // decision and each arena allocation, so they may change at any time.
+    unsafe { mi_option_set(option, value) }
+}
+
 /// mimalloc's purge delay now, in milliseconds.
 pub fn purge_delay_ms() -> c_long {
-    // SAFETY: mi_option_get reads one option by its index, which is a
-    // valid `mi_option_e` value (see MI_OPTION_PURGE_DELAY).
-    unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
+    option(MI_OPTION_PURGE_DELAY)
 }
 
 fn set_purge_delay_ms(ms: c_long) {
-    // SAFETY: mi_option_set stores one option by its valid index; mimalloc
-    // reads it at each purge decision, so it may change at any time.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
+    set_option(MI_OPTION_PURGE_DELAY, ms);
 }
 
 /// Below this capacity (entries) a container is not shrunk
@@ -227,17 +240,13 @@ pub fn large_blocks_from_os() -> LargeBlocks {
     if std::env::var_os("MIMALLOC_ARENA_MAX_OBJECT_SIZE").is_some() {
         return LargeBlocks::Unchanged;
     }
-    // SAFETY: mi_option_set stores one option by its valid index
-    // (MI_OPTION_ARENA_MAX_OBJECT_SIZE); mimalloc reads it at each arena
-    // allocation, so it may change at any time.
-    unsafe { mi_option_set(MI_OPTION_ARENA_MAX_OBJECT_SIZE, ARENA_MAX_OBJECT_KIB) };
+    set_option(MI_OPTION_ARENA_MAX_OBJECT_SIZE, ARENA_MAX_OBJECT_KIB);
     LargeBlocks::FromOs
 }
 
 /// The largest object mimalloc carves out of its arenas now, in KiB.
 pub fn arena_max_object_kib() -> c_long {
-    // SAFETY: mi_option_get reads one option by its valid index.
-    unsafe { mi_option_get(MI_OPTION_ARENA_MAX_OBJECT_SIZE) }
+    option(MI_OPTION_ARENA_MAX_OBJECT_SIZE)
 }
 
 /// Whether [`keep_small_pages`] turned transparent huge pages off.

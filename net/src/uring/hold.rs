@@ -196,14 +196,10 @@ impl Hold {
 }
 
 impl Driver {
-    /// Input arrived for this turn from outside the driver (messages from
-    /// other shards): it ends a hold's quiet spell as a receive does.
+    /// Input arrived for this turn: a receive handed bytes to a handler,
+    /// or messages came from other shards (outside the driver); it ends a
+    /// hold's quiet spell (module docs).
     pub fn note_input(&mut self) {
-        self.hold.input = true;
-    }
-
-    /// A receive handed bytes to a handler (`hold` module: input).
-    pub(super) fn noted_receive(&mut self) {
         self.hold.input = true;
     }
 

@@ -196,6 +196,128 @@ fn suback_waits_for_the_session_record() {
     }
 }
 
+fn unsubscribe_packet(packet_id: u16, filter: &'static str) -> Packet {
+    Packet::Unsubscribe(ringmq_engine::codec::Unsubscribe {
+        packet_id,
+        filters: vec![Bytes::from_static(filter.as_bytes())],
+        properties: Default::default(),
+    })
+}
+
+/// The UNSUBACK waits, like SUBACK, for the session record without the
+/// subscription, and holds the acknowledgements written after it: the
+/// client sees UNSUBACK, then the PUBACK of a PUBLISH it sent later.
+#[test]
+fn unsuback_waits_for_the_session_record_and_keeps_the_order() {
+    for v in both() {
+        let mut sim = Sim::with_config(1, durable());
+        let (c, _) = sim.connect_with(persistent(v, "s"));
+        assert_eq!(sim.subscribe(c, "t/+", 1), ReasonCode(1));
+        sim.disk.mode = Mode::Hold;
+        sim.send(c, unsubscribe_packet(9, "t/+"));
+        // Stored by nobody: acknowledged at once were it not behind.
+        send_publish(&mut sim, c, "nobody", "x", 1, 10);
+        assert!(
+            sim.recv(c).is_empty(),
+            "{v:?}: UNSUBACK or PUBACK before the write"
+        );
+        assert!(
+            sim.disk.keys(Keyspace::Sessions).len() == 1 && !sim.disk.held.is_empty(),
+            "{v:?}: the removal is in a held batch"
+        );
+        sim.disk.mode = Mode::Write;
+        sim.complete_disk(None, Ok(()));
+        let got = sim.recv(c);
+        assert!(
+            matches!(
+                got.as_slice(),
+                [Packet::UnsubAck(u), Packet::PubAck(a)]
+                    if u.packet_id == 9 && a.packet_id == 10
+            ),
+            "{v:?}: {got:?}"
+        );
+        // Acknowledged, so gone after a restart.
+        sim.disconnect(c);
+        assert!(sim.restart(1_000).is_empty());
+        let (c, ack) = sim.connect_with(persistent(v, "s"));
+        assert!(ack.session_present, "{v:?}");
+        let p = sim.connect(v, "pub", true);
+        sim.pub_simple(p, "t/a", "after", 1);
+        assert!(
+            sim.messages(c).is_empty(),
+            "{v:?}: an acknowledged UNSUBSCRIBE came back after the restart"
+        );
+    }
+}
+
+/// An UNSUBSCRIBE of a session that is not stored (no Session Expiry)
+/// waits for nothing.
+#[test]
+fn unsuback_of_an_unstored_session_is_sent_at_once() {
+    let mut sim = Sim::with_config(1, durable());
+    let c = sim.connect(V5, "s", true);
+    assert_eq!(sim.subscribe(c, "t", 1), ReasonCode(1));
+    sim.disk.mode = Mode::Hold;
+    assert_eq!(sim.unsubscribe(c, "t"), [ReasonCode::SUCCESS]);
+    assert!(sim.disk.held.is_empty());
+}
+
+/// An UNSUBACK whose record could not be written is refused (v5: 0x80
+/// for the removed filter, 0x11 stays: Unsubscribe Reason Codes only,
+/// 5.0 [MQTT-3.11.3-2]; v3.1.1 has no code: the connection closes without
+/// it) and the subscription stays, in memory and on disk.
+#[test]
+fn a_refused_unsuback_keeps_the_subscription() {
+    for v in both() {
+        let mut sim = Sim::with_config(2, durable());
+        let sub_id = id_on(0, 2, "sub");
+        let (s, _) = sim.connect_with(persistent(v, &sub_id));
+        assert_eq!(sim.subscribe(s, "t/#", 1), ReasonCode(1));
+        let p = sim.connect(V5, &id_on(1, 2, "pub"), true);
+        sim.disk.mode = Mode::Fail(PersistFailure::DiskFull);
+        let pid = sim.pid();
+        sim.send(
+            s,
+            Packet::Unsubscribe(ringmq_engine::codec::Unsubscribe {
+                packet_id: pid,
+                filters: vec![Bytes::from_static(b"t/#"), Bytes::from_static(b"none")],
+                properties: Default::default(),
+            }),
+        );
+        let got = sim.recv(s);
+        let s = if v == V5 {
+            assert!(
+                matches!(
+                    got.as_slice(),
+                    [Packet::UnsubAck(u)] if u.packet_id == pid
+                        && u.reasons == [ReasonCode::UNSPECIFIED_ERROR, ReasonCode::NO_SUBSCRIPTION_EXISTED]
+                ),
+                "{v:?}: {got:?}"
+            );
+            assert!(!sim.is_closed(s));
+            s
+        } else {
+            assert!(got.is_empty(), "{v:?}: {got:?}");
+            assert!(sim.is_closed(s), "{v:?}: closed without UNSUBACK");
+            sim.disk.mode = Mode::Write;
+            let (s, ack) = sim.connect_with(persistent(v, &sub_id));
+            assert!(ack.session_present);
+            s
+        };
+        sim.disk.mode = Mode::Write;
+        sim.pub_simple(p, "t/a", "kept", 1);
+        assert_eq!(sim.payloads(s), ["kept"], "{v:?}");
+        // On disk too.
+        sim.disconnect(s);
+        assert!(sim.restart(1_000).is_empty());
+        let (s, ack) = sim.connect_with(persistent(v, &sub_id));
+        assert!(ack.session_present);
+        let p = sim.connect(V5, &id_on(1, 2, "pub"), true);
+        sim.pub_simple(p, "t/b", "restored", 1);
+        assert_eq!(sim.payloads(s), ["restored"], "{v:?}");
+    }
+}
+
 #[test]
 fn cross_shard_ack_waits_for_the_other_shards_batch() {
     for (result, code) in [

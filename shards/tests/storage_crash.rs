@@ -20,6 +20,9 @@
 //!   before it was killed);
 //! - every restart reads the store without a damaged record.
 //!
+//! Also: an UNSUBSCRIBE whose UNSUBACK was seen is not undone by a kill
+//! (3.1.1 and 5.0, both fsync modes).
+//!
 //! Bounded: `rounds` rounds (12 for the 3.1.1 run, 6 for each other) of at
 //! most `ROUND_LOAD_MAX_MS` of load each, every read with a timeout; prints
 //! rounds, messages and losses.
@@ -33,7 +36,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmq_tests::wire::{ack_packet, ack_reason, is_timeout, parse_publish, Conn, Version};
+use ringmq_tests::wire::{
+    ack_packet, ack_reason, is_timeout, parse_publish, unsubscribe_packet, Conn, Version,
+};
 use ringmq_tests::{binary, Broker};
 
 /// Load before the kill: uniformly between these, in milliseconds.
@@ -390,6 +395,130 @@ fn crash(run: Run) {
     assert_eq!(lost2, 0, "acknowledged QoS 2 messages lost");
     assert!(dups.is_empty(), "QoS 2 duplicates: {dups:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Filters subscribed, then unsubscribed one UNSUBSCRIBE each (pipelined:
+/// the kill lands right behind the last UNSUBACK).
+const UNSUBSCRIBED_FILTERS: u16 = 16;
+
+/// An UNSUBSCRIBE whose UNSUBACK the client saw stays done across a
+/// `kill -9`: the session comes back (Clean Start 0 / clean session 0,
+/// Session Present 1) with the subscription it kept, and without those it
+/// removed: a message published to them is not delivered.
+fn unsubscribe_then_kill(version: Version, fsync: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "ringmq-crash-unsub-{version:?}-{fsync}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = config(&dir, fsync);
+    let cfg = cfg.to_str().unwrap();
+    let id = "crash-unsub";
+    let mut broker = start(cfg);
+    let addr = broker.addr();
+    // Load that keeps the store writing (a retained record per batch), so
+    // that an UNSUBACK sent before its own batch is written would be seen
+    // before the kill: without the load the race is too short to show.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let Ok(mut p) = Conn::open(addr, version, "crash-unsub-load", true, 0, POLL) else {
+                return;
+            };
+            let payload = [b'r'; 4096];
+            // Ends with the kill (a write error) or `stop`.
+            while !stop.load(Ordering::Relaxed) && p.publish("load/r", &payload, 0, 0, true).is_ok()
+            {
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    let mut s = Conn::open(addr, version, id, false, EXPIRY_S, POLL).unwrap();
+    assert_eq!(s.subscribe(1, "kept/#", 1).unwrap(), 1, "SUBACK");
+    for i in 0..UNSUBSCRIBED_FILTERS {
+        let filter = format!("gone/{i}");
+        assert_eq!(s.subscribe(2 + i, &filter, 1).unwrap(), 1, "SUBACK");
+    }
+    let base = 100;
+    for i in 0..UNSUBSCRIBED_FILTERS {
+        let filter = format!("gone/{i}");
+        s.send(&unsubscribe_packet(version, base + i, &filter))
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut acked = 0;
+    while acked < UNSUBSCRIBED_FILTERS {
+        let (first, body) = s.read_until(deadline).unwrap();
+        if first != 0xb0 {
+            continue;
+        }
+        assert_eq!(body[..2], (base + acked).to_be_bytes(), "UNSUBACK order");
+        if version == Version::V5 {
+            // Packet id, properties length 0, the filter's reason code.
+            assert_eq!(body[2..], [0, 0], "v5 UNSUBACK: success");
+        }
+        acked += 1;
+    }
+    broker.signal(libc::SIGKILL);
+    broker.wait_exit(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    drop(s);
+
+    let broker = start(cfg);
+    let addr = broker.addr();
+    let mut s = Conn::open(addr, version, id, false, EXPIRY_S, POLL).unwrap();
+    assert!(s.session_present, "the session came back");
+    let mut p = Conn::open(addr, version, "crash-unsub-pub", true, 0, POLL).unwrap();
+    for i in 0..UNSUBSCRIBED_FILTERS {
+        p.publish_acked(&format!("gone/{i}"), b"gone", 1, 1 + i, false)
+            .unwrap();
+    }
+    p.publish_acked("kept/a", b"kept", 1, 999, false).unwrap();
+    // The kept subscription's message arrives (the session works); the
+    // removed ones' would have come before it (one publisher, in order),
+    // and nothing else may come after it.
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let quiet_until = loop {
+        let (first, body) = s.read_until(deadline).unwrap();
+        if first >> 4 != 3 {
+            continue;
+        }
+        let publish = parse_publish(version, first, &body).unwrap();
+        s.send(&ack_packet(0x40, publish.packet_id)).unwrap();
+        let kept = publish.topic == "kept/a";
+        got.push(publish.topic);
+        if kept {
+            break Instant::now() + Duration::from_millis(500);
+        }
+    };
+    loop {
+        match s.read_until(quiet_until) {
+            Err(e) if is_timeout(&e) => break,
+            Ok((first, body)) if first >> 4 == 3 => {
+                got.push(parse_publish(version, first, &body).unwrap().topic);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("subscriber connection: {e}"),
+        }
+    }
+    assert_eq!(
+        got,
+        ["kept/a"],
+        "{version:?} fsync {fsync}: subscriptions whose UNSUBACK was seen came back after kill -9"
+    );
+    let (status, _) = broker.stop();
+    assert!(status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_acknowledged_unsubscribe_survives_kill_9() {
+    unsubscribe_then_kill(Version::V311, "always");
+    unsubscribe_then_kill(Version::V5, "always");
+    unsubscribe_then_kill(Version::V5, "interval");
 }
 
 /// Acknowledged messages the subscriber has not received.

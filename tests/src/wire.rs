@@ -88,6 +88,16 @@ pub fn subscribe_packet(version: Version, packet_id: u16, filter: &str, qos: u8)
     frame(0x82, &body)
 }
 
+/// UNSUBSCRIBE of one filter.
+pub fn unsubscribe_packet(version: Version, packet_id: u16, filter: &str) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    if version == Version::V5 {
+        body.push(0);
+    }
+    body.extend(string(filter.as_bytes()));
+    frame(0xa2, &body)
+}
+
 /// PUBLISH (`packet_id` is written for QoS > 0 only).
 pub fn publish_packet(
     version: Version,

@@ -133,12 +133,16 @@ pub(super) struct DeadlineSlot {
     pub(super) index: u32,
 }
 
-/// A subscription a held SUBSCRIBE set: undone if its SUBACK is refused,
-/// so that no message flows for a subscription the client was told failed.
+/// A subscription change a held SUBSCRIBE or UNSUBSCRIBE made: undone if
+/// its SUBACK / UNSUBACK is refused, so that the session keeps what the
+/// client was told (no message flows for a subscription it was told
+/// failed; one it was told it could not remove stays).
 #[derive(Debug)]
 pub(super) struct SubUndo {
-    /// What the SUBSCRIBE set.
-    pub(super) set: StoredSubscription,
+    /// The filter changed.
+    pub(super) filter: Bytes,
+    /// What the SUBSCRIBE set (`None`: the UNSUBSCRIBE removed it).
+    pub(super) set: Option<StoredSubscription>,
     /// What it replaced (same filter), if anything.
     pub(super) previous: Option<StoredSubscription>,
 }
@@ -157,7 +161,7 @@ pub(super) enum Held {
     },
     /// The barrier before it ended with a persist failure: the
     /// acknowledgement behind it is refused (`refuse.rs`), and the
-    /// subscriptions of a refused SUBACK undone.
+    /// subscription changes of a refused SUBACK / UNSUBACK undone.
     Refuse(PersistFailure, Vec<SubUndo>),
     /// Send the inflight QoS 2 PUBLISH with this packet id (held until its
     /// record is on disk, so that a restart resends it with the same id).

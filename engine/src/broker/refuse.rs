@@ -14,7 +14,12 @@
 //!   resend is then a new message, routed and stored again.
 //! - CONNACK (a stored session created, resumed or ended): refused with
 //!   that code (v3.1.1: 3, server unavailable), then the connection closes.
-//! - Anything else (UNSUBACK, PUBREL) is sent as it is.
+//! - UNSUBACK (v5): each filter removed gets 0x80 Unspecified error (the
+//!   only code of UNSUBACK's that fits: it has no 0x97), and the removed
+//!   subscriptions come back (`subscribe.rs`). v3.1.1's UNSUBACK has no
+//!   code at all: the connection is closed without it (the subscriptions
+//!   come back the same way).
+//! - Anything else (PUBREL) is sent as it is.
 
 use super::conn::ConnState;
 use super::deliver::write_outbound;
@@ -61,11 +66,19 @@ impl Broker {
                 }
                 self.write_packet(conn, &Packet::SubAck(s));
             }
+            Packet::UnsubAck(mut u) if v5 => {
+                for r in u.reasons.iter_mut().filter(|r| **r == ReasonCode::SUCCESS) {
+                    *r = ReasonCode::UNSPECIFIED_ERROR;
+                }
+                self.write_packet(conn, &Packet::UnsubAck(u));
+            }
             Packet::PubRec(a) => {
                 self.forget_inbound_qos2(session, a.packet_id);
                 self.close_unacknowledged(conn, now_ms);
             }
-            Packet::PubAck(_) | Packet::PubComp(_) => self.close_unacknowledged(conn, now_ms),
+            Packet::PubAck(_) | Packet::PubComp(_) | Packet::UnsubAck(_) => {
+                self.close_unacknowledged(conn, now_ms)
+            }
             Packet::ConnAck(_) => {
                 // v5 0x97 / 0x80; v3.1.1 return code 3 (server unavailable).
                 self.write_refusal(conn, code);

@@ -87,7 +87,11 @@ impl Broker {
                     options: f.options,
                     subscription_id,
                 };
-                undo.push(SubUndo { set, previous });
+                undo.push(SubUndo {
+                    filter: set.filter.clone(),
+                    set: Some(set),
+                    previous,
+                });
             }
             acks += interest_acks;
             reasons.push(ReasonCode(f.options.qos.as_u8()));
@@ -135,18 +139,24 @@ impl Broker {
         Ok(())
     }
 
-    /// The SUBACK of a SUBSCRIBE was refused (its session record could not
-    /// be stored): each subscription it set goes back to what it replaced
-    /// (or is removed), unless a later SUBSCRIBE changed it again, and the
-    /// retained messages held for it are not sent. The session record is
-    /// rewritten as it is now.
+    /// The SUBACK of a SUBSCRIBE or the UNSUBACK of an UNSUBSCRIBE was
+    /// refused (its session record could not be stored): each subscription
+    /// it set or removed goes back to what it replaced (or is removed, or
+    /// comes back), unless a later SUBSCRIBE or UNSUBSCRIBE changed it
+    /// again, and the retained messages held for a refused subscription
+    /// are not sent. The session record is rewritten as it is now.
     pub(super) fn undo_subscribe(&mut self, conn: ConnId, session: SessionId, undo: Vec<SubUndo>) {
-        for SubUndo { set, previous } in undo {
-            let current = self.sessions.get(session).and_then(|s| {
-                s.subscription(&set.filter)
-                    .and_then(|i| s.subscriptions.get(i))
-            });
-            if current != Some(&set) {
+        for SubUndo {
+            filter,
+            set,
+            previous,
+        } in undo
+        {
+            let current = self
+                .sessions
+                .get(session)
+                .and_then(|s| s.subscription(&filter).and_then(|i| s.subscriptions.get(i)));
+            if current != set.as_ref() {
                 continue;
             }
             match previous {
@@ -154,11 +164,14 @@ impl Broker {
                     self.add_subscription(session, p.filter, p.options, p.subscription_id, 0);
                 }
                 None => {
-                    self.remove_subscription(session, &set.filter);
+                    self.remove_subscription(session, &filter);
                     if let Some(s) = self.sessions.get_mut(session) {
-                        s.subscriptions.retain(|x| x.filter != set.filter);
+                        s.subscriptions.retain(|x| x.filter != filter);
                     }
                 }
+            }
+            if set.is_none() {
+                continue; // an UNSUBACK holds no retained message
             }
             // Its retained messages are held right behind the SUBACK.
             if let Some(held) = self
@@ -168,8 +181,8 @@ impl Broker {
                 .map(|r| &mut r.held)
             {
                 let mut i = 0;
-                while let Some(Held::Retained { filter, .. }) = held.get(i) {
-                    if *filter == set.filter {
+                while let Some(Held::Retained { filter: f, .. }) = held.get(i) {
+                    if *f == filter {
                         held.remove(i);
                     } else {
                         i += 1;
@@ -218,7 +231,12 @@ impl Broker {
         self.pump_backlog(conn, now_ms);
     }
 
-    /// An UNSUBSCRIBE from the client of `session`.
+    /// An UNSUBSCRIBE from the client of `session`. With `durable` the
+    /// UNSUBACK waits, as a SUBACK does, until the session's record
+    /// without the removed subscriptions is on disk, so that a restart
+    /// after the client saw it does not bring them back; if that write
+    /// fails the UNSUBACK is refused and the subscriptions restored
+    /// (`refuse.rs`).
     pub(super) fn handle_unsubscribe(
         &mut self,
         conn: ConnId,
@@ -226,17 +244,38 @@ impl Broker {
         unsub: Unsubscribe,
     ) {
         let mut reasons = Vec::with_capacity(unsub.filters.len());
+        // What to restore if the UNSUBACK is refused (a failed write).
+        let mut undo: Vec<SubUndo> = Vec::new();
+        let recorded_before = self.persist.recorded;
         for filter in unsub.filters {
             let existed = self.remove_subscription(session, &filter);
             if let Some(s) = self.sessions.get_mut(session) {
+                let removed = s
+                    .subscription(&filter)
+                    .and_then(|i| s.subscriptions.get(i))
+                    .cloned();
                 s.subscriptions.retain(|x| x.filter != filter);
+                if let Some(removed) = removed {
+                    if self.persist.on {
+                        undo.push(SubUndo {
+                            filter: removed.filter.clone(),
+                            set: None,
+                            previous: Some(removed),
+                        });
+                    }
+                }
             }
-            self.persist_session(session);
             reasons.push(if existed {
                 ReasonCode::SUCCESS
             } else {
                 ReasonCode::NO_SUBSCRIPTION_EXISTED
             });
+        }
+        self.persist_session(session);
+        if self.recorded_since(recorded_before) {
+            let token = self.new_barrier_token();
+            self.open_barrier(conn, token, 0, true);
+            self.on_refusal_undo(token, undo);
         }
         let ack = UnsubAck {
             packet_id: unsub.packet_id,

@@ -51,6 +51,30 @@ fn levels(topic: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
     })
 }
 
+/// The payload to keep when a topic's retained message is replaced: the
+/// old one when equal; the new bytes written into the old buffer when they
+/// have its length and nothing else holds it (no delivery in flight), so
+/// a value updated in place (a `$SYS` counter) keeps its first block
+/// instead of leaving a new long-lived one wherever the allocator put the
+/// copy (a page of a burst of connections, kept resident by it); else the
+/// new copy. Same length only: a buffer with spare room would freeze into
+/// a `Bytes` with a separate shared header (another allocation).
+fn reuse_payload(old: Bytes, new: Bytes) -> Bytes {
+    if old == new {
+        return old;
+    }
+    if old.len() != new.len() {
+        return new;
+    }
+    match old.try_into_mut() {
+        Ok(mut buf) => {
+            buf.copy_from_slice(&new);
+            buf.freeze()
+        }
+        Err(_) => new,
+    }
+}
+
 impl RetainedStore {
     /// Store (or, with an empty payload, clear) the retained message of a
     /// topic. Returns false when a new topic would exceed the limits.
@@ -90,9 +114,7 @@ impl RetainedStore {
             if old.publish.topic == r.publish.topic {
                 r.publish.topic = old.publish.topic;
             }
-            if old.publish.payload == r.publish.payload {
-                r.publish.payload = old.publish.payload;
-            }
+            r.publish.payload = reuse_payload(old.publish.payload, r.publish.payload);
         }
         node.value = Some(r);
         true
@@ -225,6 +247,49 @@ mod tests {
             .collect();
         t.sort();
         t
+    }
+
+    fn owned(topic: &str, payload: &str) -> Retained {
+        let mut r = r("", "");
+        r.publish.topic = Bytes::copy_from_slice(topic.as_bytes());
+        r.publish.payload = Bytes::copy_from_slice(payload.as_bytes());
+        r
+    }
+
+    fn stored(store: &RetainedStore, topic: &str) -> Bytes {
+        let mut out = Vec::new();
+        store.matching(topic.as_bytes(), &mut out);
+        assert_eq!(out.len(), 1, "{topic}");
+        out.remove(0).publish.payload
+    }
+
+    /// A value updated to one of the same length (a `$SYS` counter) is
+    /// written into the buffer it had, unless a delivery still holds that;
+    /// the byte total follows the values.
+    #[test]
+    fn an_update_of_the_same_length_keeps_the_payloads_buffer() {
+        let mut s = RetainedStore::default();
+        assert!(s.set(owned("$SYS/n", "17"), 100, 1000));
+        let first = stored(&s, "$SYS/n").as_ptr();
+        assert!(s.set(owned("$SYS/n", "42"), 100, 1000));
+        let now = stored(&s, "$SYS/n");
+        assert_eq!(&now[..], b"42");
+        assert_eq!(now.as_ptr(), first, "same length: the buffer is kept");
+        drop(now);
+        // A longer value needs a new buffer.
+        assert!(s.set(owned("$SYS/n", "100"), 100, 1000));
+        let longer = stored(&s, "$SYS/n");
+        assert_eq!(&longer[..], b"100");
+        assert_ne!(longer.as_ptr(), first);
+        // While a delivery holds the value, it is not overwritten.
+        let in_flight = longer;
+        assert!(s.set(owned("$SYS/n", "101"), 100, 1000));
+        assert_eq!(&in_flight[..], b"100");
+        let after = stored(&s, "$SYS/n");
+        assert_eq!(&after[..], b"101");
+        assert_ne!(after.as_ptr(), in_flight.as_ptr());
+        assert_eq!(s.payload_bytes, 3);
+        assert_eq!(s.count, 1);
     }
 
     #[test]

@@ -439,7 +439,7 @@ impl Broker {
         self.events.shrink_to_fit();
         self.connection_records.shrink_to_fit();
         self.barriers.shrink_to_fit();
-        self.timers.shrink_to_fit();
+        self.shrink_timers();
         self.out_kept.shrink_to_fit();
     }
 

@@ -249,7 +249,9 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     }
     shard.metrics.set_running(id, true);
     monoio::spawn(persist_task(shard.clone()));
-    // What restoring produced (timers, messages to other shards).
+    // The first `$SYS` publish, before any connection (`Broker::start`).
+    shard.broker.borrow_mut().start(shard.now_ms());
+    // What restoring and that produced (timers, messages to other shards).
     shard.drain_events(None);
     tracing::info!(shard = id, io = driver, cpu = ?cpu, "shard started");
     let _ = report.send(StartReport {

@@ -34,19 +34,23 @@ impl Shard {
     }
 }
 
-/// Shard 0: every `sys_interval_s`, gathers every shard's snapshot and
-/// publishes the broker-wide `$SYS/broker/...` values. The values are as
-/// fresh as the snapshots (a shard that does not answer within
-/// `metrics::GATHER_TIMEOUT_MS` contributes its previous one).
+/// Shard 0: at start-up and then every `sys_interval_s`, gathers every
+/// shard's snapshot and publishes the broker-wide `$SYS/broker/...`
+/// values. The values are as fresh as the snapshots (a shard that does
+/// not answer within `metrics::GATHER_TIMEOUT_MS` contributes its
+/// previous one). The first publish comes before any connection, as the
+/// shards' own (`Broker::start`): its retained messages and the code it
+/// runs the first time (the load averages' `exp`) are part of the idle
+/// broker, not of the first burst of connections.
 pub(super) async fn sys_totals_task(shard: Rc<Shard>, interval_s: u32) {
     let mut totals = SysTotals::new(&shard);
     loop {
-        monoio::time::sleep(Duration::from_secs(u64::from(interval_s))).await;
         if shard.is_stopping() {
             return;
         }
         let snapshots = shard.metrics.gather().await;
         totals.publish(&shard, &snapshots);
+        monoio::time::sleep(Duration::from_secs(u64::from(interval_s))).await;
     }
 }
 

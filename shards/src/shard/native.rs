@@ -65,8 +65,10 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         ..
     } = super::into_parts(init);
     let id = shard.id;
-    // What restoring stored records produced (timers, messages to other
-    // shards).
+    // The first `$SYS` publish, before any connection (`Broker::start`).
+    shard.broker.borrow_mut().start(shard.now_ms());
+    // What restoring stored records and that produced (timers, messages
+    // to other shards).
     shard.drain_events(None);
     let mut sockets = Vec::with_capacity(listeners.len());
     let mut contexts = Vec::with_capacity(listeners.len());
@@ -89,7 +91,8 @@ pub fn run(init: ShardInit, mut driver: Driver) {
     // Shard 0 publishes the broker-wide `$SYS` totals (`shard::metrics`).
     let mut sys = (id == 0 && sys_interval_ms > 0).then(|| SysTick {
         totals: SysTotals::new(&shard),
-        next_at: shard.now_ms() + sys_interval_ms,
+        // The first totals at once (`shard::metrics::sys_totals_task`).
+        next_at: shard.now_ms(),
         gathering: None,
         polled_at: 0,
     });

@@ -5,7 +5,7 @@
 mod sim;
 
 use bytes::Bytes;
-use ringmq_engine::broker::{owner_shard, BrokerConfig};
+use ringmq_engine::broker::{owner_shard, route_connect, BrokerConfig, Route};
 use ringmq_engine::codec::{Auth, Disconnect, Packet, Protocol, ReasonCode};
 use sim::*;
 
@@ -597,5 +597,51 @@ fn certificate_identity_authenticates_the_connect() {
         // Without an identity the same CONNECT is still refused.
         let (_, ack) = sim.connect_with(connect_packet(v, "nocert", true));
         assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
+    }
+}
+
+/// A CONNECT routed to another shard that the runtime could not hand over
+/// (`Broker::refuse_unrouted`, the native loop without a process
+/// descriptor): CONNACK 0x89 Server busy in v5, return code 3 in v3.1.1,
+/// no session made, and the connection closes; a v5 CONNACK that would
+/// exceed the client's Maximum Packet Size is not sent (5 bytes fit, 4 do
+/// not).
+#[test]
+fn an_unrouted_connect_is_refused_server_busy() {
+    let id = (0..)
+        .map(|i| format!("c{i}"))
+        .find(|id| owner_shard(id.as_bytes(), 2) == 1)
+        .unwrap();
+    for (v, max, expected) in [
+        (V3, None, Some(ReasonCode::SERVER_UNAVAILABLE)),
+        (V5, None, Some(ReasonCode::SERVER_BUSY)),
+        (V5, Some(5), Some(ReasonCode::SERVER_BUSY)),
+        (V5, Some(4), None),
+    ] {
+        let mut sim = Sim::new(2);
+        let c = sim.open(0, v);
+        let mut connect = connect_packet(v, &id, false);
+        connect.properties.maximum_packet_size_bytes = max;
+        let bytes = sim.encode(c, &Packet::Connect(Box::new(connect)));
+        assert_eq!(
+            route_connect(&bytes, 0, 2, u32::MAX),
+            Route::Shard(1),
+            "routed away"
+        );
+        let now = sim.now_ms;
+        sim.brokers[0].refuse_unrouted(c.conn, &bytes, ReasonCode::SERVER_BUSY, now);
+        sim.pump();
+        let got = sim.recv(c);
+        match expected {
+            Some(reason) => assert!(
+                matches!(got.as_slice(), [Packet::ConnAck(a)] if a.reason == reason && !a.session_present),
+                "{v:?} {max:?}: {got:?}"
+            ),
+            None => assert!(got.is_empty(), "{v:?} {max:?}: {got:?}"),
+        }
+        assert!(sim.is_closed(c), "{v:?} {max:?}: closed");
+        // No session was made on either shard.
+        let (_, ack) = sim.connect_with(connect_packet(v, &id, false));
+        assert!(!ack.session_present, "{v:?} {max:?}");
     }
 }

@@ -30,7 +30,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use ringmq_engine::broker::{route_connect, ConnId, Route, ShardId};
-use ringmq_engine::codec::{check_frame, FrameCheck};
+use ringmq_engine::codec::{check_frame, FrameCheck, ReasonCode};
 use ringmq_net::conn::{CloseReason, ConnTls, Connection, DriverHandle, Handler};
 use ringmq_net::tls::{LoadedTls, TlsSession};
 use ringmq_net::ws::WsSession;
@@ -73,6 +73,21 @@ impl ConnCtx {
     /// The connection's engine id.
     pub fn id(&self) -> ConnId {
         self.origin.conn()
+    }
+
+    /// The CONNECT in `bytes` belongs to another shard but the connection
+    /// cannot be handed over (native loop, no process descriptor left):
+    /// the engine refuses it with 0x89 Server busy (v3: return code 3) and
+    /// closes it.
+    pub fn refuse_unrouted(&self, bytes: &[u8]) {
+        let now = self.shard.now_ms();
+        self.shard.broker.borrow_mut().refuse_unrouted(
+            self.id(),
+            bytes,
+            ReasonCode::SERVER_BUSY,
+            now,
+        );
+        self.shard.drain_events(Some(&self.origin));
     }
 }
 

@@ -54,22 +54,6 @@ fn connect_all(broker: &Broker) -> usize {
     accepted
 }
 
-/// Direct descriptors only exist on the native loop (Linux 6.8+): on a
-/// kernel or sandbox without it the broker logs why and the test says
-/// SKIPPED, except on CI.
-fn native_with_direct(broker: &Broker) -> bool {
-    let log = broker.log();
-    let direct = log.contains("native io_uring") && !log.contains("no direct descriptors");
-    if !direct {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "direct descriptors unavailable on CI; log:\n{log}"
-        );
-        eprintln!("SKIPPED: no native loop with direct descriptors here; log:\n{log}");
-    }
-    direct
-}
-
 #[test]
 fn a_broker_serves_more_connections_than_its_open_file_limit_with_direct_descriptors() {
     if let Err(e) = ringmq_net::os::raise_fd_limit(CONNECTIONS as u64 * 2 + 256) {
@@ -85,7 +69,7 @@ fn a_broker_serves_more_connections_than_its_open_file_limit_with_direct_descrip
         "native",
     ];
     let broker = Broker::start_with_fd_limit(&bin(), &args, FD_LIMIT);
-    if !native_with_direct(&broker) {
+    if !broker.native_with_direct_fds() {
         return;
     }
     let accepted = connect_all(&broker);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{CertificateParams, KeyPair};
-use ringmq_tests::{binary, client_id_on_shard, packet, Broker, RawClient};
+use ringmq_tests::{binary, client_id_on_shard, fds, packet, Broker, RawClient};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
@@ -531,4 +531,58 @@ fn single_shard_upgrade_frames_and_refusals_in_the_driver() {
         false,
     ));
     assert_eq!(ok(sub.read_frame()), (8, 1009u16.to_be_bytes().to_vec()));
+}
+
+/// Connections tried at most for one that must be handed off (about half
+/// are).
+const HANDOFF_ATTEMPTS_MAX: usize = 64;
+
+/// The native loop with its descriptors exhausted: a WebSocket connection
+/// whose client id the other shard owns cannot be handed over; the
+/// WebSocket layer passes the refusal on with the MQTT bytes it decoded,
+/// so the client gets CONNACK 0x89 Server busy in a binary frame, then a
+/// close frame (`shards/tests/fd_limit.rs` covers TCP).
+#[test]
+fn ws_connection_that_cannot_be_handed_off_is_refused_server_busy() {
+    let dir = std::env::temp_dir().join(format!("ringmq-ws-{}-emfile", std::process::id()));
+    ok(std::fs::create_dir_all(&dir));
+    let path = dir.join("ringmq.toml");
+    let config = "[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"ws\"\npath = \"/mqtt\"\n";
+    ok(std::fs::write(&path, config));
+    let path = path.display().to_string();
+    let args = [
+        "serve", "--config", &path, "--shards", "2", "--io", "native",
+    ];
+    let broker = Broker::start_with_args(&binary(env!("CARGO_BIN_EXE_ringmq")), &args);
+    if !broker.native_with_direct_fds() {
+        ok(std::fs::remove_dir_all(&dir));
+        return;
+    }
+    let addr = broker.addr();
+    let limit = fds::exhaust(&broker);
+    let mut refused = false;
+    for i in 0..HANDOFF_ATTEMPTS_MAX {
+        let (mut ws, _) = WsClient::upgrade(tcp(addr), "");
+        ws.send(&packet::connect_v5(&format!("ws-emfile-{i}"), true, 60));
+        // v5 CONNACK: type, remaining length (< 128), flags, reason code.
+        let connack = ws.read_packet();
+        assert!(connack.len() > 3 && connack[0] == 0x20, "{connack:02x?}");
+        if connack[3] == 0x00 {
+            continue; // its owner accepted it
+        }
+        assert_eq!(connack[3], 0x89, "v5 CONNACK Server busy: {connack:02x?}");
+        let (op, _) = ok(ws.read_frame());
+        assert_eq!(op, 8, "a close frame after the refusal");
+        refused = true;
+        break;
+    }
+    assert!(
+        refused,
+        "no connection was handed off in {HANDOFF_ATTEMPTS_MAX}; log:\n{}",
+        broker.log()
+    );
+    fds::set_soft_limit(&broker, limit);
+    let (status, _) = broker.stop();
+    assert!(status.success());
+    ok(std::fs::remove_dir_all(&dir));
 }

@@ -24,6 +24,8 @@
 //!   Session Present, reason codes) for tests that play a client across
 //!   broker restarts.
 //! - [`client_id_on_shard`]: client ids that hash to a chosen shard.
+//! - [`fds`]: a running broker's open-file limit, lowered until it has no
+//!   descriptor left and raised again (`prlimit(2)` on its process).
 //!
 //! `RINGMQ_TEST_IO=epoll` (or `uring`, `native`) runs the suites on that
 //! I/O backend instead of `auto`; with `auto` (the default: the native
@@ -41,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod fds;
 pub mod http;
 pub mod packet;
 pub mod wire;
@@ -278,6 +281,29 @@ impl Broker {
     /// Its port.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The broker's process id, while it runs (`prlimit(2)` on it in the
+    /// open-file limit tests).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    /// Whether the broker runs the native loop with direct descriptors
+    /// (Linux 6.8+). On a kernel or sandbox without them the broker logs
+    /// why: this prints SKIPPED and returns `false`, except on CI
+    /// (`CI=true`), where it fails.
+    pub fn native_with_direct_fds(&self) -> bool {
+        let log = self.log();
+        let direct = log.contains("native io_uring") && !log.contains("no direct descriptors");
+        if !direct {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "direct descriptors unavailable on CI; log:\n{log}"
+            );
+            eprintln!("SKIPPED: no native loop with direct descriptors here; log:\n{log}");
+        }
+        direct
     }
 
     /// The stderr lines so far.

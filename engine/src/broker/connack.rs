@@ -1,6 +1,8 @@
 //! Refusing a CONNECT and fitting a CONNACK to the client's Maximum
 //! Packet Size ([MQTT-3.1.2-24]): the CONNACK side of `connect.rs`.
 
+use bytes::Bytes;
+
 use super::{Broker, CloseCause, ConnId};
 use crate::codec::{self, ConnAck, ConnAckProperties, Packet, Protocol, ReasonCode};
 
@@ -30,6 +32,36 @@ impl Broker {
         };
         if let (Some(protocol), Some(c)) = (protocol, self.conns.get_mut(conn)) {
             c.protocol = protocol;
+            self.write_refusal(conn, reason);
+        }
+        self.stats.connects_refused += 1;
+        self.set_close_cause(conn, CloseCause::ConnectRefused(reason));
+        self.close(conn, now_ms);
+    }
+
+    /// Refuses the CONNECT at the start of `buf` with `reason` in the
+    /// client's protocol, then closes `conn`: a CONNECT that
+    /// [`route_connect`](super::route_connect) sent to another shard but
+    /// that the runtime could not hand over (no process descriptor to move
+    /// the socket with: `EMFILE`), so neither shard serves it. v5 gets
+    /// `reason` (0x89 Server busy fits: the client may retry later), v3.1.1
+    /// and v3.1 its return code (3, server unavailable, for 0x88 / 0x89).
+    /// The CONNECT is decoded only for its protocol and Maximum Packet
+    /// Size (the CONNACK must fit it, [MQTT-3.1.2-24]); one that does not
+    /// decode (it did for routing) is closed without a CONNACK.
+    pub fn refuse_unrouted(&mut self, conn: ConnId, buf: &[u8], reason: ReasonCode, now_ms: u64) {
+        let connect = match codec::check_frame(buf, u32::MAX) {
+            Ok(codec::FrameCheck::Complete { frame_len }) => buf
+                .get(..frame_len)
+                .map(|frame| codec::decode_packet(Bytes::copy_from_slice(frame), Protocol::V5)),
+            _ => None,
+        };
+        if let (Some(Ok(Packet::Connect(connect))), Some(c)) = (connect, self.conns.get_mut(conn)) {
+            c.protocol = connect.protocol;
+            c.client_packet_size_max_bytes = connect
+                .properties
+                .maximum_packet_size_bytes
+                .unwrap_or(u32::MAX);
             self.write_refusal(conn, reason);
         }
         self.stats.connects_refused += 1;

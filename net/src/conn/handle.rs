@@ -106,6 +106,17 @@ pub trait Handler {
     fn detach_requested(&self) -> bool {
         false
     }
+    /// The native backend only: the hand-off that
+    /// [`Handler::detach_requested`] asked for cannot happen (the process
+    /// has no descriptor left to move the socket with: `EMFILE`,
+    /// `ENFILE`). `bytes` are the MQTT bytes read so far, which routing
+    /// left unconsumed (the CONNECT). `true`: the handler answered the
+    /// client (a refusal) and asked for the close through its
+    /// [`DriverHandle`]; the connection stays in this driver until that
+    /// answer is flushed. `false` (the default): the driver closes it.
+    fn on_detach_failed(&self, _bytes: &[u8]) -> bool {
+        false
+    }
     /// The handler as `Any`, so that the runtime can recognise its own
     /// handler type in a detached connection (native backend; a byte
     /// transform's handler answers with the handler it wraps).

@@ -9,9 +9,11 @@
 //! Both backends use it: the monoio driver's tasks
 //! ([`crate::conn::Connection::spawn_driver`]) and the native io_uring loop
 //! ([`websocket_handler`]), where the layer is transparent to a hand-off:
-//! it forwards [`Handler::detach_requested`] and [`Handler::as_any`] to the
-//! handler it wraps and gives up its session with
-//! [`Handler::take_ws_session`].
+//! it forwards [`Handler::detach_requested`], [`Handler::on_detach_failed`]
+//! (with the MQTT bytes decoded so far) and [`Handler::as_any`] to the
+//! handler it wraps, gives up its session with
+//! [`Handler::take_ws_session`], and frames a refusal when the hand-off
+//! fails.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -125,6 +127,12 @@ impl<H: Handler + ?Sized> Handler for WsHandler<H> {
 
     fn detach_requested(&self) -> bool {
         self.inner.detach_requested()
+    }
+
+    fn on_detach_failed(&self, bytes: &[u8]) -> bool {
+        // The driver's buffer starts with the MQTT bytes decoded so far.
+        let decoded = bytes.get(..self.decoded.get()).unwrap_or(bytes);
+        self.inner.on_detach_failed(decoded)
     }
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {

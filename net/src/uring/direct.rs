@@ -14,7 +14,8 @@
 //! ```text
 //!   accept (slot k reserved) ─▶ Socket::Direct(k) ─▶ Driver::add ─▶ ConnFd (slot k)
 //!   hand-off out:  FIXED_FD_INSTALL(k) ─▶ process fd ─▶ close slot k ─▶ Event::Detached
-//!                  (EMFILE: the connection is closed, with a log line)
+//!                  (EMFILE: the handler refuses it, CONNACK 0x89 / 3, and it
+//!                  closes on the slot, with a warning)
 //!   hand-off in:   process fd ─▶ register into a free slot (one io_uring_register) ─▶ fd closed
 //!   table full:    the accept takes a process fd (ENFILE/EMFILE back off as before)
 //! ```
@@ -379,11 +380,7 @@ impl Driver {
         };
         c.installing = false;
         if result < 0 {
-            let error = io::Error::from_raw_os_error(-result);
-            tracing::warn!(%error, "no descriptor to hand a connection to its owner shard; closing it");
-            c.detaching = false;
-            self.end(slot, gen, crate::conn::CloseReason::Local);
-            self.try_free(slot, gen);
+            self.install_failed(slot, gen, io::Error::from_raw_os_error(-result));
             return;
         }
         // SAFETY: as above.
@@ -399,6 +396,38 @@ impl Driver {
             self.close_direct(direct);
         }
         self.try_detach(slot, gen);
+        self.try_free(slot, gen);
+    }
+
+    /// No process descriptor for a detaching connection (`EMFILE`,
+    /// `ENFILE`): it cannot reach its owner shard, and this one does not
+    /// own its client id. Its handler refuses it in the protocol (a
+    /// CONNACK 0x89 Server busy, v3 return code 3) and asks for the close,
+    /// which then runs as any other (flush, FIN, linger) on the slot; a
+    /// handler that cannot answer has it closed here. Either way the slot
+    /// is closed (and reused) once nothing is in flight on it.
+    fn install_failed(&mut self, slot: u32, gen: u32, error: io::Error) {
+        let Some(c) = self.conn(slot, gen) else {
+            return;
+        };
+        c.detaching = false;
+        if c.phase != super::conn::Phase::Open || c.shutdowns > 0 {
+            // Closing began meanwhile: it ends there.
+            self.try_free(slot, gen);
+            return;
+        }
+        let handler = c.handler.clone();
+        // What routing read (the CONNECT): the refusal answers it, nothing
+        // after it is delivered (the close discards further input).
+        let bytes = c.take_buf();
+        let answered = handler.on_detach_failed(&bytes);
+        if answered {
+            tracing::warn!(%error, "no descriptor to hand a connection to its owner shard; refused it (server busy)");
+            self.attend(slot, gen);
+        } else {
+            tracing::warn!(%error, "no descriptor to hand a connection to its owner shard; closing it");
+            self.end(slot, gen, crate::conn::CloseReason::Local);
+        }
         self.try_free(slot, gen);
     }
 

@@ -10,7 +10,10 @@
 //! it asks the driver to detach the connection; `uring::Event::Detached`
 //! then brings back the socket, the bytes read and the TLS and WebSocket
 //! sessions, and [`hand_off`] closes the connection in this engine and
-//! pushes `RingMsg::Handoff` to the owner.
+//! pushes `RingMsg::Handoff` to the owner. When the driver cannot detach
+//! it (no process descriptor for the socket: `EMFILE`), [`Routing`]
+//! refuses the CONNECT here (CONNACK 0x89 Server busy, v3 return code 3)
+//! and the connection closes on this shard.
 
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
@@ -77,6 +80,17 @@ impl Handler for Routing {
 
     fn detach_requested(&self) -> bool {
         self.owner.get().is_some()
+    }
+
+    fn on_detach_failed(&self, bytes: &[u8]) -> bool {
+        if self.owner.take().is_none() {
+            return false;
+        }
+        // The owner is out of reach and this shard does not own the
+        // client id: refused (v5 0x89 Server busy, v3 return code 3).
+        self.settled.set(true);
+        self.ctx.refuse_unrouted(bytes);
+        true
     }
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {

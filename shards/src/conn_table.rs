@@ -4,19 +4,23 @@
 //! held at once, and a slot costs `size_of::<Option<T>>()` with no
 //! per-entry allocation or hash-table slack (a `HashMap<ConnId, T>` at its
 //! usual load costs about twice that plus the key; docs/benchmarks.md,
-//! memory per idle connection).
+//! memory per idle connection). The slots live in a [`ChunkedVec`]: the
+//! table grows a chunk (at most 16 KiB) at a time and gives whole chunks
+//! back, with nothing copied (docs/benchmarks.md, "Connection tables in
+//! chunks").
 
+use ringmq_chunked::ChunkedVec;
 use ringmq_engine::broker::ConnId;
 
 pub struct ConnTable<T> {
-    slots: Vec<Option<T>>,
+    slots: ChunkedVec<Option<T>>,
     len: usize,
 }
 
 impl<T> Default for ConnTable<T> {
     fn default() -> Self {
         ConnTable {
-            slots: Vec::new(),
+            slots: ChunkedVec::new(),
             len: 0,
         }
     }
@@ -55,11 +59,11 @@ impl<T> ConnTable<T> {
         self.len == 0
     }
 
-    /// Gives back the room above the highest id in use (after a burst of
+    /// Gives back the chunks above the highest id in use (after a burst of
     /// closes).
     pub fn shrink_to_fit(&mut self) {
         while matches!(self.slots.last(), Some(None)) {
-            self.slots.pop();
+            drop(self.slots.pop());
         }
         self.slots.shrink_to_fit();
     }
@@ -90,6 +94,27 @@ mod tests {
         assert_eq!(t.remove(1), Some("one"));
         t.shrink_to_fit();
         assert!(t.is_empty());
-        assert_eq!(t.slots.capacity(), 0);
+        assert_eq!(t.slots.chunks(), 0);
+    }
+
+    #[test]
+    fn grows_and_shrinks_by_whole_chunks() {
+        let chunk = ChunkedVec::<Option<u64>>::CHUNK;
+        let mut t = ConnTable::default();
+        for id in 0..4 * chunk {
+            assert_eq!(t.insert(id, id as u64), None);
+        }
+        assert_eq!(t.slots.chunks(), 4);
+        // Closes of the upper half: two chunks go, the rest stays put.
+        for id in 2 * chunk..4 * chunk {
+            assert_eq!(t.remove(id), Some(id as u64));
+        }
+        t.shrink_to_fit();
+        assert_eq!((t.len(), t.slots.chunks()), (2 * chunk, 2));
+        assert!((0..2 * chunk).all(|id| t.get(id) == Some(&(id as u64))));
+        // An id far past the end fills the gap with empty slots.
+        assert_eq!(t.insert(3 * chunk + 1, 7), None);
+        assert_eq!((t.len(), t.slots.chunks()), (2 * chunk + 1, 4));
+        assert_eq!(t.get(3 * chunk), None);
     }
 }

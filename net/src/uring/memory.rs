@@ -1,5 +1,6 @@
 //! Giving memory back after a burst of connections has gone: the slab's
-//! vacant tail, the timer heap's stale entries, spare capacity, and the
+//! vacant tail (whole chunks of it: the slab is a `ChunkedVec`, which grows
+//! and shrinks without copying), the timer heap's stale entries, spare capacity, and the
 //! receive buffers' pages ([`bufring`](super::bufring) module docs); and
 //! the receive buffers' pages alone once receives have been quiet for a
 //! while with the connections still there

@@ -67,6 +67,7 @@ use std::task::Waker;
 
 use bytes::BytesMut;
 use io_uring::{opcode, squeue, types, IoUring};
+use ringmq_chunked::ChunkedVec;
 
 use crate::conn::pace::CLOSE_STEPS_PER_TURN;
 use crate::conn::{ConnTls, DriverConfig, DriverHandle, Handler};
@@ -245,7 +246,10 @@ pub struct Driver {
     wake_buf: Box<u64>,
     wake_armed: bool,
     listeners: Vec<Listener>,
-    slots: Vec<Slot>,
+    /// The connection slab, in chunks: it grows without reallocating and
+    /// [`Driver::shrink_memory`] frees whole chunks of its vacant tail
+    /// (`memory` module).
+    slots: ChunkedVec<Slot>,
     free: Vec<u32>,
     live: usize,
     /// The ready list's other allocation (`hold::attend_ready`).
@@ -383,7 +387,7 @@ impl Driver {
             wake_buf: Box::new(0),
             wake_armed: false,
             listeners: Vec::new(),
-            slots: Vec::new(),
+            slots: ChunkedVec::new(),
             free: Vec::new(),
             live: 0,
             ready_spare: Vec::new(),

@@ -260,6 +260,11 @@ impl DriverHandle {
         }
     }
 
+    /// Queued for the native loop's next flush and not yet attended.
+    pub(crate) fn is_queued(&self) -> bool {
+        self.shared.queued.get()
+    }
+
     pub(crate) fn clear_queued(&self) {
         self.shared.queued.set(false);
     }

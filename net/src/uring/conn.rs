@@ -348,7 +348,7 @@ impl Driver {
         if c.phase == Phase::Open {
             c.handle.mark_transmit();
         }
-        if !self.wait_for_release(slot, gen) {
+        if !self.sent_during_hold(slot, gen) {
             self.pump_send(slot, gen);
         }
         self.arm_recv(slot, gen);

@@ -108,6 +108,8 @@ pub(super) struct Hold {
     /// fan-out's sends (input it took may have waited through them).
     enter_began: Instant,
     enter_sent_fanout: bool,
+    /// The hold under way is one half of a staggered fan-out.
+    staggered: bool,
 }
 
 impl Hold {
@@ -132,6 +134,7 @@ impl Hold {
             follow: None,
             enter_began: now,
             enter_sent_fanout: false,
+            staggered: false,
         }
     }
 
@@ -241,7 +244,12 @@ impl Driver {
             }
             release |= self.hold.due.is_some_and(|due| due <= now);
         }
-        if release && self.hold.deadline.is_some() {
+        // A hold released in this turn: a lead right after it is not split;
+        // after a staggered half, what asks for attention now (whatever
+        // its size) is the other half, held whole (module docs).
+        let released = release && self.hold.deadline.is_some();
+        let continued = released && std::mem::take(&mut self.hold.staggered);
+        if released {
             self.hold.deadline = None;
             self.hold.due = None;
             let held = std::mem::take(&mut self.hold.held);
@@ -253,6 +261,7 @@ impl Driver {
             self.hold.held.clear();
         }
         let mut first = true;
+        let mut stagger = false;
         loop {
             // The list and `ready_spare` swap allocations: none per turn.
             let mut batch = super::take_ready(std::mem::take(&mut self.ready_spare));
@@ -260,7 +269,10 @@ impl Driver {
                 self.ready_spare = batch;
                 break;
             }
-            if first && self.hold.deadline.is_none() && batch.len() >= self.hold.fanout_min {
+            if first
+                && self.hold.deadline.is_none()
+                && (batch.len() >= self.hold.fanout_min || continued)
+            {
                 // A lead: hold it if the next input is expected in time.
                 self.hold.lead_at = Some(arrived);
                 let deadline = arrived + self.hold.limit;
@@ -276,11 +288,26 @@ impl Driver {
                     self.hold.deadline = Some(deadline);
                     self.hold.due = Some(first.max(expected));
                     self.hold.last_input = arrived;
+                    // Exactly one input expected to join (the one after it
+                    // too late): a fresh lead sends half its connections
+                    // now and holds the rest; from then on each input
+                    // releases the half that waited through the one before.
+                    stagger = !released
+                        && self.hold.follow.is_some_and(|f| {
+                            arrived + f <= deadline && arrived + f * 2 > deadline
+                        });
+                    self.hold.staggered = stagger || continued;
                 }
             }
             first = false;
             if self.hold.deadline.is_some() {
-                self.hold.held.extend_from_slice(&batch);
+                // The first half (the smaller one) leaves now.
+                let now_half = if stagger { batch.len() / 2 } else { 0 };
+                stagger = false;
+                for &(slot, gen) in &batch[..now_half] {
+                    self.attend(slot, gen);
+                }
+                self.hold.held.extend_from_slice(&batch[now_half..]);
             } else {
                 for &(slot, gen) in &batch {
                     self.attend(slot, gen);
@@ -307,6 +334,23 @@ impl Driver {
         c.handle.queue();
         self.arm_recv(slot, gen);
         true
+    }
+
+    /// A connection's send completed: during a hold, one that has output
+    /// since it was last attended (it is queued: held, or in the ready
+    /// list) waits for the release; one that has none (or only the rest of
+    /// a batch the handler split) is pumped at once, so that it does not
+    /// join the hold empty and leave at its release with only the next
+    /// input's output (a staggered fan-out's other half: module docs).
+    /// Returns `true` when it waits.
+    pub(super) fn sent_during_hold(&mut self, slot: u32, gen: u32) -> bool {
+        if !self.holding() {
+            return false;
+        }
+        match self.conn(slot, gen) {
+            Some(c) => c.is_open() && c.handle.is_queued(),
+            None => false,
+        }
     }
 
     /// Whether a hold is under way: a connection's next send waits for

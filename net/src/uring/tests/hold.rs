@@ -8,7 +8,7 @@
 //! are hundreds of milliseconds so that a loaded machine does not blur
 //! them.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -125,7 +125,10 @@ fn a_busy_fanout_waits_for_the_input_it_expects_and_no_longer() {
     // A fan-out to two subscribers; the publisher alone (its input queues
     // it during a hold) is not one.
     let (mut publisher, mut clients) = fanout(&mut rig, 2);
-    let client = &mut clients[0];
+    // The second subscriber: GAP is over half the hold, so a fan-out whose
+    // next input is expected sends its first half (the first subscriber)
+    // at once and holds the second (the staggered halves, tested below).
+    let client = &mut clients[1];
     rig.driver.hold.set_thresholds(0, 0, 2);
     rig.turn_until("a busy sample", |r| r.driver.hold.is_busy());
     // The first fan-out: nothing known about the next input yet, so only
@@ -147,6 +150,7 @@ fn a_busy_fanout_waits_for_the_input_it_expects_and_no_longer() {
     rig.turn_until("b held", |r| r.driver.holding());
     turn_until_time(&mut rig, b_at + GAP);
     assert!(rig.driver.holding(), "still waiting for the next input");
+    let c_at = Instant::now();
     write(&mut publisher, b"c\n");
     let (got, _) = rig.read(client, 4);
     let waited = b_at.elapsed();
@@ -155,8 +159,10 @@ fn a_busy_fanout_waits_for_the_input_it_expects_and_no_longer() {
         waited < HOLD - Duration::from_millis(50),
         "released {waited:?} after b: at c's arrival (about {GAP:?}), not the hold's end"
     );
-    // The next fan-out expects input GAP later again; none comes: it
+    // The next fan-out (GAP later: the first subscriber's half, held at
+    // c, leaves with it) expects input GAP later again; none comes: it
     // leaves at the latest the hold after it arrived.
+    turn_until_time(&mut rig, c_at + GAP);
     let d_at = Instant::now();
     write(&mut publisher, b"d\n");
     let (got, _) = rig.read(client, 2);
@@ -178,4 +184,126 @@ fn a_busy_fanout_waits_for_the_input_it_expects_and_no_longer() {
         "no input expected in time, held for {:?}",
         e_at.elapsed()
     );
+}
+
+/// What each client has received so far, and in how many reads.
+#[derive(Default, Clone)]
+struct Got {
+    bytes: Vec<u8>,
+    reads: usize,
+}
+
+/// One pass over the clients (non-blocking reads), then one loop turn.
+fn poll(rig: &mut Rig, clients: &mut [TcpStream], got: &mut [Got]) {
+    for (client, got) in clients.iter_mut().zip(got.iter_mut()) {
+        let mut buf = [0u8; 256];
+        match client.read(&mut buf) {
+            Ok(0) => panic!("the subscriber's connection closed"),
+            Ok(n) => {
+                got.bytes.extend_from_slice(&buf[..n]);
+                got.reads += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("client read: {e}"),
+        }
+    }
+    rig.turn();
+}
+
+/// Turns the loop, reading every client, until `done`.
+fn poll_until(
+    rig: &mut Rig,
+    clients: &mut [TcpStream],
+    got: &mut [Got],
+    what: &str,
+    mut done: impl FnMut(&[Got]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(got) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        poll(rig, clients, got);
+    }
+}
+
+/// Busy, with one input expected within the hold and the one after it
+/// too late (an evenly paced publisher whose interval is over half the
+/// hold): a fresh fan-out sends half its subscribers at once and holds
+/// the other half; each later input releases the half that waited through
+/// the one before, both messages in one send, and holds the other; input
+/// that stops flushes the last half within the hold.
+#[test]
+fn a_paced_fanout_alternates_halves_and_a_stopped_input_flushes_all() {
+    let Some(mut rig) = rig() else { return };
+    let (mut publisher, mut clients) = fanout(&mut rig, 4);
+    for client in &clients {
+        client
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("nonblocking: {e}"));
+    }
+    rig.driver.hold.set_thresholds(0, 0, 2);
+    rig.turn_until("a busy sample", |r| r.driver.hold.is_busy());
+    let mut got = vec![Got::default(); clients.len()];
+    // The first fan-out: the gap to the next input is not known yet.
+    let a_at = Instant::now();
+    write(&mut publisher, b"a\n");
+    poll_until(&mut rig, &mut clients, &mut got, "a", |g| {
+        g.iter().all(|g| g.bytes.len() == 2)
+    });
+    assert!(a_at.elapsed() < GAP / 2, "a held for {:?}", a_at.elapsed());
+    // GAP later: one input expected within the hold (GAP < HOLD < 2 GAP):
+    // half the subscribers get b at once, the others wait.
+    turn_until_time(&mut rig, a_at + GAP);
+    let b_at = Instant::now();
+    write(&mut publisher, b"b\n");
+    poll_until(&mut rig, &mut clients, &mut got, "b to half", |g| {
+        g.iter().filter(|g| g.bytes.len() == 4).count() == 2
+    });
+    assert!(b_at.elapsed() < GAP / 2, "b held for {:?}", b_at.elapsed());
+    let early: Vec<bool> = got.iter().map(|g| g.bytes.len() == 4).collect();
+    let reads: Vec<usize> = got.iter().map(|g| g.reads).collect();
+    let mut last_at = b_at;
+    for (i, line) in [b"c\n", b"d\n", b"e\n"].into_iter().enumerate() {
+        // The half that is held gets nothing until the next input.
+        turn_until_time(&mut rig, last_at + GAP - Duration::from_millis(20));
+        // Whether the half that got b at once is the one holding now.
+        let waiting = i % 2 == 0;
+        for (g, &e) in got.iter().zip(&early) {
+            let sent = 2 * (i + 2) - if e == waiting { 0 } else { 2 };
+            assert_eq!(g.bytes.len(), sent, "input {i}: a held half sent early");
+        }
+        let at = Instant::now();
+        write(&mut publisher, line);
+        // The held half gets both lines in one send, promptly; the other
+        // half's new line is held.
+        poll_until(&mut rig, &mut clients, &mut got, "the held half", |g| {
+            g.iter()
+                .zip(&early)
+                .filter(|(_, &e)| e != waiting)
+                .all(|(g, _)| g.bytes.len() == 2 * (i + 3))
+        });
+        assert!(
+            at.elapsed() < GAP / 2,
+            "the held half left {:?} after the next input",
+            at.elapsed()
+        );
+        last_at = at;
+    }
+    for ((g, &e), &r) in got.iter().zip(&early).zip(&reads) {
+        let expected: &[u8] = if e { b"a\nb\nc\nd\n" } else { b"a\nb\nc\nd\ne\n" };
+        assert_eq!(g.bytes, expected);
+        // One send per two lines after b (reads may merge sends, never
+        // split these small ones).
+        assert!(g.reads - r <= 2, "{} reads for two sends", g.reads - r);
+    }
+    // The input stops: the half holding e gets it within the hold.
+    poll_until(&mut rig, &mut clients, &mut got, "e flushed", |g| {
+        g.iter().all(|g| g.bytes.ends_with(b"e\n"))
+    });
+    let waited = last_at.elapsed();
+    assert!(
+        waited < HOLD + Duration::from_millis(100),
+        "the last half held for {waited:?}"
+    );
+    assert!(!rig.driver.holding(), "nothing held once the input stopped");
 }

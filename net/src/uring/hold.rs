@@ -31,15 +31,31 @@
 //!   gap (plus [`HOLD_QUIET_MIN_US`]) past its expected time; at the
 //!   deadline at the latest. Each connection's output of the inputs in
 //!   between leaves as one send.
+//! - Staggered halves: when exactly one input is expected to join (the
+//!   next within `hold_us` of the lead, the one after it not: an evenly
+//!   paced publisher slower than half the hold), holding the whole
+//!   fan-out makes every other input a fan-out of all its connections
+//!   and the first message wait for the second and then for that whole
+//!   fan-out. So a fresh lead (no hold released in its turn) attends half
+//!   its connections at once and holds the other half; the release at the
+//!   next input attends the held half (the previous and the current
+//!   message in one send), and what that input made ready (the other
+//!   half, now with one message) is held in turn, whatever its size, until
+//!   the input after. The same sends per delivery, each fan-out half as
+//!   long, the load even; a half that stops getting input leaves at the
+//!   quiet margin or the deadline, like any hold.
 //! - So the added latency is at most `hold_us` per message, and only
 //!   while busy with a fan-out whose next input is expected within it: a
 //!   shard that is lightly loaded or idle, or serves a few connections
 //!   (gathering batches those), attends every connection in the turn that
 //!   asked (its first turn after a quiet spell samples the CPU again, and
 //!   idle shards are not woken to sample).
-//! - During a hold, a connection whose send completes, or whose input
-//!   asks for an answer, waits for the same release instead of sending
-//!   at once.
+//! - During a hold, a connection whose input asks for an answer, or whose
+//!   send completes while it has new output (it is queued), waits for
+//!   the same release instead of sending at once; one whose send
+//!   completes with nothing new is pumped at once (it does not join the
+//!   hold empty, to leave at its release with only the next input's
+//!   output: the other staggered half).
 //! - The loop's sleep ends at the next time the hold must be looked at
 //!   (`Driver::submit_and_wait`).
 
@@ -293,9 +309,10 @@ impl Driver {
                     // now and holds the rest; from then on each input
                     // releases the half that waited through the one before.
                     stagger = !released
-                        && self.hold.follow.is_some_and(|f| {
-                            arrived + f <= deadline && arrived + f * 2 > deadline
-                        });
+                        && self
+                            .hold
+                            .follow
+                            .is_some_and(|f| arrived + f <= deadline && arrived + f * 2 > deadline);
                     self.hold.staggered = stagger || continued;
                 }
             }

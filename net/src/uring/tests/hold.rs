@@ -290,7 +290,11 @@ fn a_paced_fanout_alternates_halves_and_a_stopped_input_flushes_all() {
         last_at = at;
     }
     for ((g, &e), &r) in got.iter().zip(&early).zip(&reads) {
-        let expected: &[u8] = if e { b"a\nb\nc\nd\n" } else { b"a\nb\nc\nd\ne\n" };
+        let expected: &[u8] = if e {
+            b"a\nb\nc\nd\n"
+        } else {
+            b"a\nb\nc\nd\ne\n"
+        };
         assert_eq!(g.bytes, expected);
         // One send per two lines after b (reads may merge sends, never
         // split these small ones).

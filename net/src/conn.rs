@@ -472,13 +472,9 @@ fn spawn_tasks<H: Handler + 'static>(
         config,
         tls.clone(),
     ));
-    // Counted while the reader lives (`opslab`: how far monoio's operation
-    // slab grew); the guard has no bytes.
-    let driven = crate::opslab::DrivenConnection::new();
-    monoio::spawn(async move {
-        let _driven = driven;
-        reader_task(read_half, initial, handler, handle, config, tls).await
-    });
+    monoio::spawn(reader_task(
+        read_half, initial, handler, handle, config, tls,
+    ));
 }
 
 /// [`Connection::read_chunk`] on a TLS connection.

@@ -167,10 +167,10 @@ fn check(protocol: Protocol) {
         per_conn <= IDLE_CONN_HEAP_MAX_BYTES,
         "{per_conn} bytes per idle {protocol:?} connection (at most {IDLE_CONN_HEAP_MAX_BYTES})"
     );
-    assert!(
-        after <= 4096,
-        "{after} bytes stayed after every connection closed"
-    );
+    // Every byte allocated for the connections is given back (the
+    // deadline wheel kept its root node, 368 bytes, until it was let go
+    // of once empty).
+    assert_eq!(after, 0, "bytes stayed after every connection closed");
 }
 
 #[test]
@@ -198,8 +198,5 @@ fn a_user_name_costs_an_idle_connection_only_its_bytes() {
         "{with} bytes per idle connection with a {}-byte user name, {without} without",
         name.len()
     );
-    assert!(
-        after <= 4096,
-        "{after} bytes stayed after every connection closed"
-    );
+    assert_eq!(after, 0, "bytes stayed after every connection closed");
 }

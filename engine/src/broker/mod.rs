@@ -440,6 +440,7 @@ impl Broker {
         self.connection_records.shrink_to_fit();
         self.barriers.shrink_to_fit();
         self.shrink_timers();
+        self.shrink_deadlines();
         self.out_kept.shrink_to_fit();
     }
 

@@ -9,70 +9,68 @@
 //! large allocation of any thread may be placed on it: the new block's
 //! unwritten half is then resident although nothing writes it. Six shards
 //! ramping up to 100,000 connections grew (and, at each memory release,
-//! shrank and grew again) their tables of 1-3 MB in step, about 700
+//! shrank and grew again) their tables of 1-3 MB in step: about 330
 //! reallocations of 64 KiB and more per shard (docs/benchmarks.md,
 //! "Connection tables in chunks"). A [`ChunkedVec`] allocates one chunk
-//! of at most [`CHUNK_BYTES_MAX`] when the last one is full, never moves
-//! an element, never frees a block while it grows, and frees each chunk
-//! that [`ChunkedVec::pop`] empties (keeping one spare), so the memory of
-//! a table is what its elements use, rounded up to one chunk.
+//! of `N` elements (default [`CHUNK_LEN`], 128: 12 KiB for the engine's
+//! 96-byte connection entry) when the last one is full, never moves an
+//! element, never frees a block while it grows, and frees each chunk that
+//! [`ChunkedVec::pop`] empties (keeping one spare), so the memory of a
+//! table is what its elements use, rounded up to one chunk.
 //!
-//! The cost is one more pointer load per lookup (chunk, then element:
-//! `index >> shift`, `index & mask`).
+//! The cost is one more pointer load per lookup: the chunk's (a thin
+//! `Box` of a fixed-size array, so the element needs no second bounds
+//! check), then the element. A chunk is filled with `T::default()` when
+//! it is made (resident at once: at most one chunk more than the elements
+//! need), and a popped element's place is reset to the default.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::ops::{Index, IndexMut};
 
-/// The most bytes of elements one chunk holds: 16 KiB, well inside
-/// mimalloc's medium size classes (pages shared with other blocks of the
-/// size, purged by the allocator like every small block).
-pub const CHUNK_BYTES_MAX: usize = 16 * 1024;
+/// The default number of elements per chunk.
+pub const CHUNK_LEN: usize = 128;
 
-/// Elements per chunk for elements of `size` bytes: the largest power of
-/// two whose chunk fits in [`CHUNK_BYTES_MAX`], at least 1.
-pub const fn chunk_len(size: usize) -> usize {
-    let size = if size == 0 { 1 } else { size };
-    let fit = CHUNK_BYTES_MAX / size;
-    if fit <= 1 {
-        1
-    } else {
-        1 << (usize::BITS - 1 - fit.leading_zeros())
-    }
-}
-
-/// A vector in chunks of [`ChunkedVec::CHUNK`] elements (module docs).
+/// A vector in chunks of `N` elements (module docs).
 ///
-/// Invariant: every chunk in `chunks` holds at least one element and was
-/// made with room for exactly `CHUNK`; all but the last are full; `len`
-/// is their total.
-pub struct ChunkedVec<T> {
-    chunks: Vec<Vec<T>>,
+/// Invariant: `chunks` holds `len.div_ceil(N)` chunks; the places at and
+/// after `len` in the last chunk, and every place of `spare`, hold
+/// `T::default()`.
+pub struct ChunkedVec<T, const N: usize = CHUNK_LEN> {
+    chunks: Vec<Box<[T; N]>>,
     /// One empty chunk kept after a pop emptied it, so that pushes and pops
     /// across a chunk boundary do not allocate and free each time.
-    spare: Option<Vec<T>>,
+    spare: Option<Box<[T; N]>>,
     len: usize,
 }
 
-impl<T> Default for ChunkedVec<T> {
+impl<T: Default, const N: usize> Default for ChunkedVec<T, N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T> ChunkedVec<T> {
+impl<T: Default, const N: usize> ChunkedVec<T, N> {
     /// Elements per chunk.
-    pub const CHUNK: usize = chunk_len(std::mem::size_of::<T>());
-    const SHIFT: u32 = Self::CHUNK.trailing_zeros();
-    const MASK: usize = Self::CHUNK - 1;
+    pub const CHUNK: usize = N;
 
     /// An empty vector; allocates nothing.
     pub const fn new() -> Self {
+        const { assert!(N > 0, "a chunk holds at least one element") };
         ChunkedVec {
             chunks: Vec::new(),
             spare: None,
             len: 0,
+        }
+    }
+
+    fn new_chunk() -> Box<[T; N]> {
+        let places: Box<[T]> = (0..N).map(|_| T::default()).collect();
+        match places.try_into() {
+            Ok(chunk) => chunk,
+            // `places` has exactly N elements.
+            Err(_) => unreachable!("a chunk of {N} places"),
         }
     }
 
@@ -85,7 +83,7 @@ impl<T> ChunkedVec<T> {
     }
 
     /// Chunks allocated, the spare included (what the vector holds:
-    /// `chunks() * CHUNK` elements' room, plus the list of chunks).
+    /// `chunks() * N` elements' room, plus the list of chunks).
     pub fn chunks(&self) -> usize {
         self.chunks.len() + usize::from(self.spare.is_some())
     }
@@ -93,58 +91,56 @@ impl<T> ChunkedVec<T> {
     /// Appends `value`; allocates a chunk (or takes the spare) when the
     /// last one is full. Never moves an element.
     pub fn push(&mut self, value: T) {
-        match self.chunks.last_mut() {
-            Some(last) if last.len() < Self::CHUNK => last.push(value),
-            _ => {
-                let mut chunk = self
-                    .spare
-                    .take()
-                    .unwrap_or_else(|| Vec::with_capacity(Self::CHUNK));
-                chunk.push(value);
-                self.chunks.push(chunk);
-            }
+        let i = self.len;
+        if i.is_multiple_of(N) {
+            let chunk = self.spare.take().unwrap_or_else(Self::new_chunk);
+            self.chunks.push(chunk);
         }
-        self.len += 1;
+        if let Some(chunk) = self.chunks.get_mut(i / N) {
+            chunk[i % N] = value;
+            self.len += 1;
+        }
     }
 
     /// Removes the last element. A chunk it empties becomes the spare (the
     /// spare before it is freed).
     pub fn pop(&mut self) -> Option<T> {
-        let last = self.chunks.last_mut()?;
-        let value = last.pop();
-        if last.is_empty() {
+        let i = self.len.checked_sub(1)?;
+        let value = std::mem::take(&mut self.chunks.get_mut(i / N)?[i % N]);
+        self.len = i;
+        if i.is_multiple_of(N) {
             self.spare = self.chunks.pop();
         }
-        if value.is_some() {
-            self.len -= 1;
-        }
-        value
+        Some(value)
     }
 
     #[inline]
     pub fn get(&self, index: usize) -> Option<&T> {
-        self.chunks
-            .get(index >> Self::SHIFT)?
-            .get(index & Self::MASK)
+        if index >= self.len {
+            return None;
+        }
+        Some(&self.chunks.get(index / N)?[index % N])
     }
 
     #[inline]
     pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
-        self.chunks
-            .get_mut(index >> Self::SHIFT)?
-            .get_mut(index & Self::MASK)
+        if index >= self.len {
+            return None;
+        }
+        Some(&mut self.chunks.get_mut(index / N)?[index % N])
     }
 
     pub fn last(&self) -> Option<&T> {
-        self.chunks.last()?.last()
+        self.get(self.len.checked_sub(1)?)
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
-        self.chunks.iter().flatten()
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter()).take(self.len)
     }
 
-    pub fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut T> + '_ {
-        self.chunks.iter_mut().flatten()
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
+        let len = self.len;
+        self.chunks.iter_mut().flat_map(|c| c.iter_mut()).take(len)
     }
 
     /// Grows to `new_len` with values from `fill`, or pops down to it.
@@ -165,7 +161,7 @@ impl<T> ChunkedVec<T> {
     }
 }
 
-impl<T> Index<usize> for ChunkedVec<T> {
+impl<T: Default, const N: usize> Index<usize> for ChunkedVec<T, N> {
     type Output = T;
 
     #[inline]
@@ -180,7 +176,7 @@ impl<T> Index<usize> for ChunkedVec<T> {
     }
 }
 
-impl<T> IndexMut<usize> for ChunkedVec<T> {
+impl<T: Default, const N: usize> IndexMut<usize> for ChunkedVec<T, N> {
     #[inline]
     fn index_mut(&mut self, index: usize) -> &mut T {
         let len = self.len;
@@ -191,7 +187,7 @@ impl<T> IndexMut<usize> for ChunkedVec<T> {
     }
 }
 
-impl<T: std::fmt::Debug> std::fmt::Debug for ChunkedVec<T> {
+impl<T: Default + std::fmt::Debug, const N: usize> std::fmt::Debug for ChunkedVec<T, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }

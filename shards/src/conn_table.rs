@@ -5,7 +5,7 @@
 //! per-entry allocation or hash-table slack (a `HashMap<ConnId, T>` at its
 //! usual load costs about twice that plus the key; docs/benchmarks.md,
 //! memory per idle connection). The slots live in a [`ChunkedVec`]: the
-//! table grows a chunk (at most 16 KiB) at a time and gives whole chunks
+//! table grows a chunk (128 slots) at a time and gives whole chunks
 //! back, with nothing copied (docs/benchmarks.md, "Connection tables in
 //! chunks").
 
@@ -39,6 +39,7 @@ impl<T> ConnTable<T> {
         old
     }
 
+    #[inline]
     pub fn get(&self, id: ConnId) -> Option<&T> {
         self.slots.get(id)?.as_ref()
     }

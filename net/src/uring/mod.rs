@@ -295,6 +295,9 @@ pub struct Driver {
     gen_floor: u32,
 }
 
+/// A place in the slab; the default (generation 0, no connection) fills
+/// a chunk's places until used.
+#[derive(Default)]
 struct Slot {
     gen: u32,
     conn: Option<Conn>,

@@ -103,8 +103,8 @@ for b in "${brokers[@]}"; do
   # Each process holds its connections for as long as the last one
   # needs to connect, plus the CPU window; with several processes, twice
   # the nominal connect time (on a loaded machine they connect at half the
-  # rate or less), which stays under the 60 s keep-alive at N=100000, so
-  # no PINGREQ lands before the held figure.
+  # rate or less). The held figure is still taken SETTLE_S after the last
+  # connection is up.
   lgs=()
   for ((i = 0; i < procs; i++)); do
     count=$(( N - i * per_proc )); [[ $count -gt $per_proc ]] && count=$per_proc

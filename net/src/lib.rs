@@ -55,6 +55,7 @@ pub mod opslab;
 pub mod os;
 #[cfg(target_os = "linux")]
 pub mod rxsock;
+pub mod throttle;
 pub mod tls;
 #[cfg(target_os = "linux")]
 pub mod uring;

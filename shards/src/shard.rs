@@ -311,6 +311,7 @@ async fn accept_task(
     rearm: Rc<Notify>,
 ) {
     let mut canceller = monoio::io::Canceller::new();
+    let mut warn = ringmq_net::throttle::WarnThrottle::default();
     loop {
         let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));
         let woke = monoio::select! {
@@ -340,7 +341,9 @@ async fn accept_task(
                     e.raw_os_error(),
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                 );
-                tracing::warn!(shard = shard.id, listener = %ctx.name, error = %e, "accept failed");
+                if let Some(suppressed) = warn.allow(std::time::Instant::now()) {
+                    tracing::warn!(shard = shard.id, listener = %ctx.name, error = %e, suppressed, "accept failed (at most one such warning per {}s; suppressed: how many were left out before this one)", ringmq_net::throttle::WARN_INTERVAL_S);
+                }
                 if back_off {
                     monoio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
                 }

@@ -155,6 +155,21 @@ impl Keepers {
     }
 }
 
+/// A repeated warning is rate-limited (`ringmq_net::throttle`): each of
+/// the broker's two shards logs `needle` at most once per interval begun
+/// since `since`, however often the condition came back.
+fn assert_warnings_throttled(log: &str, needle: &str, since: std::time::Instant) {
+    let lines = log.lines().filter(|l| l.contains(needle)).count();
+    let interval_s = ringmq_net::throttle::WARN_INTERVAL_S;
+    let intervals = usize::try_from(since.elapsed().as_secs() / interval_s).unwrap_or(usize::MAX);
+    let most = 2 * (intervals + 1);
+    assert!(
+        (1..=most).contains(&lines),
+        "{lines} lines with {needle:?} in {:?} (at most {most}: one per shard and interval); log:\n{log}",
+        since.elapsed()
+    );
+}
+
 #[test]
 fn a_hand_off_without_a_descriptor_is_refused_server_busy_and_the_broker_goes_on() {
     let dir = std::env::temp_dir().join(format!("ringmq-fd-limit-{}", std::process::id()));
@@ -175,6 +190,7 @@ fn a_hand_off_without_a_descriptor_is_refused_server_busy_and_the_broker_goes_on
     let mut keepers = Keepers::connect(addr);
     keepers.still_served();
     let limit = fds::exhaust(&broker);
+    let exhausted = std::time::Instant::now();
 
     // Each connection lands on either shard: one whose client id the
     // other shard owns cannot be handed over and is refused.
@@ -210,6 +226,9 @@ fn a_hand_off_without_a_descriptor_is_refused_server_busy_and_the_broker_goes_on
             && log.contains("Too many open files"),
         "the refusals are logged with their cause; log:\n{log}"
     );
+    // Every refusal past a shard's first within the interval is counted,
+    // not logged.
+    assert_warnings_throttled(&log, "no descriptor to hand a connection", exhausted);
 
     // Descriptors free up: hand-offs work again, to either shard.
     fds::set_soft_limit(&broker, limit);
@@ -236,6 +255,7 @@ fn monoio_accept_waits_for_a_descriptor(io: &str) {
     let mut keepers = Keepers::connect(addr);
     keepers.still_served();
     let limit = fds::exhaust(&broker);
+    let exhausted = std::time::Instant::now();
 
     // io_uring takes the open-file limit when an accept is submitted
     // (`io_accept_prep`): accepts armed before the limit was lowered may
@@ -281,6 +301,9 @@ fn monoio_accept_waits_for_a_descriptor(io: &str) {
         log.contains("accept failed") && log.contains("Too many open files"),
         "{io}: the failed accept is logged; log:\n{log}"
     );
+    // Retried every 100 ms while the limit lasts: logged once per shard
+    // and interval.
+    assert_warnings_throttled(&log, "accept failed", exhausted);
     assert!(
         !log.contains("panicked"),
         "{io}: nothing panicked; log:\n{log}"

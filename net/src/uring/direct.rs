@@ -421,11 +421,22 @@ impl Driver {
         // after it is delivered (the close discards further input).
         let bytes = c.take_buf();
         let answered = handler.on_detach_failed(&bytes);
+        if let Some(suppressed) = self.install_warn.allow(std::time::Instant::now()) {
+            let outcome = if answered {
+                "refused it (server busy)"
+            } else {
+                "closing it"
+            };
+            tracing::warn!(
+                %error,
+                suppressed,
+                "no descriptor to hand a connection to its owner shard; {outcome} (at most one such warning per {}s; suppressed: how many were left out before this one)",
+                crate::throttle::WARN_INTERVAL_S
+            );
+        }
         if answered {
-            tracing::warn!(%error, "no descriptor to hand a connection to its owner shard; refused it (server busy)");
             self.attend(slot, gen);
         } else {
-            tracing::warn!(%error, "no descriptor to hand a connection to its owner shard; closing it");
             self.end(slot, gen, crate::conn::CloseReason::Local);
         }
         self.try_free(slot, gen);

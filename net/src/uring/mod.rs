@@ -290,6 +290,9 @@ pub struct Driver {
     direct: Option<DirectTable>,
     /// Why the table asked for is not there.
     direct_error: Option<io::Error>,
+    /// Hand-offs refused for want of a process descriptor: one warning
+    /// per interval while it lasts (`direct::Driver::install_failed`).
+    install_warn: crate::throttle::WarnThrottle,
     /// The highest generation of a slot dropped from the slab's tail: a
     /// slot pushed again starts there (`memory` module: generations).
     gen_floor: u32,
@@ -406,6 +409,7 @@ impl Driver {
             gather,
             last_completions: 0,
             hold: hold::Hold::new(limits.hold_us),
+            install_warn: crate::throttle::WarnThrottle::default(),
             gen_floor: 0,
         };
         driver.arm_wake();

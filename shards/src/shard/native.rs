@@ -86,6 +86,8 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         sockets.push(socket);
         contexts.push(ctx);
     }
+    // Accepts failing (the open-file limit): one warning per interval.
+    let mut accept_warn = ringmq_net::throttle::WarnThrottle::default();
     let mut acl_current = acl.as_ref().map(|cached| cached.get());
     shard.metrics.set_running(id, true);
     // Shard 0 publishes the broker-wide `$SYS` totals (`shard::metrics`).
@@ -256,7 +258,9 @@ pub fn run(init: ShardInit, mut driver: Driver) {
                 }
                 Event::AcceptFailed { listener, error } => {
                     let name = contexts.get(listener).map_or("?", |c| c.name.as_str());
-                    tracing::warn!(shard = id, listener = %name, error = %error, "accept failed");
+                    if let Some(suppressed) = accept_warn.allow(std::time::Instant::now()) {
+                        tracing::warn!(shard = id, listener = %name, error = %error, suppressed, "accept failed (at most one such warning per {}s; suppressed: how many were left out before this one)", ringmq_net::throttle::WARN_INTERVAL_S);
+                    }
                 }
                 Event::Detached {
                     handler,

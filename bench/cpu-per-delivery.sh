@@ -9,7 +9,10 @@
 # deliveries/s; WINDOW_S (measured seconds, default 10); REPEATS (default 3);
 # PORT (default 18900); BROKER_CORE (1) / LOADGEN_CORE (0); RINGMQ_FLAGS (e.g. "--io epoll",
 # "--io native"); SYSCALLS=1 also counts the broker's system calls over the window
-# (perf stat: raw_syscalls:sys_enter, syscalls:sys_enter_io_uring_enter) per delivery.
+# (perf stat: raw_syscalls:sys_enter, syscalls:sys_enter_io_uring_enter) per delivery,
+# and the io_uring requests submitted (io_uring:io_uring_submit_req: a send each on the
+# native loop, so the sends per delivery a hold saves). LOADGEN_ARGS: extra loadgen
+# pubsub arguments (e.g. "--burst 10 --write-each" for issue 11's scenario b's input).
 # TRANSPORT=tls|wss (ringmq only; default tcp): the broker gets one TLS (or wss)
 # listener with a self-signed ECDSA P-256 certificate openssl makes in a temporary
 # directory, and loadgen connects with --transport tls|wss --insecure (every
@@ -69,12 +72,12 @@ for b in "${brokers[@]}"; do
     out=$(mktemp)
     taskset -c "$LOADGEN_CORE" "$tdir/loadgen" pubsub --port "$PORT" "${loadgen_transport[@]}" --topology fanout --pubs 1 --subs "$SUBS" \
       --qos 0 --size 64 --rate "$RATE" --threads 1 --warmup 3 --duration "$WINDOW_S" --drain 1 --json -q \
-      --topic "cpd/%i" >"$out" 2>/dev/null &
+      --topic "cpd/%i" ${LOADGEN_ARGS:-} >"$out" 2>/dev/null &
     lg=$!
     sleep 3.5                              # connect + warm-up
     t0=$(cpu_ticks "$pid"); s0=$(date +%s.%N)
     if [[ "${SYSCALLS:-0}" == 1 ]]; then
-      perf stat -x, -e raw_syscalls:sys_enter -e syscalls:sys_enter_io_uring_enter \
+      perf stat -x, -e raw_syscalls:sys_enter -e syscalls:sys_enter_io_uring_enter -e io_uring:io_uring_submit_req \
         -p "$pid" -o "$out.perf" -- sleep "$WINDOW_S" >/dev/null 2>&1 || sleep "$WINDOW_S"
     else
       sleep "$WINDOW_S"
@@ -96,7 +99,8 @@ counts = perfstat.counts(sys.argv[1] + ".perf")
 if delivered and counts:
     total = counts.get("raw_syscalls:sys_enter", 0)
     enters = counts.get("syscalls:sys_enter_io_uring_enter", 0)
-    sys_note = f",_{total / delivered:.3f}_syscalls/delivery_({enters / delivered:.3f}_io_uring_enter)"
+    submits = counts.get("io_uring:io_uring_submit_req", 0)
+    sys_note = f",_{total / delivered:.3f}_syscalls/delivery_({enters / delivered:.3f}_io_uring_enter),_{submits / delivered:.3f}_io_uring_requests/delivery"
 print(f"{us:.3f} {rate:.0f} {cpu_s / (s1 - s0) * 100:.0f} {j.get('latency_us_p50')} {j.get('latency_us_p99')} {j.get('lost', 0)} {sys_note or '-'}")
 PY
 )

@@ -1,8 +1,9 @@
 //! Warnings about a condition that repeats while it lasts (an accept that
 //! fails at the open-file limit every back-off, a hand-off refused for
 //! each connection at it): the first is logged at once, then at most one
-//! per [`WARN_INTERVAL_S`], saying how many were left out since, so that
-//! a sustained condition neither floods the log nor goes unreported.
+//! per [`WARN_INTERVAL_S`], with a `suppressed` field saying how many
+//! were left out since, so that a sustained condition neither floods the
+//! log nor goes unreported (docs/operations.md).
 
 use std::time::{Duration, Instant};
 

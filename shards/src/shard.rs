@@ -342,7 +342,7 @@ async fn accept_task(
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                 );
                 if let Some(suppressed) = warn.allow(std::time::Instant::now()) {
-                    tracing::warn!(shard = shard.id, listener = %ctx.name, error = %e, suppressed, "accept failed (at most one such warning per {}s; suppressed: how many were left out before this one)", ringmq_net::throttle::WARN_INTERVAL_S);
+                    tracing::warn!(shard = shard.id, listener = %ctx.name, error = %e, suppressed, "accept failed");
                 }
                 if back_off {
                     monoio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;

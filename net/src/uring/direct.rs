@@ -427,12 +427,7 @@ impl Driver {
             } else {
                 "closing it"
             };
-            tracing::warn!(
-                %error,
-                suppressed,
-                "no descriptor to hand a connection to its owner shard; {outcome} (at most one such warning per {}s; suppressed: how many were left out before this one)",
-                crate::throttle::WARN_INTERVAL_S
-            );
+            tracing::warn!(%error, suppressed, "no descriptor to hand a connection to its owner shard; {outcome}");
         }
         if answered {
             self.attend(slot, gen);

@@ -259,7 +259,7 @@ pub fn run(init: ShardInit, mut driver: Driver) {
                 Event::AcceptFailed { listener, error } => {
                     let name = contexts.get(listener).map_or("?", |c| c.name.as_str());
                     if let Some(suppressed) = accept_warn.allow(std::time::Instant::now()) {
-                        tracing::warn!(shard = id, listener = %name, error = %error, suppressed, "accept failed (at most one such warning per {}s; suppressed: how many were left out before this one)", ringmq_net::throttle::WARN_INTERVAL_S);
+                        tracing::warn!(shard = id, listener = %name, error = %error, suppressed, "accept failed");
                     }
                 }
                 Event::Detached {

@@ -34,6 +34,21 @@
 //! the pages went after pub/sub traffic even before this module), but the
 //! next compaction only comes with the next burst. Pages up to the room
 //! [`shrunk_capacity`] keeps (at least page 4: 63 KiB for pages 0-4) stay.
+//!
+//! monoio's epoll driver (its "legacy" driver) has no operation slab but
+//! the same kind of slab, with the same pages and the same single place
+//! that drops them, for its registrations: one entry per registered
+//! descriptor (`ScheduledIo`: the cached readiness and the reader's and
+//! writer's wakers, 48 bytes), so an idle connection holds one. After
+//! 18,500 connections closed it kept pages 0 to 8 with 18,500 entries
+//! touched, about 0.9 MB resident (pages 5-7, 98-393 KB blocks, in the
+//! 4 MiB mappings of mimalloc's large pages: +684 KiB there, 6 points of
+//! the idle start; docs/benchmarks.md, "Memory given back after closes:
+//! monoio on epoll"). [`compact_registrations`] makes monoio drop them the
+//! same way: registering one socket with the driver and taking it back
+//! ([`MONOIO_COMPACT_INTERVAL`] per page, two `epoll_ctl` calls each). No
+//! operation stays in that slab on an idle shard (a listener is registered
+//! at start-up, in page 0), so nothing needs re-arming there.
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
@@ -59,8 +74,13 @@ const MONOIO_NUM_PAGES: usize = 26;
 /// one of them).
 pub const OPS_PER_CONNECTION: usize = 2;
 
+/// Entries a driven connection holds in the epoll driver's slab of
+/// registrations: its socket's (the two halves share it).
+pub const REGISTRATIONS_PER_CONNECTION: usize = 1;
+
 /// Operations the churn has in flight at once: one submission and one
-/// wake-up per this many (far below the ring's 1,024 entries).
+/// wake-up per this many (far below the ring's 1,024 entries); on epoll,
+/// registrations taken back between two yields to the shard's other tasks.
 pub const CHURN_BATCH: usize = 64;
 
 /// The page of monoio's slab that holds entry `key` (monoio's
@@ -125,13 +145,22 @@ impl Drop for DrivenConnection {
 /// [`crate::alloc::SHRINK_MIN_CAPACITY`] ([`shrunk_capacity`]), and the peak
 /// filled a page that the rest do not.
 pub fn compaction_ops(live: usize, peak: usize) -> Option<usize> {
+    compaction_removals(live, peak, OPS_PER_CONNECTION)
+}
+
+/// [`compaction_ops`] for the epoll driver's slab of registrations: how
+/// many registrations must be taken back for monoio to drop the pages a
+/// burst of `peak` driven connections filled, now that `live` are left.
+pub fn registration_removals(live: usize, peak: usize) -> Option<usize> {
+    compaction_removals(live, peak, REGISTRATIONS_PER_CONNECTION)
+}
+
+/// Removals from one of monoio's slabs for it to drop the pages `peak`
+/// connections with `per_connection` entries each filled, `live` left.
+fn compaction_removals(live: usize, peak: usize, per_connection: usize) -> Option<usize> {
     let margin = MONOIO_PAGE_INITIAL_SIZE;
-    let peak_ops = peak
-        .saturating_mul(OPS_PER_CONNECTION)
-        .saturating_add(margin);
-    let live_ops = live
-        .saturating_mul(OPS_PER_CONNECTION)
-        .saturating_add(margin);
+    let peak_ops = peak.saturating_mul(per_connection).saturating_add(margin);
+    let live_ops = live.saturating_mul(per_connection).saturating_add(margin);
     let keep = shrunk_capacity(live_ops, peak_ops)?;
     let pages = page_of(peak_ops).saturating_sub(page_of(keep));
     (pages > 0).then(|| (pages + 1) * MONOIO_COMPACT_INTERVAL)
@@ -175,6 +204,45 @@ pub async fn compact_op_slab(rearm: impl FnOnce()) -> io::Result<usize> {
     // Closing the pipe is one more operation (monoio closes through the ring).
     file.close().await?;
     Ok(ops)
+}
+
+/// [`compact_op_slab`] for monoio's epoll driver: registers one socket
+/// with the calling thread's driver and takes it back as many times as
+/// monoio needs to drop the pages of its slab of registrations after the
+/// burst of connections this thread drove ([`registration_removals`]);
+/// returns how many it took back (0: nothing to give back). Call it from a
+/// task at a quiet moment, on the epoll driver only (on io_uring nothing is
+/// registered: it would do nothing but cost the system calls). Costs two
+/// `epoll_ctl` calls per registration (12,288 after 18,500 idle
+/// connections closed, tens of milliseconds), yielding to the shard's
+/// other tasks every [`CHURN_BATCH`]. An error: the socket could not be
+/// made or registered; what ran before it stands.
+pub async fn compact_registrations() -> io::Result<usize> {
+    use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    let (live, peak) = driven();
+    let Some(removals) = registration_removals(live, peak) else {
+        return Ok(0);
+    };
+    DRIVEN.with(|d| d.set(Driven { live, peak: live }));
+    let (socket, _peer) = UnixStream::pair()?;
+    socket.set_nonblocking(true)?;
+    let mut fd = OwnedFd::from(socket);
+    for done in 1..=removals {
+        // Registered with the driver (an entry in its slab) ...
+        let registered = monoio::net::UnixStream::from_std(UnixStream::from(fd))?;
+        // ... and taken back: deregistered (the entry removed, which is
+        // what monoio counts towards its next look at the last page), the
+        // descriptor handed back open.
+        let raw = registered.into_raw_fd();
+        // SAFETY: `into_raw_fd` gives up monoio's ownership of the open
+        // descriptor without closing it; nothing else owns it.
+        fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if done % CHURN_BATCH == 0 {
+            crate::wake::yield_now().await;
+        }
+    }
+    Ok(removals)
 }
 
 /// One read of the churn, in flight.
@@ -238,6 +306,19 @@ mod tests {
             compaction_ops(1_000, 18_500),
             Some(4 * MONOIO_COMPACT_INTERVAL)
         );
+    }
+
+    #[test]
+    fn registrations_are_taken_back_page_by_page() {
+        // One entry per connection on epoll: 18,500 (18,564 with the
+        // margin, page 8) down to none: the minimum kept is page 4, so
+        // four pages, five checks.
+        assert_eq!(
+            registration_removals(0, 18_500),
+            Some(5 * MONOIO_COMPACT_INTERVAL)
+        );
+        assert_eq!(registration_removals(0, 450), None);
+        assert_eq!(registration_removals(4_700, 18_500), None);
     }
 
     #[test]

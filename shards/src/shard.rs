@@ -241,8 +241,11 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
     }
     monoio::spawn(timer_task(shard.clone()));
     monoio::spawn(ring_task(shard.clone()));
-    let uring = (driver == "io_uring").then_some(rearm_accepts);
-    monoio::spawn(memory_release_task(shard.clone(), uring));
+    let slab = match driver {
+        "io_uring" => MonoioSlab::Operations(rearm_accepts),
+        _ => MonoioSlab::Registrations,
+    };
+    monoio::spawn(memory_release_task(shard.clone(), slab));
     monoio::spawn(auth_task(shard.clone()));
     if id == 0 && sys_interval_s > 0 {
         monoio::spawn(metrics::sys_totals_task(shard.clone(), sys_interval_s));
@@ -367,30 +370,34 @@ const MEMORY_RELEASE_DELAY_MS: u64 = 1_000;
 /// quiet shard may not do for a long time: without this, RSS stays at its
 /// peak after a burst of connections has gone (docs/benchmarks.md, "Memory
 /// held by stalled partial packets, and given back after closes"). The
-/// purge (`madvise`) runs on the purge helper, not here. On monoio's
-/// io_uring driver (`uring`: the listeners' accept re-arm flags), it first
-/// makes monoio drop the pages its operation slab grew to during the burst
-/// (`ringmq_net::opslab`).
-async fn memory_release_task(shard: Rc<Shard>, uring: Option<Vec<Rc<Notify>>>) {
+/// purge (`madvise`) runs on the purge helper, not here. First it makes
+/// monoio drop the pages its slab grew to during the burst
+/// (`ringmq_net::opslab`): the operation slab on io_uring, the slab of
+/// registrations on epoll.
+async fn memory_release_task(shard: Rc<Shard>, slab: MonoioSlab) {
     loop {
         shard.closed_some.wait().await;
         monoio::time::sleep(Duration::from_millis(MEMORY_RELEASE_DELAY_MS)).await;
         shard.broker.borrow_mut().shrink_memory();
         shard.shrink_memory();
-        if let Some(rearm_accepts) = &uring {
-            let rearm = || rearm_accepts.iter().for_each(|accept| accept.notify());
-            let started = std::time::Instant::now();
-            match ringmq_net::opslab::compact_op_slab(rearm).await {
-                Ok(0) => {}
-                Ok(ops) => tracing::debug!(
-                    shard = shard.id,
-                    ops,
-                    took_us = started.elapsed().as_micros() as u64,
-                    "monoio operation slab compacted"
-                ),
-                Err(e) => {
-                    tracing::debug!(shard = shard.id, error = %e, "monoio operation slab not compacted")
-                }
+        let started = std::time::Instant::now();
+        let compacted = match &slab {
+            MonoioSlab::Operations(rearm_accepts) => {
+                let rearm = || rearm_accepts.iter().for_each(|accept| accept.notify());
+                ringmq_net::opslab::compact_op_slab(rearm).await
+            }
+            MonoioSlab::Registrations => ringmq_net::opslab::compact_registrations().await,
+        };
+        match compacted {
+            Ok(0) => {}
+            Ok(removals) => tracing::debug!(
+                shard = shard.id,
+                removals,
+                took_us = started.elapsed().as_micros() as u64,
+                "monoio slab compacted"
+            ),
+            Err(e) => {
+                tracing::debug!(shard = shard.id, error = %e, "monoio slab not compacted")
             }
         }
         if shard.conns.borrow().is_empty() {
@@ -399,6 +406,16 @@ async fn memory_release_task(shard: Rc<Shard>, uring: Option<Vec<Rc<Notify>>>) {
             ringmq_net::alloc::release_free_memory();
         }
     }
+}
+
+/// Which of monoio's slabs a burst of connections grows on this shard's
+/// driver (`ringmq_net::opslab`).
+enum MonoioSlab {
+    /// io_uring: the operation slab; the listeners' accept re-arm flags
+    /// (their pending accepts move out of the burst's pages).
+    Operations(Vec<Rc<Notify>>),
+    /// epoll: the slab of registrations (one per open socket).
+    Registrations,
 }
 
 async fn timer_task(shard: Rc<Shard>) {

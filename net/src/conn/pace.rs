@@ -20,7 +20,8 @@
 //! over a socket pair and waits for it through the driver (on io_uring the
 //! receive completes inline, so its completion comes with whatever else
 //! completed meanwhile, and the tasks those wake run before the next
-//! batch). With nothing else to do the next turn comes at once, so closes
+//! batch; on epoll the byte's arrival is an event of the next
+//! `epoll_wait`, with the other sockets' events: `TurnMarker`). With nothing else to do the next turn comes at once, so closes
 //! are as fast as before on an idle shard. Close work is only ever
 //! delayed, never dropped: every waiting step is admitted in order.
 //!
@@ -47,8 +48,7 @@ use crate::alloc::{shrunk_capacity, SHRINK_MIN_CAPACITY};
 pub const CLOSE_STEPS_PER_TURN: u32 = 16;
 
 /// Wait between two batches where the socket pair marks no turn (out of
-/// descriptors, or the epoll driver), in milliseconds: the runtime's
-/// timers then mark the turns. Also how long a count of admitted steps
+/// descriptors), in milliseconds: the runtime's timers then mark the turns. Also how long a count of admitted steps
 /// lasts with no pacer running.
 const FALLBACK_TURN_MS: u64 = 1;
 
@@ -78,6 +78,8 @@ pub struct ClosePacer {
     deferred: Cell<u64>,
     /// Turns the pacer task has seen end.
     turns: Cell<u64>,
+    /// Of those, turns marked by a timer (no socket pair).
+    timed_turns: Cell<u64>,
 }
 
 thread_local! {
@@ -101,6 +103,7 @@ impl ClosePacer {
             pacing: Cell::new(false),
             deferred: Cell::new(0),
             turns: Cell::new(0),
+            timed_turns: Cell::new(0),
         }
     }
 
@@ -121,6 +124,13 @@ impl ClosePacer {
     /// Turns the pacer task has seen end so far (each admits a batch).
     pub fn turns(&self) -> u64 {
         self.turns.get()
+    }
+
+    /// Of [`turns`](Self::turns), those marked by a timer tick
+    /// ([`FALLBACK_TURN_MS`]) because the socket pair could not be made or
+    /// failed; the others were marked by the driver.
+    pub fn timed_turns(&self) -> u64 {
+        self.timed_turns.get()
     }
 
     /// Resolves when this close step may run: at once while the turn's
@@ -239,9 +249,9 @@ async fn pace(pacer: Rc<ClosePacer>) {
         }
     };
     loop {
-        let yielded = match &mut marker {
+        let marked = match &mut marker {
             Some(m) => match m.next().await {
-                Ok(yielded) => yielded,
+                Ok(()) => true,
                 Err(e) => {
                     tracing::debug!(error = %e, "close pacing on timers");
                     marker = None;
@@ -250,10 +260,10 @@ async fn pace(pacer: Rc<ClosePacer>) {
             },
             None => false,
         };
-        if !yielded {
-            // The readiness driver (epoll) completes the marker without
-            // going through its completions: mark the turn with a timer.
+        if !marked {
+            // No socket pair: a timer marks the turn.
             monoio::time::sleep(Duration::from_millis(FALLBACK_TURN_MS)).await;
+            pacer.timed_turns.set(pacer.timed_turns.get() + 1);
         }
         pacer.turns.set(pacer.turns.get() + 1);
         if !pacer.next_turn() {
@@ -272,6 +282,18 @@ impl Drop for Pacing {
 
 /// Marks the runtime's turns: a byte sent to ourselves over a socket pair,
 /// received through the driver.
+///
+/// The receive is issued before the byte is sent, so that only the driver
+/// can complete it: on io_uring the receive is queued and completes with
+/// the ring's next completions; on epoll (monoio's readiness driver) its
+/// first attempt finds the socket empty, which clears the readiness monoio
+/// had cached, and the byte's arrival then comes as an event of the next
+/// `epoll_wait`, with the other connections' events. Sent first, the byte
+/// was read at once on epoll (monoio keeps a socket readable until a read
+/// would block), which marked no turn: the pacer then waited a timer tick
+/// (about 1.5 ms) per batch, and 18,500 closing connections (three steps
+/// each, 16 per batch) took 5-6 s (docs/benchmarks.md, "Memory given back
+/// after closes: monoio on epoll").
 struct TurnMarker {
     tx: std::os::unix::net::UnixStream,
     rx: monoio::net::UnixStream,
@@ -290,25 +312,44 @@ impl TurnMarker {
         })
     }
 
-    /// Resolves once the runtime has been through its completions;
-    /// `Ok(false)` if the receive completed at once (a readiness driver),
-    /// which marks no turn.
-    async fn next(&mut self) -> io::Result<bool> {
+    /// Resolves once the runtime has been through its completions (or
+    /// readiness events).
+    async fn next(&mut self) -> io::Result<()> {
         use monoio::io::AsyncReadRent;
-        (&self.tx).write_all(&[1])?;
-        let buf = std::mem::take(&mut self.buf);
-        let mut read = std::pin::pin!(self.rx.read(buf));
-        let mut polls = 0u32;
-        let (result, mut buf) = std::future::poll_fn(|cx| {
-            polls += 1;
-            read.as_mut().poll(cx)
-        })
-        .await;
-        buf.clear();
-        self.buf = buf;
-        match result? {
-            0 => Err(io::ErrorKind::UnexpectedEof.into()),
-            _ => Ok(polls > 1),
+        let tx = &self.tx;
+        let mut buf = std::mem::take(&mut self.buf);
+        loop {
+            let mut read = std::pin::pin!(self.rx.read(buf));
+            let mut polls = 0u32;
+            let mut sent: io::Result<()> = Ok(());
+            let done = std::future::poll_fn(|cx| {
+                polls += 1;
+                let read = read.as_mut().poll(cx);
+                if polls == 1 && read.is_pending() {
+                    // The receive waits on the driver now: send the byte.
+                    if let Err(e) = (&*tx).write_all(&[1]) {
+                        sent = Err(e);
+                        return Poll::Ready(None);
+                    }
+                }
+                read.map(Some)
+            })
+            .await;
+            sent?;
+            let Some((result, mut returned)) = done else {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            };
+            returned.clear();
+            buf = returned;
+            if result? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if polls > 1 {
+                self.buf = buf;
+                return Ok(());
+            }
+            // A byte left from an earlier turn (its receive was
+            // abandoned): it is drained now; receive again.
         }
     }
 }
@@ -459,6 +500,10 @@ mod tests {
         );
         assert_eq!(pacer.deferred(), (CLOSES - BUDGET as usize) as u64);
         assert!(pacer.turns() >= 2, "{driver}: {} turns", pacer.turns());
+        // Every turn was marked by the driver, none by a timer tick: on
+        // epoll the marker's byte used to be read at once (a 1.5 ms tick
+        // per batch instead).
+        assert_eq!(pacer.timed_turns(), 0, "{driver}: turns marked by timers");
         assert!(!pacer.pacing.get(), "{driver}: the pacer task ended");
     }
 }

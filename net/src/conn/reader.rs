@@ -22,7 +22,8 @@ use crate::tls::TlsRead;
 /// Smallest read (bytes): what an idle connection's pending read holds.
 const READ_CHUNK_MIN_BYTES: usize = 512;
 
-/// Read size (bytes) while a closing connection discards the peer's input.
+/// Largest read (bytes) while a closing connection discards the peer's input
+/// (`linger`: from [`READ_CHUNK_MIN_BYTES`] up).
 const LINGER_READ_BYTES: usize = 4096;
 
 /// Reads once into `buf`, appending at most `chunk_bytes`.
@@ -247,17 +248,29 @@ fn deliver<H: Handler>(handler: &H, buf: &mut BytesMut, packet_started: &mut Opt
 /// The reader's part of a graceful close (module docs): read and discard
 /// until the peer closes or the writer's linger shuts the read side, then
 /// wait for the writer and report.
+///
+/// The discarding reads start small, as an idle connection's do, and grow
+/// to [`LINGER_READ_BYTES`] while the peer fills them: most peers send
+/// nothing more, and a burst of closes has every closing connection's
+/// pending read (and its buffer) waiting here at once.
 async fn linger(read_half: &mut OwnedReadHalf<TcpStream>, shared: &Shared) -> CloseReason {
     let mut buf = BytesMut::new();
+    let mut chunk = READ_CHUNK_MIN_BYTES;
     loop {
         buf.clear();
-        let (result, returned) = read_bounded(read_half, buf, LINGER_READ_BYTES).await;
+        let (result, returned) = read_bounded(read_half, buf, chunk).await;
         buf = returned;
         match result {
             Ok(0) | Err(_) => break,
+            Ok(n) if n >= chunk => chunk = (chunk * 2).min(LINGER_READ_BYTES),
             Ok(_) => {}
         }
     }
+    // Not held while the writer's FIN waits for its turn of the close
+    // budget: after a burst of closes, thousands of lingering connections
+    // each kept 4 KiB here (on epoll, before its turns were marked by the
+    // driver, 18,500 of them doubled the RSS while their closes ran).
+    drop(buf);
     shared
         .reader()
         .wait_until(|| shared.writer_done.get())

@@ -16,7 +16,7 @@
 //!
 //! [`compact_op_slab`] makes monoio do it: once a shard drives far fewer
 //! connections than at its peak ([`compaction_ops`], with the hysteresis of
-//! [`shrunk_capacity`]), the memory release task runs operations that end
+//! [`crate::alloc::shrunk_capacity`]), the memory release task runs operations that end
 //! at once (zero-byte reads of a pipe whose write end is closed,
 //! [`CHURN_BATCH`] at a time): [`MONOIO_COMPACT_INTERVAL`] of them first,
 //! after which monoio inserts from its first page again; then the caller
@@ -33,7 +33,8 @@
 //! again lower down (under traffic this happens by itself, which is why
 //! the pages went after pub/sub traffic even before this module), but the
 //! next compaction only comes with the next burst. Pages up to the room
-//! [`shrunk_capacity`] keeps (at least page 4: 63 KiB for pages 0-4) stay.
+//! twice the connections left need stay (pages 0 and 1 on an empty shard:
+//! [`compaction_ops`] says why no more).
 //!
 //! monoio's epoll driver (its "legacy" driver) has no operation slab but
 //! the same kind of slab, with the same pages and the same single place
@@ -56,7 +57,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::Poll;
 
-use crate::alloc::shrunk_capacity;
+use crate::alloc::SHRINK_MIN_CAPACITY;
 
 /// monoio's `COMPACT_INTERVAL` (utils/slab.rs, monoio 0.2.4): it looks at
 /// its last page once per this many ended operations.
@@ -138,12 +139,25 @@ impl Drop for DrivenConnection {
 
 /// How many operations must end for monoio to drop the pages a burst of
 /// `peak` driven connections filled, now that `live` are left: one
-/// [`MONOIO_COMPACT_INTERVAL`] per page above the one `live` connections
-/// need, plus one for the first check (which also resets where monoio
-/// inserts). `None` when there is nothing to give back: fewer than a
-/// quarter of the peak's operations are needed and the peak's were above
-/// [`crate::alloc::SHRINK_MIN_CAPACITY`] ([`shrunk_capacity`]), and the peak
-/// filled a page that the rest do not.
+/// [`MONOIO_COMPACT_INTERVAL`] per page above the one that holds twice
+/// what `live` connections need (room to grow again), plus one for the
+/// first check (which also resets where monoio inserts). `None` when there
+/// is nothing to give back: the peak's operations were at most
+/// [`SHRINK_MIN_CAPACITY`], or a quarter of them or more are still needed
+/// (the hysteresis of [`crate::alloc::shrunk_capacity`]), or the peak
+/// filled no page that the rest do not.
+///
+/// Unlike a table's capacity, no minimum is kept: after a shard's last
+/// connection closed, only pages 0 and 1 stay (192 entries). Pages 2 to 4
+/// were kept before, and a page allocated during the burst in the size
+/// class of the engine's and the runtime's table chunks (12,288 bytes: 128
+/// entries of 96 bytes), whose 512 KiB mimalloc page a burst fills, kept
+/// that whole page resident: page 2 of the epoll driver's registrations
+/// (256 entries of 48 bytes; about 5 points of a one-shard broker's idle
+/// RSS, docs/benchmarks.md, "Memory given back after closes: monoio on
+/// epoll"), and one of the operation slab's on io_uring (traced in "... the
+/// first `$SYS` publish at start-up"). Growing the pages again costs a few
+/// allocations per burst.
 pub fn compaction_ops(live: usize, peak: usize) -> Option<usize> {
     compaction_removals(live, peak, OPS_PER_CONNECTION)
 }
@@ -156,13 +170,16 @@ pub fn registration_removals(live: usize, peak: usize) -> Option<usize> {
 }
 
 /// Removals from one of monoio's slabs for it to drop the pages `peak`
-/// connections with `per_connection` entries each filled, `live` left.
+/// connections with `per_connection` entries each filled, `live` left
+/// ([`compaction_ops`]).
 fn compaction_removals(live: usize, peak: usize, per_connection: usize) -> Option<usize> {
     let margin = MONOIO_PAGE_INITIAL_SIZE;
     let peak_ops = peak.saturating_mul(per_connection).saturating_add(margin);
     let live_ops = live.saturating_mul(per_connection).saturating_add(margin);
-    let keep = shrunk_capacity(live_ops, peak_ops)?;
-    let pages = page_of(peak_ops).saturating_sub(page_of(keep));
+    if peak_ops <= SHRINK_MIN_CAPACITY || live_ops >= peak_ops / 4 {
+        return None;
+    }
+    let pages = page_of(peak_ops).saturating_sub(page_of(live_ops.saturating_mul(2)));
     (pages > 0).then(|| (pages + 1) * MONOIO_COMPACT_INTERVAL)
 }
 
@@ -296,8 +313,8 @@ mod tests {
         assert_eq!(compaction_ops(0, 100), None);
         assert_eq!(compaction_ops(0, 450), None);
         // 18,500 connections, all gone: 37,064 operations at the peak
-        // (page 9), the minimum kept (page 4): five pages, six checks.
-        assert_eq!(compaction_ops(0, 18_500), Some(6 * MONOIO_COMPACT_INTERVAL));
+        // (page 9), room kept for 128 (page 1): eight pages, nine checks.
+        assert_eq!(compaction_ops(0, 18_500), Some(9 * MONOIO_COMPACT_INTERVAL));
         // A quarter or more still open: kept.
         assert_eq!(compaction_ops(4_700, 18_500), None);
         // 1,000 left (2,064 operations, room kept for 4,128: page 6):
@@ -311,14 +328,19 @@ mod tests {
     #[test]
     fn registrations_are_taken_back_page_by_page() {
         // One entry per connection on epoll: 18,500 (18,564 with the
-        // margin, page 8) down to none: the minimum kept is page 4, so
-        // four pages, five checks.
+        // margin, page 8) down to none, room kept for 128 (page 1): seven
+        // pages, eight checks. Page 2, the 12,288-byte one, goes too.
         assert_eq!(
             registration_removals(0, 18_500),
-            Some(5 * MONOIO_COMPACT_INTERVAL)
+            Some(8 * MONOIO_COMPACT_INTERVAL)
         );
         assert_eq!(registration_removals(0, 450), None);
         assert_eq!(registration_removals(4_700, 18_500), None);
+        // 1,000 left (1,064, room for 2,128: page 5): pages 6 to 8.
+        assert_eq!(
+            registration_removals(1_000, 18_500),
+            Some(4 * MONOIO_COMPACT_INTERVAL)
+        );
     }
 
     #[test]

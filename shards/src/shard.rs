@@ -375,11 +375,6 @@ const MEMORY_RELEASE_DELAY_MS: u64 = 1_000;
 /// (`ringmq_net::opslab`): the operation slab on io_uring, the slab of
 /// registrations on epoll.
 async fn memory_release_task(shard: Rc<Shard>, slab: MonoioSlab) {
-    // The epoll compaction yields between batches: the thread's yield
-    // helper task is spawned on first use, which is to be now, in the idle
-    // start, not among a burst's freed blocks (where a small long-lived
-    // block keeps an allocator page resident).
-    ringmq_net::wake::yield_now().await;
     loop {
         shard.closed_some.wait().await;
         monoio::time::sleep(Duration::from_millis(MEMORY_RELEASE_DELAY_MS)).await;

@@ -12,8 +12,9 @@
 //! shrank and grew again) their tables of 1-3 MB in step: about 330
 //! reallocations of 64 KiB and more per shard (docs/benchmarks.md,
 //! "Connection tables in chunks"). A [`ChunkedVec`] allocates one chunk
-//! of `N` elements (default [`CHUNK_LEN`], 128: 12 KiB for the engine's
-//! 96-byte connection entry) when the last one is full, never moves an
+//! of `N` elements (default [`CHUNK_LEN`], 128; the engine's slabs and the
+//! native loop's slot table choose theirs to fill one of the allocator's
+//! size classes: 127 entries of 96 bytes, 139 of 88) when the last one is full, never moves an
 //! element, never frees a block while it grows, and frees each chunk that
 //! [`ChunkedVec::pop`] empties (keeping one spare), so the memory of a
 //! table is what its elements use, rounded up to one chunk.

@@ -1,8 +1,9 @@
 //! A minimal slab: stable `usize` keys, freed slots reused (LIFO), no
 //! allocation once warm. Used for connections and sessions of one shard.
 //!
-//! The entries live in a [`ChunkedVec`]: the slab grows a chunk (128
-//! entries, 12 KiB for a connection) at a time, never reallocating or freeing its storage while it
+//! The entries live in a [`ChunkedVec`]: the slab grows a chunk
+//! ([`SLAB_CHUNK_LEN`] entries, 12,192 bytes for a connection or a
+//! session) at a time, never reallocating or freeing its storage while it
 //! grows, and [`Slab::shrink`] frees whole chunks of the vacant tail (a
 //! `Vec` doubled, copying and freeing blocks of up to 1.6 MB per shard at
 //! 100,000 connections, whose freed ranges the allocator handed out again
@@ -10,8 +11,23 @@
 
 use ringmq_chunked::ChunkedVec;
 
+/// Entries per chunk of a slab: 127 connection or session records of 96
+/// bytes make 12,192 bytes, inside the 12,288-byte size class of the
+/// broker's allocator (mimalloc). 128 of them, exactly 12,288 bytes, got a
+/// 14,336-byte block there (its aligned allocation adds the alignment
+/// less one): 16 bytes per connection and table unused
+/// (docs/benchmarks.md, "Table chunks that fill their size class").
+pub(crate) const SLAB_CHUNK_LEN: usize = 127;
+
+/// The largest chunk [`SLAB_CHUNK_LEN`] may make for the connection and
+/// session records, in bytes: the most the broker's allocator serves from
+/// its 12,288-byte class (`ringmq-net`'s
+/// `the_slab_chunk_fills_its_size_class` checks it against mimalloc).
+#[cfg(test)]
+const SLAB_CHUNK_MAX_BYTES: usize = 12_280;
+
 pub(crate) struct Slab<T> {
-    entries: ChunkedVec<Option<T>>,
+    entries: ChunkedVec<Option<T>, SLAB_CHUNK_LEN>,
     free: Vec<usize>,
     len: usize,
 }
@@ -117,7 +133,7 @@ mod tests {
         for &k in &keys[1..] {
             s.remove(k);
         }
-        assert!(s.entries.chunks() * ChunkedVec::<Option<i32>>::CHUNK >= 1000);
+        assert!(s.entries.chunks() * SLAB_CHUNK_LEN >= 1000);
         s.shrink();
         assert_eq!(s.entries.len(), 1, "only the occupied head is kept");
         assert_eq!(s.entries.chunks(), 1, "the vacant chunks are freed");
@@ -132,5 +148,30 @@ mod tests {
         s.shrink();
         assert_eq!(s.entries.len(), 2);
         assert_eq!(s.insert(9), keys[0]);
+    }
+
+    #[test]
+    fn a_chunk_of_records_stays_inside_its_size_class() {
+        use crate::broker::conn::Conn;
+        use crate::broker::session::Session;
+        for (name, bytes) in [
+            (
+                "connection",
+                SLAB_CHUNK_LEN * std::mem::size_of::<Option<Conn>>(),
+            ),
+            (
+                "session",
+                SLAB_CHUNK_LEN * std::mem::size_of::<Option<Session>>(),
+            ),
+        ] {
+            assert!(
+                bytes <= SLAB_CHUNK_MAX_BYTES,
+                "a chunk of {name} records is {bytes} bytes"
+            );
+            assert!(
+                bytes > SLAB_CHUNK_MAX_BYTES * 9 / 10,
+                "a chunk of {name} records is {bytes} bytes: more entries would fit"
+            );
+        }
     }
 }

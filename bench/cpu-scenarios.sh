@@ -231,7 +231,7 @@ import perfstat
 try:
     j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 except (OSError, ValueError, IndexError):
-    print("nan 0 0 - - - - -")
+    print("nan 0 0 - - - - - -")
     sys.exit(0)
 t0, t1, s0, s1, hz, w0, w1 = map(float, sys.argv[2:9])
 rate = j.get("msgs_per_s_received") or 0
@@ -244,12 +244,13 @@ counts = perfstat.counts(sys.argv[1] + ".perf")
 if delivered and counts:
     sysc = f"{counts.get('raw_syscalls:sys_enter', 0) / delivered:.3f}"
 p99 = j.get("latency_us_p99")
-print(f"{us:.3f} {rate:.0f} {cpu_s / (s1 - s0) * 100:.0f} {j.get('latency_us_p50')} {p99} {j.get('lost', 0)} {per_wake:.1f} {sysc}")
+lag = f"{j.get('send_lag_us_p50')}/{j.get('send_lag_us_p99')}"
+print(f"{us:.3f} {rate:.0f} {cpu_s / (s1 - s0) * 100:.0f} {j.get('latency_us_p50')} {p99} {j.get('lost', 0)} {per_wake:.1f} {sysc} {lag}")
 PY
 )
-      read -r us rate util p50 p99 lost perwake sysc <<<"$line"
+      read -r us rate util p50 p99 lost perwake sysc lag <<<"$line"
       note=""; [[ "$sysc" == "-" ]] || note=", ${sysc} syscalls/delivery"
-      say "  $s $b run $r: ${us} µs CPU/delivery, ${rate} deliveries/s, broker core ${util}%, p50 ${p50} µs, p99 ${p99} µs, lost ${lost}, ${perwake} deliveries/wake-up${note}"
+      say "  $s $b run $r: ${us} µs CPU/delivery, ${rate} deliveries/s, broker core ${util}%, p50 ${p50} µs, p99 ${p99} µs, publisher send lag p50/p99 ${lag} µs, lost ${lost}, ${perwake} deliveries/wake-up${note}"
       results[$b]="${results[$b]:-} $us"
       rm -f "$out" "$out.perf"
     done

@@ -405,7 +405,7 @@ impl Driver {
         if let Some(bid) = bid {
             self.received = true;
             if !stale {
-                self.note_input();
+                self.note_received(data_len);
                 if let Some(data) = self.bufs.filled(bid, data_len) {
                     // Reuses the scratch allocation unless the engine still
                     // holds frames of it.

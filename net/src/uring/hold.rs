@@ -44,6 +44,18 @@
 //!   the input after. The same sends per delivery, each fan-out half as
 //!   long, the load even; a half that stops getting input leaves at the
 //!   quiet margin or the deadline, like any hold.
+//! - Bursts of a known size: a hold that ends with its input complete
+//!   (no further input within `hold_us` of its release) teaches the size
+//!   of a burst, in bytes received. Once two such holds in a row took the
+//!   same size, a hold (not a staggered half) whose input reaches it is
+//!   released at once, and a lead that brought it all is not held: the
+//!   burst is complete, so neither the first wait nor the quiet margin
+//!   can add anything to it (a publisher writing bursts of ten messages
+//!   one by one: the broker often takes the whole burst in its first
+//!   turn, and waited [`HOLD_FIRST_WAIT_US`] for nothing). A hold whose
+//!   burst turned out larger (input again within `hold_us`), or with
+//!   input from other shards (no byte count), forgets the size until two
+//!   holds agree again.
 //! - So the added latency is at most `hold_us` per message, and only
 //!   while busy with a fan-out whose next input is expected within it: a
 //!   shard that is lightly loaded or idle, or serves a few connections
@@ -96,6 +108,8 @@ pub(super) struct Hold {
     off: u64,
     /// [`HOLD_FANOUT_MIN`].
     fanout_min: usize,
+    /// [`HOLD_FIRST_WAIT_US`].
+    first_wait: Duration,
     /// When the current sample began, and the thread's CPU time then (ns).
     sample_start: Instant,
     sample_cpu_ns: u64,
@@ -126,6 +140,20 @@ pub(super) struct Hold {
     enter_sent_fanout: bool,
     /// The hold under way is one half of a staggered fan-out.
     staggered: bool,
+    /// Bytes received since the last [`Driver::attend_ready`], and whether
+    /// input without a byte count (other shards' messages) came too.
+    turn_bytes: u64,
+    turn_opaque: bool,
+    /// Bytes the hold under way took (its lead's turn included), and
+    /// whether input without a byte count joined it.
+    hold_bytes: u64,
+    hold_opaque: bool,
+    /// The last release (or unheld lead) whose burst may be complete:
+    /// when, and its bytes (0: unknown); settled by the next input.
+    settling: Option<(Instant, u64)>,
+    /// The sizes of the last two complete bursts (0: unknown), older
+    /// first: equal and known, a burst of that size is complete.
+    burst_sizes: [u64; 2],
 }
 
 impl Hold {
@@ -137,6 +165,7 @@ impl Hold {
             on: HOLD_BUSY_ON_PERCENT,
             off: HOLD_BUSY_OFF_PERCENT,
             fanout_min: HOLD_FANOUT_MIN,
+            first_wait: Duration::from_micros(HOLD_FIRST_WAIT_US),
             sample_start: now,
             sample_cpu_ns: crate::os::thread_cpu_ns(),
             held: Vec::new(),
@@ -151,7 +180,36 @@ impl Hold {
             enter_began: now,
             enter_sent_fanout: false,
             staggered: false,
+            turn_bytes: 0,
+            turn_opaque: false,
+            hold_bytes: 0,
+            hold_opaque: false,
+            settling: None,
+            burst_sizes: [0, 0],
         }
+    }
+
+    /// The size of a complete burst, in bytes, once two in a row agreed.
+    pub(super) fn burst_bytes(&self) -> Option<u64> {
+        let [older, last] = self.burst_sizes;
+        (last > 0 && older == last).then_some(last)
+    }
+
+    /// Input arrived at `at`: the burst of the last release was complete
+    /// if none came within the limit of it (module docs).
+    fn settle(&mut self, at: Instant) {
+        if let Some((released, bytes)) = self.settling.take() {
+            let complete = at.saturating_duration_since(released) > self.limit;
+            self.burst_sizes = [self.burst_sizes[1], if complete { bytes } else { 0 }];
+        }
+    }
+
+    /// A hold (or a lead not held) ended at `at` with `bytes` of input,
+    /// `known` if all of it came with a byte count and not as a
+    /// staggered half: its burst is complete unless input follows within
+    /// the limit (module docs).
+    fn ended(&mut self, at: Instant, bytes: u64, known: bool) {
+        self.settling = Some((at, if known { bytes } else { 0 }));
     }
 
     /// Whether the shard counts as busy now (samples the CPU share once a
@@ -193,6 +251,13 @@ impl Hold {
         self.fanout_min = fanout_min;
     }
 
+    /// Sets the first wait (tests: long enough to tell apart on a loaded
+    /// machine).
+    #[cfg(test)]
+    pub(super) fn set_first_wait(&mut self, wait: Duration) {
+        self.first_wait = wait;
+    }
+
     /// Whether the last sample found the shard busy.
     #[cfg(test)]
     pub(super) fn is_busy(&self) -> bool {
@@ -220,6 +285,18 @@ impl Driver {
     /// hold's quiet spell (module docs).
     pub fn note_input(&mut self) {
         self.hold.input = true;
+        // Other shards' messages: no byte count for the burst sizes.
+        self.hold.turn_opaque = true;
+    }
+
+    /// A receive handed `bytes` to a handler: input, counted for the
+    /// burst sizes (module docs).
+    pub(super) fn note_received(&mut self, bytes: usize) {
+        self.hold.input = true;
+        self.hold.turn_bytes = self
+            .hold
+            .turn_bytes
+            .saturating_add(u64::try_from(bytes).unwrap_or(u64::MAX));
     }
 
     /// Attends the connections that asked for attention, or holds them
@@ -228,6 +305,8 @@ impl Driver {
         let now = Instant::now();
         let busy = self.hold.active(now);
         let input = std::mem::take(&mut self.hold.input);
+        let turn_bytes = std::mem::take(&mut self.hold.turn_bytes);
+        let turn_opaque = std::mem::take(&mut self.hold.turn_opaque);
         // When this turn's input arrived: now, unless it was taken at the
         // end of a fan-out's sends (it may have waited through them); then
         // when the inputs' pattern expects it, within that enter.
@@ -239,6 +318,7 @@ impl Driver {
             now
         };
         if input {
+            self.hold.settle(arrived);
             self.hold.input_gap = arrived.saturating_duration_since(self.hold.input_at);
             self.hold.input_at = arrived;
             if let Some(lead) = self.hold.lead_at.take() {
@@ -247,6 +327,17 @@ impl Driver {
         }
         let mut release = !busy;
         if let Some(deadline) = self.hold.deadline {
+            if input {
+                self.hold.hold_bytes = self.hold.hold_bytes.saturating_add(turn_bytes);
+                self.hold.hold_opaque |= turn_opaque;
+                // A burst of the known size is complete (module docs).
+                release |= !self.hold.staggered
+                    && !self.hold.hold_opaque
+                    && self
+                        .hold
+                        .burst_bytes()
+                        .is_some_and(|n| self.hold.hold_bytes >= n);
+            }
             if input && !release {
                 let gap = arrived.saturating_duration_since(self.hold.last_input);
                 self.hold.last_input = arrived;
@@ -266,6 +357,8 @@ impl Driver {
         let released = release && self.hold.deadline.is_some();
         let continued = released && std::mem::take(&mut self.hold.staggered);
         if released {
+            let (bytes, opaque) = (self.hold.hold_bytes, self.hold.hold_opaque);
+            self.hold.ended(now, bytes, !opaque && !continued);
             self.hold.deadline = None;
             self.hold.due = None;
             let held = std::mem::take(&mut self.hold.held);
@@ -292,10 +385,34 @@ impl Driver {
                 // A lead: hold it if the next input is expected in time.
                 self.hold.lead_at = Some(arrived);
                 let deadline = arrived + self.hold.limit;
-                if busy && now < deadline {
+                // Exactly one input expected to join (the one after it
+                // too late): a fresh lead sends half its connections now
+                // and holds the rest; from then on each input releases
+                // the half that waited through the one before.
+                let halves = !released
+                    && self
+                        .hold
+                        .follow
+                        .is_some_and(|f| arrived + f <= deadline && arrived + f * 2 > deadline);
+                // The lead's own input (a release in this turn took the
+                // turn's input into the hold it ended).
+                let (bytes, opaque) = if released {
+                    (0, false)
+                } else {
+                    (turn_bytes, turn_opaque)
+                };
+                // The whole burst of the known size came with the lead:
+                // nothing to wait for (module docs).
+                let complete = !halves
+                    && !continued
+                    && !opaque
+                    && self.hold.burst_bytes().is_some_and(|n| bytes >= n);
+                if busy && now < deadline && complete {
+                    self.hold.ended(now, bytes, true);
+                } else if busy && now < deadline {
                     // At least the first wait (the rest of a burst), longer
                     // if the next input is expected before the deadline.
-                    let first = (now + Duration::from_micros(HOLD_FIRST_WAIT_US)).min(deadline);
+                    let first = (now + self.hold.first_wait).min(deadline);
                     let expected = self
                         .hold
                         .follow
@@ -304,15 +421,9 @@ impl Driver {
                     self.hold.deadline = Some(deadline);
                     self.hold.due = Some(first.max(expected));
                     self.hold.last_input = arrived;
-                    // Exactly one input expected to join (the one after it
-                    // too late): a fresh lead sends half its connections
-                    // now and holds the rest; from then on each input
-                    // releases the half that waited through the one before.
-                    stagger = !released
-                        && self
-                            .hold
-                            .follow
-                            .is_some_and(|f| arrived + f <= deadline && arrived + f * 2 > deadline);
+                    self.hold.hold_bytes = bytes;
+                    self.hold.hold_opaque = opaque;
+                    stagger = halves;
                     self.hold.staggered = stagger || continued;
                 }
             }

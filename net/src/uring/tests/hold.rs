@@ -311,3 +311,81 @@ fn a_paced_fanout_alternates_halves_and_a_stopped_input_flushes_all() {
     );
     assert!(!rig.driver.holding(), "nothing held once the input stopped");
 }
+
+/// Busy, with bursts (lines written 20 ms apart, the bursts far apart):
+/// once two holds in a row ended with the same complete burst, a burst of
+/// that size leaves as soon as it is complete, whether it came in pieces
+/// or with the lead, instead of after the first wait; a larger burst
+/// (more input soon after a release) makes the hold forget the size.
+#[test]
+fn a_burst_of_the_learned_size_leaves_once_complete() {
+    let Some(mut rig) = rig() else { return };
+    let (mut publisher, mut clients) = fanout(&mut rig, 2);
+    let (publisher, client) = (&mut publisher, &mut clients[1]);
+    rig.driver.hold.set_thresholds(0, 0, 2);
+    // Far longer than the 20 ms within a burst: the wait that learning
+    // the size saves.
+    let first_wait = Duration::from_millis(150);
+    rig.driver.hold.set_first_wait(first_wait);
+    rig.turn_until("a busy sample", |r| r.driver.hold.is_busy());
+    const INNER: Duration = Duration::from_millis(20);
+    /// Bursts this far apart are complete (over the hold after a release).
+    const PERIOD: Duration = Duration::from_millis(700);
+    let mut at = Instant::now();
+    // Writes `lines` INNER apart (one write for a burst given as one
+    // line), reads the burst; returns the time from its last write.
+    let mut burst =
+        |rig: &mut Rig, publisher: &mut TcpStream, client: &mut TcpStream, lines: &[&[u8]]| {
+            turn_until_time(rig, at);
+            at = Instant::now() + PERIOD;
+            let mut last = Instant::now();
+            for (i, line) in lines.iter().enumerate() {
+                if i > 0 {
+                    turn_until_time(rig, last + INNER);
+                }
+                last = Instant::now();
+                write(publisher, line);
+            }
+            let want: Vec<u8> = lines.concat();
+            let (got, _) = rig.read(client, want.len());
+            assert_eq!(got, want, "the burst in one read");
+            last.elapsed()
+        };
+    // The first two bursts teach the size (each held for the first wait).
+    for _ in 0..2 {
+        let waited = burst(&mut rig, publisher, client, &[b"a\n", b"b\n"]);
+        assert!(
+            waited >= first_wait - INNER * 2,
+            "released {waited:?} after the burst's end, before the first wait"
+        );
+    }
+    assert_eq!(
+        rig.driver.hold.burst_bytes(),
+        None,
+        "settled by the next input"
+    );
+    // Known now: complete at its second line.
+    let waited = burst(&mut rig, publisher, client, &[b"c\n", b"d\n"]);
+    assert_eq!(rig.driver.hold.burst_bytes(), Some(4));
+    assert!(waited < first_wait / 2, "a complete burst held {waited:?}");
+    // The whole burst with the lead: not held at all.
+    let waited = burst(&mut rig, publisher, client, &[b"e\nf\n"]);
+    assert!(waited < first_wait / 2, "a complete lead held {waited:?}");
+    // A larger burst: it leaves at the known size, the rest on its own...
+    burst(&mut rig, publisher, client, &[b"g\n", b"h\n"]);
+    let ij = Instant::now();
+    write(publisher, b"i\n");
+    let (got, _) = rig.read(client, 2);
+    assert_eq!(got, b"i\n");
+    assert!(
+        ij.elapsed() >= first_wait - INNER * 2,
+        "i held {:?}",
+        ij.elapsed()
+    );
+    // ... and the size is forgotten: the next burst waits again.
+    let waited = burst(&mut rig, publisher, client, &[b"j\n", b"k\n"]);
+    assert!(
+        waited >= first_wait - INNER * 2,
+        "released {waited:?} after the burst's end with the size forgotten"
+    );
+}

@@ -38,6 +38,10 @@ hz=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# The broker's log: a file of its own per run (printed), so runs of
+# several people at once do not overwrite each other's.
+broker_log="$(mktemp /tmp/cpd-ringmq.XXXXXX.log)"
+echo "cpu-per-delivery: broker log $broker_log"
 TRANSPORT="${TRANSPORT:-tcp}"
 listen_args=(--listen "127.0.0.1:$PORT")
 if [[ "$TRANSPORT" != tcp ]]; then
@@ -58,7 +62,7 @@ loadgen_transport=(--transport "$TRANSPORT")
 
 start_broker() {
   case "$1" in
-    ringmq) taskset -c "$BROKER_CORE" "$tdir/ringmq" "${listen_args[@]}" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >/tmp/cpd-ringmq.log 2>&1 &
+    ringmq) taskset -c "$BROKER_CORE" "$tdir/ringmq" "${listen_args[@]}" --shards 1 --log-level warn ${RINGMQ_FLAGS:-} >"$broker_log" 2>&1 &
             echo $! ; sleep 1 ;;
     *) [[ "$TRANSPORT" == tcp ]] || { echo "TRANSPORT=$TRANSPORT: ringmq only" >&2; exit 2; }
        local pid; pid=$("$PEERS/start-peer.sh" "$1" "$PORT"); taskset -pc "$BROKER_CORE" "$pid" >/dev/null; echo "$pid" ;;

@@ -49,6 +49,10 @@ cd "$root"
 N="${N:-10000}" PORT="${PORT:-18950}" CLOSE_WAIT_S="${CLOSE_WAIT_S:-3}"
 CPU_WINDOW_S="${CPU_WINDOW_S:-10}" KEEP_ALIVE_S="${KEEP_ALIVE_S:-60}" RATE="${RATE:-5000}"
 SETTLE_S="${SETTLE_S:-2}"
+# Logs of this run (the broker's, each loadgen's): a directory of its own,
+# so runs of several people at once do not overwrite each other's.
+work="$(mktemp -d /tmp/idle-memory.XXXXXX)"
+echo "idle-memory: logs in $work"
 tdir="${CARGO_TARGET_DIR:-target}/release"
 loadgen="${LOADGEN_BIN:-$tdir/loadgen}"
 brokers=("$@"); [[ ${#brokers[@]} -gt 0 ]] || brokers=(ringmq mosquitto)
@@ -88,9 +92,9 @@ for b in "${brokers[@]}"; do
     continue
   fi
   case "$b" in
-    ringmq) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
-    ringmq-native) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn --io native ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
-    ringmq-monoio) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn --io uring ${RINGMQ_FLAGS:-} >/tmp/idle-ringmq.log 2>&1 & pid=$!; sleep 1 ;;
+    ringmq) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn ${RINGMQ_FLAGS:-} >"$work/ringmq.log" 2>&1 & pid=$!; sleep 1 ;;
+    ringmq-native) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn --io native ${RINGMQ_FLAGS:-} >"$work/ringmq.log" 2>&1 & pid=$!; sleep 1 ;;
+    ringmq-monoio) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn --io uring ${RINGMQ_FLAGS:-} >"$work/ringmq.log" 2>&1 & pid=$!; sleep 1 ;;
     *) pid=$("$root/../shared/peers/start-peer.sh" "$b" "$PORT") ;;
   esac
   if [[ ${WARM:-0} == 1 ]]; then
@@ -110,7 +114,7 @@ for b in "${brokers[@]}"; do
     count=$(( N - i * per_proc )); [[ $count -gt $per_proc ]] && count=$per_proc
     "$loadgen" conn --port "$(( PORT + i ))" --count "$count" --rate "$(( RATE / procs + 1 ))" \
       --duration $(( CPU_WINDOW_S + SETTLE_S + 2 + (procs > 1 ? 2 * connect_s + 10 : 0) )) --client-prefix "idle$i" \
-      --keep-alive "$KEEP_ALIVE_S" -q >"/tmp/idle-loadgen.$i.log" 2>&1 &
+      --keep-alive "$KEEP_ALIVE_S" -q >"$work/loadgen.$i.log" 2>&1 &
     lgs+=($!)
   done
   # Held: every connection established (counted by the kernel), then
@@ -121,15 +125,15 @@ for b in "${brokers[@]}"; do
     sleep 0.2
   done
   if [[ $up -lt $N ]]; then
-    echo "idle-memory: $b: NOT VALID: only $up of $N connections were established when the held figure was taken (see /tmp/idle-loadgen.*.log)" >&2
+    echo "idle-memory: $b: NOT VALID: only $up of $N connections were established when the held figure was taken (see $work/loadgen.*.log)" >&2
   fi
   sleep "$SETTLE_S"
   held=$(rss_kib "$pid")
   smaps "$pid" "$b held"
-  threads "$pid" >"/tmp/idle-threads.0"
+  threads "$pid" >"$work/threads.0"
   t0=$(cpu_ticks "$pid"); sleep "$CPU_WINDOW_S"; t1=$(cpu_ticks "$pid")
   if [[ ${THREADS:-0} == 1 ]]; then
-    threads "$pid" | join -a 1 - <(sort "/tmp/idle-threads.0") |
+    threads "$pid" | join -a 1 - <(sort "$work/threads.0") |
       awk '{d = $3 - ($5 == "" ? 0 : $5); if (d > 0) t[$2] += d} END {for (n in t) printf "  thread %s: %d ticks\n", n, t[n]}' | sort -k3 -rn
   fi
   held_huge=$(huge_kib "$pid")
@@ -141,7 +145,7 @@ for b in "${brokers[@]}"; do
   traffic=""
   if [[ ${TRAFFIC_S:-0} -gt 0 ]]; then
     "$loadgen" pubsub --port "$PORT" --pubs 4 --subs 4 --rate 1000 --size 64 --write-each \
-      --warmup 1 --duration "$TRAFFIC_S" --drain 1 -q >/tmp/idle-loadgen-traffic.log 2>&1 || true
+      --warmup 1 --duration "$TRAFFIC_S" --drain 1 -q >"$work/loadgen-traffic.log" 2>&1 || true
     sleep "$CLOSE_WAIT_S"
     smaps "$pid" "$b after traffic"
     traffic=$(awk -v b="$before" -v t="$TRAFFIC_S" '/^VmRSS/ {printf "; after %s s of pub/sub traffic and its closes: %.1f MiB (%+.0f%% of idle)", t, $2/1024, ($2-b)*100/b}' "/proc/$pid/status")
@@ -149,7 +153,7 @@ for b in "${brokers[@]}"; do
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   python3 -c "import sys,os; b,h,a,n,c,w,hh,ah=map(int,sys.argv[1:]); hz=os.sysconf('SC_CLK_TCK'); print(f'$b: RSS {b/1024:.1f} MiB idle, {h/1024:.1f} MiB with {n} connections: {(h-b)*1024/n:.0f} bytes per connection; CPU {c*100/hz/w:.2f}% of a core over {w} s held; {a/1024:.1f} MiB ${CLOSE_WAIT_S} s after they closed ({(a-b)*100/b:+.0f}% of idle); AnonHugePages {hh/1024:.1f} MiB held, {ah/1024:.1f} MiB after$traffic')" \
     "$before" "$held" "$after" "$N" "$(( t1 - t0 ))" "$CPU_WINDOW_S" "$held_huge" "$after_huge"
-  for ((i = 0; i < procs; i++)); do grep -hE "connected|fail" "/tmp/idle-loadgen.$i.log" | tail -2 || true; done
-  [[ $b == ringmq* ]] && { grep -E "WARN|ERROR" /tmp/idle-ringmq.log | grep -v "connection log" | head -3 || true; }
+  for ((i = 0; i < procs; i++)); do grep -hE "connected|fail" "$work/loadgen.$i.log" | tail -2 || true; done
+  [[ $b == ringmq* ]] && { grep -E "WARN|ERROR" "$work/ringmq.log" | grep -v "connection log" | head -3 || true; }
   sleep 1
 done

@@ -33,6 +33,15 @@ use std::ops::{Index, IndexMut};
 /// The default number of elements per chunk.
 pub const CHUNK_LEN: usize = 128;
 
+/// The largest chunk, in bytes, that the broker's allocator (mimalloc,
+/// through Rust's global allocator) serves from its 12,288-byte size
+/// class: its aligned allocation adds the alignment less one to the
+/// request, so exactly 12,288 bytes get a 14,336-byte block. Tables that
+/// choose their chunk length to fill that class (the engine's slabs, the
+/// native loop's slot table) keep to it; `ringmq-net`'s
+/// `the_slab_chunk_fills_its_size_class` checks it against mimalloc.
+pub const CLASS_CHUNK_MAX_BYTES: usize = 12_280;
+
 /// A vector in chunks of `N` elements (module docs).
 ///
 /// Invariant: `chunks` holds `len.div_ceil(N)` chunks; the places at and

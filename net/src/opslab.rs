@@ -16,7 +16,7 @@
 //!
 //! [`compact_op_slab`] makes monoio do it: once a shard drives far fewer
 //! connections than at its peak ([`compaction_ops`], with the hysteresis of
-//! [`crate::alloc::shrunk_capacity`]), the memory release task runs operations that end
+//! [`shrunk_capacity`]), the memory release task runs operations that end
 //! at once (zero-byte reads of a pipe whose write end is closed,
 //! [`CHURN_BATCH`] at a time): [`MONOIO_COMPACT_INTERVAL`] of them first,
 //! after which monoio inserts from its first page again; then the caller
@@ -57,7 +57,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::Poll;
 
-use crate::alloc::SHRINK_MIN_CAPACITY;
+use crate::alloc::shrunk_capacity;
 
 /// monoio's `COMPACT_INTERVAL` (utils/slab.rs, monoio 0.2.4): it looks at
 /// its last page once per this many ended operations.
@@ -143,15 +143,15 @@ impl Drop for DrivenConnection {
 /// what `live` connections need (room to grow again), plus one for the
 /// first check (which also resets where monoio inserts). `None` when there
 /// is nothing to give back: the peak's operations were at most
-/// [`SHRINK_MIN_CAPACITY`], or a quarter of them or more are still needed
-/// (the hysteresis of [`crate::alloc::shrunk_capacity`]), or the peak
+/// [`crate::alloc::SHRINK_MIN_CAPACITY`], or a quarter of them or more are
+/// still needed (the hysteresis of [`shrunk_capacity`]), or the peak
 /// filled no page that the rest do not.
 ///
 /// Unlike a table's capacity, no minimum is kept: after a shard's last
 /// connection closed, only pages 0 and 1 stay (192 entries). Pages 2 to 4
 /// were kept before, and a page allocated during the burst in the size
-/// class of the engine's and the runtime's table chunks (12,288 bytes: 128
-/// entries of 96 bytes), whose 512 KiB mimalloc page a burst fills, kept
+/// class of the engine's and the runtime's table chunks (12,288 bytes),
+/// whose 512 KiB mimalloc page a burst fills, kept
 /// that whole page resident: page 2 of the epoll driver's registrations
 /// (256 entries of 48 bytes; about 5 points of a one-shard broker's idle
 /// RSS, docs/benchmarks.md, "Memory given back after closes: monoio on
@@ -176,9 +176,9 @@ fn compaction_removals(live: usize, peak: usize, per_connection: usize) -> Optio
     let margin = MONOIO_PAGE_INITIAL_SIZE;
     let peak_ops = peak.saturating_mul(per_connection).saturating_add(margin);
     let live_ops = live.saturating_mul(per_connection).saturating_add(margin);
-    if peak_ops <= SHRINK_MIN_CAPACITY || live_ops >= peak_ops / 4 {
-        return None;
-    }
+    // The hysteresis of a table's shrinking decides whether to; its
+    // minimum capacity is not kept (above).
+    shrunk_capacity(live_ops, peak_ops)?;
     let pages = page_of(peak_ops).saturating_sub(page_of(live_ops.saturating_mul(2)));
     (pages > 0).then(|| (pages + 1) * MONOIO_COMPACT_INTERVAL)
 }
@@ -230,7 +230,7 @@ pub async fn compact_op_slab(rearm: impl FnOnce()) -> io::Result<usize> {
 /// returns how many it took back (0: nothing to give back). Call it from a
 /// task at a quiet moment, on the epoll driver only (on io_uring nothing is
 /// registered: it would do nothing but cost the system calls). Costs two
-/// `epoll_ctl` calls per registration (12,288 after 18,500 idle
+/// `epoll_ctl` calls per registration (16,384 after 18,500 idle
 /// connections closed, tens of milliseconds), yielding to the shard's
 /// other tasks every [`CHURN_BATCH`]. An error: the socket could not be
 /// made or registered; what ran before it stands.

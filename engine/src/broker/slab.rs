@@ -13,18 +13,12 @@ use ringmq_chunked::ChunkedVec;
 
 /// Entries per chunk of a slab: 127 connection or session records of 96
 /// bytes make 12,192 bytes, inside the 12,288-byte size class of the
-/// broker's allocator (mimalloc). 128 of them, exactly 12,288 bytes, got a
+/// broker's allocator (mimalloc; at most
+/// [`ringmq_chunked::CLASS_CHUNK_MAX_BYTES`]). 128 of them, exactly 12,288 bytes, got a
 /// 14,336-byte block there (its aligned allocation adds the alignment
 /// less one): 16 bytes per connection and table unused
 /// (docs/benchmarks.md, "Table chunks that fill their size class").
 pub(crate) const SLAB_CHUNK_LEN: usize = 127;
-
-/// The largest chunk [`SLAB_CHUNK_LEN`] may make for the connection and
-/// session records, in bytes: the most the broker's allocator serves from
-/// its 12,288-byte class (`ringmq-net`'s
-/// `the_slab_chunk_fills_its_size_class` checks it against mimalloc).
-#[cfg(test)]
-const SLAB_CHUNK_MAX_BYTES: usize = 12_280;
 
 pub(crate) struct Slab<T> {
     entries: ChunkedVec<Option<T>, SLAB_CHUNK_LEN>,
@@ -165,11 +159,11 @@ mod tests {
             ),
         ] {
             assert!(
-                bytes <= SLAB_CHUNK_MAX_BYTES,
+                bytes <= ringmq_chunked::CLASS_CHUNK_MAX_BYTES,
                 "a chunk of {name} records is {bytes} bytes"
             );
             assert!(
-                bytes > SLAB_CHUNK_MAX_BYTES * 9 / 10,
+                bytes > ringmq_chunked::CLASS_CHUNK_MAX_BYTES * 9 / 10,
                 "a chunk of {name} records is {bytes} bytes: more entries would fit"
             );
         }

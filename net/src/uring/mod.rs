@@ -96,19 +96,13 @@ pub use direct::{DirectFd, Socket};
 use enter::{build_ring, kernel_supports_multishot_recv, kernel_version, supports_min_wait};
 use waker::EventFd;
 
-/// The largest chunk of the slab, in bytes: the most mimalloc serves from
-/// its 12,288-byte size class through the global allocator
-/// (`mi_malloc_aligned` adds the alignment less one: a request of exactly
-/// 12,288 bytes gets a 14,336-byte block;
-/// `the_slab_chunk_fills_its_size_class`).
-const SLOT_CHUNK_BYTES: usize = 12_280;
-
-/// Slots per chunk of the slab: as many as fit [`SLOT_CHUNK_BYTES`] (139
-/// of 88 bytes, 12,232 bytes). The default chunk, 128 slots (11,264
-/// bytes), sat in the same class with 1 KiB of it unused: 8 bytes per
-/// connection (docs/benchmarks.md, "Table chunks that fill their size
-/// class").
-const SLOT_CHUNK_LEN: usize = SLOT_CHUNK_BYTES / std::mem::size_of::<Slot>();
+/// Slots per chunk of the slab: as many as fit
+/// [`ringmq_chunked::CLASS_CHUNK_MAX_BYTES`] (139 of 88 bytes, 12,232
+/// bytes, in mimalloc's 12,288-byte size class). The default chunk, 128
+/// slots (11,264 bytes), sat in the same class with 1 KiB of it unused: 8
+/// bytes per connection (docs/benchmarks.md, "Table chunks that fill their
+/// size class").
+const SLOT_CHUNK_LEN: usize = ringmq_chunked::CLASS_CHUNK_MAX_BYTES / std::mem::size_of::<Slot>();
 
 /// Sizes of one shard's ring and receive buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

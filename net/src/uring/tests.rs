@@ -520,13 +520,10 @@ fn one_native_loop_per_thread() {
     assert!(Driver::new(UringLimits::default(), DriverConfig::default()).is_ok());
 }
 
-/// An idle connection's slab entry on the native loop (docs/benchmarks.md,
-/// memory per idle connection): at most its size at the time of writing,
-/// so that a field added to every connection is a decision, not a drift.
 /// A chunk of the slab fills mimalloc's 12,288-byte size class: the
 /// global allocator (`mimalloc::MiMalloc`) asks `mi_malloc_aligned`, which
 /// for blocks of this size adds the alignment less one to the request, so
-/// [`super::SLOT_CHUNK_BYTES`] bytes (a chunk of slots is at most that)
+/// [`ringmq_chunked::CLASS_CHUNK_MAX_BYTES`] bytes (a chunk of slots is at most that)
 /// get a 12,288-byte block and exactly 12,288 bytes one of the next class
 /// (14,336): the default chunk of 128 slots of 88 bytes left 1 KiB of its
 /// block unused, one of 128 engine records of 96 bytes 2 KiB. The
@@ -551,19 +548,22 @@ fn the_slab_chunk_fills_its_size_class() {
         }
     };
     let chunk = super::SLOT_CHUNK_LEN * std::mem::size_of::<super::Slot>();
-    assert!(chunk <= super::SLOT_CHUNK_BYTES);
+    assert!(chunk <= ringmq_chunked::CLASS_CHUNK_MAX_BYTES);
     assert_eq!(usable(chunk), 12_288, "a chunk of {chunk} bytes");
-    assert_eq!(usable(super::SLOT_CHUNK_BYTES), 12_288);
+    assert_eq!(usable(ringmq_chunked::CLASS_CHUNK_MAX_BYTES), 12_288);
     assert!(
         usable(12_288) > 12_288,
         "mimalloc serves 12,288 aligned bytes from its 12,288-byte class now: the budget can grow"
     );
     assert!(
-        chunk + std::mem::size_of::<super::Slot>() > super::SLOT_CHUNK_BYTES,
+        chunk + std::mem::size_of::<super::Slot>() > ringmq_chunked::CLASS_CHUNK_MAX_BYTES,
         "one more slot would fit"
     );
 }
 
+/// An idle connection's slab entry on the native loop (docs/benchmarks.md,
+/// memory per idle connection): at most its size at the time of writing,
+/// so that a field added to every connection is a decision, not a drift.
 #[test]
 fn a_connection_slot_stays_small() {
     let slot = std::mem::size_of::<super::Slot>();

@@ -11,7 +11,10 @@
 # Env: N (connections, default 10000; up to 100,000 and more: above ~28,000
 # loadgen spreads them over source addresses 127.0.0.2, .3, ..., past the
 # ephemeral-port range of one address), PORT (18950), RINGMQ_FLAGS (e.g.
-# "--io epoll"), CLOSE_WAIT_S (3), CPU_WINDOW_S (10), KEEP_ALIVE_S (60),
+# "--io epoll"), CLOSE_WAIT_S (3: the "after" figure
+# is taken this long after loadgen ended; the line also says how long the
+# broker took to close every connection, sampled every 0.1 s, or that it
+# had not yet), CPU_WINDOW_S (10), KEEP_ALIVE_S (60),
 # RATE (connections per second, 5000), SETTLE_S (2: seconds between the
 # last connection established and the held RSS and CPU window), RINGMQ_BIN / LOADGEN_BIN (other builds),
 # SMAPS=1 (also print where the RSS lies: /proc/PID/smaps grouped by mapping,
@@ -138,7 +141,22 @@ for b in "${brokers[@]}"; do
   fi
   held_huge=$(huge_kib "$pid")
   for lg in "${lgs[@]}"; do wait "$lg" || true; done
-  sleep "$CLOSE_WAIT_S"
+  # The closes: the broker's side of a connection stays (CLOSE-WAIT,
+  # LAST-ACK) until the broker closed it. Sampled every 0.1 s for at most
+  # CLOSE_WAIT_S; the "after" figure is taken CLOSE_WAIT_S after loadgen
+  # ended whatever it shows, and says when closes were still running.
+  closing_from=$(date +%s%N); closes=""
+  while :; do
+    open=$(ss -Htn state connected exclude time-wait "( sport >= :$PORT and sport < :$(( PORT + procs )) )" | wc -l)
+    waited_ms=$(( ($(date +%s%N) - closing_from) / 1000000 ))
+    if [[ $open -eq 0 ]]; then closes="; the broker closed them all within ${waited_ms} ms"; break; fi
+    if [[ $waited_ms -ge $(( CLOSE_WAIT_S * 1000 )) ]]; then
+      closes="; NOTE: $open connections still open on the broker side ${CLOSE_WAIT_S} s after loadgen ended (the closes were still running: raise CLOSE_WAIT_S)"; break
+    fi
+    sleep 0.1
+  done
+  left_ms=$(( CLOSE_WAIT_S * 1000 - ($(date +%s%N) - closing_from) / 1000000 ))
+  [[ $left_ms -gt 0 ]] && sleep "$(awk -v ms="$left_ms" 'BEGIN {printf "%.3f", ms / 1000}')"
   after=$(rss_kib "$pid")
   after_huge=$(huge_kib "$pid")
   smaps "$pid" "$b after"
@@ -151,7 +169,7 @@ for b in "${brokers[@]}"; do
     traffic=$(awk -v b="$before" -v t="$TRAFFIC_S" '/^VmRSS/ {printf "; after %s s of pub/sub traffic and its closes: %.1f MiB (%+.0f%% of idle)", t, $2/1024, ($2-b)*100/b}' "/proc/$pid/status")
   fi
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-  python3 -c "import sys,os; b,h,a,n,c,w,hh,ah=map(int,sys.argv[1:]); hz=os.sysconf('SC_CLK_TCK'); print(f'$b: RSS {b/1024:.1f} MiB idle, {h/1024:.1f} MiB with {n} connections: {(h-b)*1024/n:.0f} bytes per connection; CPU {c*100/hz/w:.2f}% of a core over {w} s held; {a/1024:.1f} MiB ${CLOSE_WAIT_S} s after they closed ({(a-b)*100/b:+.0f}% of idle); AnonHugePages {hh/1024:.1f} MiB held, {ah/1024:.1f} MiB after$traffic')" \
+  python3 -c "import sys,os; b,h,a,n,c,w,hh,ah=map(int,sys.argv[1:]); hz=os.sysconf('SC_CLK_TCK'); print(f'$b: RSS {b/1024:.1f} MiB idle, {h/1024:.1f} MiB with {n} connections: {(h-b)*1024/n:.0f} bytes per connection; CPU {c*100/hz/w:.2f}% of a core over {w} s held; {a/1024:.1f} MiB ${CLOSE_WAIT_S} s after they closed ({(a-b)*100/b:+.0f}% of idle); AnonHugePages {hh/1024:.1f} MiB held, {ah/1024:.1f} MiB after$closes$traffic')" \
     "$before" "$held" "$after" "$N" "$(( t1 - t0 ))" "$CPU_WINDOW_S" "$held_huge" "$after_huge"
   for ((i = 0; i < procs; i++)); do grep -hE "connected|fail" "$work/loadgen.$i.log" | tail -2 || true; done
   [[ $b == ringmq* ]] && { grep -E "WARN|ERROR" "$work/ringmq.log" | grep -v "connection log" | head -3 || true; }

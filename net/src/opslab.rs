@@ -50,6 +50,9 @@
 //! ([`MONOIO_COMPACT_INTERVAL`] per page, two `epoll_ctl` calls each). No
 //! operation stays in that slab on an idle shard (a listener is registered
 //! at start-up, in page 0), so nothing needs re-arming there.
+//!
+//! The epoll driver also keeps, for the runtime's lifetime, the buffer one
+//! `epoll_wait` fills: [`EPOLL_EVENTS`] says why it is 512 events.
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
@@ -58,6 +61,23 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use crate::alloc::shrunk_capacity;
+
+/// Events one `epoll_wait` of a shard's epoll driver returns at most
+/// (monoio's `entries`; its default, 1,024, is meant for io_uring's queue).
+/// The driver allocates a buffer of that many `epoll_event`s when it is
+/// built and keeps it while the shard runs: 512 make 6 KiB (12-byte events
+/// on x86_64; 8 KiB where they are 16 bytes), a block of one of
+/// mimalloc's small classes (at most 10 KiB, in 64 KiB pages). 1,024 made
+/// 12,288 bytes on x86_64: the size class of the table chunks
+/// ([`ringmq_chunked::CLASS_CHUNK_MAX_BYTES`]: the engine's connection and
+/// session slabs) that a burst of connections fills. The buffer, the
+/// first block of its class on the shard's thread, sat in a 512 KiB
+/// mimalloc page that the burst's chunks then filled, and after they were
+/// all freed that one live block kept the whole page resident: 504 KiB,
+/// 4 points of the memory given back after 18,500 closes (traced;
+/// docs/benchmarks.md, "monoio on epoll: the event buffer's page"). More
+/// than 512 ready descriptors take one more `epoll_wait` per 512.
+pub const EPOLL_EVENTS: u32 = 512;
 
 /// monoio's `COMPACT_INTERVAL` (utils/slab.rs, monoio 0.2.4): it looks at
 /// its last page once per this many ended operations.

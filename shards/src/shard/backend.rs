@@ -8,6 +8,7 @@
 use super::native;
 use super::{shard_main, ShardInit, StartReport, URING_ENTRIES};
 use crate::config::IoMode;
+use ringmq_net::opslab::EPOLL_EVENTS;
 
 /// Runs a shard on the current thread until it has shut down.
 pub fn run(init: ShardInit) {
@@ -93,8 +94,15 @@ fn run_auto(mut init: ShardInit) {
 
 /// monoio on io_uring where the kernel allows it, else on epoll.
 fn run_monoio(init: ShardInit) {
+    // io_uring's queue size, or the epoll driver's events per wait where
+    // monoio falls back to it (`EPOLL_EVENTS`: its buffer's size class).
+    let entries = if monoio::utils::detect_uring() {
+        URING_ENTRIES
+    } else {
+        EPOLL_EVENTS
+    };
     let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .with_entries(URING_ENTRIES)
+        .with_entries(entries)
         .enable_timer()
         .build();
     match built {
@@ -128,6 +136,7 @@ fn run_uring(init: ShardInit) {
 
 fn run_epoll(init: ShardInit) {
     let built = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .with_entries(EPOLL_EVENTS)
         .enable_timer()
         .build();
     match built {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::codec::Publish;
 
@@ -51,27 +51,70 @@ fn levels(topic: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
     })
 }
 
+/// The room of a `$SYS` value's buffer, in bytes: a statistic that
+/// changes length ("9 seconds", "10 seconds"; a counter gaining a digit)
+/// is written into the buffer it had as long as it fits. Without room a
+/// new length took a new block, allocated wherever the allocator was
+/// then: during a burst of connections, among their client ids, and 42
+/// such values (seven per shard at six shards) kept 23 pages of 64 KiB
+/// resident after those connections closed (docs/benchmarks.md, "Memory
+/// given back after 100,000 closes on six shards").
+pub(crate) const SYS_VALUE_ROOM_BYTES: usize = 32;
+
+/// Whether a topic's retained value gets [`SYS_VALUE_ROOM_BYTES`] of room:
+/// the `$SYS/` statistics (a few dozen topics per shard, rewritten every
+/// `sys_interval_s`). Any other retained message keeps a buffer of its
+/// exact length: room in every one of a million small retained messages
+/// would cost more than it saves.
+fn gets_room(topic: &[u8], payload_len: usize) -> bool {
+    topic.starts_with(b"$SYS/") && payload_len <= SYS_VALUE_ROOM_BYTES
+}
+
+/// A copy of `value` in a buffer of [`SYS_VALUE_ROOM_BYTES`], shared
+/// from the start (the `bytes` crate's own header, allocated here once):
+/// thawed again as the only handle (`Bytes::try_into_mut`) it keeps its
+/// whole room and header, and frozen again it allocates nothing. A
+/// vec-backed buffer with spare room would instead get a new header at
+/// every freeze.
+fn with_room(value: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(SYS_VALUE_ROOM_BYTES.max(value.len()));
+    buf.extend_from_slice(value);
+    // An empty handle split off the front makes the buffer shared; it is
+    // dropped at once, so `buf` is the only handle again.
+    drop(buf.split_to(0));
+    buf.freeze()
+}
+
 /// The payload to keep when a topic's retained message is replaced: the
-/// old one when equal; the new bytes written into the old buffer when they
-/// have its length and nothing else holds it (no delivery in flight), so
-/// a value updated in place (a `$SYS` counter) keeps its first block
-/// instead of leaving a new long-lived one wherever the allocator put the
-/// copy (a page of a burst of connections, kept resident by it); else the
-/// new copy. Same length only: a buffer with spare room would freeze into
-/// a `Bytes` with a separate shared header (another allocation).
-fn reuse_payload(old: Bytes, new: Bytes) -> Bytes {
+/// old one when equal; the new bytes written into the old buffer when
+/// nothing else holds it (no delivery in flight) and they fit it exactly,
+/// or, for a value with room ([`gets_room`]), within its room. So a value
+/// updated in place (a `$SYS` counter) keeps its first block instead of
+/// leaving a new long-lived one wherever the allocator put the copy (a
+/// page of a burst of connections, kept resident by it). Else the new
+/// copy, given room again where it gets room.
+fn reuse_payload(old: Bytes, new: Bytes, roomy: bool) -> Bytes {
     if old == new {
         return old;
     }
-    if old.len() != new.len() {
-        return new;
-    }
-    match old.try_into_mut() {
-        Ok(mut buf) => {
-            buf.copy_from_slice(&new);
-            buf.freeze()
+    if old.len() == new.len() || roomy {
+        if let Ok(mut buf) = old.try_into_mut() {
+            // Exactly its capacity: a vec-backed buffer freezes without a
+            // new header. Within the room: only a buffer made by
+            // `with_room` (shared, so no header either) has room.
+            let fits = buf.capacity() == new.len()
+                || (roomy && new.len() <= buf.capacity() && buf.capacity() <= SYS_VALUE_ROOM_BYTES);
+            if fits {
+                buf.clear();
+                buf.extend_from_slice(&new);
+                return buf.freeze();
+            }
         }
-        Err(_) => new,
+    }
+    if roomy {
+        with_room(&new)
+    } else {
+        new
     }
 }
 
@@ -110,11 +153,14 @@ impl RetainedStore {
             self.count += 1;
         }
         self.payload_bytes = self.payload_bytes - old_bytes + new_bytes;
+        let roomy = gets_room(&topic, new_bytes);
         if let Some(old) = node.value.take() {
             if old.publish.topic == r.publish.topic {
                 r.publish.topic = old.publish.topic;
             }
-            r.publish.payload = reuse_payload(old.publish.payload, r.publish.payload);
+            r.publish.payload = reuse_payload(old.publish.payload, r.publish.payload, roomy);
+        } else if roomy {
+            r.publish.payload = with_room(&r.publish.payload);
         }
         node.value = Some(r);
         true
@@ -263,32 +309,85 @@ mod tests {
         out.remove(0).publish.payload
     }
 
-    /// A value updated to one of the same length (a `$SYS` counter) is
-    /// written into the buffer it had, unless a delivery still holds that;
-    /// the byte total follows the values.
+    /// A value updated to one of the same length is written into the
+    /// buffer it had, unless a delivery still holds that; a new length
+    /// takes a buffer of its own (no room outside `$SYS/`); the byte total
+    /// follows the values.
     #[test]
     fn an_update_of_the_same_length_keeps_the_payloads_buffer() {
         let mut s = RetainedStore::default();
-        assert!(s.set(owned("$SYS/n", "17"), 100, 1000));
-        let first = stored(&s, "$SYS/n").as_ptr();
-        assert!(s.set(owned("$SYS/n", "42"), 100, 1000));
-        let now = stored(&s, "$SYS/n");
+        assert!(s.set(owned("site/n", "17"), 100, 1000));
+        let first = stored(&s, "site/n").as_ptr();
+        assert!(s.set(owned("site/n", "42"), 100, 1000));
+        let now = stored(&s, "site/n");
         assert_eq!(&now[..], b"42");
         assert_eq!(now.as_ptr(), first, "same length: the buffer is kept");
         drop(now);
         // A longer value needs a new buffer.
-        assert!(s.set(owned("$SYS/n", "100"), 100, 1000));
-        let longer = stored(&s, "$SYS/n");
+        assert!(s.set(owned("site/n", "100"), 100, 1000));
+        let longer = stored(&s, "site/n");
         assert_eq!(&longer[..], b"100");
         assert_ne!(longer.as_ptr(), first);
         // While a delivery holds the value, it is not overwritten.
         let in_flight = longer;
-        assert!(s.set(owned("$SYS/n", "101"), 100, 1000));
+        assert!(s.set(owned("site/n", "101"), 100, 1000));
         assert_eq!(&in_flight[..], b"100");
-        let after = stored(&s, "$SYS/n");
+        let after = stored(&s, "site/n");
         assert_eq!(&after[..], b"101");
         assert_ne!(after.as_ptr(), in_flight.as_ptr());
         assert_eq!(s.payload_bytes, 3);
+        assert_eq!(s.count, 1);
+    }
+
+    /// A `$SYS` statistic that changes length ("9 seconds", "10 seconds",
+    /// a counter gaining or losing digits) keeps the buffer it was first
+    /// stored in while it fits the room, so the broker allocates no new
+    /// long-lived block for it during a burst of connections; a delivery
+    /// in flight keeps its bytes, and the new buffer has room again.
+    #[test]
+    fn a_sys_value_that_changes_length_keeps_its_buffer() {
+        let mut s = RetainedStore::default();
+        assert!(s.set(owned("$SYS/broker/uptime", "9 seconds"), 100, 1000));
+        let first = stored(&s, "$SYS/broker/uptime").as_ptr();
+        for v in [
+            "10 seconds",
+            "7",
+            "18446744073709551615 seconds",
+            "1041866.68",
+        ] {
+            assert!(s.set(owned("$SYS/broker/uptime", v), 100, 1000));
+            let now = stored(&s, "$SYS/broker/uptime");
+            assert_eq!(&now[..], v.as_bytes());
+            assert_eq!(
+                now.as_ptr(),
+                first,
+                "{v:?} fits the room: the buffer is kept"
+            );
+        }
+        assert_eq!(s.payload_bytes, "1041866.68".len());
+        // Longer than the room: a buffer of its own; shorter again: room
+        // again (a new buffer, kept from then on).
+        let long = "x".repeat(SYS_VALUE_ROOM_BYTES + 1);
+        assert!(s.set(owned("$SYS/broker/uptime", &long), 100, 1000));
+        assert_eq!(&stored(&s, "$SYS/broker/uptime")[..], long.as_bytes());
+        assert!(s.set(owned("$SYS/broker/uptime", "11 seconds"), 100, 1000));
+        let again = stored(&s, "$SYS/broker/uptime").as_ptr();
+        assert!(s.set(owned("$SYS/broker/uptime", "100 seconds"), 100, 1000));
+        assert_eq!(stored(&s, "$SYS/broker/uptime").as_ptr(), again);
+        // A delivery holds the value: it keeps its bytes.
+        let in_flight = stored(&s, "$SYS/broker/uptime");
+        assert!(s.set(owned("$SYS/broker/uptime", "1000 seconds"), 100, 1000));
+        assert_eq!(&in_flight[..], b"100 seconds");
+        let after = stored(&s, "$SYS/broker/uptime");
+        assert_eq!(&after[..], b"1000 seconds");
+        assert_ne!(after.as_ptr(), in_flight.as_ptr());
+        let after_ptr = after.as_ptr();
+        drop((in_flight, after));
+        assert!(s.set(owned("$SYS/broker/uptime", "1 second"), 100, 1000));
+        let kept = stored(&s, "$SYS/broker/uptime");
+        assert_eq!(&kept[..], b"1 second");
+        assert_eq!(kept.as_ptr(), after_ptr, "the new buffer has room too");
+        assert_eq!(s.payload_bytes, "1 second".len());
         assert_eq!(s.count, 1);
     }
 

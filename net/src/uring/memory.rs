@@ -54,6 +54,16 @@ impl Driver {
         self.timers.shrink_to_fit();
         self.cqes.shrink_to_fit();
         self.close_waiting.shrink_to_fit();
+        // The per-turn lists grew with the burst: emptied, their blocks go
+        // (a list a burst grew stays in one of its pages and keeps that
+        // page resident; the next turn that needs one allocates it anew).
+        self.events.shrink_to_fit();
+        self.steps.shrink_to_fit();
+        self.ready_spare.shrink_to_fit();
+        super::READY.with(|r| r.borrow_mut().shrink_to_fit());
+        if let Some(direct) = &mut self.direct {
+            direct.shrink();
+        }
         self.scratch = bytes::BytesMut::new();
         self.release_receive_buffers();
     }

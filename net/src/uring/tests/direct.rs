@@ -200,3 +200,43 @@ fn a_dropped_direct_socket_is_closed() {
     let n = std::io::Read::read(&mut client, &mut buf).unwrap_or_else(|e| panic!("read: {e}"));
     assert_eq!(n, 0, "the client sees the close");
 }
+
+/// After a burst of closes the shard's memory release merges the free
+/// list's slots into ranges (one entry each slot, then a few), and the
+/// table still works: new connections take freed slots and echo.
+#[test]
+fn the_release_after_closes_merges_the_free_list_and_the_table_still_works() {
+    let Some(mut rig) = rig_with_table(64) else {
+        return;
+    };
+    let mut clients: Vec<_> = (0..6).map(|_| rig.connect()).collect();
+    assert_eq!(slots_held(&rig), Some(6));
+    let touched = rig.driver.direct.as_ref().map(|t| t.next);
+    clients.clear();
+    rig.turn_until("all closed", |r| r.driver.connections() == 0);
+    rig.turn_until("all slots free", |r| slots_held(r) == Some(0));
+    let before = rig.driver.direct.as_ref().map(|t| t.free_ranges().0);
+    assert!(before >= Some(6), "one entry per closed slot: {before:?}");
+    rig.driver.shrink_memory();
+    let (ranges, capacity) = rig
+        .driver
+        .direct
+        .as_ref()
+        .map_or((usize::MAX, 0), |t| t.free_ranges());
+    assert!(ranges <= 2, "the six slots merged: {ranges} ranges");
+    assert_eq!(capacity, ranges, "no spare room kept");
+    assert_eq!(slots_held(&rig), Some(0));
+    let mut again: Vec<_> = (0..6).map(|_| rig.connect()).collect();
+    for (i, (c, _echo)) in again.iter_mut().enumerate() {
+        let line = format!("again {i}\n");
+        c.write_all(line.as_bytes())
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        assert_eq!(rig.read(c, line.len()).0, line.as_bytes());
+    }
+    assert_eq!(slots_held(&rig), Some(6));
+    let now_touched = rig.driver.direct.as_ref().map(|t| t.next);
+    assert_eq!(
+        now_touched, touched,
+        "the freed slots are taken again, none above them"
+    );
+}

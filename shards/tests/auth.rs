@@ -95,11 +95,16 @@ fn closed_broker(name: &str) -> (Broker, PathBuf) {
     (Broker::start(&bin(), &["--config", &cfg]), f)
 }
 
+/// How long a login may wait for its CONNACK.
+const LOGIN_ANSWER_WAIT: Duration = Duration::from_secs(30);
+
 /// CONNACK's return code (v3.1.1) or reason code (v5) for a login.
 fn login(broker: &Broker, level: u8, id: &str, user: Option<&str>, pw: Option<&str>) -> u8 {
     let mut c = RawClient::connect(broker.addr());
     c.send(&packet::connect_login(level, id, user, pw));
-    let ack = c.read_packet();
+    // The argon2 check runs on a helper thread at the lowest priority: on
+    // a loaded machine it waited past the usual 5 s once.
+    let ack = c.read_packet_within(LOGIN_ANSWER_WAIT);
     assert_eq!(ack.first(), Some(&0x20), "CONNACK: {ack:02x?}");
     let code = ack.get(3).copied().unwrap_or(0xff);
     if code == 0 {

@@ -42,7 +42,8 @@ fn broker_wide_totals_sum_both_shards_under_mosquittos_names() {
 
     let mut watcher = RawClient::connect_v311(addr, &client_id_on_shard("watch", 0, SHARDS));
     watcher.send(&packet::subscribe_v311(1, "$SYS/broker/#", 0));
-    assert_eq!(watcher.read_packet(), [0x90, 0x03, 0x00, 0x01, 0x00]);
+    // A tick may come before the SUBACK (allowed): skipped.
+    watcher.expect_after_publishes(&[0x90, 0x03, 0x00, 0x01, 0x00]);
     // Two messages published on shard 0, three on shard 1 (to a topic
     // nobody reads).
     let mut on0 = RawClient::connect_v311(addr, &client_id_on_shard("p", 0, SHARDS));

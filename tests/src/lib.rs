@@ -472,6 +472,44 @@ impl RawClient {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Reads packets until one that is not a PUBLISH, which must be
+    /// `expected` (a SUBACK); returns the PUBLISH packets read before it.
+    /// A server may send PUBLISH packets matching a new subscription
+    /// before its SUBACK (MQTT 3.1.1 section 3.8.4, MQTT 5 section 3.8.4):
+    /// a `$SYS` tick that falls between the subscription going live here
+    /// and the other shards acknowledging it does.
+    pub fn expect_after_publishes(&mut self, expected: &[u8]) -> Vec<Vec<u8>> {
+        let mut publishes = Vec::new();
+        loop {
+            let packet = self.read_packet();
+            if packet.first().is_some_and(|b| b & 0xf0 == 0x30) {
+                publishes.push(packet);
+                continue;
+            }
+            assert_eq!(
+                packet,
+                expected,
+                "after {} PUBLISH packets",
+                publishes.len()
+            );
+            return publishes;
+        }
+    }
+
+    /// [`Self::read_packet`] waiting up to `limit` (an answer that takes
+    /// work a loaded machine may delay: an argon2 check on a helper
+    /// thread at the lowest priority).
+    pub fn read_packet_within(&mut self, limit: Duration) -> Vec<u8> {
+        self.stream
+            .set_read_timeout(Some(limit))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let packet = self.read_packet();
+        self.stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .unwrap_or_else(|e| panic!("{e}"));
+        packet
+    }
+
     /// Reads one whole MQTT packet (fixed header included).
     pub fn read_packet(&mut self) -> Vec<u8> {
         self.try_read_packet()

@@ -463,13 +463,20 @@ impl RawClient {
     /// an answer that comes after a bulk of work whose time grows with the
     /// machine's load (a debug broker storing thousands of messages).
     pub fn expect_within(&mut self, expected: &[u8], limit: Duration) {
+        self.within(limit, |c| c.expect(expected));
+    }
+
+    /// Runs `read` with reads waiting up to `limit`, then back to
+    /// [`READ_TIMEOUT`].
+    fn within<T>(&mut self, limit: Duration, read: impl FnOnce(&mut Self) -> T) -> T {
         self.stream
             .set_read_timeout(Some(limit))
             .unwrap_or_else(|e| panic!("{e}"));
-        self.expect(expected);
+        let out = read(self);
         self.stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .unwrap_or_else(|e| panic!("{e}"));
+        out
     }
 
     /// Reads packets until one that is not a PUBLISH, which must be
@@ -500,14 +507,7 @@ impl RawClient {
     /// work a loaded machine may delay: an argon2 check on a helper
     /// thread at the lowest priority).
     pub fn read_packet_within(&mut self, limit: Duration) -> Vec<u8> {
-        self.stream
-            .set_read_timeout(Some(limit))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let packet = self.read_packet();
-        self.stream
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .unwrap_or_else(|e| panic!("{e}"));
-        packet
+        self.within(limit, Self::read_packet)
     }
 
     /// Reads one whole MQTT packet (fixed header included).

@@ -24,9 +24,10 @@
 //! ones as ranges, no per-slot memory up front); a slot goes back to the
 //! free list when the close naming it has completed. The shard's memory
 //! release after closes merges the list's ranges ([`DirectTable::shrink`]):
-//! after a burst of closes, a few ranges instead of one entry per slot. A [`DirectFd`] that the loop
-//! drops without driving it (the engine refused the connection) is closed
-//! at the next [`Driver::flush`](super::Driver::flush).
+//! after a burst of closes, a few ranges instead of one entry per slot.
+//! A [`DirectFd`] that the loop drops without driving it (the engine
+//! refused the connection) is closed at the next
+//! [`Driver::flush`](super::Driver::flush).
 //!
 //! What a direct descriptor cannot give: `getsockname`/`getpeername` (the
 //! peer address comes with the accept; the local address is the
@@ -129,27 +130,30 @@ impl DirectTable {
     /// Gives back the free list's room after a burst of closes: its
     /// ranges sorted and merged (after every connection closed, one or
     /// a few instead of one per slot), a range that ends at [`Self::next`]
-    /// lowering it instead, and the list's spare capacity freed. 16,667
-    /// closes on one shard had left a 128 KiB list, allocated while the
-    /// connections closed (docs/benchmarks.md, "Memory given back after
-    /// 100,000 closes on six shards"). O(n log n) in the list: the shard
-    /// calls it at most about once a second, after closes.
+    /// lowering it instead, and the list's spare capacity freed. A list of
+    /// one slot per entry, as before, kept 16,667 entries after 16,667
+    /// closes on one shard (a 32,768-entry block, 128 KiB, allocated while
+    /// the connections closed; docs/benchmarks.md, "Memory given back after
+    /// 100,000 closes: `$SYS` room, the direct table's free list"). In
+    /// place, O(n log n) in the list: the shard calls it at most about once
+    /// a second, after closes.
     pub(super) fn shrink(&mut self) {
         self.free.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::new();
-        for &(start, end) in &self.free {
-            match merged.last_mut() {
-                Some(last) if last.1 >= start => last.1 = last.1.max(end),
-                _ => merged.push((start, end)),
+        // `dedup_by` hands each range with the last one kept before it:
+        // an overlapping or adjacent one joins that and goes.
+        self.free.dedup_by(|next, kept| {
+            let joins = kept.1 >= next.0;
+            if joins {
+                kept.1 = kept.1.max(next.1);
             }
-        }
-        if merged.last().is_some_and(|last| last.1 >= self.next) {
-            if let Some(last) = merged.pop() {
+            joins
+        });
+        if self.free.last().is_some_and(|last| last.1 >= self.next) {
+            if let Some(last) = self.free.pop() {
                 self.next = self.next.min(last.0);
             }
         }
-        merged.shrink_to_fit();
-        self.free = merged;
+        self.free.shrink_to_fit();
     }
 
     /// Slots in use (tests).

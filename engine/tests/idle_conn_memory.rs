@@ -22,16 +22,17 @@ use ringmq_engine::codec::{self, Connect, Packet, Protocol};
 
 /// The most heap bytes the engine may keep for one idle connection
 /// (its `Conn` and `Session` slab slots, the client-id table entry and
-/// the id, its place in the deadline wheel; no outgoing buffer once
-/// quiet), table slack included. 232 bytes at the time of writing, with
-/// connection logging on (644 before issue 11's work, 448 before the
+/// its place in the deadline wheel; no outgoing buffer once quiet), table
+/// slack included; the ids here (19-22 bytes) live inside the session
+/// record. 211 bytes at the time of writing, with connection logging on
+/// (232 while the session's id was a boxed copy, 644 before issue 11's work, 448 before the
 /// client-id table held session indices, 376 before `Conn` lost its copy
 /// of the client id and its authentication and alias pointers, 312 while
 /// the session's id was a second handle on the CONNECT's copy, which gave
 /// it a 24-byte shared header for life, 280 before `Session` kept its
 /// client id and user name in boxed slices and its subscriptions behind
 /// one pointer).
-const IDLE_CONN_HEAP_MAX_BYTES: usize = 240;
+const IDLE_CONN_HEAP_MAX_BYTES: usize = 216;
 
 const CONNECTIONS: usize = 4096;
 

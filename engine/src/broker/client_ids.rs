@@ -94,7 +94,7 @@ mod tests {
     use crate::codec::Protocol;
 
     fn session(id: &str) -> Session {
-        Session::new(Box::from(id.as_bytes()), Protocol::V5, 0, 1)
+        Session::new(id.as_bytes(), Protocol::V5, 0, 1)
     }
 
     #[test]

@@ -243,7 +243,7 @@ impl Broker {
                 // copy and its shared header for as long as the session
                 // lives; docs/benchmarks.md, memory per idle connection).
                 let session = self.sessions.insert(Session::new(
-                    Box::from(&client_id[..]),
+                    &client_id[..],
                     protocol,
                     expiry_interval_s,
                     generation,
@@ -391,7 +391,7 @@ impl Broker {
         };
         s.set_conn(None);
         s.generation = generation;
-        s.offline_since_ms = now_ms;
+        s.set_offline_since_ms(now_ms);
         if !publish_will {
             s.will = None;
         }

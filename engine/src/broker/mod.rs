@@ -68,6 +68,7 @@ mod ring;
 mod route;
 mod session;
 mod shared;
+mod short_bytes;
 mod slab;
 mod stats;
 mod subscribe;

@@ -240,7 +240,7 @@ impl Broker {
             expiry_interval_s: s.expiry_interval_s,
             offline_since_wall_ms: match s.conn() {
                 Some(_) => None,
-                None => Some(self.persist.wall(s.offline_since_ms)),
+                None => Some(self.persist.wall(s.offline_since_ms())),
             },
             username: s.username.as_deref().map(Bytes::copy_from_slice),
             will: s.will.as_deref().cloned(),

@@ -248,7 +248,7 @@ impl Broker {
         }
         let generation = self.generation();
         let mut s = Session::new(
-            Box::from(&client_id[..]),
+            &client_id[..],
             record.protocol,
             record.expiry_interval_s,
             generation,
@@ -311,7 +311,7 @@ impl Broker {
             Some(since) => now_wall.saturating_sub(since),
             None => 0, // connected until the restart
         };
-        s.offline_since_ms = now_ms.saturating_sub(offline_ms);
+        s.set_offline_since_ms(now_ms.saturating_sub(offline_ms));
         let session: SessionId = self.sessions.insert(s);
         self.by_client_id.insert(&self.sessions, session);
         for sub in record.subscriptions {

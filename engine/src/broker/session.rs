@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::conn::Conn;
+use super::short_bytes::ShortBytes;
 use super::slab::Slab;
 use super::{ConnId, SessionId};
 use crate::acl::{Action, SessionAcl};
@@ -43,9 +44,10 @@ pub(super) struct Queued {
 }
 
 pub(super) struct Session {
-    /// Its own copy, boxed: 16 bytes, not the 32 of a `Bytes` (memory per
-    /// idle connection; `connection_and_session_records_stay_small`).
-    pub(super) client_id: Box<[u8]>,
+    /// Its own copy, inline up to 22 bytes, boxed beyond ([`ShortBytes`]:
+    /// 24 bytes, no heap block for a short id; memory per idle connection,
+    /// `connection_and_session_records_stay_small`).
+    pub(super) client_id: ShortBytes,
     pub(super) username: Option<Box<[u8]>>,
     /// Its connection while online ([`Session::conn`]): 4 bytes, with
     /// [`NO_CONN`] for none (a shard never holds 2^32 - 1 connections).
@@ -67,8 +69,11 @@ pub(super) struct Session {
     pub(super) acl: Option<Box<SessionAcl>>,
     /// Its records are in the store (`persist.rs`): its end deletes them.
     pub(super) stored: bool,
-    /// When it lost its connection (engine ms; meaningful while offline).
-    pub(super) offline_since_ms: u64,
+    /// When it lost its connection, in whole engine seconds (meaningful
+    /// while offline): 4 bytes, so the inline client id fits the record's
+    /// 96 bytes. Only a restart reads it (the stored session's offline
+    /// time), and session expiry counts in seconds.
+    offline_since_s: u32,
 }
 
 /// [`Session::conn`] of a session without a connection.
@@ -204,13 +209,13 @@ pub(super) fn window_of(
 impl Session {
     /// A new session with nothing subscribed, queued or in flight.
     pub(super) fn new(
-        client_id: Box<[u8]>,
+        client_id: &[u8],
         protocol: Protocol,
         expiry_interval_s: u32,
         generation: u64,
     ) -> Session {
         Session {
-            client_id,
+            client_id: ShortBytes::new(client_id),
             username: None,
             conn: NO_CONN,
             protocol,
@@ -222,8 +227,20 @@ impl Session {
             generation,
             acl: None,
             stored: false,
-            offline_since_ms: 0,
+            offline_since_s: 0,
         }
+    }
+
+    /// When it lost its connection, in engine ms (whole seconds).
+    pub(super) fn offline_since_ms(&self) -> u64 {
+        u64::from(self.offline_since_s) * 1000
+    }
+
+    /// Records when it lost its connection (`now_ms`, engine ms), rounded
+    /// up to the second: a restart then counts it offline up to a second
+    /// less, never more, so rounding never expires a session early.
+    pub(super) fn set_offline_since_ms(&mut self, now_ms: u64) {
+        self.offline_since_s = u32::try_from(now_ms.div_ceil(1000)).unwrap_or(u32::MAX);
     }
 
     /// Its connection, while online.

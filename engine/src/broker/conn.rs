@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use super::backlog::Backlogged;
 use super::message::fnv;
 use super::pending_auth::PendingAuth;
+use super::short_bytes::ShortBytes;
 use super::{Broker, CloseCause, ConnId, Event, SessionId};
 use crate::codec::{
     self, Disconnect, EncodeError, Packet, Protocol, Publish, ReasonCode, SubscriptionOptions,
@@ -98,8 +99,8 @@ pub(super) struct ConnRare {
     pub(super) close_cause: Option<CloseCause>,
     /// The client id of the session it left when it stopped being active
     /// (`connlog`, when logging: its close record names it; while active
-    /// the session's own id is used).
-    pub(super) client_id: Option<Bytes>,
+    /// the session's own id is used). Inline when short: no heap block.
+    pub(super) client_id: Option<ShortBytes>,
     /// Outbound topic aliases (v5, when the client allows them), least
     /// recently used replaced first; made on the first PUBLISH that uses
     /// one.

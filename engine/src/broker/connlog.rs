@@ -106,13 +106,12 @@ impl Broker {
         if !self.config.log_connections {
             return;
         }
-        // Copies: a second handle on the session's `Bytes` would give it a
-        // shared header for the rest of its life (an offline session may
-        // live long).
-        let client_id = self
-            .sessions
-            .get(session)
-            .map(|s| Bytes::copy_from_slice(&s.client_id));
+        // A copy, inline when short (`ShortBytes`): a burst of client
+        // DISCONNECTs keeps thousands of these until their sockets close,
+        // and a 16-byte block each extended the shard's first page of that
+        // size, which its thread's name keeps for good (docs/benchmarks.md,
+        // "Memory given back after 100,000 closes").
+        let client_id = self.sessions.get(session).map(|s| s.client_id.clone());
         if let (Some(c), Some(id)) = (self.conns.get_mut(conn), client_id) {
             c.rare_mut().client_id = Some(id);
         }
@@ -131,6 +130,7 @@ impl Broker {
         let (cause, kept) = c
             .rare_mut_if_any()
             .map_or((None, None), |r| (r.close_cause.take(), r.client_id.take()));
+        let kept = kept.map(|id| Bytes::copy_from_slice(&id));
         let client_id = match state.session() {
             Some(session) => self
                 .sessions

@@ -30,6 +30,14 @@ use ringmq_net::uring::{Driver, Event, UringLimits};
 
 use super::metrics::SysTotals;
 use super::{ShardInit, StartReport, MEMORY_RELEASE_DELAY_MS, OVERFLOW_RECHECK_MS};
+
+/// After a memory release that found no connection left, the allocator's
+/// housekeeping runs once more this long after it, in milliseconds: the
+/// release made the other shards switch to smaller rings, and they free
+/// the old ones (blocks of this thread's pages) only when they next run;
+/// a page those frees empty is given back only when this thread runs the
+/// housekeeping again, which a quiet shard otherwise never does.
+const MEMORY_RELEASE_AGAIN_MS: u64 = 1_000;
 use super::{FLUSH_POLL_MS, STORAGE_FLUSH_MAX_MS};
 use crate::acl::ACL_RELOAD_POLL_MS;
 use crate::auth::Done;
@@ -125,6 +133,9 @@ pub fn run(init: ShardInit, mut driver: Driver) {
     // Verdicts held back for repeat offenders: (due ms, verdict).
     let mut delayed: Vec<(u64, Done)> = Vec::new();
     let mut release_at: Option<u64> = None;
+    // A second release after one that found no connection left
+    // (`MEMORY_RELEASE_AGAIN_MS`).
+    let mut release_again_at: Option<u64> = None;
     // When receiving went quiet long enough to give the receive buffers'
     // pages back (set again by every turn that received).
     let mut recv_quiet_at: Option<u64> = None;
@@ -185,8 +196,15 @@ pub fn run(init: ShardInit, mut driver: Driver) {
             driver.shrink_memory();
             if driver.connections() == 0 {
                 ringmq_net::alloc::release_all_free_memory();
+                release_again_at = Some(now + MEMORY_RELEASE_AGAIN_MS);
             } else {
                 ringmq_net::alloc::release_free_memory();
+            }
+        }
+        if release_again_at.is_some_and(|at| at <= now) {
+            release_again_at = None;
+            if driver.connections() == 0 && release_at.is_none() {
+                ringmq_net::alloc::release_all_free_memory();
             }
         }
         if recv_quiet_at.is_some_and(|at| at <= now) {
@@ -223,6 +241,7 @@ pub fn run(init: ShardInit, mut driver: Driver) {
             driver.next_deadline_ms(),
             delayed.iter().map(|(at, _)| *at).min(),
             release_at,
+            release_again_at,
             recv_quiet_at,
             acl.as_ref().map(|_| acl_check_at),
             overflow_check_at,

@@ -31,7 +31,9 @@
 # broker's own steady state, not memory the connections kept).
 # THREADS=1 (also print the broker's CPU ticks per thread over the
 # window), SHARDS (ringmq's --shards, default 1), PER_PROC (connections per loadgen
-# process; default: what one process may open, hard limit - 1024).
+# process; default: what one process may open, hard limit - 1024),
+# TIME_WAIT_MAX_S (90: before starting a broker, wait up to this long for an
+# earlier run's TIME_WAIT sockets on these ports to go).
 # Needs target/release/{ringmq,loadgen}; mosquitto from ../shared/peers.
 # The open-file limit: the soft limit is raised to the hard one (the hard
 # one too where the process may, CAP_SYS_RESOURCE). Past what one process
@@ -94,6 +96,15 @@ for b in "${brokers[@]}"; do
     echo "idle-memory: $b: N=$N needs SHARDS >= $(( (N + hard - 1025) / (hard - 1024) )) (each shard's table of direct descriptors is at most the open-file limit, $hard)" >&2
     continue
   fi
+  # An earlier run's TIME_WAIT sockets on these ports (up to N of them,
+  # 60 s on Linux) slowed the next ramp to a quarter of its rate, until one
+  # loadgen process ended before the others had connected and the run was
+  # NOT VALID: wait, at most TIME_WAIT_MAX_S, for fewer than 1,000.
+  for _ in $(seq 1 "${TIME_WAIT_MAX_S:-90}"); do
+    tw=$(ss -Htn state time-wait "( sport >= :$PORT and sport < :$(( PORT + procs )) ) or ( dport >= :$PORT and dport < :$(( PORT + procs )) )" | wc -l)
+    [[ $tw -lt 1000 ]] && break
+    sleep 1
+  done
   case "$b" in
     ringmq) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn ${RINGMQ_FLAGS:-} >"$work/ringmq.log" 2>&1 & pid=$!; sleep 1 ;;
     ringmq-native) "${RINGMQ_BIN:-$tdir/ringmq}" "${listens[@]}" --shards "$SHARDS" --log-level warn --io native ${RINGMQ_FLAGS:-} >"$work/ringmq.log" 2>&1 & pid=$!; sleep 1 ;;

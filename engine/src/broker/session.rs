@@ -292,6 +292,28 @@ impl Session {
 mod tests {
     use super::*;
 
+    /// The offline time is kept in whole seconds, rounded up: a restart
+    /// may count a session offline up to a second less than it was, never
+    /// more (so the rounding never expires one early), and the client id
+    /// reads back whole, inline or boxed.
+    #[test]
+    fn offline_time_rounds_up_to_the_second_and_the_id_reads_back() {
+        for id in [&b"dev-1"[..], &[b'x'; 40][..]] {
+            let mut s = Session::new(id, Protocol::V5, 60, 1);
+            assert_eq!(&s.client_id[..], id);
+            for (now_ms, kept_ms) in [
+                (0, 0),
+                (1, 1000),
+                (1000, 1000),
+                (1001, 2000),
+                (59_999, 60_000),
+            ] {
+                s.set_offline_since_ms(now_ms);
+                assert_eq!(s.offline_since_ms(), kept_ms, "went offline at {now_ms} ms");
+            }
+        }
+    }
+
     /// Every connection holds one `Conn` and one `Session` slot (plus the
     /// client-id map entry and a deadline wheel entry): rare parts (wills,
     /// ACL views, topic alias tables, authentication in progress, held

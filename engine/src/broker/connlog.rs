@@ -130,13 +130,12 @@ impl Broker {
         let (cause, kept) = c
             .rare_mut_if_any()
             .map_or((None, None), |r| (r.close_cause.take(), r.client_id.take()));
-        let kept = kept.map(|id| Bytes::copy_from_slice(&id));
         let client_id = match state.session() {
             Some(session) => self
                 .sessions
                 .get(session)
                 .map(|s| Bytes::copy_from_slice(&s.client_id)),
-            None => kept,
+            None => kept.map(|id| Bytes::copy_from_slice(&id)),
         };
         let record = ConnectionRecord::Closed {
             conn,

@@ -79,7 +79,8 @@ pub const DEFERRED_PURGE_DELAY_MS: c_long = 3_600_000;
 pub const PURGE_INTERVAL_MS: u64 = 1_000;
 
 /// Runs the calling thread's allocator housekeeping: frees the empty pages
-/// its heap holds (blocks freed by this thread or by others) back to the
+/// its heaps hold (mimalloc's default heap and its part of the lasting
+/// heap, `crate::lasting`; blocks freed by this thread or by others) back to the
 /// allocator's arenas, where the purge helper ([`start_purger`]) gives
 /// them back to the OS. Without the helper (tests, other binaries) the
 /// purge happens on the next allocation after mimalloc's delay. Costs a
@@ -87,6 +88,7 @@ pub const PURGE_INTERVAL_MS: u64 = 1_000;
 /// (connections closed), not per operation. Without mimalloc as the
 /// global allocator it only tidies mimalloc's own (unused) heap.
 pub fn release_free_memory() {
+    crate::lasting::collect(false);
     // SAFETY: mi_collect takes a plain bool, touches only mimalloc's own
     // state for the calling thread (and its arenas, under their locks), and
     // may be called from any thread at any time after process start. Not
@@ -108,6 +110,8 @@ pub fn release_free_memory() {
 /// burst) runs on the calling thread, hence: only when it has nothing
 /// else to do.
 pub fn release_all_free_memory() {
+    // First, so that the purge below also gives its freed pages back.
+    crate::lasting::collect(true);
     // SAFETY: as in `release_free_memory`; forced: every page of this
     // thread's heap is visited and the arenas are purged here.
     unsafe { mi_collect(true) }

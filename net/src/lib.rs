@@ -50,6 +50,7 @@ pub mod alloc;
 pub mod clock;
 pub mod conn;
 pub mod connect;
+pub mod lasting;
 pub mod listener;
 pub mod opslab;
 pub mod os;

@@ -219,6 +219,13 @@ impl ConnLog {
         if !self.enabled {
             return;
         }
+        // The log formatter's line buffer (one per thread) grows to the
+        // longest line and stays: in the lasting heap, not in a page of
+        // the burst being logged (`ringmq_net::lasting`).
+        ringmq_net::lasting::scope(|| self.write_record(record, transport, now_ms));
+    }
+
+    fn write_record(&self, record: ConnectionRecord, transport: Option<CloseReason>, now_ms: u64) {
         match record {
             ConnectionRecord::Connected {
                 conn,

@@ -44,8 +44,10 @@ use clap::Parser;
 use cli::{Cli, Command, ServeArgs};
 use config::Config;
 
+/// mimalloc, with a second heap for what outlives the connections
+/// (`ringmq_net::lasting`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ringmq_net::lasting::Allocator = ringmq_net::lasting::Allocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -112,6 +114,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     // Before the heap grows (ringmq_net::alloc docs).
     let huge_pages = ringmq_net::alloc::keep_small_pages();
     let large_blocks = ringmq_net::alloc::large_blocks_from_os();
+    ringmq_net::lasting::init();
     let config = match load(args) {
         Ok(c) => c,
         Err(code) => return code,

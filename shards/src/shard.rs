@@ -38,7 +38,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use ringmq_engine::acl::Acl;
-use ringmq_engine::broker::{Broker, BrokerConfig, ShardId};
+use ringmq_engine::broker::{Broker, BrokerConfig, ShardId, ShardMessage};
 use ringmq_net::clock::Clock;
 use ringmq_net::wake::{yield_now, Notify};
 
@@ -262,6 +262,7 @@ async fn shard_main(init: ShardInit, driver: &'static str) {
         result: Ok(driver),
         refused,
     });
+    ringmq_net::lasting::end_startup();
 
     shard.shutdown_started.wait().await;
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
@@ -378,8 +379,11 @@ async fn memory_release_task(shard: Rc<Shard>, slab: MonoioSlab) {
     loop {
         shard.closed_some.wait().await;
         monoio::time::sleep(Duration::from_millis(MEMORY_RELEASE_DELAY_MS)).await;
-        shard.broker.borrow_mut().shrink_memory();
-        shard.shrink_memory();
+        // What the release rebuilds smaller stays (`ringmq_net::lasting`).
+        ringmq_net::lasting::scope(|| {
+            shard.broker.borrow_mut().shrink_memory();
+            shard.shrink_memory();
+        });
         let started = std::time::Instant::now();
         let compacted = match &slab {
             MonoioSlab::Operations(rearm_accepts) => {
@@ -526,6 +530,12 @@ async fn ring_task(shard: Rc<Shard>) {
             let now = shard.now_ms();
             for msg in batch.drain(..) {
                 match msg {
+                    // As on the native loop: a retained message stays.
+                    RingMsg::Engine(msg @ ShardMessage::Retain { .. }) => {
+                        ringmq_net::lasting::scope(|| {
+                            shard.broker.borrow_mut().handle_shard_message(msg, now)
+                        })
+                    }
                     RingMsg::Engine(msg) => {
                         shard.broker.borrow_mut().handle_shard_message(msg, now)
                     }

@@ -12,6 +12,8 @@ use ringmq_net::opslab::EPOLL_EVENTS;
 
 /// Runs a shard on the current thread until it has shut down.
 pub fn run(init: ShardInit) {
+    // Until the loop starts (`native::run`, `shard_main`).
+    ringmq_net::lasting::begin_startup();
     let shard = init.id;
     if let Some(cpu) = init.cpu {
         if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {

@@ -49,7 +49,8 @@ pub(super) async fn sys_totals_task(shard: Rc<Shard>, interval_s: u32) {
             return;
         }
         let snapshots = shard.metrics.gather().await;
-        totals.publish(&shard, &snapshots);
+        // `$SYS` values stay (`ringmq_net::lasting`).
+        ringmq_net::lasting::scope(|| totals.publish(&shard, &snapshots));
         monoio::time::sleep(Duration::from_secs(u64::from(interval_s))).await;
     }
 }

@@ -502,7 +502,10 @@ impl Mesh {
 
     /// Puts every empty ring that grew back at its initial size, so that
     /// the memory a burst made resident is freed (module docs: rings that
-    /// grow). For the shard's memory release, after closes.
+    /// grow). For the shard's memory release, after closes. Wakes the peers
+    /// at once: a peer frees the old ring when it takes the new one, and an
+    /// idle shard would otherwise keep it (and the allocator page it lies in)
+    /// until its next message.
     pub fn shrink_memory(&mut self) {
         for out in self.outbound.iter_mut().flatten() {
             let initial = out.capacity_max.min(RING_INITIAL_SLOTS);
@@ -511,6 +514,7 @@ impl Mesh {
                 out.switch_ring(initial);
             }
         }
+        self.publish_wakeups();
     }
 
     /// Counters.

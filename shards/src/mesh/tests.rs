@@ -318,3 +318,37 @@ fn a_ring_smaller_than_the_initial_size_keeps_its_size() {
     assert_eq!(s, 8);
     assert_eq!(capacity(&meshes[0], 1), 8);
 }
+
+/// The memory release's shrink wakes the peer at once: the peer frees the
+/// ring it replaced (and the allocator page it lies in) only when it takes
+/// the new one, and an idle peer would otherwise not look until its next
+/// message.
+#[test]
+fn a_shrink_wakes_the_peer_to_take_the_new_ring() {
+    let (mut meshes, _signals) = build(2, 4 * RING_INITIAL_SLOTS, 4);
+    let mut m1 = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    let mut m0 = meshes.pop().unwrap_or_else(|| panic!("two meshes"));
+    for s in 0..RING_INITIAL_SLOTS as u32 {
+        assert_eq!(m0.push(1, publish(QoS::AtMostOnce, s)), PushOutcome::Sent);
+    }
+    assert_eq!(capacity(&m0, 1), 2 * RING_INITIAL_SLOTS);
+    m0.publish_wakeups();
+    assert_eq!(drain(&mut m0, &mut m1).len(), RING_INITIAL_SLOTS);
+    let unpark = Arc::new(Unpark {
+        thread: std::thread::current(),
+        wakes: AtomicUsize::new(0),
+    });
+    m1.signal().register(&Waker::from(unpark.clone()));
+    m0.shrink_memory();
+    assert_eq!(capacity(&m0, 1), RING_INITIAL_SLOTS);
+    assert_eq!(
+        unpark.wakes.load(Ordering::SeqCst),
+        1,
+        "the peer was not woken"
+    );
+    // The peer takes the new ring; later messages arrive on it.
+    let mut batch = Vec::new();
+    assert_eq!(m1.pop_batch(16, &mut batch), 0);
+    assert_eq!(m0.push(1, publish(QoS::AtMostOnce, 7)), PushOutcome::Sent);
+    assert_eq!(drain(&mut m0, &mut m1), vec![7]);
+}

@@ -75,6 +75,10 @@ pub fn init() {
     // null when out of memory, which leaves the scopes inert); mimalloc
     // heaps in v3 may be used from any thread (each gets its own part).
     let heap = unsafe { mi_heap_new() };
+    if heap.is_null() {
+        tracing::warn!("no lasting heap (out of memory): one heap for everything");
+        return;
+    }
     if HEAP
         .compare_exchange(
             std::ptr::null_mut(),

@@ -503,9 +503,8 @@ impl Mesh {
     /// Puts every empty ring that grew back at its initial size, so that
     /// the memory a burst made resident is freed (module docs: rings that
     /// grow). For the shard's memory release, after closes. Wakes the peers
-    /// at once: a peer frees the old ring when it takes the new one, and an
-    /// idle shard would otherwise keep it (and the allocator page it lies in)
-    /// until its next message.
+    /// it switched (a peer frees the old ring when it takes the new one), so
+    /// no caller has to remember to.
     pub fn shrink_memory(&mut self) {
         for out in self.outbound.iter_mut().flatten() {
             let initial = out.capacity_max.min(RING_INITIAL_SLOTS);

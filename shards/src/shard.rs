@@ -38,7 +38,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use ringmq_engine::acl::Acl;
-use ringmq_engine::broker::{Broker, BrokerConfig, ShardId, ShardMessage};
+use ringmq_engine::broker::{Broker, BrokerConfig, ShardId};
 use ringmq_net::clock::Clock;
 use ringmq_net::wake::{yield_now, Notify};
 
@@ -379,11 +379,7 @@ async fn memory_release_task(shard: Rc<Shard>, slab: MonoioSlab) {
     loop {
         shard.closed_some.wait().await;
         monoio::time::sleep(Duration::from_millis(MEMORY_RELEASE_DELAY_MS)).await;
-        // What the release rebuilds smaller stays (`ringmq_net::lasting`).
-        ringmq_net::lasting::scope(|| {
-            shard.broker.borrow_mut().shrink_memory();
-            shard.shrink_memory();
-        });
+        shard.shrink_memory();
         let started = std::time::Instant::now();
         let compacted = match &slab {
             MonoioSlab::Operations(rearm_accepts) => {
@@ -530,15 +526,7 @@ async fn ring_task(shard: Rc<Shard>) {
             let now = shard.now_ms();
             for msg in batch.drain(..) {
                 match msg {
-                    // As on the native loop: a retained message stays.
-                    RingMsg::Engine(msg @ ShardMessage::Retain { .. }) => {
-                        ringmq_net::lasting::scope(|| {
-                            shard.broker.borrow_mut().handle_shard_message(msg, now)
-                        })
-                    }
-                    RingMsg::Engine(msg) => {
-                        shard.broker.borrow_mut().handle_shard_message(msg, now)
-                    }
+                    RingMsg::Engine(msg) => shard.handle_shard_message(msg, now),
                     RingMsg::Handoff { fd, bytes, tls, ws } => {
                         conn::adopt_handoff(&shard, fd, bytes, tls, ws)
                     }

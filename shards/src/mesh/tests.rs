@@ -319,10 +319,8 @@ fn a_ring_smaller_than_the_initial_size_keeps_its_size() {
     assert_eq!(capacity(&meshes[0], 1), 8);
 }
 
-/// The memory release's shrink wakes the peer at once: the peer frees the
-/// ring it replaced (and the allocator page it lies in) only when it takes
-/// the new one, and an idle peer would otherwise not look until its next
-/// message.
+/// The shrink wakes the peer itself: the peer frees the ring it replaced
+/// (and the allocator page it lies in) only when it takes the new one.
 #[test]
 fn a_shrink_wakes_the_peer_to_take_the_new_ring() {
     let (mut meshes, _signals) = build(2, 4 * RING_INITIAL_SLOTS, 4);

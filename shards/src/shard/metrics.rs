@@ -49,8 +49,7 @@ pub(super) async fn sys_totals_task(shard: Rc<Shard>, interval_s: u32) {
             return;
         }
         let snapshots = shard.metrics.gather().await;
-        // `$SYS` values stay (`ringmq_net::lasting`).
-        ringmq_net::lasting::scope(|| totals.publish(&shard, &snapshots));
+        totals.publish(&shard, &snapshots);
         monoio::time::sleep(Duration::from_secs(u64::from(interval_s))).await;
     }
 }
@@ -72,8 +71,13 @@ impl SysTotals {
         }
     }
 
-    /// Publishes the broker-wide values computed from `snapshots`.
+    /// Publishes the broker-wide values computed from `snapshots`. The
+    /// `$SYS` values stay: in the lasting heap (`ringmq_net::lasting`).
     pub(super) fn publish(&mut self, shard: &Shard, snapshots: &[metrics::ShardSnapshot]) {
+        ringmq_net::lasting::scope(|| self.publish_values(shard, snapshots));
+    }
+
+    fn publish_values(&mut self, shard: &Shard, snapshots: &[metrics::ShardSnapshot]) {
         let (stats, gauges, sockets_accepted) = metrics::totals(snapshots);
         self.clients_maximum = gauges.sessions_online.max(self.clients_maximum);
         let totals = BrokerTotals {

@@ -48,7 +48,6 @@ use crate::mesh::RingMsg;
 use crate::metrics::{Gathering, GATHER_POLL_MS};
 use crate::reload::Cached;
 use crate::shard::state::Shard;
-use ringmq_engine::broker::ShardMessage;
 
 mod route;
 
@@ -161,14 +160,7 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         let popped = shard.mesh.borrow_mut().pop_batch(budget, &mut batch);
         for msg in batch.drain(..) {
             match msg {
-                // A retained message (another shard's, `$SYS` values
-                // among them) stays after the connections around it.
-                RingMsg::Engine(msg @ ShardMessage::Retain { .. }) => {
-                    ringmq_net::lasting::scope(|| {
-                        shard.broker.borrow_mut().handle_shard_message(msg, now)
-                    })
-                }
-                RingMsg::Engine(msg) => shard.broker.borrow_mut().handle_shard_message(msg, now),
+                RingMsg::Engine(msg) => shard.handle_shard_message(msg, now),
                 RingMsg::Handoff { fd, bytes, tls, ws } => {
                     route::adopt(&shard, &mut driver, fd, bytes, tls, ws);
                 }
@@ -203,12 +195,9 @@ pub fn run(init: ShardInit, mut driver: Driver) {
         }
         if release_at.is_some_and(|at| at <= now) {
             release_at = None;
+            shard.shrink_memory();
             // What the release rebuilds smaller stays (`lasting`).
-            ringmq_net::lasting::scope(|| {
-                shard.broker.borrow_mut().shrink_memory();
-                shard.shrink_memory();
-                driver.shrink_memory();
-            });
+            ringmq_net::lasting::scope(|| driver.shrink_memory());
             if driver.connections() == 0 {
                 ringmq_net::alloc::release_all_free_memory();
                 release_again_at = Some(now + MEMORY_RELEASE_AGAIN_MS);
@@ -378,7 +367,7 @@ impl SysTick {
         shard.answer_metrics();
         self.polled_at = now;
         if let Some(snapshots) = shard.metrics.poll(gathering, now - asked_at) {
-            ringmq_net::lasting::scope(|| self.totals.publish(shard, &snapshots));
+            self.totals.publish(shard, &snapshots);
             self.gathering = None;
             self.next_at = now + interval_ms;
         }

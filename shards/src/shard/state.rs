@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ringmq_engine::auth::{AuthRequest, AuthVerdict};
-use ringmq_engine::broker::{Broker, ConnId, Event, ShardId};
+use ringmq_engine::broker::{Broker, ConnId, Event, ShardId, ShardMessage};
 use ringmq_engine::codec::ReasonCode;
 use ringmq_net::clock::Clock;
 use ringmq_net::conn::{CloseReason, DriverConfig, DriverHandle};
@@ -447,17 +447,32 @@ impl Shard {
         }
     }
 
-    /// Gives back the spare capacity of the runtime's connection tables
-    /// and of the rings to the other shards that grew (after a burst of
-    /// closes; `memory_release_task`). The peers are woken to switch to
-    /// the smaller rings (they free the old ones).
+    /// Gives back the spare capacity of the engine's tables
+    /// (`Broker::shrink_memory`), of the runtime's connection tables and
+    /// of the rings to the other shards that grew (after a burst of closes;
+    /// the memory release of either backend). The peers are woken to
+    /// switch to the smaller rings (`Mesh::shrink_memory`; they free the
+    /// old ones). What it rebuilds smaller stays: in the lasting heap
+    /// (`ringmq_net::lasting`).
     pub fn shrink_memory(&self) {
-        self.conns.borrow_mut().shrink_to_fit();
-        self.paused.borrow_mut().shrink_to_fit();
-        self.connlog.shrink_memory();
-        let mut mesh = self.mesh.borrow_mut();
-        mesh.shrink_memory();
-        mesh.publish_wakeups();
+        ringmq_net::lasting::scope(|| {
+            self.broker.borrow_mut().shrink_memory();
+            self.conns.borrow_mut().shrink_to_fit();
+            self.paused.borrow_mut().shrink_to_fit();
+            self.connlog.shrink_memory();
+            self.mesh.borrow_mut().shrink_memory();
+        });
+    }
+
+    /// A message of another shard's ring for the engine. A retained one
+    /// (`$SYS` values among them) stays after the connections around it:
+    /// stored in the lasting heap (`ringmq_net::lasting`).
+    pub fn handle_shard_message(&self, msg: ShardMessage, now: u64) {
+        if matches!(msg, ShardMessage::Retain { .. }) {
+            ringmq_net::lasting::scope(|| self.broker.borrow_mut().handle_shard_message(msg, now));
+        } else {
+            self.broker.borrow_mut().handle_shard_message(msg, now);
+        }
     }
 
     /// Writes the engine's connection records (`connlog`); `transport` is
